@@ -1,0 +1,75 @@
+"""Name grammar shared by readers of name-based formats.
+
+Where a format records what a tensor is (the TF2 object graph's slot table,
+Keras' ``optimizer_weights`` group) the reader uses that.  Name-based formats
+(TF1 checkpoints, state dicts) only have the name; these rules tag optimizer
+slots and step counters from it, in one place.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from bridge.model import TensorKind
+
+# Slot variables created by TF1 optimizers, appended as the last scope component:
+# google-research BERT's AdamWeightDecayOptimizer (adam_m/adam_v), tf.train.*Optimizer
+# (Adam, Adam_1, Momentum, ...), LAMB and Adafactor implementations.
+_TF_SLOT_SUFFIXES = frozenset(
+    {
+        "adam_m", "adam_v", "Adam", "Adam_1", "AdamW", "AdamW_1",
+        "Momentum", "RMSProp", "RMSProp_1", "Adagrad", "Adadelta", "Adadelta_1",
+        "Ftrl", "Ftrl_1", "ProximalAdagrad", "lamb_m", "lamb_v", "LAMB", "LAMB_1",
+        "adafactor_vr", "adafactor_vc", "adafactor_v", "adafactor_m",
+        "accumulator", "ExponentialMovingAverage",
+    }
+)  # fmt: skip
+# Whole-name optimizer bookkeeping of tf.train.AdamOptimizer.
+_TF_OPTIMIZER_NAMES = re.compile(r"(.*/)?(beta1_power|beta2_power)(_\d+)?")
+_COUNTER_NAMES = frozenset({"global_step", "save_counter", "step", "iterations", "iter", "epoch"})
+_METADATA_NAMES = frozenset({"_CHECKPOINTABLE_OBJECT_GRAPH"})
+# Top-level keys of training-state pickles that hold optimizer or scheduler state.
+_TORCH_OPTIMIZER_ROOTS = frozenset(
+    {"optimizer", "optimizers", "optim", "optimizer_state", "optimizer_state_dict", "opt_state",
+     "scheduler", "lr_scheduler", "scaler"}
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class NameKind:
+    kind: TensorKind
+    slot_of: str | None = None
+    slot_name: str | None = None
+
+
+MODEL = NameKind("model")
+
+
+def classify_tf_name(name: str) -> NameKind:
+    """Tag a TF1 variable name as model weight, optimizer slot, counter or metadata."""
+    if name in _METADATA_NAMES:
+        return NameKind("metadata")
+    last = name.rsplit("/", 1)[-1]
+    if name in _COUNTER_NAMES or last in ("global_step",):
+        return NameKind("counter")
+    if "/" in name and last in _TF_SLOT_SUFFIXES:
+        return NameKind("optimizer", slot_of=name.rsplit("/", 1)[0], slot_name=last)
+    if _TF_OPTIMIZER_NAMES.fullmatch(name):
+        return NameKind("optimizer")
+    return MODEL
+
+
+def classify_torch_name(name: str) -> NameKind:
+    """Tag a flattened state-dict key (``optimizer.state.0.exp_avg``) by its root."""
+    root, _, rest = name.partition(".")
+    if root in _TORCH_OPTIMIZER_ROOTS:
+        return NameKind("optimizer", slot_name=rest.rsplit(".", 1)[-1] if rest else None)
+    if name in _COUNTER_NAMES:
+        return NameKind("counter")
+    return MODEL
+
+
+def separator(name: str) -> str:
+    """The scope separator a name uses: ``/`` for TF and HDF5 paths, ``.`` for PyTorch."""
+    return "/" if "/" in name else "."
