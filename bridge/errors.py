@@ -57,7 +57,7 @@ class BridgeError(Exception):
             text += f": {self.detail}"
         text = text.rstrip(".") + "."
         if self.hint:
-            text += " " + self.hint.rstrip(".") + "."
+            text += " " + (self.hint if self.hint.endswith(("?", "!", ".")) else self.hint + ".")
         return text
 
 

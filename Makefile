@@ -1,0 +1,39 @@
+# Two entry points for a newcomer: `make demo` and `make test` (README's first two commands).
+# Each creates/uses a local virtual environment in .venv and installs what it needs.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+# The CPU build of torch 2.13.0 is what the test machines carry; a bare `torch`
+# would pull a multi-GB CUDA build.
+TEST_FRAMEWORKS := torch==2.13.0 tensorflow-cpu==2.21.0 tf-keras==2.21.0 "transformers>=5,<6"
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.core: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install -q -e .
+	@touch $@
+
+$(VENV)/.test: $(VENV)/.core
+	$(BIN)/python -m pip install -q $(TEST_FRAMEWORKS) -e ".[test]" ruff
+	@touch $@
+
+demo: $(VENV)/.core
+	$(BIN)/bridge inspect examples/tiny-bert/
+	$(BIN)/bridge inspect examples/tiny-bert/ --filter 'pooler' --all --stats
+
+test: $(VENV)/.test
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.test
+	$(BIN)/ruff check bridge tf_side pt_side tests bench examples
+
+bench: $(VENV)/.test
+	$(BIN)/python bench/bench_inspect.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,65 @@
+"""Shared pieces of the benchmarks: the BERT-base checkpoint they all measure, and a timer."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "examples"))
+
+from make_tiny_bert import bert_shapes, write_tf1_checkpoint  # noqa: E402
+
+BERT_BASE = {
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "max_position_embeddings": 512,
+    "num_attention_heads": 12,
+    "num_hidden_layers": 12,
+    "type_vocab_size": 2,
+    "vocab_size": 30522,
+}
+
+
+def bert_base_checkpoint(work: Path) -> Path:
+    """A ~1.3 GB google-research BERT-base checkpoint with Adam slots, written once by TF's Saver."""
+    prefix = work / "bert-base" / "bert_model.ckpt"
+    if not prefix.with_name("bert_model.ckpt.index").exists():
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+        print(f"writing {prefix} with TensorFlow's Saver (once; reused by later runs) ...", flush=True)
+        # In a child process so that the measuring process never imports TensorFlow.
+        code = (
+            "import sys, json; sys.path.insert(0, sys.argv[1]);"
+            "from make_tiny_bert import bert_shapes, write_tf1_checkpoint;"
+            "from pathlib import Path;"
+            "write_tf1_checkpoint(Path(sys.argv[2]), bert_shapes(json.loads(sys.argv[3])), adam=True, step=1000)"
+        )
+        import json
+
+        subprocess.run(
+            [sys.executable, "-c", code, str(REPO / "examples"), str(prefix), json.dumps(BERT_BASE)],
+            check=True,
+            stderr=subprocess.DEVNULL,
+        )
+    return prefix
+
+
+def checkpoint_bytes(prefix: Path) -> int:
+    return sum(p.stat().st_size for p in prefix.parent.glob(prefix.name + ".*"))
+
+
+def time_command(argv: list[str], repeats: int) -> float:
+    """Median wall time of a whole process (interpreter start included)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+__all__ = ["BERT_BASE", "bert_base_checkpoint", "bert_shapes", "checkpoint_bytes", "time_command",
+           "write_tf1_checkpoint"]  # fmt: skip

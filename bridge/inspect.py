@@ -1,0 +1,265 @@
+"""``bridge inspect``: what a checkpoint holds, grouped by scope.
+
+Computing (:func:`inspect_checkpoint`) is separate from rendering
+(:func:`render_text`, :meth:`InspectReport.to_json`): one result, two views.
+Only metadata is read, except counters (scalars) and, with ``stats=True``,
+every value (which also verifies every checksum).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bridge import dtypes
+from bridge.errors import UsageError
+from bridge.model import KINDS, Checkpoint, TensorRecord
+from bridge.scopes import fold, scope_of
+
+
+@dataclass(frozen=True)
+class ScopeRow:
+    scope: str
+    tensors: int
+    params: int
+    nbytes: int
+    dtypes: dict[str, int]
+
+
+@dataclass
+class InspectReport:
+    checkpoint: Checkpoint
+    records: list[TensorRecord]
+    scopes: list[ScopeRow]
+    slots: list[ScopeRow]
+    counters: dict[str, Any]
+    stats: dict[str, dict[str, float | int | None]] = field(default_factory=dict)
+
+    def totals(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for kind in KINDS:
+            recs = [r for r in self.records if r.kind == kind]
+            out[kind] = {
+                "tensors": len(recs),
+                "params": sum(r.numel for r in recs),
+                "bytes": sum(r.nbytes for r in recs),
+            }
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        ckpt = self.checkpoint
+        tensors = []
+        for r in self.records:
+            item = r.to_json()
+            if r.name in self.stats:
+                item["stats"] = self.stats[r.name]
+            tensors.append(item)
+        return {
+            "format": ckpt.format,
+            "framework": ckpt.framework,
+            "path": ckpt.path,
+            "files": ckpt.files,
+            "metadata": ckpt.metadata,
+            "summary": self.totals(),
+            "counters": self.counters,
+            "tied": [list(group) for group in ckpt.tied],
+            "tensors": tensors,
+        }
+
+
+def inspect_checkpoint(
+    ckpt: Checkpoint,
+    *,
+    pattern: str | None = None,
+    depth: int = 3,
+    stats: bool = False,
+    progress: Callable[[Iterable[TensorRecord]], Iterable[TensorRecord]] | None = None,
+) -> InspectReport:
+    """Summarise ``ckpt``.
+
+    Args:
+        ckpt: an opened checkpoint.
+        pattern: a regular expression; only names (or readable paths) it finds are kept.
+        depth: how many scope components a row of the scope table keeps.
+        stats: read every kept value and compute min/max/mean/std and NaN/Inf counts.
+        progress: wraps the iteration over values when ``stats`` is set (a progress bar).
+
+    Returns:
+        An :class:`InspectReport`.
+    """
+    records = list(ckpt.values())
+    if pattern:
+        try:
+            rx = re.compile(pattern)
+        except re.error as e:
+            raise UsageError("Invalid --filter pattern", detail=str(e), hint=f"Received: {pattern!r}") from e
+        records = [r for r in records if rx.search(r.name) or (r.path and rx.search(r.path))]
+    model = [r for r in records if r.kind == "model"]
+    scopes = _rows(fold(scope_of(r.name, depth) for r in model), model, lambda r: scope_of(r.name, depth))
+    slot_records = [r for r in records if r.kind == "optimizer"]
+    slots = _rows(
+        {name: [name] for name in dict.fromkeys(_slot_label(r) for r in slot_records)},
+        slot_records,
+        _slot_label,
+    )
+    counters = {r.name: _scalar(r) for r in records if r.kind == "counter"}
+    report = InspectReport(ckpt, records, scopes, slots, counters)
+    if stats:
+        iterable: Iterable[TensorRecord] = progress(records) if progress else records
+        for r in iterable:
+            report.stats[r.name] = tensor_stats(r)
+    return report
+
+
+def _slot_label(r: TensorRecord) -> str:
+    return r.slot_name or "(other optimizer state)"
+
+
+def _rows(
+    groups: dict[str, list[str]], records: list[TensorRecord], key: Callable[[TensorRecord], str]
+) -> list[ScopeRow]:
+    by_key: dict[str, list[TensorRecord]] = {}
+    for r in records:
+        by_key.setdefault(key(r), []).append(r)
+    rows = []
+    for label, members in groups.items():
+        recs = [r for m in dict.fromkeys(members) for r in by_key.get(m, [])]
+        rows.append(
+            ScopeRow(
+                scope=label,
+                tensors=len(recs),
+                params=sum(r.numel for r in recs),
+                nbytes=sum(r.nbytes for r in recs),
+                dtypes=dict(Counter(r.dtype for r in recs)),
+            )
+        )
+    return rows
+
+
+def _scalar(r: TensorRecord) -> Any:
+    if r.numel != 1 or r.dtype == dtypes.STRING:
+        return None
+    value = r.numpy().reshape(()).item()
+    return value if isinstance(value, (int, float, bool)) else str(value)
+
+
+_CHUNK = 1 << 22  # elements per chunk: bounds the float64 temporaries on big tensors
+
+
+def tensor_stats(r: TensorRecord) -> dict[str, float | int | None]:
+    """min/max/mean/std over finite values and NaN/Inf counts; reading checks the checksum."""
+    value = r.numpy()
+    if r.dtype == dtypes.STRING or r.dtype == "bool" or r.numel == 0:
+        return {"min": None, "max": None, "mean": None, "std": None, "nan": 0, "inf": 0}
+    flat = value.reshape(-1)
+    lo, hi, total, total_sq, count, nan, inf = np.inf, -np.inf, 0.0, 0.0, 0, 0, 0
+    for start in range(0, flat.size, _CHUNK):
+        chunk = np.asarray(flat[start : start + _CHUNK])
+        if np.iscomplexobj(chunk):
+            chunk = np.abs(chunk)
+        chunk = chunk.astype(np.float64)
+        finite = np.isfinite(chunk)
+        nan += int(np.isnan(chunk).sum())
+        inf += int(np.isinf(chunk).sum())
+        good = chunk[finite]
+        if good.size:
+            lo, hi = min(lo, float(good.min())), max(hi, float(good.max()))
+            total += float(good.sum())
+            total_sq += float(np.square(good).sum())
+            count += good.size
+    if count == 0:
+        return {"min": None, "max": None, "mean": None, "std": None, "nan": nan, "inf": inf}
+    mean = total / count
+    var = max(total_sq / count - mean * mean, 0.0)
+    return {"min": lo, "max": hi, "mean": mean, "std": var**0.5, "nan": nan, "inf": inf}
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")  # noqa: S101
+
+
+def human_count(n: int) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
+def render_text(report: InspectReport, *, every_tensor: bool = False) -> str:
+    ckpt = report.checkpoint
+    lines = [f"{ckpt.path}", f"  format: {ckpt.format} ({ckpt.framework})"]
+    for key, value in ckpt.metadata.items():
+        if isinstance(value, (str, int, float, bool)):
+            lines.append(f"  {key}: {value}")
+    totals = report.totals()
+    lines.append(
+        "  "
+        + ", ".join(
+            f"{kind}: {t['tensors']} tensors, {human_count(t['params'])} values, {human_bytes(t['bytes'])}"
+            for kind, t in totals.items()
+            if t["tensors"]
+        )
+    )
+    lines.append("")
+    if every_tensor or report.stats:
+        lines.extend(_tensor_table(report))
+    else:
+        lines.extend(_scope_table("model tensors by scope", report.scopes))
+    if report.slots and not every_tensor:
+        lines.append("")
+        lines.extend(_scope_table("optimizer state by slot (not model weights)", report.slots))
+    if report.counters:
+        lines.append("")
+        lines.append("counters: " + ", ".join(f"{k} = {v}" for k, v in report.counters.items()))
+    if ckpt.tied:
+        lines.append("")
+        lines.append("tied (one storage, several names): " + "; ".join(" = ".join(g) for g in ckpt.tied))
+    return "\n".join(lines)
+
+
+def _scope_table(title: str, rows: list[ScopeRow]) -> list[str]:
+    if not rows:
+        return [f"{title}: none"]
+    width = max(len(title), *(len(r.scope) for r in rows))
+    out = [f"{title:<{width}}  {'tensors':>7}  {'values':>8}  {'bytes':>10}  dtypes"]
+    for r in rows:
+        mix = ", ".join(f"{d}" if n == r.tensors else f"{d}×{n}" for d, n in r.dtypes.items())
+        out.append(
+            f"{r.scope:<{width}}  {r.tensors:>7}  {human_count(r.params):>8}  {human_bytes(r.nbytes):>10}  {mix}"
+        )
+    return out
+
+
+def _tensor_table(report: InspectReport) -> list[str]:
+    recs = report.records
+    if not recs:
+        return ["no tensors match"]
+    width = max(len(r.name) for r in recs)
+    head = f"{'name':<{width}}  {'kind':<9}  {'dtype':<8}  shape"
+    if report.stats:
+        head += "  |  min  max  mean  std  nan  inf"
+    out = [head]
+    for r in recs:
+        line = f"{r.name:<{width}}  {r.kind:<9}  {r.dtype:<8}  {list(r.shape)}"
+        s = report.stats.get(r.name)
+        if s is not None:
+            line += "  |  " + "  ".join(_fmt(s[k]) for k in ("min", "max", "mean", "std", "nan", "inf"))
+        out.append(line)
+    return out
+
+
+def _fmt(value: float | int | None) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.4g}"

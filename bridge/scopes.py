@@ -1,0 +1,61 @@
+"""Group tensor names by scope, folding numbered siblings (``layer_{0..11}``).
+
+Shared by ``inspect`` and, later, the match report: one folding rule everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from bridge.naming import separator
+
+_NUMBERED = re.compile(r"^(.*?)(\d+)$")
+
+
+def scope_of(name: str, depth: int) -> str:
+    """The first ``depth`` scope components of ``name`` (the leaf is never a scope)."""
+    sep = separator(name)
+    parts = name.split(sep)
+    scope = parts[:-1][:depth]
+    return sep.join(scope) if scope else "(root)"
+
+
+def fold(names: Iterable[str]) -> dict[str, list[str]]:
+    """Fold names that differ only in trailing numbers of components.
+
+    ``bert/encoder/layer_0`` ... ``layer_11`` -> ``bert/encoder/layer_{0..11}``.
+    Returns folded label -> member names, in first-seen order.
+    """
+    groups: dict[tuple[str, ...], dict[str, object]] = {}
+    for name in names:
+        sep = separator(name)
+        key: list[str] = []
+        numbers: list[int] = []
+        for part in name.split(sep):
+            m = _NUMBERED.match(part)
+            if m and not (m.group(1) and m.group(1)[-1].isdigit()):
+                key.append(m.group(1) + "\x00")
+                numbers.append(int(m.group(2)))
+            else:
+                key.append(part)
+        group = groups.setdefault((sep, *key), {"numbers": [], "members": []})
+        group["numbers"].append(numbers)  # type: ignore[union-attr]
+        group["members"].append(name)  # type: ignore[union-attr]
+    out: dict[str, list[str]] = {}
+    for (sep, *key), group in groups.items():
+        rows: list[list[int]] = group["numbers"]  # type: ignore[assignment]
+        members: list[str] = group["members"]  # type: ignore[assignment]
+        columns = list(zip(*rows)) if rows and rows[0] else []
+        labels = iter(_render_numbers(sorted(set(col))) for col in columns)
+        label = sep.join(part.replace("\x00", next(labels)) if part.endswith("\x00") else part for part in key)
+        out[label] = members
+    return out
+
+
+def _render_numbers(values: list[int]) -> str:
+    if len(values) == 1:
+        return str(values[0])
+    if values == list(range(values[0], values[-1] + 1)):
+        return f"{{{values[0]}..{values[-1]}}}"
+    return "{" + ",".join(map(str, values)) + "}"

@@ -1,0 +1,88 @@
+"""`bridge inspect` through CliRunner: tables, JSON, filters, stats, errors and exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bridge.cli import cli
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "tiny-bert"
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def test_inspect_example_table(runner):
+    result = runner.invoke(cli, ["inspect", str(EXAMPLE)])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "format: tf-checkpoint (tensorflow)" in out
+    assert "bert/encoder/layer_{0..1}" in out
+    assert "optimizer state by slot" in out and "adam_m" in out and "adam_v" in out
+    assert "global_step = " in out
+
+
+def test_inspect_example_json_lists_every_tensor(runner):
+    result = runner.invoke(cli, ["inspect", str(EXAMPLE / "bert_model.ckpt"), "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert payload["format"] == "tf-checkpoint"
+    names = {t["name"]: t for t in payload["tensors"]}
+    assert names["bert/embeddings/word_embeddings"]["dtype"] == "float32"
+    assert names["bert/embeddings/word_embeddings/adam_m"]["kind"] == "optimizer"
+    assert names["bert/embeddings/word_embeddings/adam_m"]["slot_of"] == "bert/embeddings/word_embeddings"
+    assert names["global_step"]["kind"] == "counter"
+    totals = payload["summary"]
+    assert totals["optimizer"]["tensors"] == 2 * totals["model"]["tensors"]
+
+
+def test_inspect_filter_and_stats(runner):
+    result = runner.invoke(cli, ["inspect", str(EXAMPLE), "--filter", "pooler/dense", "--stats", "--json"])
+    assert result.exit_code == 0, result.output
+    tensors = json.loads(result.output)["tensors"]
+    assert {t["name"] for t in tensors} == {
+        "bert/pooler/dense/kernel", "bert/pooler/dense/bias",
+        "bert/pooler/dense/kernel/adam_m", "bert/pooler/dense/kernel/adam_v",
+        "bert/pooler/dense/bias/adam_m", "bert/pooler/dense/bias/adam_v",
+    }  # fmt: skip
+    stats = {t["name"]: t["stats"] for t in tensors}
+    kernel = stats["bert/pooler/dense/kernel"]
+    assert kernel["nan"] == 0 and kernel["inf"] == 0 and kernel["min"] < kernel["mean"] < kernel["max"]
+
+
+def test_inspect_every_tensor_table(runner):
+    result = runner.invoke(cli, ["inspect", str(EXAMPLE), "--all", "--filter", "^bert/pooler"])
+    assert result.exit_code == 0
+    assert "bert/pooler/dense/kernel  " in result.output
+
+
+def test_missing_path_is_exit_2_without_traceback(runner, tmp_path):
+    result = runner.invoke(cli, ["inspect", str(tmp_path / "missing.ckpt")])
+    assert result.exit_code == 2
+    assert "Checkpoint not found" in result.output and "missing.ckpt" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_filter_is_exit_2(runner):
+    result = runner.invoke(cli, ["inspect", str(EXAMPLE), "--filter", "("])
+    assert result.exit_code == 2
+    assert "Invalid --filter pattern" in result.output
+
+
+def test_unknown_format_name_is_exit_2(runner):
+    result = runner.invoke(cli, ["inspect", str(EXAMPLE), "--format", "onnx"])
+    assert result.exit_code == 2 and "Known formats" in result.output
+
+
+def test_formats_json(runner):
+    result = runner.invoke(cli, ["formats", "--json"])
+    assert result.exit_code == 0
+    names = [f["name"] for f in json.loads(result.output)]
+    assert names[:2] == ["tf-checkpoint", "saved-model"] and "safetensors" in names
