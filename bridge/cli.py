@@ -94,6 +94,63 @@ def inspect(
             click.echo(render_text(report, every_tensor=every_tensor))
 
 
+@cli.command()
+@click.argument("source", type=click.Path(path_type=str))
+@click.option("--to", "to", type=click.Choice(["pytorch", "tensorflow"]), required=True, help="The side to go to.")
+@click.option("--target", metavar="CLASS|PATH|LAYOUT",
+              help="transformers class (BertForPreTraining), reference checkpoint, or TF layout (google-bert). "
+              "Default: the class that keeps every head the source has.")  # fmt: skip
+@click.option("--config", "config", type=click.Path(path_type=str, dir_okay=False),
+              help="bert_config.json / config.json. Default: beside the source, else inferred.")  # fmt: skip
+@click.option("--rules", metavar="PACK", help="Rule pack name (default: detected).")
+@click.option("--map", "maps", multiple=True, metavar="'SRC_REGEX=TARGET[@TRANSFORM]'",
+              help="One-off rule tried first, e.g. --map 'bert/emb/(.*)=bert.embeddings.{1}'. Repeatable.")  # fmt: skip
+@click.option("--strip-prefix", metavar="PREFIX", help="Remove PREFIX from PyTorch-side source names.")
+@click.option("--add-prefix", metavar="PREFIX", help="Add PREFIX to PyTorch-side source names.")
+@click.option("--format", "format_name", metavar="NAME", help="Source format; skip detection.")
+@click.option("-v", "--verbose", is_flag=True, help="Every row instead of folded scopes.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: matched, unused, missing, mismatched, tied.")
+def check(
+    source: str,
+    to: str,
+    target: str | None,
+    config: str | None,
+    rules: str | None,
+    maps: tuple[str, ...],
+    strip_prefix: str | None,
+    add_prefix: str | None,
+    format_name: str | None,
+    verbose: bool,
+    as_json: bool,
+) -> None:
+    """Plan a conversion without moving a byte: which source tensor becomes which
+    target tensor and how, what is left over and why, what the target still lacks.
+
+    Only metadata is read. Exit code 0 when every target tensor that needs a
+    source has one and nothing is mismatched, 1 when the plan has gaps, 2 on bad input.
+
+    \b
+    Examples:
+      bridge check uncased_L-12_H-768_A-12/ --to pytorch
+      bridge check bert_model.ckpt --to pytorch --target BertModel --json
+      bridge check pytorch_model.bin --to tensorflow --target google-bert
+      bridge check ckpt/ --to pytorch --map 'bert/emb/(.*)=bert.embeddings.{1}.weight'
+    """
+    from bridge.check import check as run_check
+    from bridge.report import render_plan
+
+    plan = run_check(
+        source, to=to, target=target, config=config, rules=rules, maps=maps,
+        strip_prefix=strip_prefix, add_prefix=add_prefix, source_format=format_name,
+    )  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(plan.to_json(), indent=2, default=str))
+    else:
+        click.echo(render_plan(plan, verbose=verbose))
+    if plan.exit_code:
+        sys.exit(plan.exit_code)
+
+
 @cli.command("formats")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def list_formats(as_json: bool) -> None:
@@ -118,7 +175,8 @@ def _progress(label: str) -> Any:
         if not sys.stderr.isatty() or len(items) < 2:
             yield from items
             return
-        with click.progressbar(items, label=label, file=sys.stderr, item_show_func=lambda r: r.name if r else "") as bar:
+        show = lambda r: r.name if r else ""  # noqa: E731
+        with click.progressbar(items, label=label, file=sys.stderr, item_show_func=show) as bar:
             yield from bar
 
     return wrap

@@ -46,7 +46,7 @@ def fold(names: Iterable[str]) -> dict[str, list[str]]:
     for (sep, *key), group in groups.items():
         rows: list[list[int]] = group["numbers"]  # type: ignore[assignment]
         members: list[str] = group["members"]  # type: ignore[assignment]
-        columns = list(zip(*rows)) if rows and rows[0] else []
+        columns = list(zip(*rows, strict=True)) if rows and rows[0] else []
         labels = iter(_render_numbers(sorted(set(col))) for col in columns)
         label = sep.join(part.replace("\x00", next(labels)) if part.endswith("\x00") else part for part in key)
         out[label] = members

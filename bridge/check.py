@@ -1,0 +1,180 @@
+"""``bridge check``: resolve the rule pack, the config and the target, then build the plan.
+
+Only metadata is read.  A transformers class known to a rule pack is laid out
+from the pack's table (no torch import); any other class is built on torch's
+``meta`` device; a path is read as a reference checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from bridge.api import load
+from bridge.errors import CheckpointNotFound, UsageError
+from bridge.match import build_plan
+from bridge.model import Checkpoint
+from bridge.plan import Plan, TargetSpec, TargetTensor
+from bridge.rules import Rule, RulePack, get_pack, packs
+
+_CONFIG_NAMES = ("config.json", "bert_config.json")
+
+
+def check(
+    source: str | os.PathLike[str],
+    *,
+    to: str,
+    target: str | None = None,
+    config: str | os.PathLike[str] | dict[str, Any] | None = None,
+    rules: str | None = None,
+    maps: tuple[str, ...] = (),
+    strip_prefix: str | None = None,
+    add_prefix: str | None = None,
+    source_format: str | None = None,
+) -> Plan:
+    """Plan the conversion of ``source`` to the ``to`` side without moving a byte.
+
+    Args:
+        source: the checkpoint to convert (any readable format).
+        to: ``"pytorch"`` or ``"tensorflow"``.
+        target: a transformers class name (``BertForPreTraining``), a reference checkpoint
+            path, or, for ``to="tensorflow"``, a layout name (``google-bert``). Default: the
+            class that keeps every head the source has.
+        config: a config file or dict; default: ``config.json``/``bert_config.json`` beside
+            the source, else inferred from shapes (the report says what was assumed).
+        rules: a rule-pack name (``bridge check --help`` lists them); default: detected.
+        maps: one-off rules ``"SRC_REGEX=TARGET_TEMPLATE"`` tried before the pack's.
+        strip_prefix: remove this prefix from PyTorch-side source names.
+        add_prefix: add this prefix to PyTorch-side source names.
+        source_format: skip format detection.
+
+    Returns:
+        The :class:`~bridge.plan.Plan`; ``plan.ok`` and ``plan.exit_code`` give the verdict.
+    """
+    if to not in ("pytorch", "tensorflow"):
+        raise UsageError("Unknown --to side", hint=f"Use pytorch or tensorflow. Received: {to!r}")
+    with load(source, format=source_format) as ckpt:
+        pack = get_pack(rules) if rules else _detect_pack(ckpt, to)
+        cfg, notes = _resolve_config(ckpt, pack, config)
+        spec = resolve_target(ckpt, pack, to, target, cfg)
+        plan = build_plan(
+            ckpt, spec, pack, extra_rules=_parse_maps(maps), strip_prefix=strip_prefix, add_prefix=add_prefix
+        )
+    plan.notes.extend(notes)
+    return plan
+
+
+def _detect_pack(ckpt: Checkpoint, to: str) -> RulePack:
+    names = [r.name for r in ckpt.values() if r.kind == "model"]
+    if ckpt.framework == "pytorch":
+        layouts = [(p, p.tf_layout) for p in packs() if p.tf_layout is not None]
+        if layouts:
+            return layouts[0][0]
+    scored = sorted(((p.claims(names), p.name, p) for p in packs()), reverse=True)
+    if not scored or scored[0][0] == 0:
+        raise UsageError(
+            "No rule pack recognises this checkpoint",
+            detail=f"{len(names)} model tensors, e.g. `{names[0] if names else '-'}`",
+            hint="Pass --rules NAME, or one-off --map 'SRC_REGEX=TARGET' rules",
+        )
+    return scored[0][2]
+
+
+def _resolve_config(
+    ckpt: Checkpoint, pack: RulePack, config: str | os.PathLike[str] | dict[str, Any] | None
+) -> tuple[dict[str, Any], list[str]]:
+    if isinstance(config, dict):
+        return dict(config), []
+    if config is not None:
+        path = Path(config)
+        if not path.is_file():
+            raise CheckpointNotFound("Config file not found", path=path, hint="Pass bert_config.json or config.json")
+        return _read_json(path), [f"config: {path}"]
+    base = Path(ckpt.path)
+    folder = base if base.is_dir() else base.parent
+    for name in _CONFIG_NAMES:
+        if (folder / name).is_file():
+            return _read_json(folder / name), [f"config: {folder / name}"]
+    if pack.config_from_source is None:
+        return {}, []
+    shapes = {r.name: r.shape for r in ckpt.values()}
+    try:
+        return pack.config_from_source(shapes)
+    except (KeyError, ValueError) as e:
+        raise UsageError(
+            "Cannot infer the model config from the checkpoint",
+            path=ckpt.path,
+            detail=f"missing {e}",
+            hint="Pass --config config.json",
+        ) from e
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise UsageError("Unreadable config", path=path, detail=str(e), hint="Pass a JSON config file") from e
+    if not isinstance(data, dict):
+        raise UsageError("Unreadable config", path=path, detail="not a JSON object", hint="Pass a JSON config file")
+    return data
+
+
+def resolve_target(
+    ckpt: Checkpoint, pack: RulePack, to: str, target: str | None, config: dict[str, Any]
+) -> TargetSpec:
+    """The :class:`TargetSpec` for ``--target`` (class name, layout name or reference checkpoint)."""
+    if target and (Path(target).exists() or any(Path(target).parent.glob(Path(target).name + ".*"))):
+        with load(target) as ref:
+            tensors = {r.name: TargetTensor(r.name, r.shape, r.dtype) for r in ref.values() if r.kind == "model"}
+            return TargetSpec(ref.framework if ref.framework != "keras" else "tensorflow",
+                              f"reference checkpoint {target}", tensors, config=config)  # fmt: skip
+    if to == "tensorflow":
+        if pack.tf_layout is None:
+            raise UsageError(f"The {pack.name} rules have no TensorFlow layout", hint="Pass --target REFERENCE_CKPT")
+        if target not in (None, pack.name):
+            raise UsageError(f"Unknown TensorFlow layout '{target}'", hint=f"Known: {pack.name}, or a reference path")
+        heads = _source_heads(ckpt, pack)
+        layout = pack.tf_layout(config, heads)
+        tensors = {n: TargetTensor(n, s) for n, s in layout.items()}
+        return TargetSpec("tensorflow", f"{pack.name} TF layout", tensors, class_name=pack.name, config=config,
+                          base_prefix="bert")  # fmt: skip
+    name = target or (pack.default_target([r.name for r in ckpt.values()]) if pack.default_target else None)
+    if name is None:
+        raise UsageError("No target given", hint="Pass --target CLASS_NAME or a reference checkpoint")
+    if name in pack.targets:
+        layout = pack.targets[name](config)
+        tensors = {n: TargetTensor(n, shape, None, tied) for n, (shape, tied) in layout.items()}
+        return TargetSpec("pytorch", f"transformers {name}", tensors, class_name=name, config=config,
+                          base_prefix="bert")  # fmt: skip
+    from pt_side.targets import transformers_spec
+
+    return transformers_spec(name, config)
+
+
+def _source_heads(ckpt: Checkpoint, pack: RulePack) -> list[str]:
+    """Which optional parts of the TF layout the PyTorch source fills (by its class's names)."""
+    names = [r.name for r in ckpt.values()]
+    heads = []
+    for key, probe in (("pooler", "pooler."), ("mlm", "cls.predictions."), ("nsp", "cls.seq_relationship."),
+                       ("classifier", "classifier."), ("qa", "qa_outputs.")):  # fmt: skip
+        if any(probe in n for n in names):
+            heads.append(key)
+    return heads
+
+
+def _parse_maps(maps: tuple[str, ...]) -> list[Rule]:
+    out = []
+    for spec in maps:
+        source, sep, target = spec.partition("=")
+        if not sep or not source or not target:
+            raise UsageError("Bad --map", hint=f"Use --map 'SRC_REGEX=TARGET_TEMPLATE'. Received: {spec!r}")
+        transform = "identity"
+        if "@" in target:
+            target, transform = target.rsplit("@", 1)
+        try:
+            out.append(Rule(source, target, transform))
+        except (ValueError, Exception) as e:  # re.error and bad transform specs
+            raise UsageError("Bad --map", detail=str(e), hint=f"Received: {spec!r}") from e
+    return out

@@ -1,0 +1,295 @@
+"""The matcher: a source checkpoint + a target spec + a rule pack -> a validated :class:`Plan`.
+
+Reads metadata only.  Rules map TF-side names to PyTorch-side names; for a
+PyTorch source and a TF target the TF layout is enumerated, mapped, and each
+transform inverted.  Names are then aligned (a base-model prefix added or
+stripped), shapes checked after the transform, and every leftover explained.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+
+from bridge.model import Checkpoint, TensorRecord
+from bridge.plan import Leftover, Match, Mismatch, Plan, TargetSpec, Tie
+from bridge.rules import Rule, RulePack
+from bridge.transforms import IDENTITY, Transform
+
+_NON_MODEL = {
+    "optimizer": "optimizer state{slot}: not part of the model, dropped",
+    "counter": "training counter: dropped",
+    "metadata": "checkpoint bookkeeping: dropped",
+}
+_SUSPICIOUS_FRACTION = 0.5
+
+
+def build_plan(
+    ckpt: Checkpoint,
+    spec: TargetSpec,
+    pack: RulePack,
+    *,
+    extra_rules: Sequence[Rule] = (),
+    strip_prefix: str | None = None,
+    add_prefix: str | None = None,
+) -> Plan:
+    """Match every model tensor of ``ckpt`` to ``spec`` and explain what is left.
+
+    Args:
+        ckpt: the source checkpoint (only metadata is read).
+        spec: the names, shapes and ties the target expects.
+        pack: the rule pack of the checkpoint family.
+        extra_rules: user rules (``--map``, ``--rules``), tried before the pack's.
+        strip_prefix: remove this prefix from PyTorch-side source names before matching.
+        add_prefix: add this prefix to PyTorch-side source names before matching.
+
+    Returns:
+        A :class:`Plan`; ``plan.ok`` tells whether a conversion would be complete and faithful.
+    """
+    plan = Plan(source_path=ckpt.path, source_format=ckpt.format, pack=pack.name, target=spec)
+    rules = tuple(extra_rules) + pack.rules
+    model = [r for r in ckpt.values() if r.kind == "model"]
+    plan.source_model_tensors = len(model)
+    for r in ckpt.values():
+        if r.kind != "model":
+            slot = f" ({r.slot_name})" if r.slot_name else ""
+            plan.unused.append(Leftover(r.name, _NON_MODEL[r.kind].format(slot=slot), True, r.shape, r.kind))
+
+    proposals = _propose(ckpt, model, spec, rules, plan, strip_prefix, add_prefix)
+    filled: dict[str, str] = {}
+    unplaced: list[tuple[TensorRecord, str | None]] = []
+    for r in model:
+        proposal = proposals.get(r.name)
+        if proposal is None:
+            unplaced.append((r, None))
+            continue
+        target_name, transform = proposal
+        target = spec.tensors.get(target_name)
+        if target is None or target_name in filled:
+            unplaced.append((r, target_name))
+            continue
+        out_shape = transform.shape(r.shape)
+        if out_shape != target.shape:
+            plan.mismatched.append(
+                Mismatch(r.name, target_name, r.shape, target.shape, str(transform),
+                         f"after {transform} the source is {out_shape}, the target expects {target.shape}")
+            )  # fmt: skip
+            filled[target_name] = r.name
+            continue
+        filled[target_name] = r.name
+        plan.matched.append(Match(r.name, target_name, str(transform), r.shape, target.shape, r.dtype))
+
+    open_targets = {n: t.shape for n, t in spec.tensors.items() if n not in filled and t.tied_to is None}
+    source_ties = _source_ties(ckpt, pack, spec)
+    for r, target_name in unplaced:
+        plan.unused.append(_explain_unused(r, target_name, spec, pack, filled, open_targets, source_ties))
+
+    leftover_sources = {_pt_name(x.name, proposals): x.shape for x in plan.unused if x.kind == "model"}
+    for name, t in spec.tensors.items():
+        if name in filled:
+            continue
+        if t.tied_to is not None and (t.tied_to in filled or spec.tensors.get(t.tied_to) is not None):
+            plan.tied.append(Tie(name, t.tied_to))
+            continue
+        plan.missing.append(_explain_missing(name, t.shape, pack, leftover_sources))
+
+    _flag_suspicious(plan, model, proposals, spec)
+    return plan
+
+
+def _propose(
+    ckpt: Checkpoint,
+    model: list[TensorRecord],
+    spec: TargetSpec,
+    rules: tuple[Rule, ...],
+    plan: Plan,
+    strip_prefix: str | None,
+    add_prefix: str | None,
+) -> dict[str, tuple[str, Transform]]:
+    """Source name -> (target name, transform), before validation."""
+
+    def map_tf(name: str) -> tuple[str, Transform] | None:
+        for rule in rules:
+            hit = rule.apply(name)
+            if hit is not None:
+                return hit
+        return None
+
+    source_is_pt = ckpt.framework == "pytorch"
+    if spec.framework == "pytorch" and not source_is_pt:  # TF -> PyTorch: rules forwards
+        mapped = {r.name: hit for r in model if (hit := map_tf(r.name)) is not None}
+        align = _aligner([t for t, _ in mapped.values()], spec, plan, strip_prefix, add_prefix)
+        return {s: (align(t), tr) for s, (t, tr) in mapped.items()}
+    if spec.framework == "tensorflow" and source_is_pt:  # PyTorch -> TF: enumerate the TF layout
+        reverse: dict[str, tuple[str, Transform]] = {}
+        for tf_name, t in spec.tensors.items():
+            hit = map_tf(tf_name)
+            if hit is not None:
+                reverse[hit[0]] = (tf_name, hit[1].inverse(t.shape))
+        lookup = TargetSpec(spec.framework, spec.description, {k: spec.tensors[v[0]] for k, v in reverse.items()},
+                            base_prefix=spec.base_prefix)  # fmt: skip
+        align = _aligner([r.name for r in model], lookup, plan, strip_prefix, add_prefix)
+        return {r.name: reverse[align(r.name)] for r in model if align(r.name) in reverse}
+    align = _aligner([r.name for r in model], spec, plan, strip_prefix, add_prefix)
+    return {r.name: (align(r.name), IDENTITY) for r in model}
+
+
+def _aligner(
+    names: list[str], spec: TargetSpec, plan: Plan, strip_prefix: str | None, add_prefix: str | None
+) -> Callable[[str], str]:
+    """A renaming of PyTorch-side names that lines them up with the spec's."""
+    if strip_prefix or add_prefix:
+        strip, add = strip_prefix or "", add_prefix or ""
+        plan.notes.append(f"names aligned as asked: strip {strip!r}, add {add!r}")
+        return lambda n: add + (n[len(strip):] if strip and n.startswith(strip) else n)
+    targets = set(spec.tensors)
+
+    def score(fn: Callable[[str], str]) -> int:
+        return sum(fn(n) in targets for n in names)
+
+    best: tuple[int, Callable[[str], str], str | None] = (score(_same), _same, None)
+    if spec.base_prefix:
+        prefix = spec.base_prefix + "."
+        strip_fn = _stripper(prefix)
+        add_fn = _adder(prefix)
+        for fn, note in (
+            (strip_fn, f"aligned automatically: removed prefix `{prefix}` (the target is the base model)"),
+            (add_fn, f"aligned automatically: added prefix `{prefix}` (the target wraps the base model)"),
+        ):
+            s = score(fn)
+            if s > best[0]:
+                best = (s, fn, note)
+    if best[2]:
+        plan.notes.append(best[2])
+    return best[1]
+
+
+def _same(name: str) -> str:
+    return name
+
+
+def _stripper(prefix: str) -> Callable[[str], str]:
+    return lambda n: n[len(prefix):] if n.startswith(prefix) else n
+
+
+def _adder(prefix: str) -> Callable[[str], str]:
+    return lambda n: prefix + n
+
+
+def _source_ties(ckpt: Checkpoint, pack: RulePack, spec: TargetSpec) -> dict[str, str]:
+    """PyTorch source names that are tied copies (written once on the other side)."""
+    ties: dict[str, str] = {}
+    for group in ckpt.tied:
+        for name in group[1:]:
+            ties[name] = group[0]
+    if ckpt.framework == "pytorch" and spec.config is not None:
+        for layout in pack.targets.values():
+            try:
+                entries = layout(spec.config)
+            except KeyError:
+                continue
+            for name, (_, tied_to) in entries.items():
+                if tied_to:
+                    ties.setdefault(name, tied_to)
+                    ties.setdefault(name.removeprefix("bert."), tied_to.removeprefix("bert."))
+    return ties
+
+
+def _explain_unused(
+    r: TensorRecord,
+    target_name: str | None,
+    spec: TargetSpec,
+    pack: RulePack,
+    filled: dict[str, str],
+    open_targets: dict[str, tuple[int, ...]],
+    source_ties: dict[str, str],
+) -> Leftover:
+    if r.name in source_ties:
+        return Leftover(r.name, f"tied to `{source_ties[r.name]}`: stored once on the target side", True, r.shape)
+    if target_name is not None and target_name in filled:
+        return Leftover(r.name, f"maps to `{target_name}`, already filled by `{filled[target_name]}`", False, r.shape)
+    for head in pack.heads:
+        head_name = target_name or ""
+        if head.claims_source(r.name) or head_name.startswith(head.target_prefix):
+            if not any(_has_prefix(n, head.target_prefix, spec) for n in spec.tensors):
+                target = spec.class_name or "the target"
+                return Leftover(r.name, f"expected: {head.label} dropped ({target} has none)", True, r.shape)
+    key = target_name or r.name
+    suggestion = _suggest(key, r.shape, open_targets)
+    if target_name is None:
+        reason = "no rule maps this name: not loaded, the converted model would lack it"
+    else:
+        reason = f"maps to `{target_name}`, which the target does not have: not loaded"
+    return Leftover(r.name, reason, False, r.shape, suggestion=suggestion)
+
+
+def _has_prefix(name: str, prefix: str, spec: TargetSpec) -> bool:
+    if name.startswith(prefix):
+        return True
+    base = (spec.base_prefix or "") + "."
+    return bool(spec.base_prefix) and prefix.startswith(base) and name.startswith(prefix[len(base):])
+
+
+def _explain_missing(
+    name: str, shape: tuple[int, ...], pack: RulePack, leftovers: dict[str, tuple[int, ...]]
+) -> Leftover:
+    import re
+
+    for opt in pack.optional:
+        if re.fullmatch(opt.target, name) or re.fullmatch(opt.target, name.split(".", 1)[-1]):
+            return Leftover(name, f"expected: {opt.reason}", True, shape)
+    return Leftover(
+        name,
+        "no source tensor: it would keep its random initialisation",
+        False,
+        shape,
+        suggestion=_suggest(name, shape, leftovers),
+    )
+
+
+def _suggest(name: str, shape: tuple[int, ...], pool: dict[str, tuple[int, ...]]) -> str | None:
+    close = difflib.get_close_matches(name, list(pool), n=5, cutoff=0.5)
+    if not close:
+        return None
+    same_shape = [c for c in close if sorted(pool[c]) == sorted(shape)]
+    pick = (same_shape or close)[0]
+    return f"did you mean `{pick}` {list(pool[pick])}?"
+
+
+def _pt_name(source: str, proposals: dict[str, tuple[str, Transform]]) -> str:
+    return proposals[source][0] if source in proposals else source
+
+
+def _flag_suspicious(
+    plan: Plan, model: list[TensorRecord], proposals: dict[str, tuple[str, Transform]], spec: TargetSpec
+) -> None:
+    if not model:
+        return
+    unmatched = sum(not x.expected for x in plan.unused if x.kind == "model")
+    if unmatched <= len(model) * _SUSPICIOUS_FRACTION:
+        return
+    names = [proposals[r.name][0] if r.name in proposals else r.name for r in model]
+    hint = _prefix_hint(names, list(spec.tensors))
+    plan.notes.insert(
+        0,
+        f"suspicious: {unmatched} of {len(model)} model tensors unmatched"
+        + (f": prefix mismatch? try {hint}" if hint else ": is this the right target class or rule pack?"),
+    )
+
+
+def _prefix_hint(sources: Iterable[str], targets: Iterable[str]) -> str | None:
+    """The ``--strip-prefix``/``--add-prefix`` flag that would line the names up best."""
+    sources, targets = list(sources), set(targets)
+    firsts = Counter(n.split(".", 1)[0] + "." for n in sources if "." in n)
+    target_firsts = Counter(n.split(".", 1)[0] + "." for n in targets if "." in n)
+    best: tuple[int, str | None] = (sum(n in targets for n in sources), None)
+    for prefix, _ in firsts.most_common(3):
+        s = sum(n[len(prefix):] in targets for n in sources if n.startswith(prefix))
+        if s > best[0]:
+            best = (s, f"--strip-prefix {prefix}")
+    for prefix, _ in target_firsts.most_common(3):
+        s = sum(prefix + n in targets for n in sources)
+        if s > best[0]:
+            best = (s, f"--add-prefix {prefix}")
+    return best[1]

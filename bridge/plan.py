@@ -1,0 +1,131 @@
+"""The mapping plan: computed before any byte moves, printed by ``check``, executed by ``convert``.
+
+Every item is plain data.  ``Plan.ok`` is the verdict: every target tensor that
+needs a source has one, nothing is mismatched, and no leftover changes the math.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TargetTensor:
+    """A tensor the target expects; ``tied_to`` names the tensor whose storage it shares."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str | None = None
+    tied_to: str | None = None
+
+
+@dataclass
+class TargetSpec:
+    """What the target side expects: names, shapes, ties, and where that knowledge came from."""
+
+    framework: str  # "pytorch" or "tensorflow"
+    description: str
+    tensors: dict[str, TargetTensor]
+    class_name: str | None = None
+    config: dict[str, Any] | None = None
+    base_prefix: str | None = None  # transformers' base_model_prefix, for automatic alignment
+
+
+@dataclass(frozen=True)
+class Match:
+    source: str
+    target: str
+    transform: str
+    source_shape: tuple[int, ...]
+    target_shape: tuple[int, ...]
+    dtype: str
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """An unused source tensor or a missing target tensor, with a verdict a person understands."""
+
+    name: str
+    reason: str
+    expected: bool
+    shape: tuple[int, ...] = ()
+    kind: str = "model"
+    suggestion: str | None = None
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    source: str
+    target: str
+    source_shape: tuple[int, ...]
+    target_shape: tuple[int, ...]
+    transform: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Tie:
+    name: str
+    tied_to: str
+
+
+@dataclass
+class Plan:
+    source_path: str
+    source_format: str
+    pack: str
+    target: TargetSpec
+    matched: list[Match] = field(default_factory=list)
+    unused: list[Leftover] = field(default_factory=list)
+    missing: list[Leftover] = field(default_factory=list)
+    mismatched: list[Mismatch] = field(default_factory=list)
+    tied: list[Tie] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    source_model_tensors: int = 0
+
+    @property
+    def gaps(self) -> list[Leftover]:
+        return [x for x in self.unused + self.missing if not x.expected]
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatched and not self.gaps
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+    def coverage(self) -> dict[str, float]:
+        needing = [t for t in self.target.tensors.values() if t.tied_to is None]
+        return {
+            "source_consumed": len(self.matched) / self.source_model_tensors if self.source_model_tensors else 1.0,
+            "target_filled": len(self.matched) / len(needing) if needing else 1.0,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        def items(rows: list[Any]) -> list[dict[str, Any]]:
+            out = []
+            for row in rows:
+                d = asdict(row)
+                out.append({k: list(v) if isinstance(v, tuple) else v for k, v in d.items() if v is not None})
+            return out
+
+        return {
+            "ok": self.ok,
+            "source": {"path": self.source_path, "format": self.source_format},
+            "target": {
+                "framework": self.target.framework,
+                "description": self.target.description,
+                "class": self.target.class_name,
+                "config": self.target.config,
+            },
+            "rules": self.pack,
+            "coverage": self.coverage(),
+            "matched": items(self.matched),
+            "unused": items(self.unused),
+            "missing": items(self.missing),
+            "mismatched": items(self.mismatched),
+            "tied": items(self.tied),
+            "notes": self.notes,
+        }

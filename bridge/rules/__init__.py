@@ -1,0 +1,115 @@
+"""Rule packs: declarative tables that map TF-side names to PyTorch-side names.
+
+A rule is data: a regular expression matched in full against a TF-side name, a
+``str.format`` template for the PyTorch-side name (``{1}`` is group 1, with ``/``
+turned into ``.``), and a named transform (:mod:`bridge.transforms`) taking the
+TF value to the PyTorch value.  Rules are written once, TF -> PyTorch; the other
+direction enumerates the TF layout and inverts each transform.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.transforms import Transform, parse
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``source`` (regex, fullmatch on the TF name) -> ``target`` (template) with ``transform``."""
+
+    source: str
+    target: str
+    transform: str = "identity"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_rx", re.compile(self.source))
+        parse(self.transform)  # fail at definition time, not mid-conversion
+
+    def apply(self, name: str) -> tuple[str, Transform] | None:
+        m = self._rx.fullmatch(name)  # type: ignore[attr-defined]
+        if m is None:
+            return None
+        groups = [g.replace("/", ".") if g is not None else "" for g in m.groups()]
+        return self.target.format(m.group(0), *groups), parse(self.transform)
+
+
+@dataclass(frozen=True)
+class Head:
+    """A part of the model that some target classes lack (a task head, the pooler)."""
+
+    label: str
+    source: str  # regex (fullmatch) over TF names
+    target_prefix: str  # PyTorch names of this head start with it
+
+    def claims_source(self, name: str) -> bool:
+        return re.fullmatch(self.source, name) is not None
+
+
+@dataclass(frozen=True)
+class Optional_:
+    """Target tensors that may legitimately have no source, and what happens to them."""
+
+    target: str  # regex (fullmatch) over PyTorch names
+    reason: str
+
+
+@dataclass(frozen=True)
+class RulePack:
+    """Everything the matcher knows about one family of checkpoints.
+
+    Attributes:
+        name: ``--rules`` value and report label.
+        description: one line for reports.
+        rules: ordered; the first rule that matches a name wins.
+        heads: source scopes a target class may lack, with their labels.
+        optional: target tensors that may stay without a source.
+        targets: PyTorch class name -> ``(config) -> {name: (shape, tied_to)}``: the layout
+            of a target class computed without torch (pinned by tests against transformers).
+        tf_layout: ``(config, heads) -> {tf_name: shape}``: the TF-side layout, for the
+            PyTorch -> TF direction.
+        default_target: ``(source_names) -> class name``: the class a source fits best.
+        config_from_source: ``(shapes by name) -> config dict`` when no config file is given.
+    """
+
+    name: str
+    description: str
+    rules: tuple[Rule, ...]
+    heads: tuple[Head, ...] = ()
+    optional: tuple[Optional_, ...] = ()
+    targets: dict[str, Callable[[dict[str, Any]], dict[str, tuple[tuple[int, ...], str | None]]]] = field(
+        default_factory=dict
+    )
+    tf_layout: Callable[[dict[str, Any], Iterable[str]], dict[str, tuple[int, ...]]] | None = None
+    default_target: Callable[[Iterable[str]], str] | None = None
+    config_from_source: Callable[[dict[str, tuple[int, ...]]], tuple[dict[str, Any], list[str]]] | None = None
+
+    def map_name(self, name: str) -> tuple[str, Transform] | None:
+        for rule in self.rules:
+            hit = rule.apply(name)
+            if hit is not None:
+                return hit
+        return None
+
+    def claims(self, names: Iterable[str]) -> float:
+        """Fraction of ``names`` some rule maps: how well this pack fits a checkpoint."""
+        names = list(names)
+        return sum(self.map_name(n) is not None for n in names) / len(names) if names else 0.0
+
+
+def packs() -> list[RulePack]:
+    from bridge.rules import bert
+
+    return [bert.PACK]
+
+
+def get_pack(name: str) -> RulePack:
+    from bridge.errors import UsageError
+
+    for pack in packs():
+        if pack.name == name:
+            return pack
+    raise UsageError(f"Unknown rule pack '{name}'", hint=f"Known packs: {', '.join(p.name for p in packs())}")

@@ -1,0 +1,199 @@
+"""google-research/bert TF1 checkpoints <-> transformers ``Bert*`` classes.
+
+Names from google-research/bert ``modeling.py`` and ``run_pretraining.py`` /
+``run_classifier.py`` / ``run_squad.py``.  TF ``Dense`` kernels are ``[in, out]``,
+``torch.nn.Linear`` weights ``[out, in]``: kernels are transposed.  The
+next-sentence and task-head ``output_weights`` are already ``[out, in]`` (TF
+multiplies with ``transpose_b=True``) and are copied as they are.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from bridge.rules import Head, Optional_, Rule, RulePack
+
+_LAYER = r"bert/encoder/layer_(\d+)"
+
+RULES = (
+    Rule(r"bert/embeddings/(word|position|token_type)_embeddings", "bert.embeddings.{1}_embeddings.weight"),
+    Rule(r"(bert/embeddings|cls/predictions/transform)/LayerNorm/gamma", "{1}.LayerNorm.weight"),
+    Rule(r"(bert/embeddings|cls/predictions/transform)/LayerNorm/beta", "{1}.LayerNorm.bias"),
+    Rule(_LAYER + r"/(.+)/LayerNorm/gamma", "bert.encoder.layer.{1}.{2}.LayerNorm.weight"),
+    Rule(_LAYER + r"/(.+)/LayerNorm/beta", "bert.encoder.layer.{1}.{2}.LayerNorm.bias"),
+    Rule(_LAYER + r"/(.+)/kernel", "bert.encoder.layer.{1}.{2}.weight", "transpose"),
+    Rule(_LAYER + r"/(.+)/bias", "bert.encoder.layer.{1}.{2}.bias"),
+    Rule(r"(bert/pooler/dense|cls/predictions/transform/dense)/kernel", "{1}.weight", "transpose"),
+    Rule(r"(bert/pooler/dense|cls/predictions/transform/dense)/bias", "{1}.bias"),
+    Rule(r"cls/predictions/output_bias", "cls.predictions.bias"),
+    Rule(r"cls/seq_relationship/output_weights", "cls.seq_relationship.weight"),
+    Rule(r"cls/seq_relationship/output_bias", "cls.seq_relationship.bias"),
+    Rule(r"cls/squad/output_weights", "qa_outputs.weight"),
+    Rule(r"cls/squad/output_bias", "qa_outputs.bias"),
+    Rule(r"output_weights", "classifier.weight"),
+    Rule(r"output_bias", "classifier.bias"),
+)
+
+HEADS = (
+    Head("pooler", r"bert/pooler/.+", "bert.pooler."),
+    Head("masked-LM head (cls/predictions)", r"cls/predictions/.+", "cls.predictions."),
+    Head("next-sentence head (cls/seq_relationship)", r"cls/seq_relationship/.+", "cls.seq_relationship."),
+    Head("SQuAD head (cls/squad)", r"cls/squad/.+", "qa_outputs."),
+    Head("classifier head (output_weights/output_bias)", r"output_(weights|bias)", "classifier."),
+)
+
+OPTIONAL = (
+    Optional_(r"classifier\..+", "task head: newly initialised, to be fine-tuned"),
+    Optional_(r"qa_outputs\..+", "task head: newly initialised, to be fine-tuned"),
+    Optional_(r"bert\.pooler\..+", "pooler: newly initialised (only classification heads read it)"),
+    Optional_(r"cls\.seq_relationship\..+", "next-sentence head: newly initialised"),
+)
+
+# Which heads each transformers class has (pooler included or not), and its task-head shape.
+_CLASSES: dict[str, tuple[bool, tuple[str, ...]]] = {
+    "BertModel": (True, ()),
+    "BertForPreTraining": (True, ("mlm", "nsp")),
+    "BertForMaskedLM": (False, ("mlm",)),
+    "BertLMHeadModel": (False, ("mlm",)),
+    "BertForNextSentencePrediction": (True, ("nsp",)),
+    "BertForSequenceClassification": (True, ("classifier",)),
+    "BertForMultipleChoice": (True, ("choice",)),
+    "BertForTokenClassification": (False, ("classifier",)),
+    "BertForQuestionAnswering": (False, ("qa",)),
+}
+
+
+def tf_layout(config: dict[str, Any], heads: Iterable[str] = ("pooler", "mlm", "nsp")) -> dict[str, tuple[int, ...]]:
+    """google-research/bert variable names and shapes for ``config``.
+
+    ``heads`` picks among ``pooler``, ``mlm`` (cls/predictions), ``nsp``
+    (cls/seq_relationship), ``classifier`` (root output_weights, run_classifier.py)
+    and ``qa`` (cls/squad, run_squad.py).
+    """
+    heads = set(heads)
+    h, i, v = config["hidden_size"], config["intermediate_size"], config["vocab_size"]
+
+    def ln(prefix: str) -> dict[str, tuple[int, ...]]:
+        return {f"{prefix}/LayerNorm/gamma": (h,), f"{prefix}/LayerNorm/beta": (h,)}
+
+    out: dict[str, tuple[int, ...]] = {
+        "bert/embeddings/word_embeddings": (v, h),
+        "bert/embeddings/token_type_embeddings": (config["type_vocab_size"], h),
+        "bert/embeddings/position_embeddings": (config["max_position_embeddings"], h),
+        **ln("bert/embeddings"),
+    }
+    for n in range(config["num_hidden_layers"]):
+        layer = f"bert/encoder/layer_{n}"
+        for proj in ("query", "key", "value"):
+            out[f"{layer}/attention/self/{proj}/kernel"] = (h, h)
+            out[f"{layer}/attention/self/{proj}/bias"] = (h,)
+        out[f"{layer}/attention/output/dense/kernel"] = (h, h)
+        out[f"{layer}/attention/output/dense/bias"] = (h,)
+        out.update(ln(f"{layer}/attention/output"))
+        out[f"{layer}/intermediate/dense/kernel"] = (h, i)
+        out[f"{layer}/intermediate/dense/bias"] = (i,)
+        out[f"{layer}/output/dense/kernel"] = (i, h)
+        out[f"{layer}/output/dense/bias"] = (h,)
+        out.update(ln(f"{layer}/output"))
+    if "pooler" in heads:
+        out["bert/pooler/dense/kernel"] = (h, h)
+        out["bert/pooler/dense/bias"] = (h,)
+    if "mlm" in heads:
+        out["cls/predictions/transform/dense/kernel"] = (h, h)
+        out["cls/predictions/transform/dense/bias"] = (h,)
+        out.update(ln("cls/predictions/transform"))
+        out["cls/predictions/output_bias"] = (v,)
+    if "nsp" in heads:
+        out["cls/seq_relationship/output_weights"] = (2, h)
+        out["cls/seq_relationship/output_bias"] = (2,)
+    if "classifier" in heads:
+        labels = config.get("num_labels", 2)
+        out["output_weights"] = (labels, h)
+        out["output_bias"] = (labels,)
+    if "qa" in heads:
+        out["cls/squad/output_weights"] = (2, h)
+        out["cls/squad/output_bias"] = (2,)
+    return out
+
+
+def _class_layout(class_name: str):  # type: ignore[no-untyped-def]
+    pooler, heads = _CLASSES[class_name]
+
+    def layout(config: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], str | None]]:
+        tf_heads = {"mlm": "mlm", "nsp": "nsp", "classifier": "classifier", "qa": "qa", "choice": "classifier"}
+        cfg = dict(config, num_labels=1) if "choice" in heads else config
+        tf = tf_layout(cfg, (["pooler"] if pooler else []) + [tf_heads[h] for h in heads])
+        out: dict[str, tuple[tuple[int, ...], str | None]] = {}
+        for name, shape in tf.items():
+            target, transform = PACK.map_name(name)  # type: ignore[misc]
+            out[target] = (transform.shape(shape) or shape, None)
+        if "qa" in heads:  # transformers sizes qa_outputs by num_labels (run_squad.py: always 2)
+            labels = config.get("num_labels", 2)
+            out["qa_outputs.weight"] = ((labels, config["hidden_size"]), None)
+            out["qa_outputs.bias"] = ((labels,), None)
+        if class_name == "BertModel":  # the base model itself: no `bert.` prefix
+            out = {name.removeprefix("bert."): value for name, value in out.items()}
+        if "mlm" in heads:
+            h, v = config["hidden_size"], config["vocab_size"]
+            tie = "bert.embeddings.word_embeddings.weight" if config.get("tie_word_embeddings", True) else None
+            out["cls.predictions.decoder.weight"] = ((v, h), tie)
+            out["cls.predictions.decoder.bias"] = ((v,), "cls.predictions.bias")
+        return out
+
+    return layout
+
+
+def default_target(names: Iterable[str]) -> str:
+    """The transformers class that keeps every head the checkpoint has."""
+    names = set(names)
+    mlm = any(n.startswith("cls/predictions/") for n in names)
+    nsp = any(n.startswith("cls/seq_relationship/") for n in names)
+    if mlm and nsp:
+        return "BertForPreTraining"
+    if mlm:
+        return "BertForMaskedLM"
+    if nsp:
+        return "BertForNextSentencePrediction"
+    if any(n.startswith("cls/squad/") for n in names):
+        return "BertForQuestionAnswering"
+    if "output_weights" in names:
+        return "BertForSequenceClassification"
+    return "BertModel"
+
+
+def config_from_source(shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, Any], list[str]]:
+    """A BertConfig dict inferred from shapes, and notes on what had to be assumed."""
+    vocab, hidden = shapes["bert/embeddings/word_embeddings"]
+    layers = 1 + max(int(m.group(1)) for n in shapes if (m := re.match(r"bert/encoder/layer_(\d+)/", n)))
+    config: dict[str, Any] = {
+        "vocab_size": vocab,
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "intermediate_size": shapes["bert/encoder/layer_0/intermediate/dense/kernel"][1],
+        "max_position_embeddings": shapes["bert/embeddings/position_embeddings"][0],
+        "type_vocab_size": shapes.get("bert/embeddings/token_type_embeddings", (2,))[0],
+        "num_attention_heads": max(1, hidden // 64),
+    }
+    if "output_weights" in shapes:
+        config["num_labels"] = shapes["output_weights"][0]
+    notes = [
+        "config inferred from tensor shapes (no bert_config.json beside the checkpoint); "
+        f"num_attention_heads assumed hidden_size/64 = {config['num_attention_heads']}: "
+        "pass --config bert_config.json if that is wrong (shapes cannot tell)"
+    ]
+    return config, notes
+
+
+PACK = RulePack(
+    name="google-bert",
+    description="google-research/bert TF1 checkpoints <-> transformers Bert* classes",
+    rules=RULES,
+    heads=HEADS,
+    optional=OPTIONAL,
+    targets={name: _class_layout(name) for name in _CLASSES},
+    tf_layout=tf_layout,
+    default_target=default_target,
+    config_from_source=config_from_source,
+)
