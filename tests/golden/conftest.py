@@ -1,0 +1,36 @@
+"""Golden reports: CLI output compared with committed files.
+
+Regenerate after an intended change with ``BRIDGE_UPDATE_GOLDEN=1 pytest tests/golden``
+and review the diff; never edit the files by hand.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bridge.cli import cli
+
+GOLDEN = Path(__file__).resolve().parent / "files"
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def golden(monkeypatch):
+    """Run the CLI from the repository root (relative paths in reports) and compare with a golden file."""
+    monkeypatch.chdir(REPO)
+
+    def run(name: str, args: list[str], exit_code: int) -> str:
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == exit_code, result.output
+        path = GOLDEN / name
+        if os.environ.get("BRIDGE_UPDATE_GOLDEN") == "1":
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(result.output)
+        assert result.output == path.read_text()
+        return result.output
+
+    return run
