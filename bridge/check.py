@@ -129,7 +129,8 @@ def resolve_target(
         with load(target) as ref:
             tensors = {r.name: TargetTensor(r.name, r.shape, r.dtype) for r in ref.values() if r.kind == "model"}
             return TargetSpec(ref.framework if ref.framework != "keras" else "tensorflow",
-                              f"reference checkpoint {target}", tensors, config=config)  # fmt: skip
+                              f"reference checkpoint {target}", tensors, config=config,
+                              base_prefix=pack.base_prefix)  # fmt: skip
     if to == "tensorflow":
         if pack.tf_layout is None:
             raise UsageError(f"The {pack.name} rules have no TensorFlow layout", hint="Pass --target REFERENCE_CKPT")
@@ -139,7 +140,7 @@ def resolve_target(
         layout = pack.tf_layout(config, heads)
         tensors = {n: TargetTensor(n, s) for n, s in layout.items()}
         return TargetSpec("tensorflow", f"{pack.name} TF layout", tensors, class_name=pack.name, config=config,
-                          base_prefix="bert")  # fmt: skip
+                          base_prefix=pack.base_prefix)  # fmt: skip
     name = target or (pack.default_target([r.name for r in ckpt.values()]) if pack.default_target else None)
     if name is None:
         raise UsageError("No target given", hint="Pass --target CLASS_NAME or a reference checkpoint")
@@ -147,7 +148,7 @@ def resolve_target(
         layout = pack.targets[name](config)
         tensors = {n: TargetTensor(n, shape, None, tied) for n, (shape, tied) in layout.items()}
         return TargetSpec("pytorch", f"transformers {name}", tensors, class_name=name, config=config,
-                          base_prefix="bert")  # fmt: skip
+                          base_prefix=pack.base_prefix)  # fmt: skip
     from pt_side.targets import transformers_spec
 
     return transformers_spec(name, config)

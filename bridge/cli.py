@@ -151,6 +151,129 @@ def check(
         sys.exit(plan.exit_code)
 
 
+def _size(text: str | None) -> int | None:
+    """``500MB``, ``2GB``, ``1GiB`` or plain bytes -> bytes."""
+    if text is None:
+        return None
+    units = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+    number = text.strip().upper().rstrip("B") + ("B" if text.strip().upper().endswith("B") else "")
+    for unit in sorted(units, key=len, reverse=True):
+        if unit and number.endswith(unit):
+            return int(float(number[: -len(unit)]) * units[unit])
+    try:
+        return int(number)
+    except ValueError:
+        raise click.BadParameter(f"not a size: {text!r} (use e.g. 500MB, 2GB)") from None
+
+
+@cli.command()
+@click.argument("source", type=click.Path(path_type=str))
+@click.option("--to", "to", type=click.Choice(["pytorch", "tensorflow"]), required=True, help="The side to go to.")
+@click.option("-o", "--out", "out", type=click.Path(path_type=str), required=True, help="Output directory (new).")
+@click.option("--target", metavar="CLASS|PATH|LAYOUT", help="As for `bridge check`.")
+@click.option("--config", "config", type=click.Path(path_type=str, dir_okay=False), help="As for `bridge check`.")
+@click.option("--rules", metavar="PACK", help="Rule pack name (default: detected).")
+@click.option("--map", "maps", multiple=True, metavar="'SRC_REGEX=TARGET[@TRANSFORM]'", help="One-off rule.")
+@click.option("--strip-prefix", metavar="PREFIX", help="Remove PREFIX from PyTorch-side source names.")
+@click.option("--add-prefix", metavar="PREFIX", help="Add PREFIX to PyTorch-side source names.")
+@click.option("--format", "out_format", default="safetensors", show_default=True,
+              help="PyTorch: safetensors or bin. TensorFlow: google-bert.")  # fmt: skip
+@click.option("--max-shard-size", metavar="SIZE", help="Shard safetensors past SIZE (e.g. 2GB), with an index.")
+@click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), help="Cast floating tensors.")
+@click.option("--keep-optimizer", is_flag=True, help="Also write optimizer state, apart (optimizer.safetensors).")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--allow-gaps", is_flag=True, help="Write even when the plan has gaps (still reported, exit 1).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: files, bytes, the plan.")
+def convert(
+    source: str, to: str, out: str, target: str | None, config: str | None, rules: str | None,
+    maps: tuple[str, ...], strip_prefix: str | None, add_prefix: str | None, out_format: str,
+    max_shard_size: str | None, dtype: str | None, keep_optimizer: bool, force: bool, allow_gaps: bool,
+    quiet: bool, as_json: bool,
+) -> None:  # fmt: skip
+    """Convert a checkpoint to the other side, after checking the plan.
+
+    Tensors stream one at a time from the memory-mapped source into OUT, which
+    appears only when complete (an interrupted run leaves nothing). Optimizer
+    state is dropped unless --keep-optimizer. Refuses a plan with gaps (exit 1;
+    see `bridge check`) and an existing OUT without --force (exit 2).
+
+    \b
+    Examples:
+      bridge convert uncased_L-12_H-768_A-12/ --to pytorch -o bert-base-torch/
+      bridge convert bert_model.ckpt --to pytorch --target BertModel -o out/ --max-shard-size 2GB
+      bridge convert hf-bert/ --to tensorflow --target google-bert -o bert-tf/
+    Then: bridge verify SOURCE OUT
+    """
+    from bridge.convert import convert as run_convert
+    from bridge.inspect import human_bytes
+
+    bar = None
+    if not quiet and not as_json and sys.stderr.isatty():
+        bar = click.progressbar(length=1, label="converting", file=sys.stderr, show_pos=False)
+    result = run_convert(
+        source, to=to, out=out, target=target, config=config, rules=rules, maps=maps,
+        strip_prefix=strip_prefix, add_prefix=add_prefix, out_format=out_format,
+        max_shard_size=_size(max_shard_size), keep_optimizer=keep_optimizer, dtype=dtype, force=force,
+        allow_gaps=allow_gaps, on_tensor=(lambda name, n: bar.update(0)) if bar else None,
+    )  # fmt: skip
+    if bar is not None:
+        bar.render_finish()
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2, default=str))
+    else:
+        plan = result.plan
+        click.echo(f"wrote {result.out}/: {', '.join(result.files)}")
+        click.echo(f"  {result.tensors} tensors, {human_bytes(result.bytes_written)}; "
+                   f"{len(plan.tied)} tied tensors stored once; "
+                   f"dropped {human_bytes(result.dropped_bytes)} of optimizer state and counters")  # fmt: skip
+        for note in plan.notes + result.notes:
+            click.echo(f"  note: {note}")
+        if not plan.ok:
+            click.echo("  WARNING: written with gaps (--allow-gaps); run `bridge check` for the report")
+        click.echo(f"next: bridge verify {source} {result.out}")
+    if result.plan.exit_code:
+        sys.exit(result.plan.exit_code)
+
+
+@cli.command()
+@click.argument("source", type=click.Path(path_type=str))
+@click.argument("out", type=click.Path(path_type=str))
+@click.option("--atol", default=1e-5, show_default=True, help="Largest allowed absolute difference of outputs.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the random inputs.")
+@click.option("--seq-len", default=16, show_default=True, help="Sequence length of the random inputs.")
+@click.option("--no-forward", is_flag=True, help="Compare tensor values only.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def verify(source: str, out: str, atol: float, seed: int, seq_len: int, no_forward: bool, as_json: bool) -> None:
+    """Prove a conversion: every tensor value bit-exact after its transform, and,
+    where the model exists on both sides, a forward pass on the same seeded
+    inputs agreeing within --atol. Exit code 0 pass, 1 fail, 2 bad input.
+
+    \b
+    Examples:
+      bridge verify uncased_L-12_H-768_A-12/ bert-base-torch/
+      bridge verify hf-bert/ bert-tf/ --atol 1e-4 --json
+    """
+    from bridge.verify import verify as run_verify
+
+    report = run_verify(source, out, atol=atol, seed=seed, seq_len=seq_len, forward=not no_forward)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        click.echo(f"values: {report.values_equal}/{report.values_compared} tensors bit-exact after their transform")
+        for failure in report.value_failures:
+            click.echo(f"  ! {failure}")
+        for o in report.outputs:
+            mark = "ok" if o.ok else "FAIL"
+            click.echo(f"forward {o.name} {list(o.shape)}: max abs {o.max_abs:.3g}, max rel {o.max_rel:.3g} "
+                       f"(atol {report.atol:g}) {mark}")  # fmt: skip
+        for note in report.notes:
+            click.echo(f"note: {note}")
+        click.echo("verdict: " + ("PASS" if report.ok else "FAIL"))
+    if report.exit_code:
+        sys.exit(report.exit_code)
+
+
 @cli.command("formats")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def list_formats(as_json: bool) -> None:

@@ -73,6 +73,9 @@ class RulePack:
             PyTorch -> TF direction.
         default_target: ``(source_names) -> class name``: the class a source fits best.
         config_from_source: ``(shapes by name) -> config dict`` when no config file is given.
+        base_prefix: transformers' ``base_model_prefix`` of the family (``bert``).
+        pt_config: ``(source config, class name) -> (config.json, notes)`` for the PyTorch side.
+        tf_config: ``(config.json) -> (TF-side config, notes)`` for the TF side.
     """
 
     name: str
@@ -86,6 +89,9 @@ class RulePack:
     tf_layout: Callable[[dict[str, Any], Iterable[str]], dict[str, tuple[int, ...]]] | None = None
     default_target: Callable[[Iterable[str]], str] | None = None
     config_from_source: Callable[[dict[str, tuple[int, ...]]], tuple[dict[str, Any], list[str]]] | None = None
+    base_prefix: str | None = None
+    pt_config: Callable[[dict[str, Any], str], tuple[dict[str, Any], list[str]]] | None = None
+    tf_config: Callable[[dict[str, Any]], tuple[dict[str, Any], list[str]]] | None = None
 
     def map_name(self, name: str) -> tuple[str, Transform] | None:
         for rule in self.rules:

@@ -186,6 +186,47 @@ def config_from_source(shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, An
     return config, notes
 
 
+_BERT_CONFIG_KEYS = (
+    "attention_probs_dropout_prob", "hidden_act", "hidden_dropout_prob", "hidden_size", "initializer_range",
+    "intermediate_size", "max_position_embeddings", "num_attention_heads", "num_hidden_layers",
+    "type_vocab_size", "vocab_size",
+)  # fmt: skip
+
+
+def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], list[str]]:
+    """transformers ``config.json`` for a google-research ``bert_config.json``."""
+    out: dict[str, Any] = {k: config[k] for k in _BERT_CONFIG_KEYS if k in config}
+    notes = []
+    # modeling.py's gelu is the tanh approximation, which transformers calls gelu_new.
+    if out.get("hidden_act", "gelu") == "gelu":
+        out["hidden_act"] = "gelu_new"
+        notes.append("hidden_act: google-research `gelu` is the tanh approximation -> transformers `gelu_new`")
+    if "num_labels" in config:
+        out["id2label"] = {str(i): f"LABEL_{i}" for i in range(config["num_labels"])}
+        out["label2id"] = {f"LABEL_{i}": i for i in range(config["num_labels"])}
+    out.update({"architectures": [class_name], "model_type": "bert", "layer_norm_eps": 1e-12,
+                "pad_token_id": 0, "dtype": "float32"})  # fmt: skip
+    return out, notes
+
+
+def tf_config(config: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """google-research ``bert_config.json`` for a transformers BERT ``config.json``."""
+    out = {k: config[k] for k in _BERT_CONFIG_KEYS if k in config}
+    notes = []
+    act = out.get("hidden_act", "gelu")
+    if act == "gelu_new":
+        out["hidden_act"] = "gelu"
+    elif act == "gelu":
+        out["hidden_act"] = "gelu"
+        notes.append(
+            "hidden_act: transformers `gelu` is exact (erf); google-research code only has the tanh approximation, "
+            "so TF outputs differ slightly (about 1e-3) from the PyTorch model"
+        )
+    if config.get("layer_norm_eps", 1e-12) != 1e-12:
+        notes.append(f"layer_norm_eps {config['layer_norm_eps']} differs from google-research's fixed 1e-12")
+    return out, notes
+
+
 PACK = RulePack(
     name="google-bert",
     description="google-research/bert TF1 checkpoints <-> transformers Bert* classes",
@@ -196,4 +237,7 @@ PACK = RulePack(
     tf_layout=tf_layout,
     default_target=default_target,
     config_from_source=config_from_source,
+    base_prefix="bert",
+    pt_config=pt_config,
+    tf_config=tf_config,
 )

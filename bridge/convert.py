@@ -1,0 +1,194 @@
+"""``bridge convert``: execute a checked plan, streaming tensors into an atomic output directory."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bridge import dtypes
+from bridge.api import load
+from bridge.atomic import atomic_directory
+from bridge.check import check
+from bridge.errors import BridgeError, UsageError
+from bridge.model import Checkpoint
+from bridge.plan import Plan
+from bridge.rules import get_pack
+from bridge.transforms import parse
+
+_SIDE_FILES = ("vocab.txt",)  # copied beside the weights so tokenizers load from the output too
+
+
+class PlanHasGaps(BridgeError):
+    """The plan would produce a model that computes something else."""
+
+    exit_code = 1
+
+
+@dataclass
+class ConvertResult:
+    plan: Plan
+    out: Path
+    files: list[str]
+    tensors: int
+    bytes_written: int
+    dropped_bytes: int
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out),
+            "files": self.files,
+            "tensors": self.tensors,
+            "bytes_written": self.bytes_written,
+            "dropped_bytes": self.dropped_bytes,
+            "notes": self.notes,
+            "plan": self.plan.to_json(),
+        }
+
+
+def convert(
+    source: str | os.PathLike[str],
+    *,
+    to: str,
+    out: str | os.PathLike[str],
+    target: str | None = None,
+    config: str | os.PathLike[str] | dict[str, Any] | None = None,
+    rules: str | None = None,
+    maps: tuple[str, ...] = (),
+    strip_prefix: str | None = None,
+    add_prefix: str | None = None,
+    out_format: str = "safetensors",
+    max_shard_size: int | None = None,
+    keep_optimizer: bool = False,
+    dtype: str | None = None,
+    force: bool = False,
+    allow_gaps: bool = False,
+    on_tensor: Callable[[str, int], None] | None = None,
+) -> ConvertResult:
+    """Convert ``source`` to the ``to`` side into the directory ``out``.
+
+    Args:
+        source, to, target, config, rules, maps, strip_prefix, add_prefix: as for :func:`bridge.check`.
+        out: the output directory; written atomically (temporary sibling, then rename).
+        out_format: ``safetensors`` or ``bin`` for PyTorch; ``google-bert`` (TF1 checkpoint) for TensorFlow.
+        max_shard_size: bytes per safetensors shard (an index file is written when sharded).
+        keep_optimizer: also write optimizer state, apart (``optimizer.safetensors``).
+        dtype: cast floating tensors to this dtype (``float16``, ``bfloat16``, ``float32``); default: keep.
+        force: replace an existing ``out``.
+        allow_gaps: write even when the plan has gaps (the report still lists them).
+        on_tensor: called with (name, bytes) after each tensor is written (progress bars).
+
+    Returns:
+        A :class:`ConvertResult` with the plan, the files and the byte counts.
+
+    Raises:
+        PlanHasGaps: the plan is not ``ok`` and ``allow_gaps`` is not set (exit code 1).
+    """
+    if dtype is not None and not dtypes.is_floating(dtype):
+        raise UsageError("--dtype must be a floating dtype", hint=f"Use float16, bfloat16, float32. Received: {dtype}")
+    plan = check(source, to=to, target=target, config=config, rules=rules, maps=maps,
+                 strip_prefix=strip_prefix, add_prefix=add_prefix)  # fmt: skip
+    if not plan.ok and not allow_gaps:
+        problems = len(plan.gaps) + len(plan.mismatched)
+        raise PlanHasGaps(
+            "The conversion plan has gaps",
+            path=source,
+            detail=f"{problems} target or source tensor(s) would be missing, unused or mismatched",
+            hint="Run `bridge check` with the same arguments for the report; --allow-gaps writes anyway",
+        )
+    pack = get_pack(plan.pack)
+    src_path = Path(source)
+    with load(source) as ckpt, atomic_directory(Path(out), force=force, inputs=(src_path,)) as tmp:
+        tensors = _out_tensors(ckpt, plan, dtype)
+        notes: list[str] = []
+        hook = (lambda t: on_tensor(t.name, t.nbytes)) if on_tensor else None
+        if to == "pytorch":
+            files = _write_pytorch(tmp, tensors, plan, pack, out_format, max_shard_size, hook, notes)
+        else:
+            files = _write_tensorflow(tmp, tensors, plan, pack, out_format, hook, notes)
+        dropped = [r for r in ckpt.values() if r.kind != "model"]
+        if keep_optimizer:
+            files += _write_optimizer(tmp, ckpt)
+            dropped = [r for r in dropped if r.kind != "optimizer"]
+        folder = src_path if src_path.is_dir() else src_path.parent
+        for name in _SIDE_FILES:
+            if (folder / name).is_file():
+                shutil.copyfile(folder / name, tmp / name)
+                files.append(name)
+    return ConvertResult(
+        plan=plan,
+        out=Path(out),
+        files=files,
+        tensors=len(tensors),
+        bytes_written=sum(t.nbytes for t in tensors),
+        dropped_bytes=sum(r.nbytes for r in dropped),
+        notes=notes,
+    )
+
+
+def _out_tensors(ckpt: Checkpoint, plan: Plan, dtype: str | None) -> list[Any]:
+    from pt_side.export import OutTensor
+
+    out = []
+    for m in plan.matched:
+        record = ckpt[m.source]
+        transform = parse(m.transform)
+        cast = dtype if dtype is not None and dtypes.is_floating(m.dtype) else None
+
+        def produce(record=record, transform=transform, cast=cast) -> np.ndarray:  # type: ignore[no-untyped-def]
+            value = transform.apply(record.numpy())
+            return value.astype(dtypes.numpy_dtype(cast)) if cast else value
+
+        out.append(OutTensor(m.target, m.target_shape, cast or m.dtype, produce))
+    return out
+
+
+def _write_pytorch(tmp: Path, tensors: list[Any], plan: Plan, pack: Any, out_format: str,
+                   max_shard_size: int | None, hook: Any, notes: list[str]) -> list[str]:  # fmt: skip
+    from pt_side.export import write_config, write_safetensors, write_torch_bin
+
+    if out_format == "safetensors":
+        paths = write_safetensors(tmp, tensors, max_shard_size=max_shard_size, on_tensor=hook)
+    elif out_format == "bin":
+        paths = write_torch_bin(tmp, tensors)
+    else:
+        raise UsageError(f"Unknown PyTorch output format '{out_format}'", hint="Use safetensors or bin")
+    files = [p.name for p in paths]
+    if pack.pt_config is not None and plan.target.class_name:
+        config, config_notes = pack.pt_config(plan.target.config or {}, plan.target.class_name)
+        notes.extend(config_notes)
+        files.append(write_config(tmp, config).name)
+    return files
+
+
+def _write_tensorflow(tmp: Path, tensors: list[Any], plan: Plan, pack: Any, out_format: str,
+                      hook: Any, notes: list[str]) -> list[str]:  # fmt: skip
+    from tf_side.export import write_tf1_checkpoint
+
+    from pt_side.export import write_config
+
+    if out_format not in ("google-bert", "safetensors"):  # safetensors: the CLI default, meaning "the layout's own"
+        raise UsageError(f"Unknown TensorFlow output format '{out_format}'", hint="Use google-bert")
+    paths = write_tf1_checkpoint(tmp / "bert_model.ckpt", tensors, on_tensor=hook)
+    files = [p.name for p in paths]
+    if pack.tf_config is not None:
+        config, config_notes = pack.tf_config(plan.target.config or {})
+        notes.extend(config_notes)
+        files.append(write_config(tmp, config, "bert_config.json").name)
+    return files
+
+
+def _write_optimizer(tmp: Path, ckpt: Checkpoint) -> list[str]:
+    from pt_side.export import OutTensor, write_safetensors
+
+    slots = [OutTensor(r.name, r.shape, r.dtype, r.numpy) for r in ckpt.values()
+             if r.kind == "optimizer" and r.dtype != dtypes.STRING]  # fmt: skip
+    if not slots:
+        return []
+    return [p.name for p in write_safetensors(tmp, slots, stem="optimizer")]

@@ -1,0 +1,136 @@
+"""Writers for the PyTorch side: safetensors (native, streaming, sharded) and ``pytorch_model.bin``.
+
+The safetensors header is computed from shapes and dtypes before any value is
+read, then values stream one at a time from the source: peak memory is about
+the largest tensor, not the model.  Output is deterministic: same input, same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bridge import dtypes
+from bridge.errors import MissingDependency
+
+_SAFETENSORS_DTYPES = {
+    "bool": "BOOL", "uint8": "U8", "int8": "I8", "int16": "I16", "uint16": "U16", "int32": "I32",
+    "uint32": "U32", "int64": "I64", "uint64": "U64", "float16": "F16", "bfloat16": "BF16",
+    "float32": "F32", "float64": "F64", "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class OutTensor:
+    """A tensor to write: metadata now, value produced (read + transformed) on demand."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    produce: Callable[[], np.ndarray]
+
+    @property
+    def nbytes(self) -> int:
+        size = dtypes.itemsize(self.dtype)
+        if size is None:
+            raise ValueError(f"{self.name}: strings cannot be written to safetensors")
+        return size * int(np.prod(self.shape, dtype=np.int64))
+
+
+def plan_shards(tensors: Sequence[OutTensor], max_shard_size: int | None) -> list[list[OutTensor]]:
+    """Split in order into shards of at most ``max_shard_size`` bytes (a larger tensor gets its own)."""
+    if not max_shard_size:
+        return [list(tensors)]
+    shards: list[list[OutTensor]] = [[]]
+    size = 0
+    for t in tensors:
+        if shards[-1] and size + t.nbytes > max_shard_size:
+            shards.append([])
+            size = 0
+        shards[-1].append(t)
+        size += t.nbytes
+    return shards
+
+
+def write_safetensors(
+    folder: Path,
+    tensors: Sequence[OutTensor],
+    *,
+    stem: str = "model",
+    max_shard_size: int | None = None,
+    metadata: dict[str, str] | None = None,
+    on_tensor: Callable[[OutTensor], None] | None = None,
+) -> list[Path]:
+    """Write ``{stem}.safetensors`` (or ``{stem}-0000K-of-0000N.safetensors`` + index) into ``folder``."""
+    shards = plan_shards(tensors, max_shard_size)
+    meta = {"format": "pt", **(metadata or {})}
+    if len(shards) == 1:
+        path = folder / f"{stem}.safetensors"
+        _write_one(path, shards[0], meta, on_tensor)
+        return [path]
+    paths = []
+    weight_map: dict[str, str] = {}
+    for k, shard in enumerate(shards, start=1):
+        path = folder / f"{stem}-{k:05d}-of-{len(shards):05d}.safetensors"
+        _write_one(path, shard, meta, on_tensor)
+        paths.append(path)
+        weight_map.update({t.name: path.name for t in shard})
+    index = {"metadata": {"total_size": sum(t.nbytes for t in tensors)}, "weight_map": dict(sorted(weight_map.items()))}
+    index_path = folder / f"{stem}.safetensors.index.json"
+    index_path.write_text(json.dumps(index, indent=2) + "\n")
+    return [index_path, *paths]
+
+
+def _write_one(
+    path: Path, tensors: Iterable[OutTensor], metadata: dict[str, str], on_tensor: Callable[[OutTensor], None] | None
+) -> None:
+    tensors = list(tensors)
+    header: dict[str, Any] = {"__metadata__": metadata}
+    offset = 0
+    for t in tensors:
+        header[t.name] = {"dtype": _SAFETENSORS_DTYPES[t.dtype], "shape": list(t.shape),
+                          "data_offsets": [offset, offset + t.nbytes]}  # fmt: skip
+        offset += t.nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # the format pads the header to 8 bytes with spaces
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)))
+        f.write(raw)
+        for t in tensors:
+            value = np.ascontiguousarray(t.produce())
+            if value.shape != t.shape or dtypes.dtype_name(value.dtype) != t.dtype:
+                raise ValueError(f"{t.name}: produced {value.dtype}{value.shape}, planned {t.dtype}{t.shape}")
+            if value.dtype.byteorder == ">":
+                value = value.astype(value.dtype.newbyteorder("<"))
+            f.write(value.tobytes() if value.ndim == 0 else memoryview(value.reshape(-1).view(np.uint8)))
+            if on_tensor is not None:
+                on_tensor(t)
+
+
+def write_torch_bin(folder: Path, tensors: Sequence[OutTensor], *, stem: str = "pytorch_model") -> list[Path]:
+    """``pytorch_model.bin`` via ``torch.save`` (needs torch; holds the whole state dict in memory)."""
+    try:
+        import torch
+    except ImportError as e:
+        raise MissingDependency("torch is needed to write .bin files", hint="pip install torch or use safetensors") from e
+    state = {}
+    for t in tensors:
+        value = np.ascontiguousarray(t.produce())
+        state[t.name] = torch.from_numpy(value.view(np.uint16)).view(torch.bfloat16) if t.dtype == "bfloat16" else (
+            torch.from_numpy(value.copy())
+        )
+    path = folder / f"{stem}.bin"
+    torch.save(state, path)
+    return [path]
+
+
+def write_config(folder: Path, config: dict[str, Any], name: str = "config.json") -> Path:
+    path = folder / name
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return path

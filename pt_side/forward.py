@@ -1,0 +1,61 @@
+"""The PyTorch half of forward-pass verification: a transformers model's outputs under neutral names."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bridge.errors import MissingDependency, UsageError
+
+# transformers output field -> neutral output name, per head.
+_HEAD_OUTPUTS = {
+    "prediction_logits": "mlm_logits",
+    "seq_relationship_logits": "nsp_logits",
+}
+
+
+def load_transformers_model(folder: Path) -> tuple[Any, dict[str, Any]]:
+    """The model class named in ``config.json``'s ``architectures``, loaded with ``from_pretrained``."""
+    try:
+        import torch  # noqa: F401
+        import transformers
+    except ImportError as e:
+        raise MissingDependency("torch and transformers are needed for the forward check",
+                                hint="pip install 'ckpt-bridge[transformers]'") from e  # fmt: skip
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise UsageError("No config.json beside the PyTorch weights", path=folder,
+                         hint="A forward check needs the model's class and config")  # fmt: skip
+    config = json.loads(config_path.read_text())
+    class_name = (config.get("architectures") or ["AutoModel"])[0]
+    cls = getattr(transformers, class_name)
+    transformers.utils.logging.disable_progress_bar()
+    model = cls.from_pretrained(str(folder))
+    return model.eval(), config
+
+
+def transformers_outputs(model: Any, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """sequence_output, pooled_output (if the model has a pooler) and head logits, as numpy."""
+    import torch
+
+    feed = {k: torch.from_numpy(v) for k, v in inputs.items()}
+    out: dict[str, np.ndarray] = {}
+    with torch.no_grad():
+        base = model.base_model(**feed)
+        out["sequence_output"] = base.last_hidden_state.numpy()
+        if getattr(base, "pooler_output", None) is not None:
+            out["pooled_output"] = base.pooler_output.numpy()
+        if model.base_model is not model:
+            full = model(**feed)
+            for field_name, name in _HEAD_OUTPUTS.items():
+                value = getattr(full, field_name, None)
+                if value is not None:
+                    out[name] = value.numpy()
+            if type(model).__name__ in ("BertForMaskedLM", "BertLMHeadModel"):
+                out["mlm_logits"] = full.logits.numpy()
+            if type(model).__name__ == "BertForNextSentencePrediction":
+                out["nsp_logits"] = full.logits.numpy()
+    return out
