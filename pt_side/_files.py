@@ -1,0 +1,119 @@
+"""Helpers shared by the PyTorch-side readers: memory maps, shard indexes, config.json.
+
+Nothing here imports torch or safetensors: the readers parse the formats themselves.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bridge.errors import CheckpointNotFound, CorruptCheckpoint
+
+
+class MappedFiles:
+    """One read-only ``np.memmap`` per file, opened on first use and shared by every record.
+
+    Mapping costs nothing until pages are touched, so records slice the map instead
+    of reading; :meth:`close` drops the maps (arrays already handed out keep theirs alive).
+    """
+
+    def __init__(self) -> None:
+        self._maps: dict[Path, np.memmap] = {}
+
+    def bytes_of(self, path: Path) -> np.memmap:
+        mapped = self._maps.get(path)
+        if mapped is None:
+            try:
+                mapped = np.memmap(path, dtype=np.uint8, mode="r")
+            except FileNotFoundError:
+                raise CheckpointNotFound(
+                    "Checkpoint file disappeared", path=path, hint="Reopen the checkpoint"
+                ) from None
+            self._maps[path] = mapped
+        return mapped
+
+    def close(self) -> None:
+        self._maps.clear()
+
+
+@dataclass
+class ShardIndex:
+    """A ``*.index.json`` of a sharded set (transformers' format for both safetensors and .bin)."""
+
+    path: Path
+    shards: list[Path]
+    weight_map: dict[str, str]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def load_index(path: Path) -> ShardIndex:
+    """Parse a shard index: ``{"metadata": {...}, "weight_map": {tensor: shard file}}``.
+
+    Shard paths are relative to the index's folder; every shard must exist.
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointNotFound("Shard index not found", path=path) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptCheckpoint(
+            "Shard index is not valid JSON",
+            path=path,
+            detail=str(exc),
+            hint="Re-save the model or restore the index from its source",
+        ) from None
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()
+    ):
+        raise CorruptCheckpoint(
+            "Shard index has no usable weight_map",
+            path=path,
+            detail='expected {"weight_map": {tensor name: shard file name}}',
+            hint="Re-save the model or restore the index from its source",
+        )
+    shards: list[Path] = []
+    for shard_name in dict.fromkeys(weight_map.values()):  # first-seen order, no duplicates
+        shard = path.parent / shard_name
+        if not shard.is_file():
+            raise CheckpointNotFound(
+                "Shard missing",
+                path=shard,
+                detail=f"listed in the index '{path}' but not on disk",
+                hint="Download or copy every shard named in the index's weight_map next to it",
+            )
+        shards.append(shard)
+    metadata = data.get("metadata")
+    return ShardIndex(path, shards, dict(weight_map), dict(metadata) if isinstance(metadata, dict) else {})
+
+
+def read_config(folder: Path) -> dict[str, Any] | None:
+    """``config.json`` beside a checkpoint (transformers' model config), parsed as JSON only."""
+    config = folder / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None  # a broken companion file must not stop reading the weights
+    return data if isinstance(data, dict) else None
+
+
+def check_index_coverage(index: ShardIndex, found: dict[str, Path]) -> None:
+    """Every tensor the index names must be in the shard it names."""
+    for name, shard_name in index.weight_map.items():
+        where = found.get(name)
+        if where is None or where.name != Path(shard_name).name:
+            raise CorruptCheckpoint(
+                "Shard index and shards disagree",
+                path=index.path,
+                tensor=name,
+                detail=f"the index puts it in '{shard_name}'"
+                + (f" but it is in '{where.name}'" if where is not None else " but no shard holds it"),
+                hint="Re-save the model or restore the matching index",
+            )
