@@ -118,7 +118,7 @@ def write_torch_bin(folder: Path, tensors: Sequence[OutTensor], *, stem: str = "
     try:
         import torch
     except ImportError as e:
-        raise MissingDependency("torch is needed to write .bin files", hint="pip install torch or use safetensors") from e
+        raise MissingDependency("torch is needed to write .bin files", hint="pip install torch") from e
     state = {}
     for t in tensors:
         value = np.ascontiguousarray(t.produce())
