@@ -46,9 +46,9 @@ def write_tf1_checkpoint(
     offset = 0
     with open(data_path, "wb") as data:
         for t in ordered:
-            raw = _tensor_bytes(t)
+            raw, crc = _tensor_bytes(t)
             data.write(raw)
-            entries.append((t.name.encode(), _entry(t, offset, len(raw), mask_crc(crc32c(raw)))))
+            entries.append((t.name.encode(), _entry(t, offset, len(raw), mask_crc(crc))))
             offset += len(raw)
             if on_tensor is not None:
                 on_tensor(t)
@@ -74,24 +74,31 @@ def _entry(t: Tensor, offset: int, size: int, crc: int) -> bytes:
     )
 
 
-def _tensor_bytes(t: Tensor) -> bytes:
+def _tensor_bytes(t: Tensor) -> tuple[bytes, int]:
+    """The bytes stored for ``t`` and their (unmasked) entry CRC32C."""
     value = np.asarray(t.produce())
     if tuple(value.shape) != tuple(t.shape):
         raise ValueError(f"{t.name}: produced shape {value.shape}, planned {t.shape}")
     if t.dtype == dtypes.STRING:
         return _string_bytes(value)
-    value = np.ascontiguousarray(value, dtype=dtypes.numpy_dtype(t.dtype).newbyteorder("<"))
-    return value.tobytes()
+    raw = np.ascontiguousarray(value, dtype=dtypes.numpy_dtype(t.dtype).newbyteorder("<")).tobytes()
+    return raw, crc32c(raw)
 
 
-def _string_bytes(value: np.ndarray) -> bytes:
-    """varint lengths, masked CRC32C of the lengths (as uint32/uint64), then the bytes (tensor_bundle.cc)."""
+def _string_bytes(value: np.ndarray) -> tuple[bytes, int]:
+    """varint lengths, the masked CRC32C of the lengths, then the bytes (tensor_bundle.cc WriteStringTensor).
+
+    Both checksums cover each length as a little-endian uint32 (uint64 past 4 GiB), not its
+    varint; the entry's CRC then continues over the 4 length-checksum bytes and the strings.
+    """
     items = [v if isinstance(v, bytes) else str(v).encode() for v in value.reshape(-1)]
-    lengths = b"".join(encode_varint(len(v)) for v in items)
     crc = 0
     for v in items:
         crc = crc32c(struct.pack("<I", len(v)) if len(v) <= 0xFFFFFFFF else struct.pack("<Q", len(v)), crc)
-    return lengths + struct.pack("<I", mask_crc(crc)) + b"".join(items)
+    length_crc = struct.pack("<I", mask_crc(crc))
+    body = b"".join(items)
+    entry_crc = crc32c(body, crc32c(length_crc, crc))
+    return b"".join(encode_varint(len(v)) for v in items) + length_crc + body, entry_crc
 
 
 # --- LevelDB table builder -----------------------------------------------------------------
