@@ -22,9 +22,13 @@ $(VENV)/.test: $(VENV)/.core
 	$(BIN)/python -m pip install -q $(TEST_FRAMEWORKS) -e ".[test]" ruff
 	@touch $@
 
+# The main job on the shipped example, with no framework installed: look, plan, convert, prove the values.
 demo: $(VENV)/.core
 	$(BIN)/bridge inspect examples/tiny-bert/
-	$(BIN)/bridge inspect examples/tiny-bert/ --filter 'pooler' --all --stats
+	$(BIN)/bridge check examples/tiny-bert/ --to pytorch
+	$(BIN)/bridge convert examples/tiny-bert/ --to pytorch -o build/tiny-bert-pytorch --force
+	$(BIN)/bridge verify examples/tiny-bert/ build/tiny-bert-pytorch --no-forward
+	@echo "With torch, tensorflow and transformers installed (make test does), drop --no-forward to compare a forward pass too."
 
 test: $(VENV)/.test
 	$(BIN)/python -m pytest
