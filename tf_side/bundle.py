@@ -403,6 +403,18 @@ class _Shards:
             return np.zeros(0, np.uint8)
         return np.frombuffer(mm, np.uint8, count=size, offset=offset)
 
+    def release(self, shard: int, offset: int, size: int) -> None:
+        """Drop the pages of a range already copied out, so that streaming a large checkpoint
+        keeps the resident set near one tensor instead of growing with every page touched."""
+        entry = self._maps.get(shard)
+        if entry is None or entry[1] is None or size == 0 or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        start = offset - offset % mmap.PAGESIZE
+        try:
+            entry[1].madvise(mmap.MADV_DONTNEED, start, offset + size - start)
+        except (OSError, ValueError):  # advisory only: a refusal costs memory, not correctness
+            pass
+
     def close(self) -> None:
         with self._lock:
             maps, self._maps = self._maps, {}
@@ -554,6 +566,7 @@ class _Bundle:
             raise _crc_error(filename, name, entry, actual)
         value = raw.view(dtypes.numpy_dtype(dtype)).copy()
         del raw
+        self.shards.release(entry.shard_id, entry.offset, entry.size)
         if self.byteswap and itemsize > 1:
             # Checksums cover the bytes as stored; swap only afterwards (tensor_bundle.cc).
             # Complex numbers swap each component; ml_dtypes types swap as unsigned ints.

@@ -1,0 +1,116 @@
+"""`bridge convert --to pytorch` on a BERT-base checkpoint with Adam slots, against the path users had
+before (transformers 4.x ``load_tf_weights_in_bert`` + ``torch.save``) and against ``cp`` of the bytes
+written (the physical floor).  All measured as whole processes in the same run: wall time and peak RSS.
+
+Goals (issue 5): >= 10x faster than the 4.x path, within 2x of cp, peak RSS under 400 MB.
+
+    python bench/bench_convert.py [--work bench/_work] [--repeats 3] [--no-legacy]
+
+The 4.x path runs in its own venv (bench/_work/venv-tf4: transformers==4.57.6, tensorflow-cpu==2.21.0,
+tf-keras==2.21.0, torch==2.13.0), built on first use; if it cannot be built, that row is skipped with a message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import BERT_BASE, bert_base_checkpoint  # noqa: E402
+
+LEGACY_PACKAGES = ["transformers==4.57.6", "tensorflow-cpu==2.21.0", "tf-keras==2.21.0", "torch==2.13.0"]
+LEGACY_SCRIPT = """
+import sys, torch
+from transformers import BertConfig, BertForPreTraining, load_tf_weights_in_bert
+config = BertConfig.from_json_file(sys.argv[2])
+model = BertForPreTraining(config)
+load_tf_weights_in_bert(model, config, sys.argv[1])
+torch.save(model.state_dict(), sys.argv[3])
+"""
+# Runs a command and reports its wall time and peak RSS (the child's ru_maxrss, in KiB on Linux).
+MEASURE = """
+import json, resource, subprocess, sys, time
+start = time.perf_counter()
+subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+wall = time.perf_counter() - start
+print(json.dumps({"wall": wall, "rss": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024}))
+"""
+
+
+def measure(argv: list[str], repeats: int, before: list[str] | None = None) -> tuple[float, int]:
+    walls, rss = [], 0
+    for _ in range(repeats):
+        if before:
+            subprocess.run(before, check=True)
+        out = subprocess.run([sys.executable, "-c", MEASURE, *argv], check=True, capture_output=True, text=True)
+        result = json.loads(out.stdout)
+        walls.append(result["wall"])
+        rss = max(rss, result["rss"])
+    return statistics.median(walls), rss
+
+
+def legacy_python(work: Path) -> Path | None:
+    venv = work / "venv-tf4"
+    python = venv / "bin" / "python"
+    if (venv / ".ready").exists():
+        return python
+    print(f"building {venv} for the transformers 4.x path (once) ...", flush=True)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *LEGACY_PACKAGES], check=True)
+    except subprocess.CalledProcessError as e:
+        print(f"skipping the transformers 4.x path: its venv could not be built ({e})")
+        return None
+    (venv / ".ready").touch()
+    return python
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, default=Path(__file__).resolve().parent / "_work")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-legacy", action="store_true", help="Skip the transformers 4.x path.")
+    args = parser.parse_args()
+
+    prefix = bert_base_checkpoint(args.work)
+    config = prefix.parent / "bert_config.json"
+    config.write_text(json.dumps({**BERT_BASE, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
+                                  "attention_probs_dropout_prob": 0.1, "initializer_range": 0.02}))  # fmt: skip
+    out = args.work / "converted"
+    bridge_s, bridge_rss = measure(
+        [sys.executable, "-m", "bridge", "convert", str(prefix), "--to", "pytorch", "-o", str(out), "--force", "-q"],
+        args.repeats,
+    )
+    weights = out / "model.safetensors"
+    copy = args.work / "copy.safetensors"
+    cp_s, _ = measure(["cp", str(weights), str(copy)], args.repeats, before=["rm", "-f", str(copy)])
+    copy.unlink(missing_ok=True)
+
+    size = sum(p.stat().st_size for p in prefix.parent.glob(prefix.name + ".*"))
+    written = weights.stat().st_size / 2**20
+    print(f"checkpoint: {prefix} ({size / 2**30:.2f} GiB, BERT-base + Adam slots); wrote {written:.0f} MiB")
+    print(f"bridge convert --to pytorch   {bridge_s:8.2f} s   peak RSS {bridge_rss / 2**20:7.0f} MiB   (goal < 400)")
+    print(f"cp of the bytes written       {cp_s:8.2f} s   ratio bridge/cp {bridge_s / cp_s:.2f}x   (goal <= 2x)")
+    if args.no_legacy:
+        return
+    python = legacy_python(args.work)
+    if python is None:
+        return
+    legacy_out = args.work / "legacy_pytorch_model.bin"
+    legacy_s, legacy_rss = measure(
+        [str(python), "-c", LEGACY_SCRIPT, str(prefix), str(config), str(legacy_out)], max(1, args.repeats // 2)
+    )
+    legacy_out.unlink(missing_ok=True)
+    print(f"transformers 4.57.6 path      {legacy_s:8.2f} s   peak RSS {legacy_rss / 2**20:7.0f} MiB")
+    print(f"ratio 4.x path / bridge: {legacy_s / bridge_s:.1f}x   (goal >= 10x)")
+    shutil.rmtree(out, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
