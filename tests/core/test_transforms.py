@@ -28,6 +28,14 @@ def test_round_trip_is_bit_exact(spec, shape, dtype):
     np.testing.assert_array_equal(back, value, strict=True)
 
 
+@pytest.mark.parametrize("shape", [(768, 3072), (1000, 513), (3, 70000)])
+def test_tiled_transpose_of_large_kernels_is_exact(shape):
+    value = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    out = parse("transpose").apply(value)
+    assert out.flags.c_contiguous
+    np.testing.assert_array_equal(out, value.T, strict=True)
+
+
 def test_spec_strings_parse_back():
     for spec in ("identity", "transpose", "permute(3,2,0,1)", "reshape(12,64,768)"):
         assert str(parse(spec)) == spec
