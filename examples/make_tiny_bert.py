@@ -31,40 +31,14 @@ CONFIG = {
 
 
 def bert_shapes(config: dict[str, int]) -> dict[str, tuple[int, ...]]:
-    """google-research/bert variable names and shapes (modeling.py, run_pretraining.py)."""
-    h, i, v = config["hidden_size"], config["intermediate_size"], config["vocab_size"]
+    """google-research/bert variable names and shapes, pretraining heads included.
 
-    def ln(prefix: str) -> dict[str, tuple[int, ...]]:
-        return {f"{prefix}/LayerNorm/gamma": (h,), f"{prefix}/LayerNorm/beta": (h,)}
+    The table lives in the google-bert rule pack; it is pinned there against a real
+    google-research checkpoint (../shared/fixtures/keras-bert-tiny-tf1, tests/golden).
+    """
+    from bridge.rules.bert import tf_layout
 
-    out = {
-        "bert/embeddings/word_embeddings": (v, h),
-        "bert/embeddings/token_type_embeddings": (config["type_vocab_size"], h),
-        "bert/embeddings/position_embeddings": (config["max_position_embeddings"], h),
-        **ln("bert/embeddings"),
-    }
-    for n in range(config["num_hidden_layers"]):
-        layer = f"bert/encoder/layer_{n}"
-        for proj in ("query", "key", "value"):
-            out[f"{layer}/attention/self/{proj}/kernel"] = (h, h)
-            out[f"{layer}/attention/self/{proj}/bias"] = (h,)
-        out[f"{layer}/attention/output/dense/kernel"] = (h, h)
-        out[f"{layer}/attention/output/dense/bias"] = (h,)
-        out.update(ln(f"{layer}/attention/output"))
-        out[f"{layer}/intermediate/dense/kernel"] = (h, i)
-        out[f"{layer}/intermediate/dense/bias"] = (i,)
-        out[f"{layer}/output/dense/kernel"] = (i, h)
-        out[f"{layer}/output/dense/bias"] = (h,)
-        out.update(ln(f"{layer}/output"))
-    out["bert/pooler/dense/kernel"] = (h, h)
-    out["bert/pooler/dense/bias"] = (h,)
-    out["cls/predictions/transform/dense/kernel"] = (h, h)
-    out["cls/predictions/transform/dense/bias"] = (h,)
-    out.update(ln("cls/predictions/transform"))
-    out["cls/predictions/output_bias"] = (v,)
-    out["cls/seq_relationship/output_weights"] = (2, h)  # [out, in]: used with transpose_b=True
-    out["cls/seq_relationship/output_bias"] = (2,)
-    return out
+    return tf_layout(config, ("pooler", "mlm", "nsp"))
 
 
 def bert_variables(config: dict[str, int], rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -117,3 +117,35 @@ def check_index_coverage(index: ShardIndex, found: dict[str, Path]) -> None:
                 + (f" but it is in '{where.name}'" if where is not None else " but no shard holds it"),
                 hint="Re-save the model or restore the matching index",
             )
+
+
+def resolve_weights(
+    path: Path, single_name: str, index_name: str, what: str, point_at: str
+) -> tuple[Path, Path | None, Path]:
+    """(folder for config.json, the shard index or None, the single file when there is no index).
+
+    ``path`` is a weights file, a ``*.index.json``, or a ``save_pretrained`` folder holding
+    ``single_name`` or ``index_name``.
+    """
+    if path.is_dir():
+        if (path / index_name).is_file():
+            return path, path / index_name, path
+        single = path / single_name
+        if not single.is_file():
+            raise CheckpointNotFound(
+                f"No {what} weights in folder",
+                path=path,
+                detail=f"neither {single_name} nor {index_name}",
+                hint=f"Point at {point_at} or its index",
+            )
+        return path, None, single
+    if not path.is_file():
+        raise CheckpointNotFound("Checkpoint not found", path=path, hint="Check the path")
+    if path.name.endswith(".index.json"):
+        return path.parent, path, path
+    return path.parent, None, path
+
+
+def is_count(value: Any) -> bool:
+    """A non-negative int (not a bool): a dimension, an offset, an element count."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 
 from bridge import dtypes
-from bridge.errors import CheckpointNotFound, CorruptCheckpoint, UnsupportedFeature
+from bridge.errors import CorruptCheckpoint, UnsupportedFeature
 from bridge.model import Checkpoint, TensorRecord
 from bridge.naming import classify_torch_name
-from pt_side._files import MappedFiles, check_index_coverage, load_index, read_config
+from pt_side._files import MappedFiles, check_index_coverage, is_count, load_index, read_config, resolve_weights
 
 FORMAT = "safetensors"
 SUFFIX = ".safetensors"
@@ -91,7 +91,7 @@ def sniff(path: Path) -> bool:
 
 def read(path: Path) -> Checkpoint:
     """Open a safetensors file, a shard index, or a transformers output folder (index only)."""
-    folder, index_path, single = _resolve(path)
+    folder, index_path, single = resolve_weights(path, SINGLE_NAME, INDEX_NAME, "safetensors", "the .safetensors file")
     maps = MappedFiles()
     metadata: dict[str, Any] = {}
     records: list[TensorRecord] = []
@@ -226,9 +226,9 @@ def _entry(path: Path, name: str, info: Any, data_start: int, data_len: int) -> 
             detail=f"dtype code {code!r}; readable: {', '.join(_DTYPES)}",
             hint="Cast the tensor to a supported dtype when saving",
         )
-    if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
+    if not isinstance(shape, list) or not all(is_count(d) for d in shape):
         raise bad(f"shape {shape!r} is not a list of non-negative integers")
-    if not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_count(o) for o in offsets):
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(is_count(o) for o in offsets):
         raise bad(f"data_offsets {offsets!r} is not [begin, end]")
     begin, end = offsets
     if begin > end or end > data_len:
@@ -265,31 +265,6 @@ def _record(path: Path, entry: _Entry, maps: MappedFiles) -> TensorRecord:
         kind=tag.kind,
         slot_name=tag.slot_name,
     )
-
-
-def _resolve(path: Path) -> tuple[Path, Path | None, Path]:
-    """(folder for config.json, the index file or None, the single file when there is no index)."""
-    if path.is_dir():
-        if (path / INDEX_NAME).is_file():
-            return path, path / INDEX_NAME, path
-        single = path / SINGLE_NAME
-        if not single.is_file():
-            raise CheckpointNotFound(
-                "No safetensors weights in folder",
-                path=path,
-                detail=f"neither {SINGLE_NAME} nor {INDEX_NAME}",
-                hint="Point at the .safetensors file or its index",
-            )
-        return path, None, single
-    if not path.is_file():
-        raise CheckpointNotFound("Checkpoint not found", path=path, hint="Check the path")
-    if path.name.endswith(".index.json"):
-        return path.parent, path, path
-    return path.parent, None, path
-
-
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -37,14 +37,13 @@ import numpy as np
 from bridge import dtypes
 from bridge.errors import (
     BridgeError,
-    CheckpointNotFound,
     CorruptCheckpoint,
     UnsafeCheckpoint,
     UnsupportedFeature,
 )
 from bridge.model import Checkpoint, TensorRecord
 from bridge.naming import classify_torch_name
-from pt_side._files import MappedFiles, check_index_coverage, load_index, read_config
+from pt_side._files import MappedFiles, check_index_coverage, is_count, load_index, read_config, resolve_weights
 
 FORMAT = "torch"
 SINGLE_NAME = "pytorch_model.bin"
@@ -193,7 +192,7 @@ class _Global:
 
 
 def _dims(value: Any, what: str) -> tuple[int, ...]:
-    if not isinstance(value, (tuple, list)) or not all(_is_count(d) for d in value):
+    if not isinstance(value, (tuple, list)) or not all(is_count(d) for d in value):
         raise _Malformed(f"tensor {what} {value!r} is not a tuple of non-negative integers")
     return tuple(int(d) for d in value)
 
@@ -201,7 +200,7 @@ def _dims(value: Any, what: str) -> tuple[int, ...]:
 def _tensor(storage: Any, offset: Any, size: Any, stride: Any, dtype: _DType | None = None) -> _Tensor:
     if not isinstance(storage, _Storage):
         raise _Malformed(f"a tensor is rebuilt from {type(storage).__name__}, not a storage")
-    if not _is_count(offset):
+    if not is_count(offset):
         raise _Malformed(f"storage offset {offset!r} is not a non-negative integer")
     shape, strides = _dims(size, "size"), _dims(stride, "stride")
     if len(shape) != len(strides):
@@ -409,7 +408,7 @@ def _storage_from_pid(pid: Any, path: Path, storages: dict[str, _Storage], legac
     if typename != "storage" or len(pid) != (6 if legacy else 5):
         raise _Malformed(f"unexpected persistent id {pid!r}")
     storage_type, key, location, numel = pid[1], pid[2], pid[3], pid[4]
-    if not isinstance(storage_type, _StorageType) or not isinstance(key, str) or not _is_count(numel):
+    if not isinstance(storage_type, _StorageType) or not isinstance(key, str) or not is_count(numel):
         raise _Malformed(f"unexpected persistent id {pid!r}")
     root = storages.get(key)
     if root is None:
@@ -420,7 +419,7 @@ def _storage_from_pid(pid: Any, path: Path, storages: dict[str, _Storage], legac
     if view is None:
         return root
     # Legacy storage views: (view_key, offset, size) in elements of the root.
-    if not (isinstance(view, tuple) and len(view) == 3 and _is_count(view[1]) and _is_count(view[2])):
+    if not (isinstance(view, tuple) and len(view) == 3 and is_count(view[1]) and is_count(view[2])):
         raise _Malformed(f"unexpected storage view {view!r}")
     _, offset, size = view
     if offset + size > root.numel:
@@ -772,7 +771,7 @@ def sniff(path: Path) -> bool:
 
 def read(path: Path) -> Checkpoint:
     """Open a torch.save file, a ``*.bin.index.json`` sharded set, or a folder holding either."""
-    folder, index_path, single = _resolve(path)
+    folder, index_path, single = resolve_weights(path, SINGLE_NAME, INDEX_NAME, "PyTorch", "the .bin/.pt file")
     maps = MappedFiles()
     index = load_index(index_path) if index_path is not None else None
     files = index.shards if index is not None else [single]
@@ -832,28 +831,3 @@ def read(path: Path) -> Checkpoint:
         tied=tied,
         closer=close,
     )
-
-
-def _resolve(path: Path) -> tuple[Path, Path | None, Path]:
-    """(folder for config.json, the index or None, the single file when there is no index)."""
-    if path.is_dir():
-        if (path / INDEX_NAME).is_file():
-            return path, path / INDEX_NAME, path
-        single = path / SINGLE_NAME
-        if not single.is_file():
-            raise CheckpointNotFound(
-                "No PyTorch weights in folder",
-                path=path,
-                detail=f"neither {SINGLE_NAME} nor {INDEX_NAME}",
-                hint="Point at the .bin/.pt file or its index",
-            )
-        return path, None, single
-    if not path.is_file():
-        raise CheckpointNotFound("Checkpoint not found", path=path, hint="Check the path")
-    if path.name.endswith(".index.json"):
-        return path.parent, path, path
-    return path.parent, None, path
-
-
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

@@ -30,8 +30,10 @@ def transformers(torch):
 def pt_bert(transformers, torch, tmp_path_factory) -> Path:
     """A transformers BertForPreTraining written by save_pretrained (safetensors + config.json)."""
     torch.manual_seed(0)
-    config = transformers.BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                                     intermediate_size=32, max_position_embeddings=32, hidden_act="gelu_new")  # fmt: skip
+    config = transformers.BertConfig(
+        vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=32, hidden_act="gelu_new",
+    )  # fmt: skip
     folder = tmp_path_factory.mktemp("pt") / "bert"
     transformers.BertForPreTraining(config).save_pretrained(folder)
     return folder
@@ -199,3 +201,17 @@ def test_plan_transform_inverse_matches_writer(tmp_path):
         kernel = out["bert.encoder.layer.0.output.dense.weight"].numpy()
         back = parse("transpose").inverse(kernel.shape).apply(kernel)
         np.testing.assert_array_equal(back, src["bert/encoder/layer_0/output/dense/kernel"].numpy(), strict=True)
+
+
+def test_third_party_google_research_checkpoint_converts_and_verifies(transformers, shared_fixtures, tmp_path):
+    """keras-bert's test checkpoint: written by google-research-style TF1 code (TF 1.1x), not by us."""
+    source = shared_fixtures / "keras-bert-tiny-tf1"
+    plan = json.loads(_run("check", str(source), "--to", "pytorch", "--json"))
+    assert plan["ok"] and plan["coverage"] == {"source_consumed": 1.0, "target_filled": 1.0}
+    assert plan["target"]["class"] == "BertForPreTraining"
+    out = tmp_path / "keras-bert-tiny"
+    _run("convert", str(source), "--to", "pytorch", "-o", str(out), "-q")
+    _, info = transformers.BertForPreTraining.from_pretrained(out, output_loading_info=True)
+    assert info["missing_keys"] == set() and info["unexpected_keys"] == set()
+    report = json.loads(_run("verify", str(source), str(out), "--json"))
+    assert report["ok"] and len(report["outputs"]) == 4, report
