@@ -21,7 +21,8 @@ def test_bytes_equal_what_tensorflow_saver_wrote(tmp_path):
         tensors = [OutTensor(r.name, r.shape, r.dtype, r.numpy) for r in ckpt.values()]
         write_tf1_checkpoint(tmp_path / "bert_model.ckpt", tensors)
     for suffix in (".index", ".data-00000-of-00001"):
-        assert (tmp_path / f"bert_model.ckpt{suffix}").read_bytes() == (EXAMPLE / f"bert_model.ckpt{suffix}").read_bytes()
+        ours, tfs = tmp_path / f"bert_model.ckpt{suffix}", EXAMPLE / f"bert_model.ckpt{suffix}"
+        assert ours.read_bytes() == tfs.read_bytes()
 
 
 VALUES = {
