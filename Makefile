@@ -38,6 +38,7 @@ lint: $(VENV)/.test
 
 bench: $(VENV)/.test
 	$(BIN)/python bench/bench_inspect.py
+	$(BIN)/python bench/bench_convert.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
