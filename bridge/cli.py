@@ -208,17 +208,22 @@ def convert(
     from bridge.convert import convert as run_convert
     from bridge.inspect import human_bytes
 
-    bar = None
-    if not quiet and not as_json and sys.stderr.isatty():
-        bar = click.progressbar(length=1, label="converting", file=sys.stderr, show_pos=False)
+    bars: list[Any] = []
+
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(click.progressbar(length=total, label="converting", file=sys.stderr, show_percent=True))
+        bars[0].update(done - bars[0].pos)
+
+    show = not quiet and not as_json and sys.stderr.isatty()
     result = run_convert(
         source, to=to, out=out, target=target, config=config, rules=rules, maps=maps,
         strip_prefix=strip_prefix, add_prefix=add_prefix, out_format=out_format,
         max_shard_size=_size(max_shard_size), keep_optimizer=keep_optimizer, dtype=dtype, force=force,
-        allow_gaps=allow_gaps, on_tensor=(lambda name, n: bar.update(0)) if bar else None,
+        allow_gaps=allow_gaps, on_progress=progress if show else None,
     )  # fmt: skip
-    if bar is not None:
-        bar.render_finish()
+    if bars:
+        bars[0].render_finish()
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2, default=str))
     else:

@@ -69,7 +69,7 @@ def convert(
     dtype: str | None = None,
     force: bool = False,
     allow_gaps: bool = False,
-    on_tensor: Callable[[str, int], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> ConvertResult:
     """Convert ``source`` to the ``to`` side into the directory ``out``.
 
@@ -82,7 +82,7 @@ def convert(
         dtype: cast floating tensors to this dtype (``float16``, ``bfloat16``, ``float32``); default: keep.
         force: replace an existing ``out``.
         allow_gaps: write even when the plan has gaps (the report still lists them).
-        on_tensor: called with (name, bytes) after each tensor is written (progress bars).
+        on_progress: called with (bytes written, bytes in all) after each tensor (progress bars).
 
     Returns:
         A :class:`ConvertResult` with the plan, the files and the byte counts.
@@ -107,7 +107,7 @@ def convert(
     with load(source) as ckpt, atomic_directory(Path(out), force=force, inputs=(src_path,)) as tmp:
         tensors = _out_tensors(ckpt, plan, dtype)
         notes: list[str] = []
-        hook = (lambda t: on_tensor(t.name, t.nbytes)) if on_tensor else None
+        hook = _progress_hook(on_progress, sum(t.nbytes for t in tensors)) if on_progress else None
         if to == "pytorch":
             files = _write_pytorch(tmp, tensors, plan, pack, out_format, max_shard_size, hook, notes)
         else:
@@ -130,6 +130,17 @@ def convert(
         dropped_bytes=sum(r.nbytes for r in dropped),
         notes=notes,
     )
+
+
+def _progress_hook(on_progress: Callable[[int, int], None], total: int) -> Callable[[Any], None]:
+    done = 0
+
+    def hook(tensor: Any) -> None:
+        nonlocal done
+        done += tensor.nbytes
+        on_progress(done, total)
+
+    return hook
 
 
 def _out_tensors(ckpt: Checkpoint, plan: Plan, dtype: str | None) -> list[Any]:
@@ -169,9 +180,8 @@ def _write_pytorch(tmp: Path, tensors: list[Any], plan: Plan, pack: Any, out_for
 
 def _write_tensorflow(tmp: Path, tensors: list[Any], plan: Plan, pack: Any, out_format: str,
                       hook: Any, notes: list[str]) -> list[str]:  # fmt: skip
-    from tf_side.export import write_tf1_checkpoint
-
     from pt_side.export import write_config
+    from tf_side.export import write_tf1_checkpoint
 
     if out_format not in ("google-bert", "safetensors"):  # safetensors: the CLI default, meaning "the layout's own"
         raise UsageError(f"Unknown TensorFlow output format '{out_format}'", hint="Use google-bert")
