@@ -145,8 +145,8 @@ def resolve_target(
     if name is None:
         raise UsageError("No target given", hint="Pass --target CLASS_NAME or a reference checkpoint")
     if name in pack.targets:
-        layout = pack.targets[name](config)
-        tensors = {n: TargetTensor(n, shape, None, tied) for n, (shape, tied) in layout.items()}
+        class_layout = pack.targets[name](config)
+        tensors = {n: TargetTensor(n, shape, None, tied) for n, (shape, tied) in class_layout.items()}
         return TargetSpec("pytorch", f"transformers {name}", tensors, class_name=name, config=config,
                           base_prefix=pack.base_prefix)  # fmt: skip
     from pt_side.targets import transformers_spec

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from collections.abc import Callable
@@ -16,10 +17,10 @@ from bridge.api import load
 from bridge.atomic import atomic_directory
 from bridge.check import check
 from bridge.errors import BridgeError, UsageError
-from bridge.model import Checkpoint
+from bridge.model import Checkpoint, TensorRecord
 from bridge.plan import Plan
 from bridge.rules import get_pack
-from bridge.transforms import parse
+from bridge.transforms import Transform, parse
 
 _SIDE_FILES = ("vocab.txt",)  # copied beside the weights so tokenizers load from the output too
 
@@ -148,16 +149,16 @@ def _out_tensors(ckpt: Checkpoint, plan: Plan, dtype: str | None) -> list[Any]:
 
     out = []
     for m in plan.matched:
-        record = ckpt[m.source]
-        transform = parse(m.transform)
         cast = dtype if dtype is not None and dtypes.is_floating(m.dtype) else None
-
-        def produce(record=record, transform=transform, cast=cast) -> np.ndarray:  # type: ignore[no-untyped-def]
-            value = transform.apply(record.numpy())
-            return value.astype(dtypes.numpy_dtype(cast)) if cast else value
-
+        produce = functools.partial(_produce, ckpt[m.source], parse(m.transform), cast)
         out.append(OutTensor(m.target, m.target_shape, cast or m.dtype, produce))
     return out
+
+
+def _produce(record: TensorRecord, transform: Transform, cast: str | None) -> np.ndarray:
+    """Read one source value and bring it to the target layout (and dtype): called once, while writing."""
+    value = transform.apply(record.numpy())
+    return value.astype(dtypes.numpy_dtype(cast)) if cast else value
 
 
 def _write_pytorch(tmp: Path, tensors: list[Any], plan: Plan, pack: Any, out_format: str,

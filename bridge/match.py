@@ -82,8 +82,8 @@ def build_plan(
 
     open_targets = {n: t.shape for n, t in spec.tensors.items() if n not in filled and t.tied_to is None}
     source_ties = _source_ties(ckpt, pack, spec)
-    for r, target_name in unplaced:
-        plan.unused.append(_explain_unused(r, target_name, spec, pack, filled, open_targets, source_ties))
+    for r, proposed in unplaced:
+        plan.unused.append(_explain_unused(r, proposed, spec, pack, filled, open_targets, source_ties))
 
     leftover_sources = {_pt_name(x.name, proposals): x.shape for x in plan.unused if x.kind == "model"}
     for name, t in spec.tensors.items():

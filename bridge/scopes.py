@@ -27,29 +27,28 @@ def fold(names: Iterable[str]) -> dict[str, list[str]]:
     ``bert/encoder/layer_0`` ... ``layer_11`` -> ``bert/encoder/layer_{0..11}``.
     Returns folded label -> member names, in first-seen order.
     """
-    groups: dict[tuple[str, ...], dict[str, object]] = {}
+    numbers: dict[tuple[str, ...], list[list[int]]] = {}
+    members: dict[tuple[str, ...], list[str]] = {}
     for name in names:
         sep = separator(name)
-        key: list[str] = []
-        numbers: list[int] = []
+        key: list[str] = [sep]
+        found: list[int] = []
         for part in name.split(sep):
             m = _NUMBERED.match(part)
             if m and not (m.group(1) and m.group(1)[-1].isdigit()):
                 key.append(m.group(1) + "\x00")
-                numbers.append(int(m.group(2)))
+                found.append(int(m.group(2)))
             else:
                 key.append(part)
-        group = groups.setdefault((sep, *key), {"numbers": [], "members": []})
-        group["numbers"].append(numbers)  # type: ignore[union-attr]
-        group["members"].append(name)  # type: ignore[union-attr]
+        numbers.setdefault(tuple(key), []).append(found)
+        members.setdefault(tuple(key), []).append(name)
     out: dict[str, list[str]] = {}
-    for (sep, *key), group in groups.items():
-        rows: list[list[int]] = group["numbers"]  # type: ignore[assignment]
-        members: list[str] = group["members"]  # type: ignore[assignment]
+    for group_key, rows in numbers.items():
+        sep, parts = group_key[0], group_key[1:]
         columns = list(zip(*rows, strict=True)) if rows and rows[0] else []
         labels = iter(_render_numbers(sorted(set(col))) for col in columns)
-        label = sep.join(part.replace("\x00", next(labels)) if part.endswith("\x00") else part for part in key)
-        out[label] = members
+        label = sep.join(part.replace("\x00", next(labels)) if part.endswith("\x00") else part for part in parts)
+        out[label] = members[group_key]
     return out
 
 
