@@ -100,7 +100,12 @@ def inspect_checkpoint(
             raise UsageError("Invalid --filter pattern", detail=str(e), hint=f"Received: {pattern!r}") from e
         records = [r for r in records if rx.search(r.name) or (r.path and rx.search(r.path))]
     model = [r for r in records if r.kind == "model"]
-    scopes = _rows(fold(scope_of(r.name, depth) for r in model), model, lambda r: scope_of(r.name, depth))
+
+    def scope(r: TensorRecord) -> str:
+        # TF2 object-graph keys (optimizer/_trainable_variables/3/.ATTRIBUTES/...) say little; their paths do.
+        return scope_of(r.path or r.name, depth)
+
+    scopes = _rows(fold(scope(r) for r in model), model, scope)
     slot_records = [r for r in records if r.kind == "optimizer"]
     slots = _rows(
         {name: [name] for name in dict.fromkeys(_slot_label(r) for r in slot_records)},
@@ -244,12 +249,15 @@ def _tensor_table(report: InspectReport) -> list[str]:
     if not recs:
         return ["no tensors match"]
     width = max(len(r.name) for r in recs)
-    head = f"{'name':<{width}}  {'kind':<9}  {'dtype':<8}  shape"
+    paths = any(r.path for r in recs)
+    head = f"{'name':<{width}}  {'kind':<9}  {'dtype':<8}  shape" + ("  path" if paths else "")
     if report.stats:
         head += "  |  min  max  mean  std  nan  inf"
     out = [head]
     for r in recs:
         line = f"{r.name:<{width}}  {r.kind:<9}  {r.dtype:<8}  {list(r.shape)}"
+        if paths:
+            line += f"  {r.path or ''}"
         s = report.stats.get(r.name)
         if s is not None:
             line += "  |  " + "  ".join(_fmt(s[k]) for k in ("min", "max", "mean", "std", "nan", "inf"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -86,3 +87,18 @@ def test_formats_json(runner):
     assert result.exit_code == 0
     names = [f["name"] for f in json.loads(result.output)]
     assert names[:2] == ["tf-checkpoint", "saved-model"] and "safetensors" in names
+
+
+def test_tf2_object_checkpoint_is_grouped_by_readable_path(tf, runner, tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, name="hidden"), keras.layers.Dense(2, name="out")])
+    model.compile("adam", "mse")
+    model.fit(np.ones((4, 8)), np.ones((4, 2)), verbose=0)
+    tf.train.Checkpoint(model=model, optimizer=model.optimizer).save(str(tmp_path / "ckpt"))
+    result = runner.invoke(cli, ["inspect", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "style: object-based" in result.output
+    rows = [line.split()[0] for line in result.output.splitlines() if line.startswith("sequential/")]
+    assert rows == ["sequential/hidden", "sequential/out"]
+    assert "momentum" in result.output and "velocity" in result.output
