@@ -92,7 +92,8 @@ def test_formats_json(runner):
 def test_tf2_object_checkpoint_is_grouped_by_readable_path(tf, runner, tmp_path):
     import keras
 
-    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, name="hidden"), keras.layers.Dense(2, name="out")])
+    layers = [keras.Input((8,)), keras.layers.Dense(4, name="hidden"), keras.layers.Dense(2, name="out")]
+    model = keras.Sequential(layers)
     model.compile("adam", "mse")
     model.fit(np.ones((4, 8)), np.ones((4, 2)), verbose=0)
     tf.train.Checkpoint(model=model, optimizer=model.optimizer).save(str(tmp_path / "ckpt"))
