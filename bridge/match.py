@@ -9,6 +9,7 @@ stripped), shapes checked after the transform, and every leftover explained.
 from __future__ import annotations
 
 import difflib
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
@@ -207,6 +208,12 @@ def _explain_unused(
 ) -> Leftover:
     if r.name in source_ties:
         return Leftover(r.name, f"tied to `{source_ties[r.name]}`: stored once on the target side", True, r.shape)
+    for bad in pack.incompatible:
+        if re.search(bad.source, r.name):
+            return Leftover(r.name, f"changes the model's math: {bad.reason}", False, r.shape)
+    for copy in pack.copies:
+        if re.fullmatch(copy.source, r.name):
+            return Leftover(r.name, f"expected: {copy.reason}", True, r.shape)
     if target_name is not None and target_name in filled:
         return Leftover(r.name, f"maps to `{target_name}`, already filled by `{filled[target_name]}`", False, r.shape)
     for head in pack.heads:
@@ -234,8 +241,6 @@ def _has_prefix(name: str, prefix: str, spec: TargetSpec) -> bool:
 def _explain_missing(
     name: str, shape: tuple[int, ...], pack: RulePack, leftovers: dict[str, tuple[int, ...]]
 ) -> Leftover:
-    import re
-
     for opt in pack.optional:
         if re.fullmatch(opt.target, name) or re.fullmatch(opt.target, name.split(".", 1)[-1]):
             return Leftover(name, f"expected: {opt.reason}", True, shape)

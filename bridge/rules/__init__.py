@@ -58,6 +58,22 @@ class Optional_:
 
 
 @dataclass(frozen=True)
+class Copy:
+    """Source tensors that are second copies of tensors mapped elsewhere (a tied layer saved twice)."""
+
+    source: str  # regex (fullmatch) over source names
+    reason: str
+
+
+@dataclass(frozen=True)
+class Incompatible:
+    """Source tensors the target cannot use without computing something else: never "expected"."""
+
+    source: str  # regex (search) over source names
+    reason: str
+
+
+@dataclass(frozen=True)
 class RulePack:
     """Everything the matcher knows about one family of checkpoints.
 
@@ -67,6 +83,8 @@ class RulePack:
         rules: ordered; the first rule that matches a name wins.
         heads: source scopes a target class may lack, with their labels.
         optional: target tensors that may stay without a source.
+        copies: source tensors that duplicate mapped ones (expected leftovers, stored once).
+        incompatible: source tensors that change the model's math when dropped (gaps, exit 1).
         targets: PyTorch class name -> ``(config) -> {name: (shape, tied_to)}``: the layout
             of a target class computed without torch (pinned by tests against transformers).
         tf_layout: ``(config, heads) -> {tf_name: shape}``: the TF-side layout, for the
@@ -83,6 +101,8 @@ class RulePack:
     rules: tuple[Rule, ...]
     heads: tuple[Head, ...] = ()
     optional: tuple[Optional_, ...] = ()
+    copies: tuple[Copy, ...] = ()
+    incompatible: tuple[Incompatible, ...] = ()
     targets: dict[str, Callable[[dict[str, Any]], dict[str, tuple[tuple[int, ...], str | None]]]] = field(
         default_factory=dict
     )
@@ -107,9 +127,9 @@ class RulePack:
 
 
 def packs() -> list[RulePack]:
-    from bridge.rules import bert
+    from bridge.rules import bert, hf_tf
 
-    return [bert.PACK]
+    return [bert.PACK, hf_tf.PACK]
 
 
 def get_pack(name: str) -> RulePack:

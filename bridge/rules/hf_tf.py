@@ -1,0 +1,120 @@
+"""transformers' TensorFlow layout (``tf_model.h5``) <-> transformers PyTorch ``Bert*`` classes.
+
+``TFBertModel.save_pretrained`` writes a Keras 2 HDF5 weights file: one group per
+top-level layer (``bert``, ``mlm___cls``, ``nsp___cls``, ``classifier``,
+``qa_outputs``), each dataset named after its TF variable, i.e. the model scope
+and the layer path with a ``:0`` suffix::
+
+    bert/tf_bert_model/bert/encoder/layer_._0/attention/self/query/kernel:0
+    mlm___cls/tf_bert_for_pre_training/mlm___cls/predictions/bias:0
+    nsp___cls/tf_bert_for_pre_training/nsp___cls/seq_relationship/kernel:0
+
+(names verified on files written by transformers 4.57.6, ``tests/fixtures/``).
+Every ``Dense`` kernel is ``[in, out]`` and is transposed, the next-sentence one
+included (unlike google-research's ``output_weights``).  The masked-LM head holds
+the embeddings layer (its decoder is the word-embedding matrix), so Keras saves
+the embeddings a second time under ``mlm___cls/<scope>/bert/embeddings/``: those
+copies are the same variables and are stored once on the PyTorch side.
+
+The PyTorch class layouts are the google-research pack's (the same transformers
+classes), computed without torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from bridge.rules import Copy, Head, Optional_, Rule, RulePack
+from bridge.rules import bert as _bert
+
+# Optional top-level group (the h5 layer name), then the model scope (``tf_bert_model``,
+# ``tf_bert_for_pre_training``, ... with Keras' ``_1`` suffixes).
+_SCOPE = r"(?:{group}/)?tf_bert[^/]*/"
+_BERT = _SCOPE.format(group="bert") + "bert/"
+_LAYER = _BERT + r"encoder/layer_\._(\d+)/"
+
+
+def _head(group: str) -> str:
+    return _SCOPE.format(group=group) + group + "/"
+
+
+RULES = (
+    Rule(_BERT + r"embeddings/word_embeddings/weight:0", "bert.embeddings.word_embeddings.weight"),
+    Rule(_BERT + r"embeddings/(position|token_type)_embeddings/embeddings:0", "bert.embeddings.{1}_embeddings.weight"),
+    Rule(_BERT + r"embeddings/LayerNorm/gamma:0", "bert.embeddings.LayerNorm.weight"),
+    Rule(_BERT + r"embeddings/LayerNorm/beta:0", "bert.embeddings.LayerNorm.bias"),
+    Rule(_LAYER + r"(.+)/LayerNorm/gamma:0", "bert.encoder.layer.{1}.{2}.LayerNorm.weight"),
+    Rule(_LAYER + r"(.+)/LayerNorm/beta:0", "bert.encoder.layer.{1}.{2}.LayerNorm.bias"),
+    Rule(_LAYER + r"(.+)/kernel:0", "bert.encoder.layer.{1}.{2}.weight", "transpose"),
+    Rule(_LAYER + r"(.+)/bias:0", "bert.encoder.layer.{1}.{2}.bias"),
+    Rule(_BERT + r"pooler/dense/kernel:0", "bert.pooler.dense.weight", "transpose"),
+    Rule(_BERT + r"pooler/dense/bias:0", "bert.pooler.dense.bias"),
+    Rule(_head("mlm___cls") + r"predictions/transform/dense/kernel:0", "cls.predictions.transform.dense.weight",
+         "transpose"),  # fmt: skip
+    Rule(_head("mlm___cls") + r"predictions/transform/dense/bias:0", "cls.predictions.transform.dense.bias"),
+    Rule(_head("mlm___cls") + r"predictions/transform/LayerNorm/gamma:0", "cls.predictions.transform.LayerNorm.weight"),
+    Rule(_head("mlm___cls") + r"predictions/transform/LayerNorm/beta:0", "cls.predictions.transform.LayerNorm.bias"),
+    Rule(_head("mlm___cls") + r"predictions/bias:0", "cls.predictions.bias"),
+    Rule(_head("nsp___cls") + r"seq_relationship/kernel:0", "cls.seq_relationship.weight", "transpose"),
+    Rule(_head("nsp___cls") + r"seq_relationship/bias:0", "cls.seq_relationship.bias"),
+    Rule(_head("classifier") + r"kernel:0", "classifier.weight", "transpose"),
+    Rule(_head("classifier") + r"bias:0", "classifier.bias"),
+    Rule(_head("qa_outputs") + r"kernel:0", "qa_outputs.weight", "transpose"),
+    Rule(_head("qa_outputs") + r"bias:0", "qa_outputs.bias"),
+)
+
+HEADS = (
+    Head("pooler", _BERT + r"pooler/.+", "bert.pooler."),
+    Head("masked-LM head (mlm___cls)", _head("mlm___cls") + r"predictions/.+", "cls.predictions."),
+    Head("next-sentence head (nsp___cls)", _head("nsp___cls") + r".+", "cls.seq_relationship."),
+    Head("classifier head", _head("classifier") + r".+", "classifier."),
+    Head("question-answering head (qa_outputs)", _head("qa_outputs") + r".+", "qa_outputs."),
+)
+
+COPIES = (
+    Copy(
+        _SCOPE.format(group="mlm___cls") + r"bert/embeddings/.+",
+        "the masked-LM head's copy of the embeddings layer (its decoder is the word-embedding matrix): "
+        "the same variables as bert/embeddings, stored once",
+    ),
+)
+
+OPTIONAL: tuple[Optional_, ...] = _bert.OPTIONAL
+
+
+def default_target(names: Iterable[str]) -> str:
+    """The transformers class that keeps every head the ``tf_model.h5`` has."""
+    groups = {n.split("/", 1)[0] for n in names}
+    mlm, nsp = "mlm___cls" in groups, "nsp___cls" in groups
+    if mlm and nsp:
+        return "BertForPreTraining"
+    if mlm:
+        return "BertForMaskedLM"
+    if nsp:
+        return "BertForNextSentencePrediction"
+    if "qa_outputs" in groups:
+        return "BertForQuestionAnswering"
+    if "classifier" in groups:
+        return "BertForSequenceClassification"
+    return "BertModel"
+
+
+def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], list[str]]:
+    """The ``config.json`` beside ``tf_model.h5`` is already a transformers config: only the class changes."""
+    out = dict(config, architectures=[class_name])
+    return out, []
+
+
+PACK = RulePack(
+    name="hf-tf",
+    description="transformers TF (tf_model.h5, TFBert*) <-> transformers PyTorch Bert* classes",
+    rules=RULES,
+    heads=HEADS,
+    optional=OPTIONAL,
+    copies=COPIES,
+    targets=_bert.PACK.targets,
+    default_target=default_target,
+    base_prefix="bert",
+    pt_config=pt_config,
+)
