@@ -107,6 +107,8 @@ def convert(
     src_path = Path(source)
     with load(source) as ckpt, atomic_directory(Path(out), force=force, inputs=(src_path,)) as tmp:
         tensors = _out_tensors(ckpt, plan, dtype)
+        if to == "pytorch" and pack.pt_copies is not None and plan.target.class_name:
+            tensors += _copies(tensors, plan, pack.pt_copies(plan.target.config or {}, plan.target.class_name), dtype)
         notes: list[str] = []
         hook = _progress_hook(on_progress, sum(t.nbytes for t in tensors)) if on_progress else None
         if to == "pytorch":
@@ -152,6 +154,25 @@ def _out_tensors(ckpt: Checkpoint, plan: Plan, dtype: str | None) -> list[Any]:
         cast = dtype if dtype is not None and dtypes.is_floating(m.dtype) else None
         produce = functools.partial(_produce, ckpt[m.source], parse(m.transform), cast)
         out.append(OutTensor(m.target, m.target_shape, cast or m.dtype, produce))
+    return out
+
+
+def _copies(tensors: list[Any], plan: Plan, copies: dict[str, str | None], dtype: str | None) -> list[Any]:
+    """Tensors the pack asks for beside the matched ones: copies of a matched target, or zeros."""
+    from pt_side.export import OutTensor
+
+    by_name = {t.name: t for t in tensors}
+    out = []
+    for name, source in copies.items():
+        target = plan.target.tensors.get(name)
+        if name in by_name or target is None:
+            continue
+        if source is None:
+            kind = dtype or "float32"
+            out.append(OutTensor(name, target.shape, kind, functools.partial(np.zeros, target.shape,
+                                                                              dtypes.numpy_dtype(kind))))
+        elif source in by_name:
+            out.append(OutTensor(name, target.shape, by_name[source].dtype, by_name[source].produce))
     return out
 
 

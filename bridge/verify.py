@@ -110,6 +110,10 @@ def verify(
         if plan.pack == "google-bert":
             _bert_forward(report, src if src.framework != "pytorch" else dst, Path(out if to == "pytorch" else source),
                           plan.target.config or {}, seed, batch, seq_len)  # fmt: skip
+        elif plan.pack == "bertseq2seq" and to == "pytorch":
+            from bridge.verify_seq2seq import seq2seq_forward_check
+
+            seq2seq_forward_check(report, src, Path(out), plan.target.config or {}, seed, batch, seq_len)
         else:
             report.notes.append(f"no forward check for the {plan.pack} rules: values compared only")
     return report

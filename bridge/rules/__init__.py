@@ -94,6 +94,8 @@ class RulePack:
         base_prefix: transformers' ``base_model_prefix`` of the family (``bert``).
         pt_config: ``(source config, class name) -> (config.json, notes)`` for the PyTorch side.
         tf_config: ``(config.json) -> (TF-side config, notes)`` for the TF side.
+        pt_copies: ``(config, class name) -> {target: target it copies, or None for zeros}``:
+            tensors transformers does not tie itself, written by convert beside the matched ones.
     """
 
     name: str
@@ -112,6 +114,7 @@ class RulePack:
     base_prefix: str | None = None
     pt_config: Callable[[dict[str, Any], str], tuple[dict[str, Any], list[str]]] | None = None
     tf_config: Callable[[dict[str, Any]], tuple[dict[str, Any], list[str]]] | None = None
+    pt_copies: Callable[[dict[str, Any], str], dict[str, str | None]] | None = None
 
     def map_name(self, name: str) -> tuple[str, Transform] | None:
         for rule in self.rules:
@@ -127,9 +130,9 @@ class RulePack:
 
 
 def packs() -> list[RulePack]:
-    from bridge.rules import bert, hf_tf
+    from bridge.rules import bert, hf_tf, seq2seq
 
-    return [bert.PACK, hf_tf.PACK]
+    return [bert.PACK, seq2seq.PACK, hf_tf.PACK]
 
 
 def get_pack(name: str) -> RulePack:

@@ -1,0 +1,51 @@
+"""The forward half of ``bridge verify`` for the ``bertseq2seq`` pack (EncoderDecoderModel)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bridge.errors import BridgeError
+
+
+def seq2seq_forward_check(
+    report: Any, tf_ckpt: Any, pt_folder: Path, config: dict[str, Any], seed: int, batch: int, seq_len: int
+) -> None:
+    """Same seeded inputs through the TF reference and the converted model; logits compared at ``report.atol``."""
+    from bridge.verify import OutputDiff
+
+    try:
+        from pt_side.forward import load_transformers_model
+
+        model, pt_config = load_transformers_model(pt_folder if pt_folder.is_dir() else pt_folder.parent)
+        import torch
+
+        from tf_side.ref_seq2seq import seq2seq_forward
+    except (BridgeError, ImportError) as e:
+        report.notes.append(f"forward check skipped: {e}")
+        return
+    enc = pt_config.get("encoder", {})
+    cfg = {**config, **{k: enc[k] for k in ("num_attention_heads", "hidden_size", "vocab_size") if k in enc}}
+    if enc.get("hidden_act") not in ("gelu_new", "gelu_pytorch_tanh"):
+        report.notes.append(f"PyTorch hidden_act is {enc.get('hidden_act')!r}; the TF reference uses the tanh gelu")
+    seq = min(seq_len, cfg["max_position_embeddings"])
+    rng = np.random.default_rng(seed)
+    input_ids = rng.integers(0, cfg["vocab_size"], (batch, seq)).astype(np.int64)
+    decoder_ids = rng.integers(0, cfg["vocab_size"], (batch, max(1, seq // 2))).astype(np.int64)
+    mask = np.ones((batch, seq), dtype=np.int64)
+    mask[-1, seq // 2 :] = 0  # one padded source row exercises the encoder and cross-attention masks
+    with torch.no_grad():
+        out = model(input_ids=torch.from_numpy(input_ids), attention_mask=torch.from_numpy(mask),
+                    decoder_input_ids=torch.from_numpy(decoder_ids))  # fmt: skip
+    pt = {"encoder_last_hidden_state": out.encoder_last_hidden_state.numpy(), "logits": out.logits.numpy()}
+    prefix = config.get("prefix", "module/bert")
+    bias = "decoder/output_bias" if f"{prefix}/decoder/output_bias" in tf_ckpt else None
+    tf = seq2seq_forward(lambda n: tf_ckpt[n].numpy(), cfg, input_ids, mask, decoder_ids, prefix=prefix,
+                         coupled=bool(config.get("tie_encoder_decoder")), output_bias=bias)  # fmt: skip
+    for name, value in pt.items():
+        diff = np.abs(tf[name].astype(np.float64) - value.astype(np.float64))
+        max_abs = float(diff.max()) if diff.size else 0.0
+        max_rel = float((diff / np.maximum(np.abs(tf[name].astype(np.float64)), 1e-6)).max()) if diff.size else 0.0
+        report.outputs.append(OutputDiff(name, tuple(value.shape), max_abs, max_rel, max_abs <= report.atol))

@@ -1,0 +1,99 @@
+"""bertseq2seq (TF-Hub BERT encoder-decoder) modules -> transformers EncoderDecoderModel: check, convert, verify."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bridge.check import check
+from bridge.cli import cli
+from tests.cli._seq2seq_modules import seq2seq_variables, write_hub_module
+
+EXTRA = "module/bert/decoder/layer_0/attention/mystery/kernel"
+
+
+@pytest.fixture(scope="session")
+def modules(tmp_path_factory) -> dict[str, Path]:
+    pytest.importorskip("tensorflow")
+    root = tmp_path_factory.mktemp("seq2seq")
+    return {
+        "uncoupled": write_hub_module(root / "uncoupled", seq2seq_variables(coupled=False)),
+        "coupled": write_hub_module(root / "coupled", seq2seq_variables(coupled=True, seed=1)),
+        "extra": write_hub_module(root / "extra", seq2seq_variables(coupled=False, extra=(EXTRA,))),
+        "prefix": write_hub_module(root / "prefix", seq2seq_variables(coupled=False, prefix="model/s2s", seed=2)),
+    }
+
+
+@pytest.fixture(scope="module")
+def transformers(torch):
+    pytest.importorskip("tensorflow")
+    return pytest.importorskip("transformers")
+
+
+def _run(*args: str, code: int = 0) -> str:
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+@pytest.mark.parametrize("variant", ["uncoupled", "coupled"])
+def test_check_explains_structure(modules, variant):
+    text = _run("check", str(modules[variant]), "--to", "pytorch")
+    assert "rules: bertseq2seq" in text and "EncoderDecoderModel" in text
+    assert "prefix `module/bert/` found" in text
+    assert "decoder cross-attention" in text and "encoder or decoder layers" in text
+    assert ("one shared stack" in text) == (variant == "coupled")
+    assert "crossattention" in text
+    assert "verdict: OK" in text
+
+
+def test_check_finds_any_prefix(modules):
+    plan = check(modules["prefix"], to="pytorch")
+    assert plan.ok and plan.pack == "bertseq2seq"
+    assert any("prefix `model/s2s/` found" in n for n in plan.notes)
+
+
+def test_google_bert_does_not_claim_seq2seq_names():
+    from bridge.rules import bert, seq2seq
+
+    names = list(seq2seq_variables(coupled=False))
+    assert bert.PACK.claims(names) == 0.0 and seq2seq.PACK.claims(names) == 1.0
+    assert seq2seq.PACK.claims(bert.tf_layout({"hidden_size": 4, "intermediate_size": 8, "vocab_size": 10,
+                                               "type_vocab_size": 2, "max_position_embeddings": 8,
+                                               "num_hidden_layers": 1})) == 0.0  # fmt: skip
+
+
+@pytest.mark.parametrize("variant", ["uncoupled", "coupled"])
+def test_convert_loads_generates_and_verifies(transformers, torch, modules, variant, tmp_path):
+    out = tmp_path / "out"
+    text = _run("convert", str(modules[variant]), "--to", "pytorch", "-o", str(out))
+    assert "decoder_start_token_id, pad_token_id, eos_token_id unknown" in text
+    model, info = transformers.EncoderDecoderModel.from_pretrained(out, output_loading_info=True)
+    assert not any(info.values()), info
+    assert model.config.tie_encoder_decoder == (variant == "coupled")
+    assert model.config.decoder.is_decoder and model.config.decoder.add_cross_attention
+    assert model.config.encoder.model_type == "bert-generation"
+    assert model.decoder.lm_head.decoder.weight is model.decoder.bert.embeddings.word_embeddings.weight
+    embeddings = model.decoder.bert.embeddings.word_embeddings.weight
+    assert torch.equal(embeddings, model.encoder.embeddings.word_embeddings.weight)
+    if variant == "coupled":
+        enc, dec = model.encoder.encoder.layer[1], model.decoder.bert.encoder.layer[1]
+        assert torch.equal(enc.output.dense.weight, dec.output.dense.weight)
+    for cfg in (model.config, model.generation_config):
+        cfg.decoder_start_token_id, cfg.pad_token_id, cfg.eos_token_id = 2, 0, 3
+    generated = model.generate(torch.tensor([[5, 6, 7, 8]]), max_new_tokens=4, do_sample=False)
+    assert generated.shape[0] == 1 and generated[0, 0] == 2
+    text = _run("verify", str(modules[variant]), str(out))
+    assert "forward logits" in text and "verdict: PASS" in text
+
+
+def test_unknown_variable_is_reported_and_rest_converts(transformers, modules, tmp_path):
+    text = _run("check", str(modules["extra"]), "--to", "pytorch", code=1)
+    assert EXTRA in text and "which the target does not have: not loaded" in text
+    out = tmp_path / "out"
+    text = _run("convert", str(modules["extra"]), "--to", "pytorch", "-o", str(out), "--allow-gaps", code=1)
+    assert "wrote" in text and (out / "model.safetensors").is_file()
+    model, info = transformers.EncoderDecoderModel.from_pretrained(out, output_loading_info=True)
+    assert not any(info.values()), info
