@@ -97,3 +97,16 @@ def test_unknown_variable_is_reported_and_rest_converts(transformers, modules, t
     assert "wrote" in text and (out / "model.safetensors").is_file()
     model, info = transformers.EncoderDecoderModel.from_pretrained(out, output_loading_info=True)
     assert not any(info.values()), info
+
+
+def test_check_imports_neither_torch_nor_tensorflow(modules):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from bridge.check import check; p = check(sys.argv[1], to='pytorch'); assert p.ok; "
+        "print(sorted(m for m in ('torch', 'tensorflow', 'transformers') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(modules["coupled"])], capture_output=True, text=True,
+                            check=True)  # fmt: skip
+    assert result.stdout.strip() == "[]"
