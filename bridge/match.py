@@ -143,7 +143,8 @@ def _aligner(
     if strip_prefix or add_prefix:
         strip, add = strip_prefix or "", add_prefix or ""
         plan.notes.append(f"names aligned as asked: strip {strip!r}, add {add!r}")
-        return lambda n: add + (n[len(strip):] if strip and n.startswith(strip) else n)
+        asked = lambda n: add + (n[len(strip):] if strip and n.startswith(strip) else n)  # noqa: E731
+        return _keeping(asked, set(spec.tensors))
     targets = set(spec.tensors)
 
     def score(fn: Callable[[str], str]) -> int:
@@ -152,18 +153,24 @@ def _aligner(
     best: tuple[int, Callable[[str], str], str | None] = (score(_same), _same, None)
     if spec.base_prefix:
         prefix = spec.base_prefix + "."
-        strip_fn = _stripper(prefix)
-        add_fn = _adder(prefix)
         for fn, note in (
-            (strip_fn, f"aligned automatically: removed prefix `{prefix}` (the target is the base model)"),
-            (add_fn, f"aligned automatically: added prefix `{prefix}` (the target wraps the base model)"),
+            (_keeping(_stripper(prefix), targets), f"removed prefix `{prefix}` (the target is the base model)"),
+            (_keeping(_adder(prefix), targets), f"added prefix `{prefix}` (the target wraps the base model)"),
         ):
             s = score(fn)
             if s > best[0]:
                 best = (s, fn, note)
     if best[2]:
-        plan.notes.append(best[2])
+        renamed = sum(best[1](n) != n for n in names)
+        kept = sum(best[1](n) == n in targets for n in names)
+        detail = f": {renamed} of {len(names)} names; {kept} matched as they are" if kept else ""
+        plan.notes.append(f"aligned automatically: {best[2]}{detail}")
     return best[1]
+
+
+def _keeping(fn: Callable[[str], str], targets: set[str]) -> Callable[[str], str]:
+    """``fn``, except for names the target already has (a head beside the base model: ``lm_head.``)."""
+    return lambda n: n if n in targets else fn(n)
 
 
 def _same(name: str) -> str:
@@ -241,8 +248,9 @@ def _has_prefix(name: str, prefix: str, spec: TargetSpec) -> bool:
 def _explain_missing(
     name: str, shape: tuple[int, ...], pack: RulePack, leftovers: dict[str, tuple[int, ...]]
 ) -> Leftover:
+    based = f"{pack.base_prefix}.{name}" if pack.base_prefix else name  # the target is the base model
     for opt in pack.optional:
-        if re.fullmatch(opt.target, name) or re.fullmatch(opt.target, name.split(".", 1)[-1]):
+        if any(re.fullmatch(opt.target, n) for n in (name, name.split(".", 1)[-1], based)):
             return Leftover(name, f"expected: {opt.reason}", True, shape)
     return Leftover(
         name,

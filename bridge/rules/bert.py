@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from bridge.rules import Head, Optional_, Rule, RulePack
+from bridge.rules import Head, Incompatible, Optional_, Rule, RulePack
 
 _LAYER = r"bert/encoder/layer_(\d+)"
 
@@ -226,6 +226,14 @@ def tf_config(config: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         notes.append(f"layer_norm_eps {config['layer_norm_eps']} differs from google-research's fixed 1e-12")
     return out, notes
 
+INCOMPATIBLE = (
+    Incompatible(
+        r"(^|[./])attention[./]self[./]distance_embedding([./]|$)",
+        "relative-position attention weights (transformers 4.x position_embedding_type="
+        "relative_key/relative_key_query): transformers 5's Bert classes have no such option, so the target "
+        "cannot compute the attention these were trained for and the converted model would compute something else",
+    ),
+)
 
 PACK = RulePack(
     name="google-bert",
@@ -233,6 +241,7 @@ PACK = RulePack(
     rules=RULES,
     heads=HEADS,
     optional=OPTIONAL,
+    incompatible=INCOMPATIBLE,
     targets={name: _class_layout(name) for name in _CLASSES},
     tf_layout=tf_layout,
     default_target=default_target,
