@@ -81,6 +81,7 @@ def build_plan(
         filled[target_name] = r.name
         plan.matched.append(Match(r.name, target_name, str(transform), r.shape, target.shape, r.dtype))
 
+    _check_ties(ckpt, spec, plan, filled)
     open_targets = {n: t.shape for n, t in spec.tensors.items() if n not in filled and t.tied_to is None}
     source_ties = _source_ties(ckpt, pack, spec)
     for r, proposed in unplaced:
@@ -97,6 +98,40 @@ def build_plan(
 
     _flag_suspicious(plan, model, proposals, spec)
     return plan
+
+
+def _check_ties(ckpt: Checkpoint, spec: TargetSpec, plan: Plan, filled: dict[str, str]) -> None:
+    """A source that stores both sides of a tie the target makes must hold one value, not two.
+
+    Storage identity (a torch state dict of a tied model) settles it from metadata; otherwise the
+    two tensors' values are compared.  Where they differ, the target would tie them on load and
+    one of the two would silently win: the tied copy is not loaded and the report says so (exit 1).
+    """
+    same_storage = {frozenset((a, b)) for group in ckpt.tied for a in group for b in group}
+    for name, t in spec.tensors.items():
+        if t.tied_to is None or name not in filled or t.tied_to not in filled:
+            continue
+        copy, owner = filled[name], filled[t.tied_to]
+        if frozenset((copy, owner)) in same_storage or _same_values(ckpt, copy, owner):
+            continue
+        flag = " (tie_word_embeddings)" if "embeddings" in t.tied_to else ""
+        plan.matched = [m for m in plan.matched if m.target != name]
+        del filled[name]
+        plan.unused.append(Leftover(
+            copy,
+            f"tied in the config{flag} to `{t.tied_to}`, but its values differ from `{owner}`: the target "
+            f"keeps one tensor for both, so the checkpoint contradicts its config (untie it in the config, "
+            f"or check which of the two was trained)",
+            False,
+            ckpt[copy].shape,
+        ))  # fmt: skip
+
+
+def _same_values(ckpt: Checkpoint, a: str, b: str) -> bool:
+    ra, rb = ckpt[a], ckpt[b]
+    if ra.shape != rb.shape or ra.dtype != rb.dtype:
+        return False
+    return bool(ra.numpy().tobytes() == rb.numpy().tobytes())
 
 
 def _propose(
