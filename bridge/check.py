@@ -85,6 +85,35 @@ def _detect_pack(ckpt: Checkpoint, to: str) -> RulePack:
 def _resolve_config(
     ckpt: Checkpoint, pack: RulePack, config: str | os.PathLike[str] | dict[str, Any] | None
 ) -> tuple[dict[str, Any], list[str]]:
+    """The model config: what the user gives (or a file beside the source) over what the shapes say.
+
+    The inferred part still matters with a config file: structure facts that only the checkpoint
+    knows (a name prefix, whether stacks are shared) come from it; the file decides every key it sets.
+    """
+    given, notes = _given_config(ckpt, config)
+    if pack.config_from_source is None:
+        return given or {}, notes
+    shapes = {r.name: r.shape for r in ckpt.values()}
+    try:
+        inferred, inferred_notes = pack.config_from_source(shapes)
+    except (KeyError, ValueError) as e:
+        if given is not None:
+            return given, notes
+        raise UsageError(
+            "Cannot infer the model config from the checkpoint",
+            path=ckpt.path,
+            detail=f"missing {e}",
+            hint="Pass --config config.json",
+        ) from e
+    if given is None:
+        return inferred, inferred_notes
+    kept = [n for n in inferred_notes if not n.startswith("config inferred from tensor shapes")]
+    return {**given, **{k: v for k, v in inferred.items() if k not in given}}, notes + kept
+
+
+def _given_config(
+    ckpt: Checkpoint, config: str | os.PathLike[str] | dict[str, Any] | None
+) -> tuple[dict[str, Any] | None, list[str]]:
     if isinstance(config, dict):
         return dict(config), []
     if config is not None:
@@ -97,18 +126,7 @@ def _resolve_config(
     for name in _CONFIG_NAMES:
         if (folder / name).is_file():
             return _read_json(folder / name), [f"config: {folder / name}"]
-    if pack.config_from_source is None:
-        return {}, []
-    shapes = {r.name: r.shape for r in ckpt.values()}
-    try:
-        return pack.config_from_source(shapes)
-    except (KeyError, ValueError) as e:
-        raise UsageError(
-            "Cannot infer the model config from the checkpoint",
-            path=ckpt.path,
-            detail=f"missing {e}",
-            hint="Pass --config config.json",
-        ) from e
+    return None, []
 
 
 def _read_json(path: Path) -> dict[str, Any]:

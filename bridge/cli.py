@@ -230,7 +230,7 @@ def convert(
         plan = result.plan
         click.echo(f"wrote {result.out}/: {', '.join(result.files)}")
         click.echo(f"  {result.tensors} tensors, {human_bytes(result.bytes_written)}; "
-                   f"{len(plan.tied)} tied tensors stored once; "
+                   f"{len(plan.tied)} tied tensors need no source; "
                    f"dropped {human_bytes(result.dropped_bytes)} of optimizer state and counters")  # fmt: skip
         for note in plan.notes + result.notes:
             click.echo(f"  note: {note}")
@@ -275,6 +275,42 @@ def verify(source: str, out: str, atol: float, seed: int, seq_len: int, no_forwa
         for note in report.notes:
             click.echo(f"note: {note}")
         click.echo("verdict: " + ("PASS" if report.ok else "FAIL"))
+    if report.exit_code:
+        sys.exit(report.exit_code)
+
+
+@cli.command()
+@click.argument("spec", metavar="FILE.py:FACTORY")
+@click.option("--steps", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Forward+backward runs; >1 finds parameters used in some steps only (layer-drop).")  # fmt: skip
+@click.option("--ddp", is_flag=True, help="PyTorch: confirm with DistributedDataParallel on 2 gloo CPU processes.")
+@click.option("--seed", default=0, show_default=True, help="Seed set before the runs.")
+@click.option("-v", "--verbose", is_flag=True, help="List every parameter under its scope.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: unused (name, scope, kind, hint), summary.")
+def unused(spec: str, steps: int, ddp: bool, seed: int, verbose: bool, as_json: bool) -> None:
+    """Find the parameters/variables a model never uses, say why and how to fix it.
+
+    FACTORY in FILE.py is called with no arguments and returns (model, batch) or
+    (model, batch, loss_fn); loss_fn(output, batch) gives the loss (default: the
+    sum of every floating output). The framework follows from the model (a
+    torch.nn.Module, a Keras model or a tf.Module). Kinds: never_read (never
+    enters an op), no_gradient (read, but the loss does not depend on it),
+    frozen (not trainable: harmless), sometimes (in some of --steps runs only).
+    Exit code 0 when nothing trainable is unused, 1 when something is, 2 on bad input.
+
+    \b
+    Examples:
+      bridge unused train.py:build_model
+      bridge unused train.py:build_model --steps 8 --json
+      bridge unused train.py:build_model --ddp   # shows DDP's own error beside the report
+    """
+    from bridge.unused import render_text, unused_from_spec
+
+    report = unused_from_spec(spec, steps=steps, ddp=ddp, seed=seed)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2, default=str))
+    else:
+        click.echo(render_text(report, verbose=verbose))
     if report.exit_code:
         sys.exit(report.exit_code)
 

@@ -49,7 +49,7 @@ def render_plan(plan: Plan, *, verbose: bool = False) -> str:
     lines.extend(_leftovers("target tensors without a source", plan.missing, verbose))
     if plan.tied:
         lines.append("")
-        lines.append("tied (need no source, written once):")
+        lines.append("tied (need no source: filled from the tensor on the right):")
         for tie in plan.tied:
             lines.append(f"  {tie.name} = {tie.tied_to}")
     lines.append("")

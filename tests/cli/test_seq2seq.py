@@ -110,3 +110,19 @@ def test_check_imports_neither_torch_nor_tensorflow(modules):
     result = subprocess.run([sys.executable, "-c", code, str(modules["coupled"])], capture_output=True, text=True,
                             check=True)  # fmt: skip
     assert result.stdout.strip() == "[]"
+
+
+def test_config_file_sets_heads_while_structure_comes_from_the_checkpoint(modules, tmp_path):
+    """A config.json beside a shared module decides what it states (heads); the checkpoint still tells the
+    prefix and the sharing, so the shared stack is still planned for both sides."""
+    import json
+    import shutil
+
+    module = tmp_path / "coupled"
+    shutil.copytree(modules["coupled"], module)
+    (module / "config.json").write_text(json.dumps({"num_attention_heads": 4}))
+    plan = check(module, to="pytorch")
+    assert plan.ok, [g.reason for g in plan.gaps]
+    assert plan.target.config["num_attention_heads"] == 4 and plan.target.config["tie_encoder_decoder"] is True
+    assert not any("assumed" in n for n in plan.notes)
+    assert any("one shared stack" in n for n in plan.notes)
