@@ -97,10 +97,12 @@ class Plan:
         return 0 if self.ok else 1
 
     def coverage(self) -> dict[str, float]:
-        needing = [t for t in self.target.tensors.values() if t.tied_to is None]
+        needing = {t.name for t in self.target.tensors.values() if t.tied_to is None}
+        # A source that also stores tied tensors fills them too; count what needed a source.
+        filled = len(needing & {m.target for m in self.matched})
         return {
             "source_consumed": len(self.matched) / self.source_model_tensors if self.source_model_tensors else 1.0,
-            "target_filled": len(self.matched) / len(needing) if needing else 1.0,
+            "target_filled": filled / len(needing) if needing else 1.0,
         }
 
     def to_json(self) -> dict[str, Any]:

@@ -200,9 +200,23 @@ def sniff_keras3_weights(path: Path) -> bool:
         return _is_keras3(f)
 
 
+_HF_TF_WEIGHTS = "tf_model.h5"
+_PT_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def _in_folder(path: Path) -> Path:
+    """A transformers ``save_pretrained`` folder with TF weights only stands for its ``tf_model.h5``.
+
+    (A folder that also holds PyTorch weights is left to the PyTorch readers.)
+    """
+    if path.is_dir() and (path / _HF_TF_WEIGHTS).is_file() and not any((path / n).exists() for n in _PT_WEIGHTS):
+        return path / _HF_TF_WEIGHTS
+    return path
+
+
 def sniff_legacy_h5(path: Path) -> bool:
     """A Keras 2 / tf-keras / transformers ``.h5``: a ``layer_names`` attribute."""
-    f = _probe(path)
+    f = _probe(_in_folder(path))
     if f is None:
         return False
     with f:
@@ -1025,6 +1039,7 @@ def _model_config(f: h5py.File) -> dict[str, Any]:
 
 def read_legacy_h5(path: Path) -> Checkpoint:
     """A Keras 2 / tf-keras ``.h5`` (full model or weights) or transformers' ``tf_model.h5``."""
+    path = _in_folder(path)
     source, f = _open_plain(path)
 
     def build() -> Checkpoint:

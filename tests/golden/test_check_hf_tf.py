@@ -84,3 +84,16 @@ def test_check_of_tf_model_h5_imports_neither_torch_nor_tensorflow():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_save_pretrained_folder_with_tf_weights_only_is_its_tf_model_h5(tmp_path):
+    import shutil
+
+    fixtures = REPO / "tests" / "fixtures"
+    with bridge.load(fixtures / "hf-tf-bert") as ckpt:
+        assert ckpt.format == "keras-h5" and ckpt.path.endswith("tf_model.h5")
+    both = tmp_path / "both"
+    shutil.copytree(fixtures / "hf-tf-bert", both)
+    shutil.copy(fixtures / "hf-tf-bert-pt" / "model.safetensors", both / "model.safetensors")
+    with bridge.load(both) as ckpt:  # PyTorch weights beside it: the folder is a PyTorch checkpoint
+        assert ckpt.format == "safetensors"
