@@ -1,0 +1,368 @@
+"""`bridge unused`: which parameters/variables a model never uses, why, and how to fix it.
+
+Plain report types and the dispatch to the framework sides.  No framework is
+imported here: :func:`find_unused` looks at the model's type by module name and
+imports ``pt_side.unused`` or ``tf_side.unused`` only then.
+
+Kinds:
+
+* ``never_read``  -- the parameter never entered an op in the forward pass;
+* ``no_gradient`` -- it was read, but the loss does not depend on it (grad is None);
+* ``frozen``      -- not trainable (``requires_grad=False`` / ``trainable=False``): harmless;
+* ``sometimes``   -- reached the loss in some of ``steps`` runs only (layer-drop, data-dependent branches).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bridge.errors import UsageError
+from bridge.scopes import fold
+
+KINDS = ("never_read", "no_gradient", "frozen", "sometimes")
+TRAINABLE_KINDS = ("never_read", "no_gradient", "sometimes")
+
+
+@dataclass(frozen=True)
+class UnusedItem:
+    """One parameter (PyTorch) or variable (TensorFlow) that is not fully used."""
+
+    name: str
+    scope: str
+    kind: str
+    hint: str
+    numel: int = 0
+    shape: tuple[int, ...] = ()
+    steps_used: int | None = None  # for ``sometimes``: in how many steps it reached the loss
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "scope": self.scope,
+            "kind": self.kind,
+            "hint": self.hint,
+            "numel": self.numel,
+            "shape": list(self.shape),
+        }
+        if self.steps_used is not None:
+            out["steps_used"] = self.steps_used
+        return out
+
+
+@dataclass
+class UnusedReport:
+    """The answer of :func:`find_unused`: items, counts, and (with ``--ddp``) what DDP itself said."""
+
+    framework: str  # "pytorch" or "tensorflow"
+    items: list[UnusedItem]
+    total_params: int = 0
+    total_numel: int = 0
+    steps: int = 1
+    ddp: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def by_kind(self, kind: str) -> list[UnusedItem]:
+        return [item for item in self.items if item.kind == kind]
+
+    @property
+    def trainable_unused(self) -> list[UnusedItem]:
+        return [item for item in self.items if item.kind in TRAINABLE_KINDS]
+
+    @property
+    def ok(self) -> bool:
+        return not self.trainable_unused
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        counts = {kind: len(self.by_kind(kind)) for kind in KINDS}
+        numel = {kind: sum(i.numel for i in self.by_kind(kind)) for kind in KINDS}
+        return {
+            "framework": self.framework,
+            "steps": self.steps,
+            "parameters": self.total_params,
+            "elements": self.total_numel,
+            "counts": counts,
+            "elements_by_kind": numel,
+            "trainable_unused": len(self.trainable_unused),
+            "ok": self.ok,
+        }
+
+    def groups(self) -> list[tuple[str, str, list[UnusedItem]]]:
+        """(kind, folded scope label, items) in a stable order: kinds in KINDS order, scopes first-seen."""
+        out: list[tuple[str, str, list[UnusedItem]]] = []
+        for kind in KINDS:
+            items = self.by_kind(kind)
+            if not items:
+                continue
+            by_scope: dict[str, list[UnusedItem]] = {}
+            for item in items:
+                by_scope.setdefault(item.scope, []).append(item)
+            for label, scopes in fold(by_scope).items():
+                out.append((kind, label, [i for s in scopes for i in by_scope[s]]))
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "framework": self.framework,
+            "unused": [item.to_json() for item in self.items],
+            "groups": [
+                {
+                    "kind": kind,
+                    "scope": label,
+                    "parameters": len(items),
+                    "numel": sum(i.numel for i in items),
+                    "hint": items[0].hint,
+                    "names": [i.name for i in items],
+                }
+                for kind, label, items in self.groups()
+            ],
+            "summary": self.summary,
+            "ddp": self.ddp,
+            "notes": list(self.notes),
+        }
+
+
+_TITLES = {
+    "never_read": "never read in the forward pass",
+    "no_gradient": "read, but no gradient reaches them from the loss",
+    "frozen": "frozen (not trainable: harmless, DDP and optimizers skip them)",
+    "sometimes": "reach the loss in some steps only",
+}
+
+
+def render_text(report: UnusedReport, *, verbose: bool = False) -> str:
+    """Human-readable report: one block per kind, one row per folded scope, the fix under it."""
+    s = report.summary
+    lines = [
+        f"{report.framework}: {s['parameters']} parameters ({s['elements']:,} elements), "
+        f"{report.steps} step{'s' if report.steps != 1 else ''}"
+    ]
+    if not report.items:
+        lines.append("every parameter is read and reaches the loss")
+    current = None
+    for kind, label, items in report.groups():
+        if kind != current:
+            current = kind
+            n = len(report.by_kind(kind))
+            lines.append("")
+            lines.append(f"{kind} ({n} parameter{'s' if n != 1 else ''}): {_TITLES[kind]}")
+        numel = sum(i.numel for i in items)
+        leaves = sorted({i.name[len(i.scope) + 1 :] if i.name.startswith(i.scope) else i.name for i in items})
+        shown = ", ".join(leaves[:6]) + (f", ... {len(leaves) - 6} more" if len(leaves) > 6 else "")
+        lines.append(f"  {label}: {len(items)} parameter{'s' if len(items) != 1 else ''}, "
+                     f"{numel:,} elements ({shown})")  # fmt: skip
+        if verbose:
+            lines.extend(f"    {i.name} {list(i.shape)}" for i in items)
+        hints = dict.fromkeys(i.hint for i in items)
+        for hint in hints:
+            lines.append(f"    fix: {hint}")
+    if report.ddp is not None:
+        lines.append("")
+        d = report.ddp
+        if d.get("error_kind") == "setup":
+            lines.append(f"DDP check could not run: {d.get('message')}")
+        elif d.get("raised"):
+            lines.append("DDP (2 gloo processes, find_unused_parameters=False) raised:")
+            lines.extend("  | " + row for row in str(d.get("message", "")).strip().splitlines()[:12])
+        else:
+            lines.append(f"DDP (2 gloo processes, find_unused_parameters=False): "
+                         f"{d.get('steps', 2)} steps ran without error")  # fmt: skip
+    for note in report.notes:
+        lines.append(f"note: {note}")
+    lines.append("")
+    counts = s["counts"]
+    lines.append(
+        "verdict: "
+        + ("nothing trainable is unused" if report.ok else f"{s['trainable_unused']} trainable parameters unused")
+        + f" (never_read {counts['never_read']}, no_gradient {counts['no_gradient']}, "
+        f"sometimes {counts['sometimes']}, frozen {counts['frozen']})"
+    )
+    return "\n".join(lines)
+
+
+def find_unused(
+    model: Any, batch: Any, loss_fn: Callable[..., Any] | None = None, steps: int = 1, *, seed: int | None = 0
+) -> UnusedReport:
+    """Classify every parameter/variable of ``model`` run on ``batch``.
+
+    ``loss_fn(output, batch)`` gives the scalar to differentiate; without it the
+    sum of every floating output is used.  ``steps > 1`` re-runs forward and
+    backward that many times (in training mode) to find parameters used in some
+    steps only.  PyTorch modules go to :mod:`pt_side.unused`, anything else
+    (Keras models, ``tf.Module``) to :mod:`tf_side.unused`.
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise UsageError("Bad --steps", detail=f"got {steps!r}", hint="Give a positive number of steps")
+    if framework_of(model) == "pytorch":
+        from pt_side.unused import find_unused_torch
+
+        return find_unused_torch(model, batch, loss_fn, steps=steps, seed=seed)
+    from tf_side.unused import find_unused_tf
+
+    return find_unused_tf(model, batch, loss_fn, steps=steps, seed=seed)
+
+
+def framework_of(model: Any) -> str:
+    """``"pytorch"`` for a ``torch.nn.Module`` (by its class hierarchy's module names), else ``"tensorflow"``."""
+    for cls in type(model).__mro__:
+        if cls.__module__.startswith("torch.nn") and cls.__name__ == "Module":
+            return "pytorch"
+    mods = {cls.__module__.split(".")[0] for cls in type(model).__mro__}
+    if mods & {"keras", "tf_keras", "tensorflow"}:
+        return "tensorflow"
+    raise UsageError(
+        "Not a model",
+        detail=f"got {type(model).__module__}.{type(model).__qualname__}",
+        hint="Return a torch.nn.Module, a Keras model or a tf.Module from the factory",
+    )
+
+
+def load_factory(spec: str) -> Callable[..., Any]:
+    """``path/to/file.py:factory`` -> the callable (the user's own code, run on request)."""
+    path_text, sep, attr = spec.rpartition(":")
+    if not sep or not path_text or not attr or not attr.isidentifier():
+        raise UsageError(
+            "Bad factory spec", detail=f"got {spec!r}", hint="Write FILE.py:FACTORY, e.g. my_model.py:build"
+        )
+    path = Path(path_text)
+    if not path.is_file():
+        from bridge.errors import CheckpointNotFound
+
+        raise CheckpointNotFound("Factory file not found", path=path, hint="Give the path of a .py file")
+    name = f"_bridge_unused_factory_{abs(hash(str(path.resolve())))}"
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise UsageError("Cannot import factory file", path=path, hint="Give a .py file")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as e:  # the user's file: report it as bad input
+        sys.modules.pop(name, None)
+        raise UsageError("Factory file failed to import", path=path, detail=f"{type(e).__name__}: {e}") from e
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise UsageError(
+            "Factory not found", path=path, detail=f"no callable `{attr}`",
+            hint="Define a function returning (model, batch) or (model, batch, loss_fn)",
+        )  # fmt: skip
+    return factory  # type: ignore[no-any-return]
+
+
+def call_factory(spec: str) -> tuple[Any, Any, Callable[..., Any] | None]:
+    """Run the factory of ``spec``; check it returned (model, batch[, loss_fn])."""
+    factory = load_factory(spec)
+    result = factory()
+    if not isinstance(result, tuple) or len(result) not in (2, 3):
+        raise UsageError(
+            "Bad factory result", detail=f"{spec} returned {type(result).__name__}",
+            hint="Return (model, batch) or (model, batch, loss_fn)",
+        )  # fmt: skip
+    model, batch = result[0], result[1]
+    loss_fn = result[2] if len(result) == 3 else None
+    if loss_fn is not None and not callable(loss_fn):
+        raise UsageError(
+            "Bad factory result", detail="the third element is not callable", hint="Return loss_fn(output, batch)"
+        )
+    return model, batch, loss_fn
+
+
+def unused_from_spec(spec: str, *, steps: int = 1, ddp: bool = False, seed: int | None = 0) -> UnusedReport:
+    """The CLI's entry: build the model from ``FILE.py:FACTORY``, classify, optionally confirm with DDP."""
+    model, batch, loss_fn = call_factory(spec)
+    report = find_unused(model, batch, loss_fn, steps=steps, seed=seed)
+    if ddp:
+        if report.framework != "pytorch":
+            report.notes.append("--ddp applies to PyTorch models only; skipped")
+        else:
+            from pt_side.ddp_check import run_ddp_check
+
+            report.ddp = run_ddp_check(spec)
+    return report
+
+
+def scope_of_name(name: str) -> str:
+    """``encoder.layer.0.attention.self.query.weight`` -> ``encoder.layer.0.attention.self.query``."""
+    for sep in (".", "/"):
+        if sep in name:
+            return name.rsplit(sep, 1)[0]
+    return "(root)"
+
+
+def folded_scopes(items: Iterable[UnusedItem]) -> list[str]:
+    return list(fold(dict.fromkeys(i.scope for i in items)))
+
+
+@dataclass(frozen=True)
+class Row:
+    """What a framework side found about one parameter, before hints are attached."""
+
+    name: str
+    scope: str
+    kind: str
+    numel: int
+    shape: tuple[int, ...] = ()
+    steps_used: int | None = None
+
+
+def make_items(framework: str, rows: list[Row], steps: int) -> list[UnusedItem]:
+    """Attach one hint per (kind, folded scope) so that a group reads as one fix."""
+    hints: dict[tuple[str, str], str] = {}
+    for kind in KINDS:
+        scopes = dict.fromkeys(r.scope for r in rows if r.kind == kind)
+        for label, members in fold(scopes).items():
+            text = hint_for(framework, kind, label, steps)
+            for scope in members:
+                hints[(kind, scope)] = text
+    return [
+        UnusedItem(r.name, r.scope, r.kind, hints[(r.kind, r.scope)], r.numel, r.shape, r.steps_used) for r in rows
+    ]
+
+
+def _is_pooler(scope: str) -> bool:
+    return any("pooler" in part.lower() for part in scope.replace("/", ".").split("."))
+
+
+def hint_for(framework: str, kind: str, scope: str, steps: int) -> str:
+    """The fix that fits the cause, for the (folded) ``scope``."""
+    torch_side = framework == "pytorch"
+    ref = f"model.{scope}" if torch_side and scope != "(root)" else f"`{scope}`"
+    freeze = f"{ref}.requires_grad_(False)" if torch_side else f"set {ref}.trainable = False"
+    pooler = (
+        "the pooler's output is not used by the loss: construct the model without it "
+        "(transformers: add_pooling_layer=False, e.g. BertModel(config, add_pooling_layer=False)), "
+        if _is_pooler(scope)
+        else ""
+    )
+    if kind == "never_read":
+        lead = pooler or f"{ref} never enters an op on this code path: construct the model without it, "
+        delete = f"delete it (del {ref})" if torch_side else "delete it"
+        return f"{lead}{delete}, or freeze it ({freeze}); if it should be used, route its output into the loss"
+    if kind == "no_gradient":
+        lead = pooler or f"output of {ref} computed but discarded: "
+        return (
+            f"{lead}feed it into the loss, or detach/remove the branch "
+            f"(or freeze it: {freeze}) so that DDP and optimizers stop waiting for its gradients"
+        )
+    if kind == "sometimes":
+        if torch_side:
+            return (
+                f"{ref} reaches the loss in some of the {steps} steps only (layer-drop or a data-dependent branch): "
+                "wrap with DistributedDataParallel(..., find_unused_parameters=True) (costs one extra traversal "
+                "of the autograd graph per step), or static_graph=True when the used set is the same every step"
+            )
+        return (
+            f"{ref} reaches the loss in some of the {steps} steps only (a data-dependent branch): the Keras "
+            "'Gradients do not exist' warning is expected on those steps; filter None gradients before "
+            "apply_gradients if it is intended"
+        )
+    return "not trainable: harmless (DDP and optimizers skip it); nothing to do unless you meant to train it"

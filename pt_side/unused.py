@@ -1,0 +1,192 @@
+"""PyTorch side of `bridge unused`: which parameters enter ops, which get gradients.
+
+"Read" is recorded by a :class:`torch.overrides.TorchFunctionMode` that looks at
+every tensor argument of every torch function and Tensor method called during
+the forward (and the loss), matching it against the model's parameters by
+object identity (and, for tensors that are not the Parameter object, by storage
+pointer + shape + stride).  "Reaches the loss" is ``param.grad is not None``
+after ``loss.backward()``: exactly what DDP's reducer waits for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from bridge.errors import MissingDependency, UsageError
+from bridge.unused import Row, UnusedReport, make_items
+
+
+def _torch() -> Any:
+    try:
+        import torch
+    except ImportError as e:
+        raise MissingDependency("torch is needed for `bridge unused` on a PyTorch model",
+                                hint="pip install 'ckpt-bridge[torch]'") from e  # fmt: skip
+    return torch
+
+
+def iter_tensors(value: Any) -> Iterator[Any]:
+    """Every tensor inside ``value``: tensors, mappings (ModelOutput), lists, tuples, ``to_tuple()`` objects."""
+    torch = _torch()
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from iter_tensors(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from iter_tensors(v)
+    elif hasattr(value, "to_tuple"):
+        yield from iter_tensors(value.to_tuple())
+
+
+def call_model(model: Any, batch: Any) -> Any:
+    """``model(**batch)`` for a mapping, ``model(*batch)`` for a tuple/list, else ``model(batch)``."""
+    if isinstance(batch, Mapping):
+        return model(**batch)
+    if isinstance(batch, (tuple, list)):
+        return model(*batch)
+    return model(batch)
+
+
+def default_loss(output: Any, batch: Any = None) -> Any:
+    """The sum of every floating output (each reduced to a scalar); ``None`` when there is none."""
+    torch = _torch()
+    parts = [t.float().sum() for t in iter_tensors(output) if t.is_floating_point() and t.requires_grad]
+    if not parts:
+        return None
+    return torch.stack(parts).sum()
+
+
+def compute_loss(output: Any, batch: Any, loss_fn: Callable[..., Any] | None) -> Any:
+    torch = _torch()
+    loss = default_loss(output, batch) if loss_fn is None else loss_fn(output, batch)
+    if loss is not None and not isinstance(loss, torch.Tensor):
+        raise UsageError("Bad loss", detail=f"loss_fn returned {type(loss).__name__}", hint="Return a torch tensor")
+    if loss is not None and loss.numel() != 1:
+        loss = loss.sum()
+    return loss
+
+
+def _read_mode(params: list[Any], seen: set[int]) -> Any:
+    """A TorchFunctionMode adding to ``seen`` the index of every parameter passed to an op."""
+    torch = _torch()
+    from torch.overrides import TorchFunctionMode
+
+    by_id = {id(p): i for i, p in enumerate(params)}
+    by_storage: dict[tuple[int, tuple[int, ...], tuple[int, ...]], int] = {}
+    for i, p in enumerate(params):
+        by_storage.setdefault((p.data_ptr(), tuple(p.shape), tuple(p.stride())), i)
+
+    def visit(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            i = by_id.get(id(value))
+            if i is None and value.layout == torch.strided and not value.is_meta:
+                try:
+                    i = by_storage.get((value.data_ptr(), tuple(value.shape), tuple(value.stride())))
+                except RuntimeError:  # tensors without storage (functional wrappers)
+                    i = None
+            if i is not None:
+                seen.add(i)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                visit(v)
+        elif isinstance(value, Mapping):
+            for v in value.values():
+                visit(v)
+
+    class ReadRecorder(TorchFunctionMode):
+        def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            kwargs = kwargs or {}
+            visit(args)
+            visit(kwargs)
+            return func(*args, **kwargs)
+
+    return ReadRecorder()
+
+
+def find_unused_torch(
+    model: Any, batch: Any, loss_fn: Callable[..., Any] | None = None, *, steps: int = 1, seed: int | None = 0
+) -> UnusedReport:
+    """Run ``steps`` forward+backward passes and classify every parameter of ``model``."""
+    torch = _torch()
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError("Not a PyTorch module", detail=type(model).__name__, hint="Pass a torch.nn.Module")
+    names: list[str] = []
+    params: list[Any] = []
+    for name, p in model.named_parameters():  # shared (tied) parameters are listed once, under the first name
+        names.append(name)
+        params.append(p)
+    if seed is not None:
+        torch.manual_seed(seed)
+    read_any: set[int] = set()
+    grad_steps = [0] * len(params)
+    notes: list[str] = []
+    for _ in range(steps):
+        for p in params:
+            p.grad = None
+        seen: set[int] = set()
+        with _read_mode(params, seen):
+            output = call_model(model, batch)
+            loss = compute_loss(output, batch, loss_fn)
+        read_any |= seen
+        if loss is None or not loss.requires_grad:
+            if "no differentiable loss" not in " ".join(notes):
+                notes.append("no differentiable loss: no output depends on a trainable parameter")
+            continue
+        loss.backward()
+        for i, p in enumerate(params):
+            if p.grad is not None:
+                grad_steps[i] += 1
+    for p in params:
+        p.grad = None
+    rows: list[Row] = []
+    for i, (name, p) in enumerate(zip(names, params, strict=True)):
+        if not p.requires_grad:
+            kind = "frozen"
+        elif grad_steps[i] == steps:
+            continue
+        elif grad_steps[i] > 0:
+            kind = "sometimes"
+        elif i in read_any:
+            kind = "no_gradient"
+        else:
+            kind = "never_read"
+        rows.append(Row(name, "", kind, int(p.numel()), tuple(p.shape), grad_steps[i] if kind == "sometimes" else None))
+    rows = _with_module_scopes(model, names, rows)
+    if not model.training and steps > 1:
+        notes.append("the model is in eval mode: layer-drop and dropout-like branches are off; call model.train()")
+    return UnusedReport(
+        framework="pytorch",
+        items=make_items("pytorch", rows, steps),
+        total_params=len(params),
+        total_numel=sum(int(p.numel()) for p in params),
+        steps=steps,
+        notes=notes,
+    )
+
+
+def _with_module_scopes(model: Any, names: list[str], rows: list[Row]) -> list[Row]:
+    """Scope of a parameter = the outermost module all of whose parameters share its kind.
+
+    ``pooler.dense.weight`` and ``pooler.dense.bias`` both never read -> scope ``pooler``;
+    ``embeddings.position_embeddings.weight`` alone -> ``embeddings.position_embeddings``.
+    """
+    kind_of = {r.name: r.kind for r in rows}
+    module_kinds: dict[str, set[str | None]] = {}
+    for name in names:
+        parts = name.split(".")
+        for depth in range(len(parts)):
+            module_kinds.setdefault(".".join(parts[:depth]), set()).add(kind_of.get(name))
+    out = []
+    for r in rows:
+        parts = r.name.split(".")
+        scope = ".".join(parts[:-1])
+        for depth in range(1, len(parts)):
+            candidate = ".".join(parts[:depth])
+            if module_kinds.get(candidate) == {r.kind}:
+                scope = candidate
+                break
+        out.append(Row(r.name, scope or "(root)", r.kind, r.numel, r.shape, r.steps_used))
+    return out

@@ -1,0 +1,157 @@
+"""Small real PyTorch models for `bridge unused` (factories return (model, batch[, loss_fn]))."""
+
+from __future__ import annotations
+
+import torch  # noqa: TID253 - a user model file, run on request
+from torch import nn  # noqa: TID253
+
+
+def _bert_config():
+    from transformers import BertConfig
+
+    return BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                      intermediate_size=37, max_position_embeddings=64)  # fmt: skip
+
+
+def _sequence_loss(output, batch):
+    return output.last_hidden_state.pow(2).mean()
+
+
+def bert_pooler():
+    """BertModel trained on the sequence output only: the pooler runs but gets no gradient."""
+    from transformers import BertModel
+
+    torch.manual_seed(0)
+    model = BertModel(_bert_config())
+    batch = {"input_ids": torch.randint(0, 99, (2, 8), generator=torch.Generator().manual_seed(1))}
+    return model, batch, _sequence_loss
+
+
+def bert_fixed():
+    """The fix applied: BertModel(config, add_pooling_layer=False)."""
+    from transformers import BertModel
+
+    torch.manual_seed(0)
+    model = BertModel(_bert_config(), add_pooling_layer=False)
+    batch = {"input_ids": torch.randint(0, 99, (2, 8), generator=torch.Generator().manual_seed(1))}
+    return model, batch, _sequence_loss
+
+
+class RelativeSelfAttention(nn.Module):
+    """Single-head self-attention with learned relative-position keys (Shaw et al.), like relative_key."""
+
+    def __init__(self, hidden: int, max_distance: int) -> None:
+        super().__init__()
+        self.query = nn.Linear(hidden, hidden)
+        self.key = nn.Linear(hidden, hidden)
+        self.value = nn.Linear(hidden, hidden)
+        self.distance_embedding = nn.Embedding(2 * max_distance - 1, hidden)
+        self.max_distance = max_distance
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.query(x), self.key(x), self.value(x)
+        n = x.shape[1]
+        pos = torch.arange(n)
+        rel = self.distance_embedding(pos[:, None] - pos[None, :] + self.max_distance - 1)  # (n, n, h)
+        scores = q @ k.transpose(-1, -2) + torch.einsum("bnh,nmh->bnm", q, rel)
+        return torch.softmax(scores / x.shape[-1] ** 0.5, dim=-1) @ v
+
+
+class Embeddings(nn.Module):
+    """Builds absolute position embeddings like BERT's, but (relative attention) never adds them."""
+
+    def __init__(self, vocab: int, hidden: int, max_positions: int) -> None:
+        super().__init__()
+        self.word_embeddings = nn.Embedding(vocab, hidden)
+        self.position_embeddings = nn.Embedding(max_positions, hidden)
+        self.LayerNorm = nn.LayerNorm(hidden)
+        self.position_embedding_type = "relative_key"
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        x = self.word_embeddings(input_ids)
+        if self.position_embedding_type == "absolute":
+            x = x + self.position_embeddings(torch.arange(input_ids.shape[1]))
+        return self.LayerNorm(x)
+
+
+class RelativePositionEncoder(nn.Module):
+    def __init__(self, vocab: int = 50, hidden: int = 16, layers: int = 2, max_positions: int = 32) -> None:
+        super().__init__()
+        self.embeddings = Embeddings(vocab, hidden, max_positions)
+        self.layer = nn.ModuleList(RelativeSelfAttention(hidden, max_positions) for _ in range(layers))
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        x = self.embeddings(input_ids)
+        for layer in self.layer:
+            x = x + layer(x)
+        return x
+
+
+def relative_position():
+    torch.manual_seed(0)
+    return RelativePositionEncoder(), torch.randint(0, 50, (2, 7), generator=torch.Generator().manual_seed(1))
+
+
+class EncoderDecoder(nn.Module):
+    """A Transformer encoder + LSTM decoder; the encoder output is computed, then never fed to the decoder."""
+
+    def __init__(self, vocab: int = 40, hidden: int = 16) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, hidden)
+        layer = nn.TransformerEncoderLayer(hidden, nhead=2, dim_feedforward=32, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False)
+        self.decoder = nn.LSTM(hidden, hidden, batch_first=True)
+        self.out = nn.Linear(hidden, vocab)
+
+    def forward(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+        memory = self.encoder(self.embed(src))  # noqa: F841 - the bug under test: never used below
+        decoded, _ = self.decoder(self.embed(tgt))  # should have been initialised from `memory`
+        return self.out(decoded)
+
+
+def _seq_batch():
+    g = torch.Generator().manual_seed(1)
+    return torch.randint(0, 40, (2, 6), generator=g), torch.randint(0, 40, (2, 5), generator=g)
+
+
+def _logits_loss(output, batch):
+    return output.logsumexp(-1).mean()
+
+
+def encoder_discarded():
+    torch.manual_seed(0)
+    return EncoderDecoder(), _seq_batch(), _logits_loss
+
+
+def frozen_encoder():
+    """A pretrained encoder frozen on purpose; its output feeds the head."""
+    torch.manual_seed(0)
+    encoder = nn.Sequential(nn.Embedding(40, 16), nn.Linear(16, 16), nn.Tanh())
+    encoder.requires_grad_(False)
+    model = nn.Sequential()
+    model.add_module("encoder", encoder)
+    model.add_module("head", nn.Linear(16, 3))
+    return model, torch.randint(0, 40, (2, 6), generator=torch.Generator().manual_seed(1))
+
+
+class LayerDrop(nn.Module):
+    """Each layer is skipped with probability p while training (LayerDrop, Fan et al. 2019)."""
+
+    def __init__(self, hidden: int = 8, layers: int = 4, p: float = 0.3) -> None:
+        super().__init__()
+        self.inp = nn.Linear(hidden, hidden)
+        self.layers = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(layers))
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.inp(x)
+        for layer in self.layers:
+            if self.training and torch.rand(()) < self.p:
+                continue
+            x = x + torch.tanh(layer(x))
+        return x
+
+
+def layer_drop():
+    torch.manual_seed(0)
+    return LayerDrop(), torch.randn(3, 8, generator=torch.Generator().manual_seed(1))
