@@ -336,7 +336,7 @@ def hint_for(framework: str, kind: str, scope: str, steps: int) -> str:
     """The fix that fits the cause, for the (folded) ``scope``."""
     torch_side = framework == "pytorch"
     ref = f"model.{scope}" if torch_side and scope != "(root)" else f"`{scope}`"
-    freeze = f"{ref}.requires_grad_(False)" if torch_side else f"set {ref}.trainable = False"
+    freeze = f"{ref}.requires_grad_(False)" if torch_side else f"set trainable=False on {ref}"
     pooler = (
         "the pooler's output is not used by the loss: construct the model without it "
         "(transformers: add_pooling_layer=False, e.g. BertModel(config, add_pooling_layer=False)), "

@@ -1,0 +1,197 @@
+"""TensorFlow/Keras side of `bridge unused`.
+
+"Read" = the variable's resource handle is captured by the concrete function
+traced from forward + loss (``tf.function(...).get_concrete_function()``): a
+variable the trace never captures never enters an op.  "Reaches the loss" =
+``tf.GradientTape`` gives it a gradient (exactly the variables Keras'
+"Gradients do not exist for variables ..." warning leaves out); the graph walk
+from the loss back to captured handles is kept as a cross-check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from bridge.errors import MissingDependency, UsageError
+from bridge.unused import Row, UnusedReport, make_items
+
+
+def _tf() -> Any:
+    try:
+        import tensorflow as tf
+    except ImportError as e:
+        raise MissingDependency("TensorFlow is needed for `bridge unused` on a Keras model or tf.Module",
+                                hint="pip install 'ckpt-bridge[tf]'") from e  # fmt: skip
+    return tf
+
+
+def _tf_variable(v: Any) -> Any:
+    """The ``tf.Variable`` behind a Keras 3 variable (``.value``), or ``v`` itself."""
+    tf = _tf()
+    if isinstance(v, tf.Variable):
+        return v
+    inner = getattr(v, "value", None)
+    return inner if isinstance(inner, tf.Variable) else v
+
+
+def variable_name(v: Any, model_name: str | None = None) -> str:
+    """``path`` (Keras 3) or ``name`` without ``:0`` and without the model's own name as first component."""
+    name = str(getattr(v, "path", None) or v.name)
+    if name.endswith(":0"):
+        name = name[:-2]
+    if model_name and name.startswith(model_name + "/") and name.count("/") > 1:
+        name = name[len(model_name) + 1 :]
+    return name
+
+
+def _call(model: Any, batch: Any, training: bool) -> Any:
+    tf = _tf()
+    is_keras = any(c.__module__.split(".")[0] in ("keras", "tf_keras") for c in type(model).__mro__)
+    if is_keras:
+        return model(batch, training=training)
+    if isinstance(model, tf.Module) and not callable(model):
+        raise UsageError("tf.Module is not callable", detail=type(model).__name__, hint="Define __call__")
+    return model(batch)
+
+
+def _loss(output: Any, batch: Any, loss_fn: Callable[..., Any] | None) -> Any:
+    tf = _tf()
+    if loss_fn is not None:
+        loss = tf.convert_to_tensor(loss_fn(output, batch))
+    else:
+        parts = [tf.reduce_sum(tf.cast(t, tf.float32)) for t in tf.nest.flatten(output)
+                 if hasattr(t, "dtype") and t.dtype.is_floating]  # fmt: skip
+        if not parts:
+            raise UsageError("No floating output to differentiate", hint="Return a loss_fn from the factory")
+        loss = tf.add_n(parts)
+    return tf.reduce_sum(loss)
+
+
+def _spec_of(batch: Any) -> Any:
+    tf = _tf()
+
+    def spec(t: Any) -> Any:
+        if isinstance(t, (tf.Tensor, tf.Variable)) or hasattr(t, "__array__"):
+            t = tf.convert_to_tensor(t)
+            return tf.TensorSpec(t.shape, t.dtype)
+        return t
+
+    return tf.nest.map_structure(spec, batch)
+
+
+def _graph_reaching(concrete: Any) -> set[int]:
+    """ids of external captured handles from which a path of op inputs leads to the outputs."""
+    internal_to_external = {id(internal): external for external, internal in concrete.graph.captures}
+    reached: set[int] = set()
+    seen_ops: set[str] = set()
+    stack = [t.op for t in concrete.outputs]
+    while stack:
+        op = stack.pop()
+        if op.name in seen_ops:
+            continue
+        seen_ops.add(op.name)
+        for t in op.inputs:
+            ext = internal_to_external.get(id(t))
+            if ext is not None:
+                reached.add(id(ext))
+            stack.append(t.op)
+    return reached
+
+
+def find_unused_tf(
+    model: Any, batch: Any, loss_fn: Callable[..., Any] | None = None, *, steps: int = 1, seed: int | None = 0
+) -> UnusedReport:
+    """Classify every variable of a Keras model or ``tf.Module`` run on ``batch``."""
+    tf = _tf()
+    if not hasattr(model, "trainable_variables"):
+        raise UsageError("Not a TensorFlow model", detail=type(model).__name__,
+                         hint="Return a Keras model or a tf.Module")  # fmt: skip
+    if seed is not None:
+        tf.random.set_seed(seed)
+    model_name = getattr(model, "name", None)
+    trainable = list(model.trainable_variables)
+    trainable_ids = {id(_tf_variable(v)) for v in trainable}
+    # Frozen: variables that are trainable by nature but not trainable now (layer.trainable = False).
+    everything = list(model.variables) if hasattr(model, "variables") else trainable
+    frozen_layers = [layer for layer in _sublayers(model) if not getattr(layer, "trainable", True)]
+    frozen_ids = {id(_tf_variable(w)) for layer in frozen_layers for w in layer.weights}
+    frozen = [v for v in everything if id(_tf_variable(v)) not in trainable_ids
+              and (bool(getattr(v, "trainable", False)) or id(_tf_variable(v)) in frozen_ids)]  # fmt: skip
+    if isinstance(batch, Mapping):
+        batch = dict(batch)
+
+    def forward_loss(inputs: Any) -> Any:
+        return _loss(_call(model, inputs, True), inputs, loss_fn)
+
+    captured: set[int] = set()
+    reaching: set[int] = set()
+    notes: list[str] = []
+    try:
+        concrete = tf.function(forward_loss).get_concrete_function(_spec_of(batch))
+        captured = {id(c) for c in concrete.captured_inputs}
+        reaching = _graph_reaching(concrete)
+        traced = True
+    except Exception as e:  # tracing is a refinement: without it, read-ness falls back to the eager tape
+        traced = False
+        notes.append(f"could not trace a concrete function ({type(e).__name__}: {str(e)[:200]}); "
+                     "never_read vs no_gradient told apart by the eager tape's watched variables")  # fmt: skip
+
+    grad_steps = [0] * len(trainable)
+    watched: set[int] = set()
+    for _ in range(steps):
+        with tf.GradientTape() as tape:
+            loss = forward_loss(batch)
+        watched |= {id(_tf_variable(v)) for v in tape.watched_variables()}
+        grads = tape.gradient(loss, trainable)
+        for i, g in enumerate(grads):
+            if g is not None:
+                grad_steps[i] += 1
+
+    rows: list[Row] = []
+    for i, v in enumerate(trainable):
+        tv = _tf_variable(v)
+        if grad_steps[i] == steps:
+            continue
+        if grad_steps[i] > 0:
+            kind = "sometimes"
+        else:
+            read = id(tv.handle) in captured if traced else id(tv) in watched
+            kind = "no_gradient" if read else "never_read"
+            if traced and read and id(tv.handle) in reaching:
+                notes.append(f"{variable_name(v, model_name)}: connected to the loss in the graph, "
+                             "but only through ops without a gradient")  # fmt: skip
+        rows.append(_row(v, kind, model_name, grad_steps[i] if kind == "sometimes" else None))
+    rows.extend(_row(v, "frozen", model_name, None) for v in frozen)
+    return UnusedReport(
+        framework="tensorflow",
+        items=make_items("tensorflow", rows, steps),
+        total_params=len(trainable) + len(frozen),
+        total_numel=sum(_numel(v) for v in trainable + frozen),
+        steps=steps,
+        notes=notes,
+    )
+
+
+def _sublayers(model: Any) -> list[Any]:
+    """Keras layers inside ``model`` (Keras 3 and tf-keras), or nothing for a plain ``tf.Module``."""
+    flatten = getattr(model, "_flatten_layers", None)
+    if flatten is None:
+        return []
+    try:
+        return list(flatten(include_self=False, recursive=True))
+    except TypeError:
+        return []
+
+
+def _numel(v: Any) -> int:
+    n = 1
+    for d in v.shape:
+        n *= int(d)
+    return n
+
+
+def _row(v: Any, kind: str, model_name: str | None, steps_used: int | None) -> Row:
+    name = variable_name(v, model_name)
+    scope = name.rsplit("/", 1)[0] if "/" in name else "(root)"
+    return Row(name, scope, kind, _numel(v), tuple(int(d) for d in v.shape), steps_used)
