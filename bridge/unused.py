@@ -173,6 +173,8 @@ def render_text(report: UnusedReport, *, verbose: bool = False) -> str:
         elif d.get("raised"):
             lines.append("DDP (2 gloo processes, find_unused_parameters=False) raised:")
             lines.extend("  | " + row for row in str(d.get("message", "")).strip().splitlines()[:12])
+            if d.get("unused_names"):
+                lines.append("  the indices DDP names are: " + ", ".join(d["unused_names"]))
         else:
             lines.append(f"DDP (2 gloo processes, find_unused_parameters=False): "
                          f"{d.get('steps', 2)} steps ran without error")  # fmt: skip
@@ -287,7 +289,24 @@ def unused_from_spec(spec: str, *, steps: int = 1, ddp: bool = False, seed: int 
             from pt_side.ddp_check import run_ddp_check
 
             report.ddp = run_ddp_check(spec)
+            names = ddp_indices_to_names(model, str(report.ddp.get("message") or ""))
+            if names:
+                report.ddp["unused_names"] = names
     return report
+
+
+def ddp_indices_to_names(model: Any, message: str) -> list[str]:
+    """DDP's "Parameter indices which did not receive grad for rank 0: 37 38" -> parameter names.
+
+    DDP counts the parameters that require grad, in ``named_parameters()`` order.
+    """
+    import re
+
+    m = re.search(r"did not receive grad for rank \d+: ([\d ]+)", message)
+    if m is None or not hasattr(model, "named_parameters"):
+        return []
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    return [trainable[int(i)] for i in m.group(1).split() if int(i) < len(trainable)]
 
 
 def scope_of_name(name: str) -> str:

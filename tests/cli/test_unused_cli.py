@@ -100,3 +100,4 @@ def test_ddp_flag_shows_ddp_message(torch):
     if ddp["error_kind"] in ("setup", "timeout"):
         pytest.skip(f"cannot run 2 gloo processes here: {ddp['message']}")
     assert ddp["raised"] is True and "Expected to have finished reduction" in ddp["message"]
+    assert ddp["unused_names"] == ["pooler.dense.weight", "pooler.dense.bias"]
