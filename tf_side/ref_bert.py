@@ -24,6 +24,30 @@ def gelu_tanh(x: Any) -> Any:
     return 0.5 * x * (1.0 + tf.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * tf.pow(x, 3))))
 
 
+class WeightOps:
+    """Dense and LayerNorm over checkpoint weights fetched by scope name (google-research math)."""
+
+    def __init__(self, weights: Weights) -> None:
+        self.weights = weights
+
+    def w(self, name: str) -> Any:
+        import tensorflow as tf
+
+        return tf.constant(np.asarray(self.weights(name), dtype=np.float32))
+
+    def dense(self, x: Any, scope: str) -> Any:
+        import tensorflow as tf
+
+        return tf.matmul(x, self.w(f"{scope}/kernel")) + self.w(f"{scope}/bias")
+
+    def layer_norm(self, x: Any, scope: str) -> Any:
+        import tensorflow as tf
+
+        mean, var = tf.nn.moments(x, axes=[-1], keepdims=True)
+        gamma, beta = self.w(f"{scope}/LayerNorm/gamma"), self.w(f"{scope}/LayerNorm/beta")
+        return (x - mean) * tf.math.rsqrt(var + 1e-12) * gamma + beta
+
+
 def bert_forward(
     weights: Weights,
     config: dict[str, Any],
@@ -46,15 +70,8 @@ def bert_forward(
     """
     import tensorflow as tf
 
-    def w(name: str) -> Any:
-        return tf.constant(np.asarray(weights(name), dtype=np.float32))
-
-    def dense(x: Any, scope: str) -> Any:
-        return tf.matmul(x, w(f"{scope}/kernel")) + w(f"{scope}/bias")
-
-    def layer_norm(x: Any, scope: str) -> Any:
-        mean, var = tf.nn.moments(x, axes=[-1], keepdims=True)
-        return (x - mean) * tf.math.rsqrt(var + 1e-12) * w(f"{scope}/LayerNorm/gamma") + w(f"{scope}/LayerNorm/beta")
+    ops = WeightOps(weights)
+    w, dense, layer_norm = ops.w, ops.dense, ops.layer_norm
 
     hidden = config["hidden_size"]
     n_heads = config["num_attention_heads"]

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from tf_side.ref_bert import gelu_tanh
+from tf_side.ref_bert import WeightOps, gelu_tanh
 
 Weights = Callable[[str], np.ndarray]
 
@@ -35,15 +35,8 @@ def seq2seq_forward(
     """``encoder_last_hidden_state`` ``[batch, src, hidden]`` and ``logits`` ``[batch, tgt, vocab]``."""
     import tensorflow as tf
 
-    def w(name: str) -> Any:
-        return tf.constant(np.asarray(weights(f"{prefix}/{name}"), dtype=np.float32))
-
-    def dense(x: Any, scope: str) -> Any:
-        return tf.matmul(x, w(f"{scope}/kernel")) + w(f"{scope}/bias")
-
-    def layer_norm(x: Any, scope: str) -> Any:
-        mean, var = tf.nn.moments(x, axes=[-1], keepdims=True)
-        return (x - mean) * tf.math.rsqrt(var + 1e-12) * w(f"{scope}/LayerNorm/gamma") + w(f"{scope}/LayerNorm/beta")
+    ops = WeightOps(lambda name: weights(f"{prefix}/{name}"))
+    w, dense, layer_norm = ops.w, ops.dense, ops.layer_norm
 
     hidden = config["hidden_size"]
     n_heads = config["num_attention_heads"]
