@@ -149,3 +149,16 @@ def resolve_weights(
 def is_count(value: Any) -> bool:
     """A non-negative int (not a bool): a dimension, an offset, an element count."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def claim_name(found: dict[str, Path], name: str, file: Path) -> None:
+    """Record that ``file`` holds ``name``; a name in two shards is a corrupt set."""
+    if name in found:
+        raise CorruptCheckpoint(
+            "Tensor stored twice",
+            path=file,
+            tensor=name,
+            detail=f"also in '{found[name].name}'",
+            hint="Re-save the model; shards must not overlap",
+        )
+    found[name] = file

@@ -23,7 +23,15 @@ from bridge import dtypes
 from bridge.errors import CorruptCheckpoint, UnsupportedFeature
 from bridge.model import Checkpoint, TensorRecord
 from bridge.naming import classify_torch_name
-from pt_side._files import MappedFiles, check_index_coverage, is_count, load_index, read_config, resolve_weights
+from pt_side._files import (
+    MappedFiles,
+    check_index_coverage,
+    claim_name,
+    is_count,
+    load_index,
+    read_config,
+    resolve_weights,
+)
 
 FORMAT = "safetensors"
 SUFFIX = ".safetensors"
@@ -107,15 +115,7 @@ def read(path: Path) -> Checkpoint:
         entries, meta = read_header(file)
         header_meta.update(meta)
         for entry in entries:
-            if entry.name in found:
-                raise CorruptCheckpoint(
-                    "Tensor stored twice",
-                    path=file,
-                    tensor=entry.name,
-                    detail=f"also in '{found[entry.name].name}'",
-                    hint="Re-save the model; shards must not overlap",
-                )
-            found[entry.name] = file
+            claim_name(found, entry.name, file)
             records.append(_record(file, entry, maps))
     if index is not None:
         check_index_coverage(index, found)

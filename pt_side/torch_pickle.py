@@ -43,7 +43,15 @@ from bridge.errors import (
 )
 from bridge.model import Checkpoint, TensorRecord
 from bridge.naming import classify_torch_name
-from pt_side._files import MappedFiles, check_index_coverage, is_count, load_index, read_config, resolve_weights
+from pt_side._files import (
+    MappedFiles,
+    check_index_coverage,
+    claim_name,
+    is_count,
+    load_index,
+    read_config,
+    resolve_weights,
+)
 
 FORMAT = "torch"
 SINGLE_NAME = "pytorch_model.bin"
@@ -787,15 +795,7 @@ def read(path: Path) -> Checkpoint:
                 packed.append(parsed.packed)
             file_records, file_tied, scalars = _records(parsed, maps)
             for record in file_records:
-                if record.name in found:
-                    raise CorruptCheckpoint(
-                        "Tensor stored twice",
-                        path=file,
-                        tensor=record.name,
-                        detail=f"also in '{found[record.name].name}'",
-                        hint="Re-save the model; shards must not overlap",
-                    )
-                found[record.name] = file
+                claim_name(found, record.name, file)
             records += file_records
             tied += file_tied
             if index is None:
