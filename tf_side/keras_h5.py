@@ -204,19 +204,21 @@ _HF_TF_WEIGHTS = "tf_model.h5"
 _PT_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
-def _in_folder(path: Path) -> Path:
-    """A transformers ``save_pretrained`` folder with TF weights only stands for its ``tf_model.h5``.
+def _in_folder(path: Path, *, only_tf: bool) -> Path:
+    """A transformers ``save_pretrained`` folder stands for its ``tf_model.h5``.
 
-    (A folder that also holds PyTorch weights is left to the PyTorch readers.)
+    Detection (``only_tf``) claims only folders without PyTorch weights, which the PyTorch
+    readers take; ``--format keras-h5`` reads the TF weights of any folder.
     """
-    if path.is_dir() and (path / _HF_TF_WEIGHTS).is_file() and not any((path / n).exists() for n in _PT_WEIGHTS):
-        return path / _HF_TF_WEIGHTS
+    if path.is_dir() and (path / _HF_TF_WEIGHTS).is_file():
+        if not only_tf or not any((path / n).exists() for n in _PT_WEIGHTS):
+            return path / _HF_TF_WEIGHTS
     return path
 
 
 def sniff_legacy_h5(path: Path) -> bool:
     """A Keras 2 / tf-keras / transformers ``.h5``: a ``layer_names`` attribute."""
-    f = _probe(_in_folder(path))
+    f = _probe(_in_folder(path, only_tf=True))
     if f is None:
         return False
     with f:
@@ -1039,7 +1041,7 @@ def _model_config(f: h5py.File) -> dict[str, Any]:
 
 def read_legacy_h5(path: Path) -> Checkpoint:
     """A Keras 2 / tf-keras ``.h5`` (full model or weights) or transformers' ``tf_model.h5``."""
-    path = _in_folder(path)
+    path = _in_folder(path, only_tf=False)
     source, f = _open_plain(path)
 
     def build() -> Checkpoint:

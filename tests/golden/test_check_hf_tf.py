@@ -97,3 +97,5 @@ def test_save_pretrained_folder_with_tf_weights_only_is_its_tf_model_h5(tmp_path
     shutil.copy(fixtures / "hf-tf-bert-pt" / "model.safetensors", both / "model.safetensors")
     with bridge.load(both) as ckpt:  # PyTorch weights beside it: the folder is a PyTorch checkpoint
         assert ckpt.format == "safetensors"
+    with bridge.load(both, format="keras-h5") as ckpt:  # unless the TF weights are asked for
+        assert ckpt.path.endswith("tf_model.h5")
