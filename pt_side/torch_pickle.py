@@ -70,9 +70,8 @@ _MAX_SCALARS = 100
 _MAX_STR = 200
 
 _RESAVE = (
-    "Only if you trust where it came from: load it in an isolated environment with "
-    "torch.load(f, weights_only=False), save the state dict with safetensors.torch.save_file, "
-    "and read that file instead"
+    "Only if you trust where it came from: load it with full unpickling in an isolated environment, "
+    "save its state dict with safetensors.torch.save_file, and read that file instead"
 )
 _REDOWNLOAD = "Re-download or re-save the file; a partial copy is the usual cause"
 
