@@ -18,6 +18,7 @@ from bridge.match import build_plan
 from bridge.model import Checkpoint
 from bridge.plan import Plan, TargetSpec, TargetTensor
 from bridge.rules import Rule, RulePack, get_pack, packs
+from bridge.rules.user import RuleFile, is_rule_file, load_rule_file
 
 _CONFIG_NAMES = ("config.json", "bert_config.json")
 
@@ -44,7 +45,8 @@ def check(
             class that keeps every head the source has.
         config: a config file or dict; default: ``config.json``/``bert_config.json`` beside
             the source, else inferred from shapes (the report says what was assumed).
-        rules: a rule-pack name (``bridge check --help`` lists them); default: detected.
+        rules: a rule-pack name, or a rule file (``.yaml``/``.json``/``.py``, see
+            :mod:`bridge.rules.user`) whose rules go before its pack's; default: detected.
         maps: one-off rules ``"SRC_REGEX=TARGET_TEMPLATE"`` tried before the pack's.
         strip_prefix: remove this prefix from PyTorch-side source names.
         add_prefix: add this prefix to PyTorch-side source names.
@@ -55,19 +57,44 @@ def check(
     """
     if to not in ("pytorch", "tensorflow"):
         raise UsageError("Unknown --to side", hint=f"Use pytorch or tensorflow. Received: {to!r}")
+    user = load_rule_file(rules) if rules and is_rule_file(rules) else None
     with load(source, format=source_format) as ckpt:
-        pack = get_pack(rules) if rules else _detect_pack(ckpt, to)
+        pack = _choose_pack(ckpt, to, rules, user)
         cfg, notes = _resolve_config(ckpt, pack, config)
         spec = resolve_target(ckpt, pack, to, target, cfg)
-        plan = build_plan(
-            ckpt, spec, pack, extra_rules=_parse_maps(maps), strip_prefix=strip_prefix, add_prefix=add_prefix
-        )
+        extra = _parse_maps(maps) + list(user.rules if user else ())
+        plan = build_plan(ckpt, spec, pack, extra_rules=extra, strip_prefix=strip_prefix, add_prefix=add_prefix)
+    if user is not None:
+        notes.append(f"rules: {len(user.rules)} from {user.path}" if user.pack is None else f"rules: {user.path}")
     plan.notes.extend(notes)
     return plan
 
 
-def _detect_pack(ckpt: Checkpoint, to: str) -> RulePack:
+def pack_of(plan: Plan, rules: str | None = None) -> RulePack:
+    """The pack a plan was made with: a built-in one, or the whole pack a ``.py`` rule file defines."""
+    if rules and is_rule_file(rules):
+        user = load_rule_file(rules)
+        if user.pack is not None and user.pack.name == plan.pack:
+            return user.pack
+    return get_pack(plan.pack)
+
+
+def _choose_pack(ckpt: Checkpoint, to: str, rules: str | None, user: RuleFile | None) -> RulePack:
+    """``--rules NAME``, a rule file's own pack or the pack it extends, else the best-fitting pack."""
+    if user is None:
+        return get_pack(rules) if rules else _detect_pack(ckpt, to)
+    if user.pack is not None:
+        return user.pack
+    if user.extends:
+        return get_pack(user.extends)
+    return _detect_pack(ckpt, to, user.rules)
+
+
+def _detect_pack(ckpt: Checkpoint, to: str, extra_rules: tuple[Rule, ...] = ()) -> RulePack:
+    """The pack that maps most model tensors (with the user's rules counted for every pack)."""
     names = [r.name for r in ckpt.values() if r.kind == "model"]
+    if extra_rules:
+        names = [n for n in names if not any(rule.apply(n) for rule in extra_rules)] or names
     if ckpt.framework == "pytorch":
         layouts = [(p, p.tf_layout) for p in packs() if p.tf_layout is not None]
         if layouts:

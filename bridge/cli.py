@@ -102,7 +102,9 @@ def inspect(
               "Default: the class that keeps every head the source has.")  # fmt: skip
 @click.option("--config", "config", type=click.Path(path_type=str, dir_okay=False),
               help="bert_config.json / config.json. Default: beside the source, else inferred.")  # fmt: skip
-@click.option("--rules", metavar="PACK", help="Rule pack name (default: detected).")
+@click.option("--rules", metavar="PACK|FILE",
+              help="Rule pack name, or a rule file (.yaml/.json/.py) whose rules go before its pack's. "
+              "Default: detected.")  # fmt: skip
 @click.option("--map", "maps", multiple=True, metavar="'SRC_REGEX=TARGET[@TRANSFORM]'",
               help="One-off rule tried first, e.g. --map 'bert/emb/(.*)=bert.embeddings.{1}'. Repeatable.")  # fmt: skip
 @click.option("--strip-prefix", metavar="PREFIX", help="Remove PREFIX from PyTorch-side source names.")
@@ -135,6 +137,15 @@ def check(
       bridge check bert_model.ckpt --to pytorch --target BertModel --json
       bridge check pytorch_model.bin --to tensorflow --target google-bert
       bridge check ckpt/ --to pytorch --map 'bert/emb/(.*)=bert.embeddings.{1}.weight'
+      bridge check ckpt/ --to pytorch --rules my_rules.yaml
+
+    \b
+    A rule file (YAML/JSON; or .py defining RULES or a whole PACK):
+      extends: google-bert                 # optional; default: detected
+      rules:
+        - source: 'bert/pool/dense/kernel' # regex, matched in full
+          target: 'bert.pooler.dense.weight'
+          transform: transpose             # identity, permute(3,2,0,1), reshape(...)
     """
     from bridge.check import check as run_check
     from bridge.report import render_plan
@@ -172,7 +183,9 @@ def _size(text: str | None) -> int | None:
 @click.option("-o", "--out", "out", type=click.Path(path_type=str), required=True, help="Output directory (new).")
 @click.option("--target", metavar="CLASS|PATH|LAYOUT", help="As for `bridge check`.")
 @click.option("--config", "config", type=click.Path(path_type=str, dir_okay=False), help="As for `bridge check`.")
-@click.option("--rules", metavar="PACK", help="Rule pack name (default: detected).")
+@click.option("--rules", metavar="PACK|FILE",
+              help="Rule pack name, or a rule file (.yaml/.json/.py) whose rules go before its pack's. "
+              "Default: detected.")  # fmt: skip
 @click.option("--map", "maps", multiple=True, metavar="'SRC_REGEX=TARGET[@TRANSFORM]'", help="One-off rule.")
 @click.option("--strip-prefix", metavar="PREFIX", help="Remove PREFIX from PyTorch-side source names.")
 @click.option("--add-prefix", metavar="PREFIX", help="Add PREFIX to PyTorch-side source names.")
@@ -248,8 +261,13 @@ def convert(
 @click.option("--seed", default=0, show_default=True, help="Seed of the random inputs.")
 @click.option("--seq-len", default=16, show_default=True, help="Sequence length of the random inputs.")
 @click.option("--no-forward", is_flag=True, help="Compare tensor values only.")
+@click.option("--rules", metavar="PACK|FILE", help="As given to `bridge convert`.")
+@click.option("--map", "maps", multiple=True, metavar="'SRC_REGEX=TARGET[@TRANSFORM]'", help="As given to convert.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def verify(source: str, out: str, atol: float, seed: int, seq_len: int, no_forward: bool, as_json: bool) -> None:
+def verify(
+    source: str, out: str, atol: float, seed: int, seq_len: int, no_forward: bool, rules: str | None,
+    maps: tuple[str, ...], as_json: bool,
+) -> None:  # fmt: skip
     """Prove a conversion: every tensor value bit-exact after its transform, and,
     where the model exists on both sides, a forward pass on the same seeded
     inputs agreeing within --atol. Exit code 0 pass, 1 fail, 2 bad input.
@@ -261,7 +279,8 @@ def verify(source: str, out: str, atol: float, seed: int, seq_len: int, no_forwa
     """
     from bridge.verify import verify as run_verify
 
-    report = run_verify(source, out, atol=atol, seed=seed, seq_len=seq_len, forward=not no_forward)
+    report = run_verify(source, out, atol=atol, seed=seed, seq_len=seq_len, forward=not no_forward, rules=rules,
+                        maps=maps)  # fmt: skip
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:

@@ -75,6 +75,8 @@ def verify(
     batch: int = 2,
     seq_len: int = 16,
     forward: bool = True,
+    rules: str | None = None,
+    maps: tuple[str, ...] = (),
 ) -> VerifyReport:
     """Compare a converted checkpoint ``out`` with its ``source``.
 
@@ -85,6 +87,7 @@ def verify(
         seed: seeds the random inputs (token ids, segment ids, a padded row).
         batch, seq_len: input shape (``seq_len`` is capped by the model's positions).
         forward: run the forward comparison where possible.
+        rules, maps: the rule pack / rule file and one-off rules the conversion was made with.
 
     Returns:
         A :class:`VerifyReport`; ``ok`` when all values are bit-exact and all outputs within ``atol``.
@@ -92,7 +95,7 @@ def verify(
     report = VerifyReport(str(source), str(out), atol)
     with load(out) as out_ckpt:
         to = "pytorch" if out_ckpt.framework == "pytorch" else "tensorflow"
-    plan = check(source, to=to, target=str(out))
+    plan = check(source, to=to, target=str(out), rules=rules, maps=maps)
     report.notes.extend(n for n in plan.notes if not n.startswith("config:"))
     with load(source) as src, load(out) as dst:
         for m in plan.matched:
