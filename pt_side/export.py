@@ -18,6 +18,7 @@ import numpy as np
 
 from bridge import dtypes
 from bridge.errors import MissingDependency
+from bridge.stream import prefetched
 
 _SAFETENSORS_DTYPES = {
     "bool": "BOOL", "uint8": "U8", "int8": "I8", "int16": "I16", "uint16": "U16", "int32": "I32",
@@ -102,8 +103,7 @@ def _write_one(
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(raw)))
         f.write(raw)
-        for t in tensors:
-            value = np.ascontiguousarray(t.produce())
+        for t, value in prefetched(tensors, _contiguous_value):
             if value.shape != t.shape or dtypes.dtype_name(value.dtype) != t.dtype:
                 raise ValueError(f"{t.name}: produced {value.dtype}{value.shape}, planned {t.dtype}{t.shape}")
             if value.dtype.byteorder == ">":
@@ -111,6 +111,10 @@ def _write_one(
             f.write(value.tobytes() if value.ndim == 0 else memoryview(value.reshape(-1).view(np.uint8)))
             if on_tensor is not None:
                 on_tensor(t)
+
+
+def _contiguous_value(t: OutTensor) -> np.ndarray:
+    return np.ascontiguousarray(t.produce())
 
 
 def write_torch_bin(folder: Path, tensors: Sequence[OutTensor], *, stem: str = "pytorch_model") -> list[Path]:

@@ -17,6 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from bridge import dtypes
+from bridge.stream import prefetched
 from tf_side.bundle import DATA_TYPES, TENSOR_BUNDLE_VERSION, data_filename
 from tf_side.proto import encode_bytes_field, encode_fixed32_field, encode_int_field, encode_varint
 from tf_side.sstable import crc32c, mask_crc
@@ -45,8 +46,7 @@ def write_tf1_checkpoint(
     entries: list[tuple[bytes, bytes]] = [(b"", _header())]
     offset = 0
     with open(data_path, "wb") as data:
-        for t in ordered:
-            raw, crc = _tensor_bytes(t)
+        for t, (raw, crc) in prefetched(ordered, _tensor_bytes):
             data.write(raw)
             entries.append((t.name.encode(), _entry(t, offset, len(raw), mask_crc(crc))))
             offset += len(raw)
