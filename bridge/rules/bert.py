@@ -52,7 +52,7 @@ OPTIONAL = (
 )
 
 # Which heads each transformers class has (pooler included or not), and its task-head shape.
-_CLASSES: dict[str, tuple[bool, tuple[str, ...]]] = {
+CLASSES: dict[str, tuple[bool, tuple[str, ...]]] = {
     "BertModel": (True, ()),
     "BertForPreTraining": (True, ("mlm", "nsp")),
     "BertForMaskedLM": (False, ("mlm",)),
@@ -119,7 +119,7 @@ def tf_layout(config: dict[str, Any], heads: Iterable[str] = ("pooler", "mlm", "
 
 
 def _class_layout(class_name: str):  # type: ignore[no-untyped-def]
-    pooler, heads = _CLASSES[class_name]
+    pooler, heads = CLASSES[class_name]
 
     def layout(config: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], str | None]]:
         tf_heads = {"mlm": "mlm", "nsp": "nsp", "classifier": "classifier", "qa": "qa", "choice": "classifier"}
@@ -209,8 +209,8 @@ def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], 
     return out, notes
 
 
-def tf_config(config: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """google-research ``bert_config.json`` for a transformers BERT ``config.json``."""
+def tf_config(config: dict[str, Any], class_name: str = "google-bert") -> tuple[dict[str, Any], list[str]]:
+    """google-research ``bert_config.json`` for a transformers BERT ``config.json`` (it names no class)."""
     out = {k: config[k] for k in _BERT_CONFIG_KEYS if k in config}
     notes = []
     act = out.get("hidden_act", "gelu")
@@ -242,7 +242,7 @@ PACK = RulePack(
     heads=HEADS,
     optional=OPTIONAL,
     incompatible=INCOMPATIBLE,
-    targets={name: _class_layout(name) for name in _CLASSES},
+    targets={name: _class_layout(name) for name in CLASSES},
     tf_layout=tf_layout,
     default_target=default_target,
     config_from_source=config_from_source,
