@@ -180,7 +180,11 @@ def resolve_target(
             known = ", ".join(tf_layouts())
             raise UsageError(f"Unknown TensorFlow layout '{target}'", hint=f"Known: {known}, or a reference path")
         heads = _source_heads(ckpt, pack)
-        layout = pack.tf_layout(config, heads)
+        try:
+            layout = pack.tf_layout(config, heads)
+        except KeyError as e:
+            raise UsageError(f"The {pack.name} TF layout needs the model config", path=ckpt.path,
+                             detail=f"no {e} in it", hint="Pass --config config.json") from e  # fmt: skip
         # A layout may store a tensor twice (a layer shared by two Keras layers): the copy is tied.
         tensors = {n: TargetTensor(n, s, None, pack.copy_owner(n, layout)) for n, s in layout.items()}
         class_name = pack.tf_class(heads) if pack.tf_class else pack.name

@@ -65,6 +65,12 @@ CLASSES: dict[str, tuple[bool, tuple[str, ...]]] = {
 }
 
 
+def num_labels(config: dict[str, Any]) -> int:
+    """A task head's size: ``num_labels``, else the size of transformers' ``id2label`` (config.json
+    stores no ``num_labels``), else transformers' default 2."""
+    return int(config.get("num_labels") or len(config.get("id2label") or {}) or 2)
+
+
 def tf_layout(config: dict[str, Any], heads: Iterable[str] = ("pooler", "mlm", "nsp")) -> dict[str, tuple[int, ...]]:
     """google-research/bert variable names and shapes for ``config``.
 
@@ -109,7 +115,7 @@ def tf_layout(config: dict[str, Any], heads: Iterable[str] = ("pooler", "mlm", "
         out["cls/seq_relationship/output_weights"] = (2, h)
         out["cls/seq_relationship/output_bias"] = (2,)
     if "classifier" in heads:
-        labels = config.get("num_labels", 2)
+        labels = num_labels(config)
         out["output_weights"] = (labels, h)
         out["output_bias"] = (labels,)
     if "qa" in heads:
@@ -130,7 +136,7 @@ def _class_layout(class_name: str):  # type: ignore[no-untyped-def]
             target, transform = PACK.map_name(name)  # type: ignore[misc]
             out[target] = (transform.shape(shape) or shape, None)
         if "qa" in heads:  # transformers sizes qa_outputs by num_labels (run_squad.py: always 2)
-            labels = config.get("num_labels", 2)
+            labels = num_labels(config)
             out["qa_outputs.weight"] = ((labels, config["hidden_size"]), None)
             out["qa_outputs.bias"] = ((labels,), None)
         if class_name == "BertModel":  # the base model itself: no `bert.` prefix

@@ -138,7 +138,7 @@ def tf_layout(config: dict[str, Any], heads: Iterable[str] = ("pooler",)) -> dic
     pooler, tasks = _bert.CLASSES[cls.removeprefix("TF")]
     scope = _snake(cls)
     h, i, v = config["hidden_size"], config["intermediate_size"], config["vocab_size"]
-    labels = config.get("num_labels") or len(config.get("id2label") or {}) or 2
+    labels = _bert.num_labels(config)
     out: dict[str, tuple[int, ...]] = {}
 
     def dense(prefix: str, n_in: int, n_out: int) -> None:
