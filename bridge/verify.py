@@ -3,10 +3,12 @@
 Two checks, each reported on its own:
 
 * **values**: every matched tensor of the output equals the source tensor after
-  the plan's transform, bit for bit (after the requested cast, if any);
-* **forward**: where the family has a model on both sides (google-research BERT:
-  a TF2 reference forward and the transformers class), the same seeded inputs go
-  through both and every output is compared (max abs / max rel difference, ``atol``).
+  the plan's transform, bit for bit (after the requested cast, if any), and every
+  second copy a TF output stores equals the tensor it copies;
+* **forward**: where the family has a model on both sides (google-research BERT and
+  transformers' TF BERT layout: a TF2 reference forward and the transformers class),
+  the same seeded inputs go through both and every output is compared (max abs /
+  max rel difference, ``atol``).
 """
 
 from __future__ import annotations

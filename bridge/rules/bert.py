@@ -215,7 +215,7 @@ def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], 
     return out, notes
 
 
-def tf_config(config: dict[str, Any], class_name: str = "google-bert") -> tuple[dict[str, Any], list[str]]:
+def tf_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], list[str]]:
     """google-research ``bert_config.json`` for a transformers BERT ``config.json`` (it names no class)."""
     out = {k: config[k] for k in _BERT_CONFIG_KEYS if k in config}
     notes = []
