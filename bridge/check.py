@@ -21,6 +21,7 @@ from bridge.rules import Rule, RulePack, get_pack, packs
 from bridge.rules.user import RuleFile, is_rule_file, load_rule_file
 
 _CONFIG_NAMES = ("config.json", "bert_config.json")
+DEFAULT_TF_LAYOUT = "google-bert"  # what a PyTorch BERT becomes with --to tensorflow and no --target
 
 
 def check(
@@ -41,8 +42,8 @@ def check(
         source: the checkpoint to convert (any readable format).
         to: ``"pytorch"`` or ``"tensorflow"``.
         target: a transformers class name (``BertForPreTraining``), a reference checkpoint
-            path, or, for ``to="tensorflow"``, a layout name (``google-bert``). Default: the
-            class that keeps every head the source has.
+            path, or, for ``to="tensorflow"``, a layout name (``google-bert``, the default, or
+            ``hf-tf``). Default: the class that keeps every head the source has.
         config: a config file or dict; default: ``config.json``/``bert_config.json`` beside
             the source, else inferred from shapes (the report says what was assumed).
         rules: a rule-pack name, or a rule file (``.yaml``/``.json``/``.py``, see
@@ -59,7 +60,7 @@ def check(
         raise UsageError("Unknown --to side", hint=f"Use pytorch or tensorflow. Received: {to!r}")
     user = load_rule_file(rules) if rules and is_rule_file(rules) else None
     with load(source, format=source_format) as ckpt:
-        pack = _choose_pack(ckpt, to, rules, user)
+        pack = _choose_pack(ckpt, target, rules, user)
         cfg, notes = _resolve_config(ckpt, pack, config)
         spec = resolve_target(ckpt, pack, to, target, cfg)
         extra = _parse_maps(maps) + list(user.rules if user else ())
@@ -79,26 +80,31 @@ def pack_of(plan: Plan, rules: str | None = None) -> RulePack:
     return get_pack(plan.pack)
 
 
-def _choose_pack(ckpt: Checkpoint, to: str, rules: str | None, user: RuleFile | None) -> RulePack:
+def _choose_pack(ckpt: Checkpoint, target: str | None, rules: str | None, user: RuleFile | None) -> RulePack:
     """``--rules NAME``, a rule file's own pack or the pack it extends, else the best-fitting pack."""
     if user is None:
-        return get_pack(rules) if rules else _detect_pack(ckpt, to)
+        return get_pack(rules) if rules else _detect_pack(ckpt, target)
     if user.pack is not None:
         return user.pack
     if user.extends:
         return get_pack(user.extends)
-    return _detect_pack(ckpt, to, user.rules)
+    return _detect_pack(ckpt, target, user.rules)
 
 
-def _detect_pack(ckpt: Checkpoint, to: str, extra_rules: tuple[Rule, ...] = ()) -> RulePack:
+def _detect_pack(ckpt: Checkpoint, target: str | None, extra_rules: tuple[Rule, ...] = ()) -> RulePack:
     """The pack that maps most model tensors (with the user's rules counted for every pack)."""
     names = [r.name for r in ckpt.values() if r.kind == "model"]
     if extra_rules:
         names = [n for n in names if not any(rule.apply(n) for rule in extra_rules)] or names
     if ckpt.framework == "pytorch":
-        layouts = [(p, p.tf_layout) for p in packs() if p.tf_layout is not None]
-        if layouts:
-            return layouts[0][0]
+        # Rules are written over TF-side names, so a PyTorch source is placed by its TF side:
+        # the layout asked for, else the names of a TF reference checkpoint, else the default layout.
+        layouts = tf_layouts()
+        if target in layouts:
+            return layouts[target]
+        names = _reference_tf_names(target) if target else []
+        if not names:
+            return layouts[DEFAULT_TF_LAYOUT]
     scored = sorted(((p.claims(names), p.name, p) for p in packs()), reverse=True)
     if not scored or scored[0][0] == 0:
         raise UsageError(
@@ -107,6 +113,23 @@ def _detect_pack(ckpt: Checkpoint, to: str, extra_rules: tuple[Rule, ...] = ()) 
             hint="Pass --rules NAME, or one-off --map 'SRC_REGEX=TARGET' rules",
         )
     return scored[0][2]
+
+
+def tf_layouts() -> dict[str, RulePack]:
+    """``--target`` layout name -> the pack that enumerates it (PyTorch -> TF)."""
+    return {p.name: p for p in packs() if p.tf_layout is not None}
+
+
+def _is_reference(target: str) -> bool:
+    """Whether ``--target`` names a checkpoint on disk (a path, or a TF prefix with files beside it)."""
+    return Path(target).exists() or any(Path(target).parent.glob(Path(target).name + ".*"))
+
+
+def _reference_tf_names(target: str) -> list[str]:
+    if not _is_reference(target):
+        return []
+    with load(target) as ref:
+        return [r.name for r in ref.values() if r.kind == "model"] if ref.framework != "pytorch" else []
 
 
 def _resolve_config(
@@ -170,9 +193,10 @@ def resolve_target(
     ckpt: Checkpoint, pack: RulePack, to: str, target: str | None, config: dict[str, Any]
 ) -> TargetSpec:
     """The :class:`TargetSpec` for ``--target`` (class name, layout name or reference checkpoint)."""
-    if target and (Path(target).exists() or any(Path(target).parent.glob(Path(target).name + ".*"))):
+    if target and _is_reference(target):
         with load(target) as ref:
-            tensors = {r.name: TargetTensor(r.name, r.shape, r.dtype) for r in ref.values() if r.kind == "model"}
+            model = {r.name: r for r in ref.values() if r.kind == "model"}
+            tensors = {n: TargetTensor(n, r.shape, r.dtype, pack.copy_owner(n, model)) for n, r in model.items()}
             return TargetSpec(ref.framework if ref.framework != "keras" else "tensorflow",
                               f"reference checkpoint {target}", tensors, config=config,
                               base_prefix=pack.base_prefix)  # fmt: skip
@@ -180,12 +204,20 @@ def resolve_target(
         if pack.tf_layout is None:
             raise UsageError(f"The {pack.name} rules have no TensorFlow layout", hint="Pass --target REFERENCE_CKPT")
         if target not in (None, pack.name):
-            raise UsageError(f"Unknown TensorFlow layout '{target}'", hint=f"Known: {pack.name}, or a reference path")
+            known = ", ".join(tf_layouts())
+            raise UsageError(f"Unknown TensorFlow layout '{target}'", hint=f"Known: {known}, or a reference path")
         heads = _source_heads(ckpt, pack)
-        layout = pack.tf_layout(config, heads)
-        tensors = {n: TargetTensor(n, s) for n, s in layout.items()}
-        return TargetSpec("tensorflow", f"{pack.name} TF layout", tensors, class_name=pack.name, config=config,
-                          base_prefix=pack.base_prefix)  # fmt: skip
+        try:
+            layout = pack.tf_layout(config, heads)
+        except KeyError as e:
+            raise UsageError(f"The {pack.name} TF layout needs the model config", path=ckpt.path,
+                             detail=f"no {e} in it", hint="Pass --config config.json") from e  # fmt: skip
+        # A layout may store a tensor twice (a layer shared by two Keras layers): the copy is tied.
+        tensors = {n: TargetTensor(n, s, None, pack.copy_owner(n, layout)) for n, s in layout.items()}
+        class_name = pack.tf_class(heads) if pack.tf_class else pack.name
+        described = f" ({class_name})" if pack.tf_class else ""
+        return TargetSpec("tensorflow", f"{pack.name} TF layout{described}", tensors, class_name=class_name,
+                          config=config, base_prefix=pack.base_prefix)  # fmt: skip
     name = target or (pack.default_target([r.name for r in ckpt.values()]) if pack.default_target else None)
     if name is None:
         raise UsageError("No target given", hint="Pass --target CLASS_NAME or a reference checkpoint")

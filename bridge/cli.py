@@ -98,7 +98,7 @@ def inspect(
 @click.argument("source", type=click.Path(path_type=str))
 @click.option("--to", "to", type=click.Choice(["pytorch", "tensorflow"]), required=True, help="The side to go to.")
 @click.option("--target", metavar="CLASS|PATH|LAYOUT",
-              help="transformers class (BertForPreTraining), reference checkpoint, or TF layout (google-bert). "
+              help="transformers class (BertForPreTraining), reference checkpoint, or TF layout (google-bert, hf-tf). "
               "Default: the class that keeps every head the source has.")  # fmt: skip
 @click.option("--config", "config", type=click.Path(path_type=str, dir_okay=False),
               help="bert_config.json / config.json. Default: beside the source, else inferred.")  # fmt: skip
@@ -190,7 +190,8 @@ def _size(text: str | None) -> int | None:
 @click.option("--strip-prefix", metavar="PREFIX", help="Remove PREFIX from PyTorch-side source names.")
 @click.option("--add-prefix", metavar="PREFIX", help="Add PREFIX to PyTorch-side source names.")
 @click.option("--format", "out_format", default="safetensors", show_default=True,
-              help="PyTorch: safetensors or bin. TensorFlow: google-bert.")  # fmt: skip
+              help="PyTorch: safetensors or bin. TensorFlow: the --target layout's own files "
+              "(google-bert: bert_model.ckpt; hf-tf: tf_model.h5).")  # fmt: skip
 @click.option("--max-shard-size", metavar="SIZE", help="Shard safetensors past SIZE (e.g. 2GB), with an index.")
 @click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), help="Cast floating tensors.")
 @click.option("--keep-optimizer", is_flag=True, help="Also write optimizer state, apart (optimizer.safetensors).")
@@ -216,6 +217,7 @@ def convert(
       bridge convert uncased_L-12_H-768_A-12/ --to pytorch -o bert-base-torch/
       bridge convert bert_model.ckpt --to pytorch --target BertModel -o out/ --max-shard-size 2GB
       bridge convert hf-bert/ --to tensorflow --target google-bert -o bert-tf/
+      bridge convert hf-bert/ --to tensorflow --target hf-tf -o bert-tf-hf/
     Then: bridge verify SOURCE OUT
     """
     from bridge.convert import convert as run_convert

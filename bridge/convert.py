@@ -76,7 +76,8 @@ def convert(
     Args:
         source, to, target, config, rules, maps, strip_prefix, add_prefix: as for :func:`bridge.check`.
         out: the output directory; written atomically (temporary sibling, then rename).
-        out_format: ``safetensors`` or ``bin`` for PyTorch; ``google-bert`` (TF1 checkpoint) for TensorFlow.
+        out_format: ``safetensors`` or ``bin`` for PyTorch; for TensorFlow the target layout's own files
+            (``google-bert``: TF1 checkpoint; ``hf-tf``: ``tf_model.h5``), named by the layout.
         max_shard_size: bytes per safetensors shard (an index file is written when sharded).
         keep_optimizer: also write optimizer state, apart (``optimizer.safetensors``).
         dtype: cast floating tensors to this dtype (``float16``, ``bfloat16``, ``float32``); default: keep.
@@ -108,6 +109,8 @@ def convert(
         tensors = _out_tensors(ckpt, plan, dtype)
         if to == "pytorch" and pack.pt_copies is not None and plan.target.class_name:
             tensors += _copies(tensors, plan, pack.pt_copies(plan.target.config or {}, plan.target.class_name), dtype)
+        if to == "tensorflow":  # a TF layout that stores a tensor twice: the tied copy is written too
+            tensors += _copies(tensors, plan, {tie.name: tie.tied_to for tie in plan.tied}, dtype)
         notes: list[str] = []
         hook = _progress_hook(on_progress, sum(t.nbytes for t in tensors)) if on_progress else None
         if to == "pytorch":
@@ -199,19 +202,35 @@ def _write_pytorch(tmp: Path, tensors: list[Any], plan: Plan, pack: Any, out_for
     return files
 
 
+# TF layout -> (--format name, weights file, config file).  Other layouts are TF1 names: a TF1 checkpoint.
+_TF_OUTPUTS = {"hf-tf": ("hf-tf", "tf_model.h5", "config.json")}
+_TF1_OUTPUT = ("google-bert", "bert_model.ckpt", "bert_config.json")
+
+
 def _write_tensorflow(tmp: Path, tensors: list[Any], plan: Plan, pack: Any, out_format: str,
                       hook: Any, notes: list[str]) -> list[str]:  # fmt: skip
     from pt_side.export import write_config
-    from tf_side.export import write_tf1_checkpoint
 
-    if out_format not in ("google-bert", "safetensors"):  # safetensors: the CLI default, meaning "the layout's own"
-        raise UsageError(f"Unknown TensorFlow output format '{out_format}'", hint="Use google-bert")
-    paths = write_tf1_checkpoint(tmp / "bert_model.ckpt", tensors, on_tensor=hook)
+    kind, weights, config_name = _TF_OUTPUTS.get(pack.name, _TF1_OUTPUT)
+    if out_format not in (kind, "safetensors"):  # safetensors: the CLI default, meaning "the layout's own"
+        raise UsageError(f"Unknown TensorFlow output format '{out_format}'",
+                         hint=f"The {pack.name} layout is written as {weights}: omit --format or pass "
+                         f"--format {kind}")  # fmt: skip
+    order = {name: i for i, name in enumerate(plan.target.tensors)}
+    tensors = sorted(tensors, key=lambda t: order[t.name])  # the layout's own order (Keras' weight order)
+    if kind == "hf-tf":
+        from tf_side.keras_h5_export import write_keras2_h5
+
+        paths = write_keras2_h5(tmp / weights, tensors, on_tensor=hook)
+    else:
+        from tf_side.export import write_tf1_checkpoint
+
+        paths = write_tf1_checkpoint(tmp / weights, tensors, on_tensor=hook)
     files = [p.name for p in paths]
     if pack.tf_config is not None:
-        config, config_notes = pack.tf_config(plan.target.config or {})
+        config, config_notes = pack.tf_config(plan.target.config or {}, plan.target.class_name or pack.name)
         notes.extend(config_notes)
-        files.append(write_config(tmp, config, "bert_config.json").name)
+        files.append(write_config(tmp, config, config_name).name)
     return files
 
 

@@ -3,15 +3,18 @@
 Two checks, each reported on its own:
 
 * **values**: every matched tensor of the output equals the source tensor after
-  the plan's transform, bit for bit (after the requested cast, if any);
-* **forward**: where the family has a model on both sides (google-research BERT:
-  a TF2 reference forward and the transformers class), the same seeded inputs go
-  through both and every output is compared (max abs / max rel difference, ``atol``).
+  the plan's transform, bit for bit (after the requested cast, if any), and every
+  second copy a TF output stores equals the tensor it copies;
+* **forward**: where the family has a model on both sides (google-research BERT and
+  transformers' TF BERT layout: a TF2 reference forward and the transformers class),
+  the same seeded inputs go through both and every output is compared (max abs /
+  max rel difference, ``atol``).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,8 @@ from bridge import dtypes
 from bridge.api import load
 from bridge.check import check
 from bridge.errors import BridgeError
-from bridge.transforms import parse
+from bridge.rules import RulePack, get_pack
+from bridge.transforms import Transform, parse
 
 
 @dataclass(frozen=True)
@@ -108,11 +112,19 @@ def verify(
                 report.values_equal += 1
             else:
                 report.value_failures.append(f"{m.source} -> {m.target}: values differ")
+        if to == "tensorflow":  # a TF layout's second copies (hf-tf's masked-LM embeddings) equal their owners
+            for tie in plan.tied:
+                report.values_compared += 1
+                if _same_bytes(dst[tie.name].numpy(), dst[tie.tied_to].numpy()):
+                    report.values_equal += 1
+                else:
+                    report.value_failures.append(f"{tie.name}: differs from `{tie.tied_to}`, which it copies")
         if not forward:
             return report
-        if plan.pack == "google-bert":
-            _bert_forward(report, src if src.framework != "pytorch" else dst, Path(out if to == "pytorch" else source),
-                          plan.target.config or {}, seed, batch, seq_len)  # fmt: skip
+        if plan.pack in ("google-bert", "hf-tf"):
+            _bert_forward(report, src if src.framework != "pytorch" else dst, get_pack(plan.pack),
+                          Path(out if to == "pytorch" else source), plan.target.config or {}, seed, batch,
+                          seq_len)  # fmt: skip
         elif plan.pack == "bertseq2seq" and to == "pytorch":
             from bridge.verify_seq2seq import seq2seq_forward_check
 
@@ -129,8 +141,15 @@ def _same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def _bert_forward(
-    report: VerifyReport, tf_ckpt: Any, pt_folder: Path, config: dict[str, Any], seed: int, batch: int, seq_len: int
-) -> None:
+    report: VerifyReport, tf_ckpt: Any, pack: RulePack, pt_folder: Path, config: dict[str, Any], seed: int,
+    batch: int, seq_len: int,
+) -> None:  # fmt: skip
+    """transformers' PyTorch model against the TF reference forward on the TF side's weights.
+
+    The reference reads google-research names; another layout's weights reach it through
+    the PyTorch names both packs map to.  google-research's code has only the tanh gelu;
+    transformers' TF models compute the config's ``hidden_act``, and so does the reference for them.
+    """
     try:
         from pt_side.forward import load_transformers_model, transformers_outputs
 
@@ -154,10 +173,17 @@ def _bert_forward(
     pt = transformers_outputs(model, inputs)
     heads = tuple(h for h, key in (("pooler", "pooled_output"), ("mlm", "mlm_logits"), ("nsp", "nsp_logits"))
                   if key in pt)  # fmt: skip
-    if cfg.get("hidden_act") not in ("gelu_new", "gelu_pytorch_tanh"):
-        report.notes.append(f"PyTorch hidden_act is {cfg.get('hidden_act')!r}; the TF reference uses the tanh gelu")
-    tf = bert_forward(lambda n: tf_ckpt[n].numpy(), cfg, inputs["input_ids"], inputs["token_type_ids"],
-                      inputs["attention_mask"], heads=heads)  # fmt: skip
+    act = cfg.get("hidden_act")
+    gelu = "erf" if pack.name != "google-bert" and act == "gelu" else "tanh"
+    if gelu == "tanh" and act not in ("gelu_new", "gelu_pytorch_tanh"):
+        report.notes.append(f"PyTorch hidden_act is {act!r}; the TF reference uses the tanh gelu")
+    weights = _google_names(tf_ckpt, pack, cfg, heads)
+    try:
+        tf = bert_forward(weights, cfg, inputs["input_ids"], inputs["token_type_ids"], inputs["attention_mask"],
+                          heads=heads, gelu=gelu)  # fmt: skip
+    except KeyError as e:
+        report.notes.append(f"forward check skipped: the TF side has no tensor for {e}")
+        return
     for name, value in pt.items():
         if name not in tf:
             continue
@@ -166,3 +192,29 @@ def _bert_forward(
         scale = np.maximum(np.abs(tf[name].astype(np.float64)), 1e-6)
         max_rel = float((diff / scale).max()) if diff.size else 0.0
         report.outputs.append(OutputDiff(name, tuple(value.shape), max_abs, max_rel, max_abs <= report.atol))
+
+
+def _google_names(
+    tf_ckpt: Any, pack: RulePack, config: dict[str, Any], heads: tuple[str, ...]
+) -> Callable[[str], np.ndarray]:
+    """google-research name -> value, from a checkpoint in ``pack``'s TF layout.
+
+    Both packs' rules meet at the PyTorch names: a value is brought to its PyTorch layout by
+    ``pack``'s transform, then to google-research's by the inverse of that pack's.
+    """
+    google = get_pack("google-bert")
+    if pack.name == google.name:
+        return lambda name: tf_ckpt[name].numpy()
+    by_pt: dict[str, tuple[str, Transform]] = {}
+    for r in tf_ckpt.values():
+        hit = pack.map_name(r.name)
+        if hit is not None and r.kind == "model":
+            by_pt.setdefault(hit[0], (r.name, hit[1]))
+    shapes = google.tf_layout(config, heads)  # type: ignore[misc]
+
+    def weights(name: str) -> np.ndarray:
+        pt_name, to_pt = google.map_name(name)  # type: ignore[misc]
+        source, from_tf = by_pt[pt_name]
+        return to_pt.inverse(shapes[name]).apply(from_tf.apply(tf_ckpt[source].numpy()))
+
+    return weights

@@ -24,6 +24,16 @@ def gelu_tanh(x: Any) -> Any:
     return 0.5 * x * (1.0 + tf.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * tf.pow(x, 3))))
 
 
+def gelu_erf(x: Any) -> Any:
+    """The exact gelu: transformers' ``gelu`` (its TF models' too)."""
+    import tensorflow as tf
+
+    return 0.5 * x * (1.0 + tf.math.erf(x / math.sqrt(2.0)))
+
+
+_GELU = {"tanh": gelu_tanh, "erf": gelu_erf}
+
+
 class WeightOps:
     """Dense and LayerNorm over checkpoint weights fetched by scope name (google-research math)."""
 
@@ -56,6 +66,7 @@ def bert_forward(
     attention_mask: np.ndarray,
     *,
     heads: tuple[str, ...] = (),
+    gelu: str = "tanh",
 ) -> dict[str, np.ndarray]:
     """Run BERT on a batch.
 
@@ -64,6 +75,7 @@ def bert_forward(
         config: ``bert_config.json`` contents.
         input_ids, token_type_ids, attention_mask: ``[batch, seq]`` int arrays.
         heads: any of ``pooler``, ``mlm``, ``nsp`` to compute beside the sequence output.
+        gelu: ``tanh`` (google-research's ``gelu``) or ``erf`` (the exact one, transformers' ``gelu``).
 
     Returns:
         ``sequence_output`` and, as asked, ``pooled_output``, ``mlm_logits``, ``nsp_logits``.
@@ -72,6 +84,7 @@ def bert_forward(
 
     ops = WeightOps(weights)
     w, dense, layer_norm = ops.w, ops.dense, ops.layer_norm
+    act = _GELU[gelu]
 
     hidden = config["hidden_size"]
     n_heads = config["num_attention_heads"]
@@ -97,7 +110,7 @@ def bert_forward(
         context = tf.matmul(tf.nn.softmax(scores, axis=-1), v)
         context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [batch, seq, hidden])
         attn = layer_norm(dense(context, f"{scope}/attention/output/dense") + x, f"{scope}/attention/output")
-        inter = gelu_tanh(dense(attn, f"{scope}/intermediate/dense"))
+        inter = act(dense(attn, f"{scope}/intermediate/dense"))
         x = layer_norm(dense(inter, f"{scope}/output/dense") + attn, f"{scope}/output")
 
     out = {"sequence_output": x.numpy()}
@@ -108,7 +121,7 @@ def bert_forward(
             logits = tf.matmul(pooled, w("cls/seq_relationship/output_weights"), transpose_b=True)
             out["nsp_logits"] = (logits + w("cls/seq_relationship/output_bias")).numpy()
     if "mlm" in heads:
-        t = layer_norm(gelu_tanh(dense(x, "cls/predictions/transform/dense")), "cls/predictions/transform")
+        t = layer_norm(act(dense(x, "cls/predictions/transform/dense")), "cls/predictions/transform")
         logits = tf.matmul(t, w("bert/embeddings/word_embeddings"), transpose_b=True)
         out["mlm_logits"] = (logits + w("cls/predictions/output_bias")).numpy()
     return out

@@ -10,7 +10,7 @@ direction enumerates the TF layout and inverts each transform.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +63,11 @@ class Copy:
 
     source: str  # regex (fullmatch) over source names
     reason: str
+    owner: str | None = None  # ``re.Match.expand`` template: the name of the tensor it copies
+
+    def owner_of(self, name: str) -> str | None:
+        m = re.fullmatch(self.source, name)
+        return m.expand(self.owner) if m is not None and self.owner is not None else None
 
 
 @dataclass(frozen=True)
@@ -88,12 +93,14 @@ class RulePack:
         targets: PyTorch class name -> ``(config) -> {name: (shape, tied_to)}``: the layout
             of a target class computed without torch (pinned by tests against transformers).
         tf_layout: ``(config, heads) -> {tf_name: shape}``: the TF-side layout, for the
-            PyTorch -> TF direction.
+            PyTorch -> TF direction, in the order its writer stores the tensors.
+        tf_class: ``(heads) -> class name`` of the TF-side model that layout is (the layout's
+            own name when absent).
         default_target: ``(source_names) -> class name``: the class a source fits best.
         config_from_source: ``(shapes by name) -> config dict`` when no config file is given.
         base_prefix: transformers' ``base_model_prefix`` of the family (``bert``).
         pt_config: ``(source config, class name) -> (config.json, notes)`` for the PyTorch side.
-        tf_config: ``(config.json) -> (TF-side config, notes)`` for the TF side.
+        tf_config: ``(config.json, TF class name) -> (TF-side config, notes)`` for the TF side.
         pt_copies: ``(config, class name) -> {target: target it copies, or None for zeros}``:
             tensors transformers does not tie itself, written by convert beside the matched ones.
     """
@@ -109,11 +116,12 @@ class RulePack:
         default_factory=dict
     )
     tf_layout: Callable[[dict[str, Any], Iterable[str]], dict[str, tuple[int, ...]]] | None = None
+    tf_class: Callable[[Iterable[str]], str] | None = None
     default_target: Callable[[Iterable[str]], str] | None = None
     config_from_source: Callable[[dict[str, tuple[int, ...]]], tuple[dict[str, Any], list[str]]] | None = None
     base_prefix: str | None = None
     pt_config: Callable[[dict[str, Any], str], tuple[dict[str, Any], list[str]]] | None = None
-    tf_config: Callable[[dict[str, Any]], tuple[dict[str, Any], list[str]]] | None = None
+    tf_config: Callable[[dict[str, Any], str], tuple[dict[str, Any], list[str]]] | None = None
     pt_copies: Callable[[dict[str, Any], str], dict[str, str | None]] | None = None
 
     def map_name(self, name: str) -> tuple[str, Transform] | None:
@@ -121,6 +129,14 @@ class RulePack:
             hit = rule.apply(name)
             if hit is not None:
                 return hit
+        return None
+
+    def copy_owner(self, name: str, names: Container[str]) -> str | None:
+        """The tensor among ``names`` that ``name`` is a second copy of, if any (a tie on the TF side)."""
+        for copy in self.copies:
+            owner = copy.owner_of(name)
+            if owner is not None and owner != name and owner in names:
+                return owner
         return None
 
     def claims(self, names: Iterable[str]) -> float:

@@ -52,7 +52,7 @@ OPTIONAL = (
 )
 
 # Which heads each transformers class has (pooler included or not), and its task-head shape.
-_CLASSES: dict[str, tuple[bool, tuple[str, ...]]] = {
+CLASSES: dict[str, tuple[bool, tuple[str, ...]]] = {
     "BertModel": (True, ()),
     "BertForPreTraining": (True, ("mlm", "nsp")),
     "BertForMaskedLM": (False, ("mlm",)),
@@ -63,6 +63,12 @@ _CLASSES: dict[str, tuple[bool, tuple[str, ...]]] = {
     "BertForTokenClassification": (False, ("classifier",)),
     "BertForQuestionAnswering": (False, ("qa",)),
 }
+
+
+def num_labels(config: dict[str, Any]) -> int:
+    """A task head's size: ``num_labels``, else the size of transformers' ``id2label`` (config.json
+    stores no ``num_labels``), else transformers' default 2."""
+    return int(config.get("num_labels") or len(config.get("id2label") or {}) or 2)
 
 
 def tf_layout(config: dict[str, Any], heads: Iterable[str] = ("pooler", "mlm", "nsp")) -> dict[str, tuple[int, ...]]:
@@ -109,7 +115,7 @@ def tf_layout(config: dict[str, Any], heads: Iterable[str] = ("pooler", "mlm", "
         out["cls/seq_relationship/output_weights"] = (2, h)
         out["cls/seq_relationship/output_bias"] = (2,)
     if "classifier" in heads:
-        labels = config.get("num_labels", 2)
+        labels = num_labels(config)
         out["output_weights"] = (labels, h)
         out["output_bias"] = (labels,)
     if "qa" in heads:
@@ -119,7 +125,7 @@ def tf_layout(config: dict[str, Any], heads: Iterable[str] = ("pooler", "mlm", "
 
 
 def _class_layout(class_name: str):  # type: ignore[no-untyped-def]
-    pooler, heads = _CLASSES[class_name]
+    pooler, heads = CLASSES[class_name]
 
     def layout(config: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], str | None]]:
         tf_heads = {"mlm": "mlm", "nsp": "nsp", "classifier": "classifier", "qa": "qa", "choice": "classifier"}
@@ -130,7 +136,7 @@ def _class_layout(class_name: str):  # type: ignore[no-untyped-def]
             target, transform = PACK.map_name(name)  # type: ignore[misc]
             out[target] = (transform.shape(shape) or shape, None)
         if "qa" in heads:  # transformers sizes qa_outputs by num_labels (run_squad.py: always 2)
-            labels = config.get("num_labels", 2)
+            labels = num_labels(config)
             out["qa_outputs.weight"] = ((labels, config["hidden_size"]), None)
             out["qa_outputs.bias"] = ((labels,), None)
         if class_name == "BertModel":  # the base model itself: no `bert.` prefix
@@ -209,8 +215,8 @@ def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], 
     return out, notes
 
 
-def tf_config(config: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """google-research ``bert_config.json`` for a transformers BERT ``config.json``."""
+def tf_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], list[str]]:
+    """google-research ``bert_config.json`` for a transformers BERT ``config.json`` (it names no class)."""
     out = {k: config[k] for k in _BERT_CONFIG_KEYS if k in config}
     notes = []
     act = out.get("hidden_act", "gelu")
@@ -242,7 +248,7 @@ PACK = RulePack(
     heads=HEADS,
     optional=OPTIONAL,
     incompatible=INCOMPATIBLE,
-    targets={name: _class_layout(name) for name in _CLASSES},
+    targets={name: _class_layout(name) for name in CLASSES},
     tf_layout=tf_layout,
     default_target=default_target,
     config_from_source=config_from_source,

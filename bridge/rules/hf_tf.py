@@ -17,11 +17,13 @@ the embeddings a second time under ``mlm___cls/<scope>/bert/embeddings/``: those
 copies are the same variables and are stored once on the PyTorch side.
 
 The PyTorch class layouts are the google-research pack's (the same transformers
-classes), computed without torch.
+classes), computed without torch.  The other way, :func:`tf_layout` enumerates
+the file transformers' ``TF<class>.save_pretrained`` writes, in Keras' order.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -74,9 +76,10 @@ HEADS = (
 
 COPIES = (
     Copy(
-        _SCOPE.format(group="mlm___cls") + r"bert/embeddings/.+",
+        r"(?:mlm___cls/)?(tf_bert[^/]*/bert/embeddings/.+)",
         "the masked-LM head's copy of the embeddings layer (its decoder is the word-embedding matrix): "
         "the same variables as bert/embeddings, stored once",
+        owner=r"bert/\1",
     ),
 )
 
@@ -106,6 +109,93 @@ def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], 
     return out, []
 
 
+def tf_class(heads: Iterable[str]) -> str:
+    """transformers' TF class for the parts a PyTorch source has: ``TF`` + the Bert class with those heads."""
+    heads = set(heads)
+    pooler, tasks = "pooler" in heads, heads - {"pooler"}
+    fits = [name for name, (_, has) in _bert.CLASSES.items() if set(has) == tasks]
+    if not fits:
+        return "TFBertModel"
+    return "TF" + next((name for name in fits if _bert.CLASSES[name][0] == pooler), fits[0])
+
+
+def _snake(class_name: str) -> str:
+    """Keras' default layer name for a class (``to_snake_case``): TFBertForPreTraining -> tf_bert_for_pre_training."""
+    name = re.sub(r"(.)([A-Z][a-z0-9]+)", r"\1_\2", class_name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def tf_layout(config: dict[str, Any], heads: Iterable[str] = ("pooler",)) -> dict[str, tuple[int, ...]]:
+    """The datasets of the ``tf_model.h5`` that ``tf_class(heads)`` saves, in Keras' order.
+
+    Keys are h5 paths ``<layer group>/<variable name>``; groups come in ``model.layers``
+    order (TFBertForPreTraining: ``bert``, ``nsp___cls``, ``mlm___cls``) and the weights of
+    each group in the layer's own order, as ``save_weights`` lists them in ``weight_names``.
+    The masked-LM group ends with its copy of the embeddings (see :data:`COPIES`).
+    Weightless layers (a classifier's dropout) are left out: loaders skip them.
+    """
+    cls = tf_class(heads)
+    pooler, tasks = _bert.CLASSES[cls.removeprefix("TF")]
+    scope = _snake(cls)
+    h, i, v = config["hidden_size"], config["intermediate_size"], config["vocab_size"]
+    labels = _bert.num_labels(config)
+    out: dict[str, tuple[int, ...]] = {}
+
+    def dense(prefix: str, n_in: int, n_out: int) -> None:
+        out[f"{prefix}/kernel:0"] = (n_in, n_out)
+        out[f"{prefix}/bias:0"] = (n_out,)
+
+    def layer_norm(prefix: str) -> None:
+        out[f"{prefix}/LayerNorm/gamma:0"] = (h,)
+        out[f"{prefix}/LayerNorm/beta:0"] = (h,)
+
+    def embeddings(prefix: str) -> None:
+        out[f"{prefix}/embeddings/word_embeddings/weight:0"] = (v, h)
+        out[f"{prefix}/embeddings/token_type_embeddings/embeddings:0"] = (config["type_vocab_size"], h)
+        out[f"{prefix}/embeddings/position_embeddings/embeddings:0"] = (config["max_position_embeddings"], h)
+        layer_norm(f"{prefix}/embeddings")
+
+    bert = f"bert/{scope}/bert"
+    embeddings(bert)
+    for n in range(config["num_hidden_layers"]):
+        layer = f"{bert}/encoder/layer_._{n}"
+        for proj in ("query", "key", "value"):
+            dense(f"{layer}/attention/self/{proj}", h, h)
+        dense(f"{layer}/attention/output/dense", h, h)
+        layer_norm(f"{layer}/attention/output")
+        dense(f"{layer}/intermediate/dense", h, i)
+        dense(f"{layer}/output/dense", i, h)
+        layer_norm(f"{layer}/output")
+    if pooler:
+        dense(f"{bert}/pooler/dense", h, h)
+    if "nsp" in tasks:
+        dense(f"nsp___cls/{scope}/nsp___cls/seq_relationship", h, 2)
+    if "mlm" in tasks:
+        mlm = f"mlm___cls/{scope}"
+        out[f"{mlm}/mlm___cls/predictions/bias:0"] = (v,)  # built before the transform: first in weight_names
+        dense(f"{mlm}/mlm___cls/predictions/transform/dense", h, h)
+        layer_norm(f"{mlm}/mlm___cls/predictions/transform")
+        embeddings(f"{mlm}/bert")
+    if "classifier" in tasks:
+        dense(f"classifier/{scope}/classifier", h, labels)
+    if "qa" in tasks:
+        dense(f"qa_outputs/{scope}/qa_outputs", h, labels)
+    return out
+
+
+def tf_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], list[str]]:
+    """The ``config.json`` transformers 4.x writes beside ``tf_model.h5``.
+
+    Its TF ``save_pretrained`` names the class without the ``TF`` prefix and, having no
+    torch dtype, writes no ``dtype``.  Without a TF class (a reference checkpoint as the
+    target) the source's ``architectures`` stay.
+    """
+    out = {k: v for k, v in config.items() if k not in ("dtype", "torch_dtype")}
+    if class_name.startswith("TF"):
+        out["architectures"] = [class_name.removeprefix("TF")]
+    return out, []
+
+
 PACK = RulePack(
     name="hf-tf",
     description="transformers TF (tf_model.h5, TFBert*) <-> transformers PyTorch Bert* classes",
@@ -114,7 +204,10 @@ PACK = RulePack(
     optional=OPTIONAL,
     copies=COPIES,
     targets=_bert.PACK.targets,
+    tf_layout=tf_layout,
+    tf_class=tf_class,
     default_target=default_target,
     base_prefix="bert",
     pt_config=pt_config,
+    tf_config=tf_config,
 )

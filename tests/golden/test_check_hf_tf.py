@@ -99,3 +99,76 @@ def test_save_pretrained_folder_with_tf_weights_only_is_its_tf_model_h5(tmp_path
         assert ckpt.format == "safetensors"
     with bridge.load(both, format="keras-h5") as ckpt:  # unless the TF weights are asked for
         assert ckpt.path.endswith("tf_model.h5")
+
+
+# --- PyTorch -> hf-tf: the TF layout, the pack choice --------------------------------------------------------------
+
+PT_BERT_TWIN = "tests/fixtures/hf-tf-bert-pt"
+
+
+@pytest.mark.parametrize(("folder", "heads", "tf_class"), [
+    ("hf-tf-bert", ("pooler",), "TFBertModel"),
+    ("hf-tf-bert-pretraining", ("pooler", "mlm", "nsp"), "TFBertForPreTraining"),
+])  # fmt: skip
+def test_tf_layout_is_what_transformers_wrote(folder, heads, tf_class):
+    """Names, shapes and order (Keras' layer and weight order) equal transformers 4.57.6's own files."""
+    from bridge.rules import hf_tf
+
+    config = json.loads((REPO / "tests/fixtures" / folder / "config.json").read_text())
+    assert hf_tf.tf_class(heads) == tf_class
+    with bridge.load(REPO / "tests/fixtures" / folder / "tf_model.h5") as ckpt:
+        written = [(r.name, r.shape) for r in ckpt.values()]
+    assert list(hf_tf.tf_layout(config, heads).items()) == written
+
+
+@pytest.mark.parametrize("class_name", ["BertModel", "BertForPreTraining", "BertForMaskedLM",
+                                        "BertForNextSentencePrediction", "BertForSequenceClassification",
+                                        "BertForTokenClassification", "BertForQuestionAnswering"])  # fmt: skip
+def test_tf_layout_maps_onto_the_pytorch_class(class_name):
+    """The hf-tf layout of each class, through the pack's own rules, is the PyTorch class (torch-free table)."""
+    from bridge.rules import bert, hf_tf
+
+    # As transformers' config.json has it: id2label, no num_labels.
+    config = {"hidden_size": 8, "intermediate_size": 12, "vocab_size": 20, "num_hidden_layers": 2,
+              "max_position_embeddings": 10, "type_vocab_size": 2, "id2label": {"0": "A", "1": "B", "2": "C"}}
+    pooler, tasks = bert.CLASSES[class_name]
+    heads = (["pooler"] if pooler else []) + list(tasks)
+    assert hf_tf.tf_class(heads) == "TF" + class_name
+    layout = hf_tf.tf_layout(config, heads)
+    mapped, copies = {}, {}
+    for name, shape in layout.items():
+        hit = hf_tf.PACK.map_name(name)
+        if hit is None:
+            copies[name] = hf_tf.PACK.copy_owner(name, layout)
+            continue
+        mapped[hit[0]] = hit[1].shape(shape)
+    pt = {n: s for n, (s, tied) in hf_tf.PACK.targets[class_name](config).items() if tied is None}
+    if class_name == "BertModel":
+        pt = {"bert." + n: s for n, s in pt.items()}
+    assert mapped == pt
+    # The masked-LM group's copies of the embeddings, each tied to the embeddings layer's own.
+    assert all(owner is not None and owner.startswith("bert/") for owner in copies.values())
+    assert len(copies) == (5 if "mlm" in tasks else 0)
+
+
+def test_pytorch_to_hf_tf_plan(golden):
+    out = golden("check_hf_tf_bert_pt_to_hf_tf.txt", ["check", PT_BERT_TWIN, "--to", "tensorflow", "--target", "hf-tf"],
+                 0)  # fmt: skip
+    assert "rules: hf-tf" in out and "target: hf-tf TF layout (TFBertModel)" in out and "verdict: OK" in out
+
+
+def test_pack_for_a_pytorch_source_is_chosen_by_its_tf_side():
+    twin = REPO / PT_BERT_TWIN
+    assert bridge.check(twin, to="tensorflow").pack == "google-bert"  # the default layout
+    assert bridge.check(twin, to="tensorflow", target="hf-tf").pack == "hf-tf"
+    plan = bridge.check(twin, to="tensorflow", target=str(REPO / TF_BERT))  # a reference tf_model.h5
+    assert plan.pack == "hf-tf" and plan.ok and len(plan.matched) == 39
+    pretraining = bridge.check(twin, to="tensorflow", target=str(REPO / TF_PRETRAINING))
+    scope = "tf_bert_for_pre_training/bert/embeddings"
+    assert {t.name: t.tied_to for t in pretraining.tied} == {
+        f"mlm___cls/{scope}/{leaf}": f"bert/{scope}/{leaf}"
+        for leaf in ("word_embeddings/weight:0", "token_type_embeddings/embeddings:0",
+                     "position_embeddings/embeddings:0", "LayerNorm/gamma:0", "LayerNorm/beta:0")
+    }  # fmt: skip
+    with pytest.raises(bridge.errors.UsageError, match="Unknown TensorFlow layout 'keras'"):
+        bridge.check(twin, to="tensorflow", target="keras")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.rules.bert import _CLASSES, PACK
+from bridge.rules.bert import CLASSES, PACK
 
 CONFIG = json.loads((Path(__file__).resolve().parents[2] / "examples/tiny-bert/bert_config.json").read_text())
 
@@ -17,7 +17,7 @@ def transformers(torch):
     return pytest.importorskip("transformers")
 
 
-@pytest.mark.parametrize("class_name", sorted(_CLASSES))
+@pytest.mark.parametrize("class_name", sorted(CLASSES))
 @pytest.mark.parametrize("num_labels", [2, 5])
 def test_layout_equals_transformers_state_dict(transformers, torch, class_name, num_labels):
     config = transformers.BertConfig(**CONFIG, num_labels=num_labels, is_decoder=class_name == "BertLMHeadModel")

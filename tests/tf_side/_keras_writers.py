@@ -274,7 +274,7 @@ def hf_tf_layout(out: Path) -> Written:
     model.save_weights(path)  # .h5 suffix: the Keras 2 HDF5 writer
     expected = {f"bert/{v.name}": _np(v) for v in model.weights}
     paths = {f"bert/{v.name}": v.name.removesuffix(":0") for v in model.weights}
-    return Written({"h5": path}, expected, paths)
+    return Written({"h5": path}, expected, paths, {"model": model, "keras_version": tf_keras.__version__})
 
 
 def tf_keras_chunked(out: Path) -> Written:
