@@ -35,10 +35,15 @@ _GELU = {"tanh": gelu_tanh, "erf": gelu_erf}
 
 
 class WeightOps:
-    """Dense and LayerNorm over checkpoint weights fetched by scope name (google-research math)."""
+    """Dense and LayerNorm over checkpoint weights fetched by scope name (google-research math).
 
-    def __init__(self, weights: Weights) -> None:
+    ``eps`` is google-research's 1e-12 unless the model's config says otherwise
+    (``layer_norm_eps``): the reference computes what the converted model's config asks for.
+    """
+
+    def __init__(self, weights: Weights, eps: float = 1e-12) -> None:
         self.weights = weights
+        self.eps = eps
 
     def w(self, name: str) -> Any:
         import tensorflow as tf
@@ -55,7 +60,7 @@ class WeightOps:
 
         mean, var = tf.nn.moments(x, axes=[-1], keepdims=True)
         gamma, beta = self.w(f"{scope}/LayerNorm/gamma"), self.w(f"{scope}/LayerNorm/beta")
-        return (x - mean) * tf.math.rsqrt(var + 1e-12) * gamma + beta
+        return (x - mean) * tf.math.rsqrt(var + self.eps) * gamma + beta
 
 
 def bert_forward(
@@ -82,7 +87,7 @@ def bert_forward(
     """
     import tensorflow as tf
 
-    ops = WeightOps(weights)
+    ops = WeightOps(weights, eps=config.get("layer_norm_eps", 1e-12))
     w, dense, layer_norm = ops.w, ops.dense, ops.layer_norm
     act = _GELU[gelu]
 

@@ -92,6 +92,20 @@ def test_pytorch_to_tf_is_read_by_tensorflow_and_verifies(pt_bert, tmp_path, tor
     assert report["ok"] and report["values"]["bit_exact"] == 46
 
 
+def test_forward_uses_the_models_layer_norm_eps(transformers, torch, tmp_path):
+    """A model whose LayerNorm epsilon is not google-research's 1e-12 is compared with its own epsilon."""
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+        max_position_embeddings=32, hidden_act="gelu_new", layer_norm_eps=0.5,
+    )  # fmt: skip
+    transformers.BertModel(config).save_pretrained(tmp_path / "pt")
+    _run("convert", str(tmp_path / "pt"), "--to", "tensorflow", "-o", str(tmp_path / "tf"))
+    report = json.loads(_run("verify", str(tmp_path / "pt"), str(tmp_path / "tf"), "--json"))
+    assert report["ok"] and report["outputs"]
+    assert max(o["max_abs"] for o in report["outputs"]) <= 1e-5
+
+
 def test_round_trip_tf_pytorch_tf_is_bit_exact(transformers, tmp_path):
     _run("convert", str(EXAMPLE), "--to", "pytorch", "-o", str(tmp_path / "pt"), "-q")
     _run("convert", str(tmp_path / "pt"), "--to", "tensorflow", "-o", str(tmp_path / "tf"), "-q")
