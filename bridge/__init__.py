@@ -19,5 +19,16 @@ def find_unused(model: Any, batch: Any, loss_fn: Any = None, steps: int = 1) -> 
     return _find_unused(model, batch, loss_fn, steps=steps)
 
 
-__all__ = ["BridgeError", "Checkpoint", "TensorRecord", "check", "convert", "find_unused", "load", "verify"]
+def find_unused_in_graph(path: Any, losses: Any) -> Any:
+    """Trainable variables of a TF1 ``.meta`` graph no gradient of ``losses`` reaches; see
+    :func:`bridge.unused.find_unused_in_graph`."""
+    from bridge.unused import find_unused_in_graph as _find_unused_in_graph
+
+    return _find_unused_in_graph(path, losses)
+
+
+__all__ = [
+    "BridgeError", "Checkpoint", "TensorRecord", "check", "convert", "find_unused",
+    "find_unused_in_graph", "load", "verify",
+]  # fmt: skip
 __version__ = "0.1.0"

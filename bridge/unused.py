@@ -65,6 +65,7 @@ class UnusedReport:
     steps: int = 1
     ddp: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    losses: list[str] = field(default_factory=list)  # a static graph: the tensors gradients flow from
 
     def by_kind(self, kind: str) -> list[UnusedItem]:
         return [item for item in self.items if item.kind == kind]
@@ -128,6 +129,7 @@ class UnusedReport:
             "summary": self.summary,
             "ddp": self.ddp,
             "notes": list(self.notes),
+            "losses": list(self.losses),
         }
 
 
@@ -142,10 +144,9 @@ _TITLES = {
 def render_text(report: UnusedReport, *, verbose: bool = False) -> str:
     """Human-readable report: one block per kind, one row per folded scope, the fix under it."""
     s = report.summary
-    lines = [
-        f"{report.framework}: {s['parameters']} parameters ({s['elements']:,} elements), "
-        f"{report.steps} step{'s' if report.steps != 1 else ''}"
-    ]
+    runs = (f"backward closure of {', '.join(report.losses)}" if report.losses
+            else f"{report.steps} step{'s' if report.steps != 1 else ''}")  # fmt: skip
+    lines = [f"{report.framework}: {s['parameters']} parameters ({s['elements']:,} elements), {runs}"]
     if not report.items:
         lines.append("every parameter is read and reaches the loss")
     current = None
@@ -278,6 +279,47 @@ def call_factory(spec: str) -> tuple[Any, Any, Callable[..., Any] | None]:
     return model, batch, loss_fn
 
 
+def is_meta_graph(target: str) -> bool:
+    """``bridge unused`` on a TF1 ``MetaGraphDef`` (``model.ckpt.meta``) rather than ``FILE.py:FACTORY``."""
+    return target.endswith(".meta") or (Path(target).is_file() and Path(target).suffix != ".py")
+
+
+def find_unused_in_graph(path: str | Path, losses: Iterable[str]) -> UnusedReport:
+    """Trainable variables of a TF1 ``.meta`` graph that no gradient of ``losses`` reaches.
+
+    Args:
+        path: the ``.meta`` file ``tf.compat.v1.train.Saver`` wrote beside the checkpoint.
+        losses: loss or output tensor names (``loss:0``).
+
+    Returns:
+        An :class:`UnusedReport` (framework ``tf1-graph``), items grouped by variable scope.
+
+    Raises:
+        UsageError: no tensor given (the message lists candidates).
+        TensorNotFound: a tensor the graph lacks (the message suggests close names).
+    """
+    from tf_side.meta_graph import find_unused_meta_graph
+
+    return find_unused_meta_graph(path, list(losses))
+
+
+def run_unused(
+    target: str, *, tensors: Iterable[str] = (), steps: int = 1, ddp: bool = False, seed: int | None = 0
+) -> UnusedReport:
+    """The CLI's entry: a TF1 graph (``.meta``), or a factory run on its batch."""
+    tensors = list(tensors)
+    if is_meta_graph(target):
+        if ddp or steps != 1:
+            raise UsageError("Options do not apply to a TF1 graph", path=target,
+                             detail="--ddp and --steps need a FILE.py:FACTORY",
+                             hint="Give only --loss/--output with a .meta file")  # fmt: skip
+        return find_unused_in_graph(target, tensors)
+    if tensors:
+        raise UsageError("--loss/--output name tensors of a TF1 graph", detail=f"got {target!r}",
+                         hint="Give a .meta file, or return loss_fn from the factory")  # fmt: skip
+    return unused_from_spec(target, steps=steps, ddp=ddp, seed=seed)
+
+
 def unused_from_spec(spec: str, *, steps: int = 1, ddp: bool = False, seed: int | None = 0) -> UnusedReport:
     """The CLI's entry: build the model from ``FILE.py:FACTORY``, classify, optionally confirm with DDP."""
     model, batch, loss_fn = call_factory(spec)
@@ -353,6 +395,8 @@ def _is_pooler(scope: str) -> bool:
 
 def hint_for(framework: str, kind: str, scope: str, steps: int) -> str:
     """The fix that fits the cause, for the (folded) ``scope``."""
+    if framework == "tf1-graph":
+        return _graph_hint(kind, scope)
     torch_side = framework == "pytorch"
     ref = f"model.{scope}" if torch_side and scope != "(root)" else f"`{scope}`"
     freeze = f"{ref}.requires_grad_(False)" if torch_side else f"set trainable=False on {ref}"
@@ -385,3 +429,15 @@ def hint_for(framework: str, kind: str, scope: str, steps: int) -> str:
             "apply_gradients if it is intended"
         )
     return "not trainable: harmless (DDP and optimizers skip it); nothing to do unless you meant to train it"
+
+
+def _graph_hint(kind: str, scope: str) -> str:
+    """Fixes in TF1 terms: variable scopes, ``trainable=False``, the optimizer's ``var_list``."""
+    keep_out = (f"keep it out of training (trainable=False in its get_variable calls, or "
+                f"optimizer.minimize(loss, var_list=...) without `{scope}`)")  # fmt: skip
+    if kind == "never_read":
+        return (f"`{scope}` is created but no op reads it: stop creating it (remove its variable_scope / "
+                f"get_variable calls), or {keep_out}; if it should train, route its output into the loss")
+    return (f"`{scope}` is read, but nothing it feeds reaches the loss: route its output into the loss, "
+            f"or {keep_out} so the optimizer stops computing None gradients for it")
+
