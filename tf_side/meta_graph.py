@@ -99,13 +99,13 @@ def read_meta_graph(path: str | Path) -> MetaGraph:
     if not path.is_file():
         raise CheckpointNotFound("MetaGraph file not found", path=path, hint="Give the .meta file Saver wrote")
     try:
-        graph_def, collections = b"", {}
+        graph_def, collections = b"", dict[str, bytes]()
         for number, wire, value in iter_fields(path.read_bytes()):
             if number == 2:
                 graph_def = expect_bytes(value, wire, number)
-            elif number == 4:
-                entry = dict((n, v) for n, _, v in iter_fields(expect_bytes(value, wire, number)))
-                collections[_text(entry.get(1, b""))] = entry.get(2, b"")
+            elif number == 4:  # map entry {string key = 1; CollectionDef value = 2}
+                key, collection = _map_entry(expect_bytes(value, wire, number))
+                collections[key] = collection
         nodes = {n.name: n for n in _nodes(graph_def)}
         trainable = [_variable_node(v) for v in _collection(collections.get("trainable_variables", b""), 2)]
         losses = [_text(v) for v in _collection(collections.get("losses", b""), 1)]
