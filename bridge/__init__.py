@@ -19,5 +19,23 @@ def find_unused(model: Any, batch: Any, loss_fn: Any = None, steps: int = 1) -> 
     return _find_unused(model, batch, loss_fn, steps=steps)
 
 
-__all__ = ["BridgeError", "Checkpoint", "TensorRecord", "check", "convert", "find_unused", "load", "verify"]
+def checkpoint_vs_model(model: Any, checkpoint: Any, *, batch: Any = None) -> Any:
+    """What ``model`` would not restore from ``checkpoint``; see :func:`bridge.unused.checkpoint_vs_model`."""
+    from bridge.unused import checkpoint_vs_model as _checkpoint_vs_model
+
+    return _checkpoint_vs_model(model, checkpoint, batch=batch)
+
+
+def find_unused_in_graph(path: Any, losses: Any) -> Any:
+    """Trainable variables of a TF1 ``.meta`` graph no gradient of ``losses`` reaches; see
+    :func:`bridge.unused.find_unused_in_graph`."""
+    from bridge.unused import find_unused_in_graph as _find_unused_in_graph
+
+    return _find_unused_in_graph(path, losses)
+
+
+__all__ = [
+    "BridgeError", "Checkpoint", "TensorRecord", "check", "checkpoint_vs_model", "convert", "find_unused",
+    "find_unused_in_graph", "load", "verify",
+]  # fmt: skip
 __version__ = "0.1.0"

@@ -301,14 +301,23 @@ def verify(
 
 
 @cli.command()
-@click.argument("spec", metavar="FILE.py:FACTORY")
+@click.argument("target", metavar="FILE.py:FACTORY | GRAPH.meta")
+@click.option("--loss", "losses", multiple=True, metavar="TENSOR",
+              help="TF1 graph: the loss tensor gradients flow from (loss:0). Repeatable.")  # fmt: skip
+@click.option("--output", "outputs", multiple=True, metavar="TENSOR",
+              help="TF1 graph: an output tensor, treated like a loss. Repeatable.")  # fmt: skip
+@click.option("--checkpoint", metavar="CKPT", type=click.Path(path_type=str),
+              help="Compare CKPT with the factory's model: leftovers, optimizer state, missing variables.")  # fmt: skip
 @click.option("--steps", default=1, show_default=True, type=click.IntRange(min=1),
               help="Forward+backward runs; >1 finds parameters used in some steps only (layer-drop).")  # fmt: skip
 @click.option("--ddp", is_flag=True, help="PyTorch: confirm with DistributedDataParallel on 2 gloo CPU processes.")
 @click.option("--seed", default=0, show_default=True, help="Seed set before the runs.")
 @click.option("-v", "--verbose", is_flag=True, help="List every parameter under its scope.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: unused (name, scope, kind, hint), summary.")
-def unused(spec: str, steps: int, ddp: bool, seed: int, verbose: bool, as_json: bool) -> None:
+def unused(
+    target: str, losses: tuple[str, ...], outputs: tuple[str, ...], checkpoint: str | None,
+    steps: int, ddp: bool, seed: int, verbose: bool, as_json: bool,
+) -> None:  # fmt: skip
     """Find the parameters/variables a model never uses, say why and how to fix it.
 
     FACTORY in FILE.py is called with no arguments and returns (model, batch) or
@@ -317,19 +326,30 @@ def unused(spec: str, steps: int, ddp: bool, seed: int, verbose: bool, as_json: 
     torch.nn.Module, a Keras model or a tf.Module). Kinds: never_read (never
     enters an op), no_gradient (read, but the loss does not depend on it),
     frozen (not trainable: harmless), sometimes (in some of --steps runs only).
-    Exit code 0 when nothing trainable is unused, 1 when something is, 2 on bad input.
+
+    A TF1 training graph (GRAPH.meta, written by tf.compat.v1.train.Saver) is read
+    without running it: trainable variables outside the backward closure of
+    --loss/--output. With --checkpoint, the factory's model is compared with a
+    checkpoint instead: what a restore would leave behind (model leftovers vs
+    optimizer state) and which variables would keep their initial values.
+    Exit code 0 when nothing trainable is unused (or nothing the model needs is
+    lost), 1 when something is, 2 on bad input.
 
     \b
     Examples:
       bridge unused train.py:build_model
       bridge unused train.py:build_model --steps 8 --json
       bridge unused train.py:build_model --ddp   # shows DDP's own error beside the report
+      bridge unused model.ckpt-1000.meta --loss total_loss:0
+      bridge unused train.py:build_model --checkpoint ckpt/ckpt-3
     """
-    from bridge.unused import render_text, unused_from_spec
+    from bridge.unused import RestoreReport, render_restore_text, render_text, run_unused
 
-    report = unused_from_spec(spec, steps=steps, ddp=ddp, seed=seed)
+    report = run_unused(target, tensors=losses + outputs, checkpoint=checkpoint, steps=steps, ddp=ddp, seed=seed)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, default=str))
+    elif isinstance(report, RestoreReport):
+        click.echo(render_restore_text(report, verbose=verbose))
     else:
         click.echo(render_text(report, verbose=verbose))
     if report.exit_code:

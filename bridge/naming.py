@@ -73,3 +73,9 @@ def classify_torch_name(name: str) -> NameKind:
 def separator(name: str) -> str:
     """The scope separator a name uses: ``/`` for TF and HDF5 paths, ``.`` for PyTorch."""
     return "/" if "/" in name else "."
+
+
+def object_key_path(key: str) -> str:
+    """A TF2 object-based key without its attribute: ``model/dense/kernel/.ATTRIBUTES/VARIABLE_VALUE`` ->
+    ``model/dense/kernel``; any other name is returned unchanged."""
+    return key.split("/.ATTRIBUTES/", 1)[0]

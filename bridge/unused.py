@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.errors import UsageError
+from bridge.naming import object_key_path
 from bridge.scopes import fold
 
 KINDS = ("never_read", "no_gradient", "frozen", "sometimes")
@@ -65,6 +66,7 @@ class UnusedReport:
     steps: int = 1
     ddp: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    losses: list[str] = field(default_factory=list)  # a static graph: the tensors gradients flow from
 
     def by_kind(self, kind: str) -> list[UnusedItem]:
         return [item for item in self.items if item.kind == kind]
@@ -128,6 +130,7 @@ class UnusedReport:
             "summary": self.summary,
             "ddp": self.ddp,
             "notes": list(self.notes),
+            "losses": list(self.losses),
         }
 
 
@@ -142,10 +145,9 @@ _TITLES = {
 def render_text(report: UnusedReport, *, verbose: bool = False) -> str:
     """Human-readable report: one block per kind, one row per folded scope, the fix under it."""
     s = report.summary
-    lines = [
-        f"{report.framework}: {s['parameters']} parameters ({s['elements']:,} elements), "
-        f"{report.steps} step{'s' if report.steps != 1 else ''}"
-    ]
+    runs = (f"backward closure of {', '.join(report.losses)}" if report.losses
+            else f"{report.steps} step{'s' if report.steps != 1 else ''}")  # fmt: skip
+    lines = [f"{report.framework}: {s['parameters']} parameters ({s['elements']:,} elements), {runs}"]
     if not report.items:
         lines.append("every parameter is read and reaches the loss")
     current = None
@@ -278,6 +280,54 @@ def call_factory(spec: str) -> tuple[Any, Any, Callable[..., Any] | None]:
     return model, batch, loss_fn
 
 
+def is_meta_graph(target: str) -> bool:
+    """``bridge unused`` on a TF1 ``MetaGraphDef`` (``model.ckpt.meta``) rather than ``FILE.py:FACTORY``."""
+    return target.endswith(".meta") or (Path(target).is_file() and Path(target).suffix != ".py")
+
+
+def find_unused_in_graph(path: str | Path, losses: Iterable[str]) -> UnusedReport:
+    """Trainable variables of a TF1 ``.meta`` graph that no gradient of ``losses`` reaches.
+
+    Args:
+        path: the ``.meta`` file ``tf.compat.v1.train.Saver`` wrote beside the checkpoint.
+        losses: loss or output tensor names (``loss:0``).
+
+    Returns:
+        An :class:`UnusedReport` (framework ``tf1-graph``), items grouped by variable scope.
+
+    Raises:
+        UsageError: no tensor given (the message lists candidates).
+        TensorNotFound: a tensor the graph lacks (the message suggests close names).
+    """
+    from tf_side.meta_graph import find_unused_meta_graph
+
+    return find_unused_meta_graph(path, list(losses))
+
+
+def run_unused(
+    target: str, *, tensors: Iterable[str] = (), checkpoint: str | None = None, steps: int = 1,
+    ddp: bool = False, seed: int | None = 0,
+) -> UnusedReport | RestoreReport:  # fmt: skip
+    """The CLI's entry: a TF1 graph (``.meta``), a factory vs a checkpoint, or a factory run on its batch."""
+    tensors = list(tensors)
+    if is_meta_graph(target):
+        if checkpoint is not None or ddp or steps != 1:
+            raise UsageError("Options do not apply to a TF1 graph", path=target,
+                             detail="--checkpoint, --ddp and --steps need a FILE.py:FACTORY",
+                             hint="Give only --loss/--output with a .meta file")  # fmt: skip
+        return find_unused_in_graph(target, tensors)
+    if tensors:
+        raise UsageError("--loss/--output name tensors of a TF1 graph", detail=f"got {target!r}",
+                         hint="Give a .meta file, or return loss_fn from the factory")  # fmt: skip
+    if checkpoint is not None:
+        if ddp or steps != 1:
+            raise UsageError("--ddp and --steps run the model; --checkpoint only compares names and shapes",
+                             hint="Drop --ddp/--steps, or run without --checkpoint")  # fmt: skip
+        model, batch, _ = call_factory(target)
+        return checkpoint_vs_model(model, checkpoint, batch=batch)
+    return unused_from_spec(target, steps=steps, ddp=ddp, seed=seed)
+
+
 def unused_from_spec(spec: str, *, steps: int = 1, ddp: bool = False, seed: int | None = 0) -> UnusedReport:
     """The CLI's entry: build the model from ``FILE.py:FACTORY``, classify, optionally confirm with DDP."""
     model, batch, loss_fn = call_factory(spec)
@@ -353,6 +403,8 @@ def _is_pooler(scope: str) -> bool:
 
 def hint_for(framework: str, kind: str, scope: str, steps: int) -> str:
     """The fix that fits the cause, for the (folded) ``scope``."""
+    if framework == "tf1-graph":
+        return _graph_hint(kind, scope)
     torch_side = framework == "pytorch"
     ref = f"model.{scope}" if torch_side and scope != "(root)" else f"`{scope}`"
     freeze = f"{ref}.requires_grad_(False)" if torch_side else f"set trainable=False on {ref}"
@@ -385,3 +437,273 @@ def hint_for(framework: str, kind: str, scope: str, steps: int) -> str:
             "apply_gradients if it is intended"
         )
     return "not trainable: harmless (DDP and optimizers skip it); nothing to do unless you meant to train it"
+
+
+def _graph_hint(kind: str, scope: str) -> str:
+    """Fixes in TF1 terms: variable scopes, ``trainable=False``, the optimizer's ``var_list``."""
+    keep_out = (f"keep it out of training (trainable=False in its get_variable calls, or "
+                f"optimizer.minimize(loss, var_list=...) without `{scope}`)")  # fmt: skip
+    if kind == "never_read":
+        return (f"`{scope}` is created but no op reads it: stop creating it (remove its variable_scope / "
+                f"get_variable calls), or {keep_out}; if it should train, route its output into the loss")
+    return (f"`{scope}` is read, but nothing it feeds reaches the loss: route its output into the loss, "
+            f"or {keep_out} so the optimizer stops computing None gradients for it")
+
+
+# --- checkpoint vs model: what a restore would leave behind, and what it would not fill ------------------------
+
+RESTORE_KINDS = ("model_leftover", "shape_mismatch", "missing", "optimizer", "counter", "bookkeeping")
+# A leftover of these kinds changes nothing the model computes: expect_partial() / strict=False may drop it.
+HARMLESS_KINDS = ("optimizer", "counter", "bookkeeping")
+_RECORD_KINDS = {"model": "model_leftover", "optimizer": "optimizer", "counter": "counter", "metadata": "bookkeeping"}
+
+
+@dataclass(frozen=True)
+class ModelVariable:
+    """A model variable as its framework restores it: the checkpoint key it reads, a display name, its shape."""
+
+    key: str
+    name: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class RestoreItem:
+    """One checkpoint value the model never restores, or one model variable the checkpoint does not fill."""
+
+    name: str  # the checkpoint key (leftovers, mismatches) or the model variable's name (missing)
+    kind: str
+    shape: tuple[int, ...]
+    hint: str
+    path: str | None = None  # a readable path for a checkpoint key (TF2 object graphs)
+    key: str | None = None  # missing: the key the model looks for
+    did_you_mean: str | None = None
+    model_shape: tuple[int, ...] | None = None  # shape_mismatch: the model's shape
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "kind": self.kind, "shape": list(self.shape), "hint": self.hint}
+        for attr in ("path", "key", "did_you_mean"):
+            if getattr(self, attr) is not None:
+                out[attr] = getattr(self, attr)
+        if self.model_shape is not None:
+            out["model_shape"] = list(self.model_shape)
+        return out
+
+
+@dataclass
+class RestoreReport:
+    """The answer of :func:`checkpoint_vs_model`; exit 1 when the model would lose or lack a weight."""
+
+    framework: str
+    checkpoint: str
+    root: str  # where the model sits in the checkpoint ("" = the checkpoint's root)
+    matched: int
+    total: int  # model variables
+    items: list[RestoreItem]
+    notes: list[str] = field(default_factory=list)
+
+    def by_kind(self, kind: str) -> list[RestoreItem]:
+        return [i for i in self.items if i.kind == kind]
+
+    @property
+    def expect_partial_safe(self) -> bool:
+        """Every leftover is optimizer state, a counter or bookkeeping (and every present value fits)."""
+        return not self.by_kind("model_leftover") and not self.by_kind("shape_mismatch")
+
+    @property
+    def ok(self) -> bool:
+        return self.expect_partial_safe and not self.by_kind("missing")
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return {
+            "framework": self.framework,
+            "model_variables": self.total,
+            "restored": self.matched,
+            "counts": {kind: len(self.by_kind(kind)) for kind in RESTORE_KINDS},
+            "expect_partial_safe": self.expect_partial_safe,
+            "ok": self.ok,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "framework": self.framework,
+            "checkpoint": self.checkpoint,
+            "root": self.root,
+            "leftovers": [i.to_json() for i in self.items if i.kind not in ("missing", "shape_mismatch")],
+            "missing": [i.to_json() for i in self.by_kind("missing")],
+            "mismatched": [i.to_json() for i in self.by_kind("shape_mismatch")],
+            "summary": self.summary,
+            "notes": list(self.notes),
+        }
+
+
+def compare_restore(
+    framework: str, variables: list[ModelVariable], records: Iterable[Any], *, checkpoint: str, root: str = ""
+) -> RestoreReport:
+    """Match model variables to checkpoint records by key; classify what is left on either side.
+
+    Args:
+        framework: ``pytorch`` or ``tensorflow`` (chooses the wording of the fixes).
+        variables: the model's variables, each with the key its framework restores it from.
+        records: the checkpoint's :class:`~bridge.model.TensorRecord` values (``kind`` already tagged).
+        checkpoint: the checkpoint path, for the report.
+        root: where the model sits in the checkpoint, for the report.
+    """
+    by_key = {r.name: r for r in records}
+    wanted = {v.key: v for v in variables}
+    missing = [v for v in variables if v.key not in by_key]
+    unclaimed = [r for r in by_key.values() if r.name not in wanted]
+    orphans = [r for r in unclaimed if r.kind == "model"]
+    # did-you-mean: compared by key path (one vocabulary on both sides), shown by the names people know
+    homes = [(object_key_path(v.key), v.shape) for v in missing]
+    sources = [(object_key_path(r.name), r.shape) for r in orphans]
+    items: list[RestoreItem] = []
+    for r in orphans:
+        home = _closest(object_key_path(r.name), r.shape, homes)
+        guess = None if home is None else missing[home]
+        hint = _leftover_hint(framework, None if guess is None else _home_label(guess))
+        name = None if guess is None else guess.name
+        items.append(RestoreItem(r.name, "model_leftover", r.shape, hint, r.path, did_you_mean=name))
+    for v in missing:
+        source = _closest(object_key_path(v.key), v.shape, sources)
+        found = None if source is None else orphans[source].path or object_key_path(orphans[source].name)
+        hint = f"keeps its initial value: the checkpoint has no `{object_key_path(v.key)}`"
+        hint += f"; did you mean `{found}`?" if found else ""
+        items.append(RestoreItem(v.name, "missing", v.shape, hint, key=v.key, did_you_mean=found))
+    for v in variables:
+        r = by_key.get(v.key)
+        if r is not None and tuple(r.shape) != tuple(v.shape):
+            hint = (f"restore fails: the checkpoint holds {list(r.shape)}, the model {list(v.shape)} "
+                    "(a changed config: hidden size, vocabulary, number of classes?)")  # fmt: skip
+            items.append(RestoreItem(r.name, "shape_mismatch", r.shape, hint, r.path, v.key, model_shape=v.shape))
+    for r in unclaimed:
+        if r.kind != "model":
+            kind = _RECORD_KINDS[r.kind]
+            items.append(RestoreItem(r.name, kind, r.shape, _harmless_hint(framework, kind), r.path))
+    return RestoreReport(framework, checkpoint, root, len(variables) - len(missing), len(variables), items)
+
+
+def _home_label(v: ModelVariable) -> str:
+    path = object_key_path(v.key)
+    return v.name if path == v.name else f"{path} ({v.name})"
+
+
+def _closest(path: str, shape: tuple[int, ...], candidates: list[tuple[str, tuple[int, ...]]]) -> int | None:
+    """Index of the (path, shape) candidate most like ``path``; an equal shape counts first."""
+    import difflib
+
+    best: tuple[bool, float, int] | None = None
+    for index, (other_path, other_shape) in enumerate(candidates):
+        same = tuple(other_shape) == tuple(shape)
+        ratio = difflib.SequenceMatcher(None, path, other_path).ratio()
+        if (ratio >= 0.6 or (same and ratio >= 0.3)) and (best is None or (same, ratio) > best[:2]):
+            best = (same, ratio, index)
+    return best[2] if best else None
+
+
+def _leftover_hint(framework: str, guess: str | None) -> str:
+    drop = "status.expect_partial()" if framework == "tensorflow" else "load_state_dict(..., strict=False)"
+    lead = "a real weight no model variable restores: a renamed or removed layer?"
+    if guess:
+        return f"{lead} did you mean `{guess}`? Rename it back (or map the key); if it is gone on purpose, {drop}"
+    return f"{lead} if the layer is gone on purpose, {drop} drops it; otherwise the model lost it"
+
+
+def _harmless_hint(framework: str, kind: str) -> str:
+    if kind == "optimizer":
+        if framework == "tensorflow":
+            return ("optimizer state: restore tf.train.Checkpoint(model=..., optimizer=...) to resume training, "
+                    "or status.expect_partial() to drop it (safe)")  # fmt: skip
+        return "optimizer state: optimizer.load_state_dict(...) to resume training, or ignore it (safe)"
+    if kind == "counter":
+        return "a step counter (save_counter, iterations, global_step): safe to drop"
+    return "checkpoint bookkeeping (the object graph): nothing to restore"
+
+
+def render_restore_text(report: RestoreReport, *, verbose: bool = False) -> str:
+    """Human-readable restore report: what the model loses, what it lacks, what may be dropped safely."""
+    s = report.summary
+    lines = [f"{report.framework}: {s['restored']} of {s['model_variables']} model variables restored from "
+             f"{report.checkpoint}" + (f" (model at `{report.root}`)" if report.root else "")]  # fmt: skip
+    titles = {
+        "model_leftover": "model leftovers: checkpoint weights the model never restores",
+        "shape_mismatch": "shape mismatches: restore fails",
+        "missing": "missing: model variables the checkpoint does not provide (they keep their initial values)",
+    }
+    for kind, title in titles.items():
+        items = report.by_kind(kind)
+        if items:
+            lines += ["", f"{title} ({len(items)})"]
+            for i in items:
+                lines += [f"  {i.path or i.name} {list(i.shape)}", f"    fix: {i.hint}"]
+    harmless = [i for i in report.items if i.kind in HARMLESS_KINDS]
+    if harmless:
+        lines += ["", f"safe to drop ({len(harmless)}): optimizer state, counters, bookkeeping"]
+        for kind in HARMLESS_KINDS:
+            items = report.by_kind(kind)
+            if items:
+                names = [i.path or i.name for i in items]
+                shown = names if verbose else names[:4] + ([f"... {len(names) - 4} more"] if len(names) > 4 else [])
+                lines += [f"  {kind} ({len(items)}): {', '.join(shown)}", f"    {items[0].hint}"]
+    lines += [f"note: {n}" for n in report.notes]
+    partial = "safe (only optimizer state, counters, bookkeeping left over)" if report.expect_partial_safe else (
+        "NOT safe: it would silently drop model weights")  # fmt: skip
+    drop = "status.expect_partial()" if report.framework == "tensorflow" else "load_state_dict(..., strict=False)"
+    lines += ["", f"{drop}: {partial}",
+              "verdict: " + ("the model restores completely" if report.ok else
+                             f"{s['counts']['model_leftover']} model leftovers, {s['counts']['missing']} missing, "
+                             f"{s['counts']['shape_mismatch']} mismatched")]  # fmt: skip
+    return "\n".join(lines)
+
+
+def checkpoint_vs_model(model: Any, checkpoint: str | Path, *, batch: Any = None) -> RestoreReport:
+    """Which checkpoint values ``model`` would never restore, and which of its variables stay initial.
+
+    Args:
+        model: a ``torch.nn.Module`` (compared by ``state_dict()`` keys and shapes) or a Keras model /
+            ``tf.Module`` (matched the way ``tf.train.Checkpoint.read`` walks the object graph).
+        checkpoint: any checkpoint ``bridge.load`` reads (TF2 object-based for TF models).
+        batch: called on an unbuilt Keras model first, to create its variables.
+
+    Returns:
+        A :class:`RestoreReport`: model leftovers (with a did-you-mean), optimizer state / counters /
+        bookkeeping (``expect_partial_safe`` when these are all that is left), missing variables, mismatches.
+
+    Example:
+        >>> report = bridge.checkpoint_vs_model(model, "ckpt/ckpt-1")   # doctest: +SKIP
+        >>> report.expect_partial_safe, [i.name for i in report.by_kind("missing")]   # doctest: +SKIP
+    """
+    from bridge.api import load
+
+    framework = framework_of(model)
+    with load(checkpoint) as ckpt:
+        if (ckpt.framework == "pytorch") != (framework == "pytorch"):
+            raise UsageError(
+                "Checkpoint and model are from different frameworks", path=checkpoint,
+                detail=f"a {ckpt.framework} checkpoint ({ckpt.format}) for a {framework} model",
+                hint="Convert it first (bridge convert), then compare the result",
+            )  # fmt: skip
+        if framework == "pytorch":
+            from pt_side.unused import restore_variables as torch_variables
+
+            variables, root = torch_variables(model, ckpt)
+        else:
+            from tf_side.unused import restore_variables as tf_variables
+
+            variables, root = tf_variables(model, ckpt, batch)
+        return compare_restore(framework, variables, ckpt.values(), checkpoint=str(checkpoint), root=root)
+
+
+def best_prefix(keys: Iterable[str], names: Iterable[str], sep: str = ".") -> str:
+    """The prefix (``""`` or a first name component + ``sep``) under which most ``keys`` are in ``names``.
+
+    Training-state files nest the weights (``{"model": state_dict, "optimizer": ...}``).
+    """
+    keys, present = list(keys), set(names)
+    prefixes = [""] + list(dict.fromkeys(n.split(sep, 1)[0] + sep for n in present if sep in n))
+    return max(prefixes, key=lambda p: sum(p + k in present for k in keys))

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from bridge.errors import MissingDependency, UsageError
-from bridge.unused import Row, UnusedReport, make_items
+from bridge.unused import ModelVariable, Row, UnusedReport, best_prefix, make_items
 
 
 def _torch() -> Any:
@@ -190,3 +190,17 @@ def _with_module_scopes(model: Any, names: list[str], rows: list[Row]) -> list[R
                 break
         out.append(Row(r.name, scope or "(root)", r.kind, r.numel, r.shape, r.steps_used))
     return out
+
+
+def restore_variables(model: Any, ckpt: Any) -> tuple[list[ModelVariable], str]:
+    """``state_dict()`` entries as restore keys (what ``load_state_dict`` matches), under the prefix that fits.
+
+    A training-state file nests the weights (``{"model": ..., "optimizer": ...}``); the reader flattens
+    that to ``model.<key>``, so the prefix under which most keys are present is used.
+    """
+    torch = _torch()
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError("Not a PyTorch module", detail=type(model).__name__, hint="Pass a torch.nn.Module")
+    state = model.state_dict()
+    prefix = best_prefix(state, ckpt)
+    return [ModelVariable(prefix + k, k, tuple(int(d) for d in t.shape)) for k, t in state.items()], prefix.rstrip(".")

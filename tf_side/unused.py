@@ -6,15 +6,20 @@ variable the trace never captures never enters an op.  "Reaches the loss" =
 ``tf.GradientTape`` gives it a gradient (exactly the variables Keras'
 "Gradients do not exist for variables ..." warning leaves out); the graph walk
 from the loss back to captured handles is kept as a cross-check.
+
+:func:`restore_variables` answers the other question of `bridge unused --checkpoint`:
+which checkpoint key each variable would be restored from, by TF's own object-graph walk.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bridge.errors import MissingDependency, UsageError
-from bridge.unused import Row, UnusedReport, make_items
+from bridge.errors import MissingDependency, UnsupportedFeature, UsageError
+from bridge.unused import ModelVariable, Row, UnusedReport, make_items
+from tf_side.object_graph import OBJECT_GRAPH_KEY, VARIABLE_VALUE, parse_object_graph
 
 
 def _tf() -> Any:
@@ -195,3 +200,85 @@ def _row(v: Any, kind: str, model_name: str | None, steps_used: int | None) -> R
     name = variable_name(v, model_name)
     scope = name.rsplit("/", 1)[0] if "/" in name else "(root)"
     return Row(name, scope, kind, _numel(v), tuple(int(d) for d in v.shape), steps_used)
+
+
+# --- checkpoint vs model: the object-graph walk tf.train.Checkpoint.read does -----------------------------------
+
+
+def restore_variables(model: Any, ckpt: Any, batch: Any = None) -> tuple[list[ModelVariable], str]:
+    """Each variable of ``model`` with the checkpoint key a restore would read it from.
+
+    TF restores by walking the checkpoint's object graph and the Python objects together,
+    breadth first from the root, matching children by local name and binding each checkpoint
+    node once (``restore.py: _queue_children_for_restoration``).  We do the same walk from
+    each place the model may sit (the checkpoint root, as tf-keras ``save_weights`` writes it,
+    or a root child: ``tf.train.Checkpoint(model=...)``) and keep the one that restores most.
+    A variable the walk never reaches gets the key it would need (its own shortest path).
+    """
+    tf = _tf()
+    record = ckpt.get(OBJECT_GRAPH_KEY)
+    if record is None:
+        raise UnsupportedFeature(
+            "Not an object-based checkpoint", path=ckpt.path,
+            detail=f"a {ckpt.format} file has no TF2 object graph to restore a Keras model / tf.Module from",
+            hint="Save with tf.train.Checkpoint(model=model, optimizer=...).write(path); for TF1 name-based "
+            "checkpoints see `bridge check`",
+        )  # fmt: skip
+    nodes = parse_object_graph(bytes(record.numpy().reshape(-1)[0]))
+    if batch is not None and not list(getattr(model, "variables", [])):
+        _call(model, batch, False)  # an unbuilt Keras model has no variables yet
+    own = {id(_tf_variable(v)): v for v in model.variables}
+    roots = [("", 0)] + [(name, child) for child, name in nodes[0].children]
+    bound = {root: _bind(tf, model, nodes, node) for root, node in roots}
+    root = max(bound, key=lambda r: (len(bound[r].keys() & own.keys()), r == "model"))
+    model_name = getattr(model, "name", None)
+    prefix = (_escape(root),) if root else ()
+    out = []
+    for path, v in _variable_paths(tf, model, own):
+        key = bound[root].get(id(_tf_variable(v))) or "/".join((*prefix, *map(_escape, path), _VALUE_SUFFIX))
+        out.append(ModelVariable(key, variable_name(v, model_name), tuple(int(d) for d in v.shape)))
+    return out, root
+
+
+_VALUE_SUFFIX = ".ATTRIBUTES/VARIABLE_VALUE"
+
+
+def _escape(local_name: str) -> str:
+    """TF's escaping of a local name inside a checkpoint key (``trackable_utils.escape_local_name``)."""
+    return local_name.replace(".", "..").replace("/", ".S")
+
+
+def _bind(tf: Any, model: Any, nodes: list[Any], start: int) -> dict[int, str]:
+    """id(tf.Variable) -> checkpoint key, binding Python objects to checkpoint nodes as TF's restore does."""
+    found: dict[int, str] = {}
+    bound = {start}
+    queue = deque([(model, start)])
+    while queue:
+        obj, node_id = queue.popleft()
+        key = next((a.checkpoint_key for a in nodes[node_id].attributes if a.name == VARIABLE_VALUE), None)
+        if key and isinstance(_tf_variable(obj), tf.Variable):
+            found[id(_tf_variable(obj))] = key
+        children = tf.train.TrackableView.children(obj)
+        for child, name in nodes[node_id].children:
+            if child not in bound and name in children:
+                bound.add(child)
+                queue.append((children[name], child))
+    return found
+
+
+def _variable_paths(tf: Any, model: Any, own: dict[int, Any]) -> list[tuple[tuple[str, ...], Any]]:
+    """(shortest local-name path, variable) for each of ``own``, breadth first like TF's key assignment."""
+    out: dict[int, tuple[tuple[str, ...], Any]] = {}
+    seen = {id(model)}
+    queue: deque[tuple[Any, tuple[str, ...]]] = deque([(model, ())])
+    while queue:
+        obj, path = queue.popleft()
+        vid = id(_tf_variable(obj))
+        if vid in own and vid not in out:
+            out[vid] = (path, own[vid])
+        for name, child in tf.train.TrackableView.children(obj).items():
+            if id(child) not in seen:
+                seen.add(id(child))
+                queue.append((child, (*path, name)))
+    # Variables TF would not save (not reachable as trackables) still deserve a row: keyed by name.
+    return list(out.values()) + [((variable_name(v),), v) for vid, v in own.items() if vid not in out]

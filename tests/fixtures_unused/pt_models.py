@@ -155,3 +155,26 @@ class LayerDrop(nn.Module):
 def layer_drop():
     torch.manual_seed(0)
     return LayerDrop(), torch.randn(3, 8, generator=torch.Generator().manual_seed(1))
+
+
+class Classifier(nn.Module):
+    def __init__(self, head: str = "head") -> None:
+        super().__init__()
+        self.encoder = nn.Linear(4, 8)
+        self.norm = nn.BatchNorm1d(8)  # buffers (running stats) are state-dict entries too
+        self.head_name = head
+        setattr(self, head, nn.Linear(8, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return getattr(self, self.head_name)(self.norm(self.encoder(x)).relu())
+
+
+def classifier():
+    torch.manual_seed(0)
+    return Classifier(), torch.ones(3, 4)
+
+
+def classifier_renamed():
+    """The same model after a refactor renamed `head` to `classifier`."""
+    torch.manual_seed(0)
+    return Classifier("classifier"), torch.ones(3, 4)

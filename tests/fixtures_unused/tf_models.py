@@ -58,3 +58,34 @@ def keras_all_used():
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(1)], name="seq")
     return model, np.ones((2, 4), dtype="float32")
+
+
+def _classifier(head: str = "head", units: int = 2):
+    """A subclassed Keras model whose head sits at attribute ``head`` (checkpoint paths follow attributes)."""
+    import keras
+
+    class Classifier(keras.Model):
+        def __init__(self):
+            super().__init__(name="clf")
+            self.encoder = keras.layers.Dense(8, activation="relu", name="encoder")
+            setattr(self, head, keras.layers.Dense(units, name=head))
+
+        def call(self, x):
+            return getattr(self, head)(self.encoder(x))
+
+    keras.utils.set_random_seed(0)
+    return Classifier(), np.ones((2, 4), dtype="float32")
+
+
+def keras_classifier():
+    return _classifier()
+
+
+def keras_classifier_renamed():
+    """The same model after a refactor renamed `head` to `classifier`."""
+    return _classifier(head="classifier")
+
+
+def keras_classifier_wider():
+    """The same model with 3 classes instead of 2."""
+    return _classifier(units=3)

@@ -1,0 +1,106 @@
+"""`bridge unused FILE.py:FACTORY --checkpoint CKPT` for Keras: checked against tf.train.Checkpoint.read itself."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import bridge
+from bridge.cli import cli
+
+TF_MODELS = Path(__file__).resolve().parents[1] / "fixtures_unused" / "tf_models.py"
+TINY_BERT = Path(__file__).resolve().parents[2] / "examples" / "tiny-bert" / "bert_model.ckpt"
+
+
+@pytest.fixture(scope="module")
+def models(tf):
+    pytest.importorskip("keras")
+    spec = importlib.util.spec_from_file_location("_bridge_test_tf_models_restore", TF_MODELS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def trained(models, tf, tmp_path_factory):
+    """keras_classifier trained one Adam step, saved with tf.train.Checkpoint(model=..., optimizer=...)."""
+    import keras
+
+    model, batch = models.keras_classifier()
+    optimizer = keras.optimizers.Adam(0.01)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.square(model(batch)))
+    variables = model.trainable_variables
+    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+    return tf.train.Checkpoint(model=model, optimizer=optimizer).write(str(tmp_path_factory.mktemp("k") / "ckpt"))
+
+
+def _read(tf, model, path):
+    """TF's own verdict: (every model variable restored?, every checkpoint value consumed?)."""
+    status = tf.train.Checkpoint(model=model).read(path)
+    verdicts = []
+    for check in (status.assert_existing_objects_matched, status.assert_consumed):
+        try:
+            check()
+            verdicts.append(True)
+        except AssertionError:
+            verdicts.append(False)
+    status.expect_partial()
+    return tuple(verdicts)
+
+
+def test_same_model_only_optimizer_leftovers(models, trained, tf):
+    model, batch = models.keras_classifier()
+    report = bridge.checkpoint_vs_model(model, trained, batch=batch)
+    assert report.root == "model" and report.matched == report.total == 4
+    kinds = {i.kind for i in report.items}
+    assert kinds == {"optimizer", "counter", "bookkeeping"}
+    # Adam's m and v for 4 variables + learning rate; `iterations` is the counter
+    assert len(report.by_kind("optimizer")) == 9 and len(report.by_kind("counter")) == 1
+    assert report.expect_partial_safe and report.exit_code == 0
+    assert _read(tf, model, trained) == (True, False)  # TF: everything restored, checkpoint not consumed
+
+
+def test_renamed_layer_is_a_model_leftover_with_did_you_mean(models, trained, tf):
+    model, batch = models.keras_classifier_renamed()
+    report = bridge.checkpoint_vs_model(model, trained, batch=batch)
+    leftovers = {i.path: i.did_you_mean for i in report.by_kind("model_leftover")}
+    assert leftovers == {"model/head/_kernel": "classifier/kernel", "model/head/bias": "classifier/bias"}
+    missing = {i.name: i.did_you_mean for i in report.by_kind("missing")}
+    assert missing == {"classifier/kernel": "model/head/_kernel", "classifier/bias": "model/head/bias"}
+    assert "renamed or removed layer" in report.by_kind("model_leftover")[0].hint
+    assert not report.expect_partial_safe and report.exit_code == 1
+    assert _read(tf, model, trained) == (False, False)  # TF too: the classifier was not restored
+
+
+def test_wider_head_is_a_shape_mismatch(models, trained, tf):
+    model, batch = models.keras_classifier_wider()
+    report = bridge.checkpoint_vs_model(model, trained, batch=batch)
+    [kernel, bias] = report.by_kind("shape_mismatch")
+    assert (kernel.shape, kernel.model_shape, bias.shape, bias.model_shape) == ((8, 2), (8, 3), (2,), (3,))
+    assert report.exit_code == 1
+    with pytest.raises(ValueError):  # TF refuses the restore
+        tf.train.Checkpoint(model=model).read(trained).expect_partial()
+
+
+def test_cli_json_and_exit_codes(models, trained):
+    ok = CliRunner().invoke(cli, ["unused", f"{TF_MODELS}:keras_classifier", "--checkpoint", trained, "--json"])
+    assert ok.exit_code == 0, ok.output
+    payload = json.loads(ok.output)
+    assert payload["missing"] == [] and payload["summary"]["expect_partial_safe"] is True
+    assert {u["kind"] for u in payload["leftovers"]} == {"optimizer", "counter", "bookkeeping"}
+
+    bad = CliRunner().invoke(cli, ["unused", f"{TF_MODELS}:keras_classifier_renamed", "--checkpoint", trained])
+    assert bad.exit_code == 1, bad.output
+    assert "model/head/_kernel [8, 2]" in bad.output and "did you mean `model/classifier/_kernel" in bad.output
+    assert "status.expect_partial(): NOT safe" in bad.output
+
+
+def test_name_based_checkpoint_is_exit_2(models):
+    result = CliRunner().invoke(cli, ["unused", f"{TF_MODELS}:keras_classifier", "--checkpoint", str(TINY_BERT)])
+    assert result.exit_code == 2, result.output
+    assert "Not an object-based checkpoint" in result.output and "tf.train.Checkpoint" in result.output
