@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,11 @@ from bridge.plan import Plan, TargetSpec, TargetTensor
 from bridge.rules import Rule, RulePack, get_pack, packs
 
 _CONFIG_NAMES = ("config.json", "bert_config.json")
+_FACTORY = re.compile(r".+\.py:[A-Za-z_]\w*")  # file.py:factory, a model built by the user's code
+
+
+def is_factory(target: str | None) -> bool:
+    return target is not None and _FACTORY.fullmatch(target) is not None
 
 
 def check(
@@ -56,9 +62,12 @@ def check(
     if to not in ("pytorch", "tensorflow"):
         raise UsageError("Unknown --to side", hint=f"Use pytorch or tensorflow. Received: {to!r}")
     with load(source, format=source_format) as ckpt:
-        pack = get_pack(rules) if rules else _detect_pack(ckpt, to)
+        pack = get_pack(rules) if rules else _detect_pack(ckpt, to, target)
         cfg, notes = _resolve_config(ckpt, pack, config)
         spec = resolve_target(ckpt, pack, to, target, cfg)
+        if pack.bind is not None:
+            pack, bound_notes = pack.bind(ckpt, spec)
+            notes = bound_notes + notes
         plan = build_plan(
             ckpt, spec, pack, extra_rules=_parse_maps(maps), strip_prefix=strip_prefix, add_prefix=add_prefix
         )
@@ -66,13 +75,20 @@ def check(
     return plan
 
 
-def _detect_pack(ckpt: Checkpoint, to: str) -> RulePack:
+def _detect_pack(ckpt: Checkpoint, to: str, target: str | None = None) -> RulePack:
+    from bridge.rules import keras
+
     names = [r.name for r in ckpt.values() if r.kind == "model"]
+    if ckpt.framework == "pytorch" and (is_factory(target) or _keras_reference(target)):
+        return keras.PACK  # a Keras model (or Keras 3 weights file) to fill from PyTorch weights
     if ckpt.framework == "pytorch":
         layouts = [(p, p.tf_layout) for p in packs() if p.tf_layout is not None]
         if layouts:
             return layouts[0][0]
     scored = sorted(((p.claims(names), p.name, p) for p in packs()), reverse=True)
+    entries = [(r.name, r.shape, r.path) for r in ckpt.values() if r.kind == "model"]
+    if (not scored or scored[0][0] == 0) and keras.looks_keras(ckpt.format, ckpt.metadata, entries):
+        return keras.PACK
     if not scored or scored[0][0] == 0:
         raise UsageError(
             "No rule pack recognises this checkpoint",
@@ -142,13 +158,24 @@ def _read_json(path: Path) -> dict[str, Any]:
 def resolve_target(
     ckpt: Checkpoint, pack: RulePack, to: str, target: str | None, config: dict[str, Any]
 ) -> TargetSpec:
-    """The :class:`TargetSpec` for ``--target`` (class name, layout name or reference checkpoint)."""
+    """The :class:`TargetSpec` for ``--target`` (class name, layout name, reference checkpoint, or a
+    ``file.py:factory`` that builds the target model: a ``torch.nn.Module`` or, to TensorFlow, a Keras model)."""
+    if target and is_factory(target):
+        if to == "pytorch":
+            from pt_side.targets import module_spec
+
+            return module_spec(target)
+        from tf_side.keras_target import keras_spec
+
+        return keras_spec(target)
     if target and (Path(target).exists() or any(Path(target).parent.glob(Path(target).name + ".*"))):
         with load(target) as ref:
             tensors = {r.name: TargetTensor(r.name, r.shape, r.dtype) for r in ref.values() if r.kind == "model"}
+            layout = ref.metadata.get("layout")
             return TargetSpec(ref.framework if ref.framework != "keras" else "tensorflow",
                               f"reference checkpoint {target}", tensors, config=config,
-                              base_prefix=pack.base_prefix)  # fmt: skip
+                              base_prefix=pack.base_prefix,
+                              metadata=_keras3_layout(ref.metadata) if layout == "keras3" else {})  # fmt: skip
     if to == "tensorflow":
         if pack.tf_layout is None:
             raise UsageError(f"The {pack.name} rules have no TensorFlow layout", hint="Pass --target REFERENCE_CKPT")
@@ -170,6 +197,19 @@ def resolve_target(
     from pt_side.targets import transformers_spec
 
     return transformers_spec(name, config)
+
+
+def _keras_reference(target: str | None) -> bool:
+    """A Keras 3 weights file (or a folder holding one, as convert writes) as the TF-side target."""
+    if target is None:
+        return False
+    path = Path(target)
+    return target.endswith((".weights.h5", ".keras")) or (path.is_dir() and any(path.glob("*.weights.h5")))
+
+
+def _keras3_layout(metadata: dict[str, Any]) -> dict[str, Any]:
+    """What a Keras 3 writer needs besides the tensors: every object's ``vars`` group and name."""
+    return {"layout": "keras3", "object_names": dict(metadata.get("object_names", {}))}
 
 
 def _source_heads(ckpt: Checkpoint, pack: RulePack) -> list[str]:

@@ -20,6 +20,21 @@ class TargetTensor:
     tied_to: str | None = None
 
 
+@dataclass(frozen=True)
+class TargetModule:
+    """A parameter-bearing module of a PyTorch target, in registration order (structural matching).
+
+    ``kind`` is one word of the Keras pack's vocabulary (``linear``, ``conv2d``, ``depthwise_conv2d``,
+    ``batch_norm``, ``layer_norm``, ``embedding``, ``lstm``, ``gru``) or ``other``; ``facts`` holds
+    what changes the math without being a tensor (``eps``, ``num_layers``, ``bidirectional``).
+    """
+
+    name: str
+    kind: str
+    cls: str
+    facts: dict[str, Any] = field(default_factory=dict, hash=False)
+
+
 @dataclass
 class TargetSpec:
     """What the target side expects: names, shapes, ties, and where that knowledge came from."""
@@ -30,6 +45,8 @@ class TargetSpec:
     class_name: str | None = None
     config: dict[str, Any] | None = None
     base_prefix: str | None = None  # transformers' base_model_prefix, for automatic alignment
+    modules: list[TargetModule] | None = None  # a built PyTorch model's modules (None: names only)
+    metadata: dict[str, Any] = field(default_factory=dict)  # layout facts a writer needs (Keras 3 groups)
 
 
 @dataclass(frozen=True)
@@ -52,6 +69,7 @@ class Leftover:
     shape: tuple[int, ...] = ()
     kind: str = "model"
     suggestion: str | None = None
+    fill: str | None = None  # "zeros": a missing target that convert writes as zeros
 
 
 @dataclass(frozen=True)
