@@ -161,10 +161,11 @@ def _propose(
         hits: list[tuple[str, Transform]] = []
         for rule in rules:
             hit = rule.apply(name)
-            if hit is not None and all(hit[0] != t for t, _ in hits):
-                if hits and hit[1].part is None and hits[0][1].part is None:
-                    break  # first rule wins, as always; only parts of a split continue
-                hits.append(hit)
+            if hit is None or any(hit[0] == t for t, _ in hits):
+                continue
+            if hits and not (hit[1].splits and hits[0][1].splits):
+                break  # the first rule wins, as always; only the parts of a split source go on
+            hits.append(hit)
         return hits
 
     source_is_pt = ckpt.framework == "pytorch"

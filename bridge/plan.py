@@ -119,7 +119,8 @@ class Plan:
         # A source that also stores tied tensors fills them too; count what needed a source.
         filled = len(needing & {m.target for m in self.matched})
         return {
-            "source_consumed": len(self.matched) / self.source_model_tensors if self.source_model_tensors else 1.0,
+            "source_consumed": len({m.source for m in self.matched}) / self.source_model_tensors
+            if self.source_model_tensors else 1.0,  # a split source (a GRU's bias rows) counts once
             "target_filled": filled / len(needing) if needing else 1.0,
         }
 

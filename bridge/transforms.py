@@ -113,6 +113,11 @@ class Transform:
         return Transform("reshape", tuple(source_shape))
 
     @property
+    def splits(self) -> bool:
+        """Whether this transform takes one part of its source (starts with ``row``): a source of several targets."""
+        return (self.steps[0] if self.op == "chain" else self).op == "row"
+
+    @property
     def part(self) -> tuple[int, int] | None:
         """``(k, n)`` when this transform yields part ``k`` of ``n`` of its target (ends in ``place``)."""
         last = self.steps[-1] if self.op == "chain" else self

@@ -103,7 +103,7 @@ def _write_one(
         f.write(struct.pack("<Q", len(raw)))
         f.write(raw)
         for t in tensors:
-            value = np.ascontiguousarray(t.produce())
+            value = np.require(t.produce(), requirements="C")  # keeps 0-d (ascontiguousarray makes it 1-d)
             if value.shape != t.shape or dtypes.dtype_name(value.dtype) != t.dtype:
                 raise ValueError(f"{t.name}: produced {value.dtype}{value.shape}, planned {t.dtype}{t.shape}")
             if value.dtype.byteorder == ">":
@@ -121,7 +121,7 @@ def write_torch_bin(folder: Path, tensors: Sequence[OutTensor], *, stem: str = "
         raise MissingDependency("torch is needed to write .bin files", hint="pip install torch") from e
     state = {}
     for t in tensors:
-        value = np.ascontiguousarray(t.produce())
+        value = np.require(t.produce(), requirements="C")  # keeps 0-d (ascontiguousarray makes it 1-d)
         state[t.name] = torch.from_numpy(value.view(np.uint16)).view(torch.bfloat16) if t.dtype == "bfloat16" else (
             torch.from_numpy(value.copy())
         )

@@ -75,13 +75,14 @@ class KindRule:
 
     ``weights``: (Keras role, torch parameter, transform) rows; a Keras role may feed
     several parameters (a GRU's two bias rows).  ``extra``: torch tensors with no Keras
-    counterpart, with the reason and what convert writes.
+    counterpart: the reason, what convert writes (``zeros``), and whether, on the way back
+    to Keras, the value must be zero to be dropped without changing the math.
     """
 
     torch_kind: str
     torch_class: str
     weights: tuple[tuple[str, str, TransformSpec], ...]
-    extra: tuple[tuple[str, str, str | None], ...] = ()
+    extra: tuple[tuple[str, str, str | None, bool], ...] = ()
     note: str | None = None
 
 
@@ -105,7 +106,8 @@ TABLE: dict[str, KindRule] = {
         "batch_norm", "BatchNorm",
         (("gamma", "weight", "identity"), ("beta", "bias", "identity"),
          ("moving_mean", "running_mean", "identity"), ("moving_variance", "running_var", "identity")),
-        extra=(("num_batches_tracked", "BatchNorm step counter: newly initialised (zeros), harmless", "zeros"),),
+        extra=(("num_batches_tracked", "BatchNorm step counter: newly initialised (zeros), harmless", "zeros",
+                False),),
         note="BatchNormalization epsilon: Keras' default is 1e-3, torch's 1e-5; the twin must use the Keras "
         "value (nn.BatchNorm2d(..., eps=1e-3)); momentum 0.99 (Keras) is 0.01 in torch's convention",
     ),  # fmt: skip
@@ -119,7 +121,7 @@ TABLE: dict[str, KindRule] = {
         (("kernel", "weight_ih_l0", "transpose"), ("recurrent_kernel", "weight_hh_l0", "transpose"),
          ("bias", "bias_ih_l0", "identity")),
         extra=(("bias_hh_l0", "Keras' LSTM has one bias, torch adds two: the second is written as zeros",
-                "zeros"),),
+                "zeros", True),),
         note="LSTM gates: Keras i, f, c, o is torch's i, f, g, o (no reorder)",
     ),  # fmt: skip
     "gru": KindRule(
@@ -285,8 +287,8 @@ def infer_modules(tensors: dict[str, Shape], keras_kinds: set[str]) -> tuple[lis
         kind = _torch_kind(params, keras_kinds)
         modules.append(TargetModule(owner, kind, "inferred from names and shapes"))
         if kind == "embedding" and "dense" in keras_kinds:
-            notes.append(f"`{owner}` has a single 2-D weight: taken as an Embedding (a Linear without bias looks "
-                         "the same; pass --target file.py:factory to know)")  # fmt: skip
+            notes.append(f"`{owner}` has a single 2-D weight: taken as an Embedding (a Linear without bias "
+                         "looks the same; a built model, --target file.py:factory, knows)")  # fmt: skip
     return modules, notes
 
 
@@ -376,6 +378,17 @@ def _facts_notes(layer: Layer, module: TargetModule) -> list[str]:
     return notes
 
 
+def _dropped_on_the_way_back(record: Any, reason: str, must_be_zero: bool) -> Copy | Incompatible:
+    """A PyTorch tensor Keras has no place for: harmless, or harmless only while it is zero."""
+    name = re.escape(record.name)
+    if not must_be_zero:
+        return Copy(name, f"{reason.split(':')[0]}: Keras has none, dropped")
+    if not record.numpy().any():  # reads one small tensor: whether dropping it changes the math
+        return Copy(name, "zeros (as convert writes for a Keras LSTM): dropping it changes nothing")
+    return Incompatible(name, "PyTorch's second LSTM bias is not zero: Keras' single bias would be "
+                        "bias_ih_l0 + bias_hh_l0, a sum this pack does not compute")  # fmt: skip
+
+
 def bind(ckpt: Any, spec: TargetSpec) -> tuple[RulePack, list[str]]:
     """Rules for one Keras source + PyTorch target pair (or PyTorch source + Keras target).
 
@@ -406,6 +419,7 @@ def bind(ckpt: Any, spec: TargetSpec) -> tuple[RulePack, list[str]]:
         notes += inferred
     rules: list[Rule] = []
     optional: list[Optional_] = []
+    copies: list[Copy] = list(COPIES)
     kinds_seen: set[str] = set()
     for layer, module in _pair(known, [m for m in modules if m.kind != "other"], torch_tensors, notes):
         if layer is None and module is not None:
@@ -431,18 +445,22 @@ def bind(ckpt: Any, spec: TargetSpec) -> tuple[RulePack, list[str]]:
                 continue  # reset_after=False: left over, explained by INCOMPATIBLE
             transform = spec_(shape) if callable(spec_) else spec_
             rules.append(Rule(re.escape(name), _torch_name(module, param), transform))
-        for param, reason, fill in rule.extra:
-            optional.append(Optional_(re.escape(_torch_name(module, param)), reason, fill))
+        for param, reason, fill, must_be_zero in rule.extra:
+            name = _torch_name(module, param)
+            optional.append(Optional_(re.escape(name), reason, fill))
+            if ckpt.framework == "pytorch" and name in ckpt:
+                copies.append(_dropped_on_the_way_back(ckpt[name], reason, must_be_zero))
     for layer in layers:
         if layer.kind not in TABLE and not any(re.fullmatch(c.source, layer.key) for c in COPIES):
             notes.append(f"Keras layer {layer.label}: weights {sorted(layer.weights)} are not a layer kind this "
                          "pack knows")  # fmt: skip
-    incompatible = tuple(
+    incompatible = tuple(c for c in copies if isinstance(c, Incompatible)) + tuple(
         Incompatible(re.escape(name), INCOMPATIBLE[0].reason)
         for layer in known if layer.kind == "gru"
         for role, (name, shape) in layer.weights.items() if role == "bias" and len(shape) != 2
     )  # fmt: skip
-    bound = replace(PACK, rules=tuple(rules), optional=tuple(optional), incompatible=incompatible, bind=None)
+    bound = replace(PACK, rules=tuple(rules), optional=tuple(optional), incompatible=incompatible, bind=None,
+                    copies=tuple(c for c in copies if isinstance(c, Copy)))
     return bound, notes
 
 
