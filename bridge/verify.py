@@ -75,6 +75,8 @@ def verify(
     batch: int = 2,
     seq_len: int = 16,
     forward: bool = True,
+    target: str | None = None,
+    source_model: str | None = None,
 ) -> VerifyReport:
     """Compare a converted checkpoint ``out`` with its ``source``.
 
@@ -85,11 +87,17 @@ def verify(
         seed: seeds the random inputs (token ids, segment ids, a padded row).
         batch, seq_len: input shape (``seq_len`` is capped by the model's positions).
         forward: run the forward comparison where possible.
+        target: for the ``keras`` pack, ``file.py:factory`` of the model on the output's side
+            (the PyTorch twin, or the Keras model), as given to ``convert``.
+        source_model: for the ``keras`` pack, ``file.py:factory`` of the model on the source's side
+            when the source cannot build it (a weights-only Keras file, a PyTorch state dict).
 
     Returns:
         A :class:`VerifyReport`; ``ok`` when all values are bit-exact and all outputs within ``atol``.
     """
     report = VerifyReport(str(source), str(out), atol)
+    if Path(out).is_dir() and (Path(out) / "model.weights.h5").is_file():
+        out = Path(out) / "model.weights.h5"  # what convert writes for a Keras target
     with load(out) as out_ckpt:
         to = "pytorch" if out_ckpt.framework == "pytorch" else "tensorflow"
     plan = check(source, to=to, target=str(out))
@@ -110,6 +118,10 @@ def verify(
         if plan.pack == "google-bert":
             _bert_forward(report, src if src.framework != "pytorch" else dst, Path(out if to == "pytorch" else source),
                           plan.target.config or {}, seed, batch, seq_len)  # fmt: skip
+        elif plan.pack == "keras":
+            from bridge.verify_keras import keras_forward_check
+
+            keras_forward_check(report, src, dst, to, target, source_model, seed, batch)
         elif plan.pack == "bertseq2seq" and to == "pytorch":
             from bridge.verify_seq2seq import seq2seq_forward_check
 
