@@ -105,8 +105,11 @@ def verify(
     with load(source) as src, load(out) as dst:
         for m in plan.matched:
             report.values_compared += 1
-            expected = parse(m.transform).apply(src[m.source].numpy())
+            transform = parse(m.transform)
+            expected = transform.apply(src[m.source].numpy())
             got = dst[m.target].numpy()
+            if transform.part is not None:  # one of the parts stacked into the target
+                got = got[transform.part[0]]
             if got.dtype != expected.dtype and dtypes.dtype_name(got.dtype) != dtypes.STRING:
                 expected = expected.astype(got.dtype)
             if expected.shape == got.shape and _same_bytes(expected, got):

@@ -102,3 +102,20 @@ def twin_seq() -> Any:
             return self.head(x.reshape(x.shape[0], -1))
 
     return Seq().eval()
+
+
+def tf_keras_convnet() -> Any:
+    """:func:`keras_convnet` built with tf-keras (Keras 2), for the legacy ``.h5`` formats."""
+    import tf_keras as keras
+
+    layers = keras.layers
+    inp = keras.Input((6, 6, 2))
+    x = layers.Conv2D(4, 3, padding="same")(inp)
+    x = layers.BatchNormalization()(x)
+    x = layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(x)
+    x = layers.Reshape((36, 8))(x)
+    x = layers.LSTM(5)(x)
+    x = layers.LayerNormalization()(x)
+    x = layers.Dense(6, activation="relu")(x)
+    out = layers.Dense(3)(x)
+    return keras.Model(inp, out)
