@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,7 +174,7 @@ def _out_tensors(ckpt: Checkpoint, plan: Plan, dtype: str | None) -> list[Any]:
     return out
 
 
-def _stack(pieces: list[Callable[[], np.ndarray]]) -> np.ndarray:
+def _stack(pieces: Sequence[Callable[[], np.ndarray]]) -> np.ndarray:
     return np.ascontiguousarray(np.stack([piece() for piece in pieces]))
 
 

@@ -419,7 +419,7 @@ def bind(ckpt: Any, spec: TargetSpec) -> tuple[RulePack, list[str]]:
         notes += inferred
     rules: list[Rule] = []
     optional: list[Optional_] = []
-    copies: list[Copy] = list(COPIES)
+    copies: list[Copy | Incompatible] = list(COPIES)
     kinds_seen: set[str] = set()
     for layer, module in _pair(known, [m for m in modules if m.kind != "other"], torch_tensors, notes):
         if layer is None and module is not None:
