@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,11 @@ from bridge.rules.user import RuleFile, is_rule_file, load_rule_file
 
 _CONFIG_NAMES = ("config.json", "bert_config.json")
 DEFAULT_TF_LAYOUT = "google-bert"  # what a PyTorch BERT becomes with --to tensorflow and no --target
+_FACTORY = re.compile(r".+\.py:[A-Za-z_]\w*")  # file.py:factory, a model built by the user's code
+
+
+def is_factory(target: str | None) -> bool:
+    return target is not None and _FACTORY.fullmatch(target) is not None
 
 
 def check(
@@ -63,6 +69,9 @@ def check(
         pack = _choose_pack(ckpt, target, rules, user)
         cfg, notes = _resolve_config(ckpt, pack, config)
         spec = resolve_target(ckpt, pack, to, target, cfg)
+        if pack.bind is not None:  # a structural pack turns this source + target into exact-name rules
+            pack, bound_notes = pack.bind(ckpt, spec)
+            notes = bound_notes + notes
         extra = _parse_maps(maps) + list(user.rules if user else ())
         plan = build_plan(ckpt, spec, pack, extra_rules=extra, strip_prefix=strip_prefix, add_prefix=add_prefix)
     if user is not None:
@@ -93,9 +102,13 @@ def _choose_pack(ckpt: Checkpoint, target: str | None, rules: str | None, user: 
 
 def _detect_pack(ckpt: Checkpoint, target: str | None, extra_rules: tuple[Rule, ...] = ()) -> RulePack:
     """The pack that maps most model tensors (with the user's rules counted for every pack)."""
+    from bridge.rules import keras
+
     names = [r.name for r in ckpt.values() if r.kind == "model"]
     if extra_rules:
         names = [n for n in names if not any(rule.apply(n) for rule in extra_rules)] or names
+    if ckpt.framework == "pytorch" and (is_factory(target) or _keras_reference(target)):
+        return keras.PACK  # a Keras model (or Keras 3 weights file) to fill from PyTorch weights
     if ckpt.framework == "pytorch":
         # Rules are written over TF-side names, so a PyTorch source is placed by its TF side:
         # the layout asked for, else the names of a TF reference checkpoint, else the default layout.
@@ -106,6 +119,9 @@ def _detect_pack(ckpt: Checkpoint, target: str | None, extra_rules: tuple[Rule, 
         if not names:
             return layouts[DEFAULT_TF_LAYOUT]
     scored = sorted(((p.claims(names), p.name, p) for p in packs()), reverse=True)
+    entries = [(r.name, r.shape, r.path) for r in ckpt.values() if r.kind == "model"]
+    if (not scored or scored[0][0] == 0) and keras.looks_keras(ckpt.format, ckpt.metadata, entries):
+        return keras.PACK
     if not scored or scored[0][0] == 0:
         raise UsageError(
             "No rule pack recognises this checkpoint",
@@ -192,14 +208,25 @@ def _read_json(path: Path) -> dict[str, Any]:
 def resolve_target(
     ckpt: Checkpoint, pack: RulePack, to: str, target: str | None, config: dict[str, Any]
 ) -> TargetSpec:
-    """The :class:`TargetSpec` for ``--target`` (class name, layout name or reference checkpoint)."""
+    """The :class:`TargetSpec` for ``--target`` (class name, layout name, reference checkpoint, or a
+    ``file.py:factory`` that builds the target model: a ``torch.nn.Module`` or, to TensorFlow, a Keras model)."""
+    if target and is_factory(target):
+        if to == "pytorch":
+            from pt_side.targets import module_spec
+
+            return module_spec(target)
+        from tf_side.keras_target import keras_spec
+
+        return keras_spec(target)
     if target and _is_reference(target):
         with load(target) as ref:
             model = {r.name: r for r in ref.values() if r.kind == "model"}
             tensors = {n: TargetTensor(n, r.shape, r.dtype, pack.copy_owner(n, model)) for n, r in model.items()}
+            layout = ref.metadata.get("layout")
             return TargetSpec(ref.framework if ref.framework != "keras" else "tensorflow",
                               f"reference checkpoint {target}", tensors, config=config,
-                              base_prefix=pack.base_prefix)  # fmt: skip
+                              base_prefix=pack.base_prefix,
+                              metadata=_keras3_layout(ref.metadata) if layout == "keras3" else {})  # fmt: skip
     if to == "tensorflow":
         if pack.tf_layout is None:
             raise UsageError(f"The {pack.name} rules have no TensorFlow layout", hint="Pass --target REFERENCE_CKPT")
@@ -229,6 +256,19 @@ def resolve_target(
     from pt_side.targets import transformers_spec
 
     return transformers_spec(name, config)
+
+
+def _keras_reference(target: str | None) -> bool:
+    """A Keras 3 weights file (or a folder holding one, as convert writes) as the TF-side target."""
+    if target is None:
+        return False
+    path = Path(target)
+    return target.endswith((".weights.h5", ".keras")) or (path.is_dir() and any(path.glob("*.weights.h5")))
+
+
+def _keras3_layout(metadata: dict[str, Any]) -> dict[str, Any]:
+    """What a Keras 3 writer needs besides the tensors: every object's ``vars`` group and name."""
+    return {"layout": "keras3", "object_names": dict(metadata.get("object_names", {}))}
 
 
 def _source_heads(ckpt: Checkpoint, pack: RulePack) -> list[str]:

@@ -265,10 +265,14 @@ def convert(
 @click.option("--no-forward", is_flag=True, help="Compare tensor values only.")
 @click.option("--rules", metavar="PACK|FILE", help="As given to `bridge convert`.")
 @click.option("--map", "maps", multiple=True, metavar="'SRC_REGEX=TARGET[@TRANSFORM]'", help="As given to convert.")
+@click.option("--target", metavar="FILE.py:FACTORY",
+              help="Keras pack: the model on OUT's side (the PyTorch twin or the Keras model), as for convert.")
+@click.option("--source-model", metavar="FILE.py:FACTORY",
+              help="Keras pack: the model on SOURCE's side when the file cannot build it (weights-only).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def verify(
     source: str, out: str, atol: float, seed: int, seq_len: int, no_forward: bool, rules: str | None,
-    maps: tuple[str, ...], as_json: bool,
+    maps: tuple[str, ...], target: str | None, source_model: str | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Prove a conversion: every tensor value bit-exact after its transform, and,
     where the model exists on both sides, a forward pass on the same seeded
@@ -278,11 +282,12 @@ def verify(
     Examples:
       bridge verify uncased_L-12_H-768_A-12/ bert-base-torch/
       bridge verify hf-bert/ bert-tf/ --atol 1e-4 --json
+      bridge verify model.keras torch-out/ --target twin.py:build
     """
     from bridge.verify import verify as run_verify
 
     report = run_verify(source, out, atol=atol, seed=seed, seq_len=seq_len, forward=not no_forward, rules=rules,
-                        maps=maps)  # fmt: skip
+                        maps=maps, target=target, source_model=source_model)  # fmt: skip
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:

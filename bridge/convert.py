@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,14 +149,35 @@ def _progress_hook(on_progress: Callable[[int, int], None], total: int) -> Calla
 
 
 def _out_tensors(ckpt: Checkpoint, plan: Plan, dtype: str | None) -> list[Any]:
+    """One tensor per target: a matched source after its transform, the stacked parts of a target
+    assembled from several sources (``place(k,n)``), or zeros where the plan says so."""
     from pt_side.export import OutTensor
 
     out = []
+    by_target: dict[str, list[Any]] = {}
     for m in plan.matched:
+        by_target.setdefault(m.target, []).append(m)
+    for target, matches in by_target.items():
+        m = matches[0]
         cast = dtype if dtype is not None and dtypes.is_floating(m.dtype) else None
-        produce = functools.partial(_produce, ckpt[m.source], parse(m.transform), cast)
-        out.append(OutTensor(m.target, m.target_shape, cast or m.dtype, produce))
+        if len(matches) == 1:
+            produce = functools.partial(_produce, ckpt[m.source], parse(m.transform), cast)
+        else:
+            ordered = sorted(matches, key=lambda x: parse(x.transform).part or (0, 0))
+            pieces = [functools.partial(_produce, ckpt[x.source], parse(x.transform), cast) for x in ordered]
+            produce = functools.partial(_stack, pieces)
+        out.append(OutTensor(target, m.target_shape, cast or m.dtype, produce))
+    for x in plan.missing:
+        if x.fill == "zeros":
+            spec_dtype = plan.target.tensors[x.name].dtype or "float32"
+            kind = dtype if dtype is not None and dtypes.is_floating(spec_dtype) else spec_dtype
+            out.append(OutTensor(x.name, x.shape, kind, functools.partial(np.zeros, x.shape,
+                                                                             dtypes.numpy_dtype(kind))))
     return out
+
+
+def _stack(pieces: Sequence[Callable[[], np.ndarray]]) -> np.ndarray:
+    return np.ascontiguousarray(np.stack([piece() for piece in pieces]))
 
 
 def _copies(tensors: list[Any], plan: Plan, copies: dict[str, str | None], dtype: str | None) -> list[Any]:
@@ -195,6 +216,9 @@ def _write_pytorch(tmp: Path, tensors: list[Any], plan: Plan, pack: Any, out_for
     else:
         raise UsageError(f"Unknown PyTorch output format '{out_format}'", hint="Use safetensors or bin")
     files = [p.name for p in paths]
+    if plan.pack == "keras":
+        notes.append("no config.json: a plain nn.Module has none; load with "
+                     "model.load_state_dict(safetensors.torch.load_file(...), strict=True)")  # fmt: skip
     if pack.pt_config is not None and plan.target.class_name:
         config, config_notes = pack.pt_config(plan.target.config or {}, plan.target.class_name)
         notes.extend(config_notes)
@@ -211,6 +235,13 @@ def _write_tensorflow(tmp: Path, tensors: list[Any], plan: Plan, pack: Any, out_
                       hook: Any, notes: list[str]) -> list[str]:  # fmt: skip
     from pt_side.export import write_config
 
+    if plan.pack == "keras":
+        from tf_side.keras_export import write_keras3_weights
+
+        if out_format not in ("keras", "safetensors"):
+            raise UsageError(f"Unknown Keras output format '{out_format}'", hint="Use keras (a .weights.h5)")
+        notes.append("load it with model.load_weights(OUT/model.weights.h5) on the Keras model of --target")
+        return [write_keras3_weights(tmp / "model.weights.h5", tensors, plan.target.metadata, on_tensor=hook).name]
     kind, weights, config_name = _TF_OUTPUTS.get(pack.name, _TF1_OUTPUT)
     if out_format not in (kind, "safetensors"):  # safetensors: the CLI default, meaning "the layout's own"
         raise UsageError(f"Unknown TensorFlow output format '{out_format}'",

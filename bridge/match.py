@@ -59,28 +59,36 @@ def build_plan(
 
     proposals = _propose(ckpt, model, spec, rules, plan, strip_prefix, add_prefix)
     filled: dict[str, str] = {}
+    parts: dict[str, set[int]] = {}  # targets assembled from parts (place(k,n)): the parts seen
     unplaced: list[tuple[TensorRecord, str | None]] = []
     for r in model:
-        proposal = proposals.get(r.name)
-        if proposal is None:
-            unplaced.append((r, None))
-            continue
-        target_name, transform = proposal
-        target = spec.tensors.get(target_name)
-        if target is None or target_name in filled:
-            unplaced.append((r, target_name))
-            continue
-        out_shape = transform.shape(r.shape)
-        if out_shape != target.shape:
-            plan.mismatched.append(
-                Mismatch(r.name, target_name, r.shape, target.shape, str(transform),
-                         f"after {transform} the source is {out_shape}, the target expects {target.shape}")
-            )  # fmt: skip
+        placed = False
+        for target_name, transform in proposals.get(r.name, ()):
+            target = spec.tensors.get(target_name)
+            part = transform.part
+            if target is None or (target_name in filled and (part is None or part[0] in parts.get(target_name, ()))):
+                continue
             filled[target_name] = r.name
-            continue
-        filled[target_name] = r.name
-        plan.matched.append(Match(r.name, target_name, str(transform), r.shape, target.shape, r.dtype))
+            if part is not None:
+                parts.setdefault(target_name, set()).add(part[0])
+            placed = True
+            out_shape = transform.shape(r.shape)
+            if out_shape != target.shape:
+                plan.mismatched.append(
+                    Mismatch(r.name, target_name, r.shape, target.shape, str(transform),
+                             f"after {transform} the source is {out_shape}, the target expects {target.shape}")
+                )  # fmt: skip
+                continue
+            plan.matched.append(Match(r.name, target_name, str(transform), r.shape, target.shape, r.dtype))
+        if not placed:
+            first = proposals.get(r.name)
+            unplaced.append((r, first[0][0] if first else None))
 
+    for target_name, seen in parts.items():
+        n = spec.tensors[target_name].shape[0]
+        if len(seen) != n:
+            plan.missing.append(Leftover(target_name, f"assembled from {n} parts, only parts {sorted(seen)} have a "
+                                         "source", False, spec.tensors[target_name].shape))  # fmt: skip
     _check_ties(ckpt, spec, plan, filled)
     open_targets = {n: t.shape for n, t in spec.tensors.items() if n not in filled and t.tied_to is None}
     source_ties = _source_ties(ckpt, pack, spec)
@@ -142,33 +150,40 @@ def _propose(
     plan: Plan,
     strip_prefix: str | None,
     add_prefix: str | None,
-) -> dict[str, tuple[str, Transform]]:
-    """Source name -> (target name, transform), before validation."""
+) -> dict[str, list[tuple[str, Transform]]]:
+    """Source name -> [(target name, transform)], before validation.
 
-    def map_tf(name: str) -> tuple[str, Transform] | None:
+    Usually one target per source; a source split in parts (a Keras GRU's two bias rows) has
+    one per part: every rule that matches a source name and names another target adds one.
+    """
+
+    def map_tf(name: str) -> list[tuple[str, Transform]]:
+        hits: list[tuple[str, Transform]] = []
         for rule in rules:
             hit = rule.apply(name)
-            if hit is not None:
-                return hit
-        return None
+            if hit is None or any(hit[0] == t for t, _ in hits):
+                continue
+            if hits and not (hit[1].splits and hits[0][1].splits):
+                break  # the first rule wins, as always; only the parts of a split source go on
+            hits.append(hit)
+        return hits
 
     source_is_pt = ckpt.framework == "pytorch"
     if spec.framework == "pytorch" and not source_is_pt:  # TF -> PyTorch: rules forwards
-        mapped = {r.name: hit for r in model if (hit := map_tf(r.name)) is not None}
-        align = _aligner([t for t, _ in mapped.values()], spec, plan, strip_prefix, add_prefix)
-        return {s: (align(t), tr) for s, (t, tr) in mapped.items()}
+        mapped = {r.name: hits for r in model if (hits := map_tf(r.name))}
+        align = _aligner([t for hits in mapped.values() for t, _ in hits], spec, plan, strip_prefix, add_prefix)
+        return {s: [(align(t), tr) for t, tr in hits] for s, hits in mapped.items()}
     if spec.framework == "tensorflow" and source_is_pt:  # PyTorch -> TF: enumerate the TF layout
         reverse: dict[str, tuple[str, Transform]] = {}
         for tf_name, t in spec.tensors.items():
-            hit = map_tf(tf_name)
-            if hit is not None:
-                reverse[hit[0]] = (tf_name, hit[1].inverse(t.shape))
+            for pt_name, transform in map_tf(tf_name):
+                reverse[pt_name] = (tf_name, transform.inverse(t.shape))
         lookup = TargetSpec(spec.framework, spec.description, {k: spec.tensors[v[0]] for k, v in reverse.items()},
                             base_prefix=spec.base_prefix)  # fmt: skip
         align = _aligner([r.name for r in model], lookup, plan, strip_prefix, add_prefix)
-        return {r.name: reverse[align(r.name)] for r in model if align(r.name) in reverse}
+        return {r.name: [reverse[align(r.name)]] for r in model if align(r.name) in reverse}
     align = _aligner([r.name for r in model], spec, plan, strip_prefix, add_prefix)
-    return {r.name: (align(r.name), IDENTITY) for r in model}
+    return {r.name: [(align(r.name), IDENTITY)] for r in model}
 
 
 def _aligner(
@@ -286,7 +301,7 @@ def _explain_missing(
     based = f"{pack.base_prefix}.{name}" if pack.base_prefix else name  # the target is the base model
     for opt in pack.optional:
         if any(re.fullmatch(opt.target, n) for n in (name, name.split(".", 1)[-1], based)):
-            return Leftover(name, f"expected: {opt.reason}", True, shape)
+            return Leftover(name, f"expected: {opt.reason}", True, shape, fill=opt.fill)
     return Leftover(
         name,
         "no source tensor: it would keep its random initialisation",
@@ -305,19 +320,19 @@ def _suggest(name: str, shape: tuple[int, ...], pool: dict[str, tuple[int, ...]]
     return f"did you mean `{pick}` {list(pool[pick])}?"
 
 
-def _pt_name(source: str, proposals: dict[str, tuple[str, Transform]]) -> str:
-    return proposals[source][0] if source in proposals else source
+def _pt_name(source: str, proposals: dict[str, list[tuple[str, Transform]]]) -> str:
+    return proposals[source][0][0] if source in proposals else source
 
 
 def _flag_suspicious(
-    plan: Plan, model: list[TensorRecord], proposals: dict[str, tuple[str, Transform]], spec: TargetSpec
+    plan: Plan, model: list[TensorRecord], proposals: dict[str, list[tuple[str, Transform]]], spec: TargetSpec
 ) -> None:
     if not model:
         return
     unmatched = sum(not x.expected for x in plan.unused if x.kind == "model")
     if unmatched <= len(model) * _SUSPICIOUS_FRACTION:
         return
-    names = [proposals[r.name][0] if r.name in proposals else r.name for r in model]
+    names = [_pt_name(r.name, proposals) for r in model]
     hint = _prefix_hint(names, list(spec.tensors))
     plan.notes.insert(
         0,

@@ -20,6 +20,21 @@ class TargetTensor:
     tied_to: str | None = None
 
 
+@dataclass(frozen=True)
+class TargetModule:
+    """A parameter-bearing module of a PyTorch target, in registration order (structural matching).
+
+    ``kind`` is one word of the Keras pack's vocabulary (``linear``, ``conv2d``, ``depthwise_conv2d``,
+    ``batch_norm``, ``layer_norm``, ``embedding``, ``lstm``, ``gru``) or ``other``; ``facts`` holds
+    what changes the math without being a tensor (``eps``, ``num_layers``, ``bidirectional``).
+    """
+
+    name: str
+    kind: str
+    cls: str
+    facts: dict[str, Any] = field(default_factory=dict, hash=False)
+
+
 @dataclass
 class TargetSpec:
     """What the target side expects: names, shapes, ties, and where that knowledge came from."""
@@ -30,6 +45,8 @@ class TargetSpec:
     class_name: str | None = None
     config: dict[str, Any] | None = None
     base_prefix: str | None = None  # transformers' base_model_prefix, for automatic alignment
+    modules: list[TargetModule] | None = None  # a built PyTorch model's modules (None: names only)
+    metadata: dict[str, Any] = field(default_factory=dict)  # layout facts a writer needs (Keras 3 groups)
 
 
 @dataclass(frozen=True)
@@ -52,6 +69,7 @@ class Leftover:
     shape: tuple[int, ...] = ()
     kind: str = "model"
     suggestion: str | None = None
+    fill: str | None = None  # "zeros": a missing target that convert writes as zeros
 
 
 @dataclass(frozen=True)
@@ -101,7 +119,8 @@ class Plan:
         # A source that also stores tied tensors fills them too; count what needed a source.
         filled = len(needing & {m.target for m in self.matched})
         return {
-            "source_consumed": len(self.matched) / self.source_model_tensors if self.source_model_tensors else 1.0,
+            "source_consumed": len({m.source for m in self.matched}) / self.source_model_tensors
+            if self.source_model_tensors else 1.0,  # a split source (a GRU's bias rows) counts once
             "target_filled": filled / len(needing) if needing else 1.0,
         }
 

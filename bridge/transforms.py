@@ -4,6 +4,13 @@ A transform is a value in the plan (``"transpose"``, ``"permute(3,2,0,1)"``,
 ``"reshape(12,64,768)"``), applied by one function and inverted by one function,
 so round trips come for free.  Shapes are never squeezed or reshaped to make
 them fit: a reshape must be named by a rule with its explicit target shape.
+
+``gates(zrh->rzh)`` reorders equal blocks along axis 0 (recurrent gates: Keras' GRU
+order update, reset, candidate = z, r, h is torch's r, z, n; the candidate keeps one
+letter so the spec is a permutation); ``row(k)`` takes index ``k`` of axis 0 (one of
+the two bias rows of a Keras GRU) and is undone by ``place(k,n)``: the value becomes
+part ``k`` of ``n`` along a new axis 0, which the writer stacks with the other parts.
+Steps chain with ``|``, applied left to right: ``transpose|gates(zrh->rzh)``.
 """
 
 from __future__ import annotations
@@ -14,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_SPEC = re.compile(r"^(identity|transpose|permute|reshape)(?:\(([-\d,\s]*)\))?$")
+_SPEC = re.compile(r"^(identity|transpose|permute|reshape|row|place)(?:\(([-\d,\s]*)\))?$")
+_GATES = re.compile(r"^gates\(([a-z]+)->([a-z]+)\)$")
 
 
 @dataclass(frozen=True)
@@ -23,10 +31,16 @@ class Transform:
 
     op: str
     args: tuple[int, ...] = ()
+    gates: tuple[str, str] = ("", "")  # (from order, to order) for ``gates``
+    steps: tuple[Transform, ...] = ()  # for ``chain``
 
     def __str__(self) -> str:
         if self.op in ("identity", "transpose"):
             return self.op
+        if self.op == "gates":
+            return f"gates({self.gates[0]}->{self.gates[1]})"
+        if self.op == "chain":
+            return "|".join(map(str, self.steps))
         return f"{self.op}({','.join(map(str, self.args))})"
 
     def shape(self, shape: tuple[int, ...]) -> tuple[int, ...] | None:
@@ -39,17 +53,41 @@ class Transform:
             return tuple(shape[i] for i in self.args) if len(shape) == len(self.args) else None
         if self.op == "reshape":
             return self.args if math.prod(shape) == math.prod(self.args) else None
+        if self.op == "gates":
+            return shape if shape and shape[0] % len(self.gates[0]) == 0 else None
+        if self.op == "row":
+            return shape[1:] if shape and 0 <= self.args[0] < shape[0] else None
+        if self.op == "place":
+            return (self.args[1], *shape)
+        if self.op == "chain":
+            out: tuple[int, ...] | None = shape
+            for step in self.steps:
+                out = step.shape(out) if out is not None else None
+            return out
         raise AssertionError(self.op)  # noqa: S101 - ops are validated by parse()
 
     def apply(self, value: np.ndarray) -> np.ndarray:
-        """Apply to a value; the result is C-contiguous (writers need contiguous bytes)."""
-        if self.op == "identity":
+        """Apply to a value; the result is C-contiguous (writers need contiguous bytes).
+
+        ``place`` returns the part alone; the writer stacks the parts of one target.
+        """
+        if self.op in ("identity", "place"):
             return value
         if self.op == "transpose":
             return _transpose_2d(value)
         if self.op == "permute":
             return np.ascontiguousarray(np.transpose(value, self.args))
-        return np.ascontiguousarray(value).reshape(self.args)
+        if self.op == "reshape":
+            return np.ascontiguousarray(value).reshape(self.args)
+        if self.op == "gates":
+            blocks = np.split(value, len(self.gates[0]), axis=0)
+            by_name = dict(zip(self.gates[0], blocks, strict=True))
+            return np.ascontiguousarray(np.concatenate([by_name[g] for g in self.gates[1]], axis=0))
+        if self.op == "row":
+            return np.ascontiguousarray(value[self.args[0]])
+        for step in self.steps:
+            value = step.apply(value)
+        return value
 
     def inverse(self, source_shape: tuple[int, ...]) -> Transform:
         """The transform that undoes this one for inputs of ``source_shape``."""
@@ -60,7 +98,38 @@ class Transform:
             for i, axis in enumerate(self.args):
                 inv[axis] = i
             return Transform("permute", tuple(inv))
+        if self.op == "gates":
+            return Transform("gates", gates=(self.gates[1], self.gates[0]))
+        if self.op == "row":
+            return Transform("place", (self.args[0], source_shape[0]))
+        if self.op == "place":
+            return Transform("row", (self.args[0],))
+        if self.op == "chain":
+            shapes = [source_shape]
+            for step in self.steps[:-1]:
+                shapes.append(step.shape(shapes[-1]) or ())
+            inverted = [step.inverse(s) for step, s in zip(self.steps, shapes, strict=True)]
+            return chain(*reversed(inverted))
         return Transform("reshape", tuple(source_shape))
+
+    @property
+    def splits(self) -> bool:
+        """Whether this transform takes one part of its source (starts with ``row``): a source of several targets."""
+        return (self.steps[0] if self.op == "chain" else self).op == "row"
+
+    @property
+    def part(self) -> tuple[int, int] | None:
+        """``(k, n)`` when this transform yields part ``k`` of ``n`` of its target (ends in ``place``)."""
+        last = self.steps[-1] if self.op == "chain" else self
+        return (last.args[0], last.args[1]) if last.op == "place" else None
+
+
+def chain(*steps: Transform) -> Transform:
+    """Steps applied left to right, identities dropped; one step is itself."""
+    flat = [s for step in steps for s in (step.steps if step.op == "chain" else (step,)) if s.op != "identity"]
+    if not flat:
+        return IDENTITY
+    return flat[0] if len(flat) == 1 else Transform("chain", steps=tuple(flat))
 
 
 _TILE = 256  # elements per side: a tile of each operand stays in cache while it is copied
@@ -88,13 +157,30 @@ def parse(spec: str | Transform | None) -> Transform:
         return IDENTITY
     if isinstance(spec, Transform):
         return spec
-    m = _SPEC.match(spec.replace(" ", ""))
+    spec = spec.replace(" ", "")
+    if "|" in spec:
+        return chain(*(_parse_one(step) for step in spec.split("|")))
+    return _parse_one(spec)
+
+
+def _parse_one(spec: str) -> Transform:
+    g = _GATES.match(spec)
+    if g:
+        if sorted(g.group(1)) != sorted(g.group(2)) or len(set(g.group(1))) != len(g.group(1)):
+            raise ValueError(f"gates needs two orders of the same distinct letters, got {spec!r}")
+        return Transform("gates", gates=(g.group(1), g.group(2)))
+    m = _SPEC.match(spec)
     if not m:
-        raise ValueError(f"unknown transform {spec!r}; known: identity, transpose, permute(...), reshape(...)")
+        raise ValueError(
+            f"unknown transform {spec!r}; known: identity, transpose, permute(...), reshape(...), "
+            "gates(abc->bca), row(k), place(k,n), and chains a|b"
+        )
     op, raw = m.group(1), m.group(2)
     args = tuple(int(a) for a in raw.split(",") if a) if raw else ()
     if op == "permute" and sorted(args) != list(range(len(args))):
         raise ValueError(f"permute needs a permutation of 0..n-1, got {args}")
     if op in ("permute", "reshape") and not args:
         raise ValueError(f"{op} needs arguments")
+    if (op == "row" and len(args) != 1) or (op == "place" and (len(args) != 2 or not 0 <= args[0] < args[1])):
+        raise ValueError(f"{op} needs {'(k)' if op == 'row' else '(k,n) with 0 <= k < n'}, got {args}")
     return Transform(op, args)

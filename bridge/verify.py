@@ -81,6 +81,8 @@ def verify(
     forward: bool = True,
     rules: str | None = None,
     maps: tuple[str, ...] = (),
+    target: str | None = None,
+    source_model: str | None = None,
 ) -> VerifyReport:
     """Compare a converted checkpoint ``out`` with its ``source``.
 
@@ -92,11 +94,17 @@ def verify(
         batch, seq_len: input shape (``seq_len`` is capped by the model's positions).
         forward: run the forward comparison where possible.
         rules, maps: the rule pack / rule file and one-off rules the conversion was made with.
+        target: for the ``keras`` pack, ``file.py:factory`` of the model on the output's side
+            (the PyTorch twin, or the Keras model), as given to ``convert``.
+        source_model: for the ``keras`` pack, ``file.py:factory`` of the model on the source's side
+            when the source cannot build it (a weights-only Keras file, a PyTorch state dict).
 
     Returns:
         A :class:`VerifyReport`; ``ok`` when all values are bit-exact and all outputs within ``atol``.
     """
     report = VerifyReport(str(source), str(out), atol)
+    if Path(out).is_dir() and (Path(out) / "model.weights.h5").is_file():
+        out = Path(out) / "model.weights.h5"  # what convert writes for a Keras target
     with load(out) as out_ckpt:
         to = "pytorch" if out_ckpt.framework == "pytorch" else "tensorflow"
     plan = check(source, to=to, target=str(out), rules=rules, maps=maps)
@@ -104,8 +112,11 @@ def verify(
     with load(source) as src, load(out) as dst:
         for m in plan.matched:
             report.values_compared += 1
-            expected = parse(m.transform).apply(src[m.source].numpy())
+            transform = parse(m.transform)
+            expected = transform.apply(src[m.source].numpy())
             got = dst[m.target].numpy()
+            if transform.part is not None:  # one of the parts stacked into the target
+                got = got[transform.part[0]]
             if got.dtype != expected.dtype and dtypes.dtype_name(got.dtype) != dtypes.STRING:
                 expected = expected.astype(got.dtype)
             if expected.shape == got.shape and _same_bytes(expected, got):
@@ -125,6 +136,10 @@ def verify(
             _bert_forward(report, src if src.framework != "pytorch" else dst, get_pack(plan.pack),
                           Path(out if to == "pytorch" else source), plan.target.config or {}, seed, batch,
                           seq_len)  # fmt: skip
+        elif plan.pack == "keras":
+            from bridge.verify_keras import keras_forward_check
+
+            keras_forward_check(report, src, dst, to, target, source_model, seed, batch)
         elif plan.pack == "bertseq2seq" and to == "pytorch":
             from bridge.verify_seq2seq import seq2seq_forward_check
 

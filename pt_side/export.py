@@ -114,7 +114,7 @@ def _write_one(
 
 
 def _contiguous_value(t: OutTensor) -> np.ndarray:
-    return np.ascontiguousarray(t.produce())
+    return np.require(t.produce(), requirements="C")  # keeps 0-d (ascontiguousarray makes it 1-d)
 
 
 def write_torch_bin(folder: Path, tensors: Sequence[OutTensor], *, stem: str = "pytorch_model") -> list[Path]:
@@ -125,7 +125,7 @@ def write_torch_bin(folder: Path, tensors: Sequence[OutTensor], *, stem: str = "
         raise MissingDependency("torch is needed to write .bin files", hint="pip install torch") from e
     state = {}
     for t in tensors:
-        value = np.ascontiguousarray(t.produce())
+        value = np.require(t.produce(), requirements="C")  # keeps 0-d (ascontiguousarray makes it 1-d)
         state[t.name] = torch.from_numpy(value.view(np.uint16)).view(torch.bfloat16) if t.dtype == "bfloat16" else (
             torch.from_numpy(value.copy())
         )

@@ -59,3 +59,26 @@ def transformers_outputs(model: Any, inputs: dict[str, np.ndarray]) -> dict[str,
             if type(model).__name__ == "BertForNextSentencePrediction":
                 out["nsp_logits"] = full.logits.numpy()
     return out
+
+
+def torch_module(factory: str, weights: Path) -> Any:
+    """The twin built by ``file.py:factory`` with the state dict of ``weights`` loaded strictly."""
+    from bridge.api import load
+    from bridge.unused import load_factory
+
+    try:
+        import torch
+    except ImportError as e:
+        raise MissingDependency("torch is needed for the forward check", hint="pip install torch") from e
+    model = load_factory(factory)()
+    with load(weights) as ckpt:
+        state = {r.name: torch.from_numpy(np.array(r.numpy())) for r in ckpt.values() if r.kind == "model"}
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def torch_output(model: Any, x: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()  # type: ignore[no-any-return]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bridge.errors import MissingDependency, UsageError
-from bridge.plan import TargetSpec, TargetTensor
+from bridge.plan import TargetModule, TargetSpec, TargetTensor
 
 
 def transformers_spec(class_name: str, config: dict[str, Any]) -> TargetSpec:
@@ -47,3 +47,48 @@ def transformers_spec(class_name: str, config: dict[str, Any]) -> TargetSpec:
         config=config,
         base_prefix=getattr(cls, "base_model_prefix", None) or None,
     )
+
+
+# torch.nn classes -> the Keras pack's module kinds (bridge/rules/keras.py).
+_KINDS = {
+    "Linear": "linear", "Conv1d": "conv1d", "Conv2d": "conv2d", "Conv3d": "conv3d",
+    "BatchNorm1d": "batch_norm", "BatchNorm2d": "batch_norm", "BatchNorm3d": "batch_norm",
+    "LayerNorm": "layer_norm", "Embedding": "embedding", "LSTM": "lstm", "GRU": "gru",
+}  # fmt: skip
+_FACTS = ("eps", "momentum", "num_layers", "bidirectional", "batch_first", "groups")
+
+
+def module_spec(spec: str) -> TargetSpec:
+    """Names, shapes, dtypes and parameter-bearing modules of the ``torch.nn.Module`` that
+    ``file.py:factory`` returns (called with no arguments; build it on the ``meta`` device or CPU).
+
+    Modules come in registration order (``named_modules``), each with its kind for structural
+    matching: a ``Conv2d`` with ``groups == in_channels > 1`` is depthwise.
+    """
+    from bridge.unused import load_factory
+
+    try:
+        import torch
+    except ImportError as e:
+        raise MissingDependency("torch is needed to build the target model", hint="pip install torch") from e
+    model = load_factory(spec)()
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError("The target factory did not return a torch.nn.Module", detail=f"{spec} returned "
+                         f"{type(model).__module__}.{type(model).__qualname__}",
+                         hint="Return the PyTorch twin (an nn.Module) from the factory")  # fmt: skip
+    tensors = {
+        name: TargetTensor(name, tuple(t.shape), str(t.dtype).removeprefix("torch."))
+        for name, t in model.state_dict(keep_vars=True).items()
+    }
+    modules = []
+    for name, module in model.named_modules():
+        if not any(True for _ in module.parameters(recurse=False)):
+            continue
+        cls = type(module).__name__
+        kind = _KINDS.get(cls, "other")
+        if kind == "conv2d" and module.groups > 1 and module.groups == module.in_channels:
+            kind = "depthwise_conv2d"
+        facts = {k: getattr(module, k) for k in _FACTS if isinstance(getattr(module, k, None), (int, float, bool))}
+        modules.append(TargetModule(name, kind, cls, facts))
+    return TargetSpec("pytorch", f"torch module from {spec}", tensors, class_name=type(model).__name__,
+                      modules=modules)  # fmt: skip

@@ -55,6 +55,7 @@ class Optional_:
 
     target: str  # regex (fullmatch) over PyTorch names
     reason: str
+    fill: str | None = None  # "zeros": convert writes zeros (a second LSTM bias, a BatchNorm step counter)
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,9 @@ class RulePack:
         tf_config: ``(config.json, TF class name) -> (TF-side config, notes)`` for the TF side.
         pt_copies: ``(config, class name) -> {target: target it copies, or None for zeros}``:
             tensors transformers does not tie itself, written by convert beside the matched ones.
+        bind: ``(source checkpoint, target spec) -> (pack, notes)``: a structural pack (Keras) whose
+            rules are generated for one source + target pair, as exact names; the rest of the
+            matcher then runs as for any pack.
     """
 
     name: str
@@ -123,6 +127,7 @@ class RulePack:
     pt_config: Callable[[dict[str, Any], str], tuple[dict[str, Any], list[str]]] | None = None
     tf_config: Callable[[dict[str, Any], str], tuple[dict[str, Any], list[str]]] | None = None
     pt_copies: Callable[[dict[str, Any], str], dict[str, str | None]] | None = None
+    bind: Callable[[Any, Any], tuple[RulePack, list[str]]] | None = None
 
     def map_name(self, name: str) -> tuple[str, Transform] | None:
         for rule in self.rules:
@@ -146,9 +151,9 @@ class RulePack:
 
 
 def packs() -> list[RulePack]:
-    from bridge.rules import bert, hf_tf, seq2seq
+    from bridge.rules import bert, hf_tf, keras, seq2seq
 
-    return [bert.PACK, seq2seq.PACK, hf_tf.PACK]
+    return [bert.PACK, seq2seq.PACK, hf_tf.PACK, keras.PACK]
 
 
 def get_pack(name: str) -> RulePack:

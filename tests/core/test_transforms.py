@@ -51,3 +51,23 @@ def test_shape_mismatch_is_reported_not_forced():
 def test_bad_specs(bad):
     with pytest.raises(ValueError):
         parse(bad)
+
+
+def test_gates_chain_and_parts_round_trip():
+    """The Keras GRU transforms: gate blocks reordered, bias rows split in parts and stacked back."""
+    from bridge.transforms import parse as parse_
+
+    kernel = np.arange(5 * 18, dtype=np.float32).reshape(5, 18)  # Keras [in, 3h], gates z, r, h
+    t = parse_("transpose|gates(zrh->rzh)")
+    out = t.apply(kernel)
+    assert out.shape == (18, 5) and np.array_equal(out[:6], kernel[:, 6:12].T)  # torch's r first
+    assert np.array_equal(t.inverse(kernel.shape).apply(out), kernel)
+    assert str(t.inverse(kernel.shape)) == "gates(rzh->zrh)|transpose"
+    bias = np.arange(36, dtype=np.float32).reshape(2, 18)
+    parts = [parse_(f"row({k})|gates(zrh->rzh)") for k in (0, 1)]
+    assert all(p.splits and p.part is None and p.shape((2, 18)) == (18,) for p in parts)
+    back = [p.inverse(bias.shape) for p in parts]
+    assert [b.part for b in back] == [(0, 2), (1, 2)] and back[1].shape((18,)) == (2, 18)
+    assert np.array_equal(np.stack([b.apply(p.apply(bias)) for p, b in zip(parts, back, strict=True)]), bias)
+    with pytest.raises(ValueError, match="gates needs"):
+        parse_("gates(zrh->rzn)")

@@ -1,0 +1,474 @@
+"""Generic Keras layers <-> ``torch.nn`` modules, matched by structure.
+
+Keras layer names (``dense_1``, ``conv2d``) do not name torch modules (``fc2``, ``conv``),
+so this pack has no name rules of its own.  For one source + target pair, :func:`bind`
+lists the Keras layers that hold weights and the torch modules that hold parameters,
+pairs them by kind, in order, and generates exact-name rules with the transforms of
+``TABLE``; the matcher then checks shapes and explains leftovers as for any pack.
+
+Where the Keras layers come from (the order is each layer's position in the model):
+
+* Keras 3 ``.weights.h5`` / ``.keras``: ``layers/<snake_case class>[_N]/vars/<i>``
+  (RNN weights under ``/cell``).  The group name gives the class; the variable index
+  gives the role (``vars/0`` of a Dense is its kernel).  Keras numbers a class's layers
+  ``dense, dense_1, dense_2 ...`` in model order, so the order *within a kind* is known;
+  the file does not keep the order across kinds, and none is needed: layers are
+  paired with torch modules kind by kind.
+* Keras 2 / tf-keras ``.h5``: the ``layer_names`` attribute (model order, which the
+  reader keeps); roles from the weight names (``dense/kernel:0``).
+* TF2 object checkpoints and SavedModel ``variables/``: the object path up to the
+  variable (``model/layer_with_weights-3``, Keras 3 ``model/_operations/5``) in natural
+  order (numbers compared as numbers); roles from the variable's full name.
+
+Kinds of Keras 2 and TF2 layers are inferred from their roles and shapes (a
+``recurrent_kernel`` 4 gates wide is an LSTM).  A torch module's kind comes from its
+class when the target is built (``--target file.py:factory``), else from its
+parameter names and shapes (a reference checkpoint), with the assumptions noted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from difflib import SequenceMatcher
+from typing import Any
+
+from bridge.plan import TargetModule, TargetSpec
+from bridge.rules import Copy, Incompatible, Optional_, Rule, RulePack
+from bridge.transforms import parse
+
+Shape = tuple[int, ...]
+TransformSpec = str | Callable[[Shape], str]
+
+
+def _depthwise(shape: Shape) -> str:
+    kh, kw, cin, mult = shape
+    # TF's depthwise output channel k*mult + q reads input channel k: torch's groups=in order.
+    return f"permute(2,3,0,1)|reshape({cin * mult},1,{kh},{kw})"
+
+
+def _einsum_kernel(shape: Shape) -> str:
+    # Dense-like equations (``ab,bc->ac``, ``abc,cde->abde``): axis 0 is the input axis.
+    if len(shape) == 2:
+        return "transpose"
+    return f"reshape({shape[0]},{_prod(shape[1:])})|transpose"
+
+
+def _einsum_bias(shape: Shape) -> str:
+    return "identity" if len(shape) == 1 else f"reshape({_prod(shape)})"
+
+
+def _prod(shape: Iterable[int]) -> int:
+    out = 1
+    for d in shape:
+        out *= d
+    return out
+
+
+_GRU = "gates(zrh->rzh)"  # Keras z, r, h -> torch r, z, n
+
+
+@dataclass(frozen=True)
+class KindRule:
+    """How one Keras layer kind becomes one torch module kind.
+
+    ``weights``: (Keras role, torch parameter, transform) rows; a Keras role may feed
+    several parameters (a GRU's two bias rows).  ``extra``: torch tensors with no Keras
+    counterpart: the reason, what convert writes (``zeros``), and whether, on the way back
+    to Keras, the value must be zero to be dropped without changing the math.
+    """
+
+    torch_kind: str
+    torch_class: str
+    weights: tuple[tuple[str, str, TransformSpec], ...]
+    extra: tuple[tuple[str, str, str | None, bool], ...] = ()
+    note: str | None = None
+
+
+_CONV = {1: "permute(2,1,0)", 2: "permute(3,2,0,1)", 3: "permute(4,3,0,1,2)"}  # [k..., in, out] -> [out, in, k...]
+
+TABLE: dict[str, KindRule] = {
+    "dense": KindRule("linear", "Linear", (("kernel", "weight", "transpose"), ("bias", "bias", "identity"))),
+    "einsum_dense": KindRule(
+        "linear", "Linear", (("kernel", "weight", _einsum_kernel), ("bias", "bias", _einsum_bias)),
+        note="EinsumDense taken as dense-like: kernel axis 0 is the input axis, the others the output",
+    ),  # fmt: skip
+    **{
+        f"conv{n}d": KindRule(f"conv{n}d", f"Conv{n}d", (("kernel", "weight", p), ("bias", "bias", "identity")))
+        for n, p in _CONV.items()
+    },
+    "depthwise_conv2d": KindRule(
+        "depthwise_conv2d", "Conv2d(groups=in_channels)",
+        (("kernel", "weight", _depthwise), ("bias", "bias", "identity")),
+    ),  # fmt: skip
+    "batch_normalization": KindRule(
+        "batch_norm", "BatchNorm",
+        (("gamma", "weight", "identity"), ("beta", "bias", "identity"),
+         ("moving_mean", "running_mean", "identity"), ("moving_variance", "running_var", "identity")),
+        extra=(("num_batches_tracked", "BatchNorm step counter: newly initialised (zeros), harmless", "zeros",
+                False),),
+        note="BatchNormalization epsilon: Keras' default is 1e-3, torch's 1e-5; the twin must use the Keras "
+        "value (nn.BatchNorm2d(..., eps=1e-3)); momentum 0.99 (Keras) is 0.01 in torch's convention",
+    ),  # fmt: skip
+    "layer_normalization": KindRule(
+        "layer_norm", "LayerNorm", (("gamma", "weight", "identity"), ("beta", "bias", "identity")),
+        note="LayerNormalization epsilon: Keras' default is 1e-3, torch's 1e-5; the twin must use the Keras value",
+    ),  # fmt: skip
+    "embedding": KindRule("embedding", "Embedding", (("embeddings", "weight", "identity"),)),
+    "lstm": KindRule(
+        "lstm", "LSTM",
+        (("kernel", "weight_ih_l0", "transpose"), ("recurrent_kernel", "weight_hh_l0", "transpose"),
+         ("bias", "bias_ih_l0", "identity")),
+        extra=(("bias_hh_l0", "Keras' LSTM has one bias, torch adds two: the second is written as zeros",
+                "zeros", True),),
+        note="LSTM gates: Keras i, f, c, o is torch's i, f, g, o (no reorder)",
+    ),  # fmt: skip
+    "gru": KindRule(
+        "gru", "GRU",
+        (("kernel", "weight_ih_l0", "transpose|" + _GRU), ("recurrent_kernel", "weight_hh_l0", "transpose|" + _GRU),
+         ("bias", "bias_ih_l0", "row(0)|" + _GRU), ("bias", "bias_hh_l0", "row(1)|" + _GRU)),
+        note="GRU gates: Keras z, r, h is torch's r, z, n (gates(zrh->rzh)); reset_after=True only: torch's GRU "
+        "applies the reset gate after the recurrent matmul",
+    ),  # fmt: skip
+}
+
+# Keras 3 H5IOStore keeps variables by index: each kind's variable order (Keras 3.15 build()).
+# A layer built without some of them (use_bias=False, center=False) has fewer: counts decide.
+KERAS3_ROLES: dict[str, dict[int, tuple[str, ...]]] = {
+    "dense": {2: ("kernel", "bias"), 1: ("kernel",)},
+    "einsum_dense": {2: ("kernel", "bias"), 1: ("kernel",)},
+    **{f"conv{n}d": {2: ("kernel", "bias"), 1: ("kernel",)} for n in (1, 2, 3)},
+    "depthwise_conv2d": {2: ("kernel", "bias"), 1: ("kernel",)},
+    "batch_normalization": {4: ("gamma", "beta", "moving_mean", "moving_variance"), 2: ("moving_mean",
+                                                                                         "moving_variance")},
+    "layer_normalization": {2: ("gamma", "beta")},
+    "embedding": {1: ("embeddings",)},
+    "lstm": {3: ("kernel", "recurrent_kernel", "bias"), 2: ("kernel", "recurrent_kernel")},
+    "gru": {3: ("kernel", "recurrent_kernel", "bias"), 2: ("kernel", "recurrent_kernel")},
+}  # fmt: skip
+
+# Keras-side tensors that are not weights of a layer the twin has.
+COPIES = (
+    Copy(r".*seed_generator.*", "random-number state of a Dropout/noise layer, not a weight"),
+)
+INCOMPATIBLE = (
+    Incompatible(r"gru", "GRU(reset_after=False) (one bias row) computes a different function than torch.nn.GRU"),
+)
+
+
+@dataclass
+class Layer:
+    """A Keras layer that holds weights: where they live, what it is, its weights by role."""
+
+    key: str
+    kind: str  # a TABLE key, or "" when not recognised
+    label: str
+    order: tuple[Any, ...]
+    weights: dict[str, tuple[str, Shape]] = field(default_factory=dict)  # role -> (tensor name, shape)
+
+
+# --------------------------------------------------------------------------- Keras side
+
+_SUFFIX = re.compile(r"(.+?)(?:_(\d+))?")
+_ATTRIBUTES = "/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def _natural(text: str) -> tuple[Any, ...]:
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text))
+
+
+def keras_layers(entries: Iterable[tuple[str, Shape, str | None]], layout: str) -> list[Layer]:
+    """Group Keras-side tensors ``(name, shape, readable path)`` into layers, in model order."""
+    layers: dict[str, Layer] = {}
+    for position, (name, shape, path) in enumerate(entries):
+        if layout == "keras3":
+            m = re.fullmatch(r"(.+)/vars/(\d+)", name)
+            if m is None:
+                continue
+            key = m.group(1).removesuffix("/cell")
+            stem = key.rsplit("/", 1)[-1]
+            sm = _SUFFIX.fullmatch(stem)
+            cls, number = (sm.group(1), int(sm.group(2) or 0)) if sm else (stem, 0)
+            layer = layers.setdefault(key, Layer(key, cls, stem, (cls, number, _natural(key))))
+            layer.weights[m.group(2)] = (name, shape)
+            continue
+        if layout == "keras2":
+            parts = name.removeprefix("model_weights/").split("/")
+            key, role = parts[0], (path or name).rsplit("/", 1)[-1].split(":")[0]
+            order: tuple[Any, ...] = (position,)
+        else:  # TF2 object graph: the key without its attribute suffix
+            if not name.endswith(_ATTRIBUTES):
+                continue
+            owner, _, local = name[: -len(_ATTRIBUTES)].rpartition("/")
+            key = owner.removesuffix("/cell")
+            role = (path or local).rsplit("/", 1)[-1].lstrip("_")
+            order = _natural(key)
+        layer = layers.setdefault(key, Layer(key, "", key, order))
+        layer.weights[role] = (name, shape)
+        if path and "/" in path:
+            layer.label = path.split("/", 1)[0]
+    out = sorted(layers.values(), key=lambda x: x.order)
+    for layer in out:
+        if layout == "keras3":
+            _roles_by_index(layer)
+        else:
+            layer.kind = _infer_kind(layer)
+    return out
+
+
+def _roles_by_index(layer: Layer) -> None:
+    table = KERAS3_ROLES.get(layer.kind)
+    roles = table.get(len(layer.weights)) if table else None
+    if roles is None:
+        layer.kind = ""
+        return
+    by_index = [layer.weights[k] for k in sorted(layer.weights, key=int)]
+    layer.weights = dict(zip(roles, by_index, strict=True))
+
+
+def _infer_kind(layer: Layer) -> str:
+    """A Keras 2 / TF2 layer's kind from its variables' roles and shapes."""
+    w = {role: shape for role, (_, shape) in layer.weights.items()}
+    if "depthwise_kernel" in w:
+        layer.weights["kernel"] = layer.weights.pop("depthwise_kernel")
+        return "depthwise_conv2d"
+    if "embeddings" in w:
+        return "embedding"
+    if "recurrent_kernel" in w and "kernel" in w:
+        units = w["recurrent_kernel"][0]
+        gates = w["kernel"][-1] // units if units else 0
+        return {4: "lstm", 3: "gru"}.get(gates, "")
+    if "moving_mean" in w:
+        return "batch_normalization"
+    if "gamma" in w or "beta" in w:
+        return "layer_normalization"
+    kernel = w.get("kernel")
+    if kernel is None:
+        return ""
+    if len(kernel) == 2:
+        return "dense"
+    if len(kernel) == 4 and "bias" in w and w["bias"][0] == kernel[2] * kernel[3] != kernel[3]:
+        return "depthwise_conv2d"  # Keras 3 names the depthwise kernel `kernel`; its bias is in*mult wide
+    if len(kernel) == 4 and layer.label.startswith("depthwise"):
+        return "depthwise_conv2d"
+    return {3: "conv1d", 4: "conv2d", 5: "conv3d"}.get(len(kernel), "")
+
+
+def _keras_layout(fmt: str, metadata: dict[str, Any]) -> str | None:
+    layout = metadata.get("layout")
+    if layout == "keras3":
+        return "keras3"
+    if layout in ("keras2-full", "keras2-weights"):
+        return "keras2"
+    if fmt in ("tf-checkpoint", "saved-model") and metadata.get("style", "object-based") == "object-based":
+        return "tf2"
+    return None
+
+
+def looks_keras(fmt: str, metadata: dict[str, Any], entries: list[tuple[str, Shape, str | None]]) -> bool:
+    """Whether a checkpoint's model tensors form Keras layers this pack knows."""
+    layout = _keras_layout(fmt, metadata)
+    return layout is not None and any(layer.kind in TABLE for layer in keras_layers(entries, layout))
+
+
+# --------------------------------------------------------------------------- torch side
+
+
+def infer_modules(tensors: dict[str, Shape], keras_kinds: set[str]) -> tuple[list[TargetModule], list[str]]:
+    """Modules of a PyTorch state dict known by names and shapes only (a reference checkpoint)."""
+    groups: dict[str, dict[str, Shape]] = {}
+    for name, shape in tensors.items():
+        owner, _, param = name.rpartition(".")
+        groups.setdefault(owner, {})[param] = shape
+    notes: list[str] = []
+    modules = []
+    for owner, params in groups.items():
+        kind = _torch_kind(params, keras_kinds)
+        modules.append(TargetModule(owner, kind, "inferred from names and shapes"))
+        if kind == "embedding" and "dense" in keras_kinds:
+            notes.append(f"`{owner}` has a single 2-D weight: taken as an Embedding (a Linear without bias "
+                         "looks the same; a built model, --target file.py:factory, knows)")  # fmt: skip
+    return modules, notes
+
+
+def _torch_kind(params: dict[str, Shape], keras_kinds: set[str]) -> str:
+    if "weight_ih_l0" in params and "weight_hh_l0" in params:
+        hidden = params["weight_hh_l0"][1]
+        return {4: "lstm", 3: "gru"}.get(params["weight_ih_l0"][0] // hidden if hidden else 0, "other")
+    weight = params.get("weight")
+    if "running_mean" in params:
+        return "batch_norm"
+    if weight is None:
+        return "other"
+    if len(weight) == 1:
+        return "layer_norm"
+    if len(weight) == 2:
+        return "linear" if "bias" in params else "embedding"
+    if len(weight) == 4 and weight[1] == 1 and "depthwise_conv2d" in keras_kinds:
+        return "depthwise_conv2d"
+    return {3: "conv1d", 4: "conv2d", 5: "conv3d"}.get(len(weight), "other")
+
+
+# --------------------------------------------------------------------------- pairing
+
+
+def _expected_shapes(layer: Layer) -> tuple[Shape | None, ...]:
+    rule = TABLE[layer.kind]
+    out = []
+    for role, _, spec in rule.weights:
+        if role in layer.weights:
+            shape = layer.weights[role][1]
+            out.append(parse(spec(shape) if callable(spec) else spec).shape(shape))
+    return tuple(out)
+
+
+def _module_shapes(module: TargetModule, tensors: dict[str, Shape], layer_kind: str) -> tuple[Shape | None, ...]:
+    rule = TABLE[layer_kind]
+    return tuple(tensors.get(f"{module.name}.{param}" if module.name else param) for _, param, _ in rule.weights)
+
+
+def _pair(
+    layers: list[Layer], modules: list[TargetModule], tensors: dict[str, Shape], notes: list[str]
+) -> list[tuple[Layer | None, TargetModule | None]]:
+    """Layers with modules of the same kind, in order; where counts differ, aligned by shapes."""
+    pairs: list[tuple[Layer | None, TargetModule | None]] = []
+    kinds = list(dict.fromkeys([TABLE[x.kind].torch_kind for x in layers] + [m.kind for m in modules]))
+    for kind in kinds:
+        ks = [x for x in layers if TABLE[x.kind].torch_kind == kind]
+        ts = [m for m in modules if m.kind == kind]
+        if len(ks) == len(ts):
+            pairs += list(zip(ks, ts, strict=True))
+            continue
+        if ks and ts:
+            left = [_expected_shapes(x) for x in ks]
+            right = [_module_shapes(m, tensors, ks[0].kind) for m in ts]
+            notes.append(f"{len(ks)} Keras layer(s) vs {len(ts)} torch module(s) of kind {kind}: paired where "
+                         "the shapes agree, in order; the rest is left over")  # fmt: skip
+            used_k: set[int] = set()
+            used_t: set[int] = set()
+            for block in SequenceMatcher(None, left, right, autojunk=False).get_matching_blocks():
+                for i in range(block.size):
+                    pairs.append((ks[block.a + i], ts[block.b + i]))
+                    used_k.add(block.a + i)
+                    used_t.add(block.b + i)
+            pairs += [(x, None) for i, x in enumerate(ks) if i not in used_k]
+            pairs += [(None, m) for i, m in enumerate(ts) if i not in used_t]
+        else:
+            pairs += [(x, None) for x in ks] + [(None, m) for m in ts]
+    return pairs
+
+
+def _torch_name(module: TargetModule, param: str) -> str:
+    return f"{module.name}.{param}" if module.name else param
+
+
+def _facts_notes(layer: Layer, module: TargetModule) -> list[str]:
+    facts = module.facts
+    notes = []
+    eps = facts.get("eps")
+    if layer.kind in ("batch_normalization", "layer_normalization") and isinstance(eps, float) and eps != 1e-3:
+        notes.append(f"`{module.name}` ({module.cls}) has eps={eps:g}; a Keras layer left at its default uses "
+                     "1e-3: outputs differ unless the Keras layer set the same epsilon")  # fmt: skip
+    if facts.get("num_layers", 1) != 1 or facts.get("bidirectional"):
+        notes.append(f"`{module.name}` ({module.cls}) is stacked or bidirectional: one Keras layer fills layer 0 "
+                     "forward only")  # fmt: skip
+    if layer.kind in ("lstm", "gru") and facts.get("batch_first") is False:
+        notes.append(f"`{module.name}` ({module.cls}) has batch_first=False; Keras RNNs are batch-first")
+    return notes
+
+
+def _dropped_on_the_way_back(record: Any, reason: str, must_be_zero: bool) -> Copy | Incompatible:
+    """A PyTorch tensor Keras has no place for: harmless, or harmless only while it is zero."""
+    name = re.escape(record.name)
+    if not must_be_zero:
+        return Copy(name, f"{reason.split(':')[0]}: Keras has none, dropped")
+    if not record.numpy().any():  # reads one small tensor: whether dropping it changes the math
+        return Copy(name, "zeros (as convert writes for a Keras LSTM): dropping it changes nothing")
+    return Incompatible(name, "PyTorch's second LSTM bias is not zero: Keras' single bias would be "
+                        "bias_ih_l0 + bias_hh_l0, a sum this pack does not compute")  # fmt: skip
+
+
+def bind(ckpt: Any, spec: TargetSpec) -> tuple[RulePack, list[str]]:
+    """Rules for one Keras source + PyTorch target pair (or PyTorch source + Keras target).
+
+    Args:
+        ckpt: the source :class:`~bridge.model.Checkpoint`.
+        spec: the target.
+
+    Returns:
+        The pack with generated exact-name rules, optional targets and copies, and notes
+        that say which Keras layer became which torch module.
+    """
+    model = [r for r in ckpt.values() if r.kind == "model"]
+    if ckpt.framework == "pytorch":  # PyTorch -> Keras: the Keras names are the target's
+        keras_entries = [(t.name, t.shape, None) for t in spec.tensors.values()]
+        layout = spec.metadata.get("layout", "keras3")
+        torch_tensors = {r.name: r.shape for r in model}
+        modules: list[TargetModule] | None = None
+    else:
+        keras_entries = [(r.name, r.shape, r.path) for r in model]
+        layout = _keras_layout(ckpt.format, ckpt.metadata) or "keras3"
+        torch_tensors = {n: t.shape for n, t in spec.tensors.items()}
+        modules = spec.modules
+    layers = keras_layers(keras_entries, layout)
+    known = [x for x in layers if x.kind in TABLE]
+    notes: list[str] = []
+    if modules is None:
+        modules, inferred = infer_modules(torch_tensors, {x.kind for x in known})
+        notes += inferred
+    rules: list[Rule] = []
+    optional: list[Optional_] = []
+    copies: list[Copy | Incompatible] = list(COPIES)
+    kinds_seen: set[str] = set()
+    for layer, module in _pair(known, [m for m in modules if m.kind != "other"], torch_tensors, notes):
+        if layer is None and module is not None:
+            notes.append(f"torch module `{module.name}` ({module.cls}) has no Keras {module.kind} layer to fill it")
+            continue
+        if layer is None:
+            continue
+        if module is None:
+            notes.append(f"Keras layer {layer.label} ({layer.kind}) has no torch {TABLE[layer.kind].torch_kind} "
+                         "module left to fill")  # fmt: skip
+            continue
+        rule = TABLE[layer.kind]
+        notes.append(f"layer {layer.label} ({layer.kind}) -> `{module.name}` ({module.cls})")
+        notes += _facts_notes(layer, module)
+        if rule.note and layer.kind not in kinds_seen:
+            notes.append(rule.note)
+        kinds_seen.add(layer.kind)
+        for role, param, spec_ in rule.weights:
+            if role not in layer.weights:
+                continue
+            name, shape = layer.weights[role]
+            if layer.kind == "gru" and role == "bias" and len(shape) != 2:
+                continue  # reset_after=False: left over, explained by INCOMPATIBLE
+            transform = spec_(shape) if callable(spec_) else spec_
+            rules.append(Rule(re.escape(name), _torch_name(module, param), transform))
+        for param, reason, fill, must_be_zero in rule.extra:
+            name = _torch_name(module, param)
+            optional.append(Optional_(re.escape(name), reason, fill))
+            if ckpt.framework == "pytorch" and name in ckpt:
+                copies.append(_dropped_on_the_way_back(ckpt[name], reason, must_be_zero))
+    for layer in layers:
+        if layer.kind not in TABLE and not any(re.fullmatch(c.source, layer.key) for c in COPIES):
+            notes.append(f"Keras layer {layer.label}: weights {sorted(layer.weights)} are not a layer kind this "
+                         "pack knows")  # fmt: skip
+    incompatible = tuple(c for c in copies if isinstance(c, Incompatible)) + tuple(
+        Incompatible(re.escape(name), INCOMPATIBLE[0].reason)
+        for layer in known if layer.kind == "gru"
+        for role, (name, shape) in layer.weights.items() if role == "bias" and len(shape) != 2
+    )  # fmt: skip
+    bound = replace(PACK, rules=tuple(rules), optional=tuple(optional), incompatible=incompatible, bind=None,
+                    copies=tuple(c for c in copies if isinstance(c, Copy)))
+    return bound, notes
+
+
+PACK = RulePack(
+    name="keras",
+    description="Keras layers (Dense, EinsumDense, Conv1D/2D/3D, DepthwiseConv2D, BatchNormalization, "
+    "LayerNormalization, Embedding, LSTM, GRU) <-> torch.nn modules, matched by structure",
+    rules=(),
+    copies=COPIES,
+    bind=bind,
+)

@@ -1,0 +1,52 @@
+"""The forward half of ``bridge verify`` for the ``keras`` pack: the Keras model and its PyTorch twin.
+
+The twin's ``forward`` takes the Keras model's input as it is (channels last) and returns
+what the Keras model returns; one seeded input goes through both.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bridge.errors import BridgeError
+
+
+def keras_forward_check(
+    report: Any, src: Any, dst: Any, to: str, target: str | None, source_model: str | None, seed: int, batch: int
+) -> None:
+    """Outputs of the Keras side and the PyTorch side compared at ``report.atol``; skipped with a note when
+    a model cannot be built (``target``: the model on the output's side, ``source_model``: on the source's)."""
+    from bridge.verify import OutputDiff
+
+    keras_ckpt, torch_ckpt = (src, dst) if to == "pytorch" else (dst, src)
+    keras_factory, torch_factory = (source_model, target) if to == "pytorch" else (target, source_model)
+    if torch_factory is None:
+        side = "--target" if to == "pytorch" else "--source-model"
+        report.notes.append(f"forward check skipped: pass {side} FILE.py:FACTORY (the PyTorch twin)")
+        return
+    try:
+        from pt_side.forward import torch_module, torch_output
+        from tf_side.keras_forward import keras_input, keras_model, keras_output
+
+        keras_path = Path(keras_ckpt.path)
+        if keras_ckpt.format == "keras-weights" and keras_path.is_dir():
+            keras_path = next(keras_path.glob("*.weights.h5"))
+        model = keras_model(keras_path, keras_ckpt.format, keras_ckpt.metadata.get("layout"), keras_factory)
+        twin = torch_module(torch_factory, Path(torch_ckpt.path))
+    except (BridgeError, ImportError) as e:
+        report.notes.append(f"forward check skipped: {e}")
+        return
+    x = keras_input(model, seed, batch)
+    expected, got = keras_output(model, x), torch_output(twin, x)
+    if expected.shape != got.shape:
+        report.outputs.append(OutputDiff("output", tuple(got.shape), float("inf"), float("inf"), False))
+        report.notes.append(f"output shapes differ: Keras {expected.shape}, PyTorch {got.shape}")
+        return
+    diff = np.abs(expected.astype(np.float64) - got.astype(np.float64))
+    scale = np.maximum(np.abs(expected.astype(np.float64)), 1e-6)
+    max_abs = float(diff.max()) if diff.size else 0.0
+    max_rel = float((diff / scale).max()) if diff.size else 0.0
+    report.outputs.append(OutputDiff("output", tuple(got.shape), max_abs, max_rel, max_abs <= report.atol))

@@ -1,0 +1,38 @@
+"""Golden `bridge check` reports of the keras pack (issue 4): Keras 3 and TF2 object checkpoints of a small
+conv/dense/norm/LSTM model against its PyTorch twin, and against a twin with a layer of another width."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from bridge.cli import cli
+
+
+@pytest.fixture
+def at_sources(golden, keras_sources, monkeypatch):
+    monkeypatch.chdir(keras_sources["dir"])  # relative paths in the reports
+    return keras_sources
+
+
+@pytest.mark.parametrize(("name", "source"), [("weights", "convnet.weights.h5"), ("tf2", "tf2/ckpt-1")])
+def test_keras_sources_against_the_twin(golden, at_sources, name, source):
+    out = golden(f"check_keras_{name}_twin.txt", ["check", source, "--to", "pytorch", "--target", "twins.py:twin",
+                                                  "-v"], 0)  # fmt: skip
+    assert "rules: keras" in out and "verdict: OK" in out
+    plan = json.loads(CliRunner().invoke(cli, ["check", source, "--to", "pytorch", "--target", "twins.py:twin",
+                                               "--json"]).output)  # fmt: skip
+    filled = {m["target"] for m in plan["matched"]} | {m["name"] for m in plan["missing"]}
+    from tests.keras import twins
+
+    assert filled == set(twins.twin().state_dict())
+    assert all(m["expected"] for m in plan["missing"]) and plan["mismatched"] == []
+
+
+def test_wrong_width_twin_names_the_layer_and_shapes(golden, at_sources):
+    out = golden("check_keras_weights_twin_wrong.txt",
+                 ["check", "convnet.weights.h5", "--to", "pytorch", "--target", "twins.py:twin_wrong"], 1)  # fmt: skip
+    assert "layer dense_1 (dense) -> `fc2` (Linear)" in out
+    assert "layers/dense_1/vars/0 [6, 3] -> fc2.weight [4, 6]: after transpose the source is (3, 6)" in out

@@ -1,0 +1,54 @@
+"""Keras sources written by the real writers (Keras 3, tf-keras, tf.train.Checkpoint), once per session."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+HERE = Path(__file__).resolve().parent
+
+
+def _randomize(model: Any, seed: int) -> None:
+    """Non-trivial values everywhere (BatchNorm statistics included), so that a wrong mapping shows."""
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.uniform(0.5, 1.5, w.shape).astype(w.dtype) if "variance" in v.path
+                       else rng.standard_normal(w.shape).astype(w.dtype) * 0.5
+                       for v, w in zip(model.weights, model.get_weights(), strict=True)])  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def keras_sources(tf, tmp_path_factory) -> dict[str, Path]:
+    """The convnet in every Keras source format, and the twins file beside them (relative paths in reports)."""
+    from tests.keras import twins
+
+    out = tmp_path_factory.mktemp("keras-sources")
+    shutil.copy(HERE / "twins.py", out / "twins.py")
+    m = twins.keras_convnet()
+    _randomize(m, 0)
+    m.save(out / "convnet.keras")
+    m.save_weights(out / "convnet.weights.h5")
+    tf.train.Checkpoint(model=m).save(str(out / "tf2" / "ckpt"))
+    legacy = twins.tf_keras_convnet()
+    legacy.set_weights(m.get_weights())
+    legacy.save(out / "convnet_full.h5")
+    legacy.save_weights(out / "convnet_weights.h5")
+    tf.train.Checkpoint(model=legacy).save(str(out / "tf2legacy" / "ckpt"))
+    s = twins.keras_seq()
+    _randomize(s, 1)
+    s.save(out / "seq.keras")
+    s.save_weights(out / "seq.weights.h5")
+    return {
+        "dir": out,
+        "keras": out / "convnet.keras",
+        "weights": out / "convnet.weights.h5",
+        "tf2": out / "tf2" / "ckpt-1",
+        "tf2-legacy": out / "tf2legacy" / "ckpt-1",
+        "h5-full": out / "convnet_full.h5",
+        "h5-weights": out / "convnet_weights.h5",
+        "seq-keras": out / "seq.keras",
+        "seq-weights": out / "seq.weights.h5",
+    }

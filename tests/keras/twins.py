@@ -1,0 +1,121 @@
+"""Small Keras models and their PyTorch twins, for the Keras pack's tests (``file.py:factory`` targets).
+
+Every twin takes the Keras model's input as it is (channels last, batch first) and returns
+what the Keras model returns, so one seeded array goes through both.  Frameworks are
+imported inside the functions; callers import torch before TensorFlow.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+EPS = 1e-3  # Keras' BatchNormalization / LayerNormalization default; the twins must use it
+
+
+def _keras() -> Any:
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+
+    return keras
+
+
+def keras_convnet(width: int = 3) -> Any:
+    """Conv2D -> BatchNorm -> DepthwiseConv2D -> (sequence) LSTM -> LayerNorm -> Dense -> Dense."""
+    keras = _keras()
+    layers = keras.layers
+    inp = keras.Input((6, 6, 2))
+    x = layers.Conv2D(4, 3, padding="same")(inp)
+    x = layers.BatchNormalization()(x)
+    x = layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(x)
+    x = layers.Reshape((36, 8))(x)
+    x = layers.LSTM(5)(x)
+    x = layers.LayerNormalization()(x)
+    x = layers.Dense(6, activation="relu")(x)
+    out = layers.Dense(width)(x)
+    return keras.Model(inp, out)
+
+
+def keras_seq() -> Any:
+    """Embedding -> GRU -> Conv1D -> Dense: a GRU, an Embedding and a 1-D convolution."""
+    keras = _keras()
+    layers = keras.layers
+    inp = keras.Input((7,), dtype="int32")
+    x = layers.Embedding(11, 4)(inp)
+    x = layers.GRU(5, return_sequences=True)(x)
+    x = layers.Conv1D(3, 2)(x)
+    x = layers.Flatten()(x)
+    out = layers.Dense(2)(x)
+    return keras.Model(inp, out)
+
+
+def _torch_modules() -> tuple[Any, Any]:
+    import torch
+
+    return torch, torch.nn
+
+
+def twin(width: int = 3) -> Any:
+    """The PyTorch twin of :func:`keras_convnet`."""
+    torch, nn = _torch_modules()
+
+    class ConvNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(2, 4, 3, padding=1)
+            self.bn = nn.BatchNorm2d(4, eps=EPS)
+            self.dw = nn.Conv2d(4, 8, 3, padding=1, groups=4)
+            self.rnn = nn.LSTM(8, 5, batch_first=True)
+            self.norm = nn.LayerNorm(5, eps=EPS)
+            self.fc1 = nn.Linear(5, 6)
+            self.fc2 = nn.Linear(6, width)
+
+        def forward(self, x: Any) -> Any:
+            x = self.dw(self.bn(self.conv(x.permute(0, 3, 1, 2))))
+            x = x.permute(0, 2, 3, 1).reshape(x.shape[0], 36, 8)
+            _, (h, _) = self.rnn(x)
+            return self.fc2(torch.relu(self.fc1(self.norm(h[-1]))))
+
+    return ConvNet().eval()
+
+
+def twin_wrong() -> Any:
+    """The twin with a last layer one unit too wide."""
+    return twin(width=4)
+
+
+def twin_seq() -> Any:
+    """The PyTorch twin of :func:`keras_seq`."""
+    torch, nn = _torch_modules()
+
+    class Seq(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Embedding(11, 4)
+            self.gru = nn.GRU(4, 5, batch_first=True)
+            self.conv = nn.Conv1d(5, 3, 2)
+            self.head = nn.Linear(18, 2)
+
+        def forward(self, ids: Any) -> Any:
+            x, _ = self.gru(self.emb(ids.long()))
+            x = self.conv(x.transpose(1, 2)).transpose(1, 2)
+            return self.head(x.reshape(x.shape[0], -1))
+
+    return Seq().eval()
+
+
+def tf_keras_convnet() -> Any:
+    """:func:`keras_convnet` built with tf-keras (Keras 2), for the legacy ``.h5`` formats."""
+    import tf_keras as keras
+
+    layers = keras.layers
+    inp = keras.Input((6, 6, 2))
+    x = layers.Conv2D(4, 3, padding="same")(inp)
+    x = layers.BatchNormalization()(x)
+    x = layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(x)
+    x = layers.Reshape((36, 8))(x)
+    x = layers.LSTM(5)(x)
+    x = layers.LayerNormalization()(x)
+    x = layers.Dense(6, activation="relu")(x)
+    out = layers.Dense(3)(x)
+    return keras.Model(inp, out)

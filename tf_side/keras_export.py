@@ -1,0 +1,53 @@
+"""Write a Keras 3 ``.weights.h5`` natively with h5py, in the layout Keras' ``H5IOStore`` writes.
+
+Every saved object has a group named by its attribute path (``layers/dense``,
+``layers/lstm/cell``) holding a ``vars`` group whose ``name`` attribute is the object's
+name and whose datasets ``0, 1, ...`` are its variables in order; objects without
+variables still have their empty ``vars`` group, and the model's own is ``/vars``
+(Keras 3.15; ``model.load_weights`` looks each group up by path).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from bridge import dtypes
+from bridge.errors import UnsupportedFeature
+
+
+def write_keras3_weights(
+    path: Path,
+    tensors: Sequence[Any],
+    layout: dict[str, Any],
+    *,
+    on_tensor: Callable[[Any], None] | None = None,
+) -> Path:
+    """Write ``tensors`` (named ``<object path>/vars/<i>``) and the ``vars`` groups of ``layout``.
+
+    Args:
+        path: the ``.weights.h5`` to create.
+        tensors: objects with ``name``, ``shape``, ``dtype`` and ``produce()`` (one value at a time).
+        layout: ``{"object_names": {vars group path: object name}}`` from the target model's own file.
+        on_tensor: called after each tensor (progress).
+    """
+    object_names: dict[str, str] = layout.get("object_names", {})
+    with h5py.File(path, "w") as f:
+        for group, name in sorted(object_names.items()):
+            f.require_group(group).attrs["name"] = name
+        for t in tensors:
+            if t.dtype == "bfloat16" or dtypes.itemsize(t.dtype) is None:
+                raise UnsupportedFeature(f"Writing {t.dtype} to a Keras weights file", tensor=t.name,
+                                         hint="Convert with --dtype float32")  # fmt: skip
+            value = np.require(t.produce(), requirements="C")  # keeps 0-d (ascontiguousarray makes it 1-d)
+            if value.shape != tuple(t.shape) or dtypes.dtype_name(value.dtype) != t.dtype:
+                raise ValueError(f"{t.name}: produced {value.dtype}{value.shape}, planned {t.dtype}{t.shape}")
+            group, _, index = t.name.rpartition("/")
+            f.require_group(group).create_dataset(index, data=value)
+            if on_tensor is not None:
+                on_tensor(t)
+    return path

@@ -1,0 +1,60 @@
+"""The Keras half of the Keras pack's forward check: a Keras model with given weights, and its output.
+
+Verification only.  A ``.keras`` archive and a Keras 2 full-model ``.h5`` build themselves
+(``safe_mode`` on: no Lambda code runs); weights-only files need the model from a factory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bridge.errors import MissingDependency, UsageError
+
+
+def keras_model(weights: Path, fmt: str, layout: str | None, factory: str | None) -> Any:
+    """The Keras model holding the weights of ``weights`` (format ``fmt``)."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    try:
+        import keras
+    except ImportError as e:
+        raise MissingDependency("Keras is needed for the forward check", hint="pip install tensorflow") from e
+    if factory is None:
+        if fmt == "keras":
+            return keras.saving.load_model(weights, compile=False, safe_mode=True)
+        if fmt == "keras-h5" and layout == "keras2-full":
+            import tf_keras
+
+            return tf_keras.models.load_model(weights, compile=False)
+        raise UsageError("A weights-only Keras file cannot build its model", path=weights,
+                         hint="Pass --source-model (or --target) FILE.py:FACTORY returning the Keras model")
+    from bridge.unused import load_factory
+
+    model = load_factory(factory)()
+    if fmt in ("tf-checkpoint", "saved-model"):
+        import tensorflow as tf
+
+        prefix = weights / "variables" / "variables" if fmt == "saved-model" else weights
+        tf.train.Checkpoint(model=model).restore(str(prefix)).expect_partial()
+    else:
+        model.load_weights(weights)
+    return model
+
+
+def keras_input(model: Any, seed: int, batch: int) -> np.ndarray:
+    """A seeded input of the model's (single) input shape: token ids below the smallest vocabulary
+    for integer inputs, standard normal floats otherwise."""
+    spec = model.inputs[0]
+    shape = (batch, *[d or 4 for d in tuple(spec.shape)[1:]])
+    rng = np.random.default_rng(seed)
+    if "int" in str(spec.dtype):
+        vocab = min((layer.input_dim for layer in model.layers if hasattr(layer, "input_dim")), default=2)
+        return rng.integers(0, vocab, shape).astype(np.int32)
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def keras_output(model: Any, x: np.ndarray) -> np.ndarray:
+    return np.asarray(model(x, training=False))
