@@ -108,7 +108,7 @@ def _write_one(
                 raise ValueError(f"{t.name}: produced {value.dtype}{value.shape}, planned {t.dtype}{t.shape}")
             if value.dtype.byteorder == ">":
                 value = value.astype(value.dtype.newbyteorder("<"))
-            f.write(value.tobytes() if value.ndim == 0 else memoryview(value.reshape(-1).view(np.uint8)))
+            f.write(value.tobytes() if value.ndim == 0 else value.reshape(-1).view(np.uint8).data)
             if on_tensor is not None:
                 on_tensor(t)
 
