@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from typing import Any
 
@@ -220,6 +221,7 @@ def convert(
       bridge convert hf-bert/ --to tensorflow --target hf-tf -o bert-tf-hf/
     Then: bridge verify SOURCE OUT
     """
+    from bridge.check import is_factory
     from bridge.convert import convert as run_convert
     from bridge.inspect import human_bytes
 
@@ -251,7 +253,10 @@ def convert(
             click.echo(f"  note: {note}")
         if not plan.ok:
             click.echo("  WARNING: written with gaps (--allow-gaps); run `bridge check` for the report")
-        click.echo(f"next: bridge verify {source} {result.out}")
+        verify_args = [source, str(result.out)] + (["--rules", rules] if rules else [])
+        verify_args += [arg for m in maps for arg in ("--map", m)]
+        verify_args += ["--target", target] if target and is_factory(target) else []
+        click.echo("next: bridge verify " + shlex.join(verify_args))
     if result.plan.exit_code:
         sys.exit(result.plan.exit_code)
 

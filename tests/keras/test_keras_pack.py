@@ -115,3 +115,21 @@ def test_check_of_keras_files_imports_no_framework(at_sources, tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_cli_convert_suggests_a_verify_that_passes(at_sources, tmp_path):
+    import shlex
+
+    from click.testing import CliRunner
+
+    from bridge.cli import cli
+
+    out = tmp_path / "pt"
+    result = CliRunner().invoke(cli, ["convert", str(at_sources["keras"]), "--to", "pytorch", "--target", TWIN,
+                                      "-o", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    suggested = next(line for line in result.output.splitlines() if line.startswith("next: bridge verify"))
+    args = shlex.split(suggested.removeprefix("next: bridge "))
+    assert args[-2:] == ["--target", TWIN]
+    verified = CliRunner().invoke(cli, args)
+    assert verified.exit_code == 0 and "forward output" in verified.output and "verdict: PASS" in verified.output
