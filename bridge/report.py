@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 
 from bridge.plan import Leftover, Plan
-from bridge.scopes import fold
+from bridge.scopes import fold, numbers_of
 
 
 def render_plan(plan: Plan, *, verbose: bool = False) -> str:
@@ -32,14 +33,8 @@ def render_plan(plan: Plan, *, verbose: bool = False) -> str:
         for m in plan.matched:
             groups[m.transform].append((m.source, m.target))
         for transform, pairs in groups.items():
-            sources = fold(s for s, _ in pairs)
-            targets = fold(t for _, t in pairs)
-            if len(sources) == len(targets):
-                for (s, members), tgt in zip(sources.items(), targets, strict=True):
-                    lines.append(f"  {s} -> {tgt}  [{transform}]" + (f"  ×{len(members)}" if len(members) > 1 else ""))
-            else:
-                for s, tgt in pairs:
-                    lines.append(f"  {s} -> {tgt}  [{transform}]")
+            for source, target, count in fold_pairs(pairs):
+                lines.append(f"  {source} -> {target}  [{transform}]" + (f"  ×{count}" if count > 1 else ""))
     if plan.mismatched:
         lines.append("")
         lines.append("MISMATCHED shapes:")
@@ -59,6 +54,30 @@ def render_plan(plan: Plan, *, verbose: bool = False) -> str:
         gaps = len(plan.gaps) + len(plan.mismatched)
         lines.append(f"verdict: GAPS: {gaps} problem(s) above would make the converted model differ (exit 1)")
     return "\n".join(lines)
+
+
+def fold_pairs(pairs: list[tuple[str, str]]) -> list[tuple[str, str, int]]:
+    """Fold (source, target) rows whose sources fold together, whose targets fold to one label, and whose
+    varying numbers correspond (``layer_3`` -> ``layer.3``); other rows stay as they are, never paired by position."""
+    label_of = {name: label for label, names in fold(s for s, _ in pairs).items() for name in names}
+    by_label: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for source, target in pairs:
+        by_label[label_of[source]].append((source, target))
+    out: list[tuple[str, str, int]] = []
+    for label, rows in by_label.items():
+        targets = fold(t for _, t in rows)
+        if len(rows) > 1 and len(targets) == 1 and _varying(s for s, _ in rows) == _varying(t for _, t in rows):
+            out.append((label, next(iter(targets)), len(rows)))
+        else:
+            out.extend((s, t, 1) for s, t in rows)
+    return out
+
+
+def _varying(names: Iterable[str]) -> list[tuple[int, ...]]:
+    """Per name, its numbers in the positions where they differ between the names (``layer_{0..11}``'s)."""
+    numbers = [numbers_of(n) for n in names]
+    columns = [i for i, col in enumerate(zip(*numbers, strict=True)) if len(set(col)) > 1]
+    return [tuple(row[i] for i in columns) for row in numbers]
 
 
 def _leftovers(title: str, rows: list[Leftover], verbose: bool) -> list[str]:

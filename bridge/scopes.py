@@ -27,21 +27,12 @@ def fold(names: Iterable[str]) -> dict[str, list[str]]:
     ``bert/encoder/layer_0`` ... ``layer_11`` -> ``bert/encoder/layer_{0..11}``.
     Returns folded label -> member names, in first-seen order.
     """
-    numbers: dict[tuple[str, ...], list[list[int]]] = {}
+    numbers: dict[tuple[str, ...], list[tuple[int, ...]]] = {}
     members: dict[tuple[str, ...], list[str]] = {}
     for name in names:
-        sep = separator(name)
-        key: list[str] = [sep]
-        found: list[int] = []
-        for part in name.split(sep):
-            m = _NUMBERED.match(part)
-            if m and not (m.group(1) and m.group(1)[-1].isdigit()):
-                key.append(m.group(1) + "\x00")
-                found.append(int(m.group(2)))
-            else:
-                key.append(part)
-        numbers.setdefault(tuple(key), []).append(found)
-        members.setdefault(tuple(key), []).append(name)
+        key, found = _split(name)
+        numbers.setdefault(key, []).append(found)
+        members.setdefault(key, []).append(name)
     out: dict[str, list[str]] = {}
     for group_key, rows in numbers.items():
         sep, parts = group_key[0], group_key[1:]
@@ -50,6 +41,26 @@ def fold(names: Iterable[str]) -> dict[str, list[str]]:
         label = sep.join(part.replace("\x00", next(labels)) if part.endswith("\x00") else part for part in parts)
         out[label] = members[group_key]
     return out
+
+
+def numbers_of(name: str) -> tuple[int, ...]:
+    """The trailing numbers of ``name``'s components, the ones :func:`fold` folds (``layer_3`` -> 3)."""
+    return _split(name)[1]
+
+
+def _split(name: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """(separator + components with trailing numbers blanked, those numbers)."""
+    sep = separator(name)
+    key: list[str] = [sep]
+    found: list[int] = []
+    for part in name.split(sep):
+        m = _NUMBERED.match(part)
+        if m and not (m.group(1) and m.group(1)[-1].isdigit()):
+            key.append(m.group(1) + "\x00")
+            found.append(int(m.group(2)))
+        else:
+            key.append(part)
+    return tuple(key), tuple(found)
 
 
 def _render_numbers(values: list[int]) -> str:
