@@ -103,7 +103,8 @@ class Checkpoint(Mapping[str, TensorRecord]):
         files: every file the checkpoint consists of.
         framework: ``tensorflow``, ``keras`` or ``pytorch``.
         metadata: format facts worth showing (checkpoint style, shard count, config...).
-        tied: groups of names that share one storage.
+        tied: groups of names that share one storage (for TF2 object-based checkpoints, the
+            object paths of one variable that several model objects hold, stored once).
         closer: releases file handles and memory maps.
 
     Example:

@@ -775,6 +775,7 @@ def _build(path: Path, bundle: _Bundle, *, format: str, metadata: dict[str, obje
     graph = _read_graph(bundle, located)
 
     records: list[TensorRecord] = []
+    tied: list[tuple[str, ...]] = []
     for name, where in located.items():
         entry = bundle.entries[name.encode("utf-8", "surrogateescape")]
         kind: TensorKind
@@ -784,6 +785,8 @@ def _build(path: Path, bundle: _Bundle, *, format: str, metadata: dict[str, obje
             kind = "metadata"
         elif info is not None:
             kind, record_path, slot_of, slot_name = info.kind, info.path, info.slot_of, info.slot_name
+            if info.aliases:  # one variable held by two model objects: stored once, a tie
+                tied.append((info.readable_path, *info.alias_paths))
         else:
             tagged = classify_tf_name(name)
             kind, slot_of, slot_name = tagged.kind, tagged.slot_of, tagged.slot_name
@@ -820,6 +823,7 @@ def _build(path: Path, bundle: _Bundle, *, format: str, metadata: dict[str, obje
         files=files,
         framework="tensorflow",
         metadata=meta,
+        tied=tied,
         closer=bundle.shards.close,
     )
 

@@ -80,6 +80,8 @@ class GraphEntry:
     slot_name: str | None = None
     # Eager TF2 variables created without a name all have the full name "Variable".
     unique_full_name: bool = True
+    # Other object paths to the same variable (one object shared by two owners: a tie), stored once.
+    aliases: tuple[tuple[str, ...], ...] = ()
 
     @property
     def readable_path(self) -> str:
@@ -90,6 +92,11 @@ class GraphEntry:
         if self.attribute != VARIABLE_VALUE:
             parts.append(self.attribute)
         return "/".join(parts)
+
+    @property
+    def alias_paths(self) -> list[str]:
+        """The readable paths of :attr:`aliases` (``model/dec/out`` for a variable also at ``model/enc/emb``)."""
+        return ["/".join(alias) for alias in self.aliases]
 
     @property
     def path(self) -> str:
@@ -234,6 +241,7 @@ def describe(nodes: list[Node]) -> dict[str, GraphEntry]:
                     matched = _match_by_full_name(_full_name(nodes[element]), full_names)
                 slots[element] = (matched, _singular(list_name))
 
+    aliases = _shared_variables(nodes, model_paths)
     reachable = {**slot_paths, **all_paths}
     name_counts = Counter(att.full_name for node_id in reachable for att in nodes[node_id].attributes)
     entries: dict[str, GraphEntry] = {}
@@ -265,8 +273,33 @@ def describe(nodes: list[Node]) -> dict[str, GraphEntry]:
                 slot_of=slot_of,
                 slot_name=slot_name,
                 unique_full_name=name_counts[att.full_name] == 1,
+                aliases=aliases.get(node_id, ()) if att.name == VARIABLE_VALUE else (),
             )
     return entries
+
+
+Path = tuple[str, ...]
+
+
+def _shared_variables(nodes: list[Node], model_paths: dict[int, Path]) -> dict[int, tuple[Path, ...]]:
+    """Variables that more than one model object holds (object identity: a tie), with their other paths.
+
+    Only distinct owners count: Keras tracks a layer under several names (``layer-0`` and
+    ``layer_with_weights-0``), but each variable still has the one layer as its owner.
+    Optimizer lists (which hold every trained variable) are not model objects.
+    """
+    owners: dict[int, dict[int, str]] = {}
+    for parent in model_paths:
+        for child, name in nodes[parent].children:
+            if any(att.name == VARIABLE_VALUE for att in nodes[child].attributes):
+                owners.setdefault(child, {}).setdefault(parent, name)
+    shared: dict[int, tuple[Path, ...]] = {}
+    for variable, by_owner in owners.items():
+        primary = model_paths.get(variable)
+        others = tuple(p for p in ((*model_paths[o], n) for o, n in by_owner.items()) if p != primary)
+        if len(by_owner) > 1 and others:
+            shared[variable] = tuple(sorted(others))
+    return shared
 
 
 def _full_name(node: Node) -> str:

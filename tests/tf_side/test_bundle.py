@@ -22,6 +22,7 @@ import pytest
 import bridge
 from bridge import dtypes
 from bridge.errors import CheckpointNotFound, CorruptCheckpoint, UsageError
+from bridge.inspect import inspect_checkpoint, render_text
 from tests.conftest import REPO, read_variables_txt
 from tests.tf_side import _tf_bundles as writers
 from tf_side.bundle import sniff_checkpoint, sniff_saved_model
@@ -252,6 +253,30 @@ def test_tf2_keras2_object_graph(tf: Any, keras2_checkpoint: tuple[Path, Any]) -
         _check_slots(ckpt, model, {"momentum", "velocity"})
         kernel = "model/layer_with_weights-0/kernel/.ATTRIBUTES/VARIABLE_VALUE"
         assert ckpt[kernel].path == "dense/kernel"
+
+
+def test_tf2_shared_variable_is_a_tie_stored_once(tf: Any, tmp_path: Path) -> None:
+    """Object identity: one variable held by two modules is saved once; its other path is a tie."""
+    emb = tf.Variable(np.arange(15, dtype=np.float32).reshape(5, 3), name="emb")
+    root = tf.Module()
+    root.enc, root.dec = tf.Module(), tf.Module()
+    root.enc.embeddings, root.dec.output_kernel = emb, emb
+    root.dec.bias = tf.Variable(np.zeros(3, np.float32), name="bias")
+    prefix = tf.train.Checkpoint(model=root).write(str(tmp_path / "ckpt"))
+    with bridge.load(prefix) as ckpt:
+        assert_matches_tf(tf, prefix, ckpt)
+        assert len(ckpt.of_kind("model")) == 2  # stored once, as TF lists it
+        assert ckpt.tied == [("model/enc/embeddings", "model/dec/output_kernel")]
+        text = render_text(inspect_checkpoint(ckpt))
+    assert "tied (one storage, several names): model/enc/embeddings = model/dec/output_kernel" in text
+
+
+def test_tf2_keras_checkpoints_have_no_false_ties(keras3_checkpoint: Any, keras2_checkpoint: Any,
+                                                  keras2_legacy_checkpoint: Any) -> None:  # fmt: skip
+    """Keras tracks a layer under several names and optimizers list every variable: neither is a tie."""
+    for prefix, _ in (keras3_checkpoint, keras2_checkpoint, keras2_legacy_checkpoint):
+        with bridge.load(prefix) as ckpt:
+            assert ckpt.tied == []
 
 
 def test_tf2_keras2_legacy_optimizer_slot_table(tf: Any, keras2_legacy_checkpoint: tuple[Path, Any]) -> None:
