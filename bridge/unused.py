@@ -494,7 +494,7 @@ class RestoreItem:
 class RestoreReport:
     """The answer of :func:`checkpoint_vs_model`; exit 1 when the model would lose or lack a weight."""
 
-    framework: str
+    framework: str  # who restores: "pytorch", "tensorflow" (tf.train.Checkpoint) or "keras" (a Keras 3 file)
     checkpoint: str
     root: str  # where the model sits in the checkpoint ("" = the checkpoint's root)
     matched: int
@@ -548,7 +548,7 @@ def compare_restore(
     """Match model variables to checkpoint records by key; classify what is left on either side.
 
     Args:
-        framework: ``pytorch`` or ``tensorflow`` (chooses the wording of the fixes).
+        framework: ``pytorch``, ``tensorflow`` or ``keras`` (who restores: chooses the wording of the fixes).
         variables: the model's variables, each with the key its framework restores it from.
         records: the checkpoint's :class:`~bridge.model.TensorRecord` values (``kind`` already tagged).
         checkpoint: the checkpoint path, for the report.
@@ -606,9 +606,19 @@ def _closest(path: str, shape: tuple[int, ...], candidates: list[tuple[str, tupl
     return best[2] if best else None
 
 
+# The call that restores leniently, by the framework that restores (``keras``: a Keras 3 weights file).
+_LENIENT = {
+    "tensorflow": "status.expect_partial()",
+    "pytorch": "load_state_dict(..., strict=False)",
+    "keras": "model.load_weights(..., skip_mismatch=True)",
+}
+
+
 def _leftover_hint(framework: str, guess: str | None) -> str:
-    drop = "status.expect_partial()" if framework == "tensorflow" else "load_state_dict(..., strict=False)"
+    drop = _LENIENT[framework]
     lead = "a real weight no model variable restores: a renamed or removed layer?"
+    if framework == "keras":  # Keras 3's load_weights ignores file entries no object asks for, silently
+        lead += " (load_weights ignores it silently)"
     if guess:
         return f"{lead} did you mean `{guess}`? Rename it back (or map the key); if it is gone on purpose, {drop}"
     return f"{lead} if the layer is gone on purpose, {drop} drops it; otherwise the model lost it"
@@ -619,6 +629,8 @@ def _harmless_hint(framework: str, kind: str) -> str:
         if framework == "tensorflow":
             return ("optimizer state: restore tf.train.Checkpoint(model=..., optimizer=...) to resume training, "
                     "or status.expect_partial() to drop it (safe)")  # fmt: skip
+        if framework == "keras":
+            return "optimizer state: keras.saving.load_model restores it to resume training; load_weights skips it"
         return "optimizer state: optimizer.load_state_dict(...) to resume training, or ignore it (safe)"
     if kind == "counter":
         return "a step counter (save_counter, iterations, global_step): safe to drop"
@@ -653,7 +665,7 @@ def render_restore_text(report: RestoreReport, *, verbose: bool = False) -> str:
     lines += [f"note: {n}" for n in report.notes]
     partial = "safe (only optimizer state, counters, bookkeeping left over)" if report.expect_partial_safe else (
         "NOT safe: it would silently drop model weights")  # fmt: skip
-    drop = "status.expect_partial()" if report.framework == "tensorflow" else "load_state_dict(..., strict=False)"
+    drop = _LENIENT[report.framework]
     lines += ["", f"{drop}: {partial}",
               "verdict: " + ("the model restores completely" if report.ok else
                              f"{s['counts']['model_leftover']} model leftovers, {s['counts']['missing']} missing, "
@@ -667,7 +679,8 @@ def checkpoint_vs_model(model: Any, checkpoint: str | Path, *, batch: Any = None
     Args:
         model: a ``torch.nn.Module`` (compared by ``state_dict()`` keys and shapes) or a Keras model /
             ``tf.Module`` (matched the way ``tf.train.Checkpoint.read`` walks the object graph).
-        checkpoint: any checkpoint ``bridge.load`` reads (TF2 object-based for TF models).
+        checkpoint: any checkpoint ``bridge.load`` reads (for TF models: TF2 object-based, or a Keras 3
+            ``.weights.h5`` / ``.keras`` for a Keras 3 model).
         batch: called on an unbuilt Keras model first, to create its variables.
 
     Returns:
@@ -696,6 +709,8 @@ def checkpoint_vs_model(model: Any, checkpoint: str | Path, *, batch: Any = None
             from tf_side.unused import restore_variables as tf_variables
 
             variables, root = tf_variables(model, ckpt, batch)
+            if ckpt.metadata.get("layout") == "keras3":
+                framework = "keras"  # restored by Keras' load_weights, not tf.train.Checkpoint
         return compare_restore(framework, variables, ckpt.values(), checkpoint=str(checkpoint), root=root)
 
 

@@ -214,9 +214,12 @@ def restore_variables(model: Any, ckpt: Any, batch: Any = None) -> tuple[list[Mo
     each place the model may sit (the checkpoint root, as tf-keras ``save_weights`` writes it,
     or a root child: ``tf.train.Checkpoint(model=...)``) and keep the one that restores most.
     A variable the walk never reaches gets the key it would need (its own shortest path).
+    A Keras 3 weights file (``.weights.h5``, ``.keras``) is keyed by Keras' own layout instead.
     """
     tf = _tf()
     record = ckpt.get(OBJECT_GRAPH_KEY)
+    if record is None and ckpt.metadata.get("layout") == "keras3":
+        return _keras3_variables(model, batch), ""
     if record is None:
         raise UnsupportedFeature(
             "Not an object-based checkpoint", path=ckpt.path,
@@ -238,6 +241,33 @@ def restore_variables(model: Any, ckpt: Any, batch: Any = None) -> tuple[list[Mo
         key = bound[root].get(id(_tf_variable(v))) or "/".join((*prefix, *map(_escape, path), _VALUE_SUFFIX))
         out.append(ModelVariable(key, variable_name(v, model_name), tuple(int(d) for d in v.shape)))
     return out, root
+
+
+def _keras3_variables(model: Any, batch: Any) -> list[ModelVariable]:
+    """What Keras 3's ``load_weights`` reads for each variable of ``model``: the paths of its own ``save_weights``.
+
+    Keras 3 weights files (``.weights.h5``, inside ``.keras``) are keyed by the model's object
+    structure (``layers/dense/vars/0``); saving the model itself gives the keys it would read,
+    from Keras' own ``saving_lib`` rather than a re-implementation of it.
+    """
+    import tempfile
+    from pathlib import Path
+
+    import keras
+
+    from tf_side.keras_h5 import read_keras3_weights
+
+    if not isinstance(model, keras.Model):
+        raise UnsupportedFeature("A Keras 3 weights file restores into a Keras 3 model only",
+                                 detail=f"the factory returned {type(model).__module__}.{type(model).__qualname__}",
+                                 hint="Return the keras.Model the file was saved from")  # fmt: skip
+    if batch is not None and not list(getattr(model, "variables", [])):
+        _call(model, batch, False)  # an unbuilt Keras model has no variables yet
+    with tempfile.TemporaryDirectory() as tmp:
+        own_path = Path(tmp) / "model.weights.h5"
+        model.save_weights(own_path)
+        with read_keras3_weights(own_path) as own:
+            return [ModelVariable(r.name, r.name, r.shape) for r in own.values() if r.kind == "model"]
 
 
 _VALUE_SUFFIX = ".ATTRIBUTES/VARIABLE_VALUE"

@@ -104,3 +104,56 @@ def test_name_based_checkpoint_is_exit_2(models):
     result = CliRunner().invoke(cli, ["unused", f"{TF_MODELS}:keras_classifier", "--checkpoint", str(TINY_BERT)])
     assert result.exit_code == 2, result.output
     assert "Not an object-based checkpoint" in result.output and "tf.train.Checkpoint" in result.output
+
+
+@pytest.fixture(scope="module")
+def keras3_files(models, tmp_path_factory):
+    """keras_classifier fitted one step, saved by Keras 3 as `.weights.h5` and as a `.keras` archive."""
+    model, batch = models.keras_classifier()
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(batch, model(batch), epochs=1, verbose=0)
+    folder = tmp_path_factory.mktemp("k3files")
+    model.save_weights(folder / "model.weights.h5")
+    model.save(folder / "model.keras")
+    return folder
+
+
+def _keras3_load(model, path):
+    """Keras' own verdict on a weights file: None when load_weights takes it, else its error."""
+    try:
+        model.load_weights(path)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+@pytest.mark.parametrize("name", ["model.weights.h5", "model.keras"])
+def test_keras3_files_same_model(models, keras3_files, name):
+    model, batch = models.keras_classifier()
+    report = bridge.checkpoint_vs_model(model, keras3_files / name, batch=batch)
+    assert report.matched == report.total == 4
+    assert {i.kind for i in report.items} <= {"optimizer", "counter"} and report.exit_code == 0
+    assert _keras3_load(model, keras3_files / name) is None
+
+
+@pytest.mark.parametrize("name", ["model.weights.h5", "model.keras"])
+def test_keras3_files_renamed_layer(models, keras3_files, name):
+    model, batch = models.keras_classifier_renamed()
+    report = bridge.checkpoint_vs_model(model, keras3_files / name, batch=batch)
+    leftovers = {i.name: i.did_you_mean for i in report.by_kind("model_leftover")}
+    missing = {i.name: i.did_you_mean for i in report.by_kind("missing")}
+    # a subclassed model: Keras keys its weights by attribute (`head`), as the file shows
+    assert set(leftovers) == {"head/vars/0", "head/vars/1"}
+    assert set(missing) == {"classifier/vars/0", "classifier/vars/1"}
+    assert leftovers["head/vars/0"] == "classifier/vars/0" and report.exit_code == 1
+    assert report.framework == "keras"
+    assert "load_weights ignores it silently" in report.by_kind("model_leftover")[0].hint
+    assert _keras3_load(model, keras3_files / name) is not None  # Keras refuses it too
+
+
+def test_keras3_file_wider_head(models, keras3_files):
+    model, batch = models.keras_classifier_wider()
+    report = bridge.checkpoint_vs_model(model, keras3_files / "model.weights.h5", batch=batch)
+    assert {i.name for i in report.by_kind("shape_mismatch")} == {"head/vars/0", "head/vars/1"}
+    assert report.exit_code == 1
+    assert _keras3_load(model, keras3_files / "model.weights.h5") is not None
