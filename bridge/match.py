@@ -200,16 +200,22 @@ def _aligner(
     def score(fn: Callable[[str], str]) -> int:
         return sum(fn(n) in targets for n in names)
 
-    best: tuple[int, Callable[[str], str], str | None] = (score(_same), _same, None)
+    candidates: list[tuple[Callable[[str], str], str | None]] = [(_same, None)]
     if spec.base_prefix:
         prefix = spec.base_prefix + "."
-        for fn, note in (
+        candidates += [
             (_keeping(_stripper(prefix), targets), f"removed prefix `{prefix}` (the target is the base model)"),
             (_keeping(_adder(prefix), targets), f"added prefix `{prefix}` (the target wraps the base model)"),
-        ):
-            s = score(fn)
-            if s > best[0]:
-                best = (s, fn, note)
+        ]
+    if any(n.rpartition(".")[2] in _LEGACY_NAMES for n in names):  # pytorch-pretrained-bert's LayerNorm names
+        legacy = "legacy `gamma`/`beta` read as `weight`/`bias`"
+        candidates += [(_keeping(_then_legacy(fn, targets), targets), f"{note}; {legacy}" if note else legacy)
+                       for fn, note in candidates]  # fmt: skip
+    best: tuple[int, Callable[[str], str], str | None] = (score(_same), _same, None)
+    for fn, note in candidates[1:]:
+        s = score(fn)
+        if s > best[0]:
+            best = (s, fn, note)
     if best[2]:
         renamed = sum(best[1](n) != n for n in names)
         kept = sum(best[1](n) == n in targets for n in names)
@@ -225,6 +231,21 @@ def _keeping(fn: Callable[[str], str], targets: set[str]) -> Callable[[str], str
 
 def _same(name: str) -> str:
     return name
+
+
+_LEGACY_NAMES = {"gamma": "weight", "beta": "bias"}
+
+
+def _then_legacy(fn: Callable[[str], str], targets: set[str]) -> Callable[[str], str]:
+    """``fn``, then a last component ``gamma``/``beta`` renamed ``weight``/``bias`` where the target has that."""
+
+    def rename(name: str) -> str:
+        moved = fn(name)
+        head, _, last = moved.rpartition(".")
+        legacy = f"{head}.{_LEGACY_NAMES[last]}" if head and last in _LEGACY_NAMES else moved
+        return legacy if legacy in targets else moved
+
+    return rename
 
 
 def _stripper(prefix: str) -> Callable[[str], str]:

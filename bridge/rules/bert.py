@@ -200,7 +200,13 @@ _BERT_CONFIG_KEYS = (
 
 
 def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], list[str]]:
-    """transformers ``config.json`` for a google-research ``bert_config.json``."""
+    """transformers ``config.json`` for a google-research ``bert_config.json``.
+
+    A config that is already transformers' (``model_type``: a PyTorch source, or one given with
+    ``--config``) says what the model computes: only the class changes.
+    """
+    if "model_type" in config:
+        return dict(config, architectures=[class_name]), []
     out: dict[str, Any] = {k: config[k] for k in _BERT_CONFIG_KEYS if k in config}
     notes = []
     # modeling.py's gelu is the tanh approximation, which transformers calls gelu_new.
