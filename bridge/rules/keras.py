@@ -75,14 +75,17 @@ class KindRule:
 
     ``weights``: (Keras role, torch parameter, transform) rows; a Keras role may feed
     several parameters (a GRU's two bias rows).  ``extra``: torch tensors with no Keras
-    counterpart: the reason, what convert writes (``zeros``), and whether, on the way back
-    to Keras, the value must be zero to be dropped without changing the math.
+    counterpart: the reason and what convert writes (``zeros``).  ``sums``: (Keras role, torch
+    parameters) where the Keras value is the sum of several torch ones (an LSTM's one bias is
+    ``bias_ih + bias_hh``): PyTorch -> Keras adds them (``sum(k,n)``), in place of the role's
+    ``weights`` row and of the ``extra`` rows it names.
     """
 
     torch_kind: str
     torch_class: str
     weights: tuple[tuple[str, str, TransformSpec], ...]
-    extra: tuple[tuple[str, str, str | None, bool], ...] = ()
+    extra: tuple[tuple[str, str, str | None], ...] = ()
+    sums: tuple[tuple[str, tuple[str, ...]], ...] = ()
     note: str | None = None
 
 
@@ -106,8 +109,7 @@ TABLE: dict[str, KindRule] = {
         "batch_norm", "BatchNorm",
         (("gamma", "weight", "identity"), ("beta", "bias", "identity"),
          ("moving_mean", "running_mean", "identity"), ("moving_variance", "running_var", "identity")),
-        extra=(("num_batches_tracked", "BatchNorm step counter: newly initialised (zeros), harmless", "zeros",
-                False),),
+        extra=(("num_batches_tracked", "BatchNorm step counter: newly initialised (zeros), harmless", "zeros"),),
         note="BatchNormalization epsilon: Keras' default is 1e-3, torch's 1e-5; the twin must use the Keras "
         "value (nn.BatchNorm2d(..., eps=1e-3)); momentum 0.99 (Keras) is 0.01 in torch's convention",
     ),  # fmt: skip
@@ -121,7 +123,8 @@ TABLE: dict[str, KindRule] = {
         (("kernel", "weight_ih_l0", "transpose"), ("recurrent_kernel", "weight_hh_l0", "transpose"),
          ("bias", "bias_ih_l0", "identity")),
         extra=(("bias_hh_l0", "Keras' LSTM has one bias, torch adds two: the second is written as zeros",
-                "zeros", True),),
+                "zeros"),),
+        sums=(("bias", ("bias_ih_l0", "bias_hh_l0")),),
         note="LSTM gates: Keras i, f, c, o is torch's i, f, g, o (no reorder)",
     ),  # fmt: skip
     "gru": KindRule(
@@ -378,17 +381,6 @@ def _facts_notes(layer: Layer, module: TargetModule) -> list[str]:
     return notes
 
 
-def _dropped_on_the_way_back(record: Any, reason: str, must_be_zero: bool) -> Copy | Incompatible:
-    """A PyTorch tensor Keras has no place for: harmless, or harmless only while it is zero."""
-    name = re.escape(record.name)
-    if not must_be_zero:
-        return Copy(name, f"{reason.split(':')[0]}: Keras has none, dropped")
-    if not record.numpy().any():  # reads one small tensor: whether dropping it changes the math
-        return Copy(name, "zeros (as convert writes for a Keras LSTM): dropping it changes nothing")
-    return Incompatible(name, "PyTorch's second LSTM bias is not zero: Keras' single bias would be "
-                        "bias_ih_l0 + bias_hh_l0, a sum this pack does not compute")  # fmt: skip
-
-
 def bind(ckpt: Any, spec: TargetSpec) -> tuple[RulePack, list[str]]:
     """Rules for one Keras source + PyTorch target pair (or PyTorch source + Keras target).
 
@@ -419,7 +411,7 @@ def bind(ckpt: Any, spec: TargetSpec) -> tuple[RulePack, list[str]]:
         notes += inferred
     rules: list[Rule] = []
     optional: list[Optional_] = []
-    copies: list[Copy | Incompatible] = list(COPIES)
+    copies: list[Copy] = list(COPIES)
     kinds_seen: set[str] = set()
     for layer, module in _pair(known, [m for m in modules if m.kind != "other"], torch_tensors, notes):
         if layer is None and module is not None:
@@ -436,31 +428,42 @@ def bind(ckpt: Any, spec: TargetSpec) -> tuple[RulePack, list[str]]:
         notes += _facts_notes(layer, module)
         if rule.note and layer.kind not in kinds_seen:
             notes.append(rule.note)
+        sums = dict(rule.sums) if ckpt.framework == "pytorch" else {}  # Keras -> PyTorch: the first term, zeros
+        for role, params in sums.items():
+            if role not in layer.weights:
+                continue
+            if layer.kind not in kinds_seen:
+                notes.append(f"{layer.kind} {role}: Keras' one {role} is torch's {' + '.join(params)}, written as "
+                             "their sum; converted back to PyTorch it comes back as (the sum, zeros)")  # fmt: skip
+            rules += [Rule(re.escape(layer.weights[role][0]), _torch_name(module, param), f"term({k},{len(params)})")
+                      for k, param in enumerate(params)]  # fmt: skip
         kinds_seen.add(layer.kind)
         for role, param, spec_ in rule.weights:
-            if role not in layer.weights:
+            if role not in layer.weights or role in sums:
                 continue
             name, shape = layer.weights[role]
             if layer.kind == "gru" and role == "bias" and len(shape) != 2:
                 continue  # reset_after=False: left over, explained by INCOMPATIBLE
             transform = spec_(shape) if callable(spec_) else spec_
             rules.append(Rule(re.escape(name), _torch_name(module, param), transform))
-        for param, reason, fill, must_be_zero in rule.extra:
+        for param, reason, fill in rule.extra:
+            if any(param in params for params in sums.values()):
+                continue
             name = _torch_name(module, param)
             optional.append(Optional_(re.escape(name), reason, fill))
             if ckpt.framework == "pytorch" and name in ckpt:
-                copies.append(_dropped_on_the_way_back(ckpt[name], reason, must_be_zero))
+                copies.append(Copy(re.escape(name), f"{reason.split(':')[0]}: Keras has none, dropped"))
     for layer in layers:
         if layer.kind not in TABLE and not any(re.fullmatch(c.source, layer.key) for c in COPIES):
             notes.append(f"Keras layer {layer.label}: weights {sorted(layer.weights)} are not a layer kind this "
                          "pack knows")  # fmt: skip
-    incompatible = tuple(c for c in copies if isinstance(c, Incompatible)) + tuple(
+    incompatible = tuple(
         Incompatible(re.escape(name), INCOMPATIBLE[0].reason)
         for layer in known if layer.kind == "gru"
         for role, (name, shape) in layer.weights.items() if role == "bias" and len(shape) != 2
     )  # fmt: skip
     bound = replace(PACK, rules=tuple(rules), optional=tuple(optional), incompatible=incompatible, bind=None,
-                    copies=tuple(c for c in copies if isinstance(c, Copy)))
+                    copies=tuple(copies))
     return bound, notes
 
 

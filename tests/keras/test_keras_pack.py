@@ -89,19 +89,67 @@ def test_round_trip_keras_pytorch_keras_is_bit_exact(at_sources, tmp_path, name,
     assert report.ok and report.outputs[0].max_abs <= 1e-5
 
 
-def test_pytorch_trained_lstm_with_a_second_bias_is_a_gap(at_sources, tmp_path, torch):
-    """Keras' single LSTM bias cannot hold torch's two unless the second is zero: reported, not dropped."""
+def _trained(tmp_path, factory):
+    """A twin's own (random, trained-like) state dict: both torch biases of its RNN non-zero."""
     import safetensors.torch
 
     from tests.keras import twins
 
-    model = twins.twin()
-    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state = {k: v.clone() for k, v in getattr(twins, factory)().state_dict().items()}
     safetensors.torch.save_file(state, tmp_path / "trained.safetensors")
-    plan = bridge.check(tmp_path / "trained.safetensors", to="tensorflow", target=KERAS)
-    gaps = {g.name: g.reason for g in plan.gaps}
-    assert list(gaps) == ["rnn.bias_hh_l0"] and "bias_ih_l0 + bias_hh_l0" in gaps["rnn.bias_hh_l0"]
-    assert any(u.name == "bn.num_batches_tracked" and u.expected for u in plan.unused)
+    return tmp_path / "trained.safetensors", state
+
+
+def test_pytorch_trained_lstm_merges_its_two_biases(at_sources, tmp_path, torch):
+    """Keras' single LSTM bias is torch's bias_ih + bias_hh: summed (float32, bit for bit), and it comes back
+    from Keras as (the sum, zeros); every other tensor round-trips exactly."""
+    import h5py
+    import safetensors.torch
+
+    source, state = _trained(tmp_path, "twin")
+    assert state["rnn.bias_hh_l0"].abs().min() > 0
+    plan = bridge.check(source, to="tensorflow", target=KERAS)
+    assert plan.ok and not plan.gaps
+    rows = {m.source: (m.target, m.transform) for m in plan.matched}
+    assert rows["rnn.bias_ih_l0"] == ("layers/lstm/cell/vars/2", "sum(0,2)")
+    assert rows["rnn.bias_hh_l0"] == ("layers/lstm/cell/vars/2", "sum(1,2)")
+    assert any("comes back as (the sum, zeros)" in n for n in plan.notes)
+    bridge.convert(source, to="tensorflow", out=tmp_path / "k", target=KERAS)
+    with h5py.File(tmp_path / "k" / "model.weights.h5") as f:
+        written = f["layers/lstm/cell/vars/2"][()]
+    summed = state["rnn.bias_ih_l0"].numpy() + state["rnn.bias_hh_l0"].numpy()
+    assert written.dtype == np.float32 and written.tobytes() == summed.tobytes()
+    report = bridge.verify(source, tmp_path / "k", target=KERAS, source_model=TWIN)
+    assert report.ok and report.values_equal == report.values_compared == 18
+    assert report.outputs[0].max_abs <= 1e-5
+    bridge.convert(tmp_path / "k" / "model.weights.h5", to="pytorch", out=tmp_path / "pt", target=TWIN)
+    back = safetensors.torch.load_file(tmp_path / "pt" / "model.safetensors")
+    assert back["rnn.bias_ih_l0"].numpy().tobytes() == summed.tobytes()
+    assert not back["rnn.bias_hh_l0"].any()
+    for name, value in state.items():
+        if name not in ("rnn.bias_ih_l0", "rnn.bias_hh_l0", "bn.num_batches_tracked"):
+            assert back[name].numpy().tobytes() == value.numpy().tobytes(), name
+
+
+def test_pytorch_trained_gru_keeps_both_bias_rows(at_sources, tmp_path, torch):
+    """A GRU (reset_after=True) keeps torch's two biases as two rows: PyTorch -> Keras -> PyTorch is exact."""
+    import safetensors.torch
+
+    source, state = _trained(tmp_path, "twin_seq")
+    assert state["gru.bias_hh_l0"].abs().min() > 0
+    plan = bridge.check(source, to="tensorflow", target="twins.py:keras_seq")
+    assert plan.ok and not plan.gaps
+    rows = {m.source: m.transform for m in plan.matched}
+    assert rows["gru.bias_ih_l0"] == "gates(rzh->zrh)|place(0,2)"
+    assert rows["gru.bias_hh_l0"] == "gates(rzh->zrh)|place(1,2)"
+    bridge.convert(source, to="tensorflow", out=tmp_path / "k", target="twins.py:keras_seq")
+    report = bridge.verify(source, tmp_path / "k", target="twins.py:keras_seq", source_model="twins.py:twin_seq")
+    assert report.ok and report.outputs[0].max_abs <= 1e-5
+    bridge.convert(tmp_path / "k" / "model.weights.h5", to="pytorch", out=tmp_path / "pt", target="twins.py:twin_seq")
+    back = safetensors.torch.load_file(tmp_path / "pt" / "model.safetensors")
+    assert back.keys() == state.keys()
+    for name, value in state.items():
+        assert back[name].numpy().tobytes() == value.numpy().tobytes(), name
 
 
 def test_check_of_keras_files_imports_no_framework(at_sources, tmp_path):
