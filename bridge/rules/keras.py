@@ -21,7 +21,14 @@ Where the Keras layers come from (the order is each layer's position in the mode
   order (numbers compared as numbers); roles from the variable's full name.
 
 Kinds of Keras 2 and TF2 layers are inferred from their roles and shapes (a
-``recurrent_kernel`` 4 gates wide is an LSTM).  A torch module's kind comes from its
+``recurrent_kernel`` 4 gates wide is an LSTM).  A ``Bidirectional`` wrapper is two layers, its
+``forward_layer`` then its ``backward_layer`` (Keras 3 and TF2 attribute names; Keras 2 weight
+paths ``bidirectional/forward_lstm/...``), each of the wrapped kind.
+
+A torch module offers one slot per Keras layer it takes: an ``nn.LSTM``/``nn.GRU`` with
+``num_layers=N`` takes the next N Keras layers of its kind, in order (``*_l0`` ... ``*_l{N-1}``),
+and a bidirectional one takes a Bidirectional layer's two directions per layer (``*_l{k}``,
+``*_l{k}_reverse``); Bidirectional layers pair only with bidirectional modules.  A torch module's kind comes from its
 class when the target is built (``--target file.py:factory``), else from its
 parameter names and shapes (a reference checkpoint), with the assumptions noted.
 """
@@ -541,7 +548,7 @@ def bind(ckpt: Any, spec: TargetSpec) -> tuple[RulePack, list[str]]:
 PACK = RulePack(
     name="keras",
     description="Keras layers (Dense, EinsumDense, Conv1D/2D/3D, DepthwiseConv2D, BatchNormalization, "
-    "LayerNormalization, Embedding, LSTM, GRU) <-> torch.nn modules, matched by structure",
+    "LayerNormalization, Embedding, LSTM, GRU, stacked and Bidirectional) <-> torch.nn modules, matched by structure",
     rules=(),
     copies=COPIES,
     bind=bind,

@@ -216,10 +216,13 @@ def test_rnn_pairing_mismatches_name_the_layer_and_the_module(at_sources):
 def test_check_of_keras_files_imports_no_framework(at_sources, tmp_path):
     """A reference checkpoint as the target: names and shapes only, module kinds inferred."""
     bridge.convert(at_sources["weights"], to="pytorch", out=tmp_path / "pt", target=TWIN)
+    bridge.convert(at_sources["birnn-weights"], to="pytorch", out=tmp_path / "bi", target=BIRNN)
     code = (
         "import sys, bridge\n"
         f"for src in {[str(at_sources[f]) for f in ('weights', 'tf2', 'h5-full')]!r}:\n"
         f"    assert bridge.check(src, to='pytorch', target={str(tmp_path / 'pt' / 'model.safetensors')!r}).ok\n"
+        f"for src in {[str(at_sources[f]) for f in ('birnn-tf2', 'birnn-h5-full')]!r}:\n"  # layers, directions inferred
+        f"    assert bridge.check(src, to='pytorch', target={str(tmp_path / 'bi' / 'model.safetensors')!r}).ok\n"
         "print(sorted(m for m in ('torch', 'tensorflow', 'keras', 'tf_keras') if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
