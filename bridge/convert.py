@@ -19,7 +19,7 @@ from bridge.check import check, pack_of
 from bridge.errors import BridgeError, UsageError
 from bridge.model import Checkpoint, TensorRecord
 from bridge.plan import Plan
-from bridge.transforms import Transform, parse
+from bridge.transforms import Transform, assemble, parse
 
 _SIDE_FILES = ("vocab.txt",)  # copied beside the weights so tokenizers load from the output too
 
@@ -149,8 +149,8 @@ def _progress_hook(on_progress: Callable[[int, int], None], total: int) -> Calla
 
 
 def _out_tensors(ckpt: Checkpoint, plan: Plan, dtype: str | None) -> list[Any]:
-    """One tensor per target: a matched source after its transform, the stacked parts of a target
-    assembled from several sources (``place(k,n)``), or zeros where the plan says so."""
+    """One tensor per target: a matched source after its transform, a target assembled from several sources
+    (parts stacked by ``place(k,n)`` or added by ``sum(k,n)``), or zeros where the plan says so."""
     from pt_side.export import OutTensor
 
     out = []
@@ -160,12 +160,7 @@ def _out_tensors(ckpt: Checkpoint, plan: Plan, dtype: str | None) -> list[Any]:
     for target, matches in by_target.items():
         m = matches[0]
         cast = dtype if dtype is not None and dtypes.is_floating(m.dtype) else None
-        if len(matches) == 1:
-            produce = functools.partial(_produce, ckpt[m.source], parse(m.transform), cast)
-        else:
-            ordered = sorted(matches, key=lambda x: parse(x.transform).part or (0, 0))
-            pieces = [functools.partial(_produce, ckpt[x.source], parse(x.transform), cast) for x in ordered]
-            produce = functools.partial(_stack, pieces)
+        produce = functools.partial(_produce, [(ckpt[x.source], parse(x.transform)) for x in matches], cast)
         out.append(OutTensor(target, m.target_shape, cast or m.dtype, produce))
     for x in plan.missing:
         if x.fill == "zeros":
@@ -174,10 +169,6 @@ def _out_tensors(ckpt: Checkpoint, plan: Plan, dtype: str | None) -> list[Any]:
             out.append(OutTensor(x.name, x.shape, kind, functools.partial(np.zeros, x.shape,
                                                                              dtypes.numpy_dtype(kind))))
     return out
-
-
-def _stack(pieces: Sequence[Callable[[], np.ndarray]]) -> np.ndarray:
-    return np.ascontiguousarray(np.stack([piece() for piece in pieces]))
 
 
 def _copies(tensors: list[Any], plan: Plan, copies: dict[str, str | None], dtype: str | None) -> list[Any]:
@@ -199,9 +190,10 @@ def _copies(tensors: list[Any], plan: Plan, copies: dict[str, str | None], dtype
     return out
 
 
-def _produce(record: TensorRecord, transform: Transform, cast: str | None) -> np.ndarray:
-    """Read one source value and bring it to the target layout (and dtype): called once, while writing."""
-    value = transform.apply(record.numpy())
+def _produce(parts: Sequence[tuple[TensorRecord, Transform]], cast: str | None) -> np.ndarray:
+    """Read a target's source value(s), bring them to the target layout, assemble the parts, then cast:
+    called once, while writing."""
+    value = assemble([(transform, transform.apply(record.numpy())) for record, transform in parts])
     return value.astype(dtypes.numpy_dtype(cast)) if cast else value
 
 

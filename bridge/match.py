@@ -59,18 +59,18 @@ def build_plan(
 
     proposals = _propose(ckpt, model, spec, rules, plan, strip_prefix, add_prefix)
     filled: dict[str, str] = {}
-    parts: dict[str, set[int]] = {}  # targets assembled from parts (place(k,n)): the parts seen
+    parts: dict[str, tuple[set[int], int]] = {}  # targets assembled from n parts (place/sum(k,n)): the parts seen
     unplaced: list[tuple[TensorRecord, str | None]] = []
     for r in model:
         placed = False
         for target_name, transform in proposals.get(r.name, ()):
             target = spec.tensors.get(target_name)
             part = transform.part
-            if target is None or (target_name in filled and (part is None or part[0] in parts.get(target_name, ()))):
+            if target is None or (target_name in filled and (part is None or part[0] in parts[target_name][0])):
                 continue
             filled[target_name] = r.name
             if part is not None:
-                parts.setdefault(target_name, set()).add(part[0])
+                parts.setdefault(target_name, (set(), part[1]))[0].add(part[0])
             placed = True
             out_shape = transform.shape(r.shape)
             if out_shape != target.shape:
@@ -84,8 +84,7 @@ def build_plan(
             first = proposals.get(r.name)
             unplaced.append((r, first[0][0] if first else None))
 
-    for target_name, seen in parts.items():
-        n = spec.tensors[target_name].shape[0]
+    for target_name, (seen, n) in parts.items():
         if len(seen) != n:
             plan.missing.append(Leftover(target_name, f"assembled from {n} parts, only parts {sorted(seen)} have a "
                                          "source", False, spec.tensors[target_name].shape))  # fmt: skip

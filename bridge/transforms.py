@@ -10,6 +10,10 @@ order update, reset, candidate = z, r, h is torch's r, z, n; the candidate keeps
 letter so the spec is a permutation); ``row(k)`` takes index ``k`` of axis 0 (one of
 the two bias rows of a Keras GRU) and is undone by ``place(k,n)``: the value becomes
 part ``k`` of ``n`` along a new axis 0, which the writer stacks with the other parts.
+``sum(k,n)`` makes the value term ``k`` of ``n`` that the writer adds up (Keras' one LSTM
+bias is torch's ``bias_ih + bias_hh``); its inverse ``term(k,n)`` splits a value into ``n``
+terms that add up to it: term 0 is the value, the others are zeros.  :func:`assemble` is the
+one function that builds a target from its parts, for the writer and for ``verify`` alike.
 Steps chain with ``|``, applied left to right: ``transpose|gates(zrh->rzh)``.
 """
 
@@ -17,11 +21,12 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-_SPEC = re.compile(r"^(identity|transpose|permute|reshape|row|place)(?:\(([-\d,\s]*)\))?$")
+_SPEC = re.compile(r"^(identity|transpose|permute|reshape|row|place|term|sum)(?:\(([-\d,\s]*)\))?$")
 _GATES = re.compile(r"^gates\(([a-z]+)->([a-z]+)\)$")
 
 
@@ -45,7 +50,7 @@ class Transform:
 
     def shape(self, shape: tuple[int, ...]) -> tuple[int, ...] | None:
         """The output shape for an input ``shape``; ``None`` where the transform does not apply."""
-        if self.op == "identity":
+        if self.op in ("identity", "term", "sum"):
             return shape
         if self.op == "transpose":
             return shape[::-1] if len(shape) == 2 else None
@@ -69,10 +74,12 @@ class Transform:
     def apply(self, value: np.ndarray) -> np.ndarray:
         """Apply to a value; the result is C-contiguous (writers need contiguous bytes).
 
-        ``place`` returns the part alone; the writer stacks the parts of one target.
+        ``place`` and ``sum`` return the part alone; :func:`assemble` stacks or adds the parts of one target.
         """
-        if self.op in ("identity", "place"):
+        if self.op in ("identity", "place", "sum"):
             return value
+        if self.op == "term":
+            return np.ascontiguousarray(value if self.args[0] == 0 else np.zeros_like(value))
         if self.op == "transpose":
             return _transpose_2d(value)
         if self.op == "permute":
@@ -104,6 +111,8 @@ class Transform:
             return Transform("place", (self.args[0], source_shape[0]))
         if self.op == "place":
             return Transform("row", (self.args[0],))
+        if self.op in ("term", "sum"):
+            return Transform("sum" if self.op == "term" else "term", self.args)
         if self.op == "chain":
             shapes = [source_shape]
             for step in self.steps[:-1]:
@@ -114,14 +123,20 @@ class Transform:
 
     @property
     def splits(self) -> bool:
-        """Whether this transform takes one part of its source (starts with ``row``): a source of several targets."""
-        return (self.steps[0] if self.op == "chain" else self).op == "row"
+        """Whether this transform takes one part of its source (starts with ``row`` or ``term``): a source of
+        several targets."""
+        return (self.steps[0] if self.op == "chain" else self).op in ("row", "term")
 
     @property
     def part(self) -> tuple[int, int] | None:
-        """``(k, n)`` when this transform yields part ``k`` of ``n`` of its target (ends in ``place``)."""
+        """``(k, n)`` when this transform yields part ``k`` of ``n`` of its target (ends in ``place`` or ``sum``)."""
         last = self.steps[-1] if self.op == "chain" else self
-        return (last.args[0], last.args[1]) if last.op == "place" else None
+        return (last.args[0], last.args[1]) if last.op in ("place", "sum") else None
+
+    @property
+    def adds(self) -> bool:
+        """Whether the parts of this transform's target are added (``sum``) rather than stacked (``place``)."""
+        return (self.steps[-1] if self.op == "chain" else self).op == "sum"
 
 
 def chain(*steps: Transform) -> Transform:
@@ -145,6 +160,21 @@ def _transpose_2d(value: np.ndarray) -> np.ndarray:
         for j in range(0, cols, _TILE):
             out[j : j + _TILE, i : i + _TILE] = value[i : i + _TILE, j : j + _TILE].T
     return out
+
+
+def assemble(parts: Sequence[tuple[Transform, np.ndarray]]) -> np.ndarray:
+    """One target from its parts' values (each already through its transform), in part order: stacked along a
+    new axis 0 (``place``) or added in the values' own dtype (``sum``); a single part is returned as it is."""
+    if len(parts) == 1:
+        return parts[0][1]
+    ordered = sorted(parts, key=lambda p: p[0].part or (0, 0))
+    values = [value for _, value in ordered]
+    if ordered[0][0].adds:
+        total = values[0].copy()
+        for value in values[1:]:
+            total += value
+        return np.ascontiguousarray(total)
+    return np.ascontiguousarray(np.stack(values))
 
 
 IDENTITY = Transform("identity")
@@ -173,7 +203,7 @@ def _parse_one(spec: str) -> Transform:
     if not m:
         raise ValueError(
             f"unknown transform {spec!r}; known: identity, transpose, permute(...), reshape(...), "
-            "gates(abc->bca), row(k), place(k,n), and chains a|b"
+            "gates(abc->bca), row(k), place(k,n), term(k,n), sum(k,n), and chains a|b"
         )
     op, raw = m.group(1), m.group(2)
     args = tuple(int(a) for a in raw.split(",") if a) if raw else ()
@@ -181,6 +211,7 @@ def _parse_one(spec: str) -> Transform:
         raise ValueError(f"permute needs a permutation of 0..n-1, got {args}")
     if op in ("permute", "reshape") and not args:
         raise ValueError(f"{op} needs arguments")
-    if (op == "row" and len(args) != 1) or (op == "place" and (len(args) != 2 or not 0 <= args[0] < args[1])):
+    if (op == "row" and len(args) != 1) or (op in ("place", "term", "sum") and (len(args) != 2
+                                                                             or not 0 <= args[0] < args[1])):
         raise ValueError(f"{op} needs {'(k)' if op == 'row' else '(k,n) with 0 <= k < n'}, got {args}")
     return Transform(op, args)

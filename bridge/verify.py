@@ -26,7 +26,7 @@ from bridge.api import load
 from bridge.check import check
 from bridge.errors import BridgeError
 from bridge.rules import RulePack, get_pack
-from bridge.transforms import Transform, parse
+from bridge.transforms import Transform, assemble, parse
 
 
 @dataclass(frozen=True)
@@ -110,19 +110,20 @@ def verify(
     plan = check(source, to=to, target=str(out), rules=rules, maps=maps)
     report.notes.extend(n for n in plan.notes if not n.startswith("config:"))
     with load(source) as src, load(out) as dst:
+        by_target: dict[str, list[Any]] = {}
         for m in plan.matched:
-            report.values_compared += 1
-            transform = parse(m.transform)
-            expected = transform.apply(src[m.source].numpy())
-            got = dst[m.target].numpy()
-            if transform.part is not None:  # one of the parts stacked into the target
-                got = got[transform.part[0]]
+            by_target.setdefault(m.target, []).append(m)
+        for target_name, matches in by_target.items():  # a target of several parts: stacked or added, as written
+            report.values_compared += len(matches)
+            transforms = [parse(m.transform) for m in matches]
+            expected = assemble([(t, t.apply(src[m.source].numpy())) for t, m in zip(transforms, matches, strict=True)])
+            got = dst[target_name].numpy()
             if got.dtype != expected.dtype and dtypes.dtype_name(got.dtype) != dtypes.STRING:
                 expected = expected.astype(got.dtype)
             if expected.shape == got.shape and _same_bytes(expected, got):
-                report.values_equal += 1
+                report.values_equal += len(matches)
             else:
-                report.value_failures.append(f"{m.source} -> {m.target}: values differ")
+                report.value_failures.append(f"{' + '.join(m.source for m in matches)} -> {target_name}: values differ")
         if to == "tensorflow":  # a TF layout's second copies (hf-tf's masked-LM embeddings) equal their owners
             for tie in plan.tied:
                 report.values_compared += 1

@@ -21,7 +21,14 @@ Where the Keras layers come from (the order is each layer's position in the mode
   order (numbers compared as numbers); roles from the variable's full name.
 
 Kinds of Keras 2 and TF2 layers are inferred from their roles and shapes (a
-``recurrent_kernel`` 4 gates wide is an LSTM).  A torch module's kind comes from its
+``recurrent_kernel`` 4 gates wide is an LSTM).  A ``Bidirectional`` wrapper is two layers, its
+``forward_layer`` then its ``backward_layer`` (Keras 3 and TF2 attribute names; Keras 2 weight
+paths ``bidirectional/forward_lstm/...``), each of the wrapped kind.
+
+A torch module offers one slot per Keras layer it takes: an ``nn.LSTM``/``nn.GRU`` with
+``num_layers=N`` takes the next N Keras layers of its kind, in order (``*_l0`` ... ``*_l{N-1}``),
+and a bidirectional one takes a Bidirectional layer's two directions per layer (``*_l{k}``,
+``*_l{k}_reverse``); Bidirectional layers pair only with bidirectional modules.  A torch module's kind comes from its
 class when the target is built (``--target file.py:factory``), else from its
 parameter names and shapes (a reference checkpoint), with the assumptions noted.
 """
@@ -73,16 +80,20 @@ _GRU = "gates(zrh->rzh)"  # Keras z, r, h -> torch r, z, n
 class KindRule:
     """How one Keras layer kind becomes one torch module kind.
 
-    ``weights``: (Keras role, torch parameter, transform) rows; a Keras role may feed
+    ``weights``: (Keras role, torch parameter, transform) rows; ``{l}`` in a parameter is the RNN
+    layer it belongs to (``l0``; ``l1``, ``l0_reverse`` in a stacked or bidirectional RNN); a Keras role may feed
     several parameters (a GRU's two bias rows).  ``extra``: torch tensors with no Keras
-    counterpart: the reason, what convert writes (``zeros``), and whether, on the way back
-    to Keras, the value must be zero to be dropped without changing the math.
+    counterpart: the reason and what convert writes (``zeros``).  ``sums``: (Keras role, torch
+    parameters) where the Keras value is the sum of several torch ones (an LSTM's one bias is
+    ``bias_ih + bias_hh``): PyTorch -> Keras adds them (``sum(k,n)``), in place of the role's
+    ``weights`` row and of the ``extra`` rows it names.
     """
 
     torch_kind: str
     torch_class: str
     weights: tuple[tuple[str, str, TransformSpec], ...]
-    extra: tuple[tuple[str, str, str | None, bool], ...] = ()
+    extra: tuple[tuple[str, str, str | None], ...] = ()
+    sums: tuple[tuple[str, tuple[str, ...]], ...] = ()
     note: str | None = None
 
 
@@ -106,8 +117,7 @@ TABLE: dict[str, KindRule] = {
         "batch_norm", "BatchNorm",
         (("gamma", "weight", "identity"), ("beta", "bias", "identity"),
          ("moving_mean", "running_mean", "identity"), ("moving_variance", "running_var", "identity")),
-        extra=(("num_batches_tracked", "BatchNorm step counter: newly initialised (zeros), harmless", "zeros",
-                False),),
+        extra=(("num_batches_tracked", "BatchNorm step counter: newly initialised (zeros), harmless", "zeros"),),
         note="BatchNormalization epsilon: Keras' default is 1e-3, torch's 1e-5; the twin must use the Keras "
         "value (nn.BatchNorm2d(..., eps=1e-3)); momentum 0.99 (Keras) is 0.01 in torch's convention",
     ),  # fmt: skip
@@ -118,16 +128,17 @@ TABLE: dict[str, KindRule] = {
     "embedding": KindRule("embedding", "Embedding", (("embeddings", "weight", "identity"),)),
     "lstm": KindRule(
         "lstm", "LSTM",
-        (("kernel", "weight_ih_l0", "transpose"), ("recurrent_kernel", "weight_hh_l0", "transpose"),
-         ("bias", "bias_ih_l0", "identity")),
-        extra=(("bias_hh_l0", "Keras' LSTM has one bias, torch adds two: the second is written as zeros",
-                "zeros", True),),
+        (("kernel", "weight_ih_{l}", "transpose"), ("recurrent_kernel", "weight_hh_{l}", "transpose"),
+         ("bias", "bias_ih_{l}", "identity")),
+        extra=(("bias_hh_{l}", "Keras' LSTM has one bias, torch adds two: the second is written as zeros",
+                "zeros"),),
+        sums=(("bias", ("bias_ih_{l}", "bias_hh_{l}")),),
         note="LSTM gates: Keras i, f, c, o is torch's i, f, g, o (no reorder)",
     ),  # fmt: skip
     "gru": KindRule(
         "gru", "GRU",
-        (("kernel", "weight_ih_l0", "transpose|" + _GRU), ("recurrent_kernel", "weight_hh_l0", "transpose|" + _GRU),
-         ("bias", "bias_ih_l0", "row(0)|" + _GRU), ("bias", "bias_hh_l0", "row(1)|" + _GRU)),
+        (("kernel", "weight_ih_{l}", "transpose|" + _GRU), ("recurrent_kernel", "weight_hh_{l}", "transpose|" + _GRU),
+         ("bias", "bias_ih_{l}", "row(0)|" + _GRU), ("bias", "bias_hh_{l}", "row(1)|" + _GRU)),
         note="GRU gates: Keras z, r, h is torch's r, z, n (gates(zrh->rzh)); reset_after=True only: torch's GRU "
         "applies the reset gate after the recurrent matmul",
     ),  # fmt: skip
@@ -146,6 +157,8 @@ KERAS3_ROLES: dict[str, dict[int, tuple[str, ...]]] = {
     "embedding": {1: ("embeddings",)},
     "lstm": {3: ("kernel", "recurrent_kernel", "bias"), 2: ("kernel", "recurrent_kernel")},
     "gru": {3: ("kernel", "recurrent_kernel", "bias"), 2: ("kernel", "recurrent_kernel")},
+    # One direction (forward_layer / backward_layer) of a Bidirectional LSTM or GRU: its kind comes from shapes.
+    "bidirectional": {3: ("kernel", "recurrent_kernel", "bias"), 2: ("kernel", "recurrent_kernel")},
 }  # fmt: skip
 
 # Keras-side tensors that are not weights of a layer the twin has.
@@ -166,12 +179,16 @@ class Layer:
     label: str
     order: tuple[Any, ...]
     weights: dict[str, tuple[str, Shape]] = field(default_factory=dict)  # role -> (tensor name, shape)
+    direction: str = ""  # "forward" / "backward": one direction of a Bidirectional wrapper
 
 
 # --------------------------------------------------------------------------- Keras side
 
 _SUFFIX = re.compile(r"(.+?)(?:_(\d+))?")
 _ATTRIBUTES = "/.ATTRIBUTES/VARIABLE_VALUE"
+_DIRECTIONS = ("", "forward", "backward")  # a plain layer; a Bidirectional's forward_layer, then backward_layer
+# Keras 2 weight paths of a Bidirectional: ``bidirectional/forward_lstm/lstm_cell/kernel``.
+_KERAS2_DIRECTION = re.compile(r"[^/]+/(forward|backward)_[^/]+/[^/]+/[^/]+")
 
 
 def _natural(text: str) -> tuple[Any, ...]:
@@ -187,34 +204,48 @@ def keras_layers(entries: Iterable[tuple[str, Shape, str | None]], layout: str) 
             if m is None:
                 continue
             key = m.group(1).removesuffix("/cell")
-            stem = key.rsplit("/", 1)[-1]
+            wrapper, direction = _wrapped(key)
+            stem = wrapper.rsplit("/", 1)[-1]
             sm = _SUFFIX.fullmatch(stem)
             cls, number = (sm.group(1), int(sm.group(2) or 0)) if sm else (stem, 0)
-            layer = layers.setdefault(key, Layer(key, cls, stem, (cls, number, _natural(key))))
+            label = f"{stem}/{direction}_layer" if direction else stem
+            order: tuple[Any, ...] = (cls, number, _natural(wrapper), _DIRECTIONS.index(direction))
+            layer = layers.setdefault(key, Layer(key, cls, label, order, direction=direction))
             layer.weights[m.group(2)] = (name, shape)
             continue
         if layout == "keras2":
             parts = name.removeprefix("model_weights/").split("/")
-            key, role = parts[0], (path or name).rsplit("/", 1)[-1].split(":")[0]
-            order: tuple[Any, ...] = (position,)
+            readable = (path or name).split(":")[0]
+            dm = _KERAS2_DIRECTION.fullmatch(readable)
+            direction = dm.group(1) if dm else ""
+            key, role = parts[0] + (f"/{direction}_layer" if direction else ""), readable.rsplit("/", 1)[-1]
+            order = (position,)
         else:  # TF2 object graph: the key without its attribute suffix
             if not name.endswith(_ATTRIBUTES):
                 continue
             owner, _, local = name[: -len(_ATTRIBUTES)].rpartition("/")
             key = owner.removesuffix("/cell")
+            wrapper, direction = _wrapped(key)
             role = (path or local).rsplit("/", 1)[-1].lstrip("_")
-            order = _natural(key)
-        layer = layers.setdefault(key, Layer(key, "", key, order))
+            order = (*_natural(wrapper), _DIRECTIONS.index(direction))
+        layer = layers.setdefault(key, Layer(key, "", key, order, direction=direction))
         layer.weights[role] = (name, shape)
-        if path and "/" in path:
-            layer.label = path.split("/", 1)[0]
+        if path and "/" in path:  # the Keras layer's name (and, in a Bidirectional, its direction's)
+            layer.label = "/".join(path.split("/")[: 2 if direction else 1])
     out = sorted(layers.values(), key=lambda x: x.order)
     for layer in out:
         if layout == "keras3":
             _roles_by_index(layer)
-        else:
+        if layout != "keras3" or layer.direction:
             layer.kind = _infer_kind(layer)
     return out
+
+
+def _wrapped(key: str) -> tuple[str, str]:
+    """``(wrapper key, direction)`` of one direction of a Bidirectional (Keras 3 and TF2 attribute names);
+    ``(key, "")`` for any other layer."""
+    m = re.fullmatch(r"(.+)/(forward|backward)_layer", key)
+    return (m.group(1), m.group(2)) if m else (key, "")
 
 
 def _roles_by_index(layer: Layer) -> None:
@@ -285,7 +316,11 @@ def infer_modules(tensors: dict[str, Shape], keras_kinds: set[str]) -> tuple[lis
     modules = []
     for owner, params in groups.items():
         kind = _torch_kind(params, keras_kinds)
-        modules.append(TargetModule(owner, kind, "inferred from names and shapes"))
+        facts = {}
+        if kind in ("lstm", "gru"):  # torch.nn.LSTM/GRU name their layers weight_ih_l{k}[_reverse]
+            facts = {"num_layers": sum(re.fullmatch(r"weight_ih_l\d+", p) is not None for p in params),
+                     "bidirectional": "weight_ih_l0_reverse" in params}  # fmt: skip
+        modules.append(TargetModule(owner, kind, "inferred from names and shapes", facts))
         if kind == "embedding" and "dense" in keras_kinds:
             notes.append(f"`{owner}` has a single 2-D weight: taken as an Embedding (a Linear without bias "
                          "looks the same; a built model, --target file.py:factory, knows)")  # fmt: skip
@@ -313,6 +348,39 @@ def _torch_kind(params: dict[str, Shape], keras_kinds: set[str]) -> str:
 # --------------------------------------------------------------------------- pairing
 
 
+@dataclass(frozen=True)
+class Slot:
+    """What one Keras layer fills in a torch module: the whole module, or one layer (and direction) of a
+    stacked or bidirectional RNN, named by the suffix of its parameters (``l1``, ``l0_reverse``)."""
+
+    module: TargetModule
+    layer: str = "l0"
+
+    @property
+    def direction(self) -> str:
+        if not self.module.facts.get("bidirectional"):
+            return ""
+        return "backward" if self.layer.endswith("_reverse") else "forward"
+
+    def __str__(self) -> str:
+        m = self.module
+        stacked = m.facts.get("num_layers", 1) != 1 or m.facts.get("bidirectional")
+        return f"`{m.name}` ({m.cls})" + (f" layer {self.layer[1:].replace('_', ' ')}" if stacked else "")
+
+
+def _slots(module: TargetModule) -> list[Slot]:
+    """A torch RNN with ``num_layers=N`` takes the next N Keras layers of its kind, in order; a bidirectional
+    one takes each layer's forward and backward direction (``*_l{k}``, ``*_l{k}_reverse``)."""
+    if module.kind not in ("lstm", "gru"):
+        return [Slot(module)]
+    directions = ("", "_reverse") if module.facts.get("bidirectional") else ("",)
+    return [Slot(module, f"l{k}{d}") for k in range(int(module.facts.get("num_layers", 1))) for d in directions]
+
+
+def _pairing_kind(torch_kind: str, direction: str) -> str:
+    return f"{torch_kind} (bidirectional)" if direction else torch_kind
+
+
 def _expected_shapes(layer: Layer) -> tuple[Shape | None, ...]:
     rule = TABLE[layer.kind]
     out = []
@@ -323,27 +391,29 @@ def _expected_shapes(layer: Layer) -> tuple[Shape | None, ...]:
     return tuple(out)
 
 
-def _module_shapes(module: TargetModule, tensors: dict[str, Shape], layer_kind: str) -> tuple[Shape | None, ...]:
-    rule = TABLE[layer_kind]
-    return tuple(tensors.get(f"{module.name}.{param}" if module.name else param) for _, param, _ in rule.weights)
+def _module_shapes(slot: Slot, tensors: dict[str, Shape], layer_kind: str) -> tuple[Shape | None, ...]:
+    return tuple(tensors.get(_torch_name(slot, param)) for _, param, _ in TABLE[layer_kind].weights)
 
 
 def _pair(
-    layers: list[Layer], modules: list[TargetModule], tensors: dict[str, Shape], notes: list[str]
-) -> list[tuple[Layer | None, TargetModule | None]]:
-    """Layers with modules of the same kind, in order; where counts differ, aligned by shapes."""
-    pairs: list[tuple[Layer | None, TargetModule | None]] = []
-    kinds = list(dict.fromkeys([TABLE[x.kind].torch_kind for x in layers] + [m.kind for m in modules]))
-    for kind in kinds:
-        ks = [x for x in layers if TABLE[x.kind].torch_kind == kind]
-        ts = [m for m in modules if m.kind == kind]
+    layers: list[Layer], slots: list[Slot], tensors: dict[str, Shape], notes: list[str]
+) -> list[tuple[Layer | None, Slot | None]]:
+    """Layers with module slots of the same kind (a Bidirectional's directions with a bidirectional RNN's),
+    in order; where counts differ, aligned by shapes."""
+    pairs: list[tuple[Layer | None, Slot | None]] = []
+    layer_kinds = [_pairing_kind(TABLE[x.kind].torch_kind, x.direction) for x in layers]
+    slot_kinds = [_pairing_kind(t.module.kind, t.direction) for t in slots]
+    for kind in dict.fromkeys(layer_kinds + slot_kinds):
+        ks = [x for x, k in zip(layers, layer_kinds, strict=True) if k == kind]
+        ts = [t for t, k in zip(slots, slot_kinds, strict=True) if k == kind]
         if len(ks) == len(ts):
             pairs += list(zip(ks, ts, strict=True))
             continue
         if ks and ts:
-            left = [_expected_shapes(x) for x in ks]
-            right = [_module_shapes(m, tensors, ks[0].kind) for m in ts]
-            notes.append(f"{len(ks)} Keras layer(s) vs {len(ts)} torch module(s) of kind {kind}: paired where "
+            left = [(x.direction, _expected_shapes(x)) for x in ks]
+            right = [(t.direction, _module_shapes(t, tensors, ks[0].kind)) for t in ts]
+            what = "torch module(s)" if len(ts) == len({t.module.name for t in ts}) else "torch module layer(s)"
+            notes.append(f"{len(ks)} Keras layer(s) vs {len(ts)} {what} of kind {kind}: paired where "
                          "the shapes agree, in order; the rest is left over")  # fmt: skip
             used_k: set[int] = set()
             used_t: set[int] = set()
@@ -359,34 +429,29 @@ def _pair(
     return pairs
 
 
-def _torch_name(module: TargetModule, param: str) -> str:
-    return f"{module.name}.{param}" if module.name else param
+def _torch_name(slot: Slot, param: str) -> str:
+    param = param.format(l=slot.layer)
+    return f"{slot.module.name}.{param}" if slot.module.name else param
 
 
 def _facts_notes(layer: Layer, module: TargetModule) -> list[str]:
+    """What the module's settings change, said once per module."""
     facts = module.facts
     notes = []
     eps = facts.get("eps")
     if layer.kind in ("batch_normalization", "layer_normalization") and isinstance(eps, float) and eps != 1e-3:
         notes.append(f"`{module.name}` ({module.cls}) has eps={eps:g}; a Keras layer left at its default uses "
                      "1e-3: outputs differ unless the Keras layer set the same epsilon")  # fmt: skip
-    if facts.get("num_layers", 1) != 1 or facts.get("bidirectional"):
-        notes.append(f"`{module.name}` ({module.cls}) is stacked or bidirectional: one Keras layer fills layer 0 "
-                     "forward only")  # fmt: skip
+    n, bidirectional = facts.get("num_layers", 1), facts.get("bidirectional")
+    if n != 1 or bidirectional:
+        each = "Bidirectional " if bidirectional else ""
+        notes.append(f"`{module.name}` ({module.cls}) has num_layers={n}" + (", bidirectional" if bidirectional
+                     else "") + f": it takes the next {n} Keras {each}{layer.kind} layer(s), in order (each but the "
+                     "last with return_sequences=True)" + (": forward_layer -> *_l{k}, backward_layer -> "
+                     "*_l{k}_reverse" if bidirectional else ""))  # fmt: skip
     if layer.kind in ("lstm", "gru") and facts.get("batch_first") is False:
         notes.append(f"`{module.name}` ({module.cls}) has batch_first=False; Keras RNNs are batch-first")
     return notes
-
-
-def _dropped_on_the_way_back(record: Any, reason: str, must_be_zero: bool) -> Copy | Incompatible:
-    """A PyTorch tensor Keras has no place for: harmless, or harmless only while it is zero."""
-    name = re.escape(record.name)
-    if not must_be_zero:
-        return Copy(name, f"{reason.split(':')[0]}: Keras has none, dropped")
-    if not record.numpy().any():  # reads one small tensor: whether dropping it changes the math
-        return Copy(name, "zeros (as convert writes for a Keras LSTM): dropping it changes nothing")
-    return Incompatible(name, "PyTorch's second LSTM bias is not zero: Keras' single bias would be "
-                        "bias_ih_l0 + bias_hh_l0, a sum this pack does not compute")  # fmt: skip
 
 
 def bind(ckpt: Any, spec: TargetSpec) -> tuple[RulePack, list[str]]:
@@ -419,55 +484,71 @@ def bind(ckpt: Any, spec: TargetSpec) -> tuple[RulePack, list[str]]:
         notes += inferred
     rules: list[Rule] = []
     optional: list[Optional_] = []
-    copies: list[Copy | Incompatible] = list(COPIES)
+    copies: list[Copy] = list(COPIES)
     kinds_seen: set[str] = set()
-    for layer, module in _pair(known, [m for m in modules if m.kind != "other"], torch_tensors, notes):
-        if layer is None and module is not None:
-            notes.append(f"torch module `{module.name}` ({module.cls}) has no Keras {module.kind} layer to fill it")
+    slots = [slot for m in modules if m.kind != "other" for slot in _slots(m)]
+    for layer, slot in _pair(known, slots, torch_tensors, notes):
+        if layer is None and slot is not None:
+            wrapped = "Bidirectional " if slot.direction else ""
+            notes.append(f"torch module {slot} has no Keras {wrapped}{slot.module.kind} layer to fill it")
             continue
         if layer is None:
             continue
-        if module is None:
-            notes.append(f"Keras layer {layer.label} ({layer.kind}) has no torch {TABLE[layer.kind].torch_kind} "
-                         "module left to fill")  # fmt: skip
+        if slot is None:
+            kind, wrapped = TABLE[layer.kind].torch_kind, " in a Bidirectional" if layer.direction else ""
+            bidirectional = f" with bidirectional={bool(layer.direction)}" if kind in ("lstm", "gru") else ""
+            notes.append(f"Keras layer {layer.label} ({layer.kind}{wrapped}) has no torch {kind} module"
+                         f"{bidirectional} left to fill")  # fmt: skip
             continue
         rule = TABLE[layer.kind]
-        notes.append(f"layer {layer.label} ({layer.kind}) -> `{module.name}` ({module.cls})")
-        notes += _facts_notes(layer, module)
+        notes.append(f"layer {layer.label} ({layer.kind}) -> {slot}")
+        if slot.layer == "l0":
+            notes += _facts_notes(layer, slot.module)
         if rule.note and layer.kind not in kinds_seen:
             notes.append(rule.note)
+        sums = dict(rule.sums) if ckpt.framework == "pytorch" else {}  # Keras -> PyTorch: the first term, zeros
+        for role, params in sums.items():
+            if role not in layer.weights:
+                continue
+            if layer.kind not in kinds_seen:
+                notes.append(f"{layer.kind} {role}: Keras' one {role} is torch's {' + '.join(params)}, written as "
+                             "their sum; converted back to PyTorch it comes back as (the sum, zeros)")  # fmt: skip
+            rules += [Rule(re.escape(layer.weights[role][0]), _torch_name(slot, param), f"term({k},{len(params)})")
+                      for k, param in enumerate(params)]  # fmt: skip
         kinds_seen.add(layer.kind)
         for role, param, spec_ in rule.weights:
-            if role not in layer.weights:
+            if role not in layer.weights or role in sums:
                 continue
             name, shape = layer.weights[role]
             if layer.kind == "gru" and role == "bias" and len(shape) != 2:
                 continue  # reset_after=False: left over, explained by INCOMPATIBLE
             transform = spec_(shape) if callable(spec_) else spec_
-            rules.append(Rule(re.escape(name), _torch_name(module, param), transform))
-        for param, reason, fill, must_be_zero in rule.extra:
-            name = _torch_name(module, param)
+            rules.append(Rule(re.escape(name), _torch_name(slot, param), transform))
+        for param, reason, fill in rule.extra:
+            if any(param in params for params in sums.values()):
+                continue
+            name = _torch_name(slot, param)
             optional.append(Optional_(re.escape(name), reason, fill))
             if ckpt.framework == "pytorch" and name in ckpt:
-                copies.append(_dropped_on_the_way_back(ckpt[name], reason, must_be_zero))
+                copies.append(Copy(re.escape(name), f"{reason.split(':')[0]}: Keras has none, dropped"))
     for layer in layers:
         if layer.kind not in TABLE and not any(re.fullmatch(c.source, layer.key) for c in COPIES):
             notes.append(f"Keras layer {layer.label}: weights {sorted(layer.weights)} are not a layer kind this "
                          "pack knows")  # fmt: skip
-    incompatible = tuple(c for c in copies if isinstance(c, Incompatible)) + tuple(
+    incompatible = tuple(
         Incompatible(re.escape(name), INCOMPATIBLE[0].reason)
         for layer in known if layer.kind == "gru"
         for role, (name, shape) in layer.weights.items() if role == "bias" and len(shape) != 2
     )  # fmt: skip
     bound = replace(PACK, rules=tuple(rules), optional=tuple(optional), incompatible=incompatible, bind=None,
-                    copies=tuple(c for c in copies if isinstance(c, Copy)))
+                    copies=tuple(copies))
     return bound, notes
 
 
 PACK = RulePack(
     name="keras",
     description="Keras layers (Dense, EinsumDense, Conv1D/2D/3D, DepthwiseConv2D, BatchNormalization, "
-    "LayerNormalization, Embedding, LSTM, GRU) <-> torch.nn modules, matched by structure",
+    "LayerNormalization, Embedding, LSTM, GRU, stacked and Bidirectional) <-> torch.nn modules, matched by structure",
     rules=(),
     copies=COPIES,
     bind=bind,

@@ -71,3 +71,25 @@ def test_gates_chain_and_parts_round_trip():
     assert np.array_equal(np.stack([b.apply(p.apply(bias)) for p, b in zip(parts, back, strict=True)]), bias)
     with pytest.raises(ValueError, match="gates needs"):
         parse_("gates(zrh->rzn)")
+
+
+def test_terms_and_sum_assemble_a_target_from_two_sources():
+    """An LSTM bias: Keras' one value is term 0 (the value) + term 1 (zeros) of torch's two; back, they add up."""
+    from bridge.transforms import assemble
+
+    terms = [parse(f"term({k},2)") for k in (0, 1)]
+    assert all(t.splits and t.part is None and t.shape((4,)) == (4,) for t in terms)
+    b = np.array([0.5, -1.25, 3.0, 2.0], dtype=np.float32)
+    split = [t.apply(b) for t in terms]
+    assert split[0].tobytes() == b.tobytes() and split[1].tobytes() == np.zeros(4, np.float32).tobytes()
+    sums = [t.inverse((4,)) for t in terms]
+    assert [str(s) for s in sums] == ["sum(0,2)", "sum(1,2)"] and all(s.adds for s in sums)
+    assert [s.part for s in sums] == [(0, 2), (1, 2)] and str(sums[1].inverse((4,))) == "term(1,2)"
+    ih, hh = np.float32([0.1, 0.2, 0.3, 0.4]), np.float32([1e-8, -0.2, 7.0, 0.0])
+    total = assemble([(sums[1], sums[1].apply(hh)), (sums[0], sums[0].apply(ih))])  # any order: by part
+    assert total.dtype == np.float32 and total.tobytes() == (ih + hh).tobytes()
+    assert assemble([(sums[0], b)]) is b
+    stacked = assemble([(parse("place(1,2)"), hh), (parse("place(0,2)"), ih)])
+    assert stacked.tobytes() == np.stack([ih, hh]).tobytes() and not parse("place(0,2)").adds
+    with pytest.raises(ValueError, match="sum needs"):
+        parse("sum(2,2)")

@@ -36,3 +36,13 @@ def test_wrong_width_twin_names_the_layer_and_shapes(golden, at_sources):
                  ["check", "convnet.weights.h5", "--to", "pytorch", "--target", "twins.py:twin_wrong"], 1)  # fmt: skip
     assert "layer dense_1 (dense) -> `fc2` (Linear)" in out
     assert "layers/dense_1/vars/0 [6, 3] -> fc2.weight [4, 6]: after transpose the source is (3, 6)" in out
+
+
+def test_stacked_bidirectional_rnn_against_its_twin(golden, at_sources):
+    """Two stacked Bidirectional LSTMs and a Bidirectional GRU into nn.LSTM(num_layers=2, bidirectional=True)
+    and nn.GRU(bidirectional=True): which Keras direction fills which torch layer, the zero second biases."""
+    out = golden("check_keras_birnn_twin.txt", ["check", "birnn.weights.h5", "--to", "pytorch", "--target",
+                                                "twins.py:twin_birnn", "-v"], 0)  # fmt: skip
+    assert "layer bidirectional_1/backward_layer (lstm) -> `lstm` (LSTM) layer 1 reverse" in out
+    assert "layers/bidirectional_2/backward_layer/cell/vars/2 -> gru.bias_hh_l0_reverse  [row(1)|" in out
+    assert "verdict: OK" in out

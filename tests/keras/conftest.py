@@ -22,7 +22,8 @@ def _randomize(model: Any, seed: int) -> None:
 
 @pytest.fixture(scope="session")
 def keras_sources(tf, tmp_path_factory) -> dict[str, Path]:
-    """The convnet in every Keras source format, and the twins file beside them (relative paths in reports)."""
+    """The convnet in every Keras source format, the GRU and stacked-RNN models, the bidirectional RNN in every
+    format, and the twins file beside them (relative paths in reports)."""
     from tests.keras import twins
 
     out = tmp_path_factory.mktemp("keras-sources")
@@ -41,6 +42,18 @@ def keras_sources(tf, tmp_path_factory) -> dict[str, Path]:
     _randomize(s, 1)
     s.save(out / "seq.keras")
     s.save_weights(out / "seq.weights.h5")
+    st = twins.keras_stacked()
+    _randomize(st, 2)
+    st.save_weights(out / "stacked.weights.h5")
+    b = twins.keras_birnn()
+    _randomize(b, 3)
+    b.save(out / "birnn.keras")
+    b.save_weights(out / "birnn.weights.h5")
+    tf.train.Checkpoint(model=b).save(str(out / "birnn_tf2" / "ckpt"))
+    legacy_b = twins.tf_keras_birnn()
+    legacy_b.set_weights(b.get_weights())
+    legacy_b.save(out / "birnn_full.h5")
+    tf.train.Checkpoint(model=legacy_b).save(str(out / "birnn_tf2legacy" / "ckpt"))
     return {
         "dir": out,
         "keras": out / "convnet.keras",
@@ -51,4 +64,10 @@ def keras_sources(tf, tmp_path_factory) -> dict[str, Path]:
         "h5-weights": out / "convnet_weights.h5",
         "seq-keras": out / "seq.keras",
         "seq-weights": out / "seq.weights.h5",
+        "stacked-weights": out / "stacked.weights.h5",
+        "birnn-weights": out / "birnn.weights.h5",
+        "birnn-keras": out / "birnn.keras",
+        "birnn-tf2": out / "birnn_tf2" / "ckpt-1",
+        "birnn-h5-full": out / "birnn_full.h5",
+        "birnn-tf2-legacy": out / "birnn_tf2legacy" / "ckpt-1",
     }

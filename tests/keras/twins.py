@@ -119,3 +119,109 @@ def tf_keras_convnet() -> Any:
     x = layers.Dense(6, activation="relu")(x)
     out = layers.Dense(3)(x)
     return keras.Model(inp, out)
+
+
+def keras_stacked() -> Any:
+    """Two stacked LSTMs, then two stacked GRUs (return_sequences=True between them) -> Dense."""
+    keras = _keras()
+    layers = keras.layers
+    inp = keras.Input((6, 3))
+    x = layers.LSTM(5, return_sequences=True)(inp)
+    x = layers.LSTM(5, return_sequences=True)(x)
+    x = layers.GRU(4, return_sequences=True)(x)
+    x = layers.GRU(4)(x)
+    out = layers.Dense(2)(x)
+    return keras.Model(inp, out)
+
+
+def twin_stacked(separate: bool = False) -> Any:
+    """The PyTorch twin of :func:`keras_stacked`: ``nn.LSTM(num_layers=2)`` and ``nn.GRU(num_layers=2)``, or
+    (``separate``) four one-layer modules."""
+    torch, nn = _torch_modules()
+
+    class Stacked(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            if separate:
+                self.lstm = nn.Sequential(_Seq(nn.LSTM(3, 5, batch_first=True)), _Seq(nn.LSTM(5, 5, batch_first=True)))
+                self.gru = nn.Sequential(_Seq(nn.GRU(5, 4, batch_first=True)), _Seq(nn.GRU(4, 4, batch_first=True)))
+            else:
+                self.lstm = _Seq(nn.LSTM(3, 5, num_layers=2, batch_first=True))
+                self.gru = _Seq(nn.GRU(5, 4, num_layers=2, batch_first=True))
+            self.head = nn.Linear(4, 2)
+
+        def forward(self, x: Any) -> Any:
+            return self.head(self.gru(self.lstm(x))[:, -1])
+
+    return Stacked().eval()
+
+
+def twin_stacked_separate() -> Any:
+    """:func:`twin_stacked` with one module per Keras layer."""
+    return twin_stacked(separate=True)
+
+
+def _Seq(rnn: Any) -> Any:  # noqa: N802 - reads as a layer
+    """An RNN module that returns its output sequence only (so that it stacks in ``nn.Sequential``)."""
+    _, nn = _torch_modules()
+
+    class Seq(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = rnn
+
+        def forward(self, x: Any) -> Any:
+            return self.rnn(x)[0]
+
+    return Seq()
+
+
+def keras_birnn(k: Any = None) -> Any:
+    """Two stacked Bidirectional LSTMs, a Bidirectional GRU (last state) -> Dense; ``k``: the Keras module."""
+    keras = k or _keras()
+    layers = keras.layers
+    inp = keras.Input((6, 3))
+    x = layers.Bidirectional(layers.LSTM(4, return_sequences=True))(inp)
+    x = layers.Bidirectional(layers.LSTM(4, return_sequences=True))(x)
+    x = layers.Bidirectional(layers.GRU(3, reset_after=True))(x)
+    out = layers.Dense(2)(x)
+    return keras.Model(inp, out)
+
+
+def tf_keras_birnn() -> Any:
+    """:func:`keras_birnn` built with tf-keras (Keras 2), for the legacy formats."""
+    import tf_keras
+
+    return keras_birnn(tf_keras)
+
+
+def twin_birnn() -> Any:
+    """The PyTorch twin of :func:`keras_birnn`: one ``nn.LSTM(num_layers=2, bidirectional=True)``."""
+    torch, nn = _torch_modules()
+
+    class BiRNN(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lstm = nn.LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True)
+            self.gru = nn.GRU(8, 3, bidirectional=True, batch_first=True)
+            self.head = nn.Linear(6, 2)
+
+        def forward(self, x: Any) -> Any:
+            _, h = self.gru(self.lstm(x)[0])  # h: (directions, batch, units); Keras concatenates forward, backward
+            return self.head(torch.cat([h[0], h[1]], dim=-1))
+
+    return BiRNN().eval()
+
+
+def twin_birnn_one_way() -> Any:
+    """A twin whose LSTM is not bidirectional: the Keras Bidirectional layers have nothing to fill."""
+    _, nn = _torch_modules()
+
+    class OneWay(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lstm = nn.LSTM(3, 4, num_layers=3, batch_first=True)
+            self.gru = nn.GRU(8, 3, bidirectional=True, batch_first=True)
+            self.head = nn.Linear(6, 2)
+
+    return OneWay().eval()
