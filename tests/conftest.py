@@ -41,3 +41,8 @@ def torch():
 def tf():
     pytest.importorskip("torch")  # load order: torch first, see module docstring
     return pytest.importorskip("tensorflow")
+
+
+# Keras sources are written once per session for every directory that uses them: Keras numbers
+# layers from a process-wide counter, so a second writing would name them differently.
+from tests.keras.sources import keras_sources  # noqa: E402, F401

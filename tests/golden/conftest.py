@@ -34,6 +34,3 @@ def golden(monkeypatch):
         return result.output
 
     return run
-
-
-from tests.keras.conftest import keras_sources  # noqa: E402, F401  (Keras files written once per session)

@@ -1,4 +1,6 @@
-"""Keras sources written by the real writers (Keras 3, tf-keras, tf.train.Checkpoint), once per session."""
+"""Keras sources written by the real writers (Keras 3, tf-keras, tf.train.Checkpoint), once per session.
+
+The fixture is registered in ``tests/conftest.py`` so that every test directory shares the one session instance."""
 
 from __future__ import annotations
 
