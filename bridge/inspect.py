@@ -228,7 +228,17 @@ def render_text(report: InspectReport, *, every_tensor: bool = False) -> str:
     if ckpt.tied:
         lines.append("")
         lines.append("tied (one storage, several names): " + "; ".join(" = ".join(g) for g in ckpt.tied))
+    copies = ckpt.metadata.get("copies")
+    if isinstance(copies, dict) and copies:
+        shown = [f"{_readable(ckpt, c)} = {_readable(ckpt, o)}" for c, o in list(copies.items())[:3]]
+        lines.append("")
+        lines.append(f"saved twice (second copies: same full name, dtype, shape and checksum): {len(copies)} "
+                     "tensors, e.g. " + "; ".join(shown) + ("; ..." if len(copies) > 3 else ""))  # fmt: skip
     return "\n".join(lines)
+
+
+def _readable(ckpt: Checkpoint, name: str) -> str:
+    return (ckpt[name].path or name) if name in ckpt else name
 
 
 def _scope_table(title: str, rows: list[ScopeRow]) -> list[str]:

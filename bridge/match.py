@@ -92,7 +92,7 @@ def build_plan(
     open_targets = {n: t.shape for n, t in spec.tensors.items() if n not in filled and t.tied_to is None}
     source_ties = _source_ties(ckpt, pack, spec)
     for r, proposed in unplaced:
-        plan.unused.append(_explain_unused(r, proposed, spec, pack, filled, open_targets, source_ties))
+        plan.unused.append(_explain_unused(ckpt, r, proposed, spec, pack, filled, open_targets, source_ties))
 
     leftover_sources = {_pt_name(x.name, proposals): x.shape for x in plan.unused if x.kind == "model"}
     for name, t in spec.tensors.items():
@@ -275,6 +275,7 @@ def _source_ties(ckpt: Checkpoint, pack: RulePack, spec: TargetSpec) -> dict[str
 
 
 def _explain_unused(
+    ckpt: Checkpoint,
     r: TensorRecord,
     target_name: str | None,
     spec: TargetSpec,
@@ -290,7 +291,14 @@ def _explain_unused(
             return Leftover(r.name, f"changes the model's math: {bad.reason}", False, r.shape)
     for copy in pack.copies:
         if re.fullmatch(copy.source, r.name):
-            return Leftover(r.name, f"expected: {copy.reason}", True, r.shape)
+            owner = copy.owner_of(r.name)
+            if owner is None or owner == r.name or owner not in ckpt:
+                return Leftover(r.name, f"expected: {copy.reason}", True, r.shape)
+            # A second copy of a source tensor is expected only when it holds the same bytes.
+            if _same_values(ckpt, r.name, owner):
+                return Leftover(r.name, f"expected: {copy.reason} (byte-equal to the tensor it copies)", True, r.shape)
+            return Leftover(r.name, f"{copy.reason}, but its values differ from `{owner}`: the source disagrees "
+                            "with itself; check which of the two the model computes with", False, r.shape)  # fmt: skip
     if target_name is not None and target_name in filled:
         return Leftover(r.name, f"maps to `{target_name}`, already filled by `{filled[target_name]}`", False, r.shape)
     for head in pack.heads:

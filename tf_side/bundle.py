@@ -761,6 +761,14 @@ def _read_graph(bundle: _Bundle, located: dict[str, _Located]) -> dict[str, obje
         ) from e
 
 
+def _fingerprint(bundle: _Bundle, key: str) -> tuple[int, tuple[int, ...], int, int] | None:
+    """What the index says of a value's bytes (dtype, shape, size, CRC32C); ``None`` for a partitioned one."""
+    entry = bundle.entries.get(key.encode("utf-8", "surrogateescape"))
+    if entry is None or entry.slices:
+        return None
+    return entry.dtype, entry.shape, entry.size, entry.crc32c
+
+
 def _build(path: Path, bundle: _Bundle, *, format: str, metadata: dict[str, object]) -> Checkpoint:
     sizes: dict[int, int] = {}
     located: dict[str, _Located] = {}
@@ -773,6 +781,9 @@ def _build(path: Path, bundle: _Bundle, *, format: str, metadata: dict[str, obje
             continue
         located[entry.name] = _locate_value(bundle, entry, entry.name, sizes)
     graph = _read_graph(bundle, located)
+    copies: dict[str, str] = {}
+    if graph is not None:
+        graph, copies = object_graph.merge_copies(graph, lambda key: _fingerprint(bundle, key))
 
     records: list[TensorRecord] = []
     tied: list[tuple[str, ...]] = []
@@ -814,6 +825,8 @@ def _build(path: Path, bundle: _Bundle, *, format: str, metadata: dict[str, obje
         "endianness": bundle.endianness,
         **metadata,
     }
+    if copies:
+        meta["copies"] = copies  # second saved copies of a model variable (Keras' export): copy key -> original key
     if skipped:
         meta["skipped"] = skipped  # dtypes with no numpy equivalent (variants, quantized)
     return Checkpoint(

@@ -7,6 +7,7 @@ Verification only.  A ``.keras`` archive and a Keras 2 full-model ``.h5`` build 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +36,39 @@ def keras_model(weights: Path, fmt: str, layout: str | None, factory: str | None
 
     model = load_factory(factory)()
     if fmt in ("tf-checkpoint", "saved-model"):
-        import tensorflow as tf
-
-        prefix = weights / "variables" / "variables" if fmt == "saved-model" else weights
-        tf.train.Checkpoint(model=model).restore(str(prefix)).expect_partial()
+        _restore(model, weights, fmt)
     else:
         model.load_weights(weights)
     return model
+
+
+def _restore(model: Any, weights: Path, fmt: str) -> None:
+    """Restore a TF2 checkpoint or SavedModel into ``model`` by TF's own object-graph walk; every model
+    variable must find its value (a restore that matches nothing would silently keep the initial values)."""
+    import tensorflow as tf
+
+    prefix = str(weights / "variables" / "variables" if fmt == "saved-model" else weights)
+    hint = "Pass --source-model FILE.py:FACTORY building the model that wrote it"
+    names = [name for name, _ in tf.train.list_variables(prefix)]
+    if fmt == "tf-checkpoint":
+        root = tf.train.Checkpoint(model=model)  # tf.train.Checkpoint(model=...).save
+    elif any(name.startswith("_all_variables/") for name in names):
+        # Keras 3 model.export(): the root lists the model's variables in order (`variables/N`), not its layers.
+        listed = sum(re.fullmatch(r"variables/\d+/\.ATTRIBUTES/VARIABLE_VALUE", name) is not None for name in names)
+        if listed != len(model.variables):
+            raise UsageError("The Keras model does not match the exported variables", path=weights,
+                             detail=f"the export lists {listed} variables, the model has {len(model.variables)}",
+                             hint=hint)  # fmt: skip
+        root = tf.train.Checkpoint(variables=list(model.variables))
+    else:
+        root = tf.train.Checkpoint(root=model)  # tf.saved_model.save(model): the model is the root
+    try:
+        status = root.read(prefix)  # read, not restore: no save_counter of its own left to match
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError) as e:
+        raise UsageError("The Keras model does not match the checkpoint", path=weights,
+                         detail=str(e).splitlines()[0][:300], hint=hint) from e  # fmt: skip
+    status.expect_partial()  # optimizer state and counters are not the model's
 
 
 def keras_input(model: Any, seed: int, batch: int) -> np.ndarray:

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field, replace
 
 from bridge.model import TensorKind
 from tf_side.proto import DecodeError, expect_bytes, expect_int, expect_str, iter_fields, to_int32
@@ -78,7 +79,8 @@ class GraphEntry:
     kind: TensorKind
     slot_of: str | None = None
     slot_name: str | None = None
-    # Eager TF2 variables created without a name all have the full name "Variable".
+    # Eager TF2 variables created without a name all have the full name "Variable"; a variable saved
+    # twice (see :func:`merge_copies`) is unique in that its other holders are copies of it.
     unique_full_name: bool = True
     # Other object paths to the same variable (one object shared by two owners: a tie), stored once.
     aliases: tuple[tuple[str, ...], ...] = ()
@@ -313,6 +315,36 @@ def _match_by_full_name(slot_full_name: str, full_names: dict[int, str]) -> int 
         if slot_full_name.endswith("/" + name) and (best is None or len(name) > best[1]):
             best = (node_id, len(name))
     return best[0] if best else None
+
+
+def merge_copies(
+    entries: dict[str, GraphEntry], fingerprint: Callable[[str], Hashable | None]
+) -> tuple[dict[str, GraphEntry], dict[str, str]]:
+    """Model variables saved twice: one full name held by several objects that store the same value.
+
+    Keras 3's ``model.export()`` lists every variable twice, as distinct objects with the same full
+    name (``variables/0`` and ``_all_variables/8``, both ``conv2d/kernel``).  When every holder of a
+    full name is a model variable and all have one ``fingerprint`` (the bundle's dtype, shape, size
+    and CRC32C: the same saved bytes), the first in graph order (the model's variable order) keeps
+    the full name as its readable path and the others are its copies.  Holders that store different
+    values (unnamed eager variables, all ``Variable``) are left as they are.
+
+    Returns:
+        The entries, originals updated, and ``{copy key: original key}``.
+    """
+    holders: dict[str, list[GraphEntry]] = {}
+    for e in entries.values():
+        if e.attribute == VARIABLE_VALUE and e.full_name and not e.unique_full_name:
+            holders.setdefault(e.full_name, []).append(e)
+    out = dict(entries)
+    copies: dict[str, str] = {}
+    for first, *rest in holders.values():
+        prints = {fingerprint(e.checkpoint_key) for e in (first, *rest)}
+        if not rest or len(prints) != 1 or None in prints or any(e.kind != "model" for e in (first, *rest)):
+            continue
+        out[first.checkpoint_key] = replace(first, unique_full_name=True)
+        copies.update((e.checkpoint_key, first.checkpoint_key) for e in rest)
+    return out, copies
 
 
 def read_object_graph(data: bytes) -> dict[str, GraphEntry]:

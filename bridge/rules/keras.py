@@ -19,6 +19,13 @@ Where the Keras layers come from (the order is each layer's position in the mode
 * TF2 object checkpoints and SavedModel ``variables/``: the object path up to the
   variable (``model/layer_with_weights-3``, Keras 3 ``model/_operations/5``) in natural
   order (numbers compared as numbers); roles from the variable's full name.
+* Keras 3 ``model.export()`` SavedModels: no layers in the object graph, only root lists of
+  variables; ``variables/N`` is the model's variable order, and each variable's full name
+  (``lstm/lstm_cell/kernel``, the reader's path) gives its layer and role.  Each variable is
+  saved again under ``_all_variables/M``: the reader pairs the copies with their originals
+  (metadata ``copies``), and they are expected leftovers only when byte-equal.  tf-keras'
+  ``tf.saved_model.save`` keeps a root ``variables`` list beside the layers (its RNN cells'
+  weights are keyed there): read the same way.
 
 Kinds of Keras 2 and TF2 layers are inferred from their roles and shapes (a
 ``recurrent_kernel`` 4 gates wide is an LSTM).  A ``Bidirectional`` wrapper is two layers, its
@@ -186,6 +193,9 @@ class Layer:
 
 _SUFFIX = re.compile(r"(.+?)(?:_(\d+))?")
 _ATTRIBUTES = "/.ATTRIBUTES/VARIABLE_VALUE"
+# The root's variable lists of a Keras 3 ``model.export()`` SavedModel (``variables/0``); tf-keras'
+# ``tf.saved_model.save`` keeps a root ``variables`` list too, beside the layers.
+_ROOT_LISTS = frozenset({"variables", "trainable_variables", "non_trainable_variables", "_all_variables"})
 _DIRECTIONS = ("", "forward", "backward")  # a plain layer; a Bidirectional's forward_layer, then backward_layer
 # Keras 2 weight paths of a Bidirectional: ``bidirectional/forward_lstm/lstm_cell/kernel``.
 _KERAS2_DIRECTION = re.compile(r"[^/]+/(forward|backward)_[^/]+/[^/]+/[^/]+")
@@ -223,7 +233,17 @@ def keras_layers(entries: Iterable[tuple[str, Shape, str | None]], layout: str) 
         else:  # TF2 object graph: the key without its attribute suffix
             if not name.endswith(_ATTRIBUTES):
                 continue
-            owner, _, local = name[: -len(_ATTRIBUTES)].rpartition("/")
+            object_path = name[: -len(_ATTRIBUTES)]
+            owner, _, local = object_path.rpartition("/")
+            if owner in _ROOT_LISTS:  # Keras' export: a flat list of variables, named by their full names
+                if not path or path == object_path:
+                    continue  # no full name of its own: a second copy (see COPIES) or an unnamed variable
+                key, role, direction = _from_full_name(path)
+                order = (*_natural(object_path), _DIRECTIONS.index(direction))
+                layer = layers.setdefault(key, Layer(key, "", key, order, direction=direction))
+                layer.weights[role] = (name, shape)
+                layer.order = min(layer.order, order)  # the layer's first variable in the list
+                continue
             key = owner.removesuffix("/cell")
             wrapper, direction = _wrapped(key)
             role = (path or local).rsplit("/", 1)[-1].lstrip("_")
@@ -239,6 +259,17 @@ def keras_layers(entries: Iterable[tuple[str, Shape, str | None]], layout: str) 
         if layout != "keras3" or layer.direction:
             layer.kind = _infer_kind(layer)
     return out
+
+
+def _from_full_name(full_name: str) -> tuple[str, str, str]:
+    """``(layer, role, direction)`` of a variable's full name: ``dense_1/bias``, ``lstm/lstm_cell/kernel``,
+    ``bidirectional/forward_lstm_1/lstm_cell/kernel`` (one direction of a Bidirectional)."""
+    layer, _, role = full_name.rpartition("/")
+    cell = re.fullmatch(r"(.+)/[^/]*cell", layer)  # an RNN's weights belong to its cell
+    if cell is None:
+        return layer, role, ""
+    direction = re.fullmatch(r".+/(forward|backward)_[^/]+", cell.group(1))
+    return cell.group(1), role, direction.group(1) if direction else ""
 
 
 def _wrapped(key: str) -> tuple[str, str]:
@@ -532,9 +563,16 @@ def bind(ckpt: Any, spec: TargetSpec) -> tuple[RulePack, list[str]]:
             if ckpt.framework == "pytorch" and name in ckpt:
                 copies.append(Copy(re.escape(name), f"{reason.split(':')[0]}: Keras has none, dropped"))
     for layer in layers:
-        if layer.kind not in TABLE and not any(re.fullmatch(c.source, layer.key) for c in COPIES):
+        if layer.kind in TABLE:
+            continue
+        bookkeeping = next((c for c in COPIES if re.fullmatch(c.source, layer.key)), None)
+        if bookkeeping is None:
             notes.append(f"Keras layer {layer.label}: weights {sorted(layer.weights)} are not a layer kind this "
                          "pack knows")  # fmt: skip
+        else:  # named by its path only (an exported SavedModel's `variables/11`): the rule needs its key
+            reason = f"{layer.label}: {bookkeeping.reason}"
+            copies += [Copy(re.escape(name), reason) for name, _ in layer.weights.values()]
+    copies += _second_copies(ckpt)
     incompatible = tuple(
         Incompatible(re.escape(name), INCOMPATIBLE[0].reason)
         for layer in known if layer.kind == "gru"
@@ -543,6 +581,23 @@ def bind(ckpt: Any, spec: TargetSpec) -> tuple[RulePack, list[str]]:
     bound = replace(PACK, rules=tuple(rules), optional=tuple(optional), incompatible=incompatible, bind=None,
                     copies=tuple(copies))
     return bound, notes
+
+
+def _second_copies(ckpt: Any) -> list[Copy]:
+    """Variables the source saved twice (Keras' ``model.export()`` lists each under ``variables/N`` and again
+    under ``_all_variables/M``; the reader pairs them by full name and index checksum): expected leftovers,
+    which the matcher compares byte for byte with the tensor they copy.  One reason for all, so that reports
+    fold them (which copy is which: ``bridge inspect``, or the ``copies`` of the checkpoint's metadata)."""
+    if ckpt.framework == "pytorch":
+        return []
+    out = []
+    for copy, original in dict(ckpt.metadata.get("copies") or {}).items():
+        if copy.split("/", 1)[0] in _ROOT_LISTS:
+            reason = "a second reference to a model variable (same full name), saved again by Keras' export"
+        else:
+            reason = "a second copy of a model variable (same full name), saved twice"
+        out.append(Copy(re.escape(copy), reason, owner=original.replace("\\", r"\\")))  # a Match.expand template
+    return out
 
 
 PACK = RulePack(

@@ -46,3 +46,12 @@ def test_stacked_bidirectional_rnn_against_its_twin(golden, at_sources):
     assert "layer bidirectional_1/backward_layer (lstm) -> `lstm` (LSTM) layer 1 reverse" in out
     assert "layers/bidirectional_2/backward_layer/cell/vars/2 -> gru.bias_hh_l0_reverse  [row(1)|" in out
     assert "verdict: OK" in out
+
+
+def test_exported_saved_model_against_the_twin(golden, at_sources):
+    """Keras 3 model.export(): layers from the variables' full names; the second copies Keras' export saves and
+    the seed-generator state are expected leftovers, the copies compared byte for byte with the tensors used."""
+    out = golden("check_keras_export_twin.txt", ["check", "convnet_export", "--to", "pytorch", "--target",
+                                                 "twins.py:twin"], 0)  # fmt: skip
+    assert "source: convnet_export (saved-model, rules: keras)" in out and "verdict: OK" in out
+    assert "variables/0/.ATTRIBUTES/VARIABLE_VALUE -> conv.weight  [permute(3,2,0,1)]" in out

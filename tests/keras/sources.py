@@ -24,8 +24,9 @@ def _randomize(model: Any, seed: int) -> None:
 
 @pytest.fixture(scope="session")
 def keras_sources(tf, tmp_path_factory) -> dict[str, Path]:
-    """The convnet in every Keras source format, the GRU and stacked-RNN models, the bidirectional RNN in every
-    format, and the twins file beside them (relative paths in reports)."""
+    """The convnet in every Keras source format (Keras 3 ``model.export()`` and tf-keras ``tf.saved_model.save``
+    SavedModels included), the GRU and stacked-RNN models, the bidirectional RNN in every format, and the twins
+    file beside them (relative paths in reports)."""
     from tests.keras import twins
 
     out = tmp_path_factory.mktemp("keras-sources")
@@ -35,11 +36,13 @@ def keras_sources(tf, tmp_path_factory) -> dict[str, Path]:
     m.save(out / "convnet.keras")
     m.save_weights(out / "convnet.weights.h5")
     tf.train.Checkpoint(model=m).save(str(out / "tf2" / "ckpt"))
+    m.export(out / "convnet_export", verbose=False)  # a SavedModel for serving: each variable saved twice
     legacy = twins.tf_keras_convnet()
     legacy.set_weights(m.get_weights())
     legacy.save(out / "convnet_full.h5")
     legacy.save_weights(out / "convnet_weights.h5")
     tf.train.Checkpoint(model=legacy).save(str(out / "tf2legacy" / "ckpt"))
+    tf.saved_model.save(legacy, str(out / "convnet_savedmodel_legacy"))
     s = twins.keras_seq()
     _randomize(s, 1)
     s.save(out / "seq.keras")
@@ -52,6 +55,7 @@ def keras_sources(tf, tmp_path_factory) -> dict[str, Path]:
     b.save(out / "birnn.keras")
     b.save_weights(out / "birnn.weights.h5")
     tf.train.Checkpoint(model=b).save(str(out / "birnn_tf2" / "ckpt"))
+    b.export(out / "birnn_export", verbose=False)
     legacy_b = twins.tf_keras_birnn()
     legacy_b.set_weights(b.get_weights())
     legacy_b.save(out / "birnn_full.h5")
@@ -62,6 +66,8 @@ def keras_sources(tf, tmp_path_factory) -> dict[str, Path]:
         "weights": out / "convnet.weights.h5",
         "tf2": out / "tf2" / "ckpt-1",
         "tf2-legacy": out / "tf2legacy" / "ckpt-1",
+        "export": out / "convnet_export",
+        "saved-model-legacy": out / "convnet_savedmodel_legacy",
         "h5-full": out / "convnet_full.h5",
         "h5-weights": out / "convnet_weights.h5",
         "seq-keras": out / "seq.keras",
@@ -70,6 +76,7 @@ def keras_sources(tf, tmp_path_factory) -> dict[str, Path]:
         "birnn-weights": out / "birnn.weights.h5",
         "birnn-keras": out / "birnn.keras",
         "birnn-tf2": out / "birnn_tf2" / "ckpt-1",
+        "birnn-export": out / "birnn_export",
         "birnn-h5-full": out / "birnn_full.h5",
         "birnn-tf2-legacy": out / "birnn_tf2legacy" / "ckpt-1",
     }

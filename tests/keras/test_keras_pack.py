@@ -14,8 +14,8 @@ from .twins import EPS  # noqa: F401  (the twins' epsilon is Keras' default)
 
 TWIN = "twins.py:twin"
 KERAS = "twins.py:keras_convnet"
-FORMATS = ["weights", "keras", "tf2", "tf2-legacy", "h5-full", "h5-weights"]
-LEGACY = {"tf2-legacy", "h5-weights"}  # written by tf-keras: restored into the tf-keras model
+FORMATS = ["weights", "keras", "tf2", "tf2-legacy", "h5-full", "h5-weights", "export", "saved-model-legacy"]
+LEGACY = {"tf2-legacy", "h5-weights", "saved-model-legacy"}  # written by tf-keras: restored into the tf-keras model
 
 
 @pytest.fixture
@@ -183,7 +183,8 @@ def test_stacked_keras_rnns_fill_num_layers_or_separate_modules(at_sources, tmp_
 
 
 BIRNN_FORMATS = {"birnn-weights": "twins.py:keras_birnn", "birnn-keras": None, "birnn-tf2": "twins.py:keras_birnn",
-                 "birnn-h5-full": None, "birnn-tf2-legacy": "twins.py:tf_keras_birnn"}  # fmt: skip
+                 "birnn-h5-full": None, "birnn-tf2-legacy": "twins.py:tf_keras_birnn",
+                 "birnn-export": "twins.py:keras_birnn"}  # fmt: skip
 
 
 @pytest.mark.parametrize("fmt", list(BIRNN_FORMATS))
@@ -192,15 +193,47 @@ def test_bidirectional_every_source_format_to_pytorch(at_sources, tmp_path, fmt)
     as Keras 3 (.weights.h5, .keras), Keras 2 .h5 and TF2 checkpoints (both Keras versions) store them."""
     plan = bridge.check(at_sources[fmt], to="pytorch", target=BIRNN)
     assert plan.ok and len(plan.matched) == 22
+    with bridge.load(at_sources[fmt]) as ckpt:  # an export's keys are `variables/N`: its paths name the layers
+        named = {r.name: f"{r.name} {r.path}" for r in ckpt.values()}
     for m in plan.matched:
         if m.target.startswith(("lstm.", "gru.")):
-            assert ("backward" in m.source) == m.target.endswith("_reverse"), (m.source, m.target)
+            assert ("backward" in named[m.source]) == m.target.endswith("_reverse"), (m.source, m.target)
         if m.target.startswith("lstm.weight_ih"):  # layer 1 reads both directions of layer 0: 2 x 4 inputs
             assert m.source_shape == ((8, 16) if "_l1" in m.target else (3, 16)), (m.source, m.target)
     bridge.convert(at_sources[fmt], to="pytorch", out=tmp_path / "pt", target=BIRNN)
     report = bridge.verify(at_sources[fmt], tmp_path / "pt", target=BIRNN, source_model=BIRNN_FORMATS[fmt])
     assert report.ok and report.values_equal == report.values_compared == 22
     assert report.outputs and report.outputs[0].max_abs <= 1e-5
+
+
+def test_exported_saved_model_second_copies_and_seed_state_are_expected(at_sources):
+    """Keras 3 model.export() saves each variable twice (`variables/N`, `_all_variables/M`, one full name): the
+    layers come from the full names in `variables/N` order, each second copy is an expected leftover compared
+    byte for byte with the tensor used, and the LSTM's seed-generator state is not a weight."""
+    from click.testing import CliRunner
+
+    from bridge.cli import cli
+
+    plan = bridge.check(at_sources["export"], to="pytorch", target=TWIN)
+    assert plan.ok and len(plan.matched) == 17
+    rows = {m.target: m.source for m in plan.matched}
+    assert rows["conv.weight"] == "variables/0/.ATTRIBUTES/VARIABLE_VALUE"
+    assert rows["fc2.bias"] == "variables/17/.ATTRIBUTES/VARIABLE_VALUE"
+    copies = [x for x in plan.unused if x.name.startswith("_all_variables/")]
+    assert len(copies) == 17 and all(x.expected for x in copies)
+    assert all("saved again by Keras' export (byte-equal to the tensor it copies)" in x.reason for x in copies)
+    seed = [x for x in plan.unused if x.name == "variables/11/.ATTRIBUTES/VARIABLE_VALUE"]
+    assert len(seed) == 1 and seed[0].expected and "random-number state" in seed[0].reason
+    with bridge.load(at_sources["export"]) as ckpt:
+        assert ckpt["variables/0/.ATTRIBUTES/VARIABLE_VALUE"].path == "conv2d/kernel"
+        copy_of = ckpt.metadata["copies"]
+        assert sorted(copy_of.values()) == sorted(f"variables/{i}/.ATTRIBUTES/VARIABLE_VALUE" for i in range(18)
+                                                  if i != 11)  # fmt: skip
+        conv_copy = next(c for c, o in copy_of.items() if o == "variables/0/.ATTRIBUTES/VARIABLE_VALUE")
+        assert ckpt[conv_copy].path == conv_copy.split("/.")[0]  # `_all_variables/M`: not the full name again
+    shown = CliRunner().invoke(cli, ["inspect", str(at_sources["export"])])
+    assert shown.exit_code == 0 and "\nlstm/lstm_cell " in shown.output
+    assert "saved twice (second copies: same full name, dtype, shape and checksum): 17 tensors" in shown.output
 
 
 def test_rnn_pairing_mismatches_name_the_layer_and_the_module(at_sources):
@@ -219,7 +252,7 @@ def test_check_of_keras_files_imports_no_framework(at_sources, tmp_path):
     bridge.convert(at_sources["birnn-weights"], to="pytorch", out=tmp_path / "bi", target=BIRNN)
     code = (
         "import sys, bridge\n"
-        f"for src in {[str(at_sources[f]) for f in ('weights', 'tf2', 'h5-full')]!r}:\n"
+        f"for src in {[str(at_sources[f]) for f in ('weights', 'tf2', 'h5-full', 'export')]!r}:\n"
         f"    assert bridge.check(src, to='pytorch', target={str(tmp_path / 'pt' / 'model.safetensors')!r}).ok\n"
         f"for src in {[str(at_sources[f]) for f in ('birnn-tf2', 'birnn-h5-full')]!r}:\n"  # layers, directions inferred
         f"    assert bridge.check(src, to='pytorch', target={str(tmp_path / 'bi' / 'model.safetensors')!r}).ok\n"

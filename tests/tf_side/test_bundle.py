@@ -271,6 +271,23 @@ def test_tf2_shared_variable_is_a_tie_stored_once(tf: Any, tmp_path: Path) -> No
     assert "tied (one storage, several names): model/enc/embeddings = model/dec/output_kernel" in text
 
 
+def test_tf2_one_full_name_saved_twice_is_a_copy_only_when_the_bytes_agree(tf: Any, tmp_path: Path) -> None:
+    """Keras' export saves each variable as two objects of one full name: the first in graph order keeps the
+    full name as its path and the other is listed as its copy; holders that store different values stay apart."""
+    root = tf.Module()
+    root.a = tf.Variable(np.arange(6, dtype=np.float32), name="dense/kernel")
+    root.b = tf.Variable(np.arange(6, dtype=np.float32), name="dense/kernel")  # same bytes: a second copy
+    root.c = tf.Variable(np.zeros(3, np.float32), name="dense/bias")
+    root.d = tf.Variable(np.ones(3, np.float32), name="dense/bias")  # same name, other value: not a copy
+    prefix = tf.train.Checkpoint(model=root).write(str(tmp_path / "ckpt"))
+    key = "model/{}/.ATTRIBUTES/VARIABLE_VALUE".format
+    with bridge.load(prefix) as ckpt:
+        assert_matches_tf(tf, prefix, ckpt)
+        assert ckpt.metadata["copies"] == {key("b"): key("a")}
+        assert [ckpt[key(x)].path for x in "abcd"] == ["dense/kernel", "model/b", "model/c", "model/d"]
+        assert ckpt.tied == []  # two objects, stored twice: not one storage
+
+
 def test_tf2_keras_checkpoints_have_no_false_ties(keras3_checkpoint: Any, keras2_checkpoint: Any,
                                                   keras2_legacy_checkpoint: Any) -> None:  # fmt: skip
     """Keras tracks a layer under several names and optimizers list every variable: neither is a tie."""
