@@ -247,7 +247,10 @@ def resolve_target(
                           config=config, base_prefix=pack.base_prefix)  # fmt: skip
     name = target or (pack.default_target([r.name for r in ckpt.values()]) if pack.default_target else None)
     if name is None:
-        raise UsageError("No target given", hint="Pass --target CLASS_NAME or a reference checkpoint")
+        hint = ("Pass --target FILE.py:FACTORY (a function returning your PyTorch twin, an nn.Module) or a reference "
+                "state dict: Keras layers are paired with its modules" if pack.bind is not None
+                else "Pass --target CLASS_NAME or a reference checkpoint")  # fmt: skip
+        raise UsageError(f"No target given for the {pack.name} rules", path=ckpt.path, hint=hint)
     if name in pack.targets:
         class_layout = pack.targets[name](config)
         tensors = {n: TargetTensor(n, shape, None, tied) for n, (shape, tied) in class_layout.items()}

@@ -187,6 +187,7 @@ def _saved_model(path: Path) -> tuple[Path, str] | None:
     directory = path.parent if path.is_file() and path.name in _SAVED_MODEL_FILES else path
     if not directory.is_dir():
         return None
+    directory = _latest_version(directory)
     if (directory / "tfhub_module.pb").is_file():
         container = "tfhub-module"
     elif (directory / "saved_model.pb").is_file() or (directory / "saved_model.pbtxt").is_file():
@@ -194,6 +195,14 @@ def _saved_model(path: Path) -> tuple[Path, str] | None:
     else:
         return None
     return directory, container
+
+
+def _latest_version(directory: Path) -> Path:
+    """A TF Serving model base path (``model/123/saved_model.pb``): its highest numbered version, as Serving loads."""
+    if any((directory / name).is_file() for name in _SAVED_MODEL_FILES):
+        return directory
+    versions = [d for d in directory.iterdir() if d.name.isdigit() and (d / "saved_model.pb").is_file()]
+    return max(versions, key=lambda d: int(d.name)) if versions else directory
 
 
 def sniff_saved_model(path: Path) -> bool:
@@ -886,4 +895,7 @@ def read_saved_model(path: Path) -> Checkpoint:
             detail="no variables bundle (a model without variables, or an incomplete copy)",
             hint="Copy the variables/ directory too",
         )
-    return _open(path, prefix, format="saved-model", metadata={"container": container})
+    metadata: dict[str, object] = {"container": container}
+    if directory != path and directory.parent == path:  # a TF Serving base path: the version it would serve
+        metadata["serving_version"] = f"{directory.name} (the highest version, the one TF Serving loads)"
+    return _open(path, prefix, format="saved-model", metadata=metadata)

@@ -278,3 +278,13 @@ def test_cli_convert_suggests_a_verify_that_passes(at_sources, tmp_path):
     assert args[-2:] == ["--target", TWIN]
     verified = CliRunner().invoke(cli, args)
     assert verified.exit_code == 0 and "forward output" in verified.output and "verdict: PASS" in verified.output
+
+
+def test_keras_source_without_a_target_says_how_to_give_the_twin(at_sources):
+    from click.testing import CliRunner
+
+    from bridge.cli import cli
+
+    result = CliRunner().invoke(cli, ["check", str(at_sources["weights"]), "--to", "pytorch"])
+    assert result.exit_code == 2
+    assert "No target given for the keras rules" in result.output and "--target FILE.py:FACTORY" in result.output

@@ -334,6 +334,25 @@ def test_saved_model(tf: Any, saved_model_dir: Path) -> None:
         assert "w/.ATTRIBUTES/VARIABLE_VALUE" in ckpt
 
 
+def test_serving_base_path_reads_the_highest_version(tf: Any, tmp_path: Path) -> None:
+    """TF Serving's layout (``model/<version>/saved_model.pb``): the version Serving would load, numerically."""
+    base = tmp_path / "half_plus_two"
+    for version, value in ((9, 1.0), (10, 2.0)):  # 10 > 9 as numbers, not as text
+        module = tf.Module()
+        module.w = tf.Variable(np.full(3, value, np.float32))
+        tf.saved_model.save(module, str(base / str(version)))
+    with bridge.load(base) as ckpt:
+        assert ckpt.metadata["serving_version"].startswith("10 ")
+        np.testing.assert_array_equal(ckpt["w/.ATTRIBUTES/VARIABLE_VALUE"].numpy(), np.full(3, 2.0, np.float32))
+
+
+def test_third_party_serving_base_path(shared_fixtures: Path) -> None:
+    base = shared_fixtures / "tfserving-testdata" / "saved_model_half_plus_two_tf2_cpu"
+    with bridge.load(base) as ckpt:
+        assert ckpt.metadata["serving_version"].startswith("00000123 ")
+        assert {r.path for r in ckpt.of_kind("model")} == {"a", "b", "c"}
+
+
 def test_hub_module_container(saved_model_dir: Path, tmp_path: Path) -> None:
     module = tmp_path / "module"
     shutil.copytree(saved_model_dir, module)
