@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -30,6 +32,27 @@ def read_variables_txt(path: Path) -> list[tuple[str, str, tuple[int, ...]]]:
         dims = shape.strip("[]").strip()
         rows.append((name, dtype, tuple(int(d) for d in dims.split(",")) if dims else ()))
     return rows
+
+
+def load_test_models(name: str) -> ModuleType:
+    """``tests/fixtures_unused/<name>.py``, loaded by path as `bridge unused FILE.py:FACTORY` loads it."""
+    path = REPO / "tests" / "fixtures_unused" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_bridge_test_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def pt_models(torch) -> ModuleType:
+    return load_test_models("pt_models")
+
+
+@pytest.fixture(scope="session")
+def tf_models(tf) -> ModuleType:
+    pytest.importorskip("keras")
+    return load_test_models("tf_models")
 
 
 @pytest.fixture(scope="session")

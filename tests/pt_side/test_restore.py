@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -16,11 +15,8 @@ PT_MODELS = Path(__file__).resolve().parents[1] / "fixtures_unused" / "pt_models
 
 
 @pytest.fixture(scope="module")
-def models(torch):
-    spec = importlib.util.spec_from_file_location("_bridge_test_pt_models_restore", PT_MODELS)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def models(pt_models):
+    return pt_models
 
 
 @pytest.fixture(scope="module")

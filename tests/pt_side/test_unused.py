@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -13,16 +12,9 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures_unused"
 PT_MODELS = FIXTURES / "pt_models.py"
 
 
-def _models(torch):
-    spec = importlib.util.spec_from_file_location("_bridge_test_pt_models", PT_MODELS)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def models(torch):
-    return _models(torch)
+def models(pt_models):
+    return pt_models
 
 
 def _kinds(report):

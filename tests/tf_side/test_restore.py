@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -17,12 +16,8 @@ TINY_BERT = Path(__file__).resolve().parents[2] / "examples" / "tiny-bert" / "be
 
 
 @pytest.fixture(scope="module")
-def models(tf):
-    pytest.importorskip("keras")
-    spec = importlib.util.spec_from_file_location("_bridge_test_tf_models_restore", TF_MODELS)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def models(tf_models):
+    return tf_models
 
 
 @pytest.fixture(scope="module")

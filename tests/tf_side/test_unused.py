@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import warnings
@@ -18,12 +17,8 @@ TF_MODELS = Path(__file__).resolve().parents[1] / "fixtures_unused" / "tf_models
 
 
 @pytest.fixture(scope="module")
-def models(tf):
-    pytest.importorskip("keras")
-    spec = importlib.util.spec_from_file_location("_bridge_test_tf_models", TF_MODELS)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def models(tf_models):
+    return tf_models
 
 
 def _kinds(report):
