@@ -35,15 +35,23 @@ class _BridgeGroup(click.Group):
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-paragraph errors.")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
-    """Read TensorFlow, Keras and PyTorch checkpoints without the frameworks,
-    and see what they hold.
+    """TensorFlow/Keras <-> PyTorch checkpoints: look inside without the frameworks,
+    plan the mapping before a byte moves, convert both ways, prove the result,
+    and find the weights a model never uses.
 
     \b
-    Examples:
-      bridge inspect bert_model.ckpt            # a TF1 checkpoint (prefix, .index or its directory)
-      bridge inspect model.safetensors --json   # one JSON object for scripts
-      bridge inspect tf_model.h5 --filter pooler --stats
-      bridge formats                            # what can be read
+    The main job (a google-research BERT checkpoint to transformers):
+      bridge inspect uncased_L-12_H-768_A-12/                # scopes, Adam slots, global_step
+      bridge check   uncased_L-12_H-768_A-12/ --to pytorch   # the plan and its verdict
+      bridge convert uncased_L-12_H-768_A-12/ --to pytorch -o bert-torch/
+      bridge verify  uncased_L-12_H-768_A-12/ bert-torch/    # values bit-exact, forward within 1e-5
+
+    \b
+    More:
+      bridge inspect model.safetensors --json                # one JSON object for scripts
+      bridge check model.keras --to pytorch --target twin.py:build_twin
+      bridge unused train.py:build_model                     # unused parameters, by name and why
+      bridge formats                                         # what can be read
 
     \b
     Exit codes: 0 success, 1 the report has gaps, 2 bad input (the message names
