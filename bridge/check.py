@@ -233,9 +233,9 @@ def resolve_target(
         if target not in (None, pack.name):
             known = ", ".join(tf_layouts())
             raise UsageError(f"Unknown TensorFlow layout '{target}'", hint=f"Known: {known}, or a reference path")
-        heads = _source_heads(ckpt, pack)
+        heads, labels = _source_heads(ckpt, config)
         try:
-            layout = pack.tf_layout(config, heads)
+            layout = pack.tf_layout(config if labels is None else {**config, "num_labels": labels}, heads)
         except KeyError as e:
             raise UsageError(f"The {pack.name} TF layout needs the model config", path=ckpt.path,
                              detail=f"no {e} in it", hint="Pass --config config.json") from e  # fmt: skip
@@ -274,15 +274,19 @@ def _keras3_layout(metadata: dict[str, Any]) -> dict[str, Any]:
     return {"layout": "keras3", "object_names": dict(metadata.get("object_names", {}))}
 
 
-def _source_heads(ckpt: Checkpoint, pack: RulePack) -> list[str]:
-    """Which optional parts of the TF layout the PyTorch source fills (by its class's names)."""
+def _source_heads(ckpt: Checkpoint, config: dict[str, Any]) -> tuple[list[str], int | None]:
+    """Which optional parts of the TF layout the PyTorch source fills (by its class's names), and the size
+    of its classifier: the weights say how many labels it has, whatever the config's ``id2label`` says."""
     names = [r.name for r in ckpt.values()]
     heads = []
     for key, probe in (("pooler", "pooler."), ("mlm", "cls.predictions."), ("nsp", "cls.seq_relationship."),
                        ("classifier", "classifier."), ("qa", "qa_outputs.")):  # fmt: skip
         if any(probe in n for n in names):
             heads.append(key)
-    return heads
+    classifier = next((r for r in ckpt.values() if r.name.endswith("classifier.weight") and len(r.shape) == 2), None)
+    if "classifier" in heads and any("MultipleChoice" in a for a in config.get("architectures") or ()):
+        heads[heads.index("classifier")] = "choice"  # one score per choice: a classifier of one unit
+    return heads, None if classifier is None else classifier.shape[0]
 
 
 def _parse_maps(maps: tuple[str, ...]) -> list[Rule]:

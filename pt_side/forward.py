@@ -37,6 +37,9 @@ def load_transformers_model(folder: Path) -> tuple[Any, dict[str, Any]]:
     return model.eval(), config
 
 
+_COMPARED_HEADS = ("BertForPreTraining", "BertForMaskedLM", "BertLMHeadModel", "BertForNextSentencePrediction")
+
+
 def transformers_outputs(model: Any, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """sequence_output, pooled_output (if the model has a pooler) and head logits, as numpy."""
     import torch
@@ -48,7 +51,7 @@ def transformers_outputs(model: Any, inputs: dict[str, np.ndarray]) -> dict[str,
         out["sequence_output"] = base.last_hidden_state.numpy()
         if getattr(base, "pooler_output", None) is not None:
             out["pooled_output"] = base.pooler_output.numpy()
-        if model.base_model is not model:
+        if type(model).__name__ in _COMPARED_HEADS:  # heads the TF reference computes too (not task heads)
             full = model(**feed)
             for field_name, name in _HEAD_OUTPUTS.items():
                 value = getattr(full, field_name, None)

@@ -114,7 +114,7 @@ def tf_layout(config: dict[str, Any], heads: Iterable[str] = ("pooler", "mlm", "
     if "nsp" in heads:
         out["cls/seq_relationship/output_weights"] = (2, h)
         out["cls/seq_relationship/output_bias"] = (2,)
-    if "classifier" in heads:
+    if "classifier" in heads or "choice" in heads:  # google-research has one classifier layout for both
         labels = num_labels(config)
         out["output_weights"] = (labels, h)
         out["output_bias"] = (labels,)

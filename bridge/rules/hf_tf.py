@@ -176,7 +176,7 @@ def tf_layout(config: dict[str, Any], heads: Iterable[str] = ("pooler",)) -> dic
         dense(f"{mlm}/mlm___cls/predictions/transform/dense", h, h)
         layer_norm(f"{mlm}/mlm___cls/predictions/transform")
         embeddings(f"{mlm}/bert")
-    if "classifier" in tasks:
+    if "classifier" in tasks or "choice" in tasks:  # TFBertForMultipleChoice: the same Dense, one unit
         dense(f"classifier/{scope}/classifier", h, labels)
     if "qa" in tasks:
         dense(f"qa_outputs/{scope}/qa_outputs", h, labels)

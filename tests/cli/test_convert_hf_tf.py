@@ -168,6 +168,29 @@ def test_task_heads(transformers, tmp_path, class_name, scope):
     assert report.ok and report.values_equal == report.values_compared
 
 
+@pytest.mark.parametrize(("layout", "weights"), [("google-bert", "bert_model.ckpt"), ("hf-tf", "tf_model.h5")])
+def test_multiple_choice_both_layouts_and_back(transformers, tmp_path, layout, weights):
+    """One score per choice: a classifier of one unit, whatever id2label says; the forward check runs the base."""
+    import torch
+
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=32, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=12, max_position_embeddings=16)  # fmt: skip
+    transformers.BertForMultipleChoice(config).save_pretrained(tmp_path / "src")
+    _run("convert", str(tmp_path / "src"), "--to", "tensorflow", "--target", layout, "-o", str(tmp_path / "tf"))
+    with bridge.load(tmp_path / "tf" / weights) as ckpt:
+        units = {r.shape for r in ckpt.values() if "classifier" in r.name or r.name.startswith("output_")}
+    assert units in ({(8, 1), (1,)}, {(1, 8), (1,)})
+    if layout == "hf-tf":
+        assert {r.split("/")[1] for r in _values(tmp_path / "tf" / weights)} == {"tf_bert_for_multiple_choice"}
+    report = json.loads(_run("verify", str(tmp_path / "src"), str(tmp_path / "tf"), "--json"))
+    assert report["ok"] and {o["name"] for o in report["outputs"]} == {"sequence_output", "pooled_output"}
+    _run("convert", str(tmp_path / "tf"), "--to", "pytorch", "--target", "BertForMultipleChoice", "-o",
+         str(tmp_path / "back"))  # fmt: skip
+    _, info = transformers.BertForMultipleChoice.from_pretrained(tmp_path / "back", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+
+
 def test_float16_is_written_and_bfloat16_refused(tmp_path):
     out = _to_hf_tf(PT_TWIN, tmp_path / "f16", "--dtype", "float16")
     with h5py.File(out / "tf_model.h5", "r") as f:
