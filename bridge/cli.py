@@ -18,16 +18,30 @@ import click
 
 from bridge.errors import BridgeError
 
+INTERNAL_ERROR = 3  # not bad input and not a gap: a bug here or in a framework this called
+
 
 class _BridgeGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
+        def debug() -> bool:  # known once the group's own options are parsed
+            return bool(ctx.meta.get("bridge.debug")) or os.environ.get("BRIDGE_DEBUG") == "1"
+
         try:
             return super().invoke(ctx)
         except BridgeError as e:
-            if ctx.meta.get("bridge.debug") or os.environ.get("BRIDGE_DEBUG") == "1":
+            if debug():
                 raise
             click.echo(click.style("error: ", fg="red", bold=True) + str(e), err=True)
             ctx.exit(e.exit_code)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as e:
+            if debug():
+                raise
+            click.echo(click.style("internal error: ", fg="red", bold=True) + f"{type(e).__name__}: {e}. This is "
+                       "a bug (in bridge, or in a framework it called), not your input: rerun with --debug for "
+                       "the traceback and report it.", err=True)  # fmt: skip
+            ctx.exit(INTERNAL_ERROR)
 
 
 @click.group(cls=_BridgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -55,7 +69,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
     \b
     Exit codes: 0 success, 1 the report has gaps, 2 bad input (the message names
-    the file, the tensor and the fix).
+    the file, the tensor and the fix), 3 an internal error (--debug shows it).
     """
     ctx.meta["bridge.debug"] = debug
 

@@ -103,3 +103,19 @@ def test_tf2_object_checkpoint_is_grouped_by_readable_path(tf, runner, tmp_path)
     rows = [line.split()[0] for line in result.output.splitlines() if line.startswith("sequential/")]
     assert rows == ["sequential/hidden", "sequential/out"]
     assert "momentum" in result.output and "velocity" in result.output
+
+
+def test_an_internal_error_is_exit_3_with_one_paragraph(runner, monkeypatch):
+    """A bug (here: the planner raising something no code path expects) is not reported as bad input."""
+    import importlib
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("planner exploded")
+
+    monkeypatch.setattr(importlib.import_module("bridge.check"), "check", broken)
+    result = runner.invoke(cli, ["check", str(EXAMPLE), "--to", "pytorch"])
+    assert result.exit_code == 3
+    assert "internal error: RuntimeError: planner exploded" in result.output and "--debug" in result.output
+    assert "Traceback" not in result.output
+    with pytest.raises(RuntimeError):
+        runner.invoke(cli, ["--debug", "check", str(EXAMPLE), "--to", "pytorch"], catch_exceptions=False)
