@@ -288,10 +288,14 @@ def _shared_variables(nodes: list[Node], model_paths: dict[int, Path]) -> dict[i
 
     Only distinct owners count: Keras tracks a layer under several names (``layer-0`` and
     ``layer_with_weights-0``), but each variable still has the one layer as its owner.
-    Optimizer lists (which hold every trained variable) are not model objects.
+    Optimizer lists (which hold every trained variable) are not model objects, and neither
+    are index lists (``variables/0``, ``trainable_variables/0`` of a SavedModel): they gather
+    variables that named attributes own.
     """
     owners: dict[int, dict[int, str]] = {}
     for parent in model_paths:
+        if nodes[parent].children and all(name.isdigit() for _, name in nodes[parent].children):
+            continue  # an index list, not an owner
         for child, name in nodes[parent].children:
             if any(att.name == VARIABLE_VALUE for att in nodes[child].attributes):
                 owners.setdefault(child, {}).setdefault(parent, name)

@@ -27,8 +27,15 @@ def keras_sources(tf, tmp_path_factory) -> dict[str, Path]:
     """The convnet in every Keras source format (Keras 3 ``model.export()`` and tf-keras ``tf.saved_model.save``
     SavedModels included), the GRU and stacked-RNN models, the bidirectional RNN in every format, and the twins
     file beside them (relative paths in reports)."""
+    import keras
+    import tf_keras
+
     from tests.keras import twins
 
+    # Keras names layers from process-wide counters (dense, dense_1, ...): start them afresh, so that the
+    # names in these files (and in the golden reports) do not depend on which tests ran before.
+    keras.utils.clear_session()
+    tf_keras.backend.clear_session()
     out = tmp_path_factory.mktemp("keras-sources")
     shutil.copy(HERE / "twins.py", out / "twins.py")
     m = twins.keras_convnet()

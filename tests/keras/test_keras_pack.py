@@ -216,6 +216,8 @@ def test_exported_saved_model_second_copies_and_seed_state_are_expected(at_sourc
 
     plan = bridge.check(at_sources["export"], to="pytorch", target=TWIN)
     assert plan.ok and len(plan.matched) == 17
+    with bridge.load(at_sources["export"]) as ckpt:
+        assert ckpt.tied == []  # the root's index lists gather the variables; they do not own them
     rows = {m.target: m.source for m in plan.matched}
     assert rows["conv.weight"] == "variables/0/.ATTRIBUTES/VARIABLE_VALUE"
     assert rows["fc2.bias"] == "variables/17/.ATTRIBUTES/VARIABLE_VALUE"
