@@ -150,7 +150,8 @@ def _progress_hook(on_progress: Callable[[int, int], None], total: int) -> Calla
 
 def _out_tensors(ckpt: Checkpoint, plan: Plan, dtype: str | None) -> list[Any]:
     """One tensor per target: a matched source after its transform, a target assembled from several sources
-    (parts stacked by ``place(k,n)`` or added by ``sum(k,n)``), or zeros where the plan says so."""
+    (parts stacked by ``place(k,n)``, added by ``sum(k,n)`` or concatenated by ``block(k,n)``), or zeros where the
+    plan says so."""
     from pt_side.export import OutTensor
 
     out = []

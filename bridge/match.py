@@ -59,7 +59,7 @@ def build_plan(
 
     proposals = _propose(ckpt, model, spec, rules, plan, strip_prefix, add_prefix)
     filled: dict[str, str] = {}
-    parts: dict[str, tuple[set[int], int]] = {}  # targets assembled from n parts (place/sum(k,n)): the parts seen
+    parts: dict[str, tuple[set[int], int]] = {}  # targets assembled from n parts (place/sum/block(k,n)): the parts seen
     unplaced: list[tuple[TensorRecord, str | None]] = []
     for r in model:
         placed = False
@@ -173,14 +173,17 @@ def _propose(
         align = _aligner([t for hits in mapped.values() for t, _ in hits], spec, plan, strip_prefix, add_prefix)
         return {s: [(align(t), tr) for t, tr in hits] for s, hits in mapped.items()}
     if spec.framework == "tensorflow" and source_is_pt:  # PyTorch -> TF: enumerate the TF layout
-        reverse: dict[str, tuple[str, Transform]] = {}
+        # A PyTorch tensor split in parts feeds several TF tensors (torch's in_proj_weight is Keras' query, key and
+        # value: chunk(k,3) each); otherwise the last TF name mapped to it wins.
+        reverse: dict[str, list[tuple[str, Transform]]] = {}
         for tf_name, t in spec.tensors.items():
             for pt_name, transform in map_tf(tf_name):
-                reverse[pt_name] = (tf_name, transform.inverse(t.shape))
-        lookup = TargetSpec(spec.framework, spec.description, {k: spec.tensors[v[0]] for k, v in reverse.items()},
+                hit, before = (tf_name, transform.inverse(t.shape)), reverse.get(pt_name, [])
+                reverse[pt_name] = [*before, hit] if before and hit[1].splits and before[0][1].splits else [hit]
+        lookup = TargetSpec(spec.framework, spec.description, {k: spec.tensors[v[0][0]] for k, v in reverse.items()},
                             base_prefix=spec.base_prefix)  # fmt: skip
         align = _aligner([r.name for r in model], lookup, plan, strip_prefix, add_prefix)
-        return {r.name: [reverse[align(r.name)]] for r in model if align(r.name) in reverse}
+        return {r.name: reverse[align(r.name)] for r in model if align(r.name) in reverse}
     align = _aligner([r.name for r in model], spec, plan, strip_prefix, add_prefix)
     return {r.name: [(align(r.name), IDENTITY)] for r in model}
 

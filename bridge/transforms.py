@@ -12,8 +12,11 @@ the two bias rows of a Keras GRU) and is undone by ``place(k,n)``: the value bec
 part ``k`` of ``n`` along a new axis 0, which the writer stacks with the other parts.
 ``sum(k,n)`` makes the value term ``k`` of ``n`` that the writer adds up (Keras' one LSTM
 bias is torch's ``bias_ih + bias_hh``); its inverse ``term(k,n)`` splits a value into ``n``
-terms that add up to it: term 0 is the value, the others are zeros.  :func:`assemble` is the
-one function that builds a target from its parts, for the writer and for ``verify`` alike.
+terms that add up to it: term 0 is the value, the others are zeros.  ``block(k,n)`` makes the value
+block ``k`` of ``n`` equal blocks that the writer concatenates along axis 0 (Keras' query, key and value
+kernels are torch's one ``in_proj_weight``); its inverse ``chunk(k,n)`` takes block ``k`` of ``n`` back
+out.  :func:`assemble` is the one function that builds a target from its parts, for the writer and for
+``verify`` alike.
 Steps chain with ``|``, applied left to right: ``transpose|gates(zrh->rzh)``.
 """
 
@@ -26,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_SPEC = re.compile(r"^(identity|transpose|permute|reshape|row|place|term|sum)(?:\(([-\d,\s]*)\))?$")
+_SPEC = re.compile(r"^(identity|transpose|permute|reshape|row|place|term|sum|block|chunk)(?:\(([-\d,\s]*)\))?$")
 _GATES = re.compile(r"^gates\(([a-z]+)->([a-z]+)\)$")
 
 
@@ -64,6 +67,10 @@ class Transform:
             return shape[1:] if shape and 0 <= self.args[0] < shape[0] else None
         if self.op == "place":
             return (self.args[1], *shape)
+        if self.op == "block":
+            return (self.args[1] * shape[0], *shape[1:]) if shape else None
+        if self.op == "chunk":
+            return (shape[0] // self.args[1], *shape[1:]) if shape and shape[0] % self.args[1] == 0 else None
         if self.op == "chain":
             out: tuple[int, ...] | None = shape
             for step in self.steps:
@@ -74,9 +81,10 @@ class Transform:
     def apply(self, value: np.ndarray) -> np.ndarray:
         """Apply to a value; the result is C-contiguous (writers need contiguous bytes).
 
-        ``place`` and ``sum`` return the part alone; :func:`assemble` stacks or adds the parts of one target.
+        ``place``, ``sum`` and ``block`` return the part alone; :func:`assemble` stacks, adds or concatenates
+        the parts of one target.
         """
-        if self.op in ("identity", "place", "sum"):
+        if self.op in ("identity", "place", "sum", "block"):
             return value
         if self.op == "term":
             return np.ascontiguousarray(value if self.args[0] == 0 else np.zeros_like(value))
@@ -92,6 +100,8 @@ class Transform:
             return np.ascontiguousarray(np.concatenate([by_name[g] for g in self.gates[1]], axis=0))
         if self.op == "row":
             return np.ascontiguousarray(value[self.args[0]])
+        if self.op == "chunk":
+            return np.ascontiguousarray(np.split(value, self.args[1], axis=0)[self.args[0]])
         for step in self.steps:
             value = step.apply(value)
         return value
@@ -111,8 +121,8 @@ class Transform:
             return Transform("place", (self.args[0], source_shape[0]))
         if self.op == "place":
             return Transform("row", (self.args[0],))
-        if self.op in ("term", "sum"):
-            return Transform("sum" if self.op == "term" else "term", self.args)
+        if self.op in ("term", "sum", "block", "chunk"):
+            return Transform({"term": "sum", "sum": "term", "block": "chunk", "chunk": "block"}[self.op], self.args)
         if self.op == "chain":
             shapes = [source_shape]
             for step in self.steps[:-1]:
@@ -123,20 +133,21 @@ class Transform:
 
     @property
     def splits(self) -> bool:
-        """Whether this transform takes one part of its source (starts with ``row`` or ``term``): a source of
-        several targets."""
-        return (self.steps[0] if self.op == "chain" else self).op in ("row", "term")
+        """Whether this transform takes one part of its source (starts with ``row``, ``term`` or ``chunk``): a
+        source of several targets."""
+        return (self.steps[0] if self.op == "chain" else self).op in ("row", "term", "chunk")
 
     @property
     def part(self) -> tuple[int, int] | None:
-        """``(k, n)`` when this transform yields part ``k`` of ``n`` of its target (ends in ``place`` or ``sum``)."""
+        """``(k, n)`` when this transform yields part ``k`` of ``n`` of its target (ends in ``place``, ``sum`` or
+        ``block``)."""
         last = self.steps[-1] if self.op == "chain" else self
-        return (last.args[0], last.args[1]) if last.op in ("place", "sum") else None
+        return (last.args[0], last.args[1]) if last.op in _PARTS else None
 
     @property
-    def adds(self) -> bool:
-        """Whether the parts of this transform's target are added (``sum``) rather than stacked (``place``)."""
-        return (self.steps[-1] if self.op == "chain" else self).op == "sum"
+    def joins(self) -> str:
+        """How the parts of this transform's target are joined: its last step (``place``, ``sum``, ``block``)."""
+        return (self.steps[-1] if self.op == "chain" else self).op
 
 
 def chain(*steps: Transform) -> Transform:
@@ -147,6 +158,7 @@ def chain(*steps: Transform) -> Transform:
     return flat[0] if len(flat) == 1 else Transform("chain", steps=tuple(flat))
 
 
+_PARTS = ("place", "sum", "block")
 _TILE = 256  # elements per side: a tile of each operand stays in cache while it is copied
 
 
@@ -164,16 +176,20 @@ def _transpose_2d(value: np.ndarray) -> np.ndarray:
 
 def assemble(parts: Sequence[tuple[Transform, np.ndarray]]) -> np.ndarray:
     """One target from its parts' values (each already through its transform), in part order: stacked along a
-    new axis 0 (``place``) or added in the values' own dtype (``sum``); a single part is returned as it is."""
+    new axis 0 (``place``), added in the values' own dtype (``sum``) or concatenated along axis 0 (``block``); a
+    single part is returned as it is."""
     if len(parts) == 1:
         return parts[0][1]
     ordered = sorted(parts, key=lambda p: p[0].part or (0, 0))
     values = [value for _, value in ordered]
-    if ordered[0][0].adds:
+    joins = ordered[0][0].joins
+    if joins == "sum":
         total = values[0].copy()
         for value in values[1:]:
             total += value
         return np.ascontiguousarray(total)
+    if joins == "block":
+        return np.ascontiguousarray(np.concatenate(values, axis=0))
     return np.ascontiguousarray(np.stack(values))
 
 
@@ -203,7 +219,7 @@ def _parse_one(spec: str) -> Transform:
     if not m:
         raise ValueError(
             f"unknown transform {spec!r}; known: identity, transpose, permute(...), reshape(...), "
-            "gates(abc->bca), row(k), place(k,n), term(k,n), sum(k,n), and chains a|b"
+            "gates(abc->bca), row(k), place(k,n), term(k,n), sum(k,n), block(k,n), chunk(k,n), and chains a|b"
         )
     op, raw = m.group(1), m.group(2)
     args = tuple(int(a) for a in raw.split(",") if a) if raw else ()
@@ -211,7 +227,7 @@ def _parse_one(spec: str) -> Transform:
         raise ValueError(f"permute needs a permutation of 0..n-1, got {args}")
     if op in ("permute", "reshape") and not args:
         raise ValueError(f"{op} needs arguments")
-    if (op == "row" and len(args) != 1) or (op in ("place", "term", "sum") and (len(args) != 2
-                                                                             or not 0 <= args[0] < args[1])):
+    pair = op in ("place", "term", "sum", "block", "chunk")
+    if (op == "row" and len(args) != 1) or (pair and (len(args) != 2 or not 0 <= args[0] < args[1])):
         raise ValueError(f"{op} needs {'(k)' if op == 'row' else '(k,n) with 0 <= k < n'}, got {args}")
     return Transform(op, args)

@@ -83,13 +83,32 @@ def test_terms_and_sum_assemble_a_target_from_two_sources():
     split = [t.apply(b) for t in terms]
     assert split[0].tobytes() == b.tobytes() and split[1].tobytes() == np.zeros(4, np.float32).tobytes()
     sums = [t.inverse((4,)) for t in terms]
-    assert [str(s) for s in sums] == ["sum(0,2)", "sum(1,2)"] and all(s.adds for s in sums)
+    assert [str(s) for s in sums] == ["sum(0,2)", "sum(1,2)"] and all(s.joins == "sum" for s in sums)
     assert [s.part for s in sums] == [(0, 2), (1, 2)] and str(sums[1].inverse((4,))) == "term(1,2)"
     ih, hh = np.float32([0.1, 0.2, 0.3, 0.4]), np.float32([1e-8, -0.2, 7.0, 0.0])
     total = assemble([(sums[1], sums[1].apply(hh)), (sums[0], sums[0].apply(ih))])  # any order: by part
     assert total.dtype == np.float32 and total.tobytes() == (ih + hh).tobytes()
     assert assemble([(sums[0], b)]) is b
     stacked = assemble([(parse("place(1,2)"), hh), (parse("place(0,2)"), ih)])
-    assert stacked.tobytes() == np.stack([ih, hh]).tobytes() and not parse("place(0,2)").adds
+    assert stacked.tobytes() == np.stack([ih, hh]).tobytes() and parse("place(0,2)").joins == "place"
     with pytest.raises(ValueError, match="sum needs"):
         parse("sum(2,2)")
+
+
+def test_blocks_concatenate_a_target_from_three_sources_and_chunks_take_them_back():
+    """Keras' query, key, value kernels [E, heads, head_dim] are blocks 0, 1, 2 of torch's in_proj_weight [3E, E]."""
+    from bridge.transforms import assemble
+
+    kernels = [np.arange(24, dtype=np.float32).reshape(4, 2, 3) + 100 * k for k in range(3)]
+    blocks = [parse(f"reshape(4,6)|transpose|block({k},3)") for k in range(3)]
+    assert [b.part for b in blocks] == [(0, 3), (1, 3), (2, 3)] and all(b.joins == "block" for b in blocks)
+    assert all(b.shape((4, 2, 3)) == (18, 4) and not b.splits for b in blocks)
+    whole = assemble([(b, b.apply(k)) for b, k in reversed(list(zip(blocks, kernels, strict=True)))])  # by part
+    assert whole.shape == (18, 4) and whole.tobytes() == np.concatenate([k.reshape(4, 6).T for k in kernels]).tobytes()
+    chunks = [b.inverse((4, 2, 3)) for b in blocks]
+    assert str(chunks[1]) == "chunk(1,3)|transpose|reshape(4,2,3)" and all(c.splits and c.part is None for c in chunks)
+    assert all(c.shape((18, 4)) == (4, 2, 3) for c in chunks) and chunks[0].shape((17, 4)) is None
+    assert all(c.apply(whole).tobytes() == k.tobytes() for c, k in zip(chunks, kernels, strict=True))
+    assert str(chunks[2].inverse((18, 4))) == "reshape(4,6)|transpose|block(2,3)"
+    with pytest.raises(ValueError, match=r"block needs \(k,n\)"):
+        parse("block(3,3)")
