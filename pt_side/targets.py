@@ -54,8 +54,9 @@ _KINDS = {
     "Linear": "linear", "Conv1d": "conv1d", "Conv2d": "conv2d", "Conv3d": "conv3d",
     "BatchNorm1d": "batch_norm", "BatchNorm2d": "batch_norm", "BatchNorm3d": "batch_norm",
     "LayerNorm": "layer_norm", "Embedding": "embedding", "LSTM": "lstm", "GRU": "gru",
+    "MultiheadAttention": "multi_head_attention",  # its out_proj (a Linear subclass) is "other": part of it
 }  # fmt: skip
-_FACTS = ("eps", "momentum", "num_layers", "bidirectional", "batch_first", "groups")
+_FACTS = ("eps", "momentum", "num_layers", "bidirectional", "batch_first", "groups", "num_heads")
 
 
 def module_spec(spec: str) -> TargetSpec:

@@ -73,6 +73,16 @@ def _einsum_bias(shape: Shape) -> str:
     return "identity" if len(shape) == 1 else f"reshape({_prod(shape)})"
 
 
+def _block(spec: Callable[[Shape], str], k: int) -> Callable[[Shape], str]:
+    """``spec``, then block ``k`` of 3 along axis 0: Keras' query, key, value are torch's one ``in_proj_*``."""
+    return lambda shape: f"{spec(shape)}|block({k},3)"
+
+
+def _attention_output(shape: Shape) -> str:
+    # [heads, head_dim, E] -> torch's out_proj.weight [E, heads * head_dim] (heads-major, as torch concatenates)
+    return f"reshape({_prod(shape[:-1])},{shape[-1]})|transpose"
+
+
 def _prod(shape: Iterable[int]) -> int:
     out = 1
     for d in shape:
@@ -81,6 +91,7 @@ def _prod(shape: Iterable[int]) -> int:
 
 
 _GRU = "gates(zrh->rzh)"  # Keras z, r, h -> torch r, z, n
+_QKV = ("query", "key", "value")
 
 
 @dataclass(frozen=True)
@@ -149,6 +160,15 @@ TABLE: dict[str, KindRule] = {
         note="GRU gates: Keras z, r, h is torch's r, z, n (gates(zrh->rzh)); reset_after=True only: torch's GRU "
         "applies the reset gate after the recurrent matmul",
     ),  # fmt: skip
+    "multi_head_attention": KindRule(
+        "multi_head_attention", "MultiheadAttention",
+        (*((f"{p}_kernel", "in_proj_weight", _block(_einsum_kernel, k)) for k, p in enumerate(_QKV)),
+         *((f"{p}_bias", "in_proj_bias", _block(_einsum_bias, k)) for k, p in enumerate(_QKV)),
+         ("output_kernel", "out_proj.weight", _attention_output), ("output_bias", "out_proj.bias", "identity")),
+        note="MultiHeadAttention: query, key and value kernels [E, heads, head_dim] are blocks 0, 1, 2 of torch's "
+        "in_proj_weight [3E, E] (kdim = vdim = E, key_dim = value_dim = E / heads); the twin must use Keras' number "
+        "of heads and batch_first=True, and be called as self-attention when the Keras layer is",
+    ),
 }
 
 # Keras 3 H5IOStore keeps variables by index: each kind's variable order (Keras 3.15 build()).
@@ -164,6 +184,11 @@ KERAS3_ROLES: dict[str, dict[int, tuple[str, ...]]] = {
     "embedding": {1: ("embeddings",)},
     "lstm": {3: ("kernel", "recurrent_kernel", "bias"), 2: ("kernel", "recurrent_kernel")},
     "gru": {3: ("kernel", "recurrent_kernel", "bias"), 2: ("kernel", "recurrent_kernel")},
+    # Kept by sublayer (query_dense/vars/0 ...: indices "0/0", see _ATTENTION_SUBLAYERS), then by variable.
+    "multi_head_attention": {
+        8: tuple(f"{p}_{r}" for p in (*_QKV, "output") for r in ("kernel", "bias")),
+        4: tuple(f"{p}_kernel" for p in (*_QKV, "output")),
+    },
     # One direction (forward_layer / backward_layer) of a Bidirectional LSTM or GRU: its kind comes from shapes.
     "bidirectional": {3: ("kernel", "recurrent_kernel", "bias"), 2: ("kernel", "recurrent_kernel")},
 }  # fmt: skip
@@ -199,6 +224,10 @@ _ROOT_LISTS = frozenset({"variables", "trainable_variables", "non_trainable_vari
 _DIRECTIONS = ("", "forward", "backward")  # a plain layer; a Bidirectional's forward_layer, then backward_layer
 # Keras 2 weight paths of a Bidirectional: ``bidirectional/forward_lstm/lstm_cell/kernel``.
 _KERAS2_DIRECTION = re.compile(r"[^/]+/(forward|backward)_[^/]+/[^/]+/[^/]+")
+# A MultiHeadAttention's four EinsumDense sublayers: Keras 3 files keep ``query_dense/vars/0``, TF2 object graphs
+# ``_query_dense/_kernel``; their weights are the attention layer's, by sublayer.
+_ATTENTION_SUBLAYERS = ("query", "key", "value", "output")
+_ATTENTION_SUBLAYER = re.compile(r"(.+)/_?(query|key|value|output)_dense")
 
 
 def _natural(text: str) -> tuple[Any, ...]:
@@ -213,7 +242,10 @@ def keras_layers(entries: Iterable[tuple[str, Shape, str | None]], layout: str) 
             m = re.fullmatch(r"(.+)/vars/(\d+)", name)
             if m is None:
                 continue
-            key = m.group(1).removesuffix("/cell")
+            key, index = m.group(1).removesuffix("/cell"), m.group(2)
+            sub = _ATTENTION_SUBLAYER.fullmatch(key)
+            if sub and re.fullmatch(r"(.*/)?multi_head_attention(_\d+)?", sub.group(1)):
+                key, index = sub.group(1), f"{_ATTENTION_SUBLAYERS.index(sub.group(2))}/{index}"
             wrapper, direction = _wrapped(key)
             stem = wrapper.rsplit("/", 1)[-1]
             sm = _SUFFIX.fullmatch(stem)
@@ -221,7 +253,7 @@ def keras_layers(entries: Iterable[tuple[str, Shape, str | None]], layout: str) 
             label = f"{stem}/{direction}_layer" if direction else stem
             order: tuple[Any, ...] = (cls, number, _natural(wrapper), _DIRECTIONS.index(direction))
             layer = layers.setdefault(key, Layer(key, cls, label, order, direction=direction))
-            layer.weights[m.group(2)] = (name, shape)
+            layer.weights[index] = (name, shape)
             continue
         if layout == "keras2":
             parts = name.removeprefix("model_weights/").split("/")
@@ -245,8 +277,11 @@ def keras_layers(entries: Iterable[tuple[str, Shape, str | None]], layout: str) 
                 layer.order = min(layer.order, order)  # the layer's first variable in the list
                 continue
             key = owner.removesuffix("/cell")
-            wrapper, direction = _wrapped(key)
             role = (path or local).rsplit("/", 1)[-1].lstrip("_")
+            sub = _ATTENTION_SUBLAYER.fullmatch(key)
+            if sub:  # a MultiHeadAttention's sublayer: its weights are the attention layer's
+                key, role = sub.group(1), f"{sub.group(2)}_{role}"
+            wrapper, direction = _wrapped(key)
             order = (*_natural(wrapper), _DIRECTIONS.index(direction))
         layer = layers.setdefault(key, Layer(key, "", key, order, direction=direction))
         layer.weights[role] = (name, shape)
@@ -285,7 +320,7 @@ def _roles_by_index(layer: Layer) -> None:
     if roles is None:
         layer.kind = ""
         return
-    by_index = [layer.weights[k] for k in sorted(layer.weights, key=int)]
+    by_index = [layer.weights[k] for k in sorted(layer.weights, key=_natural)]
     layer.weights = dict(zip(roles, by_index, strict=True))
 
 
@@ -297,6 +332,8 @@ def _infer_kind(layer: Layer) -> str:
         return "depthwise_conv2d"
     if "embeddings" in w:
         return "embedding"
+    if "query_kernel" in w:
+        return "multi_head_attention"
     if "recurrent_kernel" in w and "kernel" in w:
         units = w["recurrent_kernel"][0]
         gates = w["kernel"][-1] // units if units else 0
@@ -345,7 +382,11 @@ def infer_modules(tensors: dict[str, Shape], keras_kinds: set[str]) -> tuple[lis
         groups.setdefault(owner, {})[param] = shape
     notes: list[str] = []
     modules = []
+    # An nn.MultiheadAttention's out_proj is part of it, not a Linear of its own.
+    attention_parts = {f"{o}.out_proj" if o else "out_proj" for o, p in groups.items() if "in_proj_weight" in p}
     for owner, params in groups.items():
+        if owner in attention_parts:
+            continue
         kind = _torch_kind(params, keras_kinds)
         facts = {}
         if kind in ("lstm", "gru"):  # torch.nn.LSTM/GRU name their layers weight_ih_l{k}[_reverse]
@@ -359,6 +400,8 @@ def infer_modules(tensors: dict[str, Shape], keras_kinds: set[str]) -> tuple[lis
 
 
 def _torch_kind(params: dict[str, Shape], keras_kinds: set[str]) -> str:
+    if "in_proj_weight" in params:
+        return "multi_head_attention"
     if "weight_ih_l0" in params and "weight_hh_l0" in params:
         hidden = params["weight_hh_l0"][1]
         return {4: "lstm", 3: "gru"}.get(params["weight_ih_l0"][0] // hidden if hidden else 0, "other")
@@ -480,8 +523,15 @@ def _facts_notes(layer: Layer, module: TargetModule) -> list[str]:
                      else "") + f": it takes the next {n} Keras {each}{layer.kind} layer(s), in order (each but the "
                      "last with return_sequences=True)" + (": forward_layer -> *_l{k}, backward_layer -> "
                      "*_l{k}_reverse" if bidirectional else ""))  # fmt: skip
-    if layer.kind in ("lstm", "gru") and facts.get("batch_first") is False:
-        notes.append(f"`{module.name}` ({module.cls}) has batch_first=False; Keras RNNs are batch-first")
+    if layer.kind in ("lstm", "gru", "multi_head_attention") and facts.get("batch_first") is False:
+        what = "MultiHeadAttention is" if layer.kind == "multi_head_attention" else "RNNs are"
+        notes.append(f"`{module.name}` ({module.cls}) has batch_first=False; Keras {what} batch-first")
+    query = layer.weights.get("query_kernel")
+    heads = facts.get("num_heads")
+    if layer.kind == "multi_head_attention" and query and len(query[1]) == 3 and heads != query[1][1]:
+        said = f"num_heads={heads}" if heads is not None else "a number of heads the weights do not tell"
+        notes.append(f"`{module.name}` ({module.cls}) has {said}; Keras layer {layer.label} has {query[1][1]} "
+                     "heads: the values convert, but outputs differ unless the twin uses the same number")  # fmt: skip
     return notes
 
 
@@ -603,7 +653,8 @@ def _second_copies(ckpt: Any) -> list[Copy]:
 PACK = RulePack(
     name="keras",
     description="Keras layers (Dense, EinsumDense, Conv1D/2D/3D, DepthwiseConv2D, BatchNormalization, "
-    "LayerNormalization, Embedding, LSTM, GRU, stacked and Bidirectional) <-> torch.nn modules, matched by structure",
+    "LayerNormalization, Embedding, LSTM, GRU, stacked and Bidirectional, MultiHeadAttention) <-> torch.nn modules, "
+    "matched by structure",
     rules=(),
     copies=COPIES,
     bind=bind,

@@ -25,8 +25,9 @@ def _randomize(model: Any, seed: int) -> None:
 @pytest.fixture(scope="session")
 def keras_sources(tf, tmp_path_factory) -> dict[str, Path]:
     """The convnet in every Keras source format (Keras 3 ``model.export()`` and tf-keras ``tf.saved_model.save``
-    SavedModels included), the GRU and stacked-RNN models, the bidirectional RNN in every format, and the twins
-    file beside them (relative paths in reports)."""
+    SavedModels included), the GRU and stacked-RNN models, the bidirectional RNN in every format, the
+    self-attention model (Keras 3 files, a TF2 checkpoint), and the twins file beside them (relative paths in
+    reports)."""
     import keras
     import tf_keras
 
@@ -67,6 +68,11 @@ def keras_sources(tf, tmp_path_factory) -> dict[str, Path]:
     legacy_b.set_weights(b.get_weights())
     legacy_b.save(out / "birnn_full.h5")
     tf.train.Checkpoint(model=legacy_b).save(str(out / "birnn_tf2legacy" / "ckpt"))
+    a = twins.keras_attention()
+    _randomize(a, 4)
+    a.save(out / "attention.keras")
+    a.save_weights(out / "attention.weights.h5")
+    tf.train.Checkpoint(model=a).save(str(out / "attention_tf2" / "ckpt"))
     return {
         "dir": out,
         "keras": out / "convnet.keras",
@@ -86,4 +92,7 @@ def keras_sources(tf, tmp_path_factory) -> dict[str, Path]:
         "birnn-export": out / "birnn_export",
         "birnn-h5-full": out / "birnn_full.h5",
         "birnn-tf2-legacy": out / "birnn_tf2legacy" / "ckpt-1",
+        "attention-keras": out / "attention.keras",
+        "attention-weights": out / "attention.weights.h5",
+        "attention-tf2": out / "attention_tf2" / "ckpt-1",
     }

@@ -225,3 +225,39 @@ def twin_birnn_one_way() -> Any:
             self.head = nn.Linear(6, 2)
 
     return OneWay().eval()
+
+
+MHA_SEQ, MHA_E = 5, 8  # sequence length, embedding size
+
+
+def keras_attention() -> Any:
+    """Self-attention (query = key = value) -> LayerNorm -> Dense."""
+    keras = _keras()
+    layers = keras.layers
+    inp = keras.Input((MHA_SEQ, MHA_E))
+    x = layers.MultiHeadAttention(num_heads=2, key_dim=MHA_E // 2)(inp, inp)
+    x = layers.LayerNormalization()(x)
+    out = layers.Dense(3)(x)
+    return keras.Model(inp, out)
+
+
+def twin_attention(num_heads: int = 2) -> Any:
+    """The PyTorch twin of :func:`keras_attention`: ``nn.MultiheadAttention(E, 2, batch_first=True)``."""
+    _, nn = _torch_modules()
+
+    class Attention(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.attn = nn.MultiheadAttention(MHA_E, num_heads, batch_first=True)
+            self.norm = nn.LayerNorm(MHA_E, eps=EPS)
+            self.head = nn.Linear(MHA_E, 3)
+
+        def forward(self, x: Any) -> Any:
+            return self.head(self.norm(self.attn(x, x, x, need_weights=False)[0]))
+
+    return Attention().eval()
+
+
+def twin_attention_four_heads() -> Any:
+    """:func:`twin_attention` with 4 heads: same shapes, another function."""
+    return twin_attention(num_heads=4)
