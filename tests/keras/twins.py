@@ -22,7 +22,11 @@ def _keras() -> Any:
 
 def keras_convnet(width: int = 3) -> Any:
     """Conv2D -> BatchNorm -> DepthwiseConv2D -> (sequence) LSTM -> LayerNorm -> Dense -> Dense."""
-    keras = _keras()
+    return _convnet(_keras(), width)
+
+
+def _convnet(keras: Any, width: int) -> Any:
+    """The convnet in ``keras`` (Keras 3, or tf-keras for the legacy formats)."""
     layers = keras.layers
     inp = keras.Input((6, 6, 2))
     x = layers.Conv2D(4, 3, padding="same")(inp)
@@ -106,19 +110,9 @@ def twin_seq() -> Any:
 
 def tf_keras_convnet() -> Any:
     """:func:`keras_convnet` built with tf-keras (Keras 2), for the legacy ``.h5`` formats."""
-    import tf_keras as keras
+    import tf_keras
 
-    layers = keras.layers
-    inp = keras.Input((6, 6, 2))
-    x = layers.Conv2D(4, 3, padding="same")(inp)
-    x = layers.BatchNormalization()(x)
-    x = layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(x)
-    x = layers.Reshape((36, 8))(x)
-    x = layers.LSTM(5)(x)
-    x = layers.LayerNormalization()(x)
-    x = layers.Dense(6, activation="relu")(x)
-    out = layers.Dense(3)(x)
-    return keras.Model(inp, out)
+    return _convnet(tf_keras, 3)
 
 
 def keras_stacked() -> Any:
