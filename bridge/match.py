@@ -8,12 +8,12 @@ stripped), shapes checked after the transform, and every leftover explained.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
 from bridge.model import Checkpoint, TensorRecord
+from bridge.naming import closest
 from bridge.plan import Leftover, Match, Mismatch, Plan, TargetSpec, Tie
 from bridge.rules import Rule, RulePack
 from bridge.transforms import IDENTITY, Transform
@@ -343,11 +343,12 @@ def _explain_missing(
 
 
 def _suggest(name: str, shape: tuple[int, ...], pool: dict[str, tuple[int, ...]]) -> str | None:
-    close = difflib.get_close_matches(name, list(pool), n=5, cutoff=0.5)
-    if not close:
+    candidates = list(pool.items())
+    # Across sides a kernel may be transposed: the same dimensions in any order count as the same shape.
+    index = closest(name, shape, candidates, same_shape=lambda a, b: sorted(a) == sorted(b))
+    if index is None:
         return None
-    same_shape = [c for c in close if sorted(pool[c]) == sorted(shape)]
-    pick = (same_shape or close)[0]
+    pick = candidates[index][0]
     return f"did you mean `{pick}` {list(pool[pick])}?"
 
 

@@ -8,7 +8,9 @@ slots and step counters from it, in one place.
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bridge.model import TensorKind
@@ -79,3 +81,28 @@ def object_key_path(key: str) -> str:
     """A TF2 object-based key without its attribute: ``model/dense/kernel/.ATTRIBUTES/VARIABLE_VALUE`` ->
     ``model/dense/kernel``; any other name is returned unchanged."""
     return key.split("/.ATTRIBUTES/", 1)[0]
+
+
+Shape = tuple[int, ...]
+
+
+def closest(
+    name: str,
+    shape: Shape,
+    candidates: Sequence[tuple[str, Shape]],
+    *,
+    same_shape: Callable[[Shape, Shape], bool] = lambda a, b: tuple(a) == tuple(b),
+) -> int | None:
+    """Index of the (name, shape) candidate a did-you-mean should offer for ``name``, or None.
+
+    A similar name (difflib ratio >= 0.6) qualifies; with the same shape a looser one does too
+    (>= 0.3: a renamed layer, ``head`` -> ``classifier``, keeps its shapes). The same shape
+    counts first, then the ratio.
+    """
+    best: tuple[bool, float, int] | None = None
+    for index, (other, other_shape) in enumerate(candidates):
+        same = same_shape(shape, other_shape)
+        ratio = difflib.SequenceMatcher(None, name, other).ratio()
+        if (ratio >= 0.6 or (same and ratio >= 0.3)) and (best is None or (same, ratio) > best[:2]):
+            best = (same, ratio, index)
+    return best[2] if best else None

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.errors import UsageError
-from bridge.naming import object_key_path
+from bridge.naming import closest, object_key_path
 from bridge.scopes import fold
 
 KINDS = ("never_read", "no_gradient", "frozen", "sometimes")
@@ -564,13 +564,13 @@ def compare_restore(
     sources = [(object_key_path(r.name), r.shape) for r in orphans]
     items: list[RestoreItem] = []
     for r in orphans:
-        home = _closest(object_key_path(r.name), r.shape, homes)
+        home = closest(object_key_path(r.name), r.shape, homes)
         guess = None if home is None else missing[home]
         hint = _leftover_hint(framework, None if guess is None else _home_label(guess))
         name = None if guess is None else guess.name
         items.append(RestoreItem(r.name, "model_leftover", r.shape, hint, r.path, did_you_mean=name))
     for v in missing:
-        source = _closest(object_key_path(v.key), v.shape, sources)
+        source = closest(object_key_path(v.key), v.shape, sources)
         found = None if source is None else orphans[source].path or object_key_path(orphans[source].name)
         hint = f"keeps its initial value: the checkpoint has no `{object_key_path(v.key)}`"
         hint += f"; did you mean `{found}`?" if found else ""
@@ -591,19 +591,6 @@ def compare_restore(
 def _home_label(v: ModelVariable) -> str:
     path = object_key_path(v.key)
     return v.name if path == v.name else f"{path} ({v.name})"
-
-
-def _closest(path: str, shape: tuple[int, ...], candidates: list[tuple[str, tuple[int, ...]]]) -> int | None:
-    """Index of the (path, shape) candidate most like ``path``; an equal shape counts first."""
-    import difflib
-
-    best: tuple[bool, float, int] | None = None
-    for index, (other_path, other_shape) in enumerate(candidates):
-        same = tuple(other_shape) == tuple(shape)
-        ratio = difflib.SequenceMatcher(None, path, other_path).ratio()
-        if (ratio >= 0.6 or (same and ratio >= 0.3)) and (best is None or (same, ratio) > best[:2]):
-            best = (same, ratio, index)
-    return best[2] if best else None
 
 
 # The call that restores leniently, by the framework that restores (``keras``: a Keras 3 weights file).
