@@ -9,10 +9,35 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from typing import Protocol, TypeVar
+
+import numpy as np
+
+from bridge import dtypes
+
+
+class Planned(Protocol):
+    """A tensor a writer is given: its planned name, shape and dtype, and its value on demand."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+    @property
+    def dtype(self) -> str: ...
+    def produce(self) -> np.ndarray: ...
+
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+def produced_value(t: Planned) -> np.ndarray:
+    """``t.produce()`` as a C-contiguous array (a 0-d value stays 0-d), checked against what the plan said."""
+    value = np.require(t.produce(), requirements="C")
+    if value.shape != tuple(t.shape) or dtypes.dtype_name(value.dtype) != t.dtype:
+        raise ValueError(f"{t.name}: produced {value.dtype}{value.shape}, planned {t.dtype}{tuple(t.shape)}")
+    return value
 
 
 def prefetched(items: Sequence[T], work: Callable[[T], R]) -> Iterator[tuple[T, R]]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from bridge import dtypes
 from bridge.errors import MissingDependency
-from bridge.stream import prefetched
+from bridge.stream import prefetched, produced_value
 
 _SAFETENSORS_DTYPES = {
     "bool": "BOOL", "uint8": "U8", "int8": "I8", "int16": "I16", "uint16": "U16", "int32": "I32",
@@ -103,18 +103,12 @@ def _write_one(
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(raw)))
         f.write(raw)
-        for t, value in prefetched(tensors, _contiguous_value):
-            if value.shape != t.shape or dtypes.dtype_name(value.dtype) != t.dtype:
-                raise ValueError(f"{t.name}: produced {value.dtype}{value.shape}, planned {t.dtype}{t.shape}")
+        for t, value in prefetched(tensors, produced_value):
             if value.dtype.byteorder == ">":
                 value = value.astype(value.dtype.newbyteorder("<"))
             f.write(value.tobytes() if value.ndim == 0 else value.reshape(-1).view(np.uint8).data)
             if on_tensor is not None:
                 on_tensor(t)
-
-
-def _contiguous_value(t: OutTensor) -> np.ndarray:
-    return np.require(t.produce(), requirements="C")  # keeps 0-d (ascontiguousarray makes it 1-d)
 
 
 def write_torch_bin(folder: Path, tensors: Sequence[OutTensor], *, stem: str = "pytorch_model") -> list[Path]:
@@ -125,7 +119,7 @@ def write_torch_bin(folder: Path, tensors: Sequence[OutTensor], *, stem: str = "
         raise MissingDependency("torch is needed to write .bin files", hint="pip install torch") from e
     state = {}
     for t in tensors:
-        value = np.require(t.produce(), requirements="C")  # keeps 0-d (ascontiguousarray makes it 1-d)
+        value = produced_value(t)
         state[t.name] = torch.from_numpy(value.view(np.uint16)).view(torch.bfloat16) if t.dtype == "bfloat16" else (
             torch.from_numpy(value.copy())
         )

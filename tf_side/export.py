@@ -12,12 +12,11 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
 from bridge import dtypes
-from bridge.stream import prefetched
+from bridge.stream import Planned, prefetched, produced_value
 from tf_side.bundle import DATA_TYPES, TENSOR_BUNDLE_VERSION, data_filename
 from tf_side.proto import encode_bytes_field, encode_fixed32_field, encode_int_field, encode_varint
 from tf_side.sstable import crc32c, mask_crc
@@ -29,16 +28,8 @@ _RESTART_INTERVAL = 16
 _FOOTER_HANDLES = 40
 
 
-class Tensor(Protocol):
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-
-    def produce(self) -> np.ndarray: ...
-
-
 def write_tf1_checkpoint(
-    prefix: Path, tensors: Sequence[Tensor], *, on_tensor: Callable[[Tensor], None] | None = None
+    prefix: Path, tensors: Sequence[Planned], *, on_tensor: Callable[[Planned], None] | None = None
 ) -> list[Path]:
     """Write ``prefix.index`` and ``prefix.data-00000-of-00001``; values stream one at a time."""
     ordered = sorted(tensors, key=lambda t: t.name.encode())
@@ -62,7 +53,7 @@ def _header() -> bytes:
     return encode_int_field(1, 1) + encode_bytes_field(3, encode_int_field(1, TENSOR_BUNDLE_VERSION))
 
 
-def _entry(t: Tensor, offset: int, size: int, crc: int) -> bytes:
+def _entry(t: Planned, offset: int, size: int, crc: int) -> bytes:
     dims = b"".join(encode_bytes_field(2, encode_int_field(1, d)) for d in t.shape)
     shape = dims  # TensorShapeProto{dim: [{size}]}; a dim of size 0 is an empty Dim message
     return (
@@ -74,11 +65,9 @@ def _entry(t: Tensor, offset: int, size: int, crc: int) -> bytes:
     )
 
 
-def _tensor_bytes(t: Tensor) -> tuple[bytes, int]:
+def _tensor_bytes(t: Planned) -> tuple[bytes, int]:
     """The bytes stored for ``t`` and their (unmasked) entry CRC32C."""
-    value = np.asarray(t.produce())
-    if tuple(value.shape) != tuple(t.shape):
-        raise ValueError(f"{t.name}: produced shape {value.shape}, planned {t.shape}")
+    value = produced_value(t)
     if t.dtype == dtypes.STRING:
         return _string_bytes(value)
     raw = np.ascontiguousarray(value, dtype=dtypes.numpy_dtype(t.dtype).newbyteorder("<")).tobytes()

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import h5py
-import numpy as np
 
 from bridge import dtypes
 from bridge.errors import UnsupportedFeature
+from bridge.stream import produced_value
 
 
 def write_keras3_weights(
@@ -43,9 +43,7 @@ def write_keras3_weights(
             if t.dtype == "bfloat16" or dtypes.itemsize(t.dtype) is None:
                 raise UnsupportedFeature(f"Writing {t.dtype} to a Keras weights file", tensor=t.name,
                                          hint="Convert with --dtype float32")  # fmt: skip
-            value = np.require(t.produce(), requirements="C")  # keeps 0-d (ascontiguousarray makes it 1-d)
-            if value.shape != tuple(t.shape) or dtypes.dtype_name(value.dtype) != t.dtype:
-                raise ValueError(f"{t.name}: produced {value.dtype}{value.shape}, planned {t.dtype}{t.shape}")
+            value = produced_value(t)
             group, _, index = t.name.rpartition("/")
             f.require_group(group).create_dataset(index, data=value)
             if on_tensor is not None:

@@ -17,11 +17,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import h5py
-import numpy as np
 
-from bridge import dtypes
 from bridge.errors import UnsupportedFeature
-from tf_side.export import Tensor
+from bridge.stream import Planned, produced_value
 
 # The Keras 2 release whose layout this reproduces (tf-keras 2.21, which transformers 4.57.6
 # saved with).  Keras reads the value only to upgrade Keras 1 files.
@@ -33,7 +31,7 @@ _H5_TYPES = frozenset({"bool", "int8", "int16", "int32", "int64", "uint8", "uint
 
 
 def write_keras2_h5(
-    path: Path, tensors: Sequence[Tensor], *, on_tensor: Callable[[Tensor], None] | None = None
+    path: Path, tensors: Sequence[Planned], *, on_tensor: Callable[[Planned], None] | None = None
 ) -> list[Path]:
     """Write ``tensors`` as a Keras 2 weights file; values stream one at a time.
 
@@ -49,7 +47,7 @@ def write_keras2_h5(
     Raises:
         UnsupportedFeature: a dtype Keras 2 h5 files cannot hold (bfloat16, strings), before writing.
     """
-    layers: dict[str, list[tuple[str, Tensor]]] = {}
+    layers: dict[str, list[tuple[str, Planned]]] = {}
     for t in tensors:
         layer, sep, weight = t.name.partition("/")
         if not sep or not weight:
@@ -72,13 +70,11 @@ def write_keras2_h5(
 
 
 def _write_layer(
-    group: h5py.Group, weights: list[tuple[str, Tensor]], on_tensor: Callable[[Tensor], None] | None
+    group: h5py.Group, weights: list[tuple[str, Planned]], on_tensor: Callable[[Planned], None] | None
 ) -> None:
     group.attrs["weight_names"] = [name.encode("utf8") for name, _ in weights]
     for name, t in weights:
-        value = np.asarray(t.produce())
-        if tuple(value.shape) != tuple(t.shape) or dtypes.dtype_name(value.dtype) != t.dtype:
-            raise ValueError(f"{t.name}: produced {value.dtype}{value.shape}, planned {t.dtype}{t.shape}")
+        value = produced_value(t)
         ds = group.create_dataset(name.encode("utf8"), value.shape, dtype=value.dtype.newbyteorder("<"))
         if value.shape:
             ds[:] = value
