@@ -80,15 +80,6 @@ def check(
     return plan
 
 
-def pack_of(plan: Plan, rules: str | None = None) -> RulePack:
-    """The pack a plan was made with: a built-in one, or the whole pack a ``.py`` rule file defines."""
-    if rules and is_rule_file(rules):
-        user = load_rule_file(rules)
-        if user.pack is not None and user.pack.name == plan.pack:
-            return user.pack
-    return get_pack(plan.pack)
-
-
 def _choose_pack(ckpt: Checkpoint, target: str | None, rules: str | None, user: RuleFile | None) -> RulePack:
     """``--rules NAME``, a rule file's own pack or the pack it extends, else the best-fitting pack."""
     if user is None:

@@ -15,10 +15,11 @@ import numpy as np
 from bridge import dtypes
 from bridge.api import load
 from bridge.atomic import atomic_directory
-from bridge.check import check, pack_of
+from bridge.check import check
 from bridge.errors import BridgeError, UsageError
 from bridge.model import Checkpoint, TensorRecord
 from bridge.plan import Plan
+from bridge.rules import get_pack
 from bridge.transforms import Transform, assemble, parse
 
 _SIDE_FILES = ("vocab.txt",)  # copied beside the weights so tokenizers load from the output too
@@ -103,7 +104,7 @@ def convert(
             detail=f"{problems} target or source tensor(s) would be missing, unused or mismatched",
             hint="Run `bridge check` with the same arguments for the report; --allow-gaps writes anyway",
         )
-    pack = pack_of(plan, rules)
+    pack = plan.rule_pack or get_pack(plan.pack)
     src_path = Path(source)
     with load(source) as ckpt, atomic_directory(Path(out), force=force, inputs=(src_path,)) as tmp:
         tensors = _out_tensors(ckpt, plan, dtype)

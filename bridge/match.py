@@ -48,7 +48,7 @@ def build_plan(
     Returns:
         A :class:`Plan`; ``plan.ok`` tells whether a conversion would be complete and faithful.
     """
-    plan = Plan(source_path=ckpt.path, source_format=ckpt.format, pack=pack.name, target=spec)
+    plan = Plan(source_path=ckpt.path, source_format=ckpt.format, pack=pack.name, target=spec, rule_pack=pack)
     rules = tuple(extra_rules) + pack.rules
     model = [r for r in ckpt.values() if r.kind == "model"]
     plan.source_model_tensors = len(model)

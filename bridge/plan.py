@@ -7,7 +7,10 @@ needs a source has one, nothing is mismatched, and no leftover changes the math.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bridge.rules import RulePack
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,8 @@ class Plan:
     tied: list[Tie] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     source_model_tensors: int = 0
+    # The pack itself (a rule file's own, or one bound to this source and target), for the writers.
+    rule_pack: RulePack | None = field(default=None, repr=False, compare=False)
 
     @property
     def gaps(self) -> list[Leftover]:
