@@ -49,6 +49,14 @@ class VerifyReport:
     outputs: list[OutputDiff] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
+    def compare_output(self, name: str, expected: np.ndarray, got: np.ndarray) -> None:
+        """Record one forward output: max abs / max rel difference of ``got`` from ``expected``, pass at ``atol``."""
+        diff = np.abs(expected.astype(np.float64) - got.astype(np.float64))
+        scale = np.maximum(np.abs(expected.astype(np.float64)), 1e-6)
+        max_abs = float(diff.max()) if diff.size else 0.0
+        max_rel = float((diff / scale).max()) if diff.size else 0.0
+        self.outputs.append(OutputDiff(name, tuple(got.shape), max_abs, max_rel, max_abs <= self.atol))
+
     @property
     def ok(self) -> bool:
         return self.values_compared > 0 and not self.value_failures and all(o.ok for o in self.outputs)
@@ -204,13 +212,8 @@ def _bert_forward(
         report.notes.append(f"forward check skipped: the TF side has no tensor for {e}")
         return
     for name, value in pt.items():
-        if name not in tf:
-            continue
-        diff = np.abs(tf[name].astype(np.float64) - value.astype(np.float64))
-        max_abs = float(diff.max()) if diff.size else 0.0
-        scale = np.maximum(np.abs(tf[name].astype(np.float64)), 1e-6)
-        max_rel = float((diff / scale).max()) if diff.size else 0.0
-        report.outputs.append(OutputDiff(name, tuple(value.shape), max_abs, max_rel, max_abs <= report.atol))
+        if name in tf:
+            report.compare_output(name, tf[name], value)
 
 
 def _google_names(

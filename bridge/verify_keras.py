@@ -9,8 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from bridge.errors import BridgeError
 
 
@@ -45,8 +43,4 @@ def keras_forward_check(
         report.outputs.append(OutputDiff("output", tuple(got.shape), float("inf"), float("inf"), False))
         report.notes.append(f"output shapes differ: Keras {expected.shape}, PyTorch {got.shape}")
         return
-    diff = np.abs(expected.astype(np.float64) - got.astype(np.float64))
-    scale = np.maximum(np.abs(expected.astype(np.float64)), 1e-6)
-    max_abs = float(diff.max()) if diff.size else 0.0
-    max_rel = float((diff / scale).max()) if diff.size else 0.0
-    report.outputs.append(OutputDiff("output", tuple(got.shape), max_abs, max_rel, max_abs <= report.atol))
+    report.compare_output("output", expected, got)

@@ -14,7 +14,6 @@ def seq2seq_forward_check(
     report: Any, tf_ckpt: Any, pt_folder: Path, config: dict[str, Any], seed: int, batch: int, seq_len: int
 ) -> None:
     """Same seeded inputs through the TF reference and the converted model; logits compared at ``report.atol``."""
-    from bridge.verify import OutputDiff
 
     try:
         from pt_side.forward import load_transformers_model
@@ -45,7 +44,4 @@ def seq2seq_forward_check(
     tf = seq2seq_forward(lambda n: tf_ckpt[n].numpy(), cfg, input_ids, mask, decoder_ids, prefix=prefix,
                          coupled=bool(config.get("tie_encoder_decoder")), output_bias=bias)  # fmt: skip
     for name, value in pt.items():
-        diff = np.abs(tf[name].astype(np.float64) - value.astype(np.float64))
-        max_abs = float(diff.max()) if diff.size else 0.0
-        max_rel = float((diff / np.maximum(np.abs(tf[name].astype(np.float64)), 1e-6)).max()) if diff.size else 0.0
-        report.outputs.append(OutputDiff(name, tuple(value.shape), max_abs, max_rel, max_abs <= report.atol))
+        report.compare_output(name, tf[name], value)
