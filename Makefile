@@ -1,14 +1,19 @@
-# Two entry points for a newcomer: `make demo` and `make test` (README's first two commands).
+# Two entry points for a newcomer: `make demo` and `make test` (README's set-up commands).
 # Each creates/uses a local virtual environment in .venv and installs what it needs.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+TOOLS  := .venv-tools/bin
 
-# The CPU build of torch 2.13.0 is what the test machines carry; a bare `torch`
-# would pull a multi-GB CUDA build.
-TEST_FRAMEWORKS := torch==2.13.0 tensorflow-cpu==2.21.0 tf-keras==2.21.0 "transformers>=5,<6"
+# torch's CPU build: PyPI's `torch` on Linux is the multi-GB CUDA build, so torch comes alone from PyTorch's CPU
+# index (machines that hold the wheel on disk find it there first).
+TORCH_CPU       := torch==2.13.0+cpu
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+TEST_FRAMEWORKS := tensorflow-cpu==2.21.0 tf-keras==2.21.0 "transformers>=5,<6"
+# lint and typecheck need neither the frameworks nor the test venv.
+TOOL_PINS := ruff==0.17.6 mypy==2.4.1 types-PyYAML
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint typecheck wheel-smoke ci bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +24,15 @@ $(VENV)/.core: $(BIN)/python pyproject.toml
 	@touch $@
 
 $(VENV)/.test: $(VENV)/.core
-	$(BIN)/python -m pip install -q $(TEST_FRAMEWORKS) -e ".[test]" ruff
+	$(BIN)/python -m pip install -q --retries 1 --extra-index-url $(TORCH_CPU_INDEX) "$(TORCH_CPU)"
+	$(BIN)/python -m pip install -q "$(TORCH_CPU)" $(TEST_FRAMEWORKS) -e ".[test]"
+	@touch $@
+
+$(TOOLS)/python:
+	$(PYTHON) -m venv .venv-tools
+
+.venv-tools/.ready: $(TOOLS)/python pyproject.toml
+	$(TOOLS)/python -m pip install -q $(TOOL_PINS) -e .
 	@touch $@
 
 # The main job on the shipped example, with no framework installed: look, plan, convert, prove the values.
@@ -28,17 +41,29 @@ demo: $(VENV)/.core
 	$(BIN)/bridge check examples/tiny-bert/ --to pytorch
 	$(BIN)/bridge convert examples/tiny-bert/ --to pytorch -o build/tiny-bert-pytorch --force
 	$(BIN)/bridge verify examples/tiny-bert/ build/tiny-bert-pytorch --no-forward
-	@echo "With torch, tensorflow and transformers installed (make test does), drop --no-forward to compare a forward pass too."
+	@echo "verify ran with --no-forward: values only. With torch, tensorflow and transformers in the venv (make test"
+	@echo "installs them), drop --no-forward to compare a forward pass too. Run bridge as $(BIN)/bridge, or activate"
+	@echo "the venv (. $(BIN)/activate): a plain 'bridge' may be iproute2's; 'ckpt-bridge' is the same command."
 
 test: $(VENV)/.test
 	$(BIN)/python -m pytest
 
-lint: $(VENV)/.test
-	$(BIN)/ruff check bridge tf_side pt_side tests bench examples
+lint: .venv-tools/.ready
+	$(TOOLS)/ruff check bridge tf_side pt_side tests bench examples
+	$(TOOLS)/ruff format --check bridge tf_side pt_side tests bench examples
+
+typecheck: .venv-tools/.ready
+	$(TOOLS)/mypy bridge tf_side pt_side
+
+# Build the sdist and wheel, install the wheel alone in a fresh venv, run the main job from outside the checkout.
+wheel-smoke:
+	PYTHON=$(PYTHON) bash .ci/wheel-smoke
+
+ci: lint typecheck test wheel-smoke
 
 bench: $(VENV)/.test
 	$(BIN)/python bench/bench_inspect.py
 	$(BIN)/python bench/bench_convert.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .venv-tools .pytest_cache

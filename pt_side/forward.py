@@ -32,7 +32,7 @@ def load_transformers_model(folder: Path) -> tuple[Any, dict[str, Any]]:
     config = json.loads(config_path.read_text())
     class_name = (config.get("architectures") or ["AutoModel"])[0]
     cls = getattr(transformers, class_name)
-    transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call,unused-ignore]
     model = cls.from_pretrained(str(folder))
     return model.eval(), config
 

@@ -528,7 +528,7 @@ def _member_data_offset(raw: IO[bytes], info: zipfile.ZipInfo, path: Path, size:
             detail=f"no local header for member {info.filename}",
             hint=_REDOWNLOAD,
         )
-    name_len, extra_len = struct.unpack_from("<HH", header, 26)
+    name_len, extra_len = (int(n) for n in struct.unpack_from("<HH", header, 26))
     start = info.header_offset + 30 + name_len + extra_len
     if start + info.file_size > size:
         raise CorruptCheckpoint(

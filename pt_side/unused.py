@@ -96,7 +96,7 @@ def _read_mode(params: list[Any], seen: set[int]) -> Any:
             for v in value.values():
                 visit(v)
 
-    class ReadRecorder(TorchFunctionMode):
+    class ReadRecorder(TorchFunctionMode):  # type: ignore[misc,unused-ignore]  # Any without torch
         def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
             kwargs = kwargs or {}
             visit(args)
