@@ -1,41 +1,49 @@
-"""bridge: TensorFlow/Keras <-> PyTorch checkpoints, read natively, matched, converted, verified."""
+"""bridge: TensorFlow/Keras <-> PyTorch checkpoints, read natively, matched, converted, verified.
+
+The public API is loaded on first use (module ``__getattr__``), so importing a core module or an adapter
+(``import tf_side.bundle``) loads no front module, and ``import bridge`` loads almost nothing.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from bridge.api import load
-from bridge.check import check
-from bridge.convert import convert
-from bridge.errors import BridgeError
-from bridge.model import Checkpoint, TensorRecord
-from bridge.verify import verify
+if TYPE_CHECKING:
+    from bridge.api import load
+    from bridge.check import check
+    from bridge.convert import convert
+    from bridge.errors import BridgeError
+    from bridge.model import Checkpoint, TensorRecord
+    from bridge.unused import checkpoint_vs_model, find_unused, find_unused_in_graph
+    from bridge.verify import verify
 
+# public name -> the module that defines it
+_API = {
+    "BridgeError": "bridge.errors",
+    "Checkpoint": "bridge.model",
+    "TensorRecord": "bridge.model",
+    "load": "bridge.api",
+    "check": "bridge.check",
+    "convert": "bridge.convert",
+    "verify": "bridge.verify",
+    "find_unused": "bridge.unused",
+    "checkpoint_vs_model": "bridge.unused",
+    "find_unused_in_graph": "bridge.unused",
+}
 
-def find_unused(model: Any, batch: Any, loss_fn: Any = None, steps: int = 1) -> Any:
-    """Which parameters/variables ``model`` never uses on ``batch``; see :func:`bridge.unused.find_unused`."""
-    from bridge.unused import find_unused as _find_unused
-
-    return _find_unused(model, batch, loss_fn, steps=steps)
-
-
-def checkpoint_vs_model(model: Any, checkpoint: Any, *, batch: Any = None) -> Any:
-    """What ``model`` would not restore from ``checkpoint``; see :func:`bridge.unused.checkpoint_vs_model`."""
-    from bridge.unused import checkpoint_vs_model as _checkpoint_vs_model
-
-    return _checkpoint_vs_model(model, checkpoint, batch=batch)
-
-
-def find_unused_in_graph(path: Any, losses: Any) -> Any:
-    """Trainable variables of a TF1 ``.meta`` graph no gradient of ``losses`` reaches; see
-    :func:`bridge.unused.find_unused_in_graph`."""
-    from bridge.unused import find_unused_in_graph as _find_unused_in_graph
-
-    return _find_unused_in_graph(path, losses)
-
-
-__all__ = [
-    "BridgeError", "Checkpoint", "TensorRecord", "check", "checkpoint_vs_model", "convert", "find_unused",
-    "find_unused_in_graph", "load", "verify",
-]  # fmt: skip
+__all__ = sorted(_API)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    module = _API.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bridge' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once loaded, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))
