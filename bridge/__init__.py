@@ -7,22 +7,24 @@ The public API is loaded on first use (module ``__getattr__``), so importing a c
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bridge.api import load
     from bridge.check import check
     from bridge.convert import convert
-    from bridge.errors import BridgeError
-    from bridge.model import Checkpoint, TensorRecord
+    from bridge.core.errors import BridgeError
+    from bridge.core.model import Checkpoint, TensorRecord
     from bridge.unused import checkpoint_vs_model, find_unused, find_unused_in_graph
     from bridge.verify import verify
 
 # public name -> the module that defines it
 _API = {
-    "BridgeError": "bridge.errors",
-    "Checkpoint": "bridge.model",
-    "TensorRecord": "bridge.model",
+    "BridgeError": "bridge.core.errors",
+    "Checkpoint": "bridge.core.model",
+    "TensorRecord": "bridge.core.model",
     "load": "bridge.api",
     "check": "bridge.check",
     "convert": "bridge.convert",
@@ -47,3 +49,16 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_API))
+
+
+class _Package(types.ModuleType):
+    """``bridge.check`` is both a function and the module that defines it: importing the module binds it to the
+    package's attribute, which would hide the function.  The API's functions keep their names."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and name in _API:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from bridge import formats
-from bridge.model import Checkpoint
+from bridge.core.model import Checkpoint
 
 
 def load(path: str | os.PathLike[str], *, format: str | None = None) -> Checkpoint:
@@ -17,7 +17,7 @@ def load(path: str | os.PathLike[str], *, format: str | None = None) -> Checkpoi
         format: a registry name to skip detection (``bridge formats`` lists them).
 
     Returns:
-        A :class:`~bridge.model.Checkpoint`; values are read when asked for.
+        A :class:`~bridge.core.model.Checkpoint`; values are read when asked for.
 
     Raises:
         CheckpointNotFound: nothing exists at ``path``.

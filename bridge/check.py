@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from bridge.api import load
-from bridge.errors import CheckpointNotFound, UsageError
-from bridge.match import build_plan
-from bridge.model import Checkpoint
-from bridge.plan import Plan, TargetSpec, TargetTensor
+from bridge.core.errors import CheckpointNotFound, UsageError
+from bridge.core.match import build_plan
+from bridge.core.model import Checkpoint
+from bridge.core.plan import Plan, TargetSpec, TargetTensor
 from bridge.rules import Rule, RulePack, get_pack, packs
 from bridge.rules.user import RuleFile, is_rule_file, load_rule_file
 
@@ -60,7 +60,7 @@ def check(
         source_format: skip format detection.
 
     Returns:
-        The :class:`~bridge.plan.Plan`; ``plan.ok`` and ``plan.exit_code`` give the verdict.
+        The :class:`~bridge.core.plan.Plan`; ``plan.ok`` and ``plan.exit_code`` give the verdict.
     """
     if to not in ("pytorch", "tensorflow"):
         raise UsageError("Unknown --to side", hint=f"Use pytorch or tensorflow. Received: {to!r}")

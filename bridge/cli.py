@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from bridge.errors import BridgeError
+from bridge.core.errors import BridgeError
 
 INTERNAL_ERROR = 3  # not bad input and not a gap: a bug here or in a framework this called
 

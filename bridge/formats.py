@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bridge.errors import CheckpointNotFound, FormatNotRecognized, UsageError
+from bridge.core.errors import CheckpointNotFound, FormatNotRecognized, UsageError
 
 if TYPE_CHECKING:
-    from bridge.model import Checkpoint
+    from bridge.core.model import Checkpoint
 
 
 @dataclass(frozen=True)

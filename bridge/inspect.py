@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from bridge import dtypes
-from bridge.errors import UsageError
-from bridge.model import KINDS, Checkpoint, TensorRecord
-from bridge.scopes import fold, scope_of
+from bridge.core import dtypes
+from bridge.core.errors import UsageError
+from bridge.core.model import KINDS, Checkpoint, TensorRecord
+from bridge.core.scopes import fold, scope_of
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,12 @@
-"""Rendering a :class:`~bridge.plan.Plan` for people: summary by folded scope, or every row."""
+"""Rendering a :class:`~bridge.core.plan.Plan` for people: summary by folded scope, or every row."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
 
-from bridge.plan import Leftover, Plan
-from bridge.scopes import fold, numbers_of
+from bridge.core.plan import Leftover, Plan
+from bridge.core.scopes import fold, numbers_of
 
 
 def render_plan(plan: Plan, *, verbose: bool = False) -> str:

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bridge.errors import UsageError
-from bridge.naming import closest, object_key_path
-from bridge.scopes import fold
+from bridge.core.errors import UsageError
+from bridge.core.naming import closest, object_key_path
+from bridge.core.scopes import fold
 
 KINDS = ("never_read", "no_gradient", "frozen", "sometimes")
 TRAINABLE_KINDS = ("never_read", "no_gradient", "sometimes")
@@ -239,7 +239,7 @@ def load_factory(spec: str) -> Callable[..., Any]:
         )
     path = Path(path_text)
     if not path.is_file():
-        from bridge.errors import CheckpointNotFound
+        from bridge.core.errors import CheckpointNotFound
 
         raise CheckpointNotFound("Factory file not found", path=path, hint="Give the path of a .py file")
     name = f"_bridge_unused_factory_{abs(hash(str(path.resolve())))}"
@@ -550,7 +550,7 @@ def compare_restore(
     Args:
         framework: ``pytorch``, ``tensorflow`` or ``keras`` (who restores: chooses the wording of the fixes).
         variables: the model's variables, each with the key its framework restores it from.
-        records: the checkpoint's :class:`~bridge.model.TensorRecord` values (``kind`` already tagged).
+        records: the checkpoint's :class:`~bridge.core.model.TensorRecord` values (``kind`` already tagged).
         checkpoint: the checkpoint path, for the report.
         root: where the model sits in the checkpoint, for the report.
     """

@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from bridge import dtypes
+from bridge.core import dtypes
 from bridge.api import load
 from bridge.check import check
-from bridge.errors import BridgeError
+from bridge.core.errors import BridgeError
 from bridge.rules import RulePack, get_pack
-from bridge.transforms import Transform, assemble, parse
+from bridge.core.transforms import Transform, assemble, parse
 
 
 @dataclass(frozen=True)

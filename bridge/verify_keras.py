@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bridge.errors import BridgeError
+from bridge.core.errors import BridgeError
 
 
 def keras_forward_check(

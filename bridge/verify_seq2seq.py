@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from bridge.errors import BridgeError
+from bridge.core.errors import BridgeError
 
 
 def seq2seq_forward_check(

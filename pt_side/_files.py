@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from bridge.errors import CheckpointNotFound, CorruptCheckpoint
+from bridge.core.errors import CheckpointNotFound, CorruptCheckpoint
 
 
 class MappedFiles:

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from bridge import dtypes
-from bridge.errors import MissingDependency
-from bridge.stream import prefetched, produced_value
+from bridge.core import dtypes
+from bridge.core.errors import MissingDependency
+from bridge.core.stream import prefetched, produced_value
 
 _SAFETENSORS_DTYPES = {
     "bool": "BOOL", "uint8": "U8", "int8": "I8", "int16": "I16", "uint16": "U16", "int32": "I32",

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from bridge.errors import MissingDependency, UsageError
+from bridge.core.errors import MissingDependency, UsageError
 
 # transformers output field -> neutral output name, per head.
 _HEAD_OUTPUTS = {

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from bridge import dtypes
-from bridge.errors import CorruptCheckpoint, UnsupportedFeature
-from bridge.model import Checkpoint, TensorRecord
-from bridge.naming import classify_torch_name
+from bridge.core import dtypes
+from bridge.core.errors import CorruptCheckpoint, UnsupportedFeature
+from bridge.core.model import Checkpoint, TensorRecord
+from bridge.core.naming import classify_torch_name
 from pt_side._files import (
     MappedFiles,
     check_index_coverage,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bridge.errors import MissingDependency, UsageError
-from bridge.plan import TargetModule, TargetSpec, TargetTensor
+from bridge.core.errors import MissingDependency, UsageError
+from bridge.core.plan import TargetModule, TargetSpec, TargetTensor
 
 
 def transformers_spec(class_name: str, config: dict[str, Any]) -> TargetSpec:

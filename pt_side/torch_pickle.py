@@ -15,7 +15,7 @@ storages stored beside the pickle.  Two containers exist:
 
 The pickle is read by :class:`_SafeUnpickler`, whose ``find_class`` resolves only an
 explicit allow-list of globals to local stand-ins that *describe* tensors (storage key,
-dtype, offset, shape, stride); anything else raises :class:`~bridge.errors.UnsafeCheckpoint`.
+dtype, offset, shape, stride); anything else raises :class:`~bridge.core.errors.UnsafeCheckpoint`.
 Values are then sliced from one memory map of the file, honouring offset and stride.
 """
 
@@ -34,15 +34,15 @@ from typing import IO, Any
 
 import numpy as np
 
-from bridge import dtypes
-from bridge.errors import (
+from bridge.core import dtypes
+from bridge.core.errors import (
     BridgeError,
     CorruptCheckpoint,
     UnsafeCheckpoint,
     UnsupportedFeature,
 )
-from bridge.model import Checkpoint, TensorRecord
-from bridge.naming import classify_torch_name
+from bridge.core.model import Checkpoint, TensorRecord
+from bridge.core.naming import classify_torch_name
 from pt_side._files import (
     MappedFiles,
     check_index_coverage,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from bridge.errors import MissingDependency, UsageError
+from bridge.core.errors import MissingDependency, UsageError
 from bridge.unused import ModelVariable, Row, UnusedReport, best_prefix, make_items
 
 

@@ -27,10 +27,10 @@ from typing import IO
 
 import numpy as np
 
-from bridge import dtypes
-from bridge.errors import CheckpointNotFound, CorruptCheckpoint, UnsupportedFeature, UsageError
-from bridge.model import Checkpoint, TensorKind, TensorRecord
-from bridge.naming import classify_tf_name
+from bridge.core import dtypes
+from bridge.core.errors import CheckpointNotFound, CorruptCheckpoint, UnsupportedFeature, UsageError
+from bridge.core.model import Checkpoint, TensorKind, TensorRecord
+from bridge.core.naming import classify_tf_name
 from tf_side import object_graph
 from tf_side.proto import (
     DecodeError,
@@ -858,7 +858,7 @@ def read_checkpoint(path: Path) -> Checkpoint:
             or a directory with a ``checkpoint`` state file or a single ``*.index``.
 
     Returns:
-        A :class:`~bridge.model.Checkpoint` (format ``tf-checkpoint``) whose names are
+        A :class:`~bridge.core.model.Checkpoint` (format ``tf-checkpoint``) whose names are
         those ``tf.train.list_variables`` shows; partitioned variables appear once,
         assembled from their slices when read.
 

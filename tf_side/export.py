@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bridge import dtypes
-from bridge.stream import Planned, prefetched, produced_value
+from bridge.core import dtypes
+from bridge.core.stream import Planned, prefetched, produced_value
 from tf_side.bundle import DATA_TYPES, TENSOR_BUNDLE_VERSION, data_filename
 from tf_side.proto import encode_bytes_field, encode_fixed32_field, encode_int_field, encode_varint
 from tf_side.sstable import crc32c, mask_crc

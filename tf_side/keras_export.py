@@ -15,9 +15,9 @@ from typing import Any
 
 import h5py
 
-from bridge import dtypes
-from bridge.errors import UnsupportedFeature
-from bridge.stream import produced_value
+from bridge.core import dtypes
+from bridge.core.errors import UnsupportedFeature
+from bridge.core.stream import produced_value
 
 
 def write_keras3_weights(

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from bridge.errors import MissingDependency, UsageError
+from bridge.core.errors import MissingDependency, UsageError
 
 
 def keras_model(weights: Path, fmt: str, layout: str | None, factory: str | None) -> Any:

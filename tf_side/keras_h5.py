@@ -42,8 +42,8 @@ import h5py
 import ml_dtypes
 import numpy as np
 
-from bridge import dtypes
-from bridge.errors import (
+from bridge.core import dtypes
+from bridge.core.errors import (
     BridgeError,
     CheckpointNotFound,
     CorruptCheckpoint,
@@ -51,7 +51,7 @@ from bridge.errors import (
     UnsafeCheckpoint,
     UnsupportedFeature,
 )
-from bridge.model import Checkpoint, TensorKind, TensorRecord
+from bridge.core.model import Checkpoint, TensorKind, TensorRecord
 
 __all__ = [
     "read_keras3_weights",

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import h5py
 
-from bridge.errors import UnsupportedFeature
-from bridge.stream import Planned, produced_value
+from bridge.core.errors import UnsupportedFeature
+from bridge.core.stream import Planned, produced_value
 
 # The Keras 2 release whose layout this reproduces (tf-keras 2.21, which transformers 4.57.6
 # saved with).  Keras reads the value only to upgrade Keras 1 files.

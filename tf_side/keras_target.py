@@ -11,8 +11,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from bridge.errors import MissingDependency, UsageError
-from bridge.plan import TargetSpec, TargetTensor
+from bridge.core.errors import MissingDependency, UsageError
+from bridge.core.plan import TargetSpec, TargetTensor
 
 
 def keras_spec(spec: str) -> TargetSpec:

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bridge.errors import CheckpointNotFound, CorruptCheckpoint, TensorNotFound, UsageError
+from bridge.core.errors import CheckpointNotFound, CorruptCheckpoint, TensorNotFound, UsageError
 from bridge.unused import Row, UnusedReport, make_items
 from tf_side.proto import DecodeError, expect_bytes, expect_int, expect_str, iter_fields, to_int64
 

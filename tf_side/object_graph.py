@@ -26,7 +26,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 
-from bridge.model import TensorKind
+from bridge.core.model import TensorKind
 from tf_side.proto import DecodeError, expect_bytes, expect_int, expect_str, iter_fields, to_int32
 
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"

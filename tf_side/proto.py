@@ -6,7 +6,7 @@ the TF2 object graph as serialized protobufs.  Reading them needs four wire type
 depending on the ``protobuf`` package and TF's generated modules.
 
 Decoding raises :class:`DecodeError` (a ``ValueError``); callers re-raise it as a
-:class:`bridge.errors.CorruptCheckpoint` that names the file and tensor.
+:class:`bridge.core.errors.CorruptCheckpoint` that names the file and tensor.
 """
 
 from __future__ import annotations

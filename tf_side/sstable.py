@@ -30,7 +30,7 @@ from collections.abc import Iterator
 import google_crc32c
 import numpy as np
 
-from bridge.errors import CorruptCheckpoint, UnsupportedFeature
+from bridge.core.errors import CorruptCheckpoint, UnsupportedFeature
 from tf_side.proto import DecodeError, decode_varint
 
 MAGIC = 0xDB4775248B80FB57

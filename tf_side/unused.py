@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bridge.errors import MissingDependency, UnsupportedFeature, UsageError
+from bridge.core.errors import MissingDependency, UnsupportedFeature, UsageError
 from bridge.unused import ModelVariable, Row, UnusedReport, make_items
 from tf_side.object_graph import OBJECT_GRAPH_KEY, VARIABLE_VALUE, parse_object_graph
 

@@ -2,7 +2,7 @@
 
 A rule is data: a regular expression matched in full against a TF-side name, a
 ``str.format`` template for the PyTorch-side name (``{1}`` is group 1, with ``/``
-turned into ``.``), and a named transform (:mod:`bridge.transforms`) taking the
+turned into ``.``), and a named transform (:mod:`bridge.core.transforms`) taking the
 TF value to the PyTorch value.  Rules are written once, TF -> PyTorch; the other
 direction enumerates the TF layout and inverts each transform.
 """
@@ -14,7 +14,7 @@ from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.transforms import Transform, parse
+from bridge.core.transforms import Transform, parse
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ def packs() -> list[RulePack]:
 
 
 def get_pack(name: str) -> RulePack:
-    from bridge.errors import UsageError
+    from bridge.core.errors import UsageError
 
     for pack in packs():
         if pack.name == name:

@@ -48,9 +48,9 @@ from dataclasses import dataclass, field, replace
 from difflib import SequenceMatcher
 from typing import Any
 
-from bridge.plan import TargetModule, TargetSpec
+from bridge.core.plan import TargetModule, TargetSpec
 from bridge.rules import Copy, Incompatible, Optional_, Rule, RulePack
-from bridge.transforms import parse
+from bridge.core.transforms import parse
 
 Shape = tuple[int, ...]
 TransformSpec = str | Callable[[Shape], str]
@@ -539,7 +539,7 @@ def bind(ckpt: Any, spec: TargetSpec) -> tuple[RulePack, list[str]]:
     """Rules for one Keras source + PyTorch target pair (or PyTorch source + Keras target).
 
     Args:
-        ckpt: the source :class:`~bridge.model.Checkpoint`.
+        ckpt: the source :class:`~bridge.core.model.Checkpoint`.
         spec: the target.
 
     Returns:

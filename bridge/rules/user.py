@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bridge.errors import CheckpointNotFound, UsageError
+from bridge.core.errors import CheckpointNotFound, UsageError
 from bridge.rules import Rule, RulePack
 
 RULE_FILE_SUFFIXES = (".yaml", ".yml", ".json", ".py")

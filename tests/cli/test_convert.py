@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 import bridge
-from bridge.atomic import OutputExists
+from bridge.core.atomic import OutputExists
 from bridge.cli import cli
 from bridge.convert import PlanHasGaps, convert
-from bridge.transforms import parse
+from bridge.core.transforms import parse
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "tiny-bert"

@@ -6,7 +6,7 @@ import pytest
 
 from bridge import formats
 from bridge.api import load
-from bridge.errors import CheckpointNotFound, FormatNotRecognized, UsageError
+from bridge.core.errors import CheckpointNotFound, FormatNotRecognized, UsageError
 
 
 def test_every_format_resolves_to_callables():

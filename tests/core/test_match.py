@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bridge.match import build_plan
-from bridge.model import Checkpoint, array_record
-from bridge.plan import TargetSpec, TargetTensor
+from bridge.core.match import build_plan
+from bridge.core.model import Checkpoint, array_record
+from bridge.core.plan import TargetSpec, TargetTensor
 from bridge.rules import Copy, Rule, RulePack
 
 PACK = RulePack("test", "one rule, one second copy", rules=(Rule("w", "weight"),),

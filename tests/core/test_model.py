@@ -6,11 +6,11 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from bridge import dtypes
-from bridge.errors import BridgeError, CheckpointNotFound, TensorNotFound
-from bridge.model import Checkpoint, array_record
-from bridge.naming import classify_tf_name, classify_torch_name
-from bridge.scopes import fold, scope_of
+from bridge.core import dtypes
+from bridge.core.errors import BridgeError, CheckpointNotFound, TensorNotFound
+from bridge.core.model import Checkpoint, array_record
+from bridge.core.naming import classify_tf_name, classify_torch_name
+from bridge.core.scopes import fold, scope_of
 
 
 def _ckpt() -> Checkpoint:

@@ -6,7 +6,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from bridge.transforms import parse
+from bridge.core.transforms import parse
 
 DTYPES = [np.float32, np.float16, ml_dtypes.bfloat16, np.int64, np.bool_]
 
@@ -55,7 +55,7 @@ def test_bad_specs(bad):
 
 def test_gates_chain_and_parts_round_trip():
     """The Keras GRU transforms: gate blocks reordered, bias rows split in parts and stacked back."""
-    from bridge.transforms import parse as parse_
+    from bridge.core.transforms import parse as parse_
 
     kernel = np.arange(5 * 18, dtype=np.float32).reshape(5, 18)  # Keras [in, 3h], gates z, r, h
     t = parse_("transpose|gates(zrh->rzh)")
@@ -75,7 +75,7 @@ def test_gates_chain_and_parts_round_trip():
 
 def test_terms_and_sum_assemble_a_target_from_two_sources():
     """An LSTM bias: Keras' one value is term 0 (the value) + term 1 (zeros) of torch's two; back, they add up."""
-    from bridge.transforms import assemble
+    from bridge.core.transforms import assemble
 
     terms = [parse(f"term({k},2)") for k in (0, 1)]
     assert all(t.splits and t.part is None and t.shape((4,)) == (4,) for t in terms)
@@ -97,7 +97,7 @@ def test_terms_and_sum_assemble_a_target_from_two_sources():
 
 def test_blocks_concatenate_a_target_from_three_sources_and_chunks_take_them_back():
     """Keras' query, key, value kernels [E, heads, head_dim] are blocks 0, 1, 2 of torch's in_proj_weight [3E, E]."""
-    from bridge.transforms import assemble
+    from bridge.core.transforms import assemble
 
     kernels = [np.arange(24, dtype=np.float32).reshape(4, 2, 3) + 100 * k for k in range(3)]
     blocks = [parse(f"reshape(4,6)|transpose|block({k},3)") for k in range(3)]

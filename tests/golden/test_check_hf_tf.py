@@ -170,5 +170,5 @@ def test_pack_for_a_pytorch_source_is_chosen_by_its_tf_side():
         for leaf in ("word_embeddings/weight:0", "token_type_embeddings/embeddings:0",
                      "position_embeddings/embeddings:0", "LayerNorm/gamma:0", "LayerNorm/beta:0")
     }  # fmt: skip
-    with pytest.raises(bridge.errors.UsageError, match="Unknown TensorFlow layout 'keras'"):
+    with pytest.raises(bridge.core.errors.UsageError, match="Unknown TensorFlow layout 'keras'"):
         bridge.check(twin, to="tensorflow", target="keras")

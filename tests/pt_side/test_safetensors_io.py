@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import bridge
-from bridge.errors import CheckpointNotFound, CorruptCheckpoint, UnsupportedFeature
+from bridge.core.errors import CheckpointNotFound, CorruptCheckpoint, UnsupportedFeature
 from pt_side import safetensors_io
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import bridge
-from bridge.errors import CorruptCheckpoint, UnsafeCheckpoint, UnsupportedFeature
+from bridge.core.errors import CorruptCheckpoint, UnsafeCheckpoint, UnsupportedFeature
 from pt_side import torch_pickle
 from tests.conftest import REPO, read_variables_txt
 

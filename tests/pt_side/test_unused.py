@@ -107,7 +107,7 @@ def test_read_detection_is_by_identity_not_by_name(torch):
 
 
 def test_bad_steps_is_usage_error(models):
-    from bridge.errors import UsageError
+    from bridge.core.errors import UsageError
 
     with pytest.raises(UsageError):
         bridge.find_unused(*models.relative_position(), steps=0)

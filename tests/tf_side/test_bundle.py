@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 import bridge
-from bridge import dtypes
-from bridge.errors import CheckpointNotFound, CorruptCheckpoint, UsageError
+from bridge.core import dtypes
+from bridge.core.errors import CheckpointNotFound, CorruptCheckpoint, UsageError
 from bridge.inspect import inspect_checkpoint, render_text
 from tests.conftest import REPO, read_variables_txt
 from tests.tf_side import _tf_bundles as writers

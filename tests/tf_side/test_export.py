@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import bridge
-from bridge.model import array_record
+from bridge.core.model import array_record
 from pt_side.export import OutTensor
 from tf_side.export import write_tf1_checkpoint
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import bridge
-from bridge.errors import CheckpointNotFound, CorruptCheckpoint, FormatNotRecognized, UnsupportedFeature
+from bridge.core.errors import CheckpointNotFound, CorruptCheckpoint, FormatNotRecognized, UnsupportedFeature
 from tests.conftest import REPO, read_variables_txt
 from tests.tf_side import _keras_writers as writers
 from tests.tf_side._keras_writers import Written

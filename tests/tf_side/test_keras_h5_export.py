@@ -50,7 +50,7 @@ def test_tf_keras_load_weights_reads_it(hf: Written, tmp_path: Path) -> None:
 def test_bfloat16_is_refused_before_writing(tmp_path: Path) -> None:
     import ml_dtypes
 
-    from bridge.errors import UnsupportedFeature
+    from bridge.core.errors import UnsupportedFeature
 
     value = np.zeros((2,), ml_dtypes.bfloat16)
     with pytest.raises(UnsupportedFeature, match="cannot hold bfloat16"):

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bridge.model import TensorKind
+from bridge.core.model import TensorKind
 
 # Slot variables created by TF1 optimizers, appended as the last scope component:
 # google-research BERT's AdamWeightDecayOptimizer (adam_m/adam_v), tf.train.*Optimizer

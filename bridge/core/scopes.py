@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from bridge.naming import separator
+from bridge.core.naming import separator
 
 _NUMBERED = re.compile(r"^(.*?)(\d+)$")
 

@@ -12,11 +12,11 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
-from bridge.model import Checkpoint, TensorRecord
-from bridge.naming import closest
-from bridge.plan import Leftover, Match, Mismatch, Plan, TargetSpec, Tie
+from bridge.core.model import Checkpoint, TensorRecord
+from bridge.core.naming import closest
+from bridge.core.plan import Leftover, Match, Mismatch, Plan, TargetSpec, Tie
 from bridge.rules import Rule, RulePack
-from bridge.transforms import IDENTITY, Transform
+from bridge.core.transforms import IDENTITY, Transform
 
 _NON_MODEL = {
     "optimizer": "optimizer state{slot}: not part of the model, dropped",

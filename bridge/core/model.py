@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bridge import dtypes
-from bridge.errors import TensorNotFound
+from bridge.core import dtypes
+from bridge.core.errors import TensorNotFound
 
 TensorKind = Literal["model", "optimizer", "counter", "metadata"]
 KINDS: tuple[TensorKind, ...] = ("model", "optimizer", "counter", "metadata")
@@ -32,7 +32,7 @@ class TensorRecord:
         name: the key exactly as the owning framework lists it
             (``tf.train.list_variables``, the h5 dataset path, the state-dict key).
         shape: the full shape (for partitioned TF variables, of the assembled tensor).
-        dtype: a name from :mod:`bridge.dtypes` (``float32``, ``bfloat16``, ``string``...).
+        dtype: a name from :mod:`bridge.core.dtypes` (``float32``, ``bfloat16``, ``string``...).
         nbytes: bytes of the stored value.
         location: where the bytes live, for people (``file @ offset``, an h5 path).
         kind: ``model`` (a weight), ``optimizer`` (a slot), ``counter`` (step,

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bridge.errors import UsageError
+from bridge.core.errors import UsageError
 
 
 class OutputExists(UsageError):

@@ -13,7 +13,7 @@ from typing import Protocol, TypeVar
 
 import numpy as np
 
-from bridge import dtypes
+from bridge.core import dtypes
 
 
 class Planned(Protocol):
