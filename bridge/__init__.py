@@ -34,7 +34,18 @@ _API = {
     "find_unused_in_graph": "bridge.unused",
 }
 
-__all__ = sorted(_API)
+__all__ = [
+    "BridgeError",
+    "Checkpoint",
+    "TensorRecord",
+    "check",
+    "checkpoint_vs_model",
+    "convert",
+    "find_unused",
+    "find_unused_in_graph",
+    "load",
+    "verify",
+]
 __version__ = "0.1.0"
 
 

@@ -12,15 +12,15 @@ from typing import Any
 
 import numpy as np
 
-from bridge.core import dtypes
 from bridge.api import load
-from bridge.core.atomic import atomic_directory
 from bridge.check import check
+from bridge.core import dtypes
+from bridge.core.atomic import atomic_directory
 from bridge.core.errors import BridgeError, UsageError
 from bridge.core.model import Checkpoint, TensorRecord
 from bridge.core.plan import Plan
-from bridge.rules import get_pack
 from bridge.core.transforms import Transform, assemble, parse
+from bridge.rules import get_pack
 
 _SIDE_FILES = ("vocab.txt",)  # copied beside the weights so tokenizers load from the output too
 

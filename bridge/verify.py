@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from bridge.core import dtypes
 from bridge.api import load
 from bridge.check import check
+from bridge.core import dtypes
 from bridge.core.errors import BridgeError
-from bridge.rules import RulePack, get_pack
 from bridge.core.transforms import Transform, assemble, parse
+from bridge.rules import RulePack, get_pack
 
 
 @dataclass(frozen=True)

@@ -49,8 +49,8 @@ from difflib import SequenceMatcher
 from typing import Any
 
 from bridge.core.plan import TargetModule, TargetSpec
-from bridge.rules import Copy, Incompatible, Optional_, Rule, RulePack
 from bridge.core.transforms import parse
+from bridge.rules import Copy, Incompatible, Optional_, Rule, RulePack
 
 Shape = tuple[int, ...]
 TransformSpec = str | Callable[[Shape], str]

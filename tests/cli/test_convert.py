@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 import bridge
-from bridge.core.atomic import OutputExists
 from bridge.cli import cli
 from bridge.convert import PlanHasGaps, convert
+from bridge.core.atomic import OutputExists
 from bridge.core.transforms import parse
 
 REPO = Path(__file__).resolve().parents[2]
