@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterable, Sequence
 
 from bridge.core.model import Checkpoint, TensorRecord
 from bridge.core.naming import closest
+from bridge.core.packs import Rule, RulePack
 from bridge.core.plan import Leftover, Match, Mismatch, Plan, TargetSpec, Tie
 from bridge.core.transforms import IDENTITY, Transform
-from bridge.rules import Rule, RulePack
 
 _NON_MODEL = {
     "optimizer": "optimizer state{slot}: not part of the model, dropped",

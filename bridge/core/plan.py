@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bridge.rules import RulePack
+    from bridge.core.packs import RulePack
 
 
 @dataclass(frozen=True)

@@ -1,156 +1,21 @@
-"""Rule packs: declarative tables that map TF-side names to PyTorch-side names.
+"""Rule packs, one module per family: ``bert`` (google-research BERT), ``hf_tf`` (transformers' TF layout),
+``seq2seq`` (TF-Hub BERT seq2seq), ``keras`` (Keras layers against a PyTorch twin), and ``user`` (rule files).
 
-A rule is data: a regular expression matched in full against a TF-side name, a
-``str.format`` template for the PyTorch-side name (``{1}`` is group 1, with ``/``
-turned into ``.``), and a named transform (:mod:`bridge.core.transforms`) taking the
-TF value to the PyTorch value.  Rules are written once, TF -> PyTorch; the other
-direction enumerates the TF layout and inverts each transform.
+A rule is data: a regular expression matched in full against a TF-side name, a ``str.format`` template for the
+PyTorch-side name, and a named transform (:mod:`bridge.core.transforms`).  The pack's shape is
+:class:`bridge.core.packs.RulePack`; its names are re-exported here for rule files (``from bridge.rules import
+Rule, RulePack``).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Container, Iterable
-from dataclasses import dataclass, field
-from typing import Any
+from bridge.core.packs import Copy, Head, Incompatible, Optional_, Rule, RulePack
 
-from bridge.core.transforms import Transform, parse
-
-
-@dataclass(frozen=True)
-class Rule:
-    """``source`` (regex, fullmatch on the TF name) -> ``target`` (template) with ``transform``."""
-
-    source: str
-    target: str
-    transform: str = "identity"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_rx", re.compile(self.source))
-        parse(self.transform)  # fail at definition time, not mid-conversion
-
-    def apply(self, name: str) -> tuple[str, Transform] | None:
-        m = self._rx.fullmatch(name)  # type: ignore[attr-defined]
-        if m is None:
-            return None
-        groups = [g.replace("/", ".") if g is not None else "" for g in m.groups()]
-        return self.target.format(m.group(0), *groups), parse(self.transform)
-
-
-@dataclass(frozen=True)
-class Head:
-    """A part of the model that some target classes lack (a task head, the pooler)."""
-
-    label: str
-    source: str  # regex (fullmatch) over TF names
-    target_prefix: str  # PyTorch names of this head start with it
-
-    def claims_source(self, name: str) -> bool:
-        return re.fullmatch(self.source, name) is not None
-
-
-@dataclass(frozen=True)
-class Optional_:
-    """Target tensors that may legitimately have no source, and what happens to them."""
-
-    target: str  # regex (fullmatch) over PyTorch names
-    reason: str
-    fill: str | None = None  # "zeros": convert writes zeros (a second LSTM bias, a BatchNorm step counter)
-
-
-@dataclass(frozen=True)
-class Copy:
-    """Source tensors that are second copies of tensors mapped elsewhere (a tied layer saved twice)."""
-
-    source: str  # regex (fullmatch) over source names
-    reason: str
-    owner: str | None = None  # ``re.Match.expand`` template: the name of the tensor it copies
-
-    def owner_of(self, name: str) -> str | None:
-        m = re.fullmatch(self.source, name)
-        return m.expand(self.owner) if m is not None and self.owner is not None else None
-
-
-@dataclass(frozen=True)
-class Incompatible:
-    """Source tensors the target cannot use without computing something else: never "expected"."""
-
-    source: str  # regex (search) over source names
-    reason: str
-
-
-@dataclass(frozen=True)
-class RulePack:
-    """Everything the matcher knows about one family of checkpoints.
-
-    Attributes:
-        name: ``--rules`` value and report label.
-        description: one line for reports.
-        rules: ordered; the first rule that matches a name wins.
-        heads: source scopes a target class may lack, with their labels.
-        optional: target tensors that may stay without a source.
-        copies: source tensors that duplicate mapped ones (expected leftovers, stored once).
-        incompatible: source tensors that change the model's math when dropped (gaps, exit 1).
-        targets: PyTorch class name -> ``(config) -> {name: (shape, tied_to)}``: the layout
-            of a target class computed without torch (pinned by tests against transformers).
-        tf_layout: ``(config, heads) -> {tf_name: shape}``: the TF-side layout, for the
-            PyTorch -> TF direction, in the order its writer stores the tensors.
-        tf_class: ``(heads) -> class name`` of the TF-side model that layout is (the layout's
-            own name when absent).
-        default_target: ``(source_names) -> class name``: the class a source fits best.
-        config_from_source: ``(shapes by name) -> config dict`` when no config file is given.
-        base_prefix: transformers' ``base_model_prefix`` of the family (``bert``).
-        pt_config: ``(source config, class name) -> (config.json, notes)`` for the PyTorch side.
-        tf_config: ``(config.json, TF class name) -> (TF-side config, notes)`` for the TF side.
-        pt_copies: ``(config, class name) -> {target: target it copies, or None for zeros}``:
-            tensors transformers does not tie itself, written by convert beside the matched ones.
-        bind: ``(source checkpoint, target spec) -> (pack, notes)``: a structural pack (Keras) whose
-            rules are generated for one source + target pair, as exact names; the rest of the
-            matcher then runs as for any pack.
-    """
-
-    name: str
-    description: str
-    rules: tuple[Rule, ...]
-    heads: tuple[Head, ...] = ()
-    optional: tuple[Optional_, ...] = ()
-    copies: tuple[Copy, ...] = ()
-    incompatible: tuple[Incompatible, ...] = ()
-    targets: dict[str, Callable[[dict[str, Any]], dict[str, tuple[tuple[int, ...], str | None]]]] = field(
-        default_factory=dict
-    )
-    tf_layout: Callable[[dict[str, Any], Iterable[str]], dict[str, tuple[int, ...]]] | None = None
-    tf_class: Callable[[Iterable[str]], str] | None = None
-    default_target: Callable[[Iterable[str]], str] | None = None
-    config_from_source: Callable[[dict[str, tuple[int, ...]]], tuple[dict[str, Any], list[str]]] | None = None
-    base_prefix: str | None = None
-    pt_config: Callable[[dict[str, Any], str], tuple[dict[str, Any], list[str]]] | None = None
-    tf_config: Callable[[dict[str, Any], str], tuple[dict[str, Any], list[str]]] | None = None
-    pt_copies: Callable[[dict[str, Any], str], dict[str, str | None]] | None = None
-    bind: Callable[[Any, Any], tuple[RulePack, list[str]]] | None = None
-
-    def map_name(self, name: str) -> tuple[str, Transform] | None:
-        for rule in self.rules:
-            hit = rule.apply(name)
-            if hit is not None:
-                return hit
-        return None
-
-    def copy_owner(self, name: str, names: Container[str]) -> str | None:
-        """The tensor among ``names`` that ``name`` is a second copy of, if any (a tie on the TF side)."""
-        for copy in self.copies:
-            owner = copy.owner_of(name)
-            if owner is not None and owner != name and owner in names:
-                return owner
-        return None
-
-    def claims(self, names: Iterable[str]) -> float:
-        """Fraction of ``names`` some rule maps: how well this pack fits a checkpoint."""
-        names = list(names)
-        return sum(self.map_name(n) is not None for n in names) / len(names) if names else 0.0
+__all__ = ["Copy", "Head", "Incompatible", "Optional_", "Rule", "RulePack", "get_pack", "packs"]
 
 
 def packs() -> list[RulePack]:
+    """Every pack, in the order detection breaks ties."""
     from bridge.rules import bert, hf_tf, keras, seq2seq
 
     return [bert.PACK, seq2seq.PACK, hf_tf.PACK, keras.PACK]
