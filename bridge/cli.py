@@ -19,15 +19,47 @@ import click
 from bridge.errors import BridgeError
 
 INTERNAL_ERROR = 3  # not bad input and not a gap: a bug here or in a framework this called
+_DEBUG_HELP = "Show tracebacks instead of one-paragraph errors (also BRIDGE_DEBUG=1)."
+
+
+def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:  # ctx.meta is shared by the group's and the subcommand's contexts
+        ctx.meta["bridge.debug"] = True
+
+
+class _BridgeCommand(click.Command):
+    """A subcommand that also takes ``--debug``, so it works after the subcommand name too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.append(click.Option(["--debug"], is_flag=True, expose_value=False, callback=_set_debug,
+                                        help=_DEBUG_HELP))  # fmt: skip
+
+
+def _quiet_stdout() -> None:
+    """The reader closed the pipe (``| head``): point stdout at /dev/null so the interpreter's
+    flush at exit has nowhere to fail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real descriptor (a test runner's buffer): nothing to flush into
+        pass
+    finally:
+        os.close(devnull)
 
 
 class _BridgeGroup(click.Group):
+    command_class = _BridgeCommand
+
     def invoke(self, ctx: click.Context) -> Any:
-        def debug() -> bool:  # known once the group's own options are parsed
+        def debug() -> bool:  # known once the group's and the subcommand's options are parsed
             return bool(ctx.meta.get("bridge.debug")) or os.environ.get("BRIDGE_DEBUG") == "1"
 
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:  # `bridge inspect ... | head`: what was written was wanted, the rest was not
+            _quiet_stdout()
+            ctx.exit(0)
         except BridgeError as e:
             if debug():
                 raise
@@ -46,9 +78,8 @@ class _BridgeGroup(click.Group):
 
 @click.group(cls=_BridgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ckpt-bridge", prog_name="bridge")
-@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-paragraph errors.")
-@click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
+@click.option("--debug", is_flag=True, expose_value=False, callback=_set_debug, help=_DEBUG_HELP)
+def cli() -> None:
     """TensorFlow/Keras <-> PyTorch checkpoints: look inside without the frameworks,
     plan the mapping before a byte moves, convert both ways, prove the result,
     and find the weights a model never uses.
@@ -70,8 +101,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
     \b
     Exit codes: 0 success, 1 the report has gaps, 2 bad input (the message names
     the file, the tensor and the fix), 3 an internal error (--debug shows it).
+    --debug goes before or after the subcommand: bridge check X --to pytorch --debug
     """
-    ctx.meta["bridge.debug"] = debug
 
 
 @cli.command()
