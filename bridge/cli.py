@@ -8,6 +8,7 @@ gaps"); ``--debug`` or ``BRIDGE_DEBUG=1`` shows the traceback instead.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shlex
@@ -163,7 +164,8 @@ def inspect(
               help="One-off rule tried first, e.g. --map 'bert/emb/(.*)=bert.embeddings.{1}'. Repeatable.")  # fmt: skip
 @click.option("--strip-prefix", metavar="PREFIX", help="Remove PREFIX from PyTorch-side source names.")
 @click.option("--add-prefix", metavar="PREFIX", help="Add PREFIX to PyTorch-side source names.")
-@click.option("--format", "format_name", metavar="NAME", help="Source format; skip detection.")
+@click.option("--format", "--source-format", "format_name", metavar="NAME",
+              help="Source format; skip detection (see `bridge formats`).")  # fmt: skip
 @click.option("-v", "--verbose", is_flag=True, help="Every row instead of folded scopes.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: matched, unused, missing, mismatched, tied.")
 def check(
@@ -243,8 +245,10 @@ def _size(text: str | None) -> int | None:
 @click.option("--map", "maps", multiple=True, metavar="'SRC_REGEX=TARGET[@TRANSFORM]'", help="One-off rule.")
 @click.option("--strip-prefix", metavar="PREFIX", help="Remove PREFIX from PyTorch-side source names.")
 @click.option("--add-prefix", metavar="PREFIX", help="Add PREFIX to PyTorch-side source names.")
+@click.option("--source-format", "source_format", metavar="NAME",
+              help="The source's format; skip detection (`bridge check --format`; see `bridge formats`).")
 @click.option("--format", "out_format", default="safetensors", show_default=True,
-              help="PyTorch: safetensors or bin. TensorFlow: the --target layout's own files "
+              help="Output format. PyTorch: safetensors or bin. TensorFlow: the --target layout's own files "
               "(google-bert: bert_model.ckpt; hf-tf: tf_model.h5).")  # fmt: skip
 @click.option("--max-shard-size", metavar="SIZE", help="Shard safetensors past SIZE (e.g. 2GB), with an index.")
 @click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), help="Cast floating tensors.")
@@ -255,9 +259,9 @@ def _size(text: str | None) -> int | None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: files, bytes, the plan.")
 def convert(
     source: str, to: str, out: str, target: str | None, config: str | None, rules: str | None,
-    maps: tuple[str, ...], strip_prefix: str | None, add_prefix: str | None, out_format: str,
-    max_shard_size: str | None, dtype: str | None, keep_optimizer: bool, force: bool, allow_gaps: bool,
-    quiet: bool, as_json: bool,
+    maps: tuple[str, ...], strip_prefix: str | None, add_prefix: str | None, source_format: str | None,
+    out_format: str, max_shard_size: str | None, dtype: str | None, keep_optimizer: bool, force: bool,
+    allow_gaps: bool, quiet: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Convert a checkpoint to the other side, after checking the plan.
 
@@ -272,10 +276,15 @@ def convert(
       bridge convert bert_model.ckpt --to pytorch --target BertModel -o out/ --max-shard-size 2GB
       bridge convert hf-bert/ --to tensorflow --target google-bert -o bert-tf/
       bridge convert hf-bert/ --to tensorflow --target hf-tf -o bert-tf-hf/
-    Then: bridge verify SOURCE OUT
+      bridge convert ddp/pytorch_model.bin --to pytorch --strip-prefix module. -o clean/
+      bridge convert weights.dat --source-format torch --to tensorflow -o bert-tf/
+
+    Then run the `next: bridge verify ...` line it prints: SOURCE, OUT and every
+    option that shaped the plan.
     """
     from bridge.check import is_factory
     from bridge.convert import convert as run_convert
+    from bridge.convert import plan_options
     from bridge.inspect import human_bytes
 
     bars: list[Any] = []
@@ -288,7 +297,7 @@ def convert(
     show = not quiet and not as_json and sys.stderr.isatty()
     result = run_convert(
         source, to=to, out=out, target=target, config=config, rules=rules, maps=maps,
-        strip_prefix=strip_prefix, add_prefix=add_prefix, out_format=out_format,
+        strip_prefix=strip_prefix, add_prefix=add_prefix, source_format=source_format, out_format=out_format,
         max_shard_size=_size(max_shard_size), keep_optimizer=keep_optimizer, dtype=dtype, force=force,
         allow_gaps=allow_gaps, on_progress=progress if show else None,
     )  # fmt: skip
@@ -304,12 +313,15 @@ def convert(
                    f"dropped {human_bytes(result.dropped_bytes)} of optimizer state and counters")  # fmt: skip
         for note in plan.notes + result.notes:
             click.echo(f"  note: {note}")
+        shaping = functools.partial(plan_options, config=config, rules=rules, maps=maps, strip_prefix=strip_prefix,
+                                    add_prefix=add_prefix, source_format=source_format)  # fmt: skip
         if not plan.ok:
-            click.echo("  WARNING: written with gaps (--allow-gaps); run `bridge check` for the report")
-        verify_args = [source, str(result.out)] + (["--rules", rules] if rules else [])
-        verify_args += [arg for m in maps for arg in ("--map", m)]
-        verify_args += ["--target", target] if target and is_factory(target) else []
-        click.echo("next: bridge verify " + shlex.join(verify_args))
+            command = shlex.join(["bridge", "check", source, "--to", to, *shaping(target=target)])
+            click.echo(f"  WARNING: written with gaps (--allow-gaps); `{command}` shows them")
+        # verify plans against OUT itself, so a class, layout or reference --target is implied by OUT;
+        # a factory builds the model its forward check runs.
+        options = shaping(target=target if is_factory(target) else None)
+        click.echo("next: bridge verify " + shlex.join([source, str(result.out), *options]))
     if result.plan.exit_code:
         sys.exit(result.plan.exit_code)
 
@@ -323,14 +335,21 @@ def convert(
 @click.option("--no-forward", is_flag=True, help="Compare tensor values only.")
 @click.option("--rules", metavar="PACK|FILE", help="As given to `bridge convert`.")
 @click.option("--map", "maps", multiple=True, metavar="'SRC_REGEX=TARGET[@TRANSFORM]'", help="As given to convert.")
+@click.option("--strip-prefix", metavar="PREFIX", help="As given to convert.")
+@click.option("--add-prefix", metavar="PREFIX", help="As given to convert.")
+@click.option("--config", "config", type=click.Path(path_type=str, dir_okay=False), help="As given to convert.")
+@click.option("--source-format", "--format", "source_format", metavar="NAME",
+              help="SOURCE's format; skip detection (as given to convert).")  # fmt: skip
 @click.option("--target", metavar="FILE.py:FACTORY",
-              help="Keras pack: the model on OUT's side (the PyTorch twin or the Keras model), as for convert.")
+              help="Keras pack: the model on OUT's side (the PyTorch twin or the Keras model), as for convert. "
+              "A class, layout or reference given to convert is implied by OUT: its names are the target.")
 @click.option("--source-model", metavar="FILE.py:FACTORY",
               help="Keras pack: the model on SOURCE's side when the file cannot build it (weights-only).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def verify(
     source: str, out: str, atol: float, seed: int, seq_len: int, no_forward: bool, rules: str | None,
-    maps: tuple[str, ...], target: str | None, source_model: str | None, as_json: bool,
+    maps: tuple[str, ...], strip_prefix: str | None, add_prefix: str | None, config: str | None,
+    source_format: str | None, target: str | None, source_model: str | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Prove a conversion: every tensor value bit-exact after its transform, and,
     where the model exists on both sides, a forward pass on the same seeded
@@ -341,11 +360,15 @@ def verify(
       bridge verify uncased_L-12_H-768_A-12/ bert-base-torch/
       bridge verify hf-bert/ bert-tf/ --atol 1e-4 --json
       bridge verify model.keras torch-out/ --target twin.py:build
+      bridge verify ddp/pytorch_model.bin clean/ --strip-prefix module.
+
+    Give it the options convert was given (convert's `next:` line does).
     """
     from bridge.verify import verify as run_verify
 
     report = run_verify(source, out, atol=atol, seed=seed, seq_len=seq_len, forward=not no_forward, rules=rules,
-                        maps=maps, target=target, source_model=source_model)  # fmt: skip
+                        maps=maps, strip_prefix=strip_prefix, add_prefix=add_prefix, config=config,
+                        source_format=source_format, target=target, source_model=source_model)  # fmt: skip
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
