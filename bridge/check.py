@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ from bridge.api import load
 from bridge.core.errors import CheckpointNotFound, UsageError
 from bridge.core.match import build_plan
 from bridge.core.model import Checkpoint
-from bridge.core.plan import Plan, TargetSpec, TargetTensor
+from bridge.core.naming import closest
+from bridge.core.plan import Plan, TargetSpec, TargetTensor, UserRuleUse
 from bridge.rules import Rule, RulePack, get_pack, packs
 from bridge.rules.user import RuleFile, is_rule_file, load_rule_file
 
@@ -72,8 +74,10 @@ def check(
         if pack.bind is not None:  # a structural pack turns this source + target into exact-name rules
             pack, bound_notes = pack.bind(ckpt, spec)
             notes = bound_notes + notes
-        extra = _parse_maps(maps) + list(user.rules if user else ())
+        mapped = _parse_maps(maps)
+        extra = mapped + list(user.rules if user else ())
         plan = build_plan(ckpt, spec, pack, extra_rules=extra, strip_prefix=strip_prefix, add_prefix=add_prefix)
+        notes += _user_rule_uses(ckpt, spec, plan, list(zip(maps, mapped, strict=True)), user)
     if user is not None:
         notes.append(f"rules: {len(user.rules)} from {user.path}" if user.pack is None else f"rules: {user.path}")
     plan.notes.extend(notes)
@@ -247,9 +251,27 @@ def resolve_target(
         tensors = {n: TargetTensor(n, shape, None, tied) for n, (shape, tied) in class_layout.items()}
         return TargetSpec("pytorch", f"transformers {name}", tensors, class_name=name, config=config,
                           base_prefix=pack.base_prefix)  # fmt: skip
-    from pt_side.targets import transformers_spec
+    from pt_side.targets import transformers_class_names, transformers_spec
 
+    # Case alone never tells two transformers classes apart (BertForPretraining is BertForPreTraining
+    # mistyped): say so without importing transformers.
+    if name.lower() in {known.lower() for known in pack.targets}:
+        raise _unknown_class(name, pack, ())
+    others = transformers_class_names()  # None without transformers: transformers_spec says what to install
+    if others is not None and name not in others:
+        raise _unknown_class(name, pack, others)
     return transformers_spec(name, config)
+
+
+def _unknown_class(name: str, pack: RulePack, others: Sequence[str]) -> UsageError:
+    """An unknown ``--target`` class: a did-you-mean (the pack's classes first) and the pack's classes."""
+    pool = list(dict.fromkeys([*pack.targets, *others]))
+    near = closest(name, (), [(c, ()) for c in pool], same_shape=lambda a, b: False)
+    known = ", ".join(pack.targets) or "none"
+    return UsageError(f"Unknown --target class '{name}'", detail="transformers has no such class",
+                      hint=(f"Did you mean {pool[near]}? " if near is not None else "")
+                      + f"The {pack.name} rules know: {known}; or pass another transformers class, "
+                      "a reference checkpoint or FILE.py:FACTORY")  # fmt: skip
 
 
 def _keras_reference(target: str | None) -> bool:
@@ -278,6 +300,35 @@ def _source_heads(ckpt: Checkpoint, config: dict[str, Any]) -> tuple[list[str], 
     if "classifier" in heads and any("MultipleChoice" in a for a in config.get("architectures") or ()):
         heads[heads.index("classifier")] = "choice"  # one score per choice: a classifier of one unit
     return heads, None if classifier is None else classifier.shape[0]
+
+
+def _user_rule_uses(
+    ckpt: Checkpoint, spec: TargetSpec, plan: Plan, maps: list[tuple[str, Rule]], user: RuleFile | None
+) -> list[str]:
+    """Count the TF-side names each user rule matches (into ``plan.user_rules``): a rule that matches
+    none is a typo or a rule for another checkpoint, and would otherwise be ignored in silence."""
+    labelled = [("--map", i, rule, f"--map '{text}'") for i, (text, rule) in enumerate(maps, 1)]
+    if user is not None:
+        labelled += [(str(user.path), i, rule, f"rule {i} of {user.path.name} (source '{rule.source}')")
+                     for i, rule in enumerate(user.rules, 1)]  # fmt: skip
+    if not labelled:
+        return []
+    # Rules are written over TF-side names: the source's going to PyTorch, the layout's going to TensorFlow.
+    source_is_pt = ckpt.framework == "pytorch"
+    if (spec.framework == "pytorch") == source_is_pt:
+        return [f"--map/--rules rules are not used: both sides are {'PyTorch' if source_is_pt else 'TensorFlow'}, "
+                "so names are compared as they are (--strip-prefix/--add-prefix align them)"]  # fmt: skip
+    names = list(spec.tensors) if source_is_pt else [r.name for r in ckpt.values() if r.kind == "model"]
+    notes = []
+    for origin, index, rule, label in labelled:
+        count = sum(rule.apply(n) is not None for n in names)
+        plan.user_rules.append(UserRuleUse(origin, index, rule.source, count))
+        if not count:
+            near = closest(rule.source, (), [(n, ()) for n in names], same_shape=lambda a, b: False)
+            example = f"did you mean `{names[near]}`?" if near is not None else f"e.g. `{names[0] if names else '-'}`"
+            side = "TensorFlow layout" if source_is_pt else "source"
+            notes.append(f"{label} matched no tensor: its regex must match a whole {side} name ({example})")
+    return notes
 
 
 def _parse_maps(maps: tuple[str, ...]) -> list[Rule]:

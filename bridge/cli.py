@@ -8,6 +8,7 @@ gaps"); ``--debug`` or ``BRIDGE_DEBUG=1`` shows the traceback instead.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shlex
@@ -19,15 +20,47 @@ import click
 from bridge.core.errors import BridgeError
 
 INTERNAL_ERROR = 3  # not bad input and not a gap: a bug here or in a framework this called
+_DEBUG_HELP = "Show tracebacks instead of one-paragraph errors (also BRIDGE_DEBUG=1)."
+
+
+def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:  # ctx.meta is shared by the group's and the subcommand's contexts
+        ctx.meta["bridge.debug"] = True
+
+
+class _BridgeCommand(click.Command):
+    """A subcommand that also takes ``--debug``, so it works after the subcommand name too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.append(click.Option(["--debug"], is_flag=True, expose_value=False, callback=_set_debug,
+                                        help=_DEBUG_HELP))  # fmt: skip
+
+
+def _quiet_stdout() -> None:
+    """The reader closed the pipe (``| head``): point stdout at /dev/null so the interpreter's
+    flush at exit has nowhere to fail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real descriptor (a test runner's buffer): nothing to flush into
+        pass
+    finally:
+        os.close(devnull)
 
 
 class _BridgeGroup(click.Group):
+    command_class = _BridgeCommand
+
     def invoke(self, ctx: click.Context) -> Any:
-        def debug() -> bool:  # known once the group's own options are parsed
+        def debug() -> bool:  # known once the group's and the subcommand's options are parsed
             return bool(ctx.meta.get("bridge.debug")) or os.environ.get("BRIDGE_DEBUG") == "1"
 
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:  # `bridge inspect ... | head`: what was written was wanted, the rest was not
+            _quiet_stdout()
+            ctx.exit(0)
         except BridgeError as e:
             if debug():
                 raise
@@ -46,9 +79,8 @@ class _BridgeGroup(click.Group):
 
 @click.group(cls=_BridgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ckpt-bridge", prog_name="bridge")
-@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-paragraph errors.")
-@click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
+@click.option("--debug", is_flag=True, expose_value=False, callback=_set_debug, help=_DEBUG_HELP)
+def cli() -> None:
     """TensorFlow/Keras <-> PyTorch checkpoints: look inside without the frameworks,
     plan the mapping before a byte moves, convert both ways, prove the result,
     and find the weights a model never uses.
@@ -70,8 +102,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
     \b
     Exit codes: 0 success, 1 the report has gaps, 2 bad input (the message names
     the file, the tensor and the fix), 3 an internal error (--debug shows it).
+    --debug goes before or after the subcommand: bridge check X --to pytorch --debug
     """
-    ctx.meta["bridge.debug"] = debug
 
 
 @cli.command()
@@ -132,7 +164,8 @@ def inspect(
               help="One-off rule tried first, e.g. --map 'bert/emb/(.*)=bert.embeddings.{1}'. Repeatable.")  # fmt: skip
 @click.option("--strip-prefix", metavar="PREFIX", help="Remove PREFIX from PyTorch-side source names.")
 @click.option("--add-prefix", metavar="PREFIX", help="Add PREFIX to PyTorch-side source names.")
-@click.option("--format", "format_name", metavar="NAME", help="Source format; skip detection.")
+@click.option("--format", "--source-format", "format_name", metavar="NAME",
+              help="Source format; skip detection (see `bridge formats`).")  # fmt: skip
 @click.option("-v", "--verbose", is_flag=True, help="Every row instead of folded scopes.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: matched, unused, missing, mismatched, tied.")
 def check(
@@ -212,8 +245,10 @@ def _size(text: str | None) -> int | None:
 @click.option("--map", "maps", multiple=True, metavar="'SRC_REGEX=TARGET[@TRANSFORM]'", help="One-off rule.")
 @click.option("--strip-prefix", metavar="PREFIX", help="Remove PREFIX from PyTorch-side source names.")
 @click.option("--add-prefix", metavar="PREFIX", help="Add PREFIX to PyTorch-side source names.")
+@click.option("--source-format", "source_format", metavar="NAME",
+              help="The source's format; skip detection (`bridge check --format`; see `bridge formats`).")
 @click.option("--format", "out_format", default="safetensors", show_default=True,
-              help="PyTorch: safetensors or bin. TensorFlow: the --target layout's own files "
+              help="Output format. PyTorch: safetensors or bin. TensorFlow: the --target layout's own files "
               "(google-bert: bert_model.ckpt; hf-tf: tf_model.h5).")  # fmt: skip
 @click.option("--max-shard-size", metavar="SIZE", help="Shard safetensors past SIZE (e.g. 2GB), with an index.")
 @click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), help="Cast floating tensors.")
@@ -224,9 +259,9 @@ def _size(text: str | None) -> int | None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: files, bytes, the plan.")
 def convert(
     source: str, to: str, out: str, target: str | None, config: str | None, rules: str | None,
-    maps: tuple[str, ...], strip_prefix: str | None, add_prefix: str | None, out_format: str,
-    max_shard_size: str | None, dtype: str | None, keep_optimizer: bool, force: bool, allow_gaps: bool,
-    quiet: bool, as_json: bool,
+    maps: tuple[str, ...], strip_prefix: str | None, add_prefix: str | None, source_format: str | None,
+    out_format: str, max_shard_size: str | None, dtype: str | None, keep_optimizer: bool, force: bool,
+    allow_gaps: bool, quiet: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Convert a checkpoint to the other side, after checking the plan.
 
@@ -241,10 +276,15 @@ def convert(
       bridge convert bert_model.ckpt --to pytorch --target BertModel -o out/ --max-shard-size 2GB
       bridge convert hf-bert/ --to tensorflow --target google-bert -o bert-tf/
       bridge convert hf-bert/ --to tensorflow --target hf-tf -o bert-tf-hf/
-    Then: bridge verify SOURCE OUT
+      bridge convert ddp/pytorch_model.bin --to pytorch --strip-prefix module. -o clean/
+      bridge convert weights.dat --source-format torch --to tensorflow -o bert-tf/
+
+    Then run the `next: bridge verify ...` line it prints: SOURCE, OUT and every
+    option that shaped the plan.
     """
     from bridge.check import is_factory
     from bridge.convert import convert as run_convert
+    from bridge.convert import plan_options
     from bridge.inspect import human_bytes
 
     bars: list[Any] = []
@@ -257,7 +297,7 @@ def convert(
     show = not quiet and not as_json and sys.stderr.isatty()
     result = run_convert(
         source, to=to, out=out, target=target, config=config, rules=rules, maps=maps,
-        strip_prefix=strip_prefix, add_prefix=add_prefix, out_format=out_format,
+        strip_prefix=strip_prefix, add_prefix=add_prefix, source_format=source_format, out_format=out_format,
         max_shard_size=_size(max_shard_size), keep_optimizer=keep_optimizer, dtype=dtype, force=force,
         allow_gaps=allow_gaps, on_progress=progress if show else None,
     )  # fmt: skip
@@ -273,12 +313,15 @@ def convert(
                    f"dropped {human_bytes(result.dropped_bytes)} of optimizer state and counters")  # fmt: skip
         for note in plan.notes + result.notes:
             click.echo(f"  note: {note}")
+        shaping = functools.partial(plan_options, config=config, rules=rules, maps=maps, strip_prefix=strip_prefix,
+                                    add_prefix=add_prefix, source_format=source_format)  # fmt: skip
         if not plan.ok:
-            click.echo("  WARNING: written with gaps (--allow-gaps); run `bridge check` for the report")
-        verify_args = [source, str(result.out)] + (["--rules", rules] if rules else [])
-        verify_args += [arg for m in maps for arg in ("--map", m)]
-        verify_args += ["--target", target] if target and is_factory(target) else []
-        click.echo("next: bridge verify " + shlex.join(verify_args))
+            command = shlex.join(["bridge", "check", source, "--to", to, *shaping(target=target)])
+            click.echo(f"  WARNING: written with gaps (--allow-gaps); `{command}` shows them")
+        # verify plans against OUT itself, so a class, layout or reference --target is implied by OUT;
+        # a factory builds the model its forward check runs.
+        options = shaping(target=target if is_factory(target) else None)
+        click.echo("next: bridge verify " + shlex.join([source, str(result.out), *options]))
     if result.plan.exit_code:
         sys.exit(result.plan.exit_code)
 
@@ -292,14 +335,21 @@ def convert(
 @click.option("--no-forward", is_flag=True, help="Compare tensor values only.")
 @click.option("--rules", metavar="PACK|FILE", help="As given to `bridge convert`.")
 @click.option("--map", "maps", multiple=True, metavar="'SRC_REGEX=TARGET[@TRANSFORM]'", help="As given to convert.")
+@click.option("--strip-prefix", metavar="PREFIX", help="As given to convert.")
+@click.option("--add-prefix", metavar="PREFIX", help="As given to convert.")
+@click.option("--config", "config", type=click.Path(path_type=str, dir_okay=False), help="As given to convert.")
+@click.option("--source-format", "--format", "source_format", metavar="NAME",
+              help="SOURCE's format; skip detection (as given to convert).")  # fmt: skip
 @click.option("--target", metavar="FILE.py:FACTORY",
-              help="Keras pack: the model on OUT's side (the PyTorch twin or the Keras model), as for convert.")
+              help="Keras pack: the model on OUT's side (the PyTorch twin or the Keras model), as for convert. "
+              "A class, layout or reference given to convert is implied by OUT: its names are the target.")
 @click.option("--source-model", metavar="FILE.py:FACTORY",
               help="Keras pack: the model on SOURCE's side when the file cannot build it (weights-only).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def verify(
     source: str, out: str, atol: float, seed: int, seq_len: int, no_forward: bool, rules: str | None,
-    maps: tuple[str, ...], target: str | None, source_model: str | None, as_json: bool,
+    maps: tuple[str, ...], strip_prefix: str | None, add_prefix: str | None, config: str | None,
+    source_format: str | None, target: str | None, source_model: str | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Prove a conversion: every tensor value bit-exact after its transform, and,
     where the model exists on both sides, a forward pass on the same seeded
@@ -310,11 +360,15 @@ def verify(
       bridge verify uncased_L-12_H-768_A-12/ bert-base-torch/
       bridge verify hf-bert/ bert-tf/ --atol 1e-4 --json
       bridge verify model.keras torch-out/ --target twin.py:build
+      bridge verify ddp/pytorch_model.bin clean/ --strip-prefix module.
+
+    Give it the options convert was given (convert's `next:` line does).
     """
     from bridge.verify import verify as run_verify
 
     report = run_verify(source, out, atol=atol, seed=seed, seq_len=seq_len, forward=not no_forward, rules=rules,
-                        maps=maps, target=target, source_model=source_model)  # fmt: skip
+                        maps=maps, strip_prefix=strip_prefix, add_prefix=add_prefix, config=config,
+                        source_format=source_format, target=target, source_model=source_model)  # fmt: skip
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:

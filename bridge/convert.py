@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from bridge.core.transforms import Transform, assemble, parse
 from bridge.rules import get_pack
 
 _SIDE_FILES = ("vocab.txt",)  # copied beside the weights so tokenizers load from the output too
+_GAPS_SHOWN = 3  # gaps named in convert's refusal; `bridge check` lists them all
 
 
 class PlanHasGaps(BridgeError):
@@ -64,6 +66,7 @@ def convert(
     maps: tuple[str, ...] = (),
     strip_prefix: str | None = None,
     add_prefix: str | None = None,
+    source_format: str | None = None,
     out_format: str = "safetensors",
     max_shard_size: int | None = None,
     keep_optimizer: bool = False,
@@ -75,7 +78,8 @@ def convert(
     """Convert ``source`` to the ``to`` side into the directory ``out``.
 
     Args:
-        source, to, target, config, rules, maps, strip_prefix, add_prefix: as for :func:`bridge.check`.
+        source, to, target, config, rules, maps, strip_prefix, add_prefix, source_format: as for
+            :func:`bridge.check`.
         out: the output directory; written atomically (temporary sibling, then rename).
         out_format: ``safetensors`` or ``bin`` for PyTorch; for TensorFlow the target layout's own files
             (``google-bert``: TF1 checkpoint; ``hf-tf``: ``tf_model.h5``), named by the layout.
@@ -95,18 +99,23 @@ def convert(
     if dtype is not None and not dtypes.is_floating(dtype):
         raise UsageError("--dtype must be a floating dtype", hint=f"Use float16, bfloat16, float32. Received: {dtype}")
     plan = check(source, to=to, target=target, config=config, rules=rules, maps=maps,
-                 strip_prefix=strip_prefix, add_prefix=add_prefix)  # fmt: skip
+                 strip_prefix=strip_prefix, add_prefix=add_prefix, source_format=source_format)  # fmt: skip
     if not plan.ok and not allow_gaps:
-        problems = len(plan.gaps) + len(plan.mismatched)
+        options = plan_options(target=target, config=config, rules=rules, maps=maps, strip_prefix=strip_prefix,
+                               add_prefix=add_prefix, source_format=source_format)  # fmt: skip
+        command = shlex.join(["bridge", "check", str(source), "--to", to, *options])
         raise PlanHasGaps(
             "The conversion plan has gaps",
             path=source,
-            detail=f"{problems} target or source tensor(s) would be missing, unused or mismatched",
-            hint="Run `bridge check` with the same arguments for the report; --allow-gaps writes anyway",
+            detail=_describe_gaps(plan),
+            hint=f"`{command}` shows the whole report; --allow-gaps writes anyway",
         )
     pack = plan.rule_pack or get_pack(plan.pack)
     src_path = Path(source)
-    with load(source) as ckpt, atomic_directory(Path(out), force=force, inputs=(src_path,)) as tmp:
+    with (
+        load(source, format=source_format) as ckpt,
+        atomic_directory(Path(out), force=force, inputs=(src_path,)) as tmp,
+    ):
         tensors = _out_tensors(ckpt, plan, dtype)
         if to == "pytorch" and pack.pt_copies is not None and plan.target.class_name:
             tensors += _copies(tensors, plan, pack.pt_copies(plan.target.config or {}, plan.target.class_name), dtype)
@@ -136,6 +145,40 @@ def convert(
         dropped_bytes=sum(r.nbytes for r in dropped),
         notes=notes,
     )
+
+
+def plan_options(
+    *,
+    target: str | None = None,
+    config: str | os.PathLike[str] | dict[str, Any] | None = None,
+    rules: str | None = None,
+    maps: Sequence[str] = (),
+    strip_prefix: str | None = None,
+    add_prefix: str | None = None,
+    source_format: str | None = None,
+) -> list[str]:
+    """The command-line options that shape a plan, as `bridge check`, `convert` and `verify` all take them
+    (a config given as a dict has no command-line form and is left out)."""
+    args = ["--target", target] if target else []
+    args += ["--config", os.fspath(config)] if isinstance(config, (str, os.PathLike)) else []
+    args += ["--rules", rules] if rules else []
+    args += [arg for m in maps for arg in ("--map", m)]
+    args += ["--strip-prefix", strip_prefix] if strip_prefix else []
+    args += ["--add-prefix", add_prefix] if add_prefix else []
+    return args + (["--source-format", source_format] if source_format else [])
+
+
+def _describe_gaps(plan: Plan) -> str:
+    """The first few gaps, each with its reason, and how many more there are."""
+    def row(x: Any, what: str) -> str:
+        return f"`{x.name}` {list(x.shape)} {what}: {x.reason}" + (f" ({x.suggestion})" if x.suggestion else "")
+
+    rows = [row(x, "missing") for x in plan.missing if not x.expected]
+    rows += [f"`{x.source}` -> `{x.target}` mismatched: {x.detail}" for x in plan.mismatched]
+    rows += [row(x, "left over") for x in plan.unused if not x.expected]
+    more = f"; ... and {len(rows) - _GAPS_SHOWN} more" if len(rows) > _GAPS_SHOWN else ""
+    suspicious = [n for n in plan.notes if n.startswith("suspicious:")]  # a likely cause of them all
+    return "; ".join(suspicious + [f"{len(rows)} gap(s): " + "; ".join(rows[:_GAPS_SHOWN]) + more])
 
 
 def _progress_hook(on_progress: Callable[[int, int], None], total: int) -> Callable[[Any], None]:

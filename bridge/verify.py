@@ -25,6 +25,7 @@ from bridge.api import load
 from bridge.check import check
 from bridge.core import dtypes
 from bridge.core.errors import BridgeError
+from bridge.core.plan import Match
 from bridge.core.transforms import Transform, assemble, parse
 from bridge.rules import RulePack, get_pack
 
@@ -89,6 +90,10 @@ def verify(
     forward: bool = True,
     rules: str | None = None,
     maps: tuple[str, ...] = (),
+    strip_prefix: str | None = None,
+    add_prefix: str | None = None,
+    config: str | os.PathLike[str] | dict[str, Any] | None = None,
+    source_format: str | None = None,
     target: str | None = None,
     source_model: str | None = None,
 ) -> VerifyReport:
@@ -101,7 +106,8 @@ def verify(
         seed: seeds the random inputs (token ids, segment ids, a padded row).
         batch, seq_len: input shape (``seq_len`` is capped by the model's positions).
         forward: run the forward comparison where possible.
-        rules, maps: the rule pack / rule file and one-off rules the conversion was made with.
+        rules, maps, strip_prefix, add_prefix, config, source_format: what the conversion was made
+            with (as for :func:`bridge.check`); the plan they give is the one verified.
         target: for the ``keras`` pack, ``file.py:factory`` of the model on the output's side
             (the PyTorch twin, or the Keras model), as given to ``convert``.
         source_model: for the ``keras`` pack, ``file.py:factory`` of the model on the source's side
@@ -115,9 +121,10 @@ def verify(
         out = Path(out) / "model.weights.h5"  # what convert writes for a Keras target
     with load(out) as out_ckpt:
         to = "pytorch" if out_ckpt.framework == "pytorch" else "tensorflow"
-    plan = check(source, to=to, target=str(out), rules=rules, maps=maps)
+    plan = check(source, to=to, target=str(out), rules=rules, maps=maps, strip_prefix=strip_prefix,
+                 add_prefix=add_prefix, config=config, source_format=source_format)  # fmt: skip
     report.notes.extend(n for n in plan.notes if not n.startswith("config:"))
-    with load(source) as src, load(out) as dst:
+    with load(source, format=source_format) as src, load(out) as dst:
         by_target: dict[str, list[Any]] = {}
         for m in plan.matched:
             by_target.setdefault(m.target, []).append(m)
@@ -144,10 +151,15 @@ def verify(
         if (src.framework == "pytorch") == (dst.framework == "pytorch"):
             report.notes.append("no forward check: both sides are the same framework, so equal values compute the same")
             return report
-        if plan.pack in ("google-bert", "hf-tf"):
+        if plan.pack in ("google-bert", "hf-tf") and to == "tensorflow" and (strip_prefix or add_prefix):
+            report.notes.append("no forward check: transformers loads the PyTorch source by its own names, which "
+                                "need --strip-prefix/--add-prefix to line up; values compared only")  # fmt: skip
+        elif plan.pack in ("google-bert", "hf-tf"):
+            # A TF source renamed by --map/--rules: the plan says which of its tensors the reference reads.
+            renamed = {m.target: m for m in plan.matched} if to == "pytorch" else {}
             _bert_forward(report, src if src.framework != "pytorch" else dst, get_pack(plan.pack),
                           Path(out if to == "pytorch" else source), plan.target.config or {}, seed, batch,
-                          seq_len)  # fmt: skip
+                          seq_len, renamed)  # fmt: skip
         elif plan.pack == "keras":
             from bridge.verify_keras import keras_forward_check
 
@@ -169,7 +181,7 @@ def _same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
 
 def _bert_forward(
     report: VerifyReport, tf_ckpt: Any, pack: RulePack, pt_folder: Path, config: dict[str, Any], seed: int,
-    batch: int, seq_len: int,
+    batch: int, seq_len: int, by_target: dict[str, Match],
 ) -> None:  # fmt: skip
     """transformers' PyTorch model against the TF reference forward on the TF side's weights.
 
@@ -204,39 +216,67 @@ def _bert_forward(
     gelu = "erf" if pack.name != "google-bert" and act == "gelu" else "tanh"
     if gelu == "tanh" and act not in ("gelu_new", "gelu_pytorch_tanh"):
         report.notes.append(f"PyTorch hidden_act is {act!r}; the TF reference uses the tanh gelu")
-    weights = _google_names(tf_ckpt, pack, cfg, heads)
+    weights = _google_names(tf_ckpt, pack, cfg, heads, by_target)
     try:
         tf = bert_forward(weights, cfg, inputs["input_ids"], inputs["token_type_ids"], inputs["attention_mask"],
                           heads=heads, gelu=gelu)  # fmt: skip
-    except KeyError as e:
-        report.notes.append(f"forward check skipped: the TF side has no tensor for {e}")
+    except _NoSource as e:
+        report.notes.append(f"forward check skipped: the TF reference forward needs `{e.args[0]}`, which no "
+                            "tensor of the TF side fills (nor any --map/--rules rule)")  # fmt: skip
         return
     for name, value in pt.items():
         if name in tf:
             report.compare_output(name, tf[name], value)
 
 
+class _NoSource(KeyError):
+    """A google-research name the reference forward needs and the TF side does not provide."""
+
+
 def _google_names(
-    tf_ckpt: Any, pack: RulePack, config: dict[str, Any], heads: tuple[str, ...]
+    tf_ckpt: Any, pack: RulePack, config: dict[str, Any], heads: tuple[str, ...], by_target: dict[str, Match]
 ) -> Callable[[str], np.ndarray]:
     """google-research name -> value, from a checkpoint in ``pack``'s TF layout.
 
     Both packs' rules meet at the PyTorch names: a value is brought to its PyTorch layout by
-    ``pack``'s transform, then to google-research's by the inverse of that pack's.
+    ``pack``'s transform, then to google-research's by the inverse of that pack's.  A name neither
+    the checkpoint nor the pack provides is looked up in ``by_target`` (the plan's matches by
+    PyTorch name: tensors a user rule renamed).  Such a tensor is read as it is stored when its
+    shape is google-research's, so the forward still checks the rule's transform; else through it.
     """
     google = get_pack("google-bert")
-    if pack.name == google.name:
-        return lambda name: tf_ckpt[name].numpy()
     by_pt: dict[str, tuple[str, Transform]] = {}
-    for r in tf_ckpt.values():
-        hit = pack.map_name(r.name)
-        if hit is not None and r.kind == "model":
-            by_pt.setdefault(hit[0], (r.name, hit[1]))
+    if pack.name != google.name:
+        for r in tf_ckpt.values():
+            hit = pack.map_name(r.name)
+            if hit is not None and r.kind == "model":
+                by_pt.setdefault(hit[0], (r.name, hit[1]))
     shapes = google.tf_layout(config, heads)  # type: ignore[misc]
+    base = f"{google.base_prefix}."
+
+    def planned(pt_name: str) -> Match | None:
+        for name in (pt_name, pt_name.removeprefix(base), base + pt_name):
+            if name in by_target:
+                return by_target[name]
+        return None
+
+    def read(name: str) -> np.ndarray:
+        value: np.ndarray = tf_ckpt[name].numpy()
+        return value
 
     def weights(name: str) -> np.ndarray:
+        if pack.name == google.name and name in tf_ckpt:
+            return read(name)
         pt_name, to_pt = google.map_name(name)  # type: ignore[misc]
-        source, from_tf = by_pt[pt_name]
-        return to_pt.inverse(shapes[name]).apply(from_tf.apply(tf_ckpt[source].numpy()))
+        if pt_name in by_pt:
+            source, from_tf = by_pt[pt_name]
+            return to_pt.inverse(shapes[name]).apply(from_tf.apply(read(source)))
+        match = planned(pt_name)
+        if match is None:
+            raise _NoSource(name)
+        value = read(match.source)
+        if pack.name == google.name and value.shape == shapes[name]:
+            return value
+        return to_pt.inverse(shapes[name]).apply(parse(match.transform).apply(value))
 
     return weights

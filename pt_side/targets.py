@@ -8,6 +8,16 @@ from bridge.core.errors import MissingDependency, UsageError
 from bridge.core.plan import TargetModule, TargetSpec, TargetTensor
 
 
+def transformers_class_names() -> list[str] | None:
+    """The names transformers exports (read from its lazy module: nothing more is imported), or None
+    when it is not installed."""
+    try:
+        import transformers
+    except ImportError:
+        return None
+    return [n for n in dir(transformers) if n[:1].isupper()]
+
+
 def transformers_spec(class_name: str, config: dict[str, Any]) -> TargetSpec:
     """Names, shapes, dtypes and ties of ``transformers.<class_name>(config)``.
 

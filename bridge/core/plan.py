@@ -91,6 +91,16 @@ class Tie:
     tied_to: str
 
 
+@dataclass(frozen=True)
+class UserRuleUse:
+    """A rule the user added (``--map``, ``--rules FILE``) and how many TF-side names its regex matched."""
+
+    origin: str  # "--map" or the rule file's path
+    index: int  # 1-based, within its origin
+    source: str
+    matched: int
+
+
 @dataclass
 class Plan:
     source_path: str
@@ -104,6 +114,7 @@ class Plan:
     tied: list[Tie] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     source_model_tensors: int = 0
+    user_rules: list[UserRuleUse] = field(default_factory=list)
     # The pack itself (a rule file's own, or one bound to this source and target), for the writers.
     rule_pack: RulePack | None = field(default=None, repr=False, compare=False)
 
@@ -137,7 +148,7 @@ class Plan:
                 out.append({k: list(v) if isinstance(v, tuple) else v for k, v in d.items() if v is not None})
             return out
 
-        return {
+        payload = {
             "ok": self.ok,
             "source": {"path": self.source_path, "format": self.source_format},
             "target": {
@@ -155,3 +166,6 @@ class Plan:
             "tied": items(self.tied),
             "notes": self.notes,
         }
+        if self.user_rules:  # only with --map/--rules, so that plain plans keep their shape
+            payload["user_rules"] = items(self.user_rules)
+        return payload
