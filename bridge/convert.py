@@ -98,10 +98,13 @@ def convert(
                  strip_prefix=strip_prefix, add_prefix=add_prefix)  # fmt: skip
     if not plan.ok and not allow_gaps:
         problems = len(plan.gaps) + len(plan.mismatched)
+        # The first problem in full: the fix is often in its reason (a tie the values contradict).
+        first = f"`{plan.gaps[0].name}`: {plan.gaps[0].reason}" if plan.gaps else (
+            f"`{plan.mismatched[0].source}` -> `{plan.mismatched[0].target}`: {plan.mismatched[0].detail}")
         raise PlanHasGaps(
             "The conversion plan has gaps",
             path=source,
-            detail=f"{problems} target or source tensor(s) would be missing, unused or mismatched",
+            detail=f"{problems} target or source tensor(s) would be missing, unused or mismatched; first, {first}",
             hint="Run `bridge check` with the same arguments for the report; --allow-gaps writes anyway",
         )
     pack = plan.rule_pack or get_pack(plan.pack)
