@@ -381,8 +381,7 @@ def verify(
                        f"(atol {report.atol:g}) {mark}")  # fmt: skip
         for note in report.notes:
             click.echo(f"note: {note}")
-        scope = "" if report.outputs or not report.ok else " (values only: no forward pass was compared)"
-        click.echo("verdict: " + ("PASS" if report.ok else "FAIL") + scope)
+        click.echo("verdict: " + report.verdict())
     if report.exit_code:
         sys.exit(report.exit_code)
 

@@ -13,6 +13,7 @@ Two checks, each reported on its own:
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -39,6 +40,25 @@ class OutputDiff:
     ok: bool
 
 
+@dataclass(frozen=True)
+class ForwardCause:
+    """A forward difference over ``atol`` traced to one cause: with that cause removed (the same math on both
+    sides), every output agreed within ``atol``."""
+
+    cause: str  # "activation"
+    detail: str  # what differs between the two sides, in words
+    matched_max_abs: float  # the largest output difference with the cause removed
+    accept_atol: float  # the --atol that accepts the difference as it is
+    fix: str  # what to change so that both sides compute the same
+
+
+def _differences(expected: np.ndarray, got: np.ndarray) -> tuple[float, float]:
+    """Max abs and max rel difference of ``got`` from ``expected``."""
+    diff = np.abs(expected.astype(np.float64) - got.astype(np.float64))
+    scale = np.maximum(np.abs(expected.astype(np.float64)), 1e-6)
+    return (float(diff.max()) if diff.size else 0.0), (float((diff / scale).max()) if diff.size else 0.0)
+
+
 @dataclass
 class VerifyReport:
     source: str
@@ -49,13 +69,11 @@ class VerifyReport:
     value_failures: list[str] = field(default_factory=list)
     outputs: list[OutputDiff] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    explained: ForwardCause | None = None  # the forward fails at atol, all of it from this cause
 
     def compare_output(self, name: str, expected: np.ndarray, got: np.ndarray) -> None:
         """Record one forward output: max abs / max rel difference of ``got`` from ``expected``, pass at ``atol``."""
-        diff = np.abs(expected.astype(np.float64) - got.astype(np.float64))
-        scale = np.maximum(np.abs(expected.astype(np.float64)), 1e-6)
-        max_abs = float(diff.max()) if diff.size else 0.0
-        max_rel = float((diff / scale).max()) if diff.size else 0.0
+        max_abs, max_rel = _differences(expected, got)
         self.outputs.append(OutputDiff(name, tuple(got.shape), max_abs, max_rel, max_abs <= self.atol))
 
     @property
@@ -64,9 +82,36 @@ class VerifyReport:
 
     @property
     def exit_code(self) -> int:
+        # An explained difference still fails: the two models do compute different things.
         return 0 if self.ok else 1
 
+    @property
+    def forward_status(self) -> str:
+        """``none`` (no forward compared), ``pass``, ``explained`` (over atol, with values bit-exact, and all of
+        it from one cause the report names), or ``fail``."""
+        if not self.outputs:
+            return "none"
+        if all(o.ok for o in self.outputs):
+            return "pass"
+        return "explained" if self.explained is not None and not self.value_failures else "fail"
+
+    def verdict(self) -> str:
+        """The verdict line: PASS, FAIL, or FAIL with its cause and the way forward."""
+        if self.ok:
+            return "PASS" if self.outputs else "PASS (values only: no forward pass was compared)"
+        why = self.explained
+        if why is None or self.forward_status != "explained":
+            return "FAIL"
+        worst = max(o.max_abs for o in self.outputs)
+        return (f"FAIL (explained): values bit-exact; the forward differs by up to {worst:.1e} (atol {self.atol:g}), "
+                f"all of it from the {why.cause}: {why.detail}; with matched {why.cause}s the outputs agree to "
+                f"{why.matched_max_abs:.1e}. To accept the difference: --atol {why.accept_atol:g}; to remove it, "
+                f"{why.fix}")  # fmt: skip
+
     def to_json(self) -> dict[str, Any]:
+        forward: dict[str, Any] = {"status": self.forward_status}
+        if self.forward_status == "explained" and self.explained is not None:
+            forward.update(asdict(self.explained))
         return {
             "ok": self.ok,
             "source": self.source,
@@ -75,6 +120,7 @@ class VerifyReport:
             "values": {"compared": self.values_compared, "bit_exact": self.values_equal,
                        "failures": self.value_failures},  # fmt: skip
             "outputs": [asdict(o) for o in self.outputs],
+            "forward": forward,
             "notes": self.notes,
         }
 
@@ -179,6 +225,11 @@ def _same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
     return a.dtype == b.dtype and np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes()
 
 
+# transformers' hidden_act -> the gelu form it computes, and back.
+_GELU_FORMS = {"gelu": "erf", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh"}
+_GELU_NAMES = {"erf": "gelu", "tanh": "gelu_new"}
+
+
 def _bert_forward(
     report: VerifyReport, tf_ckpt: Any, pack: RulePack, pt_folder: Path, config: dict[str, Any], seed: int,
     batch: int, seq_len: int, by_target: dict[str, Match],
@@ -217,9 +268,13 @@ def _bert_forward(
     if gelu == "tanh" and act not in ("gelu_new", "gelu_pytorch_tanh"):
         report.notes.append(f"PyTorch hidden_act is {act!r}; the TF reference uses the tanh gelu")
     weights = _google_names(tf_ckpt, pack, cfg, heads, by_target)
+
+    def run(form: str) -> dict[str, np.ndarray]:
+        return bert_forward(weights, cfg, inputs["input_ids"], inputs["token_type_ids"], inputs["attention_mask"],
+                            heads=heads, gelu=form)  # fmt: skip
+
     try:
-        tf = bert_forward(weights, cfg, inputs["input_ids"], inputs["token_type_ids"], inputs["attention_mask"],
-                          heads=heads, gelu=gelu)  # fmt: skip
+        tf = run(gelu)
     except _NoSource as e:
         report.notes.append(f"forward check skipped: the TF reference forward needs `{e.args[0]}`, which no "
                             "tensor of the TF side fills (nor any --map/--rules rule)")  # fmt: skip
@@ -227,6 +282,41 @@ def _bert_forward(
     for name, value in pt.items():
         if name in tf:
             report.compare_output(name, tf[name], value)
+    pt_form = _GELU_FORMS.get(act or "")
+    if report.ok or report.value_failures or pt_form is None or pt_form == gelu:
+        return
+    # Values are bit-exact and the two sides' activations differ: run the reference with the PyTorch side's
+    # activation; if that agrees, the activation is the whole difference.
+    matched = run(pt_form)
+    worst = max(_differences(matched[name], value)[0] for name, value in pt.items() if name in matched)
+    if worst > report.atol:
+        report.notes.append(f"with the TF reference computing the PyTorch side's `{act}` ({pt_form}) too, outputs "
+                            f"still differ by {worst:.1e} (atol {report.atol:g}): the activation does not explain it "
+                            "all")  # fmt: skip
+        return
+    tf_side = "google-research's tanh form" if pack.name == "google-bert" else f"the {gelu} form"
+    config_path = (pt_folder if pt_folder.is_dir() else pt_folder.parent) / "config.json"
+    report.explained = ForwardCause(
+        cause="activation",
+        detail=f"transformers' `{act}` ({pt_form}) on the PyTorch side vs {tf_side} on the TF side",
+        matched_max_abs=worst,
+        accept_atol=_round_up(max(o.max_abs for o in report.outputs)),
+        fix=f"make the PyTorch side compute the TF side's math: set \"hidden_act\": \"{_GELU_NAMES[gelu]}\" in "
+        f"{config_path}",
+    )
+
+
+def _round_up(x: float) -> float:
+    """``x`` rounded up to one significant digit (1.1e-3 -> 2e-3): an ``--atol`` that accepts it."""
+    if x <= 0:
+        return 0.0
+    exponent = math.floor(math.log10(x))
+    lead = math.ceil(x / 10**exponent)
+    while lead > 1 and float(f"{lead - 1}e{exponent}") >= x:  # x / 10**exponent may round up by an ulp
+        lead -= 1
+    while float(f"{lead}e{exponent}") < x:  # or down
+        lead += 1
+    return float(f"{lead}e{exponent}")
 
 
 class _NoSource(KeyError):

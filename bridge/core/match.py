@@ -12,6 +12,8 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
+import numpy as np
+
 from bridge.core.model import Checkpoint, TensorRecord
 from bridge.core.naming import closest
 from bridge.core.packs import Rule, RulePack
@@ -91,8 +93,10 @@ def build_plan(
     _check_ties(ckpt, spec, plan, filled)
     open_targets = {n: t.shape for n, t in spec.tensors.items() if n not in filled and t.tied_to is None}
     source_ties = _source_ties(ckpt, pack, spec)
+    written = {m.source for m in plan.matched}
     for r, proposed in unplaced:
-        plan.unused.append(_explain_unused(ckpt, r, proposed, spec, pack, filled, open_targets, source_ties))
+        tie = _stored_once(ckpt, r.name, source_ties, written)
+        plan.unused.append(_explain_unused(ckpt, r, proposed, spec, pack, filled, open_targets, tie))
 
     leftover_sources = {_pt_name(x.name, proposals): x.shape for x in plan.unused if x.kind == "model"}
     for name, t in spec.tensors.items():
@@ -135,10 +139,23 @@ def _check_ties(ckpt: Checkpoint, spec: TargetSpec, plan: Plan, filled: dict[str
 
 
 def _same_values(ckpt: Checkpoint, a: str, b: str) -> bool:
+    return _difference(ckpt, a, b) is None
+
+
+def _difference(ckpt: Checkpoint, a: str, b: str) -> str | None:
+    """None when ``a`` and ``b`` hold the same bytes; else how they differ, for a report."""
     ra, rb = ckpt[a], ckpt[b]
-    if ra.shape != rb.shape or ra.dtype != rb.dtype:
-        return False
-    return bool(ra.numpy().tobytes() == rb.numpy().tobytes())
+    if ra.shape != rb.shape:
+        return f"shape {list(ra.shape)} vs {list(rb.shape)}"
+    if ra.dtype != rb.dtype:
+        return f"dtype {ra.dtype} vs {rb.dtype}"
+    va, vb = ra.numpy(), rb.numpy()
+    if va.tobytes() == vb.tobytes():
+        return None
+    if va.dtype.kind not in "fiub":  # strings, bf16 stored as void: no arithmetic, bytes differ
+        return "different bytes"
+    diff = np.abs(va.astype(np.float64) - vb.astype(np.float64))
+    return f"max abs diff {float(np.nanmax(diff)) if diff.size else 0.0:.3g}"
 
 
 def _propose(
@@ -258,23 +275,54 @@ def _adder(prefix: str) -> Callable[[str], str]:
     return lambda n: prefix + n
 
 
-def _source_ties(ckpt: Checkpoint, pack: RulePack, spec: TargetSpec) -> dict[str, str]:
-    """PyTorch source names that are tied copies (written once on the other side)."""
-    ties: dict[str, str] = {}
+def _source_ties(ckpt: Checkpoint, pack: RulePack, spec: TargetSpec) -> dict[str, list[str]]:
+    """Source names another source tensor may stand for on the target side: name -> candidate owners.
+
+    Names sharing one torch storage (settled from metadata), and, for a PyTorch source, the ties of
+    the pack's class layouts (a decoder tied to the word embeddings), also under the names a source
+    saved without the pack's base-model prefix carries.  A claim, until :func:`_stored_once` checks it.
+    """
+    ties: dict[str, list[str]] = {}
     for group in ckpt.tied:
-        for name in group[1:]:
-            ties[name] = group[0]
+        for name in group:
+            ties.setdefault(name, []).extend(n for n in group if n != name)
     if ckpt.framework == "pytorch" and spec.config is not None:
+        base = f"{pack.base_prefix}." if pack.base_prefix else None
         for layout in pack.targets.values():
             try:
                 entries = layout(spec.config)
             except KeyError:
                 continue
             for name, (_, tied_to) in entries.items():
-                if tied_to:
-                    ties.setdefault(name, tied_to)
-                    ties.setdefault(name.removeprefix("bert."), tied_to.removeprefix("bert."))
+                if not tied_to:
+                    continue
+                pairs = [(name, tied_to)] + ([(name.removeprefix(base), tied_to.removeprefix(base))] if base else [])
+                for copy, owner in pairs:
+                    if owner not in ties.setdefault(copy, []):
+                        ties[copy].append(owner)
     return ties
+
+
+def _stored_once(
+    ckpt: Checkpoint, name: str, ties: dict[str, list[str]], written: set[str]
+) -> tuple[str, str | None] | None:
+    """Whether the target stores source ``name`` through another source tensor that is written.
+
+    Returns ``(owner, None)`` when the two are one value (one torch storage: no read; else equal
+    bytes), ``(owner, how they differ)`` when they are not, and None when no written tensor stands
+    for ``name`` (ties are followed in chains: a copy of a copy of a written tensor).
+    """
+    same_storage = {n for group in ckpt.tied if name in group for n in group}
+    seen, queue = {name}, list(ties.get(name, ()))
+    while queue:
+        owner = queue.pop(0)
+        if owner in seen or owner not in ckpt:
+            continue
+        seen.add(owner)
+        if owner in written:
+            return owner, None if owner in same_storage else _difference(ckpt, name, owner)
+        queue.extend(ties.get(owner, ()))
+    return None
 
 
 def _explain_unused(
@@ -285,10 +333,10 @@ def _explain_unused(
     pack: RulePack,
     filled: dict[str, str],
     open_targets: dict[str, tuple[int, ...]],
-    source_ties: dict[str, str],
+    tie: tuple[str, str | None] | None,
 ) -> Leftover:
-    if r.name in source_ties:
-        return Leftover(r.name, f"tied to `{source_ties[r.name]}`: stored once on the target side", True, r.shape)
+    if tie is not None and tie[1] is None:
+        return Leftover(r.name, f"tied to `{tie[0]}`: stored once on the target side", True, r.shape)
     for bad in pack.incompatible:
         if re.search(bad.source, r.name):
             return Leftover(r.name, f"changes the model's math: {bad.reason}", False, r.shape)
@@ -310,6 +358,12 @@ def _explain_unused(
             if not any(_has_prefix(n, head.target_prefix, spec) for n in spec.tensors):
                 target = spec.class_name or "the target"
                 return Leftover(r.name, f"expected: {head.label} dropped ({target} has none)", True, r.shape)
+    if tie is not None:  # a tie that the values contradict, and nothing else explains the leftover
+        owner, how = tie
+        return Leftover(r.name, f"differs from `{owner}` ({how}): the target, {spec.description}, stores one "
+                        f"tensor for both, so the values of `{r.name}` would be lost; if the two were trained apart, "
+                        "convert to a target that keeps both (a PyTorch class with the tie off in its config), else "
+                        "check which of the two the model computes with", False, r.shape)  # fmt: skip
     key = target_name or r.name
     suggestion = _suggest(key, r.shape, open_targets)
     if target_name is None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 import bridge
+from bridge.core.model import TensorRecord
 
 from .conftest import REPO
 
@@ -35,3 +38,41 @@ def test_untied_config_accepts_the_same_file(tmp_path):
 def test_shared_storage_is_consistent_without_reading_values():
     plan = bridge.check(REPO / TIED, to="pytorch", target="BertForMaskedLM")
     assert not any("contradicts its config" in u.reason for u in plan.unused)
+
+
+# PyTorch -> TF: both TF layouts store the masked-LM decoder as the word embeddings (one tensor).
+@pytest.mark.parametrize("layout", ["google-bert", "hf-tf"])
+def test_to_tensorflow_a_decoder_differing_from_embeddings_is_a_gap(golden, layout):
+    out = golden(f"check_bert_untied_to_{layout}.txt", ["check", UNTIED, "--to", "tensorflow", "--target", layout], 1)
+    assert ("! cls.predictions.decoder.weight [64, 16]: differs from `bert.embeddings.word_embeddings.weight` (max "
+            f"abs diff 1): the target, {layout} TF layout") in out  # fmt: skip
+    assert "verdict: GAPS" in out
+    plan = bridge.check(REPO / UNTIED, to="tensorflow", target=layout)
+    assert [g.name for g in plan.gaps] == ["cls.predictions.decoder.weight"]
+    # An oracle for the figure: the two tensors as torch itself loads them.
+    torch = pytest.importorskip("torch")
+    state = torch.load(REPO / UNTIED, weights_only=True)
+    diff = (state["cls.predictions.decoder.weight"] - state["bert.embeddings.word_embeddings.weight"]).abs().max()
+    assert f"max abs diff {float(diff):.3g}" in plan.gaps[0].reason
+    # The decoder bias is a separate tensor with equal bytes: a true tie, stored once.
+    bias = next(u for u in plan.unused if u.name == "cls.predictions.decoder.bias")
+    assert bias.expected and bias.reason == "tied to `cls.predictions.bias`: stored once on the target side"
+
+
+@pytest.mark.parametrize("layout", ["google-bert", "hf-tf"])
+def test_to_tensorflow_shared_storage_settles_a_tie_without_reading(monkeypatch, layout):
+    read: list[str] = []
+    original = TensorRecord.numpy
+
+    def numpy(self):  # type: ignore[no-untyped-def]
+        read.append(self.name)
+        return original(self)
+
+    monkeypatch.setattr(TensorRecord, "numpy", numpy)
+    plan = bridge.check(REPO / TIED, to="tensorflow", target=layout)
+    reasons = {u.name: u.reason for u in plan.unused}
+    assert reasons["cls.predictions.decoder.weight"] == (
+        "tied to `bert.embeddings.word_embeddings.weight`: stored once on the target side"
+    )
+    assert reasons["cls.predictions.decoder.bias"] == "tied to `cls.predictions.bias`: stored once on the target side"
+    assert read == []
