@@ -230,7 +230,7 @@ def _write_tensorflow(tmp: Path, tensors: list[Any], plan: Plan, pack: Any, out_
     from pt_side.export import write_config
 
     if plan.pack == "keras":
-        from tf_side.keras_export import write_keras3_weights
+        from tf_side.keras3_weights_writer import write_keras3_weights
 
         if out_format not in ("keras", "safetensors"):
             raise UsageError(f"Unknown Keras output format '{out_format}'", hint="Use keras (a .weights.h5)")
@@ -244,7 +244,7 @@ def _write_tensorflow(tmp: Path, tensors: list[Any], plan: Plan, pack: Any, out_
     order = {name: i for i, name in enumerate(plan.target.tensors)}
     tensors = sorted(tensors, key=lambda t: order[t.name])  # the layout's own order (Keras' weight order)
     if kind == "hf-tf":
-        from tf_side.keras_h5_export import write_keras2_h5
+        from tf_side.keras2_h5_writer import write_keras2_h5
 
         paths = write_keras2_h5(tmp / weights, tensors, on_tensor=hook)
     else:
