@@ -1,4 +1,4 @@
-"""Readers of Keras / HDF5 weight files (tf_side.keras_h5), on files written by the real writers:
+"""Readers of Keras / HDF5 weight files (tf_side.h5io), on files written by the real writers:
 Keras 3.x, tf-keras 2.x, a transformers-style tf_model.h5, Keras 2.2.4 and bilm-tf files from
 ../shared/fixtures, and h5py itself for plain HDF5 corner cases."""
 
@@ -455,7 +455,7 @@ def test_userblock_hdf5(tmp_path: Path) -> None:
 
 
 def test_sniffers_are_specific(k3: Written, tfk: Written, plain: Path, tmp_path: Path) -> None:
-    from tf_side import keras_h5
+    from tf_side import h5io
 
     other = tmp_path / "model.h5"
     other.write_bytes(b"\x00" * 64)
@@ -471,10 +471,10 @@ def test_sniffers_are_specific(k3: Written, tfk: Written, plain: Path, tmp_path:
     }
     for path, want in cases.items():
         got = (
-            keras_h5.sniff_keras_archive(path),
-            keras_h5.sniff_keras3_weights(path),
-            keras_h5.sniff_legacy_h5(path),
-            keras_h5.sniff_plain_hdf5(path),
+            h5io.sniff_keras_archive(path),
+            h5io.sniff_keras3_weights(path),
+            h5io.sniff_legacy_h5(path),
+            h5io.sniff_plain_hdf5(path),
         )
         assert got == want, path
 
@@ -643,6 +643,6 @@ def test_reads_without_tensorflow_keras_or_torch(k3: Written, tfk: Written, hf: 
 
 
 def test_module_imports_no_framework() -> None:
-    source = (REPO / "tf_side" / "keras_h5.py").read_text()
+    source = (REPO / "tf_side" / "h5io.py").read_text()
     for name in ("tensorflow", "keras", "tf_keras", "torch"):
         assert f"import {name}" not in source and f"from {name}" not in source
