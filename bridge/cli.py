@@ -105,7 +105,7 @@ def inspect(
       bridge inspect pytorch_model.bin --json | jq '.tensors[].name'
     """
     from bridge.api import load
-    from bridge.inspect import inspect_checkpoint, render_text
+    from bridge.contents import inspect_checkpoint, render_text
 
     with load(path, format=format_name) as ckpt:
         report = inspect_checkpoint(
@@ -244,8 +244,8 @@ def convert(
     Then: bridge verify SOURCE OUT
     """
     from bridge.check import is_factory
+    from bridge.contents import human_bytes
     from bridge.convert import convert as run_convert
-    from bridge.inspect import human_bytes
 
     bars: list[Any] = []
 
