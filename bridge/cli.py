@@ -137,7 +137,7 @@ def inspect(
       bridge inspect pytorch_model.bin --json | jq '.tensors[].name'
     """
     from bridge.api import load
-    from bridge.inspect import inspect_checkpoint, render_text
+    from bridge.contents import inspect_checkpoint, render_text
 
     with load(path, format=format_name) as ckpt:
         report = inspect_checkpoint(
@@ -283,9 +283,9 @@ def convert(
     option that shaped the plan.
     """
     from bridge.check import is_factory
+    from bridge.contents import human_bytes
     from bridge.convert import convert as run_convert
     from bridge.convert import plan_options
-    from bridge.inspect import human_bytes
 
     bars: list[Any] = []
 

@@ -196,7 +196,7 @@ def _out_tensors(ckpt: Checkpoint, plan: Plan, dtype: str | None) -> list[Any]:
     """One tensor per target: a matched source after its transform, a target assembled from several sources
     (parts stacked by ``place(k,n)``, added by ``sum(k,n)`` or concatenated by ``block(k,n)``), or zeros where the
     plan says so."""
-    from pt_side.export import OutTensor
+    from pt_side.state_dict_writer import OutTensor
 
     out = []
     by_target: dict[str, list[Any]] = {}
@@ -218,7 +218,7 @@ def _out_tensors(ckpt: Checkpoint, plan: Plan, dtype: str | None) -> list[Any]:
 
 def _copies(tensors: list[Any], plan: Plan, copies: dict[str, str | None], dtype: str | None) -> list[Any]:
     """Tensors the pack asks for beside the matched ones: copies of a matched target, or zeros."""
-    from pt_side.export import OutTensor
+    from pt_side.state_dict_writer import OutTensor
 
     by_name = {t.name: t for t in tensors}
     out = []
@@ -244,7 +244,7 @@ def _produce(parts: Sequence[tuple[TensorRecord, Transform]], cast: str | None) 
 
 def _write_pytorch(tmp: Path, tensors: list[Any], plan: Plan, pack: Any, out_format: str,
                    max_shard_size: int | None, hook: Any, notes: list[str]) -> list[str]:  # fmt: skip
-    from pt_side.export import write_config, write_safetensors, write_torch_bin
+    from pt_side.state_dict_writer import write_config, write_safetensors, write_torch_bin
 
     if out_format == "safetensors":
         paths = write_safetensors(tmp, tensors, max_shard_size=max_shard_size, on_tensor=hook)
@@ -270,10 +270,10 @@ _TF1_OUTPUT = ("google-bert", "bert_model.ckpt", "bert_config.json")
 
 def _write_tensorflow(tmp: Path, tensors: list[Any], plan: Plan, pack: Any, out_format: str,
                       hook: Any, notes: list[str]) -> list[str]:  # fmt: skip
-    from pt_side.export import write_config
+    from pt_side.state_dict_writer import write_config
 
     if plan.pack == "keras":
-        from tf_side.keras_export import write_keras3_weights
+        from tf_side.keras3_weights_writer import write_keras3_weights
 
         if out_format not in ("keras", "safetensors"):
             raise UsageError(f"Unknown Keras output format '{out_format}'", hint="Use keras (a .weights.h5)")
@@ -287,11 +287,11 @@ def _write_tensorflow(tmp: Path, tensors: list[Any], plan: Plan, pack: Any, out_
     order = {name: i for i, name in enumerate(plan.target.tensors)}
     tensors = sorted(tensors, key=lambda t: order[t.name])  # the layout's own order (Keras' weight order)
     if kind == "hf-tf":
-        from tf_side.keras_h5_export import write_keras2_h5
+        from tf_side.keras2_h5_writer import write_keras2_h5
 
         paths = write_keras2_h5(tmp / weights, tensors, on_tensor=hook)
     else:
-        from tf_side.export import write_tf1_checkpoint
+        from tf_side.bundle_writer import write_tf1_checkpoint
 
         paths = write_tf1_checkpoint(tmp / weights, tensors, on_tensor=hook)
     files = [p.name for p in paths]
@@ -303,7 +303,7 @@ def _write_tensorflow(tmp: Path, tensors: list[Any], plan: Plan, pack: Any, out_
 
 
 def _write_optimizer(tmp: Path, ckpt: Checkpoint) -> list[str]:
-    from pt_side.export import OutTensor, write_safetensors
+    from pt_side.state_dict_writer import OutTensor, write_safetensors
 
     slots = [OutTensor(r.name, r.shape, r.dtype, r.numpy) for r in ckpt.values()
              if r.kind == "optimizer" and r.dtype != dtypes.STRING]  # fmt: skip

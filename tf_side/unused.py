@@ -255,7 +255,7 @@ def _keras3_variables(model: Any, batch: Any) -> list[ModelVariable]:
 
     import keras
 
-    from tf_side.keras_h5 import read_keras3_weights
+    from tf_side.keras3_weights import read_keras3_weights
 
     if not isinstance(model, keras.Model):
         raise UnsupportedFeature("A Keras 3 weights file restores into a Keras 3 model only",

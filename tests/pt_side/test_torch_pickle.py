@@ -16,7 +16,7 @@ import pytest
 
 import bridge
 from bridge.core.errors import CorruptCheckpoint, UnsafeCheckpoint, UnsupportedFeature
-from pt_side import torch_pickle
+from pt_side import restricted_unpickler, torch_pickle
 from tests.conftest import REPO, read_variables_txt
 
 FORMATS = ["zip", "legacy"]
@@ -364,7 +364,7 @@ def test_build_cannot_mutate_the_stand_ins(tmp_path):
     path = legacy_file(tmp_path / "build.pt", evil)
     with pytest.raises(CorruptCheckpoint, match="set attributes"):
         bridge.load(path)
-    assert torch_pickle._rebuild_tensor_v2.__defaults__ is not None
+    assert restricted_unpickler._rebuild_tensor_v2.__defaults__ is not None
 
 
 @pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")

@@ -10,8 +10,8 @@ import pytest
 
 import bridge
 from bridge.core.model import array_record
-from pt_side.export import OutTensor
-from tf_side.export import write_tf1_checkpoint
+from pt_side.state_dict_writer import OutTensor
+from tf_side.bundle_writer import write_tf1_checkpoint
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "tiny-bert"
 

@@ -1,4 +1,4 @@
-"""The Keras 2 h5 writer (tf_side.keras_h5_export) against tf-keras' own ``save_weights`` and ``load_weights``."""
+"""The Keras 2 h5 writer (tf_side.keras2_h5_writer) against tf-keras' own ``save_weights`` and ``load_weights``."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import bridge
-from pt_side.export import OutTensor
+from pt_side.state_dict_writer import OutTensor
 from tests.tf_side import _keras_writers as writers
 from tests.tf_side._keras_writers import Written
-from tf_side.keras_h5_export import KERAS_VERSION, write_keras2_h5
+from tf_side.keras2_h5_writer import KERAS_VERSION, write_keras2_h5
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,239 @@
+"""Reader of Keras 2 / tf-keras ``.h5`` files and transformers' ``tf_model.h5``, with h5py only.
+
+Both ``save_weights`` and full ``model.save`` files: a ``layer_names``
+attribute, one group per layer with a ``weight_names`` attribute, one dataset
+per weight named after the TF variable (``dense/kernel:0``).  The writer of
+transformers' layout is :mod:`tf_side.keras2_h5_writer`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import h5py
+
+from bridge.core.errors import CorruptCheckpoint, FormatNotRecognized
+from bridge.core.model import Checkpoint, TensorRecord
+from tf_side.h5io import Source, guarded, is_legacy, list_attr, must, open_plain, probe, record, str_attr, walk
+
+__all__ = [
+    "read_legacy_h5",
+    "sniff_legacy_h5",
+]
+
+
+# TF variable names end in ``:<output index>``; Keras 2 stores them with it.
+_OUTPUT_SUFFIX = re.compile(r":\d+$")
+# transformers' TF models name their root scope tf_<snake case class>
+# (TFBertModel -> tf_bert_model), so every weight of tf_model.h5 starts with it.
+_HF_TF_SCOPE = re.compile(r"tf_[a-z0-9_]+")
+# Step counters of Keras optimizers: Keras 2.2 `iterations`, optimizer_v2 `iter`,
+# tf-keras 2.11+ optimizers `iteration` (checked on real files of each).
+_COUNTER_LEAVES = frozenset({"iterations", "iteration", "iter"})
+
+
+_HF_TF_WEIGHTS = "tf_model.h5"
+_PT_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def _in_folder(path: Path, *, only_tf: bool) -> Path:
+    """A transformers ``save_pretrained`` folder stands for its ``tf_model.h5``.
+
+    Detection (``only_tf``) claims only folders without PyTorch weights, which the PyTorch
+    readers take; ``--format keras-h5`` reads the TF weights of any folder.
+    """
+    if path.is_dir() and (path / _HF_TF_WEIGHTS).is_file():
+        if not only_tf or not any((path / n).exists() for n in _PT_WEIGHTS):
+            return path / _HF_TF_WEIGHTS
+    return path
+
+
+def sniff_legacy_h5(path: Path) -> bool:
+    """A Keras 2 / tf-keras / transformers ``.h5``: a ``layer_names`` attribute."""
+    f = probe(_in_folder(path, only_tf=True))
+    if f is None:
+        return False
+    with f:
+        return is_legacy(f)
+
+
+def _is_counter(name: str, ds: h5py.Dataset) -> bool:
+    return ds.shape == () and ds.dtype.kind in "iu" and name in _COUNTER_LEAVES
+
+
+def _strip_output(weight_name: str) -> str:
+    return _OUTPUT_SUFFIX.sub("", weight_name)
+
+
+def _legacy_model_records(source: Source, group: h5py.Group, prefix: str) -> tuple[list[TensorRecord], bool]:
+    """Weights of a ``save_weights`` group: ``layer_names`` -> ``weight_names``.
+
+    Returns the records (Keras' order: layers, then each layer's weights) and
+    whether layer_names lists datasets directly (transformers' sharded writer,
+    which skips the per-layer groups).
+    """
+    records: list[TensorRecord] = []
+    layer_names = list_attr(group, "layer_names") or []
+    direct = False
+    seen: set[str] = set()
+    # tf-keras also writes `top_level_model_weights` for weights owned by the model
+    # itself, outside layer_names.
+    layers = list(layer_names)
+    if "top_level_model_weights" in group and "top_level_model_weights" not in layers:
+        layers.append("top_level_model_weights")
+    for layer in layers:
+        obj = group.get(layer)
+        if isinstance(obj, h5py.Dataset):
+            direct = True
+            name = prefix + layer
+            records.append(must(record(source, obj, name, path=_strip_output(layer)), source, name))
+            seen.add(name)
+            continue
+        if not isinstance(obj, h5py.Group):
+            raise CorruptCheckpoint(
+                "Layer listed in layer_names has no group",
+                path=source.display,
+                detail=f"layer {layer!r} under '/{prefix}'",
+                hint="The file was not fully written; re-save it",
+            )
+        for weight in list_attr(obj, "weight_names") or []:
+            ds = obj.get(weight)
+            name = f"{prefix}{layer}/{weight}"
+            if not isinstance(ds, h5py.Dataset):
+                raise CorruptCheckpoint(
+                    "Weight listed in weight_names has no dataset",
+                    path=source.display,
+                    tensor=name,
+                    hint="The file was not fully written; re-save it",
+                )
+            records.append(must(record(source, ds, name, path=_strip_output(weight)), source, name))
+            seen.add(name)
+    # Anything the index does not mention is still a stored array: list it too.
+    for name, ds in walk(group, prefix):
+        if name not in seen:
+            records.append(must(record(source, ds, name), source, name))
+    return records, direct
+
+
+def _slot(opt_path: str, model_paths: dict[str, str]) -> tuple[str, str] | None:
+    """``(model record name, slot)`` for an optimizer weight path, when recognisable.
+
+    tf-keras 2.11+ optimizers name slots ``<optimizer>/<slot>/<variable>``
+    (``Adam/m/dense/kernel``); optimizer_v2 (TF 2.0-2.10) named them
+    ``<optimizer>/<variable>/<slot>`` (``Adam/dense/kernel/m``); Keras 3's
+    legacy ``.h5`` has ``<optimizer>/<variable path with _ for />_<slot>``
+    (``adam/sequential_dense_kernel_momentum``).  Keras 2.2
+    (``training/Adam/Variable_3``) has nothing to match.
+    """
+    parts = opt_path.split("/")
+    for i in range(2, len(parts)):
+        target = model_paths.get("/".join(parts[i:]))
+        if target is not None:
+            return target, parts[i - 1]
+    for i in range(1, len(parts) - 1):
+        target = model_paths.get("/".join(parts[i:-1]))
+        if target is not None:
+            return target, parts[-1]
+    leaf = parts[-1]
+    flat = sorted(((p.replace("/", "_"), n) for p, n in model_paths.items()), key=lambda t: -len(t[0]))
+    for key, target in flat:
+        if leaf.startswith(key + "_") and len(leaf) > len(key) + 1:
+            return target, leaf[len(key) + 1 :]
+    return None
+
+
+def _optimizer_records(source: Source, group: h5py.Group, prefix: str, model: list[TensorRecord]) -> list[TensorRecord]:
+    model_paths = {r.path: r.name for r in model if r.path is not None}
+    records: list[TensorRecord] = []
+    seen: set[str] = set()
+    for weight in list_attr(group, "weight_names") or []:
+        name = prefix + weight
+        ds = group.get(weight)
+        if not isinstance(ds, h5py.Dataset):
+            raise CorruptCheckpoint(
+                "Optimizer weight listed in weight_names has no dataset",
+                path=source.display,
+                tensor=name,
+                hint="The file was not fully written; re-save it",
+            )
+        path = _strip_output(weight)
+        if _is_counter(path.rsplit("/", 1)[-1], ds):
+            result = record(source, ds, name, kind="counter", path=path)
+        else:
+            slot = _slot(path, model_paths)
+            result = record(
+                source, ds, name, kind="optimizer", path=path,
+                slot_of=slot[0] if slot else None, slot_name=slot[1] if slot else None,
+            )  # fmt: skip
+        records.append(must(result, source, name))
+        seen.add(name)
+    for name, ds in walk(group, prefix):
+        if name not in seen:
+            records.append(must(record(source, ds, name, kind="optimizer"), source, name))
+    return records
+
+
+def _model_config(f: h5py.File) -> dict[str, Any]:
+    text = str_attr(f, "model_config")
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)  # JSON only; nothing in it is deserialised or run
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def read_legacy_h5(path: Path) -> Checkpoint:
+    """A Keras 2 / tf-keras ``.h5`` (full model or weights) or transformers' ``tf_model.h5``."""
+    path = _in_folder(path, only_tf=False)
+    source, f = open_plain(path)
+
+    def build() -> Checkpoint:
+        full = isinstance(f.get("model_weights"), h5py.Group) and list_attr(f, "layer_names") is None
+        weights_group = f["model_weights"] if full else f
+        if list_attr(weights_group, "layer_names") is None:
+            raise FormatNotRecognized(
+                "Not a Keras 2 .h5 file",
+                path=path,
+                detail="no `layer_names` attribute at the root or on /model_weights",
+                hint="Read it with `--format hdf5` (plain HDF5) or `--format keras-weights` (Keras 3)",
+            )
+        prefix = "model_weights/" if full else ""
+        model, direct = _legacy_model_records(source, weights_group, prefix)
+        records = list(model)
+        opt = f.get("optimizer_weights")
+        if full and isinstance(opt, h5py.Group):
+            records += _optimizer_records(source, opt, "optimizer_weights/", model)
+        metadata: dict[str, Any] = {}
+        for key in ("keras_version", "backend"):
+            value = str_attr(f, key) or str_attr(weights_group, key)
+            if value is not None:
+                metadata[key] = value
+        config = _model_config(f)
+        if "class_name" in config:
+            metadata["model_class"] = config["class_name"]
+        inner = config.get("config")
+        if isinstance(inner, dict) and isinstance(inner.get("name"), str):
+            metadata["model_name"] = inner["name"]
+        scopes = {r.path.split("/", 1)[0] for r in model if r.path and "/" in r.path}
+        if full:
+            metadata["layout"] = "keras2-full"
+        elif direct or (
+            len(scopes) == 1 and all(r.path and "/" in r.path for r in model)
+            and _HF_TF_SCOPE.fullmatch(next(iter(scopes)))
+        ):  # fmt: skip
+            metadata["layout"] = "hf-tf"
+            if len(scopes) == 1 and not direct:
+                metadata["model_scope"] = next(iter(scopes))
+        else:
+            metadata["layout"] = "keras2-weights"
+        return Checkpoint(
+            records, format="keras-h5", path=str(path), files=[str(path)], framework="keras",
+            metadata=metadata, closer=source.close,
+        )  # fmt: skip
+
+    return guarded(source, build)
