@@ -549,6 +549,7 @@ class RestoreFix:
     missing: tuple[str, ...] = ()
     unexpected: tuple[str, ...] = ()
     untouched: tuple[str, ...] = ()
+    left_out: tuple[str, ...] = ()  # the file's keys without ``strip_prefix``, which the fixed call is not given
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -559,6 +560,7 @@ class RestoreFix:
             "missing_after_fix": list(self.missing),
             "unexpected_after_fix": list(self.unexpected),
             "untouched": list(self.untouched),
+            "left_out": list(self.left_out),
         }
 
 
@@ -687,21 +689,24 @@ def compare_restore(
     elsewhere = [r for r in unclaimed if r.kind == "model" and passed is not None and r.name not in passed]
     orphans = [r for r in unclaimed if r.kind == "model" and (passed is None or r.name in passed)]
     fixed = _fixed_keys(setup)
-    # did-you-mean: compared by key path (one vocabulary on both sides), shown by the names people know
-    homes = [(object_key_path(v.key), v.shape) for v in missing]
-    sources = [(object_key_path(r.name), r.shape) for r in orphans]
+    # did-you-mean: compared by key path (one vocabulary on both sides), shown by the names people know;
+    # what the fix restores is explained by the fix, so only the rest is paired
+    unfixed = [v for v in missing if v.name not in fixed]
+    strays = [r for r in orphans if r.name not in fixed]
+    homes = [(object_key_path(v.key), v.shape) for v in unfixed]
+    sources = [(object_key_path(r.name), r.shape) for r in strays]
     items: list[RestoreItem] = []
     for r in orphans:
-        home = closest(object_key_path(r.name), r.shape, homes)
-        guess = None if home is None else missing[home]
+        home = None if r.name in fixed else closest(object_key_path(r.name), r.shape, homes)
+        guess = None if home is None else unfixed[home]
         hint = _leftover_hint(framework, None if guess is None else _home_label(guess))
         if r.name in fixed:
             hint = f"not under the key the model reads: {_fix_words(setup)}"
         name = None if guess is None else guess.name
         items.append(RestoreItem(r.name, "model_leftover", r.shape, hint, r.path, did_you_mean=name))
     for v in missing:
-        source = closest(object_key_path(v.key), v.shape, sources)
-        found = None if source is None else orphans[source].path or object_key_path(orphans[source].name)
+        source = None if v.name in fixed else closest(object_key_path(v.key), v.shape, sources)
+        found = None if source is None else strays[source].path or object_key_path(strays[source].name)
         hint = f"keeps its initial value: the checkpoint has no `{object_key_path(v.key)}`"
         hint += f"; did you mean `{found}`?" if found else ""
         if v.name in fixed:
@@ -843,6 +848,9 @@ def render_restore_text(report: RestoreReport, *, verbose: bool = False) -> str:
                           f"    {items[0].hint}"]  # fmt: skip
     if fix is not None:
         lines += ["", f"fix: this call restores {fix.restored} of {report.total}:", *_indent(fix.code)]
+        if fix.left_out:
+            lines.append(f"  it leaves out {len(fix.left_out)} keys without `{fix.strip_prefix}`: "
+                         f"{_listed(list(fix.left_out), verbose)}")  # fmt: skip
         if fix.unexpected:
             lines.append(f"  it still drops {len(fix.unexpected)} unexpected keys: "
                          f"{_listed(list(fix.unexpected), verbose)}")  # fmt: skip

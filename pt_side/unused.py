@@ -275,6 +275,7 @@ def _fix(load: str, keys: list[str], state: Mapping[str, Any], strip: str, into:
         missing=tuple(k for k in inner if k not in present),
         unexpected=tuple(k for k in given if k not in inner),
         untouched=tuple(k for k in state if into and not k.startswith(into + ".")),
+        left_out=() if every else tuple(k for k in keys if not k.startswith(strip)),
     )  # fmt: skip
 
 

@@ -167,6 +167,8 @@ def test_report_is_load_state_dicts_result_as_is(case, bert_files):
             assert torch_equal(loaded[key], sd[strip + key[len(prefix) :]]), key
     untouched = {k for k in loaded if not k.startswith(prefix)}
     assert set(report.fix.untouched) == untouched  # the classifier keeps its initial values
+    given = {strip + k for k in fresh.state_dict() if k.startswith(prefix)}
+    assert set(report.fix.left_out) == {k for k in sd if not k.startswith(strip)} - given  # cls.* for bert.
 
 
 def torch_equal(a, b) -> bool:
