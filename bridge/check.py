@@ -25,7 +25,8 @@ from bridge.rules.user import RuleFile, is_rule_file, load_rule_file
 
 _CONFIG_NAMES = ("config.json", "bert_config.json")
 DEFAULT_TF_LAYOUT = "google-bert"  # what a PyTorch BERT becomes with --to tensorflow and no --target
-_FACTORY = re.compile(r".+\.py:[A-Za-z_]\w*")  # file.py:factory, a model built by the user's code
+# file.py:factory, a model built by the user's code; a bare file.py too, so that the error names the factory
+_FACTORY = re.compile(r".+\.py(:[A-Za-z_]\w*)?")
 
 
 def is_factory(target: str | None) -> bool:
@@ -213,6 +214,9 @@ def resolve_target(
         from tf_side.keras_target import keras_spec
 
         return keras_spec(target)
+    if target and not _is_reference(target) and ("/" in target or os.sep in target or Path(target).suffix):
+        hint = "Give an existing reference checkpoint, FILE.py:FACTORY or a class name"
+        raise CheckpointNotFound("Target not found", path=target, detail="the file does not exist", hint=hint)
     if target and _is_reference(target):
         with load(target) as ref:
             model = {r.name: r for r in ref.values() if r.kind == "model"}

@@ -230,22 +230,64 @@ def framework_of(model: Any) -> str:
     )
 
 
-def load_factory(spec: str) -> Callable[..., Any]:
-    """``path/to/file.py:factory`` -> the callable (the user's own code, run on request)."""
+# What a factory must return, by the command that calls it: the error for a bad spec says the caller's contract.
+UNUSED_CONTRACT = "FILE.py:FACTORY is called with no arguments and returns (model, batch) or (model, batch, loss_fn)"
+TARGET_CONTRACT = ("--target FILE.py:FACTORY is called with no arguments and returns the target model: the PyTorch "
+                   "twin (a torch.nn.Module), or a Keras model for --to tensorflow")  # fmt: skip
+KERAS_MODEL_CONTRACT = ("--source-model (or --target) FILE.py:FACTORY is called with no arguments and returns the "
+                        "Keras model the weights belong to")  # fmt: skip
+
+
+def defined_callables(path: Path) -> list[str]:
+    """Top-level functions and classes a ``.py`` file defines, read with ``ast`` (nothing runs)."""
+    import ast
+
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"), str(path))
+    except (OSError, SyntaxError, ValueError):
+        return []
+    kinds = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    return [node.name for node in tree.body if isinstance(node, kinds) and not node.name.startswith("_")]
+
+
+def _defines(path: Path, limit: int = 12) -> str:
+    names = defined_callables(path)
+    if not names:
+        return "it defines no public function"
+    more = f", ... {len(names) - limit} more" if len(names) > limit else ""
+    return "it defines " + ", ".join(f"`{n}`" for n in names[:limit]) + more
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def load_factory(spec: str, contract: str) -> Callable[..., Any]:
+    """``path/to/file.py:factory`` -> the callable (the user's own code, run on request).
+
+    ``contract``: what the calling command expects the factory to return, said in every error.
+    """
+    from bridge.core.errors import CheckpointNotFound
+
     path_text, sep, attr = spec.rpartition(":")
+    if not sep and spec.endswith(".py"):  # a file, but which function?
+        path = Path(spec)
+        if not path.is_file():
+            raise CheckpointNotFound("Factory file not found", path=path, detail="the file does not exist",
+                                     hint=f"Give the path of a .py file. {_sentence(contract)}")  # fmt: skip
+        detail = f"name the factory: {spec}:NAME; {_defines(path)}"
+        raise UsageError("Factory not named", path=path, detail=detail, hint=_sentence(contract))
     if not sep or not path_text or not attr or not attr.isidentifier():
-        raise UsageError(
-            "Bad factory spec", detail=f"got {spec!r}", hint="Write FILE.py:FACTORY, e.g. my_model.py:build"
-        )
+        raise UsageError("Bad factory spec", detail=f"got {spec!r}",
+                         hint=f"Write FILE.py:FACTORY, e.g. my_model.py:build. {_sentence(contract)}")  # fmt: skip
     path = Path(path_text)
     if not path.is_file():
-        from bridge.core.errors import CheckpointNotFound
-
-        raise CheckpointNotFound("Factory file not found", path=path, hint="Give the path of a .py file")
+        raise CheckpointNotFound("Factory file not found", path=path, detail="the file does not exist",
+                                 hint=f"Give the path of a .py file. {_sentence(contract)}")  # fmt: skip
     name = f"_bridge_unused_factory_{abs(hash(str(path.resolve())))}"
     module_spec = importlib.util.spec_from_file_location(name, path)
     if module_spec is None or module_spec.loader is None:
-        raise UsageError("Cannot import factory file", path=path, hint="Give a .py file")
+        raise UsageError("Cannot import factory file", path=path, hint=f"Give a .py file. {_sentence(contract)}")
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[name] = module
     try:
@@ -255,16 +297,17 @@ def load_factory(spec: str) -> Callable[..., Any]:
         raise UsageError("Factory file failed to import", path=path, detail=f"{type(e).__name__}: {e}") from e
     factory = getattr(module, attr, None)
     if not callable(factory):
-        raise UsageError(
-            "Factory not found", path=path, detail=f"no callable `{attr}`",
-            hint="Define a function returning (model, batch) or (model, batch, loss_fn)",
-        )  # fmt: skip
+        import difflib
+
+        near = difflib.get_close_matches(attr, defined_callables(path), n=1)
+        detail = f"no callable `{attr}`" + (f" (did you mean `{near[0]}`?)" if near else "") + f"; {_defines(path)}"
+        raise UsageError("Factory not found", path=path, detail=detail, hint=_sentence(contract))
     return factory  # type: ignore[no-any-return]
 
 
 def call_factory(spec: str) -> tuple[Any, Any, Callable[..., Any] | None]:
     """Run the factory of ``spec``; check it returned (model, batch[, loss_fn])."""
-    factory = load_factory(spec)
+    factory = load_factory(spec, UNUSED_CONTRACT)
     result = factory()
     if not isinstance(result, tuple) or len(result) not in (2, 3):
         raise UsageError(
@@ -490,20 +533,95 @@ class RestoreItem:
         return out
 
 
+@dataclass(frozen=True)
+class RestoreFix:
+    """An alignment of the file's keys that makes the user's call restore more, as code to run.
+
+    ``missing`` and ``unexpected`` are what the fixed call itself reports (``load_state_dict``'s
+    ``missing_keys`` / ``unexpected_keys``, relative to ``submodule``); ``untouched`` are the model's
+    keys outside ``submodule``, which that call leaves at their initial values.
+    """
+
+    code: str
+    restored: int
+    strip_prefix: str = ""
+    submodule: str = ""
+    missing: tuple[str, ...] = ()
+    unexpected: tuple[str, ...] = ()
+    untouched: tuple[str, ...] = ()
+    left_out: tuple[str, ...] = ()  # the file's keys without ``strip_prefix``, which the fixed call is not given
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "strip_prefix": self.strip_prefix,
+            "submodule": self.submodule,
+            "code": self.code,
+            "restored_after_fix": self.restored,
+            "missing_after_fix": list(self.missing),
+            "unexpected_after_fix": list(self.unexpected),
+            "untouched": list(self.untouched),
+            "left_out": list(self.left_out),
+        }
+
+
+@dataclass(frozen=True)
+class OtherCall:
+    """A call the user might try instead (``model.load_weights(path)``), and what it would restore."""
+
+    call: str
+    restored: int
+    why: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"call": self.call, "restored": self.restored, "why": self.why}
+
+
+@dataclass
+class RestoreSetup:
+    """What a framework side found: the model's variables keyed as ``call`` reads them, and that call.
+
+    ``passed``: the checkpoint records ``call`` hands to the framework (PyTorch: the state dict indexed
+    out of the file), ``None`` for all; ``key_prefix``: what those records' names carry before the keys
+    the framework sees (``model.`` for ``torch.load(f)["model"]``).
+    """
+
+    variables: list[ModelVariable]
+    root: str
+    call: str
+    passed: set[str] | None = None
+    key_prefix: str = ""
+    fix: RestoreFix | None = None
+    other: OtherCall | None = None
+    notes: list[str] = field(default_factory=list)
+
+
 @dataclass
 class RestoreReport:
-    """The answer of :func:`checkpoint_vs_model`; exit 1 when the model would lose or lack a weight."""
+    """The answer of :func:`checkpoint_vs_model`: what ``call``, run as written, restores.
+
+    ``matched``/``items`` describe that call with the file as it is; ``fix`` (PyTorch) is an alignment
+    that would restore more, never counted as restored. Exit 1 when the call loses or lacks a weight.
+    """
 
     framework: str  # who restores: "pytorch", "tensorflow" (tf.train.Checkpoint) or "keras" (a Keras 3 file)
     checkpoint: str
-    root: str  # where the model sits in the checkpoint ("" = the checkpoint's root)
+    root: str  # where the model's weights sit in the checkpoint ("" = the checkpoint's root)
     matched: int
     total: int  # model variables
     items: list[RestoreItem]
     notes: list[str] = field(default_factory=list)
+    call: str = ""  # the code that restores as found
+    unexpected: list[str] = field(default_factory=list)  # keys the call is given but no variable reads
+    fix: RestoreFix | None = None
+    other: OtherCall | None = None
 
     def by_kind(self, kind: str) -> list[RestoreItem]:
         return [i for i in self.items if i.kind == kind]
+
+    @property
+    def missing(self) -> list[str]:
+        """The keys of the model variables the call leaves initial (``load_state_dict``'s ``missing_keys``)."""
+        return [i.name for i in self.by_kind("missing")]
 
     @property
     def expect_partial_safe(self) -> bool:
@@ -524,6 +642,7 @@ class RestoreReport:
             "framework": self.framework,
             "model_variables": self.total,
             "restored": self.matched,
+            "unexpected": len(self.unexpected),
             "counts": {kind: len(self.by_kind(kind)) for kind in RESTORE_KINDS},
             "expect_partial_safe": self.expect_partial_safe,
             "ok": self.ok,
@@ -534,17 +653,22 @@ class RestoreReport:
             "framework": self.framework,
             "checkpoint": self.checkpoint,
             "root": self.root,
+            "call": self.call,
             "leftovers": [i.to_json() for i in self.items if i.kind not in ("missing", "shape_mismatch")],
             "missing": [i.to_json() for i in self.by_kind("missing")],
             "mismatched": [i.to_json() for i in self.by_kind("shape_mismatch")],
+            "unexpected": list(self.unexpected),
+            "fix": None if self.fix is None else self.fix.to_json(),
+            "other_call": None if self.other is None else self.other.to_json(),
             "summary": self.summary,
             "notes": list(self.notes),
         }
 
 
 def compare_restore(
-    framework: str, variables: list[ModelVariable], records: Iterable[Any], *, checkpoint: str, root: str = ""
-) -> RestoreReport:
+    framework: str, variables: list[ModelVariable], records: Iterable[Any], *, checkpoint: str, root: str = "",
+    setup: RestoreSetup | None = None,
+) -> RestoreReport:  # fmt: skip
     """Match model variables to checkpoint records by key; classify what is left on either side.
 
     Args:
@@ -553,27 +677,40 @@ def compare_restore(
         records: the checkpoint's :class:`~bridge.core.model.TensorRecord` values (``kind`` already tagged).
         checkpoint: the checkpoint path, for the report.
         root: where the model sits in the checkpoint, for the report.
+        setup: the call, the records it is given, and a fix (from the framework side).
     """
+    setup = setup or RestoreSetup(variables, root, "")
+    passed = setup.passed
     by_key = {r.name: r for r in records}
     wanted = {v.key: v for v in variables}
     missing = [v for v in variables if v.key not in by_key]
     unclaimed = [r for r in by_key.values() if r.name not in wanted]
-    orphans = [r for r in unclaimed if r.kind == "model"]
-    # did-you-mean: compared by key path (one vocabulary on both sides), shown by the names people know
-    homes = [(object_key_path(v.key), v.shape) for v in missing]
-    sources = [(object_key_path(r.name), r.shape) for r in orphans]
+    # A weight the call is never given is not lost by it (another state dict in the same file: a note).
+    elsewhere = [r for r in unclaimed if r.kind == "model" and passed is not None and r.name not in passed]
+    orphans = [r for r in unclaimed if r.kind == "model" and (passed is None or r.name in passed)]
+    fixed = _fixed_keys(setup)
+    # did-you-mean: compared by key path (one vocabulary on both sides), shown by the names people know;
+    # what the fix restores is explained by the fix, so only the rest is paired
+    unfixed = [v for v in missing if v.name not in fixed]
+    strays = [r for r in orphans if r.name not in fixed]
+    homes = [(object_key_path(v.key), v.shape) for v in unfixed]
+    sources = [(object_key_path(r.name), r.shape) for r in strays]
     items: list[RestoreItem] = []
     for r in orphans:
-        home = closest(object_key_path(r.name), r.shape, homes)
-        guess = None if home is None else missing[home]
+        home = None if r.name in fixed else closest(object_key_path(r.name), r.shape, homes)
+        guess = None if home is None else unfixed[home]
         hint = _leftover_hint(framework, None if guess is None else _home_label(guess))
+        if r.name in fixed:
+            hint = f"not under the key the model reads: {_fix_words(setup)}"
         name = None if guess is None else guess.name
         items.append(RestoreItem(r.name, "model_leftover", r.shape, hint, r.path, did_you_mean=name))
     for v in missing:
-        source = closest(object_key_path(v.key), v.shape, sources)
-        found = None if source is None else orphans[source].path or object_key_path(orphans[source].name)
+        source = None if v.name in fixed else closest(object_key_path(v.key), v.shape, sources)
+        found = None if source is None else strays[source].path or object_key_path(strays[source].name)
         hint = f"keeps its initial value: the checkpoint has no `{object_key_path(v.key)}`"
         hint += f"; did you mean `{found}`?" if found else ""
+        if v.name in fixed:
+            hint = f"keeps its initial value as is: {_fix_words(setup)}"
         items.append(RestoreItem(v.name, "missing", v.shape, hint, key=v.key, did_you_mean=found))
     for v in variables:
         r = by_key.get(v.key)
@@ -585,7 +722,39 @@ def compare_restore(
         if r.kind != "model":
             kind = _RECORD_KINDS[r.kind]
             items.append(RestoreItem(r.name, kind, r.shape, _harmless_hint(framework, kind), r.path))
-    return RestoreReport(framework, checkpoint, root, len(variables) - len(missing), len(variables), items)
+    notes = list(setup.notes)
+    if elsewhere:
+        tops = dict.fromkeys(r.name.split(".", 1)[0] for r in elsewhere)
+        notes.append(f"{len(elsewhere)} other tensors of the file are not passed to this call "
+                     f"(under {', '.join(f'`{t}`' for t in tops)}): a second state dict (EMA, teacher)?")  # fmt: skip
+    unexpected = [r.name.removeprefix(setup.key_prefix) for r in unclaimed if passed is None or r.name in passed]
+    return RestoreReport(framework, checkpoint, root, len(variables) - len(missing), len(variables), items,
+                         notes, setup.call, unexpected if framework == "pytorch" else [], setup.fix,
+                         setup.other)  # fmt: skip
+
+
+def _fixed_keys(setup: RestoreSetup) -> set[str]:
+    """Record names (leftovers) and model keys (missing) that the fix restores."""
+    fix = setup.fix
+    if fix is None:
+        return set()
+    into = fix.submodule + "." if fix.submodule else ""
+    homes = {v.name for v in setup.variables if v.name.startswith(into)}
+    homes -= {into + k for k in fix.missing}
+    out = set(homes)
+    for v in setup.variables:
+        if v.name in homes:
+            out.add(setup.key_prefix + fix.strip_prefix + v.name[len(into):])
+    return out
+
+
+def _fix_words(setup: RestoreSetup) -> str:
+    fix = setup.fix or RestoreFix("", 0)
+    if fix.strip_prefix and fix.submodule:
+        return f"the file's keys carry `{fix.strip_prefix}` and hold `model.{fix.submodule}` only (see the fix)"
+    if fix.strip_prefix:
+        return f"the file's keys carry an extra `{fix.strip_prefix}` prefix (see the fix)"
+    return f"the file holds the keys of `model.{fix.submodule}` only, without its prefix (see the fix)"
 
 
 def _home_label(v: ModelVariable) -> str:
@@ -624,55 +793,106 @@ def _harmless_hint(framework: str, kind: str) -> str:
     return "checkpoint bookkeeping (the object graph): nothing to restore"
 
 
+def _count(n: int, total: int) -> str:
+    return "nothing" if n == 0 and total else ("everything" if n == total else f"{n} of {total}")
+
+
+def _indent(code: str) -> list[str]:
+    return ["    " + line for line in code.splitlines()]
+
+
+def _listed(names: list[str], verbose: bool) -> str:
+    shown = names if verbose else names[:4] + ([f"... {len(names) - 4} more"] if len(names) > 4 else [])
+    return ", ".join(shown)
+
+
 def render_restore_text(report: RestoreReport, *, verbose: bool = False) -> str:
-    """Human-readable restore report: what the model loses, what it lacks, what may be dropped safely."""
+    """Human-readable restore report: what the user's call restores as written, what it loses and lacks,
+    what may be dropped safely, and (PyTorch) the aligned call that would restore more."""
     s = report.summary
     lines = [f"{report.framework}: {s['restored']} of {s['model_variables']} model variables restored from "
-             f"{report.checkpoint}" + (f" (model at `{report.root}`)" if report.root else "")]  # fmt: skip
+             f"{report.checkpoint}" + (f" (weights at `{report.root}`)" if report.root else "")]  # fmt: skip
+    if report.call:
+        lines += ["  by this call, as written:", *_indent(report.call)]
+    if report.framework == "pytorch":
+        lines.append(f"  load_state_dict reports {len(report.missing)} missing_keys, "
+                     f"{len(report.unexpected)} unexpected_keys")  # fmt: skip
     titles = {
         "model_leftover": "model leftovers: checkpoint weights the model never restores",
         "shape_mismatch": "shape mismatches: restore fails",
         "missing": "missing: model variables the checkpoint does not provide (they keep their initial values)",
     }
+    fix = report.fix
     for kind, title in titles.items():
         items = report.by_kind(kind)
-        if items:
-            lines += ["", f"{title} ({len(items)})"]
+        if not items:
+            continue
+        lines += ["", f"{title} ({len(items)})"]
+        if fix is not None and kind != "shape_mismatch" and not verbose and len(items) > 4:
+            # a prefix makes every key differ: one line per hint, the fix below says the rest
+            by_hint: dict[str, list[str]] = {}
             for i in items:
-                lines += [f"  {i.path or i.name} {list(i.shape)}", f"    fix: {i.hint}"]
+                by_hint.setdefault(i.hint, []).append(i.path or i.name)
+            for hint, names in by_hint.items():
+                lines += [f"  {_listed(names, False)}", f"    fix: {hint}"]
+            continue
+        for i in items:
+            lines += [f"  {i.path or i.name} {list(i.shape)}", f"    fix: {i.hint}"]
     harmless = [i for i in report.items if i.kind in HARMLESS_KINDS]
     if harmless:
         lines += ["", f"safe to drop ({len(harmless)}): optimizer state, counters, bookkeeping"]
         for kind in HARMLESS_KINDS:
             items = report.by_kind(kind)
             if items:
-                names = [i.path or i.name for i in items]
-                shown = names if verbose else names[:4] + ([f"... {len(names) - 4} more"] if len(names) > 4 else [])
-                lines += [f"  {kind} ({len(items)}): {', '.join(shown)}", f"    {items[0].hint}"]
+                lines += [f"  {kind} ({len(items)}): {_listed([i.path or i.name for i in items], verbose)}",
+                          f"    {items[0].hint}"]  # fmt: skip
+    if fix is not None:
+        lines += ["", f"fix: this call restores {fix.restored} of {report.total}:", *_indent(fix.code)]
+        if fix.left_out:
+            lines.append(f"  it leaves out {len(fix.left_out)} keys without `{fix.strip_prefix}`: "
+                         f"{_listed(list(fix.left_out), verbose)}")  # fmt: skip
+        if fix.unexpected:
+            lines.append(f"  it still drops {len(fix.unexpected)} unexpected keys: "
+                         f"{_listed(list(fix.unexpected), verbose)}")  # fmt: skip
+        if fix.missing:
+            lines.append(f"  it still misses {len(fix.missing)}: {_listed(list(fix.missing), verbose)}")
+        if fix.untouched:
+            lines.append(f"  outside `model.{fix.submodule}`, {len(fix.untouched)} keep their initial values: "
+                         f"{_listed(list(fix.untouched), verbose)}")  # fmt: skip
+    if report.other is not None:
+        o = report.other
+        lines += ["", f"`{o.call}` restores {_count(o.restored, report.total)} here: {o.why}"]
     lines += [f"note: {n}" for n in report.notes]
     partial = "safe (only optimizer state, counters, bookkeeping left over)" if report.expect_partial_safe else (
         "NOT safe: it would silently drop model weights")  # fmt: skip
     drop = _LENIENT[report.framework]
-    lines += ["", f"{drop}: {partial}",
-              "verdict: " + ("the model restores completely" if report.ok else
-                             f"{s['counts']['model_leftover']} model leftovers, {s['counts']['missing']} missing, "
-                             f"{s['counts']['shape_mismatch']} mismatched")]  # fmt: skip
+    if report.ok:
+        verdict = "the model restores completely"
+    else:
+        c = s["counts"]
+        verdict = (f"restores {_count(report.matched, report.total)} as is ({c['model_leftover']} model leftovers, "
+                   f"{c['missing']} missing, {c['shape_mismatch']} mismatched)")  # fmt: skip
+        if fix is not None:
+            verdict += f"; the fix above restores {fix.restored} of {report.total}"
+    lines += ["", f"{drop}: {partial}", f"verdict: {verdict}"]
     return "\n".join(lines)
 
 
 def checkpoint_vs_model(model: Any, checkpoint: str | Path, *, batch: Any = None) -> RestoreReport:
-    """Which checkpoint values ``model`` would never restore, and which of its variables stay initial.
+    """What the user's own restore call does with ``checkpoint`` as it is, and the fix when it falls short.
 
     Args:
-        model: a ``torch.nn.Module`` (compared by ``state_dict()`` keys and shapes) or a Keras model /
-            ``tf.Module`` (matched the way ``tf.train.Checkpoint.read`` walks the object graph).
+        model: a ``torch.nn.Module`` (the report is ``model.load_state_dict(sd, strict=False)``'s result,
+            ``sd`` the file's state dict as saved) or a Keras model / ``tf.Module`` (matched the way
+            ``tf.train.Checkpoint.read`` walks the object graph, from where the model sits).
         checkpoint: any checkpoint ``bridge.load`` reads (for TF models: TF2 object-based, or a Keras 3
             ``.weights.h5`` / ``.keras`` for a Keras 3 model).
         batch: called on an unbuilt Keras model first, to create its variables.
 
     Returns:
-        A :class:`RestoreReport`: model leftovers (with a did-you-mean), optimizer state / counters /
-        bookkeeping (``expect_partial_safe`` when these are all that is left), missing variables, mismatches.
+        A :class:`RestoreReport`: the call, model leftovers (with a did-you-mean), optimizer state /
+        counters / bookkeeping (``expect_partial_safe`` when these are all that is left), missing
+        variables, mismatches, and a ``fix`` (code) when an aligned call restores more.
 
     Example:
         >>> report = bridge.checkpoint_vs_model(model, "ckpt/ckpt-1")   # doctest: +SKIP
@@ -689,23 +909,47 @@ def checkpoint_vs_model(model: Any, checkpoint: str | Path, *, batch: Any = None
                 hint="Convert it first (bridge convert), then compare the result",
             )  # fmt: skip
         if framework == "pytorch":
-            from pt_side.unused import restore_variables as torch_variables
+            from pt_side.unused import restore_setup as torch_setup
 
-            variables, root = torch_variables(model, ckpt)
+            setup = torch_setup(model, ckpt)
         else:
-            from tf_side.unused import restore_variables as tf_variables
+            from tf_side.unused import restore_setup as tf_setup
 
-            variables, root = tf_variables(model, ckpt, batch)
+            setup = tf_setup(model, ckpt, batch)
             if ckpt.metadata.get("layout") == "keras3":
                 framework = "keras"  # restored by Keras' load_weights, not tf.train.Checkpoint
-        return compare_restore(framework, variables, ckpt.values(), checkpoint=str(checkpoint), root=root)
+        return compare_restore(framework, setup.variables, ckpt.values(), checkpoint=str(checkpoint),
+                               root=setup.root, setup=setup)  # fmt: skip
 
 
-def best_prefix(keys: Iterable[str], names: Iterable[str], sep: str = ".") -> str:
-    """The prefix (``""`` or a first name component + ``sep``) under which most ``keys`` are in ``names``.
+def realign(file_keys: Iterable[str], model_keys: Iterable[str], modules: Iterable[str],
+            sep: str = ".") -> tuple[str, str, int]:  # fmt: skip
+    """The (prefix to strip from ``file_keys``, module of ``modules`` to load into, keys restored) that
+    restores most, by exact key: a DDP file's ``module.``, a head model's ``bert.`` loaded into the base
+    model, base-model keys loaded into ``model.bert``.  ``("", "", n)``: the keys as they are do best.
 
-    Training-state files nest the weights (``{"model": state_dict, "optimizer": ...}``).
+    Candidates: prefixes of one or two components on either side; ties keep the simpler alignment.
     """
-    keys, present = list(keys), set(names)
-    prefixes = [""] + list(dict.fromkeys(n.split(sep, 1)[0] + sep for n in present if sep in n))
-    return max(prefixes, key=lambda p: sum(p + k in present for k in keys))
+    present, wanted = set(file_keys), list(model_keys)
+
+    def prefixes(names: Iterable[str]) -> list[str]:
+        out: dict[str, None] = {}
+        for name in names:
+            parts = name.split(sep)
+            for depth in (1, 2):
+                if len(parts) > depth:
+                    out[sep.join(parts[:depth]) + sep] = None
+        return list(out)
+
+    strips = [""] + prefixes(present)
+    intos = [""] + [m + sep for m in dict.fromkeys(modules) if m and m.count(sep) < 2]
+    best = ("", "", sum(k in present for k in wanted))
+    for into in intos:
+        inner = [k[len(into) :] for k in wanted if k.startswith(into)]
+        if len(inner) <= best[2]:
+            continue
+        for strip in strips:
+            n = sum(strip + k in present for k in inner)
+            if n > best[2]:
+                best = (strip, into.removesuffix(sep), n)
+    return best

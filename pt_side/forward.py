@@ -67,13 +67,13 @@ def transformers_outputs(model: Any, inputs: dict[str, np.ndarray]) -> dict[str,
 def torch_module(factory: str, weights: Path) -> Any:
     """The twin built by ``file.py:factory`` with the state dict of ``weights`` loaded strictly."""
     from bridge.api import load
-    from bridge.unused import load_factory
+    from bridge.unused import TARGET_CONTRACT, load_factory
 
     try:
         import torch
     except ImportError as e:
         raise MissingDependency("torch is needed for the forward check", hint="pip install torch") from e
-    model = load_factory(factory)()
+    model = load_factory(factory, TARGET_CONTRACT)()
     with load(weights) as ckpt:
         state = {r.name: torch.from_numpy(np.array(r.numpy())) for r in ckpt.values() if r.kind == "model"}
     model.load_state_dict(state, strict=True)

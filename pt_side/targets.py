@@ -76,13 +76,13 @@ def module_spec(spec: str) -> TargetSpec:
     Modules come in registration order (``named_modules``), each with its kind for structural
     matching: a ``Conv2d`` with ``groups == in_channels > 1`` is depthwise.
     """
-    from bridge.unused import load_factory
+    from bridge.unused import TARGET_CONTRACT, load_factory
 
     try:
         import torch
     except ImportError as e:
         raise MissingDependency("torch is needed to build the target model", hint="pip install torch") from e
-    model = load_factory(spec)()
+    model = load_factory(spec, TARGET_CONTRACT)()
     if not isinstance(model, torch.nn.Module):
         raise UsageError("The target factory did not return a torch.nn.Module", detail=f"{spec} returned "
                          f"{type(model).__module__}.{type(model).__qualname__}",

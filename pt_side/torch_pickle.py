@@ -343,6 +343,30 @@ def _walk(obj: Any, prefix: str, seen: set[int]) -> Iterator[tuple[str, Any]]:
     seen.discard(id(obj))
 
 
+def tensor_dicts(obj: Any) -> list[list[str | int]]:
+    """Key paths of the dicts that hold tensors directly (``[]``: the root), first found first.
+
+    A training state nests its state dict (``{"model": sd, "optimizer": ...}``) and the flattened
+    names cannot tell that ``model.fc.weight`` came from ``obj["model"]`` rather than from a key
+    with a dotted prefix (``module.fc.weight``); what the user indexes before ``load_state_dict`` can.
+    """
+    out: list[list[str | int]] = []
+    seen: set[int] = set()
+
+    def visit(value: Any, path: list[str | int]) -> None:
+        if len(out) >= _MAX_SCALARS or id(value) in seen or not isinstance(value, (dict, list, tuple)):
+            return
+        seen.add(id(value))
+        items = list(value.items()) if isinstance(value, dict) else list(enumerate(value))
+        if isinstance(value, dict) and any(isinstance(v, Tensor) for _, v in items):
+            out.append(path)
+        for key, child in items:
+            visit(child, [*path, key if isinstance(key, (str, int)) else str(key)])
+
+    visit(obj, [])
+    return out
+
+
 def _records(parsed: _Parsed, maps: MappedFiles) -> tuple[list[TensorRecord], list[tuple[str, ...]], dict[str, Any]]:
     records: list[TensorRecord] = []
     scalars: dict[str, Any] = {}
@@ -494,6 +518,7 @@ def read(path: Path) -> Checkpoint:
             tied += file_tied
             if index is None:
                 metadata.update(style=parsed.style, **parsed.facts)
+                metadata["tensor_dicts"] = tensor_dicts(parsed.obj)
                 if scalars:
                     metadata["scalars"] = scalars
             else:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from bridge.core.errors import MissingDependency, UsageError
-from bridge.unused import ModelVariable, Row, UnusedReport, best_prefix, make_items
+from bridge.unused import ModelVariable, RestoreFix, RestoreSetup, Row, UnusedReport, make_items, realign
 
 
 def _torch() -> Any:
@@ -192,15 +192,98 @@ def _with_module_scopes(model: Any, names: list[str], rows: list[Row]) -> list[R
     return out
 
 
-def restore_variables(model: Any, ckpt: Any) -> tuple[list[ModelVariable], str]:
-    """``state_dict()`` entries as restore keys (what ``load_state_dict`` matches), under the prefix that fits.
+def restore_setup(model: Any, ckpt: Any) -> RestoreSetup:
+    """What ``model.load_state_dict(sd, strict=False)`` is given and matches, ``sd`` being the file's state dict
+    as saved: no prefix is aligned here; an alignment that restores more becomes the report's ``fix``.
 
-    A training-state file nests the weights (``{"model": ..., "optimizer": ...}``); the reader flattens
-    that to ``model.<key>``, so the prefix under which most keys are present is used.
+    A training-state file nests the weights (``{"model": sd, "optimizer": ...}``): the reader keeps the key
+    paths of the dicts that hold tensors (``tensor_dicts``), and ``sd`` is the one that fits the model best,
+    indexed out as the user would (``torch.load(f)["model"]``).  A dotted prefix on flat keys (DDP's
+    ``module.``, a head model's ``bert.``) is not a dict: ``load_state_dict`` does not see through it.
     """
     torch = _torch()
     if not isinstance(model, torch.nn.Module):
         raise UsageError("Not a PyTorch module", detail=type(model).__name__, hint="Pass a torch.nn.Module")
-    state = model.state_dict()
-    prefix = best_prefix(state, ckpt)
-    return [ModelVariable(prefix + k, k, tuple(int(d) for d in t.shape)) for k, t in state.items()], prefix.rstrip(".")
+    state = {k: tuple(int(d) for d in t.shape) for k, t in model.state_dict().items()}
+    modules = [name for name, _ in model.named_modules() if name]
+    groups = _by_dict(ckpt)
+
+    def fit(path: tuple[Any, ...]) -> tuple[int, int, int]:
+        keys = _relative(path, groups[path])
+        aligned = realign(keys, state, modules)[2]
+        return aligned, sum(k in set(keys) for k in state), -len(path)
+
+    path = max(groups, key=fit)
+    prefix = "".join(f"{k}." for k in path)
+    names = groups[path]
+    keys = _relative(path, names)
+    load = _load_code(ckpt, path)
+    variables = [ModelVariable(prefix + k, k, shape) for k, shape in state.items()]
+    as_is = sum(k in set(keys) for k in state)
+    strip, into, restored = realign(keys, state, modules)
+    fix = None
+    if restored > as_is:
+        fix = _fix(load, keys, state, strip, into, restored)
+    root = ".".join(str(k) for k in path)
+    return RestoreSetup(variables, root, f"{load}\nmodel.load_state_dict(sd, strict=False)", set(names), prefix, fix)
+
+
+def _by_dict(ckpt: Any) -> dict[tuple[Any, ...], list[str]]:
+    """Record names by the innermost dict (a key path, ``()`` = the file's root) that holds them."""
+    paths = [tuple(p) for p in ckpt.metadata.get("tensor_dicts") or [()]]
+    dotted = sorted(((".".join(map(str, p)), p) for p in paths), key=lambda e: -len(e[0]))
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    for r in ckpt.values():
+        home = next((p for d, p in dotted if not d or r.name.startswith(d + ".")), ())
+        groups.setdefault(home, []).append(r.name)
+    return groups
+
+
+def _relative(path: tuple[Any, ...], names: list[str]) -> list[str]:
+    prefix = "".join(f"{k}." for k in path)
+    return [n[len(prefix) :] for n in names]
+
+
+def _load_code(ckpt: Any, path: tuple[Any, ...]) -> str:
+    """The line that makes ``sd`` what the user passes: the file's dict, indexed down to ``path``."""
+    files = [f for f in ckpt.files if not f.endswith(".json")]
+    if ckpt.format == "safetensors":
+        head, one = "from safetensors.torch import load_file", "load_file({})"
+    else:
+        head, one = "import torch", "torch.load({}, weights_only=True)"
+    if len(files) == 1:
+        return f"{head}\nsd = {one.format(repr(files[0]))}" + "".join(f"[{k!r}]" for k in path)
+    return f"{head}\nsd = {{k: v for f in {files!r} for k, v in {one.format('f')}.items()}}"
+
+
+def _fix(load: str, keys: list[str], state: Mapping[str, Any], strip: str, into: str, restored: int) -> RestoreFix:
+    """The aligned call as code, and what torch's own result of it will say."""
+    every = all(k.startswith(strip) for k in keys)
+    if not strip:
+        given, arg = keys, "sd"
+    elif every:
+        given, arg = [k[len(strip) :] for k in keys], f"{{k.removeprefix({strip!r}): v for k, v in sd.items()}}"
+    else:
+        given = [k[len(strip) :] for k in keys if k.startswith(strip)]
+        arg = f"{{k.removeprefix({strip!r}): v for k, v in sd.items() if k.startswith({strip!r})}}"
+    inner = {k[len(into) + 1 :]: k for k in state if k.startswith(into + ".")} if into else dict.fromkeys(state)
+    target = "model" + (_attribute_path(into) if into else "")
+    code = f"{load}\n{target}.load_state_dict({arg}, strict=False)"
+    present = set(given)
+    return RestoreFix(
+        code, restored, strip, into,
+        missing=tuple(k for k in inner if k not in present),
+        unexpected=tuple(k for k in given if k not in inner),
+        untouched=tuple(k for k in state if into and not k.startswith(into + ".")),
+        left_out=() if every else tuple(k for k in keys if not k.startswith(strip)),
+    )  # fmt: skip
+
+
+def _attribute_path(module: str) -> str:
+    """``bert`` -> ``.bert``; a path with a ModuleList index or a keyword -> ``.get_submodule("layers.0")``."""
+    import keyword
+
+    parts = module.split(".")
+    if all(p.isidentifier() and not keyword.iskeyword(p) for p in parts):
+        return "".join(f".{p}" for p in parts)
+    return f".get_submodule({module!r})"

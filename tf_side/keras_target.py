@@ -17,7 +17,7 @@ from bridge.core.plan import TargetSpec, TargetTensor
 
 def keras_spec(spec: str) -> TargetSpec:
     """Names, shapes and Keras 3 groups of the model that ``file.py:factory`` returns."""
-    from bridge.unused import load_factory
+    from bridge.unused import TARGET_CONTRACT, load_factory
     from tf_side.keras3_weights import read_keras3_weights
 
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -25,7 +25,7 @@ def keras_spec(spec: str) -> TargetSpec:
         import keras
     except ImportError as e:
         raise MissingDependency("Keras 3 is needed to build the target model", hint="pip install tensorflow") from e
-    model = load_factory(spec)()
+    model = load_factory(spec, TARGET_CONTRACT)()
     if not isinstance(model, keras.Model) or not keras.__version__.startswith("3."):
         raise UsageError("The target factory did not return a Keras 3 model", detail=f"{spec} returned "
                          f"{type(model).__module__}.{type(model).__qualname__} (Keras {keras.__version__})",

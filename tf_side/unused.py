@@ -7,7 +7,7 @@ variable the trace never captures never enters an op.  "Reaches the loss" =
 "Gradients do not exist for variables ..." warning leaves out); the graph walk
 from the loss back to captured handles is kept as a cross-check.
 
-:func:`restore_variables` answers the other question of `bridge unused --checkpoint`:
+:func:`restore_setup` answers the other question of `bridge unused --checkpoint`:
 which checkpoint key each variable would be restored from, by TF's own object-graph walk.
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from bridge.core.errors import MissingDependency, UnsupportedFeature, UsageError
-from bridge.unused import ModelVariable, Row, UnusedReport, make_items
+from bridge.unused import ModelVariable, OtherCall, RestoreSetup, Row, UnusedReport, make_items
 from tf_side.object_graph import OBJECT_GRAPH_KEY, VARIABLE_VALUE, parse_object_graph
 
 
@@ -205,21 +205,23 @@ def _row(v: Any, kind: str, model_name: str | None, steps_used: int | None) -> R
 # --- checkpoint vs model: the object-graph walk tf.train.Checkpoint.read does -----------------------------------
 
 
-def restore_variables(model: Any, ckpt: Any, batch: Any = None) -> tuple[list[ModelVariable], str]:
-    """Each variable of ``model`` with the checkpoint key a restore would read it from.
+def restore_setup(model: Any, ckpt: Any, batch: Any = None) -> RestoreSetup:
+    """Each variable of ``model`` with the checkpoint key a restore would read it from, and that restore call.
 
     TF restores by walking the checkpoint's object graph and the Python objects together,
     breadth first from the root, matching children by local name and binding each checkpoint
     node once (``restore.py: _queue_children_for_restoration``).  We do the same walk from
     each place the model may sit (the checkpoint root, as tf-keras ``save_weights`` writes it,
-    or a root child: ``tf.train.Checkpoint(model=...)``) and keep the one that restores most.
+    or a root child: ``tf.train.Checkpoint(model=...)``) and keep the one that restores most;
+    the report names the call that reads from there, and what ``model.load_weights(path)``
+    (the call people try first) would do instead when that differs.
     A variable the walk never reaches gets the key it would need (its own shortest path).
     A Keras 3 weights file (``.weights.h5``, ``.keras``) is keyed by Keras' own layout instead.
     """
     tf = _tf()
     record = ckpt.get(OBJECT_GRAPH_KEY)
     if record is None and ckpt.metadata.get("layout") == "keras3":
-        return _keras3_variables(model, batch), ""
+        return RestoreSetup(_keras3_variables(model, batch), "", f"model.load_weights({str(ckpt.path)!r})")
     if record is None:
         raise UnsupportedFeature(
             "Not an object-based checkpoint", path=ckpt.path,
@@ -240,7 +242,42 @@ def restore_variables(model: Any, ckpt: Any, batch: Any = None) -> tuple[list[Mo
     for path, v in _variable_paths(tf, model, own):
         key = bound[root].get(id(_tf_variable(v))) or "/".join((*prefix, *map(_escape, path), _VALUE_SUFFIX))
         out.append(ModelVariable(key, variable_name(v, model_name), tuple(int(d) for d in v.shape)))
-    return out, root
+    where = str(ckpt.metadata.get("prefix") or ckpt.path)
+    at_root = len(bound[""].keys() & own.keys())
+    other = _load_weights_call(model, root, where, at_root)
+    return RestoreSetup(out, root, _read_call(model, root, where), other=other)
+
+
+def _keras_flavour(model: Any) -> str | None:
+    """``tf_keras`` (Keras 2: ``load_weights`` reads TF checkpoints), ``keras`` (Keras 3: it does not), or None."""
+    mods = {c.__module__.split(".")[0] for c in type(model).__mro__}
+    if "tf_keras" in mods or any(m.startswith("tensorflow.python.keras") for m in mods):
+        return "tf_keras"
+    return "keras" if "keras" in mods else None
+
+
+def _read_call(model: Any, root: str, where: str) -> str:
+    """The call that restores the model from where it sits in the checkpoint."""
+    if not root:
+        if _keras_flavour(model) == "tf_keras":
+            return f"model.load_weights({where!r})"
+        return f"tf.train.Checkpoint(model).read({where!r})"
+    kwarg = f"{root}=model" if root.isidentifier() else f"**{{{root!r}: model}}"
+    return f"tf.train.Checkpoint({kwarg}).read({where!r})"
+
+
+def _load_weights_call(model: Any, root: str, where: str, at_root: int) -> OtherCall | None:
+    """What ``model.load_weights(path)`` does when it is not the call that restores."""
+    call = f"model.load_weights({where!r})"
+    flavour = _keras_flavour(model)
+    if flavour == "keras":
+        return OtherCall(call, 0, "Keras 3's load_weights reads only .weights.h5, .keras and .h5 files "
+                         "(ValueError: File format not supported); use the call above")  # fmt: skip
+    if flavour == "tf_keras" and root:
+        why = (f"it restores from the checkpoint's root, and this checkpoint keeps the model under `{root}`"
+               + (" (tf-keras raises: Nothing except the root object matched)" if at_root == 0 else ""))
+        return OtherCall(call, at_root, why + "; use the call above")
+    return None
 
 
 def _keras3_variables(model: Any, batch: Any) -> list[ModelVariable]:

@@ -101,3 +101,47 @@ def test_ddp_flag_shows_ddp_message(torch):
         pytest.skip(f"cannot run 2 gloo processes here: {ddp['message']}")
     assert ddp["raised"] is True and "Expected to have finished reduction" in ddp["message"]
     assert ddp["unused_names"] == ["pooler.dense.weight", "pooler.dense.bias"]
+
+
+# --- a factory error states the calling command's contract ------------------------------------------------------
+
+TINY_BERT = Path(__file__).resolve().parents[2] / "examples" / "tiny-bert"
+TWIN = "def build_twin():\n    import torch\n    return torch.nn.Linear(2, 2)\n\n\nclass Helper:\n    pass\n"
+
+
+def _check(*args: str):
+    return CliRunner().invoke(cli, ["check", str(TINY_BERT), "--to", "pytorch", *args])
+
+
+def test_unused_file_without_factory_names_it_with_unuseds_contract(tmp_path):
+    (tmp_path / "train.py").write_text(TWIN)
+    result = _run(str(tmp_path / "train.py"))
+    assert result.exit_code == 2, result.output
+    assert f"name the factory: {tmp_path / 'train.py'}:NAME" in result.output
+    assert "`build_twin`, `Helper`" in result.output
+    assert "(model, batch) or (model, batch, loss_fn)" in result.output and "Traceback" not in result.output
+
+
+def test_check_target_typo_states_the_twins_contract(tmp_path, torch):
+    (tmp_path / "twin.py").write_text(TWIN)
+    result = _check("--target", f"{tmp_path / 'twin.py'}:build_twn")
+    assert result.exit_code == 2, result.output
+    assert "no callable `build_twn` (did you mean `build_twin`?)" in result.output
+    assert "torch.nn.Module" in result.output and "Keras model for --to tensorflow" in result.output
+    assert "(model, batch)" not in result.output
+
+
+def test_check_target_file_without_factory_says_name_it(tmp_path, torch):
+    (tmp_path / "twin.py").write_text(TWIN)
+    result = _check("--target", str(tmp_path / "twin.py"))
+    assert result.exit_code == 2, result.output
+    assert f"name the factory: {tmp_path / 'twin.py'}:NAME" in result.output and "`build_twin`" in result.output
+    assert "torch.nn.Module" in result.output and "Not a checkpoint" not in result.output
+
+
+@pytest.mark.parametrize("target", ["nothere/twin.py:build_twin", "nothere/model.safetensors", "nothere/dir"])
+def test_check_target_missing_path_says_it_does_not_exist(tmp_path, target, torch):
+    result = _check("--target", str(tmp_path / target))
+    assert result.exit_code == 2, result.output
+    assert "does not exist" in result.output and "Not a checkpoint" not in result.output
+    assert "Unknown transformers class" not in result.output

@@ -44,6 +44,9 @@ def test_training_state_only_optimizer_leftovers(models, files, torch):
     assert report.expect_partial_safe and report.exit_code == 0
     result = model.load_state_dict(torch.load(state, weights_only=True)["model"], strict=False)
     assert result.missing_keys == [] and result.unexpected_keys == []
+    assert "torch.load(" in report.call and "weights_only=True)['model']" in report.call and report.fix is None
+    result, _ = _run_call(report.call, model)  # the report's call, as written, is that call
+    assert result.missing_keys == [] and result.unexpected_keys == []
 
 
 def test_renamed_module_is_a_model_leftover_with_did_you_mean(models, files, torch):
@@ -80,3 +83,129 @@ def test_tensorflow_checkpoint_for_a_torch_model_is_exit_2(models):
     assert result.exit_code == 2 and "different frameworks" in result.output, result.output
     result = CliRunner().invoke(cli, ["unused", f"{PT_MODELS}:classifier", "--checkpoint", str(tiny), "--ddp"])
     assert result.exit_code == 2 and "only compares names and shapes" in result.output, result.output
+
+
+# --- the report is load_state_dict's own result for the file as it is, and its fix really loads ---------------
+
+BERT_DDP = Path(__file__).resolve().parents[1] / "fixtures" / "bert-ddp"
+
+
+def _run_call(code: str, model):
+    """Execute a report's code as the user would: every line but the last sets up ``sd``, the last loads."""
+    *setup, last = code.splitlines()
+    namespace = {"model": model}
+    exec("\n".join(setup), namespace)  # noqa: S102 - the code under test, written by the report
+    return eval(last, namespace), namespace["sd"]  # noqa: S307
+
+
+def _bert(cls_name: str):
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    torch.manual_seed(0)
+    return getattr(transformers, cls_name)(transformers.BertConfig.from_pretrained(str(BERT_DDP)))
+
+
+@pytest.fixture(scope="module")
+def bert_files(torch, tmp_path_factory):
+    """Files written by real torch.save / safetensors from tiny transformers models: clean, partial, prefixed,
+    nested (a training state whose weights carry DDP's prefix)."""
+    from safetensors.torch import save_file
+
+    folder = tmp_path_factory.mktemp("bert-files")
+    base = _bert("BertModel").state_dict()
+    save_file({k: v.contiguous() for k, v in base.items()}, str(folder / "clean.safetensors"))
+    partial = {k: v for k, v in base.items() if not k.startswith(("pooler.", "encoder.layer.1.output."))}
+    torch.save(partial, folder / "partial.pt")
+    pretraining = _bert("BertForPreTraining").state_dict()  # bert.* (with the pooler) + cls.*
+    torch.save(pretraining, folder / "pretraining.bin")
+    ddp = torch.load(BERT_DDP / "pytorch_model.bin", weights_only=True)
+    torch.save({"model": ddp, "epoch": 3}, folder / "state-ddp.pt")
+    return folder
+
+
+CASES = {
+    # file, model class, (restored as is, fix: strip, submodule, restored after)
+    "clean": ("clean.safetensors", "BertModel", (39, None)),
+    "partial": ("partial.pt", "BertModel", (33, None)),
+    "ddp": (BERT_DDP, "BertModel", (0, ("module.", "", 39))),
+    "bert-prefix": ("pretraining.bin", "BertModel", (0, ("bert.", "", 39))),
+    "base-into-head": ("clean.safetensors", "BertForSequenceClassification", (0, ("", "bert", 39))),
+    "ddp-into-head": (BERT_DDP, "BertForSequenceClassification", (0, ("module.", "bert", 39))),
+    "nested-ddp": ("state-ddp.pt", "BertModel", (0, ("module.", "", 39))),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_report_is_load_state_dicts_result_as_is(case, bert_files):
+    file, cls_name, (restored, fix) = CASES[case]
+    path = file if isinstance(file, Path) else bert_files / file
+    model = _bert(cls_name)
+    report = bridge.checkpoint_vs_model(model, path)
+    assert report.call.endswith("model.load_state_dict(sd, strict=False)")
+    result, sd = _run_call(report.call, model)  # the user's own call, with sd as the report builds it
+    assert set(report.missing) == set(result.missing_keys)
+    assert set(report.unexpected) == set(result.unexpected_keys)
+    assert report.matched == restored == len(model.state_dict()) - len(result.missing_keys)
+    assert report.exit_code == (0 if restored == report.total else 1)
+    if fix is None:
+        assert report.fix is None
+        return
+    strip, submodule, after = fix
+    assert (report.fix.strip_prefix, report.fix.submodule, report.fix.restored) == (strip, submodule, after)
+    payload = report.to_json()
+    assert payload["fix"]["restored_after_fix"] == after and payload["summary"]["restored"] == restored
+    assert set(payload["unexpected"]) == set(result.unexpected_keys)
+    fresh = _bert(cls_name)
+    fixed, sd = _run_call(report.fix.code, fresh)
+    assert list(fixed.missing_keys) == list(report.fix.missing) == []
+    assert list(fixed.unexpected_keys) == list(report.fix.unexpected) == []
+    prefix = f"{submodule}." if submodule else ""
+    loaded = fresh.state_dict()
+    for key in loaded:
+        if key.startswith(prefix):  # every weight of the (sub)module now holds the file's value
+            assert torch_equal(loaded[key], sd[strip + key[len(prefix) :]]), key
+    untouched = {k for k in loaded if not k.startswith(prefix)}
+    assert set(report.fix.untouched) == untouched  # the classifier keeps its initial values
+    given = {strip + k for k in fresh.state_dict() if k.startswith(prefix)}
+    assert set(report.fix.left_out) == {k for k in sd if not k.startswith(strip)} - given  # cls.* for bert.
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
+
+
+def test_nested_state_is_indexed_not_stripped(bert_files):
+    """{"model": sd}: the user indexes the dict (a real sub-dict of the pickle), the DDP prefix is a key prefix."""
+    report = bridge.checkpoint_vs_model(_bert("BertModel"), bert_files / "state-ddp.pt")
+    assert report.root == "model"
+    assert "weights_only=True)['model']\n" in report.call
+    assert "{k.removeprefix('module.'): v for k, v in sd.items()}" in report.fix.code
+    assert not any("epoch" in u for u in report.unexpected)
+
+
+def test_ddp_text_says_nothing_is_restored_as_is(bert_files):
+    report = bridge.checkpoint_vs_model(_bert("BertModel"), BERT_DDP)
+    text = bridge.unused.render_restore_text(report)
+    assert "pytorch: 0 of 39 model variables restored" in text
+    assert "load_state_dict reports 39 missing_keys, 39 unexpected_keys" in text
+    assert "verdict: restores nothing as is" in text and "the fix above restores 39 of 39" in text
+    assert "load_state_dict(..., strict=False): NOT safe" in text
+    assert "restores completely" not in text
+
+
+def test_cli_ddp_json_and_exit_1(bert_files, tmp_path):
+    pytest.importorskip("transformers")
+    factory = tmp_path / "f.py"
+    factory.write_text("from transformers import BertConfig, BertModel\n\n\ndef build():\n"
+                       f"    return BertModel(BertConfig.from_pretrained({str(BERT_DDP)!r})), None\n")  # fmt: skip
+    result = CliRunner().invoke(cli, ["unused", f"{factory}:build", "--checkpoint", str(BERT_DDP), "--json"])
+    assert result.exit_code == 1, result.output
+    payload = json.loads(result.output)
+    assert payload["summary"]["restored"] == 0 and payload["summary"]["unexpected"] == 39
+    assert payload["fix"]["strip_prefix"] == "module." and payload["fix"]["restored_after_fix"] == 39
+    assert "removeprefix('module.')" in payload["fix"]["code"]
+    text = CliRunner().invoke(cli, ["unused", f"{factory}:build", "--checkpoint", str(BERT_DDP)])
+    assert text.exit_code == 1 and "fix: this call restores 39 of 39" in text.output, text.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -152,3 +153,79 @@ def test_keras3_file_wider_head(models, keras3_files):
     assert {i.name for i in report.by_kind("shape_mismatch")} == {"head/vars/0", "head/vars/1"}
     assert report.exit_code == 1
     assert _keras3_load(model, keras3_files / "model.weights.h5") is not None
+
+
+# --- the report names the call that restores as found, and what model.load_weights does instead -----------------
+
+
+def _weights(model):
+    return [v.numpy().copy() for v in model.weights]
+
+
+def _same(a, b) -> bool:
+    return all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_child_checkpoint_names_checkpoint_read_and_load_weights_fails(models, trained, tf):
+    """tf.train.Checkpoint(model=m).write: the report's call restores; Keras 3's load_weights cannot read it."""
+    saved, batch = models.keras_classifier()
+    saved(batch)
+    tf.train.Checkpoint(model=saved).read(trained).expect_partial()
+    model, batch = models.keras_classifier()
+    report = bridge.checkpoint_vs_model(model, trained, batch=batch)
+    assert report.call == f"tf.train.Checkpoint(model=model).read({trained!r})"
+    status = eval(report.call, {"tf": tf, "model": model})  # noqa: S307 - the report's code, run as written
+    status.assert_existing_objects_matched()
+    assert _same(_weights(model), _weights(saved))
+    assert report.other is not None and report.other.call == f"model.load_weights({trained!r})"
+    assert report.other.restored == 0 and "File format not supported" in report.other.why
+    with pytest.raises(ValueError, match="File format not supported"):
+        model.load_weights(trained)  # Keras 3's own answer
+
+
+def test_root_checkpoint_for_keras3_is_checkpoint_of_the_model(models, tf, tmp_path):
+    saved, batch = models.keras_classifier()
+    saved(batch)
+    path = tf.train.Checkpoint(saved).write(str(tmp_path / "root"))
+    model, batch = models.keras_classifier()
+    report = bridge.checkpoint_vs_model(model, path, batch=batch)
+    assert report.root == "" and report.call == f"tf.train.Checkpoint(model).read({path!r})" and report.ok
+    eval(report.call, {"tf": tf, "model": model}).assert_consumed()  # noqa: S307
+    assert _same(_weights(model), _weights(saved))
+
+
+def _tf_keras_model(tf_keras, seed: int):
+    tf_keras.utils.set_random_seed(seed)
+    model = tf_keras.Sequential([tf_keras.layers.Dense(3, input_shape=(4,)), tf_keras.layers.Dense(2)])
+    return model
+
+
+def test_tf_keras_save_weights_is_load_weights(tf, tmp_path):
+    tf_keras = pytest.importorskip("tf_keras")
+    saved = _tf_keras_model(tf_keras, 1)
+    saved.save_weights(str(tmp_path / "weights"))
+    model = _tf_keras_model(tf_keras, 2)
+    report = bridge.checkpoint_vs_model(model, tmp_path / "weights")
+    where = str(tmp_path / "weights")
+    assert report.root == "" and report.call == f"model.load_weights({where!r})" and report.other is None
+    assert report.ok and report.matched == report.total == 4
+    eval(report.call, {"model": model}).assert_existing_objects_matched()  # noqa: S307
+    assert _same(_weights(model), _weights(saved))
+
+
+def test_tf_keras_child_checkpoint_load_weights_restores_nothing(tf, tmp_path):
+    tf_keras = pytest.importorskip("tf_keras")
+    saved = _tf_keras_model(tf_keras, 1)
+    path = tf.train.Checkpoint(model=saved).write(str(tmp_path / "ckpt"))
+    model = _tf_keras_model(tf_keras, 2)
+    report = bridge.checkpoint_vs_model(model, path)
+    assert report.root == "model" and report.call == f"tf.train.Checkpoint(model=model).read({path!r})"
+    assert report.other.call == f"model.load_weights({path!r})" and report.other.restored == 0
+    text = bridge.unused.render_restore_text(report)
+    assert f"`model.load_weights({path!r})` restores nothing here" in text
+    before = _weights(model)
+    with pytest.raises(AssertionError, match="Nothing except the root object matched"):
+        model.load_weights(path)  # tf-keras itself: nothing restored
+    assert _same(_weights(model), before)
+    eval(report.call, {"tf": tf, "model": model}).assert_existing_objects_matched()  # noqa: S307
+    assert _same(_weights(model), _weights(saved))
