@@ -23,8 +23,7 @@ from bridge.core.plan import Plan, TargetSpec, TargetTensor, UserRuleUse
 from bridge.rules import Rule, RulePack, get_pack, packs
 from bridge.rules.user import RuleFile, is_rule_file, load_rule_file
 
-_CONFIG_NAMES = ("config.json", "bert_config.json")
-DEFAULT_TF_LAYOUT = "google-bert"  # what a PyTorch BERT becomes with --to tensorflow and no --target
+_CONFIG_NAME = "config.json"  # transformers' own; a pack names its family's others (``bert_config.json``)
 # file.py:factory, a model built by the user's code; a bare file.py too, so that the error names the factory
 _FACTORY = re.compile(r".+\.py(:[A-Za-z_]\w*)?")
 
@@ -97,14 +96,17 @@ def _choose_pack(ckpt: Checkpoint, target: str | None, rules: str | None, user: 
 
 
 def _detect_pack(ckpt: Checkpoint, target: str | None, extra_rules: tuple[Rule, ...] = ()) -> RulePack:
-    """The pack that maps most model tensors (with the user's rules counted for every pack)."""
-    from bridge.rules import keras
-
+    """The pack that maps most model tensors (with the user's rules counted for every pack); a source no rules
+    map goes to a pack that claims it by structure (``detect``)."""
     names = [r.name for r in ckpt.values() if r.kind == "model"]
     if extra_rules:
         names = [n for n in names if not any(rule.apply(n) for rule in extra_rules)] or names
-    if ckpt.framework == "pytorch" and (is_factory(target) or _keras_reference(target)):
-        return keras.PACK  # a Keras model (or Keras 3 weights file) to fill from PyTorch weights
+    if ckpt.framework == "pytorch" and target is not None:
+        # A model built by the user's code (a Keras model to fill) is matched by structure; a target file may
+        # be claimed by a pack (a Keras weights file).
+        for pack in packs():
+            if (is_factory(target) and pack.bind is not None) or (pack.claims_target and pack.claims_target(target)):
+                return pack
     if ckpt.framework == "pytorch":
         # Rules are written over TF-side names, so a PyTorch source is placed by its TF side:
         # the layout asked for, else the names of a TF reference checkpoint, else the default layout.
@@ -113,12 +115,12 @@ def _detect_pack(ckpt: Checkpoint, target: str | None, extra_rules: tuple[Rule, 
             return layouts[target]
         names = _reference_tf_names(target) if target else []
         if not names:
-            return layouts[DEFAULT_TF_LAYOUT]
+            return next(p for p in layouts.values() if p.tf_default)
     scored = sorted(((p.claims(names), p.name, p) for p in packs()), reverse=True)
-    entries = [(r.name, r.shape, r.path) for r in ckpt.values() if r.kind == "model"]
-    if (not scored or scored[0][0] == 0) and keras.looks_keras(ckpt.format, ckpt.metadata, entries):
-        return keras.PACK
     if not scored or scored[0][0] == 0:
+        by_structure = [p for p in packs() if p.detect is not None and p.detect(ckpt)]
+        if by_structure:
+            return by_structure[0]
         raise UsageError(
             "No rule pack recognises this checkpoint",
             detail=f"{len(names)} model tensors, e.g. `{names[0] if names else '-'}`",
@@ -152,7 +154,7 @@ def _resolve_config(
     The inferred part still matters with a config file: structure facts that only the checkpoint
     knows (a name prefix, whether stacks are shared) come from it; the file decides every key it sets.
     """
-    given, notes = _given_config(ckpt, config)
+    given, notes = _given_config(ckpt, pack, config)
     if pack.config_from_source is None:
         return given or {}, notes
     shapes = {r.name: r.shape for r in ckpt.values()}
@@ -174,18 +176,19 @@ def _resolve_config(
 
 
 def _given_config(
-    ckpt: Checkpoint, config: str | os.PathLike[str] | dict[str, Any] | None
+    ckpt: Checkpoint, pack: RulePack, config: str | os.PathLike[str] | dict[str, Any] | None
 ) -> tuple[dict[str, Any] | None, list[str]]:
     if isinstance(config, dict):
         return dict(config), []
     if config is not None:
         path = Path(config)
         if not path.is_file():
-            raise CheckpointNotFound("Config file not found", path=path, hint="Pass bert_config.json or config.json")
+            names = " or ".join((_CONFIG_NAME, *pack.config_files))
+            raise CheckpointNotFound("Config file not found", path=path, hint=f"Pass the model's config file ({names})")
         return _read_json(path), [f"config: {path}"]
     base = Path(ckpt.path)
     folder = base if base.is_dir() else base.parent
-    for name in _CONFIG_NAMES:
+    for name in (_CONFIG_NAME, *pack.config_files):
         if (folder / name).is_file():
             return _read_json(folder / name), [f"config: {folder / name}"]
     return None, []
@@ -232,7 +235,8 @@ def resolve_target(
         if target not in (None, pack.name):
             known = ", ".join(tf_layouts())
             raise UsageError(f"Unknown TensorFlow layout '{target}'", hint=f"Known: {known}, or a reference path")
-        heads, labels = _source_heads(ckpt, config)
+        shapes = {r.name: r.shape for r in ckpt.values()}
+        heads, labels = pack.source_heads(shapes, config) if pack.source_heads else ([], None)
         try:
             layout = pack.tf_layout(config if labels is None else {**config, "num_labels": labels}, heads)
         except KeyError as e:
@@ -278,32 +282,9 @@ def _unknown_class(name: str, pack: RulePack, others: Sequence[str]) -> UsageErr
                       "a reference checkpoint or FILE.py:FACTORY")  # fmt: skip
 
 
-def _keras_reference(target: str | None) -> bool:
-    """A Keras 3 weights file (or a folder holding one, as convert writes) as the TF-side target."""
-    if target is None:
-        return False
-    path = Path(target)
-    return target.endswith((".weights.h5", ".keras")) or (path.is_dir() and any(path.glob("*.weights.h5")))
-
-
 def _keras3_layout(metadata: dict[str, Any]) -> dict[str, Any]:
     """What a Keras 3 writer needs besides the tensors: every object's ``vars`` group and name."""
     return {"layout": "keras3", "object_names": dict(metadata.get("object_names", {}))}
-
-
-def _source_heads(ckpt: Checkpoint, config: dict[str, Any]) -> tuple[list[str], int | None]:
-    """Which optional parts of the TF layout the PyTorch source fills (by its class's names), and the size
-    of its classifier: the weights say how many labels it has, whatever the config's ``id2label`` says."""
-    names = [r.name for r in ckpt.values()]
-    heads = []
-    for key, probe in (("pooler", "pooler."), ("mlm", "cls.predictions."), ("nsp", "cls.seq_relationship."),
-                       ("classifier", "classifier."), ("qa", "qa_outputs.")):  # fmt: skip
-        if any(probe in n for n in names):
-            heads.append(key)
-    classifier = next((r for r in ckpt.values() if r.name.endswith("classifier.weight") and len(r.shape) == 2), None)
-    if "classifier" in heads and any("MultipleChoice" in a for a in config.get("architectures") or ()):
-        heads[heads.index("classifier")] = "choice"  # one score per choice: a classifier of one unit
-    return heads, None if classifier is None else classifier.shape[0]
 
 
 def _user_rule_uses(

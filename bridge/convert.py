@@ -19,6 +19,7 @@ from bridge.core import dtypes
 from bridge.core.atomic import atomic_directory
 from bridge.core.errors import BridgeError, UsageError
 from bridge.core.model import Checkpoint, TensorRecord
+from bridge.core.packs import RulePack, resolve
 from bridge.core.plan import Plan
 from bridge.core.transforms import Transform, assemble, parse
 from bridge.rules import get_pack
@@ -253,52 +254,39 @@ def _write_pytorch(tmp: Path, tensors: list[Any], plan: Plan, pack: Any, out_for
     else:
         raise UsageError(f"Unknown PyTorch output format '{out_format}'", hint="Use safetensors or bin")
     files = [p.name for p in paths]
-    if plan.pack == "keras":
-        notes.append("no config.json: a plain nn.Module has none; load with "
+    if pack.pt_config is None or not plan.target.class_name:
+        notes.append("no config.json: the target is a plain state dict; load with "
                      "model.load_state_dict(safetensors.torch.load_file(...), strict=True)")  # fmt: skip
-    if pack.pt_config is not None and plan.target.class_name:
+    else:
         config, config_notes = pack.pt_config(plan.target.config or {}, plan.target.class_name)
         notes.extend(config_notes)
         files.append(write_config(tmp, config).name)
     return files
 
 
-# TF layout -> (--format name, weights file, config file).  Other layouts are TF1 names: a TF1 checkpoint.
-_TF_OUTPUTS = {"hf-tf": ("hf-tf", "tf_model.h5", "config.json")}
-_TF1_OUTPUT = ("google-bert", "bert_model.ckpt", "bert_config.json")
-
-
-def _write_tensorflow(tmp: Path, tensors: list[Any], plan: Plan, pack: Any, out_format: str,
+def _write_tensorflow(tmp: Path, tensors: list[Any], plan: Plan, pack: RulePack, out_format: str,
                       hook: Any, notes: list[str]) -> list[str]:  # fmt: skip
+    """The pack's TF-side files (:class:`~bridge.core.packs.Output`), its config beside them."""
     from pt_side.state_dict_writer import write_config
 
-    if plan.pack == "keras":
-        from tf_side.keras3_weights_writer import write_keras3_weights
-
-        if out_format not in ("keras", "safetensors"):
-            raise UsageError(f"Unknown Keras output format '{out_format}'", hint="Use keras (a .weights.h5)")
-        notes.append("load it with model.load_weights(OUT/model.weights.h5) on the Keras model of --target")
-        return [write_keras3_weights(tmp / "model.weights.h5", tensors, plan.target.metadata, on_tensor=hook).name]
-    kind, weights, config_name = _TF_OUTPUTS.get(pack.name, _TF1_OUTPUT)
-    if out_format not in (kind, "safetensors"):  # safetensors: the CLI default, meaning "the layout's own"
+    output = pack.tf_output
+    if output is None:
+        raise UsageError(f"The {pack.name} rules write no TensorFlow files", hint="Convert --to pytorch instead")
+    if out_format not in (output.format, "safetensors"):  # safetensors: the CLI default, meaning "the layout's own"
         raise UsageError(f"Unknown TensorFlow output format '{out_format}'",
-                         hint=f"The {pack.name} layout is written as {weights}: omit --format or pass "
-                         f"--format {kind}")  # fmt: skip
+                         hint=f"The {pack.name} layout is written as {output.weights}: omit --format or pass "
+                         f"--format {output.format}")  # fmt: skip
     order = {name: i for i, name in enumerate(plan.target.tensors)}
     tensors = sorted(tensors, key=lambda t: order[t.name])  # the layout's own order (Keras' weight order)
-    if kind == "hf-tf":
-        from tf_side.keras2_h5_writer import write_keras2_h5
-
-        paths = write_keras2_h5(tmp / weights, tensors, on_tensor=hook)
-    else:
-        from tf_side.bundle_writer import write_tf1_checkpoint
-
-        paths = write_tf1_checkpoint(tmp / weights, tensors, on_tensor=hook)
+    write = resolve(output.writer)
+    paths = write(tmp / output.weights, tensors, metadata=plan.target.metadata, on_tensor=hook)
+    if output.note:
+        notes.append(output.note)
     files = [p.name for p in paths]
-    if pack.tf_config is not None:
+    if pack.tf_config is not None and output.config is not None:
         config, config_notes = pack.tf_config(plan.target.config or {}, plan.target.class_name or pack.name)
         notes.extend(config_notes)
-        files.append(write_config(tmp, config, config_name).name)
+        files.append(write_config(tmp, config, output.config).name)
     return files
 
 

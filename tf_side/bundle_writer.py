@@ -10,8 +10,9 @@ what TF's ``Saver`` writes for the same variables, byte for byte.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +30,10 @@ _FOOTER_HANDLES = 40
 
 
 def write_tf1_checkpoint(
-    prefix: Path, tensors: Sequence[Planned], *, on_tensor: Callable[[Planned], None] | None = None
+    prefix: Path, tensors: Sequence[Planned],
+    *,
+    metadata: Mapping[str, Any] | None = None,  # the target's; these layouts need none
+    on_tensor: Callable[[Planned], None] | None = None
 ) -> list[Path]:
     """Write ``prefix.index`` and ``prefix.data-00000-of-00001``; values stream one at a time."""
     ordered = sorted(tensors, key=lambda t: t.name.encode())

@@ -13,8 +13,9 @@ groups, so the same input gives the same bytes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import h5py
 
@@ -31,7 +32,10 @@ _H5_TYPES = frozenset({"bool", "int8", "int16", "int32", "int64", "uint8", "uint
 
 
 def write_keras2_h5(
-    path: Path, tensors: Sequence[Planned], *, on_tensor: Callable[[Planned], None] | None = None
+    path: Path, tensors: Sequence[Planned],
+    *,
+    metadata: Mapping[str, Any] | None = None,  # the target's; these layouts need none
+    on_tensor: Callable[[Planned], None] | None = None
 ) -> list[Path]:
     """Write ``tensors`` as a Keras 2 weights file; values stream one at a time.
 

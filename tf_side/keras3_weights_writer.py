@@ -9,7 +9,7 @@ variables still have their empty ``vars`` group, and the model's own is ``/vars`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +23,20 @@ from bridge.core.stream import produced_value
 def write_keras3_weights(
     path: Path,
     tensors: Sequence[Any],
-    layout: dict[str, Any],
     *,
+    metadata: Mapping[str, Any],
     on_tensor: Callable[[Any], None] | None = None,
-) -> Path:
+) -> list[Path]:
     """Write ``tensors`` (named ``<object path>/vars/<i>``) and the ``vars`` groups of ``layout``.
 
     Args:
         path: the ``.weights.h5`` to create.
         tensors: objects with ``name``, ``shape``, ``dtype`` and ``produce()`` (one value at a time).
-        layout: ``{"object_names": {vars group path: object name}}`` from the target model's own file.
+        metadata: the target's, ``{"object_names": {vars group path: object name}}`` from the Keras model's
+            own file.
         on_tensor: called after each tensor (progress).
     """
-    object_names: dict[str, str] = layout.get("object_names", {})
+    object_names: dict[str, str] = dict(metadata.get("object_names", {}))
     with h5py.File(path, "w") as f:
         for group, name in sorted(object_names.items()):
             f.require_group(group).attrs["name"] = name
@@ -48,4 +49,4 @@ def write_keras3_weights(
             f.require_group(group).create_dataset(index, data=value)
             if on_tensor is not None:
                 on_tensor(t)
-    return path
+    return [path]

@@ -82,6 +82,21 @@ class Incompatible:
 
 
 @dataclass(frozen=True)
+class Output:
+    """How ``convert`` writes a pack's TF-side layout: the writer is an import string, so the core names no adapter.
+
+    The writer is called as ``function(path, tensors, *, metadata, on_tensor) -> list[Path]`` with the planned
+    tensors in the layout's order and the target's metadata.
+    """
+
+    format: str  # the ``--format`` value that names these files
+    writer: str  # "module:function"
+    weights: str  # the weights file (or checkpoint prefix) the writer gets, in the output directory
+    config: str | None = None  # the config file the pack's ``tf_config`` fills
+    note: str | None = None  # how to load the result, for the report
+
+
+@dataclass(frozen=True)
 class RulePack:
     """Everything the matcher knows about one family of checkpoints.
 
@@ -108,7 +123,19 @@ class RulePack:
             tensors transformers does not tie itself, written by convert beside the matched ones.
         bind: ``(source checkpoint, target spec) -> (pack, notes)``: a structural pack (Keras) whose
             rules are generated for one source + target pair, as exact names; the rest of the
-            matcher then runs as for any pack.
+            matcher then runs as for any pack.  A target built by the user's code (``file.py:factory``)
+            from a PyTorch source goes to the structural pack.
+        detect: ``(checkpoint) -> bool``: claims a source none of the packs' rules map (structural packs).
+        claims_target: ``(--target) -> bool``: a PyTorch source with this target belongs to this pack
+            (a Keras weights file to fill).
+        config_files: config file names beside a source that this family reads (besides ``config.json``).
+        source_heads: ``(PyTorch source shapes by name, config) -> (heads, classifier size)``: which optional parts
+            of ``tf_layout`` a PyTorch source fills.
+        tf_default: the layout ``--to tensorflow`` writes for a PyTorch source when no ``--target`` is given.
+        tf_output: how ``convert`` writes the TF side (:class:`Output`).
+        forward_check: ``"module:function"`` of the forward comparison ``verify`` runs (a reference
+            forward), or None: values only.  Called as ``function(report, **context)``; see
+            :func:`bridge.verify.verify`.
     """
 
     name: str
@@ -130,6 +157,13 @@ class RulePack:
     tf_config: Callable[[dict[str, Any], str], tuple[dict[str, Any], list[str]]] | None = None
     pt_copies: Callable[[dict[str, Any], str], dict[str, str | None]] | None = None
     bind: Callable[[Any, Any], tuple[RulePack, list[str]]] | None = None
+    detect: Callable[[Any], bool] | None = None
+    claims_target: Callable[[str], bool] | None = None
+    config_files: tuple[str, ...] = ()
+    source_heads: Callable[[dict[str, tuple[int, ...]], dict[str, Any]], tuple[list[str], int | None]] | None = None
+    tf_default: bool = False
+    tf_output: Output | None = None
+    forward_check: str | None = None
 
     def map_name(self, name: str) -> tuple[str, Transform] | None:
         for rule in self.rules:
@@ -150,3 +184,11 @@ class RulePack:
         """Fraction of ``names`` some rule maps: how well this pack fits a checkpoint."""
         names = list(names)
         return sum(self.map_name(n) is not None for n in names) / len(names) if names else 0.0
+
+
+def resolve(spec: str) -> Any:
+    """The object an import string ``"module:attribute"`` names, imported now."""
+    import importlib
+
+    module_name, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module_name), attr)

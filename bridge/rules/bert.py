@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from bridge.rules import Head, Incompatible, Optional_, Rule, RulePack
+from bridge.rules import Head, Incompatible, Optional_, Output, Rule, RulePack
 
 _LAYER = r"bert/encoder/layer_(\d+)"
 
@@ -247,6 +247,23 @@ INCOMPATIBLE = (
     ),
 )
 
+def source_heads(shapes: dict[str, tuple[int, ...]], config: dict[str, Any]) -> tuple[list[str], int | None]:
+    """Which optional parts of the TF layout a PyTorch BERT fills (by its class's names), and the size of its
+    classifier: the weights say how many labels it has, whatever the config's ``id2label`` says."""
+    heads = []
+    for key, probe in (("pooler", "pooler."), ("mlm", "cls.predictions."), ("nsp", "cls.seq_relationship."),
+                       ("classifier", "classifier."), ("qa", "qa_outputs.")):  # fmt: skip
+        if any(probe in n for n in shapes):
+            heads.append(key)
+    classifier = next((s for n, s in shapes.items() if n.endswith("classifier.weight") and len(s) == 2), None)
+    if "classifier" in heads and any("MultipleChoice" in a for a in config.get("architectures") or ()):
+        heads[heads.index("classifier")] = "choice"  # one score per choice: a classifier of one unit
+    return heads, None if classifier is None else classifier[0]
+
+
+# The forward comparison verify runs: transformers against a TF2 reference of google-research's math.
+FORWARD_CHECK = "bridge.verify_bert:bert_forward_check"
+
 PACK = RulePack(
     name="google-bert",
     description="google-research/bert TF1 checkpoints <-> transformers Bert* classes",
@@ -261,4 +278,11 @@ PACK = RulePack(
     base_prefix="bert",
     pt_config=pt_config,
     tf_config=tf_config,
+    config_files=("bert_config.json",),
+    source_heads=source_heads,
+    tf_default=True,
+    tf_output=Output(
+        "google-bert", "tf_side.bundle_writer:write_tf1_checkpoint", "bert_model.ckpt", "bert_config.json"
+    ),
+    forward_check=FORWARD_CHECK,
 )

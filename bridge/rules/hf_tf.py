@@ -27,7 +27,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from bridge.rules import Copy, Head, Optional_, Rule, RulePack
+from bridge.rules import Copy, Head, Optional_, Output, Rule, RulePack
 from bridge.rules import bert as _bert
 
 # Optional top-level group (the h5 layer name), then the model scope (``tf_bert_model``,
@@ -210,4 +210,7 @@ PACK = RulePack(
     base_prefix="bert",
     pt_config=pt_config,
     tf_config=tf_config,
+    source_heads=_bert.source_heads,
+    tf_output=Output("hf-tf", "tf_side.keras2_h5_writer:write_keras2_h5", "tf_model.h5", "config.json"),
+    forward_check=_bert.FORWARD_CHECK,
 )

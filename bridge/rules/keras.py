@@ -50,7 +50,7 @@ from typing import Any
 
 from bridge.core.plan import TargetModule, TargetSpec
 from bridge.core.transforms import parse
-from bridge.rules import Copy, Incompatible, Optional_, Rule, RulePack
+from bridge.rules import Copy, Incompatible, Optional_, Output, Rule, RulePack
 
 Shape = tuple[int, ...]
 TransformSpec = str | Callable[[Shape], str]
@@ -365,6 +365,14 @@ def _keras_layout(fmt: str, metadata: dict[str, Any]) -> str | None:
     return None
 
 
+def is_keras_weights_target(target: str) -> bool:
+    """A Keras 3 weights file (or a folder holding one, as convert writes) as the TF-side target."""
+    from pathlib import Path
+
+    path = Path(target)
+    return target.endswith((".weights.h5", ".keras")) or (path.is_dir() and any(path.glob("*.weights.h5")))
+
+
 def looks_keras(fmt: str, metadata: dict[str, Any], entries: list[tuple[str, Shape, str | None]]) -> bool:
     """Whether a checkpoint's model tensors form Keras layers this pack knows."""
     layout = _keras_layout(fmt, metadata)
@@ -658,4 +666,15 @@ PACK = RulePack(
     rules=(),
     copies=COPIES,
     bind=bind,
+    detect=lambda ckpt: looks_keras(
+        ckpt.format, ckpt.metadata, [(r.name, r.shape, r.path) for r in ckpt.values() if r.kind == "model"]
+    ),
+    claims_target=is_keras_weights_target,
+    tf_output=Output(
+        "keras",
+        "tf_side.keras3_weights_writer:write_keras3_weights",
+        "model.weights.h5",
+        note="load it with model.load_weights(OUT/model.weights.h5) on the Keras model of --target",
+    ),
+    forward_check="bridge.verify_keras:keras_forward_check",
 )

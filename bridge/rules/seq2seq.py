@@ -258,4 +258,5 @@ PACK = RulePack(
     config_from_source=config_from_source,
     pt_config=pt_config,
     pt_copies=copies,
+    forward_check="bridge.verify_seq2seq:seq2seq_forward_check",
 )
