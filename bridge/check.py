@@ -244,7 +244,7 @@ def resolve_target(
                              detail=f"no {e} in it", hint="Pass --config config.json") from e  # fmt: skip
         # A layout may store a tensor twice (a layer shared by two Keras layers): the copy is tied.
         tensors = {n: TargetTensor(n, s, None, pack.copy_owner(n, layout)) for n, s in layout.items()}
-        class_name = pack.tf_class(heads) if pack.tf_class else pack.name
+        class_name = pack.tf_class(heads, config) if pack.tf_class else pack.name
         described = f" ({class_name})" if pack.tf_class else ""
         return TargetSpec("tensorflow", f"{pack.name} TF layout{described}", tensors, class_name=class_name,
                           config=config, base_prefix=pack.base_prefix)  # fmt: skip

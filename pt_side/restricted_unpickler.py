@@ -11,6 +11,7 @@ container reader, :mod:`pt_side.torch_pickle`) resolves.
 
 from __future__ import annotations
 
+import _compat_pickle
 import pickle
 import struct
 import zipfile
@@ -305,12 +306,14 @@ class _SafeUnpickler(pickle.Unpickler):
                 detail=f"`{module}.{name}`",
                 hint="Dequantize the model, then save the state dict again",
             )
-        # Protocol-2 pickles written by Python 3 spell builtins as __builtin__; show the real name.
-        shown = "builtins" if module == "__builtin__" else module
+        # Protocol-2 pickles store Python 2 names (`__builtin__.eval`, `commands.Popen`); name the global
+        # that torch.load's unpickler would map them to and call.
+        renamed = _compat_pickle.NAME_MAPPING.get((module, name))
+        py3 = renamed or (_compat_pickle.IMPORT_MAPPING.get(module, module), name)
         raise UnsafeCheckpoint(
             "Refusing to unpickle a global outside the allow-list",
             path=self._path,
-            detail=f"the pickle references `{shown}.{name}`; plain torch.load (weights_only=False) "
+            detail=f"the pickle references `{'.'.join(py3)}`; plain torch.load (weights_only=False) "
             "would import and call it, i.e. run code from the file",
             hint=RESAVE,
         )

@@ -112,7 +112,7 @@ class RulePack:
             of a target class computed without torch (pinned by tests against transformers).
         tf_layout: ``(config, heads) -> {tf_name: shape}``: the TF-side layout, for the
             PyTorch -> TF direction, in the order its writer stores the tensors.
-        tf_class: ``(heads) -> class name`` of the TF-side model that layout is (the layout's
+        tf_class: ``(heads, config) -> class name`` of the TF-side model that layout is (the layout's
             own name when absent).
         default_target: ``(source_names) -> class name``: the class a source fits best.
         config_from_source: ``(shapes by name) -> config dict`` when no config file is given.
@@ -149,7 +149,7 @@ class RulePack:
         default_factory=dict
     )
     tf_layout: Callable[[dict[str, Any], Iterable[str]], dict[str, tuple[int, ...]]] | None = None
-    tf_class: Callable[[Iterable[str]], str] | None = None
+    tf_class: Callable[[Iterable[str], dict[str, Any]], str] | None = None
     default_target: Callable[[Iterable[str]], str] | None = None
     config_from_source: Callable[[dict[str, tuple[int, ...]]], tuple[dict[str, Any], list[str]]] | None = None
     base_prefix: str | None = None

@@ -87,7 +87,15 @@ OPTIONAL: tuple[Optional_, ...] = _bert.OPTIONAL
 
 
 def default_target(names: Iterable[str]) -> str:
-    """The transformers class that keeps every head the ``tf_model.h5`` has."""
+    """The transformers class the ``tf_model.h5`` was saved from, named by its model scope
+    (``tf_bert_for_token_classification``: the heads alone cannot tell it from sequence classification,
+    nor ``TFBertLMHeadModel`` from ``TFBertForMaskedLM``); else the class that keeps every head it has."""
+    names = list(names)
+    scopes = {_snake("TF" + name): name for name in _bert.CLASSES}
+    for name in names:
+        m = re.match(r"(?:[^/]+/)?(tf_bert[^/]*?)(?:_\d+)?/", name)  # Keras adds _1, _2 to a repeated scope
+        if m and m.group(1) in scopes:
+            return scopes[m.group(1)]
     groups = {n.split("/", 1)[0] for n in names}
     mlm, nsp = "mlm___cls" in groups, "nsp___cls" in groups
     if mlm and nsp:
@@ -109,14 +117,23 @@ def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], 
     return out, []
 
 
-def tf_class(heads: Iterable[str]) -> str:
-    """transformers' TF class for the parts a PyTorch source has: ``TF`` + the Bert class with those heads."""
-    heads = set(heads)
+def tf_class(heads: Iterable[str], config: dict[str, Any] | None = None) -> str:
+    """transformers' TF class for the parts a PyTorch source has: ``TF`` + the Bert class with those heads.
+
+    Where two classes have the same parts (``BertForMaskedLM``, ``BertLMHeadModel``) the config's
+    ``architectures`` (else ``is_decoder``) says which one the weights are."""
+    heads, config = set(heads), config or {}
     pooler, tasks = "pooler" in heads, heads - {"pooler"}
     fits = [name for name, (_, has) in _bert.CLASSES.items() if set(has) == tasks]
     if not fits:
         return "TFBertModel"
-    return "TF" + next((name for name in fits if _bert.CLASSES[name][0] == pooler), fits[0])
+    fits = [name for name in fits if _bert.CLASSES[name][0] == pooler] or fits
+    named = [name for name in fits if name in (config.get("architectures") or ())]
+    if named:
+        return "TF" + named[0]
+    if config.get("is_decoder") and "BertLMHeadModel" in fits:
+        return "TFBertLMHeadModel"
+    return "TF" + fits[0]
 
 
 def _snake(class_name: str) -> str:
@@ -126,7 +143,7 @@ def _snake(class_name: str) -> str:
 
 
 def tf_layout(config: dict[str, Any], heads: Iterable[str] = ("pooler",)) -> dict[str, tuple[int, ...]]:
-    """The datasets of the ``tf_model.h5`` that ``tf_class(heads)`` saves, in Keras' order.
+    """The datasets of the ``tf_model.h5`` that ``tf_class(heads, config)`` saves, in Keras' order.
 
     Keys are h5 paths ``<layer group>/<variable name>``; groups come in ``model.layers``
     order (TFBertForPreTraining: ``bert``, ``nsp___cls``, ``mlm___cls``) and the weights of
@@ -134,7 +151,7 @@ def tf_layout(config: dict[str, Any], heads: Iterable[str] = ("pooler",)) -> dic
     The masked-LM group ends with its copy of the embeddings (see :data:`COPIES`).
     Weightless layers (a classifier's dropout) are left out: loaders skip them.
     """
-    cls = tf_class(heads)
+    cls = tf_class(heads, config)
     pooler, tasks = _bert.CLASSES[cls.removeprefix("TF")]
     scope = _snake(cls)
     h, i, v = config["hidden_size"], config["intermediate_size"], config["vocab_size"]
@@ -177,7 +194,7 @@ def tf_layout(config: dict[str, Any], heads: Iterable[str] = ("pooler",)) -> dic
         layer_norm(f"{mlm}/mlm___cls/predictions/transform")
         embeddings(f"{mlm}/bert")
     if "classifier" in tasks or "choice" in tasks:  # TFBertForMultipleChoice: the same Dense, one unit
-        dense(f"classifier/{scope}/classifier", h, labels)
+        dense(f"classifier/{scope}/classifier", h, 1 if "choice" in tasks else labels)
     if "qa" in tasks:
         dense(f"qa_outputs/{scope}/qa_outputs", h, labels)
     return out

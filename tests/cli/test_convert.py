@@ -143,10 +143,24 @@ def test_sharded_output_has_an_index_transformers_reads(transformers, tmp_path):
     assert info["missing_keys"] == set() and info["unexpected_keys"] == set()
 
 
-def test_bin_output(transformers, tmp_path):
+def test_bin_output(transformers, torch, tmp_path):
+    """Read by torch itself (safe mode) and by transformers 5, with the values of the safetensors output
+    (read by safetensors' own reader) bit for bit."""
+    from safetensors.torch import load_file
+
     out = tmp_path / "bin"
     _run("convert", str(EXAMPLE), "--to", "pytorch", "-o", str(out), "--format", "bin", "-q")
-    assert (out / "pytorch_model.bin").is_file()
+    _run("convert", str(EXAMPLE), "--to", "pytorch", "-o", str(tmp_path / "st"), "-q")
+    state = torch.load(out / "pytorch_model.bin", weights_only=True)
+    expected = load_file(tmp_path / "st" / "model.safetensors")
+    assert state.keys() == expected.keys() and len(state) == 46
+    for name, value in expected.items():
+        assert state[name].dtype == value.dtype and torch.equal(state[name], value), name
+    model, info = transformers.BertForPreTraining.from_pretrained(out, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    loaded = model.state_dict()
+    assert all(torch.equal(loaded[name], value) for name, value in state.items())
+    assert model.cls.predictions.decoder.weight.data_ptr() == model.bert.embeddings.word_embeddings.weight.data_ptr()
     assert json.loads(_run("verify", str(EXAMPLE), str(out), "--no-forward", "--json"))["ok"]
 
 

@@ -106,16 +106,28 @@ def test_save_pretrained_folder_with_tf_weights_only_is_its_tf_model_h5(tmp_path
 PT_BERT_TWIN = "tests/fixtures/hf-tf-bert-pt"
 
 
-@pytest.mark.parametrize(("folder", "heads", "tf_class"), [
-    ("hf-tf-bert", ("pooler",), "TFBertModel"),
-    ("hf-tf-bert-pretraining", ("pooler", "mlm", "nsp"), "TFBertForPreTraining"),
+def _heads(tf_class: str) -> tuple[str, ...]:
+    from bridge.rules import bert
+
+    pooler, tasks = bert.CLASSES[tf_class.removeprefix("TF")]
+    return ("pooler",) * pooler + tasks
+
+
+_HEAD_CLASSES = sorted(p.name for p in (REPO / "tests/fixtures/hf-tf-heads").iterdir())
+
+
+@pytest.mark.parametrize(("folder", "tf_class"), [
+    ("hf-tf-bert", "TFBertModel"),
+    ("hf-tf-bert-pretraining", "TFBertForPreTraining"),
+    *((f"hf-tf-heads/{name}/tf", name) for name in _HEAD_CLASSES),
 ])  # fmt: skip
-def test_tf_layout_is_what_transformers_wrote(folder, heads, tf_class):
+def test_tf_layout_is_what_transformers_wrote(folder, tf_class):
     """Names, shapes and order (Keras' layer and weight order) equal transformers 4.57.6's own files."""
     from bridge.rules import hf_tf
 
     config = json.loads((REPO / "tests/fixtures" / folder / "config.json").read_text())
-    assert hf_tf.tf_class(heads) == tf_class
+    heads = _heads(tf_class)
+    assert hf_tf.tf_class(heads, config) == tf_class
     with bridge.load(REPO / "tests/fixtures" / folder / "tf_model.h5") as ckpt:
         written = [(r.name, r.shape) for r in ckpt.values()]
     assert list(hf_tf.tf_layout(config, heads).items()) == written

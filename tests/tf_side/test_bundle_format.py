@@ -1,6 +1,6 @@
-"""Format pieces of the bundle reader, without TensorFlow: protobuf varints, masked CRC32C,
-Snappy, OrderedCode slice keys, and hand-built tables for what TF does not write here
-(big-endian data, tiny blocks, compressed or newer-version indexes)."""
+"""Format pieces of the bundle reader: protobuf varints, masked CRC32C, Snappy, OrderedCode slice keys,
+and hand-built tables for what TF does not write here (big-endian data, tiny blocks, compressed or
+newer-version indexes); TensorFlow only as the oracle of the Snappy-compressed table."""
 
 from __future__ import annotations
 
@@ -223,10 +223,20 @@ def test_small_blocks_and_restarts(tmp_path: Path) -> None:
         assert all(ckpt[name].numpy()[0] == value[0] for name, (_, value) in tensors.items())
 
 
-def test_snappy_compressed_blocks(tmp_path: Path) -> None:
+def test_snappy_compressed_blocks(tf, tmp_path: Path) -> None:
+    """Index blocks Snappy-compressed: names and every value as TensorFlow's own reader gives them."""
     write_bundle(tmp_path / "snappy", TENSORS, compression=1, per_block=3)
+    reader = tf.train.load_checkpoint(str(tmp_path / "snappy"))
+    assert sorted(reader.get_variable_to_shape_map()) == sorted(TENSORS)
     with bridge.load(tmp_path / "snappy") as ckpt:
         assert list(ckpt) == sorted(TENSORS)
+        for name in TENSORS:
+            ours, theirs = ckpt[name].numpy(), np.asarray(reader.get_tensor(name))
+            assert ours.shape == theirs.shape, name
+            if ours.dtype == object:  # strings: TF gives bytes objects too
+                assert list(ours.ravel()) == list(theirs.ravel()), name
+            else:
+                assert ours.dtype == theirs.dtype and ours.tobytes() == theirs.tobytes(), name
 
 
 def test_unknown_compression(tmp_path: Path) -> None:
