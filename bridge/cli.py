@@ -322,8 +322,8 @@ def convert(
         # a factory builds the model its forward check runs.
         options = shaping(target=target if is_factory(target) else None)
         click.echo("next: bridge verify " + shlex.join([source, str(result.out), *options]))
-    if result.plan.exit_code:
-        sys.exit(result.plan.exit_code)
+    if result.exit_code:
+        sys.exit(result.exit_code)
 
 
 @cli.command()

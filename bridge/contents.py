@@ -33,12 +33,19 @@ class ScopeRow:
 
 @dataclass
 class InspectReport:
+    """What ``inspect`` found: every record (or those the filter keeps), folded into scopes with optimizer slots
+    apart, the counters (``global_step``), and with ``stats`` every value's min/max/mean/std and NaN/Inf counts.
+    Always ``ok``: reading a damaged file raises instead; a :class:`~bridge.core.reports.Report`."""
+
     checkpoint: Checkpoint
     records: list[TensorRecord]
     scopes: list[ScopeRow]
     slots: list[ScopeRow]
     counters: dict[str, Any]
     stats: dict[str, dict[str, float | int | None]] = field(default_factory=dict)
+
+    ok = True
+    exit_code = 0
 
     def totals(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}

@@ -36,6 +36,10 @@ class PlanHasGaps(BridgeError):
 
 @dataclass
 class ConvertResult:
+    """What ``convert`` wrote: the plan it executed, the files in ``out``, the bytes written and dropped (optimizer
+    state, counters).  ``ok`` is the plan's (a plan with gaps is written only with ``allow_gaps``, and still exits
+    1); a :class:`~bridge.core.reports.Report`."""
+
     plan: Plan
     out: Path
     files: list[str]
@@ -43,6 +47,14 @@ class ConvertResult:
     bytes_written: int
     dropped_bytes: int
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.plan.ok
+
+    @property
+    def exit_code(self) -> int:
+        return self.plan.exit_code
 
     def to_json(self) -> dict[str, Any]:
         return {

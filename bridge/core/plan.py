@@ -103,6 +103,16 @@ class UserRuleUse:
 
 @dataclass
 class Plan:
+    """What ``check`` computes before a byte moves and ``convert`` executes: every source tensor and target tensor
+    accounted for.
+
+    ``matched`` pairs a source with a target through a named transform; ``unused`` (source tensors no target takes)
+    and ``missing`` (target tensors no source fills) each carry a reason and whether that is expected (a dropped head,
+    optimizer state, a newly initialised classifier) or a gap; ``mismatched`` are shapes that disagree after the
+    transform; ``tied`` are target tensors stored once for another.  ``ok`` when there is no gap and no mismatch;
+    a :class:`~bridge.core.reports.Report`.
+    """
+
     source_path: str
     source_format: str
     pack: str
