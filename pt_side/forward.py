@@ -67,7 +67,7 @@ def transformers_outputs(model: Any, inputs: dict[str, np.ndarray]) -> dict[str,
 def torch_module(factory: str, weights: Path) -> Any:
     """The twin built by ``file.py:factory`` with the state dict of ``weights`` loaded strictly."""
     from bridge.api import load
-    from bridge.unused import TARGET_CONTRACT, load_factory
+    from bridge.core.factory import TARGET_CONTRACT, load_factory
 
     try:
         import torch
