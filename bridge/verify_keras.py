@@ -33,7 +33,7 @@ def keras_forward_check(
         if keras_ckpt.format == "keras-weights" and keras_path.is_dir():
             keras_path = next(keras_path.glob("*.weights.h5"))
         model = keras_model(keras_path, keras_ckpt.format, keras_ckpt.metadata.get("layout"), keras_factory)
-        twin = torch_module(torch_factory, Path(torch_ckpt.path))
+        twin = torch_module(torch_factory, torch_ckpt)
     except (BridgeError, ImportError) as e:
         report.notes.append(f"forward check skipped: {e}")
         return
