@@ -429,15 +429,17 @@ def unused(
       bridge unused model.ckpt-1000.meta --loss total_loss:0
       bridge unused train.py:build_model --checkpoint ckpt/ckpt-3
     """
-    from bridge.unused import RestoreReport, render_restore_text, render_text, run_unused
+    from bridge.core.restore_report import RestoreReport
+    from bridge.report import render_restore, render_unused
+    from bridge.unused import run_unused
 
     report = run_unused(target, tensors=losses + outputs, checkpoint=checkpoint, steps=steps, ddp=ddp, seed=seed)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, default=str))
     elif isinstance(report, RestoreReport):
-        click.echo(render_restore_text(report, verbose=verbose))
+        click.echo(render_restore(report, verbose=verbose))
     else:
-        click.echo(render_text(report, verbose=verbose))
+        click.echo(render_unused(report, verbose=verbose))
     if report.exit_code:
         sys.exit(report.exit_code)
 

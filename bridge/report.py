@@ -1,4 +1,5 @@
-"""Rendering a :class:`~bridge.core.plan.Plan` for people: summary by folded scope, or every row."""
+"""Rendering reports for people: a :class:`~bridge.core.plan.Plan` (summary by folded scope, or every row),
+an unused report (one row per folded scope, the fix under it) and a restore report (what the call restores)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from bridge.core.plan import Leftover, Plan
+from bridge.core.restore_report import HARMLESS_KINDS, LENIENT, RestoreReport
 from bridge.core.scopes import fold, numbers_of
+from bridge.core.unused_report import UnusedReport
 
 
 def render_plan(plan: Plan, *, verbose: bool = False) -> str:
@@ -99,3 +102,147 @@ def _leftovers(title: str, rows: list[Leftover], verbose: bool) -> list[str]:
                 label = label[:97] + "..."
             out.append(f"{mark}{len(group)} tensors: {group[0].reason}  [{label}]")
     return out
+
+
+_UNUSED_TITLES = {
+    "never_read": "never read in the forward pass",
+    "no_gradient": "read, but no gradient reaches them from the loss",
+    "frozen": "frozen (not trainable: harmless, DDP and optimizers skip them)",
+    "sometimes": "reach the loss in some steps only",
+}
+
+
+def render_unused(report: UnusedReport, *, verbose: bool = False) -> str:
+    """Human-readable report: one block per kind, one row per folded scope, the fix under it."""
+    s = report.summary
+    runs = (f"backward closure of {', '.join(report.losses)}" if report.losses
+            else f"{report.steps} step{'s' if report.steps != 1 else ''}")  # fmt: skip
+    lines = [f"{report.framework}: {s['parameters']} parameters ({s['elements']:,} elements), {runs}"]
+    if not report.items:
+        lines.append("every parameter is read and reaches the loss")
+    current = None
+    for kind, label, items in report.groups():
+        if kind != current:
+            current = kind
+            n = len(report.by_kind(kind))
+            lines.append("")
+            lines.append(f"{kind} ({n} parameter{'s' if n != 1 else ''}): {_UNUSED_TITLES[kind]}")
+        numel = sum(i.numel for i in items)
+        leaves = sorted({i.name[len(i.scope) + 1 :] if i.name.startswith(i.scope) else i.name for i in items})
+        shown = ", ".join(leaves[:6]) + (f", ... {len(leaves) - 6} more" if len(leaves) > 6 else "")
+        lines.append(f"  {label}: {len(items)} parameter{'s' if len(items) != 1 else ''}, "
+                     f"{numel:,} elements ({shown})")  # fmt: skip
+        if verbose:
+            lines.extend(f"    {i.name} {list(i.shape)}" for i in items)
+        hints = dict.fromkeys(i.hint for i in items)
+        for hint in hints:
+            lines.append(f"    fix: {hint}")
+    if report.ddp is not None:
+        lines.append("")
+        d = report.ddp
+        if d.get("error_kind") == "setup":
+            lines.append(f"DDP check could not run: {d.get('message')}")
+        elif d.get("raised"):
+            lines.append("DDP (2 gloo processes, find_unused_parameters=False) raised:")
+            lines.extend("  | " + row for row in str(d.get("message", "")).strip().splitlines()[:12])
+            if d.get("unused_names"):
+                lines.append("  the indices DDP names are: " + ", ".join(d["unused_names"]))
+        else:
+            lines.append(f"DDP (2 gloo processes, find_unused_parameters=False): "
+                         f"{d.get('steps', 2)} steps ran without error")  # fmt: skip
+    for note in report.notes:
+        lines.append(f"note: {note}")
+    lines.append("")
+    counts = s["counts"]
+    lines.append(
+        "verdict: "
+        + ("nothing trainable is unused" if report.ok else f"{s['trainable_unused']} trainable parameters unused")
+        + f" (never_read {counts['never_read']}, no_gradient {counts['no_gradient']}, "
+        f"sometimes {counts['sometimes']}, frozen {counts['frozen']})"
+    )
+    return "\n".join(lines)
+
+
+def _count(n: int, total: int) -> str:
+    return "nothing" if n == 0 and total else ("everything" if n == total else f"{n} of {total}")
+
+
+def _indent(code: str) -> list[str]:
+    return ["    " + line for line in code.splitlines()]
+
+
+def _listed(names: list[str], verbose: bool) -> str:
+    shown = names if verbose else names[:4] + ([f"... {len(names) - 4} more"] if len(names) > 4 else [])
+    return ", ".join(shown)
+
+
+def render_restore(report: RestoreReport, *, verbose: bool = False) -> str:
+    """Human-readable restore report: what the user's call restores as written, what it loses and lacks,
+    what may be dropped safely, and (PyTorch) the aligned call that would restore more."""
+    s = report.summary
+    lines = [f"{report.framework}: {s['restored']} of {s['model_variables']} model variables restored from "
+             f"{report.checkpoint}" + (f" (weights at `{report.root}`)" if report.root else "")]  # fmt: skip
+    if report.call:
+        lines += ["  by this call, as written:", *_indent(report.call)]
+    if report.framework == "pytorch":
+        lines.append(f"  load_state_dict reports {len(report.missing)} missing_keys, "
+                     f"{len(report.unexpected)} unexpected_keys")  # fmt: skip
+    titles = {
+        "model_leftover": "model leftovers: checkpoint weights the model never restores",
+        "shape_mismatch": "shape mismatches: restore fails",
+        "missing": "missing: model variables the checkpoint does not provide (they keep their initial values)",
+    }
+    fix = report.fix
+    for kind, title in titles.items():
+        items = report.by_kind(kind)
+        if not items:
+            continue
+        lines += ["", f"{title} ({len(items)})"]
+        if fix is not None and kind != "shape_mismatch" and not verbose and len(items) > 4:
+            # a prefix makes every key differ: one line per hint, the fix below says the rest
+            by_hint: dict[str, list[str]] = {}
+            for i in items:
+                by_hint.setdefault(i.hint, []).append(i.path or i.name)
+            for hint, names in by_hint.items():
+                lines += [f"  {_listed(names, False)}", f"    fix: {hint}"]
+            continue
+        for i in items:
+            lines += [f"  {i.path or i.name} {list(i.shape)}", f"    fix: {i.hint}"]
+    harmless = [i for i in report.items if i.kind in HARMLESS_KINDS]
+    if harmless:
+        lines += ["", f"safe to drop ({len(harmless)}): optimizer state, counters, bookkeeping"]
+        for kind in HARMLESS_KINDS:
+            items = report.by_kind(kind)
+            if items:
+                lines += [f"  {kind} ({len(items)}): {_listed([i.path or i.name for i in items], verbose)}",
+                          f"    {items[0].hint}"]  # fmt: skip
+    if fix is not None:
+        lines += ["", f"fix: this call restores {fix.restored} of {report.total}:", *_indent(fix.code)]
+        if fix.left_out:
+            lines.append(f"  it leaves out {len(fix.left_out)} keys without `{fix.strip_prefix}`: "
+                         f"{_listed(list(fix.left_out), verbose)}")  # fmt: skip
+        if fix.unexpected:
+            lines.append(f"  it still drops {len(fix.unexpected)} unexpected keys: "
+                         f"{_listed(list(fix.unexpected), verbose)}")  # fmt: skip
+        if fix.missing:
+            lines.append(f"  it still misses {len(fix.missing)}: {_listed(list(fix.missing), verbose)}")
+        if fix.untouched:
+            lines.append(f"  outside `model.{fix.submodule}`, {len(fix.untouched)} keep their initial values: "
+                         f"{_listed(list(fix.untouched), verbose)}")  # fmt: skip
+    if report.other is not None:
+        o = report.other
+        lines += ["", f"`{o.call}` restores {_count(o.restored, report.total)} here: {o.why}"]
+    lines += [f"note: {n}" for n in report.notes]
+    partial = "safe (only optimizer state, counters, bookkeeping left over)" if report.expect_partial_safe else (
+        "NOT safe: it would silently drop model weights")  # fmt: skip
+    drop = LENIENT[report.framework]
+    if report.ok:
+        verdict = "the model restores completely"
+    else:
+        c = s["counts"]
+        verdict = (f"restores {_count(report.matched, report.total)} as is ({c['model_leftover']} model leftovers, "
+                   f"{c['missing']} missing, {c['shape_mismatch']} mismatched)")  # fmt: skip
+        if fix is not None:
+            verdict += f"; the fix above restores {fix.restored} of {report.total}"
+    lines += ["", f"{drop}: {partial}", f"verdict: {verdict}"]
+    return "\n".join(lines)

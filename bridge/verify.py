@@ -76,6 +76,10 @@ class VerifyReport:
         max_abs, max_rel = _differences(expected, got)
         self.outputs.append(OutputDiff(name, tuple(got.shape), max_abs, max_rel, max_abs <= self.atol))
 
+    def fail_output(self, name: str, shape: tuple[int, ...]) -> None:
+        """Record an output that cannot be compared (the two sides' shapes differ): a failure at any ``atol``."""
+        self.outputs.append(OutputDiff(name, shape, float("inf"), float("inf"), False))
+
     @property
     def ok(self) -> bool:
         return self.values_compared > 0 and not self.value_failures and all(o.ok for o in self.outputs)

@@ -17,8 +17,6 @@ def keras_forward_check(
 ) -> None:
     """Outputs of the Keras side and the PyTorch side compared at ``report.atol``; skipped with a note when
     a model cannot be built (``target``: the model on the output's side, ``source_model``: on the source's)."""
-    from bridge.verify import OutputDiff
-
     keras_ckpt, torch_ckpt = (src, dst) if to == "pytorch" else (dst, src)
     keras_factory, torch_factory = (source_model, target) if to == "pytorch" else (target, source_model)
     if torch_factory is None:
@@ -33,14 +31,14 @@ def keras_forward_check(
         if keras_ckpt.format == "keras-weights" and keras_path.is_dir():
             keras_path = next(keras_path.glob("*.weights.h5"))
         model = keras_model(keras_path, keras_ckpt.format, keras_ckpt.metadata.get("layout"), keras_factory)
-        twin = torch_module(torch_factory, Path(torch_ckpt.path))
+        twin = torch_module(torch_factory, torch_ckpt)
     except (BridgeError, ImportError) as e:
         report.notes.append(f"forward check skipped: {e}")
         return
     x = keras_input(model, seed, batch)
     expected, got = keras_output(model, x), torch_output(twin, x)
     if expected.shape != got.shape:
-        report.outputs.append(OutputDiff("output", tuple(got.shape), float("inf"), float("inf"), False))
+        report.fail_output("output", tuple(got.shape))
         report.notes.append(f"output shapes differ: Keras {expected.shape}, PyTorch {got.shape}")
         return
     report.compare_output("output", expected, got)

@@ -114,7 +114,7 @@ def _child(spec: str, rank: int, world_size: int, port: int, out: Path, steps: i
         import torch
         import torch.distributed as dist
 
-        from bridge.unused import call_factory
+        from bridge.core.factory import call_factory
         from pt_side.unused import call_model, compute_loss
 
         torch.manual_seed(0)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from bridge.core.errors import MissingDependency, UsageError
+from bridge.core.model import Checkpoint
 
 # transformers output field -> neutral output name, per head.
 _HEAD_OUTPUTS = {
@@ -64,18 +65,16 @@ def transformers_outputs(model: Any, inputs: dict[str, np.ndarray]) -> dict[str,
     return out
 
 
-def torch_module(factory: str, weights: Path) -> Any:
-    """The twin built by ``file.py:factory`` with the state dict of ``weights`` loaded strictly."""
-    from bridge.api import load
-    from bridge.unused import TARGET_CONTRACT, load_factory
+def torch_module(factory: str, weights: Checkpoint) -> Any:
+    """The twin built by ``file.py:factory`` with the state dict of ``weights`` (already open) loaded strictly."""
+    from bridge.core.factory import TARGET_CONTRACT, load_factory
 
     try:
         import torch
     except ImportError as e:
         raise MissingDependency("torch is needed for the forward check", hint="pip install torch") from e
     model = load_factory(factory, TARGET_CONTRACT)()
-    with load(weights) as ckpt:
-        state = {r.name: torch.from_numpy(np.array(r.numpy())) for r in ckpt.values() if r.kind == "model"}
+    state = {r.name: torch.from_numpy(np.array(r.numpy())) for r in weights.values() if r.kind == "model"}
     model.load_state_dict(state, strict=True)
     return model.eval()
 

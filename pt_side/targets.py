@@ -76,7 +76,7 @@ def module_spec(spec: str) -> TargetSpec:
     Modules come in registration order (``named_modules``), each with its kind for structural
     matching: a ``Conv2d`` with ``groups == in_channels > 1`` is depthwise.
     """
-    from bridge.unused import TARGET_CONTRACT, load_factory
+    from bridge.core.factory import TARGET_CONTRACT, load_factory
 
     try:
         import torch

@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from bridge.core.errors import MissingDependency, UsageError
-from bridge.unused import ModelVariable, RestoreFix, RestoreSetup, Row, UnusedReport, make_items, realign
+from bridge.core.restore_report import ModelVariable, RestoreFix, RestoreSetup, realign
+from bridge.core.unused_report import Row, UnusedReport, make_items
 
 
 def _torch() -> Any:

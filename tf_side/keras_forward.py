@@ -32,7 +32,7 @@ def keras_model(weights: Path, fmt: str, layout: str | None, factory: str | None
             return tf_keras.models.load_model(weights, compile=False)
         raise UsageError("A weights-only Keras file cannot build its model", path=weights,
                          hint="Pass --source-model (or --target) FILE.py:FACTORY returning the Keras model")
-    from bridge.unused import KERAS_MODEL_CONTRACT, load_factory
+    from bridge.core.factory import KERAS_MODEL_CONTRACT, load_factory
 
     model = load_factory(factory, KERAS_MODEL_CONTRACT)()
     if fmt in ("tf-checkpoint", "saved-model"):

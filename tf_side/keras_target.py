@@ -17,7 +17,7 @@ from bridge.core.plan import TargetSpec, TargetTensor
 
 def keras_spec(spec: str) -> TargetSpec:
     """Names, shapes and Keras 3 groups of the model that ``file.py:factory`` returns."""
-    from bridge.unused import TARGET_CONTRACT, load_factory
+    from bridge.core.factory import TARGET_CONTRACT, load_factory
     from tf_side.keras3_weights import read_keras3_weights
 
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")

@@ -56,6 +56,17 @@ def test_keras_archive_verifies_forward_without_a_source_factory(at_sources, tmp
     assert report.ok and report.outputs and report.outputs[0].ok
 
 
+def test_forward_output_shapes_that_differ_fail_at_any_atol(at_sources, tmp_path):
+    """A twin whose output has another shape than the Keras model's: the values pass, the forward fails."""
+    bridge.convert(at_sources["keras"], to="pytorch", out=tmp_path / "pt", target=TWIN)
+    report = bridge.verify(at_sources["keras"], tmp_path / "pt", target="twins.py:twin_unsqueezed", atol=1e9)
+    x = np.zeros((2, 6, 6, 2), np.float32)
+    assert report.values_equal == report.values_compared == 17 and not report.value_failures
+    assert [(o.name, o.shape, o.max_abs, o.ok) for o in report.outputs] == [("output", (2, 1, 3), np.inf, False)]
+    assert f"output shapes differ: Keras {_keras_output(at_sources, x).shape}, PyTorch (2, 1, 3)" in report.notes
+    assert not report.ok and report.exit_code == 1
+
+
 def test_gru_embedding_conv1d_to_pytorch(at_sources, tmp_path, torch):
     plan = bridge.check(at_sources["seq-weights"], to="pytorch", target="twins.py:twin_seq")
     assert plan.ok

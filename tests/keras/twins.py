@@ -88,6 +88,14 @@ def twin_wrong() -> Any:
     return twin(width=4)
 
 
+def twin_unsqueezed() -> Any:
+    """The twin with the right weights whose output carries an extra axis: the outputs cannot be compared."""
+    model = twin()
+    forward = model.forward
+    model.forward = lambda x: forward(x).unsqueeze(1)
+    return model
+
+
 def twin_seq() -> Any:
     """The PyTorch twin of :func:`keras_seq`."""
     torch, nn = _torch_modules()

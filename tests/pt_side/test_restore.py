@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 import bridge
 from bridge.cli import cli
+from bridge.report import render_restore
 
 PT_MODELS = Path(__file__).resolve().parents[1] / "fixtures_unused" / "pt_models.py"
 
@@ -188,7 +189,7 @@ def test_nested_state_is_indexed_not_stripped(bert_files):
 
 def test_ddp_text_says_nothing_is_restored_as_is(bert_files):
     report = bridge.checkpoint_vs_model(_bert("BertModel"), BERT_DDP)
-    text = bridge.unused.render_restore_text(report)
+    text = render_restore(report)
     assert "pytorch: 0 of 39 model variables restored" in text
     assert "load_state_dict reports 39 missing_keys, 39 unexpected_keys" in text
     assert "verdict: restores nothing as is" in text and "the fix above restores 39 of 39" in text

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 import bridge
 from bridge.cli import cli
+from bridge.report import render_restore
 
 TF_MODELS = Path(__file__).resolve().parents[1] / "fixtures_unused" / "tf_models.py"
 TINY_BERT = Path(__file__).resolve().parents[2] / "examples" / "tiny-bert" / "bert_model.ckpt"
@@ -221,7 +222,7 @@ def test_tf_keras_child_checkpoint_load_weights_restores_nothing(tf, tmp_path):
     report = bridge.checkpoint_vs_model(model, path)
     assert report.root == "model" and report.call == f"tf.train.Checkpoint(model=model).read({path!r})"
     assert report.other.call == f"model.load_weights({path!r})" and report.other.restored == 0
-    text = bridge.unused.render_restore_text(report)
+    text = render_restore(report)
     assert f"`model.load_weights({path!r})` restores nothing here" in text
     before = _weights(model)
     with pytest.raises(AssertionError, match="Nothing except the root object matched"):
