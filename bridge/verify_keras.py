@@ -7,16 +7,17 @@ what the Keras model returns; one seeded input goes through both.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from bridge.core.errors import BridgeError
+from bridge.verify_report import ForwardContext, VerifyReport
 
 
-def keras_forward_check(
-    report: Any, src: Any, dst: Any, to: str, target: str | None, source_model: str | None, seed: int, batch: int
-) -> None:
+def keras_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
     """Outputs of the Keras side and the PyTorch side compared at ``report.atol``; skipped with a note when
-    a model cannot be built (``target``: the model on the output's side, ``source_model``: on the source's)."""
+    a model cannot be built (``ctx.target``: the model on the output's side, ``ctx.source_model``: on the source's)."""
+    src, dst, to, target, source_model, seed, batch = (
+        ctx.src, ctx.dst, ctx.to, ctx.target, ctx.source_model, ctx.seed, ctx.batch
+    )  # fmt: skip
     keras_ckpt, torch_ckpt = (src, dst) if to == "pytorch" else (dst, src)
     keras_factory, torch_factory = (source_model, target) if to == "pytorch" else (target, source_model)
     if torch_factory is None:

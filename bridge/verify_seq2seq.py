@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import numpy as np
 
 from bridge.core.errors import BridgeError
+from bridge.verify_report import ForwardContext, VerifyReport
 
 
-def seq2seq_forward_check(
-    report: Any, tf_ckpt: Any, pt_folder: Path, config: dict[str, Any], seed: int, batch: int, seq_len: int
-) -> None:
+def seq2seq_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
     """Same seeded inputs through the TF reference and the converted model; logits compared at ``report.atol``."""
+    if ctx.to != "pytorch":
+        report.notes.append("no forward check for the bertseq2seq rules towards TensorFlow: values compared only")
+        return
+    tf_ckpt, pt_folder, config = ctx.src, ctx.out, ctx.plan.target.config or {}
+    seed, batch, seq_len = ctx.seed, ctx.batch, ctx.seq_len
 
     try:
         from pt_side.forward import load_transformers_model

@@ -97,3 +97,30 @@ def test_no_import_circles() -> None:
         if name not in state:
             visit(name, [name])
     assert circles == []
+
+
+# Generic modules: a family plugs in through its pack (bridge.core.packs.RulePack), never by name here.
+GENERIC = ("bridge.check", "bridge.convert", "bridge.verify", "bridge.core.match")
+
+
+def test_generic_modules_never_name_a_family() -> None:
+    from bridge.rules import packs
+
+    names = {p.name for p in packs()}
+    found = []
+    for module in GENERIC:
+        tree = ast.parse(MODULES[module].read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Compare):  # `plan.pack == "keras"`, `pack.name in ("google-bert", ...)`
+                sides = [node.left, *node.comparators]
+                if any(isinstance(side, ast.Attribute) and side.attr == "framework" for side in sides):
+                    continue  # `ckpt.framework == "keras"` names a framework (a Keras file), not the pack
+                for side in sides:
+                    values = side.elts if isinstance(side, (ast.Tuple, ast.List, ast.Set)) else [side]
+                    found += [f"{module}: compares with {v.value!r}" for v in values
+                              if isinstance(v, ast.Constant) and v.value in names]  # fmt: skip
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "get_pack":
+                found += [f"{module}: get_pack({a.value!r})" for a in node.args if isinstance(a, ast.Constant)]
+        family_modules = {f"bridge.rules.{m}" for m in ("bert", "hf_tf", "keras", "seq2seq")}
+        found += [f"{module} imports {dep}" for dep in GRAPH[module] if dep in family_modules]
+    assert found == []
