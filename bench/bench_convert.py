@@ -80,8 +80,17 @@ def main() -> None:
 
     prefix = bert_base_checkpoint(args.work)
     config = prefix.parent / "bert_config.json"
-    config.write_text(json.dumps({**BERT_BASE, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
-                                  "attention_probs_dropout_prob": 0.1, "initializer_range": 0.02}))  # fmt: skip
+    config.write_text(
+        json.dumps(
+            {
+                **BERT_BASE,
+                "hidden_act": "gelu",
+                "hidden_dropout_prob": 0.1,
+                "attention_probs_dropout_prob": 0.1,
+                "initializer_range": 0.02,
+            }
+        )
+    )
     out = args.work / "converted"
     bridge_s, bridge_rss = measure(
         [sys.executable, "-m", "bridge", "convert", str(prefix), "--to", "pytorch", "-o", str(out), "--force", "-q"],

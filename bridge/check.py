@@ -204,9 +204,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def resolve_target(
-    ckpt: Checkpoint, pack: RulePack, to: str, target: str | None, config: dict[str, Any]
-) -> TargetSpec:
+def resolve_target(ckpt: Checkpoint, pack: RulePack, to: str, target: str | None, config: dict[str, Any]) -> TargetSpec:
     """The :class:`TargetSpec` for ``--target`` (class name, layout name, reference checkpoint, or a
     ``file.py:factory`` that builds the target model: a ``torch.nn.Module`` or, to TensorFlow, a Keras model)."""
     if target and is_factory(target):
@@ -225,10 +223,14 @@ def resolve_target(
             model = {r.name: r for r in ref.values() if r.kind == "model"}
             tensors = {n: TargetTensor(n, r.shape, r.dtype, pack.copy_owner(n, model)) for n, r in model.items()}
             layout = ref.metadata.get("layout")
-            return TargetSpec(ref.framework if ref.framework != "keras" else "tensorflow",
-                              f"reference checkpoint {target}", tensors, config=config,
-                              base_prefix=pack.base_prefix,
-                              metadata=_keras3_layout(ref.metadata) if layout == "keras3" else {})  # fmt: skip
+            return TargetSpec(
+                ref.framework if ref.framework != "keras" else "tensorflow",
+                f"reference checkpoint {target}",
+                tensors,
+                config=config,
+                base_prefix=pack.base_prefix,
+                metadata=_keras3_layout(ref.metadata) if layout == "keras3" else {},
+            )
     if to == "tensorflow":
         if pack.tf_layout is None:
             raise UsageError(f"The {pack.name} rules have no TensorFlow layout", hint="Pass --target REFERENCE_CKPT")
@@ -240,25 +242,39 @@ def resolve_target(
         try:
             layout = pack.tf_layout(config if labels is None else {**config, "num_labels": labels}, heads)
         except KeyError as e:
-            raise UsageError(f"The {pack.name} TF layout needs the model config", path=ckpt.path,
-                             detail=f"no {e} in it", hint="Pass --config config.json") from e  # fmt: skip
+            raise UsageError(
+                f"The {pack.name} TF layout needs the model config",
+                path=ckpt.path,
+                detail=f"no {e} in it",
+                hint="Pass --config config.json",
+            ) from e
         # A layout may store a tensor twice (a layer shared by two Keras layers): the copy is tied.
         tensors = {n: TargetTensor(n, s, None, pack.copy_owner(n, layout)) for n, s in layout.items()}
         class_name = pack.tf_class(heads, config) if pack.tf_class else pack.name
         described = f" ({class_name})" if pack.tf_class else ""
-        return TargetSpec("tensorflow", f"{pack.name} TF layout{described}", tensors, class_name=class_name,
-                          config=config, base_prefix=pack.base_prefix)  # fmt: skip
+        return TargetSpec(
+            "tensorflow",
+            f"{pack.name} TF layout{described}",
+            tensors,
+            class_name=class_name,
+            config=config,
+            base_prefix=pack.base_prefix,
+        )
     name = target or (pack.default_target([r.name for r in ckpt.values()]) if pack.default_target else None)
     if name is None:
-        hint = ("Pass --target FILE.py:FACTORY (a function returning your PyTorch twin, an nn.Module) or a reference "
-                "state dict: Keras layers are paired with its modules" if pack.bind is not None
-                else "Pass --target CLASS_NAME or a reference checkpoint")  # fmt: skip
+        hint = (
+            "Pass --target FILE.py:FACTORY (a function returning your PyTorch twin, an nn.Module) or a reference "
+            "state dict: Keras layers are paired with its modules"
+            if pack.bind is not None
+            else "Pass --target CLASS_NAME or a reference checkpoint"
+        )
         raise UsageError(f"No target given for the {pack.name} rules", path=ckpt.path, hint=hint)
     if name in pack.targets:
         class_layout = pack.targets[name](config)
         tensors = {n: TargetTensor(n, shape, None, tied) for n, (shape, tied) in class_layout.items()}
-        return TargetSpec("pytorch", f"transformers {name}", tensors, class_name=name, config=config,
-                          base_prefix=pack.base_prefix)  # fmt: skip
+        return TargetSpec(
+            "pytorch", f"transformers {name}", tensors, class_name=name, config=config, base_prefix=pack.base_prefix
+        )
     from pt_side.targets import transformers_class_names, transformers_spec
 
     # Case alone never tells two transformers classes apart (BertForPretraining is BertForPreTraining
@@ -276,10 +292,13 @@ def _unknown_class(name: str, pack: RulePack, others: Sequence[str]) -> UsageErr
     pool = list(dict.fromkeys([*pack.targets, *others]))
     near = closest(name, (), [(c, ()) for c in pool], same_shape=lambda a, b: False)
     known = ", ".join(pack.targets) or "none"
-    return UsageError(f"Unknown --target class '{name}'", detail="transformers has no such class",
-                      hint=(f"Did you mean {pool[near]}? " if near is not None else "")
-                      + f"The {pack.name} rules know: {known}; or pass another transformers class, "
-                      "a reference checkpoint or FILE.py:FACTORY")  # fmt: skip
+    return UsageError(
+        f"Unknown --target class '{name}'",
+        detail="transformers has no such class",
+        hint=(f"Did you mean {pool[near]}? " if near is not None else "")
+        + f"The {pack.name} rules know: {known}; or pass another transformers class, "
+        "a reference checkpoint or FILE.py:FACTORY",
+    )
 
 
 def _keras3_layout(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -294,15 +313,19 @@ def _user_rule_uses(
     none is a typo or a rule for another checkpoint, and would otherwise be ignored in silence."""
     labelled = [("--map", i, rule, f"--map '{text}'") for i, (text, rule) in enumerate(maps, 1)]
     if user is not None:
-        labelled += [(str(user.path), i, rule, f"rule {i} of {user.path.name} (source '{rule.source}')")
-                     for i, rule in enumerate(user.rules, 1)]  # fmt: skip
+        labelled += [
+            (str(user.path), i, rule, f"rule {i} of {user.path.name} (source '{rule.source}')")
+            for i, rule in enumerate(user.rules, 1)
+        ]
     if not labelled:
         return []
     # Rules are written over TF-side names: the source's going to PyTorch, the layout's going to TensorFlow.
     source_is_pt = ckpt.framework == "pytorch"
     if (spec.framework == "pytorch") == source_is_pt:
-        return [f"--map/--rules rules are not used: both sides are {'PyTorch' if source_is_pt else 'TensorFlow'}, "
-                "so names are compared as they are (--strip-prefix/--add-prefix align them)"]  # fmt: skip
+        return [
+            f"--map/--rules rules are not used: both sides are {'PyTorch' if source_is_pt else 'TensorFlow'}, "
+            "so names are compared as they are (--strip-prefix/--add-prefix align them)"
+        ]
     names = list(spec.tensors) if source_is_pt else [r.name for r in ckpt.values() if r.kind == "model"]
     notes = []
     for origin, index, rule, label in labelled:

@@ -33,8 +33,9 @@ class _BridgeCommand(click.Command):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.params.append(click.Option(["--debug"], is_flag=True, expose_value=False, callback=_set_debug,
-                                        help=_DEBUG_HELP))  # fmt: skip
+        self.params.append(
+            click.Option(["--debug"], is_flag=True, expose_value=False, callback=_set_debug, help=_DEBUG_HELP)
+        )
 
 
 def _quiet_stdout() -> None:
@@ -71,9 +72,12 @@ class _BridgeGroup(click.Group):
         except Exception as e:
             if debug():
                 raise
-            click.echo(click.style("internal error: ", fg="red", bold=True) + f"{type(e).__name__}: {e}. This is "
-                       "a bug (in bridge, or in a framework it called), not your input: rerun with --debug for "
-                       "the traceback and report it.", err=True)  # fmt: skip
+            click.echo(
+                click.style("internal error: ", fg="red", bold=True) + f"{type(e).__name__}: {e}. This is "
+                "a bug (in bridge, or in a framework it called), not your input: rerun with --debug for "
+                "the traceback and report it.",
+                err=True,
+            )
             ctx.exit(INTERNAL_ERROR)
 
 
@@ -152,20 +156,39 @@ def inspect(
 @cli.command()
 @click.argument("source", type=click.Path(path_type=str))
 @click.option("--to", "to", type=click.Choice(["pytorch", "tensorflow"]), required=True, help="The side to go to.")
-@click.option("--target", metavar="CLASS|PATH|LAYOUT",
-              help="transformers class (BertForPreTraining), reference checkpoint, or TF layout (google-bert, hf-tf). "
-              "Default: the class that keeps every head the source has.")  # fmt: skip
-@click.option("--config", "config", type=click.Path(path_type=str, dir_okay=False),
-              help="bert_config.json / config.json. Default: beside the source, else inferred.")  # fmt: skip
-@click.option("--rules", metavar="PACK|FILE",
-              help="Rule pack name, or a rule file (.yaml/.json/.py) whose rules go before its pack's. "
-              "Default: detected.")  # fmt: skip
-@click.option("--map", "maps", multiple=True, metavar="'SRC_REGEX=TARGET[@TRANSFORM]'",
-              help="One-off rule tried first, e.g. --map 'bert/emb/(.*)=bert.embeddings.{1}'. Repeatable.")  # fmt: skip
+@click.option(
+    "--target",
+    metavar="CLASS|PATH|LAYOUT",
+    help="transformers class (BertForPreTraining), reference checkpoint, or TF layout (google-bert, hf-tf). "
+    "Default: the class that keeps every head the source has.",
+)
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(path_type=str, dir_okay=False),
+    help="bert_config.json / config.json. Default: beside the source, else inferred.",
+)
+@click.option(
+    "--rules",
+    metavar="PACK|FILE",
+    help="Rule pack name, or a rule file (.yaml/.json/.py) whose rules go before its pack's. Default: detected.",
+)
+@click.option(
+    "--map",
+    "maps",
+    multiple=True,
+    metavar="'SRC_REGEX=TARGET[@TRANSFORM]'",
+    help="One-off rule tried first, e.g. --map 'bert/emb/(.*)=bert.embeddings.{1}'. Repeatable.",
+)
 @click.option("--strip-prefix", metavar="PREFIX", help="Remove PREFIX from PyTorch-side source names.")
 @click.option("--add-prefix", metavar="PREFIX", help="Add PREFIX to PyTorch-side source names.")
-@click.option("--format", "--source-format", "format_name", metavar="NAME",
-              help="Source format; skip detection (see `bridge formats`).")  # fmt: skip
+@click.option(
+    "--format",
+    "--source-format",
+    "format_name",
+    metavar="NAME",
+    help="Source format; skip detection (see `bridge formats`).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Every row instead of folded scopes.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: matched, unused, missing, mismatched, tied.")
 def check(
@@ -207,9 +230,16 @@ def check(
     from bridge.report import render_plan
 
     plan = run_check(
-        source, to=to, target=target, config=config, rules=rules, maps=maps,
-        strip_prefix=strip_prefix, add_prefix=add_prefix, source_format=format_name,
-    )  # fmt: skip
+        source,
+        to=to,
+        target=target,
+        config=config,
+        rules=rules,
+        maps=maps,
+        strip_prefix=strip_prefix,
+        add_prefix=add_prefix,
+        source_format=format_name,
+    )
     if as_json:
         click.echo(json.dumps(plan.to_json(), indent=2, default=str))
     else:
@@ -239,17 +269,28 @@ def _size(text: str | None) -> int | None:
 @click.option("-o", "--out", "out", type=click.Path(path_type=str), required=True, help="Output directory (new).")
 @click.option("--target", metavar="CLASS|PATH|LAYOUT", help="As for `bridge check`.")
 @click.option("--config", "config", type=click.Path(path_type=str, dir_okay=False), help="As for `bridge check`.")
-@click.option("--rules", metavar="PACK|FILE",
-              help="Rule pack name, or a rule file (.yaml/.json/.py) whose rules go before its pack's. "
-              "Default: detected.")  # fmt: skip
+@click.option(
+    "--rules",
+    metavar="PACK|FILE",
+    help="Rule pack name, or a rule file (.yaml/.json/.py) whose rules go before its pack's. Default: detected.",
+)
 @click.option("--map", "maps", multiple=True, metavar="'SRC_REGEX=TARGET[@TRANSFORM]'", help="One-off rule.")
 @click.option("--strip-prefix", metavar="PREFIX", help="Remove PREFIX from PyTorch-side source names.")
 @click.option("--add-prefix", metavar="PREFIX", help="Add PREFIX to PyTorch-side source names.")
-@click.option("--source-format", "source_format", metavar="NAME",
-              help="The source's format; skip detection (`bridge check --format`; see `bridge formats`).")
-@click.option("--format", "out_format", default="safetensors", show_default=True,
-              help="Output format. PyTorch: safetensors or bin. TensorFlow: the --target layout's own files "
-              "(google-bert: bert_model.ckpt; hf-tf: tf_model.h5).")  # fmt: skip
+@click.option(
+    "--source-format",
+    "source_format",
+    metavar="NAME",
+    help="The source's format; skip detection (`bridge check --format`; see `bridge formats`).",
+)
+@click.option(
+    "--format",
+    "out_format",
+    default="safetensors",
+    show_default=True,
+    help="Output format. PyTorch: safetensors or bin. TensorFlow: the --target layout's own files "
+    "(google-bert: bert_model.ckpt; hf-tf: tf_model.h5).",
+)
 @click.option("--max-shard-size", metavar="SIZE", help="Shard safetensors past SIZE (e.g. 2GB), with an index.")
 @click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), help="Cast floating tensors.")
 @click.option("--keep-optimizer", is_flag=True, help="Also write optimizer state, apart (optimizer.safetensors).")
@@ -258,11 +299,25 @@ def _size(text: str | None) -> int | None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: files, bytes, the plan.")
 def convert(
-    source: str, to: str, out: str, target: str | None, config: str | None, rules: str | None,
-    maps: tuple[str, ...], strip_prefix: str | None, add_prefix: str | None, source_format: str | None,
-    out_format: str, max_shard_size: str | None, dtype: str | None, keep_optimizer: bool, force: bool,
-    allow_gaps: bool, quiet: bool, as_json: bool,
-) -> None:  # fmt: skip
+    source: str,
+    to: str,
+    out: str,
+    target: str | None,
+    config: str | None,
+    rules: str | None,
+    maps: tuple[str, ...],
+    strip_prefix: str | None,
+    add_prefix: str | None,
+    source_format: str | None,
+    out_format: str,
+    max_shard_size: str | None,
+    dtype: str | None,
+    keep_optimizer: bool,
+    force: bool,
+    allow_gaps: bool,
+    quiet: bool,
+    as_json: bool,
+) -> None:
     """Convert a checkpoint to the other side, after checking the plan.
 
     Tensors stream one at a time from the memory-mapped source into OUT, which
@@ -296,11 +351,24 @@ def convert(
 
     show = not quiet and not as_json and sys.stderr.isatty()
     result = run_convert(
-        source, to=to, out=out, target=target, config=config, rules=rules, maps=maps,
-        strip_prefix=strip_prefix, add_prefix=add_prefix, source_format=source_format, out_format=out_format,
-        max_shard_size=_size(max_shard_size), keep_optimizer=keep_optimizer, dtype=dtype, force=force,
-        allow_gaps=allow_gaps, on_progress=progress if show else None,
-    )  # fmt: skip
+        source,
+        to=to,
+        out=out,
+        target=target,
+        config=config,
+        rules=rules,
+        maps=maps,
+        strip_prefix=strip_prefix,
+        add_prefix=add_prefix,
+        source_format=source_format,
+        out_format=out_format,
+        max_shard_size=_size(max_shard_size),
+        keep_optimizer=keep_optimizer,
+        dtype=dtype,
+        force=force,
+        allow_gaps=allow_gaps,
+        on_progress=progress if show else None,
+    )
     if bars:
         bars[0].render_finish()
     if as_json:
@@ -308,13 +376,22 @@ def convert(
     else:
         plan = result.plan
         click.echo(f"wrote {result.out}/: {', '.join(result.files)}")
-        click.echo(f"  {result.tensors} tensors, {human_bytes(result.bytes_written)}; "
-                   f"{len(plan.tied)} tied tensors need no source; "
-                   f"dropped {human_bytes(result.dropped_bytes)} of optimizer state and counters")  # fmt: skip
+        click.echo(
+            f"  {result.tensors} tensors, {human_bytes(result.bytes_written)}; "
+            f"{len(plan.tied)} tied tensors need no source; "
+            f"dropped {human_bytes(result.dropped_bytes)} of optimizer state and counters"
+        )
         for note in plan.notes + result.notes:
             click.echo(f"  note: {note}")
-        shaping = functools.partial(plan_options, config=config, rules=rules, maps=maps, strip_prefix=strip_prefix,
-                                    add_prefix=add_prefix, source_format=source_format)  # fmt: skip
+        shaping = functools.partial(
+            plan_options,
+            config=config,
+            rules=rules,
+            maps=maps,
+            strip_prefix=strip_prefix,
+            add_prefix=add_prefix,
+            source_format=source_format,
+        )
         if not plan.ok:
             command = shlex.join(["bridge", "check", source, "--to", to, *shaping(target=target)])
             click.echo(f"  WARNING: written with gaps (--allow-gaps); `{command}` shows them")
@@ -338,19 +415,42 @@ def convert(
 @click.option("--strip-prefix", metavar="PREFIX", help="As given to convert.")
 @click.option("--add-prefix", metavar="PREFIX", help="As given to convert.")
 @click.option("--config", "config", type=click.Path(path_type=str, dir_okay=False), help="As given to convert.")
-@click.option("--source-format", "--format", "source_format", metavar="NAME",
-              help="SOURCE's format; skip detection (as given to convert).")  # fmt: skip
-@click.option("--target", metavar="FILE.py:FACTORY",
-              help="Keras pack: the model on OUT's side (the PyTorch twin or the Keras model), as for convert. "
-              "A class, layout or reference given to convert is implied by OUT: its names are the target.")
-@click.option("--source-model", metavar="FILE.py:FACTORY",
-              help="Keras pack: the model on SOURCE's side when the file cannot build it (weights-only).")
+@click.option(
+    "--source-format",
+    "--format",
+    "source_format",
+    metavar="NAME",
+    help="SOURCE's format; skip detection (as given to convert).",
+)
+@click.option(
+    "--target",
+    metavar="FILE.py:FACTORY",
+    help="Keras pack: the model on OUT's side (the PyTorch twin or the Keras model), as for convert. "
+    "A class, layout or reference given to convert is implied by OUT: its names are the target.",
+)
+@click.option(
+    "--source-model",
+    metavar="FILE.py:FACTORY",
+    help="Keras pack: the model on SOURCE's side when the file cannot build it (weights-only).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def verify(
-    source: str, out: str, atol: float, seed: int, seq_len: int, no_forward: bool, rules: str | None,
-    maps: tuple[str, ...], strip_prefix: str | None, add_prefix: str | None, config: str | None,
-    source_format: str | None, target: str | None, source_model: str | None, as_json: bool,
-) -> None:  # fmt: skip
+    source: str,
+    out: str,
+    atol: float,
+    seed: int,
+    seq_len: int,
+    no_forward: bool,
+    rules: str | None,
+    maps: tuple[str, ...],
+    strip_prefix: str | None,
+    add_prefix: str | None,
+    config: str | None,
+    source_format: str | None,
+    target: str | None,
+    source_model: str | None,
+    as_json: bool,
+) -> None:
     """Prove a conversion: every tensor value bit-exact after its transform, and,
     where the model exists on both sides, a forward pass on the same seeded
     inputs agreeing within --atol. Exit code 0 pass, 1 fail, 2 bad input.
@@ -366,9 +466,22 @@ def verify(
     """
     from bridge.verify import verify as run_verify
 
-    report = run_verify(source, out, atol=atol, seed=seed, seq_len=seq_len, forward=not no_forward, rules=rules,
-                        maps=maps, strip_prefix=strip_prefix, add_prefix=add_prefix, config=config,
-                        source_format=source_format, target=target, source_model=source_model)  # fmt: skip
+    report = run_verify(
+        source,
+        out,
+        atol=atol,
+        seed=seed,
+        seq_len=seq_len,
+        forward=not no_forward,
+        rules=rules,
+        maps=maps,
+        strip_prefix=strip_prefix,
+        add_prefix=add_prefix,
+        config=config,
+        source_format=source_format,
+        target=target,
+        source_model=source_model,
+    )
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
@@ -377,8 +490,10 @@ def verify(
             click.echo(f"  ! {failure}")
         for o in report.outputs:
             mark = "ok" if o.ok else "FAIL"
-            click.echo(f"forward {o.name} {list(o.shape)}: max abs {o.max_abs:.3g}, max rel {o.max_rel:.3g} "
-                       f"(atol {report.atol:g}) {mark}")  # fmt: skip
+            click.echo(
+                f"forward {o.name} {list(o.shape)}: max abs {o.max_abs:.3g}, max rel {o.max_rel:.3g} "
+                f"(atol {report.atol:g}) {mark}"
+            )
         for note in report.notes:
             click.echo(f"note: {note}")
         click.echo("verdict: " + report.verdict())
@@ -388,22 +503,48 @@ def verify(
 
 @cli.command()
 @click.argument("target", metavar="FILE.py:FACTORY | GRAPH.meta")
-@click.option("--loss", "losses", multiple=True, metavar="TENSOR",
-              help="TF1 graph: the loss tensor gradients flow from (loss:0). Repeatable.")  # fmt: skip
-@click.option("--output", "outputs", multiple=True, metavar="TENSOR",
-              help="TF1 graph: an output tensor, treated like a loss. Repeatable.")  # fmt: skip
-@click.option("--checkpoint", metavar="CKPT", type=click.Path(path_type=str),
-              help="Compare CKPT with the factory's model: leftovers, optimizer state, missing variables.")  # fmt: skip
-@click.option("--steps", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Forward+backward runs; >1 finds parameters used in some steps only (layer-drop).")  # fmt: skip
+@click.option(
+    "--loss",
+    "losses",
+    multiple=True,
+    metavar="TENSOR",
+    help="TF1 graph: the loss tensor gradients flow from (loss:0). Repeatable.",
+)
+@click.option(
+    "--output",
+    "outputs",
+    multiple=True,
+    metavar="TENSOR",
+    help="TF1 graph: an output tensor, treated like a loss. Repeatable.",
+)
+@click.option(
+    "--checkpoint",
+    metavar="CKPT",
+    type=click.Path(path_type=str),
+    help="Compare CKPT with the factory's model: leftovers, optimizer state, missing variables.",
+)
+@click.option(
+    "--steps",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Forward+backward runs; >1 finds parameters used in some steps only (layer-drop).",
+)
 @click.option("--ddp", is_flag=True, help="PyTorch: confirm with DistributedDataParallel on 2 gloo CPU processes.")
 @click.option("--seed", default=0, show_default=True, help="Seed set before the runs.")
 @click.option("-v", "--verbose", is_flag=True, help="List every parameter under its scope.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: unused (name, scope, kind, hint), summary.")
 def unused(
-    target: str, losses: tuple[str, ...], outputs: tuple[str, ...], checkpoint: str | None,
-    steps: int, ddp: bool, seed: int, verbose: bool, as_json: bool,
-) -> None:  # fmt: skip
+    target: str,
+    losses: tuple[str, ...],
+    outputs: tuple[str, ...],
+    checkpoint: str | None,
+    steps: int,
+    ddp: bool,
+    seed: int,
+    verbose: bool,
+    as_json: bool,
+) -> None:
     """Find the parameters/variables a model never uses, say why and how to fix it.
 
     FACTORY in FILE.py is called with no arguments and returns (model, batch) or

@@ -239,8 +239,10 @@ def render_text(report: InspectReport, *, every_tensor: bool = False) -> str:
     if isinstance(copies, dict) and copies:
         shown = [f"{_readable(ckpt, c)} = {_readable(ckpt, o)}" for c, o in list(copies.items())[:3]]
         lines.append("")
-        lines.append(f"saved twice (second copies: same full name, dtype, shape and checksum): {len(copies)} "
-                     "tensors, e.g. " + "; ".join(shown) + ("; ..." if len(copies) > 3 else ""))  # fmt: skip
+        lines.append(
+            f"saved twice (second copies: same full name, dtype, shape and checksum): {len(copies)} "
+            "tensors, e.g. " + "; ".join(shown) + ("; ..." if len(copies) > 3 else "")
+        )
     return "\n".join(lines)
 
 

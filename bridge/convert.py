@@ -111,11 +111,27 @@ def convert(
     """
     if dtype is not None and not dtypes.is_floating(dtype):
         raise UsageError("--dtype must be a floating dtype", hint=f"Use float16, bfloat16, float32. Received: {dtype}")
-    plan = check(source, to=to, target=target, config=config, rules=rules, maps=maps,
-                 strip_prefix=strip_prefix, add_prefix=add_prefix, source_format=source_format)  # fmt: skip
+    plan = check(
+        source,
+        to=to,
+        target=target,
+        config=config,
+        rules=rules,
+        maps=maps,
+        strip_prefix=strip_prefix,
+        add_prefix=add_prefix,
+        source_format=source_format,
+    )
     if not plan.ok and not allow_gaps:
-        options = plan_options(target=target, config=config, rules=rules, maps=maps, strip_prefix=strip_prefix,
-                               add_prefix=add_prefix, source_format=source_format)  # fmt: skip
+        options = plan_options(
+            target=target,
+            config=config,
+            rules=rules,
+            maps=maps,
+            strip_prefix=strip_prefix,
+            add_prefix=add_prefix,
+            source_format=source_format,
+        )
         command = shlex.join(["bridge", "check", str(source), "--to", to, *options])
         raise PlanHasGaps(
             "The conversion plan has gaps",
@@ -183,6 +199,7 @@ def plan_options(
 
 def _describe_gaps(plan: Plan) -> str:
     """The first few gaps, each with its reason, and how many more there are."""
+
     def row(x: Any, what: str) -> str:
         return f"`{x.name}` {list(x.shape)} {what}: {x.reason}" + (f" ({x.suggestion})" if x.suggestion else "")
 
@@ -224,8 +241,7 @@ def _out_tensors(ckpt: Checkpoint, plan: Plan, dtype: str | None) -> list[Any]:
         if x.fill == "zeros":
             spec_dtype = plan.target.tensors[x.name].dtype or "float32"
             kind = dtype if dtype is not None and dtypes.is_floating(spec_dtype) else spec_dtype
-            out.append(OutTensor(x.name, x.shape, kind, functools.partial(np.zeros, x.shape,
-                                                                             dtypes.numpy_dtype(kind))))
+            out.append(OutTensor(x.name, x.shape, kind, functools.partial(np.zeros, x.shape, dtypes.numpy_dtype(kind))))
     return out
 
 
@@ -241,8 +257,9 @@ def _copies(tensors: list[Any], plan: Plan, copies: dict[str, str | None], dtype
             continue
         if source is None:
             kind = dtype or "float32"
-            out.append(OutTensor(name, target.shape, kind, functools.partial(np.zeros, target.shape,
-                                                                              dtypes.numpy_dtype(kind))))
+            out.append(
+                OutTensor(name, target.shape, kind, functools.partial(np.zeros, target.shape, dtypes.numpy_dtype(kind)))
+            )
         elif source in by_name:
             out.append(OutTensor(name, target.shape, by_name[source].dtype, by_name[source].produce))
     return out
@@ -255,8 +272,16 @@ def _produce(parts: Sequence[tuple[TensorRecord, Transform]], cast: str | None) 
     return value.astype(dtypes.numpy_dtype(cast)) if cast else value
 
 
-def _write_pytorch(tmp: Path, tensors: list[Any], plan: Plan, pack: Any, out_format: str,
-                   max_shard_size: int | None, hook: Any, notes: list[str]) -> list[str]:  # fmt: skip
+def _write_pytorch(
+    tmp: Path,
+    tensors: list[Any],
+    plan: Plan,
+    pack: Any,
+    out_format: str,
+    max_shard_size: int | None,
+    hook: Any,
+    notes: list[str],
+) -> list[str]:
     from pt_side.state_dict_writer import write_config, write_safetensors, write_torch_bin
 
     if out_format == "safetensors":
@@ -267,8 +292,10 @@ def _write_pytorch(tmp: Path, tensors: list[Any], plan: Plan, pack: Any, out_for
         raise UsageError(f"Unknown PyTorch output format '{out_format}'", hint="Use safetensors or bin")
     files = [p.name for p in paths]
     if pack.pt_config is None or not plan.target.class_name:
-        notes.append("no config.json: the target is a plain state dict; load with "
-                     "model.load_state_dict(safetensors.torch.load_file(...), strict=True)")  # fmt: skip
+        notes.append(
+            "no config.json: the target is a plain state dict; load with "
+            "model.load_state_dict(safetensors.torch.load_file(...), strict=True)"
+        )
     else:
         config, config_notes = pack.pt_config(plan.target.config or {}, plan.target.class_name)
         notes.extend(config_notes)
@@ -276,8 +303,9 @@ def _write_pytorch(tmp: Path, tensors: list[Any], plan: Plan, pack: Any, out_for
     return files
 
 
-def _write_tensorflow(tmp: Path, tensors: list[Any], plan: Plan, pack: RulePack, out_format: str,
-                      hook: Any, notes: list[str]) -> list[str]:  # fmt: skip
+def _write_tensorflow(
+    tmp: Path, tensors: list[Any], plan: Plan, pack: RulePack, out_format: str, hook: Any, notes: list[str]
+) -> list[str]:
     """The pack's TF-side files (:class:`~bridge.core.packs.Output`), its config beside them."""
     from pt_side.state_dict_writer import write_config
 
@@ -285,9 +313,11 @@ def _write_tensorflow(tmp: Path, tensors: list[Any], plan: Plan, pack: RulePack,
     if output is None:
         raise UsageError(f"The {pack.name} rules write no TensorFlow files", hint="Convert --to pytorch instead")
     if out_format not in (output.format, "safetensors"):  # safetensors: the CLI default, meaning "the layout's own"
-        raise UsageError(f"Unknown TensorFlow output format '{out_format}'",
-                         hint=f"The {pack.name} layout is written as {output.weights}: omit --format or pass "
-                         f"--format {output.format}")  # fmt: skip
+        raise UsageError(
+            f"Unknown TensorFlow output format '{out_format}'",
+            hint=f"The {pack.name} layout is written as {output.weights}: omit --format or pass "
+            f"--format {output.format}",
+        )
     order = {name: i for i, name in enumerate(plan.target.tensors)}
     tensors = sorted(tensors, key=lambda t: order[t.name])  # the layout's own order (Keras' weight order)
     write = resolve(output.writer)
@@ -305,8 +335,11 @@ def _write_tensorflow(tmp: Path, tensors: list[Any], plan: Plan, pack: RulePack,
 def _write_optimizer(tmp: Path, ckpt: Checkpoint) -> list[str]:
     from pt_side.state_dict_writer import OutTensor, write_safetensors
 
-    slots = [OutTensor(r.name, r.shape, r.dtype, r.numpy) for r in ckpt.values()
-             if r.kind == "optimizer" and r.dtype != dtypes.STRING]  # fmt: skip
+    slots = [
+        OutTensor(r.name, r.shape, r.dtype, r.numpy)
+        for r in ckpt.values()
+        if r.kind == "optimizer" and r.dtype != dtypes.STRING
+    ]
     if not slots:
         return []
     return [p.name for p in write_safetensors(tmp, slots, stem="optimizer")]

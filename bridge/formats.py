@@ -96,21 +96,61 @@ def _resolve(spec: str) -> Any:
 
 
 for _fmt in (
-    Format("tf-checkpoint", "TensorFlow checkpoint (TF1 name-based or TF2 object-based tensor bundle)",
-           "tensorflow", "tf_side.bundle:sniff_checkpoint", "tf_side.bundle:read_checkpoint"),
-    Format("saved-model", "TensorFlow SavedModel or TF1 Hub module directory (its variables/ bundle)",
-           "tensorflow", "tf_side.bundle:sniff_saved_model", "tf_side.bundle:read_saved_model"),
-    Format("keras", "Keras 3 .keras archive (config.json + model.weights.h5)",
-           "keras", "tf_side.keras_archive:sniff_keras_archive", "tf_side.keras_archive:read_keras_archive"),
-    Format("keras-weights", "Keras 3 .weights.h5 (layers/<name>/vars/<i>)",
-           "keras", "tf_side.keras3_weights:sniff_keras3_weights", "tf_side.keras3_weights:read_keras3_weights"),
-    Format("keras-h5", "Keras 2 / tf-keras .h5 (full model or weights), transformers tf_model.h5",
-           "keras", "tf_side.keras2_h5:sniff_legacy_h5", "tf_side.keras2_h5:read_legacy_h5"),
-    Format("safetensors", "safetensors file, or a sharded set with model.safetensors.index.json",
-           "pytorch", "pt_side.safetensors_io:sniff", "pt_side.safetensors_io:read"),
-    Format("torch", "torch.save file (.bin/.pt/.pth, zip or legacy), or a sharded .bin set",
-           "pytorch", "pt_side.torch_pickle:sniff", "pt_side.torch_pickle:read"),
-    Format("hdf5", "any other HDF5 file: every dataset by path",
-           "hdf5", "tf_side.hdf5_plain:sniff_plain_hdf5", "tf_side.hdf5_plain:read_plain_hdf5"),
-):  # fmt: skip
+    Format(
+        "tf-checkpoint",
+        "TensorFlow checkpoint (TF1 name-based or TF2 object-based tensor bundle)",
+        "tensorflow",
+        "tf_side.bundle:sniff_checkpoint",
+        "tf_side.bundle:read_checkpoint",
+    ),
+    Format(
+        "saved-model",
+        "TensorFlow SavedModel or TF1 Hub module directory (its variables/ bundle)",
+        "tensorflow",
+        "tf_side.bundle:sniff_saved_model",
+        "tf_side.bundle:read_saved_model",
+    ),
+    Format(
+        "keras",
+        "Keras 3 .keras archive (config.json + model.weights.h5)",
+        "keras",
+        "tf_side.keras_archive:sniff_keras_archive",
+        "tf_side.keras_archive:read_keras_archive",
+    ),
+    Format(
+        "keras-weights",
+        "Keras 3 .weights.h5 (layers/<name>/vars/<i>)",
+        "keras",
+        "tf_side.keras3_weights:sniff_keras3_weights",
+        "tf_side.keras3_weights:read_keras3_weights",
+    ),
+    Format(
+        "keras-h5",
+        "Keras 2 / tf-keras .h5 (full model or weights), transformers tf_model.h5",
+        "keras",
+        "tf_side.keras2_h5:sniff_legacy_h5",
+        "tf_side.keras2_h5:read_legacy_h5",
+    ),
+    Format(
+        "safetensors",
+        "safetensors file, or a sharded set with model.safetensors.index.json",
+        "pytorch",
+        "pt_side.safetensors_io:sniff",
+        "pt_side.safetensors_io:read",
+    ),
+    Format(
+        "torch",
+        "torch.save file (.bin/.pt/.pth, zip or legacy), or a sharded .bin set",
+        "pytorch",
+        "pt_side.torch_pickle:sniff",
+        "pt_side.torch_pickle:read",
+    ),
+    Format(
+        "hdf5",
+        "any other HDF5 file: every dataset by path",
+        "hdf5",
+        "tf_side.hdf5_plain:sniff_plain_hdf5",
+        "tf_side.hdf5_plain:read_plain_hdf5",
+    ),
+):
     register(_fmt)

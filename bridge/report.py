@@ -115,8 +115,11 @@ _UNUSED_TITLES = {
 def render_unused(report: UnusedReport, *, verbose: bool = False) -> str:
     """Human-readable report: one block per kind, one row per folded scope, the fix under it."""
     s = report.summary
-    runs = (f"backward closure of {', '.join(report.losses)}" if report.losses
-            else f"{report.steps} step{'s' if report.steps != 1 else ''}")  # fmt: skip
+    runs = (
+        f"backward closure of {', '.join(report.losses)}"
+        if report.losses
+        else f"{report.steps} step{'s' if report.steps != 1 else ''}"
+    )
     lines = [f"{report.framework}: {s['parameters']} parameters ({s['elements']:,} elements), {runs}"]
     if not report.items:
         lines.append("every parameter is read and reaches the loss")
@@ -130,8 +133,7 @@ def render_unused(report: UnusedReport, *, verbose: bool = False) -> str:
         numel = sum(i.numel for i in items)
         leaves = sorted({i.name[len(i.scope) + 1 :] if i.name.startswith(i.scope) else i.name for i in items})
         shown = ", ".join(leaves[:6]) + (f", ... {len(leaves) - 6} more" if len(leaves) > 6 else "")
-        lines.append(f"  {label}: {len(items)} parameter{'s' if len(items) != 1 else ''}, "
-                     f"{numel:,} elements ({shown})")  # fmt: skip
+        lines.append(f"  {label}: {len(items)} parameter{'s' if len(items) != 1 else ''}, {numel:,} elements ({shown})")
         if verbose:
             lines.extend(f"    {i.name} {list(i.shape)}" for i in items)
         hints = dict.fromkeys(i.hint for i in items)
@@ -148,8 +150,9 @@ def render_unused(report: UnusedReport, *, verbose: bool = False) -> str:
             if d.get("unused_names"):
                 lines.append("  the indices DDP names are: " + ", ".join(d["unused_names"]))
         else:
-            lines.append(f"DDP (2 gloo processes, find_unused_parameters=False): "
-                         f"{d.get('steps', 2)} steps ran without error")  # fmt: skip
+            lines.append(
+                f"DDP (2 gloo processes, find_unused_parameters=False): {d.get('steps', 2)} steps ran without error"
+            )
     for note in report.notes:
         lines.append(f"note: {note}")
     lines.append("")
@@ -180,13 +183,16 @@ def render_restore(report: RestoreReport, *, verbose: bool = False) -> str:
     """Human-readable restore report: what the user's call restores as written, what it loses and lacks,
     what may be dropped safely, and (PyTorch) the aligned call that would restore more."""
     s = report.summary
-    lines = [f"{report.framework}: {s['restored']} of {s['model_variables']} model variables restored from "
-             f"{report.checkpoint}" + (f" (weights at `{report.root}`)" if report.root else "")]  # fmt: skip
+    lines = [
+        f"{report.framework}: {s['restored']} of {s['model_variables']} model variables restored from "
+        f"{report.checkpoint}" + (f" (weights at `{report.root}`)" if report.root else "")
+    ]
     if report.call:
         lines += ["  by this call, as written:", *_indent(report.call)]
     if report.framework == "pytorch":
-        lines.append(f"  load_state_dict reports {len(report.missing)} missing_keys, "
-                     f"{len(report.unexpected)} unexpected_keys")  # fmt: skip
+        lines.append(
+            f"  load_state_dict reports {len(report.missing)} missing_keys, {len(report.unexpected)} unexpected_keys"
+        )
     titles = {
         "model_leftover": "model leftovers: checkpoint weights the model never restores",
         "shape_mismatch": "shape mismatches: restore fails",
@@ -214,34 +220,46 @@ def render_restore(report: RestoreReport, *, verbose: bool = False) -> str:
         for kind in HARMLESS_KINDS:
             items = report.by_kind(kind)
             if items:
-                lines += [f"  {kind} ({len(items)}): {_listed([i.path or i.name for i in items], verbose)}",
-                          f"    {items[0].hint}"]  # fmt: skip
+                lines += [
+                    f"  {kind} ({len(items)}): {_listed([i.path or i.name for i in items], verbose)}",
+                    f"    {items[0].hint}",
+                ]
     if fix is not None:
         lines += ["", f"fix: this call restores {fix.restored} of {report.total}:", *_indent(fix.code)]
         if fix.left_out:
-            lines.append(f"  it leaves out {len(fix.left_out)} keys without `{fix.strip_prefix}`: "
-                         f"{_listed(list(fix.left_out), verbose)}")  # fmt: skip
+            lines.append(
+                f"  it leaves out {len(fix.left_out)} keys without `{fix.strip_prefix}`: "
+                f"{_listed(list(fix.left_out), verbose)}"
+            )
         if fix.unexpected:
-            lines.append(f"  it still drops {len(fix.unexpected)} unexpected keys: "
-                         f"{_listed(list(fix.unexpected), verbose)}")  # fmt: skip
+            lines.append(
+                f"  it still drops {len(fix.unexpected)} unexpected keys: {_listed(list(fix.unexpected), verbose)}"
+            )
         if fix.missing:
             lines.append(f"  it still misses {len(fix.missing)}: {_listed(list(fix.missing), verbose)}")
         if fix.untouched:
-            lines.append(f"  outside `model.{fix.submodule}`, {len(fix.untouched)} keep their initial values: "
-                         f"{_listed(list(fix.untouched), verbose)}")  # fmt: skip
+            lines.append(
+                f"  outside `model.{fix.submodule}`, {len(fix.untouched)} keep their initial values: "
+                f"{_listed(list(fix.untouched), verbose)}"
+            )
     if report.other is not None:
         o = report.other
         lines += ["", f"`{o.call}` restores {_count(o.restored, report.total)} here: {o.why}"]
     lines += [f"note: {n}" for n in report.notes]
-    partial = "safe (only optimizer state, counters, bookkeeping left over)" if report.expect_partial_safe else (
-        "NOT safe: it would silently drop model weights")  # fmt: skip
+    partial = (
+        "safe (only optimizer state, counters, bookkeeping left over)"
+        if report.expect_partial_safe
+        else ("NOT safe: it would silently drop model weights")
+    )
     drop = LENIENT[report.framework]
     if report.ok:
         verdict = "the model restores completely"
     else:
         c = s["counts"]
-        verdict = (f"restores {_count(report.matched, report.total)} as is ({c['model_leftover']} model leftovers, "
-                   f"{c['missing']} missing, {c['shape_mismatch']} mismatched)")  # fmt: skip
+        verdict = (
+            f"restores {_count(report.matched, report.total)} as is ({c['model_leftover']} model leftovers, "
+            f"{c['missing']} missing, {c['shape_mismatch']} mismatched)"
+        )
         if fix is not None:
             verdict += f"; the fix above restores {fix.restored} of {report.total}"
     lines += ["", f"{drop}: {partial}", f"verdict: {verdict}"]

@@ -91,24 +91,37 @@ def find_unused_in_graph(path: str | Path, losses: Iterable[str]) -> UnusedRepor
 
 
 def run_unused(
-    target: str, *, tensors: Iterable[str] = (), checkpoint: str | None = None, steps: int = 1,
-    ddp: bool = False, seed: int | None = 0,
-) -> UnusedReport | RestoreReport:  # fmt: skip
+    target: str,
+    *,
+    tensors: Iterable[str] = (),
+    checkpoint: str | None = None,
+    steps: int = 1,
+    ddp: bool = False,
+    seed: int | None = 0,
+) -> UnusedReport | RestoreReport:
     """The CLI's entry: a TF1 graph (``.meta``), a factory vs a checkpoint, or a factory run on its batch."""
     tensors = list(tensors)
     if is_meta_graph(target):
         if checkpoint is not None or ddp or steps != 1:
-            raise UsageError("Options do not apply to a TF1 graph", path=target,
-                             detail="--checkpoint, --ddp and --steps need a FILE.py:FACTORY",
-                             hint="Give only --loss/--output with a .meta file")  # fmt: skip
+            raise UsageError(
+                "Options do not apply to a TF1 graph",
+                path=target,
+                detail="--checkpoint, --ddp and --steps need a FILE.py:FACTORY",
+                hint="Give only --loss/--output with a .meta file",
+            )
         return find_unused_in_graph(target, tensors)
     if tensors:
-        raise UsageError("--loss/--output name tensors of a TF1 graph", detail=f"got {target!r}",
-                         hint="Give a .meta file, or return loss_fn from the factory")  # fmt: skip
+        raise UsageError(
+            "--loss/--output name tensors of a TF1 graph",
+            detail=f"got {target!r}",
+            hint="Give a .meta file, or return loss_fn from the factory",
+        )
     if checkpoint is not None:
         if ddp or steps != 1:
-            raise UsageError("--ddp and --steps run the model; --checkpoint only compares names and shapes",
-                             hint="Drop --ddp/--steps, or run without --checkpoint")  # fmt: skip
+            raise UsageError(
+                "--ddp and --steps run the model; --checkpoint only compares names and shapes",
+                hint="Drop --ddp/--steps, or run without --checkpoint",
+            )
         model, batch, _ = call_factory(target)
         return checkpoint_vs_model(model, checkpoint, batch=batch)
     return unused_from_spec(target, steps=steps, ddp=ddp, seed=seed)
@@ -155,15 +168,17 @@ def checkpoint_vs_model(model: Any, checkpoint: str | Path, *, batch: Any = None
     with load(checkpoint) as ckpt:
         if (ckpt.framework == "pytorch") != (framework == "pytorch"):
             raise UsageError(
-                "Checkpoint and model are from different frameworks", path=checkpoint,
+                "Checkpoint and model are from different frameworks",
+                path=checkpoint,
                 detail=f"a {ckpt.framework} checkpoint ({ckpt.format}) for a {framework} model",
                 hint="Convert it first (bridge convert), then compare the result",
-            )  # fmt: skip
+            )
         if framework == "pytorch":
             setup: RestoreSetup = _side("restore", framework)(model, ckpt)
         else:
             setup = _side("restore", framework)(model, ckpt, batch)
             if ckpt.metadata.get("layout") == "keras3":
                 framework = "keras"  # restored by Keras' load_weights, not tf.train.Checkpoint
-        return compare_restore(framework, setup.variables, ckpt.values(), checkpoint=str(checkpoint),
-                               root=setup.root, setup=setup)  # fmt: skip
+        return compare_restore(
+            framework, setup.variables, ckpt.values(), checkpoint=str(checkpoint), root=setup.root, setup=setup
+        )

@@ -70,8 +70,17 @@ def verify(
         out = Path(out) / "model.weights.h5"  # what convert writes for a Keras target
     with load(out) as out_ckpt:
         to = "pytorch" if out_ckpt.framework == "pytorch" else "tensorflow"
-    plan = check(source, to=to, target=str(out), rules=rules, maps=maps, strip_prefix=strip_prefix,
-                 add_prefix=add_prefix, config=config, source_format=source_format)  # fmt: skip
+    plan = check(
+        source,
+        to=to,
+        target=str(out),
+        rules=rules,
+        maps=maps,
+        strip_prefix=strip_prefix,
+        add_prefix=add_prefix,
+        config=config,
+        source_format=source_format,
+    )
     report.notes.extend(n for n in plan.notes if not n.startswith("config:"))
     with load(source, format=source_format) as src, load(out) as dst:
         by_target: dict[str, list[Any]] = {}
@@ -104,8 +113,21 @@ def verify(
         if pack.forward_check is None:
             report.notes.append(f"no forward check for the {plan.pack} rules: values compared only")
         else:
-            context = ForwardContext(src, dst, to, Path(source), Path(out), plan, seed, batch, seq_len, target,
-                                     source_model, strip_prefix, add_prefix)  # fmt: skip
+            context = ForwardContext(
+                src,
+                dst,
+                to,
+                Path(source),
+                Path(out),
+                plan,
+                seed,
+                batch,
+                seq_len,
+                target,
+                source_model,
+                strip_prefix,
+                add_prefix,
+            )
             resolve(pack.forward_check)(report, context)
     return report
 
@@ -114,5 +136,3 @@ def _same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
     if a.dtype == object or b.dtype == object:
         return bool(np.array_equal(a, b))
     return a.dtype == b.dtype and np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes()
-
-

@@ -21,16 +21,19 @@ from bridge.verify_report import ForwardCause, ForwardContext, VerifyReport, dif
 def bert_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
     """The pack's ``forward_check``: the same seeded batch through transformers and the TF reference."""
     if ctx.to == "tensorflow" and (ctx.strip_prefix or ctx.add_prefix):
-        report.notes.append("no forward check: transformers loads the PyTorch source by its own names, which "
-                            "need --strip-prefix/--add-prefix to line up; values compared only")  # fmt: skip
+        report.notes.append(
+            "no forward check: transformers loads the PyTorch source by its own names, which "
+            "need --strip-prefix/--add-prefix to line up; values compared only"
+        )
         return
     # A TF source renamed by --map/--rules: the plan says which of its tensors the reference reads.
     renamed = {m.target: m for m in ctx.plan.matched} if ctx.to == "pytorch" else {}
     tf_ckpt = ctx.src if ctx.src.framework != "pytorch" else ctx.dst
     pack = ctx.plan.rule_pack or get_pack(ctx.plan.pack)
     pt_side = ctx.out if ctx.to == "pytorch" else ctx.source
-    _bert_forward(report, tf_ckpt, pack, pt_side, ctx.plan.target.config or {}, ctx.seed, ctx.batch, ctx.seq_len,
-                  renamed)  # fmt: skip
+    _bert_forward(
+        report, tf_ckpt, pack, pt_side, ctx.plan.target.config or {}, ctx.seed, ctx.batch, ctx.seq_len, renamed
+    )
 
 
 # transformers' hidden_act -> the gelu form it computes, and back.
@@ -39,9 +42,16 @@ _GELU_NAMES = {"erf": "gelu", "tanh": "gelu_new"}
 
 
 def _bert_forward(
-    report: VerifyReport, tf_ckpt: Any, pack: RulePack, pt_folder: Path, config: dict[str, Any], seed: int,
-    batch: int, seq_len: int, by_target: dict[str, Match],
-) -> None:  # fmt: skip
+    report: VerifyReport,
+    tf_ckpt: Any,
+    pack: RulePack,
+    pt_folder: Path,
+    config: dict[str, Any],
+    seed: int,
+    batch: int,
+    seq_len: int,
+    by_target: dict[str, Match],
+) -> None:
     """transformers' PyTorch model against the TF reference forward on the TF side's weights.
 
     The reference reads google-research names; another layout's weights reach it through
@@ -69,8 +79,9 @@ def _bert_forward(
     }
     inputs["attention_mask"][-1, seq // 2 :] = 0  # one padded row exercises the mask
     pt = transformers_outputs(model, inputs)
-    heads = tuple(h for h, key in (("pooler", "pooled_output"), ("mlm", "mlm_logits"), ("nsp", "nsp_logits"))
-                  if key in pt)  # fmt: skip
+    heads = tuple(
+        h for h, key in (("pooler", "pooled_output"), ("mlm", "mlm_logits"), ("nsp", "nsp_logits")) if key in pt
+    )
     act = cfg.get("hidden_act")
     gelu = "erf" if pack.name != "google-bert" and act == "gelu" else "tanh"
     if gelu == "tanh" and act not in ("gelu_new", "gelu_pytorch_tanh"):
@@ -78,14 +89,23 @@ def _bert_forward(
     weights = _google_names(tf_ckpt, pack, cfg, heads, by_target)
 
     def run(form: str) -> dict[str, np.ndarray]:
-        return bert_forward(weights, cfg, inputs["input_ids"], inputs["token_type_ids"], inputs["attention_mask"],
-                            heads=heads, gelu=form)  # fmt: skip
+        return bert_forward(
+            weights,
+            cfg,
+            inputs["input_ids"],
+            inputs["token_type_ids"],
+            inputs["attention_mask"],
+            heads=heads,
+            gelu=form,
+        )
 
     try:
         tf = run(gelu)
     except _NoSource as e:
-        report.notes.append(f"forward check skipped: the TF reference forward needs `{e.args[0]}`, which no "
-                            "tensor of the TF side fills (nor any --map/--rules rule)")  # fmt: skip
+        report.notes.append(
+            f"forward check skipped: the TF reference forward needs `{e.args[0]}`, which no "
+            "tensor of the TF side fills (nor any --map/--rules rule)"
+        )
         return
     for name, value in pt.items():
         if name in tf:
@@ -98,9 +118,11 @@ def _bert_forward(
     matched = run(pt_form)
     worst = max(differences(matched[name], value)[0] for name, value in pt.items() if name in matched)
     if worst > report.atol:
-        report.notes.append(f"with the TF reference computing the PyTorch side's `{act}` ({pt_form}) too, outputs "
-                            f"still differ by {worst:.1e} (atol {report.atol:g}): the activation does not explain it "
-                            "all")  # fmt: skip
+        report.notes.append(
+            f"with the TF reference computing the PyTorch side's `{act}` ({pt_form}) too, outputs "
+            f"still differ by {worst:.1e} (atol {report.atol:g}): the activation does not explain it "
+            "all"
+        )
         return
     tf_side = "google-research's tanh form" if pack.name == "google-bert" else f"the {gelu} form"
     config_path = (pt_folder if pt_folder.is_dir() else pt_folder.parent) / "config.json"
@@ -109,7 +131,7 @@ def _bert_forward(
         detail=f"transformers' `{act}` ({pt_form}) on the PyTorch side vs {tf_side} on the TF side",
         matched_max_abs=worst,
         accept_atol=_round_up(max(o.max_abs for o in report.outputs)),
-        fix=f"make the PyTorch side compute the TF side's math: set \"hidden_act\": \"{_GELU_NAMES[gelu]}\" in "
+        fix=f'make the PyTorch side compute the TF side\'s math: set "hidden_act": "{_GELU_NAMES[gelu]}" in '
         f"{config_path}",
     )
 

@@ -16,8 +16,14 @@ def keras_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
     """Outputs of the Keras side and the PyTorch side compared at ``report.atol``; skipped with a note when
     a model cannot be built (``ctx.target``: the model on the output's side, ``ctx.source_model``: on the source's)."""
     src, dst, to, target, source_model, seed, batch = (
-        ctx.src, ctx.dst, ctx.to, ctx.target, ctx.source_model, ctx.seed, ctx.batch
-    )  # fmt: skip
+        ctx.src,
+        ctx.dst,
+        ctx.to,
+        ctx.target,
+        ctx.source_model,
+        ctx.seed,
+        ctx.batch,
+    )
     keras_ckpt, torch_ckpt = (src, dst) if to == "pytorch" else (dst, src)
     keras_factory, torch_factory = (source_model, target) if to == "pytorch" else (target, source_model)
     if torch_factory is None:

@@ -97,10 +97,12 @@ class VerifyReport:
         if why is None or self.forward_status != "explained":
             return "FAIL"
         worst = max(o.max_abs for o in self.outputs)
-        return (f"FAIL (explained): values bit-exact; the forward differs by up to {worst:.1e} (atol {self.atol:g}), "
-                f"all of it from the {why.cause}: {why.detail}; with matched {why.cause}s the outputs agree to "
-                f"{why.matched_max_abs:.1e}. To accept the difference: --atol {why.accept_atol:g}; to remove it, "
-                f"{why.fix}")  # fmt: skip
+        return (
+            f"FAIL (explained): values bit-exact; the forward differs by up to {worst:.1e} (atol {self.atol:g}), "
+            f"all of it from the {why.cause}: {why.detail}; with matched {why.cause}s the outputs agree to "
+            f"{why.matched_max_abs:.1e}. To accept the difference: --atol {why.accept_atol:g}; to remove it, "
+            f"{why.fix}"
+        )
 
     def to_json(self) -> dict[str, Any]:
         forward: dict[str, Any] = {"status": self.forward_status}
@@ -111,8 +113,11 @@ class VerifyReport:
             "source": self.source,
             "out": self.out,
             "atol": self.atol,
-            "values": {"compared": self.values_compared, "bit_exact": self.values_equal,
-                       "failures": self.value_failures},  # fmt: skip
+            "values": {
+                "compared": self.values_compared,
+                "bit_exact": self.values_equal,
+                "failures": self.value_failures,
+            },
             "outputs": [asdict(o) for o in self.outputs],
             "forward": forward,
             "notes": self.notes,

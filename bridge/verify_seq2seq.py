@@ -37,12 +37,23 @@ def seq2seq_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
     mask = np.ones((batch, seq), dtype=np.int64)
     mask[-1, seq // 2 :] = 0  # one padded source row exercises the encoder and cross-attention masks
     with torch.no_grad():
-        out = model(input_ids=torch.from_numpy(input_ids), attention_mask=torch.from_numpy(mask),
-                    decoder_input_ids=torch.from_numpy(decoder_ids))  # fmt: skip
+        out = model(
+            input_ids=torch.from_numpy(input_ids),
+            attention_mask=torch.from_numpy(mask),
+            decoder_input_ids=torch.from_numpy(decoder_ids),
+        )
     pt = {"encoder_last_hidden_state": out.encoder_last_hidden_state.numpy(), "logits": out.logits.numpy()}
     prefix = config.get("prefix", "module/bert")
     bias = "decoder/output_bias" if f"{prefix}/decoder/output_bias" in tf_ckpt else None
-    tf = seq2seq_forward(lambda n: tf_ckpt[n].numpy(), cfg, input_ids, mask, decoder_ids, prefix=prefix,
-                         coupled=bool(config.get("tie_encoder_decoder")), output_bias=bias)  # fmt: skip
+    tf = seq2seq_forward(
+        lambda n: tf_ckpt[n].numpy(),
+        cfg,
+        input_ids,
+        mask,
+        decoder_ids,
+        prefix=prefix,
+        coupled=bool(config.get("tie_encoder_decoder")),
+        output_bias=bias,
+    )
     for name, value in pt.items():
         report.compare_output(name, tf[name], value)

@@ -70,9 +70,7 @@ def write_tf1_checkpoint(
                 variables.append(tf.compat.v1.get_variable(name, shape=value, initializer=init))
                 if adam:
                     for slot in ("adam_m", "adam_v"):
-                        variables.append(
-                            tf.compat.v1.get_variable(f"{name}/{slot}", shape=value, initializer=init)
-                        )
+                        variables.append(tf.compat.v1.get_variable(f"{name}/{slot}", shape=value, initializer=init))
                 continue
             variables.append(tf.compat.v1.get_variable(name, initializer=value))
             if adam:

@@ -43,13 +43,23 @@ def run_ddp_check(
     """
     port = _free_port()
     env = dict(os.environ)
-    env.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1",
-                "GLOO_SOCKET_IFNAME": env.get("GLOO_SOCKET_IFNAME", "lo")})  # fmt: skip
+    env.update(
+        {
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "OMP_NUM_THREADS": "1",
+            "GLOO_SOCKET_IFNAME": env.get("GLOO_SOCKET_IFNAME", "lo"),
+        }
+    )
     # The children must import bridge/pt_side the way this process does.
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    result: dict[str, Any] = {"world_size": world_size, "steps": steps, "backend": "gloo",
-                              "find_unused_parameters": False}  # fmt: skip
+    result: dict[str, Any] = {
+        "world_size": world_size,
+        "steps": steps,
+        "backend": "gloo",
+        "find_unused_parameters": False,
+    }
     with tempfile.TemporaryDirectory(prefix="bridge-ddp-") as tmp:
         outs = [Path(tmp) / f"rank{r}.json" for r in range(world_size)]
         logs = [Path(tmp) / f"rank{r}.log" for r in range(world_size)]
@@ -57,11 +67,25 @@ def run_ddp_check(
         try:
             for r in range(world_size):
                 with open(logs[r], "wb") as log:
-                    procs.append(subprocess.Popen(
-                        [sys.executable, "-m", "pt_side.ddp_check", spec, str(r), str(world_size), str(port),
-                         str(outs[r]), str(steps)],
-                        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=os.getcwd(),
-                    ))  # fmt: skip
+                    procs.append(
+                        subprocess.Popen(
+                            [
+                                sys.executable,
+                                "-m",
+                                "pt_side.ddp_check",
+                                spec,
+                                str(r),
+                                str(world_size),
+                                str(port),
+                                str(outs[r]),
+                                str(steps),
+                            ],
+                            env=env,
+                            stdout=log,
+                            stderr=subprocess.STDOUT,
+                            cwd=os.getcwd(),
+                        )
+                    )
         except OSError as e:
             for p in procs:
                 p.kill()
@@ -88,19 +112,32 @@ def run_ddp_check(
     result["ranks"] = ranks
     raised = [x for x in ranks if x.get("status") == "raised"]
     if raised:
-        return {**result, "raised": True, "error_kind": "ddp", "message": raised[0]["message"],
-                "step": raised[0].get("step")}  # fmt: skip
+        return {
+            **result,
+            "raised": True,
+            "error_kind": "ddp",
+            "message": raised[0]["message"],
+            "step": raised[0].get("step"),
+        }
     setup = [x for x in ranks if x.get("status") == "setup_failed"]
     if setup:
         return {**result, "raised": False, "error_kind": "setup", "message": setup[0]["message"]}
     if timed_out:
-        return {**result, "raised": False, "error_kind": "timeout",
-                "message": f"the {world_size} processes did not finish in {timeout:g}s (ranks may be waiting on "
-                "each other's gradients: parameters used on some ranks only)"}  # fmt: skip
+        return {
+            **result,
+            "raised": False,
+            "error_kind": "timeout",
+            "message": f"the {world_size} processes did not finish in {timeout:g}s (ranks may be waiting on "
+            "each other's gradients: parameters used on some ranks only)",
+        }
     missing = [x for x in ranks if x.get("status") != "ok"]
     if missing:
-        return {**result, "raised": False, "error_kind": "setup",
-                "message": "a process ended without a result: " + missing[0].get("log", "")[-500:]}  # fmt: skip
+        return {
+            **result,
+            "raised": False,
+            "error_kind": "setup",
+            "message": "a process ended without a result: " + missing[0].get("log", "")[-500:],
+        }
     return {**result, "raised": False, "error_kind": None, "message": None}
 
 
@@ -118,8 +155,13 @@ def _child(spec: str, rank: int, world_size: int, port: int, out: Path, steps: i
         from pt_side.unused import call_model, compute_loss
 
         torch.manual_seed(0)
-        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size,
-                                timeout=timedelta(seconds=60))  # fmt: skip
+        dist.init_process_group(
+            "gloo",
+            init_method=f"tcp://127.0.0.1:{port}",
+            rank=rank,
+            world_size=world_size,
+            timeout=timedelta(seconds=60),
+        )
         model, batch, loss_fn = call_factory(spec)
         ddp = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=False)
     except Exception as e:  # report, do not hang the parent

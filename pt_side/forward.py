@@ -24,12 +24,16 @@ def load_transformers_model(folder: Path) -> tuple[Any, dict[str, Any]]:
         import torch  # noqa: F401
         import transformers
     except ImportError as e:
-        raise MissingDependency("torch and transformers are needed for the forward check",
-                                hint="pip install 'ckpt-bridge[transformers]'") from e  # fmt: skip
+        raise MissingDependency(
+            "torch and transformers are needed for the forward check", hint="pip install 'ckpt-bridge[transformers]'"
+        ) from e
     config_path = folder / "config.json"
     if not config_path.is_file():
-        raise UsageError("No config.json beside the PyTorch weights", path=folder,
-                         hint="A forward check needs the model's class and config")  # fmt: skip
+        raise UsageError(
+            "No config.json beside the PyTorch weights",
+            path=folder,
+            hint="A forward check needs the model's class and config",
+        )
     config = json.loads(config_path.read_text())
     class_name = (config.get("architectures") or ["AutoModel"])[0]
     cls = getattr(transformers, class_name)

@@ -180,16 +180,27 @@ def _rebuild_tensor(storage: Any, storage_offset: Any, size: Any, stride: Any) -
 
 
 def _rebuild_tensor_v2(
-    storage: Any, storage_offset: Any, size: Any, stride: Any,
-    requires_grad: Any = False, backward_hooks: Any = None, metadata: Any = None,
-) -> Tensor:  # fmt: skip
+    storage: Any,
+    storage_offset: Any,
+    size: Any,
+    stride: Any,
+    requires_grad: Any = False,
+    backward_hooks: Any = None,
+    metadata: Any = None,
+) -> Tensor:
     return _tensor(storage, storage_offset, size, stride)
 
 
 def _rebuild_tensor_v3(
-    storage: Any, storage_offset: Any, size: Any, stride: Any,
-    requires_grad: Any, backward_hooks: Any, dtype: Any, metadata: Any = None,
-) -> Tensor:  # fmt: skip
+    storage: Any,
+    storage_offset: Any,
+    size: Any,
+    stride: Any,
+    requires_grad: Any,
+    backward_hooks: Any,
+    dtype: Any,
+    metadata: Any = None,
+) -> Tensor:
     if not isinstance(dtype, _DType):
         raise Malformed(f"_rebuild_tensor_v3 got dtype {dtype!r}, not a torch dtype")
     return _tensor(storage, storage_offset, size, stride, dtype)
@@ -330,8 +341,20 @@ def unpickle(file: IO[bytes], path: Path, what: str, persistent: Callable[[Any],
         return _SafeUnpickler(file, path, persistent).load()
     except BridgeError:
         raise
-    except (Malformed, pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError,
-            AttributeError, struct.error, RecursionError, OverflowError, zipfile.BadZipFile) as exc:  # fmt: skip
+    except (
+        Malformed,
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        struct.error,
+        RecursionError,
+        OverflowError,
+        zipfile.BadZipFile,
+    ) as exc:
         truncated = isinstance(exc, EOFError) or "truncated" in str(exc)
         raise CorruptCheckpoint(
             f"Unreadable {what}",

@@ -95,8 +95,11 @@ def _write_one(
     header: dict[str, Any] = {"__metadata__": metadata}
     offset = 0
     for t in tensors:
-        header[t.name] = {"dtype": _SAFETENSORS_DTYPES[t.dtype], "shape": list(t.shape),
-                          "data_offsets": [offset, offset + t.nbytes]}  # fmt: skip
+        header[t.name] = {
+            "dtype": _SAFETENSORS_DTYPES[t.dtype],
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + t.nbytes],
+        }
         offset += t.nbytes
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)  # the format pads the header to 8 bytes with spaces
@@ -120,8 +123,10 @@ def write_torch_bin(folder: Path, tensors: Sequence[OutTensor], *, stem: str = "
     state = {}
     for t in tensors:
         value = produced_value(t)
-        state[t.name] = torch.from_numpy(value.view(np.uint16)).view(torch.bfloat16) if t.dtype == "bfloat16" else (
-            torch.from_numpy(value.copy())
+        state[t.name] = (
+            torch.from_numpy(value.view(np.uint16)).view(torch.bfloat16)
+            if t.dtype == "bfloat16"
+            else (torch.from_numpy(value.copy()))
         )
     path = folder / f"{stem}.bin"
     torch.save(state, path)

@@ -84,9 +84,11 @@ def module_spec(spec: str) -> TargetSpec:
         raise MissingDependency("torch is needed to build the target model", hint="pip install torch") from e
     model = load_factory(spec, TARGET_CONTRACT)()
     if not isinstance(model, torch.nn.Module):
-        raise UsageError("The target factory did not return a torch.nn.Module", detail=f"{spec} returned "
-                         f"{type(model).__module__}.{type(model).__qualname__}",
-                         hint="Return the PyTorch twin (an nn.Module) from the factory")  # fmt: skip
+        raise UsageError(
+            "The target factory did not return a torch.nn.Module",
+            detail=f"{spec} returned {type(model).__module__}.{type(model).__qualname__}",
+            hint="Return the PyTorch twin (an nn.Module) from the factory",
+        )
     tensors = {
         name: TargetTensor(name, tuple(t.shape), str(t.dtype).removeprefix("torch."))
         for name, t in model.state_dict(keep_vars=True).items()
@@ -101,5 +103,4 @@ def module_spec(spec: str) -> TargetSpec:
             kind = "depthwise_conv2d"
         facts = {k: getattr(module, k) for k in _FACTS if isinstance(getattr(module, k, None), (int, float, bool))}
         modules.append(TargetModule(name, kind, cls, facts))
-    return TargetSpec("pytorch", f"torch module from {spec}", tensors, class_name=type(model).__name__,
-                      modules=modules)  # fmt: skip
+    return TargetSpec("pytorch", f"torch module from {spec}", tensors, class_name=type(model).__name__, modules=modules)

@@ -22,8 +22,9 @@ def _torch() -> Any:
     try:
         import torch
     except ImportError as e:
-        raise MissingDependency("torch is needed for `bridge unused` on a PyTorch model",
-                                hint="pip install 'ckpt-bridge[torch]'") from e  # fmt: skip
+        raise MissingDependency(
+            "torch is needed for `bridge unused` on a PyTorch model", hint="pip install 'ckpt-bridge[torch]'"
+        ) from e
     return torch
 
 
@@ -272,12 +273,15 @@ def _fix(load: str, keys: list[str], state: Mapping[str, Any], strip: str, into:
     code = f"{load}\n{target}.load_state_dict({arg}, strict=False)"
     present = set(given)
     return RestoreFix(
-        code, restored, strip, into,
+        code,
+        restored,
+        strip,
+        into,
         missing=tuple(k for k in inner if k not in present),
         unexpected=tuple(k for k in given if k not in inner),
         untouched=tuple(k for k in state if into and not k.startswith(into + ".")),
         left_out=() if every else tuple(k for k in keys if not k.startswith(strip)),
-    )  # fmt: skip
+    )
 
 
 def _attribute_path(module: str) -> str:

@@ -30,10 +30,11 @@ _FOOTER_HANDLES = 40
 
 
 def write_tf1_checkpoint(
-    prefix: Path, tensors: Sequence[Planned],
+    prefix: Path,
+    tensors: Sequence[Planned],
     *,
     metadata: Mapping[str, Any] | None = None,  # the target's; these layouts need none
-    on_tensor: Callable[[Planned], None] | None = None
+    on_tensor: Callable[[Planned], None] | None = None,
 ) -> list[Path]:
     """Write ``prefix.index`` and ``prefix.data-00000-of-00001``; values stream one at a time."""
     ordered = sorted(tensors, key=lambda t: t.name.encode())

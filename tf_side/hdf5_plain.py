@@ -39,8 +39,13 @@ def read_plain_hdf5(path: Path) -> Checkpoint:
         if base:
             metadata["userblock"] = base
         return Checkpoint(
-            records, format="hdf5", path=str(path), files=[str(path)], framework="hdf5",
-            metadata=metadata, closer=source.close,
-        )  # fmt: skip
+            records,
+            format="hdf5",
+            path=str(path),
+            files=[str(path)],
+            framework="hdf5",
+            metadata=metadata,
+            closer=source.close,
+        )
 
     return guarded(source, build)

@@ -165,9 +165,14 @@ def _optimizer_records(source: Source, group: h5py.Group, prefix: str, model: li
         else:
             slot = _slot(path, model_paths)
             result = record(
-                source, ds, name, kind="optimizer", path=path,
-                slot_of=slot[0] if slot else None, slot_name=slot[1] if slot else None,
-            )  # fmt: skip
+                source,
+                ds,
+                name,
+                kind="optimizer",
+                path=path,
+                slot_of=slot[0] if slot else None,
+                slot_name=slot[1] if slot else None,
+            )
         records.append(must(result, source, name))
         seen.add(name)
     for name, ds in walk(group, prefix):
@@ -223,17 +228,23 @@ def read_legacy_h5(path: Path) -> Checkpoint:
         if full:
             metadata["layout"] = "keras2-full"
         elif direct or (
-            len(scopes) == 1 and all(r.path and "/" in r.path for r in model)
+            len(scopes) == 1
+            and all(r.path and "/" in r.path for r in model)
             and _HF_TF_SCOPE.fullmatch(next(iter(scopes)))
-        ):  # fmt: skip
+        ):
             metadata["layout"] = "hf-tf"
             if len(scopes) == 1 and not direct:
                 metadata["model_scope"] = next(iter(scopes))
         else:
             metadata["layout"] = "keras2-weights"
         return Checkpoint(
-            records, format="keras-h5", path=str(path), files=[str(path)], framework="keras",
-            metadata=metadata, closer=source.close,
-        )  # fmt: skip
+            records,
+            format="keras-h5",
+            path=str(path),
+            files=[str(path)],
+            framework="keras",
+            metadata=metadata,
+            closer=source.close,
+        )
 
     return guarded(source, build)

@@ -32,10 +32,11 @@ _H5_TYPES = frozenset({"bool", "int8", "int16", "int32", "int64", "uint8", "uint
 
 
 def write_keras2_h5(
-    path: Path, tensors: Sequence[Planned],
+    path: Path,
+    tensors: Sequence[Planned],
     *,
     metadata: Mapping[str, Any] | None = None,  # the target's; these layouts need none
-    on_tensor: Callable[[Planned], None] | None = None
+    on_tensor: Callable[[Planned], None] | None = None,
 ) -> list[Path]:
     """Write ``tensors`` as a Keras 2 weights file; values stream one at a time.
 
@@ -58,9 +59,11 @@ def write_keras2_h5(
             raise ValueError(f"{t.name}: expected '<layer>/<variable name>'")
         if t.dtype not in _H5_TYPES:
             raise UnsupportedFeature(
-                f"Keras 2 h5 files cannot hold {t.dtype}", path=path, tensor=t.name,
+                f"Keras 2 h5 files cannot hold {t.dtype}",
+                path=path,
+                tensor=t.name,
                 hint="Pass --dtype float32 (or float16)",
-            )  # fmt: skip
+            )
         layers.setdefault(layer, []).append((weight, t))
     with h5py.File(path, "w") as f:
         # Attribute values as Keras passes them (lists of bytes: variable-length strings in the file).

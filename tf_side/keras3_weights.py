@@ -174,9 +174,14 @@ def _read_keras3_shards(path: Path, index: dict[str, Any]) -> Checkpoint:
             metadata["total_size"] = total
         try:
             return Checkpoint(
-                records, format="keras-weights", path=str(path), framework="keras",
-                files=[str(path), *map(str, shards)], metadata=metadata, closer=close_all,
-            )  # fmt: skip
+                records,
+                format="keras-weights",
+                path=str(path),
+                framework="keras",
+                files=[str(path), *map(str, shards)],
+                metadata=metadata,
+                closer=close_all,
+            )
         except ValueError as exc:  # the same dataset in two shards
             raise CorruptCheckpoint(
                 "Shards overlap", path=path, detail=str(exc), hint="Re-save the sharded weights"
@@ -204,8 +209,13 @@ def read_keras3_weights(path: Path) -> Checkpoint:
     def build() -> Checkpoint:
         records, metadata = keras3_records(source, f, offsets=True)
         return Checkpoint(
-            records, format="keras-weights", path=str(path), files=[str(path)], framework="keras",
-            metadata=metadata, closer=source.close,
-        )  # fmt: skip
+            records,
+            format="keras-weights",
+            path=str(path),
+            files=[str(path)],
+            framework="keras",
+            metadata=metadata,
+            closer=source.close,
+        )
 
     return guarded(source, build)

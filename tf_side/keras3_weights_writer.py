@@ -42,8 +42,9 @@ def write_keras3_weights(
             f.require_group(group).attrs["name"] = name
         for t in tensors:
             if t.dtype == "bfloat16" or dtypes.itemsize(t.dtype) is None:
-                raise UnsupportedFeature(f"Writing {t.dtype} to a Keras weights file", tensor=t.name,
-                                         hint="Convert with --dtype float32")  # fmt: skip
+                raise UnsupportedFeature(
+                    f"Writing {t.dtype} to a Keras weights file", tensor=t.name, hint="Convert with --dtype float32"
+                )
             value = produced_value(t)
             group, _, index = t.name.rpartition("/")
             f.require_group(group).create_dataset(index, data=value)

@@ -181,8 +181,13 @@ def read_keras_archive(path: Path) -> Checkpoint:
         metadata["weights_member"] = _ARCHIVE_WEIGHTS
         metadata["compressed"] = info.compress_type != zipfile.ZIP_STORED
         return Checkpoint(
-            records, format="keras", path=str(path), files=[str(path)], framework="keras",
-            metadata=metadata, closer=source.close,
-        )  # fmt: skip
+            records,
+            format="keras",
+            path=str(path),
+            files=[str(path)],
+            framework="keras",
+            metadata=metadata,
+            closer=source.close,
+        )
 
     return guarded(source, build)

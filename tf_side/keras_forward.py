@@ -30,8 +30,11 @@ def keras_model(weights: Path, fmt: str, layout: str | None, factory: str | None
             import tf_keras
 
             return tf_keras.models.load_model(weights, compile=False)
-        raise UsageError("A weights-only Keras file cannot build its model", path=weights,
-                         hint="Pass --source-model (or --target) FILE.py:FACTORY returning the Keras model")
+        raise UsageError(
+            "A weights-only Keras file cannot build its model",
+            path=weights,
+            hint="Pass --source-model (or --target) FILE.py:FACTORY returning the Keras model",
+        )
     from bridge.core.factory import KERAS_MODEL_CONTRACT, load_factory
 
     model = load_factory(factory, KERAS_MODEL_CONTRACT)()
@@ -56,9 +59,12 @@ def _restore(model: Any, weights: Path, fmt: str) -> None:
         # Keras 3 model.export(): the root lists the model's variables in order (`variables/N`), not its layers.
         listed = sum(re.fullmatch(r"variables/\d+/\.ATTRIBUTES/VARIABLE_VALUE", name) is not None for name in names)
         if listed != len(model.variables):
-            raise UsageError("The Keras model does not match the exported variables", path=weights,
-                             detail=f"the export lists {listed} variables, the model has {len(model.variables)}",
-                             hint=hint)  # fmt: skip
+            raise UsageError(
+                "The Keras model does not match the exported variables",
+                path=weights,
+                detail=f"the export lists {listed} variables, the model has {len(model.variables)}",
+                hint=hint,
+            )
         root = tf.train.Checkpoint(variables=list(model.variables))
     else:
         root = tf.train.Checkpoint(root=model)  # tf.saved_model.save(model): the model is the root
@@ -66,8 +72,12 @@ def _restore(model: Any, weights: Path, fmt: str) -> None:
         status = root.read(prefix)  # read, not restore: no save_counter of its own left to match
         status.assert_existing_objects_matched()
     except (AssertionError, ValueError) as e:
-        raise UsageError("The Keras model does not match the checkpoint", path=weights,
-                         detail=str(e).splitlines()[0][:300], hint=hint) from e  # fmt: skip
+        raise UsageError(
+            "The Keras model does not match the checkpoint",
+            path=weights,
+            detail=str(e).splitlines()[0][:300],
+            hint=hint,
+        ) from e
     status.expect_partial()  # optimizer state and counters are not the model's
 
 

@@ -27,14 +27,21 @@ def keras_spec(spec: str) -> TargetSpec:
         raise MissingDependency("Keras 3 is needed to build the target model", hint="pip install tensorflow") from e
     model = load_factory(spec, TARGET_CONTRACT)()
     if not isinstance(model, keras.Model) or not keras.__version__.startswith("3."):
-        raise UsageError("The target factory did not return a Keras 3 model", detail=f"{spec} returned "
-                         f"{type(model).__module__}.{type(model).__qualname__} (Keras {keras.__version__})",
-                         hint="Return a built keras.Model (Keras 3) from the factory")  # fmt: skip
+        raise UsageError(
+            "The target factory did not return a Keras 3 model",
+            detail=f"{spec} returned {type(model).__module__}.{type(model).__qualname__} (Keras {keras.__version__})",
+            hint="Return a built keras.Model (Keras 3) from the factory",
+        )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "layout.weights.h5"
         model.save_weights(path)
         with read_keras3_weights(path) as layout:
             tensors = {r.name: TargetTensor(r.name, r.shape, r.dtype) for r in layout.values() if r.kind == "model"}
             object_names = dict(layout.metadata.get("object_names", {}))
-    return TargetSpec("tensorflow", f"Keras model from {spec}", tensors, class_name=type(model).__name__,
-                      metadata={"layout": "keras3", "object_names": object_names})  # fmt: skip
+    return TargetSpec(
+        "tensorflow",
+        f"Keras model from {spec}",
+        tensors,
+        class_name=type(model).__name__,
+        metadata={"layout": "keras3", "object_names": object_names},
+    )

@@ -111,12 +111,18 @@ def read_meta_graph(path: str | Path) -> MetaGraph:
         losses = [_text(v) for v in _collection(collections.get("losses", b""), 1)]
     except (DecodeError, UnicodeDecodeError) as e:
         raise CorruptCheckpoint(
-            "Not a binary MetaGraphDef", path=path, detail=str(e),
+            "Not a binary MetaGraphDef",
+            path=path,
+            detail=str(e),
             hint="Give the .meta file tf.compat.v1.train.Saver wrote (export_meta_graph(..., as_text=False))",
-        ) from e  # fmt: skip
+        ) from e
     if not nodes:
-        raise CorruptCheckpoint("Empty MetaGraphDef", path=path, detail="the graph has no nodes",
-                                hint="Give the .meta file tf.compat.v1.train.Saver wrote")  # fmt: skip
+        raise CorruptCheckpoint(
+            "Empty MetaGraphDef",
+            path=path,
+            detail="the graph has no nodes",
+            hint="Give the .meta file tf.compat.v1.train.Saver wrote",
+        )
     return MetaGraph(path, nodes, [t for t in trainable if t in nodes], losses)
 
 
@@ -226,10 +232,11 @@ def resolve_tensors(graph: MetaGraph, tensors: Sequence[str]) -> list[str]:
     """Tensor (``loss:0``) or op (``loss``) names -> node names; a name the graph lacks is an error."""
     if not tensors:
         raise UsageError(
-            "No loss or output tensor given", path=graph.path,
+            "No loss or output tensor given",
+            path=graph.path,
             detail="the graph alone does not say what is trained",
             hint="Name it with --loss (repeatable), e.g. " + _candidates_text(graph),
-        )  # fmt: skip
+        )
     out = []
     for tensor in tensors:
         name = _node_of(tensor)
@@ -237,16 +244,23 @@ def resolve_tensors(graph: MetaGraph, tensors: Sequence[str]) -> list[str]:
         if node is None:
             close = difflib.get_close_matches(name, list(graph.nodes), n=3, cutoff=0.6)
             raise TensorNotFound(
-                "No such tensor in the graph", path=graph.path, tensor=tensor,
-                hint=(f"Did you mean {', '.join(c + ':0' for c in close)}?" if close else "Candidates: "
-                      + _candidates_text(graph)),
-            )  # fmt: skip
+                "No such tensor in the graph",
+                path=graph.path,
+                tensor=tensor,
+                hint=(
+                    f"Did you mean {', '.join(c + ':0' for c in close)}?"
+                    if close
+                    else "Candidates: " + _candidates_text(graph)
+                ),
+            )
         if node.op == "NoOp" or node.op.startswith("Assign") or _UPDATE_OP.fullmatch(node.op):
             raise UsageError(
-                "Not a loss", path=graph.path, tensor=tensor,
+                "Not a loss",
+                path=graph.path,
+                tensor=tensor,
                 detail=f"a {node.op} op updates variables (a train op?); gradients flow from the loss it minimizes",
                 hint="Give the loss tensor instead, e.g. " + _candidates_text(graph),
-            )  # fmt: skip
+            )
         out.append(name)
     return out
 
@@ -254,13 +268,24 @@ def resolve_tensors(graph: MetaGraph, tensors: Sequence[str]) -> list[str]:
 def candidates(graph: MetaGraph, limit: int = 8) -> list[str]:
     """Likely loss tensors: the ``losses`` collection, then ops named like a loss, then the graph's sinks."""
     found = list(dict.fromkeys(graph.losses))
-    lossy = [n.name for n in graph.nodes.values() if "loss" in n.name.rsplit("/", 1)[-1].lower()
-             and n.op not in _NOT_A_LOSS and not n.name.startswith("gradients")]  # fmt: skip
+    lossy = [
+        n.name
+        for n in graph.nodes.values()
+        if "loss" in n.name.rsplit("/", 1)[-1].lower()
+        and n.op not in _NOT_A_LOSS
+        and not n.name.startswith("gradients")
+    ]
     found += [f"{n}:0" for n in sorted(lossy, key=lambda n: (n.count("/"), len(n)))]
     if not found:
         consumed = set(graph.consumers())
-        sinks = [n.name for n in graph.nodes.values() if n.name not in consumed and n.op not in _NOT_A_LOSS
-                 and n.op not in _NOT_A_READ and not _UPDATE_OP.fullmatch(n.op)]  # fmt: skip
+        sinks = [
+            n.name
+            for n in graph.nodes.values()
+            if n.name not in consumed
+            and n.op not in _NOT_A_LOSS
+            and n.op not in _NOT_A_READ
+            and not _UPDATE_OP.fullmatch(n.op)
+        ]
         found += [f"{n}:0" for n in sinks[-limit:]]
     return list(dict.fromkeys(found))[:limit]
 

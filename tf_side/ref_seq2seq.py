@@ -47,8 +47,11 @@ def seq2seq_forward(
         return tf.transpose(tf.reshape(t, [b, s, n_heads, head_size]), [0, 2, 1, 3])
 
     def attention(x: Any, memory: Any, adder: Any, scope: str, out_scope: str) -> Any:
-        q, k, v = split(dense(x, f"{scope}/query")), split(dense(memory, f"{scope}/key")), split(
-            dense(memory, f"{scope}/value"))  # fmt: skip
+        q, k, v = (
+            split(dense(x, f"{scope}/query")),
+            split(dense(memory, f"{scope}/key")),
+            split(dense(memory, f"{scope}/value")),
+        )
         scores = tf.matmul(q, k, transpose_b=True) / math.sqrt(head_size) + adder
         context = tf.matmul(tf.nn.softmax(scores, axis=-1), v)
         context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [x.shape[0], x.shape[1], hidden])
@@ -59,8 +62,9 @@ def seq2seq_forward(
         return layer_norm(x, "embeddings")
 
     def ffn(x: Any, scope: str) -> Any:
-        return layer_norm(dense(gelu_tanh(dense(x, f"{scope}/intermediate/dense")), f"{scope}/output/dense") + x,
-                          f"{scope}/output")  # fmt: skip
+        return layer_norm(
+            dense(gelu_tanh(dense(x, f"{scope}/intermediate/dense")), f"{scope}/output/dense") + x, f"{scope}/output"
+        )
 
     enc_adder = (1.0 - tf.cast(attention_mask[:, None, None, :], tf.float32)) * -10000.0
     x = embed(input_ids)

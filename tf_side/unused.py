@@ -27,8 +27,10 @@ def _tf() -> Any:
     try:
         import tensorflow as tf
     except ImportError as e:
-        raise MissingDependency("TensorFlow is needed for `bridge unused` on a Keras model or tf.Module",
-                                hint="pip install 'ckpt-bridge[tf]'") from e  # fmt: skip
+        raise MissingDependency(
+            "TensorFlow is needed for `bridge unused` on a Keras model or tf.Module",
+            hint="pip install 'ckpt-bridge[tf]'",
+        ) from e
     return tf
 
 
@@ -66,8 +68,11 @@ def _loss(output: Any, batch: Any, loss_fn: Callable[..., Any] | None) -> Any:
     if loss_fn is not None:
         loss = tf.convert_to_tensor(loss_fn(output, batch))
     else:
-        parts = [tf.reduce_sum(tf.cast(t, tf.float32)) for t in tf.nest.flatten(output)
-                 if hasattr(t, "dtype") and t.dtype.is_floating]  # fmt: skip
+        parts = [
+            tf.reduce_sum(tf.cast(t, tf.float32))
+            for t in tf.nest.flatten(output)
+            if hasattr(t, "dtype") and t.dtype.is_floating
+        ]
         if not parts:
             raise UsageError("No floating output to differentiate", hint="Return a loss_fn from the factory")
         loss = tf.add_n(parts)
@@ -111,8 +116,9 @@ def find_unused_tf(
     """Classify every variable of a Keras model or ``tf.Module`` run on ``batch``."""
     tf = _tf()
     if not hasattr(model, "trainable_variables"):
-        raise UsageError("Not a TensorFlow model", detail=type(model).__name__,
-                         hint="Return a Keras model or a tf.Module")  # fmt: skip
+        raise UsageError(
+            "Not a TensorFlow model", detail=type(model).__name__, hint="Return a Keras model or a tf.Module"
+        )
     if seed is not None:
         tf.random.set_seed(seed)
     model_name = getattr(model, "name", None)
@@ -122,8 +128,12 @@ def find_unused_tf(
     everything = list(model.variables) if hasattr(model, "variables") else trainable
     frozen_layers = [layer for layer in _sublayers(model) if not getattr(layer, "trainable", True)]
     frozen_ids = {id(_tf_variable(w)) for layer in frozen_layers for w in layer.weights}
-    frozen = [v for v in everything if id(_tf_variable(v)) not in trainable_ids
-              and (bool(getattr(v, "trainable", False)) or id(_tf_variable(v)) in frozen_ids)]  # fmt: skip
+    frozen = [
+        v
+        for v in everything
+        if id(_tf_variable(v)) not in trainable_ids
+        and (bool(getattr(v, "trainable", False)) or id(_tf_variable(v)) in frozen_ids)
+    ]
     if isinstance(batch, Mapping):
         batch = dict(batch)
 
@@ -140,8 +150,10 @@ def find_unused_tf(
         traced = True
     except Exception as e:  # tracing is a refinement: without it, read-ness falls back to the eager tape
         traced = False
-        notes.append(f"could not trace a concrete function ({type(e).__name__}: {str(e)[:200]}); "
-                     "never_read vs no_gradient told apart by the eager tape's watched variables")  # fmt: skip
+        notes.append(
+            f"could not trace a concrete function ({type(e).__name__}: {str(e)[:200]}); "
+            "never_read vs no_gradient told apart by the eager tape's watched variables"
+        )
 
     grad_steps = [0] * len(trainable)
     watched: set[int] = set()
@@ -165,8 +177,10 @@ def find_unused_tf(
             read = id(tv.handle) in captured if traced else id(tv) in watched
             kind = "no_gradient" if read else "never_read"
             if traced and read and id(tv.handle) in reaching:
-                notes.append(f"{variable_name(v, model_name)}: connected to the loss in the graph, "
-                             "but only through ops without a gradient")  # fmt: skip
+                notes.append(
+                    f"{variable_name(v, model_name)}: connected to the loss in the graph, "
+                    "but only through ops without a gradient"
+                )
         rows.append(_row(v, kind, model_name, grad_steps[i] if kind == "sometimes" else None))
     rows.extend(_row(v, "frozen", model_name, None) for v in frozen)
     return UnusedReport(
@@ -225,11 +239,12 @@ def restore_setup(model: Any, ckpt: Any, batch: Any = None) -> RestoreSetup:
         return RestoreSetup(_keras3_variables(model, batch), "", f"model.load_weights({str(ckpt.path)!r})")
     if record is None:
         raise UnsupportedFeature(
-            "Not an object-based checkpoint", path=ckpt.path,
+            "Not an object-based checkpoint",
+            path=ckpt.path,
             detail=f"a {ckpt.format} file has no TF2 object graph to restore a Keras model / tf.Module from",
             hint="Save with tf.train.Checkpoint(model=model, optimizer=...).write(path); for TF1 name-based "
             "checkpoints see `bridge check`",
-        )  # fmt: skip
+        )
     nodes = parse_object_graph(bytes(record.numpy().reshape(-1)[0]))
     if batch is not None and not list(getattr(model, "variables", [])):
         _call(model, batch, False)  # an unbuilt Keras model has no variables yet
@@ -272,11 +287,16 @@ def _load_weights_call(model: Any, root: str, where: str, at_root: int) -> Other
     call = f"model.load_weights({where!r})"
     flavour = _keras_flavour(model)
     if flavour == "keras":
-        return OtherCall(call, 0, "Keras 3's load_weights reads only .weights.h5, .keras and .h5 files "
-                         "(ValueError: File format not supported); use the call above")  # fmt: skip
+        return OtherCall(
+            call,
+            0,
+            "Keras 3's load_weights reads only .weights.h5, .keras and .h5 files "
+            "(ValueError: File format not supported); use the call above",
+        )
     if flavour == "tf_keras" and root:
-        why = (f"it restores from the checkpoint's root, and this checkpoint keeps the model under `{root}`"
-               + (" (tf-keras raises: Nothing except the root object matched)" if at_root == 0 else ""))
+        why = f"it restores from the checkpoint's root, and this checkpoint keeps the model under `{root}`" + (
+            " (tf-keras raises: Nothing except the root object matched)" if at_root == 0 else ""
+        )
         return OtherCall(call, at_root, why + "; use the call above")
     return None
 
@@ -296,9 +316,11 @@ def _keras3_variables(model: Any, batch: Any) -> list[ModelVariable]:
     from tf_side.keras3_weights import read_keras3_weights
 
     if not isinstance(model, keras.Model):
-        raise UnsupportedFeature("A Keras 3 weights file restores into a Keras 3 model only",
-                                 detail=f"the factory returned {type(model).__module__}.{type(model).__qualname__}",
-                                 hint="Return the keras.Model the file was saved from")  # fmt: skip
+        raise UnsupportedFeature(
+            "A Keras 3 weights file restores into a Keras 3 model only",
+            detail=f"the factory returned {type(model).__module__}.{type(model).__qualname__}",
+            hint="Return the keras.Model the file was saved from",
+        )
     if batch is not None and not list(getattr(model, "variables", [])):
         _call(model, batch, False)  # an unbuilt Keras model has no variables yet
     with tempfile.TemporaryDirectory() as tmp:

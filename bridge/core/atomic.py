@@ -28,8 +28,12 @@ def atomic_directory(out: Path, *, force: bool = False, inputs: tuple[Path, ...]
     for src in inputs:
         src = src.absolute()
         if src == out or out in src.parents:
-            raise UsageError("Refusing to write over an input", path=out, detail=f"it holds the input {src}",
-                             hint="Choose another output directory")  # fmt: skip
+            raise UsageError(
+                "Refusing to write over an input",
+                path=out,
+                detail=f"it holds the input {src}",
+                hint="Choose another output directory",
+            )
     if out.exists() and not force:
         raise OutputExists("Output already exists", path=out, hint="Pass --force to replace it, or choose another path")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -17,10 +17,14 @@ from bridge.core.errors import UsageError
 
 # What a factory must return, by the command that calls it: the error for a bad spec says the caller's contract.
 UNUSED_CONTRACT = "FILE.py:FACTORY is called with no arguments and returns (model, batch) or (model, batch, loss_fn)"
-TARGET_CONTRACT = ("--target FILE.py:FACTORY is called with no arguments and returns the target model: the PyTorch "
-                   "twin (a torch.nn.Module), or a Keras model for --to tensorflow")  # fmt: skip
-KERAS_MODEL_CONTRACT = ("--source-model (or --target) FILE.py:FACTORY is called with no arguments and returns the "
-                        "Keras model the weights belong to")  # fmt: skip
+TARGET_CONTRACT = (
+    "--target FILE.py:FACTORY is called with no arguments and returns the target model: the PyTorch "
+    "twin (a torch.nn.Module), or a Keras model for --to tensorflow"
+)
+KERAS_MODEL_CONTRACT = (
+    "--source-model (or --target) FILE.py:FACTORY is called with no arguments and returns the "
+    "Keras model the weights belong to"
+)
 
 
 def defined_callables(path: Path) -> list[str]:
@@ -58,17 +62,28 @@ def load_factory(spec: str, contract: str) -> Callable[..., Any]:
     if not sep and spec.endswith(".py"):  # a file, but which function?
         path = Path(spec)
         if not path.is_file():
-            raise CheckpointNotFound("Factory file not found", path=path, detail="the file does not exist",
-                                     hint=f"Give the path of a .py file. {_sentence(contract)}")  # fmt: skip
+            raise CheckpointNotFound(
+                "Factory file not found",
+                path=path,
+                detail="the file does not exist",
+                hint=f"Give the path of a .py file. {_sentence(contract)}",
+            )
         detail = f"name the factory: {spec}:NAME; {_defines(path)}"
         raise UsageError("Factory not named", path=path, detail=detail, hint=_sentence(contract))
     if not sep or not path_text or not attr or not attr.isidentifier():
-        raise UsageError("Bad factory spec", detail=f"got {spec!r}",
-                         hint=f"Write FILE.py:FACTORY, e.g. my_model.py:build. {_sentence(contract)}")  # fmt: skip
+        raise UsageError(
+            "Bad factory spec",
+            detail=f"got {spec!r}",
+            hint=f"Write FILE.py:FACTORY, e.g. my_model.py:build. {_sentence(contract)}",
+        )
     path = Path(path_text)
     if not path.is_file():
-        raise CheckpointNotFound("Factory file not found", path=path, detail="the file does not exist",
-                                 hint=f"Give the path of a .py file. {_sentence(contract)}")  # fmt: skip
+        raise CheckpointNotFound(
+            "Factory file not found",
+            path=path,
+            detail="the file does not exist",
+            hint=f"Give the path of a .py file. {_sentence(contract)}",
+        )
     name = f"_bridge_unused_factory_{abs(hash(str(path.resolve())))}"
     module_spec = importlib.util.spec_from_file_location(name, path)
     if module_spec is None or module_spec.loader is None:
@@ -96,9 +111,10 @@ def call_factory(spec: str) -> tuple[Any, Any, Callable[..., Any] | None]:
     result = factory()
     if not isinstance(result, tuple) or len(result) not in (2, 3):
         raise UsageError(
-            "Bad factory result", detail=f"{spec} returned {type(result).__name__}",
+            "Bad factory result",
+            detail=f"{spec} returned {type(result).__name__}",
             hint="Return (model, batch) or (model, batch, loss_fn)",
-        )  # fmt: skip
+        )
     model, batch = result[0], result[1]
     loss_fn = result[2] if len(result) == 3 else None
     if loss_fn is not None and not callable(loss_fn):

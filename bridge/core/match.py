@@ -77,9 +77,15 @@ def build_plan(
             out_shape = transform.shape(r.shape)
             if out_shape != target.shape:
                 plan.mismatched.append(
-                    Mismatch(r.name, target_name, r.shape, target.shape, str(transform),
-                             f"after {transform} the source is {out_shape}, the target expects {target.shape}")
-                )  # fmt: skip
+                    Mismatch(
+                        r.name,
+                        target_name,
+                        r.shape,
+                        target.shape,
+                        str(transform),
+                        f"after {transform} the source is {out_shape}, the target expects {target.shape}",
+                    )
+                )
                 continue
             plan.matched.append(Match(r.name, target_name, str(transform), r.shape, target.shape, r.dtype))
         if not placed:
@@ -88,8 +94,14 @@ def build_plan(
 
     for target_name, (seen, n) in parts.items():
         if len(seen) != n:
-            plan.missing.append(Leftover(target_name, f"assembled from {n} parts, only parts {sorted(seen)} have a "
-                                         "source", False, spec.tensors[target_name].shape))  # fmt: skip
+            plan.missing.append(
+                Leftover(
+                    target_name,
+                    f"assembled from {n} parts, only parts {sorted(seen)} have a source",
+                    False,
+                    spec.tensors[target_name].shape,
+                )
+            )
     _check_ties(ckpt, spec, plan, filled)
     open_targets = {n: t.shape for n, t in spec.tensors.items() if n not in filled and t.tied_to is None}
     source_ties = _source_ties(ckpt, pack, spec)
@@ -128,14 +140,16 @@ def _check_ties(ckpt: Checkpoint, spec: TargetSpec, plan: Plan, filled: dict[str
         flag = " (tie_word_embeddings)" if "embeddings" in t.tied_to else ""
         plan.matched = [m for m in plan.matched if m.target != name]
         del filled[name]
-        plan.unused.append(Leftover(
-            copy,
-            f"tied in the config{flag} to `{t.tied_to}`, but its values differ from `{owner}`: the target "
-            f"keeps one tensor for both, so the checkpoint contradicts its config (untie it in the config, "
-            f"or check which of the two was trained)",
-            False,
-            ckpt[copy].shape,
-        ))  # fmt: skip
+        plan.unused.append(
+            Leftover(
+                copy,
+                f"tied in the config{flag} to `{t.tied_to}`, but its values differ from `{owner}`: the target "
+                f"keeps one tensor for both, so the checkpoint contradicts its config (untie it in the config, "
+                f"or check which of the two was trained)",
+                False,
+                ckpt[copy].shape,
+            )
+        )
 
 
 def _same_values(ckpt: Checkpoint, a: str, b: str) -> bool:
@@ -197,8 +211,12 @@ def _propose(
             for pt_name, transform in map_tf(tf_name):
                 hit, before = (tf_name, transform.inverse(t.shape)), reverse.get(pt_name, [])
                 reverse[pt_name] = [*before, hit] if before and hit[1].splits and before[0][1].splits else [hit]
-        lookup = TargetSpec(spec.framework, spec.description, {k: spec.tensors[v[0][0]] for k, v in reverse.items()},
-                            base_prefix=spec.base_prefix)  # fmt: skip
+        lookup = TargetSpec(
+            spec.framework,
+            spec.description,
+            {k: spec.tensors[v[0][0]] for k, v in reverse.items()},
+            base_prefix=spec.base_prefix,
+        )
         align = _aligner([r.name for r in model], lookup, plan, strip_prefix, add_prefix)
         return {r.name: reverse[align(r.name)] for r in model if align(r.name) in reverse}
     align = _aligner([r.name for r in model], spec, plan, strip_prefix, add_prefix)
@@ -212,7 +230,7 @@ def _aligner(
     if strip_prefix or add_prefix:
         strip, add = strip_prefix or "", add_prefix or ""
         plan.notes.append(f"names aligned as asked: strip {strip!r}, add {add!r}")
-        asked = lambda n: add + (n[len(strip):] if strip and n.startswith(strip) else n)  # noqa: E731
+        asked = lambda n: add + (n[len(strip) :] if strip and n.startswith(strip) else n)  # noqa: E731
         return _keeping(asked, set(spec.tensors))
     targets = set(spec.tensors)
 
@@ -228,8 +246,10 @@ def _aligner(
         ]
     if any(n.rpartition(".")[2] in _LEGACY_NAMES for n in names):  # pytorch-pretrained-bert's LayerNorm names
         legacy = "legacy `gamma`/`beta` read as `weight`/`bias`"
-        candidates += [(_keeping(_then_legacy(fn, targets), targets), f"{note}; {legacy}" if note else legacy)
-                       for fn, note in candidates]  # fmt: skip
+        candidates += [
+            (_keeping(_then_legacy(fn, targets), targets), f"{note}; {legacy}" if note else legacy)
+            for fn, note in candidates
+        ]
     best: tuple[int, Callable[[str], str], str | None] = (score(_same), _same, None)
     for fn, note in candidates[1:]:
         s = score(fn)
@@ -268,7 +288,7 @@ def _then_legacy(fn: Callable[[str], str], targets: set[str]) -> Callable[[str],
 
 
 def _stripper(prefix: str) -> Callable[[str], str]:
-    return lambda n: n[len(prefix):] if n.startswith(prefix) else n
+    return lambda n: n[len(prefix) :] if n.startswith(prefix) else n
 
 
 def _adder(prefix: str) -> Callable[[str], str]:
@@ -348,8 +368,13 @@ def _explain_unused(
             # A second copy of a source tensor is expected only when it holds the same bytes.
             if _same_values(ckpt, r.name, owner):
                 return Leftover(r.name, f"expected: {copy.reason} (byte-equal to the tensor it copies)", True, r.shape)
-            return Leftover(r.name, f"{copy.reason}, but its values differ from `{owner}`: the source disagrees "
-                            "with itself; check which of the two the model computes with", False, r.shape)  # fmt: skip
+            return Leftover(
+                r.name,
+                f"{copy.reason}, but its values differ from `{owner}`: the source disagrees "
+                "with itself; check which of the two the model computes with",
+                False,
+                r.shape,
+            )
     if target_name is not None and target_name in filled:
         return Leftover(r.name, f"maps to `{target_name}`, already filled by `{filled[target_name]}`", False, r.shape)
     for head in pack.heads:
@@ -360,10 +385,15 @@ def _explain_unused(
                 return Leftover(r.name, f"expected: {head.label} dropped ({target} has none)", True, r.shape)
     if tie is not None:  # a tie that the values contradict, and nothing else explains the leftover
         owner, how = tie
-        return Leftover(r.name, f"differs from `{owner}` ({how}): the target, {spec.description}, stores one "
-                        f"tensor for both, so the values of `{r.name}` would be lost; if the two were trained apart, "
-                        "convert to a target that keeps both (a PyTorch class with the tie off in its config), else "
-                        "check which of the two the model computes with", False, r.shape)  # fmt: skip
+        return Leftover(
+            r.name,
+            f"differs from `{owner}` ({how}): the target, {spec.description}, stores one "
+            f"tensor for both, so the values of `{r.name}` would be lost; if the two were trained apart, "
+            "convert to a target that keeps both (a PyTorch class with the tie off in its config), else "
+            "check which of the two the model computes with",
+            False,
+            r.shape,
+        )
     key = target_name or r.name
     suggestion = _suggest(key, r.shape, open_targets)
     if target_name is None:
@@ -377,7 +407,7 @@ def _has_prefix(name: str, prefix: str, spec: TargetSpec) -> bool:
     if name.startswith(prefix):
         return True
     base = (spec.base_prefix or "") + "."
-    return bool(spec.base_prefix) and prefix.startswith(base) and name.startswith(prefix[len(base):])
+    return bool(spec.base_prefix) and prefix.startswith(base) and name.startswith(prefix[len(base) :])
 
 
 def _explain_missing(
@@ -434,7 +464,7 @@ def _prefix_hint(sources: Iterable[str], targets: Iterable[str]) -> str | None:
     target_firsts = Counter(n.split(".", 1)[0] + "." for n in targets if "." in n)
     best: tuple[int, str | None] = (sum(n in targets for n in sources), None)
     for prefix, _ in firsts.most_common(3):
-        s = sum(n[len(prefix):] in targets for n in sources if n.startswith(prefix))
+        s = sum(n[len(prefix) :] in targets for n in sources if n.startswith(prefix))
         if s > best[0]:
             best = (s, f"--strip-prefix {prefix}")
     for prefix, _ in target_firsts.most_common(3):

@@ -76,9 +76,7 @@ class TensorRecord:
         return out
 
 
-def array_record(
-    name: str, value: np.ndarray, *, location: str = "memory", kind: TensorKind = "model"
-) -> TensorRecord:
+def array_record(name: str, value: np.ndarray, *, location: str = "memory", kind: TensorKind = "model") -> TensorRecord:
     """A record over an in-memory array (tests, transforms, writers' inputs)."""
     dtype = dtypes.dtype_name(value.dtype)
     nbytes = value.nbytes if dtype != dtypes.STRING else sum(len(v) for v in value.ravel())

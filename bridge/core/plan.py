@@ -146,7 +146,8 @@ class Plan:
         filled = len(needing & {m.target for m in self.matched})
         return {
             "source_consumed": len({m.source for m in self.matched}) / self.source_model_tensors
-            if self.source_model_tensors else 1.0,  # a split source (a GRU's bias rows) counts once
+            if self.source_model_tensors
+            else 1.0,  # a split source (a GRU's bias rows) counts once
             "target_filled": filled / len(needing) if needing else 1.0,
         }
 

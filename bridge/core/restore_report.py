@@ -185,9 +185,14 @@ class RestoreReport:
 
 
 def compare_restore(
-    framework: str, variables: list[ModelVariable], records: Iterable[Any], *, checkpoint: str, root: str = "",
+    framework: str,
+    variables: list[ModelVariable],
+    records: Iterable[Any],
+    *,
+    checkpoint: str,
+    root: str = "",
     setup: RestoreSetup | None = None,
-) -> RestoreReport:  # fmt: skip
+) -> RestoreReport:
     """Match model variables to checkpoint records by key; classify what is left on either side.
 
     Args:
@@ -234,8 +239,10 @@ def compare_restore(
     for v in variables:
         r = by_key.get(v.key)
         if r is not None and tuple(r.shape) != tuple(v.shape):
-            hint = (f"restore fails: the checkpoint holds {list(r.shape)}, the model {list(v.shape)} "
-                    "(a changed config: hidden size, vocabulary, number of classes?)")  # fmt: skip
+            hint = (
+                f"restore fails: the checkpoint holds {list(r.shape)}, the model {list(v.shape)} "
+                "(a changed config: hidden size, vocabulary, number of classes?)"
+            )
             items.append(RestoreItem(r.name, "shape_mismatch", r.shape, hint, r.path, v.key, model_shape=v.shape))
     for r in unclaimed:
         if r.kind != "model":
@@ -244,12 +251,24 @@ def compare_restore(
     notes = list(setup.notes)
     if elsewhere:
         tops = dict.fromkeys(r.name.split(".", 1)[0] for r in elsewhere)
-        notes.append(f"{len(elsewhere)} other tensors of the file are not passed to this call "
-                     f"(under {', '.join(f'`{t}`' for t in tops)}): a second state dict (EMA, teacher)?")  # fmt: skip
+        notes.append(
+            f"{len(elsewhere)} other tensors of the file are not passed to this call "
+            f"(under {', '.join(f'`{t}`' for t in tops)}): a second state dict (EMA, teacher)?"
+        )
     unexpected = [r.name.removeprefix(setup.key_prefix) for r in unclaimed if passed is None or r.name in passed]
-    return RestoreReport(framework, checkpoint, root, len(variables) - len(missing), len(variables), items,
-                         notes, setup.call, unexpected if framework == "pytorch" else [], setup.fix,
-                         setup.other)  # fmt: skip
+    return RestoreReport(
+        framework,
+        checkpoint,
+        root,
+        len(variables) - len(missing),
+        len(variables),
+        items,
+        notes,
+        setup.call,
+        unexpected if framework == "pytorch" else [],
+        setup.fix,
+        setup.other,
+    )
 
 
 def _fixed_keys(setup: RestoreSetup) -> set[str]:
@@ -263,7 +282,7 @@ def _fixed_keys(setup: RestoreSetup) -> set[str]:
     out = set(homes)
     for v in setup.variables:
         if v.name in homes:
-            out.add(setup.key_prefix + fix.strip_prefix + v.name[len(into):])
+            out.add(setup.key_prefix + fix.strip_prefix + v.name[len(into) :])
     return out
 
 
@@ -302,8 +321,10 @@ def _leftover_hint(framework: str, guess: str | None) -> str:
 def _harmless_hint(framework: str, kind: str) -> str:
     if kind == "optimizer":
         if framework == "tensorflow":
-            return ("optimizer state: restore tf.train.Checkpoint(model=..., optimizer=...) to resume training, "
-                    "or status.expect_partial() to drop it (safe)")  # fmt: skip
+            return (
+                "optimizer state: restore tf.train.Checkpoint(model=..., optimizer=...) to resume training, "
+                "or status.expect_partial() to drop it (safe)"
+            )
         if framework == "keras":
             return "optimizer state: keras.saving.load_model restores it to resume training; load_weights skips it"
         return "optimizer state: optimizer.load_state_dict(...) to resume training, or ignore it (safe)"
@@ -312,8 +333,9 @@ def _harmless_hint(framework: str, kind: str) -> str:
     return "checkpoint bookkeeping (the object graph): nothing to restore"
 
 
-def realign(file_keys: Iterable[str], model_keys: Iterable[str], modules: Iterable[str],
-            sep: str = ".") -> tuple[str, str, int]:  # fmt: skip
+def realign(
+    file_keys: Iterable[str], model_keys: Iterable[str], modules: Iterable[str], sep: str = "."
+) -> tuple[str, str, int]:
     """The (prefix to strip from ``file_keys``, module of ``modules`` to load into, keys restored) that
     restores most, by exact key: a DDP file's ``module.``, a head model's ``bert.`` loaded into the base
     model, base-model keys loaded into ``model.bert``.  ``("", "", n)``: the keys as they are do best.

@@ -175,9 +175,7 @@ def make_items(framework: str, rows: list[Row], steps: int) -> list[UnusedItem]:
             text = hint_for(framework, kind, label, steps)
             for scope in members:
                 hints[(kind, scope)] = text
-    return [
-        UnusedItem(r.name, r.scope, r.kind, hints[(r.kind, r.scope)], r.numel, r.shape, r.steps_used) for r in rows
-    ]
+    return [UnusedItem(r.name, r.scope, r.kind, hints[(r.kind, r.scope)], r.numel, r.shape, r.steps_used) for r in rows]
 
 
 def _is_pooler(scope: str) -> bool:
@@ -224,10 +222,16 @@ def hint_for(framework: str, kind: str, scope: str, steps: int) -> str:
 
 def _graph_hint(kind: str, scope: str) -> str:
     """Fixes in TF1 terms: variable scopes, ``trainable=False``, the optimizer's ``var_list``."""
-    keep_out = (f"keep it out of training (trainable=False in its get_variable calls, or "
-                f"optimizer.minimize(loss, var_list=...) without `{scope}`)")  # fmt: skip
+    keep_out = (
+        f"keep it out of training (trainable=False in its get_variable calls, or "
+        f"optimizer.minimize(loss, var_list=...) without `{scope}`)"
+    )
     if kind == "never_read":
-        return (f"`{scope}` is created but no op reads it: stop creating it (remove its variable_scope / "
-                f"get_variable calls), or {keep_out}; if it should train, route its output into the loss")
-    return (f"`{scope}` is read, but nothing it feeds reaches the loss: route its output into the loss, "
-            f"or {keep_out} so the optimizer stops computing None gradients for it")
+        return (
+            f"`{scope}` is created but no op reads it: stop creating it (remove its variable_scope / "
+            f"get_variable calls), or {keep_out}; if it should train, route its output into the loss"
+        )
+    return (
+        f"`{scope}` is read, but nothing it feeds reaches the loss: route its output into the loss, "
+        f"or {keep_out} so the optimizer stops computing None gradients for it"
+    )

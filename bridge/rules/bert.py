@@ -216,8 +216,15 @@ def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], 
     if "num_labels" in config:
         out["id2label"] = {str(i): f"LABEL_{i}" for i in range(config["num_labels"])}
         out["label2id"] = {f"LABEL_{i}": i for i in range(config["num_labels"])}
-    out.update({"architectures": [class_name], "model_type": "bert", "layer_norm_eps": 1e-12,
-                "pad_token_id": 0, "dtype": "float32"})  # fmt: skip
+    out.update(
+        {
+            "architectures": [class_name],
+            "model_type": "bert",
+            "layer_norm_eps": 1e-12,
+            "pad_token_id": 0,
+            "dtype": "float32",
+        }
+    )
     return out, notes
 
 
@@ -238,6 +245,7 @@ def tf_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], 
         notes.append(f"layer_norm_eps {config['layer_norm_eps']} differs from google-research's fixed 1e-12")
     return out, notes
 
+
 INCOMPATIBLE = (
     Incompatible(
         r"(^|[./])attention[./]self[./]distance_embedding([./]|$)",
@@ -247,12 +255,18 @@ INCOMPATIBLE = (
     ),
 )
 
+
 def source_heads(shapes: dict[str, tuple[int, ...]], config: dict[str, Any]) -> tuple[list[str], int | None]:
     """Which optional parts of the TF layout a PyTorch BERT fills (by its class's names), and the size of its
     classifier: the weights say how many labels it has, whatever the config's ``id2label`` says."""
     heads = []
-    for key, probe in (("pooler", "pooler."), ("mlm", "cls.predictions."), ("nsp", "cls.seq_relationship."),
-                       ("classifier", "classifier."), ("qa", "qa_outputs.")):  # fmt: skip
+    for key, probe in (
+        ("pooler", "pooler."),
+        ("mlm", "cls.predictions."),
+        ("nsp", "cls.seq_relationship."),
+        ("classifier", "classifier."),
+        ("qa", "qa_outputs."),
+    ):
         if any(probe in n for n in shapes):
             heads.append(key)
     classifier = next((s for n, s in shapes.items() if n.endswith("classifier.weight") and len(s) == 2), None)

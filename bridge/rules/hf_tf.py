@@ -52,8 +52,11 @@ RULES = (
     Rule(_LAYER + r"(.+)/bias:0", "bert.encoder.layer.{1}.{2}.bias"),
     Rule(_BERT + r"pooler/dense/kernel:0", "bert.pooler.dense.weight", "transpose"),
     Rule(_BERT + r"pooler/dense/bias:0", "bert.pooler.dense.bias"),
-    Rule(_head("mlm___cls") + r"predictions/transform/dense/kernel:0", "cls.predictions.transform.dense.weight",
-         "transpose"),  # fmt: skip
+    Rule(
+        _head("mlm___cls") + r"predictions/transform/dense/kernel:0",
+        "cls.predictions.transform.dense.weight",
+        "transpose",
+    ),
     Rule(_head("mlm___cls") + r"predictions/transform/dense/bias:0", "cls.predictions.transform.dense.bias"),
     Rule(_head("mlm___cls") + r"predictions/transform/LayerNorm/gamma:0", "cls.predictions.transform.LayerNorm.weight"),
     Rule(_head("mlm___cls") + r"predictions/transform/LayerNorm/beta:0", "cls.predictions.transform.LayerNorm.bias"),

@@ -120,51 +120,73 @@ _CONV = {1: "permute(2,1,0)", 2: "permute(3,2,0,1)", 3: "permute(4,3,0,1,2)"}  #
 TABLE: dict[str, KindRule] = {
     "dense": KindRule("linear", "Linear", (("kernel", "weight", "transpose"), ("bias", "bias", "identity"))),
     "einsum_dense": KindRule(
-        "linear", "Linear", (("kernel", "weight", _einsum_kernel), ("bias", "bias", _einsum_bias)),
+        "linear",
+        "Linear",
+        (("kernel", "weight", _einsum_kernel), ("bias", "bias", _einsum_bias)),
         note="EinsumDense taken as dense-like: kernel axis 0 is the input axis, the others the output",
-    ),  # fmt: skip
+    ),
     **{
         f"conv{n}d": KindRule(f"conv{n}d", f"Conv{n}d", (("kernel", "weight", p), ("bias", "bias", "identity")))
         for n, p in _CONV.items()
     },
     "depthwise_conv2d": KindRule(
-        "depthwise_conv2d", "Conv2d(groups=in_channels)",
+        "depthwise_conv2d",
+        "Conv2d(groups=in_channels)",
         (("kernel", "weight", _depthwise), ("bias", "bias", "identity")),
-    ),  # fmt: skip
+    ),
     "batch_normalization": KindRule(
-        "batch_norm", "BatchNorm",
-        (("gamma", "weight", "identity"), ("beta", "bias", "identity"),
-         ("moving_mean", "running_mean", "identity"), ("moving_variance", "running_var", "identity")),
+        "batch_norm",
+        "BatchNorm",
+        (
+            ("gamma", "weight", "identity"),
+            ("beta", "bias", "identity"),
+            ("moving_mean", "running_mean", "identity"),
+            ("moving_variance", "running_var", "identity"),
+        ),
         extra=(("num_batches_tracked", "BatchNorm step counter: newly initialised (zeros), harmless", "zeros"),),
         note="BatchNormalization epsilon: Keras' default is 1e-3, torch's 1e-5; the twin must use the Keras "
         "value (nn.BatchNorm2d(..., eps=1e-3)); momentum 0.99 (Keras) is 0.01 in torch's convention",
-    ),  # fmt: skip
+    ),
     "layer_normalization": KindRule(
-        "layer_norm", "LayerNorm", (("gamma", "weight", "identity"), ("beta", "bias", "identity")),
+        "layer_norm",
+        "LayerNorm",
+        (("gamma", "weight", "identity"), ("beta", "bias", "identity")),
         note="LayerNormalization epsilon: Keras' default is 1e-3, torch's 1e-5; the twin must use the Keras value",
-    ),  # fmt: skip
+    ),
     "embedding": KindRule("embedding", "Embedding", (("embeddings", "weight", "identity"),)),
     "lstm": KindRule(
-        "lstm", "LSTM",
-        (("kernel", "weight_ih_{l}", "transpose"), ("recurrent_kernel", "weight_hh_{l}", "transpose"),
-         ("bias", "bias_ih_{l}", "identity")),
-        extra=(("bias_hh_{l}", "Keras' LSTM has one bias, torch adds two: the second is written as zeros",
-                "zeros"),),
+        "lstm",
+        "LSTM",
+        (
+            ("kernel", "weight_ih_{l}", "transpose"),
+            ("recurrent_kernel", "weight_hh_{l}", "transpose"),
+            ("bias", "bias_ih_{l}", "identity"),
+        ),
+        extra=(("bias_hh_{l}", "Keras' LSTM has one bias, torch adds two: the second is written as zeros", "zeros"),),
         sums=(("bias", ("bias_ih_{l}", "bias_hh_{l}")),),
         note="LSTM gates: Keras i, f, c, o is torch's i, f, g, o (no reorder)",
-    ),  # fmt: skip
+    ),
     "gru": KindRule(
-        "gru", "GRU",
-        (("kernel", "weight_ih_{l}", "transpose|" + _GRU), ("recurrent_kernel", "weight_hh_{l}", "transpose|" + _GRU),
-         ("bias", "bias_ih_{l}", "row(0)|" + _GRU), ("bias", "bias_hh_{l}", "row(1)|" + _GRU)),
+        "gru",
+        "GRU",
+        (
+            ("kernel", "weight_ih_{l}", "transpose|" + _GRU),
+            ("recurrent_kernel", "weight_hh_{l}", "transpose|" + _GRU),
+            ("bias", "bias_ih_{l}", "row(0)|" + _GRU),
+            ("bias", "bias_hh_{l}", "row(1)|" + _GRU),
+        ),
         note="GRU gates: Keras z, r, h is torch's r, z, n (gates(zrh->rzh)); reset_after=True only: torch's GRU "
         "applies the reset gate after the recurrent matmul",
-    ),  # fmt: skip
+    ),
     "multi_head_attention": KindRule(
-        "multi_head_attention", "MultiheadAttention",
-        (*((f"{p}_kernel", "in_proj_weight", _block(_einsum_kernel, k)) for k, p in enumerate(_QKV)),
-         *((f"{p}_bias", "in_proj_bias", _block(_einsum_bias, k)) for k, p in enumerate(_QKV)),
-         ("output_kernel", "out_proj.weight", _attention_output), ("output_bias", "out_proj.bias", "identity")),
+        "multi_head_attention",
+        "MultiheadAttention",
+        (
+            *((f"{p}_kernel", "in_proj_weight", _block(_einsum_kernel, k)) for k, p in enumerate(_QKV)),
+            *((f"{p}_bias", "in_proj_bias", _block(_einsum_bias, k)) for k, p in enumerate(_QKV)),
+            ("output_kernel", "out_proj.weight", _attention_output),
+            ("output_bias", "out_proj.bias", "identity"),
+        ),
         note="MultiHeadAttention: query, key and value kernels [E, heads, head_dim] are blocks 0, 1, 2 of torch's "
         "in_proj_weight [3E, E] (kdim = vdim = E, key_dim = value_dim = E / heads); the twin must use Keras' number "
         "of heads and batch_first=True, and be called as self-attention when the Keras layer is",
@@ -194,9 +216,7 @@ KERAS3_ROLES: dict[str, dict[int, tuple[str, ...]]] = {
 }  # fmt: skip
 
 # Keras-side tensors that are not weights of a layer the twin has.
-COPIES = (
-    Copy(r".*seed_generator.*", "random-number state of a Dropout/noise layer, not a weight"),
-)
+COPIES = (Copy(r".*seed_generator.*", "random-number state of a Dropout/noise layer, not a weight"),)
 INCOMPATIBLE = (
     Incompatible(r"gru", "GRU(reset_after=False) (one bias row) computes a different function than torch.nn.GRU"),
 )
@@ -398,12 +418,16 @@ def infer_modules(tensors: dict[str, Shape], keras_kinds: set[str]) -> tuple[lis
         kind = _torch_kind(params, keras_kinds)
         facts = {}
         if kind in ("lstm", "gru"):  # torch.nn.LSTM/GRU name their layers weight_ih_l{k}[_reverse]
-            facts = {"num_layers": sum(re.fullmatch(r"weight_ih_l\d+", p) is not None for p in params),
-                     "bidirectional": "weight_ih_l0_reverse" in params}  # fmt: skip
+            facts = {
+                "num_layers": sum(re.fullmatch(r"weight_ih_l\d+", p) is not None for p in params),
+                "bidirectional": "weight_ih_l0_reverse" in params,
+            }
         modules.append(TargetModule(owner, kind, "inferred from names and shapes", facts))
         if kind == "embedding" and "dense" in keras_kinds:
-            notes.append(f"`{owner}` has a single 2-D weight: taken as an Embedding (a Linear without bias "
-                         "looks the same; a built model, --target file.py:factory, knows)")  # fmt: skip
+            notes.append(
+                f"`{owner}` has a single 2-D weight: taken as an Embedding (a Linear without bias "
+                "looks the same; a built model, --target file.py:factory, knows)"
+            )
     return modules, notes
 
 
@@ -495,8 +519,10 @@ def _pair(
             left = [(x.direction, _expected_shapes(x)) for x in ks]
             right = [(t.direction, _module_shapes(t, tensors, ks[0].kind)) for t in ts]
             what = "torch module(s)" if len(ts) == len({t.module.name for t in ts}) else "torch module layer(s)"
-            notes.append(f"{len(ks)} Keras layer(s) vs {len(ts)} {what} of kind {kind}: paired where "
-                         "the shapes agree, in order; the rest is left over")  # fmt: skip
+            notes.append(
+                f"{len(ks)} Keras layer(s) vs {len(ts)} {what} of kind {kind}: paired where "
+                "the shapes agree, in order; the rest is left over"
+            )
             used_k: set[int] = set()
             used_t: set[int] = set()
             for block in SequenceMatcher(None, left, right, autojunk=False).get_matching_blocks():
@@ -522,15 +548,20 @@ def _facts_notes(layer: Layer, module: TargetModule) -> list[str]:
     notes = []
     eps = facts.get("eps")
     if layer.kind in ("batch_normalization", "layer_normalization") and isinstance(eps, float) and eps != 1e-3:
-        notes.append(f"`{module.name}` ({module.cls}) has eps={eps:g}; a Keras layer left at its default uses "
-                     "1e-3: outputs differ unless the Keras layer set the same epsilon")  # fmt: skip
+        notes.append(
+            f"`{module.name}` ({module.cls}) has eps={eps:g}; a Keras layer left at its default uses "
+            "1e-3: outputs differ unless the Keras layer set the same epsilon"
+        )
     n, bidirectional = facts.get("num_layers", 1), facts.get("bidirectional")
     if n != 1 or bidirectional:
         each = "Bidirectional " if bidirectional else ""
-        notes.append(f"`{module.name}` ({module.cls}) has num_layers={n}" + (", bidirectional" if bidirectional
-                     else "") + f": it takes the next {n} Keras {each}{layer.kind} layer(s), in order (each but the "
-                     "last with return_sequences=True)" + (": forward_layer -> *_l{k}, backward_layer -> "
-                     "*_l{k}_reverse" if bidirectional else ""))  # fmt: skip
+        notes.append(
+            f"`{module.name}` ({module.cls}) has num_layers={n}"
+            + (", bidirectional" if bidirectional else "")
+            + f": it takes the next {n} Keras {each}{layer.kind} layer(s), in order (each but the "
+            "last with return_sequences=True)"
+            + (": forward_layer -> *_l{k}, backward_layer -> *_l{k}_reverse" if bidirectional else "")
+        )
     if layer.kind in ("lstm", "gru", "multi_head_attention") and facts.get("batch_first") is False:
         what = "MultiHeadAttention is" if layer.kind == "multi_head_attention" else "RNNs are"
         notes.append(f"`{module.name}` ({module.cls}) has batch_first=False; Keras {what} batch-first")
@@ -538,8 +569,10 @@ def _facts_notes(layer: Layer, module: TargetModule) -> list[str]:
     heads = facts.get("num_heads")
     if layer.kind == "multi_head_attention" and query and len(query[1]) == 3 and heads != query[1][1]:
         said = f"num_heads={heads}" if heads is not None else "a number of heads the weights do not tell"
-        notes.append(f"`{module.name}` ({module.cls}) has {said}; Keras layer {layer.label} has {query[1][1]} "
-                     "heads: the values convert, but outputs differ unless the twin uses the same number")  # fmt: skip
+        notes.append(
+            f"`{module.name}` ({module.cls}) has {said}; Keras layer {layer.label} has {query[1][1]} "
+            "heads: the values convert, but outputs differ unless the twin uses the same number"
+        )
     return notes
 
 
@@ -586,8 +619,10 @@ def bind(ckpt: Any, spec: TargetSpec) -> tuple[RulePack, list[str]]:
         if slot is None:
             kind, wrapped = TABLE[layer.kind].torch_kind, " in a Bidirectional" if layer.direction else ""
             bidirectional = f" with bidirectional={bool(layer.direction)}" if kind in ("lstm", "gru") else ""
-            notes.append(f"Keras layer {layer.label} ({layer.kind}{wrapped}) has no torch {kind} module"
-                         f"{bidirectional} left to fill")  # fmt: skip
+            notes.append(
+                f"Keras layer {layer.label} ({layer.kind}{wrapped}) has no torch {kind} module"
+                f"{bidirectional} left to fill"
+            )
             continue
         rule = TABLE[layer.kind]
         notes.append(f"layer {layer.label} ({layer.kind}) -> {slot}")
@@ -600,10 +635,14 @@ def bind(ckpt: Any, spec: TargetSpec) -> tuple[RulePack, list[str]]:
             if role not in layer.weights:
                 continue
             if layer.kind not in kinds_seen:
-                notes.append(f"{layer.kind} {role}: Keras' one {role} is torch's {' + '.join(params)}, written as "
-                             "their sum; converted back to PyTorch it comes back as (the sum, zeros)")  # fmt: skip
-            rules += [Rule(re.escape(layer.weights[role][0]), _torch_name(slot, param), f"term({k},{len(params)})")
-                      for k, param in enumerate(params)]  # fmt: skip
+                notes.append(
+                    f"{layer.kind} {role}: Keras' one {role} is torch's {' + '.join(params)}, written as "
+                    "their sum; converted back to PyTorch it comes back as (the sum, zeros)"
+                )
+            rules += [
+                Rule(re.escape(layer.weights[role][0]), _torch_name(slot, param), f"term({k},{len(params)})")
+                for k, param in enumerate(params)
+            ]
         kinds_seen.add(layer.kind)
         for role, param, spec_ in rule.weights:
             if role not in layer.weights or role in sums:
@@ -625,19 +664,23 @@ def bind(ckpt: Any, spec: TargetSpec) -> tuple[RulePack, list[str]]:
             continue
         bookkeeping = next((c for c in COPIES if re.fullmatch(c.source, layer.key)), None)
         if bookkeeping is None:
-            notes.append(f"Keras layer {layer.label}: weights {sorted(layer.weights)} are not a layer kind this "
-                         "pack knows")  # fmt: skip
+            notes.append(
+                f"Keras layer {layer.label}: weights {sorted(layer.weights)} are not a layer kind this pack knows"
+            )
         else:  # named by its path only (an exported SavedModel's `variables/11`): the rule needs its key
             reason = f"{layer.label}: {bookkeeping.reason}"
             copies += [Copy(re.escape(name), reason) for name, _ in layer.weights.values()]
     copies += _second_copies(ckpt)
     incompatible = tuple(
         Incompatible(re.escape(name), INCOMPATIBLE[0].reason)
-        for layer in known if layer.kind == "gru"
-        for role, (name, shape) in layer.weights.items() if role == "bias" and len(shape) != 2
-    )  # fmt: skip
-    bound = replace(PACK, rules=tuple(rules), optional=tuple(optional), incompatible=incompatible, bind=None,
-                    copies=tuple(copies))
+        for layer in known
+        if layer.kind == "gru"
+        for role, (name, shape) in layer.weights.items()
+        if role == "bias" and len(shape) != 2
+    )
+    bound = replace(
+        PACK, rules=tuple(rules), optional=tuple(optional), incompatible=incompatible, bind=None, copies=tuple(copies)
+    )
     return bound, notes
 
 

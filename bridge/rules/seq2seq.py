@@ -135,8 +135,12 @@ def layout(config: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], str | Non
     out: dict[str, tuple[tuple[int, ...], str | None]] = {}
     ties = {k: t for k, t in copies(config).items() if t is not None}
     for side, base in (("encoder", "encoder"), ("decoder", "decoder.bert")):
-        emb = {"word_embeddings.weight": (v, h), "position_embeddings.weight": (p, h),
-               "LayerNorm.weight": (h,), "LayerNorm.bias": (h,)}  # fmt: skip
+        emb = {
+            "word_embeddings.weight": (v, h),
+            "position_embeddings.weight": (p, h),
+            "LayerNorm.weight": (h,),
+            "LayerNorm.bias": (h,),
+        }
         for name, shape in emb.items():
             key = f"{base}.embeddings.{name}"
             out[key] = (shape, ties.get(key))
@@ -181,8 +185,11 @@ def config_from_source(shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, An
         "has_output_bias": f"{prefix}/decoder/output_bias" in shapes,
         "prefix": prefix,
     }
-    stacks = "one shared stack (`encoder`, coupled) serves encoder and decoder" if coupled else (
-        "separate encoder and decoder stacks")  # fmt: skip
+    stacks = (
+        "one shared stack (`encoder`, coupled) serves encoder and decoder"
+        if coupled
+        else ("separate encoder and decoder stacks")
+    )
     notes = [
         f"bertseq2seq: prefix `{prefix}/` found; {enc} encoder layer(s), {config['decoder_num_hidden_layers']} "
         f"decoder layer(s); {stacks}",
@@ -192,8 +199,10 @@ def config_from_source(shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, An
         f"{config['num_attention_heads']}: pass --config config.json if that is wrong (shapes cannot tell)",
     ]
     if coupled:
-        notes.append("bertseq2seq: shared model: the shared stack is written to both sides (transformers 5 does "
-                     "not tie encoder and decoder); config tie_encoder_decoder=true")  # fmt: skip
+        notes.append(
+            "bertseq2seq: shared model: the shared stack is written to both sides (transformers 5 does "
+            "not tie encoder and decoder); config tie_encoder_decoder=true"
+        )
     if not config["has_output_bias"]:
         notes.append("bertseq2seq: the LM head is the decoder word-embedding table (tied) with a zero bias")
     return config, notes
@@ -243,8 +252,10 @@ def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], 
         else:
             missing.append(key)
     if missing:
-        notes.append(f"{', '.join(missing)} unknown (the checkpoint does not store them): set them in config.json "
-                     "or generation_config before generate(), from the tokenizer of the model")  # fmt: skip
+        notes.append(
+            f"{', '.join(missing)} unknown (the checkpoint does not store them): set them in config.json "
+            "or generation_config before generate(), from the tokenizer of the model"
+        )
     return out, notes
 
 

@@ -60,17 +60,26 @@ def load_rule_file(value: str) -> RuleFile:
 
             data = yaml.safe_load(text)
     except Exception as e:  # json.JSONDecodeError, yaml.YAMLError
-        raise UsageError("Unreadable rule file", path=path, detail=str(e).splitlines()[0],
-                         hint="See `bridge check --help` for the format") from e  # fmt: skip
+        raise UsageError(
+            "Unreadable rule file",
+            path=path,
+            detail=str(e).splitlines()[0],
+            hint="See `bridge check --help` for the format",
+        ) from e
     if isinstance(data, list):
         data = {"rules": data}
     if not isinstance(data, dict) or not isinstance(data.get("rules", []), list):
-        raise UsageError("Unreadable rule file", path=path, detail="expected a mapping with a `rules` list",
-                         hint="rules: [{source: REGEX, target: TEMPLATE, transform: NAME}]")  # fmt: skip
+        raise UsageError(
+            "Unreadable rule file",
+            path=path,
+            detail="expected a mapping with a `rules` list",
+            hint="rules: [{source: REGEX, target: TEMPLATE, transform: NAME}]",
+        )
     unknown = set(data) - {"extends", "rules"}
     if unknown:
-        raise UsageError("Unknown keys in rule file", path=path, detail=", ".join(sorted(unknown)),
-                         hint="Use `extends` and `rules`")  # fmt: skip
+        raise UsageError(
+            "Unknown keys in rule file", path=path, detail=", ".join(sorted(unknown)), hint="Use `extends` and `rules`"
+        )
     rules = tuple(_rule(item, path, i) for i, item in enumerate(data.get("rules") or []))
     return RuleFile(path, rules, _extends(data.get("extends"), path))
 
@@ -83,8 +92,12 @@ def _from_python(path: Path) -> RuleFile:
     try:
         spec.loader.exec_module(module)
     except Exception as e:
-        raise UsageError("The rule file raised an error on import", path=path, detail=f"{type(e).__name__}: {e}",
-                         hint="Fix the file; run it with python to see the traceback") from e  # fmt: skip
+        raise UsageError(
+            "The rule file raised an error on import",
+            path=path,
+            detail=f"{type(e).__name__}: {e}",
+            hint="Fix the file; run it with python to see the traceback",
+        ) from e
     pack = getattr(module, "PACK", None)
     if pack is not None:
         if not isinstance(pack, RulePack):
@@ -92,18 +105,27 @@ def _from_python(path: Path) -> RuleFile:
         return RuleFile(path, pack=pack)
     items = getattr(module, "RULES", None)
     if not isinstance(items, (list, tuple)):
-        raise UsageError("The rule file defines neither RULES nor PACK", path=path,
-                         hint="RULES = [Rule(source, target, transform), ...], Rule from bridge.rules")  # fmt: skip
+        raise UsageError(
+            "The rule file defines neither RULES nor PACK",
+            path=path,
+            hint="RULES = [Rule(source, target, transform), ...], Rule from bridge.rules",
+        )
     rules = tuple(item if isinstance(item, Rule) else _rule(item, path, i) for i, item in enumerate(items))
     return RuleFile(path, rules, _extends(getattr(module, "EXTENDS", None), path))
 
 
 def _rule(item: Any, path: Path, index: int) -> Rule:
-    if not isinstance(item, dict) or not {"source", "target"} <= set(item) or set(item) - {
-        "source", "target", "transform"
-    }:  # fmt: skip
-        raise UsageError(f"Bad rule #{index + 1} in rule file", path=path, detail=repr(item),
-                         hint="Each rule has `source` (regex), `target` (template), optional `transform`")  # fmt: skip
+    if (
+        not isinstance(item, dict)
+        or not {"source", "target"} <= set(item)
+        or set(item) - {"source", "target", "transform"}
+    ):
+        raise UsageError(
+            f"Bad rule #{index + 1} in rule file",
+            path=path,
+            detail=repr(item),
+            hint="Each rule has `source` (regex), `target` (template), optional `transform`",
+        )
     try:
         return Rule(str(item["source"]), str(item["target"]), str(item.get("transform", "identity")))
     except (re.error, ValueError) as e:
@@ -112,6 +134,7 @@ def _rule(item: Any, path: Path, index: int) -> Rule:
 
 def _extends(value: Any, path: Path) -> str | None:
     if value is not None and not isinstance(value, str):
-        raise UsageError("`extends` must be a pack name", path=path, detail=repr(value),
-                         hint="e.g. extends: google-bert")  # fmt: skip
+        raise UsageError(
+            "`extends` must be a pack name", path=path, detail=repr(value), hint="e.g. extends: google-bert"
+        )
     return value

@@ -38,8 +38,9 @@ def renamed(tf, tmp_path_factory) -> Path:
     finally:
         sys.path.remove(str(REPO / "examples"))
     with bridge.load(EXAMPLE) as ckpt:
-        values = {r.name.replace("bert/pooler/", "bert/pool/"): r.numpy().copy()
-                  for r in ckpt.values() if r.kind == "model"}  # fmt: skip
+        values = {
+            r.name.replace("bert/pooler/", "bert/pool/"): r.numpy().copy() for r in ckpt.values() if r.kind == "model"
+        }
     folder = tmp_path_factory.mktemp("renamed")
     write_tf1_checkpoint(folder / "bert_model.ckpt", values, adam=False, step=3)
     shutil.copyfile(EXAMPLE / "bert_config.json", folder / "bert_config.json")
@@ -83,8 +84,9 @@ def test_next_line_strip_prefix_pytorch(tmp_path):
 
 def test_next_line_strip_and_add_prefix_tensorflow(tmp_path):
     out = tmp_path / "o"
-    args, result = _convert_then_next(str(DDP), "--to", "tensorflow", "--strip-prefix", "module.",
-                                      "--add-prefix", "bert.", "-o", str(out))  # fmt: skip
+    args, result = _convert_then_next(
+        str(DDP), "--to", "tensorflow", "--strip-prefix", "module.", "--add-prefix", "bert.", "-o", str(out)
+    )
     assert ["--strip-prefix", "module.", "--add-prefix", "bert."] == args[-4:]
     assert result.exit_code == 0, result.output
     assert _compared(result.output) == 39
@@ -100,16 +102,26 @@ def test_next_line_source_format(tmp_path):
     weights = tmp_path / "weights.dat"
     shutil.copyfile(DDP / "pytorch_model.bin", weights)
     shutil.copyfile(DDP / "config.json", tmp_path / "config.json")
-    args, result = _convert_then_next(str(weights), "--source-format", "torch", "--to", "pytorch",
-                                      "--strip-prefix", "module.", "-o", str(tmp_path / "o"))  # fmt: skip
+    args, result = _convert_then_next(
+        str(weights),
+        "--source-format",
+        "torch",
+        "--to",
+        "pytorch",
+        "--strip-prefix",
+        "module.",
+        "-o",
+        str(tmp_path / "o"),
+    )
     assert args[args.index("--source-format") + 1] == "torch"
     assert result.exit_code == 0 and _compared(result.output) == 39, result.output
 
 
 def test_source_format_skips_detection(tmp_path):
     # The same bytes forced as safetensors: the safetensors reader runs (and refuses), not detection.
-    result = _invoke("convert", DDP / "pytorch_model.bin", "--source-format", "safetensors", "--to", "pytorch",
-                     "-o", tmp_path / "o")  # fmt: skip
+    result = _invoke(
+        "convert", DDP / "pytorch_model.bin", "--source-format", "safetensors", "--to", "pytorch", "-o", tmp_path / "o"
+    )
     assert result.exit_code == 2 and "safetensors header" in result.output, result.output
     weights = DDP / "pytorch_model.bin"
     for command in (["check", weights, "--to", "pytorch"], ["verify", weights, DDP]):
@@ -122,16 +134,18 @@ def test_next_line_config(forward_frameworks, tmp_path):
     source = tmp_path / "ckpt"  # no bert_config.json beside it: --config is the only config
     shutil.copytree(EXAMPLE, source)
     (source / "bert_config.json").rename(tmp_path / "my_config.json")
-    args, result = _convert_then_next(str(source), "--to", "pytorch", "--config", str(tmp_path / "my_config.json"),
-                                      "-o", str(tmp_path / "o"))  # fmt: skip
+    args, result = _convert_then_next(
+        str(source), "--to", "pytorch", "--config", str(tmp_path / "my_config.json"), "-o", str(tmp_path / "o")
+    )
     assert args[args.index("--config") + 1] == str(tmp_path / "my_config.json")
     assert result.exit_code == 0 and _compared(result.output) == 46, result.output
     assert "forward sequence_output" in result.output
 
 
 def test_next_line_target_class(forward_frameworks, tmp_path):
-    args, result = _convert_then_next(str(EXAMPLE), "--to", "pytorch", "--target", "BertModel", "-o",
-                                      str(tmp_path / "o"))  # fmt: skip
+    args, result = _convert_then_next(
+        str(EXAMPLE), "--to", "pytorch", "--target", "BertModel", "-o", str(tmp_path / "o")
+    )
     assert "--target" not in args  # the class is implied by OUT, whose names verify compares with
     assert result.exit_code == 0, result.output
     assert _compared(result.output) == 39 and "forward pooled_output" in result.output
@@ -139,10 +153,13 @@ def test_next_line_target_class(forward_frameworks, tmp_path):
 
 def test_next_line_rules_file_and_map(forward_frameworks, renamed, tmp_path):
     rules = tmp_path / "my_rules.yaml"
-    rules.write_text("rules:\n  - source: 'bert/pool/dense/kernel'\n    target: 'bert.pooler.dense.weight'\n"
-                     "    transform: transpose\n")  # fmt: skip
-    args, result = _convert_then_next(str(renamed), "--to", "pytorch", "--rules", str(rules), "--map", POOL_BIAS,
-                                      "-o", str(tmp_path / "o"))  # fmt: skip
+    rules.write_text(
+        "rules:\n  - source: 'bert/pool/dense/kernel'\n    target: 'bert.pooler.dense.weight'\n"
+        "    transform: transpose\n"
+    )
+    args, result = _convert_then_next(
+        str(renamed), "--to", "pytorch", "--rules", str(rules), "--map", POOL_BIAS, "-o", str(tmp_path / "o")
+    )
     assert args[args.index("--rules") + 1] == str(rules) and args[args.index("--map") + 1] == POOL_BIAS
     assert result.exit_code == 0, result.output
     assert _compared(result.output) == 46
@@ -179,8 +196,10 @@ def test_forward_skip_note_is_one_sentence(forward_frameworks, renamed, tmp_path
     assert _invoke("convert", renamed, "--to", "pytorch", *maps, "-o", out, "-q").exit_code == 0
     result = _invoke("verify", renamed, out, "--map", POOL_KERNEL)  # the bias rule forgotten
     notes = [line for line in result.output.splitlines() if "forward check skipped" in line]
-    assert notes == ["note: forward check skipped: the TF reference forward needs `bert/pooler/dense/bias`, which "
-                     "no tensor of the TF side fills (nor any --map/--rules rule)"]  # fmt: skip
+    assert notes == [
+        "note: forward check skipped: the TF reference forward needs `bert/pooler/dense/bias`, which "
+        "no tensor of the TF side fills (nor any --map/--rules rule)"
+    ]
 
 
 # 3. User rules that match nothing are reported, in text and JSON.
@@ -188,13 +207,17 @@ def test_forward_skip_note_is_one_sentence(forward_frameworks, renamed, tmp_path
 
 def test_rules_matching_nothing_are_reported(tmp_path):
     rules = tmp_path / "my_rules.yaml"
-    rules.write_text("rules:\n  - source: 'bert/poolr/dense/bias'\n    target: 'bert.pooler.dense.bias'\n"
-                     "  - source: 'bert/pooler/dense/kernel'\n    target: 'bert.pooler.dense.weight'\n"
-                     "    transform: transpose\n")  # fmt: skip
+    rules.write_text(
+        "rules:\n  - source: 'bert/poolr/dense/bias'\n    target: 'bert.pooler.dense.bias'\n"
+        "  - source: 'bert/pooler/dense/kernel'\n    target: 'bert.pooler.dense.weight'\n"
+        "    transform: transpose\n"
+    )
     args = ["check", EXAMPLE, "--to", "pytorch", "--target", "BertModel", "--rules", rules, "--map", "nothing/x=y"]
     text = _invoke(*args).output
-    assert ("note: rule 1 of my_rules.yaml (source 'bert/poolr/dense/bias') matched no tensor: its regex must match "
-            "a whole source name (did you mean `bert/pooler/dense/bias`?)") in text  # fmt: skip
+    assert (
+        "note: rule 1 of my_rules.yaml (source 'bert/poolr/dense/bias') matched no tensor: its regex must match "
+        "a whole source name (did you mean `bert/pooler/dense/bias`?)"
+    ) in text
     assert "note: --map 'nothing/x=y' matched no tensor" in text
     assert "rule 2 of my_rules.yaml" not in text
     plan = json.loads(_invoke(*args, "--json").output)
@@ -208,8 +231,13 @@ def test_rules_matching_nothing_are_reported(tmp_path):
 
 def test_rules_over_a_tf_layout_count_its_names():
     # PyTorch -> TF: rules are matched against the layout's TF names, not the source's.
-    plan = bridge.check(DDP, to="tensorflow", strip_prefix="module.", add_prefix="bert.",
-                        maps=("bert/pooler/dense/(kernel|bias)=bert.pooler.dense.{1}",))  # fmt: skip
+    plan = bridge.check(
+        DDP,
+        to="tensorflow",
+        strip_prefix="module.",
+        add_prefix="bert.",
+        maps=("bert/pooler/dense/(kernel|bias)=bert.pooler.dense.{1}",),
+    )
     assert [u.matched for u in plan.user_rules] == [2]
 
 
@@ -223,8 +251,9 @@ def test_rules_between_two_pytorch_files_say_they_are_unused():
 
 @pytest.mark.parametrize("args", [["inspect", str(EXAMPLE), "--all"], ["check", str(EXAMPLE), "--to", "pytorch"]])
 def test_closed_pipe_ends_quietly(args):
-    with subprocess.Popen([sys.executable, "-m", "bridge.cli", *args], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, cwd=REPO) as proc:  # fmt: skip
+    with subprocess.Popen(
+        [sys.executable, "-m", "bridge.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO
+    ) as proc:
         assert proc.stdout is not None and proc.stderr is not None
         proc.stdout.close()  # before the command writes anything: its first write meets EPIPE
         err = proc.stderr.read()
@@ -264,11 +293,13 @@ def test_every_subcommand_takes_debug(name):
 
 
 def test_class_typo_without_transformers_import():
-    probe = ("import json, sys\nfrom click.testing import CliRunner\nfrom bridge.cli import cli\n"
-             f"r = CliRunner().invoke(cli, ['check', {str(EXAMPLE)!r}, '--to', 'pytorch', '--target', "
-             "'BertForPretraining'])\n"
-             "print(json.dumps([r.exit_code, r.output, 'transformers' in sys.modules, "
-             "'torch' in sys.modules]))")  # fmt: skip
+    probe = (
+        "import json, sys\nfrom click.testing import CliRunner\nfrom bridge.cli import cli\n"
+        f"r = CliRunner().invoke(cli, ['check', {str(EXAMPLE)!r}, '--to', 'pytorch', '--target', "
+        "'BertForPretraining'])\n"
+        "print(json.dumps([r.exit_code, r.output, 'transformers' in sys.modules, "
+        "'torch' in sys.modules]))"
+    )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
     code, output, transformers, torch = json.loads(done.stdout.strip().splitlines()[-1])
     assert code == 2 and not transformers and not torch

@@ -31,9 +31,14 @@ def pt_bert(transformers, torch, tmp_path_factory) -> Path:
     """A transformers BertForPreTraining written by save_pretrained (safetensors + config.json)."""
     torch.manual_seed(0)
     config = transformers.BertConfig(
-        vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=32, max_position_embeddings=32, hidden_act="gelu_new",
-    )  # fmt: skip
+        vocab_size=64,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+        hidden_act="gelu_new",
+    )
     folder = tmp_path_factory.mktemp("pt") / "bert"
     transformers.BertForPreTraining(config).save_pretrained(folder)
     return folder
@@ -85,8 +90,10 @@ def test_pytorch_to_tf_is_read_by_tensorflow_and_verifies(pt_bert, tmp_path, tor
     shapes = reader.get_variable_to_shape_map()
     assert len(shapes) == 46 and shapes["bert/encoder/layer_1/intermediate/dense/kernel"] == [16, 32]
     state = {k: v for k, v in _model_values(pt_bert).items()}
-    np.testing.assert_array_equal(reader.get_tensor("bert/encoder/layer_0/attention/self/query/kernel"),
-                                  state["bert.encoder.layer.0.attention.self.query.weight"].T)  # fmt: skip
+    np.testing.assert_array_equal(
+        reader.get_tensor("bert/encoder/layer_0/attention/self/query/kernel"),
+        state["bert.encoder.layer.0.attention.self.query.weight"].T,
+    )
     assert json.loads((out / "bert_config.json").read_text())["hidden_act"] == "gelu"
     report = json.loads(_run("verify", str(pt_bert), str(out), "--json"))
     assert report["ok"] and report["values"]["bit_exact"] == 46
@@ -96,9 +103,15 @@ def test_forward_uses_the_models_layer_norm_eps(transformers, torch, tmp_path):
     """A model whose LayerNorm epsilon is not google-research's 1e-12 is compared with its own epsilon."""
     torch.manual_seed(0)
     config = transformers.BertConfig(
-        vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-        max_position_embeddings=32, hidden_act="gelu_new", layer_norm_eps=0.5,
-    )  # fmt: skip
+        vocab_size=64,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+        hidden_act="gelu_new",
+        layer_norm_eps=0.5,
+    )
     transformers.BertModel(config).save_pretrained(tmp_path / "pt")
     _run("convert", str(tmp_path / "pt"), "--to", "tensorflow", "-o", str(tmp_path / "tf"))
     report = json.loads(_run("verify", str(tmp_path / "pt"), str(tmp_path / "tf"), "--json"))
@@ -218,8 +231,17 @@ def test_interrupted_conversion_leaves_nothing(tmp_path):
 def test_plan_with_gaps_is_refused_with_exit_1(tmp_path):
     config = json.loads((EXAMPLE / "bert_config.json").read_text()) | {"hidden_size": 32}
     (tmp_path / "c.json").write_text(json.dumps(config))
-    text = _run("convert", str(EXAMPLE), "--to", "pytorch", "-o", str(tmp_path / "o"), "--config",
-                str(tmp_path / "c.json"), code=1)  # fmt: skip
+    text = _run(
+        "convert",
+        str(EXAMPLE),
+        "--to",
+        "pytorch",
+        "-o",
+        str(tmp_path / "o"),
+        "--config",
+        str(tmp_path / "c.json"),
+        code=1,
+    )
     assert "conversion plan has gaps" in text and "bridge check" in text
     assert not (tmp_path / "o").exists()
     with pytest.raises(PlanHasGaps):

@@ -80,11 +80,16 @@ def test_written_h5_has_keras_2_structure(tmp_path):
     out = _to_hf_tf(PT_TWIN, tmp_path / "tf")
     with h5py.File(out / "tf_model.h5", "r") as f:
         assert dict(f.attrs) | {"layer_names": list(f.attrs["layer_names"])} == {
-            "layer_names": ["bert"], "backend": "tensorflow", "keras_version": "2.21.0"}  # fmt: skip
+            "layer_names": ["bert"],
+            "backend": "tensorflow",
+            "keras_version": "2.21.0",
+        }
         names = list(f["bert"].attrs["weight_names"])
-        assert names[:3] == ["tf_bert_model/bert/embeddings/word_embeddings/weight:0",
-                             "tf_bert_model/bert/embeddings/token_type_embeddings/embeddings:0",
-                             "tf_bert_model/bert/embeddings/position_embeddings/embeddings:0"]  # fmt: skip
+        assert names[:3] == [
+            "tf_bert_model/bert/embeddings/word_embeddings/weight:0",
+            "tf_bert_model/bert/embeddings/token_type_embeddings/embeddings:0",
+            "tf_bert_model/bert/embeddings/position_embeddings/embeddings:0",
+        ]
         assert f["bert"][names[5]].shape == (16, 16) and f["bert"][names[5]].dtype == np.float32
         assert f["top_level_model_weights"].attrs["weight_names"].shape == (0,)
     # Read back natively: the names, shapes and values are the source's after the transform.
@@ -98,8 +103,7 @@ def test_written_h5_has_keras_2_structure(tmp_path):
 def test_round_trip_hf_tf_pytorch_hf_tf_gives_back_the_file(tmp_path):
     """TFBertForPreTraining's file -> PyTorch -> hf-tf: the same bytes, masked-LM embedding copies included."""
     _run("convert", str(TF_PRETRAINING), "--to", "pytorch", "-o", str(tmp_path / "pt"), "-q")
-    text = _run("convert", str(tmp_path / "pt"), "--to", "tensorflow", "--target", "hf-tf", "-o",
-                str(tmp_path / "tf"))  # fmt: skip
+    text = _run("convert", str(tmp_path / "pt"), "--to", "tensorflow", "--target", "hf-tf", "-o", str(tmp_path / "tf"))
     assert "51 tensors" in text and "5 tied tensors" in text
     assert _structure(tmp_path / "tf" / "tf_model.h5") == _structure(TF_PRETRAINING / "tf_model.h5")
     assert (tmp_path / "tf" / "tf_model.h5").read_bytes() == (TF_PRETRAINING / "tf_model.h5").read_bytes()
@@ -111,8 +115,14 @@ def test_round_trip_pytorch_hf_tf_pytorch_is_bit_exact(transformers, tmp_path):
     import torch
 
     torch.manual_seed(0)
-    config = transformers.BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                                      intermediate_size=32, max_position_embeddings=32)  # fmt: skip
+    config = transformers.BertConfig(
+        vocab_size=64,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+    )
     transformers.BertForPreTraining(config).save_pretrained(tmp_path / "src")
     _to_hf_tf(tmp_path / "src", tmp_path / "tf")
     assert json.loads((tmp_path / "tf" / "config.json").read_text())["architectures"] == ["BertForPreTraining"]
@@ -167,8 +177,16 @@ def test_multiple_choice_both_layouts_and_back(transformers, tmp_path, layout, w
         assert all(np.array_equal(written[n], expected[n]) for n in expected)
     report = json.loads(_run("verify", str(source / "pt"), str(tmp_path / "tf"), "--json"))
     assert report["ok"] and {o["name"] for o in report["outputs"]} == {"sequence_output", "pooled_output"}
-    _run("convert", str(tmp_path / "tf"), "--to", "pytorch", "--target", "BertForMultipleChoice", "-o",
-         str(tmp_path / "back"))  # fmt: skip
+    _run(
+        "convert",
+        str(tmp_path / "tf"),
+        "--to",
+        "pytorch",
+        "--target",
+        "BertForMultipleChoice",
+        "-o",
+        str(tmp_path / "back"),
+    )
     _, info = transformers.BertForMultipleChoice.from_pretrained(tmp_path / "back", output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
 
@@ -177,18 +195,51 @@ def test_float16_is_written_and_bfloat16_refused(tmp_path):
     out = _to_hf_tf(PT_TWIN, tmp_path / "f16", "--dtype", "float16")
     with h5py.File(out / "tf_model.h5", "r") as f:
         assert f["bert/tf_bert_model/bert/pooler/dense/kernel:0"].dtype == np.float16
-    text = _run("convert", str(PT_TWIN), "--to", "tensorflow", "--target", "hf-tf", "-o", str(tmp_path / "bf16"),
-                "--dtype", "bfloat16", code=2)  # fmt: skip
+    text = _run(
+        "convert",
+        str(PT_TWIN),
+        "--to",
+        "tensorflow",
+        "--target",
+        "hf-tf",
+        "-o",
+        str(tmp_path / "bf16"),
+        "--dtype",
+        "bfloat16",
+        code=2,
+    )
     assert "Keras 2 h5 files cannot hold bfloat16" in text and "--dtype float32" in text
     assert not (tmp_path / "bf16").exists()
 
 
 def test_format_must_fit_the_layout(tmp_path):
-    text = _run("convert", str(PT_TWIN), "--to", "tensorflow", "--target", "hf-tf", "-o", str(tmp_path / "x"),
-                "--format", "google-bert", code=2)  # fmt: skip
+    text = _run(
+        "convert",
+        str(PT_TWIN),
+        "--to",
+        "tensorflow",
+        "--target",
+        "hf-tf",
+        "-o",
+        str(tmp_path / "x"),
+        "--format",
+        "google-bert",
+        code=2,
+    )
     assert "The hf-tf layout is written as tf_model.h5" in text
-    _run("convert", str(PT_TWIN), "--to", "tensorflow", "--target", "hf-tf", "-o", str(tmp_path / "y"), "-q",
-         "--format", "hf-tf")  # fmt: skip
+    _run(
+        "convert",
+        str(PT_TWIN),
+        "--to",
+        "tensorflow",
+        "--target",
+        "hf-tf",
+        "-o",
+        str(tmp_path / "y"),
+        "-q",
+        "--format",
+        "hf-tf",
+    )
 
 
 def test_conversion_imports_neither_torch_nor_tensorflow(tmp_path):

@@ -54,10 +54,17 @@ def _h5_weights(path: Path) -> tuple[dict[str, list[str]], dict[str, np.ndarray]
 
 
 def test_every_task_head_class_has_a_fixture():
-    assert TF_CLASSES == sorted(["TFBertForMaskedLM", "TFBertForSequenceClassification",
-                                 "TFBertForTokenClassification", "TFBertForQuestionAnswering",
-                                 "TFBertForMultipleChoice", "TFBertForNextSentencePrediction",
-                                 "TFBertLMHeadModel"])  # fmt: skip
+    assert TF_CLASSES == sorted(
+        [
+            "TFBertForMaskedLM",
+            "TFBertForSequenceClassification",
+            "TFBertForTokenClassification",
+            "TFBertForQuestionAnswering",
+            "TFBertForMultipleChoice",
+            "TFBertForNextSentencePrediction",
+            "TFBertLMHeadModel",
+        ]
+    )
 
 
 @pytest.mark.parametrize("tf_class", TF_CLASSES)
@@ -93,8 +100,17 @@ def test_tf_file_to_transformers_5_equals_transformers_4_conversion(transformers
 def test_pytorch_weights_to_hf_tf_equal_transformers_4_file(tmp_path, tf_class):
     """4.57's PyTorch state dict -> --target hf-tf: the names (layer_names, weight_names, dataset paths) and
     every value of the tf_model.h5 that TF<Class>.save_pretrained wrote."""
-    _run("convert", str(HEADS_DIR / tf_class / "pt"), "--to", "tensorflow", "--target", "hf-tf", "-o",
-         str(tmp_path / "tf"), "-q")  # fmt: skip
+    _run(
+        "convert",
+        str(HEADS_DIR / tf_class / "pt"),
+        "--to",
+        "tensorflow",
+        "--target",
+        "hf-tf",
+        "-o",
+        str(tmp_path / "tf"),
+        "-q",
+    )
     names, values = _h5_weights(tmp_path / "tf" / "tf_model.h5")
     expected_names, expected_values = _h5_weights(HEADS_DIR / tf_class / "tf" / "tf_model.h5")
     assert list(names.items()) == list(expected_names.items())  # layer order too

@@ -49,10 +49,13 @@ def test_inspect_filter_and_stats(runner):
     assert result.exit_code == 0, result.output
     tensors = json.loads(result.output)["tensors"]
     assert {t["name"] for t in tensors} == {
-        "bert/pooler/dense/kernel", "bert/pooler/dense/bias",
-        "bert/pooler/dense/kernel/adam_m", "bert/pooler/dense/kernel/adam_v",
-        "bert/pooler/dense/bias/adam_m", "bert/pooler/dense/bias/adam_v",
-    }  # fmt: skip
+        "bert/pooler/dense/kernel",
+        "bert/pooler/dense/bias",
+        "bert/pooler/dense/kernel/adam_m",
+        "bert/pooler/dense/kernel/adam_v",
+        "bert/pooler/dense/bias/adam_m",
+        "bert/pooler/dense/bias/adam_v",
+    }
     stats = {t["name"]: t["stats"] for t in tensors}
     kernel = stats["bert/pooler/dense/kernel"]
     assert kernel["nan"] == 0 and kernel["inf"] == 0 and kernel["min"] < kernel["mean"] < kernel["max"]

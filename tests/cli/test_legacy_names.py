@@ -16,8 +16,14 @@ def legacy_bin(torch, tmp_path_factory) -> Path:
     """A tiny BertForPreTraining state dict with the legacy LayerNorm names, written by torch.save."""
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
-    config = transformers.BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                                     intermediate_size=32, max_position_embeddings=32)  # fmt: skip
+    config = transformers.BertConfig(
+        vocab_size=64,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+    )
     state = transformers.BertForPreTraining(config).state_dict()
     legacy = {}
     for name, value in state.items():
@@ -50,10 +56,12 @@ def test_legacy_names_to_the_transformers_class_loads_cleanly(legacy_bin, tmp_pa
     code, plan = _check(str(legacy_bin), "--to", "pytorch", "--target", "BertModel")
     assert code == 0, plan["notes"]
     assert {"bert.embeddings.LayerNorm.gamma": "embeddings.LayerNorm.weight"}.items() <= {
-        m["source"]: m["target"] for m in plan["matched"]}.items()  # fmt: skip
+        m["source"]: m["target"] for m in plan["matched"]
+    }.items()
     out = tmp_path / "out"
-    result = CliRunner().invoke(cli, ["convert", str(legacy_bin), "--to", "pytorch", "--target", "BertModel",
-                                      "-o", str(out), "-q"])  # fmt: skip
+    result = CliRunner().invoke(
+        cli, ["convert", str(legacy_bin), "--to", "pytorch", "--target", "BertModel", "-o", str(out), "-q"]
+    )
     assert result.exit_code == 0, result.output
     written = json.loads((out / "config.json").read_text())
     assert written["hidden_act"] == "gelu" and written["architectures"] == ["BertModel"]  # its own config, kept

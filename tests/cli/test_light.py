@@ -73,8 +73,10 @@ def test_inspect_works_with_frameworks_unimportable(tmp_path):
     import numpy as np
     from safetensors.numpy import save_file  # the real safetensors writer, numpy flavour
 
-    save_file({"w": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.ones(3, dtype=np.int64)},
-              str(tmp_path / "m.safetensors"))  # fmt: skip
+    save_file(
+        {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.ones(3, dtype=np.int64)},
+        str(tmp_path / "m.safetensors"),
+    )
     example = str(REPO / "examples" / "tiny-bert")
     invocations = [
         ["inspect", example, "--stats", "--json"],
@@ -83,8 +85,10 @@ def test_inspect_works_with_frameworks_unimportable(tmp_path):
     ]
     out = subprocess.run(
         [sys.executable, "-c", _BLOCKED.format(heavy=HEAVY), json.dumps(invocations)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     results = json.loads(out.stdout.strip().splitlines()[-1])
     assert [code for code, _ in results] == [0, 0, 0], results
 

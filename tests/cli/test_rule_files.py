@@ -30,8 +30,9 @@ def renamed(tf, tmp_path_factory) -> Path:
     finally:
         sys.path.remove(str(REPO / "examples"))
     with bridge.load(EXAMPLE) as ckpt:
-        values = {r.name.replace("bert/pooler/", "bert/pool/"): r.numpy().copy()
-                  for r in ckpt.values() if r.kind == "model"}  # fmt: skip
+        values = {
+            r.name.replace("bert/pooler/", "bert/pool/"): r.numpy().copy() for r in ckpt.values() if r.kind == "model"
+        }
     folder = tmp_path_factory.mktemp("renamed")
     write_tf1_checkpoint(folder / "bert_model.ckpt", values, adam=False, step=3)
     shutil.copyfile(EXAMPLE / "bert_config.json", folder / "bert_config.json")
@@ -47,8 +48,11 @@ def _write(folder: Path, suffix: str, rules: list[dict[str, str]], extends: str 
     elif suffix == ".json":
         path.write_text(json.dumps({"extends": extends, "rules": rules}))
     else:
-        body = "".join(f"  - source: '{r['source']}'\n    target: '{r['target']}'\n"
-                       + (f"    transform: {r['transform']}\n" if "transform" in r else "") for r in rules)  # fmt: skip
+        body = "".join(
+            f"  - source: '{r['source']}'\n    target: '{r['target']}'\n"
+            + (f"    transform: {r['transform']}\n" if "transform" in r else "")
+            for r in rules
+        )
         path.write_text((f"extends: {extends}\n" if extends else "") + "rules:\n" + body)
     return path
 
@@ -81,8 +85,10 @@ def test_rule_file_fills_the_gap(renamed, tmp_path, suffix, extends):
 def test_convert_and_verify_with_the_rule_file(renamed, tmp_path):
     rules = str(_write(tmp_path, ".yaml", [RULE, BIAS]))
     out = tmp_path / "out"
-    result = CliRunner().invoke(cli, ["convert", str(renamed), "--to", "pytorch", "--target", "BertModel",
-                                      "--rules", rules, "-o", str(out), "-q"])  # fmt: skip
+    result = CliRunner().invoke(
+        cli,
+        ["convert", str(renamed), "--to", "pytorch", "--target", "BertModel", "--rules", rules, "-o", str(out), "-q"],
+    )
     assert result.exit_code == 0, result.output
     with bridge.load(out) as ckpt, bridge.load(renamed) as src:
         got = ckpt["pooler.dense.weight"].numpy()

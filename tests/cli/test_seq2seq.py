@@ -60,9 +60,21 @@ def test_google_bert_does_not_claim_seq2seq_names():
 
     names = list(seq2seq_variables(coupled=False))
     assert bert.PACK.claims(names) == 0.0 and seq2seq.PACK.claims(names) == 1.0
-    assert seq2seq.PACK.claims(bert.tf_layout({"hidden_size": 4, "intermediate_size": 8, "vocab_size": 10,
-                                               "type_vocab_size": 2, "max_position_embeddings": 8,
-                                               "num_hidden_layers": 1})) == 0.0  # fmt: skip
+    assert (
+        seq2seq.PACK.claims(
+            bert.tf_layout(
+                {
+                    "hidden_size": 4,
+                    "intermediate_size": 8,
+                    "vocab_size": 10,
+                    "type_vocab_size": 2,
+                    "max_position_embeddings": 8,
+                    "num_hidden_layers": 1,
+                }
+            )
+        )
+        == 0.0
+    )
 
 
 @pytest.mark.parametrize("variant", ["uncoupled", "coupled"])
@@ -107,8 +119,9 @@ def test_check_imports_neither_torch_nor_tensorflow(modules):
         "import sys; from bridge.check import check; p = check(sys.argv[1], to='pytorch'); assert p.ok; "
         "print(sorted(m for m in ('torch', 'tensorflow', 'transformers') if m in sys.modules))"
     )
-    result = subprocess.run([sys.executable, "-c", code, str(modules["coupled"])], capture_output=True, text=True,
-                            check=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(modules["coupled"])], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "[]"
 
 

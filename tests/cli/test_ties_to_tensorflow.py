@@ -52,9 +52,14 @@ def tied_bert(transformers, torch, tmp_path_factory) -> tuple[dict[str, Path], n
 
     torch.manual_seed(0)
     config = transformers.BertConfig(
-        vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=32, max_position_embeddings=32, hidden_act="gelu_new",
-    )  # fmt: skip
+        vocab_size=64,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+        hidden_act="gelu_new",
+    )
     model = transformers.BertForMaskedLM(config)
     assert model.cls.predictions.decoder.weight.data_ptr() == model.bert.embeddings.word_embeddings.weight.data_ptr()
     root = tmp_path_factory.mktemp("tied")

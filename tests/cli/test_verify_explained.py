@@ -34,9 +34,15 @@ def erf_bert(transformers, torch, tmp_path_factory) -> tuple[Path, Path]:
     trained bert-base does: about 1e-3)."""
     torch.manual_seed(0)
     config = transformers.BertConfig(
-        vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-        max_position_embeddings=32, hidden_act="gelu", initializer_range=0.2,
-    )  # fmt: skip
+        vocab_size=64,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+        hidden_act="gelu",
+        initializer_range=0.2,
+    )
     root = tmp_path_factory.mktemp("erf")
     transformers.BertForPreTraining(config).save_pretrained(root / "pt")
     _run("convert", str(root / "pt"), "--to", "tensorflow", "--target", "google-bert", "-o", str(root / "tf"), "-q")
@@ -48,8 +54,10 @@ def test_activation_difference_is_explained_with_the_way_forward(erf_bert, tmp_p
     text = _run("verify", str(pt), str(tf), code=1)  # the two models do compute different things
     verdict = text.splitlines()[-1]
     assert verdict.startswith("verdict: FAIL (explained): values bit-exact; the forward differs by up to ")
-    assert ("all of it from the activation: transformers' `gelu` (erf) on the PyTorch side vs google-research's "
-            "tanh form on the TF side; with matched activations the outputs agree to ") in verdict  # fmt: skip
+    assert (
+        "all of it from the activation: transformers' `gelu` (erf) on the PyTorch side vs google-research's "
+        "tanh form on the TF side; with matched activations the outputs agree to "
+    ) in verdict
     assert f'set "hidden_act": "gelu_new" in {pt / "config.json"}' in verdict
     report = json.loads(_run("verify", str(pt), str(tf), "--json", code=1))
     assert not report["ok"] and report["values"]["bit_exact"] == report["values"]["compared"] == 46

@@ -117,8 +117,11 @@ def test_generic_modules_never_name_a_family() -> None:
                     continue  # `ckpt.framework == "keras"` names a framework (a Keras file), not the pack
                 for side in sides:
                     values = side.elts if isinstance(side, (ast.Tuple, ast.List, ast.Set)) else [side]
-                    found += [f"{module}: compares with {v.value!r}" for v in values
-                              if isinstance(v, ast.Constant) and v.value in names]  # fmt: skip
+                    found += [
+                        f"{module}: compares with {v.value!r}"
+                        for v in values
+                        if isinstance(v, ast.Constant) and v.value in names
+                    ]
             if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "get_pack":
                 found += [f"{module}: get_pack({a.value!r})" for a in node.args if isinstance(a, ast.Constant)]
         family_modules = {f"bridge.rules.{m}" for m in ("bert", "hf_tf", "keras", "seq2seq")}

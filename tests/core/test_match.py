@@ -19,8 +19,9 @@ TARGET = TargetSpec("pytorch", "test", {"weight": TargetTensor("weight", (2, 3))
 def test_a_second_copy_is_expected_only_when_its_bytes_equal_the_tensor_it_copies(same):
     w = np.arange(6, dtype=np.float32).reshape(2, 3)
     again = w.copy() if same else w + np.float32(1)
-    ckpt = Checkpoint([array_record("w", w), array_record("w_again", again)], format="test", path="/tmp/x",
-                      framework="tensorflow")  # fmt: skip
+    ckpt = Checkpoint(
+        [array_record("w", w), array_record("w_again", again)], format="test", path="/tmp/x", framework="tensorflow"
+    )
     plan = build_plan(ckpt, TARGET, PACK)
     (left,) = plan.unused
     assert [m.source for m in plan.matched] == ["w"] and left.name == "w_again"

@@ -53,9 +53,24 @@ def test_duplicate_names_are_refused():
 
 @pytest.mark.parametrize(
     "name",
-    ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-     "float16", "bfloat16", "float32", "float64", "complex64", "complex128"],
-)  # fmt: skip
+    [
+        "bool",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "bfloat16",
+        "float32",
+        "float64",
+        "complex64",
+        "complex128",
+    ],
+)
 def test_dtype_vocabulary_round_trips(name):
     assert dtypes.dtype_name(dtypes.numpy_dtype(name)) == name
     assert dtypes.itemsize(name) == dtypes.numpy_dtype(name).itemsize
@@ -67,8 +82,13 @@ def test_string_dtype():
 
 
 def test_error_template_names_file_tensor_and_fix():
-    err = CheckpointNotFound("Missing data shard", path="m.ckpt.data-00001-of-00002", tensor="w",
-                             detail="the index lists 2 shards", hint="Copy every .data-* file")  # fmt: skip
+    err = CheckpointNotFound(
+        "Missing data shard",
+        path="m.ckpt.data-00001-of-00002",
+        tensor="w",
+        detail="the index lists 2 shards",
+        hint="Copy every .data-* file",
+    )
     assert str(err) == (
         "Missing data shard in 'm.ckpt.data-00001-of-00002' for tensor `w`: "
         "the index lists 2 shards. Copy every .data-* file."
@@ -81,15 +101,19 @@ def test_error_template_names_file_tensor_and_fix():
     ("name", "kind", "slot_of", "slot"),
     [
         ("bert/encoder/layer_0/output/dense/kernel", "model", None, None),
-        ("bert/encoder/layer_0/output/dense/kernel/adam_m", "optimizer",
-         "bert/encoder/layer_0/output/dense/kernel", "adam_m"),
+        (
+            "bert/encoder/layer_0/output/dense/kernel/adam_m",
+            "optimizer",
+            "bert/encoder/layer_0/output/dense/kernel",
+            "adam_m",
+        ),
         ("dense/kernel/Adam_1", "optimizer", "dense/kernel", "Adam_1"),
         ("beta1_power", "optimizer", None, None),
         ("global_step", "counter", None, None),
         ("_CHECKPOINTABLE_OBJECT_GRAPH", "metadata", None, None),
         ("adam_m", "model", None, None),  # a bare name is a variable, not a slot
     ],
-)  # fmt: skip
+)
 def test_classify_tf_names(name, kind, slot_of, slot):
     tag = classify_tf_name(name)
     assert (tag.kind, tag.slot_of, tag.slot_name) == (kind, slot_of, slot)

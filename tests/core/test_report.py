@@ -6,8 +6,10 @@ from bridge.report import fold_pairs
 
 
 def test_numbered_layers_fold_into_one_row():
-    pairs = [(f"bert/encoder/layer_{i}/output/dense/kernel", f"bert.encoder.layer.{i}.output.dense.weight")
-             for i in range(12)]  # fmt: skip
+    pairs = [
+        (f"bert/encoder/layer_{i}/output/dense/kernel", f"bert.encoder.layer.{i}.output.dense.weight")
+        for i in range(12)
+    ]
     assert fold_pairs(pairs) == [
         ("bert/encoder/layer_{0..11}/output/dense/kernel", "bert.encoder.layer.{0..11}.output.dense.weight", 12)
     ]
@@ -15,8 +17,9 @@ def test_numbered_layers_fold_into_one_row():
 
 def test_a_tf_output_index_does_not_stop_folding():
     pairs = [(f"tf_bert_model/bert/encoder/layer_._{i}/query/bias:0", f"encoder.layer.{i}.query.bias") for i in (0, 1)]
-    assert fold_pairs(pairs) == [("tf_bert_model/bert/encoder/layer_._{0..1}/query/bias:0",
-                                  "encoder.layer.{0..1}.query.bias", 2)]  # fmt: skip
+    assert fold_pairs(pairs) == [
+        ("tf_bert_model/bert/encoder/layer_._{0..1}/query/bias:0", "encoder.layer.{0..1}.query.bias", 2)
+    ]
 
 
 def test_rows_are_never_paired_by_position():

@@ -14,9 +14,15 @@ DTYPES = [np.float32, np.float16, ml_dtypes.bfloat16, np.int64, np.bool_]
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     ("spec", "shape"),
-    [("identity", (3, 4)), ("transpose", (3, 4)), ("permute(3,2,0,1)", (2, 3, 4, 5)),
-     ("permute(2,0,1)", (2, 3, 4)), ("reshape(4,3)", (3, 4)), ("reshape(2,2,3)", (3, 4))],
-)  # fmt: skip
+    [
+        ("identity", (3, 4)),
+        ("transpose", (3, 4)),
+        ("permute(3,2,0,1)", (2, 3, 4, 5)),
+        ("permute(2,0,1)", (2, 3, 4)),
+        ("reshape(4,3)", (3, 4)),
+        ("reshape(2,2,3)", (3, 4)),
+    ],
+)
 def test_round_trip_is_bit_exact(spec, shape, dtype):
     value = (np.arange(np.prod(shape)) % 7).astype(dtype).reshape(shape)
     t = parse(spec)

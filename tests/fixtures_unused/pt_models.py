@@ -9,8 +9,14 @@ from torch import nn  # noqa: TID253
 def _bert_config():
     from transformers import BertConfig
 
-    return BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                      intermediate_size=37, max_position_embeddings=64)  # fmt: skip
+    return BertConfig(
+        vocab_size=99,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=64,
+    )
 
 
 def _sequence_loss(output, batch):

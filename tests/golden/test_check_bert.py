@@ -32,7 +32,8 @@ def test_json_names_every_parameter_source(golden):
     assert set(plan) >= {"matched", "unused", "missing", "mismatched", "tied"}
     sources = {m["target"]: (m["source"], m["transform"]) for m in plan["matched"]}
     assert sources["bert.encoder.layer.1.attention.self.query.weight"] == (
-        "bert/encoder/layer_1/attention/self/query/kernel", "transpose"
+        "bert/encoder/layer_1/attention/self/query/kernel",
+        "transpose",
     )
     # Already [out, in] in TF (matmul with transpose_b=True): copied as is.
     assert sources["cls.seq_relationship.weight"] == ("cls/seq_relationship/output_weights", "identity")
@@ -95,14 +96,23 @@ def test_user_map_rule_wins(tmp_path):
 
     result = CliRunner().invoke(
         cli,
-        ["check", EXAMPLE, "--to", "pytorch", "--json",
-         "--map", r"cls/seq_relationship/output_weights=cls.seq_relationship.weight@transpose"],
-    )  # fmt: skip
+        [
+            "check",
+            EXAMPLE,
+            "--to",
+            "pytorch",
+            "--json",
+            "--map",
+            r"cls/seq_relationship/output_weights=cls.seq_relationship.weight@transpose",
+        ],
+    )
     plan = json.loads(result.output)
     # The user's rule is tried first: transposing the [2, 16] tensor gives [16, 2], reported, not forced.
     assert result.exit_code == 1
     [bad] = plan["mismatched"]
     assert (bad["source"], bad["target"], bad["transform"]) == (
-        "cls/seq_relationship/output_weights", "cls.seq_relationship.weight", "transpose"
+        "cls/seq_relationship/output_weights",
+        "cls.seq_relationship.weight",
+        "transpose",
     )
     assert (bad["source_shape"], bad["target_shape"]) == ([2, 16], [2, 16])

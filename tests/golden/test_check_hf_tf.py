@@ -24,17 +24,20 @@ def test_tf_model_h5_to_bert_model(golden):
 
 
 def test_tf_model_h5_names_every_parameter_source(golden):
-    out = golden("check_hf_tf_bert_BertModel.json",
-                 ["check", TF_BERT, "--to", "pytorch", "--target", "BertModel", "--json"], 0)  # fmt: skip
+    out = golden(
+        "check_hf_tf_bert_BertModel.json", ["check", TF_BERT, "--to", "pytorch", "--target", "BertModel", "--json"], 0
+    )
     plan = json.loads(out)
     sources = {m["target"]: (m["source"], m["transform"]) for m in plan["matched"]}
     with bridge.load(PT_TWIN) as twin:
         assert set(sources) == {r.name for r in twin.values()}
     assert sources["encoder.layer.1.attention.self.query.weight"] == (
-        "bert/tf_bert_model/bert/encoder/layer_._1/attention/self/query/kernel:0", "transpose"
+        "bert/tf_bert_model/bert/encoder/layer_._1/attention/self/query/kernel:0",
+        "transpose",
     )
     assert sources["embeddings.word_embeddings.weight"] == (
-        "bert/tf_bert_model/bert/embeddings/word_embeddings/weight:0", "identity"
+        "bert/tf_bert_model/bert/embeddings/word_embeddings/weight:0",
+        "identity",
     )
     assert plan["unused"] == [] and plan["missing"] == []
 
@@ -116,11 +119,14 @@ def _heads(tf_class: str) -> tuple[str, ...]:
 _HEAD_CLASSES = sorted(p.name for p in (REPO / "tests/fixtures/hf-tf-heads").iterdir())
 
 
-@pytest.mark.parametrize(("folder", "tf_class"), [
-    ("hf-tf-bert", "TFBertModel"),
-    ("hf-tf-bert-pretraining", "TFBertForPreTraining"),
-    *((f"hf-tf-heads/{name}/tf", name) for name in _HEAD_CLASSES),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("folder", "tf_class"),
+    [
+        ("hf-tf-bert", "TFBertModel"),
+        ("hf-tf-bert-pretraining", "TFBertForPreTraining"),
+        *((f"hf-tf-heads/{name}/tf", name) for name in _HEAD_CLASSES),
+    ],
+)
 def test_tf_layout_is_what_transformers_wrote(folder, tf_class):
     """Names, shapes and order (Keras' layer and weight order) equal transformers 4.57.6's own files."""
     from bridge.rules import hf_tf
@@ -133,16 +139,32 @@ def test_tf_layout_is_what_transformers_wrote(folder, tf_class):
     assert list(hf_tf.tf_layout(config, heads).items()) == written
 
 
-@pytest.mark.parametrize("class_name", ["BertModel", "BertForPreTraining", "BertForMaskedLM",
-                                        "BertForNextSentencePrediction", "BertForSequenceClassification",
-                                        "BertForTokenClassification", "BertForQuestionAnswering"])  # fmt: skip
+@pytest.mark.parametrize(
+    "class_name",
+    [
+        "BertModel",
+        "BertForPreTraining",
+        "BertForMaskedLM",
+        "BertForNextSentencePrediction",
+        "BertForSequenceClassification",
+        "BertForTokenClassification",
+        "BertForQuestionAnswering",
+    ],
+)
 def test_tf_layout_maps_onto_the_pytorch_class(class_name):
     """The hf-tf layout of each class, through the pack's own rules, is the PyTorch class (torch-free table)."""
     from bridge.rules import bert, hf_tf
 
     # As transformers' config.json has it: id2label, no num_labels.
-    config = {"hidden_size": 8, "intermediate_size": 12, "vocab_size": 20, "num_hidden_layers": 2,
-              "max_position_embeddings": 10, "type_vocab_size": 2, "id2label": {"0": "A", "1": "B", "2": "C"}}
+    config = {
+        "hidden_size": 8,
+        "intermediate_size": 12,
+        "vocab_size": 20,
+        "num_hidden_layers": 2,
+        "max_position_embeddings": 10,
+        "type_vocab_size": 2,
+        "id2label": {"0": "A", "1": "B", "2": "C"},
+    }
     pooler, tasks = bert.CLASSES[class_name]
     heads = (["pooler"] if pooler else []) + list(tasks)
     assert hf_tf.tf_class(heads) == "TF" + class_name
@@ -164,8 +186,9 @@ def test_tf_layout_maps_onto_the_pytorch_class(class_name):
 
 
 def test_pytorch_to_hf_tf_plan(golden):
-    out = golden("check_hf_tf_bert_pt_to_hf_tf.txt", ["check", PT_BERT_TWIN, "--to", "tensorflow", "--target", "hf-tf"],
-                 0)  # fmt: skip
+    out = golden(
+        "check_hf_tf_bert_pt_to_hf_tf.txt", ["check", PT_BERT_TWIN, "--to", "tensorflow", "--target", "hf-tf"], 0
+    )
     assert "rules: hf-tf" in out and "target: hf-tf TF layout (TFBertModel)" in out and "verdict: OK" in out
 
 
@@ -179,8 +202,13 @@ def test_pack_for_a_pytorch_source_is_chosen_by_its_tf_side():
     scope = "tf_bert_for_pre_training/bert/embeddings"
     assert {t.name: t.tied_to for t in pretraining.tied} == {
         f"mlm___cls/{scope}/{leaf}": f"bert/{scope}/{leaf}"
-        for leaf in ("word_embeddings/weight:0", "token_type_embeddings/embeddings:0",
-                     "position_embeddings/embeddings:0", "LayerNorm/gamma:0", "LayerNorm/beta:0")
-    }  # fmt: skip
+        for leaf in (
+            "word_embeddings/weight:0",
+            "token_type_embeddings/embeddings:0",
+            "position_embeddings/embeddings:0",
+            "LayerNorm/gamma:0",
+            "LayerNorm/beta:0",
+        )
+    }
     with pytest.raises(bridge.core.errors.UsageError, match="Unknown TensorFlow layout 'keras'"):
         bridge.check(twin, to="tensorflow", target="keras")

@@ -19,8 +19,11 @@ RELPOS = "tests/fixtures/bert-relpos/pytorch_model.bin"
 
 
 def test_roberta_without_prefix_is_aligned_and_says_how(golden):
-    out = golden("check_roberta_no_prefix_RobertaForMaskedLM.txt",
-                 ["check", ROBERTA, "--to", "pytorch", "--target", "RobertaForMaskedLM"], 0)  # fmt: skip
+    out = golden(
+        "check_roberta_no_prefix_RobertaForMaskedLM.txt",
+        ["check", ROBERTA, "--to", "pytorch", "--target", "RobertaForMaskedLM"],
+        0,
+    )
     # The encoder gets `roberta.`; the LM head, already at the root of RobertaForMaskedLM, keeps its names.
     assert "aligned automatically: added prefix `roberta.` (the target wraps the base model): 37 of 42 names" in out
     assert "5 matched as they are" in out and "verdict: OK" in out
@@ -36,12 +39,15 @@ def test_roberta_without_prefix_explicit_flag_passes_too():
 
 
 def test_ddp_module_prefix_is_suspicious_and_names_the_flag(golden):
-    out = golden("check_bert_ddp_BertModel.json",
-                 ["check", DDP, "--to", "pytorch", "--target", "BertModel", "--json"], 1)  # fmt: skip
+    out = golden(
+        "check_bert_ddp_BertModel.json", ["check", DDP, "--to", "pytorch", "--target", "BertModel", "--json"], 1
+    )
     plan = json.loads(out)
     assert plan["ok"] is False and len(plan["matched"]) == 0
-    assert any(n == "suspicious: 39 of 39 model tensors unmatched: prefix mismatch? try --strip-prefix module."
-               for n in plan["notes"])  # fmt: skip
+    assert any(
+        n == "suspicious: 39 of 39 model tensors unmatched: prefix mismatch? try --strip-prefix module."
+        for n in plan["notes"]
+    )
 
 
 def test_ddp_with_strip_prefix_passes(golden):

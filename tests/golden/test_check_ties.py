@@ -16,8 +16,9 @@ TIED = "tests/fixtures/bert-relpos/pytorch_model.bin"  # a state dict of a tied 
 
 
 def test_decoder_differing_from_embeddings_contradicts_tie_word_embeddings(golden):
-    out = golden("check_bert_untied_BertForMaskedLM.txt",
-                 ["check", UNTIED, "--to", "pytorch", "--target", "BertForMaskedLM"], 1)  # fmt: skip
+    out = golden(
+        "check_bert_untied_BertForMaskedLM.txt", ["check", UNTIED, "--to", "pytorch", "--target", "BertForMaskedLM"], 1
+    )
     assert "tied in the config (tie_word_embeddings) to `bert.embeddings.word_embeddings.weight`" in out
     plan = bridge.check(REPO / UNTIED, to="pytorch", target="BertForMaskedLM")
     assert [g.name for g in plan.gaps] == ["cls.predictions.decoder.weight"]
@@ -44,8 +45,10 @@ def test_shared_storage_is_consistent_without_reading_values():
 @pytest.mark.parametrize("layout", ["google-bert", "hf-tf"])
 def test_to_tensorflow_a_decoder_differing_from_embeddings_is_a_gap(golden, layout):
     out = golden(f"check_bert_untied_to_{layout}.txt", ["check", UNTIED, "--to", "tensorflow", "--target", layout], 1)
-    assert ("! cls.predictions.decoder.weight [64, 16]: differs from `bert.embeddings.word_embeddings.weight` (max "
-            f"abs diff 1): the target, {layout} TF layout") in out  # fmt: skip
+    assert (
+        "! cls.predictions.decoder.weight [64, 16]: differs from `bert.embeddings.word_embeddings.weight` (max "
+        f"abs diff 1): the target, {layout} TF layout"
+    ) in out
     assert "verdict: GAPS" in out
     plan = bridge.check(REPO / UNTIED, to="tensorflow", target=layout)
     assert [g.name for g in plan.gaps] == ["cls.predictions.decoder.weight"]

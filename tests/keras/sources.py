@@ -17,9 +17,14 @@ HERE = Path(__file__).resolve().parent
 def _randomize(model: Any, seed: int) -> None:
     """Non-trivial values everywhere (BatchNorm statistics included), so that a wrong mapping shows."""
     rng = np.random.default_rng(seed)
-    model.set_weights([rng.uniform(0.5, 1.5, w.shape).astype(w.dtype) if "variance" in v.path
-                       else rng.standard_normal(w.shape).astype(w.dtype) * 0.5
-                       for v, w in zip(model.weights, model.get_weights(), strict=True)])  # fmt: skip
+    model.set_weights(
+        [
+            rng.uniform(0.5, 1.5, w.shape).astype(w.dtype)
+            if "variance" in v.path
+            else rng.standard_normal(w.shape).astype(w.dtype) * 0.5
+            for v, w in zip(model.weights, model.get_weights(), strict=True)
+        ]
+    )
 
 
 @pytest.fixture(scope="session")

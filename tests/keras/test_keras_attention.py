@@ -37,9 +37,12 @@ def test_attention_to_pytorch_loads_strict_and_computes_the_same(at_sources, fmt
     blocks = sorted(t for target, t in rows.values() if target == "attn.in_proj_weight")
     assert blocks == [f"reshape(8,8)|transpose|block({k},3)" for k in range(3)]
     assert sorted(t for target, t in rows.values() if target == "attn.in_proj_bias") == [
-        f"reshape(8)|block({k},3)" for k in range(3)]
-    assert {t for target, t in rows.values() if target.startswith("attn.out_proj")} == {"reshape(8,8)|transpose",
-                                                                                        "identity"}
+        f"reshape(8)|block({k},3)" for k in range(3)
+    ]
+    assert {t for target, t in rows.values() if target.startswith("attn.out_proj")} == {
+        "reshape(8,8)|transpose",
+        "identity",
+    }
     result = bridge.convert(at_sources[fmt], to="pytorch", out=tmp_path / "pt", target=TWIN)
     assert result.plan.ok and result.files == ["model.safetensors"]
     state = safetensors.torch.load_file(tmp_path / "pt" / "model.safetensors")

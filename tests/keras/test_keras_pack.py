@@ -79,17 +79,23 @@ def test_gru_embedding_conv1d_to_pytorch(at_sources, tmp_path, torch):
     assert report.ok and report.outputs[0].max_abs <= 1e-5
 
 
-@pytest.mark.parametrize(("name", "torch_factory", "keras_factory"),
-                         [("weights", TWIN, KERAS), ("seq-weights", "twins.py:twin_seq", "twins.py:keras_seq"),
-                          ("stacked-weights", "twins.py:twin_stacked", "twins.py:keras_stacked"),
-                          ("birnn-weights", "twins.py:twin_birnn", "twins.py:keras_birnn")])
+@pytest.mark.parametrize(
+    ("name", "torch_factory", "keras_factory"),
+    [
+        ("weights", TWIN, KERAS),
+        ("seq-weights", "twins.py:twin_seq", "twins.py:keras_seq"),
+        ("stacked-weights", "twins.py:twin_stacked", "twins.py:keras_stacked"),
+        ("birnn-weights", "twins.py:twin_birnn", "twins.py:keras_birnn"),
+    ],
+)
 def test_round_trip_keras_pytorch_keras_is_bit_exact(at_sources, tmp_path, name, torch_factory, keras_factory):
     """Keras -> PyTorch -> Keras 3 .weights.h5 that Keras itself loads, every value equal."""
     from tests.keras import twins
 
     bridge.convert(at_sources[name], to="pytorch", out=tmp_path / "pt", target=torch_factory)
-    result = bridge.convert(tmp_path / "pt" / "model.safetensors", to="tensorflow", out=tmp_path / "k",
-                            target=keras_factory)  # fmt: skip
+    result = bridge.convert(
+        tmp_path / "pt" / "model.safetensors", to="tensorflow", out=tmp_path / "k", target=keras_factory
+    )
     assert result.plan.ok and result.files == ["model.weights.h5"]
     back = getattr(twins, keras_factory.split(":")[1])()
     back.load_weights(tmp_path / "k" / "model.weights.h5")
@@ -97,8 +103,9 @@ def test_round_trip_keras_pytorch_keras_is_bit_exact(at_sources, tmp_path, name,
     original.load_weights(at_sources[name])
     for a, b in zip(original.weights, back.weights, strict=True):
         assert np.asarray(a).tobytes() == np.asarray(b).tobytes(), a.path  # auto names differ per instance
-    report = bridge.verify(tmp_path / "pt" / "model.safetensors", tmp_path / "k", target=keras_factory,
-                           source_model=torch_factory)  # fmt: skip
+    report = bridge.verify(
+        tmp_path / "pt" / "model.safetensors", tmp_path / "k", target=keras_factory, source_model=torch_factory
+    )
     assert report.ok and report.outputs[0].max_abs <= 1e-5
 
 
@@ -187,8 +194,9 @@ def test_stacked_keras_rnns_fill_num_layers_or_separate_modules(at_sources, tmp_
     second = {n.replace("bias_ih", "bias_hh") for n in rows if n.startswith("lstm.") and "bias_ih" in n}
     assert {x.name for x in plan.missing} == second and len(second) == 2 and all(x.fill for x in plan.missing)
     bridge.convert(at_sources["stacked-weights"], to="pytorch", out=tmp_path / "pt", target=target)
-    report = bridge.verify(at_sources["stacked-weights"], tmp_path / "pt", target=target,
-                           source_model="twins.py:keras_stacked")  # fmt: skip
+    report = bridge.verify(
+        at_sources["stacked-weights"], tmp_path / "pt", target=target, source_model="twins.py:keras_stacked"
+    )
     assert report.ok and report.values_equal == report.values_compared == 16
     assert report.outputs[0].max_abs <= 1e-5
 
@@ -240,8 +248,9 @@ def test_exported_saved_model_second_copies_and_seed_state_are_expected(at_sourc
     with bridge.load(at_sources["export"]) as ckpt:
         assert ckpt["variables/0/.ATTRIBUTES/VARIABLE_VALUE"].path == "conv2d/kernel"
         copy_of = ckpt.metadata["copies"]
-        assert sorted(copy_of.values()) == sorted(f"variables/{i}/.ATTRIBUTES/VARIABLE_VALUE" for i in range(18)
-                                                  if i != 11)  # fmt: skip
+        assert sorted(copy_of.values()) == sorted(
+            f"variables/{i}/.ATTRIBUTES/VARIABLE_VALUE" for i in range(18) if i != 11
+        )
         conv_copy = next(c for c, o in copy_of.items() if o == "variables/0/.ATTRIBUTES/VARIABLE_VALUE")
         assert ckpt[conv_copy].path == conv_copy.split("/.")[0]  # `_all_variables/M`: not the full name again
     shown = CliRunner().invoke(cli, ["inspect", str(at_sources["export"])])
@@ -253,8 +262,10 @@ def test_rnn_pairing_mismatches_name_the_layer_and_the_module(at_sources):
     """Bidirectional Keras layers pair only with bidirectional torch RNNs; a third torch layer has no source."""
     plan = bridge.check(at_sources["birnn-weights"], to="pytorch", target="twins.py:twin_birnn_one_way")
     assert not plan.ok
-    assert ("Keras layer bidirectional/backward_layer (lstm in a Bidirectional) has no torch lstm module with "
-            "bidirectional=True left to fill") in plan.notes  # fmt: skip
+    assert (
+        "Keras layer bidirectional/backward_layer (lstm in a Bidirectional) has no torch lstm module with "
+        "bidirectional=True left to fill"
+    ) in plan.notes
     assert "torch module `lstm` (LSTM) layer 2 has no Keras lstm layer to fill it" in plan.notes
     assert {g.name for g in plan.gaps} >= {"lstm.weight_ih_l2", "layers/bidirectional_1/forward_layer/cell/vars/0"}
 
@@ -283,8 +294,9 @@ def test_cli_convert_suggests_a_verify_that_passes(at_sources, tmp_path):
     from bridge.cli import cli
 
     out = tmp_path / "pt"
-    result = CliRunner().invoke(cli, ["convert", str(at_sources["keras"]), "--to", "pytorch", "--target", TWIN,
-                                      "-o", str(out)])  # fmt: skip
+    result = CliRunner().invoke(
+        cli, ["convert", str(at_sources["keras"]), "--to", "pytorch", "--target", TWIN, "-o", str(out)]
+    )
     assert result.exit_code == 0, result.output
     suggested = next(line for line in result.output.splitlines() if line.startswith("next: bridge verify"))
     args = shlex.split(suggested.removeprefix("next: bridge "))

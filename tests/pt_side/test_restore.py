@@ -200,8 +200,10 @@ def test_ddp_text_says_nothing_is_restored_as_is(bert_files):
 def test_cli_ddp_json_and_exit_1(bert_files, tmp_path):
     pytest.importorskip("transformers")
     factory = tmp_path / "f.py"
-    factory.write_text("from transformers import BertConfig, BertModel\n\n\ndef build():\n"
-                       f"    return BertModel(BertConfig.from_pretrained({str(BERT_DDP)!r})), None\n")  # fmt: skip
+    factory.write_text(
+        "from transformers import BertConfig, BertModel\n\n\ndef build():\n"
+        f"    return BertModel(BertConfig.from_pretrained({str(BERT_DDP)!r})), None\n"
+    )
     result = CliRunner().invoke(cli, ["unused", f"{factory}:build", "--checkpoint", str(BERT_DDP), "--json"])
     assert result.exit_code == 1, result.output
     payload = json.loads(result.output)

@@ -113,9 +113,13 @@ def bert(torch):
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
     config = transformers.BertConfig(
-        vocab_size=128, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=32,
-    )  # fmt: skip
+        vocab_size=128,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=32,
+    )
     return transformers.BertModel(config).eval()
 
 
@@ -195,10 +199,14 @@ def test_truncated_data_names_the_tensor(st_file, tmp_path):
 
 
 def test_offsets_past_the_file(tmp_path):
-    path = write_raw(tmp_path / "bad.safetensors",
-                     {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
-                      "big": {"dtype": "F32", "shape": [100], "data_offsets": [8, 408]}},
-                     bytes(16))  # fmt: skip
+    path = write_raw(
+        tmp_path / "bad.safetensors",
+        {
+            "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+            "big": {"dtype": "F32", "shape": [100], "data_offsets": [8, 408]},
+        },
+        bytes(16),
+    )
     with pytest.raises(CorruptCheckpoint) as err:
         bridge.load(path)
     assert "`big`" in str(err.value) and "run past the data area" in str(err.value)
@@ -236,7 +244,8 @@ def test_header_length_overruns_file(tmp_path):
 
 
 def test_unknown_dtype_code(tmp_path):
-    path = write_raw(tmp_path / "f4.safetensors", {"a": {"dtype": "F4", "shape": [2], "data_offsets": [0, 1]}},
-                     bytes(1))  # fmt: skip
+    path = write_raw(
+        tmp_path / "f4.safetensors", {"a": {"dtype": "F4", "shape": [2], "data_offsets": [0, 1]}}, bytes(1)
+    )
     with pytest.raises(UnsupportedFeature, match="F4"):
         bridge.load(path)

@@ -18,8 +18,9 @@ def transformers(torch):
 @pytest.mark.parametrize(("shared", "decoder_layers"), [(False, 2), (False, 3), (True, 2)])
 def test_layout_equals_transformers_state_dict(transformers, torch, shared, decoder_layers):
     enc = transformers.BertGenerationConfig(**CONFIG)
-    dec = transformers.BertGenerationConfig(**dict(CONFIG, num_hidden_layers=decoder_layers), is_decoder=True,
-                                            add_cross_attention=True)  # fmt: skip
+    dec = transformers.BertGenerationConfig(
+        **dict(CONFIG, num_hidden_layers=decoder_layers), is_decoder=True, add_cross_attention=True
+    )
     config = transformers.EncoderDecoderConfig.from_encoder_decoder_configs(enc, dec, tie_encoder_decoder=shared)
     with torch.device("meta"):
         model = transformers.EncoderDecoderModel(config=config)

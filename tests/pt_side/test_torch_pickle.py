@@ -155,8 +155,12 @@ def test_training_state(torch, tmp_path, style):
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     model(torch.randn(5, 3)).sum().backward()
     optimizer.step()
-    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 3,
-             "config": {"name": "tiny", "hidden": [4, 2]}}  # fmt: skip
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "epoch": 3,
+        "config": {"name": "tiny", "hidden": [4, 2]},
+    }
     path = save(torch, state, tmp_path / "train.pt", style)
     with bridge.load(path) as ckpt:
         assert_same_as_torch_load(ckpt, path)
@@ -232,9 +236,13 @@ def bert_bin_dir(torch, tmp_path_factory):
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
     config = transformers.BertConfig(
-        vocab_size=128, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=32,
-    )  # fmt: skip
+        vocab_size=128,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=32,
+    )
     model = transformers.BertModel(config)
     state = model.state_dict()
     out = tmp_path_factory.mktemp("bert_bin")
@@ -434,9 +442,13 @@ def test_reads_without_torch_tensorflow_or_safetensors(torch, every_dtype, tmp_p
     save(torch, every_dtype, tmp_path / "pytorch_model.bin", "zip")
     save(torch, every_dtype, tmp_path / "legacy.pt", "legacy")
     result = subprocess.run(
-        [sys.executable, "-c", _NO_FRAMEWORKS, *files], capture_output=True, text=True, cwd=REPO, timeout=120,
+        [sys.executable, "-c", _NO_FRAMEWORKS, *files],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
         env={**os.environ, "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout)
     for path, fmt in files.items():

@@ -83,7 +83,10 @@ def test_every_attribute_of_the_probed_modules_is_refused_or_inert(torch):
                 elif isinstance(found, restricted_unpickler._Marker):
                     assert (spelled, name) in MARKERS
                 else:
-                    assert isinstance(found, (restricted_unpickler.StorageType, restricted_unpickler._DType)), (spelled, name)
+                    assert isinstance(found, (restricted_unpickler.StorageType, restricted_unpickler._DType)), (
+                        spelled,
+                        name,
+                    )
                     assert spelled in ("torch", "torch.cuda", "torch.storage") and not callable(found)
     # The probe reaches every pinned entry (so a new entry in a probed module is seen above).
     assert ALLOWED_CALLABLES | MARKERS <= accepted
@@ -209,16 +212,22 @@ def test_dangerous_global_is_refused_without_running(torch, tmp_path, monkeypatc
     marker = tmp_path / "sentinel"
     payload = PAYLOADS[dotted](_global_spelled(monkeypatch), marker, torch, style)
     path = tmp_path / "evil.pt"
-    torch.save({"w": torch.ones(2), "evil": payload}, path, _use_new_zipfile_serialization=style == "zip",
-               pickle_protocol=protocol)  # fmt: skip
+    torch.save(
+        {"w": torch.ones(2), "evil": payload},
+        path,
+        _use_new_zipfile_serialization=style == "zip",
+        pickle_protocol=protocol,
+    )
     monkeypatch.undo()  # the real globals back before anything is loaded
     assert not marker.exists()
     written = _as_written(dotted, protocol)
     data = path.read_bytes()  # data.pkl is stored uncompressed in the zip
     assert all(fragment in data for fragment in _stored(*written, protocol))
     # The message names the Python 3 global the user's own load would call.
-    py3 = _compat_pickle.NAME_MAPPING.get(written) or (_compat_pickle.IMPORT_MAPPING.get(written[0], written[0]),
-                                                       written[1])  # fmt: skip
+    py3 = _compat_pickle.NAME_MAPPING.get(written) or (
+        _compat_pickle.IMPORT_MAPPING.get(written[0], written[0]),
+        written[1],
+    )
     shown = ".".join(py3)
 
     with pytest.raises(UnsafeCheckpoint) as err:
@@ -240,9 +249,23 @@ def test_dangerous_global_is_refused_without_running(torch, tmp_path, monkeypatc
 
 def test_the_payload_list_covers_the_brief():
     """The globals any allow-list must never admit (each has a payload above)."""
-    must = {"builtins.eval", "builtins.exec", "builtins.getattr", "builtins.__import__", "builtins.compile",
-            "builtins.open", "os.system", "posix.system", "subprocess.Popen", "subprocess.run",
-            "importlib.import_module", "functools.partial", "operator.attrgetter", "runpy._run_code",
-            "pickle.loads", "torch.load"}  # fmt: skip
+    must = {
+        "builtins.eval",
+        "builtins.exec",
+        "builtins.getattr",
+        "builtins.__import__",
+        "builtins.compile",
+        "builtins.open",
+        "os.system",
+        "posix.system",
+        "subprocess.Popen",
+        "subprocess.run",
+        "importlib.import_module",
+        "functools.partial",
+        "operator.attrgetter",
+        "runpy._run_code",
+        "pickle.loads",
+        "torch.load",
+    }
     assert must <= set(PAYLOADS)
     assert not {tuple(d.rsplit(".", 1)) for d in PAYLOADS} & (ALLOWED_CALLABLES | MARKERS)

@@ -107,8 +107,12 @@ def keras3_half(out: Path, dtype: str) -> Written:
     model.save_weights(files["weights"])
     model.save(files["keras"])
     # Groups are snake_case class names, deduplicated with _1 (the second Dense).
-    owners = {"layers/dense": d0, "layers/batch_normalization": bn, "layers/layer_normalization": ln,
-              "layers/dense_1": d1}  # fmt: skip
+    owners = {
+        "layers/dense": d0,
+        "layers/batch_normalization": bn,
+        "layers/layer_normalization": ln,
+        "layers/dense_1": d1,
+    }
     expected: dict[str, np.ndarray] = {}
     for group, layer in owners.items():
         for i, variable in enumerate(layer.weights):

@@ -68,17 +68,25 @@ def write_partitioned(tf: Any, directory: Path) -> Path:
     v1 = tf.compat.v1
     with tf.Graph().as_default():
         v1.get_variable(
-            "part/emb", shape=(200, 3), initializer=v1.random_normal_initializer(seed=1),
+            "part/emb",
+            shape=(200, 3),
+            initializer=v1.random_normal_initializer(seed=1),
             partitioner=v1.fixed_size_partitioner(3),
-        )  # fmt: skip
+        )
         v1.get_variable(
-            "part/big", shape=(20000,), dtype=tf.int32, initializer=v1.random_uniform_initializer(0, 1000, seed=2),
+            "part/big",
+            shape=(20000,),
+            dtype=tf.int32,
+            initializer=v1.random_uniform_initializer(0, 1000, seed=2),
             partitioner=v1.fixed_size_partitioner(3),
-        )  # fmt: skip
+        )
         v1.get_variable(
-            "part/cols", shape=(4, 6), dtype=tf.float64, initializer=v1.random_normal_initializer(seed=3),
+            "part/cols",
+            shape=(4, 6),
+            dtype=tf.float64,
+            initializer=v1.random_normal_initializer(seed=3),
             partitioner=v1.fixed_size_partitioner(2, axis=1),
-        )  # fmt: skip
+        )
         v1.get_variable("plain", shape=(2,), initializer=v1.ones_initializer())
         saver = v1.train.Saver()
         with v1.Session() as session:

@@ -123,9 +123,20 @@ def test_tf1_every_dtype_matches_tensorflow(tf: Any, tf1_prefix: Path) -> None:
         for name, value in expected.items():
             assert_same(ckpt[name].numpy(), value, name)
         assert {ckpt[name].dtype for name in ckpt} == {
-            "float32", "float16", "bfloat16", "float64", "int8", "int16", "int32", "int64", "uint8",
-            "bool", "complex64", "complex128", "string",
-        }  # fmt: skip
+            "float32",
+            "float16",
+            "bfloat16",
+            "float64",
+            "int8",
+            "int16",
+            "int32",
+            "int64",
+            "uint8",
+            "bool",
+            "complex64",
+            "complex128",
+            "string",
+        }
 
 
 def test_tf1_records_metadata(tf1_prefix: Path) -> None:
@@ -288,8 +299,9 @@ def test_tf2_one_full_name_saved_twice_is_a_copy_only_when_the_bytes_agree(tf: A
         assert ckpt.tied == []  # two objects, stored twice: not one storage
 
 
-def test_tf2_keras_checkpoints_have_no_false_ties(keras3_checkpoint: Any, keras2_checkpoint: Any,
-                                                  keras2_legacy_checkpoint: Any) -> None:  # fmt: skip
+def test_tf2_keras_checkpoints_have_no_false_ties(
+    keras3_checkpoint: Any, keras2_checkpoint: Any, keras2_legacy_checkpoint: Any
+) -> None:
     """Keras tracks a layer under several names and optimizers list every variable: neither is a tie."""
     for prefix, _ in (keras3_checkpoint, keras2_checkpoint, keras2_legacy_checkpoint):
         with bridge.load(prefix) as ckpt:

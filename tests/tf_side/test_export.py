@@ -70,8 +70,9 @@ def test_every_dtype_is_read_back_by_tensorflow_and_by_us(tf, tmp_path):
 def test_many_tensors_span_blocks_and_restarts(tf, tmp_path, count):
     # 3000 long names overflow one 256 KiB index data block: exercises separators and restarts.
     names = [f"scope_{i % 7}/layer_{i}/" + "w" * 80 for i in range(count)]
-    tensors = [OutTensor(n, (2,), "float32", (lambda i=i: np.array([i, -i], dtype=np.float32))) for i, n in
-               enumerate(names)]  # fmt: skip
+    tensors = [
+        OutTensor(n, (2,), "float32", (lambda i=i: np.array([i, -i], dtype=np.float32))) for i, n in enumerate(names)
+    ]
     prefix = tmp_path / "many.ckpt"
     write_tf1_checkpoint(prefix, tensors)
     reader = tf.train.load_checkpoint(str(prefix))

@@ -80,10 +80,14 @@ def plain(tmp_path_factory: pytest.TempPathFactory) -> Path:
         f["fixed_bytes"] = np.array([b"xy", b"z"], dtype="S2")
         f["scalar_text"] = b"hello"
         f["scalar_int"] = np.int64(7)
-        f.create_dataset("enum", data=np.array([0, 1, 1], dtype=np.int8),
-                         dtype=h5py.enum_dtype({"RED": 0, "GREEN": 1}, basetype="i1"))  # fmt: skip
-        f.create_dataset("gz/chunked", data=np.arange(100, dtype=np.int32).reshape(10, 10),
-                         chunks=(5, 5), compression="gzip")  # fmt: skip
+        f.create_dataset(
+            "enum",
+            data=np.array([0, 1, 1], dtype=np.int8),
+            dtype=h5py.enum_dtype({"RED": 0, "GREEN": 1}, basetype="i1"),
+        )
+        f.create_dataset(
+            "gz/chunked", data=np.arange(100, dtype=np.int32).reshape(10, 10), chunks=(5, 5), compression="gzip"
+        )
         f["table"] = np.array([(1, 2.0)], dtype=[("a", "i4"), ("b", "f8")])
     return path
 
@@ -157,8 +161,11 @@ def test_keras3_weights_h5(k3: Written) -> None:
         assert order == [f"optimizer/vars/{i}" for i in range(len(order))]
         # The BatchNormalization group holds trainable then non-trainable variables.
         assert k3.facts["weight_names"]["layers/batch_normalization"] == [
-            "gamma", "beta", "moving_mean", "moving_variance"
-        ]  # fmt: skip
+            "gamma",
+            "beta",
+            "moving_mean",
+            "moving_variance",
+        ]
         # Group names are class-derived; the layer name lives in the vars group's `name` attribute.
         assert ckpt.metadata["object_names"]["layers/embedding/vars"] == "emb"
         assert ckpt.metadata["object_names"]["layers/lstm/cell/vars"] == "lstm_cell"
@@ -422,10 +429,16 @@ def test_plain_hdf5_dtypes(plain: Path) -> None:
         assert ckpt.format == "hdf5"
         got = {n: r.dtype for n, r in ckpt.items()}
         assert got == {
-            "big_endian": "float32", "enum": "int8", "fixed_bytes": "string", "flags": "bool",
-            "gz/chunked": "int32", "half": "float16", "scalar_int": "int64", "scalar_text": "string",
+            "big_endian": "float32",
+            "enum": "int8",
+            "fixed_bytes": "string",
+            "flags": "bool",
+            "gz/chunked": "int32",
+            "half": "float16",
+            "scalar_int": "int64",
+            "scalar_text": "string",
             "vlen_text": "string",
-        }  # fmt: skip
+        }
         # A compound (table) dataset is not a tensor: listed as skipped, with the reason.
         assert "compound" in ckpt.metadata["skipped"]["table"]
         assert ckpt["flags"].numpy().tolist() == [True, False, True]

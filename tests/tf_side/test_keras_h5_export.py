@@ -23,8 +23,9 @@ def hf(tf, tmp_path_factory: pytest.TempPathFactory) -> Written:
 def _rewrite(source: Path, out: Path, change: float = 0.0) -> Path:
     """Read ``source`` with bridge's reader and write it back, each value plus ``change``."""
     with bridge.load(source) as ckpt:
-        tensors = [OutTensor(r.name, r.shape, r.dtype, lambda r=r: r.numpy() + np.float32(change))
-                   for r in ckpt.values()]  # fmt: skip
+        tensors = [
+            OutTensor(r.name, r.shape, r.dtype, lambda r=r: r.numpy() + np.float32(change)) for r in ckpt.values()
+        ]
         return write_keras2_h5(out, tensors)[0]
 
 

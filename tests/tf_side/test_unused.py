@@ -62,9 +62,11 @@ def test_layer_never_called_is_never_read_and_frozen_layer_is_frozen(models):
     model, batch = models.keras_never_called()
     report = bridge.find_unused(model, batch)
     assert _kinds(report) == {
-        "spare_head/kernel": "never_read", "spare_head/bias": "never_read",
-        "frozen_proj/kernel": "frozen", "frozen_proj/bias": "frozen",
-    }  # fmt: skip
+        "spare_head/kernel": "never_read",
+        "spare_head/bias": "never_read",
+        "frozen_proj/kernel": "frozen",
+        "frozen_proj/bias": "frozen",
+    }
     assert {i.scope for i in report.items} == {"spare_head", "frozen_proj"}
     assert report.exit_code == 1
 
@@ -94,7 +96,9 @@ def test_cli_json_for_keras(models):
     payload = json.loads(result.output)
     assert payload["summary"]["framework"] == "tensorflow"
     assert {(u["name"], u["kind"]) for u in payload["unused"]} == {
-        ("aux_hidden/kernel", "no_gradient"), ("aux_hidden/bias", "no_gradient"),
-        ("aux/kernel", "no_gradient"), ("aux/bias", "no_gradient"),
-    }  # fmt: skip
+        ("aux_hidden/kernel", "no_gradient"),
+        ("aux_hidden/bias", "no_gradient"),
+        ("aux/kernel", "no_gradient"),
+        ("aux/bias", "no_gradient"),
+    }
     assert CliRunner().invoke(cli, ["unused", f"{TF_MODELS}:keras_all_used"]).exit_code == 0

@@ -122,8 +122,12 @@ def test_bad_input_is_exit_2(graph, args, words):
 def test_graph_is_read_with_frameworks_unimportable(graph):
     path, _ = graph
     invocation = [["unused", str(path), "--loss", "loss:0", "--json"]]
-    out = subprocess.run([sys.executable, "-c", _BLOCKED.format(heavy=HEAVY), json.dumps(invocation)],
-                         capture_output=True, text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", _BLOCKED.format(heavy=HEAVY), json.dumps(invocation)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     [[code, tail]] = json.loads(out.stdout.strip().splitlines()[-1])
     assert code == 1 and '"ok": false' in tail
 
@@ -144,17 +148,24 @@ def test_bert_pretraining_graph(shared_fixtures, tf):
 
     meta = shared_fixtures / "keras-bert-tiny-tf1" / "bert_model.ckpt.meta"
     proto = meta_graph_pb2.MetaGraphDef.FromString(meta.read_bytes())
-    trainable = [variable_pb2.VariableDef.FromString(b).variable_name
-                 for b in proto.collection_def["trainable_variables"].bytes_list.value]  # fmt: skip
+    trainable = [
+        variable_pb2.VariableDef.FromString(b).variable_name
+        for b in proto.collection_def["trainable_variables"].bytes_list.value
+    ]
     assert list(proto.collection_def["losses"].node_list.value) == ["add_1:0"]
 
     total = bridge.find_unused_in_graph(meta, ["add_1:0"])
     assert total.items == [] and total.total_params == len(trainable) == 46
     mlm = bridge.find_unused_in_graph(meta, ["cls/predictions/truediv:0"])
     assert {i.name: i.kind for i in mlm.items} == dict.fromkeys(
-        ["bert/pooler/dense/kernel", "bert/pooler/dense/bias",
-         "cls/seq_relationship/output_weights", "cls/seq_relationship/output_bias"], "no_gradient"
-    )  # fmt: skip
+        [
+            "bert/pooler/dense/kernel",
+            "bert/pooler/dense/bias",
+            "cls/seq_relationship/output_weights",
+            "cls/seq_relationship/output_bias",
+        ],
+        "no_gradient",
+    )
     result = CliRunner().invoke(cli, ["unused", str(meta)])
     assert result.exit_code == 2 and "--loss add_1:0" in result.output
     assert CliRunner().invoke(cli, ["unused", str(meta), "--loss", "add_1:0"]).exit_code == 0
