@@ -19,6 +19,7 @@ from bridge.core import dtypes
 from bridge.core.atomic import atomic_directory
 from bridge.core.errors import BridgeError, UsageError
 from bridge.core.model import Checkpoint, TensorRecord
+from bridge.core.outputs import OutTensor, write_config
 from bridge.core.packs import RulePack, resolve
 from bridge.core.plan import Plan
 from bridge.core.transforms import Transform, assemble, parse
@@ -226,7 +227,6 @@ def _out_tensors(ckpt: Checkpoint, plan: Plan, dtype: str | None) -> list[Any]:
     """One tensor per target: a matched source after its transform, a target assembled from several sources
     (parts stacked by ``place(k,n)``, added by ``sum(k,n)`` or concatenated by ``block(k,n)``), or zeros where the
     plan says so."""
-    from pt_side.state_dict_writer import OutTensor
 
     out = []
     by_target: dict[str, list[Any]] = {}
@@ -247,7 +247,6 @@ def _out_tensors(ckpt: Checkpoint, plan: Plan, dtype: str | None) -> list[Any]:
 
 def _copies(tensors: list[Any], plan: Plan, copies: dict[str, str | None], dtype: str | None) -> list[Any]:
     """Tensors the pack asks for beside the matched ones: copies of a matched target, or zeros."""
-    from pt_side.state_dict_writer import OutTensor
 
     by_name = {t.name: t for t in tensors}
     out = []
@@ -282,7 +281,7 @@ def _write_pytorch(
     hook: Any,
     notes: list[str],
 ) -> list[str]:
-    from pt_side.state_dict_writer import write_config, write_safetensors, write_torch_bin
+    from pt_side.state_dict_writer import write_safetensors, write_torch_bin
 
     if out_format == "safetensors":
         paths = write_safetensors(tmp, tensors, max_shard_size=max_shard_size, on_tensor=hook)
@@ -307,7 +306,6 @@ def _write_tensorflow(
     tmp: Path, tensors: list[Any], plan: Plan, pack: RulePack, out_format: str, hook: Any, notes: list[str]
 ) -> list[str]:
     """The pack's TF-side files (:class:`~bridge.core.packs.Output`), its config beside them."""
-    from pt_side.state_dict_writer import write_config
 
     output = pack.tf_output
     if output is None:
@@ -333,7 +331,7 @@ def _write_tensorflow(
 
 
 def _write_optimizer(tmp: Path, ckpt: Checkpoint) -> list[str]:
-    from pt_side.state_dict_writer import OutTensor, write_safetensors
+    from pt_side.state_dict_writer import write_safetensors
 
     slots = [
         OutTensor(r.name, r.shape, r.dtype, r.numpy)

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bridge.core import dtypes
 from bridge.core.errors import MissingDependency
+from bridge.core.outputs import OutTensor
 from bridge.core.stream import prefetched, produced_value
 
 _SAFETENSORS_DTYPES = {
@@ -25,23 +24,6 @@ _SAFETENSORS_DTYPES = {
     "uint32": "U32", "int64": "I64", "uint64": "U64", "float16": "F16", "bfloat16": "BF16",
     "float32": "F32", "float64": "F64", "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2",
 }  # fmt: skip
-
-
-@dataclass(frozen=True)
-class OutTensor:
-    """A tensor to write: metadata now, value produced (read + transformed) on demand."""
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-    produce: Callable[[], np.ndarray]
-
-    @property
-    def nbytes(self) -> int:
-        size = dtypes.itemsize(self.dtype)
-        if size is None:
-            raise ValueError(f"{self.name}: strings cannot be written to safetensors")
-        return size * int(np.prod(self.shape, dtype=np.int64))
 
 
 def plan_shards(tensors: Sequence[OutTensor], max_shard_size: int | None) -> list[list[OutTensor]]:
@@ -131,9 +113,3 @@ def write_torch_bin(folder: Path, tensors: Sequence[OutTensor], *, stem: str = "
     path = folder / f"{stem}.bin"
     torch.save(state, path)
     return [path]
-
-
-def write_config(folder: Path, config: dict[str, Any], name: str = "config.json") -> Path:
-    path = folder / name
-    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    return path

@@ -10,7 +10,7 @@ import pytest
 
 import bridge
 from bridge.core.model import array_record
-from pt_side.state_dict_writer import OutTensor
+from bridge.core.outputs import OutTensor
 from tf_side.bundle_writer import write_tf1_checkpoint
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "tiny-bert"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import bridge
-from pt_side.state_dict_writer import OutTensor
+from bridge.core.outputs import OutTensor
 from tests.tf_side import _keras_writers as writers
 from tests.tf_side._keras_writers import Written
 from tf_side.keras2_h5_writer import KERAS_VERSION, write_keras2_h5
