@@ -141,7 +141,8 @@ def inspect(
       bridge inspect pytorch_model.bin --json | jq '.tensors[].name'
     """
     from bridge.api import load
-    from bridge.contents import inspect_checkpoint, render_text
+    from bridge.contents import inspect_checkpoint
+    from bridge.report import render_inspect
 
     with load(path, format=format_name) as ckpt:
         report = inspect_checkpoint(
@@ -150,7 +151,7 @@ def inspect(
         if as_json:
             click.echo(json.dumps(report.to_json(), indent=2, default=str))
         else:
-            click.echo(render_text(report, every_tensor=every_tensor))
+            click.echo(render_inspect(report, every_tensor=every_tensor))
 
 
 @cli.command()
@@ -338,9 +339,9 @@ def convert(
     option that shaped the plan.
     """
     from bridge.check import is_factory
-    from bridge.contents import human_bytes
     from bridge.convert import convert as run_convert
     from bridge.convert import plan_options
+    from bridge.report import human_bytes
 
     bars: list[Any] = []
 
@@ -464,6 +465,7 @@ def verify(
 
     Give it the options convert was given (convert's `next:` line does).
     """
+    from bridge.report import render_verify
     from bridge.verify import verify as run_verify
 
     report = run_verify(
@@ -485,18 +487,7 @@ def verify(
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
-        click.echo(f"values: {report.values_equal}/{report.values_compared} tensors bit-exact after their transform")
-        for failure in report.value_failures:
-            click.echo(f"  ! {failure}")
-        for o in report.outputs:
-            mark = "ok" if o.ok else "FAIL"
-            click.echo(
-                f"forward {o.name} {list(o.shape)}: max abs {o.max_abs:.3g}, max rel {o.max_rel:.3g} "
-                f"(atol {report.atol:g}) {mark}"
-            )
-        for note in report.notes:
-            click.echo(f"note: {note}")
-        click.echo("verdict: " + report.verdict())
+        click.echo(render_verify(report))
     if report.exit_code:
         sys.exit(report.exit_code)
 

@@ -1,7 +1,7 @@
 """``bridge inspect``: what a checkpoint holds, grouped by scope.
 
 Computing (:func:`inspect_checkpoint`) is separate from rendering
-(:func:`render_text`, :meth:`InspectReport.to_json`): one result, two views.
+(:meth:`InspectReport.to_json`, and :func:`bridge.report.render_inspect` for people): one result, two views.
 Only metadata is read, except counters (scalars) and, with ``stats=True``,
 every value (which also verifies every checksum).
 """
@@ -189,104 +189,3 @@ def tensor_stats(r: TensorRecord) -> dict[str, float | int | None]:
     mean = total / count
     var = max(total_sq / count - mean * mean, 0.0)
     return {"min": lo, "max": hi, "mean": mean, "std": var**0.5, "nan": nan, "inf": inf}
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")  # noqa: S101
-
-
-def human_count(n: int) -> str:
-    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f}{unit}"
-    return str(n)
-
-
-def render_text(report: InspectReport, *, every_tensor: bool = False) -> str:
-    ckpt = report.checkpoint
-    lines = [f"{ckpt.path}", f"  format: {ckpt.format} ({ckpt.framework})"]
-    for key, value in ckpt.metadata.items():
-        if isinstance(value, (str, int, float, bool)):
-            lines.append(f"  {key}: {value}")
-    totals = report.totals()
-    lines.append(
-        "  "
-        + ", ".join(
-            f"{kind}: {t['tensors']} tensors, {human_count(t['params'])} values, {human_bytes(t['bytes'])}"
-            for kind, t in totals.items()
-            if t["tensors"]
-        )
-    )
-    lines.append("")
-    if every_tensor or report.stats:
-        lines.extend(_tensor_table(report))
-    else:
-        lines.extend(_scope_table("model tensors by scope", report.scopes))
-    if report.slots and not every_tensor:
-        lines.append("")
-        lines.extend(_scope_table("optimizer state by slot (not model weights)", report.slots))
-    if report.counters:
-        lines.append("")
-        lines.append("counters: " + ", ".join(f"{k} = {v}" for k, v in report.counters.items()))
-    if ckpt.tied:
-        lines.append("")
-        lines.append("tied (one storage, several names): " + "; ".join(" = ".join(g) for g in ckpt.tied))
-    copies = ckpt.metadata.get("copies")
-    if isinstance(copies, dict) and copies:
-        shown = [f"{_readable(ckpt, c)} = {_readable(ckpt, o)}" for c, o in list(copies.items())[:3]]
-        lines.append("")
-        lines.append(
-            f"saved twice (second copies: same full name, dtype, shape and checksum): {len(copies)} "
-            "tensors, e.g. " + "; ".join(shown) + ("; ..." if len(copies) > 3 else "")
-        )
-    return "\n".join(lines)
-
-
-def _readable(ckpt: Checkpoint, name: str) -> str:
-    return (ckpt[name].path or name) if name in ckpt else name
-
-
-def _scope_table(title: str, rows: list[ScopeRow]) -> list[str]:
-    if not rows:
-        return [f"{title}: none"]
-    width = max(len(title), *(len(r.scope) for r in rows))
-    out = [f"{title:<{width}}  {'tensors':>7}  {'values':>8}  {'bytes':>10}  dtypes"]
-    for r in rows:
-        mix = ", ".join(f"{d}" if n == r.tensors else f"{d}×{n}" for d, n in r.dtypes.items())
-        out.append(
-            f"{r.scope:<{width}}  {r.tensors:>7}  {human_count(r.params):>8}  {human_bytes(r.nbytes):>10}  {mix}"
-        )
-    return out
-
-
-def _tensor_table(report: InspectReport) -> list[str]:
-    recs = report.records
-    if not recs:
-        return ["no tensors match"]
-    width = max(len(r.name) for r in recs)
-    paths = any(r.path for r in recs)
-    head = f"{'name':<{width}}  {'kind':<9}  {'dtype':<8}  shape" + ("  path" if paths else "")
-    if report.stats:
-        head += "  |  min  max  mean  std  nan  inf"
-    out = [head]
-    for r in recs:
-        line = f"{r.name:<{width}}  {r.kind:<9}  {r.dtype:<8}  {list(r.shape)}"
-        if paths:
-            line += f"  {r.path or ''}"
-        s = report.stats.get(r.name)
-        if s is not None:
-            line += "  |  " + "  ".join(_fmt(s[k]) for k in ("min", "max", "mean", "std", "nan", "inf"))
-        out.append(line)
-    return out
-
-
-def _fmt(value: float | int | None) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, int):
-        return str(value)
-    return f"{value:.4g}"

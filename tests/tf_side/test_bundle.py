@@ -20,9 +20,10 @@ import numpy as np
 import pytest
 
 import bridge
-from bridge.contents import inspect_checkpoint, render_text
+from bridge.contents import inspect_checkpoint
 from bridge.core import dtypes
 from bridge.core.errors import CheckpointNotFound, CorruptCheckpoint, UsageError
+from bridge.report import render_inspect as render_text
 from tests.conftest import REPO, read_variables_txt
 from tests.tf_side import _tf_bundles as writers
 from tf_side.bundle import sniff_checkpoint, sniff_saved_model
