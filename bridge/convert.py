@@ -20,8 +20,9 @@ from bridge.core.atomic import atomic_directory
 from bridge.core.errors import BridgeError, UsageError
 from bridge.core.model import Checkpoint, TensorRecord
 from bridge.core.outputs import OutTensor, write_config
-from bridge.core.packs import RulePack, resolve
+from bridge.core.packs import RulePack
 from bridge.core.plan import Plan
+from bridge.core.registry import resolve
 from bridge.core.transforms import Transform, assemble, parse
 from bridge.rules import get_pack
 

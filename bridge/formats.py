@@ -9,13 +9,13 @@ first, the plain-HDF5 fallback last.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bridge.core.errors import CheckpointNotFound, FormatNotRecognized, UsageError
+from bridge.core.registry import resolve
 
 if TYPE_CHECKING:
     from bridge.core.model import Checkpoint
@@ -40,10 +40,10 @@ class Format:
     reader: str
 
     def load_sniff(self) -> Callable[[Path], bool]:
-        return _resolve(self.sniff)  # type: ignore[no-any-return]
+        return resolve(self.sniff)  # type: ignore[no-any-return]
 
     def load_reader(self) -> Callable[[Path], Checkpoint]:
-        return _resolve(self.reader)  # type: ignore[no-any-return]
+        return resolve(self.reader)  # type: ignore[no-any-return]
 
 
 _REGISTRY: dict[str, Format] = {}
@@ -88,11 +88,6 @@ def detect(path: Path) -> Format:
         detail="no known format matched its name or first bytes",
         hint=f"Known formats: {', '.join(_REGISTRY)}; if it is one of them, pass --format NAME",
     )
-
-
-def _resolve(spec: str) -> Any:
-    module_name, _, attr = spec.partition(":")
-    return getattr(importlib.import_module(module_name), attr)
 
 
 for _fmt in (

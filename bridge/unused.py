@@ -8,13 +8,13 @@ the rendering in ``bridge.report``.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from bridge.core.errors import UsageError
 from bridge.core.factory import call_factory
+from bridge.core.registry import resolve
 from bridge.core.restore_report import RestoreReport, RestoreSetup, compare_restore
 from bridge.core.unused_report import UnusedReport, ddp_indices_to_names
 
@@ -31,8 +31,7 @@ _SIDES = {
 
 
 def _side(job: str, framework: str) -> Callable[..., Any]:
-    module_name, _, attr = _SIDES[(job, framework)].partition(":")
-    return getattr(importlib.import_module(module_name), attr)  # type: ignore[no-any-return]
+    return resolve(_SIDES[(job, framework)])  # type: ignore[no-any-return]
 
 
 def find_unused(

@@ -22,7 +22,7 @@ import numpy as np
 from bridge.api import load
 from bridge.check import check
 from bridge.core import dtypes
-from bridge.core.packs import resolve
+from bridge.core.registry import resolve
 from bridge.core.transforms import assemble, parse
 from bridge.rules import get_pack
 from bridge.verify_report import ForwardContext, VerifyReport

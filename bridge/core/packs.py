@@ -184,11 +184,3 @@ class RulePack:
         """Fraction of ``names`` some rule maps: how well this pack fits a checkpoint."""
         names = list(names)
         return sum(self.map_name(n) is not None for n in names) / len(names) if names else 0.0
-
-
-def resolve(spec: str) -> Any:
-    """The object an import string ``"module:attribute"`` names, imported now."""
-    import importlib
-
-    module_name, _, attr = spec.partition(":")
-    return getattr(importlib.import_module(module_name), attr)
