@@ -16,9 +16,11 @@ __all__ = ["Copy", "Head", "Incompatible", "Optional_", "Output", "Rule", "RuleP
 
 def packs() -> list[RulePack]:
     """Every pack, in the order detection breaks ties."""
-    from bridge.rules import bert, hf_tf, keras, seq2seq
+    from bridge.rules import albert, bert, electra, hf_tf, keras, seq2seq
 
-    return [bert.PACK, seq2seq.PACK, hf_tf.PACK, keras.PACK]
+    # electra binds its rules to the target as keras does: after keras, which a PyTorch source with a
+    # FILE.py:FACTORY target must reach first (check.py takes the first pack with `bind` for those).
+    return [bert.PACK, seq2seq.PACK, hf_tf.PACK, keras.PACK, albert.PACK, electra.PACK]
 
 
 def get_pack(name: str) -> RulePack:
