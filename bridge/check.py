@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from bridge.api import load
 from bridge.core.errors import CheckpointNotFound, UsageError
+from bridge.core.factory import is_factory
 from bridge.core.match import build_plan
 from bridge.core.model import Checkpoint
 from bridge.core.naming import closest
@@ -24,14 +24,9 @@ from bridge.rules import Rule, RulePack, get_pack, packs
 from bridge.rules.user import RuleFile, is_rule_file, load_rule_file
 
 _CONFIG_NAME = "config.json"  # transformers' own; a pack names its family's others (``bert_config.json``)
+
+
 # file.py:factory, a model built by the user's code; a bare file.py too, so that the error names the factory
-_FACTORY = re.compile(r".+\.py(:[A-Za-z_]\w*)?")
-
-
-def is_factory(target: str | None) -> bool:
-    return target is not None and _FACTORY.fullmatch(target) is not None
-
-
 def check(
     source: str | os.PathLike[str],
     *,
@@ -105,7 +100,7 @@ def _detect_pack(ckpt: Checkpoint, target: str | None, extra_rules: tuple[Rule, 
         # A model built by the user's code (a Keras model to fill) is matched by structure; a target file may
         # be claimed by a pack (a Keras weights file).
         for pack in packs():
-            if (is_factory(target) and pack.bind is not None) or (pack.claims_target and pack.claims_target(target)):
+            if pack.claims_target is not None and pack.claims_target(target):
                 return pack
     if ckpt.framework == "pytorch":
         # Rules are written over TF-side names, so a PyTorch source is placed by its TF side:

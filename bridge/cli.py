@@ -338,9 +338,9 @@ def convert(
     Then run the `next: bridge verify ...` line it prints: SOURCE, OUT and every
     option that shaped the plan.
     """
-    from bridge.check import is_factory
     from bridge.convert import convert as run_convert
     from bridge.convert import plan_options
+    from bridge.core.factory import is_factory
     from bridge.report import human_bytes
 
     bars: list[Any] = []

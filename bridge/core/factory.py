@@ -8,6 +8,7 @@ expects the factory to return.
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -122,3 +123,11 @@ def call_factory(spec: str) -> tuple[Any, Any, Callable[..., Any] | None]:
             "Bad factory result", detail="the third element is not callable", hint="Return loss_fn(output, batch)"
         )
     return model, batch, loss_fn
+
+
+_FACTORY = re.compile(r".+\.py(:[A-Za-z_]\w*)?")
+
+
+def is_factory(target: str | None) -> bool:
+    """Whether ``target`` names a model built by the user's code (``file.py:factory``, or a bare ``file.py``)."""
+    return target is not None and _FACTORY.fullmatch(target) is not None

@@ -123,11 +123,10 @@ class RulePack:
             tensors transformers does not tie itself, written by convert beside the matched ones.
         bind: ``(source checkpoint, target spec) -> (pack, notes)``: a structural pack (Keras) whose
             rules are generated for one source + target pair, as exact names; the rest of the
-            matcher then runs as for any pack.  A target built by the user's code (``file.py:factory``)
-            from a PyTorch source goes to the structural pack.
+            matcher then runs as for any pack.
         detect: ``(checkpoint) -> bool``: claims a source none of the packs' rules map (structural packs).
         claims_target: ``(--target) -> bool``: a PyTorch source with this target belongs to this pack
-            (a Keras weights file to fill).
+            (a Keras model built by the user's code, a Keras weights file to fill).
         config_files: config file names beside a source that this family reads (besides ``config.json``).
         source_heads: ``(PyTorch source shapes by name, config) -> (heads, classifier size)``: which optional parts
             of ``tf_layout`` a PyTorch source fills.

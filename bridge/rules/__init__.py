@@ -18,9 +18,7 @@ def packs() -> list[RulePack]:
     """Every pack, in the order detection breaks ties."""
     from bridge.rules import albert, bert, electra, hf_tf, keras, seq2seq
 
-    # electra binds its rules to the target as keras does: after keras, which a PyTorch source with a
-    # FILE.py:FACTORY target must reach first (check.py takes the first pack with `bind` for those).
-    return [bert.PACK, seq2seq.PACK, hf_tf.PACK, keras.PACK, albert.PACK, electra.PACK]
+    return [bert.PACK, seq2seq.PACK, hf_tf.PACK, albert.PACK, electra.PACK, keras.PACK]
 
 
 def get_pack(name: str) -> RulePack:

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field, replace
 from difflib import SequenceMatcher
 from typing import Any
 
+from bridge.core.factory import is_factory
 from bridge.core.plan import TargetModule, TargetSpec
 from bridge.core.transforms import parse
 from bridge.rules import Copy, Incompatible, Optional_, Output, Rule, RulePack
@@ -385,12 +386,17 @@ def _keras_layout(fmt: str, metadata: dict[str, Any]) -> str | None:
     return None
 
 
-def is_keras_weights_target(target: str) -> bool:
-    """A Keras 3 weights file (or a folder holding one, as convert writes) as the TF-side target."""
+def claims_target(target: str) -> bool:
+    """A PyTorch source goes to Keras when the target is a Keras model built by the user's code (``file.py:factory``)
+    or a Keras 3 weights file (or a folder holding one, as convert writes)."""
     from pathlib import Path
 
     path = Path(target)
-    return target.endswith((".weights.h5", ".keras")) or (path.is_dir() and any(path.glob("*.weights.h5")))
+    return (
+        is_factory(target)
+        or target.endswith((".weights.h5", ".keras"))
+        or (path.is_dir() and any(path.glob("*.weights.h5")))
+    )
 
 
 def looks_keras(fmt: str, metadata: dict[str, Any], entries: list[tuple[str, Shape, str | None]]) -> bool:
@@ -712,7 +718,7 @@ PACK = RulePack(
     detect=lambda ckpt: looks_keras(
         ckpt.format, ckpt.metadata, [(r.name, r.shape, r.path) for r in ckpt.values() if r.kind == "model"]
     ),
-    claims_target=is_keras_weights_target,
+    claims_target=claims_target,
     tf_output=Output(
         "keras",
         "tf_side.keras3_weights_writer:write_keras3_weights",
