@@ -116,9 +116,11 @@ def config_from_source(shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, An
         "n_inner": shapes["model/h0/mlp/c_fc/w"][-1],
     }
     notes = [
+        "openai-gpt2: conv1d kernels `[1, nx, nf]` lose their leading axis (squeeze(0)): transformers' Conv1D "
+        "computes the same `x @ w + b`, so nothing is transposed; the LM head is `wte` itself (lm_head tied)",
         "config inferred from tensor shapes (no hparams.json beside the checkpoint); "
         f"n_head assumed n_embd/64 = {config['n_head']}: pass --config hparams.json if that is wrong "
-        "(shapes cannot tell)"
+        "(shapes cannot tell)",
     ]
     return config, notes
 
