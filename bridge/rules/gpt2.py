@@ -117,7 +117,8 @@ def config_from_source(shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, An
     }
     notes = [
         "openai-gpt2: conv1d kernels `[1, nx, nf]` lose their leading axis (squeeze(0)): transformers' Conv1D "
-        "computes the same `x @ w + b`, so nothing is transposed; the LM head is `wte` itself (lm_head tied)",
+        "computes the same `x @ w + b`, so nothing is transposed; openai's logits come from `wte` itself "
+        "(transformers ties lm_head.weight to it)",
         "config inferred from tensor shapes (no hparams.json beside the checkpoint); "
         f"n_head assumed n_embd/64 = {config['n_head']}: pass --config hparams.json if that is wrong "
         "(shapes cannot tell)",

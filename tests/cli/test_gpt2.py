@@ -258,3 +258,10 @@ def test_forward_reads_tensors_a_map_rule_renamed(tmp_path, transformers, tf):
     report = verify(source, tmp_path / "out", maps=maps)
     assert report.ok and report.values_equal == 28
     assert sorted(o.name for o in report.outputs) == ["hidden", "logits"]
+
+
+def test_task_head_classes_keep_the_body_and_start_their_head_fresh(transformers):
+    """A GPT2* class the pack has no table for is laid out by transformers on the meta device; its head is new."""
+    plan = check(PLAIN, to="pytorch", target="GPT2ForSequenceClassification")
+    assert plan.ok and len(plan.matched) == 28
+    assert [(x.name, x.expected) for x in plan.missing] == [("score.weight", True)]
