@@ -3,7 +3,7 @@
 A transform is a value in the plan (``"transpose"``, ``"permute(3,2,0,1)"``,
 ``"reshape(12,64,768)"``), applied by one function and inverted by one function,
 so round trips come for free.  Shapes are never squeezed or reshaped to make
-them fit: a reshape must be named by a rule with its explicit target shape.
+them fit: a reshape must be named by a rule with its explicit target shape, a squeeze with its axis.
 
 ``gates(zrh->rzh)`` reorders equal blocks along axis 0 (recurrent gates: Keras' GRU
 order update, reset, candidate = z, r, h is torch's r, z, n; the candidate keeps one
@@ -15,8 +15,10 @@ bias is torch's ``bias_ih + bias_hh``); its inverse ``term(k,n)`` splits a value
 terms that add up to it: term 0 is the value, the others are zeros.  ``block(k,n)`` makes the value
 block ``k`` of ``n`` equal blocks that the writer concatenates along axis 0 (Keras' query, key and value
 kernels are torch's one ``in_proj_weight``); its inverse ``chunk(k,n)`` takes block ``k`` of ``n`` back
-out.  :func:`assemble` is the one function that builds a target from its parts, for the writer and for
-``verify`` alike.
+out.  ``squeeze(k)`` drops axis ``k``, which must have size 1 (GPT-2's Conv1D kernels are stored ``[1, nx, nf]``;
+torch's are ``[nx, nf]``), and ``unsqueeze(k)`` puts it back: a rule names the axis, so a shape that has no size-1
+axis there is a mismatch, never a forced fit.  :func:`assemble` is the one function that builds a target from its
+parts, for the writer and for ``verify`` alike.
 Steps chain with ``|``, applied left to right: ``transpose|gates(zrh->rzh)``.
 """
 
@@ -29,7 +31,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_SPEC = re.compile(r"^(identity|transpose|permute|reshape|row|place|term|sum|block|chunk)(?:\(([-\d,\s]*)\))?$")
+_SPEC = re.compile(
+    r"^(identity|transpose|permute|reshape|row|place|term|sum|block|chunk|squeeze|unsqueeze)(?:\(([-\d,\s]*)\))?$"
+)
 _GATES = re.compile(r"^gates\(([a-z]+)->([a-z]+)\)$")
 
 
@@ -71,6 +75,12 @@ class Transform:
             return (self.args[1] * shape[0], *shape[1:]) if shape else None
         if self.op == "chunk":
             return (shape[0] // self.args[1], *shape[1:]) if shape and shape[0] % self.args[1] == 0 else None
+        if self.op == "squeeze":
+            k = self.args[0]
+            return shape[:k] + shape[k + 1 :] if k < len(shape) and shape[k] == 1 else None
+        if self.op == "unsqueeze":
+            k = self.args[0]
+            return (*shape[:k], 1, *shape[k:]) if k <= len(shape) else None
         if self.op == "chain":
             out: tuple[int, ...] | None = shape
             for step in self.steps:
@@ -102,6 +112,10 @@ class Transform:
             return np.ascontiguousarray(value[self.args[0]])
         if self.op == "chunk":
             return np.ascontiguousarray(np.split(value, self.args[1], axis=0)[self.args[0]])
+        if self.op == "squeeze":
+            return np.ascontiguousarray(np.squeeze(value, axis=self.args[0]))
+        if self.op == "unsqueeze":
+            return np.ascontiguousarray(np.expand_dims(value, self.args[0]))
         for step in self.steps:
             value = step.apply(value)
         return value
@@ -121,8 +135,8 @@ class Transform:
             return Transform("place", (self.args[0], source_shape[0]))
         if self.op == "place":
             return Transform("row", (self.args[0],))
-        if self.op in ("term", "sum", "block", "chunk"):
-            return Transform({"term": "sum", "sum": "term", "block": "chunk", "chunk": "block"}[self.op], self.args)
+        if self.op in _INVERSES:
+            return Transform(_INVERSES[self.op], self.args)
         if self.op == "chain":
             shapes = [source_shape]
             for step in self.steps[:-1]:
@@ -159,6 +173,14 @@ def chain(*steps: Transform) -> Transform:
 
 
 _PARTS = ("place", "sum", "block")
+_INVERSES = {
+    "term": "sum",
+    "sum": "term",
+    "block": "chunk",
+    "chunk": "block",
+    "squeeze": "unsqueeze",
+    "unsqueeze": "squeeze",
+}
 _TILE = 256  # elements per side: a tile of each operand stays in cache while it is copied
 
 
@@ -219,7 +241,8 @@ def _parse_one(spec: str) -> Transform:
     if not m:
         raise ValueError(
             f"unknown transform {spec!r}; known: identity, transpose, permute(...), reshape(...), "
-            "gates(abc->bca), row(k), place(k,n), term(k,n), sum(k,n), block(k,n), chunk(k,n), and chains a|b"
+            "gates(abc->bca), row(k), place(k,n), term(k,n), sum(k,n), block(k,n), chunk(k,n), squeeze(k), "
+            "unsqueeze(k), and chains a|b"
         )
     op, raw = m.group(1), m.group(2)
     args = tuple(int(a) for a in raw.split(",") if a) if raw else ()
@@ -228,6 +251,7 @@ def _parse_one(spec: str) -> Transform:
     if op in ("permute", "reshape") and not args:
         raise ValueError(f"{op} needs arguments")
     pair = op in ("place", "term", "sum", "block", "chunk")
-    if (op == "row" and len(args) != 1) or (pair and (len(args) != 2 or not 0 <= args[0] < args[1])):
-        raise ValueError(f"{op} needs {'(k)' if op == 'row' else '(k,n) with 0 <= k < n'}, got {args}")
+    single = op in ("row", "squeeze", "unsqueeze")
+    if (single and (len(args) != 1 or args[0] < 0)) or (pair and (len(args) != 2 or not 0 <= args[0] < args[1])):
+        raise ValueError(f"{op} needs {'(k)' if single else '(k,n) with 0 <= k < n'}, got {args}")
     return Transform(op, args)

@@ -21,6 +21,11 @@ DTYPES = [np.float32, np.float16, ml_dtypes.bfloat16, np.int64, np.bool_]
         ("permute(2,0,1)", (2, 3, 4)),
         ("reshape(4,3)", (3, 4)),
         ("reshape(2,2,3)", (3, 4)),
+        ("squeeze(0)", (1, 3, 4)),
+        ("squeeze(1)", (3, 1, 4)),
+        ("unsqueeze(0)", (3, 4)),
+        ("unsqueeze(2)", (3, 4)),
+        ("squeeze(0)|transpose", (1, 3, 4)),
     ],
 )
 def test_round_trip_is_bit_exact(spec, shape, dtype):
@@ -53,7 +58,19 @@ def test_shape_mismatch_is_reported_not_forced():
     assert parse("permute(1,0)").shape((2, 3, 4)) is None
 
 
-@pytest.mark.parametrize("bad", ["squeeze", "permute(0,0)", "permute", "reshape()"])
+def test_squeeze_names_its_axis_and_never_forces_a_fit():
+    # GPT-2's Conv1D kernel [1, nx, nf] is torch's [nx, nf]: the leading axis goes, nothing else moves.
+    value = np.arange(12, dtype=np.float32).reshape(1, 3, 4)
+    np.testing.assert_array_equal(parse("squeeze(0)").apply(value), value[0], strict=True)
+    assert parse("squeeze(0)").inverse((1, 3, 4)) == parse("unsqueeze(0)")
+    assert parse("unsqueeze(0)").inverse((3, 4)) == parse("squeeze(0)")
+    assert parse("squeeze(0)").shape((2, 3, 4)) is None  # not size 1: a mismatch, never squeezed elsewhere
+    assert parse("squeeze(3)").shape((1, 3, 4)) is None
+    assert parse("unsqueeze(3)").shape((3, 4)) is None
+    assert str(parse("squeeze(0)")) == "squeeze(0)"
+
+
+@pytest.mark.parametrize("bad", ["squeeze", "squeeze(-1)", "unsqueeze(0,1)", "permute(0,0)", "permute", "reshape()"])
 def test_bad_specs(bad):
     with pytest.raises(ValueError):
         parse(bad)

@@ -1,0 +1,83 @@
+"""The forward half of ``bridge verify`` for the ``openai-gpt2`` pack: transformers' GPT-2 against a TF2 reference
+of openai/gpt-2's math (``tf_side/ref_gpt2.py``) on the TF side's weights, either way of conversion."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from bridge.core.errors import BridgeError
+from bridge.core.transforms import parse
+from bridge.rules import get_pack
+from bridge.verify_report import ForwardContext, VerifyReport
+
+_TANH_GELU = ("gelu_new", "gelu_pytorch_tanh")
+
+
+def gpt2_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
+    """The pack's ``forward_check``: the same seeded token ids through transformers and the TF reference; the last
+    hidden state (after ``ln_f``) and, for a class with the LM head, the logits compared at ``report.atol``."""
+    if ctx.to == "tensorflow" and (ctx.strip_prefix or ctx.add_prefix):
+        report.notes.append(
+            "no forward check: transformers loads the PyTorch source by its own names, which "
+            "need --strip-prefix/--add-prefix to line up; values compared only"
+        )
+        return
+    tf_ckpt = ctx.src if ctx.to == "pytorch" else ctx.dst
+    pt_side = ctx.out if ctx.to == "pytorch" else ctx.source
+    try:
+        import torch
+
+        from pt_side.forward import load_transformers_model
+
+        model, pt_config = load_transformers_model(pt_side if pt_side.is_dir() else pt_side.parent)
+        from tf_side.ref_gpt2 import gpt2_forward
+    except (BridgeError, ImportError) as e:
+        report.notes.append(f"forward check skipped: {e}")
+        return
+    cfg = {**(ctx.plan.target.config or {}), **pt_config}  # the PyTorch model's own config decides what it computes
+    act = cfg.get("activation_function", "gelu_new")
+    if act not in _TANH_GELU:
+        report.notes.append(f"PyTorch activation_function is {act!r}; the TF reference uses openai's tanh gelu")
+    seq = min(ctx.seq_len, int(model.config.n_positions))
+    ids = np.random.default_rng(ctx.seed).integers(0, int(model.config.vocab_size), (ctx.batch, seq)).astype(np.int64)
+    with torch.no_grad():
+        feed = torch.from_numpy(ids)
+        pt = {"hidden": model.base_model(input_ids=feed).last_hidden_state.numpy()}
+        if getattr(model, "lm_head", None) is not None:
+            pt["logits"] = model(input_ids=feed).logits.numpy()
+    weights = _openai_names(tf_ckpt, ctx)
+    try:
+        tf = gpt2_forward(weights, cfg, ids, eps=float(cfg.get("layer_norm_epsilon", 1e-5)))
+    except KeyError as e:
+        report.notes.append(
+            f"forward check skipped: the TF reference forward needs `{e.args[0]}`, which no tensor of the TF side "
+            "fills (nor any --map/--rules rule)"
+        )
+        return
+    for name, value in pt.items():
+        report.compare_output(name, tf[name], value)
+
+
+def _openai_names(tf_ckpt: Any, ctx: ForwardContext) -> Any:
+    """openai name -> value as stored: read by name, or, for a TF source a --map/--rules rule renamed, through
+    the plan's match for the same PyTorch name (its transform, then the inverse of the pack's)."""
+    pack = get_pack("openai-gpt2")
+    by_target = {m.target: m for m in ctx.plan.matched} if ctx.to == "pytorch" else {}
+    base = f"{pack.base_prefix}."
+
+    def weights(name: str) -> np.ndarray:
+        if name in tf_ckpt:
+            value: np.ndarray = tf_ckpt[name].numpy()
+            return value
+        hit = pack.map_name(name)
+        match = None
+        if hit is not None:
+            match = next((by_target[n] for n in (hit[0], hit[0].removeprefix(base)) if n in by_target), None)
+        if hit is None or match is None:
+            raise KeyError(name)
+        at_pt = parse(match.transform).apply(tf_ckpt[match.source].numpy())
+        return hit[1].inverse(pack.tf_layout(ctx.plan.target.config or {}, ())[name]).apply(at_pt)  # type: ignore[misc]
+
+    return weights
