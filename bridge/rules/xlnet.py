@@ -159,6 +159,11 @@ def config_from_source(shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, An
         "config inferred from tensor shapes (no xlnet_config.json beside the checkpoint); ff_activation assumed "
         "gelu (released XLNet models): pass --config xlnet_config.json if it was relu (shapes cannot tell)"
     ]
+    if not config["untie_r"]:  # kept beside a config file too: it explains the mismatched biases
+        notes.append(
+            "r_w_bias/r_r_bias/r_s_bias are shared by all layers (untie_r=false); transformers keeps one per "
+            "layer and these rules only read per-layer rows ([n_layer, n_head, d_head]), so they are mismatched"
+        )
     return config, notes
 
 

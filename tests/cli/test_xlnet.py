@@ -150,6 +150,7 @@ def test_biases_tied_across_layers_are_a_gap(tf, tmp_path):
     plan = check(prefix, to="pytorch")
     bad = {m.source for m in plan.mismatched}
     assert bad == {"model/transformer/r_w_bias", "model/transformer/r_r_bias", "model/transformer/r_s_bias"}
+    assert any("shared by all layers (untie_r=false)" in n for n in plan.notes)
 
 
 # The real third-party files: CyberZHG/keras-xlnet's test checkpoints (TF 1.14, zihangdai/xlnet names).
