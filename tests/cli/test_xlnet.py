@@ -132,19 +132,46 @@ def test_base_model_target_drops_the_heads():
     assert "word_embedding.weight" in {m.target for m in plan.matched}
 
 
-def test_biases_tied_across_layers_are_a_gap(tf, tmp_path):
-    """``untie_r=False`` biases ``[n_head, d_head]`` have no per-layer rows: shown mismatched, never guessed."""
-    v1 = tf.compat.v1
+def _pretrain_values() -> dict[str, np.ndarray]:
     with bridge.load(FIXTURES / "pretrain" / "xlnet_model.ckpt") as ckpt:
-        values = {r.name: r.numpy() for r in ckpt.values() if r.kind == "model"}
-    for name in ("r_w_bias", "r_r_bias", "r_s_bias"):
-        values[f"model/transformer/{name}"] = values[f"model/transformer/{name}"][0]
+        return {r.name: r.numpy() for r in ckpt.values() if r.kind == "model"}
+
+
+def _write_tf1(tf, values: dict[str, np.ndarray], folder: Path) -> str:  # type: ignore[no-untyped-def]
+    """A TF1 checkpoint of ``values`` under their names, by TensorFlow's own Saver."""
+    v1 = tf.compat.v1
+    folder.mkdir(parents=True, exist_ok=True)
     with tf.Graph().as_default():
         variables = {n: v1.Variable(tf.constant(v), name=f"v{i}") for i, (n, v) in enumerate(values.items())}
         saver = v1.train.Saver(var_list=variables)
         with v1.Session() as session:
             session.run(v1.global_variables_initializer())
-            prefix = saver.save(session, str(tmp_path / "xlnet_model.ckpt"), write_meta_graph=False)
+            return str(saver.save(session, str(folder / "xlnet_model.ckpt"), write_meta_graph=False))
+
+
+def test_untied_lm_weights_are_kept(tf, transformers, tmp_path):
+    """lm_loss(tie_weight=False) trains its own ``model/lm_loss/weight``: the config unties it, the weights load."""
+    values = _pretrain_values()
+    table = values["model/transformer/word_embedding/lookup_table"]
+    values["model/lm_loss/weight"] = (table[::-1] * 2).copy()
+    prefix = _write_tf1(tf, values, tmp_path / "src")
+    plan = check(prefix, to="pytorch")
+    assert plan.ok and plan.target.class_name == "XLNetLMHeadModel" and not plan.tied
+    assert ("model/lm_loss/weight", "lm_loss.weight") in {(m.source, m.target) for m in plan.matched}
+    bridge.convert(prefix, to="pytorch", out=tmp_path / "out")
+    model, info = transformers.XLNetLMHeadModel.from_pretrained(tmp_path / "out", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    assert model.config.tie_word_embeddings is False
+    assert model.lm_loss.weight.detach().numpy().tobytes() == values["model/lm_loss/weight"].tobytes()
+    assert model.transformer.word_embedding.weight.detach().numpy().tobytes() == table.tobytes()
+
+
+def test_biases_tied_across_layers_are_a_gap(tf, tmp_path):
+    """``untie_r=False`` biases ``[n_head, d_head]`` have no per-layer rows: shown mismatched, never guessed."""
+    values = _pretrain_values()
+    for name in ("r_w_bias", "r_r_bias", "r_s_bias"):
+        values[f"model/transformer/{name}"] = values[f"model/transformer/{name}"][0]
+    prefix = _write_tf1(tf, values, tmp_path)
     result = CliRunner().invoke(cli, ["check", prefix, "--to", "pytorch", "--json"])
     assert result.exit_code == 1, result.output
     plan = check(prefix, to="pytorch")
