@@ -16,9 +16,9 @@ __all__ = ["Copy", "Head", "Incompatible", "Optional_", "Output", "Rule", "RuleP
 
 def packs() -> list[RulePack]:
     """Every pack, in the order detection breaks ties."""
-    from bridge.rules import bert, hf_tf, keras, seq2seq
+    from bridge.rules import bert, hf_tf, keras, seq2seq, t5
 
-    return [bert.PACK, seq2seq.PACK, hf_tf.PACK, keras.PACK]
+    return [bert.PACK, seq2seq.PACK, hf_tf.PACK, keras.PACK, t5.PACK]
 
 
 def get_pack(name: str) -> RulePack:
