@@ -94,14 +94,20 @@ def main() -> None:
     written = (out / "model.safetensors").stat().st_size / 2**20
     what = f"T5 {args.size} bf16 + Adafactor slots"
     print(f"checkpoint: {folder} ({size / 2**30:.2f} GiB, {what}); wrote {written:.0f} MiB")
-    print(f"bridge convert --to pytorch   {bridge_s:8.2f} s   peak RSS {bridge_rss / 2**20:7.0f} MiB")
+    print(f"bridge convert --to pytorch   {bridge_s:8.2f} s   peak RSS {bridge_rss / 2**20:7.0f} MiB (bf16, as stored)")
+    f32_s, f32_rss = measure(
+        [sys.executable, "-m", "bridge", "convert", str(folder), "--to", "pytorch", "-o", str(out), "--force", "-q",
+         "--dtype", "float32"],
+        args.repeats,
+    )  # fmt: skip
+    print(f"  ... with --dtype float32    {f32_s:8.2f} s   peak RSS {f32_rss / 2**20:7.0f} MiB (as the TF script)")
     python = args.tf_python or legacy_python(args.work)
     if python is not None:
         tf_out = args.work / "t5-tf-script.safetensors"
         script = [str(python), "-c", TF_SCRIPT, str(folder / "model.ckpt-1000"), str(tf_out)]
         tf_s, tf_rss = measure(script, args.repeats)
         print(f"hand-written TF reader script {tf_s:8.2f} s   peak RSS {tf_rss / 2**20:7.0f} MiB (float32 output)")
-        print(f"ratio TF script / bridge: {tf_s / bridge_s:.1f}x time, {tf_rss / bridge_rss:.1f}x memory")
+        print(f"ratio TF script / bridge --dtype float32: {tf_s / f32_s:.1f}x time, {tf_rss / f32_rss:.1f}x memory")
         tf_out.unlink(missing_ok=True)
     shutil.rmtree(out, ignore_errors=True)
 
