@@ -7,9 +7,11 @@ from the pack's table (no torch import); any other class is built on torch's
 
 from __future__ import annotations
 
+import fnmatch
+import glob
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -180,13 +182,30 @@ def _given_config(
         if not path.is_file():
             names = " or ".join((_CONFIG_NAME, *pack.config_files))
             raise CheckpointNotFound("Config file not found", path=path, hint=f"Pass the model's config file ({names})")
+        parser = next((f for pattern, f in pack.config_parsers.items() if fnmatch.fnmatch(path.name, pattern)), None)
+        if parser is not None:
+            return _parse_config(path, parser)
         return _read_json(path), [f"config: {path}"]
     base = Path(ckpt.path)
     folder = base if base.is_dir() else base.parent
     for name in (_CONFIG_NAME, *pack.config_files):
         if (folder / name).is_file():
             return _read_json(folder / name), [f"config: {folder / name}"]
+    for name, parser in pack.config_parsers.items():  # a family's own config format (a gin file)
+        if not glob.has_magic(name) and (folder / name).is_file():
+            return _parse_config(folder / name, parser)
     return None, []
+
+
+def _parse_config(
+    path: Path, parser: Callable[[str], tuple[dict[str, Any], list[str]]]
+) -> tuple[dict[str, Any], list[str]]:
+    """A config file in a pack's own format (not JSON), and what the parser notes about it."""
+    try:
+        config, notes = parser(path.read_text())
+    except (OSError, ValueError) as e:
+        raise UsageError("Unreadable config", path=path, detail=str(e), hint="Pass the run's config file") from e
+    return dict(config), [f"config: {path}", *notes]
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -27,6 +27,9 @@ _TF_SLOT_SUFFIXES = frozenset(
         "accumulator", "ExponentialMovingAverage",
     }
 )  # fmt: skip
+# Mesh TensorFlow's Adafactor (T5, mT5) appends its slots to the variable's own last component:
+# ``.../SelfAttention/q_slot_vc``, ``.../wi/kernel_slot_vr``, ``shared/embedding_slot_v`` (``_slot_m`` with beta1).
+_MTF_SLOT = re.compile(r"(?P<var>.+[^/])_(?P<slot>slot_(?:vc|vr|v|m))")
 # Whole-name optimizer bookkeeping of tf.train.AdamOptimizer.
 _TF_OPTIMIZER_NAMES = re.compile(r"(.*/)?(beta1_power|beta2_power)(_\d+)?")
 _COUNTER_NAMES = frozenset({"global_step", "save_counter", "step", "iterations", "iter", "epoch"})
@@ -59,6 +62,9 @@ def classify_tf_name(name: str) -> NameKind:
         return NameKind("optimizer", slot_of=name.rsplit("/", 1)[0], slot_name=last)
     if _TF_OPTIMIZER_NAMES.fullmatch(name):
         return NameKind("optimizer")
+    slot = _MTF_SLOT.fullmatch(name)
+    if slot is not None:
+        return NameKind("optimizer", slot_of=slot["var"], slot_name=slot["slot"])
     return MODEL
 
 

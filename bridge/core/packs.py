@@ -128,6 +128,12 @@ class RulePack:
         claims_target: ``(--target) -> bool``: a PyTorch source with this target belongs to this pack
             (a Keras model built by the user's code, a Keras weights file to fill).
         config_files: config file names beside a source that this family reads (besides ``config.json``).
+        config_parsers: config files that are not JSON: a file-name pattern (``fnmatch``) -> ``(text) -> (config
+            dict, notes)``.  Read beside a source when no JSON config is there (patterns without wildcards name
+            the files looked for: Mesh TensorFlow's ``operative_config.gin``), and for ``--config FILE`` whose name
+            matches a pattern.
+        pt_files: ``(source config, class name) -> {file name: JSON object}``: files convert writes beside
+            ``config.json`` on the PyTorch side (``generation_config.json``).
         source_heads: ``(PyTorch source shapes by name, config) -> (heads, classifier size)``: which optional parts
             of ``tf_layout`` a PyTorch source fills.
         tf_default: the layout ``--to tensorflow`` writes for a PyTorch source when no ``--target`` is given.
@@ -159,6 +165,8 @@ class RulePack:
     detect: Callable[[Any], bool] | None = None
     claims_target: Callable[[str], bool] | None = None
     config_files: tuple[str, ...] = ()
+    config_parsers: dict[str, Callable[[str], tuple[dict[str, Any], list[str]]]] = field(default_factory=dict)
+    pt_files: Callable[[dict[str, Any], str], dict[str, dict[str, Any]]] | None = None
     source_heads: Callable[[dict[str, tuple[int, ...]], dict[str, Any]], tuple[list[str], int | None]] | None = None
     tf_default: bool = False
     tf_output: Output | None = None

@@ -16,9 +16,19 @@ __all__ = ["Copy", "Head", "Incompatible", "Optional_", "Output", "Rule", "RuleP
 
 def packs() -> list[RulePack]:
     """Every pack, in the order detection breaks ties."""
-    from bridge.rules import albert, bert, electra, gpt2, hf_tf, keras, seq2seq, xlnet
+    from bridge.rules import albert, bert, electra, gpt2, hf_tf, keras, seq2seq, t5, xlnet
 
-    return [bert.PACK, seq2seq.PACK, hf_tf.PACK, albert.PACK, electra.PACK, gpt2.PACK, xlnet.PACK, keras.PACK]
+    return [
+        bert.PACK,
+        seq2seq.PACK,
+        hf_tf.PACK,
+        albert.PACK,
+        electra.PACK,
+        gpt2.PACK,
+        t5.PACK,
+        xlnet.PACK,
+        keras.PACK,
+    ]
 
 
 def get_pack(name: str) -> RulePack:

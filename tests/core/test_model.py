@@ -112,6 +112,22 @@ def test_error_template_names_file_tensor_and_fix():
         ("global_step", "counter", None, None),
         ("_CHECKPOINTABLE_OBJECT_GRAPH", "metadata", None, None),
         ("adam_m", "model", None, None),  # a bare name is a variable, not a slot
+        # Mesh TensorFlow's Adafactor (T5): the slot is a suffix of the variable's own name.
+        (
+            "encoder/block_000/layer_000/SelfAttention/q_slot_vc",
+            "optimizer",
+            "encoder/block_000/layer_000/SelfAttention/q",
+            "slot_vc",
+        ),
+        (
+            "decoder/block_001/layer_002/DenseReluDense/wi_0/kernel_slot_vr",
+            "optimizer",
+            "decoder/block_001/layer_002/DenseReluDense/wi_0/kernel",
+            "slot_vr",
+        ),
+        ("encoder/rms_norm/scale_slot_v", "optimizer", "encoder/rms_norm/scale", "slot_v"),
+        ("shared/embedding_slot_m", "optimizer", "shared/embedding", "slot_m"),
+        ("encoder/block_000/layer_000/SelfAttention/q_slot", "model", None, None),
     ],
 )
 def test_classify_tf_names(name, kind, slot_of, slot):
