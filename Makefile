@@ -64,6 +64,7 @@ ci: lint typecheck test wheel-smoke
 bench: $(VENV)/.test
 	$(BIN)/python bench/bench_inspect.py
 	$(BIN)/python bench/bench_convert.py
+	$(BIN)/python bench/bench_t5.py
 
 clean:
 	rm -rf $(VENV) .venv-tools .pytest_cache
