@@ -16,7 +16,7 @@ import numpy as np
 
 from bridge.core.model import Checkpoint, TensorRecord
 from bridge.core.naming import closest
-from bridge.core.packs import Rule, RulePack
+from bridge.core.packs import Buffer, Rule, RulePack
 from bridge.core.plan import Leftover, Match, Mismatch, Plan, TargetSpec, Tie
 from bridge.core.transforms import IDENTITY, Transform
 
@@ -360,6 +360,9 @@ def _explain_unused(
     for bad in pack.incompatible:
         if re.search(bad.source, r.name):
             return Leftover(r.name, f"changes the model's math: {bad.reason}", False, r.shape)
+    for buffer in pack.buffers:
+        if re.search(buffer.source, r.name):
+            return _explain_buffer(r, buffer)
     for copy in pack.copies:
         if re.fullmatch(copy.source, r.name):
             owner = copy.owner_of(r.name)
@@ -401,6 +404,22 @@ def _explain_unused(
     else:
         reason = f"maps to `{target_name}`, which the target does not have: not loaded"
     return Leftover(r.name, reason, False, r.shape, suggestion=suggestion)
+
+
+def _explain_buffer(r: TensorRecord, buffer: Buffer) -> Leftover:
+    """A constant buffer is an expected leftover only when it holds what the target rebuilds: a checkpoint whose
+    buffer was edited (shifted positions) computed with other values, which the converted model would lose."""
+    value = r.numpy()
+    rebuilt = buffer.value(r.shape)
+    if value.shape == rebuilt.shape and value.dtype.kind in "iu" and np.array_equal(value, rebuilt):
+        return Leftover(r.name, f"expected: constant buffer: {buffer.reason}", True, r.shape)
+    return Leftover(
+        r.name,
+        f"a constant buffer ({buffer.reason}), but its values are not the ones the target rebuilds: "
+        "the model computed with these, the converted one would not",
+        False,
+        r.shape,
+    )
 
 
 def _has_prefix(name: str, prefix: str, spec: TargetSpec) -> bool:

@@ -16,6 +16,8 @@ from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from bridge.core.transforms import Transform, parse
 
 
@@ -82,6 +84,16 @@ class Incompatible:
 
 
 @dataclass(frozen=True)
+class Buffer:
+    """Source tensors that are constant buffers the target model rebuilds itself (transformers < 4.31 saved
+    ``embeddings.position_ids``): expected leftovers, but only while they hold the value the target rebuilds."""
+
+    source: str  # regex (search) over source names
+    reason: str
+    value: Callable[[tuple[int, ...]], np.ndarray]  # the value the target computes for a buffer of this shape
+
+
+@dataclass(frozen=True)
 class Output:
     """How ``convert`` writes a pack's TF-side layout: the writer is an import string, so the core names no adapter.
 
@@ -108,6 +120,8 @@ class RulePack:
         optional: target tensors that may stay without a source.
         copies: source tensors that duplicate mapped ones (expected leftovers, stored once).
         incompatible: source tensors that change the model's math when dropped (gaps, exit 1).
+        buffers: source tensors that are constant buffers the target rebuilds (expected leftovers when their
+            values are the ones it rebuilds; read by ``check``).
         targets: PyTorch class name -> ``(config) -> {name: (shape, tied_to)}``: the layout
             of a target class computed without torch (pinned by tests against transformers).
         tf_layout: ``(config, heads) -> {tf_name: shape}``: the TF-side layout, for the
@@ -145,6 +159,7 @@ class RulePack:
     optional: tuple[Optional_, ...] = ()
     copies: tuple[Copy, ...] = ()
     incompatible: tuple[Incompatible, ...] = ()
+    buffers: tuple[Buffer, ...] = ()
     targets: dict[str, Callable[[dict[str, Any]], dict[str, tuple[tuple[int, ...], str | None]]]] = field(
         default_factory=dict
     )

@@ -13,7 +13,9 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from bridge.rules import Head, Incompatible, Optional_, Output, Rule, RulePack
+import numpy as np
+
+from bridge.rules import Buffer, Head, Incompatible, Optional_, Output, Rule, RulePack
 
 _LAYER = r"bert/encoder/layer_(\d+)"
 
@@ -256,6 +258,21 @@ INCOMPATIBLE = (
 )
 
 
+def _positions(shape: tuple[int, ...]) -> np.ndarray:
+    """``arange(n)`` laid out as the buffer is (``[1, n]``): what BertEmbeddings rebuilds at every load."""
+    return np.arange(shape[-1] if shape else 0, dtype=np.int64).reshape(shape)
+
+
+BUFFERS = (
+    Buffer(
+        r"(^|\.)embeddings\.position_ids$",
+        "transformers < 4.31 saved BertEmbeddings' position_ids (arange(max_position_embeddings)); later versions "
+        "rebuild it and do not load it",
+        _positions,
+    ),
+)
+
+
 def source_heads(shapes: dict[str, tuple[int, ...]], config: dict[str, Any]) -> tuple[list[str], int | None]:
     """Which optional parts of the TF layout a PyTorch BERT fills (by its class's names), and the size of its
     classifier: the weights say how many labels it has, whatever the config's ``id2label`` says."""
@@ -285,6 +302,7 @@ PACK = RulePack(
     heads=HEADS,
     optional=OPTIONAL,
     incompatible=INCOMPATIBLE,
+    buffers=BUFFERS,
     targets={name: _class_layout(name) for name in CLASSES},
     tf_layout=tf_layout,
     default_target=default_target,

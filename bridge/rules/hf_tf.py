@@ -223,6 +223,7 @@ PACK = RulePack(
     heads=HEADS,
     optional=OPTIONAL,
     copies=COPIES,
+    buffers=_bert.BUFFERS,
     targets=_bert.PACK.targets,
     tf_layout=tf_layout,
     tf_class=tf_class,
