@@ -51,6 +51,7 @@ def build_plan(
         A :class:`Plan`; ``plan.ok`` tells whether a conversion would be complete and faithful.
     """
     plan = Plan(source_path=ckpt.path, source_format=ckpt.format, pack=pack.name, target=spec, rule_pack=pack)
+    plan.names_as_is = (spec.framework == "pytorch") == (ckpt.framework == "pytorch")  # one side: no rules apply
     rules = tuple(extra_rules) + pack.rules
     model = [r for r in ckpt.values() if r.kind == "model"]
     plan.source_model_tensors = len(model)

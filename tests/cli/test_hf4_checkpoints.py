@@ -65,3 +65,20 @@ def test_convert_and_verify_with_position_ids(torch, tmp_path):
     model, info = transformers.BertModel.from_pretrained(BASE, output_loading_info=True)
     assert not info["missing_keys"] and set(info["unexpected_keys"]) <= {"embeddings.position_ids"}
     assert json.loads((out / "bert_config.json").read_text())["hidden_size"] == 16
+
+
+def test_pytorch_to_pytorch_says_no_rules_were_used():
+    """Both sides PyTorch: names are compared as they are, so the header names no rule pack as the mapping."""
+    text = _run("check", str(PRETRAINING), "--to", "pytorch", "--target", "BertForPreTraining")
+    header = text.splitlines()[0]
+    assert "rules: google-bert" not in header
+    assert "no rules: names compared as they are; google-bert lays out the target and explains leftovers" in header
+    report = json.loads(_run("check", str(PRETRAINING), "--to", "pytorch", "--json"))
+    assert report["rules_applied"] is False
+    # A reference state dict as the target: the pack lays nothing out.
+    text = _run("check", str(PRETRAINING), "--to", "pytorch", "--target", str(BASE / "pytorch_model.bin"))
+    assert "google-bert explains leftovers)" in text.splitlines()[0]
+    # Across frameworks the pack's rules do map the names.
+    text = _run("check", str(PRETRAINING), "--to", "tensorflow")
+    assert "(torch, rules: google-bert)" in text.splitlines()[0]
+    assert "rules_applied" not in json.loads(_run("check", str(PRETRAINING), "--to", "tensorflow", "--json"))
