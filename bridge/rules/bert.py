@@ -172,7 +172,13 @@ def default_target(names: Iterable[str]) -> str:
 
 
 def config_from_source(shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, Any], list[str]]:
-    """A BertConfig dict inferred from shapes, and notes on what had to be assumed."""
+    """A BertConfig dict inferred from shapes, and notes on what had to be assumed.
+
+    google-research names give a ``bert_config.json``; a PyTorch state dict saved without its ``config.json``
+    (transformers names, any prefix) gives a transformers config (:func:`config_from_pytorch`).
+    """
+    if "bert/embeddings/word_embeddings" not in shapes and _pytorch_prefix(shapes) is not None:
+        return config_from_pytorch(shapes)
     vocab, hidden = shapes["bert/embeddings/word_embeddings"]
     layers = 1 + max(int(m.group(1)) for n in shapes if (m := re.match(r"bert/encoder/layer_(\d+)/", n)))
     config: dict[str, Any] = {
@@ -190,6 +196,50 @@ def config_from_source(shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, An
         "config inferred from tensor shapes (no bert_config.json beside the checkpoint); "
         f"num_attention_heads assumed hidden_size/64 = {config['num_attention_heads']}: "
         "pass --config bert_config.json if that is wrong (shapes cannot tell)"
+    ]
+    return config, notes
+
+
+_PT_WORDS = re.compile(r"(.*?)embeddings\.word_embeddings\.weight")
+
+
+def _pytorch_prefix(shapes: dict[str, tuple[int, ...]]) -> str | None:
+    """What comes before ``embeddings.`` in a PyTorch BERT's names (``""``, ``bert.``, ``module.bert.``), if any."""
+    found = [m.group(1) for n in shapes if (m := _PT_WORDS.fullmatch(n)) and len(shapes[n]) == 2]
+    return min(found, key=len) if found else None
+
+
+def config_from_pytorch(shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, Any], list[str]]:
+    """A transformers ``BertConfig`` dict inferred from a PyTorch state dict's shapes, and what had to be assumed
+    (what no shape tells: the head count, the activation, the layer-norm epsilon: transformers' defaults)."""
+    prefix = _pytorch_prefix(shapes)
+    if prefix is None:
+        raise KeyError("embeddings.word_embeddings.weight")
+    vocab, hidden = shapes[f"{prefix}embeddings.word_embeddings.weight"]
+    rx = re.compile(re.escape(prefix) + r"encoder\.layer\.(\d+)\.")
+    layers = 1 + max(int(m.group(1)) for n in shapes if (m := rx.match(n)))
+    config: dict[str, Any] = {
+        "model_type": "bert",
+        "vocab_size": vocab,
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "intermediate_size": shapes[f"{prefix}encoder.layer.0.intermediate.dense.weight"][0],
+        "max_position_embeddings": shapes[f"{prefix}embeddings.position_embeddings.weight"][0],
+        "type_vocab_size": shapes.get(f"{prefix}embeddings.token_type_embeddings.weight", (2,))[0],
+        "num_attention_heads": max(1, hidden // 64),
+        "hidden_act": "gelu",
+        "layer_norm_eps": 1e-12,
+        "pad_token_id": 0,
+    }
+    head = next((s for n, s in shapes.items() if n.endswith(("classifier.weight", "qa_outputs.weight"))), None)
+    if head is not None and len(head) == 2:
+        config["num_labels"] = head[0]
+    notes = [
+        f"config inferred from tensor shapes (no config.json beside the checkpoint): {layers} layer(s), "
+        f"hidden {hidden}, intermediate {config['intermediate_size']}, vocab {vocab}, "
+        f"{config['max_position_embeddings']} positions; assumed num_attention_heads = hidden_size/64 = "
+        f"{config['num_attention_heads']}, hidden_act `gelu` (exact) and layer_norm_eps 1e-12 (transformers' "
+        "defaults): pass --config config.json if that is wrong (shapes cannot tell)"
     ]
     return config, notes
 

@@ -82,3 +82,37 @@ def test_pytorch_to_pytorch_says_no_rules_were_used():
     text = _run("check", str(PRETRAINING), "--to", "tensorflow")
     assert "(torch, rules: google-bert)" in text.splitlines()[0]
     assert "rules_applied" not in json.loads(_run("check", str(PRETRAINING), "--to", "tensorflow", "--json"))
+
+
+@pytest.mark.parametrize("source", [BASE, PRETRAINING])
+def test_lone_bin_infers_its_config_from_pytorch_names(source, tmp_path):
+    """A `pytorch_model.bin` copied without its config.json: the sizes come from the PyTorch names' shapes and
+    agree with the config.json transformers wrote beside it; the report names what shapes cannot tell."""
+    shutil.copy(source / "pytorch_model.bin", tmp_path / "pytorch_model.bin")
+    lone = tmp_path / "pytorch_model.bin"
+    written = json.loads((source / "config.json").read_text())
+    for to, target in (("pytorch", "BertModel"), ("tensorflow", "google-bert"), ("tensorflow", "hf-tf")):
+        text = _run("check", str(lone), "--to", to, "--target", target)
+        assert "Cannot infer" not in text and "verdict: OK" in text
+        assert "config inferred from tensor shapes (no config.json beside the checkpoint)" in text
+        assert "assumed num_attention_heads = hidden_size/64 = 1, hidden_act `gelu` (exact)" in text
+        plan = check(lone, to=to, target=target)
+        config = plan.target.config
+        for key in ("vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size",
+                    "max_position_embeddings", "type_vocab_size", "hidden_act", "layer_norm_eps"):  # fmt: skip
+            assert config[key] == written[key], key
+    out = tmp_path / "tf"
+    _run("convert", str(lone), "--to", "tensorflow", "-o", str(out))
+    bert_config = json.loads((out / "bert_config.json").read_text())
+    assert bert_config["num_hidden_layers"] == 2 and bert_config["vocab_size"] == 64
+
+
+def test_lone_tf_model_h5_infers_its_config(tmp_path):
+    """transformers' tf_model.h5 without config.json: the sizes come through the hf-tf rules."""
+    source = REPO / "tests" / "fixtures" / "hf-tf-bert"
+    shutil.copy(source / "tf_model.h5", tmp_path / "tf_model.h5")
+    plan = check(tmp_path / "tf_model.h5", to="pytorch")
+    assert plan.ok and plan.pack == "hf-tf"
+    written = json.loads((source / "config.json").read_text())
+    for key in ("vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size", "max_position_embeddings"):
+        assert plan.target.config[key] == written[key], key
