@@ -116,7 +116,9 @@ def _detect_pack(ckpt: Checkpoint, target: str | None, extra_rules: tuple[Rule, 
         names = _reference_tf_names(target) if target else []
         if not names:
             return next(p for p in layouts.values() if p.tf_default)
-    scored = sorted(((p.claims(names), p.name, p) for p in packs()), reverse=True)
+    # On a tie the pack whose signature matched is the more specific one (a shared-stack encoder-decoder's names
+    # are all BERT names too).
+    scored = sorted(((p.claims(names), p.signature is not None, p.name, p) for p in packs()), reverse=True)
     if not scored or scored[0][0] == 0:
         by_structure = [p for p in packs() if p.detect is not None and p.detect(ckpt)]
         if by_structure:
@@ -126,7 +128,7 @@ def _detect_pack(ckpt: Checkpoint, target: str | None, extra_rules: tuple[Rule, 
             detail=f"{len(names)} model tensors, e.g. `{names[0] if names else '-'}`",
             hint="Pass --rules NAME, or one-off --map 'SRC_REGEX=TARGET' rules",
         )
-    return scored[0][2]
+    return scored[0][3]
 
 
 def tf_layouts() -> dict[str, RulePack]:

@@ -116,6 +116,9 @@ class RulePack:
         name: ``--rules`` value and report label.
         description: one line for reports.
         rules: ordered; the first rule that matches a name wins.
+        signature: a regex (search) some source name must match for the rules to claim a checkpoint at all:
+            what tells the family apart from another whose names its rules also match (an encoder-decoder's
+            cross-attention, beside BERT names); a pack whose signature matched wins a tie in detection.
         heads: source scopes a target class may lack, with their labels.
         optional: target tensors that may stay without a source.
         copies: source tensors that duplicate mapped ones (expected leftovers, stored once).
@@ -155,6 +158,7 @@ class RulePack:
     name: str
     description: str
     rules: tuple[Rule, ...]
+    signature: str | None = None
     heads: tuple[Head, ...] = ()
     optional: tuple[Optional_, ...] = ()
     copies: tuple[Copy, ...] = ()
@@ -198,7 +202,9 @@ class RulePack:
     def claims(self, names: Iterable[str]) -> float:
         """Fraction of ``names`` some rule maps: how well this pack fits a checkpoint."""
         names = list(names)
-        return sum(self.map_name(n) is not None for n in names) / len(names) if names else 0.0
+        if not names or (self.signature is not None and not any(re.search(self.signature, n) for n in names)):
+            return 0.0
+        return sum(self.map_name(n) is not None for n in names) / len(names)
 
 
 def resolve(spec: str) -> Any:

@@ -1,8 +1,10 @@
 """TF-Hub "bertseq2seq" checkpoints (Rothe et al. 2020) -> transformers ``EncoderDecoderModel``.
 
 The TF side is a TF1 Hub module (``tfhub_module.pb`` + ``variables/``) or a plain TF1
-checkpoint with a two-component prefix (``module/bert/``; found, not assumed) before
-``embeddings/``, ``encoder/layer_N/`` and ``decoder/layer_N/``.  A decoder layer has
+checkpoint with a prefix of any depth (``module/bert/`` in Hub modules, ``bert/`` under a one-component
+scope, or none; found, not assumed) before ``embeddings/``, ``encoder/layer_N/`` and ``decoder/layer_N/``.
+Plain BERT names look the same under ``bert/``: the cross-attention (``attention/encdec``) is what tells
+this family apart, so the pack claims nothing without it (:data:`SIGNATURE`).  A decoder layer has
 ``attention/self``, ``attention/output``, the cross-attention ``attention/encdec`` and
 ``attention/encdec_output``, then ``intermediate`` and ``output``.  The shared
 ("coupled") variant names the decoder stack ``encoder`` too: one stack serves both
@@ -26,13 +28,16 @@ Choices, where the checkpoints leave one open:
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
 from bridge.rules import Optional_, Rule, RulePack
 
 CLASS = "EncoderDecoderModel"
-_P = r"([^/]+/[^/]+)/"  # the two-component prefix (module/bert/), captured and dropped
+_P = r"((?:[^/]+/)*?)"  # the prefix, any depth (module/bert/, bert/, none), captured and dropped
+# Only an encoder-decoder has cross-attention: without it these names are a plain BERT's.
+SIGNATURE = r"(^|/)(encoder|decoder)/layer_\d+/attention/encdec(_output)?/"
 _EMB = _P + r"embeddings/"
 
 
@@ -70,11 +75,15 @@ OPTIONAL = (
 
 
 def find_prefix(names: Iterable[str]) -> str | None:
-    """The two-component prefix (``module/bert``) the checkpoint's names carry, if any."""
-    for name in names:
-        m = re.match(_P + r"(?:embeddings|encoder|decoder)/", name)
-        if m:
-            return m.group(1)
+    """The prefix (``module/bert/``, ``bert/`` or ``""``) before the cross-attention's stack, where the word
+    embeddings are too; None when no such pair is there."""
+    names = set(names)
+    found = Counter(
+        m.group(1) for n in names if (m := re.match(r"(.*?)(?:encoder|decoder)/layer_\d+/attention/encdec", n))
+    )
+    for prefix, _ in found.most_common():
+        if f"{prefix}embeddings/word_embeddings" in names:
+            return prefix
     return None
 
 
@@ -162,11 +171,11 @@ def config_from_source(shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, An
     """A config inferred from shapes: sizes, layer counts, whether the stacks are shared."""
     prefix = find_prefix(shapes)
     if prefix is None:
-        raise KeyError("PREFIX/embeddings/word_embeddings")
-    vocab, hidden = shapes[f"{prefix}/embeddings/word_embeddings"]
+        raise KeyError("PREFIX/embeddings/word_embeddings beside PREFIX/decoder/layer_N/attention/encdec")
+    vocab, hidden = shapes[f"{prefix}embeddings/word_embeddings"]
 
     def count(stack: str) -> int:
-        rx = re.compile(re.escape(prefix) + f"/{stack}/layer_(\\d+)/")
+        rx = re.compile(re.escape(prefix) + f"{stack}/layer_(\\d+)/")
         found = [int(m.group(1)) for n in shapes if (m := rx.match(n))]
         return 1 + max(found) if found else 0
 
@@ -177,12 +186,12 @@ def config_from_source(shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, An
         "hidden_size": hidden,
         "num_hidden_layers": enc,
         "decoder_num_hidden_layers": enc if coupled else count("decoder"),
-        "intermediate_size": shapes[f"{prefix}/encoder/layer_0/intermediate/dense/kernel"][1],
-        "max_position_embeddings": shapes[f"{prefix}/embeddings/position_embeddings"][0],
+        "intermediate_size": shapes[f"{prefix}encoder/layer_0/intermediate/dense/kernel"][1],
+        "max_position_embeddings": shapes[f"{prefix}embeddings/position_embeddings"][0],
         "num_attention_heads": max(1, hidden // 64),
         "hidden_act": "gelu",
         "tie_encoder_decoder": coupled,
-        "has_output_bias": f"{prefix}/decoder/output_bias" in shapes,
+        "has_output_bias": f"{prefix}decoder/output_bias" in shapes,
         "prefix": prefix,
     }
     stacks = (
@@ -190,8 +199,9 @@ def config_from_source(shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, An
         if coupled
         else ("separate encoder and decoder stacks")
     )
+    found = f"prefix `{prefix}` found" if prefix else "no prefix (names start at `embeddings/`)"
     notes = [
-        f"bertseq2seq: prefix `{prefix}/` found; {enc} encoder layer(s), {config['decoder_num_hidden_layers']} "
+        f"bertseq2seq: {found}; {enc} encoder layer(s), {config['decoder_num_hidden_layers']} "
         f"decoder layer(s); {stacks}",
         "bertseq2seq: `embeddings/*` -> encoder embeddings, copied to the decoder's; `*/attention/self|output`, "
         "`intermediate`, `output` -> encoder or decoder layers; `attention/encdec*` -> decoder cross-attention",
@@ -263,6 +273,7 @@ PACK = RulePack(
     name="bertseq2seq",
     description="TF-Hub bertseq2seq (BERT encoder-decoder) -> transformers EncoderDecoderModel(BertGeneration*)",
     rules=RULES,
+    signature=SIGNATURE,
     optional=OPTIONAL,
     targets={CLASS: layout},
     default_target=default_target,

@@ -23,6 +23,10 @@ def modules(tmp_path_factory) -> dict[str, Path]:
         "coupled": write_hub_module(root / "coupled", seq2seq_variables(coupled=True, seed=1)),
         "extra": write_hub_module(root / "extra", seq2seq_variables(coupled=False, extra=(EXTRA,))),
         "prefix": write_hub_module(root / "prefix", seq2seq_variables(coupled=False, prefix="model/s2s", seed=2)),
+        # Trained under a one-component scope, or none (plain TF1 checkpoints of the same code).
+        "one": write_hub_module(root / "one", seq2seq_variables(coupled=False, prefix="bert", seed=3)),
+        "one-coupled": write_hub_module(root / "one-coupled", seq2seq_variables(coupled=True, prefix="bert", seed=4)),
+        "zero": write_hub_module(root / "zero", seq2seq_variables(coupled=False, prefix="", seed=5)),
     }
 
 
@@ -139,3 +143,51 @@ def test_config_file_sets_heads_while_structure_comes_from_the_checkpoint(module
     assert plan.target.config["num_attention_heads"] == 4 and plan.target.config["tie_encoder_decoder"] is True
     assert not any("assumed" in n for n in plan.notes)
     assert any("one shared stack" in n for n in plan.notes)
+
+
+@pytest.mark.parametrize(
+    ("variant", "found"),
+    [
+        ("one", "prefix `bert/` found"),
+        ("one-coupled", "prefix `bert/` found"),
+        ("zero", "no prefix (names start at `embeddings/`)"),
+    ],
+)
+def test_prefix_of_any_depth_is_found(modules, variant, found):
+    """`bert/encoder/layer_N/...` are BERT names too: the cross-attention tells the family, whatever the depth."""
+    plan = check(modules[variant], to="pytorch")
+    assert plan.pack == "bertseq2seq" and plan.ok, [g.name for g in plan.gaps]
+    assert any(found in n for n in plan.notes)
+    assert [u.name for u in plan.unused] == ["global_step"] and plan.coverage()["source_consumed"] == 1.0
+    assert plan.target.config["tie_encoder_decoder"] == (variant == "one-coupled")
+
+
+def test_plain_bert_under_bert_scope_stays_google_bert():
+    """The seq2seq rules match google-research names as well; without cross-attention they claim nothing."""
+    from bridge.rules import bert, seq2seq
+
+    names = list(seq2seq_variables(coupled=True, prefix="bert"))
+    plain = [n for n in names if "/encdec" not in n]
+    assert seq2seq.PACK.claims(plain) == 0.0 and bert.PACK.claims(plain) == 1.0
+    assert seq2seq.PACK.claims(names) == 1.0 == bert.PACK.claims(names)  # the tie detection breaks by signature
+
+
+@pytest.mark.parametrize("variant", ["one", "zero"])
+def test_convert_and_verify_any_prefix(transformers, modules, variant, tmp_path):
+    out = tmp_path / "out"
+    _run("convert", str(modules[variant]), "--to", "pytorch", "-o", str(out))
+    model, info = transformers.EncoderDecoderModel.from_pretrained(out, output_loading_info=True)
+    assert not any(info.values()), info
+    text = _run("verify", str(modules[variant]), str(out))
+    assert "forward logits" in text and "verdict: PASS" in text
+
+
+def test_no_prefix_advice_that_would_not_match(modules):
+    """Forced onto the BERT rules, a seq2seq checkpoint is all unmatched; `--add-prefix decoder.` would put the
+    encoder's names into the decoder with the wrong shapes, so it is not advised."""
+    text = _run(
+        "check", str(modules["one-coupled"]), "--to", "pytorch", "--rules", "google-bert",
+        "--target", "EncoderDecoderModel", code=1,
+    )  # fmt: skip
+    assert "suspicious:" in text and "--add-prefix" not in text and "--strip-prefix" not in text
+    assert "is this the right target class or rule pack?" in text
