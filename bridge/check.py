@@ -151,7 +151,24 @@ def _reference_tf_names(target: str) -> list[str]:
 def _resolve_config(
     ckpt: Checkpoint, pack: RulePack, config: str | os.PathLike[str] | dict[str, Any] | None
 ) -> tuple[dict[str, Any], list[str]]:
-    """The model config: what the user gives (or a file beside the source) over what the shapes say.
+    """The model config: what the user gives (or a file beside the source) over what other files beside the source
+    say (a vocabulary's special tokens, :attr:`RulePack.config_from_files`) over what the shapes say."""
+    cfg, notes = _config_from_shapes(ckpt, pack, config)
+    if pack.config_from_files is None:
+        return cfg, notes
+    base = Path(ckpt.path)
+    found, found_notes = pack.config_from_files(base if base.is_dir() else base.parent)
+    given = _given_config(ckpt, pack, config)[0] or {}
+    kept = {k: v for k, v in found.items() if k not in given}
+    if found and not kept:  # the given config sets every key: what the files say is not used
+        return cfg, notes
+    return {**cfg, **kept}, notes + found_notes
+
+
+def _config_from_shapes(
+    ckpt: Checkpoint, pack: RulePack, config: str | os.PathLike[str] | dict[str, Any] | None
+) -> tuple[dict[str, Any], list[str]]:
+    """What the user gives (or a config file beside the source) over what the shapes say.
 
     The inferred part still matters with a config file: structure facts that only the checkpoint
     knows (a name prefix, whether stacks are shared) come from it; the file decides every key it sets.

@@ -299,6 +299,9 @@ def _write_pytorch(
         config, config_notes = pack.pt_config(plan.target.config or {}, plan.target.class_name)
         notes.extend(config_notes)
         files.append(write_config(tmp, config).name)
+        generation = pack.generation_config(config) if pack.generation_config else None
+        if generation is not None:
+            files.append(write_config(tmp, generation, "generation_config.json").name)
     return files
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -146,6 +147,10 @@ class RulePack:
         claims_target: ``(--target) -> bool``: a PyTorch source with this target belongs to this pack
             (a Keras weights file to fill).
         config_files: config file names beside a source that this family reads (besides ``config.json``).
+        config_from_files: ``(the source's folder) -> (config keys, notes)``: facts read from other files beside
+            the source (a vocabulary's special tokens); a given config's keys win, the notes say what was read.
+        generation_config: ``(the config.json written) -> generation_config.json or None``: for a target that
+            generates, what ``generate()`` reads (its start, end and padding tokens).
         source_heads: ``(PyTorch source shapes by name, config) -> (heads, classifier size)``: which optional parts
             of ``tf_layout`` a PyTorch source fills.
         tf_default: the layout ``--to tensorflow`` writes for a PyTorch source when no ``--target`` is given.
@@ -179,6 +184,8 @@ class RulePack:
     detect: Callable[[Any], bool] | None = None
     claims_target: Callable[[str], bool] | None = None
     config_files: tuple[str, ...] = ()
+    config_from_files: Callable[[Path], tuple[dict[str, Any], list[str]]] | None = None
+    generation_config: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
     source_heads: Callable[[dict[str, tuple[int, ...]], dict[str, Any]], tuple[list[str], int | None]] | None = None
     tf_default: bool = False
     tf_output: Output | None = None

@@ -30,8 +30,10 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
+from bridge.core.vocab import read_vocab
 from bridge.rules import Optional_, Rule, RulePack
 
 CLASS = "EncoderDecoderModel"
@@ -263,10 +265,55 @@ def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], 
             missing.append(key)
     if missing:
         notes.append(
-            f"{', '.join(missing)} unknown (the checkpoint does not store them): set them in config.json "
-            "or generation_config before generate(), from the tokenizer of the model"
+            f"{', '.join(missing)} unknown (the checkpoint does not store them and no vocabulary was found beside "
+            "it: assets/vocab.txt or a sentencepiece .model): set them in config.json and generation_config.json "
+            "before generate(), from the tokenizer of the model"
         )
     return out, notes
+
+
+# The special tokens generate() needs, by the vocabulary's spelling: WordPiece (bert24_*), then sentencepiece.
+_TOKEN_SETS = (
+    {"decoder_start_token_id": "[CLS]", "eos_token_id": "[SEP]", "pad_token_id": "[PAD]"},
+    {"decoder_start_token_id": "<s>", "eos_token_id": "</s>", "pad_token_id": "<pad>"},
+)
+_GENERATION_KEYS = ("decoder_start_token_id", "eos_token_id", "pad_token_id")
+
+
+def _vocabularies(folder: Path) -> list[Path]:
+    """Vocabulary files a Hub module (``assets/``) or a checkpoint folder ships, most likely first."""
+    found = [folder / "assets" / "vocab.txt", folder / "vocab.txt"]
+    for where in (folder / "assets", folder):
+        found += sorted(where.glob("*.model")) if where.is_dir() else []
+    return [p for p in found if p.is_file()]
+
+
+def special_tokens(folder: Path) -> tuple[dict[str, Any], list[str]]:
+    """``decoder_start_token_id``, ``eos_token_id`` and ``pad_token_id`` from the vocabulary beside the module:
+    ``[CLS]``/``[SEP]``/``[PAD]`` of a WordPiece vocabulary (BERT's own start and end), else ``<s>``/``</s>``/``<pad>``
+    of a sentencepiece one; the notes say which tokens were used, or why none were."""
+    for path in _vocabularies(folder):
+        where = path.relative_to(folder).as_posix()
+        try:
+            ids = {token: i for i, token in reversed(list(enumerate(read_vocab(path))))}  # the first of duplicates
+        except (OSError, ValueError, UnicodeDecodeError) as e:
+            return {}, [f"bertseq2seq: {where} is not a readable vocabulary ({e}): generate() tokens not set"]
+        for tokens in _TOKEN_SETS:
+            if all(t in ids for t in tokens.values()):
+                found = {key: ids[token] for key, token in tokens.items()}
+                used = ", ".join(f"{key} {found[key]} `{token}`" for key, token in tokens.items())
+                return found, [f"bertseq2seq: generate() tokens from {where}: {used}"]
+        spelled = " nor ".join("/".join(t.values()) for t in _TOKEN_SETS)
+        return {}, [f"bertseq2seq: {where} has neither {spelled}: generate() tokens not set"]
+    return {}, []
+
+
+def generation_config(config: dict[str, Any]) -> dict[str, Any] | None:
+    """``generation_config.json`` for the written ``config.json``: the tokens ``generate()`` starts, ends and pads
+    with; None when they are unknown."""
+    if not all(key in config for key in _GENERATION_KEYS):
+        return None
+    return {key: config[key] for key in _GENERATION_KEYS}
 
 
 PACK = RulePack(
@@ -280,5 +327,7 @@ PACK = RulePack(
     config_from_source=config_from_source,
     pt_config=pt_config,
     pt_copies=copies,
+    config_from_files=special_tokens,
+    generation_config=generation_config,
     forward_check="bridge.verify_seq2seq:seq2seq_forward_check",
 )

@@ -191,3 +191,85 @@ def test_no_prefix_advice_that_would_not_match(modules):
     )  # fmt: skip
     assert "suspicious:" in text and "--add-prefix" not in text and "--strip-prefix" not in text
     assert "is this the right target class or rule pack?" in text
+
+
+# A Hub module's WordPiece vocabulary (assets/vocab.txt), BERT's special tokens placed as in BERT's own files.
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(35)]
+
+
+@pytest.fixture(scope="module")
+def vocab_module(modules, tmp_path_factory) -> Path:
+    import shutil
+
+    module = tmp_path_factory.mktemp("vocab") / "module"
+    shutil.copytree(modules["uncoupled"], module)
+    (module / "assets").mkdir()
+    (module / "assets" / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
+    return module
+
+
+def test_vocabulary_gives_the_generation_tokens(vocab_module):
+    text = _run("check", str(vocab_module), "--to", "pytorch")
+    assert (
+        "generate() tokens from assets/vocab.txt: decoder_start_token_id 2 `[CLS]`, eos_token_id 3 `[SEP]`, "
+        "pad_token_id 0 `[PAD]`"
+    ) in text
+    plan = check(vocab_module, to="pytorch")
+    config = plan.target.config
+    assert [VOCAB[config[k]] for k in ("decoder_start_token_id", "eos_token_id", "pad_token_id")] == [
+        "[CLS]",
+        "[SEP]",
+        "[PAD]",
+    ]
+
+
+def test_converted_module_generates_as_written(transformers, torch, vocab_module, tmp_path):
+    """No edit before generate(): config.json and generation_config.json carry the vocabulary's tokens."""
+    import json
+
+    out = tmp_path / "out"
+    text = _run("convert", str(vocab_module), "--to", "pytorch", "-o", str(out))
+    assert "unknown" not in text and "generate() tokens from assets/vocab.txt" in text
+    generation = json.loads((out / "generation_config.json").read_text())
+    assert generation == {"decoder_start_token_id": 2, "eos_token_id": 3, "pad_token_id": 0}
+    model = transformers.EncoderDecoderModel.from_pretrained(out)
+    assert model.generation_config.decoder_start_token_id == 2 and model.generation_config.eos_token_id == 3
+    generated = model.generate(torch.tensor([[5, 6, 7, 8]]), max_new_tokens=4, do_sample=False)
+    assert generated.shape[0] == 1 and int(generated[0, 0]) == VOCAB.index("[CLS]")
+
+
+def test_unusable_vocabulary_is_named(modules, tmp_path):
+    import shutil
+
+    module = tmp_path / "module"
+    shutil.copytree(modules["uncoupled"], module)
+    (module / "assets").mkdir()
+    (module / "assets" / "vocab.txt").write_text("a\nb\nc\n")
+    text = _run("check", str(module), "--to", "pytorch")
+    assert "assets/vocab.txt has neither [CLS]/[SEP]/[PAD] nor <s>/</s>/<pad>: generate() tokens not set" in text
+
+
+SENTENCEPIECE = Path(__file__).resolve().parents[1] / "fixtures" / "sentencepiece"
+
+
+def test_sentencepiece_pieces_read_as_sentencepiece_lists_them():
+    from bridge.core.vocab import read_vocab
+
+    assert read_vocab(SENTENCEPIECE / "tiny.model") == (SENTENCEPIECE / "tiny.pieces.txt").read_text().splitlines()
+
+
+def test_sentencepiece_model_gives_the_generation_tokens(modules, tmp_path):
+    import shutil
+
+    module = tmp_path / "module"
+    shutil.copytree(modules["uncoupled"], module)
+    (module / "assets").mkdir()
+    shutil.copy(SENTENCEPIECE / "tiny.model", module / "assets" / "spiece.model")
+    plan = check(module, to="pytorch")
+    config = plan.target.config
+    assert (config["decoder_start_token_id"], config["eos_token_id"], config["pad_token_id"]) == (2, 1, 0)
+    assert any(
+        "generate() tokens from assets/spiece.model: decoder_start_token_id 2 `<s>`, eos_token_id 1 `</s>`, "
+        "pad_token_id 0 `<pad>`" in n
+        for n in plan.notes
+    )
