@@ -190,6 +190,8 @@ def _config_from_shapes(
         ) from e
     if given is None:
         return inferred, inferred_notes
+    if "model_type" in inferred and given.get("model_type") == inferred["model_type"]:
+        return given, notes  # a transformers config of the very model the shapes describe is complete as it is
     kept = [n for n in inferred_notes if not n.startswith("config inferred from tensor shapes")]
     return {**given, **{k: v for k, v in inferred.items() if k not in given}}, notes + kept
 

@@ -232,8 +232,9 @@ def config_from_pytorch(shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, A
         "pad_token_id": 0,
     }
     head = next((s for n, s in shapes.items() if n.endswith(("classifier.weight", "qa_outputs.weight"))), None)
-    if head is not None and len(head) == 2:
-        config["num_labels"] = head[0]
+    if head is not None and len(head) == 2:  # as transformers' config.json says it (never `num_labels`)
+        config["id2label"] = {str(i): f"LABEL_{i}" for i in range(head[0])}
+        config["label2id"] = {f"LABEL_{i}": i for i in range(head[0])}
     notes = [
         f"config inferred from tensor shapes (no config.json beside the checkpoint): {layers} layer(s), "
         f"hidden {hidden}, intermediate {config['intermediate_size']}, vocab {vocab}, "
