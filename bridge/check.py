@@ -113,7 +113,9 @@ def _detect_pack(ckpt: Checkpoint, target: str | None, extra_rules: tuple[Rule, 
         names = _reference_tf_names(target) if target else []
         if not names:
             return next(p for p in layouts.values() if p.tf_default)
-    scored = sorted(((p.claims(names), p.name, p) for p in packs()), reverse=True)
+    # On a tie the pack whose signature matched is the more specific one (a shared-stack encoder-decoder's names
+    # are all BERT names too).
+    scored = sorted(((p.claims(names), p.signature is not None, p.name, p) for p in packs()), reverse=True)
     if not scored or scored[0][0] == 0:
         by_structure = [p for p in packs() if p.detect is not None and p.detect(ckpt)]
         if by_structure:
@@ -123,7 +125,7 @@ def _detect_pack(ckpt: Checkpoint, target: str | None, extra_rules: tuple[Rule, 
             detail=f"{len(names)} model tensors, e.g. `{names[0] if names else '-'}`",
             hint="Pass --rules NAME, or one-off --map 'SRC_REGEX=TARGET' rules",
         )
-    return scored[0][2]
+    return scored[0][3]
 
 
 def tf_layouts() -> dict[str, RulePack]:
@@ -146,7 +148,24 @@ def _reference_tf_names(target: str) -> list[str]:
 def _resolve_config(
     ckpt: Checkpoint, pack: RulePack, config: str | os.PathLike[str] | dict[str, Any] | None
 ) -> tuple[dict[str, Any], list[str]]:
-    """The model config: what the user gives (or a file beside the source) over what the shapes say.
+    """The model config: what the user gives (or a file beside the source) over what other files beside the source
+    say (a vocabulary's special tokens, :attr:`RulePack.config_from_files`) over what the shapes say."""
+    cfg, notes = _config_from_shapes(ckpt, pack, config)
+    if pack.config_from_files is None:
+        return cfg, notes
+    base = Path(ckpt.path)
+    found, found_notes = pack.config_from_files(base if base.is_dir() else base.parent)
+    given = _given_config(ckpt, pack, config)[0] or {}
+    kept = {k: v for k, v in found.items() if k not in given}
+    if found and not kept:  # the given config sets every key: what the files say is not used
+        return cfg, notes
+    return {**cfg, **kept}, notes + found_notes
+
+
+def _config_from_shapes(
+    ckpt: Checkpoint, pack: RulePack, config: str | os.PathLike[str] | dict[str, Any] | None
+) -> tuple[dict[str, Any], list[str]]:
+    """What the user gives (or a config file beside the source) over what the shapes say.
 
     The inferred part still matters with a config file: structure facts that only the checkpoint
     knows (a name prefix, whether stacks are shared) come from it; the file decides every key it sets.
@@ -168,6 +187,8 @@ def _resolve_config(
         ) from e
     if given is None:
         return inferred, inferred_notes
+    if "model_type" in inferred and given.get("model_type") == inferred["model_type"]:
+        return given, notes  # a transformers config of the very model the shapes describe is complete as it is
     kept = [n for n in inferred_notes if not n.startswith("config inferred from tensor shapes")]
     return {**given, **{k: v for k, v in inferred.items() if k not in given}}, notes + kept
 

@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from bridge.core.errors import BridgeError
+from bridge.quiet import quiet_frameworks
 
 INTERNAL_ERROR = 3  # not bad input and not a gap: a bug here or in a framework this called
 _DEBUG_HELP = "Show tracebacks instead of one-paragraph errors (also BRIDGE_DEBUG=1)."
@@ -57,8 +58,11 @@ class _BridgeGroup(click.Group):
         def debug() -> bool:  # known once the group's and the subcommand's options are parsed
             return bool(ctx.meta.get("bridge.debug")) or os.environ.get("BRIDGE_DEBUG") == "1"
 
+        # Filtering starts before the subcommand's own --debug is parsed: look for it in the arguments too.
+        asked = debug() or "--debug" in sys.argv[1:]
         try:
-            return super().invoke(ctx)
+            with quiet_frameworks(debug=asked):
+                return super().invoke(ctx)
         except BrokenPipeError:  # `bridge inspect ... | head`: what was written was wanted, the rest was not
             _quiet_stdout()
             ctx.exit(0)

@@ -300,8 +300,9 @@ def _write_pytorch(
         config, config_notes = pack.pt_config(plan.target.config or {}, plan.target.class_name)
         notes.extend(config_notes)
         files.append(write_config(tmp, config).name)
-        side = pack.pt_files(plan.target.config or {}, plan.target.class_name) if pack.pt_files else {}
-        files += [write_config(tmp, content, name).name for name, content in side.items()]
+        generation = pack.generation_config(config) if pack.generation_config else None
+        if generation is not None:
+            files.append(write_config(tmp, generation, "generation_config.json").name)
     return files
 
 

@@ -23,7 +23,7 @@ def render_plan(plan: Plan, *, verbose: bool = False) -> str:
     cov = plan.coverage()
     t = plan.target
     lines = [
-        f"source: {plan.source_path} ({plan.source_format}, rules: {plan.pack})",
+        f"source: {plan.source_path} ({plan.source_format}, {plan.rules_label})",
         f"target: {t.description}" + (f" [{t.framework}]" if t.framework else ""),
         f"coverage: source model tensors consumed {cov['source_consumed']:.0%}, "
         f"target tensors filled {cov['target_filled']:.0%} "

@@ -43,8 +43,8 @@ def seq2seq_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
             decoder_input_ids=torch.from_numpy(decoder_ids),
         )
     pt = {"encoder_last_hidden_state": out.encoder_last_hidden_state.numpy(), "logits": out.logits.numpy()}
-    prefix = config.get("prefix", "module/bert")
-    bias = "decoder/output_bias" if f"{prefix}/decoder/output_bias" in tf_ckpt else None
+    prefix = config.get("prefix", "module/bert/")  # with its trailing slash; "" when the names have none
+    bias = "decoder/output_bias" if f"{prefix}decoder/output_bias" in tf_ckpt else None
     tf = seq2seq_forward(
         lambda n: tf_ckpt[n].numpy(),
         cfg,

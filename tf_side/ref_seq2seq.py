@@ -35,7 +35,7 @@ def seq2seq_forward(
     """``encoder_last_hidden_state`` ``[batch, src, hidden]`` and ``logits`` ``[batch, tgt, vocab]``."""
     import tensorflow as tf
 
-    ops = WeightOps(lambda name: weights(f"{prefix}/{name}"), eps=config.get("layer_norm_eps", 1e-12))
+    ops = WeightOps(lambda name: weights(f"{prefix}{name}"), eps=config.get("layer_norm_eps", 1e-12))
     w, dense, layer_norm = ops.w, ops.dense, ops.layer_norm
 
     hidden = config["hidden_size"]

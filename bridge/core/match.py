@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from bridge.core.model import Checkpoint, TensorRecord
 from bridge.core.naming import closest
-from bridge.core.packs import Rule, RulePack
+from bridge.core.packs import Buffer, Rule, RulePack
 from bridge.core.plan import Leftover, Match, Mismatch, Plan, TargetSpec, Tie
 from bridge.core.transforms import IDENTITY, Transform
 
@@ -51,6 +52,7 @@ def build_plan(
         A :class:`Plan`; ``plan.ok`` tells whether a conversion would be complete and faithful.
     """
     plan = Plan(source_path=ckpt.path, source_format=ckpt.format, pack=pack.name, target=spec, rule_pack=pack)
+    plan.names_as_is = (spec.framework == "pytorch") == (ckpt.framework == "pytorch")  # one side: no rules apply
     rules = tuple(extra_rules) + pack.rules
     model = [r for r in ckpt.values() if r.kind == "model"]
     plan.source_model_tensors = len(model)
@@ -59,7 +61,7 @@ def build_plan(
             slot = f" ({r.slot_name})" if r.slot_name else ""
             plan.unused.append(Leftover(r.name, _NON_MODEL[r.kind].format(slot=slot), True, r.shape, r.kind))
 
-    proposals = _propose(ckpt, model, spec, rules, plan, strip_prefix, add_prefix)
+    proposals, domain = _propose(ckpt, model, spec, rules, plan, strip_prefix, add_prefix)
     filled: dict[str, str] = {}
     parts: dict[str, tuple[set[int], int]] = {}  # targets assembled from n parts (place/sum/block(k,n)): the parts seen
     unplaced: list[tuple[TensorRecord, str | None]] = []
@@ -119,7 +121,7 @@ def build_plan(
             continue
         plan.missing.append(_explain_missing(name, t.shape, pack, leftover_sources))
 
-    _flag_suspicious(plan, model, proposals, spec)
+    _flag_suspicious(plan, model, domain)
     return plan
 
 
@@ -180,8 +182,8 @@ def _propose(
     plan: Plan,
     strip_prefix: str | None,
     add_prefix: str | None,
-) -> dict[str, list[tuple[str, Transform]]]:
-    """Source name -> [(target name, transform)], before validation.
+) -> tuple[dict[str, list[tuple[str, Transform]]], _Domain]:
+    """Source name -> [(target name, transform)], before validation; and what the names were aligned on.
 
     Usually one target per source; a source split in parts (a Keras GRU's two bias rows) has
     one per part: every rule that matches a source name and names another target adds one.
@@ -202,13 +204,20 @@ def _propose(
     if spec.framework == "pytorch" and not source_is_pt:  # TF -> PyTorch: rules forwards
         mapped = {r.name: hits for r in model if (hits := map_tf(r.name))}
         align = _aligner([t for hits in mapped.values() for t, _ in hits], spec, plan, strip_prefix, add_prefix)
-        return {s: [(align(t), tr) for t, tr in hits] for s, hits in mapped.items()}
+        shapes = {r.name: r.shape for r in model}
+        names = [(t, tr.shape(shapes[s])) for s, hits in mapped.items() for t, tr in hits]
+        domain = _Domain(names, {n: t.shape for n, t in spec.tensors.items()})
+        return {s: [(align(t), tr) for t, tr in hits] for s, hits in mapped.items()}, domain
     if spec.framework == "tensorflow" and source_is_pt:  # PyTorch -> TF: enumerate the TF layout
         # A PyTorch tensor split in parts feeds several TF tensors (torch's in_proj_weight is Keras' query, key and
         # value: chunk(k,3) each); otherwise the last TF name mapped to it wins.
         reverse: dict[str, list[tuple[str, Transform]]] = {}
+        pt_shapes: dict[str, tuple[int, ...]] = {}
         for tf_name, t in spec.tensors.items():
             for pt_name, transform in map_tf(tf_name):
+                pt_shape = transform.shape(t.shape)
+                if pt_shape is not None:
+                    pt_shapes.setdefault(pt_name, pt_shape)
                 hit, before = (tf_name, transform.inverse(t.shape)), reverse.get(pt_name, [])
                 reverse[pt_name] = [*before, hit] if before and hit[1].splits and before[0][1].splits else [hit]
         lookup = TargetSpec(
@@ -218,9 +227,20 @@ def _propose(
             base_prefix=spec.base_prefix,
         )
         align = _aligner([r.name for r in model], lookup, plan, strip_prefix, add_prefix)
-        return {r.name: reverse[align(r.name)] for r in model if align(r.name) in reverse}
+        domain = _Domain([(r.name, r.shape) for r in model], pt_shapes)
+        return {r.name: reverse[align(r.name)] for r in model if align(r.name) in reverse}, domain
     align = _aligner([r.name for r in model], spec, plan, strip_prefix, add_prefix)
-    return {r.name: [(align(r.name), IDENTITY)] for r in model}
+    domain = _Domain([(r.name, r.shape) for r in model], {n: t.shape for n, t in spec.tensors.items()})
+    return {r.name: [(align(r.name), IDENTITY)] for r in model}, domain
+
+
+@dataclass(frozen=True)
+class _Domain:
+    """What ``--strip-prefix``/``--add-prefix`` act on: the PyTorch-side names (with the shapes they would have on
+    the target) and the PyTorch-side names and shapes they are aligned to; a prefix hint is tried on these."""
+
+    names: list[tuple[str, tuple[int, ...] | None]]  # None: the transform does not apply to the source's shape
+    targets: dict[str, tuple[int, ...]]
 
 
 def _aligner(
@@ -360,6 +380,9 @@ def _explain_unused(
     for bad in pack.incompatible:
         if re.search(bad.source, r.name):
             return Leftover(r.name, f"changes the model's math: {bad.reason}", False, r.shape)
+    for buffer in pack.buffers:
+        if re.search(buffer.source, r.name):
+            return _explain_buffer(r, buffer)
     for copy in pack.copies:
         if re.fullmatch(copy.source, r.name):
             owner = copy.owner_of(r.name)
@@ -403,6 +426,22 @@ def _explain_unused(
     return Leftover(r.name, reason, False, r.shape, suggestion=suggestion)
 
 
+def _explain_buffer(r: TensorRecord, buffer: Buffer) -> Leftover:
+    """A constant buffer is an expected leftover only when it holds what the target rebuilds: a checkpoint whose
+    buffer was edited (shifted positions) computed with other values, which the converted model would lose."""
+    value = r.numpy()
+    rebuilt = buffer.value(r.shape)
+    if value.shape == rebuilt.shape and value.dtype.kind in "iu" and np.array_equal(value, rebuilt):
+        return Leftover(r.name, f"expected: constant buffer: {buffer.reason}", True, r.shape)
+    return Leftover(
+        r.name,
+        f"a constant buffer ({buffer.reason}), but its values are not the ones the target rebuilds: "
+        "the model computed with these, the converted one would not",
+        False,
+        r.shape,
+    )
+
+
 def _has_prefix(name: str, prefix: str, spec: TargetSpec) -> bool:
     if name.startswith(prefix):
         return True
@@ -440,16 +479,13 @@ def _pt_name(source: str, proposals: dict[str, list[tuple[str, Transform]]]) -> 
     return proposals[source][0][0] if source in proposals else source
 
 
-def _flag_suspicious(
-    plan: Plan, model: list[TensorRecord], proposals: dict[str, list[tuple[str, Transform]]], spec: TargetSpec
-) -> None:
+def _flag_suspicious(plan: Plan, model: list[TensorRecord], domain: _Domain) -> None:
     if not model:
         return
     unmatched = sum(not x.expected for x in plan.unused if x.kind == "model")
     if unmatched <= len(model) * _SUSPICIOUS_FRACTION:
         return
-    names = [_pt_name(r.name, proposals) for r in model]
-    hint = _prefix_hint(names, list(spec.tensors))
+    hint = _prefix_hint(domain, len(plan.matched))
     plan.notes.insert(
         0,
         f"suspicious: {unmatched} of {len(model)} model tensors unmatched"
@@ -457,18 +493,26 @@ def _flag_suspicious(
     )
 
 
-def _prefix_hint(sources: Iterable[str], targets: Iterable[str]) -> str | None:
-    """The ``--strip-prefix``/``--add-prefix`` flag that would line the names up best."""
-    sources, targets = list(sources), set(targets)
-    firsts = Counter(n.split(".", 1)[0] + "." for n in sources if "." in n)
+def _prefix_hint(domain: _Domain, matched: int) -> str | None:
+    """The ``--strip-prefix``/``--add-prefix`` flag that would line up the most names, each with the shape its target
+    expects, applied as the flag is (names the target has stay as they are); None unless it beats the ``matched``
+    the plan already has: advice that would not match is no advice."""
+    targets = domain.targets
+
+    def score(rename: Callable[[str], str]) -> int:
+        return sum(
+            shape is not None and targets.get(n if n in targets else rename(n)) == shape for n, shape in domain.names
+        )
+
+    firsts = Counter(n.split(".", 1)[0] + "." for n, _ in domain.names if "." in n)
     target_firsts = Counter(n.split(".", 1)[0] + "." for n in targets if "." in n)
-    best: tuple[int, str | None] = (sum(n in targets for n in sources), None)
+    best: tuple[int, str | None] = (matched, None)
     for prefix, _ in firsts.most_common(3):
-        s = sum(n[len(prefix) :] in targets for n in sources if n.startswith(prefix))
+        s = score(_stripper(prefix))
         if s > best[0]:
             best = (s, f"--strip-prefix {prefix}")
     for prefix, _ in target_firsts.most_common(3):
-        s = sum(prefix + n in targets for n in sources)
+        s = score(_adder(prefix))
         if s > best[0]:
             best = (s, f"--add-prefix {prefix}")
     return best[1]

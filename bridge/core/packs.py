@@ -14,7 +14,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from bridge.core.transforms import Transform, parse
 
@@ -82,6 +85,16 @@ class Incompatible:
 
 
 @dataclass(frozen=True)
+class Buffer:
+    """Source tensors that are constant buffers the target model rebuilds itself (transformers < 4.31 saved
+    ``embeddings.position_ids``): expected leftovers, but only while they hold the value the target rebuilds."""
+
+    source: str  # regex (search) over source names
+    reason: str
+    value: Callable[[tuple[int, ...]], np.ndarray]  # the value the target computes for a buffer of this shape
+
+
+@dataclass(frozen=True)
 class Output:
     """How ``convert`` writes a pack's TF-side layout: the writer is an import string, so the core names no adapter.
 
@@ -104,10 +117,15 @@ class RulePack:
         name: ``--rules`` value and report label.
         description: one line for reports.
         rules: ordered; the first rule that matches a name wins.
+        signature: a regex (search) some source name must match for the rules to claim a checkpoint at all:
+            what tells the family apart from another whose names its rules also match (an encoder-decoder's
+            cross-attention, beside BERT names); a pack whose signature matched wins a tie in detection.
         heads: source scopes a target class may lack, with their labels.
         optional: target tensors that may stay without a source.
         copies: source tensors that duplicate mapped ones (expected leftovers, stored once).
         incompatible: source tensors that change the model's math when dropped (gaps, exit 1).
+        buffers: source tensors that are constant buffers the target rebuilds (expected leftovers when their
+            values are the ones it rebuilds; read by ``check``).
         targets: PyTorch class name -> ``(config) -> {name: (shape, tied_to)}``: the layout
             of a target class computed without torch (pinned by tests against transformers).
         tf_layout: ``(config, heads) -> {tf_name: shape}``: the TF-side layout, for the
@@ -132,8 +150,10 @@ class RulePack:
             dict, notes)``.  Read beside a source when no JSON config is there (patterns without wildcards name
             the files looked for: Mesh TensorFlow's ``operative_config.gin``), and for ``--config FILE`` whose name
             matches a pattern.
-        pt_files: ``(source config, class name) -> {file name: JSON object}``: files convert writes beside
-            ``config.json`` on the PyTorch side (``generation_config.json``).
+        config_from_files: ``(the source's folder) -> (config keys, notes)``: facts read from other files beside
+            the source (a vocabulary's special tokens); a given config's keys win, the notes say what was read.
+        generation_config: ``(the config.json written) -> generation_config.json or None``: for a target that
+            generates, what ``generate()`` reads (its start, end and padding tokens).
         source_heads: ``(PyTorch source shapes by name, config) -> (heads, classifier size)``: which optional parts
             of ``tf_layout`` a PyTorch source fills.
         tf_default: the layout ``--to tensorflow`` writes for a PyTorch source when no ``--target`` is given.
@@ -146,10 +166,12 @@ class RulePack:
     name: str
     description: str
     rules: tuple[Rule, ...]
+    signature: str | None = None
     heads: tuple[Head, ...] = ()
     optional: tuple[Optional_, ...] = ()
     copies: tuple[Copy, ...] = ()
     incompatible: tuple[Incompatible, ...] = ()
+    buffers: tuple[Buffer, ...] = ()
     targets: dict[str, Callable[[dict[str, Any]], dict[str, tuple[tuple[int, ...], str | None]]]] = field(
         default_factory=dict
     )
@@ -166,7 +188,8 @@ class RulePack:
     claims_target: Callable[[str], bool] | None = None
     config_files: tuple[str, ...] = ()
     config_parsers: dict[str, Callable[[str], tuple[dict[str, Any], list[str]]]] = field(default_factory=dict)
-    pt_files: Callable[[dict[str, Any], str], dict[str, dict[str, Any]]] | None = None
+    config_from_files: Callable[[Path], tuple[dict[str, Any], list[str]]] | None = None
+    generation_config: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
     source_heads: Callable[[dict[str, tuple[int, ...]], dict[str, Any]], tuple[list[str], int | None]] | None = None
     tf_default: bool = False
     tf_output: Output | None = None
@@ -190,4 +213,6 @@ class RulePack:
     def claims(self, names: Iterable[str]) -> float:
         """Fraction of ``names`` some rule maps: how well this pack fits a checkpoint."""
         names = list(names)
-        return sum(self.map_name(n) is not None for n in names) / len(names) if names else 0.0
+        if not names or (self.signature is not None and not any(re.search(self.signature, n) for n in names)):
+            return 0.0
+        return sum(self.map_name(n) is not None for n in names) / len(names)

@@ -125,6 +125,9 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     source_model_tensors: int = 0
     user_rules: list[UserRuleUse] = field(default_factory=list)
+    # Both sides in one framework: names are compared as they are (aligned by prefix), no rule maps them; the pack
+    # only lays out a class it knows and explains leftovers.
+    names_as_is: bool = False
     # The pack itself (a rule file's own, or one bound to this source and target), for the writers.
     rule_pack: RulePack | None = field(default=None, repr=False, compare=False)
 
@@ -139,6 +142,16 @@ class Plan:
     @property
     def exit_code(self) -> int:
         return 0 if self.ok else 1
+
+    @property
+    def rules_label(self) -> str:
+        """What matched the names, for a report's header: the pack's rules, or the names themselves."""
+        if self.names_as_is:
+            pack = self.rule_pack
+            laid_out = pack is not None and self.target.class_name in pack.targets  # the pack's own class table
+            role = "lays out the target and explains leftovers" if laid_out else "explains leftovers"
+            return f"no rules: names compared as they are; {self.pack} {role}"
+        return f"rules: {self.pack}"
 
     def coverage(self) -> dict[str, float]:
         needing = {t.name for t in self.target.tensors.values() if t.tied_to is None}
@@ -179,4 +192,6 @@ class Plan:
         }
         if self.user_rules:  # only with --map/--rules, so that plain plans keep their shape
             payload["user_rules"] = items(self.user_rules)
+        if self.names_as_is:
+            payload["rules_applied"] = False
         return payload

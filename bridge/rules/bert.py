@@ -13,7 +13,9 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from bridge.rules import Head, Incompatible, Optional_, Output, Rule, RulePack
+import numpy as np
+
+from bridge.rules import Buffer, Head, Incompatible, Optional_, Output, Rule, RulePack
 
 _LAYER = r"bert/encoder/layer_(\d+)"
 
@@ -170,7 +172,13 @@ def default_target(names: Iterable[str]) -> str:
 
 
 def config_from_source(shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, Any], list[str]]:
-    """A BertConfig dict inferred from shapes, and notes on what had to be assumed."""
+    """A BertConfig dict inferred from shapes, and notes on what had to be assumed.
+
+    google-research names give a ``bert_config.json``; a PyTorch state dict saved without its ``config.json``
+    (transformers names, any prefix) gives a transformers config (:func:`config_from_pytorch`).
+    """
+    if "bert/embeddings/word_embeddings" not in shapes and _pytorch_prefix(shapes) is not None:
+        return config_from_pytorch(shapes)
     vocab, hidden = shapes["bert/embeddings/word_embeddings"]
     layers = 1 + max(int(m.group(1)) for n in shapes if (m := re.match(r"bert/encoder/layer_(\d+)/", n)))
     config: dict[str, Any] = {
@@ -188,6 +196,51 @@ def config_from_source(shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, An
         "config inferred from tensor shapes (no bert_config.json beside the checkpoint); "
         f"num_attention_heads assumed hidden_size/64 = {config['num_attention_heads']}: "
         "pass --config bert_config.json if that is wrong (shapes cannot tell)"
+    ]
+    return config, notes
+
+
+_PT_WORDS = re.compile(r"(.*?)embeddings\.word_embeddings\.weight")
+
+
+def _pytorch_prefix(shapes: dict[str, tuple[int, ...]]) -> str | None:
+    """What comes before ``embeddings.`` in a PyTorch BERT's names (``""``, ``bert.``, ``module.bert.``), if any."""
+    found = [m.group(1) for n in shapes if (m := _PT_WORDS.fullmatch(n)) and len(shapes[n]) == 2]
+    return min(found, key=len) if found else None
+
+
+def config_from_pytorch(shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, Any], list[str]]:
+    """A transformers ``BertConfig`` dict inferred from a PyTorch state dict's shapes, and what had to be assumed
+    (what no shape tells: the head count, the activation, the layer-norm epsilon: transformers' defaults)."""
+    prefix = _pytorch_prefix(shapes)
+    if prefix is None:
+        raise KeyError("embeddings.word_embeddings.weight")
+    vocab, hidden = shapes[f"{prefix}embeddings.word_embeddings.weight"]
+    rx = re.compile(re.escape(prefix) + r"encoder\.layer\.(\d+)\.")
+    layers = 1 + max(int(m.group(1)) for n in shapes if (m := rx.match(n)))
+    config: dict[str, Any] = {
+        "model_type": "bert",
+        "vocab_size": vocab,
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "intermediate_size": shapes[f"{prefix}encoder.layer.0.intermediate.dense.weight"][0],
+        "max_position_embeddings": shapes[f"{prefix}embeddings.position_embeddings.weight"][0],
+        "type_vocab_size": shapes.get(f"{prefix}embeddings.token_type_embeddings.weight", (2,))[0],
+        "num_attention_heads": max(1, hidden // 64),
+        "hidden_act": "gelu",
+        "layer_norm_eps": 1e-12,
+        "pad_token_id": 0,
+    }
+    head = next((s for n, s in shapes.items() if n.endswith(("classifier.weight", "qa_outputs.weight"))), None)
+    if head is not None and len(head) == 2:  # as transformers' config.json says it (never `num_labels`)
+        config["id2label"] = {str(i): f"LABEL_{i}" for i in range(head[0])}
+        config["label2id"] = {f"LABEL_{i}": i for i in range(head[0])}
+    notes = [
+        f"config inferred from tensor shapes (no config.json beside the checkpoint): {layers} layer(s), "
+        f"hidden {hidden}, intermediate {config['intermediate_size']}, vocab {vocab}, "
+        f"{config['max_position_embeddings']} positions; assumed num_attention_heads = hidden_size/64 = "
+        f"{config['num_attention_heads']}, hidden_act `gelu` (exact) and layer_norm_eps 1e-12 (transformers' "
+        "defaults): pass --config config.json if that is wrong (shapes cannot tell)"
     ]
     return config, notes
 
@@ -256,6 +309,21 @@ INCOMPATIBLE = (
 )
 
 
+def _positions(shape: tuple[int, ...]) -> np.ndarray:
+    """``arange(n)`` laid out as the buffer is (``[1, n]``): what BertEmbeddings rebuilds at every load."""
+    return np.arange(shape[-1] if shape else 0, dtype=np.int64).reshape(shape)
+
+
+BUFFERS = (
+    Buffer(
+        r"(^|\.)embeddings\.position_ids$",
+        "transformers < 4.31 saved BertEmbeddings' position_ids (arange(max_position_embeddings)); later versions "
+        "rebuild it and do not load it",
+        _positions,
+    ),
+)
+
+
 def source_heads(shapes: dict[str, tuple[int, ...]], config: dict[str, Any]) -> tuple[list[str], int | None]:
     """Which optional parts of the TF layout a PyTorch BERT fills (by its class's names), and the size of its
     classifier: the weights say how many labels it has, whatever the config's ``id2label`` says."""
@@ -285,6 +353,7 @@ PACK = RulePack(
     heads=HEADS,
     optional=OPTIONAL,
     incompatible=INCOMPATIBLE,
+    buffers=BUFFERS,
     targets={name: _class_layout(name) for name in CLASSES},
     tf_layout=tf_layout,
     default_target=default_target,

@@ -114,6 +114,17 @@ def default_target(names: Iterable[str]) -> str:
     return "BertModel"
 
 
+def config_from_source(shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, Any], list[str]]:
+    """A transformers config inferred from shapes when no ``config.json`` is beside the source: a PyTorch state
+    dict's names as they are, a ``tf_model.h5``'s through the rules (the PyTorch names and shapes they map to)."""
+    mapped = dict(shapes)
+    for name, shape in shapes.items():
+        hit = PACK.map_name(name)
+        if hit is not None:
+            mapped.setdefault(hit[0], hit[1].shape(shape) or shape)
+    return _bert.config_from_pytorch(mapped)
+
+
 def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], list[str]]:
     """The ``config.json`` beside ``tf_model.h5`` is already a transformers config: only the class changes."""
     out = dict(config, architectures=[class_name])
@@ -223,10 +234,12 @@ PACK = RulePack(
     heads=HEADS,
     optional=OPTIONAL,
     copies=COPIES,
+    buffers=_bert.BUFFERS,
     targets=_bert.PACK.targets,
     tf_layout=tf_layout,
     tf_class=tf_class,
     default_target=default_target,
+    config_from_source=config_from_source,
     base_prefix="bert",
     pt_config=pt_config,
     tf_config=tf_config,

@@ -1,8 +1,10 @@
 """TF-Hub "bertseq2seq" checkpoints (Rothe et al. 2020) -> transformers ``EncoderDecoderModel``.
 
 The TF side is a TF1 Hub module (``tfhub_module.pb`` + ``variables/``) or a plain TF1
-checkpoint with a two-component prefix (``module/bert/``; found, not assumed) before
-``embeddings/``, ``encoder/layer_N/`` and ``decoder/layer_N/``.  A decoder layer has
+checkpoint with a prefix of any depth (``module/bert/`` in Hub modules, ``bert/`` under a one-component
+scope, or none; found, not assumed) before ``embeddings/``, ``encoder/layer_N/`` and ``decoder/layer_N/``.
+Plain BERT names look the same under ``bert/``: the cross-attention (``attention/encdec``) is what tells
+this family apart, so the pack claims nothing without it (:data:`SIGNATURE`).  A decoder layer has
 ``attention/self``, ``attention/output``, the cross-attention ``attention/encdec`` and
 ``attention/encdec_output``, then ``intermediate`` and ``output``.  The shared
 ("coupled") variant names the decoder stack ``encoder`` too: one stack serves both
@@ -26,13 +28,18 @@ Choices, where the checkpoints leave one open:
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
+from bridge.core.vocab import read_vocab
 from bridge.rules import Optional_, Rule, RulePack
 
 CLASS = "EncoderDecoderModel"
-_P = r"([^/]+/[^/]+)/"  # the two-component prefix (module/bert/), captured and dropped
+_P = r"((?:[^/]+/)*?)"  # the prefix, any depth (module/bert/, bert/, none), captured and dropped
+# Only an encoder-decoder has cross-attention: without it these names are a plain BERT's.
+SIGNATURE = r"(^|/)(encoder|decoder)/layer_\d+/attention/encdec(_output)?/"
 _EMB = _P + r"embeddings/"
 
 
@@ -70,11 +77,15 @@ OPTIONAL = (
 
 
 def find_prefix(names: Iterable[str]) -> str | None:
-    """The two-component prefix (``module/bert``) the checkpoint's names carry, if any."""
-    for name in names:
-        m = re.match(_P + r"(?:embeddings|encoder|decoder)/", name)
-        if m:
-            return m.group(1)
+    """The prefix (``module/bert/``, ``bert/`` or ``""``) before the cross-attention's stack, where the word
+    embeddings are too; None when no such pair is there."""
+    names = set(names)
+    found = Counter(
+        m.group(1) for n in names if (m := re.match(r"(.*?)(?:encoder|decoder)/layer_\d+/attention/encdec", n))
+    )
+    for prefix, _ in found.most_common():
+        if f"{prefix}embeddings/word_embeddings" in names:
+            return prefix
     return None
 
 
@@ -162,11 +173,11 @@ def config_from_source(shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, An
     """A config inferred from shapes: sizes, layer counts, whether the stacks are shared."""
     prefix = find_prefix(shapes)
     if prefix is None:
-        raise KeyError("PREFIX/embeddings/word_embeddings")
-    vocab, hidden = shapes[f"{prefix}/embeddings/word_embeddings"]
+        raise KeyError("PREFIX/embeddings/word_embeddings beside PREFIX/decoder/layer_N/attention/encdec")
+    vocab, hidden = shapes[f"{prefix}embeddings/word_embeddings"]
 
     def count(stack: str) -> int:
-        rx = re.compile(re.escape(prefix) + f"/{stack}/layer_(\\d+)/")
+        rx = re.compile(re.escape(prefix) + f"{stack}/layer_(\\d+)/")
         found = [int(m.group(1)) for n in shapes if (m := rx.match(n))]
         return 1 + max(found) if found else 0
 
@@ -177,12 +188,12 @@ def config_from_source(shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, An
         "hidden_size": hidden,
         "num_hidden_layers": enc,
         "decoder_num_hidden_layers": enc if coupled else count("decoder"),
-        "intermediate_size": shapes[f"{prefix}/encoder/layer_0/intermediate/dense/kernel"][1],
-        "max_position_embeddings": shapes[f"{prefix}/embeddings/position_embeddings"][0],
+        "intermediate_size": shapes[f"{prefix}encoder/layer_0/intermediate/dense/kernel"][1],
+        "max_position_embeddings": shapes[f"{prefix}embeddings/position_embeddings"][0],
         "num_attention_heads": max(1, hidden // 64),
         "hidden_act": "gelu",
         "tie_encoder_decoder": coupled,
-        "has_output_bias": f"{prefix}/decoder/output_bias" in shapes,
+        "has_output_bias": f"{prefix}decoder/output_bias" in shapes,
         "prefix": prefix,
     }
     stacks = (
@@ -190,8 +201,9 @@ def config_from_source(shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, An
         if coupled
         else ("separate encoder and decoder stacks")
     )
+    found = f"prefix `{prefix}` found" if prefix else "no prefix (names start at `embeddings/`)"
     notes = [
-        f"bertseq2seq: prefix `{prefix}/` found; {enc} encoder layer(s), {config['decoder_num_hidden_layers']} "
+        f"bertseq2seq: {found}; {enc} encoder layer(s), {config['decoder_num_hidden_layers']} "
         f"decoder layer(s); {stacks}",
         "bertseq2seq: `embeddings/*` -> encoder embeddings, copied to the decoder's; `*/attention/self|output`, "
         "`intermediate`, `output` -> encoder or decoder layers; `attention/encdec*` -> decoder cross-attention",
@@ -253,21 +265,69 @@ def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], 
             missing.append(key)
     if missing:
         notes.append(
-            f"{', '.join(missing)} unknown (the checkpoint does not store them): set them in config.json "
-            "or generation_config before generate(), from the tokenizer of the model"
+            f"{', '.join(missing)} unknown (the checkpoint does not store them and no vocabulary was found beside "
+            "it: assets/vocab.txt or a sentencepiece .model): set them in config.json and generation_config.json "
+            "before generate(), from the tokenizer of the model"
         )
     return out, notes
+
+
+# The special tokens generate() needs, by the vocabulary's spelling: WordPiece (bert24_*), then sentencepiece.
+_TOKEN_SETS = (
+    {"decoder_start_token_id": "[CLS]", "eos_token_id": "[SEP]", "pad_token_id": "[PAD]"},
+    {"decoder_start_token_id": "<s>", "eos_token_id": "</s>", "pad_token_id": "<pad>"},
+)
+_GENERATION_KEYS = ("decoder_start_token_id", "eos_token_id", "pad_token_id")
+
+
+def _vocabularies(folder: Path) -> list[Path]:
+    """Vocabulary files a Hub module (``assets/``) or a checkpoint folder ships, most likely first."""
+    found = [folder / "assets" / "vocab.txt", folder / "vocab.txt"]
+    for where in (folder / "assets", folder):
+        found += sorted(where.glob("*.model")) if where.is_dir() else []
+    return [p for p in found if p.is_file()]
+
+
+def special_tokens(folder: Path) -> tuple[dict[str, Any], list[str]]:
+    """``decoder_start_token_id``, ``eos_token_id`` and ``pad_token_id`` from the vocabulary beside the module:
+    ``[CLS]``/``[SEP]``/``[PAD]`` of a WordPiece vocabulary (BERT's own start and end), else ``<s>``/``</s>``/``<pad>``
+    of a sentencepiece one; the notes say which tokens were used, or why none were."""
+    for path in _vocabularies(folder):
+        where = path.relative_to(folder).as_posix()
+        try:
+            ids = {token: i for i, token in reversed(list(enumerate(read_vocab(path))))}  # the first of duplicates
+        except (OSError, ValueError, UnicodeDecodeError) as e:
+            return {}, [f"bertseq2seq: {where} is not a readable vocabulary ({e}): generate() tokens not set"]
+        for tokens in _TOKEN_SETS:
+            if all(t in ids for t in tokens.values()):
+                found = {key: ids[token] for key, token in tokens.items()}
+                used = ", ".join(f"{key} {found[key]} `{token}`" for key, token in tokens.items())
+                return found, [f"bertseq2seq: generate() tokens from {where}: {used}"]
+        spelled = " nor ".join("/".join(t.values()) for t in _TOKEN_SETS)
+        return {}, [f"bertseq2seq: {where} has neither {spelled}: generate() tokens not set"]
+    return {}, []
+
+
+def generation_config(config: dict[str, Any]) -> dict[str, Any] | None:
+    """``generation_config.json`` for the written ``config.json``: the tokens ``generate()`` starts, ends and pads
+    with; None when they are unknown."""
+    if not all(key in config for key in _GENERATION_KEYS):
+        return None
+    return {key: config[key] for key in _GENERATION_KEYS}
 
 
 PACK = RulePack(
     name="bertseq2seq",
     description="TF-Hub bertseq2seq (BERT encoder-decoder) -> transformers EncoderDecoderModel(BertGeneration*)",
     rules=RULES,
+    signature=SIGNATURE,
     optional=OPTIONAL,
     targets={CLASS: layout},
     default_target=default_target,
     config_from_source=config_from_source,
     pt_config=pt_config,
     pt_copies=copies,
+    config_from_files=special_tokens,
+    generation_config=generation_config,
     forward_check="bridge.verify_seq2seq:seq2seq_forward_check",
 )

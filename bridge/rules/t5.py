@@ -310,13 +310,14 @@ def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], 
     return out, notes
 
 
-def pt_files(config: dict[str, Any], class_name: str) -> dict[str, dict[str, Any]]:
-    """``generation_config.json`` for the classes that generate."""
+def generation_config(config: dict[str, Any]) -> dict[str, Any] | None:
+    """``generation_config.json`` for the classes that generate (from the ``config.json`` written)."""
+    class_name = (config.get("architectures") or [""])[0]
     if not CLASSES.get(class_name, ("t5", True))[1]:
-        return {}
+        return None
     tokens = {k: config.get(k, v) for k, v in _TOKENS.items()}
     extra = {} if _symmetric(config) else {"use_cache": False}
-    return {"generation_config.json": {**tokens, **extra, "_from_model_config": False}}
+    return {**tokens, **extra, "_from_model_config": False}
 
 
 def _symmetric(config: dict[str, Any]) -> bool:
@@ -336,6 +337,6 @@ PACK = RulePack(
     config_from_source=config_from_source,
     pt_config=pt_config,
     config_parsers={"operative_config.gin": config_from_gin, "*.gin": config_from_gin},
-    pt_files=pt_files,
+    generation_config=generation_config,
     forward_check=FORWARD_CHECK,
 )

@@ -1,10 +1,10 @@
 """Tiny TF-Hub-shaped "bertseq2seq" modules written with TensorFlow's TF1 Saver (test fixtures).
 
-Names follow the bertseq2seq lineage: a two-component prefix, ``embeddings/`` without token
-types, ``encoder/layer_N`` and ``decoder/layer_N`` with ``attention/encdec*`` in the decoder
-role.  ``coupled=True`` writes one stack named ``encoder`` holding the ``encdec`` variables.
-The module graph is not read by the bridge: ``tfhub_module.pb`` and ``saved_model.pb`` are
-placeholder bytes.
+Names follow the bertseq2seq lineage: a prefix (two components in Hub modules; any depth, or
+none), ``embeddings/`` without token types, ``encoder/layer_N`` and ``decoder/layer_N`` with
+``attention/encdec*`` in the decoder role.  ``coupled=True`` writes one stack named ``encoder``
+holding the ``encdec`` variables.  The module graph is not read by the bridge:
+``tfhub_module.pb`` and ``saved_model.pb`` are placeholder bytes.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ def seq2seq_variables(
     *, coupled: bool, prefix: str = "module/bert", seed: int = 0, extra: tuple[str, ...] = ()
 ) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
+    scope = f"{prefix}/" if prefix else ""  # "": names start at embeddings/, encoder/, decoder/
     v, h, i, p = (SIZES[k] for k in ("vocab_size", "hidden_size", "intermediate_size", "max_position_embeddings"))
 
     def rand(*shape: int) -> np.ndarray:
@@ -33,14 +34,14 @@ def seq2seq_variables(
         return {f"{scope}/kernel": rand(n_in, n_out), f"{scope}/bias": rand(n_out)}
 
     out: dict[str, np.ndarray] = {
-        f"{prefix}/embeddings/word_embeddings": rand(v, h),
-        f"{prefix}/embeddings/position_embeddings": rand(p, h),
-        **ln(f"{prefix}/embeddings"),
+        f"{scope}embeddings/word_embeddings": rand(v, h),
+        f"{scope}embeddings/position_embeddings": rand(p, h),
+        **ln(f"{scope}embeddings"),
     }
     stacks = [("encoder", coupled)] + ([] if coupled else [("decoder", True)])
     for stack, cross in stacks:
         for n in range(SIZES["num_hidden_layers"]):
-            layer = f"{prefix}/{stack}/layer_{n}"
+            layer = f"{scope}{stack}/layer_{n}"
             for proj in ("query", "key", "value"):
                 out.update(dense(f"{layer}/attention/self/{proj}", h, h))
             out.update(dense(f"{layer}/attention/output/dense", h, h))

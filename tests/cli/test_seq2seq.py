@@ -23,6 +23,10 @@ def modules(tmp_path_factory) -> dict[str, Path]:
         "coupled": write_hub_module(root / "coupled", seq2seq_variables(coupled=True, seed=1)),
         "extra": write_hub_module(root / "extra", seq2seq_variables(coupled=False, extra=(EXTRA,))),
         "prefix": write_hub_module(root / "prefix", seq2seq_variables(coupled=False, prefix="model/s2s", seed=2)),
+        # Trained under a one-component scope, or none (plain TF1 checkpoints of the same code).
+        "one": write_hub_module(root / "one", seq2seq_variables(coupled=False, prefix="bert", seed=3)),
+        "one-coupled": write_hub_module(root / "one-coupled", seq2seq_variables(coupled=True, prefix="bert", seed=4)),
+        "zero": write_hub_module(root / "zero", seq2seq_variables(coupled=False, prefix="", seed=5)),
     }
 
 
@@ -139,3 +143,133 @@ def test_config_file_sets_heads_while_structure_comes_from_the_checkpoint(module
     assert plan.target.config["num_attention_heads"] == 4 and plan.target.config["tie_encoder_decoder"] is True
     assert not any("assumed" in n for n in plan.notes)
     assert any("one shared stack" in n for n in plan.notes)
+
+
+@pytest.mark.parametrize(
+    ("variant", "found"),
+    [
+        ("one", "prefix `bert/` found"),
+        ("one-coupled", "prefix `bert/` found"),
+        ("zero", "no prefix (names start at `embeddings/`)"),
+    ],
+)
+def test_prefix_of_any_depth_is_found(modules, variant, found):
+    """`bert/encoder/layer_N/...` are BERT names too: the cross-attention tells the family, whatever the depth."""
+    plan = check(modules[variant], to="pytorch")
+    assert plan.pack == "bertseq2seq" and plan.ok, [g.name for g in plan.gaps]
+    assert any(found in n for n in plan.notes)
+    assert [u.name for u in plan.unused] == ["global_step"] and plan.coverage()["source_consumed"] == 1.0
+    assert plan.target.config["tie_encoder_decoder"] == (variant == "one-coupled")
+
+
+def test_plain_bert_under_bert_scope_stays_google_bert():
+    """The seq2seq rules match google-research names as well; without cross-attention they claim nothing."""
+    from bridge.rules import bert, seq2seq
+
+    names = list(seq2seq_variables(coupled=True, prefix="bert"))
+    plain = [n for n in names if "/encdec" not in n]
+    assert seq2seq.PACK.claims(plain) == 0.0 and bert.PACK.claims(plain) == 1.0
+    assert seq2seq.PACK.claims(names) == 1.0 == bert.PACK.claims(names)  # the tie detection breaks by signature
+
+
+@pytest.mark.parametrize("variant", ["one", "zero"])
+def test_convert_and_verify_any_prefix(transformers, modules, variant, tmp_path):
+    out = tmp_path / "out"
+    _run("convert", str(modules[variant]), "--to", "pytorch", "-o", str(out))
+    model, info = transformers.EncoderDecoderModel.from_pretrained(out, output_loading_info=True)
+    assert not any(info.values()), info
+    text = _run("verify", str(modules[variant]), str(out))
+    assert "forward logits" in text and "verdict: PASS" in text
+
+
+def test_no_prefix_advice_that_would_not_match(modules):
+    """Forced onto the BERT rules, a seq2seq checkpoint is all unmatched; `--add-prefix decoder.` would put the
+    encoder's names into the decoder with the wrong shapes, so it is not advised."""
+    text = _run(
+        "check", str(modules["one-coupled"]), "--to", "pytorch", "--rules", "google-bert",
+        "--target", "EncoderDecoderModel", code=1,
+    )  # fmt: skip
+    assert "suspicious:" in text and "--add-prefix" not in text and "--strip-prefix" not in text
+    assert "is this the right target class or rule pack?" in text
+
+
+# A Hub module's WordPiece vocabulary (assets/vocab.txt), BERT's special tokens placed as in BERT's own files.
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(35)]
+
+
+@pytest.fixture(scope="module")
+def vocab_module(modules, tmp_path_factory) -> Path:
+    import shutil
+
+    module = tmp_path_factory.mktemp("vocab") / "module"
+    shutil.copytree(modules["uncoupled"], module)
+    (module / "assets").mkdir()
+    (module / "assets" / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
+    return module
+
+
+def test_vocabulary_gives_the_generation_tokens(vocab_module):
+    text = _run("check", str(vocab_module), "--to", "pytorch")
+    assert (
+        "generate() tokens from assets/vocab.txt: decoder_start_token_id 2 `[CLS]`, eos_token_id 3 `[SEP]`, "
+        "pad_token_id 0 `[PAD]`"
+    ) in text
+    plan = check(vocab_module, to="pytorch")
+    config = plan.target.config
+    assert [VOCAB[config[k]] for k in ("decoder_start_token_id", "eos_token_id", "pad_token_id")] == [
+        "[CLS]",
+        "[SEP]",
+        "[PAD]",
+    ]
+
+
+def test_converted_module_generates_as_written(transformers, torch, vocab_module, tmp_path):
+    """No edit before generate(): config.json and generation_config.json carry the vocabulary's tokens."""
+    import json
+
+    out = tmp_path / "out"
+    text = _run("convert", str(vocab_module), "--to", "pytorch", "-o", str(out))
+    assert "unknown" not in text and "generate() tokens from assets/vocab.txt" in text
+    generation = json.loads((out / "generation_config.json").read_text())
+    assert generation == {"decoder_start_token_id": 2, "eos_token_id": 3, "pad_token_id": 0}
+    model = transformers.EncoderDecoderModel.from_pretrained(out)
+    assert model.generation_config.decoder_start_token_id == 2 and model.generation_config.eos_token_id == 3
+    generated = model.generate(torch.tensor([[5, 6, 7, 8]]), max_new_tokens=4, do_sample=False)
+    assert generated.shape[0] == 1 and int(generated[0, 0]) == VOCAB.index("[CLS]")
+
+
+def test_unusable_vocabulary_is_named(modules, tmp_path):
+    import shutil
+
+    module = tmp_path / "module"
+    shutil.copytree(modules["uncoupled"], module)
+    (module / "assets").mkdir()
+    (module / "assets" / "vocab.txt").write_text("a\nb\nc\n")
+    text = _run("check", str(module), "--to", "pytorch")
+    assert "assets/vocab.txt has neither [CLS]/[SEP]/[PAD] nor <s>/</s>/<pad>: generate() tokens not set" in text
+
+
+SENTENCEPIECE = Path(__file__).resolve().parents[1] / "fixtures" / "sentencepiece"
+
+
+def test_sentencepiece_pieces_read_as_sentencepiece_lists_them():
+    from bridge.core.vocab import read_vocab
+
+    assert read_vocab(SENTENCEPIECE / "tiny.model") == (SENTENCEPIECE / "tiny.pieces.txt").read_text().splitlines()
+
+
+def test_sentencepiece_model_gives_the_generation_tokens(modules, tmp_path):
+    import shutil
+
+    module = tmp_path / "module"
+    shutil.copytree(modules["uncoupled"], module)
+    (module / "assets").mkdir()
+    shutil.copy(SENTENCEPIECE / "tiny.model", module / "assets" / "spiece.model")
+    plan = check(module, to="pytorch")
+    config = plan.target.config
+    assert (config["decoder_start_token_id"], config["eos_token_id"], config["pad_token_id"]) == (2, 1, 0)
+    assert any(
+        "generate() tokens from assets/spiece.model: decoder_start_token_id 2 `<s>`, eos_token_id 1 `</s>`, "
+        "pad_token_id 0 `<pad>`" in n
+        for n in plan.notes
+    )
