@@ -7,7 +7,6 @@ from the pack's table (no torch import); any other class is built on torch's
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from typing import Any
 
 from bridge.api import load
 from bridge.core.errors import CheckpointNotFound, UsageError
+from bridge.core.jsonio import load_json
 from bridge.core.match import build_plan
 from bridge.core.model import Checkpoint
 from bridge.core.naming import closest
@@ -81,6 +81,7 @@ def check(
     if user is not None:
         notes.append(f"rules: {len(user.rules)} from {user.path}" if user.pack is None else f"rules: {user.path}")
     plan.notes.extend(notes)
+    plan.notes.extend(f"warning: {w}" for w in ckpt.warnings)
     return plan
 
 
@@ -123,6 +124,7 @@ def _detect_pack(ckpt: Checkpoint, target: str | None, extra_rules: tuple[Rule, 
             return by_structure[0]
         raise UsageError(
             "No rule pack recognises this checkpoint",
+            path=ckpt.path,
             detail=f"{len(names)} model tensors, e.g. `{names[0] if names else '-'}`",
             hint="Pass --rules NAME, or one-off --map 'SRC_REGEX=TARGET' rules",
         )
@@ -196,9 +198,10 @@ def _given_config(
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
+        text = path.read_bytes()
+    except OSError as e:
         raise UsageError("Unreadable config", path=path, detail=str(e), hint="Pass a JSON config file") from e
+    data = load_json(text, path=path, what="config", hint="Pass a JSON config file", error=UsageError)
     if not isinstance(data, dict):
         raise UsageError("Unreadable config", path=path, detail="not a JSON object", hint="Pass a JSON config file")
     return data
