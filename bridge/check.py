@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.api import load
-from bridge.core.errors import CheckpointNotFound, UsageError
+from bridge.core.errors import BridgeError, CheckpointNotFound, UsageError
 from bridge.core.jsonio import load_json
 from bridge.core.match import build_plan
 from bridge.core.model import Checkpoint
@@ -70,7 +70,7 @@ def check(
     with load(source, format=source_format) as ckpt:
         pack = _choose_pack(ckpt, target, rules, user)
         cfg, notes = _resolve_config(ckpt, pack, config)
-        spec = resolve_target(ckpt, pack, to, target, cfg)
+        spec = _target_from_config(ckpt, pack, to, target, cfg, notes)
         if pack.bind is not None:  # a structural pack turns this source + target into exact-name rules
             pack, bound_notes = pack.bind(ckpt, spec)
             notes = bound_notes + notes
@@ -83,6 +83,30 @@ def check(
     plan.notes.extend(notes)
     plan.notes.extend(f"warning: {w}" for w in ckpt.warnings)
     return plan
+
+
+def _target_from_config(
+    ckpt: Checkpoint, pack: RulePack, to: str, target: str | None, cfg: dict[str, Any], notes: list[str]
+) -> TargetSpec:
+    """:func:`resolve_target`, with a config whose values a pack's layout cannot use (a key missing, ``[]``,
+    ``NaN``, ``1e308`` where a size goes) reported as bad input naming the config, not as a crash."""
+    where = next((n.removeprefix("config: ") for n in notes if n.startswith("config: ")), None)
+    try:
+        spec = resolve_target(ckpt, pack, to, target, cfg)
+        for tensor in spec.tensors.values():  # a size from the config must be a size
+            if not all(type(d) is int and 0 <= d < 2**48 for d in tensor.shape):
+                raise ValueError(f"it gives `{tensor.name}` the shape {list(tensor.shape)}")
+        return spec
+    except BridgeError:
+        raise
+    except (KeyError, TypeError, ValueError, OverflowError, MemoryError) as exc:
+        detail = f"missing key {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+        raise UsageError(
+            f"The model config does not fit the {pack.name} rules",
+            path=where or ckpt.path,
+            detail=detail,
+            hint="Pass --config with the model's own config file (sizes as positive integers)",
+        ) from None
 
 
 def _choose_pack(ckpt: Checkpoint, target: str | None, rules: str | None, user: RuleFile | None) -> RulePack:
