@@ -459,6 +459,8 @@ def record(
                 how = "compressed with " + ", ".join(compressed) if compressed else "sparse or truncated"
                 check_inflate(declared, stored, path=source.display, tensor=name, how=how)
             raw = ds[()]
+        except BridgeError:
+            raise
         except H5_ERRORS as exc:
             # Filters were checked on open, so a failing read means damaged bytes
             # (h5py says e.g. "filter returned failure during read" for a bad chunk).
