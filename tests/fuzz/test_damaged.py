@@ -360,3 +360,11 @@ def test_config_values_that_do_not_fit(tmp_path: Path, value: object) -> None:
     (folder / "config.json").write_text(json.dumps(config))
     out = _refused(folder / "config.json", "check", folder, "--to", "pytorch")
     assert "does not fit" in out or "Unreadable config" in out
+
+
+def test_names_holding_any_character_fold(tmp_path: Path, torch) -> None:  # type: ignore[no-untyped-def]
+    # A NUL in a key (one damaged byte of data.pkl, found by `make fuzz --seed 1`) once broke scope folding.
+    path = tmp_path / "nul.pt"
+    torch.save({"a\x00.layer_0.w": torch.zeros(2), "a\x00.layer_1.w": torch.zeros(2), "b\x00": torch.ones(1)}, path)
+    code, out = _bridge("inspect", path)
+    assert code == 0 and "layer_{0..1}" in out, out
