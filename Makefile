@@ -13,7 +13,7 @@ TEST_FRAMEWORKS := tensorflow-cpu==2.21.0 tf-keras==2.21.0 "transformers>=5,<6"
 # lint and typecheck need neither the frameworks nor the test venv.
 TOOL_PINS := ruff==0.17.6 mypy==2.4.1 types-PyYAML
 
-.PHONY: demo test lint typecheck wheel-smoke ci bench clean
+.PHONY: demo test lint typecheck wheel-smoke ci bench fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,11 @@ bench: $(VENV)/.test
 	$(BIN)/python bench/bench_inspect.py
 	$(BIN)/python bench/bench_convert.py
 	$(BIN)/python bench/bench_t5.py
+
+# 10,000 damaged files of every format through inspect/check, each under 2 GB of address space and a time limit:
+# prints the counts of exit codes 0/1/2/3, tracebacks, timeouts, memory and crashes (tests/fuzz/campaign.py).
+fuzz: $(VENV)/.test
+	$(BIN)/python tests/fuzz/campaign.py --cases 10000
 
 clean:
 	rm -rf $(VENV) .venv-tools .pytest_cache

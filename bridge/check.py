@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import fnmatch
 import glob
-import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from bridge.api import load
-from bridge.core.errors import CheckpointNotFound, UsageError
+from bridge.core.errors import BridgeError, CheckpointNotFound, UsageError
 from bridge.core.factory import is_factory
+from bridge.core.jsonio import load_json
 from bridge.core.match import build_plan
 from bridge.core.model import Checkpoint
 from bridge.core.naming import closest
@@ -67,7 +67,7 @@ def check(
     with load(source, format=source_format) as ckpt:
         pack = _choose_pack(ckpt, target, rules, user)
         cfg, notes = _resolve_config(ckpt, pack, config)
-        spec = resolve_target(ckpt, pack, to, target, cfg)
+        spec = _target_from_config(ckpt, pack, to, target, cfg, notes)
         if pack.bind is not None:  # a structural pack turns this source + target into exact-name rules
             pack, bound_notes = pack.bind(ckpt, spec)
             notes = bound_notes + notes
@@ -78,7 +78,32 @@ def check(
     if user is not None:
         notes.append(f"rules: {len(user.rules)} from {user.path}" if user.pack is None else f"rules: {user.path}")
     plan.notes.extend(notes)
+    plan.notes.extend(f"warning: {w}" for w in ckpt.warnings)
     return plan
+
+
+def _target_from_config(
+    ckpt: Checkpoint, pack: RulePack, to: str, target: str | None, cfg: dict[str, Any], notes: list[str]
+) -> TargetSpec:
+    """:func:`resolve_target`, with a config whose values a pack's layout cannot use (a key missing, ``[]``,
+    ``NaN``, ``1e308`` where a size goes) reported as bad input naming the config, not as a crash."""
+    where = next((n.removeprefix("config: ") for n in notes if n.startswith("config: ")), None)
+    try:
+        spec = resolve_target(ckpt, pack, to, target, cfg)
+        for tensor in spec.tensors.values():  # a size from the config must be a size
+            if not all(type(d) is int and 0 <= d < 2**48 for d in tensor.shape):
+                raise ValueError(f"it gives `{tensor.name}` the shape {list(tensor.shape)}")
+        return spec
+    except BridgeError:
+        raise
+    except (KeyError, TypeError, ValueError, OverflowError, MemoryError) as exc:
+        detail = f"missing key {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+        raise UsageError(
+            f"The model config does not fit the {pack.name} rules",
+            path=where or ckpt.path,
+            detail=detail,
+            hint="Pass --config with the model's own config file (sizes as positive integers)",
+        ) from None
 
 
 def _choose_pack(ckpt: Checkpoint, target: str | None, rules: str | None, user: RuleFile | None) -> RulePack:
@@ -122,6 +147,7 @@ def _detect_pack(ckpt: Checkpoint, target: str | None, extra_rules: tuple[Rule, 
             return by_structure[0]
         raise UsageError(
             "No rule pack recognises this checkpoint",
+            path=ckpt.path,
             detail=f"{len(names)} model tensors, e.g. `{names[0] if names else '-'}`",
             hint="Pass --rules NAME, or one-off --map 'SRC_REGEX=TARGET' rules",
         )
@@ -231,9 +257,10 @@ def _parse_config(
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
+        text = path.read_bytes()
+    except OSError as e:
         raise UsageError("Unreadable config", path=path, detail=str(e), hint="Pass a JSON config file") from e
+    data = load_json(text, path=path, what="config", hint="Pass a JSON config file", error=UsageError)
     if not isinstance(data, dict):
         raise UsageError("Unreadable config", path=path, detail="not a JSON object", hint="Pass a JSON config file")
     return data

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from bridge.core import dtypes
-from bridge.core.errors import UsageError
+from bridge.core.errors import CheckpointNotFound, UsageError
 from bridge.core.model import KINDS, Checkpoint, TensorRecord
 from bridge.core.scopes import fold, scope_of
 
@@ -75,6 +75,7 @@ class InspectReport:
             "summary": self.totals(),
             "counters": self.counters,
             "tied": [list(group) for group in ckpt.tied],
+            "warnings": ckpt.warnings,
             "tensors": tensors,
         }
 
@@ -119,7 +120,7 @@ def inspect_checkpoint(
         slot_records,
         _slot_label,
     )
-    counters = {r.name: _scalar(r) for r in records if r.kind == "counter"}
+    counters = {r.name: _scalar(r, ckpt) for r in records if r.kind == "counter"}
     report = InspectReport(ckpt, records, scopes, slots, counters)
     if stats:
         iterable: Iterable[TensorRecord] = progress(records) if progress else records
@@ -153,10 +154,15 @@ def _rows(
     return rows
 
 
-def _scalar(r: TensorRecord) -> Any:
+def _scalar(r: TensorRecord, ckpt: Checkpoint) -> Any:
     if r.numel != 1 or r.dtype == dtypes.STRING:
         return None
-    value = r.numpy().reshape(()).item()
+    try:
+        value = r.numpy().reshape(()).item()
+    except CheckpointNotFound:
+        if ckpt.warnings:  # its file is missing, and the report's warning says so
+            return None
+        raise
     return value if isinstance(value, (int, float, bool)) else str(value)
 
 

@@ -329,6 +329,9 @@ def render_inspect(report: InspectReport, *, every_tensor: bool = False) -> str:
             f"saved twice (second copies: same full name, dtype, shape and checksum): {len(copies)} "
             "tensors, e.g. " + "; ".join(shown) + ("; ..." if len(copies) > 3 else "")
         )
+    if ckpt.warnings:
+        lines.append("")
+        lines += [f"warning: {w}" for w in ckpt.warnings]
     return "\n".join(lines)
 
 

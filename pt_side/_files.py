@@ -5,7 +5,8 @@ Nothing here imports torch or safetensors: the readers parse the formats themsel
 
 from __future__ import annotations
 
-import json
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,20 @@ from typing import Any
 import numpy as np
 
 from bridge.core.errors import CheckpointNotFound, CorruptCheckpoint
+from bridge.core.jsonio import load_json
+
+# What zipfile raises on a damaged archive: besides BadZipFile, a bad deflate stream is zlib.error, a short one
+# EOFError, an unknown compression method NotImplementedError, a negative offset OSError, impossible header fields
+# ValueError/OverflowError.  Readers catch BridgeError (a ValueError too) before these.
+ZIP_ERRORS: tuple[type[Exception], ...] = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    NotImplementedError,
+    OSError,
+    ValueError,
+    OverflowError,
+)
 
 
 class MappedFiles:
@@ -57,16 +72,12 @@ def load_index(path: Path) -> ShardIndex:
     Shard paths are relative to the index's folder; every shard must exist.
     """
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_bytes()
     except FileNotFoundError:
         raise CheckpointNotFound("Shard index not found", path=path) from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorruptCheckpoint(
-            "Shard index is not valid JSON",
-            path=path,
-            detail=str(exc),
-            hint="Re-save the model or restore the index from its source",
-        ) from None
+    except OSError as exc:
+        raise CorruptCheckpoint("Unreadable shard index", path=path, detail=str(exc)) from None
+    data = load_json(text, path=path, what="shard index", hint="Re-save the model or restore the index from its source")
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
     if not isinstance(weight_map, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()
@@ -98,8 +109,8 @@ def read_config(folder: Path) -> dict[str, Any] | None:
     if not config.is_file():
         return None
     try:
-        data = json.loads(config.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        data = load_json(config.read_bytes(), path=config, what="config", hint="")
+    except (OSError, CorruptCheckpoint):
         return None  # a broken companion file must not stop reading the weights
     return data if isinstance(data, dict) else None
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bridge.core.errors import MissingDependency, UsageError
+from bridge.core.jsonio import load_json
 from bridge.core.model import Checkpoint
 
 # transformers output field -> neutral output name, per head.
@@ -34,7 +34,7 @@ def load_transformers_model(folder: Path) -> tuple[Any, dict[str, Any]]:
             path=folder,
             hint="A forward check needs the model's class and config",
         )
-    config = json.loads(config_path.read_text())
+    config = load_json(config_path.read_bytes(), path=config_path, what="config", hint="Fix or re-save config.json")
     class_name = (config.get("architectures") or ["AutoModel"])[0]
     cls = getattr(transformers, class_name)
     transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call,unused-ignore]

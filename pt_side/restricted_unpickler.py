@@ -354,11 +354,13 @@ def unpickle(file: IO[bytes], path: Path, what: str, persistent: Callable[[Any],
         RecursionError,
         OverflowError,
         zipfile.BadZipFile,
+        MemoryError,
     ) as exc:
         truncated = isinstance(exc, EOFError) or "truncated" in str(exc)
-        raise CorruptCheckpoint(
-            f"Unreadable {what}",
-            path=path,
-            detail="the pickle ends early (truncated file)" if truncated else f"{type(exc).__name__}: {exc}",
-            hint=REDOWNLOAD,
-        ) from None
+        if isinstance(exc, MemoryError):
+            # The C unpickler allocates a BINBYTES/BINSTRING's declared length before reading it: a length
+            # field past the end of a damaged file shows up as an allocation that fails.
+            detail = "a length field declares more bytes than can be allocated (a damaged length)"
+        else:
+            detail = "the pickle ends early (truncated file)" if truncated else f"{type(exc).__name__}: {exc}"
+        raise CorruptCheckpoint(f"Unreadable {what}", path=path, detail=detail, hint=REDOWNLOAD) from None

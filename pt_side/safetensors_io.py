@@ -9,7 +9,6 @@ little-endian, C-contiguous, and the tensors tile the data area exactly.
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 from collections.abc import Callable
@@ -21,6 +20,7 @@ import numpy as np
 
 from bridge.core import dtypes
 from bridge.core.errors import CorruptCheckpoint, UnsupportedFeature
+from bridge.core.jsonio import load_json
 from bridge.core.model import Checkpoint, TensorRecord
 from bridge.core.naming import classify_torch_name
 from pt_side._files import (
@@ -84,7 +84,7 @@ def sniff(path: Path) -> bool:
                 return plausible
             if not plausible or length > path.stat().st_size - 8:
                 return False
-            header = json.loads(head[8:] + f.read(length - 1))
+            header = load_json(head[8:] + f.read(length - 1), path=path, what="safetensors header", hint="")
     except (OSError, ValueError):
         return False
     return (
@@ -163,12 +163,7 @@ def read_header(path: Path) -> tuple[list[_Entry], dict[str, Any]]:
                 hint=_REHEADER,
             )
         raw = f.read(length)
-    try:
-        header = json.loads(raw, object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise CorruptCheckpoint(
-            "Unreadable safetensors header", path=path, detail=f"not valid JSON ({exc})", hint=_REHEADER
-        ) from None
+    header = load_json(raw, path=path, what="safetensors header", hint=_REHEADER, object_pairs_hook=_no_duplicates)
     if not isinstance(header, dict):
         raise CorruptCheckpoint(
             "Unreadable safetensors header", path=path, detail="the JSON is not an object", hint=_REHEADER

@@ -30,19 +30,22 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import numpy as np
 
 from bridge.core import dtypes
 from bridge.core.errors import (
+    BridgeError,
     CorruptCheckpoint,
     UnsafeCheckpoint,
     UnsupportedFeature,
 )
+from bridge.core.limits import check_inflate
 from bridge.core.model import Checkpoint, TensorRecord
 from bridge.core.naming import classify_torch_name
 from pt_side._files import (
+    ZIP_ERRORS,
     MappedFiles,
     check_index_coverage,
     claim_name,
@@ -132,7 +135,7 @@ def _storage_from_pid(pid: Any, path: Path, storages: dict[str, Storage], legacy
 def _parse_zip(path: Path) -> _Parsed:
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+    except ZIP_ERRORS as exc:
         raise CorruptCheckpoint(
             "Damaged zip archive",
             path=path,
@@ -200,9 +203,14 @@ def _parse_zip(path: Path) -> _Parsed:
                     storage.file_offset = _member_data_offset(raw, info, path, size)
                 else:
                     parsed.packed = archive  # re-zipped with compression: read, cannot map
-    except zipfile.BadZipFile as exc:
+    except BridgeError:
         archive.close()
-        raise CorruptCheckpoint("Damaged zip archive", path=path, detail=str(exc), hint=REDOWNLOAD) from None
+        raise
+    except ZIP_ERRORS as exc:
+        archive.close()
+        raise CorruptCheckpoint(
+            "Damaged zip archive", path=path, detail=f"{type(exc).__name__}: {exc}", hint=REDOWNLOAD
+        ) from None
     except BaseException:
         archive.close()
         raise
@@ -214,8 +222,10 @@ def _parse_zip(path: Path) -> _Parsed:
 def _member_data_offset(raw: IO[bytes], info: zipfile.ZipInfo, path: Path, size: int) -> int:
     """Where a stored member's bytes start: after its local header, whose extra field
     (torch pads it to align storages) may differ from the central directory's copy."""
-    raw.seek(info.header_offset)
-    header = raw.read(30)
+    header = b""
+    if info.header_offset >= 0:  # a damaged directory can say anything
+        raw.seek(info.header_offset)
+        header = raw.read(30)
     if len(header) < 30 or header[:4] != _ZIP_LOCAL:
         raise CorruptCheckpoint(
             "Damaged zip archive",
@@ -235,10 +245,46 @@ def _member_data_offset(raw: IO[bytes], info: zipfile.ZipInfo, path: Path, size:
     return start
 
 
+class _Capped(io.RawIOBase):
+    """A file whose ``read(n)`` never asks for more than the bytes left.
+
+    ``BufferedReader.read(n)`` allocates ``n`` bytes before reading: a damaged BINSTRING length of 4 GiB in a
+    legacy pickle would otherwise allocate 4 GiB to read a few bytes.
+    """
+
+    def __init__(self, raw: IO[bytes], size: int) -> None:
+        super().__init__()
+        self._raw = raw
+        self._size = size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._raw.seek(offset, whence)
+
+    def read(self, n: int | None = -1) -> bytes:
+        left = max(0, self._size - self._raw.tell())
+        return self._raw.read(left if n is None or n < 0 else min(n, left))
+
+    def readinto(self, buffer: Any) -> int:
+        return self._raw.readinto(buffer)  # type: ignore[attr-defined,no-any-return]
+
+    def readline(self, limit: int | None = -1) -> bytes:
+        return self._raw.readline(-1 if limit is None else limit)
+
+
 def _parse_legacy(path: Path) -> _Parsed:
     parsed = _Parsed(path, None, "legacy")
     size = path.stat().st_size
-    with path.open("rb") as f:
+    with path.open("rb") as raw_file:
+        f = cast(IO[bytes], _Capped(raw_file, size))  # what the unpickler and the offsets below need
         magic = unpickle(f, path, "legacy torch.save header")
         if magic != LEGACY_MAGIC:
             raise CorruptCheckpoint(
@@ -430,13 +476,27 @@ def _record(parsed: _Parsed, name: str, t: Tensor, maps: MappedFiles) -> tuple[T
     def load() -> np.ndarray:
         if not numel:
             return np.empty(t.shape, np_dtype)
-        if packed is not None and origin.member is not None:
-            buffer: np.ndarray = np.frombuffer(packed.read(origin.member), np.uint8)
-        else:
-            base = int(origin.file_offset or 0)
-            buffer = maps.bytes_of(path)[base : base + origin.nbytes]
-        # A strided view straight onto the storage bytes; numpy checks it stays inside them.
-        view = np.ndarray(t.shape, np_dtype, buffer=buffer, offset=start, strides=tuple(s * itemsize for s in t.stride))
+        # A view with stride 0 (torch's expand) takes numel x itemsize once made contiguous, from a storage
+        # that may hold one element: bound what it may add before anything is allocated.
+        if numel * itemsize > origin.nbytes:
+            check_inflate(numel * itemsize, origin.nbytes, path=str(path), tensor=name, how="a view with stride 0")
+        try:
+            if packed is not None and origin.member is not None:
+                member = packed.getinfo(origin.member)
+                check_inflate(member.file_size, member.compress_size, path=str(path), tensor=name, how="deflated")
+                buffer: np.ndarray = np.frombuffer(packed.read(member), np.uint8)
+            else:
+                base = int(origin.file_offset or 0)
+                buffer = maps.bytes_of(path)[base : base + origin.nbytes]
+            # A strided view straight onto the storage bytes; numpy checks it stays inside them.
+            strides = tuple(s * itemsize for s in t.stride)
+            view = np.ndarray(t.shape, np_dtype, buffer=buffer, offset=start, strides=strides)
+        except BridgeError:
+            raise
+        except ZIP_ERRORS as exc:  # a damaged deflate stream or CRC in a re-zipped file; a view numpy refuses
+            raise CorruptCheckpoint(
+                "Cannot read tensor", path=path, tensor=name, detail=f"{type(exc).__name__}: {exc}", hint=REDOWNLOAD
+            ) from None
         if big_endian:
             return _from_big_endian(view)
         return view if view.flags.c_contiguous else np.ascontiguousarray(view)

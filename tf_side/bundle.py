@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import glob
+import math
 import mmap
 import os
 import re
@@ -465,6 +466,7 @@ class _Bundle:
         self.byteswap = (endianness == 1) != (sys.byteorder == "big")
         self.endianness = "big" if endianness == 1 else "little"
         self.shards = _Shards(prefix, num_shards)
+        self.missing: set[int] = set()  # data shards the index needs and the disk lacks
         self.entries: dict[bytes, BundleEntry] = {}
         for key, value in entries:
             try:
@@ -512,31 +514,45 @@ class _Bundle:
     def data_location(self, entry: BundleEntry) -> str:
         return f"{self.shards.filename(entry.shard_id).name} @ {entry.offset}"
 
-    def check_extent(self, entry: BundleEntry, name: str, sizes: dict[int, int]) -> None:
-        """At open time: the entry's shard exists and holds its byte range (stat only)."""
+    def check_extent(self, entry: BundleEntry, name: str, sizes: dict[int, int | None]) -> None:
+        """At open time: the entry's size fits its shape and its shard holds its byte range (stat only).
+
+        A missing shard is not an error yet: the index alone lists names, shapes and dtypes (as
+        ``tf.train.list_variables`` does); the shard goes into ``missing`` and reading a value from it fails.
+        """
         if not 0 <= entry.shard_id < self.num_shards:
             raise self._corrupt(f"the entry points at shard {entry.shard_id} of {self.num_shards}", tensor=name)
         if entry.offset < 0 or entry.size < 0:
             raise self._corrupt(f"negative offset or size ({entry.offset}, {entry.size})", tensor=name)
+        # The size must back the shape before anything is allocated for it: a fixed-size dtype takes exactly
+        # numel x itemsize, a string at least one length byte per element.
+        dtype = DATA_TYPES.get(entry.dtype)
+        count = math.prod(entry.shape)
+        if dtype == dtypes.STRING:
+            if count > entry.size:
+                raise self._corrupt(f"{count} strings cannot fit in {entry.size} bytes", tensor=name)
+        elif dtype is not None and entry.size != count * dtypes.numpy_dtype(dtype).itemsize:
+            raise self._corrupt(
+                f"the entry says {entry.size} bytes, but shape {list(entry.shape)} of {dtype} takes "
+                f"{count * dtypes.numpy_dtype(dtype).itemsize}",
+                tensor=name,
+            )
         if entry.shard_id not in sizes:
-            filename = self.shards.filename(entry.shard_id)
             try:
-                sizes[entry.shard_id] = filename.stat().st_size
-            except FileNotFoundError as e:
-                raise CheckpointNotFound(
-                    "Checkpoint data shard not found",
-                    path=filename,
-                    tensor=name,
-                    detail=f"the index '{self.index_path.name}' lists {self.num_shards} data shard(s)",
-                    hint=f"Copy every {self.prefix.name}.data-*-of-{self.num_shards:05d} file beside the .index file",
-                ) from e
+                sizes[entry.shard_id] = self.shards.filename(entry.shard_id).stat().st_size
+            except FileNotFoundError:
+                sizes[entry.shard_id] = None
+                self.missing.add(entry.shard_id)
+        size = sizes[entry.shard_id]
+        if size is None:
+            return
         end = entry.offset + entry.size
-        if end > sizes[entry.shard_id]:
+        if end > size:
             raise CorruptCheckpoint(
                 "Truncated checkpoint data",
                 path=self.shards.filename(entry.shard_id),
                 tensor=name,
-                detail=f"the tensor needs bytes [{entry.offset}, {end}) but the file has {sizes[entry.shard_id]} bytes",
+                detail=f"the tensor needs bytes [{entry.offset}, {end}) but the file has {size} bytes",
                 hint="The data file is incomplete; copy or download it again",
             )
 
@@ -551,7 +567,9 @@ class _Bundle:
                 "Checkpoint data shard not found",
                 path=filename,
                 tensor=name,
-                hint="Copy every .data-* file beside the .index file",
+                detail=f"the index '{self.index_path.name}' lists {self.num_shards} data shard(s); "
+                "without this one its values cannot be read",
+                hint=f"Copy every {self.prefix.name}.data-*-of-{self.num_shards:05d} file beside the .index file",
             ) from e
         except EOFError as e:
             raise CorruptCheckpoint(
@@ -705,8 +723,8 @@ def _slice_parts(bundle: _Bundle, full: BundleEntry, name: str) -> list[_Part]:
         parts.append(_Part(entry, tuple(slice(a, b) for a, b in box)))
         boxes.append(tuple(box))
     # Disjoint boxes whose volumes add up to the whole cover it exactly.
-    total = int(np.prod(full.shape, dtype=np.int64))
-    covered = sum(int(np.prod([b - a for a, b in box], dtype=np.int64)) for box in boxes)
+    total = math.prod(full.shape)  # Python ints: a damaged shape must not wrap around int64
+    covered = sum(math.prod(b - a for a, b in box) for box in boxes)
     overlapping = any(
         all(a1 < b2 and a2 < b1 for (a1, b1), (a2, b2) in zip(p, q, strict=True))
         for i, p in enumerate(boxes)
@@ -736,7 +754,7 @@ class _Located:
     location: str
 
 
-def _locate_value(bundle: _Bundle, entry: BundleEntry, name: str, sizes: dict[int, int]) -> _Located:
+def _locate_value(bundle: _Bundle, entry: BundleEntry, name: str, sizes: dict[int, int | None]) -> _Located:
     """Check where an entry's bytes lie (stat only) and make its loader."""
     if not entry.slices:
         bundle.check_extent(entry, name, sizes)
@@ -754,6 +772,8 @@ def _read_graph(bundle: _Bundle, located: dict[str, _Located]) -> dict[str, obje
     entry = bundle.entries.get(OBJECT_GRAPH_KEY.encode())
     if entry is None or OBJECT_GRAPH_KEY not in located or DATA_TYPES.get(entry.dtype) != dtypes.STRING:
         return None
+    if entry.shard_id in bundle.missing:
+        return None  # the warning names the shard; names stay as the index lists them
     # The one value read at open time: a few KB that say what every other key is.
     serialized = located[OBJECT_GRAPH_KEY].loader().reshape(-1)
     if serialized.size != 1:
@@ -779,7 +799,7 @@ def _fingerprint(bundle: _Bundle, key: str) -> tuple[int, tuple[int, ...], int, 
 
 
 def _build(path: Path, bundle: _Bundle, *, format: str, metadata: dict[str, object]) -> Checkpoint:
-    sizes: dict[int, int] = {}
+    sizes: dict[int, int | None] = {}
     located: dict[str, _Located] = {}
     skipped: dict[str, str] = {}
     for key, entry in bundle.entries.items():
@@ -825,10 +845,18 @@ def _build(path: Path, bundle: _Bundle, *, format: str, metadata: dict[str, obje
             )
         )
 
-    files = [str(bundle.index_path)]
-    files += [str(bundle.shards.filename(i)) for i in range(bundle.num_shards) if bundle.shards.filename(i).exists()]
+    files = [str(bundle.index_path), *map(str, _present_shards(bundle))]
+    warnings = []
+    if bundle.missing:
+        absent = sorted(bundle.missing)
+        shown = ", ".join(bundle.shards.filename(i).name for i in absent[:3]) + (", ..." if len(absent) > 3 else "")
+        warnings.append(
+            f"{len(absent)} of the {bundle.num_shards} data shard(s) the index needs are missing ({shown}): names, "
+            "shapes and dtypes come from the index alone, values in them cannot be read"
+            + ("; without the object graph, TF2 names are not tagged" if _graph_missing(bundle) else "")
+        )
     meta: dict[str, object] = {
-        "style": "object-based" if graph is not None else "name-based",
+        "style": "object-based" if graph is not None or _graph_missing(bundle) else "name-based",
         "prefix": str(bundle.prefix),
         "num_shards": bundle.num_shards,
         "endianness": bundle.endianness,
@@ -847,7 +875,25 @@ def _build(path: Path, bundle: _Bundle, *, format: str, metadata: dict[str, obje
         metadata=meta,
         tied=tied,
         closer=bundle.shards.close,
+        warnings=warnings,
     )
+
+
+def _present_shards(bundle: _Bundle) -> list[Path]:
+    """The data shards on disk, found by listing the folder once: a damaged header may claim 2^31 shards."""
+    stem = f"{bundle.prefix.name}.data-"
+    tail = f"-of-{bundle.num_shards:05d}"
+    try:
+        names = os.listdir(bundle.prefix.parent)
+    except OSError:
+        return []
+    found = [n for n in names if n.startswith(stem) and n.endswith(tail) and n[len(stem) : -len(tail)].isdigit()]
+    return [bundle.prefix.parent / n for n in sorted(found) if int(n[len(stem) : -len(tail)]) < bundle.num_shards]
+
+
+def _graph_missing(bundle: _Bundle) -> bool:
+    entry = bundle.entries.get(OBJECT_GRAPH_KEY.encode())
+    return entry is not None and entry.shard_id in bundle.missing
 
 
 def read_checkpoint(path: Path) -> Checkpoint:

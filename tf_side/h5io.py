@@ -36,9 +36,11 @@ from bridge.core.errors import (
     UnsafeCheckpoint,
     UnsupportedFeature,
 )
+from bridge.core.limits import check_inflate
 from bridge.core.model import Checkpoint, TensorKind, TensorRecord
 
 __all__ = [
+    "H5_ERRORS",
     "HDF5_SIGNATURE",
     "Source",
     "Window",
@@ -70,12 +72,20 @@ _CHUNKED_ATTR = re.compile(r"(?P<base>.+?)(?P<index>\d+)")
 
 # --------------------------------------------------------------------------- errors
 
+# What h5py raises on a damaged file: OSError and RuntimeError from the HDF5 library ("Object visitation failed",
+# "Unable to get group info"), KeyError for a link that leads nowhere, ValueError and OverflowError for sizes and
+# types that make no sense.  Every reader catches these at its boundary and names the file.
+H5_ERRORS: tuple[type[Exception], ...] = (OSError, RuntimeError, KeyError, ValueError, OverflowError)
+
+# A group nested deeper than this is a damaged (or hostile) file: Keras nests a few levels.
+_MAX_GROUP_DEPTH = 64
+
 
 def hint_redownload(path: Path) -> str:
     return f"Re-download or re-save '{path.name}' and compare its size with the original"
 
 
-def wrap_open_error(path: str | Path, exc: OSError) -> BridgeError:
+def wrap_open_error(path: str | Path, exc: Exception) -> BridgeError:
     """Translate h5py's OSError on open into the project's error family."""
     message = str(exc)
     if "truncated file" in message:
@@ -129,7 +139,7 @@ def probe(path: Path) -> h5py.File | None:
         return None
     try:
         return h5py.File(path, "r")
-    except OSError:
+    except H5_ERRORS:
         return None
 
 
@@ -195,15 +205,23 @@ def _children(group: h5py.Group) -> list[str]:
     return keys
 
 
-def walk(group: h5py.Group, prefix: str = "") -> Iterator[tuple[str, h5py.Dataset]]:
-    """Every dataset below ``group`` as ``(path, dataset)``, depth first."""
+def walk(group: h5py.Group, prefix: str = "", _seen: set[Any] | None = None) -> Iterator[tuple[str, h5py.Dataset]]:
+    """Every dataset below ``group`` as ``(path, dataset)``, depth first.
+
+    A hard link may point back at an ancestor (h5py's ObjectIDs compare equal for one object): each group is
+    entered once, and nesting past ``_MAX_GROUP_DEPTH`` is refused rather than recursed into.
+    """
+    seen = {group.id} if _seen is None else _seen
+    if prefix.count("/") > _MAX_GROUP_DEPTH:
+        raise ValueError(f"groups nest more than {_MAX_GROUP_DEPTH} levels deep at /{prefix}")
     for key in _children(group):
         obj = group.get(key)
         name = f"{prefix}{key}"
         if isinstance(obj, h5py.Dataset):
             yield name, obj
-        elif isinstance(obj, h5py.Group):
-            yield from walk(obj, name + "/")
+        elif isinstance(obj, h5py.Group) and obj.id not in seen:
+            seen.add(obj.id)
+            yield from walk(obj, name + "/", seen)
 
 
 # --------------------------------------------------------------------------- dtype table
@@ -326,8 +344,11 @@ class Source:
         opener: opens it; returns the h5py file and what else to close with it.
     """
 
-    def __init__(self, display: str, opener: Callable[[], tuple[h5py.File, list[io.IOBase]]]) -> None:
+    def __init__(
+        self, display: str, opener: Callable[[], tuple[h5py.File, list[io.IOBase]]], size: int | None = None
+    ) -> None:
         self.display = display
+        self.size = size  # bytes of the HDF5 file: no dataset stores more than this
         self._opener = opener
         self._file: h5py.File | None = None
         self._extra: list[io.IOBase] = []
@@ -350,10 +371,10 @@ def _plain_source(path: Path) -> Source:
     def opener() -> tuple[h5py.File, list[io.IOBase]]:
         try:
             return h5py.File(path, "r"), []
-        except OSError as exc:
+        except H5_ERRORS as exc:
             raise wrap_open_error(path, exc) from None
 
-    return Source(str(path), opener)
+    return Source(str(path), opener, path.stat().st_size)
 
 
 def open_plain(path: Path) -> tuple[Source, h5py.File]:
@@ -422,13 +443,25 @@ def record(
                 hint="`pip install hdf5plugin` and `import hdf5plugin` before reading",
             )
     dtype = h5type.name
+    # Bytes the value takes once read: h5py returns variable-length strings as an array of objects.
+    declared = numel * max(dtypes.itemsize(dtype) or 0, int(ds.dtype.itemsize), 8 if ds.dtype.kind == "O" else 0)
+    compressed = plist_filters(ds)
 
     def load() -> np.ndarray:
         if problem is not None:
             raise problem
         try:
-            raw = source.file()[name][()]
-        except (OSError, KeyError, ValueError) as exc:
+            ds = source.file()[name]
+            stored = int(ds.id.get_storage_size())
+            if source.size is not None:
+                stored = min(stored, source.size)
+            if declared > stored:  # compressed, sparse (unwritten chunks read as the fill value) or truncated
+                how = "compressed with " + ", ".join(compressed) if compressed else "sparse or truncated"
+                check_inflate(declared, stored, path=source.display, tensor=name, how=how)
+            raw = ds[()]
+        except BridgeError:
+            raise
+        except H5_ERRORS as exc:
             # Filters were checked on open, so a failing read means damaged bytes
             # (h5py says e.g. "filter returned failure during read" for a bad chunk).
             raise CorruptCheckpoint(
@@ -452,6 +485,12 @@ def record(
         slot_of=slot_of,
         slot_name=slot_name,
     )
+
+
+def plist_filters(ds: h5py.Dataset) -> list[str]:
+    """The names of the filters (gzip, shuffle...) a dataset's chunks pass through."""
+    plist = ds.id.get_create_plist()
+    return [_text(plist.get_filter(i)[3]) or str(plist.get_filter(i)[0]) for i in range(plist.get_nfilters())]
 
 
 def _missing_filters(ds: h5py.Dataset) -> list[str]:
@@ -485,7 +524,7 @@ def guarded(source: Source, build: Callable[[], Checkpoint]) -> Checkpoint:
     except BridgeError:
         source.close()
         raise
-    except (OSError, KeyError, ValueError) as exc:
+    except H5_ERRORS as exc:
         source.close()
         raise CorruptCheckpoint(
             "Cannot read HDF5 structure",

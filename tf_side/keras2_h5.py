@@ -8,7 +8,6 @@ transformers' layout is :mod:`tf_side.keras2_h5_writer`.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,21 @@ from typing import Any
 import h5py
 
 from bridge.core.errors import CorruptCheckpoint, FormatNotRecognized
+from bridge.core.jsonio import load_json
 from bridge.core.model import Checkpoint, TensorRecord
-from tf_side.h5io import Source, guarded, is_legacy, list_attr, must, open_plain, probe, record, str_attr, walk
+from tf_side.h5io import (
+    H5_ERRORS,
+    Source,
+    guarded,
+    is_legacy,
+    list_attr,
+    must,
+    open_plain,
+    probe,
+    record,
+    str_attr,
+    walk,
+)
 
 __all__ = [
     "read_legacy_h5",
@@ -53,11 +65,16 @@ def _in_folder(path: Path, *, only_tf: bool) -> Path:
 
 def sniff_legacy_h5(path: Path) -> bool:
     """A Keras 2 / tf-keras / transformers ``.h5``: a ``layer_names`` attribute."""
-    f = probe(_in_folder(path, only_tf=True))
+    target = _in_folder(path, only_tf=True)
+    f = probe(target)
     if f is None:
         return False
     with f:
-        return is_legacy(f)
+        try:
+            return is_legacy(f)
+        except H5_ERRORS:
+            # Damaged past the root: claim what is named like one, so that reading says what is wrong.
+            return target.suffix == ".h5" and not target.name.endswith(".weights.h5")
 
 
 def _is_counter(name: str, ds: h5py.Dataset) -> bool:
@@ -185,9 +202,9 @@ def _model_config(f: h5py.File) -> dict[str, Any]:
     text = str_attr(f, "model_config")
     if not text:
         return {}
-    try:
-        value = json.loads(text)  # JSON only; nothing in it is deserialised or run
-    except json.JSONDecodeError:
+    try:  # JSON only; nothing in it is deserialised or run
+        value = load_json(text, path=str(f.filename), what="model_config attribute", hint="")
+    except CorruptCheckpoint:
         return {}
     return value if isinstance(value, dict) else {}
 

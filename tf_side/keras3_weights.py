@@ -11,15 +11,27 @@ stored, so records have no ``path``.  The writer is
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import h5py
 
 from bridge.core.errors import CheckpointNotFound, CorruptCheckpoint, FormatNotRecognized
+from bridge.core.jsonio import load_json
 from bridge.core.model import Checkpoint, TensorKind, TensorRecord
-from tf_side.h5io import Source, check_file, guarded, is_legacy, must, open_plain, probe, record, str_attr, walk
+from tf_side.h5io import (
+    H5_ERRORS,
+    Source,
+    check_file,
+    guarded,
+    is_legacy,
+    must,
+    open_plain,
+    probe,
+    record,
+    str_attr,
+    walk,
+)
 
 __all__ = [
     "keras3_records",
@@ -59,7 +71,11 @@ def sniff_keras3_weights(path: Path) -> bool:
     if f is None:
         return False
     with f:
-        return _is_keras3(f)
+        try:
+            return _is_keras3(f)
+        except H5_ERRORS:
+            # Damaged past the root: claim what is named like one, so that reading says what is wrong.
+            return path.name.endswith(".weights.h5")
 
 
 def keras3_records(source: Source, f: h5py.File, *, offsets: bool) -> tuple[list[TensorRecord], dict[str, Any]]:
@@ -123,8 +139,9 @@ def _shard_index(path: Path) -> dict[str, Any] | None:
             if fh.read(1) != b"{":
                 return None
             fh.seek(0)
-            index = json.load(fh)
-    except (OSError, ValueError):
+            text = fh.read()
+        index = load_json(text, path=path, what="Keras shard index", hint="")
+    except (OSError, ValueError):  # CorruptCheckpoint is a ValueError: not an index, then
         return None
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not all(

@@ -10,11 +10,11 @@ records are those of a Keras 3 ``.weights.h5`` (:mod:`tf_side.keras3_weights`).
 from __future__ import annotations
 
 import io
-import json
 import shutil
 import struct
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,8 +22,9 @@ from typing import Any
 import h5py
 
 from bridge.core.errors import CorruptCheckpoint, FormatNotRecognized, UnsupportedFeature
+from bridge.core.jsonio import load_json
 from bridge.core.model import Checkpoint
-from tf_side.h5io import Source, Window, check_file, guarded, hint_redownload, wrap_open_error
+from tf_side.h5io import H5_ERRORS, Source, Window, check_file, guarded, hint_redownload, wrap_open_error
 from tf_side.keras3_weights import keras3_records
 
 __all__ = [
@@ -40,6 +41,19 @@ _ARCHIVE_CONFIG = "config.json"
 _ARCHIVE_METADATA = "metadata.json"
 _ARCHIVE_WEIGHTS = "model.weights.h5"
 _ARCHIVE_WEIGHTS_NPZ = "model.weights.npz"
+# config.json and metadata.json are a few KiB; a member inflating past this is not one Keras wrote.
+_MAX_JSON_MEMBER = 64 << 20
+# What zipfile raises on a damaged archive: besides BadZipFile, a bad deflate stream is zlib.error, a short one
+# EOFError, an unknown compression method NotImplementedError, impossible header fields ValueError/OverflowError.
+_ZIP_ERRORS: tuple[type[Exception], ...] = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    NotImplementedError,
+    OSError,
+    ValueError,
+    OverflowError,
+)
 
 
 def sniff_keras_archive(path: Path) -> bool:
@@ -58,16 +72,18 @@ def sniff_keras_archive(path: Path) -> bool:
             return True
         with zipfile.ZipFile(path) as zf:
             names = set(zf.namelist())
-    except (OSError, zipfile.BadZipFile):
+    except _ZIP_ERRORS:
         return False
     return _ARCHIVE_CONFIG in names and _ARCHIVE_METADATA in names
 
 
 def _member_data_offset(path: Path, info: zipfile.ZipInfo) -> int:
     """Where a member's bytes start: after its local header (30 bytes + name + extra)."""
-    with open(path, "rb") as fh:
-        fh.seek(info.header_offset)
-        header = fh.read(30)
+    header = b""
+    if info.header_offset >= 0:
+        with open(path, "rb") as fh:
+            fh.seek(info.header_offset)
+            header = fh.read(30)
     if len(header) != 30 or header[:4] != _ZIP_SIGNATURE:
         raise CorruptCheckpoint(
             "Bad zip local header",
@@ -89,12 +105,21 @@ def _archive_opener(path: Path, info: zipfile.ZipInfo, display: str) -> Callable
             # A compressed member cannot be seeked cheaply (zipfile re-inflates from
             # the start on every backward seek): inflate it once into a temp file.
             inner = tempfile.TemporaryFile()  # closed with the Source
-            with zipfile.ZipFile(path) as zf, zf.open(info) as member:
-                shutil.copyfileobj(member, inner, 1 << 20)
+            try:
+                with zipfile.ZipFile(path) as zf, zf.open(info) as member:
+                    shutil.copyfileobj(member, inner, 1 << 20)
+            except _ZIP_ERRORS as exc:  # a bad CRC, a damaged deflate stream, an unknown method
+                inner.close()
+                raise CorruptCheckpoint(
+                    f"Cannot inflate {info.filename} in Keras archive",
+                    path=path,
+                    detail=f"{type(exc).__name__}: {exc}",
+                    hint=hint_redownload(path),
+                ) from None
             inner.seek(0)
         try:
             return h5py.File(inner, "r"), [inner]
-        except OSError as exc:
+        except H5_ERRORS as exc:
             inner.close()
             raise wrap_open_error(display, exc) from None
 
@@ -106,11 +131,19 @@ def _load_json_member(zf: zipfile.ZipFile, path: Path, member: str) -> dict[str,
     # in it is deserialised into Python objects or run.
     try:
         with zf.open(member) as fh:
-            value = json.load(fh)
-    except (json.JSONDecodeError, UnicodeDecodeError, zipfile.BadZipFile, OSError) as exc:
+            text = fh.read(_MAX_JSON_MEMBER + 1)
+    except _ZIP_ERRORS as exc:
         raise CorruptCheckpoint(
             f"Unreadable {member} in Keras archive", path=path, detail=str(exc), hint=hint_redownload(path)
         ) from None
+    if len(text) > _MAX_JSON_MEMBER:
+        raise CorruptCheckpoint(
+            f"Unreadable {member} in Keras archive",
+            path=path,
+            detail=f"it inflates past {_MAX_JSON_MEMBER >> 20} MiB",
+            hint=hint_redownload(path),
+        )
+    value = load_json(text, path=path, what=f"{member} in Keras archive", hint=hint_redownload(path))
     return value if isinstance(value, dict) else {}
 
 
@@ -159,13 +192,13 @@ def read_keras_archive(path: Path) -> Checkpoint:
                 )
             keras_meta = _load_json_member(zf, path, _ARCHIVE_METADATA) if _ARCHIVE_METADATA in members else {}
             config = _load_json_member(zf, path, _ARCHIVE_CONFIG) if _ARCHIVE_CONFIG in members else {}
-    except zipfile.BadZipFile as exc:
+    except _ZIP_ERRORS as exc:
         raise CorruptCheckpoint(
             "Not a readable zip archive", path=path, detail=str(exc), hint=hint_redownload(path)
         ) from None
 
     display = f"{path}!{_ARCHIVE_WEIGHTS}"
-    source = Source(display, _archive_opener(path, info, display))
+    source = Source(display, _archive_opener(path, info, display), int(info.file_size))
     f = source.file()
 
     def build() -> Checkpoint:

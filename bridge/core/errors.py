@@ -91,3 +91,7 @@ class UsageError(BridgeError, ValueError):
 
 class TensorNotFound(BridgeError, KeyError):
     """A tensor name that the checkpoint does not hold."""
+
+
+class SizeLimitExceeded(BridgeError, ValueError):
+    """A value would take far more memory than the bytes the file holds for it (a decompression or a broadcast)."""

@@ -104,6 +104,8 @@ class Checkpoint(Mapping[str, TensorRecord]):
         tied: groups of names that share one storage (for TF2 object-based checkpoints, the
             object paths of one variable that several model objects hold, stored once).
         closer: releases file handles and memory maps.
+        warnings: what a reader could open but not fully (a data shard missing beside its index): shown by
+            ``inspect`` and ``check``; reading an affected value raises.
 
     Example:
         >>> import bridge
@@ -123,6 +125,7 @@ class Checkpoint(Mapping[str, TensorRecord]):
         metadata: Mapping[str, Any] | None = None,
         tied: Iterable[tuple[str, ...]] = (),
         closer: Callable[[], None] | None = None,
+        warnings: Iterable[str] = (),
     ) -> None:
         self._records: dict[str, TensorRecord] = {}
         for record in records:
@@ -136,6 +139,7 @@ class Checkpoint(Mapping[str, TensorRecord]):
         self.metadata: dict[str, Any] = dict(metadata or {})
         self.tied = [tuple(group) for group in tied]
         self._closer = closer
+        self.warnings = list(warnings)
 
     def __getitem__(self, name: str) -> TensorRecord:
         try:

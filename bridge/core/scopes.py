@@ -27,18 +27,18 @@ def fold(names: Iterable[str]) -> dict[str, list[str]]:
     ``bert/encoder/layer_0`` ... ``layer_11`` -> ``bert/encoder/layer_{0..11}``.
     Returns folded label -> member names, in first-seen order.
     """
-    numbers: dict[tuple[str, ...], list[tuple[int, ...]]] = {}
-    members: dict[tuple[str, ...], list[str]] = {}
+    numbers: dict[_Key, list[tuple[int, ...]]] = {}
+    members: dict[_Key, list[str]] = {}
     for name in names:
         key, found = _split(name)
         numbers.setdefault(key, []).append(found)
         members.setdefault(key, []).append(name)
     out: dict[str, list[str]] = {}
     for group_key, rows in numbers.items():
-        sep, parts = group_key[0], group_key[1:]
+        sep, parts = group_key
         columns = list(zip(*rows, strict=True)) if rows and rows[0] else []
         labels = iter(_render_numbers(sorted(set(col))) for col in columns)
-        label = sep.join(part.replace("\x00", next(labels)) if part.endswith("\x00") else part for part in parts)
+        label = sep.join(prefix + next(labels) if numbered else prefix for prefix, numbered in parts)
         out[label] = members[group_key]
     return out
 
@@ -48,19 +48,24 @@ def numbers_of(name: str) -> tuple[int, ...]:
     return _split(name)[1]
 
 
-def _split(name: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
+# (separator, then each component as (text before its trailing number, whether it had one)): a flag, not a
+# sentinel character, since a damaged file's names may hold any character.
+_Key = tuple[str, tuple[tuple[str, bool], ...]]
+
+
+def _split(name: str) -> tuple[_Key, tuple[int, ...]]:
     """(separator + components with trailing numbers blanked, those numbers)."""
     sep = separator(name)
-    key: list[str] = [sep]
+    parts: list[tuple[str, bool]] = []
     found: list[int] = []
     for part in name.split(sep):
         m = _NUMBERED.match(part)
         if m and not (m.group(1) and m.group(1)[-1].isdigit()):
-            key.append(m.group(1) + "\x00")
+            parts.append((m.group(1), True))
             found.append(int(m.group(2)))
         else:
-            key.append(part)
-    return tuple(key), tuple(found)
+            parts.append((part, False))
+    return (sep, tuple(parts)), tuple(found)
 
 
 def _render_numbers(values: list[int]) -> str:

@@ -1,0 +1,74 @@
+"""The CI-sized fuzz run: a few hundred damaged copies of a real file of every format through the CLI.
+
+Seeded (``derandomize``) and bounded: each case runs in a worker process under a 2 GB address-space limit and a
+time limit (tests/fuzz/harness.py).  ``make fuzz`` runs 10,000 (tests/fuzz/campaign.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+
+import bridge
+from bridge import formats
+from tests.fuzz.harness import COMMANDS, SEED_TABLE, Worker, cases, worker
+
+# What each seed is read as: the mutants must start from a file the reader takes for what it is.
+SEED_FORMATS = {
+    "tf1": "tf-checkpoint",
+    "tf2": "tf-checkpoint",
+    "saved-model": "saved-model",
+    "keras3-weights": "keras-weights",
+    "keras3-archive": "keras",
+    "keras2-h5": "keras-h5",
+    "hf-tf-h5": "keras-h5",
+    "safetensors": "safetensors",
+    "safetensors-sharded": "safetensors",
+    "hf-pt": "safetensors",
+    "torch-zip": "torch",
+    "torch-legacy": "torch",
+    "torch-sharded": "torch",
+    "hdf5": "hdf5",
+}
+
+
+@pytest.fixture(scope="module")
+def fuzz_worker() -> Iterator[Worker]:
+    with worker() as w:
+        yield w
+
+
+def test_seeds_cover_every_format() -> None:
+    assert set(SEED_FORMATS) == set(SEED_TABLE)
+    assert set(SEED_FORMATS.values()) == {f.name for f in formats.formats()}
+    for name, (folder, target, _) in SEED_TABLE.items():
+        with bridge.load(folder / target) as ckpt:
+            assert ckpt.format == SEED_FORMATS[name], name
+            assert len(ckpt) > 0
+            for record in ckpt.values():
+                record.numpy()  # every value of every undamaged seed reads (and checksums)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_undamaged_seeds_pass(fuzz_worker: Worker, command: str) -> None:
+    for seed in SEED_TABLE:
+        outcome = fuzz_worker.run({"seed": seed, "command": command, "ops": []})
+        # `check` of a plain HDF5 file or a seed outside any rule pack is bad input (2), never a crash.
+        assert outcome.kind in (("exit0", "exit1", "exit2") if command == "check" else ("exit0",)), (seed, outcome)
+
+
+@settings(
+    max_examples=300,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    phases=[Phase.explicit, Phase.generate, Phase.shrink],
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(case=cases())
+def test_damaged_files_exit_0_1_or_2(fuzz_worker: Worker, case: dict[str, Any]) -> None:
+    outcome = fuzz_worker.run(case)
+    assert outcome.ok, f"{case}: {outcome.kind}: {outcome.detail}"
