@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from bridge.convert import convert
     from bridge.core.errors import BridgeError
     from bridge.core.model import Checkpoint, TensorRecord
-    from bridge.unused import checkpoint_vs_model, find_unused, find_unused_in_graph
+    from bridge.unused import checkpoint_vs_model, find_unused, find_unused_in_graph, watch
     from bridge.verify import verify
 
 # public name -> the module that defines it
@@ -32,6 +32,7 @@ _API = {
     "find_unused": "bridge.unused",
     "checkpoint_vs_model": "bridge.unused",
     "find_unused_in_graph": "bridge.unused",
+    "watch": "bridge.unused",
 }
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "find_unused_in_graph",
     "load",
     "verify",
+    "watch",
 ]
 __version__ = "0.1.0"
 
