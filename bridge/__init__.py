@@ -51,7 +51,13 @@ __all__ = [
 __version__ = "0.1.0"
 
 
+# submodules reached as attributes without an import (``bridge.keras.UnusedVariables``)
+_SUBMODULES = ("keras",)
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
     module = _API.get(name)
     if module is None:
         raise AttributeError(f"module 'bridge' has no attribute {name!r}")
@@ -61,7 +67,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_API))
+    return sorted(set(globals()) | set(_API) | set(_SUBMODULES))
 
 
 class _Package(types.ModuleType):
