@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bridge.core.packs import RulePack
+    from bridge.core.pad_rows import PadRow
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     source_model_tensors: int = 0
     user_rules: list[UserRuleUse] = field(default_factory=list)
+    pad_rows: list[PadRow] = field(default_factory=list)  # the word-embedding table's padding row (the pack's)
     # The pack itself (a rule file's own, or one bound to this source and target), for the writers.
     rule_pack: RulePack | None = field(default=None, repr=False, compare=False)
 
@@ -179,4 +181,6 @@ class Plan:
         }
         if self.user_rules:  # only with --map/--rules, so that plain plans keep their shape
             payload["user_rules"] = items(self.user_rules)
+        if self.pad_rows:  # only for a family that declares its word-embedding table
+            payload["pad_rows"] = [row.to_json() for row in self.pad_rows]
         return payload
