@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from bridge.convert import convert
     from bridge.core.errors import BridgeError
     from bridge.core.model import Checkpoint, TensorRecord
-    from bridge.unused import checkpoint_vs_model, find_unused, find_unused_in_graph
+    from bridge.unused import checkpoint_vs_model, find_unused, find_unused_in_graph, watch
     from bridge.verify import verify
 
 # public name -> the module that defines it
@@ -32,6 +32,7 @@ _API = {
     "find_unused": "bridge.unused",
     "checkpoint_vs_model": "bridge.unused",
     "find_unused_in_graph": "bridge.unused",
+    "watch": "bridge.unused",
 }
 
 __all__ = [
@@ -45,11 +46,18 @@ __all__ = [
     "find_unused_in_graph",
     "load",
     "verify",
+    "watch",
 ]
 __version__ = "0.1.0"
 
 
+# submodules reached as attributes without an import (``bridge.keras.UnusedVariables``)
+_SUBMODULES = ("keras",)
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
     module = _API.get(name)
     if module is None:
         raise AttributeError(f"module 'bridge' has no attribute {name!r}")
@@ -59,7 +67,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_API))
+    return sorted(set(globals()) | set(_API) | set(_SUBMODULES))
 
 
 class _Package(types.ModuleType):

@@ -21,6 +21,7 @@ from bridge.core.jsonio import load_json
 from bridge.core.match import build_plan
 from bridge.core.model import Checkpoint
 from bridge.core.naming import closest
+from bridge.core.pad_rows import pad_rows
 from bridge.core.plan import Plan, TargetSpec, TargetTensor, UserRuleUse
 from bridge.rules import Rule, RulePack, get_pack, packs
 from bridge.rules.user import RuleFile, is_rule_file, load_rule_file
@@ -75,6 +76,7 @@ def check(
         extra = mapped + list(user.rules if user else ())
         plan = build_plan(ckpt, spec, pack, extra_rules=extra, strip_prefix=strip_prefix, add_prefix=add_prefix)
         notes += _user_rule_uses(ckpt, spec, plan, list(zip(maps, mapped, strict=True)), user)
+        plan.pad_rows = pad_rows(ckpt, [pack])
     if user is not None:
         notes.append(f"rules: {len(user.rules)} from {user.path}" if user.pack is None else f"rules: {user.path}")
     plan.notes.extend(notes)

@@ -19,7 +19,9 @@ import numpy as np
 from bridge.core import dtypes
 from bridge.core.errors import CheckpointNotFound, UsageError
 from bridge.core.model import KINDS, Checkpoint, TensorRecord
+from bridge.core.pad_rows import PadRow, pad_rows
 from bridge.core.scopes import fold, scope_of
+from bridge.rules import packs
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class InspectReport:
     slots: list[ScopeRow]
     counters: dict[str, Any]
     stats: dict[str, dict[str, float | int | None]] = field(default_factory=dict)
+    pad_rows: list[PadRow] | None = None  # with stats: the padding row of a word-embedding table a pack declares
 
     ok = True
     exit_code = 0
@@ -77,6 +80,7 @@ class InspectReport:
             "tied": [list(group) for group in ckpt.tied],
             "warnings": ckpt.warnings,
             "tensors": tensors,
+            **({"pad_rows": [row.to_json() for row in self.pad_rows]} if self.pad_rows is not None else {}),
         }
 
 
@@ -126,6 +130,7 @@ def inspect_checkpoint(
         iterable: Iterable[TensorRecord] = progress(records) if progress else records
         for r in iterable:
             report.stats[r.name] = tensor_stats(r)
+        report.pad_rows = pad_rows(ckpt, packs(), {r.name for r in records})
     return report
 
 

@@ -158,6 +158,13 @@ def convert(
             files = _write_pytorch(tmp, tensors, plan, pack, out_format, max_shard_size, hook, notes)
         else:
             files = _write_tensorflow(tmp, tensors, plan, pack, out_format, hook, notes)
+        for row in plan.pad_rows:  # never zeroed: the row is the trained model's, and verify compares it too
+            state = "zero" if row.zero else f"non-zero, norm {row.norm:.4g}"
+            cast = f", cast to {dtype} only" if dtype is not None else " exactly"
+            notes.append(
+                f"padding row {row.pad_token_id} of {row.table} ({state}) kept{cast} as in the source: "
+                "bridge never zeroes it"
+            )
         dropped = [r for r in ckpt.values() if r.kind != "model"]
         if keep_optimizer:
             files += _write_optimizer(tmp, ckpt)

@@ -16,6 +16,7 @@ from bridge.core.unused_report import UnusedReport
 if TYPE_CHECKING:
     from bridge.contents import InspectReport, ScopeRow
     from bridge.core.model import Checkpoint
+    from bridge.core.pad_rows import PadRow
     from bridge.verify_report import VerifyReport
 
 
@@ -32,6 +33,7 @@ def render_plan(plan: Plan, *, verbose: bool = False) -> str:
     ]
     for note in plan.notes:
         lines.append(f"note: {note}")
+    lines.extend(render_pad_rows(plan.pad_rows))
     lines.append("")
     lines.append("matched (source -> target, transform):")
     if verbose:
@@ -315,6 +317,9 @@ def render_inspect(report: InspectReport, *, every_tensor: bool = False) -> str:
     if report.slots and not every_tensor:
         lines.append("")
         lines.extend(_scope_table("optimizer state by slot (not model weights)", report.slots))
+    if report.pad_rows:
+        lines.append("")
+        lines.extend(render_pad_rows(report.pad_rows))
     if report.counters:
         lines.append("")
         lines.append("counters: " + ", ".join(f"{k} = {v}" for k, v in report.counters.items()))
@@ -333,6 +338,21 @@ def render_inspect(report: InspectReport, *, every_tensor: bool = False) -> str:
         lines.append("")
         lines += [f"warning: {w}" for w in ckpt.warnings]
     return "\n".join(lines)
+
+
+def render_pad_rows(rows: list[PadRow]) -> list[str]:
+    """The padding row of a word-embedding table: its norm against the typical row, the tie, and why."""
+    lines = []
+    for row in rows:
+        ratio = f" ({row.norm / row.median_norm:.2f}x)" if row.median_norm else ""
+        tied = "tied to the output projection" if row.tied else "not tied to an output projection"
+        state = "zero" if row.zero else f"norm {row.norm:.4g} vs median row norm {row.median_norm:.4g}{ratio}"
+        lines.append(
+            f"padding row: {row.table}[{row.pad_token_id}] (pad_token_id from {row.pad_from}): {state}; {tied}"
+        )
+        if row.explanation:
+            lines.append(f"  why not zero: {row.explanation}")
+    return lines
 
 
 def _readable(ckpt: Checkpoint, name: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from bridge.core.errors import UsageError
 from bridge.core.factory import call_factory
@@ -27,6 +27,8 @@ _SIDES = {
     ("restore", "pytorch"): "pt_side.unused:restore_setup",
     ("restore", "tensorflow"): "tf_side.unused:restore_setup",
     ("ddp", "pytorch"): "pt_side.ddp_check:run_ddp_check",
+    ("watch", "pytorch"): "pt_side.watch:TorchWatch",
+    ("watch", "tensorflow"): "tf_side.watch:TFWatch",
 }
 
 
@@ -49,6 +51,25 @@ def find_unused(
         raise UsageError("Bad --steps", detail=f"got {steps!r}", hint="Give a positive number of steps")
     report: UnusedReport = _side("trace", framework_of(model))(model, batch, loss_fn, steps=steps, seed=seed)
     return report
+
+
+def watch(model: Any, *, quiet: bool = False, file: TextIO | None = None) -> Any:
+    """Record, inside the user's own training loop, what `bridge unused` would say about ``model``.
+
+    ``with bridge.watch(model) as w:`` around any number of training steps (forward, loss, backward,
+    optimizer step; gradient accumulation; DDP).  When the block ends the report is printed (to ``file``,
+    stderr by default; not with ``quiet=True``) and kept on ``w.report`` (an :class:`UnusedReport`).
+
+    PyTorch (:mod:`pt_side.watch`): reads are recorded during the model's forward, gradient arrivals per
+    backward pass; a ``DistributedDataParallel`` model reports the union of its ranks once, on rank 0.
+    Keras / ``tf.Module`` (:mod:`tf_side.watch`): hand the tape's gradients over with
+    ``grads = w.gradients(tape.gradient(loss, variables), variables, tape=tape)``; for ``model.fit`` use
+    ``bridge.keras.UnusedVariables(batches=N)``.
+    """
+    from bridge.report import render_unused
+
+    side: Any = _side("watch", framework_of(model))(model, render=None if quiet else render_unused, file=file)
+    return side
 
 
 def framework_of(model: Any) -> str:

@@ -143,6 +143,16 @@ def find_unused_torch(
                 grad_steps[i] += 1
     for p in params:
         p.grad = None
+    if not model.training and steps > 1:
+        notes.append("the model is in eval mode: layer-drop and dropout-like branches are off; call model.train()")
+    return build_report(names, params, read_any, grad_steps, steps, notes)
+
+
+def build_report(
+    names: list[str], params: list[Any], read: set[int], grad_steps: list[int], steps: int, notes: list[str]
+) -> UnusedReport:
+    """Classify parameter ``i`` from whether it entered an op (``i in read``) and in how many of ``steps``
+    backward passes a gradient reached it; scopes folded by module, one fix per group."""
     rows: list[Row] = []
     for i, (name, p) in enumerate(zip(names, params, strict=True)):
         if not p.requires_grad:
@@ -151,14 +161,12 @@ def find_unused_torch(
             continue
         elif grad_steps[i] > 0:
             kind = "sometimes"
-        elif i in read_any:
+        elif i in read:
             kind = "no_gradient"
         else:
             kind = "never_read"
         rows.append(Row(name, "", kind, int(p.numel()), tuple(p.shape), grad_steps[i] if kind == "sometimes" else None))
-    rows = _with_module_scopes(model, names, rows)
-    if not model.training and steps > 1:
-        notes.append("the model is in eval mode: layer-drop and dropout-like branches are off; call model.train()")
+    rows = _with_module_scopes(names, rows)
     return UnusedReport(
         framework="pytorch",
         items=make_items("pytorch", rows, steps),
@@ -169,7 +177,7 @@ def find_unused_torch(
     )
 
 
-def _with_module_scopes(model: Any, names: list[str], rows: list[Row]) -> list[Row]:
+def _with_module_scopes(names: list[str], rows: list[Row]) -> list[Row]:
     """Scope of a parameter = the outermost module all of whose parameters share its kind.
 
     ``pooler.dense.weight`` and ``pooler.dense.bias`` both never read -> scope ``pooler``;

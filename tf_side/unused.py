@@ -123,17 +123,7 @@ def find_unused_tf(
         tf.random.set_seed(seed)
     model_name = getattr(model, "name", None)
     trainable = list(model.trainable_variables)
-    trainable_ids = {id(_tf_variable(v)) for v in trainable}
-    # Frozen: variables that are trainable by nature but not trainable now (layer.trainable = False).
-    everything = list(model.variables) if hasattr(model, "variables") else trainable
-    frozen_layers = [layer for layer in _sublayers(model) if not getattr(layer, "trainable", True)]
-    frozen_ids = {id(_tf_variable(w)) for layer in frozen_layers for w in layer.weights}
-    frozen = [
-        v
-        for v in everything
-        if id(_tf_variable(v)) not in trainable_ids
-        and (bool(getattr(v, "trainable", False)) or id(_tf_variable(v)) in frozen_ids)
-    ]
+    frozen = frozen_variables(model)
     if isinstance(batch, Mapping):
         batch = dict(batch)
 
@@ -166,21 +156,52 @@ def find_unused_tf(
             if g is not None:
                 grad_steps[i] += 1
 
+    def is_read(v: Any) -> bool:
+        return id(_tf_variable(v).handle) in captured if traced else id(_tf_variable(v)) in watched
+
+    for i, v in enumerate(trainable):
+        if grad_steps[i] == 0 and traced and is_read(v) and id(_tf_variable(v).handle) in reaching:
+            notes.append(
+                f"{variable_name(v, model_name)}: connected to the loss in the graph, "
+                "but only through ops without a gradient"
+            )
+    return build_report(model, trainable, frozen, grad_steps, steps, is_read, notes)
+
+
+def frozen_variables(model: Any) -> list[Any]:
+    """Variables trainable by nature but not trainable now (``layer.trainable = False``)."""
+    trainable_ids = {id(_tf_variable(v)) for v in model.trainable_variables}
+    everything = list(model.variables) if hasattr(model, "variables") else list(model.trainable_variables)
+    frozen_layers = [layer for layer in _sublayers(model) if not getattr(layer, "trainable", True)]
+    frozen_ids = {id(_tf_variable(w)) for layer in frozen_layers for w in layer.weights}
+    return [
+        v
+        for v in everything
+        if id(_tf_variable(v)) not in trainable_ids
+        and (bool(getattr(v, "trainable", False)) or id(_tf_variable(v)) in frozen_ids)
+    ]
+
+
+def build_report(
+    model: Any,
+    trainable: list[Any],
+    frozen: list[Any],
+    grad_steps: list[int],
+    steps: int,
+    is_read: Callable[[Any], bool],
+    notes: list[str],
+) -> UnusedReport:
+    """Classify trainable variable ``i`` by the number of ``steps`` its gradient existed in and whether it was
+    read (``is_read``); ``frozen`` are listed as such.  Names and scopes by layer path."""
+    model_name = getattr(model, "name", None)
     rows: list[Row] = []
     for i, v in enumerate(trainable):
-        tv = _tf_variable(v)
         if grad_steps[i] == steps:
             continue
         if grad_steps[i] > 0:
             kind = "sometimes"
         else:
-            read = id(tv.handle) in captured if traced else id(tv) in watched
-            kind = "no_gradient" if read else "never_read"
-            if traced and read and id(tv.handle) in reaching:
-                notes.append(
-                    f"{variable_name(v, model_name)}: connected to the loss in the graph, "
-                    "but only through ops without a gradient"
-                )
+            kind = "no_gradient" if is_read(v) else "never_read"
         rows.append(_row(v, kind, model_name, grad_steps[i] if kind == "sometimes" else None))
     rows.extend(_row(v, "frozen", model_name, None) for v in frozen)
     return UnusedReport(

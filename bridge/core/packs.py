@@ -12,7 +12,7 @@ direction enumerates the TF layout and inverts each transform.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Callable, Collection, Container, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,6 +110,19 @@ class Output:
 
 
 @dataclass(frozen=True)
+class WordEmbeddings:
+    """A family's word-embedding table, for the padding-row report (``inspect --stats``, ``check``, ``convert``)."""
+
+    names: tuple[str, ...]  # regexes (fullmatch) over tensor names, on either side, that name the table
+    pad_token_id: int | None = None  # the family's pad id when config.json names none and vocab.txt has no [PAD]
+    # (every tensor name, config.json) -> whether the table is also the output projection (a tied MLM decoder)
+    tied: Callable[[Collection[str], dict[str, Any]], bool] | None = None
+
+    def matches(self, name: str) -> bool:
+        return any(re.fullmatch(rx, name) for rx in self.names)
+
+
+@dataclass(frozen=True)
 class RulePack:
     """Everything the matcher knows about one family of checkpoints.
 
@@ -161,6 +174,9 @@ class RulePack:
         forward_check: ``"module:function"`` of the forward comparison ``verify`` runs (a reference
             forward), or None: values only.  Called as ``function(report, **context)``; see
             :func:`bridge.verify.verify`.
+        word_embeddings: the family's word-embedding table (:class:`WordEmbeddings`): which tensor it is,
+            the default pad id, whether it is tied; ``inspect --stats``, ``check`` and ``convert`` report its
+            padding row (:mod:`bridge.core.pad_rows`).
     """
 
     name: str
@@ -194,6 +210,7 @@ class RulePack:
     tf_default: bool = False
     tf_output: Output | None = None
     forward_check: str | None = None
+    word_embeddings: WordEmbeddings | None = None
 
     def map_name(self, name: str) -> tuple[str, Transform] | None:
         for rule in self.rules:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bridge.core.packs import RulePack
+    from bridge.core.pad_rows import PadRow
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ class Plan:
     # Both sides in one framework: names are compared as they are (aligned by prefix), no rule maps them; the pack
     # only lays out a class it knows and explains leftovers.
     names_as_is: bool = False
+    pad_rows: list[PadRow] = field(default_factory=list)  # the word-embedding table's padding row (the pack's)
     # The pack itself (a rule file's own, or one bound to this source and target), for the writers.
     rule_pack: RulePack | None = field(default=None, repr=False, compare=False)
 
@@ -194,4 +196,6 @@ class Plan:
             payload["user_rules"] = items(self.user_rules)
         if self.names_as_is:
             payload["rules_applied"] = False
+        if self.pad_rows:  # only for a family that declares its word-embedding table
+            payload["pad_rows"] = [row.to_json() for row in self.pad_rows]
         return payload

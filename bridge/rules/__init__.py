@@ -9,9 +9,21 @@ Rule, RulePack``).
 
 from __future__ import annotations
 
-from bridge.core.packs import Buffer, Copy, Head, Incompatible, Optional_, Output, Rule, RulePack
+from bridge.core.packs import Buffer, Copy, Head, Incompatible, Optional_, Output, Rule, RulePack, WordEmbeddings
 
-__all__ = ["Buffer", "Copy", "Head", "Incompatible", "Optional_", "Output", "Rule", "RulePack", "get_pack", "packs"]
+__all__ = [
+    "Buffer",
+    "Copy",
+    "Head",
+    "Incompatible",
+    "Optional_",
+    "Output",
+    "Rule",
+    "RulePack",
+    "WordEmbeddings",
+    "get_pack",
+    "packs",
+]
 
 
 def packs() -> list[RulePack]:

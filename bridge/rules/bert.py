@@ -10,12 +10,12 @@ multiplies with ``transpose_b=True``) and are copied as they are.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import numpy as np
 
-from bridge.rules import Buffer, Head, Incompatible, Optional_, Output, Rule, RulePack
+from bridge.rules import Buffer, Head, Incompatible, Optional_, Output, Rule, RulePack, WordEmbeddings
 
 _LAYER = r"bert/encoder/layer_(\d+)"
 
@@ -346,6 +346,21 @@ def source_heads(shapes: dict[str, tuple[int, ...]], config: dict[str, Any]) -> 
 # The forward comparison verify runs: transformers against a TF2 reference of google-research's math.
 FORWARD_CHECK = "bridge.verify_bert:bert_forward_check"
 
+
+def mlm_tied(names: Collection[str], config: dict[str, Any]) -> bool:
+    """google-research's MLM head multiplies by the embedding table (no decoder kernel); transformers ties
+    ``cls.predictions.decoder.weight`` to it unless ``tie_word_embeddings`` is false."""
+    if "cls/predictions/output_bias" in names:
+        return True
+    mlm = any(n.startswith("cls.predictions.") for n in names)
+    return mlm and bool(config.get("tie_word_embeddings", True))
+
+
+# google-research configs name no pad_token_id; [PAD] is id 0 in their vocab.txt
+WORD_EMBEDDINGS = WordEmbeddings(
+    (r"bert/embeddings/word_embeddings", r"(bert\.)?embeddings\.word_embeddings\.weight"), 0, mlm_tied
+)
+
 PACK = RulePack(
     name="google-bert",
     description="google-research/bert TF1 checkpoints <-> transformers Bert* classes",
@@ -368,4 +383,5 @@ PACK = RulePack(
         "google-bert", "tf_side.bundle_writer:write_tf1_checkpoint", "bert_model.ckpt", "bert_config.json"
     ),
     forward_check=FORWARD_CHECK,
+    word_embeddings=WORD_EMBEDDINGS,
 )

@@ -27,7 +27,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from bridge.rules import Copy, Head, Optional_, Output, Rule, RulePack
+from bridge.rules import Copy, Head, Optional_, Output, Rule, RulePack, WordEmbeddings
 from bridge.rules import bert as _bert
 
 # Optional top-level group (the h5 layer name), then the model scope (``tf_bert_model``,
@@ -246,4 +246,13 @@ PACK = RulePack(
     source_heads=_bert.source_heads,
     tf_output=Output("hf-tf", "tf_side.keras2_h5_writer:write_keras2_h5", "tf_model.h5", "config.json"),
     forward_check=_bert.FORWARD_CHECK,
+    # transformers' TF MLM head (mlm___cls) reuses the embedding layer unless tie_word_embeddings is false
+    word_embeddings=WordEmbeddings(
+        (_BERT + r"embeddings/word_embeddings/weight:0", *_bert.WORD_EMBEDDINGS.names),
+        0,
+        lambda names, config: (
+            _bert.mlm_tied(names, config)
+            or (any("/mlm___cls/" in n for n in names) and bool(config.get("tie_word_embeddings", True)))
+        ),
+    ),
 )

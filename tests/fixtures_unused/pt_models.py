@@ -184,3 +184,13 @@ def classifier_renamed():
     """The same model after a refactor renamed `head` to `classifier`."""
     torch.manual_seed(0)
     return Classifier("classifier"), torch.ones(3, 4)
+
+
+def _pooled_loss(output, batch):
+    return output.last_hidden_state.pow(2).mean() + output.pooler_output.pow(2).mean()
+
+
+def bert_pooled():
+    """The same BertModel, with the pooler's output in the loss: every parameter reaches it."""
+    model, batch, _ = bert_pooler()
+    return model, batch, _pooled_loss

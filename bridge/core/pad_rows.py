@@ -1,0 +1,123 @@
+"""The padding token's row of a word-embedding table: which id, its norm against the table's typical row, whether
+the table is also the output projection, and why it is not zero.
+
+Which tensor is the table, the family's default pad id and whether it is tied come from the pack
+(:class:`bridge.core.packs.WordEmbeddings`); the pad id itself from ``config.json``'s ``pad_token_id``, else the
+line ``[PAD]`` of a ``vocab.txt`` beside the checkpoint, else that default.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bridge.core.model import Checkpoint
+from bridge.core.packs import RulePack
+
+
+@dataclass(frozen=True)
+class PadRow:
+    """The padding row of one word-embedding table."""
+
+    table: str  # the tensor (its readable path when it has one)
+    pad_token_id: int
+    pad_from: str  # where the id came from: "config.json", "vocab.txt" or "the <pack> default"
+    rows: int
+    norm: float
+    median_norm: float  # the typical row's norm
+    tied: bool  # the table is also the output projection (an MLM decoder)
+
+    @property
+    def zero(self) -> bool:
+        return self.norm == 0.0
+
+    @property
+    def explanation(self) -> str | None:
+        """Why the row is not zero (None when it is)."""
+        if self.zero:
+            return None
+        text = (
+            f"the checkpoint was trained without padding_idx: row {self.pad_token_id} was initialised like every "
+            "other row and holds what training left; nn.Embedding(padding_idx=...) only stops that row's gradient "
+            "from the input side (and its zero initialisation is overwritten on load)"
+        )
+        if self.tied:
+            text += "; the table is tied to the output projection, so the decoder's gradient reaches every row"
+        return text + ". Harmless: attention masks keep padded positions out; bridge keeps the row as it is"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "pad_token_id": self.pad_token_id,
+            "pad_token_id_from": self.pad_from,
+            "rows": self.rows,
+            "norm": self.norm,
+            "median_norm": self.median_norm,
+            "ratio": self.norm / self.median_norm if self.median_norm else None,
+            "tied": self.tied,
+            "zero": self.zero,
+            "explanation": self.explanation,
+        }
+
+
+def pad_token_id(folder: Path, default: int | None) -> tuple[int, str] | None:
+    """``config.json``'s ``pad_token_id``, else ``[PAD]``'s line in ``vocab.txt``, else the family default."""
+    config = folder / "config.json"
+    if config.is_file():
+        try:
+            value = json.loads(config.read_text()).get("pad_token_id")
+        except (OSError, ValueError, AttributeError):
+            value = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value, "config.json"
+    vocab = folder / "vocab.txt"
+    if vocab.is_file():
+        with open(vocab, encoding="utf-8", errors="replace") as f:
+            for i, line in enumerate(f):
+                if line.rstrip("\r\n") == "[PAD]":
+                    return i, "vocab.txt"
+    return None if default is None else (default, "default")
+
+
+def pad_rows(ckpt: Checkpoint, packs: list[RulePack], names: set[str] | None = None) -> list[PadRow]:
+    """The pad row of the first table a pack declares (``names``: only these records), or nothing."""
+    kept = [r for r in ckpt.values() if r.kind == "model" and (names is None or r.name in names)]
+    all_names = {r.name for r in ckpt.values()}
+    folder = Path(ckpt.path) if Path(ckpt.path).is_dir() else Path(ckpt.path).parent
+    for pack in packs:
+        spec = pack.word_embeddings
+        if spec is None:
+            continue
+        record = next((r for r in kept if len(r.shape) == 2 and spec.matches(r.name)), None)
+        if record is None:
+            continue
+        found = pad_token_id(folder, spec.pad_token_id)
+        if found is None or not 0 <= found[0] < record.shape[0]:
+            return []
+        pad, origin = found
+        table = np.asarray(record.numpy(), dtype=np.float64)
+        norms = np.linalg.norm(table, axis=1)
+        config: dict[str, Any] = {}
+        if (folder / "config.json").is_file():
+            try:
+                loaded = json.loads((folder / "config.json").read_text())
+                config = loaded if isinstance(loaded, dict) else {}
+            except (OSError, ValueError):
+                config = {}
+        tied = bool(spec.tied(all_names, config)) if spec.tied is not None else False
+        return [
+            PadRow(
+                record.path or record.name,
+                pad,
+                f"the {pack.name} default" if origin == "default" else origin,
+                int(record.shape[0]),
+                float(norms[pad]),
+                float(np.median(norms)),
+                tied,
+            )
+        ]
+    return []
