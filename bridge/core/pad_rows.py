@@ -8,13 +8,14 @@ line ``[PAD]`` of a ``vocab.txt`` beside the checkpoint, else that default.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bridge.core.errors import BridgeError
+from bridge.core.jsonio import load_json
 from bridge.core.model import Checkpoint
 from bridge.core.packs import RulePack
 
@@ -64,16 +65,23 @@ class PadRow:
         }
 
 
+def _config(folder: Path) -> dict[str, Any]:
+    """``config.json`` beside the checkpoint, or nothing (an unreadable one is the config reader's to report)."""
+    path = folder / "config.json"
+    if not path.is_file():
+        return {}
+    try:
+        loaded = load_json(path.read_bytes(), path=path, what="config", hint="Pass a JSON config file")
+    except (OSError, BridgeError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
 def pad_token_id(folder: Path, default: int | None) -> tuple[int, str] | None:
     """``config.json``'s ``pad_token_id``, else ``[PAD]``'s line in ``vocab.txt``, else the family default."""
-    config = folder / "config.json"
-    if config.is_file():
-        try:
-            value = json.loads(config.read_text()).get("pad_token_id")
-        except (OSError, ValueError, AttributeError):
-            value = None
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value, "config.json"
+    value = _config(folder).get("pad_token_id")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value, "config.json"
     vocab = folder / "vocab.txt"
     if vocab.is_file():
         with open(vocab, encoding="utf-8", errors="replace") as f:
@@ -99,16 +107,12 @@ def pad_rows(ckpt: Checkpoint, packs: list[RulePack], names: set[str] | None = N
         if found is None or not 0 <= found[0] < record.shape[0]:
             return []
         pad, origin = found
-        table = np.asarray(record.numpy(), dtype=np.float64)
+        try:
+            table = np.asarray(record.numpy(), dtype=np.float64)
+        except BridgeError:  # data missing or damaged: check warns of it already; convert and verify refuse it
+            return []
         norms = np.linalg.norm(table, axis=1)
-        config: dict[str, Any] = {}
-        if (folder / "config.json").is_file():
-            try:
-                loaded = json.loads((folder / "config.json").read_text())
-                config = loaded if isinstance(loaded, dict) else {}
-            except (OSError, ValueError):
-                config = {}
-        tied = bool(spec.tied(all_names, config)) if spec.tied is not None else False
+        tied = bool(spec.tied(all_names, _config(folder))) if spec.tied is not None else False
         return [
             PadRow(
                 record.path or record.name,
