@@ -79,6 +79,22 @@ def tf_models(tf) -> ModuleType:
 
 
 @pytest.fixture(scope="session")
+def transformers(torch):
+    return pytest.importorskip("transformers")
+
+
+def run_cli(*args: str, code: int = 0) -> str:
+    """``bridge ARGS`` in this process (click's CliRunner): the exit code asserted, the output returned."""
+    from click.testing import CliRunner
+
+    from bridge.cli import cli
+
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+@pytest.fixture(scope="session")
 def torch():
     return pytest.importorskip("torch")
 

@@ -8,25 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 import bridge
-from bridge.cli import cli
+from tests.conftest import run_cli
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 PRETRAINING = FIXTURES / "albert-tf1"
 HUB_CLASSIFIER = FIXTURES / "albert-hub-classifier-tf1"
-
-
-@pytest.fixture(scope="module")
-def transformers(torch):
-    return pytest.importorskip("transformers")
-
-
-def _run(*args: str, code: int = 0) -> str:
-    result = CliRunner().invoke(cli, list(args))
-    assert result.exit_code == code, result.output
-    return result.output
 
 
 def _values(path: Path) -> dict[str, np.ndarray]:
@@ -52,7 +40,7 @@ def test_convert_equals_transformers_4_loader_and_loads_in_5(transformers, sourc
     fill from a pretraining checkpoint, the same tensors of its AlbertForPreTraining); transformers 5 loads the
     output with no missing or unexpected keys, ties the decoder itself, and verify passes (values only)."""
     out = tmp_path / target
-    _run("convert", str(source), "--to", "pytorch", "--target", target, "-o", str(out), "--quiet")
+    run_cli("convert", str(source), "--to", "pytorch", "--target", target, "-o", str(out), "--quiet")
     expected = {k.removeprefix(prefix): v for k, v in _values(source / "oracle" / f"{oracle}.safetensors").items()}
     written = _values(out / "model.safetensors")
     assert written and all(_same(v, expected[k]) for k, v in written.items())
@@ -65,13 +53,13 @@ def test_convert_equals_transformers_4_loader_and_loads_in_5(transformers, sourc
     assert all(_same(v, expected[k]) for k, v in state.items())
     assert model.config.hidden_act == "gelu_new"  # google-research's tanh gelu
 
-    report = json.loads(_run("verify", str(source), str(out), "--json"))
+    report = json.loads(run_cli("verify", str(source), str(out), "--json"))
     assert report["ok"] and report["values"]["bit_exact"] == report["values"]["compared"] == len(written)
     assert any("no forward check for the albert rules" in n for n in report["notes"])
 
 
 def test_detected_and_optimizer_state_classified():
-    plan = json.loads(_run("check", str(PRETRAINING), "--to", "pytorch", "--json"))
+    plan = json.loads(run_cli("check", str(PRETRAINING), "--to", "pytorch", "--json"))
     assert plan["rules"] == "albert" and plan["target"]["class"] == "AlbertForPreTraining"
     kinds = {u["kind"] for u in plan["unused"]}
     assert kinds == {"optimizer", "counter"} and all(u["expected"] for u in plan["unused"])
@@ -79,7 +67,7 @@ def test_detected_and_optimizer_state_classified():
 
 
 def test_hub_module_layout_defaults_to_its_classifier():
-    plan = json.loads(_run("check", str(HUB_CLASSIFIER), "--to", "pytorch", "--json"))
+    plan = json.loads(run_cli("check", str(HUB_CLASSIFIER), "--to", "pytorch", "--json"))
     assert plan["rules"] == "albert" and plan["target"]["class"] == "AlbertForSequenceClassification"
     sources = {m["target"]: m["source"] for m in plan["matched"]}
     assert sources["albert.encoder.albert_layer_groups.1.albert_layers.1.ffn_output.weight"] == (
@@ -91,7 +79,7 @@ def test_hub_module_layout_defaults_to_its_classifier():
 def test_inferred_config_says_what_it_assumed(tmp_path):
     for f in ("model.ckpt.index", "model.ckpt.data-00000-of-00001"):
         (tmp_path / f).write_bytes((HUB_CLASSIFIER / f).read_bytes())
-    plan = json.loads(_run("check", str(tmp_path), "--to", "pytorch", "--json"))
+    plan = json.loads(run_cli("check", str(tmp_path), "--to", "pytorch", "--json"))
     config = plan["target"]["config"]
     assert (config["num_hidden_groups"], config["inner_group_num"], config["embedding_size"]) == (2, 2, 8)
     assert config["num_labels"] == 3

@@ -8,13 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 import bridge
-from bridge.cli import cli
 from bridge.convert import PlanHasGaps, convert
 from bridge.core.atomic import OutputExists
 from bridge.core.transforms import parse
+from tests.conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "tiny-bert"
@@ -44,12 +43,6 @@ def pt_bert(transformers, torch, tmp_path_factory) -> Path:
     return folder
 
 
-def _run(*args: str, code: int = 0) -> str:
-    result = CliRunner().invoke(cli, list(args))
-    assert result.exit_code == code, result.output
-    return result.output
-
-
 def _model_values(path: Path) -> dict[str, np.ndarray]:
     with bridge.load(path) as ckpt:
         return {r.name: r.numpy().copy() for r in ckpt.values() if r.kind == "model"}
@@ -57,14 +50,14 @@ def _model_values(path: Path) -> dict[str, np.ndarray]:
 
 def test_tf_to_pytorch_loads_cleanly_and_verifies(transformers, tmp_path):
     out = tmp_path / "torch"
-    text = _run("convert", str(EXAMPLE), "--to", "pytorch", "-o", str(out))
+    text = run_cli("convert", str(EXAMPLE), "--to", "pytorch", "-o", str(out))
     assert "dropped 52.5 KiB of optimizer state" in text
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "vocab.txt"]
     model, info = transformers.BertForPreTraining.from_pretrained(out, output_loading_info=True)
     assert info["missing_keys"] == set() and info["unexpected_keys"] == set()
     assert info["mismatched_keys"] == set()
     assert model.cls.predictions.decoder.weight.data_ptr() == model.bert.embeddings.word_embeddings.weight.data_ptr()
-    report = json.loads(_run("verify", str(EXAMPLE), str(out), "--json"))
+    report = json.loads(run_cli("verify", str(EXAMPLE), str(out), "--json"))
     assert report["ok"] and report["values"]["bit_exact"] == report["values"]["compared"] == 46
     assert {o["name"] for o in report["outputs"]} == {"sequence_output", "pooled_output", "mlm_logits", "nsp_logits"}
     assert max(o["max_abs"] for o in report["outputs"]) <= 1e-5
@@ -73,19 +66,19 @@ def test_tf_to_pytorch_loads_cleanly_and_verifies(transformers, tmp_path):
 @pytest.mark.parametrize("target", ["BertModel", "BertForMaskedLM", "BertForSequenceClassification"])
 def test_tf_to_other_classes(transformers, tmp_path, target):
     out = tmp_path / target
-    _run("convert", str(EXAMPLE), "--to", "pytorch", "--target", target, "-o", str(out), "--quiet")
+    run_cli("convert", str(EXAMPLE), "--to", "pytorch", "--target", target, "-o", str(out), "--quiet")
     cls = getattr(transformers, target)
     _, info = cls.from_pretrained(out, output_loading_info=True)
     allowed = {"classifier.weight", "classifier.bias"} if target == "BertForSequenceClassification" else set()
     assert info["missing_keys"] == allowed and info["unexpected_keys"] == set()
-    assert json.loads(_run("verify", str(EXAMPLE), str(out), "--json"))["ok"]
+    assert json.loads(run_cli("verify", str(EXAMPLE), str(out), "--json"))["ok"]
 
 
 def test_pytorch_to_tf_is_read_by_tensorflow_and_verifies(pt_bert, tmp_path, torch):
     import tensorflow as tf
 
     out = tmp_path / "tf"
-    _run("convert", str(pt_bert), "--to", "tensorflow", "--target", "google-bert", "-o", str(out))
+    run_cli("convert", str(pt_bert), "--to", "tensorflow", "--target", "google-bert", "-o", str(out))
     reader = tf.train.load_checkpoint(str(out / "bert_model.ckpt"))
     shapes = reader.get_variable_to_shape_map()
     assert len(shapes) == 46 and shapes["bert/encoder/layer_1/intermediate/dense/kernel"] == [16, 32]
@@ -95,7 +88,7 @@ def test_pytorch_to_tf_is_read_by_tensorflow_and_verifies(pt_bert, tmp_path, tor
         state["bert.encoder.layer.0.attention.self.query.weight"].T,
     )
     assert json.loads((out / "bert_config.json").read_text())["hidden_act"] == "gelu"
-    report = json.loads(_run("verify", str(pt_bert), str(out), "--json"))
+    report = json.loads(run_cli("verify", str(pt_bert), str(out), "--json"))
     assert report["ok"] and report["values"]["bit_exact"] == 46
 
 
@@ -113,15 +106,15 @@ def test_forward_uses_the_models_layer_norm_eps(transformers, torch, tmp_path):
         layer_norm_eps=0.5,
     )
     transformers.BertModel(config).save_pretrained(tmp_path / "pt")
-    _run("convert", str(tmp_path / "pt"), "--to", "tensorflow", "-o", str(tmp_path / "tf"))
-    report = json.loads(_run("verify", str(tmp_path / "pt"), str(tmp_path / "tf"), "--json"))
+    run_cli("convert", str(tmp_path / "pt"), "--to", "tensorflow", "-o", str(tmp_path / "tf"))
+    report = json.loads(run_cli("verify", str(tmp_path / "pt"), str(tmp_path / "tf"), "--json"))
     assert report["ok"] and report["outputs"]
     assert max(o["max_abs"] for o in report["outputs"]) <= 1e-5
 
 
 def test_round_trip_tf_pytorch_tf_is_bit_exact(transformers, tmp_path):
-    _run("convert", str(EXAMPLE), "--to", "pytorch", "-o", str(tmp_path / "pt"), "-q")
-    _run("convert", str(tmp_path / "pt"), "--to", "tensorflow", "-o", str(tmp_path / "tf"), "-q")
+    run_cli("convert", str(EXAMPLE), "--to", "pytorch", "-o", str(tmp_path / "pt"), "-q")
+    run_cli("convert", str(tmp_path / "pt"), "--to", "tensorflow", "-o", str(tmp_path / "tf"), "-q")
     before, after = _model_values(EXAMPLE), _model_values(tmp_path / "tf")
     assert before.keys() == after.keys()
     for name in before:
@@ -129,8 +122,8 @@ def test_round_trip_tf_pytorch_tf_is_bit_exact(transformers, tmp_path):
 
 
 def test_round_trip_pytorch_tf_pytorch_is_bit_exact(pt_bert, tmp_path):
-    _run("convert", str(pt_bert), "--to", "tensorflow", "-o", str(tmp_path / "tf"), "-q")
-    _run("convert", str(tmp_path / "tf"), "--to", "pytorch", "-o", str(tmp_path / "pt"), "-q")
+    run_cli("convert", str(pt_bert), "--to", "tensorflow", "-o", str(tmp_path / "tf"), "-q")
+    run_cli("convert", str(tmp_path / "tf"), "--to", "pytorch", "-o", str(tmp_path / "pt"), "-q")
     before, after = _model_values(pt_bert), _model_values(tmp_path / "pt")
     assert before.keys() == after.keys()
     for name in before:
@@ -140,16 +133,16 @@ def test_round_trip_pytorch_tf_pytorch_is_bit_exact(pt_bert, tmp_path):
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_dtype_is_applied_and_loaded(transformers, tmp_path, dtype):
     out = tmp_path / dtype
-    _run("convert", str(EXAMPLE), "--to", "pytorch", "-o", str(out), "--dtype", dtype, "-q")
+    run_cli("convert", str(EXAMPLE), "--to", "pytorch", "-o", str(out), "--dtype", dtype, "-q")
     with bridge.load(out) as ckpt:
         assert {r.dtype for r in ckpt.values()} == {dtype}
-    report = json.loads(_run("verify", str(EXAMPLE), str(out), "--no-forward", "--json"))
+    report = json.loads(run_cli("verify", str(EXAMPLE), str(out), "--no-forward", "--json"))
     assert report["ok"] and report["values"]["bit_exact"] == 46
 
 
 def test_sharded_output_has_an_index_transformers_reads(transformers, tmp_path):
     out = tmp_path / "sharded"
-    _run("convert", str(EXAMPLE), "--to", "pytorch", "-o", str(out), "--max-shard-size", "10KB", "-q")
+    run_cli("convert", str(EXAMPLE), "--to", "pytorch", "-o", str(out), "--max-shard-size", "10KB", "-q")
     index = json.loads((out / "model.safetensors.index.json").read_text())
     assert len(set(index["weight_map"].values())) > 1
     _, info = transformers.BertForPreTraining.from_pretrained(out, output_loading_info=True)
@@ -162,8 +155,8 @@ def test_bin_output(transformers, torch, tmp_path):
     from safetensors.torch import load_file
 
     out = tmp_path / "bin"
-    _run("convert", str(EXAMPLE), "--to", "pytorch", "-o", str(out), "--format", "bin", "-q")
-    _run("convert", str(EXAMPLE), "--to", "pytorch", "-o", str(tmp_path / "st"), "-q")
+    run_cli("convert", str(EXAMPLE), "--to", "pytorch", "-o", str(out), "--format", "bin", "-q")
+    run_cli("convert", str(EXAMPLE), "--to", "pytorch", "-o", str(tmp_path / "st"), "-q")
     state = torch.load(out / "pytorch_model.bin", weights_only=True)
     expected = load_file(tmp_path / "st" / "model.safetensors")
     assert state.keys() == expected.keys() and len(state) == 46
@@ -174,7 +167,7 @@ def test_bin_output(transformers, torch, tmp_path):
     loaded = model.state_dict()
     assert all(torch.equal(loaded[name], value) for name, value in state.items())
     assert model.cls.predictions.decoder.weight.data_ptr() == model.bert.embeddings.word_embeddings.weight.data_ptr()
-    assert json.loads(_run("verify", str(EXAMPLE), str(out), "--no-forward", "--json"))["ok"]
+    assert json.loads(run_cli("verify", str(EXAMPLE), str(out), "--no-forward", "--json"))["ok"]
 
 
 def test_keep_optimizer_writes_slots_apart(tmp_path):
@@ -197,7 +190,7 @@ def test_refuses_to_overwrite_without_force(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    text = _run("convert", str(EXAMPLE), "--to", "pytorch", "-o", str(out), code=2)
+    text = run_cli("convert", str(EXAMPLE), "--to", "pytorch", "-o", str(out), code=2)
     assert "Output already exists" in text and "--force" in text
     assert (out / "keep.txt").read_text() == "mine"
     with pytest.raises(OutputExists):
@@ -209,7 +202,7 @@ def test_refuses_to_overwrite_without_force(tmp_path):
 def test_refuses_to_write_over_its_input(tmp_path):
     src = tmp_path / "src"
     shutil.copytree(EXAMPLE, src)
-    text = _run("convert", str(src), "--to", "pytorch", "-o", str(src), "--force", code=2)
+    text = run_cli("convert", str(src), "--to", "pytorch", "-o", str(src), "--force", code=2)
     assert "Refusing to write over an input" in text
     assert sorted(p.name for p in src.iterdir()) == sorted(p.name for p in EXAMPLE.iterdir())
 
@@ -231,7 +224,7 @@ def test_interrupted_conversion_leaves_nothing(tmp_path):
 def test_plan_with_gaps_is_refused_with_exit_1(tmp_path):
     config = json.loads((EXAMPLE / "bert_config.json").read_text()) | {"hidden_size": 32}
     (tmp_path / "c.json").write_text(json.dumps(config))
-    text = _run(
+    text = run_cli(
         "convert",
         str(EXAMPLE),
         "--to",
@@ -260,12 +253,12 @@ def test_plan_transform_inverse_matches_writer(tmp_path):
 def test_third_party_google_research_checkpoint_converts_and_verifies(transformers, shared_fixtures, tmp_path):
     """keras-bert's test checkpoint: written by google-research-style TF1 code (TF 1.1x), not by us."""
     source = shared_fixtures / "keras-bert-tiny-tf1"
-    plan = json.loads(_run("check", str(source), "--to", "pytorch", "--json"))
+    plan = json.loads(run_cli("check", str(source), "--to", "pytorch", "--json"))
     assert plan["ok"] and plan["coverage"] == {"source_consumed": 1.0, "target_filled": 1.0}
     assert plan["target"]["class"] == "BertForPreTraining"
     out = tmp_path / "keras-bert-tiny"
-    _run("convert", str(source), "--to", "pytorch", "-o", str(out), "-q")
+    run_cli("convert", str(source), "--to", "pytorch", "-o", str(out), "-q")
     _, info = transformers.BertForPreTraining.from_pretrained(out, output_loading_info=True)
     assert info["missing_keys"] == set() and info["unexpected_keys"] == set()
-    report = json.loads(_run("verify", str(source), str(out), "--json"))
+    report = json.loads(run_cli("verify", str(source), str(out), "--json"))
     assert report["ok"] and len(report["outputs"]) == 4, report

@@ -11,10 +11,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 import bridge
-from bridge.cli import cli
+from tests.conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"
@@ -30,14 +29,8 @@ def transformers(torch):
     return pytest.importorskip("transformers")
 
 
-def _run(*args: str, code: int = 0) -> str:
-    result = CliRunner().invoke(cli, list(args))
-    assert result.exit_code == code, result.output
-    return result.output
-
-
 def _to_hf_tf(source: Path, out: Path, *extra: str) -> Path:
-    _run("convert", str(source), "--to", "tensorflow", "--target", "hf-tf", "-o", str(out), "-q", *extra)
+    run_cli("convert", str(source), "--to", "tensorflow", "--target", "hf-tf", "-o", str(out), "-q", *extra)
     return out
 
 
@@ -102,8 +95,10 @@ def test_written_h5_has_keras_2_structure(tmp_path):
 
 def test_round_trip_hf_tf_pytorch_hf_tf_gives_back_the_file(tmp_path):
     """TFBertForPreTraining's file -> PyTorch -> hf-tf: the same bytes, masked-LM embedding copies included."""
-    _run("convert", str(TF_PRETRAINING), "--to", "pytorch", "-o", str(tmp_path / "pt"), "-q")
-    text = _run("convert", str(tmp_path / "pt"), "--to", "tensorflow", "--target", "hf-tf", "-o", str(tmp_path / "tf"))
+    run_cli("convert", str(TF_PRETRAINING), "--to", "pytorch", "-o", str(tmp_path / "pt"), "-q")
+    text = run_cli(
+        "convert", str(tmp_path / "pt"), "--to", "tensorflow", "--target", "hf-tf", "-o", str(tmp_path / "tf")
+    )
     assert "51 tensors" in text and "5 tied tensors" in text
     assert _structure(tmp_path / "tf" / "tf_model.h5") == _structure(TF_PRETRAINING / "tf_model.h5")
     assert (tmp_path / "tf" / "tf_model.h5").read_bytes() == (TF_PRETRAINING / "tf_model.h5").read_bytes()
@@ -126,7 +121,7 @@ def test_round_trip_pytorch_hf_tf_pytorch_is_bit_exact(transformers, tmp_path):
     transformers.BertForPreTraining(config).save_pretrained(tmp_path / "src")
     _to_hf_tf(tmp_path / "src", tmp_path / "tf")
     assert json.loads((tmp_path / "tf" / "config.json").read_text())["architectures"] == ["BertForPreTraining"]
-    _run("convert", str(tmp_path / "tf"), "--to", "pytorch", "-o", str(tmp_path / "pt"), "-q")
+    run_cli("convert", str(tmp_path / "tf"), "--to", "pytorch", "-o", str(tmp_path / "pt"), "-q")
     before, after = _values(tmp_path / "src"), _values(tmp_path / "pt")
     assert before.keys() == after.keys()
     for name in before:
@@ -137,20 +132,20 @@ def test_round_trip_pytorch_hf_tf_pytorch_is_bit_exact(transformers, tmp_path):
 
 def test_verify_compares_every_tensor_and_the_forward_pass(transformers, tmp_path):
     """Values bit for bit (the masked-LM copies against their owners too) and the exact-gelu forward within 1e-5."""
-    _run("convert", str(TF_PRETRAINING), "--to", "pytorch", "-o", str(tmp_path / "pt"), "-q")
+    run_cli("convert", str(TF_PRETRAINING), "--to", "pytorch", "-o", str(tmp_path / "pt"), "-q")
     out = _to_hf_tf(tmp_path / "pt", tmp_path / "tf")
-    report = json.loads(_run("verify", str(tmp_path / "pt"), str(out), "--json"))
+    report = json.loads(run_cli("verify", str(tmp_path / "pt"), str(out), "--json"))
     assert report["ok"] and report["values"]["bit_exact"] == report["values"]["compared"] == 51
     assert {o["name"] for o in report["outputs"]} == {"sequence_output", "pooled_output", "mlm_logits", "nsp_logits"}
     assert max(o["max_abs"] for o in report["outputs"]) <= 1e-5
     # The other way too: transformers' TF file against the PyTorch model converted from it.
-    report = json.loads(_run("verify", str(TF_PRETRAINING), str(tmp_path / "pt"), "--json"))
+    report = json.loads(run_cli("verify", str(TF_PRETRAINING), str(tmp_path / "pt"), "--json"))
     assert report["ok"] and len(report["outputs"]) == 4
 
 
 def test_verify_fails_on_a_changed_copy(tmp_path):
     """A masked-LM embedding copy that differs from the embeddings layer is a failure, not a pass."""
-    _run("convert", str(TF_PRETRAINING), "--to", "pytorch", "-o", str(tmp_path / "pt"), "-q")
+    run_cli("convert", str(TF_PRETRAINING), "--to", "pytorch", "-o", str(tmp_path / "pt"), "-q")
     out = _to_hf_tf(tmp_path / "pt", tmp_path / "tf")
     copy = "mlm___cls/tf_bert_for_pre_training/bert/embeddings/LayerNorm/beta:0"
     with h5py.File(out / "tf_model.h5", "r+") as f:
@@ -167,7 +162,7 @@ def test_multiple_choice_both_layouts_and_back(transformers, tmp_path, layout, w
     check runs the base.  The source is transformers 4.57.6's own conversion of TFBertForMultipleChoice."""
     source = HEADS / "TFBertForMultipleChoice"
     assert len(json.loads((source / "pt" / "config.json").read_text())["id2label"]) == 3
-    _run("convert", str(source / "pt"), "--to", "tensorflow", "--target", layout, "-o", str(tmp_path / "tf"))
+    run_cli("convert", str(source / "pt"), "--to", "tensorflow", "--target", layout, "-o", str(tmp_path / "tf"))
     with bridge.load(tmp_path / "tf" / weights) as ckpt:
         units = {r.shape for r in ckpt.values() if "classifier" in r.name or r.name.startswith("output_")}
     assert units in ({(8, 1), (1,)}, {(1, 8), (1,)})
@@ -175,9 +170,9 @@ def test_multiple_choice_both_layouts_and_back(transformers, tmp_path, layout, w
         written, expected = _datasets(tmp_path / "tf" / weights), _datasets(source / "tf" / weights)
         assert written.keys() == expected.keys()
         assert all(np.array_equal(written[n], expected[n]) for n in expected)
-    report = json.loads(_run("verify", str(source / "pt"), str(tmp_path / "tf"), "--json"))
+    report = json.loads(run_cli("verify", str(source / "pt"), str(tmp_path / "tf"), "--json"))
     assert report["ok"] and {o["name"] for o in report["outputs"]} == {"sequence_output", "pooled_output"}
-    _run(
+    run_cli(
         "convert",
         str(tmp_path / "tf"),
         "--to",
@@ -195,7 +190,7 @@ def test_float16_is_written_and_bfloat16_refused(tmp_path):
     out = _to_hf_tf(PT_TWIN, tmp_path / "f16", "--dtype", "float16")
     with h5py.File(out / "tf_model.h5", "r") as f:
         assert f["bert/tf_bert_model/bert/pooler/dense/kernel:0"].dtype == np.float16
-    text = _run(
+    text = run_cli(
         "convert",
         str(PT_TWIN),
         "--to",
@@ -213,7 +208,7 @@ def test_float16_is_written_and_bfloat16_refused(tmp_path):
 
 
 def test_format_must_fit_the_layout(tmp_path):
-    text = _run(
+    text = run_cli(
         "convert",
         str(PT_TWIN),
         "--to",
@@ -227,7 +222,7 @@ def test_format_must_fit_the_layout(tmp_path):
         code=2,
     )
     assert "The hf-tf layout is written as tf_model.h5" in text
-    _run(
+    run_cli(
         "convert",
         str(PT_TWIN),
         "--to",

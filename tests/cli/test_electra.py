@@ -8,23 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 import bridge
-from bridge.cli import cli
+from tests.conftest import run_cli
 
 SOURCE = Path(__file__).resolve().parents[1] / "fixtures" / "electra-tf1"
-
-
-@pytest.fixture(scope="module")
-def transformers(torch):
-    return pytest.importorskip("transformers")
-
-
-def _run(*args: str, code: int = 0) -> str:
-    result = CliRunner().invoke(cli, list(args))
-    assert result.exit_code == code, result.output
-    return result.output
 
 
 def _values(path: Path) -> dict[str, np.ndarray]:
@@ -46,7 +34,7 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
 )
 def test_convert_equals_transformers_4_loader_and_loads_in_5(transformers, target, oracle, prefix, hidden, tmp_path):
     out = tmp_path / target
-    _run("convert", str(SOURCE), "--to", "pytorch", "--target", target, "-o", str(out), "--quiet")
+    run_cli("convert", str(SOURCE), "--to", "pytorch", "--target", target, "-o", str(out), "--quiet")
     expected = {k.removeprefix(prefix): v for k, v in _values(SOURCE / "oracle" / f"{oracle}.safetensors").items()}
     written = _values(out / "model.safetensors")
     assert written and all(_same(v, expected[k]) for k, v in written.items())
@@ -57,13 +45,13 @@ def test_convert_equals_transformers_4_loader_and_loads_in_5(transformers, targe
     assert state.keys() <= expected.keys() and all(_same(v, expected[k]) for k, v in state.items())
     assert model.config.hidden_size == hidden and model.config.hidden_act == "gelu"  # electra's erf gelu
 
-    report = json.loads(_run("verify", str(SOURCE), str(out), "--json"))
+    report = json.loads(run_cli("verify", str(SOURCE), str(out), "--json"))
     assert report["ok"] and report["values"]["bit_exact"] == report["values"]["compared"] == len(written)
     assert any("no forward check for the electra rules" in n for n in report["notes"])
 
 
 def test_default_target_is_the_discriminator_and_slots_are_optimizer_state():
-    plan = json.loads(_run("check", str(SOURCE), "--to", "pytorch", "--json"))
+    plan = json.loads(run_cli("check", str(SOURCE), "--to", "pytorch", "--json"))
     assert plan["rules"] == "electra" and plan["target"]["class"] == "ElectraForPreTraining"
     assert plan["target"]["config"]["generator"]["hidden_size"] == 4
     model = [u for u in plan["unused"] if u["kind"] == "model"]
@@ -78,7 +66,7 @@ def test_default_target_is_the_discriminator_and_slots_are_optimizer_state():
 
 
 def test_generator_takes_the_shared_embeddings():
-    plan = json.loads(_run("check", str(SOURCE), "--to", "pytorch", "--target", "ElectraForMaskedLM", "--json"))
+    plan = json.loads(run_cli("check", str(SOURCE), "--to", "pytorch", "--target", "ElectraForMaskedLM", "--json"))
     sources = {m["target"]: m["source"] for m in plan["matched"]}
     assert sources["electra.embeddings.word_embeddings.weight"] == "electra/embeddings/word_embeddings"
     assert sources["electra.embeddings_project.weight"] == "generator/embeddings_project/kernel"

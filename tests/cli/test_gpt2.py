@@ -27,11 +27,6 @@ ORACLE = FIXTURES / "gpt2-tf1-oracle"
 HPARAMS = json.loads((PLAIN / "hparams.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def transformers(torch):
-    return pytest.importorskip("transformers")
-
-
 def _read(path: Path) -> dict[str, np.ndarray]:
     from safetensors.numpy import load_file
 

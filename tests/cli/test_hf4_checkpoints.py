@@ -9,21 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from bridge.api import load
 from bridge.check import check
-from bridge.cli import cli
+from tests.conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = REPO / "tests" / "fixtures" / "bert-4x-position-ids"  # BertModel, sentence-transformers style names
 PRETRAINING = REPO / "tests" / "fixtures" / "bert-4x-pretraining"  # BertForPreTraining, `bert.` prefix
-
-
-def _run(*args: str, code: int = 0) -> str:
-    result = CliRunner().invoke(cli, list(args))
-    assert result.exit_code == code, result.output
-    return result.output
 
 
 @pytest.mark.parametrize(
@@ -46,7 +39,7 @@ def test_edited_position_ids_is_a_gap(torch, tmp_path):
     state["embeddings.position_ids"] = state["embeddings.position_ids"] + 2  # positions shifted by two
     shutil.copy(BASE / "config.json", tmp_path / "config.json")
     torch.save(state, tmp_path / "pytorch_model.bin")
-    text = _run("check", str(tmp_path), "--to", "tensorflow", code=1)
+    text = run_cli("check", str(tmp_path), "--to", "tensorflow", code=1)
     assert "! embeddings.position_ids [1, 32]: a constant buffer" in text
     assert "not the ones the target rebuilds" in text
 
@@ -55,11 +48,11 @@ def test_convert_and_verify_with_position_ids(torch, tmp_path):
     pytest.importorskip("tensorflow")  # verify's TF reference forward; after torch (conftest order)
     transformers = pytest.importorskip("transformers")
     out = tmp_path / "tf"
-    text = _run("convert", str(BASE), "--to", "tensorflow", "-o", str(out))
+    text = run_cli("convert", str(BASE), "--to", "tensorflow", "-o", str(out))
     assert "wrote" in text and (out / "bert_model.ckpt.index").is_file()
     with load(out) as converted:
         assert not any("position_ids" in r.name for r in converted.values())
-    text = _run("verify", str(BASE), str(out))
+    text = run_cli("verify", str(BASE), str(out))
     assert "values: 39/39 tensors bit-exact" in text and "verdict: PASS" in text
     # transformers 5 loads the 4.x file and ignores the buffer (its own oracle of "expected leftover").
     model, info = transformers.BertModel.from_pretrained(BASE, output_loading_info=True)
@@ -69,19 +62,19 @@ def test_convert_and_verify_with_position_ids(torch, tmp_path):
 
 def test_pytorch_to_pytorch_says_no_rules_were_used():
     """Both sides PyTorch: names are compared as they are, so the header names no rule pack as the mapping."""
-    text = _run("check", str(PRETRAINING), "--to", "pytorch", "--target", "BertForPreTraining")
+    text = run_cli("check", str(PRETRAINING), "--to", "pytorch", "--target", "BertForPreTraining")
     header = text.splitlines()[0]
     assert "rules: google-bert" not in header
     assert "no rules: names compared as they are; google-bert lays out the target and explains leftovers" in header
-    report = json.loads(_run("check", str(PRETRAINING), "--to", "pytorch", "--json"))
+    report = json.loads(run_cli("check", str(PRETRAINING), "--to", "pytorch", "--json"))
     assert report["rules_applied"] is False
     # A reference state dict as the target: the pack lays nothing out.
-    text = _run("check", str(PRETRAINING), "--to", "pytorch", "--target", str(BASE / "pytorch_model.bin"))
+    text = run_cli("check", str(PRETRAINING), "--to", "pytorch", "--target", str(BASE / "pytorch_model.bin"))
     assert "google-bert explains leftovers)" in text.splitlines()[0]
     # Across frameworks the pack's rules do map the names.
-    text = _run("check", str(PRETRAINING), "--to", "tensorflow")
+    text = run_cli("check", str(PRETRAINING), "--to", "tensorflow")
     assert "(torch, rules: google-bert)" in text.splitlines()[0]
-    assert "rules_applied" not in json.loads(_run("check", str(PRETRAINING), "--to", "tensorflow", "--json"))
+    assert "rules_applied" not in json.loads(run_cli("check", str(PRETRAINING), "--to", "tensorflow", "--json"))
 
 
 @pytest.mark.parametrize("source", [BASE, PRETRAINING])
@@ -92,7 +85,7 @@ def test_lone_bin_infers_its_config_from_pytorch_names(source, tmp_path):
     lone = tmp_path / "pytorch_model.bin"
     written = json.loads((source / "config.json").read_text())
     for to, target in (("pytorch", "BertModel"), ("tensorflow", "google-bert"), ("tensorflow", "hf-tf")):
-        text = _run("check", str(lone), "--to", to, "--target", target)
+        text = run_cli("check", str(lone), "--to", to, "--target", target)
         assert "Cannot infer" not in text and "verdict: OK" in text
         assert "config inferred from tensor shapes (no config.json beside the checkpoint)" in text
         assert "assumed num_attention_heads = hidden_size/64 = 1, hidden_act `gelu` (exact)" in text
@@ -102,7 +95,7 @@ def test_lone_bin_infers_its_config_from_pytorch_names(source, tmp_path):
                     "max_position_embeddings", "type_vocab_size", "hidden_act", "layer_norm_eps"):  # fmt: skip
             assert config[key] == written[key], key
     out = tmp_path / "tf"
-    _run("convert", str(lone), "--to", "tensorflow", "-o", str(out))
+    run_cli("convert", str(lone), "--to", "tensorflow", "-o", str(out))
     bert_config = json.loads((out / "bert_config.json").read_text())
     assert bert_config["num_hidden_layers"] == 2 and bert_config["vocab_size"] == 64
 

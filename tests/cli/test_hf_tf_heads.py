@@ -22,11 +22,6 @@ HEADS_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "hf-tf-heads"
 TF_CLASSES = sorted(p.name for p in HEADS_DIR.iterdir())
 
 
-@pytest.fixture(scope="module")
-def transformers(torch):
-    return pytest.importorskip("transformers")
-
-
 def _run(*args: str) -> str:
     result = CliRunner().invoke(cli, list(args))
     assert result.exit_code == 0, result.output

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from bridge.check import check
-from bridge.cli import cli
 from tests.cli._seq2seq_modules import seq2seq_variables, write_hub_module
+from tests.conftest import run_cli
 
 EXTRA = "module/bert/decoder/layer_0/attention/mystery/kernel"
 
@@ -36,15 +35,9 @@ def transformers(torch):
     return pytest.importorskip("transformers")
 
 
-def _run(*args: str, code: int = 0) -> str:
-    result = CliRunner().invoke(cli, list(args))
-    assert result.exit_code == code, result.output
-    return result.output
-
-
 @pytest.mark.parametrize("variant", ["uncoupled", "coupled"])
 def test_check_explains_structure(modules, variant):
-    text = _run("check", str(modules[variant]), "--to", "pytorch")
+    text = run_cli("check", str(modules[variant]), "--to", "pytorch")
     assert "rules: bertseq2seq" in text and "EncoderDecoderModel" in text
     assert "prefix `module/bert/` found" in text
     assert "decoder cross-attention" in text and "encoder or decoder layers" in text
@@ -84,7 +77,7 @@ def test_google_bert_does_not_claim_seq2seq_names():
 @pytest.mark.parametrize("variant", ["uncoupled", "coupled"])
 def test_convert_loads_generates_and_verifies(transformers, torch, modules, variant, tmp_path):
     out = tmp_path / "out"
-    text = _run("convert", str(modules[variant]), "--to", "pytorch", "-o", str(out))
+    text = run_cli("convert", str(modules[variant]), "--to", "pytorch", "-o", str(out))
     assert "decoder_start_token_id, pad_token_id, eos_token_id unknown" in text
     model, info = transformers.EncoderDecoderModel.from_pretrained(out, output_loading_info=True)
     assert not any(info.values()), info
@@ -101,15 +94,15 @@ def test_convert_loads_generates_and_verifies(transformers, torch, modules, vari
         cfg.decoder_start_token_id, cfg.pad_token_id, cfg.eos_token_id = 2, 0, 3
     generated = model.generate(torch.tensor([[5, 6, 7, 8]]), max_new_tokens=4, do_sample=False)
     assert generated.shape[0] == 1 and generated[0, 0] == 2
-    text = _run("verify", str(modules[variant]), str(out))
+    text = run_cli("verify", str(modules[variant]), str(out))
     assert "forward logits" in text and "verdict: PASS" in text
 
 
 def test_unknown_variable_is_reported_and_rest_converts(transformers, modules, tmp_path):
-    text = _run("check", str(modules["extra"]), "--to", "pytorch", code=1)
+    text = run_cli("check", str(modules["extra"]), "--to", "pytorch", code=1)
     assert EXTRA in text and "which the target does not have: not loaded" in text
     out = tmp_path / "out"
-    text = _run("convert", str(modules["extra"]), "--to", "pytorch", "-o", str(out), "--allow-gaps", code=1)
+    text = run_cli("convert", str(modules["extra"]), "--to", "pytorch", "-o", str(out), "--allow-gaps", code=1)
     assert "wrote" in text and (out / "model.safetensors").is_file()
     model, info = transformers.EncoderDecoderModel.from_pretrained(out, output_loading_info=True)
     assert not any(info.values()), info
@@ -175,17 +168,17 @@ def test_plain_bert_under_bert_scope_stays_google_bert():
 @pytest.mark.parametrize("variant", ["one", "zero"])
 def test_convert_and_verify_any_prefix(transformers, modules, variant, tmp_path):
     out = tmp_path / "out"
-    _run("convert", str(modules[variant]), "--to", "pytorch", "-o", str(out))
+    run_cli("convert", str(modules[variant]), "--to", "pytorch", "-o", str(out))
     model, info = transformers.EncoderDecoderModel.from_pretrained(out, output_loading_info=True)
     assert not any(info.values()), info
-    text = _run("verify", str(modules[variant]), str(out))
+    text = run_cli("verify", str(modules[variant]), str(out))
     assert "forward logits" in text and "verdict: PASS" in text
 
 
 def test_no_prefix_advice_that_would_not_match(modules):
     """Forced onto the BERT rules, a seq2seq checkpoint is all unmatched; `--add-prefix decoder.` would put the
     encoder's names into the decoder with the wrong shapes, so it is not advised."""
-    text = _run(
+    text = run_cli(
         "check", str(modules["one-coupled"]), "--to", "pytorch", "--rules", "google-bert",
         "--target", "EncoderDecoderModel", code=1,
     )  # fmt: skip
@@ -209,7 +202,7 @@ def vocab_module(modules, tmp_path_factory) -> Path:
 
 
 def test_vocabulary_gives_the_generation_tokens(vocab_module):
-    text = _run("check", str(vocab_module), "--to", "pytorch")
+    text = run_cli("check", str(vocab_module), "--to", "pytorch")
     assert (
         "generate() tokens from assets/vocab.txt: decoder_start_token_id 2 `[CLS]`, eos_token_id 3 `[SEP]`, "
         "pad_token_id 0 `[PAD]`"
@@ -228,7 +221,7 @@ def test_converted_module_generates_as_written(transformers, torch, vocab_module
     import json
 
     out = tmp_path / "out"
-    text = _run("convert", str(vocab_module), "--to", "pytorch", "-o", str(out))
+    text = run_cli("convert", str(vocab_module), "--to", "pytorch", "-o", str(out))
     assert "unknown" not in text and "generate() tokens from assets/vocab.txt" in text
     generation = json.loads((out / "generation_config.json").read_text())
     assert generation == {"decoder_start_token_id": 2, "eos_token_id": 3, "pad_token_id": 0}
@@ -245,7 +238,7 @@ def test_unusable_vocabulary_is_named(modules, tmp_path):
     shutil.copytree(modules["uncoupled"], module)
     (module / "assets").mkdir()
     (module / "assets" / "vocab.txt").write_text("a\nb\nc\n")
-    text = _run("check", str(module), "--to", "pytorch")
+    text = run_cli("check", str(module), "--to", "pytorch")
     assert "assets/vocab.txt has neither [CLS]/[SEP]/[PAD] nor <s>/</s>/<pad>: generate() tokens not set" in text
 
 

@@ -13,14 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from bridge.check import check
-from bridge.cli import cli
 from bridge.convert import convert
 from bridge.rules.t5 import config_from_gin, parse_gin
 from bridge.verify import verify
 from tests.cli.test_light import _BLOCKED, HEAVY
+from tests.conftest import run_cli
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "t5-tf1"
 VERSIONS = ("v1_0", "v1_1")
@@ -33,12 +32,6 @@ PAIRS = [
     if (v, t) != ("v1_0", "MT5ForConditionalGeneration")
 ]
 TIED = {"encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "lm_head.weight"}
-
-
-def _run(*args: str, code: int = 0) -> str:
-    result = CliRunner().invoke(cli, list(args))
-    assert result.exit_code == code, result.output
-    return result.output
 
 
 def _oracle(version: str) -> dict[str, np.ndarray]:
@@ -145,7 +138,7 @@ def test_tied_model_to_mt5_is_a_gap():
 
 
 def test_verify_cli_says_pass(transformers, converted):
-    out = _run("verify", str(FIXTURES / "v1_1"), str(converted["v1_1", "default"]))
+    out = run_cli("verify", str(FIXTURES / "v1_1"), str(converted["v1_1", "default"]))
     assert "66/66 tensors bit-exact" in out and "forward logits" in out and "verdict: PASS" in out
 
 
@@ -220,7 +213,7 @@ def test_config_flag_takes_a_gin_file(tmp_path):
     assert not plan.ok and plan.mismatched  # the gin's head size contradicts the shapes: said, not guessed
     bad = tmp_path / "bad.gin"
     bad.write_text("d_model = (\n")
-    out = _run("check", str(FIXTURES / "v1_1"), "--to", "pytorch", "--config", str(bad), code=2)
+    out = run_cli("check", str(FIXTURES / "v1_1"), "--to", "pytorch", "--config", str(bad), code=2)
     assert "bad.gin" in out and "Traceback" not in out
 
 
@@ -246,7 +239,7 @@ def test_per_block_relative_bias_is_a_gap(tf, tmp_path):
         with v1.Session() as session:
             session.run(v1.global_variables_initializer())
             v1.train.Saver(made).save(session, str(tmp_path / "model.ckpt"), write_meta_graph=False)
-    out = _run("check", str(tmp_path), "--to", "pytorch", code=1)
+    out = run_cli("check", str(tmp_path), "--to", "pytorch", code=1)
     assert "changes the model's math" in out and "block 0" in out and "verdict: GAPS" in out
 
 

@@ -9,9 +9,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from bridge.cli import cli
+from tests.conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 UNTIED = REPO / "tests" / "fixtures" / "bert-untied"  # decoder differs from the embeddings, config ties them
@@ -24,21 +23,15 @@ def transformers(torch):
     return pytest.importorskip("transformers")
 
 
-def _run(*args: str, code: int = 0) -> str:
-    result = CliRunner().invoke(cli, list(args))
-    assert result.exit_code == code, result.output
-    return result.output
-
-
 @pytest.mark.parametrize("layout", ["google-bert", "hf-tf"])
 def test_untied_decoder_is_refused_and_nothing_is_written(tmp_path, layout):
     out = tmp_path / "tf"
-    text = _run("convert", str(UNTIED), "--to", "tensorflow", "--target", layout, "-o", str(out), code=1)
+    text = run_cli("convert", str(UNTIED), "--to", "tensorflow", "--target", layout, "-o", str(out), code=1)
     assert "conversion plan has gaps" in text
     assert f"`{DECODER}` [64, 16] left over: differs from `{EMBEDDINGS}` (max abs diff 1)" in text
     assert f"the values of `{DECODER}` would be lost" in text
     assert not out.exists() and list(tmp_path.iterdir()) == []
-    report = json.loads(_run("check", str(UNTIED), "--to", "tensorflow", "--target", layout, "--json", code=1))
+    report = json.loads(run_cli("check", str(UNTIED), "--to", "tensorflow", "--target", layout, "--json", code=1))
     assert not report["ok"]
     assert [u["name"] for u in report["unused"] if not u["expected"]] == [DECODER]
 
@@ -81,15 +74,15 @@ def test_tied_decoder_converts_to_google_bert_stored_once(tied_bert, tmp_path, k
 
     (sources, decoder), out = tied_bert, tmp_path / "tf"
     source = sources[kind]
-    check = _run("check", str(source), "--to", "tensorflow", "--target", "google-bert")
+    check = run_cli("check", str(source), "--to", "tensorflow", "--target", "google-bert")
     if kind != "save_pretrained":  # save_pretrained leaves the tied decoder out: nothing to explain
         assert f"{DECODER} [64, 16]: tied to `{EMBEDDINGS}`: stored once on the target side" in check
     assert "verdict: OK" in check
-    _run("convert", str(source), "--to", "tensorflow", "--target", "google-bert", "-o", str(out), "-q")
+    run_cli("convert", str(source), "--to", "tensorflow", "--target", "google-bert", "-o", str(out), "-q")
     # TensorFlow's own reader: the one matrix the TF MLM head multiplies with is the PyTorch model's decoder.
     reader = tf.train.load_checkpoint(str(out / "bert_model.ckpt"))
     np.testing.assert_array_equal(reader.get_tensor("bert/embeddings/word_embeddings"), decoder)
-    report = json.loads(_run("verify", str(source), str(out), "--json"))
+    report = json.loads(run_cli("verify", str(source), str(out), "--json"))
     assert report["ok"] and report["values"]["bit_exact"] == report["values"]["compared"]
     assert {o["name"] for o in report["outputs"]} >= {"mlm_logits"}
 
@@ -98,11 +91,11 @@ def test_tied_decoder_converts_to_google_bert_stored_once(tied_bert, tmp_path, k
 def test_tied_decoder_converts_to_hf_tf_stored_once(tied_bert, tmp_path, kind):
     (sources, decoder), out = tied_bert, tmp_path / "tf"
     source = sources[kind]
-    _run("convert", str(source), "--to", "tensorflow", "--target", "hf-tf", "-o", str(out), "-q")
+    run_cli("convert", str(source), "--to", "tensorflow", "--target", "hf-tf", "-o", str(out), "-q")
     # h5py, not this project's reader: the embeddings and the masked-LM head's copy are the decoder.
     with h5py.File(out / "tf_model.h5", "r") as f:
         for group in ("bert", "mlm___cls"):
             value = f[f"{group}/tf_bert_for_masked_lm/bert/embeddings/word_embeddings/weight:0"][()]
             np.testing.assert_array_equal(value, decoder)
-    report = json.loads(_run("verify", str(source), str(out), "--json"))
+    report = json.loads(run_cli("verify", str(source), str(out), "--json"))
     assert report["ok"] and report["values"]["bit_exact"] == report["values"]["compared"]

@@ -10,21 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from bridge.cli import cli
+from tests.conftest import run_cli
 
 
 @pytest.fixture(scope="module")
 def transformers(torch):
     pytest.importorskip("tensorflow")  # verify's reference forward; after torch (conftest order)
     return pytest.importorskip("transformers")
-
-
-def _run(*args: str, code: int = 0) -> str:
-    result = CliRunner().invoke(cli, list(args))
-    assert result.exit_code == code, result.output
-    return result.output
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +38,13 @@ def erf_bert(transformers, torch, tmp_path_factory) -> tuple[Path, Path]:
     )
     root = tmp_path_factory.mktemp("erf")
     transformers.BertForPreTraining(config).save_pretrained(root / "pt")
-    _run("convert", str(root / "pt"), "--to", "tensorflow", "--target", "google-bert", "-o", str(root / "tf"), "-q")
+    run_cli("convert", str(root / "pt"), "--to", "tensorflow", "--target", "google-bert", "-o", str(root / "tf"), "-q")
     return root / "pt", root / "tf"
 
 
 def test_activation_difference_is_explained_with_the_way_forward(erf_bert, tmp_path):
     pt, tf = erf_bert
-    text = _run("verify", str(pt), str(tf), code=1)  # the two models do compute different things
+    text = run_cli("verify", str(pt), str(tf), code=1)  # the two models do compute different things
     verdict = text.splitlines()[-1]
     assert verdict.startswith("verdict: FAIL (explained): values bit-exact; the forward differs by up to ")
     assert (
@@ -59,7 +52,7 @@ def test_activation_difference_is_explained_with_the_way_forward(erf_bert, tmp_p
         "tanh form on the TF side; with matched activations the outputs agree to "
     ) in verdict
     assert f'set "hidden_act": "gelu_new" in {pt / "config.json"}' in verdict
-    report = json.loads(_run("verify", str(pt), str(tf), "--json", code=1))
+    report = json.loads(run_cli("verify", str(pt), str(tf), "--json", code=1))
     assert not report["ok"] and report["values"]["bit_exact"] == report["values"]["compared"] == 46
     worst = max(o["max_abs"] for o in report["outputs"])
     assert worst > 1e-4  # well over atol: a real difference, not rounding
@@ -70,24 +63,24 @@ def test_activation_difference_is_explained_with_the_way_forward(erf_bert, tmp_p
     assert f"--atol {forward['accept_atol']:g}" in verdict
 
     # Both ways forward do what the verdict says.  --atol accepts the difference as it is:
-    accepted = json.loads(_run("verify", str(pt), str(tf), "--atol", f"{forward['accept_atol']:g}", "--json"))
+    accepted = json.loads(run_cli("verify", str(pt), str(tf), "--atol", f"{forward['accept_atol']:g}", "--json"))
     assert accepted["ok"] and accepted["forward"] == {"status": "pass"}
     # The fix: transformers itself, computing the tanh form (gelu_new), agrees with the TF side at 1e-5.
     fixed = tmp_path / "pt"
     shutil.copytree(pt, fixed)
     config = json.loads((fixed / "config.json").read_text())
     (fixed / "config.json").write_text(json.dumps({**config, "hidden_act": "gelu_new"}))
-    after = json.loads(_run("verify", str(fixed), str(tf), "--json"))
+    after = json.loads(run_cli("verify", str(fixed), str(tf), "--json"))
     assert after["ok"] and after["forward"] == {"status": "pass"}
 
 
 def test_a_difference_the_activation_does_not_cover_stays_fail(erf_bert):
     """At --atol 0 even matched activations differ (float rounding across frameworks): not explained."""
     pt, tf = erf_bert
-    text = _run("verify", str(pt), str(tf), "--atol", "0", code=1)
+    text = run_cli("verify", str(pt), str(tf), "--atol", "0", code=1)
     assert text.splitlines()[-1] == "verdict: FAIL"
     assert "the activation does not explain it all" in text
-    report = json.loads(_run("verify", str(pt), str(tf), "--atol", "0", "--json", code=1))
+    report = json.loads(run_cli("verify", str(pt), str(tf), "--atol", "0", "--json", code=1))
     assert report["forward"] == {"status": "fail"}
 
 
@@ -102,8 +95,8 @@ def test_values_that_differ_are_never_explained_by_the_activation(erf_bert, tmp_
     state = load_file(changed / "model.safetensors")
     state["bert.pooler.dense.bias"] = state["bert.pooler.dense.bias"] + np.float32(1e-6)
     save_file(state, changed / "model.safetensors", metadata={"format": "pt"})
-    report = json.loads(_run("verify", str(changed), str(tf), "--json", code=1))
+    report = json.loads(run_cli("verify", str(changed), str(tf), "--json", code=1))
     assert report["values"]["failures"] == ["bert.pooler.dense.bias -> bert/pooler/dense/bias: values differ"]
     assert report["forward"] == {"status": "fail"}
-    text = _run("verify", str(changed), str(tf), code=1)
+    text = run_cli("verify", str(changed), str(tf), code=1)
     assert text.splitlines()[-1] == "verdict: FAIL"

@@ -24,11 +24,6 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "xlnet-tf1"
 REAL = ("test_checkpoint_pre", "test_checkpoint_tune")
 
 
-@pytest.fixture(scope="module")
-def transformers(torch):
-    return pytest.importorskip("transformers")
-
-
 def _safetensors(path: Path) -> dict[str, np.ndarray]:
     from safetensors.numpy import load_file
 

@@ -12,11 +12,6 @@ from bridge.rules.albert import CLASSES, PACK
 CONFIG = json.loads((Path(__file__).resolve().parents[1] / "fixtures/albert-tf1/albert_config.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def transformers(torch):
-    return pytest.importorskip("transformers")
-
-
 @pytest.mark.parametrize("class_name", sorted(CLASSES))
 @pytest.mark.parametrize("groups", [(1, 1), (2, 3)])
 def test_layout_equals_transformers_state_dict(transformers, torch, class_name, groups):

@@ -12,11 +12,6 @@ from bridge.rules.bert import CLASSES, PACK
 CONFIG = json.loads((Path(__file__).resolve().parents[2] / "examples/tiny-bert/bert_config.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def transformers(torch):
-    return pytest.importorskip("transformers")
-
-
 @pytest.mark.parametrize("class_name", sorted(CLASSES))
 @pytest.mark.parametrize("num_labels", [2, 5])
 def test_layout_equals_transformers_state_dict(transformers, torch, class_name, num_labels):

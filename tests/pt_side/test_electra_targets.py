@@ -10,11 +10,6 @@ CONFIG = {"vocab_size": 32, "embedding_size": 8, "hidden_size": 16, "num_hidden_
           "intermediate_size": 64, "max_position_embeddings": 16, "type_vocab_size": 2}  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def transformers(torch):
-    return pytest.importorskip("transformers")
-
-
 @pytest.mark.parametrize("class_name", sorted(CLASSES))
 @pytest.mark.parametrize("embedding_size", [8, 16])  # projected or not
 def test_layout_equals_transformers_state_dict(transformers, torch, class_name, embedding_size):

@@ -12,11 +12,6 @@ from bridge.rules.gpt2 import CLASSES, PACK
 HPARAMS = json.loads((Path(__file__).resolve().parents[1] / "fixtures/gpt2-tf1/hparams.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def transformers(torch):
-    return pytest.importorskip("transformers")
-
-
 @pytest.mark.parametrize("class_name", CLASSES)
 @pytest.mark.parametrize("n_inner", [None, 12])
 def test_layout_equals_transformers_state_dict(transformers, torch, class_name, n_inner):

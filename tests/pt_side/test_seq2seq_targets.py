@@ -10,11 +10,6 @@ CONFIG = {"vocab_size": 40, "hidden_size": 16, "num_hidden_layers": 2, "num_atte
           "intermediate_size": 32, "max_position_embeddings": 32}  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def transformers(torch):
-    return pytest.importorskip("transformers")
-
-
 @pytest.mark.parametrize(("shared", "decoder_layers"), [(False, 2), (False, 3), (True, 2)])
 def test_layout_equals_transformers_state_dict(transformers, torch, shared, decoder_layers):
     enc = transformers.BertGenerationConfig(**CONFIG)

@@ -14,11 +14,6 @@ VARIANTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def transformers(torch):
-    return pytest.importorskip("transformers")
-
-
 @pytest.mark.parametrize("class_name", sorted(CLASSES))
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_layout_equals_transformers_state_dict(transformers, torch, class_name, variant):

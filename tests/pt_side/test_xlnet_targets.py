@@ -9,11 +9,6 @@ from bridge.rules.xlnet import CLASSES, PACK
 CONFIG = {"n_token": 32, "d_model": 8, "n_head": 2, "d_head": 4, "d_inner": 16, "n_layer": 3}
 
 
-@pytest.fixture(scope="module")
-def transformers(torch):
-    return pytest.importorskip("transformers")
-
-
 @pytest.mark.parametrize("class_name", CLASSES)
 @pytest.mark.parametrize(("num_labels", "tied"), [(1, True), (3, False)])
 def test_layout_equals_transformers_state_dict(transformers, torch, class_name, num_labels, tied):
