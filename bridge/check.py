@@ -324,7 +324,9 @@ def resolve_target(ckpt: Checkpoint, pack: RulePack, to: str, target: str | None
             config=config,
             base_prefix=pack.base_prefix,
         )
-    name = target or (pack.default_target([r.name for r in ckpt.values()]) if pack.default_target else None)
+    name = target or _saved_class(ckpt, pack, config)
+    if name is None and pack.default_target is not None:
+        name = pack.default_target([r.name for r in ckpt.values()])
     if name is None:
         hint = (
             "Pass --target FILE.py:FACTORY (a function returning your PyTorch twin, an nn.Module) or a reference "
@@ -363,6 +365,16 @@ def _unknown_class(name: str, pack: RulePack, others: Sequence[str]) -> UsageErr
         + f"The {pack.name} rules know: {known}; or pass another transformers class, "
         "a reference checkpoint or FILE.py:FACTORY",
     )
+
+
+def _saved_class(ckpt: Checkpoint, pack: RulePack, config: dict[str, Any]) -> str | None:
+    """A PyTorch source's own class, as its ``config.json`` names it (``architectures``), when the pack lays it out:
+    the class that loads every tensor the source has."""
+    if ckpt.framework != "pytorch":
+        return None
+    saved = config.get("architectures")
+    name = saved[0] if isinstance(saved, list) and saved and isinstance(saved[0], str) else None
+    return name if name in pack.targets else None
 
 
 def _keras3_layout(metadata: dict[str, Any]) -> dict[str, Any]:

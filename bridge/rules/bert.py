@@ -154,8 +154,8 @@ def _class_layout(class_name: str):  # type: ignore[no-untyped-def]
 
 
 def default_target(names: Iterable[str]) -> str:
-    """The transformers class that keeps every head the checkpoint has."""
-    names = set(names)
+    """The transformers class that keeps every head the checkpoint has (google-research or transformers names)."""
+    names = {n.replace(".", "/") for n in names}
     mlm = any(n.startswith("cls/predictions/") for n in names)
     nsp = any(n.startswith("cls/seq_relationship/") for n in names)
     if mlm and nsp:
@@ -164,9 +164,9 @@ def default_target(names: Iterable[str]) -> str:
         return "BertForMaskedLM"
     if nsp:
         return "BertForNextSentencePrediction"
-    if any(n.startswith("cls/squad/") for n in names):
+    if any(n.startswith(("cls/squad/", "qa_outputs/")) for n in names):
         return "BertForQuestionAnswering"
-    if "output_weights" in names:
+    if "output_weights" in names or "classifier/weight" in names:
         return "BertForSequenceClassification"
     return "BertModel"
 
