@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from bridge.rules import Head, Optional_, Rule, RulePack
+from bridge.rules.bert import google_research_config
 
 _HUB = r"(?:module/)?"  # a TF-Hub module used inside a fine-tuning graph: its variables under `module/`
 _BLOCK = _HUB + r"bert/encoder/transformer/group_(\d+)/inner_group_(\d+)"
@@ -200,29 +201,8 @@ _ALBERT_CONFIG_KEYS = (
 
 def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], list[str]]:
     """transformers ``config.json`` for a google-research ``albert_config.json`` (or a transformers one as it is)."""
-    if "model_type" in config:
-        return dict(config, architectures=[class_name]), []
-    out: dict[str, Any] = {k: config[k] for k in _ALBERT_CONFIG_KEYS if k in config}
-    notes = []
-    # modeling.py's gelu is the tanh approximation, which transformers calls gelu_new.
-    if out.get("hidden_act", "gelu") == "gelu":
-        out["hidden_act"] = "gelu_new"
-        notes.append("hidden_act: google-research `gelu` is the tanh approximation -> transformers `gelu_new`")
-    if "num_labels" in config:
-        out["id2label"] = {str(i): f"LABEL_{i}" for i in range(config["num_labels"])}
-        out["label2id"] = {f"LABEL_{i}": i for i in range(config["num_labels"])}
-    out.update(
-        {
-            "architectures": [class_name],
-            "model_type": "albert",
-            "layer_norm_eps": 1e-12,
-            "pad_token_id": 0,
-            "bos_token_id": 2,
-            "eos_token_id": 3,
-            "dtype": "float32",
-        }
-    )
-    return out, notes
+    fixed = {"model_type": "albert", "pad_token_id": 0, "bos_token_id": 2, "eos_token_id": 3}
+    return google_research_config(config, class_name, keys=_ALBERT_CONFIG_KEYS, fixed=fixed)
 
 
 PACK = RulePack(

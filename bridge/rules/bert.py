@@ -252,33 +252,47 @@ _BERT_CONFIG_KEYS = (
 )  # fmt: skip
 
 
-def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], list[str]]:
-    """transformers ``config.json`` for a google-research ``bert_config.json``.
+def label_maps(num_labels: int) -> dict[str, Any]:
+    """transformers' ``id2label``/``label2id`` for a classifier of ``num_labels`` units (names as it makes them)."""
+    return {
+        "id2label": {str(i): f"LABEL_{i}" for i in range(num_labels)},
+        "label2id": {f"LABEL_{i}": i for i in range(num_labels)},
+    }
 
-    A config that is already transformers' (``model_type``: a PyTorch source, or one given with
-    ``--config``) says what the model computes: only the class changes.
+
+def google_research_config(
+    config: dict[str, Any],
+    class_name: str,
+    *,
+    keys: Iterable[str],
+    fixed: dict[str, Any],
+    tanh_gelu: bool = True,
+) -> tuple[dict[str, Any], list[str]]:
+    """transformers ``config.json`` for a google-research ``*_config.json`` (BERT and the families built on its code).
+
+    The ``keys`` both spell alike are kept, ``fixed`` (``model_type``, token ids) added.  ``tanh_gelu``: the
+    family's ``gelu`` is modeling.py's tanh approximation, which transformers calls ``gelu_new``.  A config that is
+    already transformers' (``model_type``: a PyTorch source, or one given with ``--config``) says what the model
+    computes: only the class changes.
     """
     if "model_type" in config:
         return dict(config, architectures=[class_name]), []
-    out: dict[str, Any] = {k: config[k] for k in _BERT_CONFIG_KEYS if k in config}
+    out: dict[str, Any] = {k: config[k] for k in keys if k in config}
     notes = []
-    # modeling.py's gelu is the tanh approximation, which transformers calls gelu_new.
-    if out.get("hidden_act", "gelu") == "gelu":
+    if tanh_gelu and out.get("hidden_act", "gelu") == "gelu":
         out["hidden_act"] = "gelu_new"
         notes.append("hidden_act: google-research `gelu` is the tanh approximation -> transformers `gelu_new`")
     if "num_labels" in config:
-        out["id2label"] = {str(i): f"LABEL_{i}" for i in range(config["num_labels"])}
-        out["label2id"] = {f"LABEL_{i}": i for i in range(config["num_labels"])}
-    out.update(
-        {
-            "architectures": [class_name],
-            "model_type": "bert",
-            "layer_norm_eps": 1e-12,
-            "pad_token_id": 0,
-            "dtype": "float32",
-        }
-    )
+        out.update(label_maps(config["num_labels"]))
+    out.update({"architectures": [class_name], "layer_norm_eps": 1e-12, "dtype": "float32", **fixed})
     return out, notes
+
+
+def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], list[str]]:
+    """transformers ``config.json`` for a google-research ``bert_config.json``."""
+    return google_research_config(
+        config, class_name, keys=_BERT_CONFIG_KEYS, fixed={"model_type": "bert", "pad_token_id": 0}
+    )
 
 
 def tf_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], list[str]]:

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from bridge.rules import Head, Rule, RulePack
+from bridge.rules.bert import google_research_config
 
 
 def _network(scope: str, embeddings: str) -> tuple[Rule, ...]:
@@ -246,21 +247,10 @@ _ELECTRA_CONFIG_KEYS = (
 
 
 def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], list[str]]:
-    """transformers ``config.json`` for the network ``class_name`` holds."""
+    """transformers ``config.json`` for the network ``class_name`` holds (ELECTRA's gelu is the exact one)."""
     sizes = _sizes(config, class_name)
-    if "model_type" in config:
-        return dict(sizes, architectures=[class_name]), []
-    out: dict[str, Any] = {k: sizes[k] for k in _ELECTRA_CONFIG_KEYS if k in sizes}
-    out.update(
-        {
-            "architectures": [class_name],
-            "model_type": "electra",
-            "layer_norm_eps": 1e-12,
-            "pad_token_id": 0,
-            "dtype": "float32",
-        }
-    )
-    return out, []
+    fixed = {"model_type": "electra", "pad_token_id": 0}
+    return google_research_config(sizes, class_name, keys=_ELECTRA_CONFIG_KEYS, fixed=fixed, tanh_gelu=False)
 
 
 PACK = RulePack(

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from bridge.rules import Head, Optional_, Rule, RulePack
+from bridge.rules.bert import label_maps
 
 _T = r"model/transformer"
 _LAYER = _T + r"/layer_(\d+)"
@@ -198,8 +199,7 @@ def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], 
         "dtype": "float32",
     }
     if "num_labels" in config:
-        out["id2label"] = {str(i): f"LABEL_{i}" for i in range(config["num_labels"])}
-        out["label2id"] = {f"LABEL_{i}": i for i in range(config["num_labels"])}
+        out.update(label_maps(config["num_labels"]))
     return out, notes
 
 
