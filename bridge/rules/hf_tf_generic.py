@@ -192,6 +192,12 @@ def refuses(names: Iterable[str], config: dict[str, Any]) -> str | None:
     return f"{what} is not supported by the hf-tf rules yet (they map: {known})"
 
 
+def config_from_source(shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, Any], list[str]]:
+    """No inference from shapes: these classes have more sizes than their tensors show (heads, epsilons,
+    activations), and transformers' defaults would be a wrong model.  ``save_pretrained`` writes config.json."""
+    raise KeyError("config.json (the one transformers' save_pretrained writes beside tf_model.h5)")
+
+
 def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], list[str]]:
     """The ``config.json`` beside ``tf_model.h5`` is already a transformers config: only the class changes."""
     return dict(config, architectures=[class_name]), []
@@ -206,6 +212,7 @@ PACK = RulePack(
     heads=tuple(head for family in FAMILIES for head in _family_heads(family)),
     copies=tuple(copy for family in FAMILIES for copy in _family_copies(family)),
     default_target=default_target,
+    config_from_source=config_from_source,
     saved_class=saved_class,
     refuses=refuses,
     pt_config=pt_config,

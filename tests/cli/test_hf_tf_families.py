@@ -101,3 +101,34 @@ def test_an_unsupported_family_is_refused_by_name():
     assert "not supported" in out and "`vit`" in out and "TFViTModel" in out
     assert "Traceback" not in out and "matched" not in out
     run_cli("convert", str(UNSUPPORTED / "TFViTModel"), "--to", "pytorch", "-o", "/nonexistent/never", code=2)
+
+
+def test_without_config_json_it_asks_for_one(tmp_path: Path):
+    """Shapes cannot tell a transformers config (epsilons, activations, head sizes): no guessed defaults."""
+    import shutil
+
+    shutil.copy(FAMILIES_DIR / "TFRobertaModel" / "tf" / "tf_model.h5", tmp_path / "tf_model.h5")
+    out = run_cli("check", str(tmp_path), "--to", "pytorch", code=2)
+    assert "config" in out and "--config" in out
+    out = run_cli(
+        "check",
+        str(tmp_path),
+        "--to",
+        "pytorch",
+        "--config",
+        str(FAMILIES_DIR / "TFRobertaModel" / "tf" / "config.json"),
+    )
+    assert "verdict: OK" in out
+
+
+def test_the_generic_rules_claim_only_their_families():
+    from bridge.rules import hf_tf_generic
+
+    pack = hf_tf_generic.PACK
+    assert pack.map_name("bert/tf_bert_model/bert/encoder/layer_._0/attention/self/query/kernel:0") is None
+    # RoBERTa-PreLayerNorm's scope starts as RoBERTa's does: another family, not mapped by RoBERTa's rules
+    scope = "roberta_prelayernorm/tf_roberta_pre_layer_norm_model/roberta_prelayernorm"
+    name = f"{scope}/encoder/layer_._0/output/dense/kernel:0"
+    assert pack.map_name(name) is None
+    hit = pack.map_name("roberta/tf_roberta_model_1/roberta/encoder/layer_._11/output/dense/kernel:0")
+    assert hit is not None and hit[0] == "roberta.encoder.layer.11.output.dense.weight" and str(hit[1]) == "transpose"
