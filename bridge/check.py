@@ -144,6 +144,15 @@ def _detect_pack(ckpt: Checkpoint, target: str | None, extra_rules: tuple[Rule, 
     # are all BERT names too).
     scored = sorted(((p.claims(names), p.signature is not None, p.name, p) for p in packs()), reverse=True)
     if not scored or scored[0][0] == 0:
+        for pack in packs():  # a family the pack knows it cannot map: refused by name, never paired by guesswork
+            reason = pack.refuses(names, _given_config(ckpt, pack, None)[0] or {}) if pack.refuses else None
+            if reason is not None:
+                raise UsageError(
+                    "This checkpoint's model family is not supported",
+                    path=ckpt.path,
+                    detail=reason,
+                    hint="Pass --rules FILE with rules for its names, or convert it with the tool that wrote it",
+                )
         by_structure = [p for p in packs() if p.detect is not None and p.detect(ckpt)]
         if by_structure:
             return by_structure[0]
@@ -325,6 +334,8 @@ def resolve_target(ckpt: Checkpoint, pack: RulePack, to: str, target: str | None
             base_prefix=pack.base_prefix,
         )
     name = target or _saved_class(ckpt, pack, config)
+    if name is None and pack.saved_class is not None:
+        name = pack.saved_class(config, [r.name for r in ckpt.values()])
     if name is None and pack.default_target is not None:
         name = pack.default_target([r.name for r in ckpt.values()])
     if name is None:

@@ -146,6 +146,12 @@ class RulePack:
         tf_class: ``(heads, config) -> class name`` of the TF-side model that layout is (the layout's
             own name when absent).
         default_target: ``(source_names) -> class name``: the class a source fits best.
+        saved_class: ``(config, source names) -> class name or None``: the class a TF source was saved from, as
+            its config file names it (transformers' ``architectures``), for a pack whose targets transformers
+            lays out itself; tried before ``default_target``, ``--target`` overrides.
+        refuses: ``(source names, config beside the source) -> reason or None``: a source of the pack's format
+            that no pack maps and that the pack recognises as one it cannot convert (a family not supported yet):
+            refused by name as bad input, before a structural pack could pair it by guesswork.
         config_from_source: ``(shapes by name) -> config dict`` when no config file is given.
         base_prefix: transformers' ``base_model_prefix`` of the family (``bert``).
         pt_config: ``(source config, class name) -> (config.json, notes)`` for the PyTorch side.
@@ -193,7 +199,9 @@ class RulePack:
     )
     tf_layout: Callable[[dict[str, Any], Iterable[str]], dict[str, tuple[int, ...]]] | None = None
     tf_class: Callable[[Iterable[str], dict[str, Any]], str] | None = None
-    default_target: Callable[[Iterable[str]], str] | None = None
+    default_target: Callable[[Iterable[str]], str | None] | None = None
+    saved_class: Callable[[dict[str, Any], Iterable[str]], str | None] | None = None
+    refuses: Callable[[Iterable[str], dict[str, Any]], str | None] | None = None
     config_from_source: Callable[[dict[str, tuple[int, ...]]], tuple[dict[str, Any], list[str]]] | None = None
     base_prefix: str | None = None
     pt_config: Callable[[dict[str, Any], str], tuple[dict[str, Any], list[str]]] | None = None

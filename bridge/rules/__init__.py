@@ -1,4 +1,5 @@
 """Rule packs, one module per family: ``bert`` (google-research BERT), ``hf_tf`` (transformers' TF layout),
+``hf_tf_generic`` (the same layout for other transformers families),
 ``seq2seq`` (TF-Hub BERT seq2seq), ``keras`` (Keras layers against a PyTorch twin), and ``user`` (rule files).
 
 A rule is data: a regular expression matched in full against a TF-side name, a ``str.format`` template for the
@@ -28,12 +29,13 @@ __all__ = [
 
 def packs() -> list[RulePack]:
     """Every pack, in the order detection breaks ties."""
-    from bridge.rules import albert, bert, electra, gpt2, hf_tf, keras, seq2seq, t5, xlnet
+    from bridge.rules import albert, bert, electra, gpt2, hf_tf, hf_tf_generic, keras, seq2seq, t5, xlnet
 
     return [
         bert.PACK,
         seq2seq.PACK,
         hf_tf.PACK,
+        hf_tf_generic.PACK,
         albert.PACK,
         electra.PACK,
         gpt2.PACK,

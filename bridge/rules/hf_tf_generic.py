@@ -1,0 +1,219 @@
+"""transformers' TensorFlow layout (``tf_model.h5``) of families other than BERT -> transformers PyTorch classes.
+
+One generic road, per-family data.  ``TF<Class>.save_pretrained`` writes a Keras 2 HDF5 weights file whose dataset
+names are ``<top layer>/<model scope>/<layer path>/<variable>:0``::
+
+    distilbert/tf_distil_bert_for_sequence_classification/distilbert/transformer/layer_._0/ffn/lin1/kernel:0
+    classifier/tf_distil_bert_for_sequence_classification/classifier/kernel:0
+    transformer/tfgpt2lm_head_model/transformer/h_._0/attn/c_attn/weight:0
+
+(names read from files transformers 4.57.6 wrote, ``tests/fixtures/hf-tf-families/``).  The layer path is the
+PyTorch module path with ``_._N`` for a list index; the variable names the PyTorch parameter: a ``Dense``
+``kernel`` is the transposed ``weight``, LayerNorm ``gamma``/``beta`` are ``weight``/``bias``, an embedding matrix is
+``weight`` or ``embeddings``.  The rules below say exactly that for every family; the target class's own names
+come from transformers itself (built on the meta device), so a name these rules produce that the class lacks is a
+gap in the plan, never a guess.  What a family does differently is data in :data:`FAMILIES` (GPT-2's Conv1D keeps
+its ``[in, out]`` weight and stores its bias as ``[1, out]``).
+
+A top layer other than the main one that holds the main layer's embeddings (RoBERTa's ``lm_head``: its decoder is
+the word-embedding matrix) saves them a second time: those are the same variables, stored once.
+
+Families of transformers' TF layout that no pack maps are refused by name (:func:`refuses`), never converted by a
+guessed mapping.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.rules import Copy, Head, Rule, RulePack
+
+
+def _snake(class_name: str) -> str:
+    """Keras' default layer name for a class (``to_snake_case``): TFDistilBertModel -> tf_distil_bert_model,
+    TFGPT2LMHeadModel -> tfgpt2lm_head_model (digits do not start a word)."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", class_name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+@dataclass(frozen=True)
+class Family:
+    """What one transformers family's TF layout needs beyond the generic rules."""
+
+    model_type: str  # config.json's model_type
+    main: str  # the main layer's name (transformers' base_model_prefix): distilbert
+    classes: tuple[str, ...]  # the PyTorch classes its TF classes became (TF + name)
+    heads: tuple[str, ...] = ()  # top layers besides the main one (task heads), named as in PyTorch
+    # (variable regex after the layer path, PyTorch template of its groups, transform): tried before the generic ones
+    rules: tuple[tuple[str, str, str], ...] = ()
+    scope_rx: str = field(init=False, default="")
+
+    def __post_init__(self) -> None:
+        # the model scopes of exactly this family's classes (``tf_roberta`` also starts RoBERTa-PreLayerNorm's)
+        object.__setattr__(self, "scope_rx", "(?:" + "|".join(_snake("TF" + c) for c in self.classes) + ")")
+
+
+FAMILIES = (
+    Family(
+        "distilbert",
+        "distilbert",
+        ("DistilBertModel", "DistilBertForMaskedLM", "DistilBertForSequenceClassification",
+         "DistilBertForTokenClassification", "DistilBertForQuestionAnswering", "DistilBertForMultipleChoice"),
+        heads=("pre_classifier", "classifier", "qa_outputs", "vocab_transform", "vocab_layer_norm", "vocab_projector"),
+    ),
+    Family(
+        "roberta",
+        "roberta",
+        ("RobertaModel", "RobertaForMaskedLM", "RobertaForCausalLM", "RobertaForSequenceClassification",
+         "RobertaForTokenClassification", "RobertaForQuestionAnswering", "RobertaForMultipleChoice"),
+        heads=("lm_head", "classifier", "qa_outputs"),
+    ),
+    Family(
+        "gpt2",
+        "transformer",
+        ("GPT2Model", "GPT2LMHeadModel", "GPT2ForSequenceClassification"),
+        heads=("score",),
+        # Conv1D: the weight is [in, out] on both sides (no transpose); the bias is stored [1, out]
+        rules=((r"(c_attn|c_proj|c_fc)/bias", "{}.bias", "squeeze(0)"),),
+    ),
+)  # fmt: skip
+
+# The variable -> the PyTorch parameter, and how the value changes.
+_LEAVES = (
+    ("kernel", "weight", "transpose"),
+    ("gamma", "weight", "identity"),
+    ("beta", "bias", "identity"),
+    ("embeddings", "weight", "identity"),
+    ("weight", "weight", "identity"),
+    ("bias", "bias", "identity"),
+)
+_MAX_DEPTH = 2  # list indices (``_._N``) in one name that the rules expand
+
+
+def _path_rx(depth: int) -> tuple[str, str]:
+    """A layer path with ``depth`` list indices, and the PyTorch template of its groups (``{}`` numbered later)."""
+    if depth == 0:
+        return r"([^:]+?)", "{}"
+    return r"([^:]+?)" + r"_\._(\d+)/([^:]+?)" * depth, ".".join(["{}"] * (2 * depth + 1))
+
+
+def _number(template: str) -> str:
+    """``{}.{}.weight`` -> ``{1}.{2}.weight``: Rule templates number their groups."""
+    parts = template.split("{}")
+    return "".join(p + (f"{{{i}}}" if i < len(parts) else "") for i, p in enumerate(parts, 1))
+
+
+def _family_rules(family: Family) -> tuple[Rule, ...]:
+    scope = family.scope_rx + r"(?:_\d+)?"  # Keras adds _1, _2 to a repeated scope
+    # ``<top>/<scope>/<top>/...``: the top layer names itself again; another top holding the main layer is a copy
+    tops = (re.escape(t) for t in (family.main, *family.heads))
+    start = "(?:" + "|".join(rf"(?:{top}/)?{scope}/(?={top}/)" for top in tops) + ")"
+    leaves = [*family.rules, *((re.escape(leaf), f"{param}", how) for leaf, param, how in _LEAVES)]
+    out: list[Rule] = []
+    for leaf, param, transform in leaves:  # the family's exceptions first: the first rule that matches wins
+        for depth in range(_MAX_DEPTH, -1, -1):
+            path, template = _path_rx(depth)
+            out.append(Rule(f"{start}{path}/{leaf}:0", _number(f"{template}.{param}"), transform))
+    return tuple(out)
+
+
+def _family_copies(family: Family) -> tuple[Copy, ...]:
+    main = re.escape(family.main)
+    return (
+        Copy(
+            rf"(?!{main}/)[^/]+/({family.scope_rx}(?:_\d+)?/{main}/.+)",
+            f"a head's copy of the {family.main} layer's variables (a tied decoder): the same variables, stored once",
+            owner=rf"{family.main}/\1",
+        ),
+    )
+
+
+def _family_heads(family: Family) -> tuple[Head, ...]:
+    return tuple(
+        Head(
+            f"{head} ({family.model_type} head)", rf"{re.escape(head)}/{family.scope_rx}(?:_\d+)?/{head}/.+", head + "."
+        )
+        for head in family.heads
+    )
+
+
+def _scope(names: Iterable[str]) -> str | None:
+    """The model scope of a ``tf_model.h5`` (``tf_distil_bert_for_sequence_classification``), without Keras' ``_N``."""
+    for name in names:
+        m = re.match(r"(?:[^/]+/)?(tf[a-z0-9_]*?)(?:_\d+)?/", name)
+        if m:
+            return m.group(1)
+    return None
+
+
+def family_of(names: Iterable[str]) -> Family | None:
+    scope = _scope(names)
+    if scope is None:
+        return None
+    return next((f for f in FAMILIES if re.fullmatch(f.scope_rx, scope)), None)
+
+
+def default_target(names: Iterable[str]) -> str | None:
+    """The class named by the model scope (``tf_distil_bert_for_sequence_classification``), else the base class."""
+    names = list(names)
+    family, scope = family_of(names), _scope(names)
+    if family is None:
+        return None
+    return next((c for c in family.classes if _snake("TF" + c) == scope), family.classes[0])
+
+
+def saved_class(config: dict[str, Any], names: Iterable[str]) -> str | None:
+    """config.json's ``architectures`` (transformers' TF ``save_pretrained`` writes the class without ``TF``),
+    when it is of the family the file's scope names: another family's class would be a wrong mapping."""
+    saved = config.get("architectures")
+    name = saved[0] if isinstance(saved, list) and saved and isinstance(saved[0], str) else None
+    family = family_of(names)
+    if name is None or family is None:
+        return None
+    name = name.removeprefix("TF")
+    return name if name in family.classes else None
+
+
+def refuses(names: Iterable[str], config: dict[str, Any]) -> str | None:
+    """A transformers ``tf_model.h5`` of a family no pack maps: which family, for a refusal by name."""
+    scope = _scope(names)
+    if scope is None or not scope.startswith("tf"):
+        return None
+    saved = config.get("architectures")
+    arch = saved[0] if isinstance(saved, list) and saved and isinstance(saved[0], str) else None
+    family = config.get("model_type") if isinstance(config.get("model_type"), str) else None
+    if family is None and arch is None:
+        return None  # not a transformers save_pretrained: a plain Keras model, for the Keras pack
+    what = f"the transformers family `{family or '?'}` (TF{(arch or '?').removeprefix('TF')}, scope `{scope}`)"
+    known = ", ".join(["bert", *(f.model_type for f in FAMILIES)])
+    return f"{what} is not supported by the hf-tf rules yet (they map: {known})"
+
+
+def config_from_source(shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, Any], list[str]]:
+    """No inference from shapes: these classes have more sizes than their tensors show (heads, epsilons,
+    activations), and transformers' defaults would be a wrong model.  ``save_pretrained`` writes config.json."""
+    raise KeyError("config.json (the one transformers' save_pretrained writes beside tf_model.h5)")
+
+
+def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], list[str]]:
+    """The ``config.json`` beside ``tf_model.h5`` is already a transformers config: only the class changes."""
+    return dict(config, architectures=[class_name]), []
+
+
+PACK = RulePack(
+    name="hf-tf-generic",
+    description="transformers TF (tf_model.h5) of "
+    + ", ".join(f.model_type for f in FAMILIES)
+    + " <-> their transformers PyTorch classes",
+    rules=tuple(rule for family in FAMILIES for rule in _family_rules(family)),
+    heads=tuple(head for family in FAMILIES for head in _family_heads(family)),
+    copies=tuple(copy for family in FAMILIES for copy in _family_copies(family)),
+    default_target=default_target,
+    config_from_source=config_from_source,
+    saved_class=saved_class,
+    refuses=refuses,
+    pt_config=pt_config,
+)

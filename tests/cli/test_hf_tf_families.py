@@ -1,0 +1,134 @@
+"""The generic hf-tf road (``bridge/rules/hf_tf_generic.py``) against what transformers 4.57.6 itself wrote and
+converted: ``tests/fixtures/hf-tf-families/<TFClass>/`` (see its SOURCE.txt and ``make_hf_tf_families.py``).
+
+Oracles: 4.57's own TF -> PyTorch conversion (``pt/model.safetensors``, read by safetensors), the TF model's outputs
+on a fixed batch (``io.npz``), and transformers 5's ``from_pretrained`` + forward on bridge's output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli
+
+FAMILIES_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "hf-tf-families"
+UNSUPPORTED = Path(__file__).resolve().parents[1] / "fixtures" / "hf-tf-unsupported"
+TF_CLASSES = sorted(p.name for p in FAMILIES_DIR.iterdir() if p.is_dir())
+
+
+def test_every_family_class_has_a_fixture():
+    assert TF_CLASSES == sorted(
+        ["TFDistilBertModel", "TFDistilBertForSequenceClassification", "TFRobertaModel", "TFRobertaForMaskedLM",
+         "TFGPT2Model", "TFGPT2LMHeadModel"]
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """bridge convert of every fixture, with no --target: the class comes from config.json's architectures."""
+    out = {}
+    for name in TF_CLASSES:
+        folder = tmp_path_factory.mktemp(name) / "out"
+        run_cli("convert", str(FAMILIES_DIR / name / "tf"), "--to", "pytorch", "-o", str(folder))
+        out[name] = folder
+    return out
+
+
+@pytest.mark.parametrize("tf_class", TF_CLASSES)
+def test_weights_equal_transformers_4_conversion_bit_for_bit(tf_class: str, converted: dict[str, Path]):
+    from safetensors.numpy import load_file
+
+    ours = load_file(converted[tf_class] / "model.safetensors")
+    theirs = load_file(FAMILIES_DIR / tf_class / "pt" / "model.safetensors")
+    # 4.57 saves each tied weight once, as its own save_pretrained chooses: every tensor we write is in its dict
+    assert set(ours) <= set(theirs), set(ours) - set(theirs)
+    for name, value in ours.items():
+        assert value.dtype == theirs[name].dtype and value.shape == theirs[name].shape, name
+        assert value.tobytes() == theirs[name].tobytes(), name
+    assert json.loads((converted[tf_class] / "config.json").read_text())["architectures"] == [
+        tf_class.removeprefix("TF")
+    ]
+
+
+@pytest.mark.parametrize("tf_class", TF_CLASSES)
+def test_transformers_5_loads_it_and_matches_the_tf_outputs(tf_class: str, converted: dict[str, Path], transformers):
+    import torch
+
+    cls = getattr(transformers, tf_class.removeprefix("TF"))
+    model, info = cls.from_pretrained(str(converted[tf_class]), output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
+    model.eval()
+    io = np.load(FAMILIES_DIR / tf_class / "io.npz")
+    with torch.no_grad():
+        out = model(
+            input_ids=torch.from_numpy(io["input_ids"].astype(np.int64)),
+            attention_mask=torch.from_numpy(io["attention_mask"].astype(np.int64)),
+        )
+    key = "logits" if "logits" in io.files else "last_hidden_state"
+    got = getattr(out, key).numpy()
+    assert got.shape == io[key].shape
+    assert np.abs(got - io[key]).max() <= 1e-5
+
+
+def test_target_overrides_the_saved_class():
+    out = run_cli(
+        "check", str(FAMILIES_DIR / "TFDistilBertForSequenceClassification" / "tf"), "--to", "pytorch",
+        "--target", "DistilBertModel",
+    )  # fmt: skip
+    assert "target: transformers DistilBertModel" in out and "verdict: OK" in out
+    assert "pre_classifier" in out  # the head is dropped, and said so
+
+
+def test_roberta_mlm_plan_names_the_copies_and_ties():
+    out = run_cli("check", str(FAMILIES_DIR / "TFRobertaForMaskedLM" / "tf"), "--to", "pytorch")
+    assert "rules: hf-tf-generic" in out and "target: transformers RobertaForMaskedLM" in out
+    assert "lm_head.decoder.weight = roberta.embeddings.word_embeddings.weight" in out
+    assert "5 tensors: expected: a head's copy of the roberta layer's variables" in out
+
+
+def test_gpt2_conv1d_kernels_are_not_transposed():
+    out = run_cli("check", str(FAMILIES_DIR / "TFGPT2LMHeadModel" / "tf"), "--to", "pytorch")
+    assert "h_._{0..1}/attn/c_attn/weight:0 -> transformer.h.{0..1}.attn.c_attn.weight  [identity]" in out
+    assert "h_._{0..1}/attn/c_attn/bias:0 -> transformer.h.{0..1}.attn.c_attn.bias  [squeeze(0)]" in out
+    assert "lm_head.weight = transformer.wte.weight" in out
+
+
+def test_an_unsupported_family_is_refused_by_name():
+    out = run_cli("check", str(UNSUPPORTED / "TFViTModel"), "--to", "pytorch", code=2)
+    assert "not supported" in out and "`vit`" in out and "TFViTModel" in out
+    assert "Traceback" not in out and "matched" not in out
+    run_cli("convert", str(UNSUPPORTED / "TFViTModel"), "--to", "pytorch", "-o", "/nonexistent/never", code=2)
+
+
+def test_without_config_json_it_asks_for_one(tmp_path: Path):
+    """Shapes cannot tell a transformers config (epsilons, activations, head sizes): no guessed defaults."""
+    import shutil
+
+    shutil.copy(FAMILIES_DIR / "TFRobertaModel" / "tf" / "tf_model.h5", tmp_path / "tf_model.h5")
+    out = run_cli("check", str(tmp_path), "--to", "pytorch", code=2)
+    assert "config" in out and "--config" in out
+    out = run_cli(
+        "check",
+        str(tmp_path),
+        "--to",
+        "pytorch",
+        "--config",
+        str(FAMILIES_DIR / "TFRobertaModel" / "tf" / "config.json"),
+    )
+    assert "verdict: OK" in out
+
+
+def test_the_generic_rules_claim_only_their_families():
+    from bridge.rules import hf_tf_generic
+
+    pack = hf_tf_generic.PACK
+    assert pack.map_name("bert/tf_bert_model/bert/encoder/layer_._0/attention/self/query/kernel:0") is None
+    # RoBERTa-PreLayerNorm's scope starts as RoBERTa's does: another family, not mapped by RoBERTa's rules
+    scope = "roberta_prelayernorm/tf_roberta_pre_layer_norm_model/roberta_prelayernorm"
+    name = f"{scope}/encoder/layer_._0/output/dense/kernel:0"
+    assert pack.map_name(name) is None
+    hit = pack.map_name("roberta/tf_roberta_model_1/roberta/encoder/layer_._11/output/dense/kernel:0")
+    assert hit is not None and hit[0] == "roberta.encoder.layer.11.output.dense.weight" and str(hit[1]) == "transpose"
