@@ -91,6 +91,16 @@ def pad_token_id(folder: Path, default: int | None) -> tuple[int, str] | None:
     return None if default is None else (default, "default")
 
 
+def _row_norms(table: np.ndarray, rows_per_chunk: int = 4096) -> np.ndarray:
+    """Each row's L2 norm, in float64 a chunk at a time (no float64 copy of a whole vocabulary-sized table)."""
+    norms = np.empty(table.shape[0], dtype=np.float64)
+    for start in range(0, table.shape[0], rows_per_chunk):
+        norms[start : start + rows_per_chunk] = np.linalg.norm(
+            table[start : start + rows_per_chunk].astype(np.float64), axis=1
+        )
+    return norms
+
+
 def pad_rows(ckpt: Checkpoint, packs: list[RulePack], names: set[str] | None = None) -> list[PadRow]:
     """The pad row of the first table a pack declares (``names``: only these records), or nothing."""
     kept = [r for r in ckpt.values() if r.kind == "model" and (names is None or r.name in names)]
@@ -108,10 +118,10 @@ def pad_rows(ckpt: Checkpoint, packs: list[RulePack], names: set[str] | None = N
             return []
         pad, origin = found
         try:
-            table = np.asarray(record.numpy(), dtype=np.float64)
+            table = record.numpy()
         except BridgeError:  # data missing or damaged: check warns of it already; convert and verify refuse it
             return []
-        norms = np.linalg.norm(table, axis=1)
+        norms = _row_norms(table)
         tied = bool(spec.tied(all_names, _config(folder))) if spec.tied is not None else False
         return [
             PadRow(
