@@ -177,6 +177,9 @@ class RulePack:
             of ``tf_layout`` a PyTorch source fills.
         tf_default: the layout ``--to tensorflow`` writes for a PyTorch source when no ``--target`` is given.
         tf_output: how ``convert`` writes the TF side (:class:`Output`).
+        model_types: the transformers model types (``config.json``'s ``model_type``) whose checkpoints this pack
+            converts: the family table (``docs/families.md``) is made from them.
+        layout: the source layout, in a few words (``tf_model.h5``, ``google-research TF1 checkpoint``).
         forward_check: ``"module:function"`` of the forward comparison ``verify`` runs (a reference
             forward), or None: values only.  Called as ``function(report, **context)``; see
             :func:`bridge.verify.verify`.
@@ -218,6 +221,8 @@ class RulePack:
     tf_default: bool = False
     tf_output: Output | None = None
     forward_check: str | None = None
+    model_types: tuple[str, ...] = ()
+    layout: str = ""
     word_embeddings: WordEmbeddings | None = None
 
     def map_name(self, name: str) -> tuple[str, Transform] | None:

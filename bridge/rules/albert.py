@@ -217,4 +217,6 @@ PACK = RulePack(
     base_prefix="albert",
     pt_config=pt_config,
     config_files=("albert_config.json",),
+    model_types=("albert",),
+    layout="google-research/albert TF1 checkpoint",
 )

@@ -398,4 +398,6 @@ PACK = RulePack(
     ),
     forward_check=FORWARD_CHECK,
     word_embeddings=WORD_EMBEDDINGS,
+    model_types=("bert",),
+    layout="google-research TF1 checkpoint",
 )

@@ -264,4 +264,6 @@ PACK = RulePack(
     base_prefix="electra",
     pt_config=pt_config,
     bind=bind,
+    model_types=("electra",),
+    layout="google-research/electra TF1 checkpoint",
 )

@@ -194,4 +194,6 @@ PACK = RulePack(
     source_heads=source_heads,
     tf_output=Output("openai-gpt2", "tf_side.bundle_writer:write_tf1_checkpoint", "model.ckpt", "hparams.json"),
     forward_check=FORWARD_CHECK,
+    model_types=("gpt2",),
+    layout="openai/gpt-2 TF1 checkpoint",
 )

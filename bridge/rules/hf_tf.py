@@ -255,4 +255,6 @@ PACK = RulePack(
             or (any("/mlm___cls/" in n for n in names) and bool(config.get("tie_word_embeddings", True)))
         ),
     ),
+    model_types=("bert",),
+    layout="tf_model.h5",
 )

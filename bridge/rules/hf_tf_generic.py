@@ -216,4 +216,6 @@ PACK = RulePack(
     saved_class=saved_class,
     refuses=refuses,
     pt_config=pt_config,
+    model_types=tuple(f.model_type for f in FAMILIES),
+    layout="tf_model.h5",
 )

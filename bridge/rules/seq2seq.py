@@ -330,4 +330,6 @@ PACK = RulePack(
     config_from_files=special_tokens,
     generation_config=generation_config,
     forward_check="bridge.verify_seq2seq:seq2seq_forward_check",
+    model_types=("encoder-decoder",),
+    layout="TF-Hub BERT seq2seq module",
 )

@@ -339,4 +339,6 @@ PACK = RulePack(
     config_parsers={"operative_config.gin": config_from_gin, "*.gin": config_from_gin},
     generation_config=generation_config,
     forward_check=FORWARD_CHECK,
+    model_types=("t5", "mt5"),
+    layout="Mesh TensorFlow checkpoint",
 )

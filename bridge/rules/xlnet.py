@@ -215,4 +215,6 @@ PACK = RulePack(
     base_prefix="transformer",
     pt_config=pt_config,
     config_files=("xlnet_config.json",),
+    model_types=("xlnet",),
+    layout="zihangdai/xlnet TF1 checkpoint",
 )
