@@ -208,7 +208,7 @@ def restore_setup(model: Any, ckpt: Any) -> RestoreSetup:
 
     A training-state file nests the weights (``{"model": sd, "optimizer": ...}``): the reader keeps the key
     paths of the dicts that hold tensors (``tensor_dicts``), and ``sd`` is the one that fits the model best,
-    indexed out as the user would (``torch.load(f)["model"]``).  A dotted prefix on flat keys (DDP's
+    indexed out as the user would (``torch.load(f, weights_only=True)["model"]``).  A dotted prefix on flat keys (DDP's
     ``module.``, a head model's ``bert.``) is not a dict: ``load_state_dict`` does not see through it.
     """
     torch = _torch()

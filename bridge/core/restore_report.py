@@ -101,7 +101,7 @@ class RestoreSetup:
 
     ``passed``: the checkpoint records ``call`` hands to the framework (PyTorch: the state dict indexed
     out of the file), ``None`` for all; ``key_prefix``: what those records' names carry before the keys
-    the framework sees (``model.`` for ``torch.load(f)["model"]``).
+    the framework sees (``model.`` for ``torch.load(f, weights_only=True)["model"]``).
     """
 
     variables: list[ModelVariable]
