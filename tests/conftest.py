@@ -83,6 +83,31 @@ def transformers(torch):
     return pytest.importorskip("transformers")
 
 
+@pytest.fixture(scope="session")
+def renamed(tf, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example's variables with the pooler saved under `bert/pool/` (a name no pack maps), written by
+    TensorFlow's Saver: the source of the rule-file and --map tests."""
+    import shutil
+    import sys
+
+    from bridge.api import load
+
+    example = REPO / "examples" / "tiny-bert"
+    sys.path.insert(0, str(REPO / "examples"))
+    try:
+        from make_tiny_bert import write_tf1_checkpoint
+    finally:
+        sys.path.remove(str(REPO / "examples"))
+    with load(example) as ckpt:
+        values = {
+            r.name.replace("bert/pooler/", "bert/pool/"): r.numpy().copy() for r in ckpt.values() if r.kind == "model"
+        }
+    folder = tmp_path_factory.mktemp("renamed")
+    write_tf1_checkpoint(folder / "bert_model.ckpt", values, adam=False, step=3)
+    shutil.copyfile(example / "bert_config.json", folder / "bert_config.json")
+    return folder
+
+
 def run_cli(*args: str, code: int = 0) -> str:
     """``bridge ARGS`` in this process (click's CliRunner): the exit code asserted, the output returned."""
     from click.testing import CliRunner

@@ -30,24 +30,6 @@ def _invoke(*args: str) -> Result:
 
 
 @pytest.fixture(scope="module")
-def renamed(tf, tmp_path_factory) -> Path:
-    """tiny-bert's variables with the pooler saved under `bert/pool/`, written by TensorFlow's Saver."""
-    sys.path.insert(0, str(REPO / "examples"))
-    try:
-        from make_tiny_bert import write_tf1_checkpoint
-    finally:
-        sys.path.remove(str(REPO / "examples"))
-    with bridge.load(EXAMPLE) as ckpt:
-        values = {
-            r.name.replace("bert/pooler/", "bert/pool/"): r.numpy().copy() for r in ckpt.values() if r.kind == "model"
-        }
-    folder = tmp_path_factory.mktemp("renamed")
-    write_tf1_checkpoint(folder / "bert_model.ckpt", values, adam=False, step=3)
-    shutil.copyfile(EXAMPLE / "bert_config.json", folder / "bert_config.json")
-    return folder
-
-
-@pytest.fixture(scope="module")
 def forward_frameworks(torch):
     pytest.importorskip("tensorflow")  # after torch (conftest order)
     return pytest.importorskip("transformers")

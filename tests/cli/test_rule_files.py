@@ -4,8 +4,6 @@ with a scope the google-bert pack does not know (`bert/pool/...` instead of `ber
 from __future__ import annotations
 
 import json
-import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,24 +17,6 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "tiny-bert"
 RULE = {"source": "bert/pool/dense/kernel", "target": "bert.pooler.dense.weight", "transform": "transpose"}
 BIAS = {"source": "bert/pool/dense/(bias)", "target": "bert.pooler.dense.{1}"}
-
-
-@pytest.fixture(scope="module")
-def renamed(tf, tmp_path_factory) -> Path:
-    """tiny-bert's variables, pooler saved under `bert/pool/`, written by TensorFlow's Saver."""
-    sys.path.insert(0, str(REPO / "examples"))
-    try:
-        from make_tiny_bert import write_tf1_checkpoint
-    finally:
-        sys.path.remove(str(REPO / "examples"))
-    with bridge.load(EXAMPLE) as ckpt:
-        values = {
-            r.name.replace("bert/pooler/", "bert/pool/"): r.numpy().copy() for r in ckpt.values() if r.kind == "model"
-        }
-    folder = tmp_path_factory.mktemp("renamed")
-    write_tf1_checkpoint(folder / "bert_model.ckpt", values, adam=False, step=3)
-    shutil.copyfile(EXAMPLE / "bert_config.json", folder / "bert_config.json")
-    return folder
 
 
 def _write(folder: Path, suffix: str, rules: list[dict[str, str]], extends: str | None = None) -> Path:
