@@ -52,23 +52,28 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def _existing(path: Path, contract: str) -> Path:
+    """``path``, or the error that names it and the factory contract."""
+    from bridge.core.errors import CheckpointNotFound
+
+    if not path.is_file():
+        raise CheckpointNotFound(
+            "Factory file not found",
+            path=path,
+            detail="the file does not exist",
+            hint=f"Give the path of a .py file. {_sentence(contract)}",
+        )
+    return path
+
+
 def load_factory(spec: str, contract: str) -> Callable[..., Any]:
     """``path/to/file.py:factory`` -> the callable (the user's own code, run on request).
 
     ``contract``: what the calling command expects the factory to return, said in every error.
     """
-    from bridge.core.errors import CheckpointNotFound
-
     path_text, sep, attr = spec.rpartition(":")
     if not sep and spec.endswith(".py"):  # a file, but which function?
-        path = Path(spec)
-        if not path.is_file():
-            raise CheckpointNotFound(
-                "Factory file not found",
-                path=path,
-                detail="the file does not exist",
-                hint=f"Give the path of a .py file. {_sentence(contract)}",
-            )
+        path = _existing(Path(spec), contract)
         detail = f"name the factory: {spec}:NAME; {_defines(path)}"
         raise UsageError("Factory not named", path=path, detail=detail, hint=_sentence(contract))
     if not sep or not path_text or not attr or not attr.isidentifier():
@@ -77,14 +82,7 @@ def load_factory(spec: str, contract: str) -> Callable[..., Any]:
             detail=f"got {spec!r}",
             hint=f"Write FILE.py:FACTORY, e.g. my_model.py:build. {_sentence(contract)}",
         )
-    path = Path(path_text)
-    if not path.is_file():
-        raise CheckpointNotFound(
-            "Factory file not found",
-            path=path,
-            detail="the file does not exist",
-            hint=f"Give the path of a .py file. {_sentence(contract)}",
-        )
+    path = _existing(Path(path_text), contract)
     name = f"_bridge_unused_factory_{abs(hash(str(path.resolve())))}"
     module_spec = importlib.util.spec_from_file_location(name, path)
     if module_spec is None or module_spec.loader is None:
