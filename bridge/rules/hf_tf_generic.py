@@ -26,60 +26,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.rules import Copy, Head, Rule, RulePack
+from bridge.rules.hf_tf_families import Family, seq2seq, snake, text, vision
 
-
-def _snake(class_name: str) -> str:
-    """Keras' default layer name for a class (``to_snake_case``): TFDistilBertModel -> tf_distil_bert_model,
-    TFGPT2LMHeadModel -> tfgpt2lm_head_model (digits do not start a word)."""
-    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", class_name)
-    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
-@dataclass(frozen=True)
-class Family:
-    """What one transformers family's TF layout needs beyond the generic rules."""
-
-    model_type: str  # config.json's model_type
-    main: str  # the main layer's name (transformers' base_model_prefix): distilbert
-    classes: tuple[str, ...]  # the PyTorch classes its TF classes became (TF + name)
-    heads: tuple[str, ...] = ()  # top layers besides the main one (task heads), named as in PyTorch
-    # (variable regex after the layer path, PyTorch template of its groups, transform): tried before the generic ones
-    rules: tuple[tuple[str, str, str], ...] = ()
-    scope_rx: str = field(init=False, default="")
-
-    def __post_init__(self) -> None:
-        # the model scopes of exactly this family's classes (``tf_roberta`` also starts RoBERTa-PreLayerNorm's)
-        object.__setattr__(self, "scope_rx", "(?:" + "|".join(_snake("TF" + c) for c in self.classes) + ")")
-
-
-FAMILIES = (
-    Family(
-        "distilbert",
-        "distilbert",
-        ("DistilBertModel", "DistilBertForMaskedLM", "DistilBertForSequenceClassification",
-         "DistilBertForTokenClassification", "DistilBertForQuestionAnswering", "DistilBertForMultipleChoice"),
-        heads=("pre_classifier", "classifier", "qa_outputs", "vocab_transform", "vocab_layer_norm", "vocab_projector"),
-    ),
-    Family(
-        "roberta",
-        "roberta",
-        ("RobertaModel", "RobertaForMaskedLM", "RobertaForCausalLM", "RobertaForSequenceClassification",
-         "RobertaForTokenClassification", "RobertaForQuestionAnswering", "RobertaForMultipleChoice"),
-        heads=("lm_head", "classifier", "qa_outputs"),
-    ),
-    Family(
-        "gpt2",
-        "transformer",
-        ("GPT2Model", "GPT2LMHeadModel", "GPT2ForSequenceClassification"),
-        heads=("score",),
-        # Conv1D: the weight is [in, out] on both sides (no transpose); the bias is stored [1, out]
-        rules=((r"(c_attn|c_proj|c_fc)/bias", "{}.bias", "squeeze(0)"),),
-    ),
-)  # fmt: skip
+FAMILIES = text.FAMILIES + seq2seq.FAMILIES + vision.FAMILIES
 
 # The variable -> the PyTorch parameter, and how the value changes.
 _LEAVES = (
@@ -162,7 +114,7 @@ def default_target(names: Iterable[str]) -> str | None:
     family, scope = family_of(names), _scope(names)
     if family is None:
         return None
-    return next((c for c in family.classes if _snake("TF" + c) == scope), family.classes[0])
+    return next((c for c in family.classes if snake("TF" + c) == scope), family.classes[0])
 
 
 def saved_class(config: dict[str, Any], names: Iterable[str]) -> str | None:

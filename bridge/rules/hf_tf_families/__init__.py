@@ -1,0 +1,32 @@
+"""The data of the generic hf-tf road (:mod:`bridge.rules.hf_tf_generic`): what each transformers family's TF layout
+needs beyond the generic rules, one module per group of families (``text``, ``seq2seq``, ``vision``), each a
+``FAMILIES`` tuple of :class:`Family`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+
+def snake(class_name: str) -> str:
+    """Keras' default layer name for a class (``to_snake_case``): TFDistilBertModel -> tf_distil_bert_model,
+    TFGPT2LMHeadModel -> tfgpt2lm_head_model (digits do not start a word)."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", class_name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+@dataclass(frozen=True)
+class Family:
+    """What one transformers family's TF layout needs beyond the generic rules."""
+
+    model_type: str  # config.json's model_type
+    main: str  # the main layer's name (transformers' base_model_prefix): distilbert
+    classes: tuple[str, ...]  # the PyTorch classes its TF classes became (TF + name)
+    heads: tuple[str, ...] = ()  # top layers besides the main one (task heads), named as in PyTorch
+    # (variable regex after the layer path, PyTorch template of its groups, transform): tried before the generic ones
+    rules: tuple[tuple[str, str, str], ...] = ()
+    scope_rx: str = field(init=False, default="")
+
+    def __post_init__(self) -> None:
+        # the model scopes of exactly this family's classes (``tf_roberta`` also starts RoBERTa-PreLayerNorm's)
+        object.__setattr__(self, "scope_rx", "(?:" + "|".join(snake("TF" + c) for c in self.classes) + ")")
