@@ -404,10 +404,20 @@ def _fmt(value: float | int | None) -> str:
 # --------------------------------------------------------------------------- verify
 
 
+_GAPS_LISTED = 10
+
+
 def render_verify(report: VerifyReport) -> str:
     """``bridge verify``: values, each forward output, notes, the verdict line."""
     lines = [f"values: {report.values_equal}/{report.values_compared} tensors bit-exact after their transform"]
     lines += [f"  ! {failure}" for failure in report.value_failures]
+    if report.plan_gaps:
+        lines.append(f"plan: {len(report.plan_gaps)} gap(s) between the source and the output")
+        lines += [f"  ! {gap}" for gap in report.plan_gaps[:_GAPS_LISTED]]
+        more = len(report.plan_gaps) - _GAPS_LISTED
+        lines += (
+            [f"  ... and {more} more (`bridge check SOURCE --to SIDE --target OUT` lists them)"] if more > 0 else []
+        )
     for o in report.outputs:
         mark = "ok" if o.ok else "FAIL"
         lines.append(

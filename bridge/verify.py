@@ -82,6 +82,10 @@ def verify(
         source_format=source_format,
     )
     report.notes.extend(n for n in plan.notes if not n.startswith("config:"))
+    # source tensors the output leaves out (a convert run with --allow-gaps).  The other way round, output tensors
+    # no source fills are what convert wrote itself (a pack's copies, zeros), not a loss.
+    report.plan_gaps = [f"`{x.name}` {list(x.shape)}: {x.reason}" for x in plan.unused if not x.expected]
+    report.plan_gaps += [f"`{x.source}` -> `{x.target}` mismatched: {x.detail}" for x in plan.mismatched]
     with load(source, format=source_format) as src, load(out) as dst:
         by_target: dict[str, list[Any]] = {}
         for m in plan.matched:

@@ -60,6 +60,8 @@ class VerifyReport:
     outputs: list[OutputDiff] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     explained: ForwardCause | None = None  # the forward fails at atol, all of it from this cause
+    # what the plan between source and output leaves uncovered (a convert run with --allow-gaps): not a PASS
+    plan_gaps: list[str] = field(default_factory=list)
 
     def compare_output(self, name: str, expected: np.ndarray, got: np.ndarray) -> None:
         """Record one forward output: max abs / max rel difference of ``got`` from ``expected``, pass at ``atol``."""
@@ -72,7 +74,12 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
-        return self.values_compared > 0 and not self.value_failures and all(o.ok for o in self.outputs)
+        return (
+            self.values_compared > 0
+            and not self.value_failures
+            and not self.plan_gaps
+            and all(o.ok for o in self.outputs)
+        )
 
     @property
     def exit_code(self) -> int:
@@ -94,6 +101,8 @@ class VerifyReport:
         if self.ok:
             return "PASS" if self.outputs else "PASS (values only: no forward pass was compared)"
         why = self.explained
+        if self.plan_gaps:
+            return f"FAIL: the output does not cover the source ({len(self.plan_gaps)} gap(s) in the plan)"
         if why is None or self.forward_status != "explained":
             return "FAIL"
         worst = max(o.max_abs for o in self.outputs)
@@ -118,6 +127,7 @@ class VerifyReport:
                 "bit_exact": self.values_equal,
                 "failures": self.value_failures,
             },
+            "plan_gaps": self.plan_gaps,
             "outputs": [asdict(o) for o in self.outputs],
             "forward": forward,
             "notes": self.notes,

@@ -106,6 +106,9 @@ def test_unknown_variable_is_reported_and_rest_converts(transformers, modules, t
     assert "wrote" in text and (out / "model.safetensors").is_file()
     model, info = transformers.EncoderDecoderModel.from_pretrained(out, output_loading_info=True)
     assert not any(info.values()), info
+    # every written value is bit-exact, but the output leaves a source variable out: verify does not say PASS
+    text = run_cli("verify", str(modules["extra"]), str(out), "--no-forward", code=1)
+    assert "plan: 1 gap(s)" in text and EXTRA in text and "verdict: FAIL: the output does not cover" in text
 
 
 def test_check_imports_neither_torch_nor_tensorflow(modules):
