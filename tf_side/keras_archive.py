@@ -23,6 +23,7 @@ import h5py
 
 from bridge.core.errors import CorruptCheckpoint, FormatNotRecognized, UnsupportedFeature
 from bridge.core.jsonio import load_json
+from bridge.core.limits import check_inflate
 from bridge.core.model import Checkpoint
 from tf_side.h5io import H5_ERRORS, Source, Window, check_file, guarded, hint_redownload, wrap_open_error
 from tf_side.keras3_weights import keras3_records
@@ -103,7 +104,11 @@ def _archive_opener(path: Path, info: zipfile.ZipInfo, display: str) -> Callable
             inner = Window(path, _member_data_offset(path, info), info.file_size)
         else:
             # A compressed member cannot be seeked cheaply (zipfile re-inflates from
-            # the start on every backward seek): inflate it once into a temp file.
+            # the start on every backward seek): inflate it once into a temp file, no
+            # larger than the limit on inflation allows (a zip bomb declares terabytes).
+            check_inflate(
+                info.file_size, info.compress_size, path=display, tensor=info.filename, how="deflate-compressed"
+            )
             inner = tempfile.TemporaryFile()  # closed with the Source
             try:
                 with zipfile.ZipFile(path) as zf, zf.open(info) as member:

@@ -22,7 +22,13 @@ import numpy as np
 import pytest
 
 import bridge
-from bridge.core.errors import CheckpointNotFound, CorruptCheckpoint, FormatNotRecognized, UnsupportedFeature
+from bridge.core.errors import (
+    CheckpointNotFound,
+    CorruptCheckpoint,
+    FormatNotRecognized,
+    SizeLimitExceeded,
+    UnsupportedFeature,
+)
 from tests.conftest import REPO, read_variables_txt
 from tests.tf_side import _keras_writers as writers
 from tests.tf_side._keras_writers import Written
@@ -202,6 +208,21 @@ def test_keras3_archive_deflated(k3: Written, tmp_path: Path) -> None:
         assert ckpt.format == "keras"
         assert ckpt.metadata["compressed"] is True
         _check_values(ckpt, k3.expected)
+
+
+def test_keras3_archive_deflated_past_the_inflate_limit(
+    k3: Written, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A compressed member is inflated to a temp file: never more than BRIDGE_MAX_INFLATE beyond what is stored."""
+    path = tmp_path / "deflated.keras"
+    with zipfile.ZipFile(k3.files["keras"]) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info) + (b"\0" * 4096 if info.filename.endswith(".h5") else b""))
+    monkeypatch.setenv("BRIDGE_MAX_INFLATE", "1KB")
+    with pytest.raises(SizeLimitExceeded, match="inflate") as caught:
+        with bridge.load(path) as ckpt:
+            ckpt["layers/dense/vars/0"].numpy()
+    assert "model.weights.h5" in str(caught.value) and "BRIDGE_MAX_INFLATE" in str(caught.value)
 
 
 def test_keras3_half_precision(k3_half: Written) -> None:
