@@ -193,6 +193,7 @@ class DcpMetadata:
     tensors: tuple[TensorItem, ...]
     objects: tuple[ObjectItem, ...]
     version: str | None
+    tensor_dicts: tuple[tuple[str | int, ...], ...] = ()  # as torch_pickle's: where the state dicts were nested
 
 
 def _dims(value: Any, what: str) -> tuple[int, ...]:
@@ -278,7 +279,11 @@ def parse_metadata(obj: Any, path: Path) -> DcpMetadata:
         _check_tiling(item, path)
         tensors.append(item)
     version = obj.get("version")
-    return DcpMetadata(tuple(tensors), tuple(objects), version if isinstance(version, str) else None)
+    planner = obj.get("planner_data")
+    paths = [planner.get(t.name) for t in tensors] if isinstance(planner, dict) else []
+    nests = dict.fromkeys(tuple(p[:-1]) for p in paths if isinstance(p, tuple) and p)
+    dicts = tuple(p for p in nests if all(isinstance(k, (str, int)) for k in p))[:_MAX_SCALARS]
+    return DcpMetadata(tuple(tensors), tuple(objects), version if isinstance(version, str) else None, dicts)
 
 
 def _check_tiling(item: TensorItem, path: Path) -> None:
@@ -449,6 +454,7 @@ def read(path: Path) -> Checkpoint:
         "version": meta.version,
         "shards": data_files,
         "objects": [o.name for o in meta.objects],
+        "tensor_dicts": [list(p) for p in meta.tensor_dicts],
     }
     if scalars:
         metadata["scalars"] = scalars

@@ -117,10 +117,8 @@ def torch_tensor(value: np.ndarray, dtype: str) -> Any:
     """A torch tensor of ``value``'s bits (a copy: torch must not share a read-only memory map)."""
     import torch
 
-    value = np.ascontiguousarray(value)
-    if value.dtype.byteorder == ">":
-        value = value.astype(value.dtype.newbyteorder("<"))
+    value = value.astype(value.dtype.newbyteorder("<")) if value.dtype.byteorder == ">" else value.copy()
     if dtype in _VIEWED:
         raw, name = _VIEWED[dtype]
-        return torch.from_numpy(value.view(raw).copy()).view(getattr(torch, name))
-    return torch.from_numpy(value.copy())
+        return torch.from_numpy(value.view(raw)).view(getattr(torch, name))
+    return torch.from_numpy(value)
