@@ -1,12 +1,13 @@
 """Two gloo ranks on CPU that save or load a torch.distributed.checkpoint with torch's own code: the independent
 oracle of the DCP tests and bench (``python -m tests.pt_side.dcp_ranks save|load ...``; torch imported here only).
 
-``save DIR ORACLE.safetensors [--mb N]``: tensors of several dtypes, some sharded across the ranks as DTensors
+``save DIR ORACLE.safetensors``: tensors of several dtypes, some sharded across the ranks as DTensors
 (``Shard(0)``, one of them with a row count that does not divide evenly), some replicated, an Adam-like optimizer
 state and a step counter; rank 0 also writes every full tensor to ORACLE (safetensors, written by torch).
 ``load DIR EXPECTED.safetensors``: each rank loads the checkpoint with ``torch.distributed.checkpoint.load`` into a
 state dict of the expected names, the first half as ``Shard(0)`` DTensors and the rest as full tensors, and exits
 non-zero unless every value equals EXPECTED bit for bit.
+``save-bert DIR GB``: a BERT-shaped model of about GB GiB, sharded across the ranks (bench/bench_dcp.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 WORLD = 2
 
 
-def _tensors(mb: int) -> dict[str, Any]:
+def _tensors() -> dict[str, Any]:
     import torch
 
     g = torch.Generator().manual_seed(0)
@@ -31,10 +32,6 @@ def _tensors(mb: int) -> dict[str, Any]:
         "position_ids": torch.arange(24, dtype=torch.int64).reshape(2, 12),
         "norm.weight": torch.randn(16, generator=g),
     }
-    if mb:  # the bench: blocks of 64 MiB float32 until the size is reached
-        rows = 4096
-        for i in range(max(1, mb // 64)):
-            out[f"big.{i}.weight"] = torch.randn(rows, 4096, generator=g)
     return out
 
 
@@ -50,14 +47,14 @@ def _init(rank: int, store: str) -> Any:
     return init_device_mesh("cpu", (WORLD,))
 
 
-def _save(rank: int, store: str, out: str, oracle: str, mb: int) -> None:
+def _save(rank: int, store: str, out: str, oracle: str) -> None:
     import torch
     import torch.distributed as dist
     import torch.distributed.checkpoint as dcp
     from torch.distributed.tensor import Replicate, Shard, distribute_tensor
 
     mesh = _init(rank, store)
-    full = _tensors(mb)
+    full = _tensors()
     model = {k: distribute_tensor(v, mesh, [Shard(0) if _sharded(k) else Replicate()]) for k, v in full.items()}
     state = {
         "model": model,
@@ -80,6 +77,34 @@ def _save(rank: int, store: str, out: str, oracle: str, mb: int) -> None:
         oracle_tensors["optim.state.embed.weight.exp_avg"] = full["embed.weight"] * 0.5
         oracle_tensors["optim.state.embed.weight.step"] = torch.tensor(3.0)
         save_file(oracle_tensors, oracle)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def _save_bert(rank: int, store: str, out: str, gb: float) -> None:
+    """A BERT-shaped model of about ``gb`` GiB (hidden 1024, as many layers as fit), float32, every matrix sharded
+    across the ranks, saved as ``{"model": state_dict}`` with its config.json beside it (the DCP bench)."""
+    import torch
+    import torch.distributed as dist
+    import torch.distributed.checkpoint as dcp
+    import transformers
+    from torch.distributed.tensor import Replicate, Shard, distribute_tensor
+
+    layer_bytes = 12 * 1024 * 1024 * 4 + 40_000
+    layers = max(1, int((gb * 2**30 - 130 * 2**20) // layer_bytes))
+    config = transformers.BertConfig(hidden_size=1024, intermediate_size=4096, num_attention_heads=16,
+                                     num_hidden_layers=layers)  # fmt: skip
+    with torch.device("meta"):
+        shapes = {k: (v.shape, v.dtype) for k, v in transformers.BertModel(config).state_dict().items()}
+    mesh = _init(rank, store)
+    g = torch.Generator().manual_seed(0)
+    state = {}
+    for name, (shape, dtype) in shapes.items():
+        full = torch.randn(shape, generator=g) if dtype.is_floating_point else torch.zeros(shape, dtype=dtype)
+        state[name] = distribute_tensor(full, mesh, [Shard(0) if len(shape) == 2 else Replicate()])
+    dcp.save({"model": state}, checkpoint_id=out)
+    if rank == 0:
+        config.save_pretrained(out)
     dist.barrier()
     dist.destroy_process_group()
 
@@ -115,9 +140,10 @@ def _load(rank: int, store: str, src: str, expected_path: str) -> None:
 
 
 def _rank(rank: int, mode: str, store: str, args: list[str]) -> None:
-    if mode == "save":
-        mb = int(args[3]) if len(args) > 3 and args[2] == "--mb" else 0
-        _save(rank, store, args[0], args[1], mb)
+    if mode == "save-bert":
+        _save_bert(rank, store, args[0], float(args[1]))
+    elif mode == "save":
+        _save(rank, store, args[0], args[1])
     else:
         _load(rank, store, args[0], args[1])
 
