@@ -343,7 +343,7 @@ def _load_metadata(meta: Path) -> DcpMetadata:
         raise CorruptCheckpoint("Damaged DCP metadata", path=meta, detail=str(exc), hint=REDOWNLOAD) from None
 
 
-def _chunk_reader(folder: Path, item: TensorItem, chunk: Chunk, maps: MappedFiles) -> Callable[[], np.ndarray]:
+def _chunk_reader(folder: Path, item: TensorItem, chunk: Chunk) -> Callable[[], np.ndarray]:
     def read() -> np.ndarray:
         from pt_side.torch_pickle import _parse_zip, _record
 
@@ -361,7 +361,9 @@ def _chunk_reader(folder: Path, item: TensorItem, chunk: Chunk, maps: MappedFile
                     f"the file holds {got}",
                     hint=REDOWNLOAD,
                 )
-            record, _ = _record(parsed, item.name, value, maps)
+            # A map of its own: unmapped once the value is dropped, so pages read stay resident only while a
+            # tensor is in flight (one shared map would keep the whole checkpoint in RSS by the end of a convert).
+            record, _ = _record(parsed, item.name, value, MappedFiles())
             return record.numpy()
         finally:
             if parsed.packed is not None:
@@ -370,7 +372,7 @@ def _chunk_reader(folder: Path, item: TensorItem, chunk: Chunk, maps: MappedFile
     return read
 
 
-def _tensor_record(folder: Path, item: TensorItem, sizes: dict[str, int], maps: MappedFiles) -> TensorRecord:
+def _tensor_record(folder: Path, item: TensorItem, sizes: dict[str, int]) -> TensorRecord:
     itemsize = dtypes.itemsize(item.dtype) or 1
     for c in item.chunks:
         # Declared sizes against the bytes present, before anything is read or allocated.
@@ -392,7 +394,7 @@ def _tensor_record(folder: Path, item: TensorItem, sizes: dict[str, int], maps: 
                 f"is stored at bytes {c.offset}..{c.offset + c.length}, the file has {sizes[c.file]}",
                 hint=REDOWNLOAD,
             )
-    readers = [(c, _chunk_reader(folder, item, c, maps)) for c in item.chunks]
+    readers = [(c, _chunk_reader(folder, item, c)) for c in item.chunks]
 
     def load() -> np.ndarray:
         if len(readers) == 1:
@@ -440,8 +442,7 @@ def read(path: Path) -> Checkpoint:
         sizes = {p.name: p.stat().st_size for p in folder.iterdir() if p.is_file()}
     except OSError as exc:
         raise CheckpointNotFound("Unreadable DCP directory", path=folder, detail=str(exc)) from None
-    maps = MappedFiles()
-    records = [_tensor_record(folder, item, sizes, maps) for item in meta.tensors]
+    records = [_tensor_record(folder, item, sizes) for item in meta.tensors]
     scalars = {}
     for obj in meta.objects[:_MAX_SCALARS]:
         if obj.file in sizes and obj.offset + obj.length <= sizes[obj.file]:
@@ -468,5 +469,4 @@ def read(path: Path) -> Checkpoint:
         files=[str(folder / METADATA_NAME), *(str(folder / f) for f in data_files)],
         framework="pytorch",
         metadata=metadata,
-        closer=maps.close,
     )
