@@ -293,7 +293,8 @@ def _size(text: str | None) -> int | None:
     "out_format",
     default="safetensors",
     show_default=True,
-    help="Output format. PyTorch: safetensors or bin. TensorFlow: the --target layout's own files "
+    help="Output format. PyTorch: safetensors, bin, or dcp (a torch.distributed.checkpoint directory that "
+    "torch.distributed.checkpoint.load reads on any number of ranks). TensorFlow: the --target layout's own files "
     "(google-bert: bert_model.ckpt; hf-tf: tf_model.h5).",
 )
 @click.option("--max-shard-size", metavar="SIZE", help="Shard safetensors past SIZE (e.g. 2GB), with an index.")

@@ -96,7 +96,8 @@ def convert(
         source, to, target, config, rules, maps, strip_prefix, add_prefix, source_format: as for
             :func:`bridge.check`.
         out: the output directory; written atomically (temporary sibling, then rename).
-        out_format: ``safetensors`` or ``bin`` for PyTorch; for TensorFlow the target layout's own files
+        out_format: ``safetensors``, ``bin`` or ``dcp`` (a torch.distributed.checkpoint directory) for PyTorch;
+            for TensorFlow the target layout's own files
             (``google-bert``: TF1 checkpoint; ``hf-tf``: ``tf_model.h5``), named by the layout.
         max_shard_size: bytes per safetensors shard (an index file is written when sharded).
         keep_optimizer: also write optimizer state, apart (``optimizer.safetensors``).
@@ -295,9 +296,18 @@ def _write_pytorch(
         paths = write_safetensors(tmp, tensors, max_shard_size=max_shard_size, on_tensor=hook)
     elif out_format == "bin":
         paths = write_torch_bin(tmp, tensors)
+    elif out_format == "dcp":
+        from pt_side.dcp_writer import write_dcp
+
+        paths = write_dcp(tmp, tensors, on_tensor=hook)
     else:
-        raise UsageError(f"Unknown PyTorch output format '{out_format}'", hint="Use safetensors or bin")
+        raise UsageError(f"Unknown PyTorch output format '{out_format}'", hint="Use safetensors, bin or dcp")
     files = [p.name for p in paths]
+    if out_format == "dcp":
+        notes.append(
+            "torch.distributed.checkpoint: load on any number of ranks with "
+            "torch.distributed.checkpoint.load(model.state_dict(), checkpoint_id=OUT) (full or sharded tensors)"
+        )
     if pack.pt_config is None or not plan.target.class_name:
         notes.append(
             "no config.json: the target is a plain state dict; load with "

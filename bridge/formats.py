@@ -141,6 +141,13 @@ for _fmt in (
         "pt_side.torch_pickle:read",
     ),
     Format(
+        "dcp",
+        "torch.distributed.checkpoint directory (.metadata + __<rank>_<k>.distcp), shards assembled on read",
+        "pytorch",
+        "pt_side.dcp_reader:sniff",
+        "pt_side.dcp_reader:read",
+    ),
+    Format(
         "hdf5",
         "any other HDF5 file: every dataset by path",
         "hdf5",

@@ -1,7 +1,7 @@
 """The restricted unpickler of ``torch.save`` pickles: never imports torch, never runs the pickle's code.
 
 ``torch.save`` pickles tensors as calls to ``torch._utils._rebuild_tensor_v2`` & co. over
-storages.  :class:`_SafeUnpickler`'s ``find_class`` resolves only an explicit allow-list
+storages.  :class:`SafeUnpickler`'s ``find_class`` resolves only an explicit allow-list
 (:data:`ALLOWED`, :data:`MARKERS`, torch's storage classes and dtypes) to local stand-ins
 that *describe* tensors (storage key, dtype, offset, shape, stride); any other global raises
 :class:`~bridge.core.errors.UnsafeCheckpoint`, and BUILD on a stand-in (which could set attributes
@@ -290,7 +290,22 @@ def _allowed_global(module: str, name: str) -> Any | None:
     return None
 
 
-class _SafeUnpickler(pickle.Unpickler):
+def refused(path: Path, module: str, name: str) -> UnsafeCheckpoint:
+    """The refusal of a global outside an allow-list, named as Python 3 would import it."""
+    # Protocol-2 pickles store Python 2 names (`__builtin__.eval`, `commands.Popen`); name the global
+    # that torch.load's unpickler would map them to and call.
+    renamed = _compat_pickle.NAME_MAPPING.get((module, name))
+    py3 = renamed or (_compat_pickle.IMPORT_MAPPING.get(module, module), name)
+    return UnsafeCheckpoint(
+        "Refusing to unpickle a global outside the allow-list",
+        path=path,
+        detail=f"the pickle references `{'.'.join(py3)}`; plain torch.load (weights_only=False) "
+        "would import and call it, i.e. run code from the file",
+        hint=RESAVE,
+    )
+
+
+class SafeUnpickler(pickle.Unpickler):
     """Resolves only allow-listed globals, to stand-ins; storages through ``persistent``."""
 
     def __init__(self, file: IO[bytes], path: Path, persistent: Callable[[Any], Any] | None = None) -> None:
@@ -317,17 +332,7 @@ class _SafeUnpickler(pickle.Unpickler):
                 detail=f"`{module}.{name}`",
                 hint="Dequantize the model, then save the state dict again",
             )
-        # Protocol-2 pickles store Python 2 names (`__builtin__.eval`, `commands.Popen`); name the global
-        # that torch.load's unpickler would map them to and call.
-        renamed = _compat_pickle.NAME_MAPPING.get((module, name))
-        py3 = renamed or (_compat_pickle.IMPORT_MAPPING.get(module, module), name)
-        raise UnsafeCheckpoint(
-            "Refusing to unpickle a global outside the allow-list",
-            path=self._path,
-            detail=f"the pickle references `{'.'.join(py3)}`; plain torch.load (weights_only=False) "
-            "would import and call it, i.e. run code from the file",
-            hint=RESAVE,
-        )
+        raise refused(self._path, module, name)
 
     def persistent_load(self, pid: Any) -> Any:
         if self._persistent is None:
@@ -335,10 +340,17 @@ class _SafeUnpickler(pickle.Unpickler):
         return self._persistent(pid)
 
 
-def unpickle(file: IO[bytes], path: Path, what: str, persistent: Callable[[Any], Any] | None = None) -> Any:
-    """Run the restricted unpickler; malformed input becomes CorruptCheckpoint."""
+def unpickle(
+    file: IO[bytes],
+    path: Path,
+    what: str,
+    persistent: Callable[[Any], Any] | None = None,
+    unpickler: type[SafeUnpickler] | None = None,
+) -> Any:
+    """Run the restricted unpickler (or a subclass with another allow-list); malformed input becomes
+    CorruptCheckpoint."""
     try:
-        return _SafeUnpickler(file, path, persistent).load()
+        return (unpickler or SafeUnpickler)(file, path, persistent).load()
     except BridgeError:
         raise
     except (

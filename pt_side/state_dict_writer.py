@@ -102,14 +102,23 @@ def write_torch_bin(folder: Path, tensors: Sequence[OutTensor], *, stem: str = "
         import torch
     except ImportError as e:
         raise MissingDependency("torch is needed to write .bin files", hint="pip install torch") from e
-    state = {}
-    for t in tensors:
-        value = produced_value(t)
-        state[t.name] = (
-            torch.from_numpy(value.view(np.uint16)).view(torch.bfloat16)
-            if t.dtype == "bfloat16"
-            else (torch.from_numpy(value.copy()))
-        )
+    state = {t.name: torch_tensor(produced_value(t), t.dtype) for t in tensors}
     path = folder / f"{stem}.bin"
     torch.save(state, path)
     return [path]
+
+
+# dtypes numpy holds as ml_dtypes (or torch has no numpy twin for): moved as raw bits, then viewed as torch's.
+_VIEWED = {"bfloat16": ("uint16", "bfloat16"), "float8_e4m3fn": ("uint8", "float8_e4m3fn"),
+           "float8_e5m2": ("uint8", "float8_e5m2")}  # fmt: skip
+
+
+def torch_tensor(value: np.ndarray, dtype: str) -> Any:
+    """A torch tensor of ``value``'s bits (a copy: torch must not share a read-only memory map)."""
+    import torch
+
+    value = value.astype(value.dtype.newbyteorder("<")) if value.dtype.byteorder == ">" else value.copy()
+    if dtype in _VIEWED:
+        raw, name = _VIEWED[dtype]
+        return torch.from_numpy(value.view(raw)).view(getattr(torch, name))
+    return torch.from_numpy(value)

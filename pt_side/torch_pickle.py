@@ -132,16 +132,69 @@ def _storage_from_pid(pid: Any, path: Path, storages: dict[str, Storage], legacy
     return Storage(key, root.dtype, int(size), root.location, root=root, base=offset * root.itemsize)
 
 
-def _parse_zip(path: Path) -> _Parsed:
+class _Window(io.RawIOBase):
+    """Bytes ``[start, start + length)`` of a file as a file of their own: a torch.save archive stored inside a
+    larger file (an item of a torch.distributed.checkpoint ``.distcp`` file)."""
+
+    def __init__(self, path: Path, start: int, length: int) -> None:
+        super().__init__()
+        self._file = path.open("rb")
+        self._start, self._length, self._pos = start, length, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._length}[whence]
+        if base + offset < 0:
+            raise OSError("seek before the start of the archive")
+        self._pos = base + offset
+        return self._pos
+
+    def read(self, n: int | None = -1) -> bytes:
+        left = max(0, self._length - self._pos)
+        self._file.seek(self._start + self._pos)
+        data = self._file.read(left if n is None or n < 0 else min(n, left))
+        self._pos += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def _parse_zip(path: Path, window: tuple[int, int] | None = None) -> _Parsed:
+    """A torch.save zip archive: the whole file, or the ``(start, length)`` window of it that holds one."""
+    start, size = window if window is not None else (0, path.stat().st_size)
+    source: Any = _Window(path, start, size) if window is not None else path
     try:
-        archive = zipfile.ZipFile(path)
+        archive = zipfile.ZipFile(source)
     except ZIP_ERRORS as exc:
+        if window is not None:
+            source.close()
         raise CorruptCheckpoint(
             "Damaged zip archive",
             path=path,
             detail=f"{exc} (a torch.save file cut short loses the zip directory at its end)",
             hint=REDOWNLOAD,
         ) from None
+
+    def shut() -> None:  # zipfile leaves a file object it was given open
+        archive.close()
+        if window is not None:
+            source.close()
+
     try:
         infos = {info.filename: info for info in archive.infolist()}
         pickles = [n for n in infos if n.endswith("/data.pkl") and n.count("/") == 1]
@@ -179,8 +232,7 @@ def _parse_zip(path: Path) -> _Parsed:
             return _storage_from_pid(pid, path, parsed.storages, legacy=False)
 
         parsed.obj = unpickle(data, path, "torch.save pickle (data.pkl)", persistent)
-        size = path.stat().st_size
-        with path.open("rb") as raw:
+        with _Window(path, start, size) as raw:
             for key, storage in parsed.storages.items():
                 member = f"{prefix}data/{key}"
                 storage.member = member
@@ -200,22 +252,22 @@ def _parse_zip(path: Path) -> _Parsed:
                         hint=REDOWNLOAD,
                     )
                 if info.compress_type == zipfile.ZIP_STORED:
-                    storage.file_offset = _member_data_offset(raw, info, path, size)
+                    storage.file_offset = start + _member_data_offset(cast(IO[bytes], raw), info, path, size)
                 else:
                     parsed.packed = archive  # re-zipped with compression: read, cannot map
     except BridgeError:
-        archive.close()
+        shut()
         raise
     except ZIP_ERRORS as exc:
-        archive.close()
+        shut()
         raise CorruptCheckpoint(
             "Damaged zip archive", path=path, detail=f"{type(exc).__name__}: {exc}", hint=REDOWNLOAD
         ) from None
     except BaseException:
-        archive.close()
+        shut()
         raise
     if parsed.packed is None:
-        archive.close()
+        shut()
     return parsed
 
 
