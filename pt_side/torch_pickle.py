@@ -44,6 +44,7 @@ from bridge.core.errors import (
 from bridge.core.limits import check_inflate
 from bridge.core.model import Checkpoint, TensorRecord
 from bridge.core.naming import classify_torch_name
+from bridge.core.source import file_arg
 from pt_side._files import (
     ZIP_ERRORS,
     MappedFiles,
@@ -134,7 +135,7 @@ def _storage_from_pid(pid: Any, path: Path, storages: dict[str, Storage], legacy
 
 def _parse_zip(path: Path) -> _Parsed:
     try:
-        archive = zipfile.ZipFile(path)
+        archive = zipfile.ZipFile(file_arg(path))
     except ZIP_ERRORS as exc:
         raise CorruptCheckpoint(
             "Damaged zip archive",
