@@ -175,9 +175,9 @@ class RemotePath(PosixPath):
 
     def _child(self, name: str) -> RemotePath:
         """A path from a name fsspec listed (``bucket/dir/x``, with or without ``protocol://``)."""
-        name = _URL.sub("", name)
+        name = _URL.sub("", name).lstrip("/")
         host = urlsplit(self._remote_root).netloc
-        if host and name.startswith(host):
+        if host and name.startswith(host + "/"):
             name = name[len(host) :]
         return type(self)("/" + name.lstrip("/"))
 

@@ -211,3 +211,29 @@ def test_local_paths_import_no_fsspec():
         [sys.executable, "-c", _LOCAL_STAYS_LIGHT, str(TINY)], capture_output=True, text=True, check=True, cwd=REPO
     ).stdout
     assert out.strip() == "0 []"
+
+
+def test_check_and_verify_read_urls_too(server, tmp_path):
+    url = f"{server.url}/tiny/bert_model.ckpt"
+    code, out = run("check", url, "--to", "pytorch")
+    assert code == 0 and f"config: {server.url}/tiny/bert_config.json" in out
+    assert run("convert", str(TINY), "--to", "pytorch", "-o", str(tmp_path / "o"))[0] == 0
+    code, out = run("verify", url, str(tmp_path / "o"), "--no-forward", "--json")
+    assert code == 0, out
+    assert json.loads(out)["ok"]
+
+
+def test_a_listing_protocol_finds_the_checkpoint_in_a_folder(tmp_path):
+    """Where the protocol lists folders (gs://, s3://; here fsspec's in-memory filesystem), a folder URL is enough."""
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    for file in TINY.iterdir():
+        memory.pipe_file(f"/bridge-test-tiny/{file.name}", file.read_bytes())
+    try:
+        code, out = run("convert", "memory://bridge-test-tiny/", "--to", "pytorch", "-o", str(tmp_path / "m"))
+        assert code == 0, out
+        assert run("convert", str(TINY), "--to", "pytorch", "-o", str(tmp_path / "local"))[0] == 0
+        _same_tree(tmp_path / "local", tmp_path / "m")
+    finally:
+        memory.rm("/bridge-test-tiny", recursive=True)
