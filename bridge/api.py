@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from bridge import formats
 from bridge.core.model import Checkpoint
+from bridge.core.source import as_path
 
 
 def load(path: str | os.PathLike[str], *, format: str | None = None) -> Checkpoint:
@@ -30,6 +30,6 @@ def load(path: str | os.PathLike[str], *, format: str | None = None) -> Checkpoi
         >>> ckpt["bert/pooler/dense/kernel"].numpy().shape             # doctest: +SKIP
         (32, 32)
     """
-    p = Path(path).expanduser()
+    p = as_path(path)  # a URL reads by range requests (bridge.core.source)
     fmt = formats.get(format) if format else formats.detect(p)
     return fmt.load_reader()(p)

@@ -23,6 +23,7 @@ from bridge.core.model import Checkpoint
 from bridge.core.naming import closest
 from bridge.core.pad_rows import pad_rows
 from bridge.core.plan import Plan, TargetSpec, TargetTensor, UserRuleUse
+from bridge.core.source import as_path
 from bridge.rules import Rule, RulePack, get_pack, packs
 from bridge.rules.user import RuleFile, is_rule_file, load_rule_file
 
@@ -190,7 +191,7 @@ def _resolve_config(
     cfg, notes = _config_from_shapes(ckpt, pack, config)
     if pack.config_from_files is None:
         return cfg, notes
-    base = Path(ckpt.path)
+    base = as_path(ckpt.path)
     found, found_notes = pack.config_from_files(base if base.is_dir() else base.parent)
     given = _given_config(ckpt, pack, config)[0] or {}
     kept = {k: v for k, v in found.items() if k not in given}
@@ -244,7 +245,7 @@ def _given_config(
         if parser is not None:
             return _parse_config(path, parser)
         return _read_json(path), [f"config: {path}"]
-    base = Path(ckpt.path)
+    base = as_path(ckpt.path)
     folder = base if base.is_dir() else base.parent
     for name in (_CONFIG_NAME, *pack.config_files):
         if (folder / name).is_file():

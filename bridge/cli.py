@@ -138,11 +138,17 @@ def inspect(
     the owning framework lists (tf.train.list_variables, the h5 dataset path,
     the state-dict key).
 
+    PATH (and SOURCE of check, convert and verify) may be a gs://, s3://,
+    https:// or other fsspec URL, read with range requests: the index alone
+    here, each tensor once in convert (pip install 'ckpt-bridge[remote]').
+    Over http(s) a URL names a file or a prefix; a folder ends with '/'.
+
     \b
     Examples:
       bridge inspect uncased_L-12_H-768_A-12/
       bridge inspect ckpt-5 --filter 'OPTIMIZER_SLOT' --all
       bridge inspect pytorch_model.bin --json | jq '.tensors[].name'
+      bridge inspect gs://bucket/bert/model.ckpt-1000000
     """
     from bridge.api import load
     from bridge.contents import inspect_checkpoint
@@ -339,6 +345,7 @@ def convert(
       bridge convert hf-bert/ --to tensorflow --target hf-tf -o bert-tf-hf/
       bridge convert ddp/pytorch_model.bin --to pytorch --strip-prefix module. -o clean/
       bridge convert weights.dat --source-format torch --to tensorflow -o bert-tf/
+    bridge convert https://host/bert/model.ckpt-1000000 --to pytorch -o bert-torch/
 
     Then run the `next: bridge verify ...` line it prints: SOURCE, OUT and every
     option that shaped the plan.

@@ -23,6 +23,7 @@ from bridge.core.outputs import OutTensor, write_config
 from bridge.core.packs import RulePack
 from bridge.core.plan import Plan
 from bridge.core.registry import resolve
+from bridge.core.source import as_path, local_only
 from bridge.core.transforms import Transform, assemble, parse
 from bridge.rules import get_pack
 
@@ -114,6 +115,7 @@ def convert(
     """
     if dtype is not None and not dtypes.is_floating(dtype):
         raise UsageError("--dtype must be a floating dtype", hint=f"Use float16, bfloat16, float32. Received: {dtype}")
+    out_path = local_only(out, "The output (-o)")
     plan = check(
         source,
         to=to,
@@ -143,10 +145,10 @@ def convert(
             hint=f"`{command}` shows the whole report; --allow-gaps writes anyway",
         )
     pack = plan.rule_pack or get_pack(plan.pack)
-    src_path = Path(source)
+    src_path = as_path(source)
     with (
         load(source, format=source_format) as ckpt,
-        atomic_directory(Path(out), force=force, inputs=(src_path,)) as tmp,
+        atomic_directory(out_path, force=force, inputs=(src_path,)) as tmp,
     ):
         tensors = _out_tensors(ckpt, plan, dtype)
         if to == "pytorch" and pack.pt_copies is not None and plan.target.class_name:
@@ -172,12 +174,13 @@ def convert(
             dropped = [r for r in dropped if r.kind != "optimizer"]
         folder = src_path if src_path.is_dir() else src_path.parent
         for name in _SIDE_FILES:
-            if (folder / name).is_file():
-                shutil.copyfile(folder / name, tmp / name)
+            if (folder / name).is_file():  # through the source's own open(): the folder may be a URL
+                with (folder / name).open("rb") as side, open(tmp / name, "wb") as copy:
+                    shutil.copyfileobj(side, copy)
                 files.append(name)
     return ConvertResult(
         plan=plan,
-        out=Path(out),
+        out=out_path,
         files=files,
         tensors=len(tensors),
         bytes_written=sum(t.nbytes for t in tensors),

@@ -14,7 +14,6 @@ Two checks, each reported on its own:
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +22,7 @@ from bridge.api import load
 from bridge.check import check
 from bridge.core import dtypes
 from bridge.core.registry import resolve
+from bridge.core.source import as_path
 from bridge.core.transforms import assemble, parse
 from bridge.rules import get_pack
 from bridge.verify_report import ForwardContext, VerifyReport
@@ -66,8 +66,8 @@ def verify(
         A :class:`VerifyReport`; ``ok`` when all values are bit-exact and all outputs within ``atol``.
     """
     report = VerifyReport(str(source), str(out), atol)
-    if Path(out).is_dir() and (Path(out) / "model.weights.h5").is_file():
-        out = Path(out) / "model.weights.h5"  # what convert writes for a Keras target
+    if as_path(out).is_dir() and (as_path(out) / "model.weights.h5").is_file():
+        out = as_path(out) / "model.weights.h5"  # what convert writes for a Keras target
     with load(out) as out_ckpt:
         to = "pytorch" if out_ckpt.framework == "pytorch" else "tensorflow"
     plan = check(
@@ -121,8 +121,8 @@ def verify(
                 src,
                 dst,
                 to,
-                Path(source),
-                Path(out),
+                as_path(source),
+                as_path(out),
                 plan,
                 seed,
                 batch,

@@ -15,6 +15,7 @@ import numpy as np
 
 from bridge.core.errors import CheckpointNotFound, CorruptCheckpoint
 from bridge.core.jsonio import load_json
+from bridge.core.source import RangeView, RemotePath
 
 # What zipfile raises on a damaged archive: besides BadZipFile, a bad deflate stream is zlib.error, a short one
 # EOFError, an unknown compression method NotImplementedError, a negative offset OSError, impossible header fields
@@ -38,13 +39,14 @@ class MappedFiles:
     """
 
     def __init__(self) -> None:
-        self._maps: dict[Path, np.memmap] = {}
+        self._maps: dict[Path, np.memmap | RangeView] = {}
 
-    def bytes_of(self, path: Path) -> np.memmap:
+    def bytes_of(self, path: Path) -> np.memmap | RangeView:
         mapped = self._maps.get(path)
         if mapped is None:
             try:
-                mapped = np.memmap(path, dtype=np.uint8, mode="r")
+                # Behind a URL a slice is one range request instead of a page fault.
+                mapped = RangeView(path) if isinstance(path, RemotePath) else np.memmap(path, dtype=np.uint8, mode="r")
             except FileNotFoundError:
                 raise CheckpointNotFound(
                     "Checkpoint file disappeared", path=path, hint="Reopen the checkpoint"

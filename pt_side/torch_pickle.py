@@ -44,6 +44,7 @@ from bridge.core.errors import (
 from bridge.core.limits import check_inflate
 from bridge.core.model import Checkpoint, TensorRecord
 from bridge.core.naming import classify_torch_name
+from bridge.core.source import file_arg
 from pt_side._files import (
     ZIP_ERRORS,
     MappedFiles,
@@ -177,7 +178,7 @@ class _Window(io.RawIOBase):
 def _parse_zip(path: Path, window: tuple[int, int] | None = None) -> _Parsed:
     """A torch.save zip archive: the whole file, or the ``(start, length)`` window of it that holds one."""
     start, size = window if window is not None else (0, path.stat().st_size)
-    source: Any = _Window(path, start, size) if window is not None else path
+    source: Any = _Window(path, start, size) if window is not None else file_arg(path)
     try:
         archive = zipfile.ZipFile(source)
     except ZIP_ERRORS as exc:

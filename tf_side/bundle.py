@@ -32,6 +32,7 @@ from bridge.core import dtypes
 from bridge.core.errors import CheckpointNotFound, CorruptCheckpoint, UnsupportedFeature, UsageError
 from bridge.core.model import Checkpoint, TensorKind, TensorRecord
 from bridge.core.naming import classify_tf_name
+from bridge.core.source import RemotePath, as_path
 from tf_side import object_graph
 from tf_side.proto import (
     DecodeError,
@@ -88,7 +89,7 @@ def _prefix_from_state(directory: Path) -> Path | None:
     if not state.is_file():
         return None
     try:
-        with open(state, "rb") as f:
+        with state.open("rb") as f:
             text = f.read(1 << 20).decode("utf-8", "replace")
     except OSError:
         return None
@@ -98,6 +99,9 @@ def _prefix_from_state(directory: Path) -> Path | None:
     # Text-format strings use C escapes.
     value = codecs.escape_decode(match.group(1).encode("utf-8"))[0].decode("utf-8", "surrogateescape")
     prefix = Path(value)
+    if isinstance(directory, RemotePath):
+        # A path recorded by the machine that trained names nothing behind a URL: the prefix sits beside the state.
+        return directory / prefix.name
     if not prefix.is_absolute():
         prefix = directory / prefix
     if not _index_of(prefix).exists() and _index_of(directory / prefix.name).exists():
@@ -179,7 +183,7 @@ def sniff_checkpoint(path: Path) -> bool:
     SavedModel directories are left to :func:`sniff_saved_model`.
     """
     try:
-        return _claims(Path(path))
+        return _claims(as_path(path))
     except OSError:
         return False
 
@@ -209,7 +213,7 @@ def _latest_version(directory: Path) -> Path:
 def sniff_saved_model(path: Path) -> bool:
     """True for a SavedModel / TF1 Hub module directory with a ``variables/variables`` bundle."""
     try:
-        found = _saved_model(Path(path))
+        found = _saved_model(as_path(path))
         return found is not None and (found[0] / "variables" / "variables.index").is_file()
     except OSError:
         return False
@@ -394,10 +398,16 @@ class _Shards:
         self._lock = threading.Lock()
 
     def filename(self, shard: int) -> Path:
-        return Path(data_filename(self.prefix, shard, self.num_shards))
+        return self.prefix.with_name(data_filename(self.prefix.name, shard, self.num_shards))
 
     def view(self, shard: int, offset: int, size: int) -> np.ndarray:
         """A read-only uint8 view of ``[offset, offset + size)``; drop it before closing."""
+        remote = self.filename(shard)
+        if isinstance(remote, RemotePath):  # one range request of exactly the tensor's bytes, nothing mapped
+            available = remote.stat().st_size
+            if offset + size > available:
+                raise EOFError(f"needs bytes [{offset}, {offset + size}) of a {available}-byte file")
+            return np.frombuffer(remote.read_range(offset, size), np.uint8)
         with self._lock:
             if shard not in self._maps:
                 f = open(self.filename(shard), "rb")  # closed by close()
@@ -475,6 +485,10 @@ class _Bundle:
                 raise self._corrupt(f"unreadable BundleEntryProto ({e})", tensor=_key_name(key)) from e
 
     def _read_index(self) -> list[tuple[bytes, bytes]]:
+        if isinstance(self.index_path, RemotePath):
+            if not self.index_path.is_file():
+                raise CheckpointNotFound("Checkpoint index not found", path=self.index_path, hint="Check the URL")
+            return list(Table(self.index_path.read_bytes(), self.index_path).items())
         try:
             f = open(self.index_path, "rb")
         except FileNotFoundError as e:
@@ -883,6 +897,9 @@ def _present_shards(bundle: _Bundle) -> list[Path]:
     """The data shards on disk, found by listing the folder once: a damaged header may claim 2^31 shards."""
     stem = f"{bundle.prefix.name}.data-"
     tail = f"-of-{bundle.num_shards:05d}"
+    if isinstance(bundle.prefix, RemotePath):  # no listing behind a URL: the shards the index uses, found by stat
+        used = {e.shard_id for e in bundle.entries.values() if 0 <= e.shard_id < bundle.num_shards}
+        return [bundle.shards.filename(i) for i in sorted(used - bundle.missing)]
     try:
         names = os.listdir(bundle.prefix.parent)
     except OSError:
@@ -913,7 +930,7 @@ def read_checkpoint(path: Path) -> Checkpoint:
         CorruptCheckpoint: the index or a shard contradicts the format.
         UnsupportedFeature: a Snappy-compressed index or a newer bundle version.
     """
-    path = Path(path)
+    path = as_path(path)
     return _open(path, _locate(path), format="tf-checkpoint")
 
 
@@ -923,7 +940,7 @@ def read_saved_model(path: Path) -> Checkpoint:
     Raises:
         CheckpointNotFound: the directory has no ``variables/variables.index``.
     """
-    path = Path(path)
+    path = as_path(path)
     found = _saved_model(path)
     if found is None:
         raise CheckpointNotFound(

@@ -16,7 +16,6 @@ serves every value; ``Checkpoint.close`` closes it.
 from __future__ import annotations
 
 import io
-import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from bridge.core.errors import (
 )
 from bridge.core.limits import check_inflate
 from bridge.core.model import Checkpoint, TensorKind, TensorRecord
+from bridge.core.source import BLOCK, file_arg, is_remote
 
 __all__ = [
     "H5_ERRORS",
@@ -120,10 +120,12 @@ def check_file(path: Path) -> None:
 def hdf5_base(path: Path) -> int | None:
     """Offset of the HDF5 signature (0 or a user-block size), or None if absent."""
     try:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
+        size = path.stat().st_size
+        # Behind a URL each probe may be a request: a user block past the first block (Keras writes none) is not sought.
+        end = min(size, BLOCK) if is_remote(path) else size
+        with path.open("rb") as fh:
             offset = 0
-            while offset + len(HDF5_SIGNATURE) <= size:
+            while offset + len(HDF5_SIGNATURE) <= end:
                 fh.seek(offset)
                 if fh.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:
                     return offset
@@ -138,7 +140,7 @@ def probe(path: Path) -> h5py.File | None:
     if not path.is_file() or hdf5_base(path) is None:
         return None
     try:
-        return h5py.File(path, "r")
+        return h5py.File(file_arg(path), "r")
     except H5_ERRORS:
         return None
 
@@ -302,7 +304,7 @@ class Window(io.RawIOBase):
 
     def __init__(self, path: Path, start: int, size: int) -> None:
         super().__init__()
-        self._fh = open(path, "rb", buffering=0)  # closed by close()
+        self._fh = path.open("rb", buffering=0)  # closed by close()
         self._start = start
         self._size = size
         self._pos = 0
@@ -370,7 +372,7 @@ class Source:
 def _plain_source(path: Path) -> Source:
     def opener() -> tuple[h5py.File, list[io.IOBase]]:
         try:
-            return h5py.File(path, "r"), []
+            return h5py.File(file_arg(path), "r"), []
         except H5_ERRORS as exc:
             raise wrap_open_error(path, exc) from None
 

@@ -18,6 +18,7 @@ from bridge.core.errors import BridgeError
 from bridge.core.jsonio import load_json
 from bridge.core.model import Checkpoint
 from bridge.core.packs import RulePack
+from bridge.core.source import as_path
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def pad_token_id(folder: Path, default: int | None) -> tuple[int, str] | None:
         return value, "config.json"
     vocab = folder / "vocab.txt"
     if vocab.is_file():
-        with open(vocab, encoding="utf-8", errors="replace") as f:
+        with vocab.open(encoding="utf-8", errors="replace") as f:
             for i, line in enumerate(f):
                 if line.rstrip("\r\n") == "[PAD]":
                     return i, "vocab.txt"
@@ -105,7 +106,8 @@ def pad_rows(ckpt: Checkpoint, packs: list[RulePack], names: set[str] | None = N
     """The pad row of the first table a pack declares (``names``: only these records), or nothing."""
     kept = [r for r in ckpt.values() if r.kind == "model" and (names is None or r.name in names)]
     all_names = {r.name for r in ckpt.values()}
-    folder = Path(ckpt.path) if Path(ckpt.path).is_dir() else Path(ckpt.path).parent
+    base = as_path(ckpt.path)
+    folder = base if base.is_dir() else base.parent
     for pack in packs:
         spec = pack.word_embeddings
         if spec is None:
