@@ -296,7 +296,13 @@ def _size(text: str | None) -> int | None:
     help="Output format. PyTorch: safetensors or bin. TensorFlow: the --target layout's own files "
     "(google-bert: bert_model.ckpt; hf-tf: tf_model.h5).",
 )
-@click.option("--max-shard-size", metavar="SIZE", help="Shard safetensors past SIZE (e.g. 2GB), with an index.")
+@click.option(
+    "--max-shard-size",
+    metavar="SIZE",
+    help="Cut the weights into files of at most SIZE (500MB, 2GB, 1GiB): safetensors and hf-tf's tf_model.h5 as "
+    "transformers shards them (with an index.json), a TF1 checkpoint as N .data files. A tensor is never split: one "
+    "larger than SIZE gets a file of its own.",
+)
 @click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), help="Cast floating tensors.")
 @click.option("--keep-optimizer", is_flag=True, help="Also write optimizer state, apart (optimizer.safetensors).")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import shlex
 import shutil
@@ -98,7 +99,8 @@ def convert(
         out: the output directory; written atomically (temporary sibling, then rename).
         out_format: ``safetensors`` or ``bin`` for PyTorch; for TensorFlow the target layout's own files
             (``google-bert``: TF1 checkpoint; ``hf-tf``: ``tf_model.h5``), named by the layout.
-        max_shard_size: bytes per safetensors shard (an index file is written when sharded).
+        max_shard_size: bytes per shard, never splitting a tensor (a larger one gets its own shard): safetensors
+            and transformers' ``tf_model.h5`` with an index file, a TF1 checkpoint as N data files.
         keep_optimizer: also write optimizer state, apart (``optimizer.safetensors``).
         dtype: cast floating tensors to this dtype (``float16``, ``bfloat16``, ``float32``); default: keep.
         force: replace an existing ``out``.
@@ -157,7 +159,7 @@ def convert(
         if to == "pytorch":
             files = _write_pytorch(tmp, tensors, plan, pack, out_format, max_shard_size, hook, notes)
         else:
-            files = _write_tensorflow(tmp, tensors, plan, pack, out_format, hook, notes)
+            files = _write_tensorflow(tmp, tensors, plan, pack, out_format, max_shard_size, hook, notes)
         for row in plan.pad_rows:  # never zeroed: the row is the trained model's, and verify compares it too
             state = "zero" if row.zero else f"non-zero, norm {row.norm:.4g}"
             cast = f", cast to {dtype} only" if dtype is not None else " exactly"
@@ -314,7 +316,14 @@ def _write_pytorch(
 
 
 def _write_tensorflow(
-    tmp: Path, tensors: list[Any], plan: Plan, pack: RulePack, out_format: str, hook: Any, notes: list[str]
+    tmp: Path,
+    tensors: list[Any],
+    plan: Plan,
+    pack: RulePack,
+    out_format: str,
+    max_shard_size: int | None,
+    hook: Any,
+    notes: list[str],
 ) -> list[str]:
     """The pack's TF-side files (:class:`~bridge.core.packs.Output`), its config beside them."""
 
@@ -330,7 +339,13 @@ def _write_tensorflow(
     order = {name: i for i, name in enumerate(plan.target.tensors)}
     tensors = sorted(tensors, key=lambda t: order[t.name])  # the layout's own order (Keras' weight order)
     write = resolve(output.writer)
-    paths = write(tmp / output.weights, tensors, metadata=plan.target.metadata, on_tensor=hook)
+    shard = {"max_shard_size": max_shard_size} if max_shard_size else {}  # asked of writers that shard only
+    if shard and "max_shard_size" not in inspect.signature(write).parameters:
+        raise UsageError(
+            f"The {output.format} layout ({output.weights}) is written as one file",
+            hint="Omit --max-shard-size",
+        )
+    paths = write(tmp / output.weights, tensors, metadata=plan.target.metadata, on_tensor=hook, **shard)
     if output.note:
         notes.append(output.note)
     files = [p.name for p in paths]
