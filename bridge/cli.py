@@ -303,7 +303,13 @@ def _size(text: str | None) -> int | None:
     "transformers shards them (with an index.json), a TF1 checkpoint as N .data files. A tensor is never split: one "
     "larger than SIZE gets a file of its own.",
 )
-@click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), help="Cast floating tensors.")
+@click.option(
+    "--dtype",
+    type=click.Choice(["float16", "bfloat16", "float32"]),
+    help="Cast floating tensors, rounding to nearest, ties to even (IEEE 754, as torch's .to() and numpy do from "
+    "float32; once from the exact value). The report (and --json 'casts') counts the tensors and bytes cast and "
+    "the values that overflowed to inf or became subnormal or zero.",
+)
 @click.option("--keep-optimizer", is_flag=True, help="Also write optimizer state, apart (optimizer.safetensors).")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--allow-gaps", is_flag=True, help="Write even when the plan has gaps (still reported, exit 1).")

@@ -117,3 +117,37 @@ def test_tf1_checkpoint_in_shards_is_read_by_tensorflow(tf, tmp_path: Path):
     assert sharded.get_variable_to_shape_map() == names
     for name in names:
         np.testing.assert_array_equal(sharded.get_tensor(name), one.get_tensor(name), strict=True)
+
+
+def test_dtype_cast_is_reported_and_equals_torch(torch, tmp_path: Path):
+    """--dtype float16 on a sharded source with values out of float16's range: the report counts them, and the
+    values equal torch's own cast of the float32 conversion."""
+    from safetensors.numpy import load_file
+
+    folder = tmp_path / "tf"
+    shutil.copytree(SHARDED / "TFBertModel" / "tf", folder)
+    with h5py.File(folder / "tf_model-00005-of-00005.h5", "r+") as f:
+        ds = f["bert/pooler/dense/kernel:0"]
+        ds[0, :4] = np.array([1e5, -7e4, 1e-6, 1e-9], dtype=np.float32)
+    run_cli("convert", str(folder), "--to", "pytorch", "-o", str(tmp_path / "f32"))
+    result = json.loads(
+        run_cli("convert", str(folder), "--to", "pytorch", "-o", str(tmp_path / "f16"), "--dtype", "float16", "--json")
+    )
+    f32, f16 = load_file(tmp_path / "f32" / "model.safetensors"), load_file(tmp_path / "f16" / "model.safetensors")
+    want = {k: torch.from_numpy(v).to(torch.float16) for k, v in f32.items()}
+    for name, value in f16.items():
+        assert value.tobytes() == want[name].numpy().tobytes(), name
+    tiny = torch.finfo(torch.float16).tiny
+    src = {k: torch.from_numpy(v) for k, v in f32.items()}
+    [row] = result["casts"]
+    assert (row["from"], row["to"], row["tensors"]) == ("float32", "float16", len(f32))
+    assert row["bytes_in"] == sum(v.nbytes for v in f32.values()) == 2 * row["bytes_out"]
+    assert row["overflow"] == sum(int((w.isinf() & src[k].isfinite()).sum()) for k, w in want.items()) == 2
+    assert row["zero"] == sum(int(((w == 0) & (src[k] != 0)).sum()) for k, w in want.items()) >= 1
+    assert row["subnormal"] == sum(int(((w != 0) & (w.abs() < tiny)).sum()) for k, w in want.items()) >= 1
+    assert any("overflowed to inf" in n and "ties to even" in n for n in result["notes"])
+
+
+def test_help_states_the_rules():
+    text = " ".join(run_cli("convert", "--help").split())
+    assert "ties to even" in text and "never split" in text
