@@ -303,8 +303,20 @@ def _size(text: str | None) -> int | None:
     "torch.distributed.checkpoint.load reads on any number of ranks). TensorFlow: the --target layout's own files "
     "(google-bert: bert_model.ckpt; hf-tf: tf_model.h5).",
 )
-@click.option("--max-shard-size", metavar="SIZE", help="Shard safetensors past SIZE (e.g. 2GB), with an index.")
-@click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), help="Cast floating tensors.")
+@click.option(
+    "--max-shard-size",
+    metavar="SIZE",
+    help="Cut the weights into files of at most SIZE (500MB, 2GB, 1GiB): safetensors and hf-tf's tf_model.h5 as "
+    "transformers shards them (with an index.json), a TF1 checkpoint as N .data files. A tensor is never split: one "
+    "larger than SIZE gets a file of its own.",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(["float16", "bfloat16", "float32"]),
+    help="Cast floating tensors, rounding to nearest, ties to even (IEEE 754, as torch's .to() and numpy do from "
+    "float32; once from the exact value). The report (and --json 'casts') counts the tensors and bytes cast and "
+    "the values that overflowed to inf or became subnormal or zero.",
+)
 @click.option("--keep-optimizer", is_flag=True, help="Also write optimizer state, apart (optimizer.safetensors).")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--allow-gaps", is_flag=True, help="Write even when the plan has gaps (still reported, exit 1).")

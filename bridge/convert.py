@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import shlex
 import shutil
@@ -17,6 +18,7 @@ from bridge.api import load
 from bridge.check import check
 from bridge.core import dtypes
 from bridge.core.atomic import atomic_directory
+from bridge.core.casting import CastReport
 from bridge.core.errors import BridgeError, UsageError
 from bridge.core.model import Checkpoint, TensorRecord
 from bridge.core.outputs import OutTensor, write_config
@@ -25,6 +27,7 @@ from bridge.core.plan import Plan
 from bridge.core.registry import resolve
 from bridge.core.source import as_path, local_only
 from bridge.core.transforms import Transform, assemble, parse
+from bridge.report import human_bytes
 from bridge.rules import get_pack
 
 _SIDE_FILES = ("vocab.txt",)  # copied beside the weights so tokenizers load from the output too
@@ -50,6 +53,7 @@ class ConvertResult:
     bytes_written: int
     dropped_bytes: int
     notes: list[str] = field(default_factory=list)
+    casts: list[dict[str, Any]] = field(default_factory=list)  # --dtype: per (from, to), see CastReport
 
     @property
     def ok(self) -> bool:
@@ -67,6 +71,7 @@ class ConvertResult:
             "bytes_written": self.bytes_written,
             "dropped_bytes": self.dropped_bytes,
             "notes": self.notes,
+            "casts": self.casts,
             "plan": self.plan.to_json(),
         }
 
@@ -100,9 +105,12 @@ def convert(
         out_format: ``safetensors``, ``bin`` or ``dcp`` (a torch.distributed.checkpoint directory) for PyTorch;
             for TensorFlow the target layout's own files
             (``google-bert``: TF1 checkpoint; ``hf-tf``: ``tf_model.h5``), named by the layout.
-        max_shard_size: bytes per safetensors shard (an index file is written when sharded).
+        max_shard_size: bytes per shard, never splitting a tensor (a larger one gets its own shard): safetensors
+            and transformers' ``tf_model.h5`` with an index file, a TF1 checkpoint as N data files.
         keep_optimizer: also write optimizer state, apart (``optimizer.safetensors``).
-        dtype: cast floating tensors to this dtype (``float16``, ``bfloat16``, ``float32``); default: keep.
+        dtype: cast floating tensors to this dtype (``float16``, ``bfloat16``, ``float32``), rounding to nearest,
+            ties to even (:mod:`bridge.core.casting`); the result's ``casts`` and notes count what was cast and
+            the values that overflowed to inf or became subnormal or zero.  Default: keep.
         force: replace an existing ``out``.
         allow_gaps: write even when the plan has gaps (the report still lists them).
         on_progress: called with (bytes written, bytes in all) after each tensor (progress bars).
@@ -150,7 +158,8 @@ def convert(
         load(source, format=source_format) as ckpt,
         atomic_directory(out_path, force=force, inputs=(src_path,)) as tmp,
     ):
-        tensors = _out_tensors(ckpt, plan, dtype)
+        casts = CastReport()
+        tensors = _out_tensors(ckpt, plan, dtype, casts)
         if to == "pytorch" and pack.pt_copies is not None and plan.target.class_name:
             tensors += _copies(tensors, plan, pack.pt_copies(plan.target.config or {}, plan.target.class_name), dtype)
         if to == "tensorflow":  # a TF layout that stores a tensor twice: the tied copy is written too
@@ -160,7 +169,8 @@ def convert(
         if to == "pytorch":
             files = _write_pytorch(tmp, tensors, plan, pack, out_format, max_shard_size, hook, notes)
         else:
-            files = _write_tensorflow(tmp, tensors, plan, pack, out_format, hook, notes)
+            files = _write_tensorflow(tmp, tensors, plan, pack, out_format, max_shard_size, hook, notes)
+        notes += casts.notes(human_bytes)
         for row in plan.pad_rows:  # never zeroed: the row is the trained model's, and verify compares it too
             state = "zero" if row.zero else f"non-zero, norm {row.norm:.4g}"
             cast = f", cast to {dtype} only" if dtype is not None else " exactly"
@@ -186,6 +196,7 @@ def convert(
         bytes_written=sum(t.nbytes for t in tensors),
         dropped_bytes=sum(r.nbytes for r in dropped),
         notes=notes,
+        casts=casts.to_json(),
     )
 
 
@@ -235,7 +246,7 @@ def _progress_hook(on_progress: Callable[[int, int], None], total: int) -> Calla
     return hook
 
 
-def _out_tensors(ckpt: Checkpoint, plan: Plan, dtype: str | None) -> list[Any]:
+def _out_tensors(ckpt: Checkpoint, plan: Plan, dtype: str | None, casts: CastReport) -> list[Any]:
     """One tensor per target: a matched source after its transform, a target assembled from several sources
     (parts stacked by ``place(k,n)``, added by ``sum(k,n)`` or concatenated by ``block(k,n)``), or zeros where the
     plan says so."""
@@ -247,7 +258,7 @@ def _out_tensors(ckpt: Checkpoint, plan: Plan, dtype: str | None) -> list[Any]:
     for target, matches in by_target.items():
         m = matches[0]
         cast = dtype if dtype is not None and dtypes.is_floating(m.dtype) else None
-        produce = functools.partial(_produce, [(ckpt[x.source], parse(x.transform)) for x in matches], cast)
+        produce = functools.partial(_produce, [(ckpt[x.source], parse(x.transform)) for x in matches], cast, casts)
         out.append(OutTensor(target, m.target_shape, cast or m.dtype, produce))
     for x in plan.missing:
         if x.fill == "zeros":
@@ -276,11 +287,11 @@ def _copies(tensors: list[Any], plan: Plan, copies: dict[str, str | None], dtype
     return out
 
 
-def _produce(parts: Sequence[tuple[TensorRecord, Transform]], cast: str | None) -> np.ndarray:
-    """Read a target's source value(s), bring them to the target layout, assemble the parts, then cast:
+def _produce(parts: Sequence[tuple[TensorRecord, Transform]], cast: str | None, casts: CastReport) -> np.ndarray:
+    """Read a target's source value(s), bring them to the target layout, assemble the parts, then cast (counted):
     called once, while writing."""
     value = assemble([(transform, transform.apply(record.numpy())) for record, transform in parts])
-    return value.astype(dtypes.numpy_dtype(cast)) if cast else value
+    return casts.cast(value, cast) if cast else value
 
 
 def _write_pytorch(
@@ -327,7 +338,14 @@ def _write_pytorch(
 
 
 def _write_tensorflow(
-    tmp: Path, tensors: list[Any], plan: Plan, pack: RulePack, out_format: str, hook: Any, notes: list[str]
+    tmp: Path,
+    tensors: list[Any],
+    plan: Plan,
+    pack: RulePack,
+    out_format: str,
+    max_shard_size: int | None,
+    hook: Any,
+    notes: list[str],
 ) -> list[str]:
     """The pack's TF-side files (:class:`~bridge.core.packs.Output`), its config beside them."""
 
@@ -343,7 +361,13 @@ def _write_tensorflow(
     order = {name: i for i, name in enumerate(plan.target.tensors)}
     tensors = sorted(tensors, key=lambda t: order[t.name])  # the layout's own order (Keras' weight order)
     write = resolve(output.writer)
-    paths = write(tmp / output.weights, tensors, metadata=plan.target.metadata, on_tensor=hook)
+    shard = {"max_shard_size": max_shard_size} if max_shard_size else {}  # asked of writers that shard only
+    if shard and "max_shard_size" not in inspect.signature(write).parameters:
+        raise UsageError(
+            f"The {output.format} layout ({output.weights}) is written as one file",
+            hint="Omit --max-shard-size",
+        )
+    paths = write(tmp / output.weights, tensors, metadata=plan.target.metadata, on_tensor=hook, **shard)
     if output.note:
         notes.append(output.note)
     files = [p.name for p in paths]

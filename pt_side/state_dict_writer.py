@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from bridge.core.errors import MissingDependency
-from bridge.core.outputs import OutTensor
+from bridge.core.outputs import OutTensor, plan_shards
 from bridge.core.stream import prefetched, produced_value
 
 _SAFETENSORS_DTYPES = {
@@ -24,21 +24,6 @@ _SAFETENSORS_DTYPES = {
     "uint32": "U32", "int64": "I64", "uint64": "U64", "float16": "F16", "bfloat16": "BF16",
     "float32": "F32", "float64": "F64", "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2",
 }  # fmt: skip
-
-
-def plan_shards(tensors: Sequence[OutTensor], max_shard_size: int | None) -> list[list[OutTensor]]:
-    """Split in order into shards of at most ``max_shard_size`` bytes (a larger tensor gets its own)."""
-    if not max_shard_size:
-        return [list(tensors)]
-    shards: list[list[OutTensor]] = [[]]
-    size = 0
-    for t in tensors:
-        if shards[-1] and size + t.nbytes > max_shard_size:
-            shards.append([])
-            size = 0
-        shards[-1].append(t)
-        size += t.nbytes
-    return shards
 
 
 def write_safetensors(

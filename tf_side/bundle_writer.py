@@ -1,7 +1,7 @@
 """A TensorFlow-free writer of TF1 name-based checkpoints (tensor bundle V2).
 
-Mirrors TF's ``BundleWriter`` and LevelDB's ``TableBuilder``: one data shard with
-each tensor's raw little-endian bytes in name order, and an ``.index`` SSTable
+Mirrors TF's ``BundleWriter`` and LevelDB's ``TableBuilder``: data shards with
+each tensor's raw little-endian bytes in name order (one, or N cut by size), and an ``.index`` SSTable
 (uncompressed 256 KiB data blocks, restart interval 16, index block with
 shortest-separator keys, empty metaindex, 48-byte footer), so that files equal
 what TF's ``Saver`` writes for the same variables, byte for byte.
@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from bridge.core import dtypes
+from bridge.core.outputs import plan_shards
 from bridge.core.stream import Planned, prefetched, produced_value
 from tf_side.bundle import DATA_TYPES, TENSOR_BUNDLE_VERSION, data_filename
 from tf_side.proto import encode_bytes_field, encode_fixed32_field, encode_int_field, encode_varint
@@ -35,35 +36,46 @@ def write_tf1_checkpoint(
     *,
     metadata: Mapping[str, Any] | None = None,  # the target's; these layouts need none
     on_tensor: Callable[[Planned], None] | None = None,
+    max_shard_size: int | None = None,
 ) -> list[Path]:
-    """Write ``prefix.index`` and ``prefix.data-00000-of-00001``; values stream one at a time."""
+    """Write ``prefix.index`` and ``prefix.data-0000K-of-0000N``; values stream one at a time.
+
+    Tensors go in name order; with ``max_shard_size`` they are cut, in that order, into N data files of at most
+    that many bytes (a larger tensor alone in its own; strings count 0 when cutting), as TF's sharded ``Saver``
+    lays out one data file per device: the header says ``num_shards=N``, each entry its ``shard_id`` and its
+    offset inside that file.
+    """
     ordered = sorted(tensors, key=lambda t: t.name.encode())
-    data_path = Path(data_filename(prefix, 0, 1))
-    entries: list[tuple[bytes, bytes]] = [(b"", _header())]
-    offset = 0
-    with open(data_path, "wb") as data:
-        for t, (raw, crc) in prefetched(ordered, _tensor_bytes):
-            data.write(raw)
-            entries.append((t.name.encode(), _entry(t, offset, len(raw), mask_crc(crc))))
-            offset += len(raw)
-            if on_tensor is not None:
-                on_tensor(t)
+    shards = plan_shards(ordered, max_shard_size)
+    entries: list[tuple[bytes, bytes]] = [(b"", _header(len(shards)))]
+    paths = []
+    for shard_id, shard in enumerate(shards):
+        paths.append(Path(data_filename(prefix, shard_id, len(shards))))
+        offset = 0
+        with open(paths[-1], "wb") as data:
+            for t, (raw, crc) in prefetched(shard, _tensor_bytes):
+                data.write(raw)
+                entries.append((t.name.encode(), _entry(t, shard_id, offset, len(raw), mask_crc(crc))))
+                offset += len(raw)
+                if on_tensor is not None:
+                    on_tensor(t)
     index_path = Path(f"{prefix}.index")
     index_path.write_bytes(build_table(entries))
-    return [index_path, data_path]
+    return [index_path, *paths]
 
 
-def _header() -> bytes:
-    # BundleHeaderProto{num_shards=1, endianness=LITTLE (0, omitted), version{producer=1}}
-    return encode_int_field(1, 1) + encode_bytes_field(3, encode_int_field(1, TENSOR_BUNDLE_VERSION))
+def _header(num_shards: int) -> bytes:
+    # BundleHeaderProto{num_shards, endianness=LITTLE (0, omitted), version{producer=1}}
+    return encode_int_field(1, num_shards) + encode_bytes_field(3, encode_int_field(1, TENSOR_BUNDLE_VERSION))
 
 
-def _entry(t: Planned, offset: int, size: int, crc: int) -> bytes:
+def _entry(t: Planned, shard_id: int, offset: int, size: int, crc: int) -> bytes:
     dims = b"".join(encode_bytes_field(2, encode_int_field(1, d)) for d in t.shape)
     shape = dims  # TensorShapeProto{dim: [{size}]}; a dim of size 0 is an empty Dim message
     return (
         encode_int_field(1, _TYPE_CODES[t.dtype])
         + encode_bytes_field(2, shape)
+        + encode_int_field(3, shard_id)  # 0 omitted, as proto3 does
         + encode_int_field(4, offset)
         + encode_int_field(5, size)
         + encode_fixed32_field(6, crc)

@@ -2,21 +2,28 @@
 
 Both ``save_weights`` and full ``model.save`` files: a ``layer_names``
 attribute, one group per layer with a ``weight_names`` attribute, one dataset
-per weight named after the TF variable (``dense/kernel:0``).  The writer of
-transformers' layout is :mod:`tf_side.keras2_h5_writer`.
+per weight named after the TF variable (``dense/kernel:0``).  And transformers'
+sharded layout (``save_pretrained(max_shard_size=...)``): ``tf_model.h5.index.json``
+maps each variable name (``tf_bert_model/bert/.../kernel:0``) to its shard
+``tf_model-0000K-of-0000N.h5``, where ``layer_names`` lists the datasets directly,
+each named after its variable without the model scope (:func:`shard_dataset_name`);
+records take the variable names.  The writer of transformers' layout is
+:mod:`tf_side.keras2_h5_writer`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
 
 import h5py
 
-from bridge.core.errors import CorruptCheckpoint, FormatNotRecognized
+from bridge.core.errors import BridgeError, CorruptCheckpoint, FormatNotRecognized
 from bridge.core.jsonio import load_json
 from bridge.core.model import Checkpoint, TensorRecord
+from bridge.core.shard_index import ShardIndex, load_index
 from tf_side.h5io import (
     H5_ERRORS,
     Source,
@@ -32,7 +39,9 @@ from tf_side.h5io import (
 )
 
 __all__ = [
+    "HF_TF_INDEX",
     "read_legacy_h5",
+    "shard_dataset_name",
     "sniff_legacy_h5",
 ]
 
@@ -48,6 +57,7 @@ _COUNTER_LEAVES = frozenset({"iterations", "iteration", "iter"})
 
 
 _HF_TF_WEIGHTS = "tf_model.h5"
+HF_TF_INDEX = "tf_model.h5.index.json"  # transformers' TF2_WEIGHTS_INDEX_NAME
 _PT_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
@@ -57,15 +67,30 @@ def _in_folder(path: Path, *, only_tf: bool) -> Path:
     Detection (``only_tf``) claims only folders without PyTorch weights, which the PyTorch
     readers take; ``--format keras-h5`` reads the TF weights of any folder.
     """
-    if path.is_dir() and (path / _HF_TF_WEIGHTS).is_file():
-        if not only_tf or not any((path / n).exists() for n in _PT_WEIGHTS):
-            return path / _HF_TF_WEIGHTS
+    for name in (_HF_TF_WEIGHTS, HF_TF_INDEX):  # transformers' own preference when both are there
+        if path.is_dir() and (path / name).is_file():
+            if not only_tf or not any((path / n).exists() for n in _PT_WEIGHTS):
+                return path / name
     return path
+
+
+def _is_h5_index(path: Path) -> bool:
+    return path.name.endswith(".h5.index.json")
+
+
+def shard_dataset_name(variable: str) -> str:
+    """The dataset a variable is stored under in a shard of transformers' sharded ``tf_model.h5``: its name
+    without the model scope, unless it names a ``model.`` layer or has no scope (4.57's ``save_pretrained``)."""
+    if "model." in variable or "/" not in variable:
+        return variable
+    return variable.split("/", 1)[1]
 
 
 def sniff_legacy_h5(path: Path) -> bool:
     """A Keras 2 / tf-keras / transformers ``.h5``: a ``layer_names`` attribute."""
     target = _in_folder(path, only_tf=True)
+    if _is_h5_index(target):  # claimed by name: reading says what is wrong with it
+        return target.is_file()
     f = probe(target)
     if f is None:
         return False
@@ -210,8 +235,10 @@ def _model_config(f: h5py.File) -> dict[str, Any]:
 
 
 def read_legacy_h5(path: Path) -> Checkpoint:
-    """A Keras 2 / tf-keras ``.h5`` (full model or weights) or transformers' ``tf_model.h5``."""
+    """A Keras 2 / tf-keras ``.h5`` (full model or weights) or transformers' ``tf_model.h5``, sharded or not."""
     path = _in_folder(path, only_tf=False)
+    if _is_h5_index(path):
+        return _read_sharded(load_index(path))
     source, f = open_plain(path)
 
     def build() -> Checkpoint:
@@ -265,3 +292,84 @@ def read_legacy_h5(path: Path) -> Checkpoint:
         )
 
     return guarded(source, build)
+
+
+def _read_sharded(index: ShardIndex) -> Checkpoint:
+    """transformers' sharded ``tf_model.h5``: every shard's datasets, named by the index's variable names."""
+    sources: list[Source] = []
+
+    def close() -> None:
+        for source in sources:
+            source.close()
+
+    records: list[TensorRecord] = []
+    shard = index.path
+    try:
+        for shard in sorted(index.shards):  # tf_model-0000K-of-0000N.h5: K's order is the model's
+            source, f = open_plain(shard)
+            sources.append(source)
+            records += _shard_records(index, shard.name, source, f)
+    except H5_ERRORS as exc:
+        close()
+        if isinstance(exc, BridgeError):  # a ValueError too
+            raise
+        raise CorruptCheckpoint(
+            "Cannot read HDF5 structure",
+            path=shard,
+            detail=str(exc),
+            hint="The file is damaged; re-download or re-save it",
+        ) from None
+    except BaseException:
+        close()
+        raise
+    scopes = {r.name.split("/", 1)[0] for r in records if "/" in r.name}
+    metadata: dict[str, Any] = {"layout": "hf-tf", "shards": len(index.shards)}
+    if len(scopes) == 1 and _HF_TF_SCOPE.fullmatch(next(iter(scopes))):
+        metadata["model_scope"] = next(iter(scopes))
+    return Checkpoint(
+        records,
+        format="keras-h5",
+        path=str(index.path),
+        files=[str(index.path), *(str(p) for p in sorted(index.shards))],
+        framework="keras",
+        metadata=metadata,
+        closer=close,
+    )
+
+
+def _shard_records(index: ShardIndex, shard: str, source: Source, f: h5py.File) -> list[TensorRecord]:
+    """One shard's records, checked against the index both ways; a record's value is read from its dataset."""
+    variables = {shard_dataset_name(v): v for v, file in index.weight_map.items() if file == shard}
+    listed = list_attr(f, "layer_names")
+    if listed is None:
+        raise CorruptCheckpoint(
+            "Shard without a layer_names attribute",
+            path=source.display,
+            detail=f"listed in '{index.path.name}' but not written as transformers writes tf_model.h5 shards",
+            hint="The file was not fully written; re-download or re-save it",
+        )
+    records: list[TensorRecord] = []
+    for dataset in listed:
+        variable = variables.pop(dataset, None)
+        ds = f.get(dataset)
+        if variable is None or not isinstance(ds, h5py.Dataset):
+            raise CorruptCheckpoint(
+                "Shard index and shards disagree",
+                path=source.display,
+                tensor=dataset,
+                detail=f"the shard lists '{dataset}' but "
+                + ("has no such dataset" if variable is not None else f"'{index.path.name}' puts no variable here"),
+                hint="Re-save the model or restore the matching index",
+            )
+        found = must(record(source, ds, dataset, path=_strip_output(variable)), source, variable)
+        records.append(dataclasses.replace(found, name=variable))
+    if variables:
+        variable = next(iter(variables.values()))
+        raise CorruptCheckpoint(
+            "Shard index and shards disagree",
+            path=source.display,
+            tensor=variable,
+            detail=f"'{index.path.name}' puts it in '{shard}', whose layer_names lacks it",
+            hint="Re-save the model or restore the matching index",
+        )
+    return records

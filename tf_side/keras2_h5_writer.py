@@ -9,18 +9,29 @@ order) and one dataset per variable named after it; an empty
 the bytes equal the file transformers 4.57.6 wrote (``tests/fixtures/hf-tf-bert``).
 h5py stores no creation times for datasets by default and none for these
 groups, so the same input gives the same bytes.
+
+With ``max_shard_size`` a model larger than the limit is written as transformers
+4.57's ``save_pretrained(max_shard_size=...)`` writes it: each variable once (a
+layer's copy of another's variable is the same variable), cut in model order into
+``tf_model-0000K-of-0000N.h5`` files with a ``layer_names`` attribute listing
+their datasets (variable names without the model scope, in name order), and a
+``tf_model.h5.index.json`` (``total_size``, variable name -> shard file).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import h5py
+import numpy as np
 
 from bridge.core.errors import UnsupportedFeature
+from bridge.core.outputs import plan_shards, planned_nbytes
 from bridge.core.stream import Planned, produced_value
+from tf_side.keras2_h5 import shard_dataset_name
 
 # The Keras 2 release whose layout this reproduces (tf-keras 2.21, which transformers 4.57.6
 # saved with).  Keras reads the value only to upgrade Keras 1 files.
@@ -37,17 +48,19 @@ def write_keras2_h5(
     *,
     metadata: Mapping[str, Any] | None = None,  # the target's; these layouts need none
     on_tensor: Callable[[Planned], None] | None = None,
+    max_shard_size: int | None = None,
 ) -> list[Path]:
-    """Write ``tensors`` as a Keras 2 weights file; values stream one at a time.
+    """Write ``tensors`` as a Keras 2 weights file (or transformers' shards of one); values stream one at a time.
 
     Args:
         path: the ``.h5`` file to create.
         tensors: named ``<layer>/<variable name>`` (``bert/tf_bert_model/bert/.../kernel:0``), in
             model order: layers in the order of their first tensor, variables in the given order.
         on_tensor: called after each tensor is written (progress).
+        max_shard_size: bytes per shard; a larger model is written as transformers' sharded layout.
 
     Returns:
-        ``[path]``.
+        ``[path]``, or the index and the shards.
 
     Raises:
         UnsupportedFeature: a dtype Keras 2 h5 files cannot hold (bfloat16, strings), before writing.
@@ -65,9 +78,17 @@ def write_keras2_h5(
                 hint="Pass --dtype float32 (or float16)",
             )
         layers.setdefault(layer, []).append((weight, t))
+    variables: dict[str, Planned] = {}  # each variable once, in model order, as Keras' model.weights lists them
+    for weights in layers.values():
+        for weight, t in weights:
+            variables.setdefault(weight, t)
+    shards = plan_shards(list(variables.values()), max_shard_size)
+    if len(shards) > 1:
+        names = {id(t): weight for weight, t in variables.items()}
+        return _write_shards(path, [[(names[id(t)], t) for t in shard] for shard in shards], on_tensor)
     with h5py.File(path, "w") as f:
         # Attribute values as Keras passes them (lists of bytes: variable-length strings in the file).
-        f.attrs["layer_names"] = [name.encode("utf8") for name in layers]
+        _list_attr(f, "layer_names", list(layers))
         f.attrs["backend"] = b"tensorflow"
         f.attrs["keras_version"] = KERAS_VERSION.encode("utf8")
         for layer in sorted(layers):  # Keras creates groups in name order ("strictly growing")
@@ -79,13 +100,65 @@ def write_keras2_h5(
 def _write_layer(
     group: h5py.Group, weights: list[tuple[str, Planned]], on_tensor: Callable[[Planned], None] | None
 ) -> None:
-    group.attrs["weight_names"] = [name.encode("utf8") for name, _ in weights]
+    _list_attr(group, "weight_names", [name for name, _ in weights])
     for name, t in weights:
-        value = produced_value(t)
-        ds = group.create_dataset(name.encode("utf8"), value.shape, dtype=value.dtype.newbyteorder("<"))
-        if value.shape:
-            ds[:] = value
-        else:
-            ds[()] = value
+        _write_dataset(group, name, t)
         if on_tensor is not None:
             on_tensor(t)
+
+
+def _write_dataset(group: h5py.Group, name: str, t: Planned) -> None:
+    value = produced_value(t)
+    ds = group.create_dataset(name.encode("utf8"), value.shape, dtype=value.dtype.newbyteorder("<"))
+    if value.shape:
+        ds[:] = value
+    else:
+        ds[()] = value
+
+
+def _write_shards(
+    path: Path, shards: list[list[tuple[str, Planned]]], on_tensor: Callable[[Planned], None] | None
+) -> list[Path]:
+    """transformers 4.57's sharded ``save_pretrained``: the shards, then the index (``sort_keys``, as it dumps it)."""
+    stem = path.name.removesuffix(".h5")
+    weight_map: dict[str, str] = {}
+    paths = []
+    for k, shard in enumerate(shards, start=1):
+        paths.append(path.with_name(f"{stem}-{k:05d}-of-{len(shards):05d}.h5"))
+        with h5py.File(paths[-1], "w") as f:
+            datasets = []
+            for variable, t in sorted(shard, key=lambda item: item[0]):
+                datasets.append(shard_dataset_name(variable))
+                _write_dataset(f, datasets[-1], t)
+                weight_map[variable] = paths[-1].name
+                if on_tensor is not None:
+                    on_tensor(t)
+            _list_attr(f, "layer_names", datasets)
+    total = sum(planned_nbytes(t) for shard in shards for _, t in shard)
+    index = path.with_name(f"{path.name}.index.json")
+    content = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    index.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
+    return [index, *paths]
+
+
+# The HDF5 object-header limit Keras keeps a list attribute under (save_attributes_to_hdf5_group).
+_HEADER_LIMIT = 64512
+
+
+def _list_attr(obj: h5py.Group, name: str, values: list[str]) -> None:
+    """A list attribute as Keras' ``save_attributes_to_hdf5_group`` stores it: whole (variable-length strings), or,
+    when its fixed-length form passes the object-header limit, in chunks ``name0``, ``name1``...  One name over the
+    limit cannot be stored (Keras raises too)."""
+    data = [v.encode("utf8") for v in values]
+    too_long = [v for v in values if len(v.encode("utf8")) > _HEADER_LIMIT]
+    if too_long:
+        raise ValueError(f"{too_long[0][:80]}...: a name longer than {_HEADER_LIMIT} bytes cannot be stored in HDF5")
+    array = np.asarray(data)
+    chunks = 1
+    while any(c.nbytes > _HEADER_LIMIT for c in np.array_split(array, chunks)):
+        chunks += 1
+    if chunks == 1:
+        obj.attrs[name] = data
+        return
+    for i, chunk in enumerate(np.array_split(array, chunks)):
+        obj.attrs[f"{name}{i}"] = chunk

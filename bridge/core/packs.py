@@ -99,7 +99,8 @@ class Output:
     """How ``convert`` writes a pack's TF-side layout: the writer is an import string, so the core names no adapter.
 
     The writer is called as ``function(path, tensors, *, metadata, on_tensor) -> list[Path]`` with the planned
-    tensors in the layout's order and the target's metadata.
+    tensors in the layout's order and the target's metadata; with ``--max-shard-size``, also ``max_shard_size``
+    (bytes), which a writer that shards declares as a keyword parameter.
     """
 
     format: str  # the ``--format`` value that names these files
