@@ -112,8 +112,9 @@ class Transform:
             return np.ascontiguousarray(value[self.args[0]])
         if self.op == "chunk":
             return np.ascontiguousarray(np.split(value, self.args[1], axis=0)[self.args[0]])
-        if self.op == "squeeze":
-            return np.ascontiguousarray(np.squeeze(value, axis=self.args[0]))
+        if self.op == "squeeze":  # to a scalar too (CLIP's logit_scale [1] -> []): ascontiguousarray makes it [1]
+            out = np.squeeze(value, axis=self.args[0])
+            return out if out.flags.c_contiguous else np.ascontiguousarray(out)
         if self.op == "unsqueeze":
             return np.ascontiguousarray(np.expand_dims(value, self.args[0]))
         for step in self.steps:

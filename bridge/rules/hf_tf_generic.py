@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from bridge.rules import Copy, Head, Rule, RulePack
+from bridge.core.transforms import Transform
+from bridge.rules import Buffer, Copy, Head, Optional_, Rule, RulePack
 from bridge.rules.hf_tf_families import Family, seq2seq, snake, text, vision
 
 FAMILIES = text.FAMILIES + seq2seq.FAMILIES + vision.FAMILIES
@@ -58,6 +60,26 @@ def _number(template: str) -> str:
     return "".join(p + (f"{{{i}}}" if i < len(parts) else "") for i, p in enumerate(parts, 1))
 
 
+@dataclass(frozen=True)
+class _Renamed(Rule):
+    """A rule whose PyTorch name transformers 5 renamed (``encoder.layer.0.attention.attention.query`` ->
+    ``layers.0.attention.q_proj``): the family's renames for the class the source's scope names, in order."""
+
+    family: Family | None = None
+
+    def apply(self, name: str) -> tuple[str, Transform] | None:
+        hit = super().apply(name)
+        if hit is None or self.family is None:
+            return hit
+        scope = _scope([name])
+        cls = next((c for c in self.family.classes if snake("TF" + c) == scope), "")
+        target = hit[0]
+        for cls_rx, rx, replacement in self.family.renames:
+            if re.fullmatch(cls_rx, cls):
+                target = re.sub(rx, replacement, target)
+        return target, hit[1]
+
+
 def _family_rules(family: Family) -> tuple[Rule, ...]:
     scope = family.scope_rx + r"(?:_\d+)?"  # Keras adds _1, _2 to a repeated scope
     # ``<top>/<scope>/<top>/...``: the top layer names itself again; another top holding the main layer is a copy
@@ -68,7 +90,9 @@ def _family_rules(family: Family) -> tuple[Rule, ...]:
     for leaf, param, transform in leaves:  # the family's exceptions first: the first rule that matches wins
         for depth in range(_MAX_DEPTH, -1, -1):
             path, template = _path_rx(depth)
-            out.append(Rule(f"{start}{path}/{leaf}:0", _number(f"{template}.{param}"), transform))
+            source, target = f"{start}{path}/{leaf}:0", _number(f"{template}.{param}")
+            rule = _Renamed(source, target, transform, family) if family.renames else Rule(source, target, transform)
+            out.append(rule)
     return tuple(out)
 
 
@@ -163,6 +187,8 @@ PACK = RulePack(
     rules=tuple(rule for family in FAMILIES for rule in _family_rules(family)),
     heads=tuple(head for family in FAMILIES for head in _family_heads(family)),
     copies=tuple(copy for family in FAMILIES for copy in _family_copies(family)),
+    optional=tuple(Optional_(rx, reason, fill) for family in FAMILIES for rx, reason, fill in family.optional),
+    buffers=tuple(Buffer(rx, reason, value) for family in FAMILIES for rx, reason, value in family.buffers),
     default_target=default_target,
     config_from_source=config_from_source,
     saved_class=saved_class,

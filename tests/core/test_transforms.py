@@ -23,6 +23,8 @@ DTYPES = [np.float32, np.float16, ml_dtypes.bfloat16, np.int64, np.bool_]
         ("reshape(2,2,3)", (3, 4)),
         ("squeeze(0)", (1, 3, 4)),
         ("squeeze(1)", (3, 1, 4)),
+        ("squeeze(0)", (1,)),  # to a scalar: CLIP's logit_scale, stored [1] by TF
+        ("permute(2,1,0)", (4, 1, 1)),  # a Conv1D kernel; wav2vec2's weight-norm g [k, 1, 1] -> [1, 1, k]
         ("unsqueeze(0)", (3, 4)),
         ("unsqueeze(2)", (3, 4)),
         ("squeeze(0)|transpose", (1, 3, 4)),

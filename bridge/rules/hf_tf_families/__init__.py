@@ -5,7 +5,10 @@ needs beyond the generic rules, one module per group of families (``text``, ``se
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import numpy as np
 
 
 def snake(class_name: str) -> str:
@@ -26,6 +29,13 @@ class Family:
     # (variable regex after the layer path, PyTorch template of its groups, transform): tried before the generic ones
     rules: tuple[tuple[str, str, str], ...] = ()
     scope_rx: str = field(init=False, default="")
+    # transformers 5's renames of the 4.x PyTorch names the rules produce: (regex over the PyTorch class the
+    # source's scope names, regex over the PyTorch name, replacement), applied in order (``re.sub``)
+    renames: tuple[tuple[str, str, str], ...] = ()
+    # target tensors no TF variable holds: (regex over PyTorch names, why, "zeros" when convert writes zeros)
+    optional: tuple[tuple[str, str, str | None], ...] = ()
+    # TF variables that are constant buffers PyTorch rebuilds: (regex over TF names, why, the value for a shape)
+    buffers: tuple[tuple[str, str, Callable[[tuple[int, ...]], np.ndarray]], ...] = ()
 
     def __post_init__(self) -> None:
         # the model scopes of exactly this family's classes (``tf_roberta`` also starts RoBERTa-PreLayerNorm's)

@@ -1,7 +1,140 @@
-"""Vision and audio models of transformers' TF layout."""
+"""Vision and audio models of transformers' TF layout.
+
+What differs from the generic rules: convolution kernels are ``[kh, kw, in, out]`` (Conv1D ``[k, in, out]``) in TF
+and ``[out, in, kh, kw]`` in PyTorch, a permutation (a grouped or depthwise kernel too: TF's ``Conv2D(groups=g)``
+stores ``[kh, kw, in/g, out]``, PyTorch ``[out, in/g, kh, kw]``); batch norm's ``moving_mean``/``moving_variance``
+are PyTorch's ``running_mean``/``running_var`` buffers, and its step counter ``num_batches_tracked`` has no TF
+variable; learned tokens and tables are variables named as the PyTorch parameters (``cls_token``,
+``relative_position_bias_table``); transformers 5 renamed the attention and MLP modules of ViT, DeiT and Swin
+(``attention.attention.query`` -> ``attention.q_proj``) and dropped the tower prefix of CLIP's one-tower classes.
+"""
 
 from __future__ import annotations
 
+import numpy as np
+
 from bridge.rules.hf_tf_families import Family
 
-FAMILIES: tuple[Family, ...] = ()
+_CONV2D = "permute(3,2,0,1)"  # [kh, kw, in, out] -> [out, in, kh, kw]
+_CONV1D = "permute(2,1,0)"  # [k, in, out] -> [out, in, k]
+_TOKENS = (r"(cls_token|distillation_token|mask_token|position_embeddings)", "{}", "identity")
+
+# transformers 5's names for ViT/DeiT/Swin layers (its conversion_mapping.py renames 4.x checkpoints the same way)
+_ATTENTION_5 = (
+    (".*", r"\.attention\.(?:attention|self)\.query\.", ".attention.q_proj."),
+    (".*", r"\.attention\.(?:attention|self)\.key\.", ".attention.k_proj."),
+    (".*", r"\.attention\.(?:attention|self)\.value\.", ".attention.v_proj."),
+    (".*", r"\.attention\.output\.dense\.", ".attention.o_proj."),
+    (".*", r"\.intermediate\.dense\.", ".mlp.fc1."),
+    (".*", r"\.output\.dense\.", ".mlp.fc2."),
+)
+_VIT_5 = ((".*", r"(^|\.)encoder\.layer\.", r"\1layers."), *_ATTENTION_5)
+_SWIN_5 = (
+    (".*", r"\.attention\.self\.relative_position_bias_table$",
+     ".attention.relative_position_bias.relative_position_bias_table"),
+    *_ATTENTION_5,
+)  # fmt: skip
+
+_BATCH_NORM_STEPS = (
+    (r".*\.num_batches_tracked", "batch norm's step counter: no TF variable, newly initialised (zeros)", "zeros"),
+)
+
+
+def swin_relative_position_index(shape: tuple[int, ...]) -> np.ndarray:
+    """Swin's ``relative_position_index`` for a window of ``w x w`` (shape ``(w*w, w*w)``), as both frameworks
+    compute it: for each pair of window positions, their row and column offsets, as one index into the table."""
+    w = int(round(shape[0] ** 0.5)) if shape else 0
+    if len(shape) != 2 or shape[0] != shape[1] or w * w != shape[0]:
+        return np.zeros(0, dtype=np.int64)
+    coords = np.stack(np.meshgrid(np.arange(w), np.arange(w), indexing="ij")).reshape(2, -1)
+    rel = (coords[:, :, None] - coords[:, None, :]).transpose(1, 2, 0) + (w - 1)
+    return (rel[..., 0] * (2 * w - 1) + rel[..., 1]).astype(np.int64)
+
+
+FAMILIES = (
+    Family(
+        "vit",
+        "vit",
+        ("ViTModel", "ViTForImageClassification"),
+        heads=("classifier",),
+        rules=(_TOKENS, (r"(projection)/kernel", "{}.weight", _CONV2D)),
+        renames=_VIT_5,
+    ),
+    Family(
+        "deit",
+        "deit",
+        ("DeiTModel", "DeiTForImageClassification", "DeiTForImageClassificationWithTeacher",
+         "DeiTForMaskedImageModeling"),
+        heads=("classifier", "cls_classifier", "distillation_classifier", "decoder"),
+        # the masked-image-modeling decoder is a Sequential (Conv2d, PixelShuffle): its conv is ``decoder.0``
+        rules=(_TOKENS, (r"(projection|0)/kernel", "{}.weight", _CONV2D)),
+        renames=_VIT_5,
+    ),
+    Family(
+        "convnext",
+        "convnext",
+        ("ConvNextModel", "ConvNextForImageClassification"),
+        heads=("classifier",),
+        # dwconv is a depthwise Conv2D(groups=channels): [7, 7, 1, c] -> [c, 1, 7, 7], the same permutation
+        rules=(
+            (r"(layer_scale_parameter)", "{}", "identity"),
+            (r"(patch_embeddings|dwconv|downsampling_layer\.1)/kernel", "{}.weight", _CONV2D),
+        ),
+    ),
+    Family(
+        "resnet",
+        "resnet",
+        ("ResNetModel", "ResNetForImageClassification"),
+        heads=("classifier.1",),  # PyTorch's classifier is Sequential(Flatten, Linear)
+        rules=(
+            (r"(convolution)/kernel", "{}.weight", _CONV2D),
+            ("moving_mean", "running_mean", "identity"),
+            ("moving_variance", "running_var", "identity"),
+        ),
+        optional=_BATCH_NORM_STEPS,
+    ),
+    Family(
+        "swin",
+        "swin",
+        ("SwinModel", "SwinForImageClassification", "SwinForMaskedImageModeling"),
+        heads=("classifier", "decoder"),
+        rules=(
+            _TOKENS,
+            (r"(relative_position_bias_table)", "{}", "identity"),
+            (r"(projection|0)/kernel", "{}.weight", _CONV2D),
+        ),
+        renames=_SWIN_5,
+        buffers=(
+            (r"/relative_position_index:0$", "Swin's relative position index, rebuilt from the window size",
+             swin_relative_position_index),
+        ),
+    ),
+    Family(
+        "clip",
+        "clip",
+        ("CLIPModel", "CLIPTextModel", "CLIPVisionModel"),
+        rules=(
+            (r"(class_embedding)", "{}", "identity"),
+            (r"(patch_embedding)/kernel", "{}.weight", _CONV2D),
+            (r"(logit_scale)", "{}", "squeeze(0)"),  # TF stores the scalar as [1]
+        ),
+        # transformers 5's one-tower classes hold the tower itself (4.x: text_model., vision_model.)
+        renames=(
+            ("CLIPTextModel", r"^clip\.text_model\.", ""),
+            ("CLIPVisionModel", r"^clip\.vision_model\.", ""),
+        ),
+    ),
+    Family(
+        "wav2vec2",
+        "wav2vec2",
+        ("Wav2Vec2Model", "Wav2Vec2ForCTC", "Wav2Vec2ForSequenceClassification"),
+        heads=("lm_head", "projector", "classifier"),
+        rules=(
+            (r"(masked_spec_embed)", "{}", "identity"),
+            (r"(conv)/kernel", "{}.weight", _CONV1D),
+            # the weight-normed positional conv: torch's parametrizations (g: [1, 1, k] stored [k, 1, 1]; v as is)
+            (r"(conv)/weight_g", "{}.parametrizations.weight.original0", _CONV1D),
+            (r"(conv)/weight_v", "{}.parametrizations.weight.original1", "identity"),
+        ),
+    ),
+)  # fmt: skip

@@ -1,0 +1,110 @@
+"""Vision and audio families of the generic hf-tf road: what their plans say (permuted convolution kernels, batch
+norm statistics, rebuilt buffers, transformers 5's renames) and what the generic test cannot compare.
+
+Fixtures: ``tests/fixtures/hf-tf-families/`` (written by transformers 4.57.6, see its SOURCE.txt); oracles: the
+TF model's outputs (``io.npz``), transformers 5's own loading of 4.57's conversion, h5py's reading of the TF file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli
+
+FAMILIES_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "hf-tf-families"
+
+
+def _check(tf_class: str) -> str:
+    return run_cli("check", str(FAMILIES_DIR / tf_class / "tf"), "--to", "pytorch")
+
+
+def test_vit_kernels_are_permuted_and_layers_take_transformers_5_names():
+    out = _check("TFViTForImageClassification")
+    assert "projection/kernel:0 -> vit.embeddings.patch_embeddings.projection.weight  [permute(3,2,0,1)]" in out
+    assert "attention/attention/query/kernel:0 -> vit.layers.{0..1}.attention.q_proj.weight  [transpose]" in out
+    assert "output/dense/kernel:0 -> vit.layers.{0..1}.mlp.fc2.weight  [transpose]" in out
+    assert "embeddings/cls_token:0 -> vit.embeddings.cls_token  [identity]" in out and "verdict: OK" in out
+
+
+def test_resnet_statistics_become_running_buffers_and_the_step_counter_is_new():
+    out = _check("TFResNetForImageClassification")
+    assert "normalization/moving_variance:0 -> resnet.embedder.embedder.normalization.running_var" in out
+    assert "expected: batch norm's step counter: no TF variable, newly initialised (zeros)" in out
+    assert "verdict: OK" in out
+
+
+def test_swin_index_buffer_is_an_expected_leftover_only_with_the_rebuilt_values():
+    out = _check("TFSwinForImageClassification")
+    assert "expected: constant buffer: Swin's relative position index, rebuilt from the window size" in out
+    assert "attention.relative_position_bias.relative_position_bias_table" in out
+
+
+def test_swin_index_rebuilt_as_the_tf_file_holds_it():
+    import h5py
+
+    from bridge.rules.hf_tf_families.vision import swin_relative_position_index
+
+    name = "swin/tf_swin_model/swin/encoder/layers.0/blocks.0/attention/self/relative_position_index:0"
+    with h5py.File(FAMILIES_DIR / "TFSwinModel" / "tf" / "tf_model.h5", "r") as f:
+        stored = f[name][()]
+    np.testing.assert_array_equal(swin_relative_position_index(stored.shape), stored)
+
+
+def test_clip_logit_scale_is_a_scalar_and_one_tower_classes_drop_the_tower_prefix():
+    out = _check("TFCLIPModel")
+    assert "clip/logit_scale:0 -> logit_scale  [squeeze(0)]" in out
+    assert "patch_embedding/kernel:0 -> vision_model.embeddings.patch_embedding.weight  [permute(3,2,0,1)]" in out
+    out = _check("TFCLIPTextModel")
+    assert "text_model/final_layer_norm/gamma:0 -> final_layer_norm.weight  [identity]" in out
+
+
+def test_wav2vec2_conv_encoder_and_weight_norm():
+    out = _check("TFWav2Vec2ForCTC")
+    assert "conv/kernel:0 -> wav2vec2.feature_extractor.conv_layers.{0..1}.conv.weight  [permute(2,1,0)]" in out
+    weight_g = "conv/weight_g:0 -> wav2vec2.encoder.pos_conv_embed.conv.parametrizations.weight.original0"
+    assert f"{weight_g}  [permute(2,1,0)]" in out
+    assert "verdict: OK" in out
+
+
+@pytest.mark.parametrize(
+    "tf_class",
+    ["TFViTForImageClassification", "TFDeiTForImageClassificationWithTeacher", "TFSwinModel", "TFCLIPTextModel"],
+)
+def test_transformers_5_renames_of_4_57_agree_with_ours(tf_class: str, tmp_path: Path, transformers):
+    """transformers 5 loads 4.57's own conversion through its renaming of 4.x names: the same tensors as ours."""
+    from safetensors.numpy import load_file
+
+    run_cli("convert", str(FAMILIES_DIR / tf_class / "tf"), "--to", "pytorch", "-o", str(tmp_path / "out"))
+    ours = load_file(tmp_path / "out" / "model.safetensors")
+    cls = getattr(transformers, tf_class.removeprefix("TF"))
+    theirs = cls.from_pretrained(str(FAMILIES_DIR / tf_class / "pt")).state_dict()
+    assert set(ours) <= set(theirs)
+    for name, value in ours.items():
+        assert value.tobytes() == theirs[name].numpy().tobytes(), name
+
+
+def test_deit_masked_image_modeling_decodes_the_same_patches(tmp_path: Path, transformers):
+    """transformers 5 decodes DeiT's patch tokens (``[:, 2:]``), 4.x the distillation token and all patches but the
+    last (``[:, 1:-1]``): TF's patch p+1 is PyTorch's patch p, for every patch both decode."""
+    import json
+
+    import torch
+
+    tf_class = "TFDeiTForMaskedImageModeling"
+    run_cli("convert", str(FAMILIES_DIR / tf_class / "tf"), "--to", "pytorch", "-o", str(tmp_path / "out"))
+    model = transformers.DeiTForMaskedImageModeling.from_pretrained(str(tmp_path / "out")).eval()
+    io = np.load(FAMILIES_DIR / tf_class / "io.npz")
+    with torch.no_grad():
+        ours = model(pixel_values=torch.from_numpy(io["pixel_values"])).reconstruction.numpy()
+    config = json.loads((FAMILIES_DIR / tf_class / "tf" / "config.json").read_text())
+    p, side = config["encoder_stride"], config["image_size"] // config["encoder_stride"]
+
+    def patches(images: np.ndarray) -> np.ndarray:  # [batch, channels, H, W] -> [batch, patch (row-major), ...]
+        b, c = images.shape[:2]
+        return images.reshape(b, c, side, p, side, p).transpose(0, 2, 4, 1, 3, 5).reshape(b, side * side, -1)
+
+    theirs = patches(io["reconstruction"])
+    assert np.abs(patches(ours)[:, :-1] - theirs[:, 1:]).max() <= 1e-5
+    assert np.abs(patches(ours)[:, :-1] - theirs[:, :-1]).max() > 1e-2  # the shift is real, not a no-op
