@@ -1,4 +1,4 @@
-"""Helpers shared by the PyTorch-side readers: memory maps, shard indexes, config.json.
+"""Helpers shared by the PyTorch-side readers: memory maps, shard indexes (parsed in the core), config.json.
 
 Nothing here imports torch or safetensors: the readers parse the formats themselves.
 """
@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import zipfile
 import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import numpy as np
 
 from bridge.core.errors import CheckpointNotFound, CorruptCheckpoint
 from bridge.core.jsonio import load_json
+from bridge.core.shard_index import ShardIndex
 from bridge.core.source import RangeView, RemotePath
 
 # What zipfile raises on a damaged archive: besides BadZipFile, a bad deflate stream is zlib.error, a short one
@@ -56,53 +56,6 @@ class MappedFiles:
 
     def close(self) -> None:
         self._maps.clear()
-
-
-@dataclass
-class ShardIndex:
-    """A ``*.index.json`` of a sharded set (transformers' format for both safetensors and .bin)."""
-
-    path: Path
-    shards: list[Path]
-    weight_map: dict[str, str]
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
-def load_index(path: Path) -> ShardIndex:
-    """Parse a shard index: ``{"metadata": {...}, "weight_map": {tensor: shard file}}``.
-
-    Shard paths are relative to the index's folder; every shard must exist.
-    """
-    try:
-        text = path.read_bytes()
-    except FileNotFoundError:
-        raise CheckpointNotFound("Shard index not found", path=path) from None
-    except OSError as exc:
-        raise CorruptCheckpoint("Unreadable shard index", path=path, detail=str(exc)) from None
-    data = load_json(text, path=path, what="shard index", hint="Re-save the model or restore the index from its source")
-    weight_map = data.get("weight_map") if isinstance(data, dict) else None
-    if not isinstance(weight_map, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()
-    ):
-        raise CorruptCheckpoint(
-            "Shard index has no usable weight_map",
-            path=path,
-            detail='expected {"weight_map": {tensor name: shard file name}}',
-            hint="Re-save the model or restore the index from its source",
-        )
-    shards: list[Path] = []
-    for shard_name in dict.fromkeys(weight_map.values()):  # first-seen order, no duplicates
-        shard = path.parent / shard_name
-        if not shard.is_file():
-            raise CheckpointNotFound(
-                "Shard missing",
-                path=shard,
-                detail=f"listed in the index '{path}' but not on disk",
-                hint="Download or copy every shard named in the index's weight_map next to it",
-            )
-        shards.append(shard)
-    metadata = data.get("metadata")
-    return ShardIndex(path, shards, dict(weight_map), dict(metadata) if isinstance(metadata, dict) else {})
 
 
 def read_config(folder: Path) -> dict[str, Any] | None:

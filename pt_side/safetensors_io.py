@@ -23,12 +23,12 @@ from bridge.core.errors import CorruptCheckpoint, UnsupportedFeature
 from bridge.core.jsonio import load_json
 from bridge.core.model import Checkpoint, TensorRecord
 from bridge.core.naming import classify_torch_name
+from bridge.core.shard_index import load_index
 from pt_side._files import (
     MappedFiles,
     check_index_coverage,
     claim_name,
     is_count,
-    load_index,
     read_config,
     resolve_weights,
 )

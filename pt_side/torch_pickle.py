@@ -44,6 +44,7 @@ from bridge.core.errors import (
 from bridge.core.limits import check_inflate
 from bridge.core.model import Checkpoint, TensorRecord
 from bridge.core.naming import classify_torch_name
+from bridge.core.shard_index import load_index
 from bridge.core.source import file_arg
 from pt_side._files import (
     ZIP_ERRORS,
@@ -51,7 +52,6 @@ from pt_side._files import (
     check_index_coverage,
     claim_name,
     is_count,
-    load_index,
     read_config,
     resolve_weights,
 )

@@ -27,19 +27,27 @@ RANKS_TIMEOUT_S = 50
 
 
 def run_ranks(*args: str) -> subprocess.CompletedProcess[str]:
-    """``python -m tests.pt_side.dcp_ranks ARGS``: two gloo processes, killed past the timeout (a failure)."""
+    """``python -m tests.pt_side.dcp_ranks ARGS``: two gloo processes, killed past the timeout (a failure).
+
+    A rank that dies by a signal in gloo's teardown ("terminate called without an active exception", seen on a
+    loaded 2-core machine) is torch's own crash, not a verdict: that run is repeated once.  A rank that finds
+    different values exits 1 with its message, and is never repeated."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    try:
-        return subprocess.run(
-            [sys.executable, "-m", "tests.pt_side.dcp_ranks", *args],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=RANKS_TIMEOUT_S,
-        )
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"two gloo ranks did not finish in {RANKS_TIMEOUT_S} s: {exc.stderr!r}")
+    for attempt in (1, 2):
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "tests.pt_side.dcp_ranks", *args],
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=RANKS_TIMEOUT_S,
+            )
+        except subprocess.TimeoutExpired as exc:
+            pytest.fail(f"two gloo ranks did not finish in {RANKS_TIMEOUT_S} s: {exc.stderr!r}")
+        if done.returncode == 0 or "terminated with signal" not in done.stderr or attempt == 2:
+            return done
+    raise AssertionError("unreachable")
 
 
 def torch_values(path: Path) -> dict[str, Any]:
