@@ -299,6 +299,14 @@ def _size(text: str | None) -> int | None:
 @click.option("--max-shard-size", metavar="SIZE", help="Shard safetensors past SIZE (e.g. 2GB), with an index.")
 @click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), help="Cast floating tensors.")
 @click.option("--keep-optimizer", is_flag=True, help="Also write optimizer state, apart (optimizer.safetensors).")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Threads reading, checksumming, transposing and casting the next tensors while one is written (default: "
+    "every CPU this process may use). The output bytes are the same for any N; memory is about N+1 times the "
+    "largest tensor.",
+)
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--allow-gaps", is_flag=True, help="Write even when the plan has gaps (still reported, exit 1).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
@@ -318,6 +326,7 @@ def convert(
     max_shard_size: str | None,
     dtype: str | None,
     keep_optimizer: bool,
+    workers: int | None,
     force: bool,
     allow_gaps: bool,
     quiet: bool,
@@ -373,6 +382,7 @@ def convert(
         force=force,
         allow_gaps=allow_gaps,
         on_progress=progress if show else None,
+        workers=workers,
     )
     if bars:
         bars[0].render_finish()

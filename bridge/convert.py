@@ -23,6 +23,7 @@ from bridge.core.outputs import OutTensor, write_config
 from bridge.core.packs import RulePack
 from bridge.core.plan import Plan
 from bridge.core.registry import resolve
+from bridge.core.stream import cpu_count, using_workers
 from bridge.core.transforms import Transform, assemble, parse
 from bridge.rules import get_pack
 
@@ -49,6 +50,8 @@ class ConvertResult:
     bytes_written: int
     dropped_bytes: int
     notes: list[str] = field(default_factory=list)
+    workers: int = 1
+    ranks: int = 1
 
     @property
     def ok(self) -> bool:
@@ -66,6 +69,8 @@ class ConvertResult:
             "bytes_written": self.bytes_written,
             "dropped_bytes": self.dropped_bytes,
             "notes": self.notes,
+            "workers": self.workers,
+            "ranks": self.ranks,
             "plan": self.plan.to_json(),
         }
 
@@ -89,6 +94,7 @@ def convert(
     force: bool = False,
     allow_gaps: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
 ) -> ConvertResult:
     """Convert ``source`` to the ``to`` side into the directory ``out``.
 
@@ -104,6 +110,9 @@ def convert(
         force: replace an existing ``out``.
         allow_gaps: write even when the plan has gaps (the report still lists them).
         on_progress: called with (bytes written, bytes in all) after each tensor (progress bars).
+        workers: threads reading, checksumming, transforming and casting the next tensors while one is written
+            (default: the CPUs this process may use); the output's bytes are the same for any number, and memory
+            stays about ``workers + 1`` times the largest tensor.
 
     Returns:
         A :class:`ConvertResult` with the plan, the files and the byte counts.
@@ -113,6 +122,9 @@ def convert(
     """
     if dtype is not None and not dtypes.is_floating(dtype):
         raise UsageError("--dtype must be a floating dtype", hint=f"Use float16, bfloat16, float32. Received: {dtype}")
+    if workers is not None and workers < 1:
+        raise UsageError("--workers must be at least 1", hint=f"Omit it to use every CPU. Received: {workers}")
+    workers = workers or cpu_count()
     plan = check(
         source,
         to=to,
@@ -146,6 +158,7 @@ def convert(
     with (
         load(source, format=source_format) as ckpt,
         atomic_directory(Path(out), force=force, inputs=(src_path,)) as tmp,
+        using_workers(workers),
     ):
         tensors = _out_tensors(ckpt, plan, dtype)
         if to == "pytorch" and pack.pt_copies is not None and plan.target.class_name:
@@ -182,6 +195,7 @@ def convert(
         bytes_written=sum(t.nbytes for t in tensors),
         dropped_bytes=sum(r.nbytes for r in dropped),
         notes=notes,
+        workers=workers,
     )
 
 

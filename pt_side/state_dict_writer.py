@@ -103,8 +103,7 @@ def write_torch_bin(folder: Path, tensors: Sequence[OutTensor], *, stem: str = "
     except ImportError as e:
         raise MissingDependency("torch is needed to write .bin files", hint="pip install torch") from e
     state = {}
-    for t in tensors:
-        value = produced_value(t)
+    for t, value in prefetched(tensors, produced_value):
         state[t.name] = (
             torch.from_numpy(value.view(np.uint16)).view(torch.bfloat16)
             if t.dtype == "bfloat16"

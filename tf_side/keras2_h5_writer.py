@@ -20,7 +20,7 @@ from typing import Any
 import h5py
 
 from bridge.core.errors import UnsupportedFeature
-from bridge.core.stream import Planned, produced_value
+from bridge.core.stream import Planned, prefetched, produced_value
 
 # The Keras 2 release whose layout this reproduces (tf-keras 2.21, which transformers 4.57.6
 # saved with).  Keras reads the value only to upgrade Keras 1 files.
@@ -80,8 +80,7 @@ def _write_layer(
     group: h5py.Group, weights: list[tuple[str, Planned]], on_tensor: Callable[[Planned], None] | None
 ) -> None:
     group.attrs["weight_names"] = [name.encode("utf8") for name, _ in weights]
-    for name, t in weights:
-        value = produced_value(t)
+    for (name, t), value in prefetched(weights, lambda w: produced_value(w[1])):
         ds = group.create_dataset(name.encode("utf8"), value.shape, dtype=value.dtype.newbyteorder("<"))
         if value.shape:
             ds[:] = value
