@@ -7,6 +7,7 @@ import os
 import shlex
 import shutil
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from bridge.core.plan import Plan
 from bridge.core.registry import resolve
 from bridge.core.stream import cpu_count, using_workers
 from bridge.core.transforms import Transform, assemble, parse
+from bridge.ranks import RankGroup, shared_directory
 from bridge.rules import get_pack
 
 _SIDE_FILES = ("vocab.txt",)  # copied beside the weights so tokenizers load from the output too
@@ -95,6 +97,7 @@ def convert(
     allow_gaps: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
     workers: int | None = None,
+    group: RankGroup | None = None,
 ) -> ConvertResult:
     """Convert ``source`` to the ``to`` side into the directory ``out``.
 
@@ -113,6 +116,10 @@ def convert(
         workers: threads reading, checksumming, transforming and casting the next tensors while one is written
             (default: the CPUs this process may use); the output's bytes are the same for any number, and memory
             stays about ``workers + 1`` times the largest tensor.
+        group: the ranks of a torchrun job (:func:`bridge.ranks.joined`): every rank calls ``convert`` alike,
+            each writes the safetensors shards it owns (shard k: rank k mod size; one file, ``bin`` and TF outputs:
+            rank 0), rank 0 writes the index, configs and side files and renames the directory once all are done.
+            Any rank's error is raised on every rank.  ``workers`` then defaults to this node's CPUs per rank.
 
     Returns:
         A :class:`ConvertResult` with the plan, the files and the byte counts.
@@ -124,17 +131,20 @@ def convert(
         raise UsageError("--dtype must be a floating dtype", hint=f"Use float16, bfloat16, float32. Received: {dtype}")
     if workers is not None and workers < 1:
         raise UsageError("--workers must be at least 1", hint=f"Omit it to use every CPU. Received: {workers}")
-    workers = workers or cpu_count()
-    plan = check(
-        source,
-        to=to,
-        target=target,
-        config=config,
-        rules=rules,
-        maps=maps,
-        strip_prefix=strip_prefix,
-        add_prefix=add_prefix,
-        source_format=source_format,
+    workers = workers or max(1, cpu_count() // (group.local_size if group else 1))
+    agree: Callable[[Callable[[], Any]], Any] = group.agree if group is not None else (lambda step: step())
+    plan: Plan = agree(
+        lambda: check(
+            source,
+            to=to,
+            target=target,
+            config=config,
+            rules=rules,
+            maps=maps,
+            strip_prefix=strip_prefix,
+            add_prefix=add_prefix,
+            source_format=source_format,
+        )
     )
     if not plan.ok and not allow_gaps:
         options = plan_options(
@@ -155,11 +165,14 @@ def convert(
         )
     pack = plan.rule_pack or get_pack(plan.pack)
     src_path = Path(source)
-    with (
-        load(source, format=source_format) as ckpt,
-        atomic_directory(Path(out), force=force, inputs=(src_path,)) as tmp,
-        using_workers(workers),
-    ):
+    lead = group is None or group.rank == 0  # the one process that writes what is not dealt out by shard
+    with ExitStack() as stack:
+        ckpt: Checkpoint = stack.enter_context(agree(lambda: load(source, format=source_format)))
+        if group is None:
+            tmp = stack.enter_context(atomic_directory(Path(out), force=force, inputs=(src_path,)))
+        else:
+            tmp = stack.enter_context(shared_directory(group, Path(out), force=force, inputs=(src_path,)))
+        stack.enter_context(using_workers(workers))
         tensors = _out_tensors(ckpt, plan, dtype)
         if to == "pytorch" and pack.pt_copies is not None and plan.target.class_name:
             tensors += _copies(tensors, plan, pack.pt_copies(plan.target.config or {}, plan.target.class_name), dtype)
@@ -168,9 +181,10 @@ def convert(
         notes: list[str] = []
         hook = _progress_hook(on_progress, sum(t.nbytes for t in tensors)) if on_progress else None
         if to == "pytorch":
-            files = _write_pytorch(tmp, tensors, plan, pack, out_format, max_shard_size, hook, notes)
+            owns = group.owns if group is not None else None
+            files = _write_pytorch(tmp, tensors, plan, pack, out_format, max_shard_size, hook, notes, owns)
         else:
-            files = _write_tensorflow(tmp, tensors, plan, pack, out_format, hook, notes)
+            files = _write_tensorflow(tmp, tensors, plan, pack, out_format, hook, notes) if lead else []
         for row in plan.pad_rows:  # never zeroed: the row is the trained model's, and verify compares it too
             state = "zero" if row.zero else f"non-zero, norm {row.norm:.4g}"
             cast = f", cast to {dtype} only" if dtype is not None else " exactly"
@@ -179,12 +193,12 @@ def convert(
                 "bridge never zeroes it"
             )
         dropped = [r for r in ckpt.values() if r.kind != "model"]
-        if keep_optimizer:
+        if keep_optimizer and lead:
             files += _write_optimizer(tmp, ckpt)
             dropped = [r for r in dropped if r.kind != "optimizer"]
         folder = src_path if src_path.is_dir() else src_path.parent
         for name in _SIDE_FILES:
-            if (folder / name).is_file():
+            if lead and (folder / name).is_file():
                 shutil.copyfile(folder / name, tmp / name)
                 files.append(name)
     return ConvertResult(
@@ -196,6 +210,7 @@ def convert(
         dropped_bytes=sum(r.nbytes for r in dropped),
         notes=notes,
         workers=workers,
+        ranks=group.size if group is not None else 1,
     )
 
 
@@ -302,16 +317,21 @@ def _write_pytorch(
     max_shard_size: int | None,
     hook: Any,
     notes: list[str],
+    owns: Callable[[int], bool] | None = None,
 ) -> list[str]:
+    """The weights (under torchrun, the safetensors shards ``owns`` says; the rest on rank 0), then the config."""
     from pt_side.state_dict_writer import write_safetensors, write_torch_bin
 
+    lead = owns is None or owns(0)
     if out_format == "safetensors":
-        paths = write_safetensors(tmp, tensors, max_shard_size=max_shard_size, on_tensor=hook)
+        paths = write_safetensors(tmp, tensors, max_shard_size=max_shard_size, on_tensor=hook, owns=owns)
     elif out_format == "bin":
-        paths = write_torch_bin(tmp, tensors)
+        paths = write_torch_bin(tmp, tensors) if lead else []
     else:
         raise UsageError(f"Unknown PyTorch output format '{out_format}'", hint="Use safetensors or bin")
     files = [p.name for p in paths]
+    if not lead:
+        return files
     if pack.pt_config is None or not plan.target.class_name:
         notes.append(
             "no config.json: the target is a plain state dict; load with "
