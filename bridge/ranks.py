@@ -30,6 +30,10 @@ _TIMEOUT_S = 1800.0
 INTERNAL_ERROR = 3
 
 
+class RanksOutOfStep(BridgeError):
+    """A collective did not complete: another rank died or is stuck (past the timeout)."""
+
+
 class RankFailed(BridgeError):
     """Another rank of the same torchrun job failed; this rank stops with its exit code."""
 
@@ -56,7 +60,8 @@ class RankGroup:
 
         outcome = None if error is None else (_exit_code(error), str(error))
         outcomes: list[Any] = [None] * self.size
-        dist.all_gather_object(outcomes, outcome)
+        with _collective(self):
+            dist.all_gather_object(outcomes, outcome)
         for k, got in enumerate(outcomes):
             if got is not None:
                 if k == self.rank and error is not None:
@@ -78,12 +83,34 @@ class RankGroup:
         import torch.distributed as dist
 
         box = [value]
-        dist.broadcast_object_list(box, src=0)
+        with _collective(self):
+            dist.broadcast_object_list(box, src=0)
         return box[0]
+
+
+@contextmanager
+def _collective(group: RankGroup) -> Iterator[None]:
+    """gloo's timeout (and a peer's death) surfaces as a RuntimeError: bad luck with the job, not a bug here."""
+    try:
+        yield
+    except RuntimeError as e:
+        raise RanksOutOfStep(
+            f"Rank {group.rank} of {group.size} lost the other ranks",
+            detail=str(e).splitlines()[0] if str(e) else type(e).__name__,
+            hint=f"Another rank died or is stuck (each waits BRIDGE_RANK_TIMEOUT={_timeout():g} s); its own "
+            "message is above. On a slow shared filesystem, raise BRIDGE_RANK_TIMEOUT",
+        ) from e
 
 
 def _exit_code(error: BaseException) -> int:
     return error.exit_code if isinstance(error, BridgeError) else INTERNAL_ERROR
+
+
+def _timeout() -> float:
+    try:
+        return float(os.environ.get("BRIDGE_RANK_TIMEOUT", _TIMEOUT_S))
+    except ValueError:
+        return _TIMEOUT_S
 
 
 def torchrun_size() -> int:
@@ -106,8 +133,7 @@ def joined() -> Iterator[RankGroup | None]:
         import torch.distributed as dist
     except ImportError as e:
         raise MissingDependency("torchrun's environment is set but torch is missing", hint="pip install torch") from e
-    timeout = float(os.environ.get("BRIDGE_RANK_TIMEOUT", _TIMEOUT_S))
-    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=timeout))
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=_timeout()))
     try:
         size = dist.get_world_size()
         local = int(os.environ.get("LOCAL_WORLD_SIZE", size))

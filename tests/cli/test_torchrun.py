@@ -69,3 +69,23 @@ def test_an_error_on_rank_1_ends_both_ranks_with_its_exit_code(torch: object, tm
     assert run.stderr.count("error: Rank 1 of 2 failed") == 1 and "Checksum" in run.stderr
     assert "bridge/" not in run.stderr  # no traceback from a rank (torchrun prints its own, of its launcher)
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+HANG = """
+import sys, time
+from bridge.ranks import joined
+with joined() as group:
+    if group.rank == 1:
+        time.sleep(120)  # stuck: rank 0 must not wait for it past the timeout
+    group.settle(None)
+"""
+
+
+def test_a_stuck_rank_ends_the_job_after_the_timeout(torch: object, tmp_path: Path) -> None:
+    script = tmp_path / "hang.py"
+    script.write_text(HANG)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "BRIDGE_RANK_TIMEOUT": "3", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script)]
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=90)
+    assert run.returncode != 0
+    assert "RanksOutOfStep: Rank 0 of 2 lost the other ranks" in run.stderr and "BRIDGE_RANK_TIMEOUT=3" in run.stderr
