@@ -376,7 +376,7 @@ def convert(
 
     with joined() as group:
         lead = group is None or group.rank == 0  # under torchrun, rank 0 alone speaks
-        show = lead and not quiet and not as_json and sys.stderr.isatty()
+        show = group is None and not quiet and not as_json and sys.stderr.isatty()  # a rank sees its shards only
         try:
             result = run_convert(
                 source,
