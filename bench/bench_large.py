@@ -4,13 +4,15 @@ shards), against ``cp`` of the bytes it writes and a hand-written TensorFlow-rea
 same job; wall time and peak RSS of each as whole processes, in one run; bridge also at half the size (is its
 memory flat?), and with ``--workers 1`` (do threads scale?).
 
-    python bench/bench_large.py [--gb 12] [--work bench/_work] [--keep] [--no-tf]
+    python bench/bench_large.py [--gb 12] [--repeats 3] [--work bench/_work] [--keep] [--no-tf] [--clean]
 
 The checkpoints are written once per size (bench/_work/large-<GB>gb, reused when present; ``--clean`` removes them)
 by TensorFlow's own ops in a child process: ``tf.raw_ops.SaveV2`` per shard, then ``MergeV2Checkpoints`` (what a
 sharded ``Saver`` does), so the bundle is TensorFlow's, not bridge's.  The model is BERT-large-wide (hidden 1024,
 intermediate 4096) with as many layers as the size asks for; the largest tensor is the 125 MB word-embedding table.
-Outputs are removed after each measurement (``--keep`` keeps the last).
+Outputs are removed after each measurement (``--keep`` keeps the last).  bridge's runs are interleaved (all
+cores, one worker, half size, then again) and their medians printed, so that page-cache warmth and other jobs on
+the machine weigh on each configuration alike; ``cp`` and the TensorFlow script run once.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -128,6 +131,7 @@ def _bridge(prefix: Path, out: Path, *workers: str) -> tuple[float, int, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gb", type=float, default=12.0, help="Checkpoint size in GiB (default 12).")
+    parser.add_argument("--repeats", type=int, default=3, help="Interleaved runs of each bridge configuration.")
     parser.add_argument("--work", type=Path, default=Path(__file__).resolve().parent / "_work")
     parser.add_argument("--no-tf", action="store_true", help="Skip the TensorFlow-reader script.")
     parser.add_argument("--keep", action="store_true", help="Keep the last output.")
@@ -142,17 +146,32 @@ def main() -> None:
     size = _size(list(prefix.parent.glob(prefix.name + ".*")))
     half_size = _size(list(half.parent.glob(half.name + ".*")))
 
-    wall, rss, written = _bridge(prefix, out)
-    rows.append((f"bridge convert (--workers {cpus}, the default)", wall, rss, ""))
+    runs: dict[str, list[tuple[float, int, int]]] = {"all": [], "one": [], "half": []}
+    for _ in range(args.repeats):
+        runs["all"].append(_bridge(prefix, out))
+        runs["one"].append(_bridge(prefix, out, "--workers", "1"))
+        runs["half"].append(_bridge(half, out))
+        shutil.rmtree(out, ignore_errors=True)
+    runs["all"].append(_bridge(prefix, out))  # the output cp copies
+
+    def median(key: str) -> tuple[float, int]:
+        return statistics.median(r[0] for r in runs[key]), max(r[1] for r in runs[key])
+
+    wall, rss = median("all")
+    written = runs["all"][-1][2]
+    walls = ", ".join(f"{r[0]:.1f}" for r in runs["all"])
+    rows.append((f"bridge convert (--workers {cpus}, the default)", wall, rss, f"runs: {walls} s"))
     all_cores = wall
     copy = args.work / "large-copy.safetensors"
     cp_s, cp_rss = measure(["cp", *map(str, out.glob("*.safetensors")), str(copy)], 1, before=["rm", "-f", str(copy)])
     copy.unlink(missing_ok=True)
     rows.append((f"cp of the {written / 2**30:.2f} GiB written", cp_s, cp_rss, f"bridge/cp {all_cores / cp_s:.2f}x"))
-    wall1, rss1, _ = _bridge(prefix, out, "--workers", "1")
-    rows.append(("bridge convert --workers 1", wall1, rss1, f"{cpus} workers are {wall1 / all_cores:.2f}x faster"))
     shutil.rmtree(out, ignore_errors=True)
-    wall_h, rss_h, _ = _bridge(half, out)
+    wall1, rss1 = median("one")
+    walls1 = ", ".join(f"{r[0]:.1f}" for r in runs["one"])
+    rows.append(("bridge convert --workers 1", wall1, rss1, f"{cpus} workers {wall1 / all_cores:.2f}x as fast; runs: "
+                 f"{walls1} s"))  # fmt: skip
+    wall_h, rss_h = median("half")
     rows.append((f"bridge convert, half size ({half_size / 2**30:.2f} GiB)", wall_h, rss_h,
                  f"peak RSS x{rss / max(rss_h, 1):.2f} when the checkpoint doubles"))  # fmt: skip
     shutil.rmtree(out, ignore_errors=True)
