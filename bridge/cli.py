@@ -318,6 +318,14 @@ def _size(text: str | None) -> int | None:
     "the values that overflowed to inf or became subnormal or zero.",
 )
 @click.option("--keep-optimizer", is_flag=True, help="Also write optimizer state, apart (optimizer.safetensors).")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Threads reading, checksumming, transposing and casting the next tensors while one is written (default: "
+    "every CPU this process may use). The output bytes are the same for any N; memory is about N+1 times the "
+    "largest tensor.",
+)
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--allow-gaps", is_flag=True, help="Write even when the plan has gaps (still reported, exit 1).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
@@ -337,6 +345,7 @@ def convert(
     max_shard_size: str | None,
     dtype: str | None,
     keep_optimizer: bool,
+    workers: int | None,
     force: bool,
     allow_gaps: bool,
     quiet: bool,
@@ -361,10 +370,21 @@ def convert(
 
     Then run the `next: bridge verify ...` line it prints: SOURCE, OUT and every
     option that shaped the plan.
+
+    \b
+    Under torchrun, the ranks share the work (torch's gloo group, no GPU):
+      torchrun --nproc_per_node 4 -m bridge convert ckpt/ --to pytorch -o out/ --max-shard-size 2GB
+    Each rank writes the safetensors shards it owns (shard k: rank k mod N; one
+    file, bin and TF outputs: rank 0); rank 0 writes the index and configs,
+    prints the report ("ranks": N in --json) and renames OUT once every rank is
+    done; the bytes equal a single process's. An error on any rank stops all
+    with its exit code (a rank stuck past BRIDGE_RANK_TIMEOUT seconds, default
+    1800, too). With several nodes, OUT must be on a filesystem they all share.
     """
     from bridge.convert import convert as run_convert
     from bridge.convert import plan_options
     from bridge.core.factory import is_factory
+    from bridge.ranks import joined
     from bridge.report import human_bytes
 
     bars: list[Any] = []
@@ -374,26 +394,37 @@ def convert(
             bars.append(click.progressbar(length=total, label="converting", file=sys.stderr, show_percent=True))
         bars[0].update(done - bars[0].pos)
 
-    show = not quiet and not as_json and sys.stderr.isatty()
-    result = run_convert(
-        source,
-        to=to,
-        out=out,
-        target=target,
-        config=config,
-        rules=rules,
-        maps=maps,
-        strip_prefix=strip_prefix,
-        add_prefix=add_prefix,
-        source_format=source_format,
-        out_format=out_format,
-        max_shard_size=_size(max_shard_size),
-        keep_optimizer=keep_optimizer,
-        dtype=dtype,
-        force=force,
-        allow_gaps=allow_gaps,
-        on_progress=progress if show else None,
-    )
+    with joined() as group:
+        lead = group is None or group.rank == 0  # under torchrun, rank 0 alone speaks
+        show = group is None and not quiet and not as_json and sys.stderr.isatty()  # a rank sees its shards only
+        try:
+            result = run_convert(
+                source,
+                to=to,
+                out=out,
+                target=target,
+                config=config,
+                rules=rules,
+                maps=maps,
+                strip_prefix=strip_prefix,
+                add_prefix=add_prefix,
+                source_format=source_format,
+                out_format=out_format,
+                max_shard_size=_size(max_shard_size),
+                keep_optimizer=keep_optimizer,
+                dtype=dtype,
+                force=force,
+                allow_gaps=allow_gaps,
+                on_progress=progress if show else None,
+                workers=workers,
+                group=group,
+            )
+        except Exception as e:
+            if lead:
+                raise
+            sys.exit(e.exit_code if isinstance(e, BridgeError) else INTERNAL_ERROR)  # rank 0 reports it
+    if not lead:
+        sys.exit(result.exit_code)
     if bars:
         bars[0].render_finish()
     if as_json:

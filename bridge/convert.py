@@ -8,6 +8,7 @@ import os
 import shlex
 import shutil
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,9 @@ from bridge.core.packs import RulePack
 from bridge.core.plan import Plan
 from bridge.core.registry import resolve
 from bridge.core.source import as_path, local_only
+from bridge.core.stream import cpu_count, using_workers
 from bridge.core.transforms import Transform, assemble, parse
+from bridge.ranks import RankGroup, shared_directory
 from bridge.report import human_bytes
 from bridge.rules import get_pack
 
@@ -54,6 +57,8 @@ class ConvertResult:
     dropped_bytes: int
     notes: list[str] = field(default_factory=list)
     casts: list[dict[str, Any]] = field(default_factory=list)  # --dtype: per (from, to), see CastReport
+    workers: int = 1
+    ranks: int = 1
 
     @property
     def ok(self) -> bool:
@@ -72,6 +77,8 @@ class ConvertResult:
             "dropped_bytes": self.dropped_bytes,
             "notes": self.notes,
             "casts": self.casts,
+            "workers": self.workers,
+            "ranks": self.ranks,
             "plan": self.plan.to_json(),
         }
 
@@ -95,6 +102,8 @@ def convert(
     force: bool = False,
     allow_gaps: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
+    group: RankGroup | None = None,
 ) -> ConvertResult:
     """Convert ``source`` to the ``to`` side into the directory ``out``.
 
@@ -114,6 +123,13 @@ def convert(
         force: replace an existing ``out``.
         allow_gaps: write even when the plan has gaps (the report still lists them).
         on_progress: called with (bytes written, bytes in all) after each tensor (progress bars).
+        workers: threads reading, checksumming, transforming and casting the next tensors while one is written
+            (default: the CPUs this process may use); the output's bytes are the same for any number, and memory
+            stays about ``workers + 1`` times the largest tensor.
+        group: the ranks of a torchrun job (:func:`bridge.ranks.joined`): every rank calls ``convert`` alike,
+            each writes the safetensors shards it owns (shard k: rank k mod size; one file, ``bin`` and TF outputs:
+            rank 0), rank 0 writes the index, configs and side files and renames the directory once all are done.
+            Any rank's error is raised on every rank.  ``workers`` then defaults to this node's CPUs per rank.
 
     Returns:
         A :class:`ConvertResult` with the plan, the files and the byte counts.
@@ -124,16 +140,22 @@ def convert(
     if dtype is not None and not dtypes.is_floating(dtype):
         raise UsageError("--dtype must be a floating dtype", hint=f"Use float16, bfloat16, float32. Received: {dtype}")
     out_path = local_only(out, "The output (-o)")
-    plan = check(
-        source,
-        to=to,
-        target=target,
-        config=config,
-        rules=rules,
-        maps=maps,
-        strip_prefix=strip_prefix,
-        add_prefix=add_prefix,
-        source_format=source_format,
+    if workers is not None and workers < 1:
+        raise UsageError("--workers must be at least 1", hint=f"Omit it to use every CPU. Received: {workers}")
+    workers = workers or max(1, cpu_count() // (group.local_size if group else 1))
+    agree: Callable[[Callable[[], Any]], Any] = group.agree if group is not None else (lambda step: step())
+    plan: Plan = agree(
+        lambda: check(
+            source,
+            to=to,
+            target=target,
+            config=config,
+            rules=rules,
+            maps=maps,
+            strip_prefix=strip_prefix,
+            add_prefix=add_prefix,
+            source_format=source_format,
+        )
     )
     if not plan.ok and not allow_gaps:
         options = plan_options(
@@ -154,10 +176,14 @@ def convert(
         )
     pack = plan.rule_pack or get_pack(plan.pack)
     src_path = as_path(source)
-    with (
-        load(source, format=source_format) as ckpt,
-        atomic_directory(out_path, force=force, inputs=(src_path,)) as tmp,
-    ):
+    lead = group is None or group.rank == 0  # the one process that writes what is not dealt out by shard
+    with ExitStack() as stack:
+        ckpt: Checkpoint = stack.enter_context(agree(lambda: load(source, format=source_format)))
+        if group is None:
+            tmp = stack.enter_context(atomic_directory(out_path, force=force, inputs=(src_path,)))
+        else:
+            tmp = stack.enter_context(shared_directory(group, out_path, force=force, inputs=(src_path,)))
+        stack.enter_context(using_workers(workers))
         casts = CastReport()
         tensors = _out_tensors(ckpt, plan, dtype, casts)
         if to == "pytorch" and pack.pt_copies is not None and plan.target.class_name:
@@ -167,9 +193,10 @@ def convert(
         notes: list[str] = []
         hook = _progress_hook(on_progress, sum(t.nbytes for t in tensors)) if on_progress else None
         if to == "pytorch":
-            files = _write_pytorch(tmp, tensors, plan, pack, out_format, max_shard_size, hook, notes)
+            owns = group.owns if group is not None else None
+            files = _write_pytorch(tmp, tensors, plan, pack, out_format, max_shard_size, hook, notes, owns)
         else:
-            files = _write_tensorflow(tmp, tensors, plan, pack, out_format, max_shard_size, hook, notes)
+            files = _write_tensorflow(tmp, tensors, plan, pack, out_format, max_shard_size, hook, notes) if lead else []
         notes += casts.notes(human_bytes)
         for row in plan.pad_rows:  # never zeroed: the row is the trained model's, and verify compares it too
             state = "zero" if row.zero else f"non-zero, norm {row.norm:.4g}"
@@ -179,12 +206,12 @@ def convert(
                 "bridge never zeroes it"
             )
         dropped = [r for r in ckpt.values() if r.kind != "model"]
-        if keep_optimizer:
+        if keep_optimizer and lead:
             files += _write_optimizer(tmp, ckpt)
             dropped = [r for r in dropped if r.kind != "optimizer"]
         folder = src_path if src_path.is_dir() else src_path.parent
         for name in _SIDE_FILES:
-            if (folder / name).is_file():  # through the source's own open(): the folder may be a URL
+            if lead and (folder / name).is_file():  # through the source's own open(): the folder may be a URL
                 with (folder / name).open("rb") as side, open(tmp / name, "wb") as copy:
                     shutil.copyfileobj(side, copy)
                 files.append(name)
@@ -197,6 +224,8 @@ def convert(
         dropped_bytes=sum(r.nbytes for r in dropped),
         notes=notes,
         casts=casts.to_json(),
+        workers=workers,
+        ranks=group.size if group is not None else 1,
     )
 
 
@@ -303,20 +332,25 @@ def _write_pytorch(
     max_shard_size: int | None,
     hook: Any,
     notes: list[str],
+    owns: Callable[[int], bool] | None = None,
 ) -> list[str]:
+    """The weights (under torchrun, the safetensors shards ``owns`` says; the rest on rank 0), then the config."""
     from pt_side.state_dict_writer import write_safetensors, write_torch_bin
 
+    lead = owns is None or owns(0)
     if out_format == "safetensors":
-        paths = write_safetensors(tmp, tensors, max_shard_size=max_shard_size, on_tensor=hook)
+        paths = write_safetensors(tmp, tensors, max_shard_size=max_shard_size, on_tensor=hook, owns=owns)
     elif out_format == "bin":
-        paths = write_torch_bin(tmp, tensors)
+        paths = write_torch_bin(tmp, tensors) if lead else []
     elif out_format == "dcp":
         from pt_side.dcp_writer import write_dcp
 
-        paths = write_dcp(tmp, tensors, on_tensor=hook)
+        paths = write_dcp(tmp, tensors, on_tensor=hook) if lead else []
     else:
         raise UsageError(f"Unknown PyTorch output format '{out_format}'", hint="Use safetensors, bin or dcp")
     files = [p.name for p in paths]
+    if not lead:
+        return files
     if out_format == "dcp":
         notes.append(
             "torch.distributed.checkpoint: load on any number of ranks with "

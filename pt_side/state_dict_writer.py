@@ -34,24 +34,33 @@ def write_safetensors(
     max_shard_size: int | None = None,
     metadata: dict[str, str] | None = None,
     on_tensor: Callable[[OutTensor], None] | None = None,
+    owns: Callable[[int], bool] | None = None,
 ) -> list[Path]:
-    """Write ``{stem}.safetensors`` (or ``{stem}-0000K-of-0000N.safetensors`` + index) into ``folder``."""
+    """Write ``{stem}.safetensors`` (or ``{stem}-0000K-of-0000N.safetensors`` + index) into ``folder``.
+
+    ``owns(k)`` says which shards (from 0) this process writes, where several share the job (torchrun ranks);
+    the one that owns shard 0 writes the index.  The paths of every file are returned either way.
+    """
     shards = plan_shards(tensors, max_shard_size)
     meta = {"format": "pt", **(metadata or {})}
+    mine = owns or (lambda k: True)
     if len(shards) == 1:
         path = folder / f"{stem}.safetensors"
-        _write_one(path, shards[0], meta, on_tensor)
+        if mine(0):
+            _write_one(path, shards[0], meta, on_tensor)
         return [path]
     paths = []
     weight_map: dict[str, str] = {}
     for k, shard in enumerate(shards, start=1):
         path = folder / f"{stem}-{k:05d}-of-{len(shards):05d}.safetensors"
-        _write_one(path, shard, meta, on_tensor)
+        if mine(k - 1):
+            _write_one(path, shard, meta, on_tensor)
         paths.append(path)
         weight_map.update({t.name: path.name for t in shard})
     index = {"metadata": {"total_size": sum(t.nbytes for t in tensors)}, "weight_map": dict(sorted(weight_map.items()))}
     index_path = folder / f"{stem}.safetensors.index.json"
-    index_path.write_text(json.dumps(index, indent=2) + "\n")
+    if mine(0):
+        index_path.write_text(json.dumps(index, indent=2) + "\n")
     return [index_path, *paths]
 
 
@@ -87,7 +96,7 @@ def write_torch_bin(folder: Path, tensors: Sequence[OutTensor], *, stem: str = "
         import torch
     except ImportError as e:
         raise MissingDependency("torch is needed to write .bin files", hint="pip install torch") from e
-    state = {t.name: torch_tensor(produced_value(t), t.dtype) for t in tensors}
+    state = {t.name: torch_tensor(value, t.dtype) for t, value in prefetched(tensors, produced_value)}
     path = folder / f"{stem}.bin"
     torch.save(state, path)
     return [path]

@@ -30,7 +30,7 @@ import numpy as np
 
 from bridge.core.errors import UnsupportedFeature
 from bridge.core.outputs import plan_shards, planned_nbytes
-from bridge.core.stream import Planned, produced_value
+from bridge.core.stream import Planned, prefetched, produced_value
 from tf_side.keras2_h5 import shard_dataset_name
 
 # The Keras 2 release whose layout this reproduces (tf-keras 2.21, which transformers 4.57.6
@@ -101,14 +101,13 @@ def _write_layer(
     group: h5py.Group, weights: list[tuple[str, Planned]], on_tensor: Callable[[Planned], None] | None
 ) -> None:
     _list_attr(group, "weight_names", [name for name, _ in weights])
-    for name, t in weights:
-        _write_dataset(group, name, t)
+    for (name, t), value in prefetched(weights, lambda w: produced_value(w[1])):
+        _write_dataset(group, name, value)
         if on_tensor is not None:
             on_tensor(t)
 
 
-def _write_dataset(group: h5py.Group, name: str, t: Planned) -> None:
-    value = produced_value(t)
+def _write_dataset(group: h5py.Group, name: str, value: np.ndarray) -> None:
     ds = group.create_dataset(name.encode("utf8"), value.shape, dtype=value.dtype.newbyteorder("<"))
     if value.shape:
         ds[:] = value
@@ -127,9 +126,10 @@ def _write_shards(
         paths.append(path.with_name(f"{stem}-{k:05d}-of-{len(shards):05d}.h5"))
         with h5py.File(paths[-1], "w") as f:
             datasets = []
-            for variable, t in sorted(shard, key=lambda item: item[0]):
+            ordered = sorted(shard, key=lambda item: item[0])
+            for (variable, t), value in prefetched(ordered, lambda item: produced_value(item[1])):
                 datasets.append(shard_dataset_name(variable))
-                _write_dataset(f, datasets[-1], t)
+                _write_dataset(f, datasets[-1], value)
                 weight_map[variable] = paths[-1].name
                 if on_tensor is not None:
                     on_tensor(t)

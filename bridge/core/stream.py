@@ -1,14 +1,21 @@
-"""Streaming values into a writer with the next one prepared on a second thread.
+"""Streaming values into a writer, the next ones prepared by worker threads, in order.
 
-Reading (checksum included) and transposing a tensor, and writing the previous one,
-are mostly GIL-free numpy/IO work, so overlapping them uses a second core while
-memory stays bounded: at most the value being written plus the one being prepared.
+Reading (checksum included), transposing and casting a tensor are mostly GIL-free
+numpy/IO work, so ``N`` threads preparing the next tensors while the caller writes
+the current one use ``N`` more cores.  Results come back in the items' order, so a
+writer's bytes do not depend on ``N``, and the window is bounded: at most ``N``
+results are being prepared or waiting beside the one the caller holds, so memory is
+about ``N + 1`` times the largest tensor, never the checkpoint's size.
 """
 
 from __future__ import annotations
 
+import collections
+import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Protocol, TypeVar
 
 import numpy as np
@@ -31,6 +38,35 @@ class Planned(Protocol):
 T = TypeVar("T")
 R = TypeVar("R")
 
+# The writers are called through the packs' import strings with a fixed signature, so the number of threads
+# reaches them as a context (set by ``convert``) rather than as one more argument of every writer.
+_WORKERS: ContextVar[int] = ContextVar("bridge_workers", default=1)
+
+
+def cpu_count() -> int:
+    """The CPUs this process may run on (its affinity mask: what a container or ``taskset`` grants)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def current_workers() -> int:
+    """The number of threads :func:`prefetched` uses when not told (1 unless inside :func:`using_workers`)."""
+    return _WORKERS.get()
+
+
+@contextmanager
+def using_workers(n: int) -> Iterator[None]:
+    """Inside the block, :func:`prefetched` prepares up to ``n`` results ahead on ``n`` threads."""
+    if n < 1:
+        raise ValueError(f"workers must be at least 1, got {n}")
+    token = _WORKERS.set(n)
+    try:
+        yield
+    finally:
+        _WORKERS.reset(token)
+
 
 def produced_value(t: Planned) -> np.ndarray:
     """``t.produce()`` as a C-contiguous array (a 0-d value stays 0-d), checked against what the plan said."""
@@ -40,16 +76,29 @@ def produced_value(t: Planned) -> np.ndarray:
     return value
 
 
-def prefetched(items: Sequence[T], work: Callable[[T], R]) -> Iterator[tuple[T, R]]:
-    """Yield ``(item, work(item))`` in order, computing the next result while the caller uses this one."""
-    if len(items) < 2:
-        yield from ((item, work(item)) for item in items)
+def prefetched(items: Sequence[T], work: Callable[[T], R], *, workers: int | None = None) -> Iterator[tuple[T, R]]:
+    """Yield ``(item, work(item))`` in order, while ``workers`` threads (default :func:`current_workers`) compute
+    the next ``workers`` results.  An exception in ``work`` is raised here, at its item; closing the iterator early
+    cancels what has not started."""
+    n = workers if workers is not None else current_workers()
+    if n < 1:
+        raise ValueError(f"workers must be at least 1, got {n}")
+    if not items:
         return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bridge-prefetch") as pool:
-        pending: Future[R] = pool.submit(work, items[0])
-        for i, item in enumerate(items):
-            result = pending.result()
-            if i + 1 < len(items):
-                pending = pool.submit(work, items[i + 1])
+    pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="bridge-prefetch")
+    pending: collections.deque[Future[R]] = collections.deque()
+    try:
+        ahead = iter(items)
+        for item in ahead:  # fill the window
+            pending.append(pool.submit(work, item))
+            if len(pending) == n:
+                break
+        for item in items:
+            result = pending.popleft().result()
+            for nxt in ahead:  # one in, one out: the window stays full
+                pending.append(pool.submit(work, nxt))
+                break
             yield item, result
-            del result  # hold at most two results: the one being used and the next
+            del result  # the caller holds the value it is writing; the window holds the rest
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
