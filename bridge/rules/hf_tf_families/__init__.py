@@ -26,6 +26,12 @@ class Family:
     # (variable regex after the layer path, PyTorch template of its groups, transform): tried before the generic ones
     rules: tuple[tuple[str, str, str], ...] = ()
     scope_rx: str = field(init=False, default="")
+    # parts of the main layer that some classes lack (MPNet's TF main layer always builds its pooler, which
+    # MPNetForMaskedLM has not): expected leftovers for those classes, named as in PyTorch below `main`
+    main_heads: tuple[str, ...] = ()
+    # (variable path regex below the model scope, why): variables the TF class builds but its forward never reads
+    # (ALBERT's MLM head adds `decoder/bias`, never `bias`): expected leftovers, mapped by no rule
+    unread: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         # the model scopes of exactly this family's classes (``tf_roberta`` also starts RoBERTa-PreLayerNorm's)
