@@ -93,10 +93,9 @@ def _family_unread(family: Family) -> tuple[Copy, ...]:
 
 
 def _family_heads(family: Family) -> tuple[Head, ...]:
+    # no family in the label: the matcher may find a head by its PyTorch prefix (`lm_head.`), which families share
     return tuple(
-        Head(
-            f"{head} ({family.model_type} head)", rf"{re.escape(head)}/{family.scope_rx}(?:_\d+)?/{head}/.+", head + "."
-        )
+        Head(f"{head} (task head)", rf"{re.escape(head)}/{family.scope_rx}(?:_\d+)?/{head}/.+", head + ".")
         for head in family.heads
     ) + _main_heads(family)
 
