@@ -18,6 +18,20 @@ def transformers_class_names() -> list[str] | None:
     return [n for n in dir(transformers) if n[:1].isupper()]
 
 
+def _orient_ties(tied: dict[str, str], declared: dict[str, str]) -> None:
+    """Point each tie at the tensor transformers declares the source (5.x ``all_tied_weights_keys``:
+    ``{tied: source}``), not at whichever came first in module order: CamembertForCausalLM builds ``lm_head``
+    before ``roberta``, yet the word embeddings are the weight a checkpoint holds and the decoder the copy."""
+    for copy, source in declared.items():
+        if tied.get(source) != copy:
+            continue  # already pointing at the source (or not a tie by identity here)
+        for name, owner in list(tied.items()):
+            if owner == copy:
+                tied[name] = source
+        del tied[source]
+        tied[copy] = source
+
+
 def transformers_spec(class_name: str, config: dict[str, Any]) -> TargetSpec:
     """Names, shapes, dtypes and ties of ``transformers.<class_name>(config)``.
 
@@ -45,6 +59,7 @@ def transformers_spec(class_name: str, config: dict[str, Any]) -> TargetSpec:
             tied[name] = owners[id(param)]
         else:
             owners[id(param)] = name
+    _orient_ties(tied, getattr(model, "all_tied_weights_keys", None) or {})
     tensors = {
         name: TargetTensor(name, tuple(t.shape), str(t.dtype).removeprefix("torch."), tied.get(name))
         for name, t in model.state_dict(keep_vars=True).items()

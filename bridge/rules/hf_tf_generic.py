@@ -85,6 +85,8 @@ def _family_rules(family: Family) -> tuple[Rule, ...]:
     # ``<top>/<scope>/<top>/...``: the top layer names itself again; another top holding the main layer is a copy
     tops = (re.escape(t) for t in (family.main, *family.heads))
     start = "(?:" + "|".join(rf"(?:{top}/)?{scope}/(?={top}/)" for top in tops) + ")"
+    if family.unread:  # never mapped: :func:`_family_unread` explains them
+        start = rf"(?!(?:[^/]+/)?{scope}/(?:{'|'.join(path for path, _ in family.unread)}):0$)" + start
     leaves = [*family.rules, *((re.escape(leaf), f"{param}", how) for leaf, param, how in _LEAVES)]
     out: list[Rule] = []
     for leaf, param, transform in leaves:  # the family's exceptions first: the first rule that matches wins
@@ -107,12 +109,31 @@ def _family_copies(family: Family) -> tuple[Copy, ...]:
     )
 
 
+def _family_unread(family: Family) -> tuple[Copy, ...]:
+    scope = family.scope_rx + r"(?:_\d+)?"
+    return tuple(
+        Copy(rf"(?:[^/]+/)?{scope}/{path}:0", f"never read by the TF forward: {why}") for path, why in family.unread
+    )
+
+
 def _family_heads(family: Family) -> tuple[Head, ...]:
+    # no family in the label: the matcher may find a head by its PyTorch prefix (`lm_head.`), which families share
+    return tuple(
+        Head(f"{head} (task head)", rf"{re.escape(head)}/{family.scope_rx}(?:_\d+)?/{head}/.+", head + ".")
+        for head in family.heads
+    ) + _main_heads(family)
+
+
+def _main_heads(family: Family) -> tuple[Head, ...]:
+    """Parts of the main layer a class may lack (a pooler), dropped with the reason like a task head."""
+    main = re.escape(family.main)
     return tuple(
         Head(
-            f"{head} ({family.model_type} head)", rf"{re.escape(head)}/{family.scope_rx}(?:_\d+)?/{head}/.+", head + "."
+            f"{family.main}.{part} ({family.model_type}, a part of the main layer)",
+            rf"(?:{main}/)?{family.scope_rx}(?:_\d+)?/{main}/{re.escape(part)}/.+",
+            f"{family.main}.{part}.",
         )
-        for head in family.heads
+        for part in family.main_heads
     )
 
 
@@ -186,7 +207,7 @@ PACK = RulePack(
     + " <-> their transformers PyTorch classes",
     rules=tuple(rule for family in FAMILIES for rule in _family_rules(family)),
     heads=tuple(head for family in FAMILIES for head in _family_heads(family)),
-    copies=tuple(copy for family in FAMILIES for copy in _family_copies(family)),
+    copies=tuple(copy for family in FAMILIES for copy in (*_family_copies(family), *_family_unread(family))),
     optional=tuple(Optional_(rx, reason, fill) for family in FAMILIES for rx, reason, fill in family.optional),
     buffers=tuple(Buffer(rx, reason, value) for family in FAMILIES for rx, reason, value in family.buffers),
     default_target=default_target,

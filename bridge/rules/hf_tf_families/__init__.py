@@ -36,6 +36,12 @@ class Family:
     optional: tuple[tuple[str, str, str | None], ...] = ()
     # TF variables that are constant buffers PyTorch rebuilds: (regex over TF names, why, the value for a shape)
     buffers: tuple[tuple[str, str, Callable[[tuple[int, ...]], np.ndarray]], ...] = ()
+    # parts of the main layer that some classes lack (MPNet's TF main layer always builds its pooler, which
+    # MPNetForMaskedLM has not): expected leftovers for those classes, named as in PyTorch below `main`
+    main_heads: tuple[str, ...] = ()
+    # (variable path regex below the model scope, why): variables the TF class builds but its forward never reads
+    # (ALBERT's MLM head adds `decoder/bias`, never `bias`): expected leftovers, mapped by no rule
+    unread: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         # the model scopes of exactly this family's classes (``tf_roberta`` also starts RoBERTa-PreLayerNorm's)

@@ -4,6 +4,17 @@ from __future__ import annotations
 
 from bridge.rules.hf_tf_families import Family
 
+
+def _classes(prefix: str, *heads: str) -> tuple[str, ...]:
+    """The base class and the task classes every BERT-like TF family had, plus ``heads`` (``ForCausalLM``)."""
+    tasks = ("ForMaskedLM", *heads, "ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering")
+    return (f"{prefix}Model", *(prefix + t for t in tasks))
+
+
+_ROBERTA_HEADS = ("lm_head", "classifier", "qa_outputs")
+_DEBERTA_HEADS = ("cls", "pooler", "classifier", "qa_outputs")
+_REL_EMBEDDINGS = (r"rel_embeddings\.weight", "rel_embeddings.weight", "identity")
+
 FAMILIES = (
     Family(
         "distilbert",
@@ -17,6 +28,48 @@ FAMILIES = (
         "roberta",
         ("RobertaModel", "RobertaForMaskedLM", "RobertaForCausalLM", "RobertaForSequenceClassification",
          "RobertaForTokenClassification", "RobertaForQuestionAnswering", "RobertaForMultipleChoice"),
-        heads=("lm_head", "classifier", "qa_outputs"),
+        heads=_ROBERTA_HEADS,
     ),
+    # RoBERTa's layout under other class names (the main layer is still `roberta`)
+    Family("xlm-roberta", "roberta", _classes("XLMRoberta", "ForCausalLM", "ForMultipleChoice"), _ROBERTA_HEADS),
+    Family("camembert", "roberta", _classes("Camembert", "ForCausalLM", "ForMultipleChoice"), _ROBERTA_HEADS),
+    # ELECTRA: the discriminator's head (ForPreTraining), the generator's (ForMaskedLM, its decoder the embeddings),
+    # multiple choice through a SequenceSummary
+    Family(
+        "electra",
+        "electra",
+        _classes("Electra", "ForPreTraining", "ForMultipleChoice"),
+        heads=("discriminator_predictions", "generator_predictions", "generator_lm_head", "sequence_summary",
+               "classifier", "qa_outputs"),
+    ),
+    # ALBERT: one shared layer group (albert_layer_groups_._G/albert_layers_._I), an embedding projection
+    Family(
+        "albert",
+        "albert",
+        _classes("Albert", "ForPreTraining", "ForMultipleChoice"),
+        heads=("predictions", "sop_classifier", "classifier", "qa_outputs"),
+        # TFAlbertMLMHead adds `decoder/bias` to the logits; PyTorch's decoder bias is tied to `predictions.bias`
+        rules=((r"decoder/bias", "bias", "identity"),),
+        unread=((r"predictions/bias", "TFAlbertMLMHead adds `predictions/decoder/bias` to the logits instead"),),
+    ),
+    # MPNet: the relative attention bias is an embedding table of the encoder; every TF class builds the pooler
+    Family("mpnet", "mpnet", _classes("MPNet", "ForMultipleChoice"), _ROBERTA_HEADS, main_heads=("pooler",)),
+    # DeBERTa-v2: the relative-position table is one variable named `rel_embeddings.weight`; the encoder's Conv1D
+    # kernel is [width, in, out], PyTorch's Conv1d weight [out, in, width]
+    Family(
+        "deberta-v2",
+        "deberta",
+        _classes("DebertaV2", "ForMultipleChoice"),
+        heads=_DEBERTA_HEADS,
+        rules=(_REL_EMBEDDINGS, (r"(conv)/kernel", "{}.weight", "permute(2,1,0)")),
+    ),
+    # DeBERTa (v1, no multiple choice in TF): also its attention's separate query and value biases
+    Family(
+        "deberta",
+        "deberta",
+        _classes("Deberta"),
+        heads=_DEBERTA_HEADS,
+        rules=(_REL_EMBEDDINGS, (r"(q_bias|v_bias)", "{}", "identity")),
+    ),
+    Family("longformer", "longformer", _classes("Longformer", "ForMultipleChoice"), _ROBERTA_HEADS),
 )  # fmt: skip

@@ -1,0 +1,167 @@
+"""What the text families of the generic hf-tf road (``bridge/rules/hf_tf_families/text.py``) do beyond the generic
+rules, as ``check`` explains it and as the converted values show; every class's bit-for-bit and forward proof is
+``test_hf_tf_families.py``.  Fixtures: ``tests/fixtures/hf-tf-families/`` (written by transformers 4.57.6, see its
+SOURCE.txt); h5py (the real HDF5 library) reads the TF side, safetensors the PyTorch side."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli
+
+FAMILIES_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "hf-tf-families"
+
+
+def _check(tf_class: str, *extra: str, code: int = 0) -> str:
+    return run_cli("check", str(FAMILIES_DIR / tf_class / "tf"), "--to", "pytorch", *extra, code=code)
+
+
+def _h5(path: Path, suffix: str) -> np.ndarray:
+    """The one dataset of a ``tf_model.h5`` whose name ends with ``suffix``, as stored."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        names: list[str] = []
+        f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) and n.endswith(suffix) else None)
+        assert len(names) == 1, names
+        return np.asarray(f[names[0]])
+
+
+def _convert(tf_dir: Path, out: Path, *extra: str) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    run_cli("convert", str(tf_dir), "--to", "pytorch", "-o", str(out), *extra)
+    return load_file(out / "model.safetensors")
+
+
+def test_albert_one_shared_layer_group_and_the_embedding_projection():
+    """Two hidden layers, one group: TF stores the group once, as PyTorch's albert_layer_groups.0 does."""
+    out = _check("TFAlbertModel")
+    assert "verdict: OK" in out
+    # a base class's names have no `albert.` prefix, as transformers saves AlbertModel
+    assert (
+        "albert/encoder/albert_layer_groups_._0/albert_layers_._0/ffn/kernel:0 -> "
+        "encoder.albert_layer_groups.0.albert_layers.0.ffn.weight  [transpose]"
+    ) in out
+    assert "albert/encoder/embedding_hidden_mapping_in/kernel:0 -> encoder.embedding_hidden_mapping_in.weight" in out
+    assert json.loads((FAMILIES_DIR / "TFAlbertModel" / "tf" / "config.json").read_text())["num_hidden_layers"] == 2
+    assert "albert_layer_groups_._1" not in out
+
+
+def test_albert_logits_bias_is_the_decoder_bias_tf_adds(tmp_path: Path, transformers):
+    """TFAlbertMLMHead adds ``predictions/decoder/bias`` to the logits and never reads ``predictions/bias``; PyTorch's
+    ``predictions.decoder.bias`` is tied to ``predictions.bias``.  Fresh fixtures hold zeros in both, so the two are
+    made different here (h5py, in place on a copy) to show which one becomes the PyTorch bias."""
+    import h5py
+
+    src = tmp_path / "tf"
+    shutil.copytree(FAMILIES_DIR / "TFAlbertForMaskedLM" / "tf", src)
+    with h5py.File(src / "tf_model.h5", "r+") as f:
+        names: list[str] = []
+        f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+        (decoder,) = [n for n in names if n.endswith("predictions/decoder/bias:0")]
+        (unread,) = [n for n in names if n.endswith("_masked_lm/predictions/bias:0")]
+        f[decoder][...] = np.linspace(-1, 1, 40, dtype=np.float32)
+        f[unread][...] = np.full(40, 7.0, dtype=np.float32)
+    out = run_cli("check", str(src), "--to", "pytorch")
+    assert "predictions/decoder/bias:0 -> predictions.bias  [identity]" in out
+    assert "predictions/bias:0 [40]: expected: never read by the TF forward" in out
+    assert "predictions.decoder.bias = predictions.bias" in out and "verdict: OK" in out
+    ours = _convert(src, tmp_path / "out")
+    assert ours["predictions.bias"].tobytes() == np.linspace(-1, 1, 40, dtype=np.float32).tobytes()
+    model = transformers.AlbertForMaskedLM.from_pretrained(str(tmp_path / "out"))
+    assert np.array_equal(model.predictions.decoder.bias.detach().numpy(), ours["predictions.bias"])
+
+
+def test_electra_generator_and_discriminator_heads():
+    out = _check("TFElectraForMaskedLM")
+    assert "generator_lm_head/tf_electra_for_masked_lm/generator_lm_head/bias:0 -> generator_lm_head.bias" in out
+    assert "generator_lm_head.weight = electra.embeddings.word_embeddings.weight" in out
+    assert "5 tensors: expected: a head's copy of the electra layer's variables" in out
+    assert "electra/embeddings_project/kernel:0 -> electra.embeddings_project.weight  [transpose]" in out
+    out = _check("TFElectraForPreTraining")
+    assert "dense_prediction/kernel:0 -> discriminator_predictions.dense_prediction.weight  [transpose]" in out
+    # the generator's heads are not the discriminator's: asked for one from the other, the plan says both
+    out = _check("TFElectraForMaskedLM", "--target", "ElectraForPreTraining", code=1)
+    assert "expected: generator_predictions (task head) dropped (ElectraForPreTraining has none)" in out
+    assert "discriminator_predictions.dense_prediction.weight [1, 8]: no source tensor" in out
+
+
+def test_deberta_v2_conv_kernel_and_relative_position_table(tmp_path: Path):
+    tf_dir = FAMILIES_DIR / "TFDebertaV2ForMaskedLM" / "tf"
+    out = _check("TFDebertaV2ForMaskedLM")
+    assert "deberta/encoder/conv/conv/kernel:0 -> deberta.encoder.conv.conv.weight  [permute(2,1,0)]" in out
+    assert "deberta/encoder/rel_embeddings.weight:0 -> deberta.encoder.rel_embeddings.weight  [identity]" in out
+    ours = _convert(tf_dir, tmp_path / "out")
+    kernel = _h5(tf_dir / "tf_model.h5", "encoder/conv/conv/kernel:0")  # [width, in, out]
+    assert kernel.shape == (3, 8, 8) and np.array_equal(
+        ours["deberta.encoder.conv.conv.weight"], kernel.transpose(2, 1, 0)
+    )
+
+
+def test_deberta_attention_biases():
+    out = _check("TFDebertaForSequenceClassification")
+    assert "attention/self/q_bias:0 -> deberta.encoder.layer.{0..1}.attention.self.q_bias  [identity]  ×2" in out
+    assert "attention/self/v_bias:0 -> deberta.encoder.layer.{0..1}.attention.self.v_bias  [identity]  ×2" in out
+    assert "pooler/dense/kernel:0 -> pooler.dense.weight  [transpose]" in out and "verdict: OK" in out
+
+
+def test_mpnet_pooler_dropped_only_where_the_class_has_none():
+    out = _check("TFMPNetForMaskedLM")
+    assert (
+        "2 tensors: expected: mpnet.pooler (mpnet, a part of the main layer) dropped (MPNetForMaskedLM has none)" in out
+    )
+    assert "mpnet/encoder/relative_attention_bias/embeddings:0 -> mpnet.encoder.relative_attention_bias.weight" in out
+    out = _check("TFMPNetForMaskedLM", "--target", "MPNetModel")
+    assert "mpnet/pooler/dense/kernel:0 -> pooler.dense.weight  [transpose]" in out
+    assert "lm_head (task head) dropped (MPNetModel has none)" in out
+
+
+def test_longformer_global_attention_projections():
+    out = _check("TFLongformerForQuestionAnswering")
+    for proj in ("query_global", "key_global", "value_global"):
+        assert (
+            f"attention/self/{proj}/kernel:0 -> longformer.encoder.layer.{{0..1}}.attention.self.{proj}.weight" in out
+        )
+
+
+@pytest.mark.parametrize("tf_class", ["TFCamembertForCausalLM", "TFXLMRobertaForMaskedLM"])
+def test_roberta_layouts_under_other_names_tie_the_decoder_to_the_embeddings(tf_class: str):
+    """transformers 5 builds CamembertForCausalLM's lm_head before its roberta: the tie still points at the word
+    embeddings (the tensor the checkpoint holds), as transformers declares it."""
+    out = _check(tf_class)
+    assert "lm_head.decoder.weight = roberta.embeddings.word_embeddings.weight" in out and "verdict: OK" in out
+
+
+def test_ties_follow_the_source_transformers_declares(transformers):
+    from pt_side.targets import transformers_spec
+
+    config = json.loads((FAMILIES_DIR / "TFCamembertForCausalLM" / "tf" / "config.json").read_text())
+    tensors = transformers_spec("CamembertForCausalLM", config).tensors
+    assert tensors["lm_head.decoder.weight"].tied_to == "roberta.embeddings.word_embeddings.weight"
+    assert tensors["roberta.embeddings.word_embeddings.weight"].tied_to is None
+
+
+def test_the_text_families_claim_only_their_own_scopes():
+    from bridge.rules import hf_tf_generic
+
+    pack = hf_tf_generic.PACK
+    name = "roberta/tfxlm_roberta_model/roberta/encoder/layer_._0/output/dense/kernel:0"
+    assert pack.map_name(name) == ("roberta.encoder.layer.0.output.dense.weight", pack.map_name(name)[1])  # type: ignore[index]
+    # ConvBERT and RemBERT are BERT-like too, but not mapped: refused by name, not converted by a near rule
+    for scope in ("tf_conv_bert_model/convbert", "tf_rem_bert_model/rembert"):
+        assert pack.map_name(f"x/{scope}/encoder/layer_._0/output/dense/kernel:0") is None
+
+
+@pytest.mark.parametrize("tf_class", ["TFDebertaV2ForMaskedLM", "TFAlbertForPreTraining"])
+def test_verify_compares_every_value_and_says_values_only(tf_class: str, tmp_path: Path):
+    """The permuted conv kernel and ALBERT's decoder bias, re-read from both files by bridge's own verify."""
+    _convert(FAMILIES_DIR / tf_class / "tf", tmp_path / "out")
+    out = run_cli("verify", str(FAMILIES_DIR / tf_class / "tf"), str(tmp_path / "out"))
+    assert "bit-exact after their transform" in out
+    assert "verdict: PASS (values only: no forward pass was compared)" in out
