@@ -92,6 +92,27 @@ def _family_heads(family: Family) -> tuple[Head, ...]:
     )
 
 
+def _unscoped_rules(family: Family) -> tuple[Rule, ...]:
+    return tuple(Rule(rx, template, how) for rx, template, how in family.unscoped)
+
+
+def _unscoped_copies(family: Family) -> tuple[Copy, ...]:
+    return tuple(Copy(rx, reason, owner=owner) for rx, owner, reason in family.unscoped_copies)
+
+
+def _unscoped_heads(family: Family) -> tuple[Head, ...]:
+    return tuple(
+        Head(f"{head} ({family.model_type} head)", rf"{re.escape(head)}/{re.escape(head)}:0", head)
+        for head in family.unscoped_heads
+    )
+
+
+def _signature() -> str:
+    """A name under one of the mapped families' model scopes: the unscoped rules (``model/model.shared/...``,
+    which unmapped families such as Blenderbot save too) never make the pack claim another family's file."""
+    return "(?:^|/)(?:" + "|".join(f.scope_rx for f in FAMILIES) + r")(?:_\d+)?/"
+
+
 def _scope(names: Iterable[str]) -> str | None:
     """The model scope of a ``tf_model.h5`` (``tf_distil_bert_for_sequence_classification``), without Keras' ``_N``."""
     for name in names:
@@ -160,9 +181,11 @@ PACK = RulePack(
     description="transformers TF (tf_model.h5) of "
     + ", ".join(f.model_type for f in FAMILIES)
     + " <-> their transformers PyTorch classes",
-    rules=tuple(rule for family in FAMILIES for rule in _family_rules(family)),
-    heads=tuple(head for family in FAMILIES for head in _family_heads(family)),
-    copies=tuple(copy for family in FAMILIES for copy in _family_copies(family)),
+    rules=tuple(rule for family in FAMILIES for rule in _family_rules(family) + _unscoped_rules(family)),
+    heads=tuple(head for family in FAMILIES for head in _family_heads(family) + _unscoped_heads(family)),
+    copies=tuple(copy for family in FAMILIES for copy in _family_copies(family) + _unscoped_copies(family)),
+    signature=_signature(),
+    targets={name: layout for family in FAMILIES for name, layout in family.layouts.items()},
     default_target=default_target,
     config_from_source=config_from_source,
     saved_class=saved_class,
