@@ -3,8 +3,8 @@
 tests/cli/test_hf_tf_families.py proves every fixture (bit for bit against transformers 4.57's own conversion,
 transformers 5's load and forward against the TF outputs); these tests read the plans: shared embeddings saved
 outside the model scope and again under T5's encoder and decoder, BART's final_logits_bias, mT5's untied LM head,
-XLNet's einsum weights, Whisper's convolutions, Pegasus' sinusoid tables.  Oracles: the h5 read by h5py, the
-output read by safetensors, transformers 5's own sinusoid tables."""
+XLNet's einsum weights, Whisper's convolutions, Marian's and Pegasus' sinusoid tables.  Oracles: the h5 read by
+h5py, the output read by safetensors, transformers 5's own sinusoid tables."""
 
 from __future__ import annotations
 
@@ -76,22 +76,34 @@ def test_bart_final_logits_bias_and_shared_embedding():
     assert "model/model.shared/model.shared/embeddings:0 -> shared.weight" in out and "verdict: OK" in out
 
 
-def test_pegasus_sinusoid_tables_are_transformers_5s_own(transformers):
-    """Pegasus' TF model stores its sinusoid tables as weights, which bridge converts (as 4.57 did): they are the
-    tables transformers 5 would build itself, to float32 rounding."""
-    import torch
+@pytest.mark.parametrize(
+    ("tf_class", "scope", "module"),
+    [
+        ("TFPegasusForConditionalGeneration", "tf_pegasus_for_conditional_generation", "pegasus"),
+        ("TFMarianMTModel", "tf_marian_mt_model", "marian"),
+    ],
+)
+def test_sinusoid_tables_are_transformers_5s_own(tf_class: str, scope: str, module: str, tmp_path: Path, transformers):
+    """Marian's and Pegasus' TF models store their sinusoid tables as weights, which bridge converts: they are the
+    tables transformers 5 builds itself, to float32 rounding (4.57's MarianMTModel did not save them at all)."""
+    import importlib
 
-    out = _check("TFPegasusForConditionalGeneration")
+    from safetensors.numpy import load_file
+
+    out = _check(tf_class)
     assert "model/encoder/embed_positions/embeddings:0 -> model.encoder.embed_positions.weight  [identity]" in out
-    stored = _h5(
-        "TFPegasusForConditionalGeneration",
-        "model/tf_pegasus_for_conditional_generation/model/encoder/embed_positions/embeddings:0",
+    run_cli("convert", str(FAMILIES_DIR / tf_class / "tf"), "--to", "pytorch", "-o", str(tmp_path / "out"))
+    ours = load_file(tmp_path / "out" / "model.safetensors")
+    embedding = getattr(
+        importlib.import_module(f"transformers.models.{module}.modeling_{module}"),
+        f"{module.capitalize()}SinusoidalPositionalEmbedding",
     )
-    from transformers.models.pegasus.modeling_pegasus import PegasusSinusoidalPositionalEmbedding
-
-    with torch.device("cpu"):
-        table = PegasusSinusoidalPositionalEmbedding(*stored.shape).create_weight().numpy()
-    assert np.abs(table - stored).max() <= 1e-6
+    for side in ("encoder", "decoder"):
+        stored = _h5(tf_class, f"model/{scope}/model/{side}/embed_positions/embeddings:0")
+        written = ours[f"model.{side}.embed_positions.weight"]
+        assert written.tobytes() == stored.tobytes()
+        table = embedding(*stored.shape).create_weight().numpy()
+        assert np.abs(table - written).max() <= 1e-6
 
 
 def test_xlnet_einsum_weights_keep_their_layout():
@@ -109,7 +121,7 @@ def test_whisper_conv_kernels_are_permuted():
     assert "proj_out.weight = model.decoder.embed_tokens.weight" in out and "verdict: OK" in out
 
 
-@pytest.mark.parametrize("family", ["blenderbot", "marian"])
+@pytest.mark.parametrize("family", ["blenderbot", "blenderbot_small"])
 def test_unscoped_names_never_claim_an_unmapped_family(family: str):
     """BART-like families not mapped here save `model/model.shared/...` too: the pack's signature (a mapped family's
     model scope) keeps the unscoped rules from claiming their files, so check refuses them by name."""

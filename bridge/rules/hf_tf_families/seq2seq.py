@@ -1,13 +1,13 @@
 """Decoders and encoder-decoders of transformers' TF layout.
 
 Names read from files transformers 4.57.6 wrote (``tests/fixtures/hf-tf-families/``).  BART-like models (BART,
-mBART, Pegasus) save their shared embedding outside the model scope as ``model/model.shared/model.shared/
+mBART, Marian, Pegasus) save their shared embedding outside the model scope as ``model/model.shared/model.shared/
 embeddings:0`` and the LM head's ``final_logits_bias/final_logits_bias:0`` (a non-trainable TF weight, a buffer in
 PyTorch); their layer lists are ``layers.N`` (a dot, as in PyTorch), which the generic layer path carries through.
-Pegasus' sinusoidal position tables are TF weights too: transformers 4.x converted them, and transformers 5
-keeps them as frozen parameters, so they are converted like any table.  Marian is not mapped yet: 4.57's
-MarianMTModel leaves its sinusoid tables out of the state dict (transformers rebuilds them), which these rules
-cannot yet say.  T5 has no main layer:
+Marian's and Pegasus' sinusoidal position tables are TF weights too: transformers 4.x converted them, and
+transformers 5 keeps them as frozen parameters (in the state dict), so they are converted like any table: the
+values TF stored, which are transformers 5's own sinusoids to float32 rounding (4.57's MarianMTModel left them out
+of its saved state dict, and transformers rebuilt them on load).  T5 has no main layer:
 ``shared``, ``encoder`` and ``decoder`` are top layers, and the encoder and decoder save ``shared`` again.
 """
 
@@ -64,6 +64,7 @@ FAMILIES = (
     _bart_like("bart", ("BartModel", "BartForConditionalGeneration", "BartForSequenceClassification"),
                ("classification_head",)),
     Family("opt", "model", ("OPTModel", "OPTForCausalLM")),
+    _bart_like("marian", ("MarianModel", "MarianMTModel")),
     _bart_like("mbart", ("MBartModel", "MBartForConditionalGeneration")),
     _bart_like("pegasus", ("PegasusModel", "PegasusForConditionalGeneration")),
     Family(
