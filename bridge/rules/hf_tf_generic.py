@@ -18,6 +18,11 @@ its ``[in, out]`` weight and stores its bias as ``[1, out]``).
 A top layer other than the main one that holds the main layer's embeddings (RoBERTa's ``lm_head``: its decoder is
 the word-embedding matrix) saves them a second time: those are the same variables, stored once.
 
+Some families save variables outside the model scope (T5's ``shared/shared/shared/embeddings:0``, BART's
+``model/model.shared/model.shared/embeddings:0`` and ``final_logits_bias/final_logits_bias:0``): those are
+whole-name rules of the family (``Family.unscoped``), and the pack claims a file only through a name under a mapped
+family's model scope (its ``signature``), so an unmapped family that saves the same names is still refused.
+
 Families of transformers' TF layout that no pack maps are refused by name (:func:`refuses`), never converted by a
 guessed mapping.
 """
