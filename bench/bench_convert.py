@@ -3,6 +3,8 @@ before (transformers 4.x ``load_tf_weights_in_bert`` + ``torch.save``) and again
 written (the physical floor).  All measured as whole processes in the same run: wall time and peak RSS.
 
 Goals (issue 5): >= 10x faster than the 4.x path, within 2x of cp, peak RSS under 400 MB.
+Then the same rows for a transformers tf_model.h5 of the largest fixture family (T5 at t5-base's sizes, random
+weights, written once by the 4.x venv), against 4.57's own ``load_tf2_checkpoint_in_pytorch_model`` (issue 12).
 
     python bench/bench_convert.py [--work bench/_work] [--repeats 3] [--no-legacy]
 
@@ -33,6 +35,26 @@ model = BertForPreTraining(config)
 load_tf_weights_in_bert(model, config, sys.argv[1])
 torch.save(model.state_dict(), sys.argv[3])
 """
+# A base-size transformers TF model of the largest fixture family (T5: t5-base's sizes, random weights), written
+# once by the 4.x venv with TFT5ForConditionalGeneration.save_pretrained (tf_model.h5 + config.json).
+T5_BASE = dict(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12)
+HF_TF_WRITE = """
+import json, sys
+from transformers import T5Config, TFT5ForConditionalGeneration
+model = TFT5ForConditionalGeneration.from_config(T5Config(**json.loads(sys.argv[2])))
+model(model.dummy_inputs)
+model.save_pretrained(sys.argv[1])
+"""
+# transformers 4.x's own TF -> PyTorch road for the same files (as tests/fixtures/make_hf_tf_families.py runs it;
+# 4.57's from_pretrained(from_tf=True) leaves meta tensors that its save_pretrained cannot write).
+HF_TF_LEGACY = """
+import sys
+from transformers import T5Config, T5ForConditionalGeneration
+from transformers.modeling_tf_pytorch_utils import load_tf2_checkpoint_in_pytorch_model
+model = T5ForConditionalGeneration(T5Config.from_pretrained(sys.argv[1]))
+load_tf2_checkpoint_in_pytorch_model(model, sys.argv[1] + "/tf_model.h5").save_pretrained(sys.argv[2])
+"""
+LEGACY_ENV = {"TF_USE_LEGACY_KERAS": "1", "CUDA_VISIBLE_DEVICES": ""}
 # Runs a command and reports its wall time and peak RSS (the child's ru_maxrss, in KiB on Linux).
 MEASURE = """
 import json, resource, subprocess, sys, time
@@ -43,12 +65,16 @@ print(json.dumps({"wall": wall, "rss": resource.getrusage(resource.RUSAGE_CHILDR
 """
 
 
-def measure(argv: list[str], repeats: int, before: list[str] | None = None) -> tuple[float, int]:
+def measure(
+    argv: list[str], repeats: int, before: list[str] | None = None, env: dict[str, str] | None = None
+) -> tuple[float, int]:
     walls, rss = [], 0
     for _ in range(repeats):
         if before:
             subprocess.run(before, check=True)
-        out = subprocess.run([sys.executable, "-c", MEASURE, *argv], check=True, capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, "-c", MEASURE, *argv], check=True, capture_output=True, text=True, env=env
+        )
         result = json.loads(out.stdout)
         walls.append(result["wall"])
         rss = max(rss, result["rss"])
@@ -69,6 +95,35 @@ def legacy_python(work: Path) -> Path | None:
         return None
     (venv / ".ready").touch()
     return python
+
+
+def hf_tf_rows(work: Path, python: Path, repeats: int) -> None:
+    """bridge convert of a t5-base-sized tf_model.h5 beside the BERT rows: wall time, peak RSS, cp of the bytes
+    written and 4.57's own TF -> PyTorch road, measured in the same run."""
+    import os
+
+    env = {**os.environ, **LEGACY_ENV}
+    source = work / "t5-base-tf"
+    if not (source / "tf_model.h5").exists():
+        print(f"writing {source} with transformers 4.x TFT5ForConditionalGeneration (once) ...", flush=True)
+        code = [str(python), "-c", HF_TF_WRITE, str(source), json.dumps(T5_BASE)]
+        subprocess.run(code, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out = work / "t5-converted"
+    bridge = [sys.executable, "-m", "bridge", "convert", str(source), "--to", "pytorch", "-o", str(out)]
+    bridge_s, bridge_rss = measure([*bridge, "--force", "-q"], repeats)
+    copy = work / "t5-copy.safetensors"
+    cp_s, _ = measure(["cp", str(out / "model.safetensors"), str(copy)], repeats, before=["rm", "-f", str(copy)])
+    copy.unlink(missing_ok=True)
+    size = (source / "tf_model.h5").stat().st_size / 2**20
+    print(f"tf_model.h5: {source} ({size:.0f} MiB, T5 at t5-base's sizes, transformers 4.57 TF)")
+    print(f"bridge convert --to pytorch   {bridge_s:8.2f} s   peak RSS {bridge_rss / 2**20:7.0f} MiB")
+    print(f"cp of the bytes written       {cp_s:8.2f} s   ratio bridge/cp {bridge_s / cp_s:.2f}x")
+    legacy_out = work / "t5-legacy"
+    legacy_s, legacy_rss = measure([str(python), "-c", HF_TF_LEGACY, str(source), str(legacy_out)], 1, env=env)
+    shutil.rmtree(legacy_out, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)
+    print(f"transformers 4.57.6 TF -> PT  {legacy_s:8.2f} s   peak RSS {legacy_rss / 2**20:7.0f} MiB")
+    print(f"ratio 4.x path / bridge: {legacy_s / bridge_s:.1f}x")
 
 
 def main() -> None:
@@ -119,6 +174,7 @@ def main() -> None:
     print(f"transformers 4.57.6 path      {legacy_s:8.2f} s   peak RSS {legacy_rss / 2**20:7.0f} MiB")
     print(f"ratio 4.x path / bridge: {legacy_s / bridge_s:.1f}x   (goal >= 10x)")
     shutil.rmtree(out, ignore_errors=True)
+    hf_tf_rows(args.work, python, args.repeats)
 
 
 if __name__ == "__main__":

@@ -302,7 +302,7 @@ def resolve_target(ckpt: Checkpoint, pack: RulePack, to: str, target: str | None
                 f"reference checkpoint {target}",
                 tensors,
                 config=config,
-                base_prefix=pack.base_prefix,
+                base_prefix=pack.base_prefix or _saved_base_prefix(target),
                 metadata=_keras3_layout(ref.metadata) if layout == "keras3" else {},
             )
     if to == "tensorflow":
@@ -387,6 +387,22 @@ def _saved_class(ckpt: Checkpoint, pack: RulePack, config: dict[str, Any]) -> st
     saved = config.get("architectures")
     name = saved[0] if isinstance(saved, list) and saved and isinstance(saved[0], str) else None
     return name if name in pack.targets else None
+
+
+def _saved_base_prefix(target: str) -> str | None:
+    """The base-model prefix of the transformers class a reference directory's ``config.json`` names (``convert``
+    writes it), for a pack of several families with no one prefix (``verify`` of a DistilBertModel, a BartModel)."""
+    path = Path(target) / "config.json"
+    if not path.is_file():
+        return None
+    config = load_json(path.read_bytes(), path=path, what="config", hint="Pass a JSON config file")
+    saved = config.get("architectures") if isinstance(config, dict) else None
+    name = saved[0] if isinstance(saved, list) and saved and isinstance(saved[0], str) else None
+    if name is None:
+        return None
+    from pt_side.targets import base_model_prefix
+
+    return base_model_prefix(name)
 
 
 def _keras3_layout(metadata: dict[str, Any]) -> dict[str, Any]:

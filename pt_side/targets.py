@@ -32,6 +32,16 @@ def _orient_ties(tied: dict[str, str], declared: dict[str, str]) -> None:
         tied[copy] = source
 
 
+def base_model_prefix(class_name: str) -> str | None:
+    """``transformers.<class_name>.base_model_prefix`` (``distilbert``), or None without transformers or the class."""
+    try:
+        import transformers
+    except ImportError:
+        return None
+    prefix = getattr(getattr(transformers, class_name, None), "base_model_prefix", None)
+    return prefix if isinstance(prefix, str) and prefix else None
+
+
 def transformers_spec(class_name: str, config: dict[str, Any]) -> TargetSpec:
     """Names, shapes, dtypes and ties of ``transformers.<class_name>(config)``.
 

@@ -18,6 +18,11 @@ its ``[in, out]`` weight and stores its bias as ``[1, out]``).
 A top layer other than the main one that holds the main layer's embeddings (RoBERTa's ``lm_head``: its decoder is
 the word-embedding matrix) saves them a second time: those are the same variables, stored once.
 
+Some families save variables outside the model scope (T5's ``shared/shared/shared/embeddings:0``, BART's
+``model/model.shared/model.shared/embeddings:0`` and ``final_logits_bias/final_logits_bias:0``): those are
+whole-name rules of the family (``Family.unscoped``), and the pack claims a file only through a name under a mapped
+family's model scope (its ``signature``), so an unmapped family that saves the same names is still refused.
+
 Families of transformers' TF layout that no pack maps are refused by name (:func:`refuses`), never converted by a
 guessed mapping.
 """
@@ -119,7 +124,7 @@ def _family_unread(family: Family) -> tuple[Copy, ...]:
 def _family_heads(family: Family) -> tuple[Head, ...]:
     # no family in the label: the matcher may find a head by its PyTorch prefix (`lm_head.`), which families share
     return tuple(
-        Head(f"{head} (task head)", rf"{re.escape(head)}/{family.scope_rx}(?:_\d+)?/{head}/.+", head + ".")
+        Head(f"{head} (top layer)", rf"{re.escape(head)}/{family.scope_rx}(?:_\d+)?/{head}/.+", head + ".")
         for head in family.heads
     ) + _main_heads(family)
 
@@ -135,6 +140,26 @@ def _main_heads(family: Family) -> tuple[Head, ...]:
         )
         for part in family.main_heads
     )
+
+
+def _unscoped_rules(family: Family) -> tuple[Rule, ...]:
+    return tuple(Rule(rx, template, how) for rx, template, how in family.unscoped)
+
+
+def _unscoped_copies(family: Family) -> tuple[Copy, ...]:
+    return tuple(Copy(rx, reason, owner=owner) for rx, owner, reason in family.unscoped_copies)
+
+
+def _unscoped_heads(family: Family) -> tuple[Head, ...]:
+    return tuple(
+        Head(f"{head} (top layer)", rf"{re.escape(head)}/{re.escape(head)}:0", head) for head in family.unscoped_heads
+    )
+
+
+def _signature() -> str:
+    """A name under one of the mapped families' model scopes: the unscoped rules (``model/model.shared/...``,
+    which unmapped families such as Blenderbot save too) never make the pack claim another family's file."""
+    return "(?:^|/)(?:" + "|".join(f.scope_rx for f in FAMILIES) + r")(?:_\d+)?/"
 
 
 def _scope(names: Iterable[str]) -> str | None:
@@ -205,11 +230,17 @@ PACK = RulePack(
     description="transformers TF (tf_model.h5) of "
     + ", ".join(f.model_type for f in FAMILIES)
     + " <-> their transformers PyTorch classes",
-    rules=tuple(rule for family in FAMILIES for rule in _family_rules(family)),
-    heads=tuple(head for family in FAMILIES for head in _family_heads(family)),
-    copies=tuple(copy for family in FAMILIES for copy in (*_family_copies(family), *_family_unread(family))),
+    rules=tuple(rule for family in FAMILIES for rule in _family_rules(family) + _unscoped_rules(family)),
+    heads=tuple(head for family in FAMILIES for head in _family_heads(family) + _unscoped_heads(family)),
+    copies=tuple(
+        copy
+        for family in FAMILIES
+        for copy in (*_family_copies(family), *_family_unread(family), *_unscoped_copies(family))
+    ),
     optional=tuple(Optional_(rx, reason, fill) for family in FAMILIES for rx, reason, fill in family.optional),
     buffers=tuple(Buffer(rx, reason, value) for family in FAMILIES for rx, reason, value in family.buffers),
+    signature=_signature(),
+    targets={name: layout for family in FAMILIES for name, layout in family.layouts.items()},
     default_target=default_target,
     config_from_source=config_from_source,
     saved_class=saved_class,

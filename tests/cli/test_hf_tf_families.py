@@ -86,6 +86,14 @@ def _tf_statistics(tf_class: str) -> dict[str, np.ndarray]:
     return out
 
 
+# Tensors bridge writes that 4.57's save_pretrained left out (its _keys_to_ignore_on_save): compared with
+# transformers 5's own values in the family's tests, never silently skipped.  TF class -> PyTorch names.
+NOT_SAVED_BY_4 = {
+    # sinusoid tables transformers rebuilt on load (tests/cli/test_hf_tf_seq2seq.py: equal to 5's own)
+    "TFMarianMTModel": {"model.encoder.embed_positions.weight", "model.decoder.embed_positions.weight"},
+}
+
+
 @pytest.mark.parametrize("tf_class", TF_CLASSES)
 def test_weights_equal_transformers_4_conversion_bit_for_bit(tf_class: str, converted: dict[str, Path]):
     from safetensors.numpy import load_file
@@ -101,6 +109,9 @@ def test_weights_equal_transformers_4_conversion_bit_for_bit(tf_class: str, conv
         assert len(tf_value) == 1 and ours[name].tobytes() == tf_value[0].tobytes(), name
         assert not np.array_equal(ours[name], theirs[name]), name  # the fixture tells the two apart
         del ours[name]
+    unsaved = NOT_SAVED_BY_4.get(tf_class, set())
+    assert unsaved <= set(ours) and not unsaved & set(theirs), unsaved
+    ours = {k: v for k, v in ours.items() if k not in unsaved}
     # 4.57 saves each tied weight once, as its own save_pretrained chooses: every tensor we write is in its dict
     assert set(ours) <= set(theirs), set(ours) - set(theirs)
     for name, value in ours.items():

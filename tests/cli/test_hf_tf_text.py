@@ -88,7 +88,7 @@ def test_electra_generator_and_discriminator_heads():
     assert "dense_prediction/kernel:0 -> discriminator_predictions.dense_prediction.weight  [transpose]" in out
     # the generator's heads are not the discriminator's: asked for one from the other, the plan says both
     out = _check("TFElectraForMaskedLM", "--target", "ElectraForPreTraining", code=1)
-    assert "expected: generator_predictions (task head) dropped (ElectraForPreTraining has none)" in out
+    assert "expected: generator_predictions (top layer) dropped (ElectraForPreTraining has none)" in out
     assert "discriminator_predictions.dense_prediction.weight [1, 8]: no source tensor" in out
 
 
@@ -119,7 +119,7 @@ def test_mpnet_pooler_dropped_only_where_the_class_has_none():
     assert "mpnet/encoder/relative_attention_bias/embeddings:0 -> mpnet.encoder.relative_attention_bias.weight" in out
     out = _check("TFMPNetForMaskedLM", "--target", "MPNetModel")
     assert "mpnet/pooler/dense/kernel:0 -> pooler.dense.weight  [transpose]" in out
-    assert "lm_head (task head) dropped (MPNetModel has none)" in out
+    assert "lm_head (top layer) dropped (MPNetModel has none)" in out
 
 
 def test_longformer_global_attention_projections():

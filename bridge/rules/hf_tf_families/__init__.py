@@ -5,8 +5,9 @@ needs beyond the generic rules, one module per group of families (``text``, ``se
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -42,6 +43,21 @@ class Family:
     # (variable path regex below the model scope, why): variables the TF class builds but its forward never reads
     # (ALBERT's MLM head adds `decoder/bias`, never `bias`): expected leftovers, mapped by no rule
     unread: tuple[tuple[str, str], ...] = ()
+    # Variables saved outside the model scope, ``<top>/<layer>/<layer>/<variable>:0`` (T5's and BART's ``shared``
+    # embedding, BART's ``final_logits_bias``): (regex over the whole name, PyTorch template, transform)
+    unscoped: tuple[tuple[str, str, str], ...] = ()
+    # (regex over the whole name, the name it copies as a ``re.Match.expand`` template, why): another top layer's
+    # second copy of an unscoped variable (T5's encoder and decoder save ``shared`` again)
+    unscoped_copies: tuple[tuple[str, str, str], ...] = ()
+    # top layers whose only variable is unscoped (``final_logits_bias/final_logits_bias:0``), dropped by a class
+    # without them (BartModel from a BartForConditionalGeneration file)
+    unscoped_heads: tuple[str, ...] = ()
+    # classes laid out by the pack itself (``RulePack.targets``: config -> {name: (shape, tied_to)}) where the
+    # class built on the meta device ties more than loading does (transformers 5 forces T5's and mT5's
+    # tie_word_embeddings on, and unties on load where the checkpoint's lm_head differs)
+    layouts: Mapping[str, Callable[[dict[str, Any]], dict[str, tuple[tuple[int, ...], str | None]]]] = field(
+        default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         # the model scopes of exactly this family's classes (``tf_roberta`` also starts RoBERTa-PreLayerNorm's)

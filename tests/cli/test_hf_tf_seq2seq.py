@@ -1,0 +1,149 @@
+"""The seq2seq group of the generic hf-tf road (bridge/rules/hf_tf_families/seq2seq.py): what its plans explain.
+
+tests/cli/test_hf_tf_families.py proves every fixture (bit for bit against transformers 4.57's own conversion,
+transformers 5's load and forward against the TF outputs); these tests read the plans: shared embeddings saved
+outside the model scope and again under T5's encoder and decoder, BART's final_logits_bias, mT5's untied LM head,
+XLNet's einsum weights, Whisper's convolutions, Marian's and Pegasus' sinusoid tables.  Oracles: the h5 read by
+h5py, the output read by safetensors, transformers 5's own sinusoid tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli
+
+FAMILIES_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "hf-tf-families"
+
+
+def _check(tf_class: str, *args: str, code: int = 0) -> str:
+    return run_cli("check", str(FAMILIES_DIR / tf_class / "tf"), "--to", "pytorch", *args, code=code)
+
+
+def _h5(tf_class: str, name: str) -> np.ndarray:
+    import h5py
+
+    with h5py.File(FAMILIES_DIR / tf_class / "tf" / "tf_model.h5", "r") as f:
+        return np.asarray(f[name])
+
+
+def test_t5_shared_embedding_is_stored_once_and_tied():
+    out = _check("TFT5ForConditionalGeneration")
+    assert "shared/shared/shared/embeddings:0 -> shared.weight  [identity]" in out
+    # the encoder and decoder save `shared` again: byte-equal copies, explained, not converted twice
+    assert "2 tensors: expected: the encoder's or decoder's copy of the shared embedding" in out
+    assert "byte-equal to the tensor it copies" in out
+    for tie in ("encoder.embed_tokens.weight = shared.weight", "lm_head.weight = shared.weight"):
+        assert tie in out
+    # the relative attention bias lives in the first block only
+    assert "block_._0/layer_._0/SelfAttention/relative_attention_bias/embeddings:0 -> " in out
+    assert "block_._1/layer_._0/SelfAttention/relative_attention_bias" not in out
+    assert "verdict: OK" in out
+
+
+def test_t5_encoder_target_drops_the_decoder_by_name():
+    out = _check("TFT5ForConditionalGeneration", "--target", "T5EncoderModel")
+    assert "28 tensors: expected: decoder (top layer) dropped (T5EncoderModel has none)" in out
+    assert "verdict: OK" in out
+
+
+def test_mt5_lm_head_is_its_own_tensor(tmp_path: Path):
+    """transformers 5 forces MT5Config.tie_word_embeddings on and unties on load where lm_head differs: the plan
+    must write the checkpoint's lm_head, not tie it to the shared embedding (mT5 and T5 v1.1 are untied)."""
+    from safetensors.numpy import load_file
+
+    tf_class = "TFMT5ForConditionalGeneration"
+    out = _check(tf_class)
+    assert "lm_head/tfmt5_for_conditional_generation/lm_head/kernel:0 -> lm_head.weight  [transpose]" in out
+    assert "lm_head.weight = shared.weight" not in out and "verdict: OK" in out
+    run_cli("convert", str(FAMILIES_DIR / tf_class / "tf"), "--to", "pytorch", "-o", str(tmp_path / "out"))
+    ours = load_file(tmp_path / "out" / "model.safetensors")
+    kernel = _h5(tf_class, "lm_head/tfmt5_for_conditional_generation/lm_head/kernel:0")
+    assert np.array_equal(ours["lm_head.weight"], kernel.T)
+    assert not np.array_equal(ours["lm_head.weight"], ours["shared.weight"])
+
+
+def test_bart_final_logits_bias_and_shared_embedding():
+    out = _check("TFBartForConditionalGeneration")
+    assert "model/model.shared/model.shared/embeddings:0 -> model.shared.weight  [identity]" in out
+    assert "final_logits_bias/final_logits_bias:0 -> final_logits_bias  [identity]" in out
+    assert "lm_head.weight = model.shared.weight" in out and "verdict: OK" in out
+    # the base model has no LM head: the bias is dropped by name, the prefix `model.` removed
+    out = _check("TFBartForConditionalGeneration", "--target", "BartModel")
+    assert "final_logits_bias/final_logits_bias:0 [1, 40]: expected: final_logits_bias (top layer) dropped" in out
+    assert "model/model.shared/model.shared/embeddings:0 -> shared.weight" in out and "verdict: OK" in out
+
+
+@pytest.mark.parametrize(
+    ("tf_class", "scope", "module"),
+    [
+        ("TFPegasusForConditionalGeneration", "tf_pegasus_for_conditional_generation", "pegasus"),
+        ("TFMarianMTModel", "tf_marian_mt_model", "marian"),
+    ],
+)
+def test_sinusoid_tables_are_transformers_5s_own(tf_class: str, scope: str, module: str, tmp_path: Path, transformers):
+    """Marian's and Pegasus' TF models store their sinusoid tables as weights, which bridge converts: they are the
+    tables transformers 5 builds itself, to float32 rounding (4.57's MarianMTModel did not save them at all)."""
+    import importlib
+
+    from safetensors.numpy import load_file
+
+    out = _check(tf_class)
+    assert "model/encoder/embed_positions/embeddings:0 -> model.encoder.embed_positions.weight  [identity]" in out
+    run_cli("convert", str(FAMILIES_DIR / tf_class / "tf"), "--to", "pytorch", "-o", str(tmp_path / "out"))
+    ours = load_file(tmp_path / "out" / "model.safetensors")
+    embedding = getattr(
+        importlib.import_module(f"transformers.models.{module}.modeling_{module}"),
+        f"{module.capitalize()}SinusoidalPositionalEmbedding",
+    )
+    for side in ("encoder", "decoder"):
+        stored = _h5(tf_class, f"model/{scope}/model/{side}/embed_positions/embeddings:0")
+        written = ours[f"model.{side}.embed_positions.weight"]
+        assert written.tobytes() == stored.tobytes()
+        table = embedding(*stored.shape).create_weight().numpy()
+        assert np.abs(table - written).max() <= 1e-6
+
+
+def test_xlnet_einsum_weights_keep_their_layout():
+    out = _check("TFXLNetLMHeadModel")
+    assert "layer_._{0..1}/rel_attn/q:0 -> transformer.layer.{0..1}.rel_attn.q  [identity]" in out
+    assert "layer_._{0..1}/rel_attn/r_w_bias:0 -> transformer.layer.{0..1}.rel_attn.r_w_bias  [identity]" in out
+    assert "transformer/mask_emb:0 -> transformer.mask_emb  [identity]" in out
+    assert "lm_loss.weight = transformer.word_embedding.weight" in out
+    assert "expected: a head's copy of the transformer layer's variables" in out and "verdict: OK" in out
+
+
+def test_whisper_conv_kernels_are_permuted():
+    out = _check("TFWhisperForConditionalGeneration")
+    assert "model/encoder/conv{1..2}/kernel:0 -> model.encoder.conv{1..2}.weight  [permute(2,1,0)]" in out
+    assert "proj_out.weight = model.decoder.embed_tokens.weight" in out and "verdict: OK" in out
+
+
+@pytest.mark.parametrize("family", ["blenderbot", "blenderbot_small"])
+def test_unscoped_names_never_claim_an_unmapped_family(family: str):
+    """BART-like families not mapped here save `model/model.shared/...` too: the pack's signature (a mapped family's
+    model scope) keeps the unscoped rules from claiming their files, so check refuses them by name."""
+    from bridge.rules import hf_tf_generic
+
+    names = [
+        "model/model.shared/model.shared/embeddings:0",
+        "final_logits_bias/final_logits_bias:0",
+        f"model/tf_{family}_model/model/encoder/layers.0/fc1/kernel:0",
+    ]
+    assert hf_tf_generic.PACK.claims(names) == 0
+    assert "not supported" in (hf_tf_generic.refuses(names, {"model_type": family}) or "")
+
+
+@pytest.mark.parametrize(
+    "tf_class", ["TFMT5ForConditionalGeneration", "TFT5Model", "TFBartModel", "TFWhisperModel", "TFXLNetLMHeadModel"]
+)
+def test_verify_compares_every_value_and_says_values_only(tf_class: str, tmp_path: Path):
+    """Base models too: the output's names lack the prefix (``model.``) that the rules give, and the output's
+    config.json names the class whose base-model prefix lines them up."""
+    source = str(FAMILIES_DIR / tf_class / "tf")
+    run_cli("convert", source, "--to", "pytorch", "-o", str(tmp_path / "out"))
+    out = run_cli("verify", source, str(tmp_path / "out"))
+    assert "tensors bit-exact after their transform" in out
+    assert "verdict: PASS (values only: no forward pass was compared)" in out
