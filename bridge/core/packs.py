@@ -24,18 +24,32 @@ from bridge.core.transforms import Transform, parse
 
 @dataclass(frozen=True)
 class Rule:
-    """``source`` (regex, fullmatch on the TF name) -> ``target`` (template) with ``transform``."""
+    """``source`` (regex, fullmatch on the TF name) -> ``target`` (template) with ``transform``.
+
+    ``needs``: a literal every name the rule matches contains (a family's model scope).  A rule with one is tried only
+    on names that contain it, and its regex is compiled on that first try, not when the pack is defined: a pack of
+    many families' rules (hundreds of regexes) then costs nothing for a checkpoint of another family.  A rule without
+    one is compiled at once, so a bad pattern (a user's rule file) fails at definition time.
+    """
 
     source: str
     target: str
     transform: str = "identity"
+    needs: str = ""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_rx", re.compile(self.source))
+        if not self.needs:
+            object.__setattr__(self, "_rx", re.compile(self.source))
         parse(self.transform)  # fail at definition time, not mid-conversion
 
     def apply(self, name: str) -> tuple[str, Transform] | None:
-        m = self._rx.fullmatch(name)  # type: ignore[attr-defined]
+        if self.needs not in name:
+            return None
+        rx = self.__dict__.get("_rx")
+        if rx is None:
+            rx = re.compile(self.source)
+            object.__setattr__(self, "_rx", rx)
+        m = rx.fullmatch(name)
         if m is None:
             return None
         groups = [g.replace("/", ".") if g is not None else "" for g in m.groups()]

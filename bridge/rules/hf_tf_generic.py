@@ -29,6 +29,7 @@ guessed mapping.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -93,12 +94,16 @@ def _family_rules(family: Family) -> tuple[Rule, ...]:
     if family.unread:  # never mapped: :func:`_family_unread` explains them
         start = rf"(?!(?:[^/]+/)?{scope}/(?:{'|'.join(path for path, _ in family.unread)}):0$)" + start
     leaves = [*family.rules, *((re.escape(leaf), f"{param}", how) for leaf, param, how in _LEAVES)]
+    needs = os.path.commonprefix([snake("TF" + c) for c in family.classes])  # in every name of its scopes
     out: list[Rule] = []
     for leaf, param, transform in leaves:  # the family's exceptions first: the first rule that matches wins
         for depth in range(_MAX_DEPTH, -1, -1):
             path, template = _path_rx(depth)
             source, target = f"{start}{path}/{leaf}:0", _number(f"{template}.{param}")
-            rule = _Renamed(source, target, transform, family) if family.renames else Rule(source, target, transform)
+            if family.renames:
+                rule: Rule = _Renamed(source, target, transform, needs, family)
+            else:
+                rule = Rule(source, target, transform, needs)
             out.append(rule)
     return tuple(out)
 

@@ -204,3 +204,17 @@ def test_the_generic_rules_claim_only_their_families():
     assert pack.map_name(name) is None
     hit = pack.map_name("roberta/tf_roberta_model_1/roberta/encoder/layer_._11/output/dense/kernel:0")
     assert hit is not None and hit[0] == "roberta.encoder.layer.11.output.dense.weight" and str(hit[1]) == "transpose"
+
+
+def test_a_check_compiles_only_the_rules_of_the_files_family():
+    """Hundreds of per-family regexes: those of families a file does not hold are never compiled (``Rule.needs``),
+    so adding families does not slow a check of another checkpoint."""
+    import bridge
+    from bridge.rules import hf_tf_generic
+
+    fresh = [r for r in hf_tf_generic.PACK.rules if r.needs and "_rx" not in r.__dict__]
+    assert len(fresh) > 500
+    plan = bridge.check(FAMILIES_DIR / "TFDistilBertModel" / "tf", to="pytorch")
+    assert plan.ok
+    compiled = {r.needs for r in fresh if "_rx" in r.__dict__}
+    assert compiled == {"tf_distil_bert_"}, compiled
