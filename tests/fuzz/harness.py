@@ -45,6 +45,7 @@ SEED_TABLE: dict[str, tuple[Path, str, str]] = {
     "torch-zip": (SEEDS / "torch-zip", "pytorch_model.bin", "tensorflow"),
     "torch-legacy": (SEEDS / "torch-legacy", "model.pt", "tensorflow"),
     "torch-sharded": (SEEDS / "torch-sharded", ".", "tensorflow"),
+    "dcp": (SEEDS / "dcp", ".", "tensorflow"),
     "hdf5": (SEEDS / "hdf5", "data.h5", "pytorch"),
 }
 

@@ -75,6 +75,22 @@ def torch_side() -> None:
     (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
 
 
+def dcp() -> None:
+    """torch.distributed.checkpoint.save in one process (no process group): `.metadata` + `__0_0.distcp`."""
+    import torch
+    import torch.distributed.checkpoint as dist_cp
+
+    torch.manual_seed(0)
+    state = {
+        "bert.embeddings.word_embeddings.weight": torch.randn(8, 4),
+        "bert.pooler.dense.bias": torch.zeros(4),
+        "half": torch.arange(6, dtype=torch.float16).reshape(2, 3),
+        "brain": torch.arange(4, dtype=torch.bfloat16),
+        "step": 3,
+    }
+    dist_cp.save(state, checkpoint_id=str(_fresh("dcp")))
+
+
 def plain_hdf5() -> None:
     import h5py
 
@@ -151,7 +167,7 @@ def keras2() -> None:
 if __name__ == "__main__":
     import torch  # noqa: F401  (torch before TensorFlow, as the test suite does)
 
-    steps = {"torch": torch_side, "hdf5": plain_hdf5, "tf": tf_side, "keras3": keras3, "keras2": keras2}
+    steps = {"torch": torch_side, "dcp": dcp, "hdf5": plain_hdf5, "tf": tf_side, "keras3": keras3, "keras2": keras2}
     for name in sys.argv[1:] or list(steps):
         steps[name]()
     print("\n".join(sorted(str(p.relative_to(SEEDS)) for p in SEEDS.rglob("*") if p.is_file())))

@@ -31,6 +31,7 @@ SEED_FORMATS = {
     "torch-zip": "torch",
     "torch-legacy": "torch",
     "torch-sharded": "torch",
+    "dcp": "dcp",
     "hdf5": "hdf5",
 }
 
