@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import run_cli
 
 FAMILIES_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "hf-tf-families"
-UNSUPPORTED = Path(__file__).resolve().parents[1] / "fixtures" / "hf-tf-unsupported" / "TFCTRLModel"
+UNSUPPORTED = Path(__file__).resolve().parents[1] / "fixtures" / "hf-tf-unsupported" / "TFTransfoXLModel"
 TF_CLASSES = sorted(p.name for p in FAMILIES_DIR.iterdir() if p.is_dir())
 
 
@@ -169,8 +169,10 @@ def test_gpt2_conv1d_kernels_are_not_transposed():
 
 
 def test_an_unsupported_family_is_refused_by_name():
+    """TransfoXL: transformers 5 removed its classes, so no conversion into 5 can exist, and the refusal says so."""
     out = run_cli("check", str(UNSUPPORTED), "--to", "pytorch", code=2)
-    assert "not supported" in out and "`ctrl`" in out and "TFCTRLModel" in out
+    assert "not supported" in out and "`transfo-xl`" in out and "TFTransfoXLModel" in out
+    assert "transformers 5 has no class for it" in out
     assert "Traceback" not in out and "matched" not in out
     run_cli("convert", str(UNSUPPORTED), "--to", "pytorch", "-o", "/nonexistent/never", code=2)
 

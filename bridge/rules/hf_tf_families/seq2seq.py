@@ -84,4 +84,50 @@ FAMILIES = (
         # Conv1D kernels: Keras [width, in, out], torch [out, in, width]
         rules=((r"(conv1|conv2)/kernel", "{}.weight", "permute(2,1,0)"),),
     ),
+    # round 2
+    _bart_like("blenderbot", ("BlenderbotModel", "BlenderbotForConditionalGeneration")),
+    _bart_like("blenderbot-small", ("BlenderbotSmallModel", "BlenderbotSmallForConditionalGeneration")),
+    Family(
+        "led",
+        "led",
+        ("LEDModel", "LEDForConditionalGeneration"),
+        unscoped=((r"led/led\.shared/led\.shared/embeddings:0", "led.shared.weight", "identity"), _FINAL_LOGITS_BIAS),
+        unscoped_heads=("final_logits_bias",),
+    ),
+    Family(
+        "gptj",
+        "transformer",
+        ("GPTJModel", "GPTJForCausalLM", "GPTJForSequenceClassification", "GPTJForQuestionAnswering"),
+        heads=("lm_head", "score", "qa_outputs"),
+    ),
+    Family(
+        "openai-gpt",
+        "transformer",
+        ("OpenAIGPTModel", "OpenAIGPTLMHeadModel", "OpenAIGPTDoubleHeadsModel", "OpenAIGPTForSequenceClassification"),
+        heads=("multiple_choice_head", "score"),
+        rules=((r"(c_attn|c_proj|c_fc)/bias", "{}.bias", "squeeze(0)"),),  # Conv1D, as GPT-2's
+    ),
+    Family("xglm", "model", ("XGLMModel", "XGLMForCausalLM"), heads=("lm_head",)),
+    Family(
+        "mistral",
+        "model",
+        ("MistralModel", "MistralForCausalLM", "MistralForSequenceClassification"),
+        heads=("lm_head", "score"),
+    ),
+    Family(
+        "ctrl",
+        "transformer",
+        ("CTRLModel", "CTRLLMHeadModel", "CTRLForSequenceClassification"),
+        heads=("lm_head", "classifier"),
+        # the LM head's only variable is its bias, stored [1, vocab] (its weight is the tied embedding `w`)
+        rules=((r"(?<=lm_head/)bias", "bias", "squeeze(0)"),),
+    ),
+    Family(
+        "speech_to_text",
+        "model",
+        ("Speech2TextModel", "Speech2TextForConditionalGeneration"),
+        heads=("lm_head",),
+        # Conv1D kernels: Keras [width, in, out], torch [out, in, width]
+        rules=((r"(conv_layers\.\d+)/kernel", "{}.weight", "permute(2,1,0)"),),
+    ),
 )  # fmt: skip
