@@ -248,6 +248,6 @@ PACK = RulePack(
     saved_class=saved_class,
     refuses=refuses,
     pt_config=pt_config,
-    model_types=tuple(f.model_type for f in FAMILIES),
+    model_types=tuple(t for f in FAMILIES for t in (f.model_type, *f.also)),
     layout="tf_model.h5",
 )

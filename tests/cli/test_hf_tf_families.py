@@ -55,6 +55,13 @@ RENAMED_IN_5 = (
     (r"TFViT.*|TFDeiT.*|TFSwin.*", r"\.output\.dense\.", ".mlp.fc2."),
     (r"TFCLIPTextModel", r"^text_model\.", ""),
     (r"TFCLIPVisionModel", r"^vision_model\.", ""),
+    # a ViT encoder of a vision encoder-decoder: ViT's renames, below `encoder.` (GPT-2's decoder has none)
+    (r"TFVisionEncoderDecoderModel", r"^encoder\.encoder\.layer\.", "encoder.layers."),
+    (r"TFVisionEncoderDecoderModel", r"\.attention\.attention\.(query|key|value)\.",
+     lambda m: f".attention.{m[1][0]}_proj."),
+    (r"TFVisionEncoderDecoderModel", r"\.attention\.output\.dense\.", ".attention.o_proj."),
+    (r"TFVisionEncoderDecoderModel", r"\.intermediate\.dense\.", ".mlp.fc1."),
+    (r"TFVisionEncoderDecoderModel", r"\.output\.dense\.", ".mlp.fc2."),
 )  # fmt: skip
 # 4.57's TF -> PyTorch conversion leaves batch norm statistics newly initialised (it never renames TF's
 # moving_mean/moving_variance); the fixtures hold other values (hf_tf_specs/vision.py): compared with the TF file

@@ -223,3 +223,33 @@ def test_round_2_verify_compares_every_value(tf_class: str, tmp_path: Path):
     out = run_cli("verify", source, str(tmp_path / "out"))
     assert "tensors bit-exact after their transform" in out
     assert "verdict: PASS (values only: no forward pass was compared)" in out
+
+
+def test_encoder_decoder_names_its_encoder_without_the_main_layer():
+    """TF saves `encoder/<scope>/encoder/bert/...`; PyTorch's encoder is the base model itself (`encoder.embeddings`),
+    its decoder the LM-head class (`decoder.transformer.h.0`, GPT-2's Conv1D kept [in, out])."""
+    out = _check("TFEncoderDecoderModel")
+    assert "rules: hf-tf-generic" in out and "target: transformers EncoderDecoderModel" in out
+    assert "encoder/bert/embeddings/word_embeddings/weight:0 -> encoder.embeddings.word_embeddings.weight" in out
+    assert "crossattention/q_attn/bias:0 -> decoder.transformer.h.0.crossattention.q_attn.bias  [squeeze(0)]" in out
+    assert "decoder.lm_head.weight = decoder.transformer.wte.weight" in out and "verdict: OK" in out
+
+
+def test_vision_encoder_decoder_reuses_the_vit_rules():
+    out = _check("TFVisionEncoderDecoderModel")
+    assert "patch_embeddings/projection/kernel:0 -> encoder.embeddings.patch_embeddings.projection.weight" in out
+    assert "[permute(3,2,0,1)]" in out
+    assert (
+        "encoder/vit/encoder/layer_._0/attention/attention/query/kernel:0 -> encoder.layers.0.attention.q_proj" in out
+    )
+    assert "decoder.lm_head.weight = decoder.transformer.wte.weight" in out and "verdict: OK" in out
+
+
+def test_gpt_sw3_files_are_gpt2_files(transformers):
+    """transformers maps gpt-sw3 to GPT2Config (and 4.57 to GPT-2's TF classes): its tf_model.h5 is GPT-2's, its
+    config.json says gpt2, and the GPT-2 fixtures prove it; the family table names it."""
+    from bridge.rules import hf_tf_generic
+
+    assert transformers.CONFIG_MAPPING["gpt-sw3"] is transformers.GPT2Config
+    assert transformers.GPT2Config().to_dict()["model_type"] == "gpt2"
+    assert "gpt-sw3" in hf_tf_generic.PACK.model_types
