@@ -215,7 +215,8 @@ def test_openai_gpt_double_heads_embeddings_fill_the_lm_head_they_are_tied_to(tm
 @pytest.mark.parametrize(
     "tf_class",
     ["TFBlenderbotForConditionalGeneration", "TFLEDModel", "TFGPTJForCausalLM", "TFMistralForSequenceClassification",
-     "TFSpeech2TextModel"],
+     "TFSpeech2TextForConditionalGeneration", "TFOpenAIGPTDoubleHeadsModel", "TFEncoderDecoderModel",
+     "TFVisionEncoderDecoderModel"],
 )  # fmt: skip
 def test_round_2_verify_compares_every_value(tf_class: str, tmp_path: Path):
     source = str(FAMILIES_DIR / tf_class / "tf")
