@@ -63,6 +63,7 @@ def build_plan(
 
     proposals, domain = _propose(ckpt, model, spec, rules, plan, strip_prefix, add_prefix)
     filled: dict[str, str] = {}
+    how: dict[str, Transform] = {}  # target -> the transform its source takes (ties compare values after it)
     parts: dict[str, tuple[set[int], int]] = {}  # targets assembled from n parts (place/sum/block(k,n)): the parts seen
     unplaced: list[tuple[TensorRecord, str | None]] = []
     for r in model:
@@ -73,6 +74,7 @@ def build_plan(
             if target is None or (target_name in filled and (part is None or part[0] in parts[target_name][0])):
                 continue
             filled[target_name] = r.name
+            how[target_name] = transform
             if part is not None:
                 parts.setdefault(target_name, (set(), part[1]))[0].add(part[0])
             placed = True
@@ -104,7 +106,7 @@ def build_plan(
                     spec.tensors[target_name].shape,
                 )
             )
-    _check_ties(ckpt, spec, plan, filled)
+    _check_ties(ckpt, spec, plan, filled, how)
     open_targets = {n: t.shape for n, t in spec.tensors.items() if n not in filled and t.tied_to is None}
     source_ties = _source_ties(ckpt, pack, spec)
     written = {m.source for m in plan.matched}
@@ -113,11 +115,17 @@ def build_plan(
         plan.unused.append(_explain_unused(ckpt, r, proposed, spec, pack, filled, open_targets, tie))
 
     leftover_sources = {_pt_name(x.name, proposals): x.shape for x in plan.unused if x.kind == "model"}
+    # a tie's source that only its copy fills (a class that declares its LM head the source of the word embeddings,
+    # which the checkpoint stores): the shared parameter loads from the copy, so the source is tied to it
+    filled_copies = {t.tied_to: n for n, t in spec.tensors.items() if t.tied_to is not None and n in filled}
     for name, t in spec.tensors.items():
         if name in filled:
             continue
         if t.tied_to is not None and (t.tied_to in filled or spec.tensors.get(t.tied_to) is not None):
             plan.tied.append(Tie(name, t.tied_to))
+            continue
+        if t.tied_to is None and name in filled_copies:
+            plan.tied.append(Tie(name, filled_copies[name]))
             continue
         plan.missing.append(_explain_missing(name, t.shape, pack, leftover_sources))
 
@@ -125,7 +133,9 @@ def build_plan(
     return plan
 
 
-def _check_ties(ckpt: Checkpoint, spec: TargetSpec, plan: Plan, filled: dict[str, str]) -> None:
+def _check_ties(
+    ckpt: Checkpoint, spec: TargetSpec, plan: Plan, filled: dict[str, str], how: dict[str, Transform]
+) -> None:
     """A source that stores both sides of a tie the target makes must hold one value, not two.
 
     Storage identity (a torch state dict of a tied model) settles it from metadata; otherwise the
@@ -142,6 +152,14 @@ def _check_ties(ckpt: Checkpoint, spec: TargetSpec, plan: Plan, filled: dict[str
         flag = " (tie_word_embeddings)" if "embeddings" in t.tied_to else ""
         plan.matched = [m for m in plan.matched if m.target != name]
         del filled[name]
+        if str(how[name]) != str(how[t.tied_to]) and _same_after(ckpt, (copy, how[name]), (owner, how[t.tied_to])):
+            # one value stored in two layouts (an LM head's kernel beside the embedding matrix it is tied to):
+            # the tie is written once, as transformers saves it
+            reason = (
+                f"tied in the config{flag} to `{t.tied_to}`: the same values as `{owner}` ({how[name]}), stored once"
+            )
+            plan.unused.append(Leftover(copy, reason, True, ckpt[copy].shape))
+            continue
         plan.unused.append(
             Leftover(
                 copy,
@@ -156,6 +174,14 @@ def _check_ties(ckpt: Checkpoint, spec: TargetSpec, plan: Plan, filled: dict[str
 
 def _same_values(ckpt: Checkpoint, a: str, b: str) -> bool:
     return _difference(ckpt, a, b) is None
+
+
+def _same_after(ckpt: Checkpoint, *sides: tuple[str, Transform]) -> bool:
+    """Two sources that hold the same bytes once each is brought to the target layout."""
+    (a, ta), (b, tb) = sides
+    if ta.shape(ckpt[a].shape) != tb.shape(ckpt[b].shape) or ckpt[a].dtype != ckpt[b].dtype:
+        return False
+    return bool(ta.apply(ckpt[a].numpy()).tobytes() == tb.apply(ckpt[b].numpy()).tobytes())
 
 
 def _difference(ckpt: Checkpoint, a: str, b: str) -> str | None:

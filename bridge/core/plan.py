@@ -156,7 +156,11 @@ class Plan:
         return f"rules: {self.pack}"
 
     def coverage(self) -> dict[str, float]:
-        needing = {t.name for t in self.target.tensors.values() if t.tied_to is None}
+        tied = {t.name for t in self.tied}
+        # a tie's copy counts where it holds the value for its source (a source filled from its copy)
+        needing = {
+            n for n, t in self.target.tensors.items() if n not in tied and (t.tied_to is None or t.tied_to in tied)
+        }
         # A source that also stores tied tensors fills them too; count what needed a source.
         filled = len(needing & {m.target for m in self.matched})
         return {

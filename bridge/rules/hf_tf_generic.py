@@ -37,7 +37,7 @@ from typing import Any
 
 from bridge.core.transforms import Transform
 from bridge.rules import Buffer, Copy, Head, Optional_, Rule, RulePack
-from bridge.rules.hf_tf_families import Family, seq2seq, snake, text, vision
+from bridge.rules.hf_tf_families import REMOVED_IN_5, Family, seq2seq, snake, text, vision
 
 FAMILIES = text.FAMILIES + seq2seq.FAMILIES + vision.FAMILIES
 
@@ -215,6 +215,8 @@ def refuses(names: Iterable[str], config: dict[str, Any]) -> str | None:
     if family is None and arch is None:
         return None  # not a transformers save_pretrained: a plain Keras model, for the Keras pack
     what = f"the transformers family `{family or '?'}` (TF{(arch or '?').removeprefix('TF')}, scope `{scope}`)"
+    if family in REMOVED_IN_5:
+        return f"{what} is not supported: {REMOVED_IN_5[family]}"
     known = ", ".join(["bert", *(f.model_type for f in FAMILIES)])
     return f"{what} is not supported by the hf-tf rules yet (they map: {known})"
 
@@ -251,6 +253,6 @@ PACK = RulePack(
     saved_class=saved_class,
     refuses=refuses,
     pt_config=pt_config,
-    model_types=tuple(f.model_type for f in FAMILIES),
+    model_types=tuple(t for f in FAMILIES for t in (f.model_type, *f.also)),
     layout="tf_model.h5",
 )

@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import run_cli
 
 FAMILIES_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "hf-tf-families"
-UNSUPPORTED = Path(__file__).resolve().parents[1] / "fixtures" / "hf-tf-unsupported" / "TFCTRLModel"
+UNSUPPORTED = Path(__file__).resolve().parents[1] / "fixtures" / "hf-tf-unsupported" / "TFTransfoXLModel"
 TF_CLASSES = sorted(p.name for p in FAMILIES_DIR.iterdir() if p.is_dir())
 
 
@@ -55,6 +55,13 @@ RENAMED_IN_5 = (
     (r"TFViT.*|TFDeiT.*|TFSwin.*", r"\.output\.dense\.", ".mlp.fc2."),
     (r"TFCLIPTextModel", r"^text_model\.", ""),
     (r"TFCLIPVisionModel", r"^vision_model\.", ""),
+    # a ViT encoder of a vision encoder-decoder: ViT's renames, below `encoder.` (GPT-2's decoder has none)
+    (r"TFVisionEncoderDecoderModel", r"^encoder\.encoder\.layer\.", "encoder.layers."),
+    (r"TFVisionEncoderDecoderModel", r"\.attention\.attention\.(query|key|value)\.",
+     lambda m: f".attention.{m[1][0]}_proj."),
+    (r"TFVisionEncoderDecoderModel", r"\.attention\.output\.dense\.", ".attention.o_proj."),
+    (r"TFVisionEncoderDecoderModel", r"\.intermediate\.dense\.", ".mlp.fc1."),
+    (r"TFVisionEncoderDecoderModel", r"\.output\.dense\.", ".mlp.fc2."),
 )  # fmt: skip
 # 4.57's TF -> PyTorch conversion leaves batch norm statistics newly initialised (it never renames TF's
 # moving_mean/moving_variance); the fixtures hold other values (hf_tf_specs/vision.py): compared with the TF file
@@ -169,8 +176,10 @@ def test_gpt2_conv1d_kernels_are_not_transposed():
 
 
 def test_an_unsupported_family_is_refused_by_name():
+    """TransfoXL: transformers 5 removed its classes, so no conversion into 5 can exist, and the refusal says so."""
     out = run_cli("check", str(UNSUPPORTED), "--to", "pytorch", code=2)
-    assert "not supported" in out and "`ctrl`" in out and "TFCTRLModel" in out
+    assert "not supported" in out and "`transfo-xl`" in out and "TFTransfoXLModel" in out
+    assert "transformers 5 has no class for it" in out
     assert "Traceback" not in out and "matched" not in out
     run_cli("convert", str(UNSUPPORTED), "--to", "pytorch", "-o", "/nonexistent/never", code=2)
 

@@ -121,19 +121,19 @@ def test_whisper_conv_kernels_are_permuted():
     assert "proj_out.weight = model.decoder.embed_tokens.weight" in out and "verdict: OK" in out
 
 
-@pytest.mark.parametrize("family", ["blenderbot", "blenderbot_small"])
-def test_unscoped_names_never_claim_an_unmapped_family(family: str):
-    """BART-like families not mapped here save `model/model.shared/...` too: the pack's signature (a mapped family's
-    model scope) keeps the unscoped rules from claiming their files, so check refuses them by name."""
+def test_unscoped_names_never_claim_an_unmapped_family():
+    """BART-like names outside the model scope (`model/model.shared/...`) are whole-name rules: the pack's signature
+    (a mapped family's model scope) keeps them from claiming a file of an unmapped family that saves such names
+    (every BART-like TF family of 4.57 is mapped now: here under TransfoXL's scope), so check refuses it by name."""
     from bridge.rules import hf_tf_generic
 
     names = [
         "model/model.shared/model.shared/embeddings:0",
         "final_logits_bias/final_logits_bias:0",
-        f"model/tf_{family}_model/model/encoder/layers.0/fc1/kernel:0",
+        "model/tf_transfo_xl_model/model/encoder/layers.0/fc1/kernel:0",
     ]
     assert hf_tf_generic.PACK.claims(names) == 0
-    assert "not supported" in (hf_tf_generic.refuses(names, {"model_type": family}) or "")
+    assert "not supported" in (hf_tf_generic.refuses(names, {"model_type": "transfo-xl"}) or "")
 
 
 @pytest.mark.parametrize(
@@ -147,3 +147,110 @@ def test_verify_compares_every_value_and_says_values_only(tf_class: str, tmp_pat
     out = run_cli("verify", source, str(tmp_path / "out"))
     assert "tensors bit-exact after their transform" in out
     assert "verdict: PASS (values only: no forward pass was compared)" in out
+
+
+# round 2: Blenderbot, Blenderbot-small, LED, GPT-J, OpenAI GPT, XGLM, Mistral, CTRL, Speech2Text
+
+
+def test_led_shared_embedding_is_saved_under_its_own_prefix():
+    out = _check("TFLEDForConditionalGeneration")
+    assert "led/led.shared/led.shared/embeddings:0 -> led.shared.weight  [identity]" in out
+    assert "final_logits_bias/final_logits_bias:0 -> final_logits_bias  [identity]" in out
+    assert "lm_head.weight = led.shared.weight" in out and "verdict: OK" in out
+
+
+def test_ctrl_lm_head_is_a_bias_over_the_tied_embedding(tmp_path: Path):
+    out = _check("TFCTRLLMHeadModel")
+    assert "lm_head/tfctrllm_head_model/lm_head/bias:0 -> lm_head.bias  [squeeze(0)]" in out
+    assert "lm_head.weight = transformer.w.weight" in out and "verdict: OK" in out
+    # the base model drops the head, and says so
+    out = _check("TFCTRLLMHeadModel", "--target", "CTRLModel")
+    assert "lm_head (top layer)" in out and "verdict: OK" in out
+
+
+def test_speech2text_lm_head_kernel_is_the_embedding_transposed_stored_once(tmp_path: Path):
+    """TF Speech2Text saves its LM head's kernel beside the embedding its config ties it to: the same values in
+    another layout are written once (as transformers saves a tie); values that differ contradict the config and are
+    a gap (a freshly built TF model holds two random matrices: its forward reads the kernel, PyTorch's the
+    embedding)."""
+    import shutil
+
+    import h5py
+    from safetensors.numpy import load_file
+
+    tf_class = "TFSpeech2TextForConditionalGeneration"
+    out = _check(tf_class)
+    assert "conv/conv_layers.{0..1}/kernel:0 -> model.encoder.conv.conv_layers.{0..1}.weight  [permute(2,1,0)]" in out
+    assert "the same values as `model/tf_speech2_text_for_conditional_generation/model/decoder/embed_tokens" in out
+    assert "lm_head.weight = model.decoder.embed_tokens.weight" in out and "verdict: OK" in out
+    run_cli("convert", str(FAMILIES_DIR / tf_class / "tf"), "--to", "pytorch", "-o", str(tmp_path / "out"))
+    assert "lm_head.weight" not in load_file(tmp_path / "out" / "model.safetensors")
+
+    untied = tmp_path / "untied"
+    shutil.copytree(FAMILIES_DIR / tf_class / "tf", untied)
+    with h5py.File(untied / "tf_model.h5", "r+") as f:
+        kernel = f["lm_head/tf_speech2_text_for_conditional_generation/lm_head/kernel:0"]
+        kernel[0, 0] = kernel[0, 0] + 1.0
+    out = run_cli("check", str(untied), "--to", "pytorch", code=1)
+    assert "its values differ from" in out and "lm_head/kernel:0" in out
+
+
+def test_openai_gpt_double_heads_embeddings_fill_the_lm_head_they_are_tied_to(tmp_path: Path):
+    """transformers 5 declares OpenAIGPTDoubleHeadsModel's LM head the source of the word embeddings (the other
+    classes: the reverse); TF saves the embeddings: written once, under their own name, as 4.57 did."""
+    from safetensors.numpy import load_file
+
+    tf_class = "TFOpenAIGPTDoubleHeadsModel"
+    out = _check(tf_class)
+    assert "lm_head.weight = transformer.tokens_embed.weight" in out
+    assert "target tensors filled 100%" in out and "verdict: OK" in out
+    assert "multiple_choice_head/summary/kernel:0 -> multiple_choice_head.summary.weight  [transpose]" in out
+    run_cli("convert", str(FAMILIES_DIR / tf_class / "tf"), "--to", "pytorch", "-o", str(tmp_path / "out"))
+    ours = load_file(tmp_path / "out" / "model.safetensors")
+    assert "lm_head.weight" not in ours
+    stored = _h5(tf_class, "transformer/tf_open_aigpt_double_heads_model/transformer/tokens_embed/weight:0")
+    assert ours["transformer.tokens_embed.weight"].tobytes() == stored.tobytes()
+
+
+@pytest.mark.parametrize(
+    "tf_class",
+    ["TFBlenderbotForConditionalGeneration", "TFLEDModel", "TFGPTJForCausalLM", "TFMistralForSequenceClassification",
+     "TFSpeech2TextForConditionalGeneration", "TFOpenAIGPTDoubleHeadsModel", "TFEncoderDecoderModel",
+     "TFVisionEncoderDecoderModel"],
+)  # fmt: skip
+def test_round_2_verify_compares_every_value(tf_class: str, tmp_path: Path):
+    source = str(FAMILIES_DIR / tf_class / "tf")
+    run_cli("convert", source, "--to", "pytorch", "-o", str(tmp_path / "out"))
+    out = run_cli("verify", source, str(tmp_path / "out"))
+    assert "tensors bit-exact after their transform" in out
+    assert "verdict: PASS (values only: no forward pass was compared)" in out
+
+
+def test_encoder_decoder_names_its_encoder_without_the_main_layer():
+    """TF saves `encoder/<scope>/encoder/bert/...`; PyTorch's encoder is the base model itself (`encoder.embeddings`),
+    its decoder the LM-head class (`decoder.transformer.h.0`, GPT-2's Conv1D kept [in, out])."""
+    out = _check("TFEncoderDecoderModel")
+    assert "rules: hf-tf-generic" in out and "target: transformers EncoderDecoderModel" in out
+    assert "encoder/bert/embeddings/word_embeddings/weight:0 -> encoder.embeddings.word_embeddings.weight" in out
+    assert "crossattention/q_attn/bias:0 -> decoder.transformer.h.0.crossattention.q_attn.bias  [squeeze(0)]" in out
+    assert "decoder.lm_head.weight = decoder.transformer.wte.weight" in out and "verdict: OK" in out
+
+
+def test_vision_encoder_decoder_reuses_the_vit_rules():
+    out = _check("TFVisionEncoderDecoderModel")
+    assert "patch_embeddings/projection/kernel:0 -> encoder.embeddings.patch_embeddings.projection.weight" in out
+    assert "[permute(3,2,0,1)]" in out
+    assert (
+        "encoder/vit/encoder/layer_._0/attention/attention/query/kernel:0 -> encoder.layers.0.attention.q_proj" in out
+    )
+    assert "decoder.lm_head.weight = decoder.transformer.wte.weight" in out and "verdict: OK" in out
+
+
+def test_gpt_sw3_files_are_gpt2_files(transformers):
+    """transformers maps gpt-sw3 to GPT2Config (and 4.57 to GPT-2's TF classes): its tf_model.h5 is GPT-2's, its
+    config.json says gpt2, and the GPT-2 fixtures prove it; the family table names it."""
+    from bridge.rules import hf_tf_generic
+
+    assert transformers.CONFIG_MAPPING["gpt-sw3"] is transformers.GPT2Config
+    assert transformers.GPT2Config().to_dict()["model_type"] == "gpt2"
+    assert "gpt-sw3" in hf_tf_generic.PACK.model_types

@@ -59,6 +59,17 @@ class Family:
         default_factory=dict
     )
 
+    # other model_types whose TF classes are this family's (transformers' auto tables map gpt-sw3 to GPT2Config and
+    # GPT-2's TF classes: such a file's config.json says gpt2): named in the family table, converted as this family
+    also: tuple[str, ...] = ()
+
     def __post_init__(self) -> None:
         # the model scopes of exactly this family's classes (``tf_roberta`` also starts RoBERTa-PreLayerNorm's)
         object.__setattr__(self, "scope_rx", "(?:" + "|".join(snake("TF" + c) for c in self.classes) + ")")
+
+
+# Families transformers 4.x had TF classes for and transformers 5 removed with their PyTorch classes: there is no
+# class to convert into, a lasting refusal (model_type -> what the refusal says)
+REMOVED_IN_5: dict[str, str] = {
+    "transfo-xl": "transformers 5 has no class for it (TransfoXL was deprecated in 4.x and removed in 5)",
+}

@@ -14,10 +14,15 @@ of its saved state dict, and transformers rebuilt them on load).  T5 has no main
 from __future__ import annotations
 
 from bridge.rules import t5
-from bridge.rules.hf_tf_families import Family
+from bridge.rules.hf_tf_families import Family, vision
 
 _SHARED_BART = (r"model/model\.shared/model\.shared/embeddings:0", "model.shared.weight", "identity")
 _FINAL_LOGITS_BIAS = (r"final_logits_bias/final_logits_bias:0", "final_logits_bias", "identity")
+# GPT-2's Conv1D: the weight is [in, out] on both sides (no transpose); the bias is stored [1, out]
+_CONV1D_BIAS = (r"(c_attn|c_proj|c_fc|q_attn)/bias", "{}.bias", "squeeze(0)")
+_VIT = next(f for f in vision.FAMILIES if f.model_type == "vit")
+# an encoder-decoder's encoder is a base model: TF names it under its main layer (`encoder/bert/...`), PyTorch not
+_ENCODER_ALONE = (".*", r"^encoder\.[^.]+\.", "encoder.")
 _T5_SHARED = (r"shared/shared/shared/embeddings:0", "shared.weight", "identity")
 _T5_COPIES = (r"(?:encoder|decoder)/shared/shared/embeddings:0", "shared/shared/shared/embeddings:0",
               "the encoder's or decoder's copy of the shared embedding: the same variable, stored once")  # fmt: skip
@@ -56,8 +61,8 @@ FAMILIES = (
         "transformer",
         ("GPT2Model", "GPT2LMHeadModel", "GPT2ForSequenceClassification"),
         heads=("score",),
-        # Conv1D: the weight is [in, out] on both sides (no transpose); the bias is stored [1, out]
-        rules=((r"(c_attn|c_proj|c_fc)/bias", "{}.bias", "squeeze(0)"),),
+        rules=(_CONV1D_BIAS,),
+        also=("gpt-sw3",),
     ),
     _t5("t5", "T5"),
     _t5("mt5", "MT5"),
@@ -83,5 +88,70 @@ FAMILIES = (
         ("WhisperModel", "WhisperForConditionalGeneration"),
         # Conv1D kernels: Keras [width, in, out], torch [out, in, width]
         rules=((r"(conv1|conv2)/kernel", "{}.weight", "permute(2,1,0)"),),
+    ),
+    # round 2
+    _bart_like("blenderbot", ("BlenderbotModel", "BlenderbotForConditionalGeneration")),
+    _bart_like("blenderbot-small", ("BlenderbotSmallModel", "BlenderbotSmallForConditionalGeneration")),
+    Family(
+        "led",
+        "led",
+        ("LEDModel", "LEDForConditionalGeneration"),
+        unscoped=((r"led/led\.shared/led\.shared/embeddings:0", "led.shared.weight", "identity"), _FINAL_LOGITS_BIAS),
+        unscoped_heads=("final_logits_bias",),
+    ),
+    Family(
+        "gptj",
+        "transformer",
+        ("GPTJModel", "GPTJForCausalLM", "GPTJForSequenceClassification", "GPTJForQuestionAnswering"),
+        heads=("lm_head", "score", "qa_outputs"),
+    ),
+    Family(
+        "openai-gpt",
+        "transformer",
+        ("OpenAIGPTModel", "OpenAIGPTLMHeadModel", "OpenAIGPTDoubleHeadsModel", "OpenAIGPTForSequenceClassification"),
+        heads=("multiple_choice_head", "score"),
+        rules=(_CONV1D_BIAS,),
+    ),
+    Family("xglm", "model", ("XGLMModel", "XGLMForCausalLM"), heads=("lm_head",)),
+    Family(
+        "mistral",
+        "model",
+        ("MistralModel", "MistralForCausalLM", "MistralForSequenceClassification"),
+        heads=("lm_head", "score"),
+    ),
+    Family(
+        "ctrl",
+        "transformer",
+        ("CTRLModel", "CTRLLMHeadModel", "CTRLForSequenceClassification"),
+        heads=("lm_head", "classifier"),
+        # the LM head's only variable is its bias, stored [1, vocab] (its weight is the tied embedding `w`)
+        rules=((r"(?<=lm_head/)bias", "bias", "squeeze(0)"),),
+    ),
+    Family(
+        "speech_to_text",
+        "model",
+        ("Speech2TextModel", "Speech2TextForConditionalGeneration"),
+        heads=("lm_head",),
+        # Conv1D kernels: Keras [width, in, out], torch [out, in, width]
+        rules=((r"(conv_layers\.\d+)/kernel", "{}.weight", "permute(2,1,0)"),),
+    ),
+    # two models of other families, `encoder` and `decoder` top layers (and a projection where their sizes differ):
+    # proven with a BERT encoder and a GPT-2 decoder, a ViT encoder and a GPT-2 decoder; the rules are those of
+    # these families, so another pair's names the target lacks are gaps in the plan, never a guess
+    Family(
+        "encoder-decoder",
+        "encoder",
+        ("EncoderDecoderModel",),
+        heads=("decoder", "enc_to_dec_proj"),
+        rules=(_CONV1D_BIAS,),
+        renames=(_ENCODER_ALONE,),
+    ),
+    Family(
+        "vision-encoder-decoder",
+        "encoder",
+        ("VisionEncoderDecoderModel",),
+        heads=("decoder", "enc_to_dec_proj"),
+        rules=(*_VIT.rules, _CONV1D_BIAS),
+        renames=(_ENCODER_ALONE, *_VIT.renames),
     ),
 )  # fmt: skip
