@@ -221,8 +221,10 @@ def test_a_check_compiles_only_the_rules_of_the_files_family():
     import bridge
     from bridge.rules import hf_tf_generic
 
-    fresh = [r for r in hf_tf_generic.PACK.rules if r.needs and "_rx" not in r.__dict__]
+    fresh = [r for r in hf_tf_generic.PACK.rules if r.needs]
     assert len(fresh) > 500
+    for rule in fresh:  # as a new process has them: earlier tests of this process compiled some
+        rule.__dict__.pop("_rx", None)
     plan = bridge.check(FAMILIES_DIR / "TFDistilBertModel" / "tf", to="pytorch")
     assert plan.ok
     compiled = {r.needs for r in fresh if "_rx" in r.__dict__}
