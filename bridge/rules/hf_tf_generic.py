@@ -200,7 +200,12 @@ def saved_class(config: dict[str, Any], names: Iterable[str]) -> str | None:
 
 
 def refuses(names: Iterable[str], config: dict[str, Any]) -> str | None:
-    """A transformers ``tf_model.h5`` of a family no pack maps: which family, for a refusal by name."""
+    """A transformers ``tf_model.h5`` of a family no pack maps: which family, for a refusal by name; of a mapped
+    family, a config value its constraints do not convert (:attr:`Family.constraints`)."""
+    names = list(names)
+    family = family_of(names)
+    if family is not None:
+        return _violated(family, config)
     scope = _scope(names)
     if scope is None or not scope.startswith("tf"):
         return None
@@ -212,6 +217,16 @@ def refuses(names: Iterable[str], config: dict[str, Any]) -> str | None:
     what = f"the transformers family `{family or '?'}` (TF{(arch or '?').removeprefix('TF')}, scope `{scope}`)"
     known = ", ".join(["bert", *(f.model_type for f in FAMILIES)])
     return f"{what} is not supported by the hf-tf rules yet (they map: {known})"
+
+
+def _violated(family: Family, config: dict[str, Any]) -> str | None:
+    for key, allowed, why in family.constraints:
+        if key in config and config[key] != allowed:
+            return (
+                f"`{key}` is {config[key]!r} in this {family.model_type} config: {why}, so the converted model would "
+                f"compute otherwise than the TF one (only {key} = {allowed!r} converts)"
+            )
+    return None
 
 
 def config_from_source(shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, Any], list[str]]:

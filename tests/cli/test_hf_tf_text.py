@@ -165,3 +165,28 @@ def test_verify_compares_every_value_and_says_values_only(tf_class: str, tmp_pat
     out = run_cli("verify", str(FAMILIES_DIR / tf_class / "tf"), str(tmp_path / "out"))
     assert "bit-exact after their transform" in out
     assert "verdict: PASS (values only: no forward pass was compared)" in out
+
+
+MPNET_8_BUCKETS = FAMILIES_DIR.parent / "hf-tf-unsupported" / "TFMPNetModel-8-buckets"
+
+
+def test_mpnet_with_other_than_32_buckets_is_refused_by_name(tmp_path: Path, transformers):
+    """TF's MPNet buckets relative positions by the config's count, transformers 5's PyTorch MPNet by 32 always: a
+    file 4.57 wrote with 8 buckets would convert into a model that computes otherwise, so check and convert refuse
+    it (exit 2) naming the key; the same file with 32 in its config is converted."""
+    config = json.loads((MPNET_8_BUCKETS / "config.json").read_text())
+    assert config["relative_attention_num_buckets"] == 8 and config["model_type"] == "mpnet"
+    out = run_cli("check", str(MPNET_8_BUCKETS), "--to", "pytorch", code=2)
+    assert "relative_attention_num_buckets" in out and "8" in out and "relative_attention_num_buckets = 32" in out
+    assert "mpnet" in out and "Traceback" not in out and "verdict" not in out
+    target = tmp_path / "out"
+    run_cli("convert", str(MPNET_8_BUCKETS), "--to", "pytorch", "-o", str(target), code=2)
+    assert not target.exists()
+    # transformers 5's class computes with 32 buckets whatever the config says (the reason for the refusal)
+    model = transformers.MPNetModel(transformers.MPNetConfig(**{**config, "num_hidden_layers": 1}))
+    assert model.encoder.relative_attention_bias.num_embeddings == 8
+    import inspect
+
+    assert "num_buckets=32" in inspect.getsource(type(model.encoder).compute_position_bias)
+    # the refusal is of the value, not of the family: the standard 32 buckets convert
+    assert "verdict: OK" in _check("TFMPNetModel")

@@ -59,6 +59,11 @@ class Family:
         default_factory=dict
     )
 
+    # config values the PyTorch class computes with other than the TF class did: (config.json key, the only value
+    # that converts, why), a file with another value refused by name (transformers 5's MPNet buckets relative
+    # positions by 32 whatever `relative_attention_num_buckets` says); an absent key is the class default
+    constraints: tuple[tuple[str, Any, str], ...] = ()
+
     def __post_init__(self) -> None:
         # the model scopes of exactly this family's classes (``tf_roberta`` also starts RoBERTa-PreLayerNorm's)
         object.__setattr__(self, "scope_rx", "(?:" + "|".join(snake("TF" + c) for c in self.classes) + ")")

@@ -52,8 +52,19 @@ FAMILIES = (
         rules=((r"decoder/bias", "bias", "identity"),),
         unread=((r"predictions/bias", "TFAlbertMLMHead adds `predictions/decoder/bias` to the logits instead"),),
     ),
-    # MPNet: the relative attention bias is an embedding table of the encoder; every TF class builds the pooler
-    Family("mpnet", "mpnet", _classes("MPNet", "ForMultipleChoice"), _ROBERTA_HEADS, main_heads=("pooler",)),
+    # MPNet: the relative attention bias is an embedding table of the encoder; every TF class builds the pooler.
+    # TF buckets relative positions by the config's count, transformers 5's PyTorch forward by 32 always
+    Family(
+        "mpnet",
+        "mpnet",
+        _classes("MPNet", "ForMultipleChoice"),
+        _ROBERTA_HEADS,
+        main_heads=("pooler",),
+        constraints=(
+            ("relative_attention_num_buckets", 32, "transformers 5's MPNet buckets relative positions by 32 whatever "
+             "the config says, where TF used the config's count"),
+        ),
+    ),
     # DeBERTa-v2: the relative-position table is one variable named `rel_embeddings.weight`; the encoder's Conv1D
     # kernel is [width, in, out], PyTorch's Conv1d weight [out, in, width]
     Family(
