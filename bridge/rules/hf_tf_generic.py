@@ -65,10 +65,18 @@ def _number(template: str) -> str:
     return "".join(p + (f"{{{i}}}" if i < len(parts) else "") for i, p in enumerate(parts, 1))
 
 
+def _pt_levels(path: str) -> str:
+    """transformers' own TF -> PyTorch level conventions beyond list indices: ``$1___$2`` is ``$2`` (MobileBERT's
+    top layer ``predictions___cls`` is PyTorch's ``cls``), ``_._`` separates levels (XLM's ``pred_layer_._proj``
+    is ``pred_layer.proj``)."""
+    return re.sub(r"[^./]*___", "", path).replace("_._", ".")
+
+
 @dataclass(frozen=True)
 class _Renamed(Rule):
-    """A rule whose PyTorch name transformers 5 renamed (``encoder.layer.0.attention.attention.query`` ->
-    ``layers.0.attention.q_proj``): the family's renames for the class the source's scope names, in order."""
+    """A rule of a family: transformers' level conventions (:func:`_pt_levels`), then the renames of transformers 5
+    (``encoder.layer.0.attention.attention.query`` -> ``layers.0.attention.q_proj``) for the class the source's
+    scope names, in order."""
 
     family: Family | None = None
 
@@ -76,9 +84,11 @@ class _Renamed(Rule):
         hit = super().apply(name)
         if hit is None or self.family is None:
             return hit
+        target = _pt_levels(hit[0])
+        if not self.family.renames:
+            return target, hit[1]
         scope = _scope([name])
         cls = next((c for c in self.family.classes if snake("TF" + c) == scope), "")
-        target = hit[0]
         for cls_rx, rx, replacement in self.family.renames:
             if re.fullmatch(cls_rx, cls):
                 target = re.sub(rx, replacement, target)
@@ -98,8 +108,7 @@ def _family_rules(family: Family) -> tuple[Rule, ...]:
         for depth in range(_MAX_DEPTH, -1, -1):
             path, template = _path_rx(depth)
             source, target = f"{start}{path}/{leaf}:0", _number(f"{template}.{param}")
-            rule = _Renamed(source, target, transform, family) if family.renames else Rule(source, target, transform)
-            out.append(rule)
+            out.append(_Renamed(source, target, transform, family))
     return tuple(out)
 
 
@@ -124,7 +133,11 @@ def _family_unread(family: Family) -> tuple[Copy, ...]:
 def _family_heads(family: Family) -> tuple[Head, ...]:
     # no family in the label: the matcher may find a head by its PyTorch prefix (`lm_head.`), which families share
     return tuple(
-        Head(f"{head} (top layer)", rf"{re.escape(head)}/{family.scope_rx}(?:_\d+)?/{head}/.+", head + ".")
+        Head(
+            f"{head} (top layer)",
+            rf"{re.escape(head)}/{family.scope_rx}(?:_\d+)?/{re.escape(head)}/.+",
+            _pt_levels(head) + ".",
+        )
         for head in family.heads
     ) + _main_heads(family)
 

@@ -198,9 +198,12 @@ def test_the_generic_rules_claim_only_their_families():
 
     pack = hf_tf_generic.PACK
     assert pack.map_name("bert/tf_bert_model/bert/encoder/layer_._0/attention/self/query/kernel:0") is None
-    # RoBERTa-PreLayerNorm's scope starts as RoBERTa's does: another family, not mapped by RoBERTa's rules
+    # RoBERTa-PreLayerNorm's scope starts as RoBERTa's does: its own family's rules map it, never RoBERTa's
     scope = "roberta_prelayernorm/tf_roberta_pre_layer_norm_model/roberta_prelayernorm"
-    name = f"{scope}/encoder/layer_._0/output/dense/kernel:0"
-    assert pack.map_name(name) is None
+    hit = pack.map_name(f"{scope}/encoder/layer_._0/output/dense/kernel:0")
+    assert hit is not None and hit[0] == "roberta_prelayernorm.encoder.layer.0.output.dense.weight"
+    assert (
+        pack.map_name("roberta/tf_roberta_pre_layer_norm_model/roberta/encoder/layer_._0/output/dense/kernel:0") is None
+    )
     hit = pack.map_name("roberta/tf_roberta_model_1/roberta/encoder/layer_._11/output/dense/kernel:0")
     assert hit is not None and hit[0] == "roberta.encoder.layer.11.output.dense.weight" and str(hit[1]) == "transpose"

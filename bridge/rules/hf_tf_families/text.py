@@ -83,4 +83,11 @@ FAMILIES = (
         rules=(_REL_EMBEDDINGS, (r"(q_bias|v_bias)", "{}", "identity")),
     ),
     Family("longformer", "longformer", _classes("Longformer", "ForMultipleChoice"), _ROBERTA_HEADS),
+    # RoBERTa with the LayerNorms before each block (its own main layer; its scope starts as RoBERTa's does)
+    Family(
+        "roberta-prelayernorm",
+        "roberta_prelayernorm",
+        _classes("RobertaPreLayerNorm", "ForCausalLM", "ForMultipleChoice"),
+        _ROBERTA_HEADS,
+    ),
 )  # fmt: skip
