@@ -190,3 +190,17 @@ def test_mpnet_with_other_than_32_buckets_is_refused_by_name(tmp_path: Path, tra
     assert "num_buckets=32" in inspect.getsource(type(model.encoder).compute_position_bias)
     # the refusal is of the value, not of the family: the standard 32 buckets convert
     assert "verdict: OK" in _check("TFMPNetModel")
+
+
+def test_xlm_levels_and_the_lm_head_named_as_transformers_converts_them():
+    """XLM's TF lists are `layer_norm1_._0` (a list index with no layer below it) and its LM head's top layer is
+    `pred_layer_._proj`: transformers' `_._` level separator gives PyTorch's `layer_norm1.0` and `pred_layer.proj`;
+    the projection's weight is the word-embedding matrix, its TF copy stored once."""
+    out = _check("TFXLMWithLMHeadModel")
+    assert "transformer/layer_norm1_._0/gamma:0 -> transformer.layer_norm1.0.weight  [identity]" in out
+    assert "pred_layer_._proj/tfxlm_with_lm_head_model/pred_layer_._proj/bias:0 -> pred_layer.proj.bias" in out
+    assert "pred_layer.proj.weight = transformer.embeddings.weight" in out
+    assert "verdict: OK" in out
+    # a base class drops the head, and names it by its PyTorch prefix
+    out = _check("TFFlaubertWithLMHeadModel", "--target", "FlaubertModel")
+    assert "pred_layer_._proj (top layer)" in out and "verdict: OK" in out

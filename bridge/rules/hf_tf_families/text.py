@@ -11,6 +11,12 @@ def _classes(prefix: str, *heads: str) -> tuple[str, ...]:
     return (f"{prefix}Model", *(prefix + t for t in tasks))
 
 
+def _xlm_classes(prefix: str) -> tuple[str, ...]:
+    tasks = ("WithLMHeadModel", "ForSequenceClassification", "ForQuestionAnsweringSimple", "ForTokenClassification")
+    return (f"{prefix}Model", *(prefix + t for t in (*tasks, "ForMultipleChoice")))
+
+
+_XLM_HEADS = ("pred_layer_._proj", "sequence_summary", "qa_outputs", "classifier", "logits_proj")
 _ROBERTA_HEADS = ("lm_head", "classifier", "qa_outputs")
 _DEBERTA_HEADS = ("cls", "pooler", "classifier", "qa_outputs")
 _REL_EMBEDDINGS = (r"rel_embeddings\.weight", "rel_embeddings.weight", "identity")
@@ -90,4 +96,8 @@ FAMILIES = (
         _classes("RobertaPreLayerNorm", "ForCausalLM", "ForMultipleChoice"),
         _ROBERTA_HEADS,
     ),
+    # XLM and FlauBERT: lists as `attentions_._0`, `layer_norm1_._0`; the LM head's top layer `pred_layer_._proj`
+    # (PyTorch's pred_layer.proj) holds the bias, its weight the word embeddings
+    Family("xlm", "transformer", _xlm_classes("XLM"), _XLM_HEADS),
+    Family("flaubert", "transformer", _xlm_classes("Flaubert"), _XLM_HEADS),
 )  # fmt: skip
