@@ -204,3 +204,75 @@ def test_xlm_levels_and_the_lm_head_named_as_transformers_converts_them():
     # a base class drops the head, and names it by its PyTorch prefix
     out = _check("TFFlaubertWithLMHeadModel", "--target", "FlaubertModel")
     assert "pred_layer_._proj (top layer)" in out and "verdict: OK" in out
+
+
+def test_roformer_causal_lm_converts_exactly_and_tf_never_masked_the_future(tmp_path: Path, transformers):
+    """4.57's TFRoFormerForCausalLM builds no causal mask: its logits are transformers 5's class's with
+    is_decoder=False, on bridge's converted weights; the causal class agrees with it where nothing is masked (the
+    last token sees every token)."""
+    import torch
+
+    folder = FAMILIES_DIR / "TFRoFormerForCausalLM"
+    out = tmp_path / "out"
+    _convert(folder / "tf", out)
+    io = np.load(folder / "io.npz")
+    inputs = {k: torch.from_numpy(io[k].astype(np.int64)) for k in ("input_ids", "attention_mask")}
+    bidirectional = transformers.RoFormerForCausalLM.from_pretrained(str(out), is_decoder=False).eval()
+    causal = transformers.RoFormerForCausalLM.from_pretrained(str(out)).eval()
+    with torch.no_grad():
+        free, masked = bidirectional(**inputs).logits.numpy(), causal(**inputs).logits.numpy()
+    assert np.abs(free - io["logits"]).max() <= 1e-5
+    assert np.abs(masked[:, -1] - io["logits"][:, -1]).max() <= 1e-5
+    assert np.abs(masked[:, 0] - io["logits"][:, 0]).max() > 1e-5  # the fixture tells the two apart
+
+
+def test_mlm_heads_named_dollar1___dollar2_are_pytorch_cls():
+    """`mlm___cls` (RoFormer, RemBERT, LayoutLM) and MobileBERT's `predictions___cls`/`seq_relationship___cls` are
+    PyTorch's `cls`, by transformers' `$1___$2` convention."""
+    out = _check("TFRemBertForMaskedLM")
+    assert (
+        "mlm___cls/tf_rem_bert_for_masked_lm/mlm___cls/predictions/decoder/weight:0 -> cls.predictions.decoder" in out
+    )
+    out = _check("TFMobileBertForPreTraining")
+    assert "seq_relationship___cls/seq_relationship/kernel:0 -> cls.seq_relationship.weight  [transpose]" in out
+    assert "verdict: OK" in out
+    out = _check("TFLayoutLMForMaskedLM", "--target", "LayoutLMModel")
+    assert "(top layer) dropped (LayoutLMModel has none)" in out and "verdict: OK" in out
+
+
+def test_mobilebert_decoder_is_the_word_embeddings_it_equals(tmp_path: Path):
+    """TF's MobileBERT LM head multiplies by its own `decoder/weight`; PyTorch ties it to the word embeddings.  The
+    fixtures hold equal values, as released files do: the converted decoder is that matrix; a file where the two
+    differ is not converted silently (the tie check names the contradiction, exit 1)."""
+    import h5py
+
+    folder = FAMILIES_DIR / "TFMobileBertForMaskedLM" / "tf"
+    ours = _convert(folder, tmp_path / "out")
+    decoder = _h5(folder / "tf_model.h5", "predictions/decoder/weight:0")
+    assert ours["cls.predictions.decoder.weight"].tobytes() == decoder.tobytes()
+    assert ours["mobilebert.embeddings.word_embeddings.weight"].tobytes() == decoder.tobytes()
+    changed = tmp_path / "changed"
+    shutil.copytree(folder, changed)
+    with h5py.File(changed / "tf_model.h5", "r+") as f:
+        names: list[str] = []
+        f.visititems(lambda n, o: names.append(n) if n.endswith("predictions/decoder/weight:0") else None)
+        f[names[0]][0, 0] += 1.0
+    out = run_cli("check", str(changed), "--to", "pytorch", code=1)
+    assert "contradicts its config" in out and "tie_word_embeddings" in out
+
+
+def test_convbert_separable_convolution_and_grouped_kernels(tmp_path: Path):
+    """ConvBERT's span convolution is a Keras SeparableConv1D, its feed-forward (num_groups=2) grouped linear
+    layers: kernels [out/g, in/g, g] whose axes all reverse into torch's [g, in/g, out/g]."""
+    out = _check("TFConvBertModel")
+    assert (
+        "key_conv_attn_layer/depthwise_kernel:0 -> encoder.layer.0.attention.self.key_conv_attn_layer.depthwise" in out
+    )
+    assert "[permute(1,2,0)]" in out and "[unsqueeze(1)]" in out
+    assert "layer_._0/intermediate/dense/kernel:0 -> encoder.layer.0.intermediate.dense.weight  [reverse]" in out
+    folder = FAMILIES_DIR / "TFConvBertModel" / "tf"
+    assert json.loads((folder / "config.json").read_text())["num_groups"] == 2
+    ours = _convert(folder, tmp_path / "out")
+    tf_kernel = _h5(folder / "tf_model.h5", "layer_._0/intermediate/dense/kernel:0")
+    assert tf_kernel.shape == (6, 4, 2)
+    np.testing.assert_array_equal(ours["encoder.layer.0.intermediate.dense.weight"], tf_kernel.transpose(2, 1, 0))

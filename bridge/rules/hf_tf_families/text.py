@@ -17,6 +17,7 @@ def _xlm_classes(prefix: str) -> tuple[str, ...]:
 
 
 _XLM_HEADS = ("pred_layer_._proj", "sequence_summary", "qa_outputs", "classifier", "logits_proj")
+_CLS_HEADS = ("mlm___cls", "sequence_summary", "classifier", "qa_outputs")
 _ROBERTA_HEADS = ("lm_head", "classifier", "qa_outputs")
 _DEBERTA_HEADS = ("cls", "pooler", "classifier", "qa_outputs")
 _REL_EMBEDDINGS = (r"rel_embeddings\.weight", "rel_embeddings.weight", "identity")
@@ -100,4 +101,31 @@ FAMILIES = (
     # (PyTorch's pred_layer.proj) holds the bias, its weight the word embeddings
     Family("xlm", "transformer", _xlm_classes("XLM"), _XLM_HEADS),
     Family("flaubert", "transformer", _xlm_classes("Flaubert"), _XLM_HEADS),
+    # BERT-like stacks whose MLM head's top layer is `mlm___cls` (PyTorch's `cls`, transformers' `$1___$2`)
+    Family("roformer", "roformer", _classes("RoFormer", "ForCausalLM", "ForMultipleChoice"), _CLS_HEADS),
+    Family("rembert", "rembert", _classes("RemBert", "ForCausalLM", "ForMultipleChoice"), _CLS_HEADS),
+    Family("layoutlm", "layoutlm", _classes("LayoutLM"), _CLS_HEADS),
+    # ConvBERT: ELECTRA's generator head; the span convolution is a Keras SeparableConv1D (depthwise [k, in, 1],
+    # pointwise [1, in, out], bias [out]: torch's [in, 1, k], [out, in, 1], [out, 1]); with num_groups > 1 the
+    # feed-forward `dense` kernels are grouped, [out/g, in/g, g] for torch's [g, in/g, out/g]: all axes reversed,
+    # as a Dense kernel's two are
+    Family(
+        "convbert",
+        "convbert",
+        _classes("ConvBert", "ForMultipleChoice"),
+        heads=("generator_predictions", "generator_lm_head", "sequence_summary", "classifier", "qa_outputs"),
+        rules=(
+            (r"(depthwise)_kernel", "{}.weight", "permute(1,2,0)"),
+            (r"(pointwise)_kernel", "{}.weight", "permute(2,1,0)"),
+            (r"(key_conv_attn_layer)/bias", "{}.bias", "unsqueeze(1)"),
+            (r"(dense)/kernel", "{}.weight", "reverse"),
+        ),
+    ),
+    # MobileBERT: heads `predictions___cls` and `seq_relationship___cls` (PyTorch's `cls`)
+    Family(
+        "mobilebert",
+        "mobilebert",
+        _classes("MobileBert", "ForPreTraining", "ForNextSentencePrediction", "ForMultipleChoice"),
+        heads=("predictions___cls", "seq_relationship___cls", "classifier", "qa_outputs"),
+    ),
 )  # fmt: skip
