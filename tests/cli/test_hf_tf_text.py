@@ -276,3 +276,16 @@ def test_convbert_separable_convolution_and_grouped_kernels(tmp_path: Path):
     tf_kernel = _h5(folder / "tf_model.h5", "layer_._0/intermediate/dense/kernel:0")
     assert tf_kernel.shape == (6, 4, 2)
     np.testing.assert_array_equal(ours["encoder.layer.0.intermediate.dense.weight"], tf_kernel.transpose(2, 1, 0))
+
+
+def test_funnel_blocks_and_relative_attention_variables():
+    """Funnel's encoder saves `blocks_._1_._0` (PyTorch's blocks.1.0, two list levels with no layer between) and
+    its relative attention's own variables (`r_kernel` [d_model, heads, d_head], biases, `seg_embed`) as they are."""
+    out = _check("TFFunnelForPreTraining")
+    assert (
+        "encoder/blocks_._1_._0/attention/r_kernel:0 -> funnel.encoder.blocks.1.0.attention.r_kernel  [identity]" in out
+    )
+    assert "decoder/layers_._0/attention/seg_embed:0 -> funnel.decoder.layers.0.attention.seg_embed  [identity]" in out
+    assert "verdict: OK" in out
+    out = _check("TFFunnelForMaskedLM", "--target", "FunnelBaseModel")
+    assert "verdict: OK" in out and "funnel.decoder (funnel, a part of the main layer) dropped" in out

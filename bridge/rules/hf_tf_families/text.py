@@ -128,4 +128,13 @@ FAMILIES = (
         _classes("MobileBert", "ForPreTraining", "ForNextSentencePrediction", "ForMultipleChoice"),
         heads=("predictions___cls", "seq_relationship___cls", "classifier", "qa_outputs"),
     ),
+    # Funnel: blocks as `blocks_._0_._0` (PyTorch's blocks.0.0); the relative attention's own variables
+    Family(
+        "funnel",
+        "funnel",
+        ("FunnelBaseModel", *_classes("Funnel", "ForPreTraining", "ForMultipleChoice")),
+        heads=("lm_head", "discriminator_predictions", "classifier", "qa_outputs"),
+        rules=((r"(r_kernel|r_r_bias|r_s_bias|r_w_bias|seg_embed)", "{}", "identity"),),
+        main_heads=("decoder",),  # the base model (FunnelBaseModel) has no upsampling decoder
+    ),
 )  # fmt: skip
