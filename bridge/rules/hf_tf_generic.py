@@ -147,9 +147,9 @@ def _main_heads(family: Family) -> tuple[Head, ...]:
     main = re.escape(family.main)
     return tuple(
         Head(
-            f"{family.main}.{part} ({family.model_type}, a part of the main layer)",
+            f"{family.main}.{_pt_levels(part.replace('/', '.'))} ({family.model_type}, a part of the main layer)",
             rf"(?:{main}/)?{family.scope_rx}(?:_\d+)?/{main}/{re.escape(part)}/.+",
-            f"{family.main}.{part}.",
+            f"{family.main}.{_pt_levels(part.replace('/', '.'))}.",
         )
         for part in family.main_heads
     )
@@ -274,6 +274,6 @@ PACK = RulePack(
     saved_class=saved_class,
     refuses=refuses,
     pt_config=pt_config,
-    model_types=tuple(f.model_type for f in FAMILIES),
+    model_types=tuple(dict.fromkeys(f.model_type for f in FAMILIES)),  # DPR is three families of one type
     layout="tf_model.h5",
 )

@@ -55,6 +55,8 @@ RENAMED_IN_5 = (
     (r"TFViT.*|TFDeiT.*|TFSwin.*", r"\.output\.dense\.", ".mlp.fc2."),
     (r"TFCLIPTextModel", r"^text_model\.", ""),
     (r"TFCLIPVisionModel", r"^vision_model\.", ""),
+    # 4.x kept the rotary frequencies per layer, transformers 5 once for the model (its load hook takes layer 0's)
+    (r"TFEsm.*", r"(^|\.)encoder\.layer\.\d+\.attention\.self\.(rotary_embeddings\.inv_freq)$", r"\1\2"),
 )  # fmt: skip
 # 4.57's TF -> PyTorch conversion leaves batch norm statistics newly initialised (it never renames TF's
 # moving_mean/moving_variance); the fixtures hold other values (hf_tf_specs/vision.py): compared with the TF file

@@ -289,3 +289,46 @@ def test_funnel_blocks_and_relative_attention_variables():
     assert "verdict: OK" in out
     out = _check("TFFunnelForMaskedLM", "--target", "FunnelBaseModel")
     assert "verdict: OK" in out and "funnel.decoder (funnel, a part of the main layer) dropped" in out
+
+
+def test_esm_rotary_frequencies_once_and_the_unread_position_table(tmp_path: Path):
+    """Every TF ESM layer saves the rotary `inv_freq`; transformers 5 keeps one for the model: layer 0's becomes
+    `esm.rotary_embeddings.inv_freq`, layer 1's is a copy, expected only while byte-equal.  The absolute position
+    table TF always builds is dropped for a rotary ESM, which has none."""
+    import h5py
+
+    out = _check("TFEsmForMaskedLM")
+    assert "layer_._0/attention/self/rotary_embeddings/inv_freq:0 -> esm.rotary_embeddings.inv_freq  [identity]" in out
+    assert "each TF layer saves the rotary frequencies again" in out and "(byte-equal to the tensor it copies)" in out
+    assert "esm.embeddings.position_embeddings (esm, a part of the main layer) dropped (EsmForMaskedLM has none)" in out
+    folder = FAMILIES_DIR / "TFEsmModel" / "tf"
+    ours = _convert(folder, tmp_path / "out")
+    assert (
+        ours["rotary_embeddings.inv_freq"].tobytes()
+        == _h5(folder / "tf_model.h5", "layer_._0/attention/self/rotary_embeddings/inv_freq:0").tobytes()
+    )
+    changed = tmp_path / "changed"
+    shutil.copytree(folder, changed)
+    with h5py.File(changed / "tf_model.h5", "r+") as f:
+        names: list[str] = []
+        f.visititems(
+            lambda n, o: (
+                names.append(n) if n.endswith("layer_._1/attention/self/rotary_embeddings/inv_freq:0") else None
+            )
+        )
+        f[names[0]][0] += 1.0
+    out = run_cli("check", str(changed), "--to", "pytorch", code=1)
+    assert "its values differ from" in out and "layer_._0/attention/self/rotary_embeddings/inv_freq:0" in out
+
+
+def test_dpr_each_class_is_its_own_top_layer_around_bert():
+    """DPR's TF classes wrap a BERT main layer (`bert_model`) in a top layer of their own: the reader's span
+    predictor, the context and question encoders, each mapped under its own name."""
+    out = _check("TFDPRReader")
+    assert (
+        "span_predictor/tfdpr_reader/span_predictor/encoder/bert_model/encoder/layer_._0/output/dense/kernel:0 -> "
+        "span_predictor.encoder.bert_model.encoder.layer.0.output.dense.weight  [transpose]"
+    ) in out
+    assert "span_predictor/qa_classifier/kernel:0 -> span_predictor.qa_classifier.weight" in out
+    assert "verdict: OK" in out
+    assert "target: transformers DPRQuestionEncoder" in _check("TFDPRQuestionEncoder")

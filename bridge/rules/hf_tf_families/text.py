@@ -17,6 +17,10 @@ def _xlm_classes(prefix: str) -> tuple[str, ...]:
 
 
 _XLM_HEADS = ("pred_layer_._proj", "sequence_summary", "qa_outputs", "classifier", "logits_proj")
+# ESM's rotary frequencies, saved by every TF layer: (model scope + encoder prefix, layer, rest of the name)
+_ESM_INV_FREQ = (
+    r"(esm/tf_esm_[a-z_]+?(?:_\d+)?/esm/encoder/layer_\._)({})(/attention/self/rotary_embeddings/inv_freq:0)"
+)
 _CLS_HEADS = ("mlm___cls", "sequence_summary", "classifier", "qa_outputs")
 _ROBERTA_HEADS = ("lm_head", "classifier", "qa_outputs")
 _DEBERTA_HEADS = ("cls", "pooler", "classifier", "qa_outputs")
@@ -137,4 +141,23 @@ FAMILIES = (
         rules=((r"(r_kernel|r_r_bias|r_s_bias|r_w_bias|seg_embed)", "{}", "identity"),),
         main_heads=("decoder",),  # the base model (FunnelBaseModel) has no upsampling decoder
     ),
+    # ESM: the contact head inside the main layer; with rotary positions (ESM-2) each TF layer saves the rotary
+    # `inv_freq`, transformers 5 keeps one for the model (its load hook takes layer 0's), and the absolute
+    # position table TF always builds is never read (transformers 5 builds none)
+    Family(
+        "esm",
+        "esm",
+        ("EsmModel", "EsmForMaskedLM", "EsmForSequenceClassification", "EsmForTokenClassification"),
+        heads=("lm_head", "classifier"),
+        main_heads=("pooler", "embeddings/position_embeddings"),
+        unscoped=((_ESM_INV_FREQ.format("0"), "esm.rotary_embeddings.inv_freq", "identity"),),
+        unscoped_copies=(
+            (_ESM_INV_FREQ.format(r"(?!0/)\d+"), r"\g<1>0\3", "each TF layer saves the rotary frequencies again; "
+             "transformers 5 keeps layer 0's for the model"),
+        ),
+    ),
+    # DPR: a BERT main layer (`bert_model`) inside each class's own top layer, so one family per top layer
+    Family("dpr", "ctx_encoder", ("DPRContextEncoder",)),
+    Family("dpr", "question_encoder", ("DPRQuestionEncoder",)),
+    Family("dpr", "span_predictor", ("DPRReader",)),
 )  # fmt: skip
