@@ -332,3 +332,17 @@ def test_dpr_each_class_is_its_own_top_layer_around_bert():
     assert "span_predictor/qa_classifier/kernel:0 -> span_predictor.qa_classifier.weight" in out
     assert "verdict: OK" in out
     assert "target: transformers DPRQuestionEncoder" in _check("TFDPRQuestionEncoder")
+
+
+def test_tapas_question_answering_scorers_saved_outside_the_model_scope():
+    """TFTapasForQuestionAnswering saves its cell and column scorers as `compute_token_logits/output/...` and
+    `compute_column_logits/column_output/...` (no model scope): PyTorch's top-level `output_weights`,
+    `output_bias` (a scalar), `column_output_weights`, `column_output_bias`; the seven token-type tables map one
+    to one."""
+    out = _check("TFTapasForQuestionAnswering")
+    assert "compute_token_logits/output/output_bias:0 -> output_bias  [identity]" in out
+    assert "compute_column_logits/column_output/column_output_weights:0 -> column_output_weights  [identity]" in out
+    assert "embeddings/token_type_embeddings_6/embeddings:0 -> tapas.embeddings.token_type_embeddings_6.weight" in out
+    assert "verdict: OK" in out
+    config = json.loads((FAMILIES_DIR / "TFTapasForQuestionAnswering" / "tf" / "config.json").read_text())
+    assert config["num_aggregation_labels"] == 4 and len(config["type_vocab_sizes"]) == 7

@@ -156,6 +156,18 @@ FAMILIES = (
              "transformers 5 keeps layer 0's for the model"),
         ),
     ),
+    # TAPAS: seven token-type tables; the QA head's cell and column scorers are variables saved outside the model
+    # scope (`compute_token_logits/output/output_weights:0`), PyTorch's top-level `output_weights`...
+    Family(
+        "tapas",
+        "tapas",
+        ("TapasModel", "TapasForMaskedLM", "TapasForSequenceClassification", "TapasForQuestionAnswering"),
+        heads=("cls", "classifier", "aggregation_classifier"),
+        unscoped=(
+            (r"compute_token_logits/output/(output_weights|output_bias):0", "{1}", "identity"),
+            (r"compute_column_logits/column_output/(column_output_weights|column_output_bias):0", "{1}", "identity"),
+        ),
+    ),
     # DPR: a BERT main layer (`bert_model`) inside each class's own top layer, so one family per top layer
     Family("dpr", "ctx_encoder", ("DPRContextEncoder",)),
     Family("dpr", "question_encoder", ("DPRQuestionEncoder",)),
