@@ -164,9 +164,7 @@ def _unscoped_copies(family: Family) -> tuple[Copy, ...]:
 
 
 def _unscoped_heads(family: Family) -> tuple[Head, ...]:
-    return tuple(
-        Head(f"{head} (top layer)", rf"{re.escape(head)}/{re.escape(head)}:0", head) for head in family.unscoped_heads
-    )
+    return tuple(Head(f"{head} (top layer)", rf"{re.escape(head)}/[^:]+:0", head) for head in family.unscoped_heads)
 
 
 def _signature() -> str:

@@ -344,5 +344,7 @@ def test_tapas_question_answering_scorers_saved_outside_the_model_scope():
     assert "compute_column_logits/column_output/column_output_weights:0 -> column_output_weights  [identity]" in out
     assert "token_type_embeddings_{0..6}/embeddings:0 -> tapas.embeddings.token_type_embeddings_{0..6}.weight" in out
     assert "verdict: OK" in out
+    out = _check("TFTapasForQuestionAnswering", "--target", "TapasModel")  # the base model drops them, said so
+    assert "compute_token_logits (top layer) dropped (TapasModel has none)" in out and "verdict: OK" in out
     config = json.loads((FAMILIES_DIR / "TFTapasForQuestionAnswering" / "tf" / "config.json").read_text())
     assert config["num_aggregation_labels"] == 4 and len(config["type_vocab_sizes"]) == 7

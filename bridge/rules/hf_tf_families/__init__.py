@@ -52,8 +52,9 @@ class Family:
     # variable an unscoped rule maps (T5's encoder and decoder save ``shared`` again; every ESM layer its rotary
     # frequencies), expected only when byte-equal to the one it copies
     unscoped_copies: tuple[tuple[str, str, str], ...] = ()
-    # top layers whose only variable is unscoped (``final_logits_bias/final_logits_bias:0``), dropped by a class
-    # without them (BartModel from a BartForConditionalGeneration file)
+    # top layers whose variables are all unscoped (``final_logits_bias/final_logits_bias:0``, TAPAS'
+    # ``compute_token_logits/output/output_weights:0``), dropped by a class without them (BartModel from a
+    # BartForConditionalGeneration file)
     unscoped_heads: tuple[str, ...] = ()
     # classes laid out by the pack itself (``RulePack.targets``: config -> {name: (shape, tied_to)}) where the
     # class built on the meta device ties more than loading does (transformers 5 forces T5's and mT5's

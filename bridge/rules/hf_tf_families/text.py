@@ -167,6 +167,7 @@ FAMILIES = (
             (r"compute_token_logits/output/(output_weights|output_bias):0", "{1}", "identity"),
             (r"compute_column_logits/column_output/(column_output_weights|column_output_bias):0", "{1}", "identity"),
         ),
+        unscoped_heads=("compute_token_logits", "compute_column_logits"),
     ),
     # DPR: a BERT main layer (`bert_model`) inside each class's own top layer, so one family per top layer
     Family("dpr", "ctx_encoder", ("DPRContextEncoder",)),
