@@ -69,6 +69,7 @@ def check(
     with load(source, format=source_format) as ckpt:
         pack = _choose_pack(ckpt, target, rules, user)
         cfg, notes = _resolve_config(ckpt, pack, config)
+        _refuse_config(ckpt, pack, cfg)
         spec = _target_from_config(ckpt, pack, to, target, cfg, notes)
         if pack.bind is not None:  # a structural pack turns this source + target into exact-name rules
             pack, bound_notes = pack.bind(ckpt, spec)
@@ -83,6 +84,19 @@ def check(
     plan.notes.extend(notes)
     plan.notes.extend(f"warning: {w}" for w in ckpt.warnings)
     return plan
+
+
+def _refuse_config(ckpt: Checkpoint, pack: RulePack, cfg: dict[str, Any]) -> None:
+    """The chosen pack's refusal of a source it maps but whose config it cannot convert faithfully."""
+    names = [r.name for r in ckpt.values() if r.kind == "model"]
+    reason = pack.refuses(names, cfg) if pack.refuses else None
+    if reason is not None:
+        raise UsageError(
+            "This checkpoint's model config is not supported by its rules",
+            path=ckpt.path,
+            detail=reason,
+            hint="Convert it with the tool that wrote it, or keep the model in the framework it was trained in",
+        )
 
 
 def _target_from_config(

@@ -166,7 +166,9 @@ class RulePack:
             lays out itself; tried before ``default_target``, ``--target`` overrides.
         refuses: ``(source names, config beside the source) -> reason or None``: a source of the pack's format
             that no pack maps and that the pack recognises as one it cannot convert (a family not supported yet):
-            refused by name as bad input, before a structural pack could pair it by guesswork.
+            refused by name as bad input, before a structural pack could pair it by guesswork.  Asked again of the
+            chosen pack with the resolved config: a source it maps whose config it cannot convert faithfully
+            (a value the target class computes with otherwise) is refused the same way.
         config_from_source: ``(shapes by name) -> config dict`` when no config file is given.
         base_prefix: transformers' ``base_model_prefix`` of the family (``bert``).
         pt_config: ``(source config, class name) -> (config.json, notes)`` for the PyTorch side.

@@ -19,6 +19,9 @@ out.  ``squeeze(k)`` drops axis ``k``, which must have size 1 (GPT-2's Conv1D ke
 torch's are ``[nx, nf]``), and ``unsqueeze(k)`` puts it back: a rule names the axis, so a shape that has no size-1
 axis there is a mismatch, never a forced fit.  :func:`assemble` is the one function that builds a target from its
 parts, for the writer and for ``verify`` alike.
+``reverse`` reverses every axis, whatever the rank: transformers' own TF -> PyTorch rule for a kernel
+that one layer name stores as ``[in, out]`` (a Dense) or ``[out/g, in/g, g]`` (ConvBERT's grouped linear layer,
+torch's ``[g, in/g, out/g]``), as the config decides.
 Steps chain with ``|``, applied left to right: ``transpose|gates(zrh->rzh)``.
 """
 
@@ -32,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 _SPEC = re.compile(
-    r"^(identity|transpose|permute|reshape|row|place|term|sum|block|chunk|squeeze|unsqueeze)(?:\(([-\d,\s]*)\))?$"
+    r"^(identity|transpose|reverse|permute|reshape|row|place|term|sum|block|chunk|squeeze|unsqueeze)(?:\(([-\d,\s]*)\))?$"
 )
 _GATES = re.compile(r"^gates\(([a-z]+)->([a-z]+)\)$")
 
@@ -47,7 +50,7 @@ class Transform:
     steps: tuple[Transform, ...] = ()  # for ``chain``
 
     def __str__(self) -> str:
-        if self.op in ("identity", "transpose"):
+        if self.op in ("identity", "transpose", "reverse"):
             return self.op
         if self.op == "gates":
             return f"gates({self.gates[0]}->{self.gates[1]})"
@@ -61,6 +64,8 @@ class Transform:
             return shape
         if self.op == "transpose":
             return shape[::-1] if len(shape) == 2 else None
+        if self.op == "reverse":
+            return shape[::-1]
         if self.op == "permute":
             return tuple(shape[i] for i in self.args) if len(shape) == len(self.args) else None
         if self.op == "reshape":
@@ -100,6 +105,8 @@ class Transform:
             return np.ascontiguousarray(value if self.args[0] == 0 else np.zeros_like(value))
         if self.op == "transpose":
             return _transpose_2d(value)
+        if self.op == "reverse":
+            return np.ascontiguousarray(np.transpose(value))
         if self.op == "permute":
             return np.ascontiguousarray(np.transpose(value, self.args))
         if self.op == "reshape":
@@ -123,7 +130,7 @@ class Transform:
 
     def inverse(self, source_shape: tuple[int, ...]) -> Transform:
         """The transform that undoes this one for inputs of ``source_shape``."""
-        if self.op in ("identity", "transpose"):
+        if self.op in ("identity", "transpose", "reverse"):
             return self
         if self.op == "permute":
             inv = [0] * len(self.args)
@@ -241,7 +248,7 @@ def _parse_one(spec: str) -> Transform:
     m = _SPEC.match(spec)
     if not m:
         raise ValueError(
-            f"unknown transform {spec!r}; known: identity, transpose, permute(...), reshape(...), "
+            f"unknown transform {spec!r}; known: identity, transpose, reverse, permute(...), reshape(...), "
             "gates(abc->bca), row(k), place(k,n), term(k,n), sum(k,n), block(k,n), chunk(k,n), squeeze(k), "
             "unsqueeze(k), and chains a|b"
         )
@@ -249,6 +256,8 @@ def _parse_one(spec: str) -> Transform:
     args = tuple(int(a) for a in raw.split(",") if a) if raw else ()
     if op == "permute" and sorted(args) != list(range(len(args))):
         raise ValueError(f"permute needs a permutation of 0..n-1, got {args}")
+    if op == "reverse" and raw is not None:
+        raise ValueError(f"reverse takes no arguments, got {spec!r}")
     if op in ("permute", "reshape") and not args:
         raise ValueError(f"{op} needs arguments")
     pair = op in ("place", "term", "sum", "block", "chunk")

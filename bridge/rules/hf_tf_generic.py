@@ -66,10 +66,18 @@ def _number(template: str) -> str:
     return "".join(p + (f"{{{i}}}" if i < len(parts) else "") for i, p in enumerate(parts, 1))
 
 
+def _pt_levels(path: str) -> str:
+    """transformers' own TF -> PyTorch level conventions beyond list indices: ``$1___$2`` is ``$2`` (MobileBERT's
+    top layer ``predictions___cls`` is PyTorch's ``cls``), ``_._`` separates levels (XLM's ``pred_layer_._proj``
+    is ``pred_layer.proj``)."""
+    return re.sub(r"[^./]*___", "", path).replace("_._", ".")
+
+
 @dataclass(frozen=True)
 class _Renamed(Rule):
-    """A rule whose PyTorch name transformers 5 renamed (``encoder.layer.0.attention.attention.query`` ->
-    ``layers.0.attention.q_proj``): the family's renames for the class the source's scope names, in order."""
+    """A rule of a family: transformers' level conventions (:func:`_pt_levels`), then the renames of transformers 5
+    (``encoder.layer.0.attention.attention.query`` -> ``layers.0.attention.q_proj``) for the class the source's
+    scope names, in order."""
 
     family: Family | None = None
 
@@ -77,9 +85,11 @@ class _Renamed(Rule):
         hit = super().apply(name)
         if hit is None or self.family is None:
             return hit
+        target = _pt_levels(hit[0])
+        if not self.family.renames:
+            return target, hit[1]
         scope = _scope([name])
         cls = next((c for c in self.family.classes if snake("TF" + c) == scope), "")
-        target = hit[0]
         for cls_rx, rx, replacement in self.family.renames:
             if re.fullmatch(cls_rx, cls):
                 target = re.sub(rx, replacement, target)
@@ -100,11 +110,7 @@ def _family_rules(family: Family) -> tuple[Rule, ...]:
         for depth in range(_MAX_DEPTH, -1, -1):
             path, template = _path_rx(depth)
             source, target = f"{start}{path}/{leaf}:0", _number(f"{template}.{param}")
-            if family.renames:
-                rule: Rule = _Renamed(source, target, transform, needs, family)
-            else:
-                rule = Rule(source, target, transform, needs)
-            out.append(rule)
+            out.append(_Renamed(source, target, transform, needs, family))
     return tuple(out)
 
 
@@ -129,7 +135,11 @@ def _family_unread(family: Family) -> tuple[Copy, ...]:
 def _family_heads(family: Family) -> tuple[Head, ...]:
     # no family in the label: the matcher may find a head by its PyTorch prefix (`lm_head.`), which families share
     return tuple(
-        Head(f"{head} (top layer)", rf"{re.escape(head)}/{family.scope_rx}(?:_\d+)?/{head}/.+", head + ".")
+        Head(
+            f"{head} (top layer)",
+            rf"{re.escape(head)}/{family.scope_rx}(?:_\d+)?/{re.escape(head)}/.+",
+            _pt_levels(head) + ".",
+        )
         for head in family.heads
     ) + _main_heads(family)
 
@@ -139,9 +149,9 @@ def _main_heads(family: Family) -> tuple[Head, ...]:
     main = re.escape(family.main)
     return tuple(
         Head(
-            f"{family.main}.{part} ({family.model_type}, a part of the main layer)",
+            f"{family.main}.{_pt_levels(part.replace('/', '.'))} ({family.model_type}, a part of the main layer)",
             rf"(?:{main}/)?{family.scope_rx}(?:_\d+)?/{main}/{re.escape(part)}/.+",
-            f"{family.main}.{part}.",
+            f"{family.main}.{_pt_levels(part.replace('/', '.'))}.",
         )
         for part in family.main_heads
     )
@@ -156,9 +166,7 @@ def _unscoped_copies(family: Family) -> tuple[Copy, ...]:
 
 
 def _unscoped_heads(family: Family) -> tuple[Head, ...]:
-    return tuple(
-        Head(f"{head} (top layer)", rf"{re.escape(head)}/{re.escape(head)}:0", head) for head in family.unscoped_heads
-    )
+    return tuple(Head(f"{head} (top layer)", rf"{re.escape(head)}/[^:]+:0", head) for head in family.unscoped_heads)
 
 
 def _signature() -> str:
@@ -205,7 +213,12 @@ def saved_class(config: dict[str, Any], names: Iterable[str]) -> str | None:
 
 
 def refuses(names: Iterable[str], config: dict[str, Any]) -> str | None:
-    """A transformers ``tf_model.h5`` of a family no pack maps: which family, for a refusal by name."""
+    """A transformers ``tf_model.h5`` of a family no pack maps: which family, for a refusal by name; of a mapped
+    family, a config value its constraints do not convert (:attr:`Family.constraints`)."""
+    names = list(names)
+    family = family_of(names)
+    if family is not None:
+        return _violated(family, config)
     scope = _scope(names)
     if scope is None or not scope.startswith("tf"):
         return None
@@ -219,6 +232,16 @@ def refuses(names: Iterable[str], config: dict[str, Any]) -> str | None:
         return f"{what} is not supported: {REMOVED_IN_5[family]}"
     known = ", ".join(["bert", *(f.model_type for f in FAMILIES)])
     return f"{what} is not supported by the hf-tf rules yet (they map: {known})"
+
+
+def _violated(family: Family, config: dict[str, Any]) -> str | None:
+    for key, allowed, why in family.constraints:
+        if key in config and config[key] != allowed:
+            return (
+                f"`{key}` is {config[key]!r} in this {family.model_type} config: {why}, so the converted model would "
+                f"compute otherwise than the TF one (only {key} = {allowed!r} converts)"
+            )
+    return None
 
 
 def config_from_source(shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, Any], list[str]]:
@@ -253,6 +276,6 @@ PACK = RulePack(
     saved_class=saved_class,
     refuses=refuses,
     pt_config=pt_config,
-    model_types=tuple(t for f in FAMILIES for t in (f.model_type, *f.also)),
+    model_types=tuple(dict.fromkeys(t for f in FAMILIES for t in (f.model_type, *f.also))),  # DPR: 3 of 1 type
     layout="tf_model.h5",
 )

@@ -62,6 +62,8 @@ RENAMED_IN_5 = (
     (r"TFVisionEncoderDecoderModel", r"\.attention\.output\.dense\.", ".attention.o_proj."),
     (r"TFVisionEncoderDecoderModel", r"\.intermediate\.dense\.", ".mlp.fc1."),
     (r"TFVisionEncoderDecoderModel", r"\.output\.dense\.", ".mlp.fc2."),
+    # 4.x kept the rotary frequencies per layer, transformers 5 once for the model (its load hook takes layer 0's)
+    (r"TFEsm.*", r"(^|\.)encoder\.layer\.\d+\.attention\.self\.(rotary_embeddings\.inv_freq)$", r"\1\2"),
 )  # fmt: skip
 # 4.57's TF -> PyTorch conversion leaves batch norm statistics newly initialised (it never renames TF's
 # moving_mean/moving_variance); the fixtures hold other values (hf_tf_specs/vision.py): compared with the TF file
@@ -98,6 +100,11 @@ def _tf_statistics(tf_class: str) -> dict[str, np.ndarray]:
 NOT_SAVED_BY_4 = {
     # sinusoid tables transformers rebuilt on load (tests/cli/test_hf_tf_seq2seq.py: equal to 5's own)
     "TFMarianMTModel": {"model.encoder.embed_positions.weight", "model.decoder.embed_positions.weight"},
+    # MobileBERT's TF LM head keeps its own decoder matrix, which PyTorch ties to the word embeddings: bridge writes
+    # the TF variable (the tie check proved it byte-equal to the embeddings), 4.57 saved the tie once
+    # (tests/cli/test_hf_tf_text.py: equal to the embeddings and to the TF variable)
+    "TFMobileBertForMaskedLM": {"cls.predictions.decoder.weight"},
+    "TFMobileBertForPreTraining": {"cls.predictions.decoder.weight"},
 }
 
 
@@ -207,10 +214,13 @@ def test_the_generic_rules_claim_only_their_families():
 
     pack = hf_tf_generic.PACK
     assert pack.map_name("bert/tf_bert_model/bert/encoder/layer_._0/attention/self/query/kernel:0") is None
-    # RoBERTa-PreLayerNorm's scope starts as RoBERTa's does: another family, not mapped by RoBERTa's rules
+    # RoBERTa-PreLayerNorm's scope starts as RoBERTa's does: its own family's rules map it, never RoBERTa's
     scope = "roberta_prelayernorm/tf_roberta_pre_layer_norm_model/roberta_prelayernorm"
-    name = f"{scope}/encoder/layer_._0/output/dense/kernel:0"
-    assert pack.map_name(name) is None
+    hit = pack.map_name(f"{scope}/encoder/layer_._0/output/dense/kernel:0")
+    assert hit is not None and hit[0] == "roberta_prelayernorm.encoder.layer.0.output.dense.weight"
+    assert (
+        pack.map_name("roberta/tf_roberta_pre_layer_norm_model/roberta/encoder/layer_._0/output/dense/kernel:0") is None
+    )
     hit = pack.map_name("roberta/tf_roberta_model_1/roberta/encoder/layer_._11/output/dense/kernel:0")
     assert hit is not None and hit[0] == "roberta.encoder.layer.11.output.dense.weight" and str(hit[1]) == "transpose"
 

@@ -28,6 +28,8 @@ DTYPES = [np.float32, np.float16, ml_dtypes.bfloat16, np.int64, np.bool_]
         ("unsqueeze(0)", (3, 4)),
         ("unsqueeze(2)", (3, 4)),
         ("squeeze(0)|transpose", (1, 3, 4)),
+        ("reverse", (3, 4)),
+        ("reverse", (6, 4, 2)),  # ConvBERT's grouped kernel [out/g, in/g, g] -> torch's [g, in/g, out/g]
     ],
 )
 def test_round_trip_is_bit_exact(spec, shape, dtype):
@@ -72,7 +74,16 @@ def test_squeeze_names_its_axis_and_never_forces_a_fit():
     assert str(parse("squeeze(0)")) == "squeeze(0)"
 
 
-@pytest.mark.parametrize("bad", ["squeeze", "squeeze(-1)", "unsqueeze(0,1)", "permute(0,0)", "permute", "reshape()"])
+def test_reverse_is_transpose_on_a_matrix_and_reverses_every_axis_above():
+    value = np.arange(48, dtype=np.float32).reshape(6, 4, 2)
+    np.testing.assert_array_equal(parse("reverse").apply(value), np.transpose(value, (2, 1, 0)), strict=True)
+    np.testing.assert_array_equal(parse("reverse").apply(value[..., 0]), parse("transpose").apply(value[..., 0]))
+    assert parse("reverse").shape((6, 4, 2)) == (2, 4, 6) and str(parse("reverse")) == "reverse"
+
+
+@pytest.mark.parametrize(
+    "bad", ["reverse(1)", "squeeze", "squeeze(-1)", "unsqueeze(0,1)", "permute(0,0)", "permute", "reshape()"]
+)
 def test_bad_specs(bad):
     with pytest.raises(ValueError):
         parse(bad)

@@ -38,19 +38,23 @@ class Family:
     # TF variables that are constant buffers PyTorch rebuilds: (regex over TF names, why, the value for a shape)
     buffers: tuple[tuple[str, str, Callable[[tuple[int, ...]], np.ndarray]], ...] = ()
     # parts of the main layer that some classes lack (MPNet's TF main layer always builds its pooler, which
-    # MPNetForMaskedLM has not): expected leftovers for those classes, named as in PyTorch below `main`
+    # MPNetForMaskedLM has not; TF's ESM builds `embeddings/position_embeddings` that a rotary ESM lacks): expected
+    # leftovers for those classes, a TF layer path below `main`
     main_heads: tuple[str, ...] = ()
     # (variable path regex below the model scope, why): variables the TF class builds but its forward never reads
     # (ALBERT's MLM head adds `decoder/bias`, never `bias`): expected leftovers, mapped by no rule
     unread: tuple[tuple[str, str], ...] = ()
     # Variables saved outside the model scope, ``<top>/<layer>/<layer>/<variable>:0`` (T5's and BART's ``shared``
-    # embedding, BART's ``final_logits_bias``): (regex over the whole name, PyTorch template, transform)
+    # embedding, BART's ``final_logits_bias``), or whose PyTorch name is not their layer path (ESM's layer 0 rotary
+    # frequencies are transformers 5's model-level buffer): (regex over the whole name, PyTorch template, transform)
     unscoped: tuple[tuple[str, str, str], ...] = ()
-    # (regex over the whole name, the name it copies as a ``re.Match.expand`` template, why): another top layer's
-    # second copy of an unscoped variable (T5's encoder and decoder save ``shared`` again)
+    # (regex over the whole name, the name it copies as a ``re.Match.expand`` template, why): a second copy of a
+    # variable an unscoped rule maps (T5's encoder and decoder save ``shared`` again; every ESM layer its rotary
+    # frequencies), expected only when byte-equal to the one it copies
     unscoped_copies: tuple[tuple[str, str, str], ...] = ()
-    # top layers whose only variable is unscoped (``final_logits_bias/final_logits_bias:0``), dropped by a class
-    # without them (BartModel from a BartForConditionalGeneration file)
+    # top layers whose variables are all unscoped (``final_logits_bias/final_logits_bias:0``, TAPAS'
+    # ``compute_token_logits/output/output_weights:0``), dropped by a class without them (BartModel from a
+    # BartForConditionalGeneration file)
     unscoped_heads: tuple[str, ...] = ()
     # classes laid out by the pack itself (``RulePack.targets``: config -> {name: (shape, tied_to)}) where the
     # class built on the meta device ties more than loading does (transformers 5 forces T5's and mT5's
@@ -62,6 +66,10 @@ class Family:
     # other model_types whose TF classes are this family's (transformers' auto tables map gpt-sw3 to GPT2Config and
     # GPT-2's TF classes: such a file's config.json says gpt2): named in the family table, converted as this family
     also: tuple[str, ...] = ()
+    # config values the PyTorch class computes with other than the TF class did: (config.json key, the only value
+    # that converts, why), a file with another value refused by name (transformers 5's MPNet buckets relative
+    # positions by 32 whatever `relative_attention_num_buckets` says); an absent key is the class default
+    constraints: tuple[tuple[str, Any, str], ...] = ()
 
     def __post_init__(self) -> None:
         # the model scopes of exactly this family's classes (``tf_roberta`` also starts RoBERTa-PreLayerNorm's)
