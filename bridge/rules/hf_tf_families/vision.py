@@ -61,6 +61,15 @@ _DATA2VEC_VISION_5 = (
     (".*", r"^decode_head\.psp_modules\.(\d+)\.1\.", r"decode_head.psp_modules.blocks.\1.conv."),
 )
 
+# the leaves of a biased layer or batch norm, TF -> PyTorch, for rules that spell the layer out
+_NORM_LEAVES = (
+    ("bias", "bias"),
+    ("gamma", "weight"),
+    ("beta", "bias"),
+    ("moving_mean", "running_mean"),
+    ("moving_variance", "running_var"),
+)
+
 _BATCH_NORM_STEPS = (
     (r".*\.num_batches_tracked", "batch norm's step counter: no TF variable, newly initialised (zeros)", "zeros"),
 )
@@ -227,6 +236,52 @@ FAMILIES = (
             ("moving_variance", "running_var", "identity"),
         ),
         renames=_DATA2VEC_VISION_5,
+        optional=_BATCH_NORM_STEPS,
+    ),
+    Family(
+        "mobilevit",
+        "mobilevit",
+        ("MobileViTModel", "MobileViTForImageClassification", "MobileViTForSemanticSegmentation"),
+        heads=("classifier", "segmentation_head"),
+        rules=(
+            (r"(convolution)/kernel", "{}.weight", _CONV2D),
+            ("moving_mean", "running_mean", "identity"),
+            ("moving_variance", "running_var", "identity"),
+        ),
+        optional=_BATCH_NORM_STEPS,
+    ),
+    Family(
+        "vit_mae",
+        "vit",
+        ("ViTMAEModel", "ViTMAEForPreTraining"),
+        heads=("decoder",),
+        rules=(
+            _TOKENS,
+            (r"(decoder_pos_embed)", "{}", "identity"),
+            (r"(projection)/kernel", "{}.weight", _CONV2D),
+        ),
+        renames=_VIT_5,
+    ),
+    Family(
+        "swiftformer",
+        "swiftformer",
+        ("SwiftFormerModel", "SwiftFormerForImageClassification"),
+        heads=("norm", "head", "dist_head"),
+        rules=(
+            # right below an indexed layer (`network_._1/proj`, `blocks_._0/layer_scale_1`), where no generic path
+            # reaches; layer scales are [c] in TF, [c, 1, 1] in PyTorch
+            (r"network_\._(\d+)/blocks_\._(\d+)/(layer_scale_[12])", "network.{}.blocks.{}.{}",
+             "unsqueeze(1)|unsqueeze(2)"),
+            (r"network_\._(\d+)/(proj)/kernel", "network.{}.{}.weight", _CONV2D),
+            *((rf"network_\._(\d+)/(proj|norm)/{tf}", f"network.{{}}.{{}}.{pt}", "identity")
+              for tf, pt in _NORM_LEAVES),
+            (r"(layer_scale)", "{}", "unsqueeze(1)|unsqueeze(2)"),
+            (r"(w_g)", "{}", "identity"),
+            # the other kernels but the attention's Dense layers (attn/proj, to_query, to_key, final) are Conv2D
+            (r"(fc[12]|depth_wise_conv|point_wise_conv[12]|(?<=patch_embedding/)\d)/kernel", "{}.weight", _CONV2D),
+            ("moving_mean", "running_mean", "identity"),
+            ("moving_variance", "running_var", "identity"),
+        ),
         optional=_BATCH_NORM_STEPS,
     ),
 )  # fmt: skip
