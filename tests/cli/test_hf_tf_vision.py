@@ -163,3 +163,11 @@ def test_vit_mae_loss_is_the_tf_loss(tmp_path: Path, transformers):
         out = model(pixel_values=torch.from_numpy(io["pixel_values"]), noise=torch.from_numpy(io["noise"]))
     assert io["loss"].shape == (1,) and out.loss.shape == ()
     assert abs(float(out.loss) - float(io["loss"][0])) <= 1e-5
+
+
+def test_groupvit_group_tokens_scalar_scale_and_projection_statistics():
+    out = _check("TFGroupViTModel")
+    assert "stages_._{0..1}/group_token:0 -> vision_model.encoder.stages.{0..1}.group_token  [identity]" in out
+    assert "groupvit/logit_scale:0 -> logit_scale  [squeeze(0)]" in out
+    assert "visual_projection.1/moving_mean:0 -> visual_projection.1.running_mean  [identity]" in out
+    assert "verdict: OK" in out

@@ -284,4 +284,19 @@ FAMILIES = (
         ),
         optional=_BATCH_NORM_STEPS,
     ),
+    Family(
+        "groupvit",
+        "groupvit",
+        ("GroupViTModel", "GroupViTTextModel", "GroupViTVisionModel"),
+        rules=(
+            # a stage's group tokens sit right below the indexed stage (`stages_._0/group_token`)
+            (r"stages_\._(\d+)/(group_token)", "stages.{}.{}", "identity"),
+            (r"(position_embeddings)", "{}", "identity"),
+            (r"(projection)/kernel", "{}.weight", _CONV2D),
+            (r"(logit_scale)", "{}", "squeeze(0)"),  # TF stores the scalar as [1]
+            ("moving_mean", "running_mean", "identity"),
+            ("moving_variance", "running_var", "identity"),
+        ),
+        optional=_BATCH_NORM_STEPS,
+    ),
 )  # fmt: skip
