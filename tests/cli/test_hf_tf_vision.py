@@ -171,3 +171,11 @@ def test_groupvit_group_tokens_scalar_scale_and_projection_statistics():
     assert "groupvit/logit_scale:0 -> logit_scale  [squeeze(0)]" in out
     assert "visual_projection.1/moving_mean:0 -> visual_projection.1.running_mean  [identity]" in out
     assert "verdict: OK" in out
+
+
+def test_layoutlmv3_image_patches_and_2d_relative_position_tables():
+    out = _check("TFLayoutLMv3ForQuestionAnswering")
+    assert "layoutlmv3/patch_embed/proj/kernel:0 -> layoutlmv3.patch_embed.proj.weight  [permute(3,2,0,1)]" in out
+    assert "layoutlmv3/pos_embed:0 -> layoutlmv3.pos_embed  [identity]" in out
+    assert "encoder/rel_pos_x_bias/kernel:0 -> layoutlmv3.encoder.rel_pos_x_bias.weight  [transpose]" in out
+    assert "verdict: OK" in out

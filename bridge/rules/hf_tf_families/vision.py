@@ -299,4 +299,15 @@ FAMILIES = (
         ),
         optional=_BATCH_NORM_STEPS,
     ),
+    Family(
+        "layoutlmv3",
+        "layoutlmv3",
+        ("LayoutLMv3Model", "LayoutLMv3ForQuestionAnswering", "LayoutLMv3ForSequenceClassification",
+         "LayoutLMv3ForTokenClassification"),
+        heads=("qa_outputs", "classifier"),
+        rules=(
+            (r"(cls_token|pos_embed)", "{}", "identity"),
+            (r"(patch_embed/proj)/kernel", "{}.weight", _CONV2D),
+        ),
+    ),
 )  # fmt: skip
