@@ -179,3 +179,11 @@ def test_layoutlmv3_image_patches_and_2d_relative_position_tables():
     assert "layoutlmv3/pos_embed:0 -> layoutlmv3.pos_embed  [identity]" in out
     assert "encoder/rel_pos_x_bias/kernel:0 -> layoutlmv3.encoder.rel_pos_x_bias.weight  [transpose]" in out
     assert "verdict: OK" in out
+
+
+def test_lxmert_answer_head_below_its_index_and_the_tied_decoder():
+    out = _check("TFLxmertForPreTraining")
+    assert "answer_head/logit_fc_._{0,3}/kernel:0 -> answer_head.logit_fc.{0,3}.weight  [transpose]" in out
+    assert "answer_head/logit_fc_._2/gamma:0 -> answer_head.logit_fc.2.weight  [identity]" in out
+    assert "cls.predictions.decoder.weight = lxmert.embeddings.word_embeddings.weight" in out
+    assert "verdict: OK" in out

@@ -310,4 +310,15 @@ FAMILIES = (
             (r"(patch_embed/proj)/kernel", "{}.weight", _CONV2D),
         ),
     ),
+    Family(
+        "lxmert",
+        "lxmert",
+        ("LxmertModel", "LxmertForPreTraining"),
+        heads=("cls", "obj_predict_head", "answer_head"),
+        # the answer head's Sequential saves its layers' variables right below the index (`logit_fc_._0/kernel`)
+        rules=(
+            (r"(logit_fc)_\._(\d+)/kernel", "{}.{}.weight", "transpose"),
+            *((rf"(logit_fc)_\._(\d+)/{tf}", f"{{}}.{{}}.{pt}", "identity") for tf, pt in _NORM_LEAVES),
+        ),
+    ),
 )  # fmt: skip
