@@ -19,7 +19,7 @@ from bridge.core.model import Checkpoint, TensorRecord
 from bridge.core.naming import closest
 from bridge.core.packs import Buffer, Rule, RulePack
 from bridge.core.plan import Leftover, Match, Mismatch, Plan, TargetSpec, Tie
-from bridge.core.transforms import IDENTITY, Transform
+from bridge.core.transforms import IDENTITY, Transform, parse
 
 _NON_MODEL = {
     "optimizer": "optimizer state{slot}: not part of the model, dropped",
@@ -133,11 +133,21 @@ def _check_ties(ckpt: Checkpoint, spec: TargetSpec, plan: Plan, filled: dict[str
     one of the two would silently win: the tied copy is not loaded and the report says so (exit 1).
     """
     same_storage = {frozenset((a, b)) for group in ckpt.tied for a in group for b in group}
+    # the two sides are compared as the target would hold them: a Dense kernel copy of an embedding matrix is
+    # stored transposed, the same values
+    how = {m.target: m.transform for m in plan.matched}
     for name, t in spec.tensors.items():
         if t.tied_to is None or name not in filled or t.tied_to not in filled:
             continue
         copy, owner = filled[name], filled[t.tied_to]
         if frozenset((copy, owner)) in same_storage or _same_values(ckpt, copy, owner):
+            continue
+        if _same_targets(ckpt, (copy, how.get(name, "identity")), (owner, how.get(t.tied_to, "identity"))):
+            # the tie is kept (one tensor written, as the target's own save does); the copy is explained
+            plan.matched = [m for m in plan.matched if m.target != name]
+            del filled[name]
+            reason = f"the same values as `{owner}` once transformed: the tied `{t.tied_to}`, stored once"
+            plan.unused.append(Leftover(copy, reason, True, ckpt[copy].shape))
             continue
         flag = " (tie_word_embeddings)" if "embeddings" in t.tied_to else ""
         plan.matched = [m for m in plan.matched if m.target != name]
@@ -156,6 +166,18 @@ def _check_ties(ckpt: Checkpoint, spec: TargetSpec, plan: Plan, filled: dict[str
 
 def _same_values(ckpt: Checkpoint, a: str, b: str) -> bool:
     return _difference(ckpt, a, b) is None
+
+
+def _same_targets(ckpt: Checkpoint, a: tuple[str, str], b: tuple[str, str]) -> bool:
+    """Whether two sources hold the same target value once their transforms are applied (``(name, transform)``);
+    differing transforms only (equal ones were compared as stored)."""
+    if a[1] == b[1]:
+        return False
+    ta, tb = parse(a[1]), parse(b[1])
+    ra, rb = ckpt[a[0]], ckpt[b[0]]
+    if ra.dtype != rb.dtype or ta.shape(ra.shape) is None or ta.shape(ra.shape) != tb.shape(rb.shape):
+        return False
+    return bool(ta.apply(ra.numpy()).tobytes() == tb.apply(rb.numpy()).tobytes())
 
 
 def _difference(ckpt: Checkpoint, a: str, b: str) -> str | None:

@@ -187,3 +187,28 @@ def test_lxmert_answer_head_below_its_index_and_the_tied_decoder():
     assert "answer_head/logit_fc_._2/gamma:0 -> answer_head.logit_fc.2.weight  [identity]" in out
     assert "cls.predictions.decoder.weight = lxmert.embeddings.word_embeddings.weight" in out
     assert "verdict: OK" in out
+
+
+def test_blip_decoder_kernel_is_the_tied_embedding_transposed():
+    out = _check("TFBlipForConditionalGeneration")
+    assert "cls/predictions/decoder/kernel:0 [8, 40]: the same values as" in out
+    assert "text_decoder.cls.predictions.decoder.weight = text_decoder.bert.embeddings.word_embeddings.weight" in out
+    assert "vision_model/embeddings/patch_embedding/kernel:0 -> vision_model.embeddings.patch_embedding.weight" in out
+    assert "verdict: OK" in out
+
+
+def test_blip_decoder_that_differs_from_its_tied_embedding_is_a_gap(tmp_path: Path):
+    """A TF decoder kernel trained apart from the word embeddings cannot be the one tensor transformers' PyTorch
+    class ties them to: bridge says so (exit 1) rather than dropping either."""
+    import shutil
+
+    import h5py
+
+    folder = tmp_path / "tf"
+    shutil.copytree(FAMILIES_DIR / "TFBlipTextLMHeadModel" / "tf", folder)
+    with h5py.File(folder / "tf_model.h5", "r+") as f:
+        kernel = f["cls/tf_blip_text_lm_head_model/cls/predictions/decoder/kernel:0"]
+        kernel[0, 0] = kernel[0, 0] + 1.0
+    out = run_cli("check", str(folder), "--to", "pytorch", code=1)
+    assert "its values differ from `bert/tf_blip_text_lm_head_model/bert/embeddings/word_embeddings" in out
+    assert "contradicts its config" in out

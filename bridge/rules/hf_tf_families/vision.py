@@ -321,4 +321,19 @@ FAMILIES = (
             *((rf"(logit_fc)_\._(\d+)/{tf}", f"{{}}.{{}}.{pt}", "identity") for tf, pt in _NORM_LEAVES),
         ),
     ),
+    Family(
+        "blip",
+        "blip",
+        ("BlipModel", "BlipForConditionalGeneration", "BlipForQuestionAnswering", "BlipForImageTextRetrieval",
+         "BlipVisionModel", "BlipTextModel", "BlipTextLMHeadModel"),
+        # BLIP's task classes hold their towers as top layers (no `blip` main layer), the one-tower classes their
+        # parts: each is a top layer named as in PyTorch
+        heads=("vision_model", "text_encoder", "text_decoder", "itm_head", "vision_proj", "text_proj",
+               "embeddings", "encoder", "post_layernorm", "pooler", "bert", "cls"),
+        rules=(
+            (r"(class_embedding|position_embedding)", "{}", "identity"),
+            (r"(patch_embedding)/kernel", "{}.weight", _CONV2D),
+            (r"(logit_scale)", "{}", "identity"),
+        ),
+    ),
 )  # fmt: skip
