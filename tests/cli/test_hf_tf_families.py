@@ -64,6 +64,23 @@ RENAMED_IN_5 = (
     (r"TFVisionEncoderDecoderModel", r"\.output\.dense\.", ".mlp.fc2."),
     # 4.x kept the rotary frequencies per layer, transformers 5 once for the model (its load hook takes layer 0's)
     (r"TFEsm.*", r"(^|\.)encoder\.layer\.\d+\.attention\.self\.(rotary_embeddings\.inv_freq)$", r"\1\2"),
+    # SegFormer: stages of blocks (transformers 5's conversion_mapping.py "SegformerModel")
+    (r"TFSegformer.*", r"encoder\.patch_embeddings\.(\d+)\.", r"stages.\1.patch_embeddings."),
+    (r"TFSegformer.*", r"encoder\.block\.(\d+)\.", r"stages.\1.blocks."),
+    (r"TFSegformer.*", r"encoder\.layer_norm\.(\d+)\.", r"stages.\1.layer_norm."),
+    (r"TFSegformer.*", r"\.attention\.self\.(query|key|value)\.", lambda m: f".attention.{m[1][0]}_proj."),
+    (r"TFSegformer.*", r"\.attention\.self\.sr\.", ".attention.sequence_reduction.sequence_reduction."),
+    (r"TFSegformer.*", r"\.attention\.self\.layer_norm\.", ".attention.sequence_reduction.layer_norm."),
+    (r"TFSegformer.*", r"\.attention\.output\.dense\.", ".attention.o_proj."),
+    (r"TFSegformer.*", r"\.mlp\.dense([12])\.", r".mlp.fc\1."),
+    (r"TFSegformer.*", r"\.layer_norm_1\.", ".layernorm_before."),
+    (r"TFSegformer.*", r"\.layer_norm_2\.", ".layernorm_after."),
+    (r"TFSegformer.*", r"^decode_head\.linear_c\.", "decode_head.linear_projections."),
+    # Data2VecVision's segmentation heads take BEiT's names ("BeitForSemanticSegmentation")
+    (r"TFData2VecVision.*", r"\.bn\.", ".normalization."),
+    (r"TFData2VecVision.*", r"\.conv\.weight$", ".convolution.weight"),
+    (r"TFData2VecVision.*", r"^decode_head\.bottleneck\.", "decode_head.psp_bottleneck."),
+    (r"TFData2VecVision.*", r"^decode_head\.psp_modules\.(\d+)\.1\.", r"decode_head.psp_modules.blocks.\1.conv."),
 )  # fmt: skip
 # 4.57's TF -> PyTorch conversion leaves batch norm statistics newly initialised (it never renames TF's
 # moving_mean/moving_variance); the fixtures hold other values (hf_tf_specs/vision.py): compared with the TF file
@@ -87,7 +104,7 @@ def _tf_statistics(tf_class: str) -> dict[str, np.ndarray]:
     def visit(name: str, obj: object) -> None:
         leaf = name.rsplit("/", 1)[-1].removesuffix(":0")
         if isinstance(obj, h5py.Dataset) and leaf in renamed:
-            path = name.split("/", 2)[2].removesuffix(":0").rsplit("/", 1)[0]
+            path = name.split("/", 2)[2].removesuffix(":0").rsplit("/", 1)[0].replace("_._", ".")
             out[f"{path.replace('/', '.')}.{renamed[leaf]}"] = obj[()]
 
     with h5py.File(FAMILIES_DIR / tf_class / "tf" / "tf_model.h5", "r") as f:
@@ -117,9 +134,12 @@ def test_weights_equal_transformers_4_conversion_bit_for_bit(tf_class: str, conv
         _renamed_in_5(tf_class, k): v
         for k, v in load_file(FAMILIES_DIR / tf_class / "pt" / "model.safetensors").items()
     }
-    statistics = _tf_statistics(tf_class)
+    statistics = {_renamed_in_5(tf_class, k): v for k, v in _tf_statistics(tf_class).items()}
     for name in [n for n in ours if n.rsplit(".", 1)[-1] in NOT_CONVERTED_BY_4_57]:
-        tf_value = [v for k, v in statistics.items() if k == name or k.endswith("." + name) or name.endswith("." + k)]
+        # the same path, else one under or above the main layer (a base model's names drop its prefix)
+        tf_value = [v for k, v in statistics.items() if k == name] or [
+            v for k, v in statistics.items() if k.endswith("." + name) or name.endswith("." + k)
+        ]
         assert len(tf_value) == 1 and ours[name].tobytes() == tf_value[0].tobytes(), name
         assert not np.array_equal(ours[name], theirs[name]), name  # the fixture tells the two apart
         del ours[name]

@@ -108,3 +108,107 @@ def test_deit_masked_image_modeling_decodes_the_same_patches(tmp_path: Path, tra
     theirs = patches(io["reconstruction"])
     assert np.abs(patches(ours)[:, :-1] - theirs[:, 1:]).max() <= 1e-5
     assert np.abs(patches(ours)[:, :-1] - theirs[:, :-1]).max() > 1e-2  # the shift is real, not a no-op
+
+
+def test_segformer_takes_transformers_5_stage_names_and_keeps_dense_projections():
+    out = _check("TFSegformerForSemanticSegmentation")
+    sr = "attention/self/sr/kernel:0 -> segformer.stages.0.blocks.0.attention.sequence_reduction.sequence_reduction"
+    assert f"{sr}.weight  [permute(3,2,0,1)]" in out
+    assert (
+        "mlp/dwconv/dwconv/kernel:0 -> segformer.stages.1.blocks.0.mlp.dwconv.dwconv.weight  [permute(3,2,0,1)]" in out
+    )
+    # the decode head's per-stage projections are Dense layers; its fuse layer is a 1x1 convolution
+    assert "linear_c.{0..1}/proj/kernel:0 -> decode_head.linear_projections.{0..1}.proj.weight  [transpose]" in out
+    assert "decode_head/linear_fuse/kernel:0 -> decode_head.linear_fuse.weight  [permute(3,2,0,1)]" in out
+    assert "verdict: OK" in out
+
+
+def test_data2vec_vision_transposed_convs_layer_scales_and_beit_head_names():
+    out = _check("TFData2VecVisionForSemanticSegmentation")
+    assert "fpn1.0/kernel:0 -> fpn1.0.weight  [permute(3,2,0,1)]" in out  # ConvTranspose2d: [kh, kw, out, in]
+    assert "layer_._{0..2}/lambda_1:0 -> data2vec_vision.encoder.layer.{0..2}.lambda_1  [identity]" in out
+    assert "psp_modules/1.1/conv/kernel:0 -> decode_head.psp_modules.blocks.1.conv.convolution.weight" in out
+    assert "bottleneck/bn/moving_variance:0 -> decode_head.psp_bottleneck.normalization.running_var" in out
+    assert "verdict: OK" in out
+
+
+def test_regnet_squeeze_excitation_convs_are_permuted():
+    out = _check("TFRegNetForImageClassification")
+    se = "layer.2/attention.{0,2}/kernel:0 -> regnet.encoder.stages.{0..1}.layers.0.layer.2.attention.{0,2}.weight"
+    assert f"{se}  [permute(3,2,0,1)]" in out
+    assert "verdict: OK" in out
+
+
+def test_swiftformer_layer_scales_gain_two_axes():
+    out = _check("TFSwiftFormerForImageClassification")
+    scale = "blocks_._0/layer_scale_1:0 -> swiftformer.encoder.network.{0,2,4,6}.blocks.0.layer_scale_1"
+    assert f"{scale}  [unsqueeze(1)|unsqueeze(2)]" in out
+    assert (
+        "network_._{1,3,5}/proj/kernel:0 -> swiftformer.encoder.network.{1,3,5}.proj.weight  [permute(3,2,0,1)]" in out
+    )
+    assert "attn/proj/kernel:0 -> swiftformer.encoder.network.{0,2,4,6}.blocks.0.attn.proj.weight  [transpose]" in out
+    assert "verdict: OK" in out
+
+
+def test_vit_mae_loss_is_the_tf_loss(tmp_path: Path, transformers):
+    """TF returns MAE's reconstruction loss as [1], PyTorch as a scalar; with the same noise (the same masked
+    patches) the values agree."""
+    import torch
+
+    tf_class = "TFViTMAEForPreTraining"
+    run_cli("convert", str(FAMILIES_DIR / tf_class / "tf"), "--to", "pytorch", "-o", str(tmp_path / "out"))
+    model = transformers.ViTMAEForPreTraining.from_pretrained(str(tmp_path / "out")).eval()
+    io = np.load(FAMILIES_DIR / tf_class / "io.npz")
+    with torch.no_grad():
+        out = model(pixel_values=torch.from_numpy(io["pixel_values"]), noise=torch.from_numpy(io["noise"]))
+    assert io["loss"].shape == (1,) and out.loss.shape == ()
+    assert abs(float(out.loss) - float(io["loss"][0])) <= 1e-5
+
+
+def test_groupvit_group_tokens_scalar_scale_and_projection_statistics():
+    out = _check("TFGroupViTModel")
+    assert "stages_._{0..1}/group_token:0 -> vision_model.encoder.stages.{0..1}.group_token  [identity]" in out
+    assert "groupvit/logit_scale:0 -> logit_scale  [squeeze(0)]" in out
+    assert "visual_projection.1/moving_mean:0 -> visual_projection.1.running_mean  [identity]" in out
+    assert "verdict: OK" in out
+
+
+def test_layoutlmv3_image_patches_and_2d_relative_position_tables():
+    out = _check("TFLayoutLMv3ForQuestionAnswering")
+    assert "layoutlmv3/patch_embed/proj/kernel:0 -> layoutlmv3.patch_embed.proj.weight  [permute(3,2,0,1)]" in out
+    assert "layoutlmv3/pos_embed:0 -> layoutlmv3.pos_embed  [identity]" in out
+    assert "encoder/rel_pos_x_bias/kernel:0 -> layoutlmv3.encoder.rel_pos_x_bias.weight  [transpose]" in out
+    assert "verdict: OK" in out
+
+
+def test_lxmert_answer_head_below_its_index_and_the_tied_decoder():
+    out = _check("TFLxmertForPreTraining")
+    assert "answer_head/logit_fc_._{0,3}/kernel:0 -> answer_head.logit_fc.{0,3}.weight  [transpose]" in out
+    assert "answer_head/logit_fc_._2/gamma:0 -> answer_head.logit_fc.2.weight  [identity]" in out
+    assert "cls.predictions.decoder.weight = lxmert.embeddings.word_embeddings.weight" in out
+    assert "verdict: OK" in out
+
+
+def test_blip_decoder_kernel_is_the_tied_embedding_transposed():
+    out = _check("TFBlipForConditionalGeneration")
+    assert "cls/predictions/decoder/kernel:0 [8, 40]: the same values as" in out
+    assert "text_decoder.cls.predictions.decoder.weight = text_decoder.bert.embeddings.word_embeddings.weight" in out
+    assert "vision_model/embeddings/patch_embedding/kernel:0 -> vision_model.embeddings.patch_embedding.weight" in out
+    assert "verdict: OK" in out
+
+
+def test_blip_decoder_that_differs_from_its_tied_embedding_is_a_gap(tmp_path: Path):
+    """A TF decoder kernel trained apart from the word embeddings cannot be the one tensor transformers' PyTorch
+    class ties them to: bridge says so (exit 1) rather than dropping either."""
+    import shutil
+
+    import h5py
+
+    folder = tmp_path / "tf"
+    shutil.copytree(FAMILIES_DIR / "TFBlipTextLMHeadModel" / "tf", folder)
+    with h5py.File(folder / "tf_model.h5", "r+") as f:
+        kernel = f["cls/tf_blip_text_lm_head_model/cls/predictions/decoder/kernel:0"]
+        kernel[0, 0] = kernel[0, 0] + 1.0
+    out = run_cli("check", str(folder), "--to", "pytorch", code=1)
+    assert "its values differ from `bert/tf_blip_text_lm_head_model/bert/embeddings/word_embeddings" in out
+    assert "contradicts its config" in out

@@ -35,6 +35,41 @@ _SWIN_5 = (
     *_ATTENTION_5,
 )  # fmt: skip
 
+# transformers 5's SegFormer: stages of blocks, and the attention and MLP names of ViT (its conversion_mapping.py)
+_SEGFORMER_5 = (
+    (".*", r"\.encoder\.patch_embeddings\.(\d+)\.", r".stages.\1.patch_embeddings."),
+    (".*", r"\.encoder\.block\.(\d+)\.", r".stages.\1.blocks."),
+    (".*", r"\.encoder\.layer_norm\.(\d+)\.", r".stages.\1.layer_norm."),
+    (".*", r"\.attention\.self\.query\.", ".attention.q_proj."),
+    (".*", r"\.attention\.self\.key\.", ".attention.k_proj."),
+    (".*", r"\.attention\.self\.value\.", ".attention.v_proj."),
+    (".*", r"\.attention\.self\.sr\.", ".attention.sequence_reduction.sequence_reduction."),
+    (".*", r"\.attention\.self\.layer_norm\.", ".attention.sequence_reduction.layer_norm."),
+    (".*", r"\.attention\.output\.dense\.", ".attention.o_proj."),
+    (".*", r"\.mlp\.dense([12])\.", r".mlp.fc\1."),
+    (".*", r"\.layer_norm_1\.", ".layernorm_before."),
+    (".*", r"\.layer_norm_2\.", ".layernorm_after."),
+    (".*", r"^decode_head\.linear_c\.", "decode_head.linear_projections."),
+)
+
+# transformers 5's Data2VecVision segmentation heads: BEiT's conv modules (its conversion_mapping.py
+# "BeitForSemanticSegmentation"), in order: the PSP blocks are renamed after their conv/bn
+_DATA2VEC_VISION_5 = (
+    (".*", r"\.bn\.", ".normalization."),
+    (".*", r"\.conv\.weight$", ".convolution.weight"),
+    (".*", r"^decode_head\.bottleneck\.", "decode_head.psp_bottleneck."),
+    (".*", r"^decode_head\.psp_modules\.(\d+)\.1\.", r"decode_head.psp_modules.blocks.\1.conv."),
+)
+
+# the leaves of a biased layer or batch norm, TF -> PyTorch, for rules that spell the layer out
+_NORM_LEAVES = (
+    ("bias", "bias"),
+    ("gamma", "weight"),
+    ("beta", "bias"),
+    ("moving_mean", "running_mean"),
+    ("moving_variance", "running_var"),
+)
+
 _BATCH_NORM_STEPS = (
     (r".*\.num_batches_tracked", "batch norm's step counter: no TF variable, newly initialised (zeros)", "zeros"),
 )
@@ -135,6 +170,170 @@ FAMILIES = (
             # the weight-normed positional conv: torch's parametrizations (g: [1, 1, k] stored [k, 1, 1]; v as is)
             (r"(conv)/weight_g", "{}.parametrizations.weight.original0", _CONV1D),
             (r"(conv)/weight_v", "{}.parametrizations.weight.original1", "identity"),
+        ),
+    ),
+    Family(
+        "segformer",
+        "segformer",
+        ("SegformerModel", "SegformerForImageClassification", "SegformerForSemanticSegmentation"),
+        heads=("classifier", "decode_head"),
+        # patch embeddings, attention reduction, the depthwise MLP conv and the decode head's 1x1 convolutions;
+        # the decode head's `linear_c.N/proj` and the image classifier (a top layer: no path prefix) are Dense
+        rules=(
+            (r"((?<=patch_embeddings\.\d/)proj|sr|dwconv|linear_fuse|classifier)/kernel", "{}.weight", _CONV2D),
+            ("moving_mean", "running_mean", "identity"),
+            ("moving_variance", "running_var", "identity"),
+        ),
+        renames=_SEGFORMER_5,
+        optional=_BATCH_NORM_STEPS,
+    ),
+    Family(
+        "regnet",
+        "regnet",
+        ("RegNetModel", "RegNetForImageClassification"),
+        heads=("classifier.1",),  # PyTorch's classifier is Sequential(Flatten, Linear)
+        rules=(
+            # the squeeze-and-excitation block's 1x1 convolutions are `attention.0` and `attention.2`
+            (r"(convolution|attention\.[02])/kernel", "{}.weight", _CONV2D),
+            ("moving_mean", "running_mean", "identity"),
+            ("moving_variance", "running_var", "identity"),
+        ),
+        optional=_BATCH_NORM_STEPS,
+    ),
+    Family(
+        "hubert",
+        "hubert",
+        ("HubertModel", "HubertForCTC"),
+        heads=("lm_head",),
+        rules=(
+            (r"(masked_spec_embed)", "{}", "identity"),
+            (r"(conv)/kernel", "{}.weight", _CONV1D),
+            (r"(conv)/weight_g", "{}.parametrizations.weight.original0", _CONV1D),
+            (r"(conv)/weight_v", "{}.parametrizations.weight.original1", "identity"),
+        ),
+    ),
+    Family(
+        "convnextv2",
+        "convnextv2",
+        ("ConvNextV2Model", "ConvNextV2ForImageClassification"),
+        heads=("classifier",),
+        rules=((r"(patch_embeddings|dwconv|downsampling_layer\.1)/kernel", "{}.weight", _CONV2D),),
+    ),
+    Family(
+        "data2vec-vision",
+        "data2vec_vision",
+        ("Data2VecVisionModel", "Data2VecVisionForImageClassification", "Data2VecVisionForSemanticSegmentation"),
+        heads=("classifier", "decode_head", "auxiliary_head", "fpn1.0", "fpn1.1", "fpn1.3", "fpn2.0"),
+        rules=(
+            _TOKENS,
+            # layer scales sit right below the indexed layer (`layer_._0/lambda_1`), where no generic path reaches
+            (r"layer_\._(\d+)/(lambda_[12])", "layer.{}.{}", "identity"),
+            (r"(relative_position_bias_table)", "{}", "identity"),
+            (r"(projection|conv|classifier)/kernel", "{}.weight", _CONV2D),
+            # the top layers fpn1.0, fpn1.3, fpn2.0 are ConvTranspose2d: TF [kh, kw, out, in] -> [in, out, kh, kw]
+            (r"(?<=fpn\d\.\d/)kernel", "weight", _CONV2D),
+            ("moving_mean", "running_mean", "identity"),
+            ("moving_variance", "running_var", "identity"),
+        ),
+        renames=_DATA2VEC_VISION_5,
+        optional=_BATCH_NORM_STEPS,
+    ),
+    Family(
+        "mobilevit",
+        "mobilevit",
+        ("MobileViTModel", "MobileViTForImageClassification", "MobileViTForSemanticSegmentation"),
+        heads=("classifier", "segmentation_head"),
+        rules=(
+            (r"(convolution)/kernel", "{}.weight", _CONV2D),
+            ("moving_mean", "running_mean", "identity"),
+            ("moving_variance", "running_var", "identity"),
+        ),
+        optional=_BATCH_NORM_STEPS,
+    ),
+    Family(
+        "vit_mae",
+        "vit",
+        ("ViTMAEModel", "ViTMAEForPreTraining"),
+        heads=("decoder",),
+        rules=(
+            _TOKENS,
+            (r"(decoder_pos_embed)", "{}", "identity"),
+            (r"(projection)/kernel", "{}.weight", _CONV2D),
+        ),
+        renames=_VIT_5,
+    ),
+    Family(
+        "swiftformer",
+        "swiftformer",
+        ("SwiftFormerModel", "SwiftFormerForImageClassification"),
+        heads=("norm", "head", "dist_head"),
+        rules=(
+            # right below an indexed layer (`network_._1/proj`, `blocks_._0/layer_scale_1`), where no generic path
+            # reaches; layer scales are [c] in TF, [c, 1, 1] in PyTorch
+            (r"network_\._(\d+)/blocks_\._(\d+)/(layer_scale_[12])", "network.{}.blocks.{}.{}",
+             "unsqueeze(1)|unsqueeze(2)"),
+            (r"network_\._(\d+)/(proj)/kernel", "network.{}.{}.weight", _CONV2D),
+            *((rf"network_\._(\d+)/(proj|norm)/{tf}", f"network.{{}}.{{}}.{pt}", "identity")
+              for tf, pt in _NORM_LEAVES),
+            (r"(layer_scale)", "{}", "unsqueeze(1)|unsqueeze(2)"),
+            (r"(w_g)", "{}", "identity"),
+            # the other kernels but the attention's Dense layers (attn/proj, to_query, to_key, final) are Conv2D
+            (r"(fc[12]|depth_wise_conv|point_wise_conv[12]|(?<=patch_embedding/)\d)/kernel", "{}.weight", _CONV2D),
+            ("moving_mean", "running_mean", "identity"),
+            ("moving_variance", "running_var", "identity"),
+        ),
+        optional=_BATCH_NORM_STEPS,
+    ),
+    Family(
+        "groupvit",
+        "groupvit",
+        ("GroupViTModel", "GroupViTTextModel", "GroupViTVisionModel"),
+        rules=(
+            # a stage's group tokens sit right below the indexed stage (`stages_._0/group_token`)
+            (r"stages_\._(\d+)/(group_token)", "stages.{}.{}", "identity"),
+            (r"(position_embeddings)", "{}", "identity"),
+            (r"(projection)/kernel", "{}.weight", _CONV2D),
+            (r"(logit_scale)", "{}", "squeeze(0)"),  # TF stores the scalar as [1]
+            ("moving_mean", "running_mean", "identity"),
+            ("moving_variance", "running_var", "identity"),
+        ),
+        optional=_BATCH_NORM_STEPS,
+    ),
+    Family(
+        "layoutlmv3",
+        "layoutlmv3",
+        ("LayoutLMv3Model", "LayoutLMv3ForQuestionAnswering", "LayoutLMv3ForSequenceClassification",
+         "LayoutLMv3ForTokenClassification"),
+        heads=("qa_outputs", "classifier"),
+        rules=(
+            (r"(cls_token|pos_embed)", "{}", "identity"),
+            (r"(patch_embed/proj)/kernel", "{}.weight", _CONV2D),
+        ),
+    ),
+    Family(
+        "lxmert",
+        "lxmert",
+        ("LxmertModel", "LxmertForPreTraining"),
+        heads=("cls", "obj_predict_head", "answer_head"),
+        # the answer head's Sequential saves its layers' variables right below the index (`logit_fc_._0/kernel`)
+        rules=(
+            (r"(logit_fc)_\._(\d+)/kernel", "{}.{}.weight", "transpose"),
+            *((rf"(logit_fc)_\._(\d+)/{tf}", f"{{}}.{{}}.{pt}", "identity") for tf, pt in _NORM_LEAVES),
+        ),
+    ),
+    Family(
+        "blip",
+        "blip",
+        ("BlipModel", "BlipForConditionalGeneration", "BlipForQuestionAnswering", "BlipForImageTextRetrieval",
+         "BlipVisionModel", "BlipTextModel", "BlipTextLMHeadModel"),
+        # BLIP's task classes hold their towers as top layers (no `blip` main layer), the one-tower classes their
+        # parts: each is a top layer named as in PyTorch
+        heads=("vision_model", "text_encoder", "text_decoder", "itm_head", "vision_proj", "text_proj",
+               "embeddings", "encoder", "post_layernorm", "pooler", "bert", "cls"),
+        rules=(
+            (r"(class_embedding|position_embedding)", "{}", "identity"),
+            (r"(patch_embedding)/kernel", "{}.weight", _CONV2D),
+            (r"(logit_scale)", "{}", "identity"),
         ),
     ),
 )  # fmt: skip
