@@ -191,7 +191,8 @@ def test_lxmert_answer_head_below_its_index_and_the_tied_decoder():
 
 def test_blip_decoder_kernel_is_the_tied_embedding_transposed():
     out = _check("TFBlipForConditionalGeneration")
-    assert "cls/predictions/decoder/kernel:0 [8, 40]: the same values as" in out
+    assert "cls/predictions/decoder/kernel:0 [8, 40]: tied in the config (tie_word_embeddings) to" in out
+    assert "the same values as `text_decoder/tf_blip_for_conditional_generation/text_decoder/bert/embeddings/" in out
     assert "text_decoder.cls.predictions.decoder.weight = text_decoder.bert.embeddings.word_embeddings.weight" in out
     assert "vision_model/embeddings/patch_embedding/kernel:0 -> vision_model.embeddings.patch_embedding.weight" in out
     assert "verdict: OK" in out
