@@ -45,7 +45,7 @@ from bridge.core.limits import check_inflate
 from bridge.core.model import Checkpoint, TensorRecord
 from bridge.core.naming import classify_torch_name
 from bridge.core.shard_index import load_index
-from bridge.core.source import file_arg
+from bridge.core.source import Window, file_arg
 from pt_side._files import (
     ZIP_ERRORS,
     MappedFiles,
@@ -133,52 +133,10 @@ def _storage_from_pid(pid: Any, path: Path, storages: dict[str, Storage], legacy
     return Storage(key, root.dtype, int(size), root.location, root=root, base=offset * root.itemsize)
 
 
-class _Window(io.RawIOBase):
-    """Bytes ``[start, start + length)`` of a file as a file of their own: a torch.save archive stored inside a
-    larger file (an item of a torch.distributed.checkpoint ``.distcp`` file)."""
-
-    def __init__(self, path: Path, start: int, length: int) -> None:
-        super().__init__()
-        self._file = path.open("rb")
-        self._start, self._length, self._pos = start, length, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._length}[whence]
-        if base + offset < 0:
-            raise OSError("seek before the start of the archive")
-        self._pos = base + offset
-        return self._pos
-
-    def read(self, n: int | None = -1) -> bytes:
-        left = max(0, self._length - self._pos)
-        self._file.seek(self._start + self._pos)
-        data = self._file.read(left if n is None or n < 0 else min(n, left))
-        self._pos += len(data)
-        return data
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        self._file.close()
-        super().close()
-
-
 def _parse_zip(path: Path, window: tuple[int, int] | None = None) -> _Parsed:
     """A torch.save zip archive: the whole file, or the ``(start, length)`` window of it that holds one."""
     start, size = window if window is not None else (0, path.stat().st_size)
-    source: Any = _Window(path, start, size) if window is not None else file_arg(path)
+    source: Any = Window(path, start, size) if window is not None else file_arg(path)
     try:
         archive = zipfile.ZipFile(source)
     except ZIP_ERRORS as exc:
@@ -233,7 +191,7 @@ def _parse_zip(path: Path, window: tuple[int, int] | None = None) -> _Parsed:
             return _storage_from_pid(pid, path, parsed.storages, legacy=False)
 
         parsed.obj = unpickle(data, path, "torch.save pickle (data.pkl)", persistent)
-        with _Window(path, start, size) as raw:
+        with Window(path, start, size) as raw:
             for key, storage in parsed.storages.items():
                 member = f"{prefix}data/{key}"
                 storage.member = member

@@ -43,7 +43,6 @@ __all__ = [
     "H5_ERRORS",
     "HDF5_SIGNATURE",
     "Source",
-    "Window",
     "check_file",
     "guarded",
     "h5_dtype",
@@ -297,45 +296,6 @@ def _convert(raw: Any, dtype: str) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- the open file
-
-
-class Window(io.RawIOBase):
-    """A read-only view of ``[start, start + size)`` of a file (a stored zip member)."""
-
-    def __init__(self, path: Path, start: int, size: int) -> None:
-        super().__init__()
-        self._fh = path.open("rb", buffering=0)  # closed by close()
-        self._start = start
-        self._size = size
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        n = max(0, min(len(view), self._size - self._pos))
-        if n == 0:
-            return 0
-        self._fh.seek(self._start + self._pos)
-        got = self._fh.readinto(view[:n]) or 0
-        self._pos += got
-        return got
-
-    def close(self) -> None:
-        self._fh.close()
-        super().close()
 
 
 class Source:

@@ -25,7 +25,8 @@ from bridge.core.errors import CorruptCheckpoint, FormatNotRecognized, Unsupport
 from bridge.core.jsonio import load_json
 from bridge.core.limits import check_inflate
 from bridge.core.model import Checkpoint
-from tf_side.h5io import H5_ERRORS, Source, Window, check_file, guarded, hint_redownload, wrap_open_error
+from bridge.core.source import Window
+from tf_side.h5io import H5_ERRORS, Source, check_file, guarded, hint_redownload, wrap_open_error
 from tf_side.keras3_weights import keras3_records
 
 __all__ = [

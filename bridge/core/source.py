@@ -319,15 +319,12 @@ _CREDENTIALS = "Check the credentials fsspec finds in the environment (gcloud / 
 # --------------------------------------------------------------------------- ranged reads
 
 
-class RangeFile(io.RawIOBase):
-    """A read-only, seekable file object over a URL: small reads from cached blocks, large ones as one exact range.
+class _Positioned(io.RawIOBase):
+    """A read-only, seekable raw file of ``_size`` bytes: the position bookkeeping of :class:`RangeFile` and
+    :class:`Window` (a seek past either end is clamped, as a reader of a real file sees it)."""
 
-    h5py and zipfile read their metadata through it; tensors are read with :meth:`RemotePath.read_range`.
-    """
-
-    def __init__(self, path: RemotePath, size: int) -> None:
+    def __init__(self, size: int) -> None:
         super().__init__()
-        self._path = path
         self._size = size
         self._pos = 0
 
@@ -344,6 +341,41 @@ class RangeFile(io.RawIOBase):
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
         self._pos = max(0, base + offset)
         return self._pos
+
+
+class Window(_Positioned):
+    """Bytes ``[start, start + size)`` of a file as a file of their own: a stored zip member (a ``.keras``
+    archive's weights), a ``torch.save`` archive inside a larger file (an item of a ``.distcp`` file)."""
+
+    def __init__(self, path: Path, start: int, size: int) -> None:
+        super().__init__(size)
+        self._fh = path.open("rb")  # closed by close()
+        self._start = start
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        n = max(0, min(len(view), self._size - self._pos))
+        if n == 0:
+            return 0
+        self._fh.seek(self._start + self._pos)
+        got = self._fh.readinto(view[:n]) or 0
+        self._pos += got
+        return got
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
+class RangeFile(_Positioned):
+    """A read-only, seekable file object over a URL: small reads from cached blocks, large ones as one exact range.
+
+    h5py and zipfile read their metadata through it; tensors are read with :meth:`RemotePath.read_range`.
+    """
+
+    def __init__(self, path: RemotePath, size: int) -> None:
+        super().__init__(size)
+        self._path = path
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
