@@ -83,8 +83,13 @@ RENAMED_IN_5 = (
     (r"TFData2VecVision.*", r"^decode_head\.psp_modules\.(\d+)\.1\.", r"decode_head.psp_modules.blocks.\1.conv."),
 )  # fmt: skip
 # 4.57's TF -> PyTorch conversion leaves batch norm statistics newly initialised (it never renames TF's
-# moving_mean/moving_variance); the fixtures hold other values (hf_tf_specs/vision.py): compared with the TF file
-NOT_CONVERTED_BY_4_57 = {"running_mean": "moving_mean", "running_var": "moving_variance"}
+# moving_mean/moving_variance), and SAM's shared positional embedding (a PyTorch buffer it leaves "newly
+# initialized"); the fixtures hold other values (hf_tf_specs/vision.py): compared with the TF file
+NOT_CONVERTED_BY_4_57 = {
+    "running_mean": "moving_mean",
+    "running_var": "moving_variance",
+    "positional_embedding": "positional_embedding",
+}
 
 
 def _renamed_in_5(tf_class: str, name: str) -> str:

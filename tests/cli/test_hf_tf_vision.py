@@ -213,3 +213,31 @@ def test_blip_decoder_that_differs_from_its_tied_embedding_is_a_gap(tmp_path: Pa
     out = run_cli("check", str(folder), "--to", "pytorch", code=1)
     assert "its values differ from `bert/tf_blip_text_lm_head_model/bert/embeddings/word_embeddings" in out
     assert "contradicts its config" in out
+
+
+def test_sam_parts_as_top_layers_and_the_shared_positional_embedding_stored_once():
+    out = _check("TFSamModel")
+    assert "prompt_encoder/point_embed_._3.weight:0 -> prompt_encoder.point_embed.3.weight  [identity]" in out
+    assert (
+        "mask_decoder/upscale_conv{1..2}/kernel:0 -> mask_decoder.upscale_conv{1..2}.weight  [permute(3,2,0,1)]" in out
+    )
+    assert "vision_encoder/layers_._{0..1}/attn/rel_pos_h:0 -> vision_encoder.layers.{0..1}.attn.rel_pos_h" in out
+    assert "the prompt encoder's reference to the shared positional embedding" in out
+    assert "prompt_encoder.shared_embedding.positional_embedding = shared_image_embedding.positional_embedding" in out
+    assert "verdict: OK" in out
+
+
+def test_sam_prompt_encoder_copy_that_differs_is_a_gap(tmp_path: Path):
+    """The prompt encoder saves the shared positional embedding again: a copy that differs from the shared one
+    cannot be the one tensor PyTorch ties them to, a gap (exit 1), never a silent choice."""
+    import shutil
+
+    import h5py
+
+    folder = tmp_path / "tf"
+    shutil.copytree(FAMILIES_DIR / "TFSamModel" / "tf", folder)
+    with h5py.File(folder / "tf_model.h5", "r+") as f:
+        copy = f["prompt_encoder/tf_sam_model/shared_image_embedding/positional_embedding:0"]
+        copy[0, 0] = copy[0, 0] + 1.0
+    out = run_cli("check", str(folder), "--to", "pytorch", code=1)
+    assert "its values differ from `shared_image_embedding/tf_sam_model/shared_image_embedding/" in out

@@ -336,4 +336,27 @@ FAMILIES = (
             (r"(logit_scale)", "{}", "identity"),
         ),
     ),
+    # round 3
+    Family(
+        "sam",
+        "sam",
+        ("SamModel", "SamVisionModel"),
+        # SAM's classes hold their parts as top layers (no `sam` main layer), named as in PyTorch
+        heads=("vision_encoder", "prompt_encoder", "mask_decoder", "shared_image_embedding"),
+        rules=(
+            (r"(pos_embed|rel_pos_h|rel_pos_w|positional_embedding)", "{}", "identity"),
+            # embeddings saved as one variable each, named after the PyTorch Embedding (`iou_token.weight:0`)
+            (r"(iou_token|mask_tokens|no_mask_embed|not_a_point_embed)\.weight", "{}.weight", "identity"),
+            (r"point_embed_\._(\d+)\.weight", "point_embed.{}.weight", "identity"),
+            # the neck's and the mask embedding's Conv2D, the mask decoder's Conv2DTranspose ([kh, kw, out, in] ->
+            # [in, out, kh, kw]: the same permutation)
+            (r"(projection|conv[123]|upscale_conv[12])/kernel", "{}.weight", _CONV2D),
+        ),
+        unscoped_copies=(
+            (r"prompt_encoder/tf_sam_model/shared_image_embedding/positional_embedding:0",
+             "shared_image_embedding/tf_sam_model/shared_image_embedding/positional_embedding:0",
+             "the prompt encoder's reference to the shared positional embedding: the same variable, stored once"),
+        ),
+        also=("sam_vision_model",),  # TFSamVisionModel's config.json (SamVisionConfig)
+    ),
 )  # fmt: skip
