@@ -62,6 +62,14 @@ RENAMED_IN_5 = (
     (r"TFVisionEncoderDecoderModel", r"\.attention\.output\.dense\.", ".attention.o_proj."),
     (r"TFVisionEncoderDecoderModel", r"\.intermediate\.dense\.", ".mlp.fc1."),
     (r"TFVisionEncoderDecoderModel", r"\.output\.dense\.", ".mlp.fc2."),
+    # a ViT tower of a vision-text dual encoder: ViT's renames, below `vision_model.` only (a BERT tower has none)
+    (r"TFVisionTextDualEncoderModel", r"^vision_model\.encoder\.layer\.", "vision_model.layers."),
+    (r"TFVisionTextDualEncoderModel", r"^(vision_model\.layers\.\d+)\.attention\.attention\.(query|key|value)\.",
+     lambda m: f"{m[1]}.attention.{m[2][0]}_proj."),
+    (r"TFVisionTextDualEncoderModel", r"^(vision_model\.layers\.\d+)\.attention\.output\.dense\.",
+     r"\1.attention.o_proj."),
+    (r"TFVisionTextDualEncoderModel", r"^(vision_model\.layers\.\d+)\.intermediate\.dense\.", r"\1.mlp.fc1."),
+    (r"TFVisionTextDualEncoderModel", r"^(vision_model\.layers\.\d+)\.output\.dense\.", r"\1.mlp.fc2."),
     # 4.x kept the rotary frequencies per layer, transformers 5 once for the model (its load hook takes layer 0's)
     (r"TFEsm.*", r"(^|\.)encoder\.layer\.\d+\.attention\.self\.(rotary_embeddings\.inv_freq)$", r"\1\2"),
     # SegFormer: stages of blocks (transformers 5's conversion_mapping.py "SegformerModel")

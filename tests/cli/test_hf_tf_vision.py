@@ -241,3 +241,16 @@ def test_sam_prompt_encoder_copy_that_differs_is_a_gap(tmp_path: Path):
         copy[0, 0] = copy[0, 0] + 1.0
     out = run_cli("check", str(folder), "--to", "pytorch", code=1)
     assert "its values differ from `shared_image_embedding/tf_sam_model/shared_image_embedding/" in out
+
+
+def test_vision_text_dual_encoder_towers_keep_their_own_families_names():
+    """The ViT tower takes transformers 5's ViT names, the BERT tower keeps BERT's (the renames stay below
+    `vision_model.`); the towers' main layers (`vit`, `bert`) are dropped; the model-level logit scale is TF's [1]."""
+    out = _check("TFVisionTextDualEncoderModel")
+    assert "vision_model/vit/encoder/layer_._0/attention/attention/query/kernel:0 -> " in out
+    assert "-> vision_model.layers.0.attention.q_proj.weight  [transpose]" in out
+    assert "-> vision_model.embeddings.patch_embeddings.projection.weight  [permute(3,2,0,1)]" in out
+    assert "-> text_model.encoder.layer.0.attention.self.query.weight  [transpose]" in out
+    assert "-> text_model.encoder.layer.0.output.dense.weight  [transpose]" in out
+    assert "top_level_model_weights/tf_vision_text_dual_encoder_model/logit_scale:0 -> logit_scale  [squeeze(0)]" in out
+    assert "verdict: OK" in out
