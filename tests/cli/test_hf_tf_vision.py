@@ -254,3 +254,15 @@ def test_vision_text_dual_encoder_towers_keep_their_own_families_names():
     assert "-> text_model.encoder.layer.0.output.dense.weight  [transpose]" in out
     assert "top_level_model_weights/tf_vision_text_dual_encoder_model/logit_scale:0 -> logit_scale  [squeeze(0)]" in out
     assert "verdict: OK" in out
+
+
+def test_idefics_gates_resampler_and_decoupled_vocabulary():
+    """The cross attention's gates and the resampler's latents are variables named as the PyTorch parameters; the
+    decoupled LM head keeps its [vocab, hidden] weight as is and transposes its extra vocabulary's Dense kernel."""
+    out = _check("TFIdeficsForVisionText2Text")
+    assert "gated_cross_attn_layers.0/alpha_dense:0 -> model.gated_cross_attn_layers.0.alpha_dense  [identity]" in out
+    assert "perceiver_resampler/latents:0 -> model.perceiver_resampler.latents  [identity]" in out
+    assert "embed_tokens/additional_embedding/embeddings:0 -> model.embed_tokens.additional_embedding.weight" in out
+    assert "lm_head/tf_idefics_for_vision_text2_text/lm_head/weight:0 -> lm_head.weight  [identity]" in out
+    assert "lm_head/additional_fc/kernel:0 -> lm_head.additional_fc.weight  [transpose]" in out
+    assert "verdict: OK" in out

@@ -390,4 +390,15 @@ FAMILIES = (
         unscoped=((r"top_level_model_weights/tf_vision_text_dual_encoder_model/logit_scale:0", "logit_scale",
                    "squeeze(0)"),),
     ),
+    Family(
+        "idefics",
+        "model",
+        ("IdeficsModel", "IdeficsForVisionText2Text"),
+        heads=("lm_head",),
+        rules=(
+            # the cross attention's gates, the resampler's latents, the vision tower's class token: as in PyTorch
+            (r"(alpha_cross_attn|alpha_dense|latents|class_embedding)", "{}", "identity"),
+            (r"(patch_embedding)/kernel", "{}.weight", _CONV2D),
+        ),
+    ),
 )  # fmt: skip
