@@ -62,6 +62,14 @@ RENAMED_IN_5 = (
     (r"TFVisionEncoderDecoderModel", r"\.attention\.output\.dense\.", ".attention.o_proj."),
     (r"TFVisionEncoderDecoderModel", r"\.intermediate\.dense\.", ".mlp.fc1."),
     (r"TFVisionEncoderDecoderModel", r"\.output\.dense\.", ".mlp.fc2."),
+    # a ViT tower of a vision-text dual encoder: ViT's renames, below `vision_model.` only (a BERT tower has none)
+    (r"TFVisionTextDualEncoderModel", r"^vision_model\.encoder\.layer\.", "vision_model.layers."),
+    (r"TFVisionTextDualEncoderModel", r"^(vision_model\.layers\.\d+)\.attention\.attention\.(query|key|value)\.",
+     lambda m: f"{m[1]}.attention.{m[2][0]}_proj."),
+    (r"TFVisionTextDualEncoderModel", r"^(vision_model\.layers\.\d+)\.attention\.output\.dense\.",
+     r"\1.attention.o_proj."),
+    (r"TFVisionTextDualEncoderModel", r"^(vision_model\.layers\.\d+)\.intermediate\.dense\.", r"\1.mlp.fc1."),
+    (r"TFVisionTextDualEncoderModel", r"^(vision_model\.layers\.\d+)\.output\.dense\.", r"\1.mlp.fc2."),
     # 4.x kept the rotary frequencies per layer, transformers 5 once for the model (its load hook takes layer 0's)
     (r"TFEsm.*", r"(^|\.)encoder\.layer\.\d+\.attention\.self\.(rotary_embeddings\.inv_freq)$", r"\1\2"),
     # SegFormer: stages of blocks (transformers 5's conversion_mapping.py "SegformerModel")
@@ -83,8 +91,13 @@ RENAMED_IN_5 = (
     (r"TFData2VecVision.*", r"^decode_head\.psp_modules\.(\d+)\.1\.", r"decode_head.psp_modules.blocks.\1.conv."),
 )  # fmt: skip
 # 4.57's TF -> PyTorch conversion leaves batch norm statistics newly initialised (it never renames TF's
-# moving_mean/moving_variance); the fixtures hold other values (hf_tf_specs/vision.py): compared with the TF file
-NOT_CONVERTED_BY_4_57 = {"running_mean": "moving_mean", "running_var": "moving_variance"}
+# moving_mean/moving_variance), and SAM's shared positional embedding (a PyTorch buffer it leaves "newly
+# initialized"); the fixtures hold other values (hf_tf_specs/vision.py): compared with the TF file
+NOT_CONVERTED_BY_4_57 = {
+    "running_mean": "moving_mean",
+    "running_var": "moving_variance",
+    "positional_embedding": "positional_embedding",
+}
 
 
 def _renamed_in_5(tf_class: str, name: str) -> str:

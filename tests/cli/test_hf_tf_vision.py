@@ -213,3 +213,56 @@ def test_blip_decoder_that_differs_from_its_tied_embedding_is_a_gap(tmp_path: Pa
     out = run_cli("check", str(folder), "--to", "pytorch", code=1)
     assert "its values differ from `bert/tf_blip_text_lm_head_model/bert/embeddings/word_embeddings" in out
     assert "contradicts its config" in out
+
+
+def test_sam_parts_as_top_layers_and_the_shared_positional_embedding_stored_once():
+    out = _check("TFSamModel")
+    assert "prompt_encoder/point_embed_._3.weight:0 -> prompt_encoder.point_embed.3.weight  [identity]" in out
+    assert (
+        "mask_decoder/upscale_conv{1..2}/kernel:0 -> mask_decoder.upscale_conv{1..2}.weight  [permute(3,2,0,1)]" in out
+    )
+    assert "vision_encoder/layers_._{0..1}/attn/rel_pos_h:0 -> vision_encoder.layers.{0..1}.attn.rel_pos_h" in out
+    assert "the prompt encoder's reference to the shared positional embedding" in out
+    assert "prompt_encoder.shared_embedding.positional_embedding = shared_image_embedding.positional_embedding" in out
+    assert "verdict: OK" in out
+
+
+def test_sam_prompt_encoder_copy_that_differs_is_a_gap(tmp_path: Path):
+    """The prompt encoder saves the shared positional embedding again: a copy that differs from the shared one
+    cannot be the one tensor PyTorch ties them to, a gap (exit 1), never a silent choice."""
+    import shutil
+
+    import h5py
+
+    folder = tmp_path / "tf"
+    shutil.copytree(FAMILIES_DIR / "TFSamModel" / "tf", folder)
+    with h5py.File(folder / "tf_model.h5", "r+") as f:
+        copy = f["prompt_encoder/tf_sam_model/shared_image_embedding/positional_embedding:0"]
+        copy[0, 0] = copy[0, 0] + 1.0
+    out = run_cli("check", str(folder), "--to", "pytorch", code=1)
+    assert "its values differ from `shared_image_embedding/tf_sam_model/shared_image_embedding/" in out
+
+
+def test_vision_text_dual_encoder_towers_keep_their_own_families_names():
+    """The ViT tower takes transformers 5's ViT names, the BERT tower keeps BERT's (the renames stay below
+    `vision_model.`); the towers' main layers (`vit`, `bert`) are dropped; the model-level logit scale is TF's [1]."""
+    out = _check("TFVisionTextDualEncoderModel")
+    assert "vision_model/vit/encoder/layer_._0/attention/attention/query/kernel:0 -> " in out
+    assert "-> vision_model.layers.0.attention.q_proj.weight  [transpose]" in out
+    assert "-> vision_model.embeddings.patch_embeddings.projection.weight  [permute(3,2,0,1)]" in out
+    assert "-> text_model.encoder.layer.0.attention.self.query.weight  [transpose]" in out
+    assert "-> text_model.encoder.layer.0.output.dense.weight  [transpose]" in out
+    assert "top_level_model_weights/tf_vision_text_dual_encoder_model/logit_scale:0 -> logit_scale  [squeeze(0)]" in out
+    assert "verdict: OK" in out
+
+
+def test_idefics_gates_resampler_and_decoupled_vocabulary():
+    """The cross attention's gates and the resampler's latents are variables named as the PyTorch parameters; the
+    decoupled LM head keeps its [vocab, hidden] weight as is and transposes its extra vocabulary's Dense kernel."""
+    out = _check("TFIdeficsForVisionText2Text")
+    assert "gated_cross_attn_layers.0/alpha_dense:0 -> model.gated_cross_attn_layers.0.alpha_dense  [identity]" in out
+    assert "perceiver_resampler/latents:0 -> model.perceiver_resampler.latents  [identity]" in out
+    assert "embed_tokens/additional_embedding/embeddings:0 -> model.embed_tokens.additional_embedding.weight" in out
+    assert "lm_head/tf_idefics_for_vision_text2_text/lm_head/weight:0 -> lm_head.weight  [identity]" in out
+    assert "lm_head/additional_fc/kernel:0 -> lm_head.additional_fc.weight  [transpose]" in out
+    assert "verdict: OK" in out

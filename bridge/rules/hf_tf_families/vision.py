@@ -18,6 +18,7 @@ from bridge.rules.hf_tf_families import Family
 _CONV2D = "permute(3,2,0,1)"  # [kh, kw, in, out] -> [out, in, kh, kw]
 _CONV1D = "permute(2,1,0)"  # [k, in, out] -> [out, in, k]
 _TOKENS = (r"(cls_token|distillation_token|mask_token|position_embeddings)", "{}", "identity")
+_VIT_RULES = (_TOKENS, (r"(projection)/kernel", "{}.weight", _CONV2D))
 
 # transformers 5's names for ViT/DeiT/Swin layers (its conversion_mapping.py renames 4.x checkpoints the same way)
 _ATTENTION_5 = (
@@ -86,13 +87,29 @@ def swin_relative_position_index(shape: tuple[int, ...]) -> np.ndarray:
     return (rel[..., 0] * (2 * w - 1) + rel[..., 1]).astype(np.int64)
 
 
+# a vision-text dual encoder's towers are base models: TF names them under their main layer (`vision_model/vit/...`,
+# `text_model/bert/...`), PyTorch not; its ViT tower takes transformers 5's ViT names, only there (a BERT tower
+# keeps `encoder.layer.N.attention.self.query`)
+_TOWERS_ALONE = (".*", r"^(vision_model|text_model)\.[^.]+\.", r"\1.")
+_VISION_TOWER_5 = (
+    (".*", r"^vision_model\.encoder\.layer\.", "vision_model.layers."),
+    *((".*", rf"^(vision_model\.layers\.\d+)\.{tf}\.", rf"\1.{pt}.")
+      for tf, pt in ((r"attention\.attention\.query", "attention.q_proj"),
+                     (r"attention\.attention\.key", "attention.k_proj"),
+                     (r"attention\.attention\.value", "attention.v_proj"),
+                     (r"attention\.output\.dense", "attention.o_proj"),
+                     (r"intermediate\.dense", "mlp.fc1"),
+                     (r"output\.dense", "mlp.fc2"))),
+)  # fmt: skip
+
+
 FAMILIES = (
     Family(
         "vit",
         "vit",
         ("ViTModel", "ViTForImageClassification"),
         heads=("classifier",),
-        rules=(_TOKENS, (r"(projection)/kernel", "{}.weight", _CONV2D)),
+        rules=_VIT_RULES,
         renames=_VIT_5,
     ),
     Family(
@@ -334,6 +351,54 @@ FAMILIES = (
             (r"(class_embedding|position_embedding)", "{}", "identity"),
             (r"(patch_embedding)/kernel", "{}.weight", _CONV2D),
             (r"(logit_scale)", "{}", "identity"),
+        ),
+    ),
+    # round 3
+    Family(
+        "sam",
+        "sam",
+        ("SamModel", "SamVisionModel"),
+        # SAM's classes hold their parts as top layers (no `sam` main layer), named as in PyTorch
+        heads=("vision_encoder", "prompt_encoder", "mask_decoder", "shared_image_embedding"),
+        rules=(
+            (r"(pos_embed|rel_pos_h|rel_pos_w|positional_embedding)", "{}", "identity"),
+            # embeddings saved as one variable each, named after the PyTorch Embedding (`iou_token.weight:0`)
+            (r"(iou_token|mask_tokens|no_mask_embed|not_a_point_embed)\.weight", "{}.weight", "identity"),
+            (r"point_embed_\._(\d+)\.weight", "point_embed.{}.weight", "identity"),
+            # the neck's and the mask embedding's Conv2D, the mask decoder's Conv2DTranspose ([kh, kw, out, in] ->
+            # [in, out, kh, kw]: the same permutation)
+            (r"(projection|conv[123]|upscale_conv[12])/kernel", "{}.weight", _CONV2D),
+        ),
+        unscoped_copies=(
+            (r"prompt_encoder/tf_sam_model/shared_image_embedding/positional_embedding:0",
+             "shared_image_embedding/tf_sam_model/shared_image_embedding/positional_embedding:0",
+             "the prompt encoder's reference to the shared positional embedding: the same variable, stored once"),
+        ),
+        also=("sam_vision_model",),  # TFSamVisionModel's config.json (SamVisionConfig)
+    ),
+    # two towers of other families and their projections: proven with a ViT vision tower and a BERT text tower;
+    # the rules are those of these families, so another pair's names the target lacks are gaps in the plan
+    Family(
+        "vision-text-dual-encoder",
+        "vision_text_dual_encoder",
+        ("VisionTextDualEncoderModel",),
+        # the towers and projections are top layers named as in PyTorch (no main layer)
+        heads=("vision_model", "text_model", "visual_projection", "text_projection"),
+        rules=_VIT_RULES,
+        renames=(_TOWERS_ALONE, *_VISION_TOWER_5),
+        # the model's own weight, saved under Keras' `top_level_model_weights` (TF stores the scalar as [1])
+        unscoped=((r"top_level_model_weights/tf_vision_text_dual_encoder_model/logit_scale:0", "logit_scale",
+                   "squeeze(0)"),),
+    ),
+    Family(
+        "idefics",
+        "model",
+        ("IdeficsModel", "IdeficsForVisionText2Text"),
+        heads=("lm_head",),
+        rules=(
+            # the cross attention's gates, the resampler's latents, the vision tower's class token: as in PyTorch
+            (r"(alpha_cross_attn|alpha_dense|latents|class_embedding)", "{}", "identity"),
+            (r"(patch_embedding)/kernel", "{}.weight", _CONV2D),
         ),
     ),
 )  # fmt: skip
