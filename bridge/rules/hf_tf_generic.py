@@ -49,6 +49,12 @@ _LEAVES = (
     ("embeddings", "weight", "identity"),
     ("weight", "weight", "identity"),
     ("bias", "bias", "identity"),
+    ("moving_mean", "running_mean", "identity"),  # batch norm's statistics: PyTorch's buffers
+    ("moving_variance", "running_var", "identity"),
+)
+# batch norm's step counter has no TF variable: newly initialised, zeros
+_BATCH_NORM_STEPS = Optional_(
+    r".*\.num_batches_tracked", "batch norm's step counter: no TF variable, newly initialised (zeros)", "zeros"
 )
 _MAX_DEPTH = 2  # list indices (``_._N``) in one name that the rules expand
 
@@ -267,7 +273,10 @@ PACK = RulePack(
         for family in FAMILIES
         for copy in (*_family_copies(family), *_family_unread(family), *_unscoped_copies(family))
     ),
-    optional=tuple(Optional_(rx, reason, fill) for family in FAMILIES for rx, reason, fill in family.optional),
+    optional=(
+        _BATCH_NORM_STEPS,
+        *(Optional_(rx, reason, fill) for family in FAMILIES for rx, reason, fill in family.optional),
+    ),
     buffers=tuple(Buffer(rx, reason, value) for family in FAMILIES for rx, reason, value in family.buffers),
     signature=_signature(),
     targets={name: layout for family in FAMILIES for name, layout in family.layouts.items()},

@@ -2,9 +2,8 @@
 
 What differs from the generic rules: convolution kernels are ``[kh, kw, in, out]`` (Conv1D ``[k, in, out]``) in TF
 and ``[out, in, kh, kw]`` in PyTorch, a permutation (a grouped or depthwise kernel too: TF's ``Conv2D(groups=g)``
-stores ``[kh, kw, in/g, out]``, PyTorch ``[out, in/g, kh, kw]``); batch norm's ``moving_mean``/``moving_variance``
-are PyTorch's ``running_mean``/``running_var`` buffers, and its step counter ``num_batches_tracked`` has no TF
-variable; learned tokens and tables are variables named as the PyTorch parameters (``cls_token``,
+stores ``[kh, kw, in/g, out]``, PyTorch ``[out, in/g, kh, kw]``); (batch norm's statistics and step counter are generic:
+:mod:`bridge.rules.hf_tf_generic`); learned tokens and tables are variables named as the PyTorch parameters (``cls_token``,
 ``relative_position_bias_table``); transformers 5 renamed the attention and MLP modules of ViT, DeiT and Swin
 (``attention.attention.query`` -> ``attention.q_proj``) and dropped the tower prefix of CLIP's one-tower classes.
 """
@@ -69,10 +68,6 @@ _NORM_LEAVES = (
     ("beta", "bias"),
     ("moving_mean", "running_mean"),
     ("moving_variance", "running_var"),
-)
-
-_BATCH_NORM_STEPS = (
-    (r".*\.num_batches_tracked", "batch norm's step counter: no TF variable, newly initialised (zeros)", "zeros"),
 )
 
 
@@ -140,10 +135,7 @@ FAMILIES = (
         heads=("classifier.1",),  # PyTorch's classifier is Sequential(Flatten, Linear)
         rules=(
             (r"(convolution)/kernel", "{}.weight", _CONV2D),
-            ("moving_mean", "running_mean", "identity"),
-            ("moving_variance", "running_var", "identity"),
         ),
-        optional=_BATCH_NORM_STEPS,
     ),
     Family(
         "swin",
@@ -198,11 +190,8 @@ FAMILIES = (
         # the decode head's `linear_c.N/proj` and the image classifier (a top layer: no path prefix) are Dense
         rules=(
             (r"((?<=patch_embeddings\.\d/)proj|sr|dwconv|linear_fuse|classifier)/kernel", "{}.weight", _CONV2D),
-            ("moving_mean", "running_mean", "identity"),
-            ("moving_variance", "running_var", "identity"),
         ),
         renames=_SEGFORMER_5,
-        optional=_BATCH_NORM_STEPS,
     ),
     Family(
         "regnet",
@@ -212,10 +201,7 @@ FAMILIES = (
         rules=(
             # the squeeze-and-excitation block's 1x1 convolutions are `attention.0` and `attention.2`
             (r"(convolution|attention\.[02])/kernel", "{}.weight", _CONV2D),
-            ("moving_mean", "running_mean", "identity"),
-            ("moving_variance", "running_var", "identity"),
         ),
-        optional=_BATCH_NORM_STEPS,
     ),
     Family(
         "hubert",
@@ -249,11 +235,8 @@ FAMILIES = (
             (r"(projection|conv|classifier)/kernel", "{}.weight", _CONV2D),
             # the top layers fpn1.0, fpn1.3, fpn2.0 are ConvTranspose2d: TF [kh, kw, out, in] -> [in, out, kh, kw]
             (r"(?<=fpn\d\.\d/)kernel", "weight", _CONV2D),
-            ("moving_mean", "running_mean", "identity"),
-            ("moving_variance", "running_var", "identity"),
         ),
         renames=_DATA2VEC_VISION_5,
-        optional=_BATCH_NORM_STEPS,
     ),
     Family(
         "mobilevit",
@@ -262,10 +245,7 @@ FAMILIES = (
         heads=("classifier", "segmentation_head"),
         rules=(
             (r"(convolution)/kernel", "{}.weight", _CONV2D),
-            ("moving_mean", "running_mean", "identity"),
-            ("moving_variance", "running_var", "identity"),
         ),
-        optional=_BATCH_NORM_STEPS,
     ),
     Family(
         "vit_mae",
@@ -296,10 +276,7 @@ FAMILIES = (
             (r"(w_g)", "{}", "identity"),
             # the other kernels but the attention's Dense layers (attn/proj, to_query, to_key, final) are Conv2D
             (r"(fc[12]|depth_wise_conv|point_wise_conv[12]|(?<=patch_embedding/)\d)/kernel", "{}.weight", _CONV2D),
-            ("moving_mean", "running_mean", "identity"),
-            ("moving_variance", "running_var", "identity"),
         ),
-        optional=_BATCH_NORM_STEPS,
     ),
     Family(
         "groupvit",
@@ -311,10 +288,7 @@ FAMILIES = (
             (r"(position_embeddings)", "{}", "identity"),
             (r"(projection)/kernel", "{}.weight", _CONV2D),
             (r"(logit_scale)", "{}", "squeeze(0)"),  # TF stores the scalar as [1]
-            ("moving_mean", "running_mean", "identity"),
-            ("moving_variance", "running_var", "identity"),
         ),
-        optional=_BATCH_NORM_STEPS,
     ),
     Family(
         "layoutlmv3",
