@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import h5py
-import ml_dtypes
 import numpy as np
 
 from bridge.core import dtypes
@@ -289,7 +288,7 @@ def _convert(raw: Any, dtype: str) -> np.ndarray:
         return out
     arr = np.asarray(raw)
     if dtype == "bfloat16":
-        return arr.view(ml_dtypes.bfloat16)
+        return arr.view(dtypes.numpy_dtype(dtype))
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
     return arr
