@@ -41,7 +41,8 @@ KNOWN = frozenset(_PLAIN) | frozenset(_EXTENDED_ITEMSIZE) | {STRING}
 def _extended(name: str) -> np.dtype:
     import ml_dtypes  # only here: a tensor of this dtype is being decoded or encoded
 
-    return np.dtype(getattr(ml_dtypes, name))
+    extended: np.dtype = np.dtype(getattr(ml_dtypes, name))
+    return extended
 
 
 def numpy_dtype(name: str) -> np.dtype:
