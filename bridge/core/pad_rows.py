@@ -114,6 +114,12 @@ SAMPLE_BLOCKS = 16
 FULL_READ_FACTOR = 4
 
 
+def _median(values: np.ndarray) -> float:
+    """np.median's value without its import of numpy.ma (a tenth of a command's start-up)."""
+    ordered = np.sort(values)
+    return float((ordered[(len(ordered) - 1) // 2] + ordered[len(ordered) // 2]) / 2)
+
+
 def _sampled_norms(record: TensorRecord, pad: int) -> tuple[float, np.ndarray, int] | None:
     """The pad row's norm and a sample's norms, read row-wise; None when the table is small or not row-readable."""
     rows = record.shape[0]
@@ -166,7 +172,7 @@ def pad_rows(
                 f"the {pack.name} default" if origin == "default" else origin,
                 int(record.shape[0]),
                 pad_norm,
-                float(np.median(typical)),
+                _median(typical),
                 tied,
                 sampled_rows,
             )
