@@ -78,7 +78,7 @@ def check(
         extra = mapped + list(user.rules if user else ())
         plan = build_plan(ckpt, spec, pack, extra_rules=extra, strip_prefix=strip_prefix, add_prefix=add_prefix)
         notes += _user_rule_uses(ckpt, spec, plan, list(zip(maps, mapped, strict=True)), user)
-        plan.pad_rows = pad_rows(ckpt, [pack])
+        plan.pad_rows = pad_rows(ckpt, [pack], sample=True)
     if user is not None:
         notes.append(f"rules: {len(user.rules)} from {user.path}" if user.pack is None else f"rules: {user.path}")
     plan.notes.extend(notes)

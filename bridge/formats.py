@@ -109,21 +109,21 @@ for _fmt in (
         "keras",
         "Keras 3 .keras archive (config.json + model.weights.h5)",
         "keras",
-        "tf_side.keras_archive:sniff_keras_archive",
+        "tf_side.signatures:sniff_keras_archive",
         "tf_side.keras_archive:read_keras_archive",
     ),
     Format(
         "keras-weights",
         "Keras 3 .weights.h5 (layers/<name>/vars/<i>)",
         "keras",
-        "tf_side.keras3_weights:sniff_keras3_weights",
+        "tf_side.h5_sniff:sniff_keras3_weights",
         "tf_side.keras3_weights:read_keras3_weights",
     ),
     Format(
         "keras-h5",
         "Keras 2 / tf-keras .h5 (full model or weights), transformers tf_model.h5",
         "keras",
-        "tf_side.keras2_h5:sniff_legacy_h5",
+        "tf_side.h5_sniff:sniff_legacy_h5",
         "tf_side.keras2_h5:read_legacy_h5",
     ),
     Format(
@@ -151,7 +151,7 @@ for _fmt in (
         "hdf5",
         "any other HDF5 file: every dataset by path",
         "hdf5",
-        "tf_side.hdf5_plain:sniff_plain_hdf5",
+        "tf_side.signatures:sniff_plain_hdf5",
         "tf_side.hdf5_plain:read_plain_hdf5",
     ),
 ):

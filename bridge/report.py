@@ -346,7 +346,8 @@ def render_pad_rows(rows: list[PadRow]) -> list[str]:
     for row in rows:
         ratio = f" ({row.norm / row.median_norm:.2f}x)" if row.median_norm else ""
         tied = "tied to the output projection" if row.tied else "not tied to an output projection"
-        state = "zero" if row.zero else f"norm {row.norm:.4g} vs median row norm {row.median_norm:.4g}{ratio}"
+        of = "median row norm" if row.sampled_rows is None else f"median norm of {row.sampled_rows} sampled rows"
+        state = "zero" if row.zero else f"norm {row.norm:.4g} vs {of} {row.median_norm:.4g}{ratio}"
         lines.append(
             f"padding row: {row.table}[{row.pad_token_id}] (pad_token_id from {row.pad_from}): {state}; {tied}"
         )

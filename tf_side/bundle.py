@@ -30,7 +30,7 @@ import numpy as np
 
 from bridge.core import dtypes
 from bridge.core.errors import CheckpointNotFound, CorruptCheckpoint, UnsupportedFeature, UsageError
-from bridge.core.model import Checkpoint, TensorKind, TensorRecord
+from bridge.core.model import Checkpoint, RowReader, TensorKind, TensorRecord
 from bridge.core.naming import classify_tf_name
 from bridge.core.source import RemotePath, as_path
 from tf_side import object_graph
@@ -574,8 +574,55 @@ class _Bundle:
         """Read one stored (unpartitioned) entry and check its CRC32C."""
         filename = self.shards.filename(entry.shard_id)
         dtype = DATA_TYPES[entry.dtype]
+        raw = self._view(entry, name, entry.offset, entry.size)
+        if dtype == dtypes.STRING:
+            return self._read_strings(raw, entry, name, filename)
+        itemsize = self._itemsize(entry, name)
+        actual = crc32c(raw)
+        if actual != unmask_crc(entry.crc32c):
+            raise _crc_error(filename, name, entry, actual)
+        value = raw.view(dtypes.numpy_dtype(dtype)).copy()
+        del raw
+        self.shards.release(entry.shard_id, entry.offset, entry.size)
+        return self._native(value, dtype, itemsize).reshape(entry.shape)
+
+    def read_rows(self, entry: BundleEntry, name: str, start: int, stop: int) -> np.ndarray:
+        """Rows ``[start, stop)`` of a stored numeric entry's leading axis, unchecked: the entry's CRC32C covers the
+        whole tensor, so a part of it cannot be verified (for notes drawn from a sample; conversions read it whole)."""
+        dtype = DATA_TYPES[entry.dtype]
+        itemsize = self._itemsize(entry, name)
+        row_bytes = entry.size // entry.shape[0]
+        raw = self._view(entry, name, entry.offset + start * row_bytes, (stop - start) * row_bytes)
+        value = raw.view(dtypes.numpy_dtype(dtype)).copy()
+        del raw
+        return self._native(value, dtype, itemsize).reshape((stop - start, *entry.shape[1:]))
+
+    def _itemsize(self, entry: BundleEntry, name: str) -> int:
+        """Bytes per element of a numeric entry, once its size is shown to match its shape."""
+        dtype = DATA_TYPES[entry.dtype]
+        count = int(np.prod(entry.shape, dtype=np.int64))
+        itemsize = dtypes.itemsize(dtype) or 0
+        if entry.size != count * itemsize:
+            raise self._corrupt(
+                f"the entry says {entry.size} bytes, but shape {list(entry.shape)} of {dtype} takes {count * itemsize}",
+                tensor=name,
+            )
+        return itemsize
+
+    def _native(self, value: np.ndarray, dtype: str, itemsize: int) -> np.ndarray:
+        if self.byteswap and itemsize > 1:
+            # Checksums cover the bytes as stored; swap only afterwards (tensor_bundle.cc).
+            # Complex numbers swap each component; ml_dtypes types swap as unsigned ints.
+            swap_as = {8: np.float32, 16: np.float64}.get(itemsize) if dtype.startswith("complex") else None
+            unit = swap_as or np.dtype(f"u{itemsize}")
+            value = value.view(unit).byteswap().view(value.dtype)
+        return value
+
+    def _view(self, entry: BundleEntry, name: str, offset: int, size: int) -> np.ndarray:
+        """Bytes ``[offset, offset + size)`` of the entry's shard, a missing or short shard named."""
+        filename = self.shards.filename(entry.shard_id)
         try:
-            raw = self.shards.view(entry.shard_id, entry.offset, entry.size)
+            return self.shards.view(entry.shard_id, offset, size)
         except FileNotFoundError as e:
             raise CheckpointNotFound(
                 "Checkpoint data shard not found",
@@ -593,28 +640,6 @@ class _Bundle:
                 detail=str(e),
                 hint="The data file is incomplete; copy or download it again",
             ) from e
-        if dtype == dtypes.STRING:
-            return self._read_strings(raw, entry, name, filename)
-        count = int(np.prod(entry.shape, dtype=np.int64))
-        itemsize = dtypes.numpy_dtype(dtype).itemsize
-        if entry.size != count * itemsize:
-            raise self._corrupt(
-                f"the entry says {entry.size} bytes, but shape {list(entry.shape)} of {dtype} takes {count * itemsize}",
-                tensor=name,
-            )
-        actual = crc32c(raw)
-        if actual != unmask_crc(entry.crc32c):
-            raise _crc_error(filename, name, entry, actual)
-        value = raw.view(dtypes.numpy_dtype(dtype)).copy()
-        del raw
-        self.shards.release(entry.shard_id, entry.offset, entry.size)
-        if self.byteswap and itemsize > 1:
-            # Checksums cover the bytes as stored; swap only afterwards (tensor_bundle.cc).
-            # Complex numbers swap each component; ml_dtypes types swap as unsigned ints.
-            swap_as = {8: np.float32, 16: np.float64}.get(itemsize) if dtype.startswith("complex") else None
-            unit = swap_as or np.dtype(f"u{itemsize}")
-            value = value.view(unit).byteswap().view(value.dtype)
-        return value.reshape(entry.shape)
 
     def _read_strings(self, raw: np.ndarray, entry: BundleEntry, name: str, filename: Path) -> np.ndarray:
         """DT_STRING: varint64 lengths, masked CRC32C of the lengths, then the bytes."""
@@ -702,6 +727,13 @@ def _plain_loader(bundle: _Bundle, entry: BundleEntry, name: str) -> Callable[[]
     return lambda: bundle.read(entry, name)
 
 
+def _row_reader(bundle: _Bundle, entry: BundleEntry, name: str) -> RowReader | None:
+    """Rows of a stored numeric tensor read alone (a partitioned one is pasted together: its loader reads it)."""
+    if entry.slices or not entry.shape or entry.shape[0] == 0 or DATA_TYPES[entry.dtype] == dtypes.STRING:
+        return None
+    return lambda start, stop: bundle.read_rows(entry, name, start, stop)
+
+
 def _slice_parts(bundle: _Bundle, full: BundleEntry, name: str) -> list[_Part]:
     """Find each slice entry of a partitioned tensor and check that they tile it exactly."""
     parts = []
@@ -766,13 +798,15 @@ class _Located:
     loader: Callable[[], np.ndarray]
     nbytes: int
     location: str
+    row_reader: RowReader | None = None
 
 
 def _locate_value(bundle: _Bundle, entry: BundleEntry, name: str, sizes: dict[int, int | None]) -> _Located:
     """Check where an entry's bytes lie (stat only) and make its loader."""
     if not entry.slices:
         bundle.check_extent(entry, name, sizes)
-        return _Located(_plain_loader(bundle, entry, name), entry.size, bundle.data_location(entry))
+        located = _plain_loader(bundle, entry, name), entry.size, bundle.data_location(entry)
+        return _Located(*located, row_reader=_row_reader(bundle, entry, name))
     parts = _slice_parts(bundle, entry, name)
     for part in parts:
         bundle.check_extent(part.entry, name, sizes)
@@ -852,6 +886,7 @@ def _build(path: Path, bundle: _Bundle, *, format: str, metadata: dict[str, obje
                 nbytes=where.nbytes,
                 location=where.location,
                 loader=where.loader,
+                row_reader=where.row_reader,
                 kind=kind,
                 path=record_path,
                 slot_of=slot_of,

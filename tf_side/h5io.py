@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import h5py
-import ml_dtypes
 import numpy as np
 
 from bridge.core import dtypes
@@ -37,7 +36,8 @@ from bridge.core.errors import (
 )
 from bridge.core.limits import check_inflate
 from bridge.core.model import Checkpoint, TensorKind, TensorRecord
-from bridge.core.source import BLOCK, file_arg, is_remote
+from bridge.core.source import file_arg
+from tf_side.signatures import HDF5_SIGNATURE, hdf5_base
 
 __all__ = [
     "H5_ERRORS",
@@ -59,10 +59,6 @@ __all__ = [
     "wrap_open_error",
 ]
 
-
-# The HDF5 superblock signature.  The library looks for it at offset 0 and, when
-# the file has a user block, at every power of two from 512 up to the end of file.
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 # Keras 2 splits a list attribute over 64 KiB (the object-header limit) into
 # ``name0``, ``name1``... (save_attributes_to_hdf5_group); readers concatenate them.
@@ -114,24 +110,6 @@ def check_file(path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- sniffing
-
-
-def hdf5_base(path: Path) -> int | None:
-    """Offset of the HDF5 signature (0 or a user-block size), or None if absent."""
-    try:
-        size = path.stat().st_size
-        # Behind a URL each probe may be a request: a user block past the first block (Keras writes none) is not sought.
-        end = min(size, BLOCK) if is_remote(path) else size
-        with path.open("rb") as fh:
-            offset = 0
-            while offset + len(HDF5_SIGNATURE) <= end:
-                fh.seek(offset)
-                if fh.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:
-                    return offset
-                offset = 512 if offset == 0 else offset * 2
-    except OSError:
-        return None
-    return None
 
 
 def probe(path: Path) -> h5py.File | None:
@@ -289,7 +267,7 @@ def _convert(raw: Any, dtype: str) -> np.ndarray:
         return out
     arr = np.asarray(raw)
     if dtype == "bfloat16":
-        return arr.view(ml_dtypes.bfloat16)
+        return arr.view(dtypes.numpy_dtype(dtype))
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
     return arr

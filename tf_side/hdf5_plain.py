@@ -6,17 +6,13 @@ from pathlib import Path
 from typing import Any
 
 from bridge.core.model import Checkpoint, TensorRecord
-from tf_side.h5io import guarded, hdf5_base, open_plain, record, walk
+from tf_side.h5io import guarded, open_plain, record, walk
+from tf_side.signatures import hdf5_base, sniff_plain_hdf5
 
 __all__ = [
     "read_plain_hdf5",
     "sniff_plain_hdf5",
 ]
-
-
-def sniff_plain_hdf5(path: Path) -> bool:
-    """Any HDF5 file, by its signature (at 0 or after a user block)."""
-    return path.is_file() and hdf5_base(path) is not None
 
 
 def read_plain_hdf5(path: Path) -> Checkpoint:

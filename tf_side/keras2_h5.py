@@ -37,6 +37,7 @@ from tf_side.h5io import (
     str_attr,
     walk,
 )
+from tf_side.signatures import HF_TF_INDEX, HF_TF_WEIGHTS
 
 __all__ = [
     "HF_TF_INDEX",
@@ -56,8 +57,6 @@ _HF_TF_SCOPE = re.compile(r"tf_[a-z0-9_]+")
 _COUNTER_LEAVES = frozenset({"iterations", "iteration", "iter"})
 
 
-_HF_TF_WEIGHTS = "tf_model.h5"
-HF_TF_INDEX = "tf_model.h5.index.json"  # transformers' TF2_WEIGHTS_INDEX_NAME
 _PT_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
@@ -67,7 +66,7 @@ def _in_folder(path: Path, *, only_tf: bool) -> Path:
     Detection (``only_tf``) claims only folders without PyTorch weights, which the PyTorch
     readers take; ``--format keras-h5`` reads the TF weights of any folder.
     """
-    for name in (_HF_TF_WEIGHTS, HF_TF_INDEX):  # transformers' own preference when both are there
+    for name in (HF_TF_WEIGHTS, HF_TF_INDEX):  # transformers' own preference when both are there
         if path.is_dir() and (path / name).is_file():
             if not only_tf or not any((path / n).exists() for n in _PT_WEIGHTS):
                 return path / name

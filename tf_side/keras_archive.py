@@ -14,7 +14,6 @@ import shutil
 import struct
 import tempfile
 import zipfile
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from bridge.core.model import Checkpoint
 from bridge.core.source import Window
 from tf_side.h5io import H5_ERRORS, Source, check_file, guarded, hint_redownload, wrap_open_error
 from tf_side.keras3_weights import keras3_records
+from tf_side.signatures import ARCHIVE_CONFIG, ARCHIVE_METADATA, ZIP_ERRORS, ZIP_SIGNATURE, sniff_keras_archive
 
 __all__ = [
     "read_keras_archive",
@@ -35,48 +35,11 @@ __all__ = [
 ]
 
 
-_ZIP_SIGNATURE = b"PK\x03\x04"
-
-# Member names written by Keras' saving_lib (_CONFIG_FILENAME, _METADATA_FILENAME,
-# _VARS_FNAME_H5, _VARS_FNAME_NPZ); tf.keras 2.13+ writes the same archive.
-_ARCHIVE_CONFIG = "config.json"
-_ARCHIVE_METADATA = "metadata.json"
+# Member names written by Keras' saving_lib (_VARS_FNAME_H5, _VARS_FNAME_NPZ); config and metadata: tf_side.h5_sniff.
 _ARCHIVE_WEIGHTS = "model.weights.h5"
 _ARCHIVE_WEIGHTS_NPZ = "model.weights.npz"
 # config.json and metadata.json are a few KiB; a member inflating past this is not one Keras wrote.
 _MAX_JSON_MEMBER = 64 << 20
-# What zipfile raises on a damaged archive: besides BadZipFile, a bad deflate stream is zlib.error, a short one
-# EOFError, an unknown compression method NotImplementedError, impossible header fields ValueError/OverflowError.
-_ZIP_ERRORS: tuple[type[Exception], ...] = (
-    zipfile.BadZipFile,
-    zlib.error,
-    EOFError,
-    NotImplementedError,
-    OSError,
-    ValueError,
-    OverflowError,
-)
-
-
-def sniff_keras_archive(path: Path) -> bool:
-    """A ``.keras`` zip: ``config.json`` and ``metadata.json`` at the top.
-
-    A zip named ``*.keras`` is claimed even when unreadable, so that the reader
-    reports the damage instead of "format not recognized".
-    """
-    if not path.is_file():
-        return False
-    try:
-        with open(path, "rb") as fh:
-            if fh.read(4) != _ZIP_SIGNATURE:
-                return False
-        if path.suffix == ".keras":
-            return True
-        with zipfile.ZipFile(path) as zf:
-            names = set(zf.namelist())
-    except _ZIP_ERRORS:
-        return False
-    return _ARCHIVE_CONFIG in names and _ARCHIVE_METADATA in names
 
 
 def _member_data_offset(path: Path, info: zipfile.ZipInfo) -> int:
@@ -86,7 +49,7 @@ def _member_data_offset(path: Path, info: zipfile.ZipInfo) -> int:
         with open(path, "rb") as fh:
             fh.seek(info.header_offset)
             header = fh.read(30)
-    if len(header) != 30 or header[:4] != _ZIP_SIGNATURE:
+    if len(header) != 30 or header[:4] != ZIP_SIGNATURE:
         raise CorruptCheckpoint(
             "Bad zip local header",
             path=path,
@@ -114,7 +77,7 @@ def _archive_opener(path: Path, info: zipfile.ZipInfo, display: str) -> Callable
             try:
                 with zipfile.ZipFile(path) as zf, zf.open(info) as member:
                     shutil.copyfileobj(member, inner, 1 << 20)
-            except _ZIP_ERRORS as exc:  # a bad CRC, a damaged deflate stream, an unknown method
+            except ZIP_ERRORS as exc:  # a bad CRC, a damaged deflate stream, an unknown method
                 inner.close()
                 raise CorruptCheckpoint(
                     f"Cannot inflate {info.filename} in Keras archive",
@@ -138,7 +101,7 @@ def _load_json_member(zf: zipfile.ZipFile, path: Path, member: str) -> dict[str,
     try:
         with zf.open(member) as fh:
             text = fh.read(_MAX_JSON_MEMBER + 1)
-    except _ZIP_ERRORS as exc:
+    except ZIP_ERRORS as exc:
         raise CorruptCheckpoint(
             f"Unreadable {member} in Keras archive", path=path, detail=str(exc), hint=hint_redownload(path)
         ) from None
@@ -157,7 +120,7 @@ def read_keras_archive(path: Path) -> Checkpoint:
     """A Keras 3 ``.keras`` zip: the inner ``model.weights.h5``, read in place."""
     check_file(path)
     with open(path, "rb") as fh:
-        if fh.read(4) != _ZIP_SIGNATURE:
+        if fh.read(4) != ZIP_SIGNATURE:
             raise FormatNotRecognized(
                 "Not a .keras archive",
                 path=path,
@@ -196,9 +159,9 @@ def read_keras_archive(path: Path) -> Checkpoint:
                     detail=_ARCHIVE_WEIGHTS,
                     hint="Decrypt the archive first",
                 )
-            keras_meta = _load_json_member(zf, path, _ARCHIVE_METADATA) if _ARCHIVE_METADATA in members else {}
-            config = _load_json_member(zf, path, _ARCHIVE_CONFIG) if _ARCHIVE_CONFIG in members else {}
-    except _ZIP_ERRORS as exc:
+            keras_meta = _load_json_member(zf, path, ARCHIVE_METADATA) if ARCHIVE_METADATA in members else {}
+            config = _load_json_member(zf, path, ARCHIVE_CONFIG) if ARCHIVE_CONFIG in members else {}
+    except ZIP_ERRORS as exc:
         raise CorruptCheckpoint(
             "Not a readable zip archive", path=path, detail=str(exc), hint=hint_redownload(path)
         ) from None

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 
 from bridge.core import dtypes
@@ -43,7 +42,11 @@ def _to_float32_round_to_odd(value: np.ndarray) -> np.ndarray:
 
 
 def _finfo(dtype: np.dtype) -> Any:
-    return ml_dtypes.finfo(dtype)  # type: ignore[no-untyped-call]  # numpy's, bfloat16 included
+    if dtypes.dtype_name(dtype) in ("float16", "float32", "float64"):
+        return np.finfo(dtype)
+    import ml_dtypes  # bfloat16 and float8: the value is one of them, so ml_dtypes is loaded already
+
+    return ml_dtypes.finfo(dtype)  # type: ignore[no-untyped-call]
 
 
 @dataclass

@@ -22,6 +22,8 @@ TensorKind = Literal["model", "optimizer", "counter", "metadata"]
 KINDS: tuple[TensorKind, ...] = ("model", "optimizer", "counter", "metadata")
 
 Loader = Callable[[], np.ndarray]
+# (start, stop) -> rows [start, stop) of the leading axis, read alone (see TensorRecord.row_reader).
+RowReader = Callable[[int, int], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,9 @@ class TensorRecord:
         path: a readable path where the stored key is not one (TF2 object graphs).
         slot_of: for optimizer slots, the name of the variable they belong to.
         slot_name: for optimizer slots, the slot (``m``, ``v``, ``adam_m``, ``exp_avg``).
+        row_reader: where the format can read part of the leading axis alone, ``(start, stop)`` -> those rows,
+            without the checksum (a format's checksum covers the whole tensor): for notes drawn from a sample of a
+            large table, never for values written out.
     """
 
     name: str
@@ -52,6 +57,7 @@ class TensorRecord:
     path: str | None = None
     slot_of: str | None = None
     slot_name: str | None = None
+    row_reader: RowReader | None = field(default=None, repr=False, compare=False)
 
     @property
     def numel(self) -> int:

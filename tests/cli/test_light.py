@@ -1,4 +1,6 @@
-"""`bridge --help` and `bridge inspect` of TF/safetensors/h5 files must not import the heavy frameworks."""
+"""`bridge --help` and `bridge inspect` of TF/safetensors/h5 files must not import the heavy frameworks, and no
+command imports a library its input does not need (ml_dtypes only for bfloat16/float8, h5py only for HDF5, yaml only
+for gin/YAML)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from bridge.cli import cli
 REPO = Path(__file__).resolve().parents[2]
 
 HEAVY = ("tensorflow", "torch", "keras", "tf_keras", "transformers")
+# Each costs start-up time, so only an input that needs it may import it.
+BY_INPUT = ("ml_dtypes", "h5py", "yaml")
 
 _PROBE = """
 import json, sys
@@ -22,15 +26,15 @@ from click.testing import CliRunner
 from bridge.cli import cli
 runner = CliRunner()
 results = [runner.invoke(cli, args).exit_code for args in json.loads(sys.argv[1])]
-heavy = [m for m in {heavy!r} if m in sys.modules]
+heavy = [m for m in {watched!r} if m in sys.modules]
 print(json.dumps({{"codes": results, "heavy": heavy}}))
 """
 
 
-def run_isolated(*invocations: list[str]) -> dict:
-    """Run CLI invocations in a fresh interpreter and report which heavy modules got imported."""
+def run_isolated(*invocations: list[str], watched: tuple[str, ...] = HEAVY) -> dict:
+    """Run CLI invocations in a fresh interpreter and report which of the ``watched`` modules got imported."""
     out = subprocess.run(
-        [sys.executable, "-c", _PROBE.format(heavy=HEAVY), json.dumps(list(invocations))],
+        [sys.executable, "-c", _PROBE.format(watched=watched), json.dumps(list(invocations))],
         capture_output=True,
         text=True,
         check=True,
@@ -40,8 +44,35 @@ def run_isolated(*invocations: list[str]) -> dict:
 
 def test_help_of_every_command_stays_light():
     commands = [[]] + [[name] for name in cli.commands]
-    result = run_isolated(*[[*c, "--help"] for c in commands])
+    result = run_isolated(*[[*c, "--help"] for c in commands], watched=HEAVY + BY_INPUT)
     assert result == {"codes": [0] * len(commands), "heavy": []}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["inspect"], ["inspect", "--stats"], ["check", "--to", "pytorch"], ["convert", "--to", "pytorch"]],
+    ids=lambda a: "-".join(x.strip("-") for x in a),
+)
+def test_float32_tf_checkpoint_imports_only_what_it_uses(args, tmp_path):
+    """The float32 TF1 example: no framework, no ml_dtypes (no bfloat16 in it), no h5py, no yaml."""
+    output = ["-o", str(tmp_path / "out")] if args[0] == "convert" else []
+    result = run_isolated([args[0], str(REPO / "examples" / "tiny-bert"), *args[1:], *output], watched=HEAVY + BY_INPUT)
+    assert result == {"codes": [0], "heavy": []}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_safetensors_imports_ml_dtypes_only_for_bfloat16(dtype, tmp_path):
+    """Detection passes the HDF5 formats without h5py; a bfloat16 tensor still decodes, through ml_dtypes on demand."""
+    import ml_dtypes
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    values = np.arange(6, dtype=np.float32)
+    save_file(
+        {"w": values.astype(ml_dtypes.bfloat16) if dtype == "bfloat16" else values}, str(tmp_path / "m.safetensors")
+    )
+    result = run_isolated(["inspect", str(tmp_path / "m.safetensors"), "--stats"], watched=HEAVY + BY_INPUT)
+    assert result == {"codes": [0], "heavy": ["ml_dtypes"] if dtype == "bfloat16" else []}
 
 
 @pytest.mark.parametrize("name", sorted(cli.commands))

@@ -13,6 +13,7 @@ from tests.conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "tiny-bert"
+WORDS = "bert/embeddings/word_embeddings"
 
 
 def _pad_index(vocab: Path) -> int:
@@ -79,3 +80,69 @@ def test_a_zero_pad_row_gets_no_explanation(tmp_path, torch):
     assert "why not zero" not in text
     # without --stats nothing is read, and nothing is said
     assert "pad_rows" not in json.loads(run_cli("inspect", str(tmp_path), "--json"))
+
+
+def _large_vocab_checkpoint(tf, folder: Path, vocab_size: int) -> np.ndarray:
+    """The example's variables with a word-embedding table of ``vocab_size`` rows, written by TF's own Saver."""
+    v1 = tf.compat.v1
+    prefix = str(EXAMPLE / "bert_model.ckpt")
+    values = {name: tf.train.load_variable(prefix, name) for name, _ in tf.train.list_variables(prefix)}
+    table = np.random.default_rng(0).standard_normal((vocab_size, values[WORDS].shape[1])).astype(np.float32)
+    values[WORDS], values["cls/predictions/output_bias"] = table, np.zeros(vocab_size, np.float32)
+    with tf.Graph().as_default():
+        variables = {
+            name: v1.Variable(tf.constant(value), name=f"v{i}") for i, (name, value) in enumerate(values.items())
+        }
+        saver = v1.train.Saver(var_list=variables)
+        with v1.Session() as session:
+            session.run(v1.global_variables_initializer())
+            saver.save(session, str(folder / "bert_model.ckpt"), write_meta_graph=False)
+    config = json.loads((EXAMPLE / "bert_config.json").read_text())
+    (folder / "bert_config.json").write_text(json.dumps({**config, "vocab_size": vocab_size}))
+    (folder / "vocab.txt").write_text((EXAMPLE / "vocab.txt").read_text())
+    return table
+
+
+def test_check_notes_the_pad_row_of_a_large_table_from_a_bounded_sample(tmp_path, tf):
+    """check reads the pad row and a sample of a large table (not all of it) and says so; --stats reads it all."""
+    import dataclasses
+
+    from bridge import load
+    from bridge.core import pad_rows as pad_rows_module
+    from bridge.core.model import Checkpoint
+    from bridge.rules import packs
+
+    table = _large_vocab_checkpoint(tf, tmp_path, vocab_size=100_000)  # 6.4 MB, over the sampling threshold
+    assert table.nbytes > pad_rows_module.SAMPLE_BYTES * pad_rows_module.FULL_READ_FACTOR
+    norms = np.linalg.norm(table.astype(np.float64), axis=1)
+
+    (row,) = json.loads(run_cli("check", str(tmp_path), "--to", "pytorch", "--json"))["pad_rows"]
+    assert row["norm"] == pytest.approx(norms[0], rel=1e-12)  # the pad row itself is read, exactly
+    assert row["median_of"].startswith("a sample of ") and row["median_norm"] == pytest.approx(np.median(norms), 0.02)
+    assert "sampled rows" in run_cli("check", str(tmp_path), "--to", "pytorch")
+    (full,) = json.loads(run_cli("inspect", str(tmp_path), "--stats", "--json"))["pad_rows"]
+    assert full["median_of"] == "every row" and full["median_norm"] == pytest.approx(np.median(norms), rel=1e-12)
+
+    # Bytes read for check's note, counted at the record API: the whole-value loader is never called.
+    read = {"rows": 0, "whole": 0}
+
+    def counted(record):
+        def whole():
+            read["whole"] += record.nbytes
+            return record.numpy()
+
+        def rows(start, stop):
+            out = record.row_reader(start, stop)
+            read["rows"] += out.nbytes
+            return out
+
+        return dataclasses.replace(record, loader=whole, row_reader=rows if record.row_reader else None)
+
+    with load(str(tmp_path)) as ckpt:
+        wrapped = Checkpoint(
+            [counted(r) for r in ckpt.values()], format=ckpt.format, path=ckpt.path, framework=ckpt.framework
+        )
+        (sampled,) = pad_rows_module.pad_rows(wrapped, packs(), sample=True)
+    row_bytes = table.nbytes // len(table)
+    assert read["whole"] == 0 and 0 < read["rows"] <= pad_rows_module.SAMPLE_BYTES + row_bytes
+    assert row["median_of"] == f"a sample of {sampled.sampled_rows} rows"
