@@ -17,7 +17,7 @@ import numpy as np
 
 from bridge.core.model import Checkpoint, TensorRecord
 from bridge.core.naming import closest
-from bridge.core.packs import Buffer, Rule, RulePack
+from bridge.core.packs import Buffer, Head, Rule, RulePack
 from bridge.core.plan import Leftover, Match, Mismatch, Plan, TargetSpec, Tie
 from bridge.core.transforms import IDENTITY, Transform
 
@@ -430,8 +430,7 @@ def _explain_unused(
         head_name = target_name or ""
         if head.claims_source(r.name) or head_name.startswith(head.target_prefix):
             if not any(_has_prefix(n, head.target_prefix, spec) for n in spec.tensors):
-                target = spec.class_name or "the target"
-                return Leftover(r.name, f"expected: {head.label} dropped ({target} has none)", True, r.shape)
+                return _dropped_head(r, head, spec, pack)
     if tie is not None:  # a tie that the values contradict, and nothing else explains the leftover
         owner, how = tie
         return Leftover(
@@ -450,6 +449,50 @@ def _explain_unused(
     else:
         reason = f"maps to `{target_name}`, which the target does not have: not loaded"
     return Leftover(r.name, reason, False, r.shape, suggestion=suggestion)
+
+
+def _dropped_head(r: TensorRecord, head: Head, spec: TargetSpec, pack: RulePack) -> Leftover:
+    """A source head the target lacks.  Expected where the user named that target, or where none of the pack's
+    classes keeps the head beside everything this target keeps (a second network no one class holds); where bridge
+    chose a target that loses what another keeps, a gap: nothing is lost unless asked for."""
+    target = spec.class_name or "the target"
+    if spec.chosen:
+        return Leftover(r.name, f"expected: {head.label} dropped ({target} has none)", True, r.shape, head=head.label)
+    if spec.framework == "tensorflow":  # a layout laid out for the source's heads that still has no place for one
+        return Leftover(
+            r.name,
+            f"{head.label}: {spec.description}, laid out by bridge for this source, has no place for it, so the "
+            "output would lack it; pass --target with a layout or reference checkpoint that keeps it "
+            "(or --allow-gaps to drop it knowingly)",
+            False,
+            r.shape,
+            head=head.label,
+        )
+    keeper = _keeper(head, spec, pack)
+    if keeper is None:
+        reason = f"expected: {head.label} dropped ({target} has none, nor does any {pack.name} class that keeps the rest)"
+        return Leftover(r.name, reason, True, r.shape, head=head.label)
+    return Leftover(
+        r.name,
+        f"{head.label}: {target}, the class bridge chose, has none, so the output would lack it; pass --target "
+        f"{keeper} to keep it (or --target {target} to drop it knowingly)",
+        False,
+        r.shape,
+        head=head.label,
+    )
+
+
+def _keeper(head: Head, spec: TargetSpec, pack: RulePack) -> str | None:
+    """The smallest class the pack lays out that has ``head`` and every tensor ``spec`` has, if any."""
+    keepers = []
+    for name, layout in pack.targets.items():
+        try:
+            names = set(layout(spec.config or {}))
+        except (KeyError, TypeError, ValueError):
+            continue
+        if set(spec.tensors) <= names and any(_has_prefix(n, head.target_prefix, spec) for n in names):
+            keepers.append((len(names), name))
+    return min(keepers)[1] if keepers else None
 
 
 def _explain_buffer(r: TensorRecord, buffer: Buffer) -> Leftover:
