@@ -158,7 +158,8 @@ def default_target(names: Iterable[str]) -> str:
     names = {n.replace(".", "/") for n in names}
     mlm = any(n.startswith("cls/predictions/") for n in names)
     nsp = any(n.startswith("cls/seq_relationship/") for n in names)
-    if mlm and nsp:
+    pooler = any(n.startswith(("bert/pooler/", "pooler/")) for n in names)
+    if mlm and (nsp or pooler):  # BertForMaskedLM has no pooler: only the pre-training class keeps both
         return "BertForPreTraining"
     if mlm:
         return "BertForMaskedLM"
