@@ -460,6 +460,8 @@ def _dropped_head(
     classes keeps the head beside everything this target keeps (a second network no one class holds); where bridge
     chose a target that loses what another keeps, a gap: nothing is lost unless asked for."""
     target = spec.class_name or "the target"
+    if head.separate:
+        return Leftover(r.name, f"expected: {head.label} dropped ({target} has none)", True, r.shape)
     if spec.chosen:
         return Leftover(r.name, f"expected: {head.label} dropped ({target} has none)", True, r.shape, head=head.label)
     if spec.framework == "tensorflow":  # a layout laid out for the source's heads that still has no place for one
