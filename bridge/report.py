@@ -289,7 +289,10 @@ def render_restore(report: RestoreReport, *, verbose: bool = False) -> str:
 
 def _fix_words(fix: RestoreFix) -> str:
     """The alignment a fix makes, in words."""
-    moves = [f"`{fix.strip_prefix}` stripped" if fix.strip_prefix else "", f"into `model.{fix.submodule}`" if fix.submodule else ""]
+    moves = [
+        f"`{fix.strip_prefix}` stripped" if fix.strip_prefix else "",
+        f"into `model.{fix.submodule}`" if fix.submodule else "",
+    ]
     return ", ".join(m for m in moves if m)
 
 

@@ -286,7 +286,9 @@ def _fix(
     target = "model" + (_attribute_path(into) if into else "")
     present = set(given)
     mismatched = tuple(
-        (k, shapes[strip + k], state[full]) for k, full in inner.items() if k in present and shapes[strip + k] != state[full]
+        (k, shapes[strip + k], state[full])
+        for k, full in inner.items()
+        if k in present and shapes[strip + k] != state[full]
     )
     restored = sum(k in present for k in inner) - len(mismatched)
     if not mismatched:

@@ -478,7 +478,9 @@ def _dropped_head(
         keepers[head.label] = _keeper(ckpt, head, spec, pack)
     keeper = keepers[head.label]
     if keeper is None:
-        reason = f"expected: {head.label} dropped ({target} has none, nor does any {pack.name} class that keeps the rest)"
+        reason = (
+            f"expected: {head.label} dropped ({target} has none, nor does any {pack.name} class that keeps the rest)"
+        )
         return Leftover(r.name, reason, True, r.shape, head=head.label)
     return Leftover(
         r.name,

@@ -25,7 +25,9 @@ def _example_without(folder: Path, *scopes: str) -> Path:
     finally:
         sys.path.remove(str(REPO / "examples"))
     with load(EXAMPLE) as ckpt:
-        values = {r.name: r.numpy().copy() for r in ckpt.values() if r.kind == "model" and not r.name.startswith(scopes)}
+        values = {
+            r.name: r.numpy().copy() for r in ckpt.values() if r.kind == "model" and not r.name.startswith(scopes)
+        }
     folder.mkdir()
     write_tf1_checkpoint(folder / "bert_model.ckpt", values, adam=False, step=3)
     shutil.copyfile(EXAMPLE / "bert_config.json", folder / "bert_config.json")
