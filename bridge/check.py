@@ -322,6 +322,8 @@ def resolve_target(ckpt: Checkpoint, pack: RulePack, to: str, target: str | None
     if to == "tensorflow":
         if pack.tf_layout is None:
             raise UsageError(f"The {pack.name} rules have no TensorFlow layout", hint="Pass --target REFERENCE_CKPT")
+        if ckpt.framework != "pytorch" and (target is None or target in tf_layouts()):
+            raise _same_side(ckpt, pack, target or pack.name)
         if target not in (None, pack.name):
             known = ", ".join(tf_layouts())
             raise UsageError(f"Unknown TensorFlow layout '{target}'", hint=f"Known: {known}, or a reference path")
@@ -347,6 +349,7 @@ def resolve_target(ckpt: Checkpoint, pack: RulePack, to: str, target: str | None
             class_name=class_name,
             config=config,
             base_prefix=pack.base_prefix,
+            chosen=False,  # the heads are the source's: a head the layout has no place for is lost, not chosen
         )
     name = target or _saved_class(ckpt, pack, config)
     if name is None and pack.saved_class is not None:
@@ -365,7 +368,13 @@ def resolve_target(ckpt: Checkpoint, pack: RulePack, to: str, target: str | None
         class_layout = pack.targets[name](config)
         tensors = {n: TargetTensor(n, shape, None, tied) for n, (shape, tied) in class_layout.items()}
         return TargetSpec(
-            "pytorch", f"transformers {name}", tensors, class_name=name, config=config, base_prefix=pack.base_prefix
+            "pytorch",
+            f"transformers {name}",
+            tensors,
+            class_name=name,
+            config=config,
+            base_prefix=pack.base_prefix,
+            chosen=target is not None,
         )
     from pt_side.targets import transformers_class_names, transformers_spec
 
@@ -376,7 +385,27 @@ def resolve_target(ckpt: Checkpoint, pack: RulePack, to: str, target: str | None
     others = transformers_class_names()  # None without transformers: transformers_spec says what to install
     if others is not None and name not in others:
         raise _unknown_class(name, pack, others)
-    return transformers_spec(name, config)
+    spec = transformers_spec(name, config)
+    spec.chosen = target is not None
+    return spec
+
+
+def _same_side(ckpt: Checkpoint, pack: RulePack, layout: str) -> UsageError:
+    """A TensorFlow-side source asked for a TF layout: its own layout is a rewrite that changes nothing (and, before
+    this refusal, lost the heads the layout was not told of), another layout is reached through PyTorch."""
+    if layout == pack.name:
+        return UsageError(
+            f"The source is already a TensorFlow checkpoint in the {pack.name} layout: --to tensorflow has nothing "
+            "to convert",
+            path=ckpt.path,
+            hint="Pass --to pytorch to convert it to PyTorch (another TF layout is made from that output with "
+            "--to tensorflow --target LAYOUT)",
+        )
+    return UsageError(
+        f"A TensorFlow checkpoint in the {pack.name} layout is not rewritten into the {layout} layout directly",
+        path=ckpt.path,
+        hint=f"Pass --to pytorch, then convert that output with --to tensorflow --target {layout}",
+    )
 
 
 def _unknown_class(name: str, pack: RulePack, others: Sequence[str]) -> UsageError:

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from bridge.core.plan import Leftover, Plan
-from bridge.core.restore_report import HARMLESS_KINDS, LENIENT, RestoreReport
+from bridge.core.restore_report import HARMLESS_KINDS, LENIENT, RestoreFix, RestoreReport
 from bridge.core.scopes import fold, numbers_of
 from bridge.core.unused_report import UnusedReport
 
@@ -204,7 +204,7 @@ def render_restore(report: RestoreReport, *, verbose: bool = False) -> str:
         )
     titles = {
         "model_leftover": "model leftovers: checkpoint weights the model never restores",
-        "shape_mismatch": "shape mismatches: restore fails",
+        "shape_mismatch": "mismatches (shape, or a dtype the call does not cast): restore fails",
         "missing": "missing: model variables the checkpoint does not provide (they keep their initial values)",
     }
     fix = report.fix
@@ -233,8 +233,18 @@ def render_restore(report: RestoreReport, *, verbose: bool = False) -> str:
                     f"  {kind} ({len(items)}): {_listed([i.path or i.name for i in items], verbose)}",
                     f"    {items[0].hint}",
                 ]
-    if fix is not None:
+    if fix is not None and fix.code:
         lines += ["", f"fix: this call restores {fix.restored} of {report.total}:", *_indent(fix.code)]
+    elif fix is not None:
+        lines += ["", f"fix: none: with the keys aligned ({_fix_words(fix)}), no tensor has the model's shape"]
+    if fix is not None:
+        if fix.mismatched:
+            shown = [f"{k} {list(a)} vs the model's {list(b)}" for k, a, b in fix.mismatched]
+            lines.append(
+                f"  {len(fix.mismatched)} aligned keys hold another shape than the model's, left out of the call: "
+                f"{_listed(shown, verbose)}; the file is of another config (hidden size, vocabulary, number of "
+                "classes?): build the model with the file's config to restore them"
+            )
         if fix.left_out:
             lines.append(
                 f"  it leaves out {len(fix.left_out)} keys without `{fix.strip_prefix}`: "
@@ -269,10 +279,21 @@ def render_restore(report: RestoreReport, *, verbose: bool = False) -> str:
             f"restores {_count(report.matched, report.total)} as is ({c['model_leftover']} model leftovers, "
             f"{c['missing']} missing, {c['shape_mismatch']} mismatched)"
         )
-        if fix is not None:
+        if fix is not None and fix.code:
             verdict += f"; the fix above restores {fix.restored} of {report.total}"
+        elif fix is not None:
+            verdict += "; the file is of another config than the model (build the model with the file's config)"
     lines += ["", f"{drop}: {partial}", f"verdict: {verdict}"]
     return "\n".join(lines)
+
+
+def _fix_words(fix: RestoreFix) -> str:
+    """The alignment a fix makes, in words."""
+    moves = [
+        f"`{fix.strip_prefix}` stripped" if fix.strip_prefix else "",
+        f"into `model.{fix.submodule}`" if fix.submodule else "",
+    ]
+    return ", ".join(m for m in moves if m)
 
 
 # --------------------------------------------------------------------------- inspect

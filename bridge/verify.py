@@ -82,9 +82,14 @@ def verify(
         source_format=source_format,
     )
     report.notes.extend(n for n in plan.notes if not n.startswith("config:"))
-    # source tensors the output leaves out (a convert run with --allow-gaps).  The other way round, output tensors
-    # no source fills are what convert wrote itself (a pack's copies, zeros), not a loss.
-    report.plan_gaps = [f"`{x.name}` {list(x.shape)}: {x.reason}" for x in plan.unused if not x.expected]
+    # source tensors the output leaves out: a convert run with --allow-gaps, or a head a target without it dropped
+    # (the plan calls that expected for the target the output is, but the output does not hold the source).  The
+    # other way round, output tensors no source fills are what convert wrote itself (a pack's copies, zeros).
+    report.plan_gaps = [
+        f"`{x.name}` {list(x.shape)}: " + (x.reason if not x.expected else f"not in the output ({x.head} dropped)")
+        for x in plan.unused
+        if not x.expected or x.head is not None
+    ]
     report.plan_gaps += [f"`{x.source}` -> `{x.target}` mismatched: {x.detail}" for x in plan.mismatched]
     with load(source, format=source_format) as src, load(out) as dst:
         by_target: dict[str, list[Any]] = {}

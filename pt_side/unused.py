@@ -232,8 +232,9 @@ def restore_setup(model: Any, ckpt: Any) -> RestoreSetup:
     as_is = sum(k in set(keys) for k in state)
     strip, into, restored = realign(keys, state, modules)
     fix = None
-    if restored > as_is:
-        fix = _fix(load, keys, state, strip, into, restored)
+    if restored > as_is:  # the keys line up better: the fix says so, and what of it still does not fit
+        shapes = {k: tuple(ckpt[name].shape) for k, name in zip(keys, names, strict=True)}
+        fix = _fix(load, shapes, state, strip, into)
     root = ".".join(str(k) for k in path)
     return RestoreSetup(variables, root, f"{load}\nmodel.load_state_dict(sd, strict=False)", set(names), prefix, fix)
 
@@ -266,8 +267,13 @@ def _load_code(ckpt: Any, path: tuple[Any, ...]) -> str:
     return f"{head}\nsd = {{k: v for f in {files!r} for k, v in {one.format('f')}.items()}}"
 
 
-def _fix(load: str, keys: list[str], state: Mapping[str, Any], strip: str, into: str, restored: int) -> RestoreFix:
-    """The aligned call as code, and what torch's own result of it will say."""
+def _fix(
+    load: str, shapes: Mapping[str, tuple[int, ...]], state: Mapping[str, tuple[int, ...]], strip: str, into: str
+) -> RestoreFix:
+    """The aligned call as code, and what torch's own result of it will say.  A key whose value has another
+    shape than the model's is left out of the call (``load_state_dict`` raises on a size mismatch even with
+    ``strict=False``) and reported, never counted as restored."""
+    keys = list(shapes)
     every = all(k.startswith(strip) for k in keys)
     if not strip:
         given, arg = keys, "sd"
@@ -276,10 +282,26 @@ def _fix(load: str, keys: list[str], state: Mapping[str, Any], strip: str, into:
     else:
         given = [k[len(strip) :] for k in keys if k.startswith(strip)]
         arg = f"{{k.removeprefix({strip!r}): v for k, v in sd.items() if k.startswith({strip!r})}}"
-    inner = {k[len(into) + 1 :]: k for k in state if k.startswith(into + ".")} if into else dict.fromkeys(state)
+    inner = {k[len(into) + 1 :]: k for k in state if k.startswith(into + ".")} if into else {k: k for k in state}
     target = "model" + (_attribute_path(into) if into else "")
-    code = f"{load}\n{target}.load_state_dict({arg}, strict=False)"
     present = set(given)
+    mismatched = tuple(
+        (k, shapes[strip + k], state[full])
+        for k, full in inner.items()
+        if k in present and shapes[strip + k] != state[full]
+    )
+    restored = sum(k in present for k in inner) - len(mismatched)
+    if not mismatched:
+        code = f"{load}\n{target}.load_state_dict({arg}, strict=False)"
+    elif restored:
+        code = (
+            f"{load}\nsd = {arg}\nown = {target}.state_dict()\n"
+            f"# {len(mismatched)} tensors of other shapes are left out: they keep the model's initial values\n"
+            f"{target}.load_state_dict({{k: v for k, v in sd.items() if k not in own or v.shape == own[k].shape}}, "
+            "strict=False)"
+        )
+    else:
+        code = ""  # nothing fits: no call to run, the report says to build the model with the file's config
     return RestoreFix(
         code,
         restored,
@@ -289,6 +311,7 @@ def _fix(load: str, keys: list[str], state: Mapping[str, Any], strip: str, into:
         unexpected=tuple(k for k in given if k not in inner),
         untouched=tuple(k for k in state if into and not k.startswith(into + ".")),
         left_out=() if every else tuple(k for k in keys if not k.startswith(strip)),
+        mismatched=mismatched,
     )
 
 

@@ -275,10 +275,14 @@ def restore_setup(model: Any, ckpt: Any, batch: Any = None) -> RestoreSetup:
     root = max(bound, key=lambda r: (len(bound[r].keys() & own.keys()), r == "model"))
     model_name = getattr(model, "name", None)
     prefix = (_escape(root),) if root else ()
+    from bridge.core.dtypes import KNOWN
+
     out = []
     for path, v in _variable_paths(tf, model, own):
         key = bound[root].get(id(_tf_variable(v))) or "/".join((*prefix, *map(_escape, path), _VALUE_SUFFIX))
-        out.append(ModelVariable(key, variable_name(v, model_name), tuple(int(d) for d in v.shape)))
+        dtype = str(getattr(v.dtype, "name", v.dtype))  # a tf.DType, or Keras 3's dtype string
+        known = dtype if dtype in KNOWN else None  # restore_v2 refuses another dtype: compared
+        out.append(ModelVariable(key, variable_name(v, model_name), tuple(int(d) for d in v.shape), known))
     where = str(ckpt.metadata.get("prefix") or ckpt.path)
     at_root = len(bound[""].keys() & own.keys())
     other = _load_weights_call(model, root, where, at_root)

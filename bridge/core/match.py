@@ -17,7 +17,7 @@ import numpy as np
 
 from bridge.core.model import Checkpoint, TensorRecord
 from bridge.core.naming import closest
-from bridge.core.packs import Buffer, Rule, RulePack
+from bridge.core.packs import Buffer, Head, Rule, RulePack
 from bridge.core.plan import Leftover, Match, Mismatch, Plan, TargetSpec, Tie
 from bridge.core.transforms import IDENTITY, Transform
 
@@ -110,9 +110,10 @@ def build_plan(
     open_targets = {n: t.shape for n, t in spec.tensors.items() if n not in filled and t.tied_to is None}
     source_ties = _source_ties(ckpt, pack, spec)
     written = {m.source for m in plan.matched}
+    keepers: dict[str, str | None] = {}  # head label -> the class that keeps it (asked once per head)
     for r, proposed in unplaced:
         tie = _stored_once(ckpt, r.name, source_ties, written)
-        plan.unused.append(_explain_unused(ckpt, r, proposed, spec, pack, filled, open_targets, tie))
+        plan.unused.append(_explain_unused(ckpt, r, proposed, spec, pack, filled, open_targets, tie, keepers))
 
     leftover_sources = {_pt_name(x.name, proposals): x.shape for x in plan.unused if x.kind == "model"}
     # a tie's source that only its copy fills (a class that declares its LM head the source of the word embeddings,
@@ -400,6 +401,7 @@ def _explain_unused(
     filled: dict[str, str],
     open_targets: dict[str, tuple[int, ...]],
     tie: tuple[str, str | None] | None,
+    keepers: dict[str, str | None],
 ) -> Leftover:
     if tie is not None and tie[1] is None:
         return Leftover(r.name, f"tied to `{tie[0]}`: stored once on the target side", True, r.shape)
@@ -430,8 +432,7 @@ def _explain_unused(
         head_name = target_name or ""
         if head.claims_source(r.name) or head_name.startswith(head.target_prefix):
             if not any(_has_prefix(n, head.target_prefix, spec) for n in spec.tensors):
-                target = spec.class_name or "the target"
-                return Leftover(r.name, f"expected: {head.label} dropped ({target} has none)", True, r.shape)
+                return _dropped_head(ckpt, r, head, spec, pack, keepers)
     if tie is not None:  # a tie that the values contradict, and nothing else explains the leftover
         owner, how = tie
         return Leftover(
@@ -450,6 +451,65 @@ def _explain_unused(
     else:
         reason = f"maps to `{target_name}`, which the target does not have: not loaded"
     return Leftover(r.name, reason, False, r.shape, suggestion=suggestion)
+
+
+def _dropped_head(
+    ckpt: Checkpoint, r: TensorRecord, head: Head, spec: TargetSpec, pack: RulePack, keepers: dict[str, str | None]
+) -> Leftover:
+    """A source head the target lacks.  Expected where the user named that target, or where none of the pack's
+    classes keeps the head beside everything this target keeps (a second network no one class holds); where bridge
+    chose a target that loses what another keeps, a gap: nothing is lost unless asked for."""
+    target = spec.class_name or "the target"
+    if head.separate:
+        return Leftover(r.name, f"expected: {head.label} dropped ({target} has none)", True, r.shape)
+    if spec.chosen:
+        return Leftover(r.name, f"expected: {head.label} dropped ({target} has none)", True, r.shape, head=head.label)
+    if spec.framework == "tensorflow":  # a layout laid out for the source's heads that still has no place for one
+        return Leftover(
+            r.name,
+            f"{head.label}: {spec.description}, laid out by bridge for this source, has no place for it, so the "
+            "output would lack it; pass --target with a layout or reference checkpoint that keeps it "
+            "(or --allow-gaps to drop it knowingly)",
+            False,
+            r.shape,
+            head=head.label,
+        )
+    if head.label not in keepers:
+        keepers[head.label] = _keeper(ckpt, head, spec, pack)
+    keeper = keepers[head.label]
+    if keeper is None:
+        reason = (
+            f"expected: {head.label} dropped ({target} has none, nor does any {pack.name} class that keeps the rest)"
+        )
+        return Leftover(r.name, reason, True, r.shape, head=head.label)
+    return Leftover(
+        r.name,
+        f"{head.label}: {target}, the class bridge chose, has none, so the output would lack it; pass --target "
+        f"{keeper} to keep it (or --target {target} to drop it knowingly)",
+        False,
+        r.shape,
+        head=head.label,
+    )
+
+
+def _keeper(ckpt: Checkpoint, head: Head, spec: TargetSpec, pack: RulePack) -> str | None:
+    """The class the pack lays out that has ``head`` and every tensor ``spec`` has (names compared without the
+    base-model prefix: a head class wraps the base model), keeping the most of the source's heads, then the
+    smallest; None if there is none."""
+    base = f"{spec.base_prefix}." if spec.base_prefix else ""
+    kept = {n.removeprefix(base) for n in spec.tensors}
+    names = [x.name for x in ckpt.values() if x.kind == "model"]
+    present = [h for h in pack.heads if any(h.claims_source(n) or _has_prefix(n, h.target_prefix, spec) for n in names)]
+    ranked = []
+    for name, layout in pack.targets.items():
+        try:
+            laid_out = set(layout(spec.config or {}))
+        except (KeyError, TypeError, ValueError):
+            continue
+        holds = [h for h in present if any(_has_prefix(n, h.target_prefix, spec) for n in laid_out)]
+        if kept <= {n.removeprefix(base) for n in laid_out} and head in holds:
+            ranked.append((-len(holds), len(laid_out), name))
+    return min(ranked)[2] if ranked else None
 
 
 def _explain_buffer(r: TensorRecord, buffer: Buffer) -> Leftover:

@@ -63,6 +63,9 @@ class Head:
     label: str
     source: str  # regex (fullmatch) over TF names
     target_prefix: str  # PyTorch names of this head start with it
+    # A second network trained beside the model (ELECTRA's generator), which no one target class holds: dropping it
+    # is expected whatever the target, and an output without it still covers the model.
+    separate: bool = False
 
     def claims_source(self, name: str) -> bool:
         return re.fullmatch(self.source, name) is not None

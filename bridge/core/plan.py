@@ -51,6 +51,9 @@ class TargetSpec:
     base_prefix: str | None = None  # transformers' base_model_prefix, for automatic alignment
     modules: list[TargetModule] | None = None  # a built PyTorch model's modules (None: names only)
     metadata: dict[str, Any] = field(default_factory=dict)  # layout facts a writer needs (Keras 3 groups)
+    # The user named this target (a class, a reference, a factory): a source head it lacks is dropped on purpose.
+    # False where bridge picked it (the default class, a layout laid out for the source's heads).
+    chosen: bool = True
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class Leftover:
     kind: str = "model"
     suggestion: str | None = None
     fill: str | None = None  # "zeros": a missing target that convert writes as zeros
+    head: str | None = None  # the source head this tensor belongs to, which the target lacks: not in the output
 
 
 @dataclass(frozen=True)

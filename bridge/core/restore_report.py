@@ -22,11 +22,18 @@ _RECORD_KINDS = {"model": "model_leftover", "optimizer": "optimizer", "counter":
 
 @dataclass(frozen=True)
 class ModelVariable:
-    """A model variable as its framework restores it: the checkpoint key it reads, a display name, its shape."""
+    """A model variable as its framework restores it: the checkpoint key it reads, a display name, its shape and
+    (where the restoring call refuses a cast) its dtype, in :mod:`bridge.core.dtypes` names."""
 
     key: str
     name: str
     shape: tuple[int, ...]
+    dtype: str | None = None
+
+
+# Who restores -> the call that refuses a value of another dtype (restore_v2 checks the dtype; torch's
+# load_state_dict and Keras' assign cast).
+CAST_REFUSED = {"tensorflow": "tf.train.Checkpoint's restore"}
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,9 @@ class RestoreFix:
     unexpected: tuple[str, ...] = ()
     untouched: tuple[str, ...] = ()
     left_out: tuple[str, ...] = ()  # the file's keys without ``strip_prefix``, which the fixed call is not given
+    # model keys (relative to ``submodule``) the aligned file holds in another shape: (key, file shape, model shape).
+    # The fixed call leaves them out (load_state_dict raises on a size mismatch even with strict=False).
+    mismatched: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,6 +88,9 @@ class RestoreFix:
             "restored_after_fix": self.restored,
             "missing_after_fix": list(self.missing),
             "unexpected_after_fix": list(self.unexpected),
+            "mismatched_after_fix": [
+                {"name": key, "shape": list(shape), "model_shape": list(model)} for key, shape, model in self.mismatched
+            ],
             "untouched": list(self.untouched),
             "left_out": list(self.left_out),
         }
@@ -118,8 +131,9 @@ class RestoreSetup:
 class RestoreReport:
     """The answer of :func:`checkpoint_vs_model`: what ``call``, run as written, restores.
 
-    ``matched``/``items`` describe that call with the file as it is; ``fix`` (PyTorch) is an alignment
-    that would restore more, never counted as restored. Exit 1 when the call loses or lacks a weight.
+    ``matched``/``items`` describe that call with the file as it is (a value of another shape or a dtype the
+    framework will not cast is a mismatch, never counted as restored); ``fix`` (PyTorch) is an alignment that
+    would restore more, never counted as restored. Exit 1 when the call loses or lacks a weight.
     """
 
     framework: str  # who restores: "pytorch", "tensorflow" (tf.train.Checkpoint) or "keras" (a Keras 3 file)
@@ -213,6 +227,7 @@ def compare_restore(
     elsewhere = [r for r in unclaimed if r.kind == "model" and passed is not None and r.name not in passed]
     orphans = [r for r in unclaimed if r.kind == "model" and (passed is None or r.name in passed)]
     fixed = _fixed_keys(setup)
+    misfit = _misfit_keys(setup)
     # did-you-mean: compared by key path (one vocabulary on both sides), shown by the names people know;
     # what the fix restores is explained by the fix, so only the rest is paired
     unfixed = [v for v in missing if v.name not in fixed]
@@ -225,7 +240,7 @@ def compare_restore(
         guess = None if home is None else unfixed[home]
         hint = _leftover_hint(framework, None if guess is None else _home_label(guess))
         if r.name in fixed:
-            hint = f"not under the key the model reads: {_fix_words(setup)}"
+            hint = f"not under the key the model reads: {_fix_words(setup)}" + misfit.get(r.name, "")
         name = None if guess is None else guess.name
         items.append(RestoreItem(r.name, "model_leftover", r.shape, hint, r.path, did_you_mean=name))
     for v in missing:
@@ -234,16 +249,29 @@ def compare_restore(
         hint = f"keeps its initial value: the checkpoint has no `{object_key_path(v.key)}`"
         hint += f"; did you mean `{found}`?" if found else ""
         if v.name in fixed:
-            hint = f"keeps its initial value as is: {_fix_words(setup)}"
+            hint = f"keeps its initial value as is: {_fix_words(setup)}" + misfit.get(v.name, "")
         items.append(RestoreItem(v.name, "missing", v.shape, hint, key=v.key, did_you_mean=found))
+    mismatched = 0
     for v in variables:
         r = by_key.get(v.key)
-        if r is not None and tuple(r.shape) != tuple(v.shape):
+        if r is None:
+            continue
+        if tuple(r.shape) != tuple(v.shape):
             hint = (
                 f"restore fails: the checkpoint holds {list(r.shape)}, the model {list(v.shape)} "
-                "(a changed config: hidden size, vocabulary, number of classes?)"
+                "(a changed config: hidden size, vocabulary, number of classes?): build the model with the "
+                "checkpoint's config, or leave this key out of the call to keep the model's initial value"
             )
-            items.append(RestoreItem(r.name, "shape_mismatch", r.shape, hint, r.path, v.key, model_shape=v.shape))
+        elif framework in CAST_REFUSED and v.dtype is not None and r.dtype != v.dtype:
+            hint = (
+                f"restore fails: the checkpoint holds {r.dtype}, the model's variable is {v.dtype} and "
+                f"{CAST_REFUSED[framework]} does not cast: create the variable as {r.dtype}, or cast the "
+                "checkpoint's value first"
+            )
+        else:
+            continue
+        mismatched += 1
+        items.append(RestoreItem(r.name, "shape_mismatch", r.shape, hint, r.path, v.key, model_shape=v.shape))
     for r in unclaimed:
         if r.kind != "model":
             kind = _RECORD_KINDS[r.kind]
@@ -260,7 +288,7 @@ def compare_restore(
         framework,
         checkpoint,
         root,
-        len(variables) - len(missing),
+        len(variables) - len(missing) - mismatched,
         len(variables),
         items,
         notes,
@@ -283,6 +311,20 @@ def _fixed_keys(setup: RestoreSetup) -> set[str]:
     for v in setup.variables:
         if v.name in homes:
             out.add(setup.key_prefix + fix.strip_prefix + v.name[len(into) :])
+    return out
+
+
+def _misfit_keys(setup: RestoreSetup) -> dict[str, str]:
+    """Record names and model keys the fix aligns whose shapes still differ -> what the hint adds about them."""
+    fix = setup.fix
+    if fix is None or not fix.mismatched:
+        return {}
+    into = fix.submodule + "." if fix.submodule else ""
+    words = ", but the value there has another shape than the model's, so the fix leaves it out"
+    out = {}
+    for key, _, _ in fix.mismatched:
+        out[into + key] = words
+        out[setup.key_prefix + fix.strip_prefix + key] = words
     return out
 
 

@@ -158,7 +158,8 @@ def default_target(names: Iterable[str]) -> str:
     names = {n.replace(".", "/") for n in names}
     mlm = any(n.startswith("cls/predictions/") for n in names)
     nsp = any(n.startswith("cls/seq_relationship/") for n in names)
-    if mlm and nsp:
+    pooler = any(n.startswith(("bert/pooler/", "pooler/")) for n in names)
+    if mlm and (nsp or pooler):  # BertForMaskedLM has no pooler: only the pre-training class keeps both
         return "BertForPreTraining"
     if mlm:
         return "BertForMaskedLM"
@@ -296,13 +297,14 @@ def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], 
 
 
 def tf_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], list[str]]:
-    """google-research ``bert_config.json`` for a transformers BERT ``config.json`` (it names no class)."""
+    """google-research ``bert_config.json`` for a transformers BERT ``config.json`` (it names no class).  A config
+    that is google-research's already (no ``model_type``) keeps its ``gelu``, which is the tanh approximation there."""
     out = {k: config[k] for k in _BERT_CONFIG_KEYS if k in config}
     notes = []
     act = out.get("hidden_act", "gelu")
     if act == "gelu_new":
         out["hidden_act"] = "gelu"
-    elif act == "gelu":
+    elif act == "gelu" and "model_type" in config:
         out["hidden_act"] = "gelu"
         notes.append(
             "hidden_act: transformers `gelu` is exact (erf); google-research code only has the tanh approximation, "

@@ -63,7 +63,7 @@ RULES = DISCRIMINATOR_RULES + _network("generator", "generator") + GENERATOR_HEA
 _GENERATOR_PARTS = r"generator/.+|generator_predictions/.+"
 _DISCRIMINATOR_PARTS = r"electra/(encoder|embeddings_project)/.+|discriminator_predictions/.+"
 DISCRIMINATOR_HEADS = (
-    Head("generator (generator/..., generator_predictions)", _GENERATOR_PARTS, "generator."),
+    Head("generator (generator/..., generator_predictions)", _GENERATOR_PARTS, "generator.", separate=True),
     Head(
         "replaced-token-detection head (discriminator_predictions)",
         r"discriminator_predictions/.+",
@@ -75,6 +75,7 @@ GENERATOR_HEADS = (
         "discriminator (electra/encoder, electra/embeddings_project, discriminator_predictions)",
         _DISCRIMINATOR_PARTS,
         "discriminator.",
+        separate=True,
     ),
     Head("masked-LM head (generator_predictions)", r"generator_predictions/.+", "generator_predictions."),
 )
@@ -182,7 +183,7 @@ def bind(ckpt: Any, spec: Any) -> tuple[RulePack, list[str]]:
     rules = _network("generator", embeddings) + GENERATOR_HEAD
     heads = GENERATOR_HEADS
     if embeddings == "generator":  # untied_generator_embeddings: electra/embeddings are the discriminator's
-        heads = (Head(heads[0].label, _DISCRIMINATOR_PARTS + r"|electra/embeddings/.+", "discriminator."), heads[1])
+        heads = (dataclasses.replace(heads[0], source=_DISCRIMINATOR_PARTS + r"|electra/embeddings/.+"), heads[1])
     shared = "its own generator/embeddings" if embeddings == "generator" else "the shared electra/embeddings"
     note = f"ELECTRA checkpoint: the target takes the generator (generator/..., generator_predictions, {shared})"
     return dataclasses.replace(PACK, rules=rules, heads=heads, bind=None), [note]

@@ -123,7 +123,9 @@ def test_transformers_5_loads_with_no_missing_or_unexpected_keys(transformers, c
 @pytest.mark.parametrize(("version", "target"), [p for p in PAIRS if p[1] != "MT5EncoderModel"])
 def test_verify_passes_values_and_forward(transformers, converted, version, target):
     report = verify(FIXTURES / version, converted[version, target])
-    assert report.ok, report.to_json()
+    # the encoder alone, chosen: verify fails on the decoder the output lacks, and still runs the forward check
+    assert all("not in the output" in g for g in report.plan_gaps) and report.ok == ("Encoder" not in target)
+    assert bool(report.plan_gaps) == ("Encoder" in target), report.to_json()
     assert report.values_compared == report.values_equal > 0
     names = {o.name for o in report.outputs}
     assert names == ({"encoder_last_hidden_state"} if "Encoder" in target else {"encoder_last_hidden_state", "logits"})

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from bridge.cli import cli
 
 PT_MODELS = Path(__file__).resolve().parents[1] / "fixtures_unused" / "pt_models.py"
+BERT_DDP = Path(__file__).resolve().parents[1] / "fixtures" / "bert-ddp" / "pytorch_model.bin"
 
 
 def _run(*args: str):
@@ -145,3 +146,19 @@ def test_check_target_missing_path_says_it_does_not_exist(tmp_path, target, torc
     assert result.exit_code == 2, result.output
     assert "does not exist" in result.output and "Not a checkpoint" not in result.output
     assert "Unknown transformers class" not in result.output
+
+
+def test_restore_of_a_file_of_another_config_promises_no_load(torch):
+    """A model of hidden size 32 against a DDP file of hidden size 16: the keys line up once `module.` is stripped,
+    but no tensor fits, so there is no code to run (load_state_dict would raise a size mismatch)."""
+    args = ["unused", f"{PT_MODELS}:bert_pooler", "--checkpoint", str(BERT_DDP)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1, result.output
+    assert "restores 39 of 39" not in result.output and "load_state_dict({k.removeprefix" not in result.output
+    assert "fix: none: with the keys aligned (`module.` stripped), no tensor has the model's shape" in result.output
+    assert "build the model with the file's config" in result.output
+    result = CliRunner().invoke(cli, [*args, "--json"])
+    payload = json.loads(result.output)
+    assert result.exit_code == 1 and payload["summary"]["restored"] == 0
+    assert payload["fix"]["restored_after_fix"] == 0 and payload["fix"]["code"] == ""
+    assert len(payload["fix"]["mismatched_after_fix"]) == 39

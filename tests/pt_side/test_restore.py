@@ -99,12 +99,12 @@ def _run_call(code: str, model):
     return eval(last, namespace), namespace["sd"]  # noqa: S307
 
 
-def _bert(cls_name: str):
+def _bert(cls_name: str, **changes: int):
     transformers = pytest.importorskip("transformers")
     import torch
 
     torch.manual_seed(0)
-    return getattr(transformers, cls_name)(transformers.BertConfig.from_pretrained(str(BERT_DDP)))
+    return getattr(transformers, cls_name)(transformers.BertConfig.from_pretrained(str(BERT_DDP), **changes))
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,39 @@ def bert_files(torch, tmp_path_factory):
     torch.save(pretraining, folder / "pretraining.bin")
     ddp = torch.load(BERT_DDP / "pytorch_model.bin", weights_only=True)
     torch.save({"model": ddp, "epoch": 3}, folder / "state-ddp.pt")
+    other = _bert("BertModel", vocab_size=80).state_dict()  # one tensor of another shape: the word embeddings
+    save_file({k: v.contiguous() for k, v in other.items()}, str(folder / "other-vocab.safetensors"))
+    torch.save({f"module.{k}": v for k, v in other.items()}, folder / "other-vocab-ddp.bin")
     return folder
+
+
+def test_shape_mismatch_as_is_is_not_restored(bert_files):
+    """The user's call raises on a size mismatch (strict=False or not): the report never counts it restored."""
+    model = _bert("BertModel")
+    report = bridge.checkpoint_vs_model(model, bert_files / "other-vocab.safetensors")
+    assert [i.name for i in report.by_kind("shape_mismatch")] == ["embeddings.word_embeddings.weight"]
+    assert report.matched == report.total - 1 and report.exit_code == 1
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        _run_call(report.call, model)
+    assert "restores 38 of 39 as is (0 model leftovers, 0 missing, 1 mismatched)" in render_restore(report)
+
+
+def test_fix_leaves_out_what_has_another_shape_and_runs(bert_files):
+    """A DDP file of another vocabulary: the printed fix aligns the prefix, leaves the one tensor of another shape
+    out, and runs: torch loads the other 38 and raises nothing."""
+    report = bridge.checkpoint_vs_model(_bert("BertModel"), bert_files / "other-vocab-ddp.bin")
+    fix = report.fix
+    assert fix is not None and fix.restored == 38
+    assert fix.mismatched == (("embeddings.word_embeddings.weight", (80, 16), (64, 16)),)
+    fresh = _bert("BertModel")
+    initial = fresh.embeddings.word_embeddings.weight.detach().clone()
+    result, sd = _run_call(fix.code, fresh)
+    assert result.missing_keys == ["embeddings.word_embeddings.weight"] and result.unexpected_keys == []
+    assert torch_equal(fresh.embeddings.word_embeddings.weight, initial)
+    assert torch_equal(fresh.pooler.dense.weight, sd["pooler.dense.weight"])
+    text = render_restore(report)
+    assert "fix: this call restores 38 of 39" in text and "1 aligned keys hold another shape" in text
+    assert report.to_json()["fix"]["mismatched_after_fix"][0]["model_shape"] == [64, 16]
 
 
 CASES = {

@@ -230,3 +230,24 @@ def test_tf_keras_child_checkpoint_load_weights_restores_nothing(tf, tmp_path):
     assert _same(_weights(model), before)
     eval(report.call, {"tf": tf, "model": model}).assert_existing_objects_matched()  # noqa: S307
     assert _same(_weights(model), _weights(saved))
+
+
+def test_other_dtype_is_a_mismatch_tf_refuses(tf, tmp_path):
+    """tf.train.Checkpoint's restore does not cast: a float64 value for a float32 variable is a mismatch, not a
+    restored variable (TensorFlow raises on it)."""
+
+    class Model(tf.Module):
+        def __init__(self, dtype):
+            super().__init__()
+            self.kernel = tf.Variable(np.ones((2, 3), dtype))
+            self.bias = tf.Variable(np.zeros((3,), np.float32))
+
+    path = tf.train.Checkpoint(model=Model(np.float64)).write(str(tmp_path / "ckpt"))
+    model = Model(np.float32)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="dtype"):
+        tf.train.Checkpoint(model=model).read(path).assert_existing_objects_matched()
+    report = bridge.checkpoint_vs_model(model, path)
+    [mismatch] = report.by_kind("shape_mismatch")
+    assert mismatch.name == "model/kernel/.ATTRIBUTES/VARIABLE_VALUE" and "float64" in mismatch.hint
+    assert report.matched == 1 and report.total == 2 and report.exit_code == 1
+    assert "restores 1 of 2 as is" in render_restore(report)
