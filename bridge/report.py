@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from bridge.core.invoked import command_name
 from bridge.core.plan import Leftover, Plan
 from bridge.core.restore_report import HARMLESS_KINDS, LENIENT, RestoreReport
 from bridge.core.scopes import fold, numbers_of
@@ -416,7 +417,9 @@ def render_verify(report: VerifyReport) -> str:
         lines += [f"  ! {gap}" for gap in report.plan_gaps[:_GAPS_LISTED]]
         more = len(report.plan_gaps) - _GAPS_LISTED
         lines += (
-            [f"  ... and {more} more (`bridge check SOURCE --to SIDE --target OUT` lists them)"] if more > 0 else []
+            [f"  ... and {more} more (`{command_name()} check SOURCE --to SIDE --target OUT` lists them)"]
+            if more > 0
+            else []
         )
     for o in report.outputs:
         mark = "ok" if o.ok else "FAIL"
