@@ -72,3 +72,53 @@ def test_filter_drops_exactly_the_start_up_lines():
     assert "Data loss: corrupted record" in err  # an error line that is not start-up noise stays
     assert "converting 50%" in err and "UserWarning: your tensor is odd" in err
     assert "plain stderr line" in err and err.endswith("after\n")
+
+
+def _on_a_terminal(*args: str, cwd: Path = REPO) -> tuple[int, str, str]:
+    """Run `python -m bridge ARGS` with stderr on a real pseudo-terminal (stdout a pipe): exit code, stdout, and
+    what the terminal showed."""
+    import pty
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "100"}
+    for key in ("TF_CPP_MIN_LOG_LEVEL", "TRANSFORMERS_VERBOSITY", "BRIDGE_DEBUG", "PYTHONWARNINGS"):
+        env.pop(key, None)
+    leader, follower = pty.openpty()
+    with subprocess.Popen(
+        [sys.executable, "-m", "bridge", *args], stdout=subprocess.PIPE, stderr=follower, cwd=cwd, env=env
+    ) as child:
+        os.close(follower)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: every writer of the terminal is gone
+                break
+            if not chunk:
+                break
+            shown += chunk
+        out = child.stdout.read() if child.stdout else b""
+        code = child.wait(timeout=600)
+    os.close(leader)
+    return code, out.decode(), shown.decode(errors="replace")
+
+
+def test_convert_shows_its_progress_bar_on_a_terminal(tmp_path):
+    code, out, terminal = _on_a_terminal("convert", str(EXAMPLE), "--to", "pytorch", "-o", str(tmp_path / "o"))
+    assert code == 0, out + terminal
+    assert "converting" in terminal and "100%" in terminal, terminal
+    assert "wrote " in out and "converting" not in out
+    # not with -q, and never on a pipe (CI logs): the filter's pipe is not mistaken for the user's stderr
+    code, out, terminal = _on_a_terminal("convert", str(EXAMPLE), "--to", "pytorch", "-o", str(tmp_path / "q"), "-q")
+    assert code == 0 and "converting" not in terminal
+    done = _bridge("convert", str(EXAMPLE), "--to", "pytorch", "-o", str(tmp_path / "p"))
+    assert done.returncode == 0 and done.stderr == ""
+
+
+def test_a_slow_framework_import_says_so_on_a_terminal_only(torch):
+    factory = "tests/fixtures_unused/pt_models.py:relative_position"  # a model file that imports torch
+    code, out, terminal = _on_a_terminal("unused", factory)
+    assert code == 1 and "never_read" in out, out + terminal
+    assert terminal.count("loading PyTorch...\r\n") == 1, terminal  # once, before the import
+    assert "loading" not in out
+    done = _bridge("unused", factory)
+    assert done.returncode == 1 and done.stderr == ""  # a pipe gets no such line
