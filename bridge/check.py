@@ -24,6 +24,7 @@ from bridge.core.naming import closest
 from bridge.core.pad_rows import pad_rows
 from bridge.core.plan import Plan, TargetSpec, TargetTensor, UserRuleUse
 from bridge.core.source import as_path
+from bridge.quiet import quietly
 from bridge.rules import Rule, RulePack, get_pack, packs
 from bridge.rules.user import RuleFile, is_rule_file, load_rule_file
 

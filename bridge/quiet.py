@@ -16,15 +16,16 @@ The filter makes descriptor 2 a pipe, so whether the user sees a terminal is rem
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import sys
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib.machinery import ModuleSpec
 from types import ModuleType
-from typing import Any, TextIO
+from typing import Any, ParamSpec, TextIO, TypeVar
 
 # absl's "I0000 00:00:1795989095.023704   23550 port.cc:153] ..." (INFO and WARNING: what TF_CPP_MIN_LOG_LEVEL=2
 # would drop, if it applied before absl starts) and the lines that come with them.
@@ -34,6 +35,8 @@ _NOISE = re.compile(
     rb"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     rb"|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags)"
 )
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 _NOISE_STARTS = (b"I", b"W", b"E", b"T")
 _ENV_DEFAULTS = {
     "TF_CPP_MIN_LOG_LEVEL": "2",  # TensorFlow's INFO and WARNING once absl is up (errors stay)
@@ -134,15 +137,34 @@ def quiet_frameworks(debug: bool = False) -> Iterator[None]:
             with _announced_imports():
                 yield
             return
-        for key, value in _ENV_DEFAULTS.items():
-            os.environ.setdefault(key, value)  # read when the framework is imported: before any is
-        with warnings.catch_warnings(), _filtered_fd2(), _announced_imports():
-            if not sys.warnoptions:
-                warnings.simplefilter("ignore", FutureWarning)
-                warnings.simplefilter("ignore", DeprecationWarning)
-            yield
+        unset = [key for key in _ENV_DEFAULTS if key not in os.environ]
+        os.environ.update({key: _ENV_DEFAULTS[key] for key in unset})  # read when a framework is imported
+        try:
+            with warnings.catch_warnings(), _filtered_fd2(), _announced_imports():
+                if not sys.warnoptions:
+                    warnings.simplefilter("ignore", FutureWarning)
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                yield
+        finally:
+            for key in unset:  # an API caller's environment is theirs again
+                os.environ.pop(key, None)
     finally:
         _terminal.pop()
+
+
+def quietly(function: Callable[_P, _R]) -> Callable[_P, _R]:
+    """An API entry point that may import a framework runs inside the same filter as a command (and inside a
+    command, which filters already, as it is); the caller's stderr, warnings filters and environment are theirs
+    again when it returns.  ``BRIDGE_DEBUG=1`` shows everything."""
+
+    @functools.wraps(function)
+    def filtered(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        if _terminal:
+            return function(*args, **kwargs)
+        with quiet_frameworks(debug=os.environ.get("BRIDGE_DEBUG") == "1"):
+            return function(*args, **kwargs)
+
+    return filtered
 
 
 @contextlib.contextmanager

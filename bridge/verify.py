@@ -24,10 +24,12 @@ from bridge.core import dtypes
 from bridge.core.registry import resolve
 from bridge.core.source import as_path
 from bridge.core.transforms import assemble, parse
+from bridge.quiet import quietly
 from bridge.rules import get_pack
 from bridge.verify_report import ForwardContext, VerifyReport
 
 
+@quietly
 def verify(
     source: str | os.PathLike[str],
     out: str | os.PathLike[str],

@@ -122,3 +122,39 @@ def test_a_slow_framework_import_says_so_on_a_terminal_only(torch):
     assert "loading" not in out
     done = _bridge("unused", factory)
     assert done.returncode == 1 and done.stderr == ""  # a pipe gets no such line
+
+
+_API_VERIFY = r"""
+import os, sys, warnings
+import bridge
+report = bridge.verify(sys.argv[1], sys.argv[2])
+print(report.verdict())
+print("the caller's own line", file=sys.stderr)
+os.write(2, b"I0000 00:00:1795989095.023704   23550 port.cc:153] the caller's own absl-like line\n")
+warnings.warn("the caller's warning", FutureWarning)
+print(sorted(k for k in ("TF_CPP_MIN_LOG_LEVEL", "TRANSFORMERS_VERBOSITY") if k in os.environ))
+"""
+
+
+def test_the_python_api_keeps_the_start_up_lines_out_too(torch, tmp_path):
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("transformers")
+    out = tmp_path / "o"
+    assert _bridge("convert", str(EXAMPLE), "--to", "pytorch", "-o", str(out)).returncode == 0
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for key in ("TF_CPP_MIN_LOG_LEVEL", "TRANSFORMERS_VERBOSITY", "BRIDGE_DEBUG", "PYTHONWARNINGS"):
+        env.pop(key, None)
+    done = subprocess.run(
+        [sys.executable, "-c", _API_VERIFY, str(EXAMPLE), str(out)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["PASS", "[]"]  # the caller's environment is as it was
+    # nothing from the frameworks' start-up; after the call, the caller's stderr and warnings are theirs again
+    own, absl_like, warning = done.stderr.splitlines()
+    assert own == "the caller's own line" and absl_like.endswith("port.cc:153] the caller's own absl-like line")
+    assert warning.endswith("FutureWarning: the caller's warning")
