@@ -32,6 +32,7 @@ _CONFIG_NAME = "config.json"  # transformers' own; a pack names its family's oth
 
 
 # file.py:factory, a model built by the user's code; a bare file.py too, so that the error names the factory
+@quietly
 def check(
     source: str | os.PathLike[str],
     *,

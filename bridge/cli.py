@@ -386,7 +386,7 @@ def convert(
     from bridge.convert import plan_options
     from bridge.core.factory import is_factory
     from bridge.ranks import joined
-    from bridge.report import human_bytes
+    from bridge.report import human_bytes, note_line
 
     bars: list[Any] = []
 
@@ -439,7 +439,7 @@ def convert(
             f"dropped {human_bytes(result.dropped_bytes)} of optimizer state and counters"
         )
         for note in plan.notes + result.notes:
-            click.echo(f"  note: {note}")
+            click.echo(f"  {note_line(note)}")
         shaping = functools.partial(
             plan_options,
             config=config,

@@ -21,6 +21,7 @@ import numpy as np
 from bridge.api import load
 from bridge.check import check
 from bridge.core import dtypes
+from bridge.core.plan import Assumption
 from bridge.core.registry import resolve
 from bridge.core.source import as_path
 from bridge.core.transforms import assemble, parse
@@ -83,7 +84,8 @@ def verify(
         config=config,
         source_format=source_format,
     )
-    report.notes.extend(n for n in plan.notes if not n.startswith("config:"))
+    report.assumptions = plan.assumed  # the verdict carries them, not the notes
+    report.notes.extend(n for n in plan.notes if not n.startswith("config:") and not isinstance(n, Assumption))
     # source tensors the output leaves out (a convert run with --allow-gaps).  The other way round, output tensors
     # no source fills are what convert wrote itself (a pack's copies, zeros), not a loss.
     report.plan_gaps = [f"`{x.name}` {list(x.shape)}: {x.reason}" for x in plan.unused if not x.expected]
