@@ -187,6 +187,28 @@ def tf_layouts() -> dict[str, RulePack]:
     return {p.name: p for p in packs() if p.tf_layout is not None}
 
 
+def _layout_not_reachable(ckpt: Checkpoint, pack: RulePack, target: str) -> UsageError:
+    """``--target LAYOUT`` that this source's rules cannot write: a layout of another pack (a TF source is read
+    by its own layout's rules, so it can go to PyTorch, and from there to any layout), or no layout at all."""
+    if target not in tf_layouts():
+        known = ", ".join(tf_layouts())
+        return UsageError(f"Unknown TensorFlow layout '{target}'", hint=f"Known: {known}, or a reference path")
+    if ckpt.framework != "pytorch":
+        return UsageError(
+            f"A TensorFlow source cannot be rewritten in the {target} layout directly",
+            path=ckpt.path,
+            detail=f"it already is a TensorFlow checkpoint, read with the {pack.name} rules; the {target} layout "
+            "is written from PyTorch names",
+            hint=f"Convert it --to pytorch first, then convert that output --to tensorflow --target {target}",
+        )
+    return UsageError(
+        f"The {target} layout does not fit this checkpoint",
+        path=ckpt.path,
+        detail=f"its names follow the {pack.name} rules",
+        hint=f"Use --target {pack.name}, or a reference checkpoint of the {target} layout",
+    )
+
+
 def _is_reference(target: str) -> bool:
     """Whether ``--target`` names a checkpoint on disk (a path, or a TF prefix with files beside it)."""
     return Path(target).exists() or any(Path(target).parent.glob(Path(target).name + ".*"))
@@ -325,8 +347,7 @@ def resolve_target(ckpt: Checkpoint, pack: RulePack, to: str, target: str | None
         if pack.tf_layout is None:
             raise UsageError(f"The {pack.name} rules have no TensorFlow layout", hint="Pass --target REFERENCE_CKPT")
         if target not in (None, pack.name):
-            known = ", ".join(tf_layouts())
-            raise UsageError(f"Unknown TensorFlow layout '{target}'", hint=f"Known: {known}, or a reference path")
+            raise _layout_not_reachable(ckpt, pack, target)
         shapes = {r.name: r.shape for r in ckpt.values()}
         heads, labels = pack.source_heads(shapes, config) if pack.source_heads else ([], None)
         try:
