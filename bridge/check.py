@@ -376,6 +376,7 @@ def resolve_target(ckpt: Checkpoint, pack: RulePack, to: str, target: str | None
         name = pack.saved_class(config, [r.name for r in ckpt.values()])
     if name is None and pack.default_target is not None:
         name = pack.default_target([r.name for r in ckpt.values()])
+        name = _class_of_saved_type(ckpt, pack, config, name) or name
     if name is None:
         hint = (
             "Pass --target FILE.py:FACTORY (a function returning your PyTorch twin, an nn.Module) or a reference "
@@ -424,6 +425,22 @@ def _saved_class(ckpt: Checkpoint, pack: RulePack, config: dict[str, Any]) -> st
     saved = config.get("architectures")
     name = saved[0] if isinstance(saved, list) and saved and isinstance(saved[0], str) else None
     return name if name in pack.targets else None
+
+
+def _class_of_saved_type(ckpt: Checkpoint, pack: RulePack, config: dict[str, Any], default: str | None) -> str | None:
+    """A PyTorch source whose ``config.json`` names a ``model_type`` other than the pack's default class's (a
+    family whose names the pack compares as they are): the class of that type that takes every tensor."""
+    model_type = config.get("model_type")
+    if ckpt.framework != "pytorch" or not isinstance(model_type, str) or default is None:
+        return None
+    if model_type in pack.model_types:  # the pack's own family: its default stands (and transformers stays unloaded)
+        return None
+    from pt_side.targets import class_keeping_every_tensor, model_type_of
+
+    if model_type_of(default) in (None, model_type):
+        return None
+    names = [r.name for r in ckpt.values() if r.kind == "model"]
+    return class_keeping_every_tensor(model_type, names, config)
 
 
 def _saved_base_prefix(target: str) -> str | None:
