@@ -28,7 +28,7 @@ def load(path: str | os.PathLike[str], *, format: str | None = None) -> Checkpoi
         >>> import bridge
         >>> ckpt = bridge.load("examples/tiny-bert/bert_model.ckpt")   # doctest: +SKIP
         >>> ckpt["bert/pooler/dense/kernel"].numpy().shape             # doctest: +SKIP
-        (32, 32)
+        (16, 16)
     """
     p = as_path(path)  # a URL reads by range requests (bridge.core.source)
     fmt = formats.get(format) if format else formats.detect(p)

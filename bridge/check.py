@@ -24,6 +24,7 @@ from bridge.core.naming import closest
 from bridge.core.pad_rows import pad_rows
 from bridge.core.plan import Plan, TargetSpec, TargetTensor, UserRuleUse
 from bridge.core.source import as_path
+from bridge.quiet import quietly
 from bridge.rules import Rule, RulePack, get_pack, packs
 from bridge.rules.user import RuleFile, is_rule_file, load_rule_file
 
@@ -31,6 +32,7 @@ _CONFIG_NAME = "config.json"  # transformers' own; a pack names its family's oth
 
 
 # file.py:factory, a model built by the user's code; a bare file.py too, so that the error names the factory
+@quietly
 def check(
     source: str | os.PathLike[str],
     *,
@@ -185,6 +187,28 @@ def tf_layouts() -> dict[str, RulePack]:
     return {p.name: p for p in packs() if p.tf_layout is not None}
 
 
+def _layout_not_reachable(ckpt: Checkpoint, pack: RulePack, target: str) -> UsageError:
+    """``--target LAYOUT`` that this source's rules cannot write: a layout of another pack (a TF source is read
+    by its own layout's rules, so it can go to PyTorch, and from there to any layout), or no layout at all."""
+    if target not in tf_layouts():
+        known = ", ".join(tf_layouts())
+        return UsageError(f"Unknown TensorFlow layout '{target}'", hint=f"Known: {known}, or a reference path")
+    if ckpt.framework != "pytorch":
+        return UsageError(
+            f"A TensorFlow source cannot be rewritten in the {target} layout directly",
+            path=ckpt.path,
+            detail=f"it already is a TensorFlow checkpoint, read with the {pack.name} rules; the {target} layout "
+            "is written from PyTorch names",
+            hint=f"Convert it --to pytorch first, then convert that output --to tensorflow --target {target}",
+        )
+    return UsageError(
+        f"The {target} layout does not fit this checkpoint",
+        path=ckpt.path,
+        detail=f"its names follow the {pack.name} rules",
+        hint=f"Use --target {pack.name}, or a reference checkpoint of the {target} layout",
+    )
+
+
 def _is_reference(target: str) -> bool:
     """Whether ``--target`` names a checkpoint on disk (a path, or a TF prefix with files beside it)."""
     return Path(target).exists() or any(Path(target).parent.glob(Path(target).name + ".*"))
@@ -325,8 +349,7 @@ def resolve_target(ckpt: Checkpoint, pack: RulePack, to: str, target: str | None
         if ckpt.framework != "pytorch" and (target is None or target in tf_layouts()):
             raise _same_side(ckpt, pack, target or pack.name)
         if target not in (None, pack.name):
-            known = ", ".join(tf_layouts())
-            raise UsageError(f"Unknown TensorFlow layout '{target}'", hint=f"Known: {known}, or a reference path")
+            raise _layout_not_reachable(ckpt, pack, target)
         shapes = {r.name: r.shape for r in ckpt.values()}
         heads, labels = pack.source_heads(shapes, config) if pack.source_heads else ([], None)
         try:
@@ -356,6 +379,7 @@ def resolve_target(ckpt: Checkpoint, pack: RulePack, to: str, target: str | None
         name = pack.saved_class(config, [r.name for r in ckpt.values()])
     if name is None and pack.default_target is not None:
         name = pack.default_target([r.name for r in ckpt.values()])
+        name = _class_of_saved_type(ckpt, pack, config, name) or name
     if name is None:
         hint = (
             "Pass --target FILE.py:FACTORY (a function returning your PyTorch twin, an nn.Module) or a reference "
@@ -430,6 +454,22 @@ def _saved_class(ckpt: Checkpoint, pack: RulePack, config: dict[str, Any]) -> st
     saved = config.get("architectures")
     name = saved[0] if isinstance(saved, list) and saved and isinstance(saved[0], str) else None
     return name if name in pack.targets else None
+
+
+def _class_of_saved_type(ckpt: Checkpoint, pack: RulePack, config: dict[str, Any], default: str | None) -> str | None:
+    """A PyTorch source whose ``config.json`` names a ``model_type`` other than the pack's default class's (a
+    family whose names the pack compares as they are): the class of that type that takes every tensor."""
+    model_type = config.get("model_type")
+    if ckpt.framework != "pytorch" or not isinstance(model_type, str) or default is None:
+        return None
+    if model_type in pack.model_types:  # the pack's own family: its default stands (and transformers stays unloaded)
+        return None
+    from pt_side.targets import class_keeping_every_tensor, model_type_of
+
+    if model_type_of(default) in (None, model_type):
+        return None
+    names = [r.name for r in ckpt.values() if r.kind == "model"]
+    return class_keeping_every_tensor(model_type, names, config)
 
 
 def _saved_base_prefix(target: str) -> str | None:

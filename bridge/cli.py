@@ -18,7 +18,8 @@ from typing import Any
 import click
 
 from bridge.core.errors import BridgeError
-from bridge.quiet import quiet_frameworks
+from bridge.core.invoked import command_name
+from bridge.quiet import bar_file, quiet_frameworks, stderr_is_terminal
 
 INTERNAL_ERROR = 3  # not bad input and not a gap: a bug here or in a framework this called
 _DEBUG_HELP = "Show tracebacks instead of one-paragraph errors (also BRIDGE_DEBUG=1)."
@@ -86,7 +87,7 @@ class _BridgeGroup(click.Group):
 
 
 @click.group(cls=_BridgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="ckpt-bridge", prog_name="bridge")
+@click.version_option(package_name="ckpt-bridge", prog_name="ckpt-bridge")
 @click.option("--debug", is_flag=True, expose_value=False, callback=_set_debug, help=_DEBUG_HELP)
 def cli() -> None:
     """TensorFlow/Keras <-> PyTorch checkpoints: look inside without the frameworks,
@@ -385,18 +386,18 @@ def convert(
     from bridge.convert import plan_options
     from bridge.core.factory import is_factory
     from bridge.ranks import joined
-    from bridge.report import human_bytes
+    from bridge.report import human_bytes, note_line
 
     bars: list[Any] = []
 
     def progress(done: int, total: int) -> None:
         if not bars:
-            bars.append(click.progressbar(length=total, label="converting", file=sys.stderr, show_percent=True))
+            bars.append(click.progressbar(length=total, label="converting", file=bar_file(), show_percent=True))
         bars[0].update(done - bars[0].pos)
 
     with joined() as group:
         lead = group is None or group.rank == 0  # under torchrun, rank 0 alone speaks
-        show = group is None and not quiet and not as_json and sys.stderr.isatty()  # a rank sees its shards only
+        show = group is None and not quiet and not as_json and stderr_is_terminal()  # a rank sees its shards only
         try:
             result = run_convert(
                 source,
@@ -438,7 +439,7 @@ def convert(
             f"dropped {human_bytes(result.dropped_bytes)} of optimizer state and counters"
         )
         for note in plan.notes + result.notes:
-            click.echo(f"  note: {note}")
+            click.echo(f"  {note_line(note)}")
         shaping = functools.partial(
             plan_options,
             config=config,
@@ -449,12 +450,12 @@ def convert(
             source_format=source_format,
         )
         if not plan.ok:
-            command = shlex.join(["bridge", "check", source, "--to", to, *shaping(target=target)])
+            command = command_name() + " " + shlex.join(["check", source, "--to", to, *shaping(target=target)])
             click.echo(f"  WARNING: written with gaps (--allow-gaps); `{command}` shows them")
         # verify plans against OUT itself, so a class, layout or reference --target is implied by OUT;
         # a factory builds the model its forward check runs.
         options = shaping(target=target if is_factory(target) else None)
-        click.echo("next: bridge verify " + shlex.join([source, str(result.out), *options]))
+        click.echo(f"next: {command_name()} verify " + shlex.join([source, str(result.out), *options]))
     if result.exit_code:
         sys.exit(result.exit_code)
 
@@ -652,18 +653,18 @@ def _progress(label: str) -> Any:
 
     def wrap(items: Any) -> Any:
         items = list(items)
-        if not sys.stderr.isatty() or len(items) < 2:
+        if not stderr_is_terminal() or len(items) < 2:
             yield from items
             return
         show = lambda r: r.name if r else ""  # noqa: E731
-        with click.progressbar(items, label=label, file=sys.stderr, item_show_func=show) as bar:
+        with click.progressbar(items, label=label, file=bar_file(), item_show_func=show) as bar:
             yield from bar
 
     return wrap
 
 
 def main() -> None:
-    cli(prog_name="bridge")
+    cli(prog_name=command_name())
 
 
 if __name__ == "__main__":

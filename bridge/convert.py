@@ -21,6 +21,7 @@ from bridge.core import dtypes
 from bridge.core.atomic import atomic_directory
 from bridge.core.casting import CastReport
 from bridge.core.errors import BridgeError, UsageError
+from bridge.core.invoked import command_name
 from bridge.core.model import Checkpoint, TensorRecord
 from bridge.core.outputs import OutTensor, write_config
 from bridge.core.packs import RulePack
@@ -167,7 +168,7 @@ def convert(
             add_prefix=add_prefix,
             source_format=source_format,
         )
-        command = shlex.join(["bridge", "check", str(source), "--to", to, *options])
+        command = command_name() + " " + shlex.join(["check", str(source), "--to", to, *options])
         raise PlanHasGaps(
             "The conversion plan has gaps",
             path=source,

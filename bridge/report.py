@@ -8,7 +8,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from bridge.core.plan import Leftover, Plan
+from bridge.core.invoked import command_name
+from bridge.core.plan import Assumption, Leftover, Plan
 from bridge.core.restore_report import HARMLESS_KINDS, LENIENT, RestoreFix, RestoreReport
 from bridge.core.scopes import fold, numbers_of
 from bridge.core.unused_report import UnusedReport
@@ -18,6 +19,11 @@ if TYPE_CHECKING:
     from bridge.core.model import Checkpoint
     from bridge.core.pad_rows import PadRow
     from bridge.verify_report import VerifyReport
+
+
+def note_line(note: str) -> str:
+    """A plan's note as a report prints it: a guess (:class:`Assumption`) says it is one."""
+    return f"assumed: {note}" if isinstance(note, Assumption) else f"note: {note}"
 
 
 def render_plan(plan: Plan, *, verbose: bool = False) -> str:
@@ -31,8 +37,7 @@ def render_plan(plan: Plan, *, verbose: bool = False) -> str:
         f"({len(plan.matched)} matched, {len(plan.tied)} tied, {len(plan.missing)} missing, "
         f"{len(plan.mismatched)} mismatched)",
     ]
-    for note in plan.notes:
-        lines.append(f"note: {note}")
+    lines.extend(note_line(note) for note in plan.notes)
     lines.extend(render_pad_rows(plan.pad_rows))
     lines.append("")
     lines.append("matched (source -> target, transform):")
@@ -61,7 +66,8 @@ def render_plan(plan: Plan, *, verbose: bool = False) -> str:
             lines.append(f"  {tie.name} = {tie.tied_to}")
     lines.append("")
     if plan.ok:
-        lines.append("verdict: OK: every target tensor has its source; leftovers are expected")
+        assumed = f" (assumed: {'; '.join(plan.assumed)})" if plan.assumed else ""
+        lines.append(f"verdict: OK: every target tensor has its source; leftovers are expected{assumed}")
     else:
         gaps = len(plan.gaps) + len(plan.mismatched)
         lines.append(f"verdict: GAPS: {gaps} problem(s) above would make the converted model differ (exit 1)")
@@ -438,7 +444,9 @@ def render_verify(report: VerifyReport) -> str:
         lines += [f"  ! {gap}" for gap in report.plan_gaps[:_GAPS_LISTED]]
         more = len(report.plan_gaps) - _GAPS_LISTED
         lines += (
-            [f"  ... and {more} more (`bridge check SOURCE --to SIDE --target OUT` lists them)"] if more > 0 else []
+            [f"  ... and {more} more (`{command_name()} check SOURCE --to SIDE --target OUT` lists them)"]
+            if more > 0
+            else []
         )
     for o in report.outputs:
         mark = "ok" if o.ok else "FAIL"

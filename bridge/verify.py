@@ -21,13 +21,16 @@ import numpy as np
 from bridge.api import load
 from bridge.check import check
 from bridge.core import dtypes
+from bridge.core.plan import Assumption
 from bridge.core.registry import resolve
 from bridge.core.source import as_path
 from bridge.core.transforms import assemble, parse
+from bridge.quiet import quietly
 from bridge.rules import get_pack
 from bridge.verify_report import ForwardContext, VerifyReport
 
 
+@quietly
 def verify(
     source: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -81,7 +84,8 @@ def verify(
         config=config,
         source_format=source_format,
     )
-    report.notes.extend(n for n in plan.notes if not n.startswith("config:"))
+    report.assumptions = plan.assumed  # the verdict carries them, not the notes
+    report.notes.extend(n for n in plan.notes if not n.startswith("config:") and not isinstance(n, Assumption))
     # source tensors the output leaves out: a convert run with --allow-gaps, or a head a target without it dropped
     # (the plan calls that expected for the target the output is, but the output does not hold the source).  The
     # other way round, output tensors no source fills are what convert wrote itself (a pack's copies, zeros).

@@ -26,9 +26,9 @@ def keras_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
     )
     keras_ckpt, torch_ckpt = (src, dst) if to == "pytorch" else (dst, src)
     keras_factory, torch_factory = (source_model, target) if to == "pytorch" else (target, source_model)
+    keras_option, torch_option = ("--source-model", "--target") if to == "pytorch" else ("--target", "--source-model")
     if torch_factory is None:
-        side = "--target" if to == "pytorch" else "--source-model"
-        report.notes.append(f"forward check skipped: pass {side} FILE.py:FACTORY (the PyTorch twin)")
+        report.notes.append(f"forward check skipped: pass {torch_option} FILE.py:FACTORY (the PyTorch twin)")
         return
     try:
         from pt_side.forward import torch_module, torch_output
@@ -37,7 +37,8 @@ def keras_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
         keras_path = Path(keras_ckpt.path)
         if keras_ckpt.format == "keras-weights" and keras_path.is_dir():
             keras_path = next(keras_path.glob("*.weights.h5"))
-        model = keras_model(keras_path, keras_ckpt.format, keras_ckpt.metadata.get("layout"), keras_factory)
+        layout = keras_ckpt.metadata.get("layout")
+        model = keras_model(keras_path, keras_ckpt.format, layout, keras_factory, keras_option)
         twin = torch_module(torch_factory, torch_ckpt)
     except (BridgeError, ImportError) as e:
         report.notes.append(f"forward check skipped: {e}")

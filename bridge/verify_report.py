@@ -62,6 +62,8 @@ class VerifyReport:
     explained: ForwardCause | None = None  # the forward fails at atol, all of it from this cause
     # what the plan between source and output leaves uncovered (a convert run with --allow-gaps): not a PASS
     plan_gaps: list[str] = field(default_factory=list)
+    # the plan's guesses (:class:`~bridge.core.plan.Assumption`); a passing forward comparison settles them
+    assumptions: list[str] = field(default_factory=list)
 
     def compare_output(self, name: str, expected: np.ndarray, got: np.ndarray) -> None:
         """Record one forward output: max abs / max rel difference of ``got`` from ``expected``, pass at ``atol``."""
@@ -96,10 +98,17 @@ class VerifyReport:
             return "pass"
         return "explained" if self.explained is not None and not self.value_failures else "fail"
 
+    @property
+    def assumed(self) -> list[str]:
+        """The guesses a PASS rests on: the plan's, unless every forward output agreed (the guess computed the same)."""
+        return [] if self.forward_status == "pass" else self.assumptions
+
     def verdict(self) -> str:
-        """The verdict line: PASS, FAIL, or FAIL with its cause and the way forward."""
+        """The verdict line: PASS, FAIL, or FAIL with its cause and the way forward; a guess says it is one."""
         if self.ok:
-            return "PASS" if self.outputs else "PASS (values only: no forward pass was compared)"
+            marks = [] if self.outputs else ["values only: no forward pass was compared"]
+            marks += [f"assumed: {'; '.join(self.assumed)}"] if self.assumed else []
+            return "PASS" + (f" ({'; '.join(marks)})" if marks else "")
         why = self.explained
         if self.plan_gaps:
             return f"FAIL: the output does not cover the source ({len(self.plan_gaps)} gap(s) in the plan)"
@@ -131,6 +140,7 @@ class VerifyReport:
             "outputs": [asdict(o) for o in self.outputs],
             "forward": forward,
             "notes": self.notes,
+            "assumed": self.assumed,
         }
 
 

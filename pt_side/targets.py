@@ -129,3 +129,51 @@ def module_spec(spec: str) -> TargetSpec:
         facts = {k: getattr(module, k) for k in _FACTS if isinstance(getattr(module, k, None), (int, float, bool))}
         modules.append(TargetModule(name, kind, cls, facts))
     return TargetSpec("pytorch", f"torch module from {spec}", tensors, class_name=type(model).__name__, modules=modules)
+
+
+# transformers' auto tables of one class per model type and task, the base model's last
+_TASK_TABLES = (
+    "MODEL_FOR_PRETRAINING_MAPPING_NAMES",
+    "MODEL_FOR_MASKED_LM_MAPPING_NAMES",
+    "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES",
+    "MODEL_FOR_NEXT_SENTENCE_PREDICTION_MAPPING_NAMES",
+    "MODEL_FOR_QUESTION_ANSWERING_MAPPING_NAMES",
+    "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES",
+    "MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES",
+    "MODEL_FOR_MULTIPLE_CHOICE_MAPPING_NAMES",
+    "MODEL_MAPPING_NAMES",
+)
+
+
+def model_type_of(class_name: str) -> str | None:
+    """``transformers.<class_name>.config_class.model_type`` (``bert``), or None without transformers or the class."""
+    try:
+        import transformers
+    except ImportError:
+        return None
+    model_type = getattr(getattr(getattr(transformers, class_name, None), "config_class", None), "model_type", None)
+    return model_type if isinstance(model_type, str) else None
+
+
+def class_keeping_every_tensor(model_type: str, names: list[str], config: dict[str, Any]) -> str | None:
+    """The class of ``model_type`` whose state dict takes the most of ``names`` (with or without its base-model
+    prefix), the smallest such one; None without transformers or a class of that type."""
+    try:
+        from transformers.models.auto import modeling_auto
+    except ImportError:
+        return None
+    candidates = dict.fromkeys(
+        name for table in _TASK_TABLES if isinstance(name := getattr(modeling_auto, table, {}).get(model_type), str)
+    )
+    best: tuple[int, int, str] | None = None
+    for class_name in candidates:
+        try:
+            spec = transformers_spec(class_name, config)
+        except Exception:  # noqa: BLE001 - a class this config cannot build is simply no candidate
+            continue
+        prefix = f"{spec.base_prefix}." if spec.base_prefix else ""
+        kept = sum(n in spec.tensors or prefix + n in spec.tensors for n in names)
+        score = (kept, -len(spec.tensors), class_name)
+        if best is None or score[:2] > best[:2]:
+            best = score
+    return best[2] if best is not None and best[0] else None

@@ -16,8 +16,9 @@ import numpy as np
 from bridge.core.errors import MissingDependency, UsageError
 
 
-def keras_model(weights: Path, fmt: str, layout: str | None, factory: str | None) -> Any:
-    """The Keras model holding the weights of ``weights`` (format ``fmt``)."""
+def keras_model(weights: Path, fmt: str, layout: str | None, factory: str | None, option: str) -> Any:
+    """The Keras model holding the weights of ``weights`` (format ``fmt``); ``option`` is the command-line option
+    that gives ``factory`` (``--source-model`` or ``--target``, by the side the Keras model is on)."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     try:
         import keras
@@ -33,25 +34,25 @@ def keras_model(weights: Path, fmt: str, layout: str | None, factory: str | None
         raise UsageError(
             "A weights-only Keras file cannot build its model",
             path=weights,
-            hint="Pass --source-model (or --target) FILE.py:FACTORY returning the Keras model",
+            hint=f"Pass {option} FILE.py:FACTORY returning the Keras model",
         )
     from bridge.core.factory import KERAS_MODEL_CONTRACT, load_factory
 
     model = load_factory(factory, KERAS_MODEL_CONTRACT)()
     if fmt in ("tf-checkpoint", "saved-model"):
-        _restore(model, weights, fmt)
+        _restore(model, weights, fmt, option)
     else:
         model.load_weights(weights)
     return model
 
 
-def _restore(model: Any, weights: Path, fmt: str) -> None:
+def _restore(model: Any, weights: Path, fmt: str, option: str) -> None:
     """Restore a TF2 checkpoint or SavedModel into ``model`` by TF's own object-graph walk; every model
     variable must find its value (a restore that matches nothing would silently keep the initial values)."""
     import tensorflow as tf
 
     prefix = str(weights / "variables" / "variables" if fmt == "saved-model" else weights)
-    hint = "Pass --source-model FILE.py:FACTORY building the model that wrote it"
+    hint = f"Pass {option} FILE.py:FACTORY building the model that wrote it"
     names = [name for name, _ in tf.train.list_variables(prefix)]
     if fmt == "tf-checkpoint":
         root = tf.train.Checkpoint(model=model)  # tf.train.Checkpoint(model=...).save

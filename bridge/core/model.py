@@ -17,6 +17,7 @@ import numpy as np
 
 from bridge.core import dtypes
 from bridge.core.errors import TensorNotFound
+from bridge.core.invoked import command_name
 
 TensorKind = Literal["model", "optimizer", "counter", "metadata"]
 KINDS: tuple[TensorKind, ...] = ("model", "optimizer", "counter", "metadata")
@@ -156,7 +157,7 @@ class Checkpoint(Mapping[str, TensorRecord]):
                 "No such tensor",
                 path=self.path,
                 tensor=name,
-                hint=f"Did you mean `{close}`?" if close else "Run `bridge inspect` to list the names",
+                hint=f"Did you mean `{close}`?" if close else f"Run `{command_name()} inspect` to list the names",
             ) from None
 
     def __iter__(self) -> Iterator[str]:

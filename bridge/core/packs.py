@@ -201,7 +201,8 @@ class RulePack:
             converts: the family table (``docs/families.md``) is made from them.
         layout: the source layout, in a few words (``tf_model.h5``, ``google-research TF1 checkpoint``).
         forward_check: ``"module:function"`` of the forward comparison ``verify`` runs (a reference
-            forward), or None: values only.  Called as ``function(report, **context)``; see
+            forward), or None: values only.  Called as ``function(report, context)`` (a
+            :class:`~bridge.verify_report.ForwardContext`); see
             :func:`bridge.verify.verify`.
         word_embeddings: the family's word-embedding table (:class:`WordEmbeddings`): which tensor it is,
             the default pad id, whether it is tied; ``inspect --stats``, ``check`` and ``convert`` report its

@@ -14,6 +14,14 @@ if TYPE_CHECKING:
     from bridge.core.pad_rows import PadRow
 
 
+class Assumption(str):
+    """A note that is a guess the plan rests on (a module's kind told from its names and shapes alone, where two
+    kinds look the same): a report marks a verdict that rests on one (``assumed``), so a guess never reads as a
+    proven result."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True)
 class TargetTensor:
     """A tensor the target expects; ``tied_to`` names the tensor whose storage it shares."""
@@ -142,6 +150,11 @@ class Plan:
         return [x for x in self.unused + self.missing if not x.expected]
 
     @property
+    def assumed(self) -> list[str]:
+        """The guesses among the notes (:class:`Assumption`)."""
+        return [str(n) for n in self.notes if isinstance(n, Assumption)]
+
+    @property
     def ok(self) -> bool:
         return not self.mismatched and not self.gaps
 
@@ -204,6 +217,8 @@ class Plan:
             payload["user_rules"] = items(self.user_rules)
         if self.names_as_is:
             payload["rules_applied"] = False
+        if self.assumed:  # only where the plan rests on a guess
+            payload["assumed"] = self.assumed
         if self.pad_rows:  # only for a family that declares its word-embedding table
             payload["pad_rows"] = [row.to_json() for row in self.pad_rows]
         return payload

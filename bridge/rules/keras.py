@@ -49,7 +49,7 @@ from difflib import SequenceMatcher
 from typing import Any
 
 from bridge.core.factory import is_factory
-from bridge.core.plan import TargetModule, TargetSpec
+from bridge.core.plan import Assumption, TargetModule, TargetSpec
 from bridge.core.transforms import parse
 from bridge.rules import Copy, Incompatible, Optional_, Output, Rule, RulePack
 
@@ -431,8 +431,10 @@ def infer_modules(tensors: dict[str, Shape], keras_kinds: set[str]) -> tuple[lis
         modules.append(TargetModule(owner, kind, "inferred from names and shapes", facts))
         if kind == "embedding" and "dense" in keras_kinds:
             notes.append(
-                f"`{owner}` has a single 2-D weight: taken as an Embedding (a Linear without bias "
-                "looks the same; a built model, --target file.py:factory, knows)"
+                Assumption(
+                    f"`{owner}` has a single 2-D weight: taken as an Embedding (a Linear without bias "
+                    "looks the same; a built model, --target file.py:factory, knows)"
+                )
             )
     return modules, notes
 

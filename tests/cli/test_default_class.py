@@ -31,3 +31,26 @@ def test_the_class_that_saved_it(transformers, torch, tmp_path: Path, class_name
     # token classification and sequence classification share one head shape: only the config tells them apart
     expected = "BertForSequenceClassification" if class_name == "BertForTokenClassification" else class_name
     assert bare["target"]["class"] == expected
+
+
+@pytest.mark.parametrize(("class_name", "expected"), [("RobertaModel", "RobertaModel"), ("RobertaForMaskedLM", None)])
+def test_a_prefixless_state_dict_of_another_family_gets_its_own_class(
+    transformers, torch, tmp_path, class_name, expected
+):
+    """A RoBERTa state dict saved without `roberta.` (config.json names the model type, not the class): the class of
+    that type that takes every tensor, never BertModel with did-you-means at the pooler."""
+    import safetensors.torch
+
+    config = transformers.RobertaConfig(**TINY)
+    model = getattr(transformers, class_name)(config)
+    prefix = f"{model.base_model_prefix}."
+    state = {k.removeprefix(prefix): v.contiguous() for k, v in model.state_dict().items()}
+    state.pop("lm_head.decoder.weight", None)  # tied to the word embeddings: stored once, as save_pretrained does
+    state.pop("lm_head.decoder.bias", None)
+    (tmp_path / "sd").mkdir()
+    safetensors.torch.save_file(state, tmp_path / "sd" / "model.safetensors")
+    config.save_pretrained(tmp_path / "sd")  # architectures: None (a config, not a model, was saved)
+    assert json.loads((tmp_path / "sd" / "config.json").read_text()).get("architectures") is None
+    plan = json.loads(run_cli("check", str(tmp_path / "sd"), "--to", "pytorch", "--json"))
+    assert plan["target"]["class"] == (expected or class_name)
+    assert plan["ok"] and not [u for u in plan["unused"] if not u["expected"]]
