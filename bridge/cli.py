@@ -455,6 +455,8 @@ def convert(
         # verify plans against OUT itself, so a class, layout or reference --target is implied by OUT;
         # a factory builds the model its forward check runs.
         options = shaping(target=target if is_factory(target) else None)
+        if any(x.expected and x.head is not None for x in plan.unused):
+            options.append("--dropped-heads")  # the --target asked for a class without them
         click.echo(f"next: {command_name()} verify " + shlex.join([source, str(result.out), *options]))
     if result.exit_code:
         sys.exit(result.exit_code)
@@ -490,6 +492,12 @@ def convert(
     metavar="FILE.py:FACTORY",
     help="Keras pack: the model on SOURCE's side when the file cannot build it (weights-only).",
 )
+@click.option(
+    "--dropped-heads",
+    is_flag=True,
+    help="OUT is a class without some of SOURCE's heads, asked for on purpose (convert --target CLASS): "
+    "list those heads as dropped instead of failing.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def verify(
     source: str,
@@ -506,6 +514,7 @@ def verify(
     source_format: str | None,
     target: str | None,
     source_model: str | None,
+    dropped_heads: bool,
     as_json: bool,
 ) -> None:
     """Prove a conversion: every tensor value bit-exact after its transform, and,
@@ -539,6 +548,7 @@ def verify(
         source_format=source_format,
         target=target,
         source_model=source_model,
+        dropped_heads=dropped_heads,
     )
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))

@@ -48,6 +48,7 @@ def verify(
     source_format: str | None = None,
     target: str | None = None,
     source_model: str | None = None,
+    dropped_heads: bool = False,
 ) -> VerifyReport:
     """Compare a converted checkpoint ``out`` with its ``source``.
 
@@ -64,6 +65,9 @@ def verify(
             (the PyTorch twin, or the Keras model), as given to ``convert``.
         source_model: for a structural pack, ``file.py:factory`` of the model on the source's side
             when the source cannot build it (a weights-only Keras file, a PyTorch state dict).
+        dropped_heads: the output was converted to a class without some of the source's heads on purpose
+            (``convert --target CLASS``): those heads are listed as dropped, not failed.  Any other source tensor
+            the output lacks still fails.
 
     Returns:
         A :class:`VerifyReport`; ``ok`` when all values are bit-exact and all outputs within ``atol``.
@@ -92,8 +96,12 @@ def verify(
     report.plan_gaps = [
         f"`{x.name}` {list(x.shape)}: " + (x.reason if not x.expected else f"not in the output ({x.head} dropped)")
         for x in plan.unused
-        if not x.expected or x.head is not None
+        if not x.expected or (x.head is not None and not dropped_heads)
     ]
+    dropped = sorted({x.head for x in plan.unused if x.expected and x.head is not None})
+    if dropped_heads and dropped:
+        report.notes.append(f"dropped on purpose (--dropped-heads): {', '.join(dropped)}")
+    report.heads_only = not dropped_heads and all(x.expected for x in plan.unused) and not plan.mismatched
     report.plan_gaps += [f"`{x.source}` -> `{x.target}` mismatched: {x.detail}" for x in plan.mismatched]
     with load(source, format=source_format) as src, load(out) as dst:
         by_target: dict[str, list[Any]] = {}

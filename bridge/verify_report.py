@@ -62,6 +62,8 @@ class VerifyReport:
     explained: ForwardCause | None = None  # the forward fails at atol, all of it from this cause
     # what the plan between source and output leaves uncovered (a convert run with --allow-gaps): not a PASS
     plan_gaps: list[str] = field(default_factory=list)
+    # every gap is a head a target class without it dropped: dropped on purpose, ``--dropped-heads`` says so
+    heads_only: bool = False
     # the plan's guesses (:class:`~bridge.core.plan.Assumption`); a passing forward comparison settles them
     assumptions: list[str] = field(default_factory=list)
 
@@ -111,7 +113,10 @@ class VerifyReport:
             return "PASS" + (f" ({'; '.join(marks)})" if marks else "")
         why = self.explained
         if self.plan_gaps:
-            return f"FAIL: the output does not cover the source ({len(self.plan_gaps)} gap(s) in the plan)"
+            why = f"FAIL: the output does not cover the source ({len(self.plan_gaps)} gap(s) in the plan)"
+            if self.heads_only:
+                why += "; if these heads were dropped on purpose (convert --target CLASS), pass --dropped-heads"
+            return why
         if why is None or self.forward_status != "explained":
             return "FAIL"
         worst = max(o.max_abs for o in self.outputs)

@@ -103,3 +103,17 @@ def test_a_class_bridge_picks_that_drops_a_head_is_a_gap(transformers, tmp_path)
     assert not out.exists()
     plan = json.loads(run_cli("check", str(tmp_path / "src"), "--to", "pytorch", "--target", "BertModel", "--json"))
     assert plan["ok"] and len([x for x in plan["unused"] if x.get("head")]) == 7
+
+
+def test_heads_dropped_on_purpose_pass_only_when_verify_is_told(tmp_path):
+    """`convert --target BertModel` drops the pre-training heads because the user asked; its `next:` line tells
+    verify so (`--dropped-heads`), and a verify without it fails and names the option."""
+    out = tmp_path / "base"
+    printed = run_cli("convert", str(EXAMPLE), "--to", "pytorch", "--target", "BertModel", "-o", str(out))
+    assert printed.splitlines()[-1].endswith("--dropped-heads")
+    failed = json.loads(run_cli("verify", str(EXAMPLE), str(out), "--no-forward", "--json", code=1))
+    assert len(failed["plan_gaps"]) == 7 and all("dropped)" in gap for gap in failed["plan_gaps"])
+    assert "--dropped-heads" in run_cli("verify", str(EXAMPLE), str(out), "--no-forward", code=1)
+    passed = run_cli("verify", str(EXAMPLE), str(out), "--no-forward", "--dropped-heads")
+    assert "verdict: PASS" in passed
+    assert "dropped on purpose (--dropped-heads): masked-LM head (cls/predictions), next-sentence head" in passed
