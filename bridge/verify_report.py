@@ -113,10 +113,10 @@ class VerifyReport:
             return "PASS" + (f" ({'; '.join(marks)})" if marks else "")
         why = self.explained
         if self.plan_gaps:
-            why = f"FAIL: the output does not cover the source ({len(self.plan_gaps)} gap(s) in the plan)"
+            uncovered = f"FAIL: the output does not cover the source ({len(self.plan_gaps)} gap(s) in the plan)"
             if self.heads_only:
-                why += "; if these heads were dropped on purpose (convert --target CLASS), pass --dropped-heads"
-            return why
+                uncovered += "; if these heads were dropped on purpose (convert --target CLASS), pass --dropped-heads"
+            return uncovered
         if why is None or self.forward_status != "explained":
             return "FAIL"
         worst = max(o.max_abs for o in self.outputs)
