@@ -94,7 +94,7 @@ def test_every_root_row_says_what_it_is(tf, tmp_path):
     assert rows[1] == "(root): 3 model tensors at the top level (a name without a scope): b, steps, w"
 
 
-def test_check_and_convert_to_pytorch_neither_demand_nor_write_metrics(tf_keras_saved, tmp_path, torch):
+def test_check_convert_verify_to_pytorch_neither_demand_nor_write_metrics(tf_keras_saved, tmp_path, torch):
     target = f"{tf_keras_saved / 'twin.py'}:build"
     source = str(tf_keras_saved / "saved_model")
     result = CliRunner().invoke(cli, ["check", source, "--to", "pytorch", "--target", target, "--json"])
@@ -107,6 +107,9 @@ def test_check_and_convert_to_pytorch_neither_demand_nor_write_metrics(tf_keras_
     assert result.exit_code == 0, result.output
     written = _inspect_json(out)
     assert {t["name"] for t in written["tensors"]} == {"out.weight", "out.bias"}
+    result = CliRunner().invoke(cli, ["verify", source, str(out), "--target", target])
+    assert result.exit_code == 0, result.output
+    assert "values: 2/2 tensors bit-exact" in result.output and "keras_api" not in result.output
 
 
 def test_keras3_export_seed_state_is_rng_not_model(tf, tmp_path):
