@@ -18,10 +18,13 @@ import numpy as np
 
 from bridge.core import dtypes
 from bridge.core.errors import CheckpointNotFound, UsageError
-from bridge.core.model import KINDS, Checkpoint, TensorRecord
+from bridge.core.model import KIND_MEANINGS, KINDS, Checkpoint, TensorKind, TensorRecord
 from bridge.core.pad_rows import PadRow, pad_rows
-from bridge.core.scopes import fold, scope_of
+from bridge.core.scopes import ROOT_SCOPE, fold, scope_of
 from bridge.rules import packs
+
+# Training state that is neither a weight nor an optimizer slot nor a step counter: listed apart, by kind.
+BOOKKEEPING_KINDS: tuple[TensorKind, ...] = ("metric", "rng")
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,8 @@ class ScopeRow:
 @dataclass
 class InspectReport:
     """What ``inspect`` found: every record (or those the filter keeps), folded into scopes with optimizer slots
-    apart, the counters (``global_step``), and with ``stats`` every value's min/max/mean/std and NaN/Inf counts.
+    apart, the counters (``global_step``), metric accumulators and seed-generator state, and with ``stats``
+    every value's min/max/mean/std and NaN/Inf counts.
     Always ``ok``: reading a damaged file raises instead; a :class:`~bridge.core.reports.Report`."""
 
     checkpoint: Checkpoint
@@ -44,14 +48,18 @@ class InspectReport:
     scopes: list[ScopeRow]
     slots: list[ScopeRow]
     counters: dict[str, Any]
+    # metric accumulators and seed-generator state, by kind: readable name -> value (a scalar's) or None
+    bookkeeping: dict[TensorKind, dict[str, Any]] = field(default_factory=dict)
+    # readable names of the model tensors in the "(root)" scope row: named without any scope
+    root_names: list[str] = field(default_factory=list)
     stats: dict[str, dict[str, float | int | None]] = field(default_factory=dict)
     pad_rows: list[PadRow] | None = None  # with stats: the padding row of a word-embedding table a pack declares
 
     ok = True
     exit_code = 0
 
-    def totals(self) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = {}
+    def totals(self) -> dict[TensorKind, dict[str, int]]:
+        out: dict[TensorKind, dict[str, int]] = {}
         for kind in KINDS:
             recs = [r for r in self.records if r.kind == kind]
             out[kind] = {
@@ -77,6 +85,8 @@ class InspectReport:
             "metadata": ckpt.metadata,
             "summary": self.totals(),
             "counters": self.counters,
+            "bookkeeping": self.bookkeeping,
+            "kinds": {kind: KIND_MEANINGS[kind] for kind, t in self.totals().items() if t["tensors"]},
             "tied": [list(group) for group in ckpt.tied],
             "warnings": ckpt.warnings,
             "tensors": tensors,
@@ -125,7 +135,13 @@ def inspect_checkpoint(
         _slot_label,
     )
     counters = {r.name: _scalar(r, ckpt) for r in records if r.kind == "counter"}
-    report = InspectReport(ckpt, records, scopes, slots, counters)
+    bookkeeping = {
+        kind: {r.path or r.name: _scalar(r, ckpt) for r in records if r.kind == kind}
+        for kind in BOOKKEEPING_KINDS
+        if any(r.kind == kind for r in records)
+    }
+    root_names = [r.path or r.name for r in model if scope(r) == ROOT_SCOPE]
+    report = InspectReport(ckpt, records, scopes, slots, counters, bookkeeping, root_names)
     if stats:
         iterable: Iterable[TensorRecord] = progress(records) if progress else records
         for r in iterable:

@@ -9,9 +9,10 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from bridge.core.invoked import command_name
+from bridge.core.model import KIND_MEANINGS
 from bridge.core.plan import Assumption, Leftover, Plan
 from bridge.core.restore_report import HARMLESS_KINDS, LENIENT, RestoreFix, RestoreReport
-from bridge.core.scopes import fold, numbers_of
+from bridge.core.scopes import ROOT_SCOPE, fold, numbers_of
 from bridge.core.unused_report import UnusedReport
 
 if TYPE_CHECKING:
@@ -231,7 +232,7 @@ def render_restore(report: RestoreReport, *, verbose: bool = False) -> str:
             lines += [f"  {i.path or i.name} {list(i.shape)}", f"    fix: {i.hint}"]
     harmless = [i for i in report.items if i.kind in HARMLESS_KINDS]
     if harmless:
-        lines += ["", f"safe to drop ({len(harmless)}): optimizer state, counters, bookkeeping"]
+        lines += ["", f"safe to drop ({len(harmless)}): optimizer state, counters, metrics, bookkeeping"]
         for kind in HARMLESS_KINDS:
             items = report.by_kind(kind)
             if items:
@@ -341,6 +342,11 @@ def render_inspect(report: InspectReport, *, every_tensor: bool = False) -> str:
         lines.extend(_tensor_table(report))
     else:
         lines.extend(_scope_table("model tensors by scope", report.scopes))
+        if report.root_names:
+            lines.append(
+                f"{ROOT_SCOPE}: {len(report.root_names)} model tensors at the top level (a name without a scope): "
+                f"{_listed(report.root_names, every_tensor)}"
+            )
     if report.slots and not every_tensor:
         lines.append("")
         lines.extend(_scope_table("optimizer state by slot (not model weights)", report.slots))
@@ -350,6 +356,9 @@ def render_inspect(report: InspectReport, *, every_tensor: bool = False) -> str:
     if report.counters:
         lines.append("")
         lines.append("counters: " + ", ".join(f"{k} = {v}" for k, v in report.counters.items()))
+    for kind, values in report.bookkeeping.items():
+        shown = [name if value is None else f"{name} = {value}" for name, value in values.items()]
+        lines += ["", f"{kind}: {len(values)} tensors, {KIND_MEANINGS[kind]}", f"  {_listed(shown, every_tensor)}"]
     if ckpt.tied:
         lines.append("")
         lines.append("tied (one storage, several names): " + "; ".join(" = ".join(g) for g in ckpt.tied))

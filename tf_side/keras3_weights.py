@@ -19,6 +19,7 @@ import h5py
 from bridge.core.errors import CheckpointNotFound, CorruptCheckpoint, FormatNotRecognized
 from bridge.core.jsonio import load_json
 from bridge.core.model import Checkpoint, TensorKind, TensorRecord
+from bridge.core.naming import bookkeeping_kind
 from tf_side.h5io import (
     H5_ERRORS,
     Source,
@@ -84,12 +85,8 @@ def keras3_records(source: Source, f: h5py.File, *, offsets: bool) -> tuple[list
     object_names: dict[str, str] = {}
     for name, ds in walk(f):
         parts = name.split("/")
-        kind: TensorKind = "model"
-        if parts[0] == "metrics":
-            # tf-keras' .keras archives also save metric accumulators
-            # (metrics/mean/vars/0 = total, 1 = count): bookkeeping, not weights.
-            kind = "metadata"
-        elif parts[0] == "optimizer":
+        kind: TensorKind
+        if parts[0] == "optimizer":
             # The optimizer's state lives under `optimizer/` (the attribute path of
             # model.optimizer).  Its vars/0 is `iteration` (int64 scalar), created
             # first by BaseOptimizer (Keras 3.15; also tf-keras 2.21's .keras);
@@ -97,6 +94,10 @@ def keras3_records(source: Source, f: h5py.File, *, offsets: bool) -> tuple[list
             kind = "optimizer"
             if parts[-2:] == ["vars", "0"] and ds.shape == () and ds.dtype.kind in "iu":
                 kind = "counter"
+        else:
+            # tf-keras' .keras archives also save metric accumulators (metrics/mean/vars/0 = total, 1 = count),
+            # Keras 3 a random layer's seed (layers/random_flip/seed_generator/vars/0): bookkeeping, not weights.
+            kind = bookkeeping_kind(parts) or "model"
         records.append(must(record(source, ds, name, kind=kind, offsets=offsets), source, name))
     # Each `vars` group carries the saved object's name (`layers/embedding/vars`
     # -> "emb"): the group names are class-derived, not the layer names.

@@ -27,6 +27,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 
 from bridge.core.model import TensorKind
+from bridge.core.naming import bookkeeping_kind
 from tf_side.proto import DecodeError, expect_bytes, expect_int, expect_str, iter_fields, to_int32
 
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
@@ -262,6 +263,8 @@ def describe(nodes: list[Node]) -> dict[str, GraphEntry]:
                 kind = "optimizer"
             elif last in _COUNTER_NAMES:
                 kind = "counter"
+            elif (found := bookkeeping_kind((*object_path, *att.full_name.split("/")))) is not None:
+                kind = found  # a compiled metric's total/count, a Dropout's seed: never a weight
             elif node_id not in model_paths or node_id in optimizers:
                 kind = "optimizer"
             else:

@@ -24,6 +24,8 @@ from bridge.core.transforms import IDENTITY, Transform
 _NON_MODEL = {
     "optimizer": "optimizer state{slot}: not part of the model, dropped",
     "counter": "training counter: dropped",
+    "metric": "a compiled metric's running total/count, not a weight: dropped",
+    "rng": "random-number state of a Dropout/noise layer (seed generator), not a weight: dropped",
     "metadata": "checkpoint bookkeeping: dropped",
 }
 _SUSPICIOUS_FRACTION = 0.5

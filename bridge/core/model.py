@@ -19,8 +19,17 @@ from bridge.core import dtypes
 from bridge.core.errors import TensorNotFound
 from bridge.core.invoked import command_name
 
-TensorKind = Literal["model", "optimizer", "counter", "metadata"]
-KINDS: tuple[TensorKind, ...] = ("model", "optimizer", "counter", "metadata")
+TensorKind = Literal["model", "optimizer", "counter", "metric", "rng", "metadata"]
+KINDS: tuple[TensorKind, ...] = ("model", "optimizer", "counter", "metric", "rng", "metadata")
+# What each kind is, for people: every kind but ``model`` is training bookkeeping, never a weight.
+KIND_MEANINGS: dict[TensorKind, str] = {
+    "model": "model weights",
+    "optimizer": "optimizer state (slots, learning rate): not model weights",
+    "counter": "step counters (iterations, save_counter, global_step): not model weights",
+    "metric": "running totals of compiled Keras metrics (total, count): not model weights",
+    "rng": "random-number generator state (a Keras seed_generator): not model weights",
+    "metadata": "checkpoint bookkeeping (the object graph): not a tensor of the model",
+}
 
 Loader = Callable[[], np.ndarray]
 # (start, stop) -> rows [start, stop) of the leading axis, read alone (see TensorRecord.row_reader).
@@ -39,7 +48,8 @@ class TensorRecord:
         nbytes: bytes of the stored value.
         location: where the bytes live, for people (``file @ offset``, an h5 path).
         kind: ``model`` (a weight), ``optimizer`` (a slot), ``counter`` (step,
-            save counter) or ``metadata`` (object graph, bookkeeping strings).
+            save counter), ``metric`` (a Keras metric's total/count), ``rng`` (a seed
+            generator's state) or ``metadata`` (object graph, bookkeeping strings); see :data:`KIND_MEANINGS`.
         path: a readable path where the stored key is not one (TF2 object graphs).
         slot_of: for optimizer slots, the name of the variable they belong to.
         slot_name: for optimizer slots, the slot (``m``, ``v``, ``adam_m``, ``exp_avg``).

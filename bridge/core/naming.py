@@ -34,6 +34,9 @@ _MTF_SLOT = re.compile(r"(?P<var>.+[^/])_(?P<slot>slot_(?:vc|vr|v|m))")
 _TF_OPTIMIZER_NAMES = re.compile(r"(.*/)?(beta1_power|beta2_power)(_\d+)?")
 _COUNTER_NAMES = frozenset({"global_step", "save_counter", "step", "iterations", "iter", "epoch"})
 _METADATA_NAMES = frozenset({"_CHECKPOINTABLE_OBJECT_GRAPH"})
+# Where Keras keeps compiled metrics' accumulators: tf-keras' SavedModel ``keras_api/metrics/0/total``, the ``.keras``
+# archive's ``metrics/mean/vars/0``.
+_METRIC_SCOPES = frozenset({"metrics", "_metrics"})
 # Top-level keys of training-state pickles that hold optimizer or scheduler state.
 _TORCH_OPTIMIZER_ROOTS = frozenset(
     {"optimizer", "optimizers", "optim", "optimizer_state", "optimizer_state_dict", "opt_state",
@@ -51,10 +54,22 @@ class NameKind:
 MODEL = NameKind("model")
 
 
+def bookkeeping_kind(scopes: Sequence[str]) -> TensorKind | None:
+    """``metric`` or ``rng`` for a variable at ``scopes`` (object path or name components, the variable's own
+    last) that is a Keras metric's accumulator or a seed generator's state; None for anything else."""
+    if any(part in _METRIC_SCOPES for part in scopes[:-1]):
+        return "metric"
+    if any(part.startswith("seed_generator") for part in scopes):
+        return "rng"
+    return None
+
+
 def classify_tf_name(name: str) -> NameKind:
-    """Tag a TF1 variable name as model weight, optimizer slot, counter or metadata."""
+    """Tag a TF1 variable name as model weight, optimizer slot, counter, seed-generator state or metadata."""
     if name in _METADATA_NAMES:
         return NameKind("metadata")
+    if name.rsplit("/", 1)[-1].startswith("seed_generator"):
+        return NameKind("rng")
     last = name.rsplit("/", 1)[-1]
     if name in _COUNTER_NAMES or last in ("global_step",):
         return NameKind("counter")

@@ -14,10 +14,17 @@ from typing import Any
 
 from bridge.core.naming import closest, object_key_path
 
-RESTORE_KINDS = ("model_leftover", "shape_mismatch", "missing", "optimizer", "counter", "bookkeeping")
+RESTORE_KINDS = ("model_leftover", "shape_mismatch", "missing", "optimizer", "counter", "metric", "rng", "bookkeeping")
 # A leftover of these kinds changes nothing the model computes: expect_partial() / strict=False may drop it.
-HARMLESS_KINDS = ("optimizer", "counter", "bookkeeping")
-_RECORD_KINDS = {"model": "model_leftover", "optimizer": "optimizer", "counter": "counter", "metadata": "bookkeeping"}
+HARMLESS_KINDS = ("optimizer", "counter", "metric", "rng", "bookkeeping")
+_RECORD_KINDS = {
+    "model": "model_leftover",
+    "optimizer": "optimizer",
+    "counter": "counter",
+    "metric": "metric",
+    "rng": "rng",
+    "metadata": "bookkeeping",
+}
 
 
 @dataclass(frozen=True)
@@ -372,6 +379,10 @@ def _harmless_hint(framework: str, kind: str) -> str:
         return "optimizer state: optimizer.load_state_dict(...) to resume training, or ignore it (safe)"
     if kind == "counter":
         return "a step counter (save_counter, iterations, global_step): safe to drop"
+    if kind == "metric":
+        return "a compiled metric's running total/count (Keras resets it each epoch): safe to drop"
+    if kind == "rng":
+        return "a Dropout/noise layer's random-number state: safe to drop (only the random draws differ)"
     return "checkpoint bookkeeping (the object graph): nothing to restore"
 
 

@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from bridge.core.naming import separator
 
 _NUMBERED = re.compile(r"^(.*?)(\d+)$")
+# The scope of a name without any scope component (a top-level variable: ``w``, ``global_step``).
+ROOT_SCOPE = "(root)"
 
 
 def scope_of(name: str, depth: int) -> str:
@@ -18,7 +20,7 @@ def scope_of(name: str, depth: int) -> str:
     sep = separator(name)
     parts = name.split(sep)
     scope = parts[:-1][:depth]
-    return sep.join(scope) if scope else "(root)"
+    return sep.join(scope) if scope else ROOT_SCOPE
 
 
 def fold(names: Iterable[str]) -> dict[str, list[str]]:

@@ -344,8 +344,8 @@ def test_tf_keras_archive(tfk: Written) -> None:
         assert _reader_listing(ckpt) == _archive_listing(path)
         for i, value in enumerate(tfk.facts["dense_weights"]):
             assert _same(ckpt[f"layers/dense/vars/{i}"].numpy(), value)
-        # tf-keras 2.21 saves the loss tracker (Mean: total, count) too: bookkeeping.
-        assert {r.kind for n, r in ckpt.items() if n.startswith("metrics/")} == {"metadata"}
+        # tf-keras 2.21 saves the loss tracker (Mean: total, count) too: a metric's state, not a weight.
+        assert {r.kind for n, r in ckpt.items() if n.startswith("metrics/")} == {"metric"}
         assert ckpt["optimizer/vars/0"].kind == "counter"
         assert len(ckpt.of_kind("model")) == len(tfk.facts["weights_only"])
 
