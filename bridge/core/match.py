@@ -108,11 +108,12 @@ def build_plan(
             )
     _check_ties(ckpt, spec, plan, filled, how)
     open_targets = {n: t.shape for n, t in spec.tensors.items() if n not in filled and t.tied_to is None}
-    source_ties = _source_ties(ckpt, pack, spec)
+    names = _SourceNames.of(ckpt, strip_prefix, add_prefix)
+    source_ties = _source_ties(ckpt, pack, spec, names)
     written = {m.source for m in plan.matched}
     for r, proposed in unplaced:
         tie = _stored_once(ckpt, r.name, source_ties, written)
-        plan.unused.append(_explain_unused(ckpt, r, proposed, spec, pack, filled, open_targets, tie))
+        plan.unused.append(_explain_unused(ckpt, r, proposed, spec, pack, filled, open_targets, tie, names))
 
     leftover_sources = {_pt_name(x.name, proposals): x.shape for x in plan.unused if x.kind == "model"}
     # a tie's source that only its copy fills (a class that declares its LM head the source of the word embeddings,
@@ -276,8 +277,7 @@ def _aligner(
     if strip_prefix or add_prefix:
         strip, add = strip_prefix or "", add_prefix or ""
         plan.notes.append(f"names aligned as asked: strip {strip!r}, add {add!r}")
-        asked = lambda n: add + (n[len(strip) :] if strip and n.startswith(strip) else n)  # noqa: E731
-        return _keeping(asked, set(spec.tensors))
+        return _keeping(prefix_renaming(strip_prefix, add_prefix), set(spec.tensors))
     targets = set(spec.tensors)
 
     def score(fn: Callable[[str], str]) -> int:
@@ -307,6 +307,31 @@ def _aligner(
         detail = f": {renamed} of {len(names)} names; {kept} matched as they are" if kept else ""
         plan.notes.append(f"aligned automatically: {best[2]}{detail}")
     return best[1]
+
+
+def prefix_renaming(strip_prefix: str | None, add_prefix: str | None) -> Callable[[str], str]:
+    """The renaming ``--strip-prefix``/``--add-prefix`` ask for: strip first (where the name has it), then add."""
+    strip, add = strip_prefix or "", add_prefix or ""
+    return lambda n: add + (n[len(strip) :] if strip and n.startswith(strip) else n)
+
+
+@dataclass(frozen=True)
+class _SourceNames:
+    """A PyTorch source's names as the user's prefix options give them, so that the pack's layout ties, copies,
+    buffers and heads (written in the target class's names) see the names the matcher aligned, not the file's."""
+
+    aligned: Callable[[str], str]  # source name -> the name the pack's patterns are written for
+    back: dict[str, str]  # that name -> the source name (a name the source has as it is wins)
+
+    @classmethod
+    def of(cls, ckpt: Checkpoint, strip_prefix: str | None, add_prefix: str | None) -> _SourceNames:
+        if ckpt.framework != "pytorch" or not (strip_prefix or add_prefix):  # a TF source: the options act on
+            return cls(_same, {})  # the names rules map it to, not on its own
+        present, aligned = set(ckpt), prefix_renaming(strip_prefix, add_prefix)
+        return cls(aligned, {aligned(n): n for n in present if aligned(n) not in present})
+
+    def source(self, name: str) -> str:
+        return self.back.get(name, name)
 
 
 def _keeping(fn: Callable[[str], str], targets: set[str]) -> Callable[[str], str]:
@@ -341,12 +366,13 @@ def _adder(prefix: str) -> Callable[[str], str]:
     return lambda n: prefix + n
 
 
-def _source_ties(ckpt: Checkpoint, pack: RulePack, spec: TargetSpec) -> dict[str, list[str]]:
+def _source_ties(ckpt: Checkpoint, pack: RulePack, spec: TargetSpec, names: _SourceNames) -> dict[str, list[str]]:
     """Source names another source tensor may stand for on the target side: name -> candidate owners.
 
     Names sharing one torch storage (settled from metadata), and, for a PyTorch source, the ties of
     the pack's class layouts (a decoder tied to the word embeddings), also under the names a source
-    saved without the pack's base-model prefix carries.  A claim, until :func:`_stored_once` checks it.
+    saved without the pack's base-model prefix carries, each read back through the user's prefix options.
+    A claim, until :func:`_stored_once` checks it.
     """
     ties: dict[str, list[str]] = {}
     for group in ckpt.tied:
@@ -363,7 +389,7 @@ def _source_ties(ckpt: Checkpoint, pack: RulePack, spec: TargetSpec) -> dict[str
                 if not tied_to:
                     continue
                 pairs = [(name, tied_to)] + ([(name.removeprefix(base), tied_to.removeprefix(base))] if base else [])
-                for copy, owner in pairs:
+                for copy, owner in ((names.source(c), names.source(o)) for c, o in pairs):
                     if owner not in ties.setdefault(copy, []):
                         ties[copy].append(owner)
     return ties
@@ -400,18 +426,21 @@ def _explain_unused(
     filled: dict[str, str],
     open_targets: dict[str, tuple[int, ...]],
     tie: tuple[str, str | None] | None,
+    names: _SourceNames,
 ) -> Leftover:
     if tie is not None and tie[1] is None:
         return Leftover(r.name, f"tied to `{tie[0]}`: stored once on the target side", True, r.shape)
+    aligned = names.aligned(r.name)  # the pack's patterns name the target's layout
     for bad in pack.incompatible:
-        if re.search(bad.source, r.name):
+        if re.search(bad.source, aligned):
             return Leftover(r.name, f"changes the model's math: {bad.reason}", False, r.shape)
     for buffer in pack.buffers:
-        if re.search(buffer.source, r.name):
+        if re.search(buffer.source, aligned):
             return _explain_buffer(r, buffer)
     for copy in pack.copies:
-        if re.fullmatch(copy.source, r.name):
-            owner = copy.owner_of(r.name)
+        if re.fullmatch(copy.source, aligned):
+            found = copy.owner_of(aligned)
+            owner = None if found is None else names.source(found)
             if owner is None or owner == r.name or owner not in ckpt:
                 return Leftover(r.name, f"expected: {copy.reason}", True, r.shape)
             # A second copy of a source tensor is expected only when it holds the same bytes.
@@ -428,7 +457,7 @@ def _explain_unused(
         return Leftover(r.name, f"maps to `{target_name}`, already filled by `{filled[target_name]}`", False, r.shape)
     for head in pack.heads:
         head_name = target_name or ""
-        if head.claims_source(r.name) or head_name.startswith(head.target_prefix):
+        if head.claims_source(aligned) or head_name.startswith(head.target_prefix):
             if not any(_has_prefix(n, head.target_prefix, spec) for n in spec.tensors):
                 target = spec.class_name or "the target"
                 return Leftover(r.name, f"expected: {head.label} dropped ({target} has none)", True, r.shape)
