@@ -273,11 +273,19 @@ class _Domain:
 def _aligner(
     names: list[str], spec: TargetSpec, plan: Plan, strip_prefix: str | None, add_prefix: str | None
 ) -> Callable[[str], str]:
-    """A renaming of PyTorch-side names that lines them up with the spec's."""
-    if strip_prefix or add_prefix:
-        strip, add = strip_prefix or "", add_prefix or ""
-        plan.notes.append(f"names aligned as asked: strip {strip!r}, add {add!r}")
-        return _keeping(prefix_renaming(strip_prefix, add_prefix), set(spec.tensors))
+    """A renaming of PyTorch-side names that lines them up with the spec's: the prefix options' first, then the
+    automatic one where it lines up more (``--strip-prefix module.`` of a wrapped base model, then its ``bert.``)."""
+    targets = set(spec.tensors)
+    if not (strip_prefix or add_prefix):
+        return _automatic(names, spec, plan)
+    plan.notes.append(f"names aligned as asked: strip {strip_prefix or ''!r}, add {add_prefix or ''!r}")
+    asked = _keeping(prefix_renaming(strip_prefix, add_prefix), targets)
+    then = _automatic([asked(n) for n in names], spec, plan)
+    return asked if then is _same else lambda n: then(asked(n))
+
+
+def _automatic(names: list[str], spec: TargetSpec, plan: Plan) -> Callable[[str], str]:
+    """The renaming among the ones a base model's prefix and legacy names suggest that lines up the most names."""
     targets = set(spec.tensors)
 
     def score(fn: Callable[[str], str]) -> int:
