@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,20 +19,11 @@ from bridge.verify_report import ForwardCause, ForwardContext, VerifyReport, dif
 
 def bert_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
     """The pack's ``forward_check``: the same seeded batch through transformers and the TF reference."""
-    if ctx.to == "tensorflow" and (ctx.strip_prefix or ctx.add_prefix):
-        report.notes.append(
-            "no forward check: transformers loads the PyTorch source by its own names, which "
-            "need --strip-prefix/--add-prefix to line up; values compared only"
-        )
-        return
     # A TF source renamed by --map/--rules: the plan says which of its tensors the reference reads.
     renamed = {m.target: m for m in ctx.plan.matched} if ctx.to == "pytorch" else {}
     tf_ckpt = ctx.src if ctx.src.framework != "pytorch" else ctx.dst
     pack = ctx.plan.rule_pack or get_pack(ctx.plan.pack)
-    pt_side = ctx.out if ctx.to == "pytorch" else ctx.source
-    _bert_forward(
-        report, tf_ckpt, pack, pt_side, ctx.plan.target.config or {}, ctx.seed, ctx.batch, ctx.seq_len, renamed
-    )
+    _bert_forward(report, tf_ckpt, pack, ctx, renamed)
 
 
 # transformers' hidden_act -> the gelu form it computes, and back.
@@ -45,11 +35,7 @@ def _bert_forward(
     report: VerifyReport,
     tf_ckpt: Any,
     pack: RulePack,
-    pt_folder: Path,
-    config: dict[str, Any],
-    seed: int,
-    batch: int,
-    seq_len: int,
+    ctx: ForwardContext,
     by_target: dict[str, Match],
 ) -> None:
     """transformers' PyTorch model against the TF reference forward on the TF side's weights.
@@ -59,9 +45,9 @@ def _bert_forward(
     transformers' TF models compute the config's ``hidden_act``, and so does the reference for them.
     """
     try:
-        from pt_side.forward import load_transformers_model, transformers_outputs
+        from pt_side.forward import transformers_outputs
 
-        model, pt_config = load_transformers_model(pt_folder if pt_folder.is_dir() else pt_folder.parent)
+        model, pt_config = ctx.transformers_model()
         from tf_side.ref_bert import bert_forward
     except BridgeError as e:
         report.notes.append(f"forward check skipped: {e}")
@@ -69,9 +55,9 @@ def _bert_forward(
     except ImportError as e:
         report.notes.append(f"forward check skipped: {e}")
         return
-    cfg = {**config, **pt_config}  # the PyTorch model's own config decides what it computes
-    seq = min(seq_len, cfg["max_position_embeddings"])
-    rng = np.random.default_rng(seed)
+    cfg = {**(ctx.plan.target.config or {}), **pt_config}  # the PyTorch model's own config decides what it computes
+    seq, batch = min(ctx.seq_len, cfg["max_position_embeddings"]), ctx.batch
+    rng = np.random.default_rng(ctx.seed)
     inputs = {
         "input_ids": rng.integers(0, cfg["vocab_size"], (batch, seq)).astype(np.int64),
         "token_type_ids": rng.integers(0, cfg.get("type_vocab_size", 1), (batch, seq)).astype(np.int64),
@@ -125,7 +111,8 @@ def _bert_forward(
         )
         return
     tf_side = "google-research's tanh form" if pack.name == "google-bert" else f"the {gelu} form"
-    config_path = (pt_folder if pt_folder.is_dir() else pt_folder.parent) / "config.json"
+    pt_side = ctx.out if ctx.to == "pytorch" else ctx.source
+    config_path = (pt_side if pt_side.is_dir() else pt_side.parent) / "config.json"
     report.explained = ForwardCause(
         cause="activation",
         detail=f"transformers' `{act}` ({pt_form}) on the PyTorch side vs {tf_side} on the TF side",

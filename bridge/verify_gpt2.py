@@ -18,20 +18,11 @@ _TANH_GELU = ("gelu_new", "gelu_pytorch_tanh")
 def gpt2_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
     """The pack's ``forward_check``: the same seeded token ids through transformers and the TF reference; the last
     hidden state (after ``ln_f``) and, for a class with the LM head, the logits compared at ``report.atol``."""
-    if ctx.to == "tensorflow" and (ctx.strip_prefix or ctx.add_prefix):
-        report.notes.append(
-            "no forward check: transformers loads the PyTorch source by its own names, which "
-            "need --strip-prefix/--add-prefix to line up; values compared only"
-        )
-        return
     tf_ckpt = ctx.src if ctx.to == "pytorch" else ctx.dst
-    pt_side = ctx.out if ctx.to == "pytorch" else ctx.source
     try:
         import torch
 
-        from pt_side.forward import load_transformers_model
-
-        model, pt_config = load_transformers_model(pt_side if pt_side.is_dir() else pt_side.parent)
+        model, pt_config = ctx.transformers_model()
         from tf_side.ref_gpt2 import gpt2_forward
     except (BridgeError, ImportError) as e:
         report.notes.append(f"forward check skipped: {e}")

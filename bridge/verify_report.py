@@ -170,3 +170,17 @@ class ForwardContext:
     source_model: str | None = None
     strip_prefix: str | None = None
     add_prefix: str | None = None
+
+    def transformers_model(self) -> tuple[Any, dict[str, Any]]:
+        """The PyTorch side's transformers model and its config.json: the output, or the source with its names
+        renamed as ``--strip-prefix``/``--add-prefix`` asked (the names the conversion read it under)."""
+        from bridge.core.match import prefix_renaming
+        from pt_side.forward import load_transformers_model, torch_state
+
+        side = self.out if self.to == "pytorch" else self.source
+        folder = side if side.is_dir() else side.parent
+        if self.to == "pytorch" or not (self.strip_prefix or self.add_prefix):
+            return load_transformers_model(folder)
+        return load_transformers_model(
+            folder, torch_state(self.src, prefix_renaming(self.strip_prefix, self.add_prefix))
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,9 @@ _HEAD_OUTPUTS = {
 }
 
 
-def load_transformers_model(folder: Path) -> tuple[Any, dict[str, Any]]:
-    """The model class named in ``config.json``'s ``architectures``, loaded with ``from_pretrained``."""
+def load_transformers_model(folder: Path, state_dict: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+    """The model class named in ``config.json``'s ``architectures``, loaded with ``from_pretrained``: from the
+    folder's weights, or from ``state_dict`` (a source whose names transformers would not find as they are)."""
     try:
         import torch  # noqa: F401
         import transformers
@@ -38,7 +40,13 @@ def load_transformers_model(folder: Path) -> tuple[Any, dict[str, Any]]:
     class_name = (config.get("architectures") or ["AutoModel"])[0]
     cls = getattr(transformers, class_name)
     transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call,unused-ignore]
-    model = cls.from_pretrained(str(folder))
+    if state_dict is None:
+        model = cls.from_pretrained(str(folder))
+    else:  # transformers refuses a folder and a state dict together: the config alone comes from the folder
+        pretrained = transformers.AutoConfig.from_pretrained(str(folder))
+        if not hasattr(cls, "config_class"):  # an Auto class loads no state dict without a folder: its model class
+            cls = type(cls.from_config(pretrained))
+        model = cls.from_pretrained(None, config=pretrained, state_dict=state_dict)
     return model.eval(), config
 
 
@@ -73,14 +81,19 @@ def torch_module(factory: str, weights: Checkpoint) -> Any:
     """The twin built by ``file.py:factory`` with the state dict of ``weights`` (already open) loaded strictly."""
     from bridge.core.factory import TARGET_CONTRACT, load_factory
 
+    state = torch_state(weights)
+    model = load_factory(factory, TARGET_CONTRACT)()
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def torch_state(weights: Checkpoint, rename: Callable[[str], str] = str) -> dict[str, Any]:
+    """The model tensors of ``weights`` (already open) as torch tensors, each under ``rename`` of its name."""
     try:
         import torch
     except ImportError as e:
         raise MissingDependency("torch is needed for the forward check", hint="pip install torch") from e
-    model = load_factory(factory, TARGET_CONTRACT)()
-    state = {r.name: torch.from_numpy(np.array(r.numpy())) for r in weights.values() if r.kind == "model"}
-    model.load_state_dict(state, strict=True)
-    return model.eval()
+    return {rename(r.name): torch.from_numpy(np.array(r.numpy())) for r in weights.values() if r.kind == "model"}
 
 
 def torch_output(model: Any, x: np.ndarray) -> np.ndarray:

@@ -187,10 +187,11 @@ def _children(group: h5py.Group) -> list[str]:
 def walk(group: h5py.Group, prefix: str = "", _seen: set[Any] | None = None) -> Iterator[tuple[str, h5py.Dataset]]:
     """Every dataset below ``group`` as ``(path, dataset)``, depth first.
 
-    A hard link may point back at an ancestor (h5py's ObjectIDs compare equal for one object): each group is
-    entered once, and nesting past ``_MAX_GROUP_DEPTH`` is refused rather than recursed into.
+    A hard link may point back at an ancestor: each group is entered once, known by its object header's address,
+    and nesting past ``_MAX_GROUP_DEPTH`` is refused rather than recursed into.  A header the library cannot read
+    raises one of ``H5_ERRORS``, which the readers report as a damaged file.
     """
-    seen = {group.id} if _seen is None else _seen
+    seen = {_address(group, prefix)} if _seen is None else _seen
     if prefix.count("/") > _MAX_GROUP_DEPTH:
         raise ValueError(f"groups nest more than {_MAX_GROUP_DEPTH} levels deep at /{prefix}")
     for key in _children(group):
@@ -198,9 +199,19 @@ def walk(group: h5py.Group, prefix: str = "", _seen: set[Any] | None = None) -> 
         name = f"{prefix}{key}"
         if isinstance(obj, h5py.Dataset):
             yield name, obj
-        elif isinstance(obj, h5py.Group) and obj.id not in seen:
-            seen.add(obj.id)
+        elif isinstance(obj, h5py.Group) and (address := _address(obj, name)) not in seen:
+            seen.add(address)
             yield from walk(obj, name + "/", seen)
+
+
+def _address(group: h5py.Group, name: str) -> tuple[int, int]:
+    """Which object ``group`` is: (file number, header address).  Not h5py's hash of its id: that raises TypeError
+    ("FileID cannot be hashed") where the library cannot read the object header of a damaged file."""
+    try:
+        info = h5py.h5o.get_info(group.id)
+    except H5_ERRORS as exc:
+        raise OSError(f"cannot read the object header of /{name.rstrip('/')}: {exc}") from None
+    return int(info.fileno), int(info.addr)
 
 
 # --------------------------------------------------------------------------- dtype table

@@ -110,12 +110,13 @@ def build_plan(
             )
     _check_ties(ckpt, spec, plan, filled, how)
     open_targets = {n: t.shape for n, t in spec.tensors.items() if n not in filled and t.tied_to is None}
-    source_ties = _source_ties(ckpt, pack, spec)
+    names = _SourceNames.of(ckpt, strip_prefix, add_prefix)
+    source_ties = _source_ties(ckpt, pack, spec, names)
     written = {m.source for m in plan.matched}
     keepers: dict[str, str | None] = {}  # head label -> the class that keeps it (asked once per head)
     for r, proposed in unplaced:
         tie = _stored_once(ckpt, r.name, source_ties, written)
-        plan.unused.append(_explain_unused(ckpt, r, proposed, spec, pack, filled, open_targets, tie, keepers))
+        plan.unused.append(_explain_unused(ckpt, r, proposed, spec, pack, filled, open_targets, tie, names, keepers))
 
     leftover_sources = {_pt_name(x.name, proposals): x.shape for x in plan.unused if x.kind == "model"}
     # a tie's source that only its copy fills (a class that declares its LM head the source of the word embeddings,
@@ -275,12 +276,19 @@ class _Domain:
 def _aligner(
     names: list[str], spec: TargetSpec, plan: Plan, strip_prefix: str | None, add_prefix: str | None
 ) -> Callable[[str], str]:
-    """A renaming of PyTorch-side names that lines them up with the spec's."""
-    if strip_prefix or add_prefix:
-        strip, add = strip_prefix or "", add_prefix or ""
-        plan.notes.append(f"names aligned as asked: strip {strip!r}, add {add!r}")
-        asked = lambda n: add + (n[len(strip) :] if strip and n.startswith(strip) else n)  # noqa: E731
-        return _keeping(asked, set(spec.tensors))
+    """A renaming of PyTorch-side names that lines them up with the spec's: the prefix options' first, then the
+    automatic one where it lines up more (``--strip-prefix module.`` of a wrapped base model, then its ``bert.``)."""
+    targets = set(spec.tensors)
+    if not (strip_prefix or add_prefix):
+        return _automatic(names, spec, plan)
+    plan.notes.append(f"names aligned as asked: strip {strip_prefix or ''!r}, add {add_prefix or ''!r}")
+    asked = _keeping(prefix_renaming(strip_prefix, add_prefix), targets)
+    then = _automatic([asked(n) for n in names], spec, plan)
+    return asked if then is _same else lambda n: then(asked(n))
+
+
+def _automatic(names: list[str], spec: TargetSpec, plan: Plan) -> Callable[[str], str]:
+    """The renaming among the ones a base model's prefix and legacy names suggest that lines up the most names."""
     targets = set(spec.tensors)
 
     def score(fn: Callable[[str], str]) -> int:
@@ -310,6 +318,31 @@ def _aligner(
         detail = f": {renamed} of {len(names)} names; {kept} matched as they are" if kept else ""
         plan.notes.append(f"aligned automatically: {best[2]}{detail}")
     return best[1]
+
+
+def prefix_renaming(strip_prefix: str | None, add_prefix: str | None) -> Callable[[str], str]:
+    """The renaming ``--strip-prefix``/``--add-prefix`` ask for: strip first (where the name has it), then add."""
+    strip, add = strip_prefix or "", add_prefix or ""
+    return lambda n: add + (n[len(strip) :] if strip and n.startswith(strip) else n)
+
+
+@dataclass(frozen=True)
+class _SourceNames:
+    """A PyTorch source's names as the user's prefix options give them, so that the pack's layout ties, copies,
+    buffers and heads (written in the target class's names) see the names the matcher aligned, not the file's."""
+
+    aligned: Callable[[str], str]  # source name -> the name the pack's patterns are written for
+    back: dict[str, str]  # that name -> the source name (a name the source has as it is wins)
+
+    @classmethod
+    def of(cls, ckpt: Checkpoint, strip_prefix: str | None, add_prefix: str | None) -> _SourceNames:
+        if ckpt.framework != "pytorch" or not (strip_prefix or add_prefix):  # a TF source: the options act on
+            return cls(_same, {})  # the names rules map it to, not on its own
+        present, aligned = set(ckpt), prefix_renaming(strip_prefix, add_prefix)
+        return cls(aligned, {aligned(n): n for n in present if aligned(n) not in present})
+
+    def source(self, name: str) -> str:
+        return self.back.get(name, name)
 
 
 def _keeping(fn: Callable[[str], str], targets: set[str]) -> Callable[[str], str]:
@@ -344,12 +377,13 @@ def _adder(prefix: str) -> Callable[[str], str]:
     return lambda n: prefix + n
 
 
-def _source_ties(ckpt: Checkpoint, pack: RulePack, spec: TargetSpec) -> dict[str, list[str]]:
+def _source_ties(ckpt: Checkpoint, pack: RulePack, spec: TargetSpec, names: _SourceNames) -> dict[str, list[str]]:
     """Source names another source tensor may stand for on the target side: name -> candidate owners.
 
     Names sharing one torch storage (settled from metadata), and, for a PyTorch source, the ties of
     the pack's class layouts (a decoder tied to the word embeddings), also under the names a source
-    saved without the pack's base-model prefix carries.  A claim, until :func:`_stored_once` checks it.
+    saved without the pack's base-model prefix carries, each read back through the user's prefix options.
+    A claim, until :func:`_stored_once` checks it.
     """
     ties: dict[str, list[str]] = {}
     for group in ckpt.tied:
@@ -366,7 +400,7 @@ def _source_ties(ckpt: Checkpoint, pack: RulePack, spec: TargetSpec) -> dict[str
                 if not tied_to:
                     continue
                 pairs = [(name, tied_to)] + ([(name.removeprefix(base), tied_to.removeprefix(base))] if base else [])
-                for copy, owner in pairs:
+                for copy, owner in ((names.source(c), names.source(o)) for c, o in pairs):
                     if owner not in ties.setdefault(copy, []):
                         ties[copy].append(owner)
     return ties
@@ -403,19 +437,22 @@ def _explain_unused(
     filled: dict[str, str],
     open_targets: dict[str, tuple[int, ...]],
     tie: tuple[str, str | None] | None,
+    names: _SourceNames,
     keepers: dict[str, str | None],
 ) -> Leftover:
     if tie is not None and tie[1] is None:
         return Leftover(r.name, f"tied to `{tie[0]}`: stored once on the target side", True, r.shape)
+    aligned = names.aligned(r.name)  # the pack's patterns name the target's layout
     for bad in pack.incompatible:
-        if re.search(bad.source, r.name):
+        if re.search(bad.source, aligned):
             return Leftover(r.name, f"changes the model's math: {bad.reason}", False, r.shape)
     for buffer in pack.buffers:
-        if re.search(buffer.source, r.name):
+        if re.search(buffer.source, aligned):
             return _explain_buffer(r, buffer)
     for copy in pack.copies:
-        if re.fullmatch(copy.source, r.name):
-            owner = copy.owner_of(r.name)
+        if re.fullmatch(copy.source, aligned):
+            found = copy.owner_of(aligned)
+            owner = None if found is None else names.source(found)
             if owner is None or owner == r.name or owner not in ckpt:
                 return Leftover(r.name, f"expected: {copy.reason}", True, r.shape)
             # A second copy of a source tensor is expected only when it holds the same bytes.
@@ -432,9 +469,9 @@ def _explain_unused(
         return Leftover(r.name, f"maps to `{target_name}`, already filled by `{filled[target_name]}`", False, r.shape)
     for head in pack.heads:
         head_name = target_name or ""
-        if head.claims_source(r.name) or head_name.startswith(head.target_prefix):
+        if head.claims_source(aligned) or head_name.startswith(head.target_prefix):
             if not any(_has_prefix(n, head.target_prefix, spec) for n in spec.tensors):
-                return _dropped_head(ckpt, r, head, spec, pack, keepers)
+                return _dropped_head(ckpt, r, head, spec, pack, keepers, names)
     if tie is not None:  # a tie that the values contradict, and nothing else explains the leftover
         owner, how = tie
         return Leftover(
@@ -456,7 +493,13 @@ def _explain_unused(
 
 
 def _dropped_head(
-    ckpt: Checkpoint, r: TensorRecord, head: Head, spec: TargetSpec, pack: RulePack, keepers: dict[str, str | None]
+    ckpt: Checkpoint,
+    r: TensorRecord,
+    head: Head,
+    spec: TargetSpec,
+    pack: RulePack,
+    keepers: dict[str, str | None],
+    names: _SourceNames,
 ) -> Leftover:
     """A source head the target lacks.  Expected where the user named that target, or where none of the pack's
     classes keeps the head beside everything this target keeps (a second network no one class holds); where bridge
@@ -477,7 +520,7 @@ def _dropped_head(
             head=head.label,
         )
     if head.label not in keepers:
-        keepers[head.label] = _keeper(ckpt, head, spec, pack)
+        keepers[head.label] = _keeper(ckpt, head, spec, pack, names)
     keeper = keepers[head.label]
     if keeper is None:
         reason = (
@@ -494,14 +537,14 @@ def _dropped_head(
     )
 
 
-def _keeper(ckpt: Checkpoint, head: Head, spec: TargetSpec, pack: RulePack) -> str | None:
+def _keeper(ckpt: Checkpoint, head: Head, spec: TargetSpec, pack: RulePack, names: _SourceNames) -> str | None:
     """The class the pack lays out that has ``head`` and every tensor ``spec`` has (names compared without the
     base-model prefix: a head class wraps the base model), keeping the most of the source's heads, then the
     smallest; None if there is none."""
     base = f"{spec.base_prefix}." if spec.base_prefix else ""
     kept = {n.removeprefix(base) for n in spec.tensors}
-    names = [x.name for x in ckpt.values() if x.kind == "model"]
-    present = [h for h in pack.heads if any(h.claims_source(n) or _has_prefix(n, h.target_prefix, spec) for n in names)]
+    model = [names.aligned(x.name) for x in ckpt.values() if x.kind == "model"]
+    present = [h for h in pack.heads if any(h.claims_source(n) or _has_prefix(n, h.target_prefix, spec) for n in model)]
     ranked = []
     for name, layout in pack.targets.items():
         try:

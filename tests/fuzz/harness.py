@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -47,7 +48,12 @@ SEED_TABLE: dict[str, tuple[Path, str, str]] = {
     "torch-sharded": (SEEDS / "torch-sharded", ".", "tensorflow"),
     "dcp": (SEEDS / "dcp", ".", "tensorflow"),
     "hdf5": (SEEDS / "hdf5", "data.h5", "pytorch"),
+    # the same file read as plain HDF5 (--format hdf5): the group walk is the first to meet a damaged object header
+    "hdf5-walk": (SEEDS / "hdf5", "data.h5", "pytorch"),
 }
+SEED_ARGS: dict[str, tuple[str, ...]] = {"hdf5-walk": ("--format", "hdf5")}
+# TF bundles: the checkpoint prefix inside the seed, whose data bytes each carry a CRC32C in the index
+BUNDLE_PREFIXES = {"tf1": "model.ckpt", "tf2": "ckpt", "saved-model": "variables/variables"}
 
 COMMANDS = ("inspect-json", "inspect-stats", "check")
 
@@ -74,6 +80,8 @@ _BYTE_OPS = st.one_of(
     st.tuples(st.just("truncate"), _offset()),
     st.tuples(st.just("insert"), _offset(), st.binary(min_size=1, max_size=16).map(bytes.hex)),
     st.tuples(st.just("delete"), _offset(), st.integers(1, 64)),
+    # a byte range of the file duplicated over another (a bad copy): object headers, B-trees, heaps meet their twins
+    st.tuples(st.just("copy"), _offset(), _offset(), st.sampled_from((8, 16, 64, 512, 2048))),
 )
 
 _FILE_OPS = st.one_of(
@@ -114,6 +122,10 @@ def _apply_bytes(data: bytes, op: tuple[Any, ...]) -> bytes:
         return data[:at] + bytes.fromhex(op[2]) + data[at:]
     if kind == "delete":
         return data[:at] + data[at + op[2] :]
+    if kind == "copy":
+        to = op[2] % (len(data) + 1)
+        chunk = data[at : at + op[3]][: len(data) - to]
+        return data[:to] + chunk + data[to + len(chunk) :]
     return data
 
 
@@ -197,12 +209,39 @@ def make_mutant(case: dict[str, Any], workdir: Path) -> Path:
 
 
 def argv(case: dict[str, Any], target: Path) -> list[str]:
-    side = SEED_TABLE[case["seed"]][2]
+    side, extra = SEED_TABLE[case["seed"]][2], list(SEED_ARGS.get(case["seed"], ()))
     return {
-        "inspect-json": ["inspect", "--json", str(target)],
-        "inspect-stats": ["inspect", "--all", "--stats", str(target)],
-        "check": ["check", str(target), "--to", side],
+        "inspect-json": ["inspect", "--json", str(target), *extra],
+        "inspect-stats": ["inspect", "--all", "--stats", str(target), *extra],
+        "check": ["check", str(target), "--to", side, *extra],
     }[case["command"]]
+
+
+def damages_checksummed_bytes(case: dict[str, Any]) -> bool:
+    """Whether the case only changes bytes of a TF bundle's data shard that a tensor's CRC32C covers: one byte
+    operation that keeps the file's length, every changed byte inside some tensor's ``[offset, offset + size)``."""
+    prefix = BUNDLE_PREFIXES.get(case["seed"])
+    if prefix is None or len(case["ops"]) != 1 or case["ops"][0][0] != "bytes":
+        return False
+    from tf_side.bundle import _Bundle  # the index's extents and checksums, as TensorFlow's writer laid them
+
+    seed_dir = SEED_TABLE[case["seed"]][0]
+    files = sorted(p for p in seed_dir.rglob("*") if p.is_file())
+    path = files[case["ops"][0][1] % len(files)]
+    shard = re.fullmatch(re.escape(Path(prefix).name) + r"\.data-(\d+)-of-\d+", path.name)
+    if shard is None:
+        return False
+    before = path.read_bytes()
+    after = _apply_bytes(before, tuple(case["ops"][0][2]))
+    if len(after) != len(before) or after == before:
+        return False
+    changed = [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b]
+    bundle = _Bundle(seed_dir / prefix)
+    try:
+        extents = [(e.offset, e.offset + e.size) for e in bundle.entries.values() if e.shard_id == int(shard[1])]
+    finally:
+        bundle.shards.close()
+    return all(any(start <= i < end for start, end in extents) for i in changed)
 
 
 # --------------------------------------------------------------------------- the worker

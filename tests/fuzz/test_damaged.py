@@ -368,3 +368,24 @@ def test_names_holding_any_character_fold(tmp_path: Path, torch) -> None:  # typ
     torch.save({"a\x00.layer_0.w": torch.zeros(2), "a\x00.layer_1.w": torch.zeros(2), "b\x00": torch.ones(1)}, path)
     code, out = _bridge("inspect", path)
     assert code == 0 and "layer_{0..1}" in out, out
+
+
+@pytest.mark.parametrize(
+    ("seed", "copy"),
+    [
+        (SEEDS / "hdf5" / "data.h5", (6304, 128, 8)),  # h5py's plain file
+        (REPO / "tests" / "fixtures" / "hf-tf-bert" / "tf_model.h5", (25741, 67, 512)),  # transformers' save_pretrained
+    ],
+)
+@pytest.mark.parametrize("command", ["inspect", "check"])
+def test_root_object_header_overwritten_by_a_copy_is_bad_input(tmp_path: Path, seed: Path, copy, command) -> None:
+    """A byte range of the file duplicated over the root group's object header: the group walk cannot tell which
+    object the root is (h5py raised TypeError hashing its id), so the file is damaged: exit 2 naming it."""
+    start, to, size = copy
+    data = bytearray(seed.read_bytes())
+    data[to : to + size] = data[start : start + size]
+    path = tmp_path / seed.name
+    path.write_bytes(bytes(data))
+    args = ["--to", "pytorch"] if command == "check" else []
+    out = _refused(path, command, path, "--format", "hdf5", *args)
+    assert "cannot read the object header of /" in out

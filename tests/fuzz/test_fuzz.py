@@ -10,11 +10,19 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 
 import bridge
 from bridge import formats
-from tests.fuzz.harness import COMMANDS, SEED_TABLE, Worker, cases, worker
+from tests.fuzz.harness import (
+    BUNDLE_PREFIXES,
+    COMMANDS,
+    SEED_TABLE,
+    Worker,
+    cases,
+    damages_checksummed_bytes,
+    worker,
+)
 
 # What each seed is read as: the mutants must start from a file the reader takes for what it is.
 SEED_FORMATS = {
@@ -33,6 +41,7 @@ SEED_FORMATS = {
     "torch-sharded": "torch",
     "dcp": "dcp",
     "hdf5": "hdf5",
+    "hdf5-walk": "hdf5",
 }
 
 
@@ -70,6 +79,40 @@ def test_undamaged_seeds_pass(fuzz_worker: Worker, command: str) -> None:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(case=cases())
+# the root group's object header overwritten by 8 bytes from further on: h5py could not hash the file's id
+@example(case={"seed": "hdf5-walk", "command": "inspect-json", "ops": [("bytes", 0, ("copy", 6304, 128, 8))]})
+@example(case={"seed": "hdf5-walk", "command": "check", "ops": [("bytes", 0, ("copy", 6304, 128, 8))]})
+# one bit of the first tensor's bytes: its CRC32C no longer matches
+@example(case={"seed": "tf1", "command": "inspect-stats", "ops": [("bytes", 1, ("flip", 0, 3))]})
 def test_damaged_files_exit_0_1_or_2(fuzz_worker: Worker, case: dict[str, Any]) -> None:
     outcome = fuzz_worker.run(case)
     assert outcome.ok, f"{case}: {outcome.kind}: {outcome.detail}"
+    if case["command"] == "inspect-stats" and damages_checksummed_bytes(case):  # every value read: never accepted
+        assert outcome.kind == "exit2", f"{case}: damaged checksummed bytes read without an error: {outcome.kind}"
+
+
+@pytest.mark.parametrize("seed", sorted(BUNDLE_PREFIXES))
+def test_each_tensor_with_a_flipped_byte_is_refused(fuzz_worker: Worker, seed: str) -> None:
+    """One bit flipped in the middle of each tensor's checksummed bytes of each data shard: reading every value
+    (inspect --stats) exits 2, never 0."""
+    from tf_side.bundle import _Bundle
+
+    folder = SEED_TABLE[seed][0]
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    bundle = _Bundle(folder / BUNDLE_PREFIXES[seed])
+    try:
+        entries = [e for e in bundle.entries.values() if e.size > 0]
+        shards = {e.shard_id: bundle.shards.filename(e.shard_id) for e in entries}
+    finally:
+        bundle.shards.close()
+    assert entries
+    for entry in entries:
+        index = files.index(shards[entry.shard_id])
+        case = {
+            "seed": seed,
+            "command": "inspect-stats",
+            "ops": [("bytes", index, ("flip", entry.offset + entry.size // 2, 0))],
+        }
+        assert damages_checksummed_bytes(case), case
+        outcome = fuzz_worker.run(case)
+        assert outcome.kind == "exit2", f"{entry.name} ({case}): {outcome.kind}: {outcome.detail}"
