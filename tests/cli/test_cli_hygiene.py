@@ -129,7 +129,8 @@ def test_next_line_target_class(forward_frameworks, tmp_path):
         str(EXAMPLE), "--to", "pytorch", "--target", "BertModel", "-o", str(tmp_path / "o")
     )
     assert "--target" not in args  # the class is implied by OUT, whose names verify compares with
-    assert result.exit_code == 1 and "plan: 7 gap(s)" in result.output, result.output  # BertModel has no cls heads
+    assert "--dropped-heads" in args  # BertModel has no cls heads: dropped because the user asked for it
+    assert result.exit_code == 0 and "dropped on purpose (--dropped-heads)" in result.output, result.output
     assert _compared(result.output) == 39 and "forward pooled_output" in result.output
 
 
