@@ -21,11 +21,10 @@ import numpy as np
 from bridge.api import load
 from bridge.check import check
 from bridge.core import dtypes
-from bridge.core.registry import resolve
 from bridge.core.source import as_path
 from bridge.core.transforms import assemble, parse
+from bridge.core.verify_report import ForwardContext, VerifyReport
 from bridge.rules import get_pack
-from bridge.verify_report import ForwardContext, VerifyReport
 
 
 def verify(
@@ -132,7 +131,7 @@ def verify(
                 strip_prefix,
                 add_prefix,
             )
-            resolve(pack.forward_check)(report, context)
+            pack.forward_check(report, context)
     return report
 
 

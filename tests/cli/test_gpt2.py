@@ -113,9 +113,9 @@ def test_transformers_5_loads_it_and_computes_the_tf1_graphs_outputs(tmp_path, t
 
 
 def test_reference_forward_computes_the_tf1_graph(tf):
-    """tf_side/ref_gpt2.py, which verify runs, against the TF1 graph's own outputs."""
+    """bridge/families/gpt2/reference_tf.py, which verify runs, against the TF1 graph's own outputs."""
     from bridge import load
-    from tf_side.ref_gpt2 import gpt2_forward
+    from bridge.families.gpt2.reference_tf import gpt2_forward
 
     tf1 = np.load(ORACLE / "tf1_forward.npz")
     with load(PLAIN) as ckpt:
@@ -140,7 +140,7 @@ def test_generate_follows_the_tf1_graphs_greedy_choice(tmp_path, transformers, t
     import torch
 
     from bridge import load
-    from tf_side.ref_gpt2 import gpt2_forward
+    from bridge.families.gpt2.reference_tf import gpt2_forward
 
     convert(PLAIN, to="pytorch", out=tmp_path / "out")
     model = _load(transformers, tmp_path / "out", "GPT2LMHeadModel")

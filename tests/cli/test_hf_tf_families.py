@@ -1,4 +1,4 @@
-"""The generic hf-tf road (``bridge/rules/hf_tf_generic.py``) against what transformers 4.57.6 itself wrote and
+"""The generic hf-tf road (``bridge/families/hf_tf/generic_pack.py``) against what transformers 4.57.6 itself wrote and
 converted: ``tests/fixtures/hf-tf-families/<TFClass>/`` (see its SOURCE.txt and ``make_hf_tf_families.py``).
 
 Oracles: 4.57's own TF -> PyTorch conversion (``pt/model.safetensors``, read by safetensors), the TF model's outputs
@@ -21,8 +21,8 @@ TF_CLASSES = sorted(p.name for p in FAMILIES_DIR.iterdir() if p.is_dir())
 
 
 def test_every_class_of_every_family_has_a_fixture():
-    """Each class a Family lists (bridge/rules/hf_tf_families) is proven by a fixture 4.57 wrote, and no more."""
-    from bridge.rules.hf_tf_generic import FAMILIES
+    """Each class a Family lists (bridge/families/hf_tf/data) is proven by a fixture 4.57 wrote, and no more."""
+    from bridge.families.hf_tf.generic_pack import FAMILIES
 
     assert TF_CLASSES == sorted("TF" + c for family in FAMILIES for c in family.classes)
 
@@ -243,7 +243,7 @@ def test_without_config_json_it_asks_for_one(tmp_path: Path):
 
 
 def test_the_generic_rules_claim_only_their_families():
-    from bridge.rules import hf_tf_generic
+    from bridge.families.hf_tf import generic_pack as hf_tf_generic
 
     pack = hf_tf_generic.PACK
     assert pack.map_name("bert/tf_bert_model/bert/encoder/layer_._0/attention/self/query/kernel:0") is None
@@ -262,7 +262,7 @@ def test_a_check_compiles_only_the_rules_of_the_files_family():
     """Hundreds of per-family regexes: those of families a file does not hold are never compiled (``Rule.needs``),
     so adding families does not slow a check of another checkpoint."""
     import bridge
-    from bridge.rules import hf_tf_generic
+    from bridge.families.hf_tf import generic_pack as hf_tf_generic
 
     fresh = [r for r in hf_tf_generic.PACK.rules if r.needs]
     assert len(fresh) > 500

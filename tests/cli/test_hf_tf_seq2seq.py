@@ -1,4 +1,4 @@
-"""The seq2seq group of the generic hf-tf road (bridge/rules/hf_tf_families/seq2seq.py): what its plans explain.
+"""The seq2seq group of the generic hf-tf road (bridge/families/hf_tf/data/seq2seq.py): what its plans explain.
 
 tests/cli/test_hf_tf_families.py proves every fixture (bit for bit against transformers 4.57's own conversion,
 transformers 5's load and forward against the TF outputs); these tests read the plans: shared embeddings saved
@@ -125,7 +125,7 @@ def test_unscoped_names_never_claim_an_unmapped_family():
     """BART-like names outside the model scope (`model/model.shared/...`) are whole-name rules: the pack's signature
     (a mapped family's model scope) keeps them from claiming a file of an unmapped family that saves such names
     (every BART-like TF family of 4.57 is mapped now: here under TransfoXL's scope), so check refuses it by name."""
-    from bridge.rules import hf_tf_generic
+    from bridge.families.hf_tf import generic_pack as hf_tf_generic
 
     names = [
         "model/model.shared/model.shared/embeddings:0",
@@ -249,7 +249,7 @@ def test_vision_encoder_decoder_reuses_the_vit_rules():
 def test_gpt_sw3_files_are_gpt2_files(transformers):
     """transformers maps gpt-sw3 to GPT2Config (and 4.57 to GPT-2's TF classes): its tf_model.h5 is GPT-2's, its
     config.json says gpt2, and the GPT-2 fixtures prove it; the family table names it."""
-    from bridge.rules import hf_tf_generic
+    from bridge.families.hf_tf import generic_pack as hf_tf_generic
 
     assert transformers.CONFIG_MAPPING["gpt-sw3"] is transformers.GPT2Config
     assert transformers.GPT2Config().to_dict()["model_type"] == "gpt2"

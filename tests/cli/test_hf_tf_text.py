@@ -1,4 +1,4 @@
-"""What the text families of the generic hf-tf road (``bridge/rules/hf_tf_families/text.py``) do beyond the generic
+"""What the text families of the generic hf-tf road (``bridge/families/hf_tf/data/text.py``) do beyond the generic
 rules, as ``check`` explains it and as the converted values show; every class's bit-for-bit and forward proof is
 ``test_hf_tf_families.py``.  Fixtures: ``tests/fixtures/hf-tf-families/`` (written by transformers 4.57.6, see its
 SOURCE.txt); h5py (the real HDF5 library) reads the TF side, safetensors the PyTorch side."""
@@ -148,7 +148,7 @@ def test_ties_follow_the_source_transformers_declares(transformers):
 
 
 def test_the_text_families_claim_only_their_own_scopes():
-    from bridge.rules import hf_tf_generic
+    from bridge.families.hf_tf import generic_pack as hf_tf_generic
 
     pack = hf_tf_generic.PACK
     name = "roberta/tfxlm_roberta_model/roberta/encoder/layer_._0/output/dense/kernel:0"

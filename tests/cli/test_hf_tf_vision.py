@@ -44,7 +44,7 @@ def test_swin_index_buffer_is_an_expected_leftover_only_with_the_rebuilt_values(
 def test_swin_index_rebuilt_as_the_tf_file_holds_it():
     import h5py
 
-    from bridge.rules.hf_tf_families.vision import swin_relative_position_index
+    from bridge.families.hf_tf.data.vision import swin_relative_position_index
 
     name = "swin/tf_swin_model/swin/encoder/layers.0/blocks.0/attention/self/relative_position_index:0"
     with h5py.File(FAMILIES_DIR / "TFSwinModel" / "tf" / "tf_model.h5", "r") as f:

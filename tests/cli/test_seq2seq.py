@@ -53,7 +53,8 @@ def test_check_finds_any_prefix(modules):
 
 
 def test_google_bert_does_not_claim_seq2seq_names():
-    from bridge.rules import bert, seq2seq
+    from bridge.families.google_bert import pack as bert
+    from bridge.families.seq2seq import pack as seq2seq
 
     names = list(seq2seq_variables(coupled=False))
     assert bert.PACK.claims(names) == 0.0 and seq2seq.PACK.claims(names) == 1.0
@@ -160,7 +161,8 @@ def test_prefix_of_any_depth_is_found(modules, variant, found):
 
 def test_plain_bert_under_bert_scope_stays_google_bert():
     """The seq2seq rules match google-research names as well; without cross-attention they claim nothing."""
-    from bridge.rules import bert, seq2seq
+    from bridge.families.google_bert import pack as bert
+    from bridge.families.seq2seq import pack as seq2seq
 
     names = list(seq2seq_variables(coupled=True, prefix="bert"))
     plain = [n for n in names if "/encdec" not in n]

@@ -16,7 +16,7 @@ import pytest
 
 from bridge.check import check
 from bridge.convert import convert
-from bridge.rules.t5 import config_from_gin, parse_gin
+from bridge.families.t5.pack import config_from_gin, parse_gin
 from bridge.verify import verify
 from tests.cli.test_light import _BLOCKED, HEAVY
 from tests.conftest import run_cli

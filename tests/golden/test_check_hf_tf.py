@@ -110,7 +110,7 @@ PT_BERT_TWIN = "tests/fixtures/hf-tf-bert-pt"
 
 
 def _heads(tf_class: str) -> tuple[str, ...]:
-    from bridge.rules import bert
+    from bridge.families.google_bert import pack as bert
 
     pooler, tasks = bert.CLASSES[tf_class.removeprefix("TF")]
     return ("pooler",) * pooler + tasks
@@ -129,7 +129,7 @@ _HEAD_CLASSES = sorted(p.name for p in (REPO / "tests/fixtures/hf-tf-heads").ite
 )
 def test_tf_layout_is_what_transformers_wrote(folder, tf_class):
     """Names, shapes and order (Keras' layer and weight order) equal transformers 4.57.6's own files."""
-    from bridge.rules import hf_tf
+    from bridge.families.hf_tf import pack as hf_tf
 
     config = json.loads((REPO / "tests/fixtures" / folder / "config.json").read_text())
     heads = _heads(tf_class)
@@ -153,7 +153,8 @@ def test_tf_layout_is_what_transformers_wrote(folder, tf_class):
 )
 def test_tf_layout_maps_onto_the_pytorch_class(class_name):
     """The hf-tf layout of each class, through the pack's own rules, is the PyTorch class (torch-free table)."""
-    from bridge.rules import bert, hf_tf
+    from bridge.families.google_bert import pack as bert
+    from bridge.families.hf_tf import pack as hf_tf
 
     # As transformers' config.json has it: id2label, no num_labels.
     config = {

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.rules.albert import CLASSES, PACK
+from bridge.families.albert.pack import CLASSES, PACK
 
 CONFIG = json.loads((Path(__file__).resolve().parents[1] / "fixtures/albert-tf1/albert_config.json").read_text())
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.rules.bert import CLASSES, PACK
+from bridge.families.google_bert.pack import CLASSES, PACK
 
 CONFIG = json.loads((Path(__file__).resolve().parents[2] / "examples/tiny-bert/bert_config.json").read_text())
 

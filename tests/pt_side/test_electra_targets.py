@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.rules.electra import CLASSES, PACK
+from bridge.families.electra.pack import CLASSES, PACK
 
 CONFIG = {"vocab_size": 32, "embedding_size": 8, "hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 1,
           "intermediate_size": 64, "max_position_embeddings": 16, "type_vocab_size": 2}  # fmt: skip

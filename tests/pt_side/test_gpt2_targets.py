@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.rules.gpt2 import CLASSES, PACK
+from bridge.families.gpt2.pack import CLASSES, PACK
 
 HPARAMS = json.loads((Path(__file__).resolve().parents[1] / "fixtures/gpt2-tf1/hparams.json").read_text())
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.rules.seq2seq import PACK, copies
+from bridge.families.seq2seq.pack import PACK, copies
 
 CONFIG = {"vocab_size": 40, "hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
           "intermediate_size": 32, "max_position_embeddings": 32}  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.rules.t5 import CLASSES, PACK
+from bridge.families.t5.pack import CLASSES, PACK
 
 BASE = {"vocab_size": 40, "d_model": 8, "d_kv": 6, "num_heads": 2, "d_ff": 16, "num_layers": 2,
         "relative_attention_num_buckets": 8}  # fmt: skip

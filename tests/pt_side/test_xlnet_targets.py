@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.rules.xlnet import CLASSES, PACK
+from bridge.families.xlnet.pack import CLASSES, PACK
 
 CONFIG = {"n_token": 32, "d_model": 8, "n_head": 2, "d_head": 4, "d_inner": 16, "n_layer": 3}
 

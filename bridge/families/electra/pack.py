@@ -20,8 +20,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from bridge.rules import Head, Rule, RulePack
-from bridge.rules.bert import google_research_config
+from bridge.core.packs import Head, Rule, RulePack
+from bridge.families.google_bert.pack import google_research_config
 
 
 def _network(scope: str, embeddings: str) -> tuple[Rule, ...]:

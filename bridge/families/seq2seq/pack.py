@@ -33,8 +33,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from bridge.core.packs import Optional_, Rule, RulePack
 from bridge.core.vocab import read_vocab
-from bridge.rules import Optional_, Rule, RulePack
+from bridge.families.seq2seq import hooks
 
 CLASS = "EncoderDecoderModel"
 _P = r"((?:[^/]+/)*?)"  # the prefix, any depth (module/bert/, bert/, none), captured and dropped
@@ -329,7 +330,7 @@ PACK = RulePack(
     pt_copies=copies,
     config_from_files=special_tokens,
     generation_config=generation_config,
-    forward_check="bridge.verify_seq2seq:seq2seq_forward_check",
+    forward_check=hooks.forward_check,
     model_types=("encoder-decoder",),
     layout="TF-Hub BERT seq2seq module",
 )

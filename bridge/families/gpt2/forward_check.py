@@ -1,5 +1,5 @@
 """The forward half of ``bridge verify`` for the ``openai-gpt2`` pack: transformers' GPT-2 against a TF2 reference
-of openai/gpt-2's math (``tf_side/ref_gpt2.py``) on the TF side's weights, either way of conversion."""
+of openai/gpt-2's math (``reference_tf.py`` here) on the TF side's weights, either way of conversion."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 
 from bridge.core.errors import BridgeError
 from bridge.core.transforms import parse
+from bridge.core.verify_report import ForwardContext, VerifyReport
 from bridge.rules import get_pack
-from bridge.verify_report import ForwardContext, VerifyReport
 
 _TANH_GELU = ("gelu_new", "gelu_pytorch_tanh")
 
@@ -32,7 +32,7 @@ def gpt2_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
         from pt_side.forward import load_transformers_model
 
         model, pt_config = load_transformers_model(pt_side if pt_side.is_dir() else pt_side.parent)
-        from tf_side.ref_gpt2 import gpt2_forward
+        from bridge.families.gpt2.reference_tf import gpt2_forward
     except (BridgeError, ImportError) as e:
         report.notes.append(f"forward check skipped: {e}")
         return

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from bridge.core.errors import BridgeError
-from bridge.verify_report import ForwardContext, VerifyReport
+from bridge.core.verify_report import ForwardContext, VerifyReport
 
 
 def seq2seq_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
@@ -22,7 +22,7 @@ def seq2seq_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
         model, pt_config = load_transformers_model(pt_folder if pt_folder.is_dir() else pt_folder.parent)
         import torch
 
-        from tf_side.ref_seq2seq import seq2seq_forward
+        from bridge.families.seq2seq.reference_tf import seq2seq_forward
     except (BridgeError, ImportError) as e:
         report.notes.append(f"forward check skipped: {e}")
         return

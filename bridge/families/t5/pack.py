@@ -21,7 +21,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from bridge.rules import Head, Incompatible, Rule, RulePack
+from bridge.core.packs import Head, Incompatible, Rule, RulePack
+from bridge.families.t5 import hooks
 
 _STACK = r"(encoder|decoder)"
 _LAYER = _STACK + r"/block_0*(\d+)/layer_0*(\d+)"  # zero-padded numbers: `0*` leaves at least one digit
@@ -324,7 +325,7 @@ def _symmetric(config: dict[str, Any]) -> bool:
     return config.get("num_decoder_layers") in (None, config.get("num_layers"))
 
 
-FORWARD_CHECK = "bridge.verify_t5:t5_forward_check"
+FORWARD_CHECK = hooks.forward_check
 
 PACK = RulePack(
     name="t5",

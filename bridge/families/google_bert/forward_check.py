@@ -1,5 +1,5 @@
 """The forward half of ``bridge verify`` for BERT (the ``google-bert`` and ``hf-tf`` packs): transformers' PyTorch
-model against a TF2 reference of google-research's math (``tf_side/ref_bert.py``) on the TF side's weights."""
+model against a TF2 reference of google-research's math (``reference_tf.py`` here) on the TF side's weights."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from bridge.core.errors import BridgeError
 from bridge.core.packs import RulePack
 from bridge.core.plan import Match
 from bridge.core.transforms import Transform, parse
+from bridge.core.verify_report import ForwardCause, ForwardContext, VerifyReport, differences
 from bridge.rules import get_pack
-from bridge.verify_report import ForwardCause, ForwardContext, VerifyReport, differences
 
 
 def bert_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
@@ -62,7 +62,7 @@ def _bert_forward(
         from pt_side.forward import load_transformers_model, transformers_outputs
 
         model, pt_config = load_transformers_model(pt_folder if pt_folder.is_dir() else pt_folder.parent)
-        from tf_side.ref_bert import bert_forward
+        from bridge.families.google_bert.reference_tf import bert_forward
     except BridgeError as e:
         report.notes.append(f"forward check skipped: {e}")
         return

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bridge.rules.hf_tf_families import Family
+from bridge.families.hf_tf.data import Family
 
 
 def _classes(prefix: str, *heads: str) -> tuple[str, ...]:

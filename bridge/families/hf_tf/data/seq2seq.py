@@ -13,8 +13,8 @@ of its saved state dict, and transformers rebuilt them on load).  T5 has no main
 
 from __future__ import annotations
 
-from bridge.rules import t5
-from bridge.rules.hf_tf_families import Family, vision
+from bridge.families.hf_tf.data import Family, vision
+from bridge.families.t5 import pack as t5
 
 _SHARED_BART = (r"model/model\.shared/model\.shared/embeddings:0", "model.shared.weight", "identity")
 _FINAL_LOGITS_BIAS = (r"final_logits_bias/final_logits_bias:0", "final_logits_bias", "identity")

@@ -49,9 +49,11 @@ from difflib import SequenceMatcher
 from typing import Any
 
 from bridge.core.factory import is_factory
+from bridge.core.packs import Copy, Incompatible, Optional_, Output, Rule, RulePack
 from bridge.core.plan import TargetModule, TargetSpec
 from bridge.core.transforms import parse
-from bridge.rules import Copy, Incompatible, Optional_, Output, Rule, RulePack
+from bridge.families.keras import hooks
+from bridge.rules import writers
 
 Shape = tuple[int, ...]
 TransformSpec = str | Callable[[Shape], str]
@@ -721,9 +723,9 @@ PACK = RulePack(
     claims_target=claims_target,
     tf_output=Output(
         "keras",
-        "tf_side.keras3_weights_writer:write_keras3_weights",
+        writers.write_keras3_weights,
         "model.weights.h5",
         note="load it with model.load_weights(OUT/model.weights.h5) on the Keras model of --target",
     ),
-    forward_check="bridge.verify_keras:keras_forward_check",
+    forward_check=hooks.forward_check,
 )

@@ -16,7 +16,9 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from bridge.rules import Optional_, Output, Rule, RulePack
+from bridge.core.packs import Optional_, Output, Rule, RulePack
+from bridge.families.gpt2 import hooks
+from bridge.rules import writers
 
 _BLOCK = r"model/h(\d+)/"
 _CONV = r"(attn/c_attn|attn/c_proj|mlp/c_fc|mlp/c_proj)"
@@ -176,7 +178,7 @@ def source_heads(shapes: dict[str, tuple[int, ...]], config: dict[str, Any]) -> 
     return [], None
 
 
-FORWARD_CHECK = "bridge.verify_gpt2:gpt2_forward_check"
+FORWARD_CHECK = hooks.forward_check
 
 PACK = RulePack(
     name="openai-gpt2",
@@ -192,7 +194,7 @@ PACK = RulePack(
     tf_config=tf_config,
     config_files=("hparams.json",),
     source_heads=source_heads,
-    tf_output=Output("openai-gpt2", "tf_side.bundle_writer:write_tf1_checkpoint", "model.ckpt", "hparams.json"),
+    tf_output=Output("openai-gpt2", writers.write_tf1_checkpoint, "model.ckpt", "hparams.json"),
     forward_check=FORWARD_CHECK,
     model_types=("gpt2",),
     layout="openai/gpt-2 TF1 checkpoint",

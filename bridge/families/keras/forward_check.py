@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bridge.core.errors import BridgeError
-from bridge.verify_report import ForwardContext, VerifyReport
+from bridge.core.verify_report import ForwardContext, VerifyReport
 
 
 def keras_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:

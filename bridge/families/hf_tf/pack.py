@@ -27,8 +27,9 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from bridge.rules import Copy, Head, Optional_, Output, Rule, RulePack, WordEmbeddings
-from bridge.rules import bert as _bert
+from bridge.core.packs import Copy, Head, Optional_, Output, Rule, RulePack, WordEmbeddings
+from bridge.families.google_bert import pack as _bert
+from bridge.rules import writers
 
 # Optional top-level group (the h5 layer name), then the model scope (``tf_bert_model``,
 # ``tf_bert_for_pre_training``, ... with Keras' ``_1`` suffixes).
@@ -244,7 +245,7 @@ PACK = RulePack(
     pt_config=pt_config,
     tf_config=tf_config,
     source_heads=_bert.source_heads,
-    tf_output=Output("hf-tf", "tf_side.keras2_h5_writer:write_keras2_h5", "tf_model.h5", "config.json"),
+    tf_output=Output("hf-tf", writers.write_keras2_h5, "tf_model.h5", "config.json"),
     forward_check=_bert.FORWARD_CHECK,
     # transformers' TF MLM head (mlm___cls) reuses the embedding layer unless tie_word_embeddings is false
     word_embeddings=WordEmbeddings(

@@ -1,12 +1,12 @@
 """The forward half of ``bridge verify`` for the ``t5`` pack: transformers' T5 / mT5 class against a TF2 forward of
-Mesh TensorFlow's T5 math (``tf_side/ref_t5.py``) on the checkpoint's own variables."""
+Mesh TensorFlow's T5 math (``reference_tf.py`` here) on the checkpoint's own variables."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from bridge.core.errors import BridgeError
-from bridge.verify_report import ForwardContext, VerifyReport
+from bridge.core.verify_report import ForwardContext, VerifyReport
 
 
 def t5_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
@@ -20,7 +20,7 @@ def t5_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
         model, _ = load_transformers_model(ctx.out if ctx.out.is_dir() else ctx.out.parent)
         import torch
 
-        from tf_side.ref_t5 import t5_forward
+        from bridge.families.t5.reference_tf import t5_forward
     except (BridgeError, ImportError) as e:
         report.notes.append(f"forward check skipped: {e}")
         return

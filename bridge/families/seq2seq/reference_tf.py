@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from tf_side.ref_bert import WeightOps, gelu_tanh
+from bridge.families.google_bert.reference_tf import WeightOps, gelu_tanh
 
 Weights = Callable[[str], np.ndarray]
 

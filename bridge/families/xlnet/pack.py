@@ -20,8 +20,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from bridge.rules import Head, Optional_, Rule, RulePack
-from bridge.rules.bert import label_maps
+from bridge.core.packs import Head, Optional_, Rule, RulePack
+from bridge.families.google_bert.pack import label_maps
 
 _T = r"model/transformer"
 _LAYER = _T + r"/layer_(\d+)"

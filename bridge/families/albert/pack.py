@@ -17,8 +17,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from bridge.rules import Head, Optional_, Rule, RulePack
-from bridge.rules.bert import google_research_config
+from bridge.core.packs import Head, Optional_, Rule, RulePack
+from bridge.families.google_bert.pack import google_research_config
 
 _HUB = r"(?:module/)?"  # a TF-Hub module used inside a fine-tuning graph: its variables under `module/`
 _BLOCK = _HUB + r"bert/encoder/transformer/group_(\d+)/inner_group_(\d+)"

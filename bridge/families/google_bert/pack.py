@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from bridge.rules import Buffer, Head, Incompatible, Optional_, Output, Rule, RulePack, WordEmbeddings
+from bridge.core.packs import Buffer, Head, Incompatible, Optional_, Output, Rule, RulePack, WordEmbeddings
+from bridge.families.google_bert import hooks
+from bridge.rules import writers
 
 _LAYER = r"bert/encoder/layer_(\d+)"
 
@@ -358,7 +360,7 @@ def source_heads(shapes: dict[str, tuple[int, ...]], config: dict[str, Any]) -> 
 
 
 # The forward comparison verify runs: transformers against a TF2 reference of google-research's math.
-FORWARD_CHECK = "bridge.verify_bert:bert_forward_check"
+FORWARD_CHECK = hooks.forward_check
 
 
 def mlm_tied(names: Collection[str], config: dict[str, Any]) -> bool:
@@ -393,9 +395,7 @@ PACK = RulePack(
     config_files=("bert_config.json",),
     source_heads=source_heads,
     tf_default=True,
-    tf_output=Output(
-        "google-bert", "tf_side.bundle_writer:write_tf1_checkpoint", "bert_model.ckpt", "bert_config.json"
-    ),
+    tf_output=Output("google-bert", writers.write_tf1_checkpoint, "bert_model.ckpt", "bert_config.json"),
     forward_check=FORWARD_CHECK,
     word_embeddings=WORD_EMBEDDINGS,
     model_types=("bert",),

@@ -3,7 +3,7 @@
 What differs from the generic rules: convolution kernels are ``[kh, kw, in, out]`` (Conv1D ``[k, in, out]``) in TF
 and ``[out, in, kh, kw]`` in PyTorch, a permutation (a grouped or depthwise kernel too: TF's ``Conv2D(groups=g)``
 stores ``[kh, kw, in/g, out]``, PyTorch ``[out, in/g, kh, kw]``; batch norm's statistics and step counter are
-generic, :mod:`bridge.rules.hf_tf_generic`); learned tokens and tables are variables named as the PyTorch
+generic, :mod:`bridge.families.hf_tf.generic_pack`); learned tokens and tables are variables named as the PyTorch
 parameters (``cls_token``, ``relative_position_bias_table``); transformers 5 renamed the attention and MLP
 modules of ViT, DeiT and Swin (``attention.attention.query`` -> ``attention.q_proj``) and dropped the tower prefix
 of CLIP's one-tower classes.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bridge.rules.hf_tf_families import Family
+from bridge.families.hf_tf.data import Family
 
 _CONV2D = "permute(3,2,0,1)"  # [kh, kw, in, out] -> [out, in, kh, kw]
 _CONV1D = "permute(2,1,0)"  # [k, in, out] -> [out, in, k]

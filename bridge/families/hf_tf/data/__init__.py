@@ -1,4 +1,4 @@
-"""The data of the generic hf-tf road (:mod:`bridge.rules.hf_tf_generic`): what each transformers family's TF layout
+"""The data of the generic hf-tf road (``generic_pack.py``): what each transformers family's TF layout
 needs beyond the generic rules, one module per group of families (``text``, ``seq2seq``, ``vision``), each a
 ``FAMILIES`` tuple of :class:`Family`."""
 

@@ -35,9 +35,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from bridge.core.packs import Buffer, Copy, Head, Optional_, Rule, RulePack
 from bridge.core.transforms import Transform
-from bridge.rules import Buffer, Copy, Head, Optional_, Rule, RulePack
-from bridge.rules.hf_tf_families import REMOVED_IN_5, Family, seq2seq, snake, text, vision
+from bridge.families.hf_tf.data import REMOVED_IN_5, Family, seq2seq, snake, text, vision
 
 FAMILIES = text.FAMILIES + seq2seq.FAMILIES + vision.FAMILIES
 
