@@ -19,6 +19,7 @@ from typing import Any
 
 from bridge.core.packs import Head, Optional_, Rule, RulePack
 from bridge.families.google_bert.pack import google_research_config
+from bridge.rules.layouts import Layout, class_layouts, mapped, unprefixed
 
 _HUB = r"(?:module/)?"  # a TF-Hub module used inside a fine-tuning graph: its variables under `module/`
 _BLOCK = _HUB + r"bert/encoder/transformer/group_(\d+)/inner_group_(\d+)"
@@ -125,23 +126,16 @@ def tf_names(config: dict[str, Any], heads: Iterable[str]) -> dict[str, tuple[in
     return out
 
 
-def _class_layout(class_name: str):  # type: ignore[no-untyped-def]
+def _class_layout(class_name: str, config: dict[str, Any]) -> Layout:
     pooler, heads = CLASSES[class_name]
-
-    def layout(config: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], str | None]]:
-        out: dict[str, tuple[tuple[int, ...], str | None]] = {}
-        for name, shape in tf_names(config, (["pooler"] if pooler else []) + list(heads)).items():
-            target, transform = PACK.map_name(name)  # type: ignore[misc]
-            out[target] = (transform.shape(shape) or shape, None)
-        if class_name == "AlbertModel":  # the base model itself: no `albert.` prefix
-            out = {name.removeprefix("albert."): value for name, value in out.items()}
-        if "mlm" in heads:  # the decoder is the word embeddings (transformers ties it), its bias the head's
-            tie = "albert.embeddings.word_embeddings.weight" if config.get("tie_word_embeddings", True) else None
-            out["predictions.decoder.weight"] = ((config["vocab_size"], config["embedding_size"]), tie)
-            out["predictions.decoder.bias"] = ((config["vocab_size"],), "predictions.bias")
-        return out
-
-    return layout
+    out = mapped(tf_names(config, (["pooler"] if pooler else []) + list(heads)), PACK.map_name)
+    if class_name == "AlbertModel":  # the base model itself: no `albert.` prefix
+        out = unprefixed(out, "albert.")
+    if "mlm" in heads:  # the decoder is the word embeddings (transformers ties it), its bias the head's
+        tie = "albert.embeddings.word_embeddings.weight" if config.get("tie_word_embeddings", True) else None
+        out["predictions.decoder.weight"] = ((config["vocab_size"], config["embedding_size"]), tie)
+        out["predictions.decoder.bias"] = ((config["vocab_size"],), "predictions.bias")
+    return out
 
 
 def default_target(names: Iterable[str]) -> str:
@@ -211,7 +205,7 @@ PACK = RulePack(
     rules=RULES,
     heads=HEADS,
     optional=OPTIONAL,
-    targets={name: _class_layout(name) for name in CLASSES},
+    targets=class_layouts(CLASSES, _class_layout),
     default_target=default_target,
     config_from_source=config_from_source,
     base_prefix="albert",

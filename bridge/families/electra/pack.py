@@ -16,12 +16,14 @@ TF ``Dense`` kernels ``[in, out]`` are transposed.  electra's ``gelu`` is the ex
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Iterable
 from typing import Any
 
 from bridge.core.packs import Head, Rule, RulePack
 from bridge.families.google_bert.pack import google_research_config
+from bridge.rules.layouts import Layout, class_layouts, mapped, unprefixed
 
 
 def _network(scope: str, embeddings: str) -> tuple[Rule, ...]:
@@ -135,26 +137,19 @@ def _map(rules: tuple[Rule, ...], name: str) -> tuple[str, Any]:
     return next(hit for rule in rules if (hit := rule.apply(name)) is not None)
 
 
-def _class_layout(class_name: str):  # type: ignore[no-untyped-def]
+def _class_layout(class_name: str, config: dict[str, Any]) -> Layout:
     heads = CLASSES[class_name]
     generator = "generator" in heads
     rules, scope = (GENERATOR_RULES, "generator") if generator else (DISCRIMINATOR_RULES, "electra")
-
-    def layout(config: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], str | None]]:
-        sizes = _sizes(config, class_name)
-        out: dict[str, tuple[tuple[int, ...], str | None]] = {}
-        for name, shape in tf_names(sizes, scope, heads).items():
-            target, transform = _map(rules, name)
-            out[target] = (transform.shape(shape) or shape, None)
-        if class_name == "ElectraModel":  # the base model itself: no `electra.` prefix
-            out = {name.removeprefix("electra."): value for name, value in out.items()}
-        if generator:  # the output embeddings are the word embeddings (transformers ties them)
-            tie = "electra.embeddings.word_embeddings.weight" if sizes.get("tie_word_embeddings", True) else None
-            e = sizes.get("embedding_size", sizes["hidden_size"])
-            out["generator_lm_head.weight"] = ((sizes["vocab_size"], e), tie)
-        return out
-
-    return layout
+    sizes = _sizes(config, class_name)
+    out = mapped(tf_names(sizes, scope, heads), functools.partial(_map, rules))
+    if class_name == "ElectraModel":  # the base model itself: no `electra.` prefix
+        out = unprefixed(out, "electra.")
+    if generator:  # the output embeddings are the word embeddings (transformers ties them)
+        tie = "electra.embeddings.word_embeddings.weight" if sizes.get("tie_word_embeddings", True) else None
+        e = sizes.get("embedding_size", sizes["hidden_size"])
+        out["generator_lm_head.weight"] = ((sizes["vocab_size"], e), tie)
+    return out
 
 
 def _is_generator(shapes: dict[str, tuple[int, ...]], spec: Any) -> bool:
@@ -258,7 +253,7 @@ PACK = RulePack(
     description="google-research/electra TF1 checkpoints (discriminator and generator) -> transformers Electra*",
     rules=RULES,
     heads=DISCRIMINATOR_HEADS,
-    targets={name: _class_layout(name) for name in CLASSES},
+    targets=class_layouts(CLASSES, _class_layout),
     default_target=default_target,
     config_from_source=config_from_source,
     base_prefix="electra",

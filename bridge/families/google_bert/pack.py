@@ -18,6 +18,7 @@ import numpy as np
 from bridge.core.packs import Buffer, Head, Incompatible, Optional_, Output, Rule, RulePack, WordEmbeddings
 from bridge.families.google_bert import hooks
 from bridge.rules import writers
+from bridge.rules.layouts import Layout, class_layouts, mapped, unprefixed
 
 _LAYER = r"bert/encoder/layer_(\d+)"
 
@@ -128,31 +129,23 @@ def tf_layout(config: dict[str, Any], heads: Iterable[str] = ("pooler", "mlm", "
     return out
 
 
-def _class_layout(class_name: str):  # type: ignore[no-untyped-def]
+def _class_layout(class_name: str, config: dict[str, Any]) -> Layout:
     pooler, heads = CLASSES[class_name]
-
-    def layout(config: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], str | None]]:
-        tf_heads = {"mlm": "mlm", "nsp": "nsp", "classifier": "classifier", "qa": "qa", "choice": "classifier"}
-        cfg = dict(config, num_labels=1) if "choice" in heads else config
-        tf = tf_layout(cfg, (["pooler"] if pooler else []) + [tf_heads[h] for h in heads])
-        out: dict[str, tuple[tuple[int, ...], str | None]] = {}
-        for name, shape in tf.items():
-            target, transform = PACK.map_name(name)  # type: ignore[misc]
-            out[target] = (transform.shape(shape) or shape, None)
-        if "qa" in heads:  # transformers sizes qa_outputs by num_labels (run_squad.py: always 2)
-            labels = num_labels(config)
-            out["qa_outputs.weight"] = ((labels, config["hidden_size"]), None)
-            out["qa_outputs.bias"] = ((labels,), None)
-        if class_name == "BertModel":  # the base model itself: no `bert.` prefix
-            out = {name.removeprefix("bert."): value for name, value in out.items()}
-        if "mlm" in heads:
-            h, v = config["hidden_size"], config["vocab_size"]
-            tie = "bert.embeddings.word_embeddings.weight" if config.get("tie_word_embeddings", True) else None
-            out["cls.predictions.decoder.weight"] = ((v, h), tie)
-            out["cls.predictions.decoder.bias"] = ((v,), "cls.predictions.bias")
-        return out
-
-    return layout
+    tf_heads = {"mlm": "mlm", "nsp": "nsp", "classifier": "classifier", "qa": "qa", "choice": "classifier"}
+    cfg = dict(config, num_labels=1) if "choice" in heads else config
+    out = mapped(tf_layout(cfg, (["pooler"] if pooler else []) + [tf_heads[h] for h in heads]), PACK.map_name)
+    if "qa" in heads:  # transformers sizes qa_outputs by num_labels (run_squad.py: always 2)
+        labels = num_labels(config)
+        out["qa_outputs.weight"] = ((labels, config["hidden_size"]), None)
+        out["qa_outputs.bias"] = ((labels,), None)
+    if class_name == "BertModel":  # the base model itself: no `bert.` prefix
+        out = unprefixed(out, "bert.")
+    if "mlm" in heads:
+        h, v = config["hidden_size"], config["vocab_size"]
+        tie = "bert.embeddings.word_embeddings.weight" if config.get("tie_word_embeddings", True) else None
+        out["cls.predictions.decoder.weight"] = ((v, h), tie)
+        out["cls.predictions.decoder.bias"] = ((v,), "cls.predictions.bias")
+    return out
 
 
 def default_target(names: Iterable[str]) -> str:
@@ -385,7 +378,7 @@ PACK = RulePack(
     optional=OPTIONAL,
     incompatible=INCOMPATIBLE,
     buffers=BUFFERS,
-    targets={name: _class_layout(name) for name in CLASSES},
+    targets=class_layouts(CLASSES, _class_layout),
     tf_layout=tf_layout,
     default_target=default_target,
     config_from_source=config_from_source,

@@ -19,6 +19,7 @@ from typing import Any
 from bridge.core.packs import Optional_, Output, Rule, RulePack
 from bridge.families.gpt2 import hooks
 from bridge.rules import writers
+from bridge.rules.layouts import Layout, class_layouts, mapped, unprefixed
 
 _BLOCK = r"model/h(\d+)/"
 _CONV = r"(attn/c_attn|attn/c_proj|mlp/c_fc|mlp/c_proj)"
@@ -83,19 +84,13 @@ def tf_layout(config: dict[str, Any], heads: Iterable[str] = ()) -> dict[str, tu
     return out
 
 
-def _class_layout(class_name: str):  # type: ignore[no-untyped-def]
-    def layout(config: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], str | None]]:
-        out: dict[str, tuple[tuple[int, ...], str | None]] = {}
-        for name, shape in tf_layout(config).items():
-            target, transform = PACK.map_name(name)  # type: ignore[misc]
-            out[target] = (transform.shape(shape) or shape, None)
-        if class_name == "GPT2Model":  # the base model itself: no `transformer.` prefix
-            return {name.removeprefix("transformer."): value for name, value in out.items()}
-        tie = WTE if config.get("tie_word_embeddings", True) else None
-        out[LM_HEAD] = (out[WTE][0], tie)
-        return out
-
-    return layout
+def _class_layout(class_name: str, config: dict[str, Any]) -> Layout:
+    out = mapped(tf_layout(config), PACK.map_name)
+    if class_name == "GPT2Model":  # the base model itself: no `transformer.` prefix
+        return unprefixed(out, "transformer.")
+    tie = WTE if config.get("tie_word_embeddings", True) else None
+    out[LM_HEAD] = (out[WTE][0], tie)
+    return out
 
 
 def default_target(names: Iterable[str]) -> str:
@@ -185,7 +180,7 @@ PACK = RulePack(
     description="openai/gpt-2 TF1 checkpoints <-> transformers GPT2Model / GPT2LMHeadModel",
     rules=RULES,
     optional=OPTIONAL,
-    targets={name: _class_layout(name) for name in CLASSES},
+    targets=class_layouts(CLASSES, _class_layout),
     tf_layout=tf_layout,
     default_target=default_target,
     config_from_source=config_from_source,

@@ -23,6 +23,7 @@ from typing import Any
 
 from bridge.core.packs import Head, Incompatible, Rule, RulePack
 from bridge.families.t5 import hooks
+from bridge.rules.layouts import Layout, class_layouts
 
 _STACK = r"(encoder|decoder)"
 _LAYER = _STACK + r"/block_0*(\d+)/layer_0*(\d+)"  # zero-padded numbers: `0*` leaves at least one digit
@@ -94,23 +95,19 @@ def _stack(side: str, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     return out
 
 
-def _class_layout(class_name: str):  # type: ignore[no-untyped-def]
+def _class_layout(class_name: str, config: dict[str, Any]) -> Layout:
     model_type, seq2seq = CLASSES[class_name]
-
-    def layout(config: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], str | None]]:
-        v, d = config["vocab_size"], config["d_model"]
-        out: dict[str, tuple[tuple[int, ...], str | None]] = {"shared.weight": ((v, d), None)}
-        for side in ("encoder", "decoder") if seq2seq else ("encoder",):
-            out[f"{side}.embed_tokens.weight"] = ((v, d), "shared.weight")
-            out.update({name: (shape, None) for name, shape in _stack(side, config).items()})
-        if seq2seq:
-            # transformers 5's MT5 never scales the decoder output by d_model**-0.5 as a tied T5 does: its LM head
-            # is always a projection of its own, which a tied (v1.0) checkpoint has no tensor for.
-            tied = config.get("tie_word_embeddings", True) and model_type == "t5"
-            out["lm_head.weight"] = ((v, d), "shared.weight" if tied else None)
-        return out
-
-    return layout
+    v, d = config["vocab_size"], config["d_model"]
+    out: Layout = {"shared.weight": ((v, d), None)}
+    for side in ("encoder", "decoder") if seq2seq else ("encoder",):
+        out[f"{side}.embed_tokens.weight"] = ((v, d), "shared.weight")
+        out.update({name: (shape, None) for name, shape in _stack(side, config).items()})
+    if seq2seq:
+        # transformers 5's MT5 never scales the decoder output by d_model**-0.5 as a tied T5 does: its LM head
+        # is always a projection of its own, which a tied (v1.0) checkpoint has no tensor for.
+        tied = config.get("tie_word_embeddings", True) and model_type == "t5"
+        out["lm_head.weight"] = ((v, d), "shared.weight" if tied else None)
+    return out
 
 
 def default_target(names: Iterable[str]) -> str:
@@ -333,7 +330,7 @@ PACK = RulePack(
     rules=RULES,
     heads=HEADS,
     incompatible=INCOMPATIBLE,
-    targets={name: _class_layout(name) for name in CLASSES},
+    targets=class_layouts(CLASSES, _class_layout),
     default_target=default_target,
     config_from_source=config_from_source,
     pt_config=pt_config,

@@ -22,6 +22,7 @@ from typing import Any
 
 from bridge.core.packs import Head, Optional_, Rule, RulePack
 from bridge.families.google_bert.pack import label_maps
+from bridge.rules.layouts import Layout, class_layouts
 
 _T = r"model/transformer"
 _LAYER = _T + r"/layer_(\d+)"
@@ -102,28 +103,23 @@ def _base_layout(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     return out
 
 
-def _class_layout(class_name: str):  # type: ignore[no-untyped-def]
-    def layout(config: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], str | None]]:
-        base = _base_layout(config)
-        if class_name == "XLNetModel":
-            return {name: (shape, None) for name, shape in base.items()}
-        out: dict[str, tuple[tuple[int, ...], str | None]] = {
-            f"transformer.{name}": (shape, None) for name, shape in base.items()
-        }
-        v, h = _dims(config)[:2]
-        if class_name == "XLNetLMHeadModel":
-            tie = "transformer.word_embedding.weight" if config.get("tie_word_embeddings", True) else None
-            out["lm_loss.weight"] = ((v, h), tie)
-            out["lm_loss.bias"] = ((v,), None)
-        else:
-            labels = _num_labels(config)
-            out["sequence_summary.summary.weight"] = ((h, h), None)
-            out["sequence_summary.summary.bias"] = ((h,), None)
-            out["logits_proj.weight"] = ((labels, h), None)
-            out["logits_proj.bias"] = ((labels,), None)
-        return out
-
-    return layout
+def _class_layout(class_name: str, config: dict[str, Any]) -> Layout:
+    base = _base_layout(config)
+    if class_name == "XLNetModel":
+        return {name: (shape, None) for name, shape in base.items()}
+    out: Layout = {f"transformer.{name}": (shape, None) for name, shape in base.items()}
+    v, h = _dims(config)[:2]
+    if class_name == "XLNetLMHeadModel":
+        tie = "transformer.word_embedding.weight" if config.get("tie_word_embeddings", True) else None
+        out["lm_loss.weight"] = ((v, h), tie)
+        out["lm_loss.bias"] = ((v,), None)
+    else:
+        labels = _num_labels(config)
+        out["sequence_summary.summary.weight"] = ((h, h), None)
+        out["sequence_summary.summary.bias"] = ((h,), None)
+        out["logits_proj.weight"] = ((labels, h), None)
+        out["logits_proj.bias"] = ((labels,), None)
+    return out
 
 
 def default_target(names: Iterable[str]) -> str:
@@ -209,7 +205,7 @@ PACK = RulePack(
     rules=RULES,
     heads=HEADS,
     optional=OPTIONAL,
-    targets={name: _class_layout(name) for name in CLASSES},
+    targets=class_layouts(CLASSES, _class_layout),
     default_target=default_target,
     config_from_source=config_from_source,
     base_prefix="transformer",
