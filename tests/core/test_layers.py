@@ -174,7 +174,15 @@ def test_no_import_circles() -> None:
 
 
 # Generic modules: a family plugs in through its pack (bridge.core.packs.RulePack), never by name here.
-GENERIC = ("bridge.check", "bridge.convert", "bridge.verify", "bridge.core.match", "bridge.rules.writers")
+GENERIC = (
+    "bridge.check",
+    "bridge.convert",
+    "bridge.verify",
+    "bridge.forward_check",
+    "bridge.core.match",
+    "bridge.rules.layouts",
+    "bridge.rules.writers",
+)
 
 
 def test_generic_modules_never_name_a_family() -> None:

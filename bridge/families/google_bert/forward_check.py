@@ -10,21 +10,17 @@ from typing import Any
 
 import numpy as np
 
-from bridge.core.errors import BridgeError
 from bridge.core.packs import RulePack
 from bridge.core.plan import Match
 from bridge.core.transforms import Transform, parse
 from bridge.core.verify_report import ForwardCause, ForwardContext, VerifyReport, differences
+from bridge.forward_check import compare_outputs, load_or_skip, names_line_up
 from bridge.rules import get_pack
 
 
 def bert_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
     """The pack's ``forward_check``: the same seeded batch through transformers and the TF reference."""
-    if ctx.to == "tensorflow" and (ctx.strip_prefix or ctx.add_prefix):
-        report.notes.append(
-            "no forward check: transformers loads the PyTorch source by its own names, which "
-            "need --strip-prefix/--add-prefix to line up; values compared only"
-        )
+    if not names_line_up(report, ctx):
         return
     # A TF source renamed by --map/--rules: the plan says which of its tensors the reference reads.
     renamed = {m.target: m for m in ctx.plan.matched} if ctx.to == "pytorch" else {}
@@ -58,17 +54,19 @@ def _bert_forward(
     the PyTorch names both packs map to.  google-research's code has only the tanh gelu;
     transformers' TF models compute the config's ``hidden_act``, and so does the reference for them.
     """
-    try:
+
+    def load() -> tuple[Any, dict[str, Any], Any, Callable[..., dict[str, np.ndarray]]]:
         from pt_side.forward import load_transformers_model, transformers_outputs
 
         model, pt_config = load_transformers_model(pt_folder if pt_folder.is_dir() else pt_folder.parent)
         from bridge.families.google_bert.reference_tf import bert_forward
-    except BridgeError as e:
-        report.notes.append(f"forward check skipped: {e}")
+
+        return model, pt_config, transformers_outputs, bert_forward
+
+    loaded = load_or_skip(report, load)
+    if loaded is None:
         return
-    except ImportError as e:
-        report.notes.append(f"forward check skipped: {e}")
-        return
+    model, pt_config, transformers_outputs, bert_forward = loaded
     cfg = {**config, **pt_config}  # the PyTorch model's own config decides what it computes
     seq = min(seq_len, cfg["max_position_embeddings"])
     rng = np.random.default_rng(seed)
@@ -107,9 +105,7 @@ def _bert_forward(
             "tensor of the TF side fills (nor any --map/--rules rule)"
         )
         return
-    for name, value in pt.items():
-        if name in tf:
-            report.compare_output(name, tf[name], value)
+    compare_outputs(report, tf, {name: value for name, value in pt.items() if name in tf})
     pt_form = _GELU_FORMS.get(act or "")
     if report.ok or report.value_failures or pt_form is None or pt_form == gelu:
         return

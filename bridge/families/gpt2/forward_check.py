@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from bridge.core.errors import BridgeError
 from bridge.core.transforms import parse
 from bridge.core.verify_report import ForwardContext, VerifyReport
+from bridge.forward_check import compare_outputs, load_or_skip, names_line_up
 from bridge.rules import get_pack
 
 _TANH_GELU = ("gelu_new", "gelu_pytorch_tanh")
@@ -18,24 +18,25 @@ _TANH_GELU = ("gelu_new", "gelu_pytorch_tanh")
 def gpt2_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
     """The pack's ``forward_check``: the same seeded token ids through transformers and the TF reference; the last
     hidden state (after ``ln_f``) and, for a class with the LM head, the logits compared at ``report.atol``."""
-    if ctx.to == "tensorflow" and (ctx.strip_prefix or ctx.add_prefix):
-        report.notes.append(
-            "no forward check: transformers loads the PyTorch source by its own names, which "
-            "need --strip-prefix/--add-prefix to line up; values compared only"
-        )
+    if not names_line_up(report, ctx):
         return
     tf_ckpt = ctx.src if ctx.to == "pytorch" else ctx.dst
     pt_side = ctx.out if ctx.to == "pytorch" else ctx.source
-    try:
+
+    def load() -> tuple[Any, Any, dict[str, Any], Any]:
         import torch
 
         from pt_side.forward import load_transformers_model
 
         model, pt_config = load_transformers_model(pt_side if pt_side.is_dir() else pt_side.parent)
         from bridge.families.gpt2.reference_tf import gpt2_forward
-    except (BridgeError, ImportError) as e:
-        report.notes.append(f"forward check skipped: {e}")
+
+        return torch, model, pt_config, gpt2_forward
+
+    loaded = load_or_skip(report, load)
+    if loaded is None:
         return
+    torch, model, pt_config, gpt2_forward = loaded
     cfg = {**(ctx.plan.target.config or {}), **pt_config}  # the PyTorch model's own config decides what it computes
     act = cfg.get("activation_function", "gelu_new")
     if act not in _TANH_GELU:
@@ -56,8 +57,7 @@ def gpt2_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
             "fills (nor any --map/--rules rule)"
         )
         return
-    for name, value in pt.items():
-        report.compare_output(name, tf[name], value)
+    compare_outputs(report, tf, pt)
 
 
 def _openai_names(tf_ckpt: Any, ctx: ForwardContext) -> Any:

@@ -7,9 +7,10 @@ what the Keras model returns; one seeded input goes through both.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from bridge.core.errors import BridgeError
 from bridge.core.verify_report import ForwardContext, VerifyReport
+from bridge.forward_check import compare_outputs, load_or_skip
 
 
 def keras_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
@@ -30,7 +31,8 @@ def keras_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
         side = "--target" if to == "pytorch" else "--source-model"
         report.notes.append(f"forward check skipped: pass {side} FILE.py:FACTORY (the PyTorch twin)")
         return
-    try:
+
+    def load() -> tuple[Any, Any, Any, Any, Any]:
         from pt_side.forward import torch_module, torch_output
         from tf_side.keras_forward import keras_input, keras_model, keras_output
 
@@ -39,13 +41,16 @@ def keras_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
             keras_path = next(keras_path.glob("*.weights.h5"))
         model = keras_model(keras_path, keras_ckpt.format, keras_ckpt.metadata.get("layout"), keras_factory)
         twin = torch_module(torch_factory, torch_ckpt)
-    except (BridgeError, ImportError) as e:
-        report.notes.append(f"forward check skipped: {e}")
+        return model, twin, keras_input, keras_output, torch_output
+
+    loaded = load_or_skip(report, load)
+    if loaded is None:
         return
+    model, twin, keras_input, keras_output, torch_output = loaded
     x = keras_input(model, seed, batch)
     expected, got = keras_output(model, x), torch_output(twin, x)
     if expected.shape != got.shape:
         report.fail_output("output", tuple(got.shape))
         report.notes.append(f"output shapes differ: Keras {expected.shape}, PyTorch {got.shape}")
         return
-    report.compare_output("output", expected, got)
+    compare_outputs(report, {"output": expected}, {"output": got})

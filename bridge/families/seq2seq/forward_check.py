@@ -2,30 +2,35 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from bridge.core.errors import BridgeError
 from bridge.core.verify_report import ForwardContext, VerifyReport
+from bridge.forward_check import compare_outputs, load_or_skip, towards_pytorch_only
 
 
 def seq2seq_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
     """Same seeded inputs through the TF reference and the converted model; logits compared at ``report.atol``."""
-    if ctx.to != "pytorch":
-        report.notes.append("no forward check for the bertseq2seq rules towards TensorFlow: values compared only")
+    if not towards_pytorch_only(report, ctx, "bertseq2seq"):
         return
     tf_ckpt, pt_folder, config = ctx.src, ctx.out, ctx.plan.target.config or {}
     seed, batch, seq_len = ctx.seed, ctx.batch, ctx.seq_len
 
-    try:
+    def load() -> tuple[Any, dict[str, Any], Any, Any]:
         from pt_side.forward import load_transformers_model
 
         model, pt_config = load_transformers_model(pt_folder if pt_folder.is_dir() else pt_folder.parent)
         import torch
 
         from bridge.families.seq2seq.reference_tf import seq2seq_forward
-    except (BridgeError, ImportError) as e:
-        report.notes.append(f"forward check skipped: {e}")
+
+        return model, pt_config, torch, seq2seq_forward
+
+    loaded = load_or_skip(report, load)
+    if loaded is None:
         return
+    model, pt_config, torch, seq2seq_forward = loaded
     enc = pt_config.get("encoder", {})
     cfg = {**config, **{k: enc[k] for k in ("num_attention_heads", "hidden_size", "vocab_size") if k in enc}}
     if enc.get("hidden_act") not in ("gelu_new", "gelu_pytorch_tanh"):
@@ -55,5 +60,4 @@ def seq2seq_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
         coupled=bool(config.get("tie_encoder_decoder")),
         output_bias=bias,
     )
-    for name, value in pt.items():
-        report.compare_output(name, tf[name], value)
+    compare_outputs(report, tf, pt)

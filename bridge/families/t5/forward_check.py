@@ -3,27 +3,33 @@ Mesh TensorFlow's T5 math (``reference_tf.py`` here) on the checkpoint's own var
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from bridge.core.errors import BridgeError
 from bridge.core.verify_report import ForwardContext, VerifyReport
+from bridge.forward_check import compare_outputs, load_or_skip, towards_pytorch_only
 
 
 def t5_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
     """Same seeded inputs (one padded source row) through the TF reference and the converted model."""
-    if ctx.to != "pytorch":
-        report.notes.append("no forward check for the t5 rules towards TensorFlow: values compared only")
+    if not towards_pytorch_only(report, ctx, "t5"):
         return
-    try:
+
+    def load() -> tuple[Any, Any, Any]:
         from pt_side.forward import load_transformers_model
 
         model, _ = load_transformers_model(ctx.out if ctx.out.is_dir() else ctx.out.parent)
         import torch
 
         from bridge.families.t5.reference_tf import t5_forward
-    except (BridgeError, ImportError) as e:
-        report.notes.append(f"forward check skipped: {e}")
+
+        return model, torch, t5_forward
+
+    loaded = load_or_skip(report, load)
+    if loaded is None:
         return
+    model, torch, t5_forward = loaded
     # The reference computes the source's math (its gin file or its shapes), not what the output's config.json
     # says: a config.json that asks for another activation or another LM head is what this check is for.
     cfg = dict(ctx.plan.target.config or {})
@@ -46,5 +52,4 @@ def t5_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
     except KeyError as e:
         report.notes.append(f"forward check skipped: the TF reference needs {e}, which the source does not have")
         return
-    for name, value in pt.items():
-        report.compare_output(name, tf[name], value)
+    compare_outputs(report, tf, pt)
