@@ -9,7 +9,7 @@ import pytest
 
 from bridge.families.gpt2.pack import CLASSES, PACK
 
-HPARAMS = json.loads((Path(__file__).resolve().parents[1] / "fixtures/gpt2-tf1/hparams.json").read_text())
+HPARAMS = json.loads((Path(__file__).resolve().parents[2] / "fixtures/gpt2-tf1/hparams.json").read_text())
 
 
 @pytest.mark.parametrize("class_name", CLASSES)

@@ -20,7 +20,7 @@ from bridge.cli import cli
 from bridge.convert import convert
 from bridge.verify import verify
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 PLAIN = FIXTURES / "gpt2-tf1"
 ADAM = FIXTURES / "gpt2-tf1-adam"
 ORACLE = FIXTURES / "gpt2-tf1-oracle"
