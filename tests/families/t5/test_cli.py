@@ -1,7 +1,7 @@
 """Mesh TensorFlow T5 / mT5 checkpoints -> transformers T5* / MT5*: check, convert, verify, generate.
 
-The sources (tests/fixtures/t5-tf1/, tests/fixtures/make_t5.py) were written by TensorFlow's own sharded Saver;
-the oracle beside each is the state dict transformers 4.57's ``load_tf_weights_in_t5`` made from the same files.
+The sources (tests/fixtures/t5-tf1/, tests/families/t5/make_fixtures.py) were written by TensorFlow's own sharded
+Saver; the oracle beside each is the state dict transformers 4.57's ``load_tf_weights_in_t5`` made from the same files.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from bridge.verify import verify
 from tests.cli.test_light import _BLOCKED, HEAVY
 from tests.conftest import run_cli
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "t5-tf1"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "t5-tf1"
 VERSIONS = ("v1_0", "v1_1")
 # (fixture, --target) pairs converted; a tied v1.0 model is no MT5ForConditionalGeneration
 # (test_tied_model_to_mt5_is_a_gap)
