@@ -1,4 +1,4 @@
-"""`bridge check` on google-research/albert checkpoints (TF Saver; tests/fixtures/make_albert.py)."""
+"""`bridge check` on google-research/albert checkpoints (TF Saver; tests/families/albert/make_fixtures.py)."""
 
 from __future__ import annotations
 

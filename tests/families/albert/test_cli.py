@@ -1,5 +1,5 @@
-"""google-research/albert TF1 checkpoints (written by TensorFlow's Saver, tests/fixtures/make_albert.py) against
-the state dicts transformers 4.57's ``load_tf_weights_in_albert`` made of them (committed, oracle/)."""
+"""google-research/albert TF1 checkpoints (written by TensorFlow's Saver, tests/families/albert/make_fixtures.py)
+against the state dicts transformers 4.57's ``load_tf_weights_in_albert`` made of them (committed, oracle/)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import bridge
 from tests.conftest import run_cli
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 PRETRAINING = FIXTURES / "albert-tf1"
 HUB_CLASSIFIER = FIXTURES / "albert-hub-classifier-tf1"
 

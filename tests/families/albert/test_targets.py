@@ -9,7 +9,7 @@ import pytest
 
 from bridge.families.albert.pack import CLASSES, PACK
 
-CONFIG = json.loads((Path(__file__).resolve().parents[1] / "fixtures/albert-tf1/albert_config.json").read_text())
+CONFIG = json.loads((Path(__file__).resolve().parents[2] / "fixtures/albert-tf1/albert_config.json").read_text())
 
 
 @pytest.mark.parametrize("class_name", sorted(CLASSES))
