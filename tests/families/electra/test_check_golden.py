@@ -1,4 +1,5 @@
-"""`bridge check` on a google-research/electra pretraining checkpoint (TF Saver; tests/fixtures/make_electra.py)."""
+"""`bridge check` on a google-research/electra pretraining checkpoint (TF Saver;
+tests/families/electra/make_fixtures.py)."""
 
 from __future__ import annotations
 

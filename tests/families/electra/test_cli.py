@@ -1,5 +1,5 @@
-"""google-research/electra TF1 pretraining checkpoint (written by TensorFlow's Saver, tests/fixtures/
-make_electra.py) against the state dicts transformers 4.57's ``load_tf_weights_in_electra`` made of it."""
+"""google-research/electra TF1 pretraining checkpoint (written by TensorFlow's Saver, tests/families/electra/
+make_fixtures.py) against the state dicts transformers 4.57's ``load_tf_weights_in_electra`` made of it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import bridge
 from tests.conftest import run_cli
 
-SOURCE = Path(__file__).resolve().parents[1] / "fixtures" / "electra-tf1"
+SOURCE = Path(__file__).resolve().parents[2] / "fixtures" / "electra-tf1"
 
 
 def _values(path: Path) -> dict[str, np.ndarray]:
