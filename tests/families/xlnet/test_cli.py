@@ -1,8 +1,8 @@
 """zihangdai/xlnet TF1 checkpoints -> transformers XLNet* classes: check, convert, verify, load, forward.
 
 Oracles: ``tests/fixtures/xlnet-tf1/*/oracle-4.57.safetensors``, the state dicts transformers 4.57's own
-``load_tf_weights_in_xlnet`` made from the same checkpoints (tests/fixtures/make_xlnet.py), and transformers 5's
-loader (``output_loading_info``).  The real files are CyberZHG/keras-xlnet's test checkpoints in
+``load_tf_weights_in_xlnet`` made from the same checkpoints (tests/families/xlnet/make_fixtures.py), and
+transformers 5's loader (``output_loading_info``).  The real files are CyberZHG/keras-xlnet's test checkpoints in
 ``../shared/fixtures/keras-xlnet-tf1``.
 """
 
@@ -20,7 +20,7 @@ import bridge
 from bridge.check import check
 from bridge.cli import cli
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "xlnet-tf1"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "xlnet-tf1"
 REAL = ("test_checkpoint_pre", "test_checkpoint_tune")
 
 
