@@ -9,7 +9,7 @@ import pytest
 
 from bridge.families.google_bert.pack import CLASSES, PACK
 
-CONFIG = json.loads((Path(__file__).resolve().parents[2] / "examples/tiny-bert/bert_config.json").read_text())
+CONFIG = json.loads((Path(__file__).resolve().parents[3] / "examples/tiny-bert/bert_config.json").read_text())
 
 
 @pytest.mark.parametrize("class_name", sorted(CLASSES))
