@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from bridge.check import check
-from tests.cli._seq2seq_modules import seq2seq_variables, write_hub_module
 from tests.conftest import run_cli
+from tests.families.seq2seq.hub_modules import seq2seq_variables, write_hub_module
 
 EXTRA = "module/bert/decoder/layer_0/attention/mystery/kernel"
 
@@ -247,7 +247,7 @@ def test_unusable_vocabulary_is_named(modules, tmp_path):
     assert "assets/vocab.txt has neither [CLS]/[SEP]/[PAD] nor <s>/</s>/<pad>: generate() tokens not set" in text
 
 
-SENTENCEPIECE = Path(__file__).resolve().parents[1] / "fixtures" / "sentencepiece"
+SENTENCEPIECE = Path(__file__).resolve().parents[2] / "fixtures" / "sentencepiece"
 
 
 def test_sentencepiece_pieces_read_as_sentencepiece_lists_them():
