@@ -27,7 +27,7 @@ def test_keras_sources_against_the_twin(golden, at_sources, name, source):
         CliRunner().invoke(cli, ["check", source, "--to", "pytorch", "--target", "twins.py:twin", "--json"]).output
     )
     filled = {m["target"] for m in plan["matched"]} | {m["name"] for m in plan["missing"]}
-    from tests.keras import twins
+    from tests.families.keras import twins
 
     assert filled == set(twins.twin().state_dict())
     assert all(m["expected"] for m in plan["missing"]) and plan["mismatched"] == []

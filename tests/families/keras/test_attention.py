@@ -29,7 +29,7 @@ def test_attention_to_pytorch_loads_strict_and_computes_the_same(at_sources, fmt
     import keras
     import safetensors.torch
 
-    from tests.keras import twins
+    from tests.families.keras import twins
 
     plan = bridge.check(at_sources[fmt], to="pytorch", target=TWIN)
     assert plan.ok and not plan.gaps
@@ -76,7 +76,7 @@ def test_pytorch_attention_to_keras_and_round_trip_are_bit_exact(at_sources, tmp
     and Keras -> PyTorch -> Keras gives every value back."""
     import safetensors.torch
 
-    from tests.keras import twins
+    from tests.families.keras import twins
 
     state = {k: v.clone() for k, v in twins.twin_attention().state_dict().items()}
     state["attn.in_proj_bias"] = torch.linspace(-1, 1, 24)  # torch initialises it to zeros
@@ -108,7 +108,7 @@ def test_attention_against_a_reference_state_dict_infers_the_module(at_sources, 
     """No factory: the module is known by its parameter names (in_proj_weight; out_proj is part of it)."""
     import safetensors.torch
 
-    from tests.keras import twins
+    from tests.families.keras import twins
 
     safetensors.torch.save_file(twins.twin_attention().state_dict(), tmp_path / "ref.safetensors")
     plan = bridge.check(at_sources["attention-weights"], to="pytorch", target=str(tmp_path / "ref.safetensors"))

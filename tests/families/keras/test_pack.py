@@ -34,7 +34,7 @@ def _keras_output(at_sources, x):
 def test_every_source_format_to_pytorch_loads_strict_and_computes_the_same(at_sources, fmt, tmp_path, torch):
     import safetensors.torch
 
-    from tests.keras import twins
+    from tests.families.keras import twins
 
     result = bridge.convert(at_sources[fmt], to="pytorch", out=tmp_path / "pt", target=TWIN)
     assert result.plan.ok and result.files == ["model.safetensors"]
@@ -90,7 +90,7 @@ def test_gru_embedding_conv1d_to_pytorch(at_sources, tmp_path, torch):
 )
 def test_round_trip_keras_pytorch_keras_is_bit_exact(at_sources, tmp_path, name, torch_factory, keras_factory):
     """Keras -> PyTorch -> Keras 3 .weights.h5 that Keras itself loads, every value equal."""
-    from tests.keras import twins
+    from tests.families.keras import twins
 
     bridge.convert(at_sources[name], to="pytorch", out=tmp_path / "pt", target=torch_factory)
     result = bridge.convert(
@@ -119,7 +119,7 @@ def _trained(tmp_path, factory):
     """A twin's own (random, trained-like) state dict: both torch biases of its RNNs non-zero."""
     import safetensors.torch
 
-    from tests.keras import twins
+    from tests.families.keras import twins
 
     state = {k: v.clone() for k, v in getattr(twins, factory)().state_dict().items()}
     safetensors.torch.save_file(state, tmp_path / "trained.safetensors")

@@ -36,7 +36,7 @@ def keras_sources(tf, tmp_path_factory) -> dict[str, Path]:
     import keras
     import tf_keras
 
-    from tests.keras import twins
+    from tests.families.keras import twins
 
     # Keras names layers from process-wide counters (dense, dense_1, ...): start them afresh, so that the
     # names in these files (and in the golden reports) do not depend on which tests ran before.
