@@ -15,7 +15,7 @@ import pytest
 import bridge
 from tests.conftest import run_cli
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 FIXTURES = REPO / "tests" / "fixtures"
 TF_BERT = FIXTURES / "hf-tf-bert"  # TFBertModel.save_pretrained
 TF_PRETRAINING = FIXTURES / "hf-tf-bert-pretraining"  # TFBertForPreTraining.save_pretrained

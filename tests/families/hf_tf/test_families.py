@@ -1,5 +1,5 @@
 """The generic hf-tf road (``bridge/families/hf_tf/generic_pack.py``) against what transformers 4.57.6 itself wrote and
-converted: ``tests/fixtures/hf-tf-families/<TFClass>/`` (see its SOURCE.txt and ``make_hf_tf_families.py``).
+converted: ``tests/fixtures/hf-tf-families/<TFClass>/`` (see its SOURCE.txt and ``make_fixtures.py``).
 
 Oracles: 4.57's own TF -> PyTorch conversion (``pt/model.safetensors``, read by safetensors), the TF model's outputs
 on a fixed batch (``io.npz``), and transformers 5's ``from_pretrained`` + forward on bridge's output."""
@@ -15,8 +15,8 @@ import pytest
 
 from tests.conftest import run_cli
 
-FAMILIES_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "hf-tf-families"
-UNSUPPORTED = Path(__file__).resolve().parents[1] / "fixtures" / "hf-tf-unsupported" / "TFTransfoXLModel"
+FAMILIES_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "hf-tf-families"
+UNSUPPORTED = Path(__file__).resolve().parents[2] / "fixtures" / "hf-tf-unsupported" / "TFTransfoXLModel"
 TF_CLASSES = sorted(p.name for p in FAMILIES_DIR.iterdir() if p.is_dir())
 
 
@@ -128,11 +128,11 @@ def _tf_statistics(tf_class: str) -> dict[str, np.ndarray]:
 # Tensors bridge writes that 4.57's save_pretrained left out (its _keys_to_ignore_on_save): compared with
 # transformers 5's own values in the family's tests, never silently skipped.  TF class -> PyTorch names.
 NOT_SAVED_BY_4 = {
-    # sinusoid tables transformers rebuilt on load (tests/cli/test_hf_tf_seq2seq.py: equal to 5's own)
+    # sinusoid tables transformers rebuilt on load (tests/families/hf_tf/test_seq2seq.py: equal to 5's own)
     "TFMarianMTModel": {"model.encoder.embed_positions.weight", "model.decoder.embed_positions.weight"},
     # MobileBERT's TF LM head keeps its own decoder matrix, which PyTorch ties to the word embeddings: bridge writes
     # the TF variable (the tie check proved it byte-equal to the embeddings), 4.57 saved the tie once
-    # (tests/cli/test_hf_tf_text.py: equal to the embeddings and to the TF variable)
+    # (tests/families/hf_tf/test_text.py: equal to the embeddings and to the TF variable)
     "TFMobileBertForMaskedLM": {"cls.predictions.decoder.weight"},
     "TFMobileBertForPreTraining": {"cls.predictions.decoder.weight"},
 }

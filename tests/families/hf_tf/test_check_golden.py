@@ -9,8 +9,7 @@ import sys
 import pytest
 
 import bridge
-
-from .conftest import REPO
+from tests.golden.conftest import REPO
 
 TF_BERT = "tests/fixtures/hf-tf-bert/tf_model.h5"
 TF_PRETRAINING = "tests/fixtures/hf-tf-bert-pretraining/tf_model.h5"

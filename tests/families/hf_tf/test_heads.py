@@ -18,7 +18,7 @@ from click.testing import CliRunner
 import bridge
 from bridge.cli import cli
 
-HEADS_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "hf-tf-heads"
+HEADS_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "hf-tf-heads"
 TF_CLASSES = sorted(p.name for p in HEADS_DIR.iterdir())
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import run_cli
 
-FAMILIES_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "hf-tf-families"
+FAMILIES_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "hf-tf-families"
 
 
 def _check(tf_class: str) -> str:

@@ -1,6 +1,6 @@
 """What the text families of the generic hf-tf road (``bridge/families/hf_tf/data/text.py``) do beyond the generic
 rules, as ``check`` explains it and as the converted values show; every class's bit-for-bit and forward proof is
-``test_hf_tf_families.py``.  Fixtures: ``tests/fixtures/hf-tf-families/`` (written by transformers 4.57.6, see its
+``test_families.py``.  Fixtures: ``tests/fixtures/hf-tf-families/`` (written by transformers 4.57.6, see its
 SOURCE.txt); h5py (the real HDF5 library) reads the TF side, safetensors the PyTorch side."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import run_cli
 
-FAMILIES_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "hf-tf-families"
+FAMILIES_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "hf-tf-families"
 
 
 def _check(tf_class: str, *extra: str, code: int = 0) -> str:

@@ -1,6 +1,6 @@
 """The seq2seq group of the generic hf-tf road (bridge/families/hf_tf/data/seq2seq.py): what its plans explain.
 
-tests/cli/test_hf_tf_families.py proves every fixture (bit for bit against transformers 4.57's own conversion,
+tests/families/hf_tf/test_families.py proves every fixture (bit for bit against transformers 4.57's own conversion,
 transformers 5's load and forward against the TF outputs); these tests read the plans: shared embeddings saved
 outside the model scope and again under T5's encoder and decoder, BART's final_logits_bias, mT5's untied LM head,
 XLNet's einsum weights, Whisper's convolutions, Marian's and Pegasus' sinusoid tables.  Oracles: the h5 read by
@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import run_cli
 
-FAMILIES_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "hf-tf-families"
+FAMILIES_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "hf-tf-families"
 
 
 def _check(tf_class: str, *args: str, code: int = 0) -> str:
