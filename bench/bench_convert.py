@@ -45,7 +45,7 @@ model = TFT5ForConditionalGeneration.from_config(T5Config(**json.loads(sys.argv[
 model(model.dummy_inputs)
 model.save_pretrained(sys.argv[1])
 """
-# transformers 4.x's own TF -> PyTorch road for the same files (as tests/fixtures/make_hf_tf_families.py runs it;
+# transformers 4.x's own TF -> PyTorch road for the same files (as tests/families/hf_tf/make_fixtures.py runs it;
 # 4.57's from_pretrained(from_tf=True) leaves meta tensors that its save_pretrained cannot write).
 HF_TF_LEGACY = """
 import sys

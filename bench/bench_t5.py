@@ -4,8 +4,8 @@ slots, transpose, write safetensors): wall time and peak RSS of each, as whole p
 
     python bench/bench_t5.py [--work bench/_work] [--repeats 3] [--tf-python PATH] [--size base|small]
 
-The checkpoint is written once (tests/fixtures/make_t5.py's layout, T5 v1.1-base sizes: d_model 768, 12 heads of
-64, d_ff 2048 gated, 12 + 12 blocks, vocab 32128) by TensorFlow's sharded Saver in a child process.  The TF script
+The checkpoint is written once (tests/families/t5/make_fixtures.py's layout, T5 v1.1-base sizes: d_model 768, 12 heads
+of 64, d_ff 2048 gated, 12 + 12 blocks, vocab 32128) by TensorFlow's sharded Saver in a child process.  The TF script
 runs with ``--tf-python`` (a Python with TensorFlow and safetensors), else bench_convert.py's transformers 4.x venv.
 """
 
@@ -69,7 +69,7 @@ def t5_checkpoint(work: Path, size: str) -> Path:
         )
         import json
 
-        make = REPO / "tests" / "fixtures" / "make_t5.py"
+        make = REPO / "tests" / "families" / "t5" / "make_fixtures.py"
         subprocess.run([sys.executable, "-c", code, str(make), str(folder), json.dumps(SIZES[size])], check=True)
     return folder
 

@@ -26,7 +26,6 @@ from bridge.core.model import Checkpoint, TensorRecord
 from bridge.core.outputs import OutTensor, write_config
 from bridge.core.packs import RulePack
 from bridge.core.plan import Plan
-from bridge.core.registry import resolve
 from bridge.core.source import as_path, local_only
 from bridge.core.stream import cpu_count, using_workers
 from bridge.core.transforms import Transform, assemble, parse
@@ -395,8 +394,9 @@ def _write_tensorflow(
         )
     order = {name: i for i, name in enumerate(plan.target.tensors)}
     tensors = sorted(tensors, key=lambda t: order[t.name])  # the layout's own order (Keras' weight order)
-    write = resolve(output.writer)
-    shard = {"max_shard_size": max_shard_size} if max_shard_size else {}  # asked of writers that shard only
+    write = output.writer
+    # asked of writers that shard only
+    shard: dict[str, Any] = {"max_shard_size": max_shard_size} if max_shard_size else {}
     if shard and "max_shard_size" not in inspect.signature(write).parameters:
         raise UsageError(
             f"The {output.format} layout ({output.weights}) is written as one file",

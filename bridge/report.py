@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from bridge.contents import InspectReport, ScopeRow
     from bridge.core.model import Checkpoint
     from bridge.core.pad_rows import PadRow
-    from bridge.verify_report import VerifyReport
+    from bridge.core.verify_report import VerifyReport
 
 
 def note_line(note: str) -> str:

@@ -22,12 +22,11 @@ from bridge.api import load
 from bridge.check import check
 from bridge.core import dtypes
 from bridge.core.plan import Assumption
-from bridge.core.registry import resolve
 from bridge.core.source import as_path
 from bridge.core.transforms import assemble, parse
+from bridge.core.verify_report import ForwardContext, VerifyReport
 from bridge.quiet import quietly
 from bridge.rules import get_pack
-from bridge.verify_report import ForwardContext, VerifyReport
 
 
 @quietly
@@ -149,7 +148,7 @@ def verify(
                 strip_prefix,
                 add_prefix,
             )
-            resolve(pack.forward_check)(report, context)
+            pack.forward_check(report, context)
     return report
 
 

@@ -36,7 +36,7 @@ def bert_shapes(config: dict[str, int]) -> dict[str, tuple[int, ...]]:
     The table lives in the google-bert rule pack; it is pinned there against a real
     google-research checkpoint (../shared/fixtures/keras-bert-tiny-tf1, tests/golden).
     """
-    from bridge.rules.bert import tf_layout
+    from bridge.families.google_bert.pack import tf_layout
 
     return tf_layout(config, ("pooler", "mlm", "nsp"))
 

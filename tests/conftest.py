@@ -132,4 +132,4 @@ def tf():
 
 # Keras sources are written once per session for every directory that uses them: Keras numbers
 # layers from a process-wide counter, so a second writing would name them differently.
-from tests.keras.sources import keras_sources  # noqa: E402, F401
+from tests.families.keras.sources import keras_sources  # noqa: E402, F401

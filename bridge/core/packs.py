@@ -1,6 +1,7 @@
 """The pack interface: what a family of checkpoints declares so that generic code never names it.
 
-The packs themselves live in :mod:`bridge.rules` (one module per family); this module is their shape.
+The packs themselves live in ``bridge/families/<family>/pack.py``, listed by :mod:`bridge.rules`; this module is
+their shape.
 
 A rule is data: a regular expression matched in full against a TF-side name, a
 ``str.format`` template for the PyTorch-side name (``{1}`` is group 1, with ``/``
@@ -12,14 +13,17 @@ direction enumerates the TF layout and inverts each transform.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Container, Iterable
+from collections.abc import Callable, Collection, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from bridge.core.transforms import Transform, parse
+
+if TYPE_CHECKING:
+    from bridge.core.verify_report import ForwardContext, VerifyReport
 
 
 @dataclass(frozen=True)
@@ -111,17 +115,36 @@ class Buffer:
     value: Callable[[tuple[int, ...]], np.ndarray]  # the value the target computes for a buffer of this shape
 
 
-@dataclass(frozen=True)
-class Output:
-    """How ``convert`` writes a pack's TF-side layout: the writer is an import string, so the core names no adapter.
+class TensorWriter(Protocol):
+    """A TF-side writer (:mod:`bridge.rules.writers`, which imports the adapter only when called).
 
-    The writer is called as ``function(path, tensors, *, metadata, on_tensor) -> list[Path]`` with the planned
-    tensors in the layout's order and the target's metadata; with ``--max-shard-size``, also ``max_shard_size``
-    (bytes), which a writer that shards declares as a keyword parameter.
+    Called with the planned tensors in the layout's order and the target's metadata; with ``--max-shard-size``,
+    also ``max_shard_size`` (bytes), which a writer that shards declares as a keyword parameter.
     """
 
+    def __call__(
+        self,
+        path: Path,
+        tensors: Sequence[Any],
+        *,
+        metadata: Mapping[str, Any],
+        on_tensor: Callable[[Any], None] | None = None,
+    ) -> list[Path]: ...
+
+
+class ForwardCheck(Protocol):
+    """The forward comparison ``verify`` runs for a pack: it fills the report (:mod:`bridge.core.verify_report`).
+    A pack names it through its family's ``hooks.py``, which imports the check only when called."""
+
+    def __call__(self, report: VerifyReport, ctx: ForwardContext, /) -> None: ...
+
+
+@dataclass(frozen=True)
+class Output:
+    """How ``convert`` writes a pack's TF-side layout (the writer: :class:`TensorWriter`)."""
+
     format: str  # the ``--format`` value that names these files
-    writer: str  # "module:function"
+    writer: TensorWriter
     weights: str  # the weights file (or checkpoint prefix) the writer gets, in the output directory
     config: str | None = None  # the config file the pack's ``tf_config`` fills
     note: str | None = None  # how to load the result, for the report
@@ -200,10 +223,8 @@ class RulePack:
         model_types: the transformers model types (``config.json``'s ``model_type``) whose checkpoints this pack
             converts: the family table (``docs/families.md``) is made from them.
         layout: the source layout, in a few words (``tf_model.h5``, ``google-research TF1 checkpoint``).
-        forward_check: ``"module:function"`` of the forward comparison ``verify`` runs (a reference
-            forward), or None: values only.  Called as ``function(report, context)`` (a
-            :class:`~bridge.verify_report.ForwardContext`); see
-            :func:`bridge.verify.verify`.
+        forward_check: the forward comparison ``verify`` runs (a reference forward, :class:`ForwardCheck`), or
+            None: values only.  Called as ``forward_check(report, context)``; see :func:`bridge.verify.verify`.
         word_embeddings: the family's word-embedding table (:class:`WordEmbeddings`): which tensor it is,
             the default pad id, whether it is tied; ``inspect --stats``, ``check`` and ``convert`` report its
             padding row (:mod:`bridge.core.pad_rows`).
@@ -241,7 +262,7 @@ class RulePack:
     source_heads: Callable[[dict[str, tuple[int, ...]], dict[str, Any]], tuple[list[str], int | None]] | None = None
     tf_default: bool = False
     tf_output: Output | None = None
-    forward_check: str | None = None
+    forward_check: ForwardCheck | None = None
     model_types: tuple[str, ...] = ()
     layout: str = ""
     word_embeddings: WordEmbeddings | None = None

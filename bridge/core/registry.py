@@ -1,8 +1,8 @@
 """Import strings: how a registry names code without importing it.
 
-``"tf_side.bundle:read_checkpoint"`` names a function that is imported only when it is used, so a table of formats,
-a pack's writer or forward check, or a framework side of ``unused`` costs nothing until a path or a model asks for
-it (and the floor that holds the table names no module above it).
+``"tf_side.bundle:read_checkpoint"`` names a function that is imported only when it is used, so a table of formats
+or of the framework sides of ``unused`` costs nothing until a path or a model asks for it.  (A pack's writer and
+forward check are typed callables instead: :class:`bridge.core.packs.TensorWriter`, ``ForwardCheck``.)
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""Rule packs, one module per family: ``bert`` (google-research BERT), ``hf_tf`` (transformers' TF layout),
-``hf_tf_generic`` (the same layout for other transformers families),
-``seq2seq`` (TF-Hub BERT seq2seq), ``keras`` (Keras layers against a PyTorch twin), and ``user`` (rule files).
+"""Rule packs: the floor that lists them.  Each family's pack is ``bridge/families/<family>/pack.py``
+(``google_bert``: google-research BERT, ``hf_tf``: transformers' TF layout, of BERT and, generically, of other
+transformers families, ``seq2seq``: TF-Hub BERT seq2seq, ``keras``: Keras layers against a PyTorch twin, ...);
+here live what they share (:mod:`bridge.rules.layouts`, :mod:`bridge.rules.writers`) and ``user`` (rule files).
 
 A rule is data: a regular expression matched in full against a TF-side name, a ``str.format`` template for the
 PyTorch-side name, and a named transform (:mod:`bridge.core.transforms`).  The pack's shape is
@@ -29,7 +30,16 @@ __all__ = [
 
 def packs() -> list[RulePack]:
     """Every pack, in the order detection breaks ties."""
-    from bridge.rules import albert, bert, electra, gpt2, hf_tf, hf_tf_generic, keras, seq2seq, t5, xlnet
+    from bridge.families.albert import pack as albert
+    from bridge.families.electra import pack as electra
+    from bridge.families.google_bert import pack as bert
+    from bridge.families.gpt2 import pack as gpt2
+    from bridge.families.hf_tf import generic_pack as hf_tf_generic
+    from bridge.families.hf_tf import pack as hf_tf
+    from bridge.families.keras import pack as keras
+    from bridge.families.seq2seq import pack as seq2seq
+    from bridge.families.t5 import pack as t5
+    from bridge.families.xlnet import pack as xlnet
 
     return [
         bert.PACK,

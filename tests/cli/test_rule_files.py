@@ -103,7 +103,7 @@ def test_python_rule_file_may_define_a_whole_pack(tmp_path):
     path = tmp_path / "pack.py"
     path.write_text(
         "from bridge.rules import Rule, RulePack\n"
-        "from bridge.rules.bert import PACK as BERT\n"
+        "from bridge.families.google_bert.pack import PACK as BERT\n"
         "import dataclasses\n"
         "PACK = dataclasses.replace(BERT, name='my-bert', rules=(Rule('nothing', 'x'),) + BERT.rules)\n"
     )

@@ -14,19 +14,20 @@ from click.testing import CliRunner
 
 from bridge.cli import cli
 
-GOLDEN = Path(__file__).resolve().parent / "files"
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def golden(monkeypatch):
-    """Run the CLI from the repository root (relative paths in reports) and compare with a golden file."""
+def golden(monkeypatch, request):
+    """Run the CLI from the repository root (relative paths in reports) and compare with a golden file, in the
+    ``files/`` folder beside the test module (``tests/golden/files``, ``tests/families/<family>/files``)."""
     monkeypatch.chdir(REPO)
+    golden_files = Path(request.fspath).resolve().parent / "files"
 
     def run(name: str, args: list[str], exit_code: int) -> str:
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == exit_code, result.output
-        path = GOLDEN / name
+        path = golden_files / name
         if os.environ.get("BRIDGE_UPDATE_GOLDEN") == "1":
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(result.output)

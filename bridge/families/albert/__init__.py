@@ -1,0 +1,1 @@
+"""google-research ALBERT TF1 checkpoints (``albert``)."""

@@ -1,0 +1,1 @@
+"""google-research ELECTRA TF1 checkpoints (``electra``)."""

@@ -1,0 +1,1 @@
+"""openai/gpt-2 TF1 checkpoints (``openai-gpt2``)."""

@@ -1,0 +1,15 @@
+"""The openai-gpt2 pack's ways up to the floors above the rules: each imports its module only when called."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bridge.core.verify_report import ForwardContext, VerifyReport
+
+
+def forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
+    """:func:`bridge.families.gpt2.forward_check.gpt2_forward_check`."""
+    from bridge.families.gpt2.forward_check import gpt2_forward_check
+
+    gpt2_forward_check(report, ctx)

@@ -1,0 +1,290 @@
+"""transformers' TensorFlow layout (``tf_model.h5``) of families other than BERT -> transformers PyTorch classes.
+
+One generic road, per-family data.  ``TF<Class>.save_pretrained`` writes a Keras 2 HDF5 weights file whose dataset
+names are ``<top layer>/<model scope>/<layer path>/<variable>:0``::
+
+    distilbert/tf_distil_bert_for_sequence_classification/distilbert/transformer/layer_._0/ffn/lin1/kernel:0
+    classifier/tf_distil_bert_for_sequence_classification/classifier/kernel:0
+    transformer/tfgpt2lm_head_model/transformer/h_._0/attn/c_attn/weight:0
+
+(names read from files transformers 4.57.6 wrote, ``tests/fixtures/hf-tf-families/``).  The layer path is the
+PyTorch module path with ``_._N`` for a list index; the variable names the PyTorch parameter: a ``Dense``
+``kernel`` is the transposed ``weight``, LayerNorm ``gamma``/``beta`` are ``weight``/``bias``, an embedding matrix is
+``weight`` or ``embeddings``.  The rules below say exactly that for every family; the target class's own names
+come from transformers itself (built on the meta device), so a name these rules produce that the class lacks is a
+gap in the plan, never a guess.  What a family does differently is data in :data:`FAMILIES` (GPT-2's Conv1D keeps
+its ``[in, out]`` weight and stores its bias as ``[1, out]``).
+
+A top layer other than the main one that holds the main layer's embeddings (RoBERTa's ``lm_head``: its decoder is
+the word-embedding matrix) saves them a second time: those are the same variables, stored once.
+
+Some families save variables outside the model scope (T5's ``shared/shared/shared/embeddings:0``, BART's
+``model/model.shared/model.shared/embeddings:0`` and ``final_logits_bias/final_logits_bias:0``): those are
+whole-name rules of the family (``Family.unscoped``), and the pack claims a file only through a name under a mapped
+family's model scope (its ``signature``), so an unmapped family that saves the same names is still refused.
+
+Families of transformers' TF layout that no pack maps are refused by name (:func:`refuses`), never converted by a
+guessed mapping.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.core.packs import Buffer, Copy, Head, Optional_, Rule, RulePack
+from bridge.core.transforms import Transform
+from bridge.families.hf_tf.data import REMOVED_IN_5, Family, seq2seq, snake, text, vision
+
+FAMILIES = text.FAMILIES + seq2seq.FAMILIES + vision.FAMILIES
+
+# The variable -> the PyTorch parameter, and how the value changes.
+_LEAVES = (
+    ("kernel", "weight", "transpose"),
+    ("gamma", "weight", "identity"),
+    ("beta", "bias", "identity"),
+    ("embeddings", "weight", "identity"),
+    ("weight", "weight", "identity"),
+    ("bias", "bias", "identity"),
+    ("moving_mean", "running_mean", "identity"),  # batch norm's statistics: PyTorch's buffers
+    ("moving_variance", "running_var", "identity"),
+)
+# batch norm's step counter has no TF variable: newly initialised, zeros
+_BATCH_NORM_STEPS = Optional_(
+    r".*\.num_batches_tracked", "batch norm's step counter: no TF variable, newly initialised (zeros)", "zeros"
+)
+_MAX_DEPTH = 2  # list indices (``_._N``) in one name that the rules expand
+
+
+def _path_rx(depth: int) -> tuple[str, str]:
+    """A layer path with ``depth`` list indices, and the PyTorch template of its groups (``{}`` numbered later)."""
+    if depth == 0:
+        return r"([^:]+?)", "{}"
+    return r"([^:]+?)" + r"_\._(\d+)/([^:]+?)" * depth, ".".join(["{}"] * (2 * depth + 1))
+
+
+def _number(template: str) -> str:
+    """``{}.{}.weight`` -> ``{1}.{2}.weight``: Rule templates number their groups."""
+    parts = template.split("{}")
+    return "".join(p + (f"{{{i}}}" if i < len(parts) else "") for i, p in enumerate(parts, 1))
+
+
+def _pt_levels(path: str) -> str:
+    """transformers' own TF -> PyTorch level conventions beyond list indices: ``$1___$2`` is ``$2`` (MobileBERT's
+    top layer ``predictions___cls`` is PyTorch's ``cls``), ``_._`` separates levels (XLM's ``pred_layer_._proj``
+    is ``pred_layer.proj``)."""
+    return re.sub(r"[^./]*___", "", path).replace("_._", ".")
+
+
+@dataclass(frozen=True)
+class _Renamed(Rule):
+    """A rule of a family: transformers' level conventions (:func:`_pt_levels`), then the renames of transformers 5
+    (``encoder.layer.0.attention.attention.query`` -> ``layers.0.attention.q_proj``) for the class the source's
+    scope names, in order."""
+
+    family: Family | None = None
+
+    def apply(self, name: str) -> tuple[str, Transform] | None:
+        hit = super().apply(name)
+        if hit is None or self.family is None:
+            return hit
+        target = _pt_levels(hit[0])
+        if not self.family.renames:
+            return target, hit[1]
+        scope = _scope([name])
+        cls = next((c for c in self.family.classes if snake("TF" + c) == scope), "")
+        for cls_rx, rx, replacement in self.family.renames:
+            if re.fullmatch(cls_rx, cls):
+                target = re.sub(rx, replacement, target)
+        return target, hit[1]
+
+
+def _family_rules(family: Family) -> tuple[Rule, ...]:
+    scope = family.scope_rx + r"(?:_\d+)?"  # Keras adds _1, _2 to a repeated scope
+    # ``<top>/<scope>/<top>/...``: the top layer names itself again; another top holding the main layer is a copy
+    tops = (re.escape(t) for t in (family.main, *family.heads))
+    start = "(?:" + "|".join(rf"(?:{top}/)?{scope}/(?={top}/)" for top in tops) + ")"
+    if family.unread:  # never mapped: :func:`_family_unread` explains them
+        start = rf"(?!(?:[^/]+/)?{scope}/(?:{'|'.join(path for path, _ in family.unread)}):0$)" + start
+    leaves = [*family.rules, *((re.escape(leaf), f"{param}", how) for leaf, param, how in _LEAVES)]
+    needs = os.path.commonprefix([snake("TF" + c) for c in family.classes])  # in every name of its scopes
+    out: list[Rule] = []
+    for leaf, param, transform in leaves:  # the family's exceptions first: the first rule that matches wins
+        for depth in range(_MAX_DEPTH, -1, -1):
+            path, template = _path_rx(depth)
+            source, target = f"{start}{path}/{leaf}:0", _number(f"{template}.{param}")
+            out.append(_Renamed(source, target, transform, needs, family))
+    return tuple(out)
+
+
+def _family_copies(family: Family) -> tuple[Copy, ...]:
+    main = re.escape(family.main)
+    return (
+        Copy(
+            rf"(?!{main}/)[^/]+/({family.scope_rx}(?:_\d+)?/{main}/.+)",
+            f"a head's copy of the {family.main} layer's variables (a tied decoder): the same variables, stored once",
+            owner=rf"{family.main}/\1",
+        ),
+    )
+
+
+def _family_unread(family: Family) -> tuple[Copy, ...]:
+    scope = family.scope_rx + r"(?:_\d+)?"
+    return tuple(
+        Copy(rf"(?:[^/]+/)?{scope}/{path}:0", f"never read by the TF forward: {why}") for path, why in family.unread
+    )
+
+
+def _family_heads(family: Family) -> tuple[Head, ...]:
+    # no family in the label: the matcher may find a head by its PyTorch prefix (`lm_head.`), which families share
+    return tuple(
+        Head(
+            f"{head} (top layer)",
+            rf"{re.escape(head)}/{family.scope_rx}(?:_\d+)?/{re.escape(head)}/.+",
+            _pt_levels(head) + ".",
+        )
+        for head in family.heads
+    ) + _main_heads(family)
+
+
+def _main_heads(family: Family) -> tuple[Head, ...]:
+    """Parts of the main layer a class may lack (a pooler), dropped with the reason like a task head."""
+    main = re.escape(family.main)
+    return tuple(
+        Head(
+            f"{family.main}.{_pt_levels(part.replace('/', '.'))} ({family.model_type}, a part of the main layer)",
+            rf"(?:{main}/)?{family.scope_rx}(?:_\d+)?/{main}/{re.escape(part)}/.+",
+            f"{family.main}.{_pt_levels(part.replace('/', '.'))}.",
+        )
+        for part in family.main_heads
+    )
+
+
+def _unscoped_rules(family: Family) -> tuple[Rule, ...]:
+    return tuple(Rule(rx, template, how) for rx, template, how in family.unscoped)
+
+
+def _unscoped_copies(family: Family) -> tuple[Copy, ...]:
+    return tuple(Copy(rx, reason, owner=owner) for rx, owner, reason in family.unscoped_copies)
+
+
+def _unscoped_heads(family: Family) -> tuple[Head, ...]:
+    return tuple(Head(f"{head} (top layer)", rf"{re.escape(head)}/[^:]+:0", head) for head in family.unscoped_heads)
+
+
+def _signature() -> str:
+    """A name under one of the mapped families' model scopes: the unscoped rules (``model/model.shared/...``,
+    which unmapped families such as Blenderbot save too) never make the pack claim another family's file."""
+    return "(?:^|/)(?:" + "|".join(f.scope_rx for f in FAMILIES) + r")(?:_\d+)?/"
+
+
+def _scope(names: Iterable[str]) -> str | None:
+    """The model scope of a ``tf_model.h5`` (``tf_distil_bert_for_sequence_classification``), without Keras' ``_N``."""
+    for name in names:
+        m = re.match(r"(?:[^/]+/)?(tf[a-z0-9_]*?)(?:_\d+)?/", name)
+        if m:
+            return m.group(1)
+    return None
+
+
+def family_of(names: Iterable[str]) -> Family | None:
+    scope = _scope(names)
+    if scope is None:
+        return None
+    return next((f for f in FAMILIES if re.fullmatch(f.scope_rx, scope)), None)
+
+
+def default_target(names: Iterable[str]) -> str | None:
+    """The class named by the model scope (``tf_distil_bert_for_sequence_classification``), else the base class."""
+    names = list(names)
+    family, scope = family_of(names), _scope(names)
+    if family is None:
+        return None
+    return next((c for c in family.classes if snake("TF" + c) == scope), family.classes[0])
+
+
+def saved_class(config: dict[str, Any], names: Iterable[str]) -> str | None:
+    """config.json's ``architectures`` (transformers' TF ``save_pretrained`` writes the class without ``TF``),
+    when it is of the family the file's scope names: another family's class would be a wrong mapping."""
+    saved = config.get("architectures")
+    name = saved[0] if isinstance(saved, list) and saved and isinstance(saved[0], str) else None
+    family = family_of(names)
+    if name is None or family is None:
+        return None
+    name = name.removeprefix("TF")
+    return name if name in family.classes else None
+
+
+def refuses(names: Iterable[str], config: dict[str, Any]) -> str | None:
+    """A transformers ``tf_model.h5`` of a family no pack maps: which family, for a refusal by name; of a mapped
+    family, a config value its constraints do not convert (:attr:`Family.constraints`)."""
+    names = list(names)
+    family = family_of(names)
+    if family is not None:
+        return _violated(family, config)
+    scope = _scope(names)
+    if scope is None or not scope.startswith("tf"):
+        return None
+    saved = config.get("architectures")
+    arch = saved[0] if isinstance(saved, list) and saved and isinstance(saved[0], str) else None
+    family = config.get("model_type") if isinstance(config.get("model_type"), str) else None
+    if family is None and arch is None:
+        return None  # not a transformers save_pretrained: a plain Keras model, for the Keras pack
+    what = f"the transformers family `{family or '?'}` (TF{(arch or '?').removeprefix('TF')}, scope `{scope}`)"
+    if family in REMOVED_IN_5:
+        return f"{what} is not supported: {REMOVED_IN_5[family]}"
+    known = ", ".join(["bert", *(f.model_type for f in FAMILIES)])
+    return f"{what} is not supported by the hf-tf rules yet (they map: {known})"
+
+
+def _violated(family: Family, config: dict[str, Any]) -> str | None:
+    for key, allowed, why in family.constraints:
+        if key in config and config[key] != allowed:
+            return (
+                f"`{key}` is {config[key]!r} in this {family.model_type} config: {why}, so the converted model would "
+                f"compute otherwise than the TF one (only {key} = {allowed!r} converts)"
+            )
+    return None
+
+
+def config_from_source(shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, Any], list[str]]:
+    """No inference from shapes: these classes have more sizes than their tensors show (heads, epsilons,
+    activations), and transformers' defaults would be a wrong model.  ``save_pretrained`` writes config.json."""
+    raise KeyError("config.json (the one transformers' save_pretrained writes beside tf_model.h5)")
+
+
+def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], list[str]]:
+    """The ``config.json`` beside ``tf_model.h5`` is already a transformers config: only the class changes."""
+    return dict(config, architectures=[class_name]), []
+
+
+PACK = RulePack(
+    name="hf-tf-generic",
+    description="transformers TF (tf_model.h5) of "
+    + ", ".join(f.model_type for f in FAMILIES)
+    + " <-> their transformers PyTorch classes",
+    rules=tuple(rule for family in FAMILIES for rule in _family_rules(family) + _unscoped_rules(family)),
+    heads=tuple(head for family in FAMILIES for head in _family_heads(family) + _unscoped_heads(family)),
+    copies=tuple(
+        copy
+        for family in FAMILIES
+        for copy in (*_family_copies(family), *_family_unread(family), *_unscoped_copies(family))
+    ),
+    optional=(
+        _BATCH_NORM_STEPS,
+        *(Optional_(rx, reason, fill) for family in FAMILIES for rx, reason, fill in family.optional),
+    ),
+    buffers=tuple(Buffer(rx, reason, value) for family in FAMILIES for rx, reason, value in family.buffers),
+    signature=_signature(),
+    targets={name: layout for family in FAMILIES for name, layout in family.layouts.items()},
+    default_target=default_target,
+    config_from_source=config_from_source,
+    saved_class=saved_class,
+    refuses=refuses,
+    pt_config=pt_config,
+    model_types=tuple(dict.fromkeys(t for f in FAMILIES for t in (f.model_type, *f.also))),  # DPR: 3 of 1 type
+    layout="tf_model.h5",
+)

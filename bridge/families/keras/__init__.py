@@ -1,0 +1,1 @@
+"""Keras layers against a PyTorch twin (``keras``)."""

@@ -1,0 +1,1 @@
+"""TF-Hub BERT seq2seq modules (``bertseq2seq``)."""

@@ -1,0 +1,1 @@
+"""Mesh TensorFlow T5 / mT5 checkpoints (``t5``)."""

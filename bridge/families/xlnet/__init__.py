@@ -1,0 +1,1 @@
+"""zihangdai/xlnet TF1 checkpoints (``xlnet``)."""

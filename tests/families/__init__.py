@@ -1,0 +1,1 @@
+"""Tests of the families, one folder each (beside ``bridge/families/<family>/``)."""
