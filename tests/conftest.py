@@ -17,6 +17,20 @@ SHARED_FIXTURES = Path(os.environ.get("BRIDGE_SHARED_FIXTURES", REPO.parent / "s
 STRICT_SKIPS = os.environ.get("BRIDGE_STRICT_SKIPS") == "1"
 
 
+def updating_golden() -> bool:
+    """Whether ``BRIDGE_UPDATE_GOLDEN=1`` asks the golden tests to rewrite their files. Refused under CI (``CI``
+    set, as `.ci/run` does): there a rewrite would compare each file with what it just wrote and always pass."""
+    if os.environ.get("BRIDGE_UPDATE_GOLDEN") != "1":
+        return False
+    if os.environ.get("CI"):
+        pytest.fail(
+            "BRIDGE_UPDATE_GOLDEN=1 is refused when CI is set: golden files are regenerated on a development "
+            "machine and the diff reviewed; unset BRIDGE_UPDATE_GOLDEN (or CI) and run again",
+            pytrace=False,
+        )
+    return True
+
+
 def _fail_if_strict(report: pytest.TestReport | pytest.CollectReport) -> None:
     if not (STRICT_SKIPS and report.skipped) or hasattr(report, "wasxfail"):
         return
