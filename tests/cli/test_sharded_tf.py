@@ -70,14 +70,15 @@ def test_a_shard_that_disagrees_with_the_index_is_exit_2(tmp_path: Path):
     assert "disagree" in output and "pooler/dense/bias" in output
 
 
-def test_write_equals_what_transformers_4_wrote(tmp_path: Path):
+@pytest.mark.parametrize("tf_class", TF_CLASSES)  # two families, two limits, two shard counts
+def test_write_equals_what_transformers_4_wrote(tmp_path: Path, tf_class: str):
     """PyTorch -> transformers' sharded tf_model.h5 at the limit 4.57 was given: the same files, the same index,
     the same datasets in each file, the same values."""
-    tf_dir = SHARDED / "TFBertModel" / "tf"
+    tf_dir = SHARDED / tf_class / "tf"
     out = tmp_path / "out"
     run_cli(
-        "convert", str(SHARDED / "TFBertModel" / "pt"), "--to", "tensorflow", "--target", "hf-tf",
-        "--max-shard-size", str(_limit("TFBertModel")), "-o", str(out),
+        "convert", str(SHARDED / tf_class / "pt"), "--to", "tensorflow", "--target", "hf-tf",
+        "--max-shard-size", str(_limit(tf_class)), "-o", str(out),
     )  # fmt: skip
     theirs = sorted(p.name for p in tf_dir.iterdir() if p.name.startswith("tf_model"))
     assert sorted(p.name for p in out.iterdir() if p.name.startswith("tf_model")) == theirs
@@ -90,7 +91,7 @@ def test_write_equals_what_transformers_4_wrote(tmp_path: Path):
             assert list(ours) == list(want), name
             for key, value in want.items():
                 assert ours[key].dtype == value.dtype and ours[key].tobytes() == value.tobytes(), (name, key)
-    assert "verdict: PASS" in run_cli("verify", str(SHARDED / "TFBertModel" / "pt"), str(out), "--no-forward")
+    assert "verdict: PASS" in run_cli("verify", str(SHARDED / tf_class / "pt"), str(out), "--no-forward")
 
 
 def test_a_limit_above_the_model_writes_one_tf_model_h5(tmp_path: Path):
