@@ -51,6 +51,26 @@ def pytest_make_collect_report(collector: pytest.Collector):  # type: ignore[no-
     _fail_if_strict(outcome.get_result())
 
 
+# Marked `slow` (left out by `make test-fast`): over ~5 s each on the 2-core development machine, measured with
+# `pytest -n 2 --durations=60`. A file marks every test in it, FILE::NAME one test and all its parametrizations.
+SLOW: frozenset[str] = frozenset()
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """needs_tf/needs_torch from the fixtures a test requests (directly or through others: `tf`, `torch` skip with
+    the reason where the framework is absent), slow from SLOW."""
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        if "tf" in fixtures:
+            item.add_marker(pytest.mark.needs_tf)
+        if "torch" in fixtures:
+            item.add_marker(pytest.mark.needs_torch)
+        path, name = item.nodeid.split("::", 1)[0], item.nodeid.split("[", 1)[0]
+        if path in SLOW or name in SLOW:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def shared_fixtures() -> Path:
     """``../shared/fixtures`` (third-party files written by real frameworks); skip when absent."""
