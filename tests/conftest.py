@@ -53,7 +53,46 @@ def pytest_make_collect_report(collector: pytest.Collector):  # type: ignore[no-
 
 # Marked `slow` (left out by `make test-fast`): over ~5 s each on the 2-core development machine, measured with
 # `pytest -n 2 --durations=60`. A file marks every test in it, FILE::NAME one test and all its parametrizations.
-SLOW: frozenset[str] = frozenset()
+SLOW = frozenset(
+    {
+        # whole files: a session or module fixture of tens of seconds (Keras sources, 4.57 conversions, ranks)
+        "tests/cli/test_hf_tf_families.py",
+        "tests/cli/test_quiet.py",
+        "tests/cli/test_readme.py",
+        "tests/cli/test_torchrun.py",
+        "tests/fuzz/test_fuzz.py",
+        "tests/golden/test_check_keras.py",
+        "tests/keras/test_keras_attention.py",
+        "tests/keras/test_keras_pack.py",
+        "tests/pt_side/test_dcp.py",
+        # single tests
+        "tests/cli/test_hf_tf_seq2seq.py::test_ctrl_lm_head_is_a_bias_over_the_tied_embedding",
+        "tests/cli/test_hf_tf_seq2seq.py::test_openai_gpt_double_heads_embeddings_fill_the_lm_head_they_are_tied_to",
+        "tests/cli/test_hf_tf_seq2seq.py::test_round_2_verify_compares_every_value",
+        "tests/cli/test_hf_tf_seq2seq.py::test_speech2text_lm_head_kernel_is_the_embedding_transposed_stored_once",
+        "tests/cli/test_hf_tf_seq2seq.py::test_verify_compares_every_value_and_says_values_only",
+        "tests/cli/test_hf_tf_text.py::test_deberta_v2_conv_kernel_and_relative_position_table",
+        "tests/cli/test_hf_tf_text.py::test_electra_generator_and_discriminator_heads",
+        "tests/cli/test_hf_tf_text.py::test_esm_rotary_frequencies_once_and_the_unread_position_table",
+        "tests/cli/test_hf_tf_text.py::test_funnel_blocks_and_relative_attention_variables",
+        "tests/cli/test_hf_tf_text.py::test_mlm_heads_named_dollar1___dollar2_are_pytorch_cls",
+        "tests/cli/test_hf_tf_vision.py::test_clip_logit_scale_is_a_scalar_and_one_tower_classes_drop_the_tower_prefix",
+        "tests/cli/test_inspect_cli.py::test_tf2_object_checkpoint_is_grouped_by_readable_path",
+        "tests/cli/test_light.py::test_inspect_works_with_frameworks_unimportable",
+        "tests/cli/test_seq2seq.py::test_check_explains_structure",
+        "tests/cli/test_seq2seq.py::test_no_prefix_advice_that_would_not_match",
+        "tests/cli/test_t5.py::test_check_and_convert_need_no_framework",
+        "tests/cli/test_unused_cli.py::test_ddp_flag_shows_ddp_message",
+        "tests/fuzz/test_damaged.py::test_legacy_pickle_declaring_a_4_gib_string",
+        "tests/fuzz/test_damaged.py::test_num_shards_claiming_2_to_the_31_does_not_hang",
+        "tests/fuzz/test_damaged.py::test_partitioned_variable_declaring_16_gib",
+        "tests/fuzz/test_damaged.py::test_sparse_hdf5_dataset_declaring_16_gib",
+        "tests/fuzz/test_damaged.py::test_torch_stride_zero_view_declaring_16_gib",
+        "tests/golden/test_golden_updates.py",
+        "tests/pt_side/test_unused.py::test_ddp_raises_for_the_pooler_and_not_after_the_fix",
+        "tests/pt_side/test_watch.py::test_ddp_two_gloo_ranks_union_shown_once_equals_find_unused",
+    }
+)
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks

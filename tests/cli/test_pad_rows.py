@@ -37,7 +37,8 @@ def pad_one_bert(tf, tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = {"hidden_size": 8, "intermediate_size": 12, "max_position_embeddings": 16, "num_attention_heads": 2,
               "num_hidden_layers": 1, "type_vocab_size": 2, "vocab_size": 30, "hidden_act": "gelu"}  # fmt: skip
     folder = tmp_path_factory.mktemp("pad-one")
-    write_tf1_checkpoint(folder / "bert_model.ckpt", bert_variables(config, np.random.default_rng(5)), adam=False, step=1)
+    values = bert_variables(config, np.random.default_rng(5))
+    write_tf1_checkpoint(folder / "bert_model.ckpt", values, adam=False, step=1)
     (folder / "bert_config.json").write_text(json.dumps(config))
     vocab = ["[UNK]", "[PAD]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{k}" for k in range(25)]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")

@@ -535,7 +535,8 @@ def test_flipped_data_byte_names_the_tensor(
     with bridge.load(damaged) as ckpt:
         offset = int(ckpt[tensor].location.split(" @ ")[1])
     _flip(_data(damaged), offset + byte)
-    with pytest.raises(tf.errors.OpError, match="Checksum does not match"):  # TensorFlow's own reader agrees the bytes are damaged
+    # TensorFlow's own reader agrees the bytes are damaged
+    with pytest.raises(tf.errors.OpError, match="Checksum does not match"):
         tf.train.load_checkpoint(str(damaged)).get_tensor(tensor)
     with bridge.load(damaged) as ckpt:  # opening reads no values
         with pytest.raises(CorruptCheckpoint) as info:
