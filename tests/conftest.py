@@ -66,6 +66,9 @@ SLOW = frozenset(
         "tests/keras/test_keras_pack.py",
         "tests/pt_side/test_dcp.py",
         # single tests
+        "tests/cli/test_albert.py::test_convert_equals_transformers_4_loader_and_loads_in_5",
+        "tests/cli/test_cli_hygiene.py::test_next_line_config",
+        "tests/cli/test_cli_hygiene.py::test_next_line_target_class",
         "tests/cli/test_hf_tf_seq2seq.py::test_ctrl_lm_head_is_a_bias_over_the_tied_embedding",
         "tests/cli/test_hf_tf_seq2seq.py::test_openai_gpt_double_heads_embeddings_fill_the_lm_head_they_are_tied_to",
         "tests/cli/test_hf_tf_seq2seq.py::test_round_2_verify_compares_every_value",
