@@ -58,7 +58,7 @@ PYTEST       := $(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses 8 --di
 test: $(VENV)/.test
 	$(PYTEST)
 
-# The inner loop: everything but the tests marked slow (docs/development.md), under a minute on 2 cores.
+# The inner loop: everything but the tests marked slow (docs/development.md): about a minute on 2 idle cores.
 test-fast: $(VENV)/.test
 	$(PYTEST) -m "not slow"
 
