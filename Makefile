@@ -6,14 +6,15 @@ BIN    := $(VENV)/bin
 TOOLS  := .venv-tools/bin
 
 # torch's CPU build: PyPI's `torch` on Linux is the multi-GB CUDA build, so torch comes alone from PyTorch's CPU
-# index (machines that hold the wheel on disk find it there first).
-TORCH_CPU       := torch==2.13.0+cpu
+# index when that index answers a 3 s probe; otherwise (offline, or behind a mirror) from a wheel pip finds without
+# it (find-links, a local index), asked once with no retries. macOS's CPU build has no `+cpu` tag.
+TORCH_CPU       := torch==2.13.0$(if $(filter Darwin,$(shell uname -s)),,+cpu)
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 TEST_FRAMEWORKS := tensorflow-cpu==2.21.0 tf-keras==2.21.0 "transformers>=5,<6"
 # lint and typecheck need neither the frameworks nor the test venv.
 TOOL_PINS := ruff==0.17.6 mypy==2.4.1 types-PyYAML
 
-.PHONY: demo test lint typecheck wheel-smoke ci bench fuzz clean
+.PHONY: demo test test-fast lint typecheck wheel-smoke ci bench fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +25,11 @@ $(VENV)/.core: $(BIN)/python pyproject.toml
 	@touch $@
 
 $(VENV)/.test: $(VENV)/.core
-	$(BIN)/python -m pip install -q --retries 1 --extra-index-url $(TORCH_CPU_INDEX) "$(TORCH_CPU)"
+	@if $(BIN)/python -c "import urllib.request as r; r.urlopen('$(TORCH_CPU_INDEX)/torch/', timeout=3)" 2>/dev/null; \
+	then $(BIN)/python -m pip install -q --retries 1 --extra-index-url $(TORCH_CPU_INDEX) "$(TORCH_CPU)"; \
+	else echo "$(TORCH_CPU_INDEX) did not answer: $(TORCH_CPU) from the wheels pip finds without it"; \
+	     $(BIN)/python -m pip install -q --retries 0 "$(TORCH_CPU)" || { echo "no $(TORCH_CPU) wheel found: reach" \
+	     "$(TORCH_CPU_INDEX) (or set TORCH_CPU_INDEX to a mirror) or put the wheel where pip finds it"; exit 1; }; fi
 	$(BIN)/python -m pip install -q "$(TORCH_CPU)" $(TEST_FRAMEWORKS) -e ".[test]"
 	@touch $@
 
@@ -45,8 +50,17 @@ demo: $(VENV)/.core
 	@echo "installs them), drop --no-forward to compare a forward pass too. Run bridge as $(BIN)/bridge, or activate"
 	@echo "the venv (. $(BIN)/activate): a plain 'bridge' may be iproute2's; 'ckpt-bridge' is the same command."
 
+# Both cores (more where there are more, up to 8: each worker holds TensorFlow and torch, about 1.5 GB); tests that
+# share a file or a port are kept on one worker by `xdist_group` (--dist loadgroup).
+TEST_WORKERS ?= auto
+PYTEST       := $(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses 8 --dist loadgroup
+
 test: $(VENV)/.test
-	$(BIN)/python -m pytest
+	$(PYTEST)
+
+# The inner loop: everything but the tests marked slow (docs/development.md): about a minute on 2 idle cores.
+test-fast: $(VENV)/.test
+	$(PYTEST) -m "not slow"
 
 lint: .venv-tools/.ready
 	$(TOOLS)/ruff check bridge tf_side pt_side tests bench examples

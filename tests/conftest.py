@@ -17,6 +17,20 @@ SHARED_FIXTURES = Path(os.environ.get("BRIDGE_SHARED_FIXTURES", REPO.parent / "s
 STRICT_SKIPS = os.environ.get("BRIDGE_STRICT_SKIPS") == "1"
 
 
+def updating_golden() -> bool:
+    """Whether ``BRIDGE_UPDATE_GOLDEN=1`` asks the golden tests to rewrite their files. Refused under CI (``CI``
+    set, as `.ci/run` does): there a rewrite would compare each file with what it just wrote and always pass."""
+    if os.environ.get("BRIDGE_UPDATE_GOLDEN") != "1":
+        return False
+    if os.environ.get("CI"):
+        pytest.fail(
+            "BRIDGE_UPDATE_GOLDEN=1 is refused when CI is set: golden files are regenerated on a development "
+            "machine and the diff reviewed; unset BRIDGE_UPDATE_GOLDEN (or CI) and run again",
+            pytrace=False,
+        )
+    return True
+
+
 def _fail_if_strict(report: pytest.TestReport | pytest.CollectReport) -> None:
     if not (STRICT_SKIPS and report.skipped) or hasattr(report, "wasxfail"):
         return
@@ -35,6 +49,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
 def pytest_make_collect_report(collector: pytest.Collector):  # type: ignore[no-untyped-def]
     outcome = yield  # a module-level skip (importorskip at import time) skips a whole file
     _fail_if_strict(outcome.get_result())
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """needs_tf/needs_torch from the fixtures a test requests (directly or through others: `tf`, `torch` skip with
+    the reason where the framework is absent).  `slow` (over ~5 s on 2 cores, measured with `--durations`) is marked
+    in the test files themselves, beside the tests it slows."""
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        if "tf" in fixtures:
+            item.add_marker(pytest.mark.needs_tf)
+        if "torch" in fixtures:
+            item.add_marker(pytest.mark.needs_torch)
 
 
 @pytest.fixture(scope="session")

@@ -112,6 +112,7 @@ def test_source_format_skips_detection(tmp_path):
     assert _invoke("check", weights, "--to", "pytorch", "--format", "safetensors").exit_code == 2  # still works
 
 
+@pytest.mark.slow
 def test_next_line_config(forward_frameworks, tmp_path):
     source = tmp_path / "ckpt"  # no bert_config.json beside it: --config is the only config
     shutil.copytree(EXAMPLE, source)
@@ -124,6 +125,7 @@ def test_next_line_config(forward_frameworks, tmp_path):
     assert "forward sequence_output" in result.output
 
 
+@pytest.mark.slow
 def test_next_line_target_class(forward_frameworks, tmp_path):
     args, result = _convert_then_next(
         str(EXAMPLE), "--to", "pytorch", "--target", "BertModel", "-o", str(tmp_path / "o")

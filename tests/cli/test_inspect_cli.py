@@ -92,6 +92,7 @@ def test_formats_json(runner):
     assert names[:2] == ["tf-checkpoint", "saved-model"] and "safetensors" in names
 
 
+@pytest.mark.slow
 def test_tf2_object_checkpoint_is_grouped_by_readable_path(tf, runner, tmp_path):
     import keras
 

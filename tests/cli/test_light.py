@@ -99,6 +99,7 @@ print(json.dumps([[r.exit_code, r.output[-300:]] for r in out]))
 """
 
 
+@pytest.mark.slow
 def test_inspect_works_with_frameworks_unimportable(tmp_path):
     """TF1 checkpoints and safetensors files are read with neither TensorFlow nor torch importable."""
     import numpy as np

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
@@ -73,11 +74,12 @@ def test_a_shard_that_disagrees_with_the_index_is_exit_2(tmp_path: Path):
 def test_write_equals_what_transformers_4_wrote(tmp_path: Path):
     """PyTorch -> transformers' sharded tf_model.h5 at the limit 4.57 was given: the same files, the same index,
     the same datasets in each file, the same values."""
-    tf_dir = SHARDED / "TFBertModel" / "tf"
+    tf_class = "TFBertModel"  # the one family whose hf-tf layout bridge writes
+    tf_dir = SHARDED / tf_class / "tf"
     out = tmp_path / "out"
     run_cli(
-        "convert", str(SHARDED / "TFBertModel" / "pt"), "--to", "tensorflow", "--target", "hf-tf",
-        "--max-shard-size", str(_limit("TFBertModel")), "-o", str(out),
+        "convert", str(SHARDED / tf_class / "pt"), "--to", "tensorflow", "--target", "hf-tf",
+        "--max-shard-size", str(_limit(tf_class)), "-o", str(out),
     )  # fmt: skip
     theirs = sorted(p.name for p in tf_dir.iterdir() if p.name.startswith("tf_model"))
     assert sorted(p.name for p in out.iterdir() if p.name.startswith("tf_model")) == theirs
@@ -90,7 +92,65 @@ def test_write_equals_what_transformers_4_wrote(tmp_path: Path):
             assert list(ours) == list(want), name
             for key, value in want.items():
                 assert ours[key].dtype == value.dtype and ours[key].tobytes() == value.tobytes(), (name, key)
-    assert "verdict: PASS" in run_cli("verify", str(SHARDED / "TFBertModel" / "pt"), str(out), "--no-forward")
+    assert "verdict: PASS" in run_cli("verify", str(SHARDED / tf_class / "pt"), str(out), "--no-forward")
+
+
+@pytest.fixture(scope="module")
+def bert_24(torch, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second source for the sharded writers, made here by transformers 5: other shapes and values than 4.57's
+    fixture (hidden 24, 3 layers, vocab 50, seed 7), saved by save_pretrained (safetensors)."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(7)
+    config = transformers.BertConfig(vocab_size=50, hidden_size=24, num_hidden_layers=3, num_attention_heads=3,
+                                     intermediate_size=40, max_position_embeddings=20)  # fmt: skip
+    folder = tmp_path_factory.mktemp("bert-24")
+    transformers.BertModel(config).save_pretrained(folder)
+    return folder
+
+
+def _shards(out: Path, index_name: str, limit: int, read: Callable[[Path], dict[str, np.ndarray]]):
+    """Every tensor of a sharded output, each shard read by ``read`` (the format's own reader) and checked against
+    the index: the names the index gives it, within the limit unless it holds one tensor, the total size."""
+    index = json.loads((out / index_name).read_text())
+    shards = sorted(set(index["weight_map"].values()))
+    n = len(shards)
+    assert n >= 3 and shards == [name for name in sorted(p.name for p in out.iterdir()) if f"-of-{n:05d}" in name]
+    values: dict[str, np.ndarray] = {}
+    for shard in shards:
+        part = read(out / shard)
+        assert {name for name, file in index["weight_map"].items() if file == shard} == set(part), shard
+        assert sum(v.nbytes for v in part.values()) <= limit or len(part) == 1, shard
+        values.update(part)
+    assert index["metadata"]["total_size"] == sum(v.nbytes for v in values.values())
+    return values
+
+
+def _h5_shard(path: Path) -> dict[str, np.ndarray]:
+    """A tf_model.h5 shard by h5py, under the index's names (the model's scope before each dataset path)."""
+    datasets = _datasets(path)
+    assert list(datasets.pop("@layer_names")) == sorted(datasets)
+    return {f"tf_bert_model/{name}": value for name, value in datasets.items()}
+
+
+@pytest.mark.parametrize("writer", ["safetensors", "tf_model.h5"])
+def test_a_second_bert_is_sharded_within_the_limit_and_loses_nothing(bert_24: Path, tmp_path: Path, writer: str):
+    """Both sharded writers on the transformers 5 BERT: every shard within 3000 bytes (as transformers' greedy
+    rule), the index naming what each file holds, and every source tensor's values in some shard (kernels
+    transposed), read by safetensors' and h5py's own readers."""
+    from safetensors.numpy import load_file
+
+    limit, out = 3000, tmp_path / "out"
+    target = ["--to", "pytorch"] if writer == "safetensors" else ["--to", "tensorflow", "--target", "hf-tf"]
+    run_cli("convert", str(bert_24), *target, "--max-shard-size", str(limit), "-o", str(out))
+    if writer == "safetensors":
+        written = _shards(out, "model.safetensors.index.json", limit, load_file)
+    else:
+        written = _shards(out, "tf_model.h5.index.json", limit, _h5_shard)
+    source = load_file(bert_24 / "model.safetensors")
+    held = {v.tobytes() for v in written.values()}
+    for name, value in source.items():
+        assert value.tobytes() in held or value.T.copy().tobytes() in held, name
+    assert len(written) == len(source)
 
 
 def test_a_limit_above_the_model_writes_one_tf_model_h5(tmp_path: Path):

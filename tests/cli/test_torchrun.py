@@ -18,6 +18,8 @@ from bridge.convert import convert
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "tiny-bert"
+# torchrun's rendezvous listens on one fixed port (29500): two of these jobs at once would meet each other.
+pytestmark = [pytest.mark.xdist_group("torchrun"), pytest.mark.slow]
 
 
 def _torchrun(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

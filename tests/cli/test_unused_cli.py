@@ -93,6 +93,7 @@ def test_non_model_is_exit_2(tmp_path):
     assert result.exit_code == 2 and "Not a model" in result.output
 
 
+@pytest.mark.slow
 def test_ddp_flag_shows_ddp_message(torch):
     pytest.importorskip("transformers")
     result = _run(f"{PT_MODELS}:bert_pooler", "--ddp", "--json")

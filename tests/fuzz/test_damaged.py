@@ -114,6 +114,7 @@ def test_keras_archive_with_damaged_deflate_stream(tmp_path: Path) -> None:
     _refused(path, "inspect", "--json", path)
 
 
+@pytest.mark.slow
 def test_sparse_hdf5_dataset_declaring_16_gib(tmp_path: Path) -> None:
     import h5py
 
@@ -197,6 +198,7 @@ def test_torch_zip_with_impossible_header_offset(tmp_path: Path) -> None:
     _refused(path, "inspect", "--json", path)
 
 
+@pytest.mark.slow
 def test_torch_stride_zero_view_declaring_16_gib(tmp_path: Path, torch) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "expanded.pt"
     small = torch.arange(3, dtype=torch.float32).reshape(3, 1).expand(3, 5)  # stride (1, 0)
@@ -210,6 +212,7 @@ def test_torch_stride_zero_view_declaring_16_gib(tmp_path: Path, torch) -> None:
     assert done.returncode == 2 and "Value would inflate past the memory limit" in done.stderr, done.stderr
 
 
+@pytest.mark.slow
 def test_legacy_pickle_declaring_a_4_gib_string(tmp_path: Path) -> None:
     import pickletools
 
@@ -274,6 +277,7 @@ def _rewrite_index(index: Path, change) -> None:  # type: ignore[no-untyped-def]
     index.write_bytes(build_table(sorted(change(entries))))
 
 
+@pytest.mark.slow
 def test_num_shards_claiming_2_to_the_31_does_not_hang(tmp_path: Path) -> None:
     from tf_side.proto import encode_int_field
 
@@ -289,6 +293,7 @@ def test_num_shards_claiming_2_to_the_31_does_not_hang(tmp_path: Path) -> None:
     assert done.returncode == 0 and "data shard(s) the index needs are missing" in done.stdout, done.stderr
 
 
+@pytest.mark.slow
 def test_partitioned_variable_declaring_16_gib(tmp_path: Path) -> None:
     from tf_side.bundle import encode_slice_key
     from tf_side.proto import encode_bytes_field, encode_int_field

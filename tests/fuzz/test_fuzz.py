@@ -24,6 +24,8 @@ from tests.fuzz.harness import (
     worker,
 )
 
+pytestmark = pytest.mark.slow  # over ~5 s on 2 cores: `make test-fast` leaves it out
+
 # What each seed is read as: the mutants must start from a file the reader takes for what it is.
 SEED_FORMATS = {
     "tf1": "tf-checkpoint",

@@ -1,18 +1,18 @@
 """Golden reports: CLI output compared with committed files.
 
 Regenerate after an intended change with ``BRIDGE_UPDATE_GOLDEN=1 pytest tests/golden``
-and review the diff; never edit the files by hand.
+and review the diff; never edit the files by hand. Refused when ``CI`` is set (`.ci/run` sets it).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from bridge.cli import cli
+from tests.conftest import updating_golden
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -28,7 +28,7 @@ def golden(monkeypatch, request):
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == exit_code, result.output
         path = golden_files / name
-        if os.environ.get("BRIDGE_UPDATE_GOLDEN") == "1":
+        if updating_golden():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(result.output)
         assert result.output == path.read_text()

@@ -7,10 +7,10 @@ Regenerate with ``BRIDGE_UPDATE_GOLDEN=1 pytest tests/golden/test_family_table.p
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from bridge.rules import packs
+from tests.conftest import updating_golden
 
 REPO = Path(__file__).resolve().parents[2]
 TABLE = REPO / "docs" / "families.md"
@@ -59,7 +59,7 @@ def render() -> str:
 
 def test_the_family_table_is_what_the_packs_convert(transformers) -> None:
     text = render()
-    if os.environ.get("BRIDGE_UPDATE_GOLDEN") == "1":
+    if updating_golden():
         TABLE.write_text(text)
     assert TABLE.read_text() == text
 

@@ -7,6 +7,8 @@ state and a step counter; rank 0 also writes every full tensor to ORACLE (safete
 ``load DIR EXPECTED.safetensors``: each rank loads the checkpoint with ``torch.distributed.checkpoint.load`` into a
 state dict of the expected names, the first half as ``Shard(0)`` DTensors and the rest as full tensors, and exits
 non-zero unless every value equals EXPECTED bit for bit.
+``save-uneven DIR ORACLE.safetensors``: a second sharded checkpoint, other shapes and dtypes, every split uneven and
+one along columns (``Shard(1)``), with its full tensors in ORACLE.
 ``save-bert DIR GB``: a BERT-shaped model of about GB GiB, sharded across the ranks (bench/bench_dcp.py).
 """
 
@@ -81,6 +83,28 @@ def _save(rank: int, store: str, out: str, oracle: str) -> None:
     dist.destroy_process_group()
 
 
+def _save_uneven(rank: int, store: str, out: str, oracle: str) -> None:
+    import torch
+    import torch.distributed as dist
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    mesh = _init(rank, store)
+    g = torch.Generator().manual_seed(5)
+    full = {  # (tensor, sharded dimension): 13 columns as 7 + 6, 11 rows as 6 + 5, 9 as 5 + 4
+        "proj.weight": (torch.randn(5, 13, generator=g), 1),
+        "table": (torch.randn(11, 3, generator=g, dtype=torch.float64), 0),
+        "counts": (torch.arange(9, dtype=torch.int32) * 3 - 7, 0),
+    }
+    dcp.save({"model": {k: distribute_tensor(v, mesh, [Shard(d)]) for k, (v, d) in full.items()}}, checkpoint_id=out)
+    if rank == 0:
+        from safetensors.torch import save_file
+
+        save_file({f"model.{k}": v for k, (v, _) in full.items()}, oracle)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def _save_bert(rank: int, store: str, out: str, gb: float) -> None:
     """A BERT-shaped model of about ``gb`` GiB (hidden 1024, as many layers as fit), float32, every matrix sharded
     across the ranks, saved as ``{"model": state_dict}`` with its config.json beside it (the DCP bench)."""
@@ -144,6 +168,8 @@ def _rank(rank: int, mode: str, store: str, args: list[str]) -> None:
         _save_bert(rank, store, args[0], float(args[1]))
     elif mode == "save":
         _save(rank, store, args[0], args[1])
+    elif mode == "save-uneven":
+        _save_uneven(rank, store, args[0], args[1])
     else:
         _load(rank, store, args[0], args[1])
 

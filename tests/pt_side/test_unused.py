@@ -113,6 +113,7 @@ def test_bad_steps_is_usage_error(models):
         bridge.find_unused(*models.relative_position(), steps=0)
 
 
+@pytest.mark.slow
 def test_ddp_raises_for_the_pooler_and_not_after_the_fix(torch):
     """Two gloo processes, ~20 s; each run is bounded by run_ddp_check's own timeout."""
     pytest.importorskip("transformers")

@@ -91,6 +91,7 @@ def test_hooks_are_removed_and_no_backward_is_noted(pt_models, torch):
     assert all(not getattr(p, "_post_accumulate_grad_hooks", None) for p in model.parameters())
 
 
+@pytest.mark.slow
 def test_ddp_two_gloo_ranks_union_shown_once_equals_find_unused(pt_models, torch, tmp_path):
     """Two gloo processes (~20 s) each train their own data under `bridge.watch(ddp_model)`."""
     pytest.importorskip("transformers")

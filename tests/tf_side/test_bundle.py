@@ -510,17 +510,41 @@ def test_corrupted_index_byte(damaged: Path) -> None:
     assert "copy or download the checkpoint again" in message
 
 
-def test_flipped_data_byte_names_the_tensor(damaged: Path) -> None:
+@pytest.fixture
+def damaged_tf2(tf: Any, tmp_path: Path) -> Path:
+    """A second bundle for the CRC check, written by TF2's object-based ``tf.train.Checkpoint``: float32 and float64
+    matrices of other shapes and values than the TF1 fixture's."""
+    rng = np.random.default_rng(11)
+    kernel = tf.Variable(rng.standard_normal((5, 7)).astype(np.float32))
+    table = tf.Variable(rng.standard_normal((3, 9)))
+    return Path(tf.train.Checkpoint(kernel=kernel, table=table).write(str(tmp_path / "ckpt")))
+
+
+@pytest.mark.parametrize(
+    ("bundle", "tensor", "byte", "intact"),
+    [
+        ("damaged", "dtypes/int32", 5, "dtypes/int16"),
+        ("damaged_tf2", "kernel/.ATTRIBUTES/VARIABLE_VALUE", 5 * 7 * 4 - 1, "table/.ATTRIBUTES/VARIABLE_VALUE"),
+    ],
+    ids=["tf1-saver-int32", "tf2-checkpoint-float32-last-byte"],
+)
+def test_flipped_data_byte_names_the_tensor(
+    request: pytest.FixtureRequest, tf: Any, bundle: str, tensor: str, byte: int, intact: str
+) -> None:
+    damaged = request.getfixturevalue(bundle)
     with bridge.load(damaged) as ckpt:
-        offset = int(ckpt["dtypes/int32"].location.split(" @ ")[1])
-    _flip(_data(damaged), offset + 5)
+        offset = int(ckpt[tensor].location.split(" @ ")[1])
+    _flip(_data(damaged), offset + byte)
+    # TensorFlow's own reader agrees the bytes are damaged
+    with pytest.raises(tf.errors.OpError, match="Checksum does not match"):
+        tf.train.load_checkpoint(str(damaged)).get_tensor(tensor)
     with bridge.load(damaged) as ckpt:  # opening reads no values
         with pytest.raises(CorruptCheckpoint) as info:
-            ckpt["dtypes/int32"].numpy()
+            ckpt[tensor].numpy()
         message = str(info.value)
-        assert message.startswith(f"Checksum mismatch in '{_data(damaged)}' for tensor `dtypes/int32`")
+        assert message.startswith(f"Checksum mismatch in '{_data(damaged)}' for tensor `{tensor}`")
         assert "the index says" in message and "copy or download the checkpoint again" in message
-        ckpt["dtypes/int16"].numpy()  # the others still read
+        ckpt[intact].numpy()  # the others still read
 
 
 def test_flipped_string_byte(damaged: Path) -> None:

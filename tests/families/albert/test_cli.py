@@ -35,6 +35,7 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
         (HUB_CLASSIFIER, "AlbertForSequenceClassification", "AlbertForSequenceClassification", ""),
     ],
 )
+@pytest.mark.slow
 def test_convert_equals_transformers_4_loader_and_loads_in_5(transformers, source, target, oracle, prefix, tmp_path):
     """Bit for bit the 4.57 loader's tensors (for AlbertForMaskedLM and AlbertModel, which that loader cannot
     fill from a pretraining checkpoint, the same tensors of its AlbertForPreTraining); transformers 5 loads the

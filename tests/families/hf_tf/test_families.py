@@ -15,6 +15,8 @@ import pytest
 
 from tests.conftest import run_cli
 
+pytestmark = pytest.mark.slow  # over ~5 s on 2 cores: `make test-fast` leaves it out
+
 FAMILIES_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "hf-tf-families"
 UNSUPPORTED = Path(__file__).resolve().parents[2] / "fixtures" / "hf-tf-unsupported" / "TFTransfoXLModel"
 TF_CLASSES = sorted(p.name for p in FAMILIES_DIR.iterdir() if p.is_dir())

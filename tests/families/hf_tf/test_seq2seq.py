@@ -139,6 +139,7 @@ def test_unscoped_names_never_claim_an_unmapped_family():
 @pytest.mark.parametrize(
     "tf_class", ["TFMT5ForConditionalGeneration", "TFT5Model", "TFBartModel", "TFWhisperModel", "TFXLNetLMHeadModel"]
 )
+@pytest.mark.slow
 def test_verify_compares_every_value_and_says_values_only(tf_class: str, tmp_path: Path):
     """Base models too: the output's names lack the prefix (``model.``) that the rules give, and the output's
     config.json names the class whose base-model prefix lines them up."""
@@ -159,6 +160,7 @@ def test_led_shared_embedding_is_saved_under_its_own_prefix():
     assert "lm_head.weight = led.shared.weight" in out and "verdict: OK" in out
 
 
+@pytest.mark.slow
 def test_ctrl_lm_head_is_a_bias_over_the_tied_embedding(tmp_path: Path):
     out = _check("TFCTRLLMHeadModel")
     assert "lm_head/tfctrllm_head_model/lm_head/bias:0 -> lm_head.bias  [squeeze(0)]" in out
@@ -168,6 +170,7 @@ def test_ctrl_lm_head_is_a_bias_over_the_tied_embedding(tmp_path: Path):
     assert "lm_head (top layer)" in out and "verdict: OK" in out
 
 
+@pytest.mark.slow
 def test_speech2text_lm_head_kernel_is_the_embedding_transposed_stored_once(tmp_path: Path):
     """TF Speech2Text saves its LM head's kernel beside the embedding its config ties it to: the same values in
     another layout are written once (as transformers saves a tie); values that differ contradict the config and are
@@ -195,6 +198,7 @@ def test_speech2text_lm_head_kernel_is_the_embedding_transposed_stored_once(tmp_
     assert "its values differ from" in out and "lm_head/kernel:0" in out
 
 
+@pytest.mark.slow
 def test_openai_gpt_double_heads_embeddings_fill_the_lm_head_they_are_tied_to(tmp_path: Path):
     """transformers 5 declares OpenAIGPTDoubleHeadsModel's LM head the source of the word embeddings (the other
     classes: the reverse); TF saves the embeddings: written once, under their own name, as 4.57 did."""
@@ -218,6 +222,7 @@ def test_openai_gpt_double_heads_embeddings_fill_the_lm_head_they_are_tied_to(tm
      "TFSpeech2TextForConditionalGeneration", "TFOpenAIGPTDoubleHeadsModel", "TFEncoderDecoderModel",
      "TFVisionEncoderDecoderModel"],
 )  # fmt: skip
+@pytest.mark.slow
 def test_round_2_verify_compares_every_value(tf_class: str, tmp_path: Path):
     source = str(FAMILIES_DIR / tf_class / "tf")
     run_cli("convert", source, "--to", "pytorch", "-o", str(tmp_path / "out"))

@@ -78,6 +78,7 @@ def test_albert_logits_bias_is_the_decoder_bias_tf_adds(tmp_path: Path, transfor
     assert np.array_equal(model.predictions.decoder.bias.detach().numpy(), ours["predictions.bias"])
 
 
+@pytest.mark.slow
 def test_electra_generator_and_discriminator_heads():
     out = _check("TFElectraForMaskedLM")
     assert "generator_lm_head/tf_electra_for_masked_lm/generator_lm_head/bias:0 -> generator_lm_head.bias" in out
@@ -92,6 +93,7 @@ def test_electra_generator_and_discriminator_heads():
     assert "discriminator_predictions.dense_prediction.weight [1, 8]: no source tensor" in out
 
 
+@pytest.mark.slow
 def test_deberta_v2_conv_kernel_and_relative_position_table(tmp_path: Path):
     tf_dir = FAMILIES_DIR / "TFDebertaV2ForMaskedLM" / "tf"
     out = _check("TFDebertaV2ForMaskedLM")
@@ -226,6 +228,7 @@ def test_roformer_causal_lm_converts_exactly_and_tf_never_masked_the_future(tmp_
     assert np.abs(masked[:, 0] - io["logits"][:, 0]).max() > 1e-5  # the fixture tells the two apart
 
 
+@pytest.mark.slow
 def test_mlm_heads_named_dollar1___dollar2_are_pytorch_cls():
     """`mlm___cls` (RoFormer, RemBERT, LayoutLM) and MobileBERT's `predictions___cls`/`seq_relationship___cls` are
     PyTorch's `cls`, by transformers' `$1___$2` convention."""
@@ -278,6 +281,7 @@ def test_convbert_separable_convolution_and_grouped_kernels(tmp_path: Path):
     np.testing.assert_array_equal(ours["encoder.layer.0.intermediate.dense.weight"], tf_kernel.transpose(2, 1, 0))
 
 
+@pytest.mark.slow
 def test_funnel_blocks_and_relative_attention_variables():
     """Funnel's encoder saves `blocks_._1_._0` (PyTorch's blocks.1.0, two list levels with no layer between) and
     its relative attention's own variables (`r_kernel` [d_model, heads, d_head], biases, `seg_embed`) as they are."""
@@ -291,6 +295,7 @@ def test_funnel_blocks_and_relative_attention_variables():
     assert "verdict: OK" in out and "funnel.decoder (funnel, a part of the main layer) dropped" in out
 
 
+@pytest.mark.slow
 def test_esm_rotary_frequencies_once_and_the_unread_position_table(tmp_path: Path):
     """Every TF ESM layer saves the rotary `inv_freq`; transformers 5 keeps one for the model: layer 0's becomes
     `esm.rotary_embeddings.inv_freq`, layer 1's is a copy, expected only while byte-equal.  The absolute position

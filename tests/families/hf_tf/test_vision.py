@@ -52,6 +52,7 @@ def test_swin_index_rebuilt_as_the_tf_file_holds_it():
     np.testing.assert_array_equal(swin_relative_position_index(stored.shape), stored)
 
 
+@pytest.mark.slow
 def test_clip_logit_scale_is_a_scalar_and_one_tower_classes_drop_the_tower_prefix():
     out = _check("TFCLIPModel")
     assert "clip/logit_scale:0 -> logit_scale  [squeeze(0)]" in out

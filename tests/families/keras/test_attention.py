@@ -7,6 +7,8 @@ import pytest
 
 import bridge
 
+pytestmark = pytest.mark.slow  # over ~5 s on 2 cores: `make test-fast` leaves it out
+
 TWIN = "twins.py:twin_attention"
 KERAS = "twins.py:keras_attention"
 

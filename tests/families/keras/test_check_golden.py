@@ -10,6 +10,8 @@ from click.testing import CliRunner
 
 from bridge.cli import cli
 
+pytestmark = pytest.mark.slow  # over ~5 s on 2 cores: `make test-fast` leaves it out
+
 
 @pytest.fixture
 def at_sources(golden, keras_sources, monkeypatch):

@@ -12,6 +12,8 @@ import bridge
 
 from .twins import EPS  # noqa: F401  (the twins' epsilon is Keras' default)
 
+pytestmark = pytest.mark.slow  # over ~5 s on 2 cores: `make test-fast` leaves it out
+
 TWIN = "twins.py:twin"
 KERAS = "twins.py:keras_convnet"
 FORMATS = ["weights", "keras", "tf2", "tf2-legacy", "h5-full", "h5-weights", "export", "saved-model-legacy"]

@@ -35,6 +35,7 @@ def transformers(torch):
     return pytest.importorskip("transformers")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["uncoupled", "coupled"])
 def test_check_explains_structure(modules, variant):
     text = run_cli("check", str(modules[variant]), "--to", "pytorch")
@@ -180,6 +181,7 @@ def test_convert_and_verify_any_prefix(transformers, modules, variant, tmp_path)
     assert "forward logits" in text and "verdict: PASS" in text
 
 
+@pytest.mark.slow
 def test_no_prefix_advice_that_would_not_match(modules):
     """Forced onto the BERT rules, a seq2seq checkpoint is all unmatched; `--add-prefix decoder.` would put the
     encoder's names into the decoder with the wrong shapes, so it is not advised."""

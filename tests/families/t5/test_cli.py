@@ -245,6 +245,7 @@ def test_per_block_relative_bias_is_a_gap(tf, tmp_path):
     assert "changes the model's math" in out and "block 0" in out and "verdict: GAPS" in out
 
 
+@pytest.mark.slow
 def test_check_and_convert_need_no_framework(tmp_path):
     """A Mesh TF checkpoint is planned and converted with neither TensorFlow nor torch importable."""
     invocations = [
