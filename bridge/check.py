@@ -188,19 +188,11 @@ def tf_layouts() -> dict[str, RulePack]:
 
 
 def _layout_not_reachable(ckpt: Checkpoint, pack: RulePack, target: str) -> UsageError:
-    """``--target LAYOUT`` that this source's rules cannot write: a layout of another pack (a TF source is read
-    by its own layout's rules, so it can go to PyTorch, and from there to any layout), or no layout at all."""
+    """``--target LAYOUT`` that this PyTorch source's rules cannot write: a layout of another pack, or no layout at
+    all (a TF source asked for a TF layout is refused before, by :func:`_same_side`)."""
     if target not in tf_layouts():
         known = ", ".join(tf_layouts())
         return UsageError(f"Unknown TensorFlow layout '{target}'", hint=f"Known: {known}, or a reference path")
-    if ckpt.framework != "pytorch":
-        return UsageError(
-            f"A TensorFlow source cannot be rewritten in the {target} layout directly",
-            path=ckpt.path,
-            detail=f"it already is a TensorFlow checkpoint, read with the {pack.name} rules; the {target} layout "
-            "is written from PyTorch names",
-            hint=f"Convert it --to pytorch first, then convert that output --to tensorflow --target {target}",
-        )
     return UsageError(
         f"The {target} layout does not fit this checkpoint",
         path=ckpt.path,
@@ -375,8 +367,12 @@ def resolve_target(ckpt: Checkpoint, pack: RulePack, to: str, target: str | None
             chosen=False,  # the heads are the source's: a head the layout has no place for is lost, not chosen
         )
     name = target or _saved_class(ckpt, pack, config)
+    # A TF source's own class, from its config (a tf_model.h5's `architectures`), is the source's choice: the heads
+    # its PyTorch counterpart lacks are the ones transformers itself drops when it converts that file.
+    chosen = target is not None
     if name is None and pack.saved_class is not None:
         name = pack.saved_class(config, [r.name for r in ckpt.values()])
+        chosen = name is not None
     if name is None and pack.default_target is not None:
         name = pack.default_target([r.name for r in ckpt.values()])
         name = _class_of_saved_type(ckpt, pack, config, name) or name
@@ -398,7 +394,7 @@ def resolve_target(ckpt: Checkpoint, pack: RulePack, to: str, target: str | None
             class_name=name,
             config=config,
             base_prefix=pack.base_prefix,
-            chosen=target is not None,
+            chosen=chosen,
         )
     from pt_side.targets import transformers_class_names, transformers_spec
 
@@ -410,7 +406,7 @@ def resolve_target(ckpt: Checkpoint, pack: RulePack, to: str, target: str | None
     if others is not None and name not in others:
         raise _unknown_class(name, pack, others)
     spec = transformers_spec(name, config)
-    spec.chosen = target is not None
+    spec.chosen = chosen
     return spec
 
 

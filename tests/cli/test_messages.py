@@ -16,8 +16,8 @@ def test_a_tf_source_to_another_tf_layout_says_how_to_get_there():
     result = CliRunner().invoke(cli, ["check", str(EXAMPLE), "--to", "tensorflow", "--target", "hf-tf"])
     assert result.exit_code == 2
     assert "Unknown" not in result.output  # hf-tf is a known layout: never "unknown ... Known: hf-tf"
-    assert "already is a TensorFlow checkpoint, read with the google-bert rules" in result.output
-    assert "--to pytorch first, then convert that output --to tensorflow --target hf-tf" in result.output
+    assert "A TensorFlow checkpoint in the google-bert layout is not rewritten into the hf-tf layout" in result.output
+    assert "Pass --to pytorch, then convert that output with --to tensorflow --target hf-tf" in result.output
     # a name that is no layout at all is still called unknown, with the known ones
     result = CliRunner().invoke(cli, ["check", str(EXAMPLE), "--to", "tensorflow", "--target", "hf-tff"])
     assert result.exit_code == 2 and "Unknown TensorFlow layout 'hf-tff'. Known: google-bert, hf-tf" in result.output
