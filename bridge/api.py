@@ -32,4 +32,4 @@ def load(path: str | os.PathLike[str], *, format: str | None = None) -> Checkpoi
     """
     p = as_path(path)  # a URL reads by range requests (bridge.core.source)
     fmt = formats.get(format) if format else formats.detect(p)
-    return fmt.load_reader()(p)
+    return fmt.reader(p)

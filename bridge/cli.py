@@ -627,7 +627,7 @@ def unused(
       bridge unused model.ckpt-1000.meta --loss total_loss:0
       bridge unused train.py:build_model --checkpoint ckpt/ckpt-3
     """
-    from bridge.core.restore_report import RestoreReport
+    from bridge.core.unused.restore import RestoreReport
     from bridge.report import render_restore, render_unused
     from bridge.unused import run_unused
 

@@ -1,6 +1,6 @@
 """The registry of checkpoint formats.
 
-Each format names its adapter functions as import strings, so nothing heavier
+Each format's sniff and reader are small functions that import their adapter when called, so nothing heavier
 than the registry is imported until a path is actually opened, and opening a
 TF checkpoint never imports PyTorch (nor TensorFlow: the bundle reader is native).
 Detection tries each format's ``sniff`` in registration order: specific formats
@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bridge.core.errors import CheckpointNotFound, FormatNotRecognized, UsageError
-from bridge.core.registry import resolve
 
 if TYPE_CHECKING:
     from bridge.core.model import Checkpoint
@@ -29,21 +28,15 @@ class Format:
         name: the ``--format`` value.
         description: one line for ``bridge formats`` and error messages.
         framework: ``tensorflow``, ``keras`` or ``pytorch``.
-        sniff: ``"module:function"``, ``(Path) -> bool``; cheap, reads at most a header.
-        reader: ``"module:function"``, ``(Path) -> Checkpoint``; reads the index only.
+        sniff: ``(Path) -> bool``; cheap, reads at most a header.
+        reader: ``(Path) -> Checkpoint``; reads the index only.
     """
 
     name: str
     description: str
     framework: str
-    sniff: str
-    reader: str
-
-    def load_sniff(self) -> Callable[[Path], bool]:
-        return resolve(self.sniff)  # type: ignore[no-any-return]
-
-    def load_reader(self) -> Callable[[Path], Checkpoint]:
-        return resolve(self.reader)  # type: ignore[no-any-return]
+    sniff: Callable[[Path], bool]
+    reader: Callable[[Path], Checkpoint]
 
 
 _REGISTRY: dict[str, Format] = {}
@@ -72,7 +65,7 @@ def get(name: str) -> Format:
 def detect(path: Path) -> Format:
     """The first registered format whose sniff claims ``path``."""
     for fmt in _REGISTRY.values():
-        if fmt.load_sniff()(path):
+        if fmt.sniff(path):
             return fmt
     if not path.exists() and not any(path.parent.glob(path.name + ".*")):
         raise CheckpointNotFound(
@@ -90,69 +83,180 @@ def detect(path: Path) -> Format:
     )
 
 
+# Each adapter function, imported when first called.
+
+
+def _sniff_tf_checkpoint(path: Path) -> bool:
+    from tf_side.bundle.locate import sniff_checkpoint as sniff
+
+    return sniff(path)
+
+
+def _read_tf_checkpoint(path: Path) -> Checkpoint:
+    from tf_side.bundle.checkpoint import read_checkpoint as read
+
+    return read(path)
+
+
+def _sniff_saved_model(path: Path) -> bool:
+    from tf_side.bundle.locate import sniff_saved_model as sniff
+
+    return sniff(path)
+
+
+def _read_saved_model(path: Path) -> Checkpoint:
+    from tf_side.bundle.checkpoint import read_saved_model as read
+
+    return read(path)
+
+
+def _sniff_keras_archive(path: Path) -> bool:
+    from tf_side.signatures import sniff_keras_archive as sniff
+
+    return sniff(path)
+
+
+def _read_keras_archive(path: Path) -> Checkpoint:
+    from tf_side.keras_archive import read_keras_archive as read
+
+    return read(path)
+
+
+def _sniff_keras3_weights(path: Path) -> bool:
+    from tf_side.h5_sniff import sniff_keras3_weights as sniff
+
+    return sniff(path)
+
+
+def _read_keras3_weights(path: Path) -> Checkpoint:
+    from tf_side.keras3_weights import read_keras3_weights as read
+
+    return read(path)
+
+
+def _sniff_legacy_h5(path: Path) -> bool:
+    from tf_side.h5_sniff import sniff_legacy_h5 as sniff
+
+    return sniff(path)
+
+
+def _read_legacy_h5(path: Path) -> Checkpoint:
+    from tf_side.keras2_h5 import read_legacy_h5 as read
+
+    return read(path)
+
+
+def _sniff_safetensors(path: Path) -> bool:
+    from pt_side.safetensors_io import sniff
+
+    return sniff(path)
+
+
+def _read_safetensors(path: Path) -> Checkpoint:
+    from pt_side.safetensors_io import read
+
+    return read(path)
+
+
+def _sniff_torch(path: Path) -> bool:
+    from pt_side.torch_pickle import sniff
+
+    return sniff(path)
+
+
+def _read_torch(path: Path) -> Checkpoint:
+    from pt_side.torch_pickle import read
+
+    return read(path)
+
+
+def _sniff_dcp(path: Path) -> bool:
+    from pt_side.dcp_reader import sniff
+
+    return sniff(path)
+
+
+def _read_dcp(path: Path) -> Checkpoint:
+    from pt_side.dcp_reader import read
+
+    return read(path)
+
+
+def _sniff_plain_hdf5(path: Path) -> bool:
+    from tf_side.signatures import sniff_plain_hdf5 as sniff
+
+    return sniff(path)
+
+
+def _read_plain_hdf5(path: Path) -> Checkpoint:
+    from tf_side.hdf5_plain import read_plain_hdf5 as read
+
+    return read(path)
+
+
 for _fmt in (
     Format(
         "tf-checkpoint",
         "TensorFlow checkpoint (TF1 name-based or TF2 object-based tensor bundle)",
         "tensorflow",
-        "tf_side.bundle:sniff_checkpoint",
-        "tf_side.bundle:read_checkpoint",
+        _sniff_tf_checkpoint,
+        _read_tf_checkpoint,
     ),
     Format(
         "saved-model",
         "TensorFlow SavedModel or TF1 Hub module directory (its variables/ bundle)",
         "tensorflow",
-        "tf_side.bundle:sniff_saved_model",
-        "tf_side.bundle:read_saved_model",
+        _sniff_saved_model,
+        _read_saved_model,
     ),
     Format(
         "keras",
         "Keras 3 .keras archive (config.json + model.weights.h5)",
         "keras",
-        "tf_side.signatures:sniff_keras_archive",
-        "tf_side.keras_archive:read_keras_archive",
+        _sniff_keras_archive,
+        _read_keras_archive,
     ),
     Format(
         "keras-weights",
         "Keras 3 .weights.h5 (layers/<name>/vars/<i>)",
         "keras",
-        "tf_side.h5_sniff:sniff_keras3_weights",
-        "tf_side.keras3_weights:read_keras3_weights",
+        _sniff_keras3_weights,
+        _read_keras3_weights,
     ),
     Format(
         "keras-h5",
         "Keras 2 / tf-keras .h5 (full model or weights), transformers tf_model.h5",
         "keras",
-        "tf_side.h5_sniff:sniff_legacy_h5",
-        "tf_side.keras2_h5:read_legacy_h5",
+        _sniff_legacy_h5,
+        _read_legacy_h5,
     ),
     Format(
         "safetensors",
         "safetensors file, or a sharded set with model.safetensors.index.json",
         "pytorch",
-        "pt_side.safetensors_io:sniff",
-        "pt_side.safetensors_io:read",
+        _sniff_safetensors,
+        _read_safetensors,
     ),
     Format(
         "torch",
         "torch.save file (.bin/.pt/.pth, zip or legacy), or a sharded .bin set",
         "pytorch",
-        "pt_side.torch_pickle:sniff",
-        "pt_side.torch_pickle:read",
+        _sniff_torch,
+        _read_torch,
     ),
     Format(
         "dcp",
         "torch.distributed.checkpoint directory (.metadata + __<rank>_<k>.distcp), shards assembled on read",
         "pytorch",
-        "pt_side.dcp_reader:sniff",
-        "pt_side.dcp_reader:read",
+        _sniff_dcp,
+        _read_dcp,
     ),
     Format(
         "hdf5",
         "any other HDF5 file: every dataset by path",
         "hdf5",
-        "tf_side.signatures:sniff_plain_hdf5",
-        "tf_side.hdf5_plain:read_plain_hdf5",
+        _sniff_plain_hdf5,
+        _read_plain_hdf5,
     ),
 ):
     register(_fmt)

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 from bridge.core.invoked import command_name
 from bridge.core.model import KIND_MEANINGS
 from bridge.core.plan import Assumption, Leftover, Plan
-from bridge.core.restore_report import HARMLESS_KINDS, LENIENT, RestoreFix, RestoreReport
 from bridge.core.scopes import ROOT_SCOPE, fold, numbers_of
-from bridge.core.unused_report import UnusedReport
+from bridge.core.unused.report import UnusedReport
+from bridge.core.unused.restore import HARMLESS_KINDS, LENIENT, RestoreFix, RestoreReport
 
 if TYPE_CHECKING:
     from bridge.contents import InspectReport, ScopeRow

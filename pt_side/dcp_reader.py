@@ -11,7 +11,7 @@ are a complete ``torch.save`` zip archive of that chunk, stored at ``offset`` in
 
 ``.metadata`` is read by the restricted unpickler with an allow-list of exactly DCP's metadata classes, resolved to
 local stand-ins here and then to plain dataclasses; any other global is refused without being imported.  A chunk is
-read as the torch.save archive it is (:mod:`pt_side.torch_pickle`, same unpickler); a tensor split across ranks is
+read as the torch.save archive it is (:mod:`pt_side.torch_containers`, same unpickler); a tensor split across ranks is
 assembled on read, after its chunks were checked to tile it exactly and to fit in the bytes their files hold.
 """
 
@@ -345,10 +345,11 @@ def _load_metadata(meta: Path) -> DcpMetadata:
 
 def _chunk_reader(folder: Path, item: TensorItem, chunk: Chunk) -> Callable[[], np.ndarray]:
     def read() -> np.ndarray:
-        from pt_side.torch_pickle import _parse_zip, _record
+        from pt_side.torch_containers import parse_zip
+        from pt_side.torch_pickle import _record
 
         file = folder / chunk.file
-        parsed = _parse_zip(file, (chunk.offset, chunk.length))
+        parsed = parse_zip(file, (chunk.offset, chunk.length))
         try:
             value = parsed.obj
             if not isinstance(value, Tensor) or value.shape != chunk.sizes or value.dtype != item.dtype:
@@ -420,12 +421,12 @@ def _tensor_record(folder: Path, item: TensorItem, sizes: dict[str, int]) -> Ten
 
 def _scalar(folder: Path, obj: ObjectItem) -> Any:
     """A small non-tensor item's value when it is a plain scalar (a step count, a learning rate), else None."""
-    from pt_side.torch_pickle import _parse_zip
+    from pt_side.torch_containers import parse_zip
 
     if obj.length > _MAX_SCALAR_ITEM:
         return None
     try:
-        parsed = _parse_zip(folder / obj.file, (obj.offset, obj.length))
+        parsed = parse_zip(folder / obj.file, (obj.offset, obj.length))
     except BridgeError:
         return None  # shown as an object without a value; reading it is not needed to convert
     value = parsed.obj

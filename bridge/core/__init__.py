@@ -4,7 +4,7 @@
 counter grammar), ``scopes`` (scope folding), ``transforms`` (named invertible transforms), ``plan`` (plan items,
 target specs, verdicts), ``match`` (spec + rule pack -> plan), ``stream`` (planned tensors, prefetching),
 ``atomic`` (temporary directory + rename), ``errors`` (one exception family), ``factory`` (user
-``FILE.py:FACTORY`` specs), ``unused_report`` and ``restore_report`` (the `bridge unused` reports).
+``FILE.py:FACTORY`` specs), ``unused`` (the `bridge unused` reports: ``report``, ``restore``).
 
 The core imports no framework, no adapter (``tf_side``, ``pt_side``) and no front module; ``bridge.rules``
 (the rule packs: data) sits on it.  ``tests/core/test_layers.py`` holds the contract.

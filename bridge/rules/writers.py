@@ -16,8 +16,8 @@ def write_tf1_checkpoint(
     on_tensor: Callable[[Any], None] | None = None,
     max_shard_size: int | None = None,
 ) -> list[Path]:
-    """A TF1 checkpoint (``.index`` + ``.data-*``): :func:`tf_side.bundle_writer.write_tf1_checkpoint`."""
-    from tf_side.bundle_writer import write_tf1_checkpoint as write
+    """A TF1 checkpoint (``.index`` + ``.data-*``): :func:`tf_side.bundle.write.write_tf1_checkpoint`."""
+    from tf_side.bundle.write import write_tf1_checkpoint as write
 
     return write(path, tensors, metadata=metadata, on_tensor=on_tensor, max_shard_size=max_shard_size)
 

@@ -11,8 +11,8 @@ from bridge.core.errors import CheckpointNotFound, FormatNotRecognized, UsageErr
 
 def test_every_format_resolves_to_callables():
     for fmt in formats.formats():
-        assert callable(fmt.load_sniff()), fmt.name
-        assert callable(fmt.load_reader()), fmt.name
+        assert callable(fmt.sniff), fmt.name
+        assert callable(fmt.reader), fmt.name
 
 
 def test_registering_a_name_twice_raises():

@@ -106,6 +106,13 @@ def test_the_floors_are_where_the_contract_says() -> None:
     assert floor("bridge.core.model") == "core" and floor("bridge.families.google_bert.pack") == "rules"
     assert floor("tf_side.bundle") == "adapter" and floor("bridge.cli") == "front"
     assert {"bridge.core.model", "bridge.rules", "tf_side.bundle", "pt_side.safetensors_io"} <= set(MODULES)
+    # packages by capability keep their floors: a bundle's layers are TF adapter; `unused` has one package per floor
+    assert {floor(f"tf_side.bundle.{m}") for m in ("locate", "index", "read", "slices", "checkpoint", "write")} == {
+        "adapter"
+    }
+    unused = ("bridge.unused.dispatch", "bridge.core.unused.report", "pt_side.unused.trace", "tf_side.unused.watch")
+    assert [floor(name) for name in unused] == ["front", "core", "adapter", "adapter"]
+    assert set(unused) <= set(MODULES) and side("pt_side.unused.trace") == "pt_side"
     gpt2 = "bridge.families.gpt2"
     assert [floor(f"{gpt2}.{role}") for role in ("pack", "hooks", "reference_tf", "forward_check")] == [
         "rules",

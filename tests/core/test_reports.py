@@ -12,8 +12,8 @@ import bridge
 from bridge.api import load
 from bridge.contents import inspect_checkpoint
 from bridge.core.reports import Report
-from bridge.core.restore_report import RestoreReport
-from bridge.core.unused_report import UnusedReport
+from bridge.core.unused.report import UnusedReport
+from bridge.core.unused.restore import RestoreReport
 from tests.conftest import REPO
 
 EXAMPLE = REPO / "examples" / "tiny-bert"

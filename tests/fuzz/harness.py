@@ -223,7 +223,7 @@ def damages_checksummed_bytes(case: dict[str, Any]) -> bool:
     prefix = BUNDLE_PREFIXES.get(case["seed"])
     if prefix is None or len(case["ops"]) != 1 or case["ops"][0][0] != "bytes":
         return False
-    from tf_side.bundle import _Bundle  # the index's extents and checksums, as TensorFlow's writer laid them
+    from tf_side.bundle.read import Bundle  # the index's extents and checksums, as TensorFlow's writer laid them
 
     seed_dir = SEED_TABLE[case["seed"]][0]
     files = sorted(p for p in seed_dir.rglob("*") if p.is_file())
@@ -236,7 +236,7 @@ def damages_checksummed_bytes(case: dict[str, Any]) -> bool:
     if len(after) != len(before) or after == before:
         return False
     changed = [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b]
-    bundle = _Bundle(seed_dir / prefix)
+    bundle = Bundle(seed_dir / prefix)
     try:
         extents = [(e.offset, e.offset + e.size) for e in bundle.entries.values() if e.shard_id == int(shard[1])]
     finally:

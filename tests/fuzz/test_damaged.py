@@ -270,7 +270,7 @@ def test_deep_json_in_every_reader(tmp_path: Path) -> None:
 
 def _rewrite_index(index: Path, change) -> None:  # type: ignore[no-untyped-def]
     """Rebuild a TensorFlow-written .index with some entries changed, CRCs right (as a hostile file would)."""
-    from tf_side.bundle_writer import build_table
+    from tf_side.bundle.write import build_table
     from tf_side.sstable import Table
 
     entries = list(Table(index.read_bytes(), index).items())
@@ -295,7 +295,7 @@ def test_num_shards_claiming_2_to_the_31_does_not_hang(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_partitioned_variable_declaring_16_gib(tmp_path: Path) -> None:
-    from tf_side.bundle import encode_slice_key
+    from tf_side.bundle.slices import encode_slice_key
     from tf_side.proto import encode_bytes_field, encode_int_field
 
     folder = _copy(tmp_path, "tf1")

@@ -97,11 +97,11 @@ def test_damaged_files_exit_0_1_or_2(fuzz_worker: Worker, case: dict[str, Any]) 
 def test_each_tensor_with_a_flipped_byte_is_refused(fuzz_worker: Worker, seed: str) -> None:
     """One bit flipped in the middle of each tensor's checksummed bytes of each data shard: reading every value
     (inspect --stats) exits 2, never 0."""
-    from tf_side.bundle import _Bundle
+    from tf_side.bundle.read import Bundle
 
     folder = SEED_TABLE[seed][0]
     files = sorted(p for p in folder.rglob("*") if p.is_file())
-    bundle = _Bundle(folder / BUNDLE_PREFIXES[seed])
+    bundle = Bundle(folder / BUNDLE_PREFIXES[seed])
     try:
         entries = [e for e in bundle.entries.values() if e.size > 0]
         shards = {e.shard_id: bundle.shards.filename(e.shard_id) for e in entries}

@@ -16,7 +16,7 @@ import pytest
 
 import bridge
 from bridge.core.errors import CorruptCheckpoint, UnsafeCheckpoint, UnsupportedFeature
-from pt_side import restricted_unpickler, torch_pickle
+from pt_side import restricted_unpickler, torch_containers, torch_pickle
 from tests.conftest import REPO, read_variables_txt
 
 FORMATS = ["zip", "legacy"]
@@ -350,7 +350,7 @@ def legacy_file(path: Path, object_pickle: bytes, keys: list[str] | None = None)
     """A hand-written legacy torch.save file around an arbitrary object pickle."""
     sys_info = {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}}
     buf = io.BytesIO()
-    for obj in (torch_pickle.LEGACY_MAGIC, torch_pickle.LEGACY_PROTOCOL, sys_info):
+    for obj in (torch_containers.LEGACY_MAGIC, torch_containers.LEGACY_PROTOCOL, sys_info):
         pickle.dump(obj, buf, protocol=2)
     buf.write(object_pickle)
     pickle.dump(keys or [], buf, protocol=2)

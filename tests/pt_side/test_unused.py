@@ -119,7 +119,7 @@ def test_ddp_raises_for_the_pooler_and_not_after_the_fix(torch):
     pytest.importorskip("transformers")
     if not torch.distributed.is_available():
         pytest.skip("torch.distributed is not available")
-    from pt_side.ddp_check import run_ddp_check
+    from pt_side.unused.ddp import run_ddp_check
 
     before = run_ddp_check(f"{PT_MODELS}:bert_pooler", timeout=90)
     if before["error_kind"] in ("setup", "timeout"):

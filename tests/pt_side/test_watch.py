@@ -69,7 +69,7 @@ def test_never_read_and_frozen_as_find_unused_says(pt_models, torch):
         made = factory()
         model, batch = made[0], made[1]
         loss_fn = made[2] if len(made) > 2 else None
-        from pt_side.unused import call_model, compute_loss
+        from pt_side.unused.trace import call_model, compute_loss
 
         with bridge.watch(model, quiet=True) as w:
             for _ in range(2):

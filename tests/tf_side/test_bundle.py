@@ -26,7 +26,7 @@ from bridge.core.errors import CheckpointNotFound, CorruptCheckpoint, UsageError
 from bridge.report import render_inspect as render_text
 from tests.conftest import REPO, read_variables_txt
 from tests.tf_side import _tf_bundles as writers
-from tf_side.bundle import sniff_checkpoint, sniff_saved_model
+from tf_side.bundle.locate import sniff_checkpoint, sniff_saved_model
 
 # --- helpers ------------------------------------------------------------------------------
 
@@ -161,16 +161,16 @@ def test_tf1_records_metadata(tf1_prefix: Path) -> None:
 
 
 def test_open_reads_only_the_index(tf1_prefix: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tf_side import bundle
+    from tf_side.bundle import read
 
     reads: list[tuple[int, int]] = []
-    original = bundle._Shards.view
+    original = read.Shards.view
 
     def spy(self: Any, shard: int, offset: int, size: int) -> np.ndarray:
         reads.append((shard, offset))
         return original(self, shard, offset, size)
 
-    monkeypatch.setattr(bundle._Shards, "view", spy)
+    monkeypatch.setattr(read.Shards, "view", spy)
     with bridge.load(tf1_prefix) as ckpt:
         assert reads == []
         ckpt["scalar"].numpy()

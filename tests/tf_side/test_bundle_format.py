@@ -14,7 +14,8 @@ import pytest
 import bridge
 from bridge.core.errors import CorruptCheckpoint, UnsupportedFeature
 from tf_side import proto
-from tf_side.bundle import Extent, _signed_num_increasing, encode_slice_key
+from tf_side.bundle.index import Extent
+from tf_side.bundle.slices import _signed_num_increasing, encode_slice_key
 from tf_side.sstable import MAGIC, SnappyError, crc32c, mask_crc, snappy_decompress, unmask_crc
 
 # --- protobuf ----------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 import bridge
 from bridge.core.model import array_record
 from bridge.core.outputs import OutTensor
-from tf_side.bundle_writer import write_tf1_checkpoint
+from tf_side.bundle.write import write_tf1_checkpoint
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "tiny-bert"
 

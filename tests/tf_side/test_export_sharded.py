@@ -10,7 +10,7 @@ import numpy as np
 import bridge
 from bridge.core.model import array_record
 from bridge.core.outputs import OutTensor, plan_shards
-from tf_side.bundle_writer import write_tf1_checkpoint
+from tf_side.bundle.write import write_tf1_checkpoint
 
 LIMIT = 600
 VALUES = {  # name order: a, b (600 B) | c (2000 B, over the limit: alone) | d, e, f (504 B) | g

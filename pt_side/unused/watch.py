@@ -2,7 +2,7 @@
 
 Two recorders, attached on ``__enter__`` and removed on ``__exit__``:
 
-* reads: the same :class:`TorchFunctionMode` as `bridge unused` (:func:`pt_side.unused._read_mode`), pushed
+* reads: the same :class:`TorchFunctionMode` as `bridge unused` (:func:`pt_side.unused.trace._read_mode`), pushed
   only while the model's own ``forward`` runs (a forward pre-hook / forward hook pair), so that the
   optimizer's step, an EMA update or a logging ``p.norm()`` outside the forward never count as reads;
 * gradients: ``Tensor.register_post_accumulate_grad_hook`` on every parameter that requires grad; the first
@@ -23,8 +23,8 @@ from types import TracebackType
 from typing import Any, TextIO
 
 from bridge.core.errors import UsageError
-from bridge.core.unused_report import UnusedReport
-from pt_side.unused import _read_mode, _torch, build_report
+from bridge.core.unused.report import UnusedReport
+from pt_side.unused.trace import _read_mode, _torch, build_report
 
 
 class TorchWatch:

@@ -18,8 +18,8 @@ from types import TracebackType
 from typing import Any, TextIO
 
 from bridge.core.errors import UsageError
-from bridge.core.unused_report import UnusedReport
-from tf_side.unused import _tf, _tf_variable, build_report, frozen_variables
+from bridge.core.unused.report import UnusedReport
+from tf_side.unused.trace import _tf, _tf_variable, build_report, frozen_variables
 
 
 class _Recorder:
@@ -104,7 +104,7 @@ class TFWatch:
 
 
 class FitWatch:
-    """What ``bridge.keras.UnusedVariables`` does, apart from being a Keras callback (bridge/keras.py makes the
+    """What ``bridge.keras.UnusedVariables`` does, apart from being a Keras callback (bridge/unused/keras.py makes the
     class): patch the optimizer's ``apply`` / ``apply_gradients`` so that the train step, retraced, hands its
     gradients over; report after ``batches`` batches (or at the end of training when there are fewer)."""
 

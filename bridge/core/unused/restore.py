@@ -2,7 +2,7 @@
 
 Plain report types and the comparison by key: model leftovers (with a did-you-mean), optimizer state,
 counters and bookkeeping, missing variables, shape mismatches, and the realignment of a key prefix
-that makes the user's call restore more.  The framework sides (``pt_side.unused``, ``tf_side.unused``)
+that makes the user's call restore more.  The framework sides (``pt_side.unused.trace``, ``tf_side.unused.trace``)
 say which keys the model reads and which call reads them.
 """
 

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from bridge.core.errors import MissingDependency, UsageError
-from bridge.core.restore_report import ModelVariable, RestoreFix, RestoreSetup, realign
-from bridge.core.unused_report import Row, UnusedReport, make_items
+from bridge.core.unused.report import Row, UnusedReport, make_items
+from bridge.core.unused.restore import ModelVariable, RestoreFix, RestoreSetup, realign
 
 
 def _torch() -> Any:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bridge.core.errors import CheckpointNotFound, CorruptCheckpoint, TensorNotFound, UsageError
-from bridge.core.unused_report import Row, UnusedReport, make_items
+from bridge.core.unused.report import Row, UnusedReport, make_items
 from tf_side.proto import DecodeError, expect_bytes, expect_int, expect_str, iter_fields, to_int64
 
 FRAMEWORK = "tf1-graph"
@@ -303,7 +303,7 @@ def find_unused_meta_graph(path: str | Path, tensors: Sequence[str]) -> UnusedRe
         tensors: loss or output tensor names (``loss:0``); gradients flow from them.
 
     Returns:
-        An :class:`~bridge.core.unused_report.UnusedReport` (framework ``tf1-graph``): ``never_read`` when no op
+        An :class:`~bridge.core.unused.report.UnusedReport` (framework ``tf1-graph``): ``never_read`` when no op
         uses the variable's value, ``no_gradient`` when ops read it but none of their results reaches the loss.
 
     Raises:

@@ -1,8 +1,8 @@
 """`bridge unused`: the front's dispatch from a model, a factory or a TF1 graph to the framework sides.
 
 No framework is imported here: :func:`find_unused` looks at the model's type by module name and
-resolves the framework side from :data:`_SIDES` only then.  The report types live in the core
-(``bridge.core.unused_report``, ``bridge.core.restore_report``), the factories in ``bridge.core.factory``,
+calls the framework side (:mod:`bridge.unused.sides`) only then.  The report types live in the core
+(``bridge.core.unused.report``, ``bridge.core.unused.restore``), the factories in ``bridge.core.factory``,
 the rendering in ``bridge.report``.
 """
 
@@ -14,26 +14,9 @@ from typing import Any, TextIO
 
 from bridge.core.errors import UsageError
 from bridge.core.factory import call_factory
-from bridge.core.registry import resolve
-from bridge.core.restore_report import RestoreReport, RestoreSetup, compare_restore
-from bridge.core.unused_report import UnusedReport, ddp_indices_to_names
-
-# The framework sides by (job, framework), as import strings like bridge/formats.py's: a framework
-# is imported only when a model of it is looked at.
-_SIDES = {
-    ("trace", "pytorch"): "pt_side.unused:find_unused_torch",
-    ("trace", "tensorflow"): "tf_side.unused:find_unused_tf",
-    ("trace", "tf1-graph"): "tf_side.meta_graph:find_unused_meta_graph",
-    ("restore", "pytorch"): "pt_side.unused:restore_setup",
-    ("restore", "tensorflow"): "tf_side.unused:restore_setup",
-    ("ddp", "pytorch"): "pt_side.ddp_check:run_ddp_check",
-    ("watch", "pytorch"): "pt_side.watch:TorchWatch",
-    ("watch", "tensorflow"): "tf_side.watch:TFWatch",
-}
-
-
-def _side(job: str, framework: str) -> Callable[..., Any]:
-    return resolve(_SIDES[(job, framework)])  # type: ignore[no-any-return]
+from bridge.core.unused.report import UnusedReport, ddp_indices_to_names
+from bridge.core.unused.restore import RestoreReport, compare_restore
+from bridge.unused import sides
 
 
 def find_unused(
@@ -44,13 +27,12 @@ def find_unused(
     ``loss_fn(output, batch)`` gives the scalar to differentiate; without it the
     sum of every floating output is used.  ``steps > 1`` re-runs forward and
     backward that many times (in training mode) to find parameters used in some
-    steps only.  PyTorch modules go to :mod:`pt_side.unused`, anything else
-    (Keras models, ``tf.Module``) to :mod:`tf_side.unused`.
+    steps only.  PyTorch modules go to :mod:`pt_side.unused.trace`, anything else
+    (Keras models, ``tf.Module``) to :mod:`tf_side.unused.trace`.
     """
     if not isinstance(steps, int) or steps < 1:
         raise UsageError("Bad --steps", detail=f"got {steps!r}", hint="Give a positive number of steps")
-    report: UnusedReport = _side("trace", framework_of(model))(model, batch, loss_fn, steps=steps, seed=seed)
-    return report
+    return sides.trace(framework_of(model), model, batch, loss_fn, steps=steps, seed=seed)
 
 
 def watch(model: Any, *, quiet: bool = False, file: TextIO | None = None) -> Any:
@@ -60,16 +42,15 @@ def watch(model: Any, *, quiet: bool = False, file: TextIO | None = None) -> Any
     optimizer step; gradient accumulation; DDP).  When the block ends the report is printed (to ``file``,
     stderr by default; not with ``quiet=True``) and kept on ``w.report`` (an :class:`UnusedReport`).
 
-    PyTorch (:mod:`pt_side.watch`): reads are recorded during the model's forward, gradient arrivals per
+    PyTorch (:mod:`pt_side.unused.watch`): reads are recorded during the model's forward, gradient arrivals per
     backward pass; a ``DistributedDataParallel`` model reports the union of its ranks once, on rank 0.
-    Keras / ``tf.Module`` (:mod:`tf_side.watch`): hand the tape's gradients over with
+    Keras / ``tf.Module`` (:mod:`tf_side.unused.watch`): hand the tape's gradients over with
     ``grads = w.gradients(tape.gradient(loss, variables), variables, tape=tape)``; for ``model.fit`` use
     ``bridge.keras.UnusedVariables(batches=N)``.
     """
     from bridge.report import render_unused
 
-    side: Any = _side("watch", framework_of(model))(model, render=None if quiet else render_unused, file=file)
-    return side
+    return sides.watch(framework_of(model), model, render=None if quiet else render_unused, file=file)
 
 
 def framework_of(model: Any) -> str:
@@ -106,8 +87,7 @@ def find_unused_in_graph(path: str | Path, losses: Iterable[str]) -> UnusedRepor
         UsageError: no tensor given (the message lists candidates).
         TensorNotFound: a tensor the graph lacks (the message suggests close names).
     """
-    report: UnusedReport = _side("trace", "tf1-graph")(path, list(losses))
-    return report
+    return sides.trace_graph(path, list(losses))
 
 
 def run_unused(
@@ -155,7 +135,7 @@ def unused_from_spec(spec: str, *, steps: int = 1, ddp: bool = False, seed: int 
         if report.framework != "pytorch":
             report.notes.append("--ddp applies to PyTorch models only; skipped")
         else:
-            report.ddp = _side("ddp", "pytorch")(spec)
+            report.ddp = sides.ddp(spec)
             names = ddp_indices_to_names(model, str(report.ddp.get("message") or ""))
             if names:
                 report.ddp["unused_names"] = names
@@ -193,12 +173,9 @@ def checkpoint_vs_model(model: Any, checkpoint: str | Path, *, batch: Any = None
                 detail=f"a {ckpt.framework} checkpoint ({ckpt.format}) for a {framework} model",
                 hint="Convert it first (bridge convert), then compare the result",
             )
-        if framework == "pytorch":
-            setup: RestoreSetup = _side("restore", framework)(model, ckpt)
-        else:
-            setup = _side("restore", framework)(model, ckpt, batch)
-            if ckpt.metadata.get("layout") == "keras3":
-                framework = "keras"  # restored by Keras' load_weights, not tf.train.Checkpoint
+        setup = sides.restore(framework, model, ckpt, batch)
+        if framework != "pytorch" and ckpt.metadata.get("layout") == "keras3":
+            framework = "keras"  # restored by Keras' load_weights, not tf.train.Checkpoint
         return compare_restore(
             framework, setup.variables, ckpt.values(), checkpoint=str(checkpoint), root=setup.root, setup=setup
         )

@@ -19,7 +19,8 @@ import numpy as np
 from bridge.core import dtypes
 from bridge.core.outputs import plan_shards
 from bridge.core.stream import Planned, prefetched, produced_value
-from tf_side.bundle import DATA_TYPES, TENSOR_BUNDLE_VERSION, data_filename
+from tf_side.bundle.index import DATA_TYPES, TENSOR_BUNDLE_VERSION
+from tf_side.bundle.locate import data_filename
 from tf_side.proto import encode_bytes_field, encode_fixed32_field, encode_int_field, encode_varint
 from tf_side.sstable import crc32c, mask_crc
 

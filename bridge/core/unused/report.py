@@ -1,7 +1,7 @@
 """The `bridge unused` report: which parameters/variables a model never uses, why, and how to fix it.
 
 Plain report types and the pure logic that attaches one fix per folded scope; the framework sides
-(``pt_side.unused``, ``tf_side.unused``, ``tf_side.meta_graph``) fill them in.
+(``pt_side.unused.trace``, ``tf_side.unused.trace``, ``tf_side.unused.meta_graph``) fill them in.
 
 Kinds:
 

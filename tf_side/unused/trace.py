@@ -18,8 +18,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from bridge.core.errors import MissingDependency, UnsupportedFeature, UsageError
-from bridge.core.restore_report import ModelVariable, OtherCall, RestoreSetup
-from bridge.core.unused_report import Row, UnusedReport, make_items
+from bridge.core.unused.report import Row, UnusedReport, make_items
+from bridge.core.unused.restore import ModelVariable, OtherCall, RestoreSetup
 from tf_side.object_graph import OBJECT_GRAPH_KEY, VARIABLE_VALUE, parse_object_graph
 
 

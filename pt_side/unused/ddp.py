@@ -6,7 +6,7 @@ wrap it in ``DistributedDataParallel(find_unused_parameters=False)`` and run a
 few forward+backward steps.  The result says whether DDP raised and with what
 message ("Expected to have finished reduction in the prior iteration ...").
 
-Run as ``python -m pt_side.ddp_check SPEC RANK WORLD PORT OUT.json STEPS``
+Run as ``python -m pt_side.unused.ddp SPEC RANK WORLD PORT OUT.json STEPS``
 (the parent does this; it is not a user command).
 """
 
@@ -72,7 +72,7 @@ def run_ddp_check(
                             [
                                 sys.executable,
                                 "-m",
-                                "pt_side.ddp_check",
+                                "pt_side.unused.ddp",
                                 spec,
                                 str(r),
                                 str(world_size),
@@ -152,7 +152,7 @@ def _child(spec: str, rank: int, world_size: int, port: int, out: Path, steps: i
         import torch.distributed as dist
 
         from bridge.core.factory import call_factory
-        from pt_side.unused import call_model, compute_loss
+        from pt_side.unused.trace import call_model, compute_loss
 
         torch.manual_seed(0)
         dist.init_process_group(
