@@ -152,7 +152,7 @@ def inspect(
       bridge inspect gs://bucket/bert/model.ckpt-1000000
     """
     from bridge.api import load
-    from bridge.contents import inspect_checkpoint
+    from bridge.commands.inspect import inspect_checkpoint
     from bridge.report import render_inspect
 
     with load(path, format=format_name) as ckpt:
@@ -238,7 +238,7 @@ def check(
           target: 'bert.pooler.dense.weight'
           transform: transpose             # identity, permute(3,2,0,1), reshape(...)
     """
-    from bridge.check import check as run_check
+    from bridge.commands.check import check as run_check
     from bridge.report import render_plan
 
     plan = run_check(
@@ -382,8 +382,8 @@ def convert(
     with its exit code (a rank stuck past BRIDGE_RANK_TIMEOUT seconds, default
     1800, too). With several nodes, OUT must be on a filesystem they all share.
     """
-    from bridge.convert import convert as run_convert
-    from bridge.convert import plan_options
+    from bridge.commands.convert import convert as run_convert
+    from bridge.commands.convert import plan_options
     from bridge.core.factory import is_factory
     from bridge.ranks import joined
     from bridge.report import human_bytes, note_line
@@ -531,7 +531,7 @@ def verify(
     Give it the options convert was given (convert's `next:` line does).
     """
     from bridge.report import render_verify
-    from bridge.verify import verify as run_verify
+    from bridge.commands.verify import verify as run_verify
 
     report = run_verify(
         source,

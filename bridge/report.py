@@ -16,7 +16,7 @@ from bridge.core.scopes import ROOT_SCOPE, fold, numbers_of
 from bridge.core.unused_report import UnusedReport
 
 if TYPE_CHECKING:
-    from bridge.contents import InspectReport, ScopeRow
+    from bridge.commands.inspect import InspectReport, ScopeRow
     from bridge.core.model import Checkpoint
     from bridge.core.pad_rows import PadRow
     from bridge.core.verify_report import VerifyReport

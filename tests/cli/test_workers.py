@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import bridge
-from bridge.convert import convert
+from bridge.commands.convert import convert
 from bridge.core.errors import UsageError
 from tests.conftest import run_cli
 

@@ -175,9 +175,9 @@ def test_no_import_circles() -> None:
 
 # Generic modules: a family plugs in through its pack (bridge.core.packs.RulePack), never by name here.
 GENERIC = (
-    "bridge.check",
-    "bridge.convert",
-    "bridge.verify",
+    "bridge.commands.check",
+    "bridge.commands.convert",
+    "bridge.commands.verify",
     "bridge.forward_check",
     "bridge.core.match",
     "bridge.rules.layouts",

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 import bridge
-from bridge.check import check
+from bridge.commands.check import check
 from bridge.cli import cli
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "xlnet-tf1"

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from bridge.api import load
-from bridge.check import check
+from bridge.commands.check import check
 from bridge.core import dtypes
 from bridge.core.plan import Assumption
 from bridge.core.source import as_path

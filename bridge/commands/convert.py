@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from bridge.api import load
-from bridge.check import check
+from bridge.commands.check import check
 from bridge.core import dtypes
 from bridge.core.atomic import atomic_directory
 from bridge.core.casting import CastReport
