@@ -13,10 +13,10 @@ if TYPE_CHECKING:
     from bridge.api import load
     from bridge.commands.check import check
     from bridge.commands.convert import convert
+    from bridge.commands.verify import verify
     from bridge.core.errors import BridgeError
     from bridge.core.model import Checkpoint, TensorRecord
     from bridge.unused import checkpoint_vs_model, find_unused, find_unused_in_graph, watch
-    from bridge.commands.verify import verify
 
 # public name -> the module that defines it
 _API = {

@@ -11,15 +11,18 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shlex
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from bridge.core.errors import BridgeError
 from bridge.core.invoked import command_name
 from bridge.quiet import bar_file, quiet_frameworks, stderr_is_terminal
+
+if TYPE_CHECKING:
+    from bridge.commands.plan_request import PlanRequest
 
 INTERNAL_ERROR = 3  # not bad input and not a gap: a bug here or in a framework this called
 _DEBUG_HELP = "Show tracebacks instead of one-paragraph errors (also BRIDGE_DEBUG=1)."
@@ -84,6 +87,78 @@ class _BridgeGroup(click.Group):
                 err=True,
             )
             ctx.exit(INTERNAL_ERROR)
+
+
+# The options that shape a plan (bridge.commands.plan_request.PlanRequest), declared once for check, convert, verify.
+_PLAN_FIELDS = ("to", "target", "config", "rules", "maps", "strip_prefix", "add_prefix", "source_format")
+_TARGET_HELP = (
+    "transformers class (BertForPreTraining), reference checkpoint, or TF layout (google-bert, hf-tf). "
+    "Default: the class that keeps every head the source has."
+)
+
+
+def plan_request_options(
+    *,
+    side: bool = True,
+    target: tuple[str, str] = ("CLASS|PATH|LAYOUT", _TARGET_HELP),
+    source_format: tuple[str, ...] = ("--source-format", "--format"),
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """The plan options (``--to`` where ``side``; ``--target`` as ``(metavar, help)``; the source format's option
+    names), handed to the command as one parsed ``request`` instead of one argument each."""
+    to = click.Choice(["pytorch", "tensorflow"])
+    options = [click.option("--to", "to", type=to, required=True, help="The side to go to.")] if side else []
+    options += [
+        click.option("--target", metavar=target[0], help=target[1]),
+        click.option(
+            "--config",
+            "config",
+            type=click.Path(path_type=str, dir_okay=False),
+            help="bert_config.json / config.json. Default: beside the source, else inferred.",
+        ),
+        click.option(
+            "--rules",
+            metavar="PACK|FILE",
+            help="Rule pack name, or a rule file (.yaml/.json/.py) whose rules go before its pack's. "
+            "Default: detected.",
+        ),
+        click.option(
+            "--map",
+            "maps",
+            multiple=True,
+            metavar="'SRC_REGEX=TARGET[@TRANSFORM]'",
+            help="One-off rule tried first, e.g. --map 'bert/emb/(.*)=bert.embeddings.{1}'. Repeatable.",
+        ),
+        click.option("--strip-prefix", metavar="PREFIX", help="Remove PREFIX from PyTorch-side source names."),
+        click.option("--add-prefix", metavar="PREFIX", help="Add PREFIX to PyTorch-side source names."),
+        click.option(
+            *source_format,
+            "source_format",
+            metavar="NAME",
+            help="SOURCE's format; skip detection (see `bridge formats`).",
+        ),
+    ]
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(command)
+        def with_request(**kwargs: Any) -> None:
+            from bridge.commands.plan_request import PlanRequest
+
+            fields = {name: kwargs.pop(name) for name in _PLAN_FIELDS if name in kwargs}
+            command(request=PlanRequest.parse(**fields), **kwargs)
+
+        for option in reversed(options):
+            with_request = option(with_request)
+        return with_request
+
+    return decorate
+
+
+def emit(report: Any, as_json: bool, render: Callable[[Any], str]) -> None:
+    """A command's one way out: the report as JSON (``--json``, for scripts) or as ``render`` writes it for people,
+    then the report's exit code (1: it has gaps)."""
+    click.echo(json.dumps(report.to_json(), indent=2, default=str) if as_json else render(report))
+    if report.exit_code:
+        sys.exit(report.exit_code)
 
 
 @click.group(cls=_BridgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -151,6 +226,8 @@ def inspect(
       bridge inspect pytorch_model.bin --json | jq '.tensors[].name'
       bridge inspect gs://bucket/bert/model.ckpt-1000000
     """
+    from functools import partial
+
     from bridge.api import load
     from bridge.commands.inspect import inspect_checkpoint
     from bridge.report import render_inspect
@@ -159,63 +236,15 @@ def inspect(
         report = inspect_checkpoint(
             ckpt, pattern=pattern, depth=depth, stats=stats, progress=_progress("reading values")
         )
-        if as_json:
-            click.echo(json.dumps(report.to_json(), indent=2, default=str))
-        else:
-            click.echo(render_inspect(report, every_tensor=every_tensor))
+        emit(report, as_json, partial(render_inspect, every_tensor=every_tensor))
 
 
 @cli.command()
 @click.argument("source", type=click.Path(path_type=str))
-@click.option("--to", "to", type=click.Choice(["pytorch", "tensorflow"]), required=True, help="The side to go to.")
-@click.option(
-    "--target",
-    metavar="CLASS|PATH|LAYOUT",
-    help="transformers class (BertForPreTraining), reference checkpoint, or TF layout (google-bert, hf-tf). "
-    "Default: the class that keeps every head the source has.",
-)
-@click.option(
-    "--config",
-    "config",
-    type=click.Path(path_type=str, dir_okay=False),
-    help="bert_config.json / config.json. Default: beside the source, else inferred.",
-)
-@click.option(
-    "--rules",
-    metavar="PACK|FILE",
-    help="Rule pack name, or a rule file (.yaml/.json/.py) whose rules go before its pack's. Default: detected.",
-)
-@click.option(
-    "--map",
-    "maps",
-    multiple=True,
-    metavar="'SRC_REGEX=TARGET[@TRANSFORM]'",
-    help="One-off rule tried first, e.g. --map 'bert/emb/(.*)=bert.embeddings.{1}'. Repeatable.",
-)
-@click.option("--strip-prefix", metavar="PREFIX", help="Remove PREFIX from PyTorch-side source names.")
-@click.option("--add-prefix", metavar="PREFIX", help="Add PREFIX to PyTorch-side source names.")
-@click.option(
-    "--format",
-    "--source-format",
-    "format_name",
-    metavar="NAME",
-    help="Source format; skip detection (see `bridge formats`).",
-)
+@plan_request_options(source_format=("--format", "--source-format"))
 @click.option("-v", "--verbose", is_flag=True, help="Every row instead of folded scopes.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: matched, unused, missing, mismatched, tied.")
-def check(
-    source: str,
-    to: str,
-    target: str | None,
-    config: str | None,
-    rules: str | None,
-    maps: tuple[str, ...],
-    strip_prefix: str | None,
-    add_prefix: str | None,
-    format_name: str | None,
-    verbose: bool,
-    as_json: bool,
-) -> None:
+def check(source: str, request: PlanRequest, verbose: bool, as_json: bool) -> None:
     """Plan a conversion without moving a byte: which source tensor becomes which
     target tensor and how, what is left over and why, what the target still lacks.
 
@@ -238,26 +267,10 @@ def check(
           target: 'bert.pooler.dense.weight'
           transform: transpose             # identity, permute(3,2,0,1), reshape(...)
     """
-    from bridge.commands.check import check as run_check
+    from bridge.commands.check import run_check
     from bridge.report import render_plan
 
-    plan = run_check(
-        source,
-        to=to,
-        target=target,
-        config=config,
-        rules=rules,
-        maps=maps,
-        strip_prefix=strip_prefix,
-        add_prefix=add_prefix,
-        source_format=format_name,
-    )
-    if as_json:
-        click.echo(json.dumps(plan.to_json(), indent=2, default=str))
-    else:
-        click.echo(render_plan(plan, verbose=verbose))
-    if plan.exit_code:
-        sys.exit(plan.exit_code)
+    emit(run_check(source, request), as_json, lambda plan: render_plan(plan, verbose=verbose))
 
 
 def _size(text: str | None) -> int | None:
@@ -277,24 +290,8 @@ def _size(text: str | None) -> int | None:
 
 @cli.command()
 @click.argument("source", type=click.Path(path_type=str))
-@click.option("--to", "to", type=click.Choice(["pytorch", "tensorflow"]), required=True, help="The side to go to.")
+@plan_request_options(source_format=("--source-format",))
 @click.option("-o", "--out", "out", type=click.Path(path_type=str), required=True, help="Output directory (new).")
-@click.option("--target", metavar="CLASS|PATH|LAYOUT", help="As for `bridge check`.")
-@click.option("--config", "config", type=click.Path(path_type=str, dir_okay=False), help="As for `bridge check`.")
-@click.option(
-    "--rules",
-    metavar="PACK|FILE",
-    help="Rule pack name, or a rule file (.yaml/.json/.py) whose rules go before its pack's. Default: detected.",
-)
-@click.option("--map", "maps", multiple=True, metavar="'SRC_REGEX=TARGET[@TRANSFORM]'", help="One-off rule.")
-@click.option("--strip-prefix", metavar="PREFIX", help="Remove PREFIX from PyTorch-side source names.")
-@click.option("--add-prefix", metavar="PREFIX", help="Add PREFIX to PyTorch-side source names.")
-@click.option(
-    "--source-format",
-    "source_format",
-    metavar="NAME",
-    help="The source's format; skip detection (`bridge check --format`; see `bridge formats`).",
-)
 @click.option(
     "--format",
     "out_format",
@@ -333,15 +330,8 @@ def _size(text: str | None) -> int | None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: files, bytes, the plan.")
 def convert(
     source: str,
-    to: str,
+    request: PlanRequest,
     out: str,
-    target: str | None,
-    config: str | None,
-    rules: str | None,
-    maps: tuple[str, ...],
-    strip_prefix: str | None,
-    add_prefix: str | None,
-    source_format: str | None,
     out_format: str,
     max_shard_size: str | None,
     dtype: str | None,
@@ -382,11 +372,9 @@ def convert(
     with its exit code (a rank stuck past BRIDGE_RANK_TIMEOUT seconds, default
     1800, too). With several nodes, OUT must be on a filesystem they all share.
     """
-    from bridge.commands.convert import convert as run_convert
-    from bridge.commands.convert import plan_options
-    from bridge.core.factory import is_factory
+    from bridge.commands.convert import check_command, run_convert, verify_command
     from bridge.ranks import joined
-    from bridge.report import human_bytes, note_line
+    from bridge.report import render_convert
 
     bars: list[Any] = []
 
@@ -401,15 +389,8 @@ def convert(
         try:
             result = run_convert(
                 source,
-                to=to,
+                request,
                 out=out,
-                target=target,
-                config=config,
-                rules=rules,
-                maps=maps,
-                strip_prefix=strip_prefix,
-                add_prefix=add_prefix,
-                source_format=source_format,
                 out_format=out_format,
                 max_shard_size=_size(max_shard_size),
                 keep_optimizer=keep_optimizer,
@@ -428,38 +409,8 @@ def convert(
         sys.exit(result.exit_code)
     if bars:
         bars[0].render_finish()
-    if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2, default=str))
-    else:
-        plan = result.plan
-        click.echo(f"wrote {result.out}/: {', '.join(result.files)}")
-        click.echo(
-            f"  {result.tensors} tensors, {human_bytes(result.bytes_written)}; "
-            f"{len(plan.tied)} tied tensors need no source; "
-            f"dropped {human_bytes(result.dropped_bytes)} of optimizer state and counters"
-        )
-        for note in plan.notes + result.notes:
-            click.echo(f"  {note_line(note)}")
-        shaping = functools.partial(
-            plan_options,
-            config=config,
-            rules=rules,
-            maps=maps,
-            strip_prefix=strip_prefix,
-            add_prefix=add_prefix,
-            source_format=source_format,
-        )
-        if not plan.ok:
-            command = command_name() + " " + shlex.join(["check", source, "--to", to, *shaping(target=target)])
-            click.echo(f"  WARNING: written with gaps (--allow-gaps); `{command}` shows them")
-        # verify plans against OUT itself, so a class, layout or reference --target is implied by OUT;
-        # a factory builds the model its forward check runs.
-        options = shaping(target=target if is_factory(target) else None)
-        if any(x.expected and x.head is not None for x in plan.unused):
-            options.append("--dropped-heads")  # the --target asked for a class without them
-        click.echo(f"next: {command_name()} verify " + shlex.join([source, str(result.out), *options]))
-    if result.exit_code:
-        sys.exit(result.exit_code)
+    check_line, verify_line = check_command(source, request), verify_command(source, request, result)
+    emit(result, as_json, lambda r: render_convert(r, check_command=check_line, verify_command=verify_line))
 
 
 @cli.command()
@@ -469,23 +420,13 @@ def convert(
 @click.option("--seed", default=0, show_default=True, help="Seed of the random inputs.")
 @click.option("--seq-len", default=16, show_default=True, help="Sequence length of the random inputs.")
 @click.option("--no-forward", is_flag=True, help="Compare tensor values only.")
-@click.option("--rules", metavar="PACK|FILE", help="As given to `bridge convert`.")
-@click.option("--map", "maps", multiple=True, metavar="'SRC_REGEX=TARGET[@TRANSFORM]'", help="As given to convert.")
-@click.option("--strip-prefix", metavar="PREFIX", help="As given to convert.")
-@click.option("--add-prefix", metavar="PREFIX", help="As given to convert.")
-@click.option("--config", "config", type=click.Path(path_type=str, dir_okay=False), help="As given to convert.")
-@click.option(
-    "--source-format",
-    "--format",
-    "source_format",
-    metavar="NAME",
-    help="SOURCE's format; skip detection (as given to convert).",
-)
-@click.option(
-    "--target",
-    metavar="FILE.py:FACTORY",
-    help="Keras pack: the model on OUT's side (the PyTorch twin or the Keras model), as for convert. "
-    "A class, layout or reference given to convert is implied by OUT: its names are the target.",
+@plan_request_options(
+    side=False,
+    target=(
+        "FILE.py:FACTORY",
+        "Keras pack: the model on OUT's side (the PyTorch twin or the Keras model), as for convert. "
+        "A class, layout or reference given to convert is implied by OUT: its names are the target.",
+    ),
 )
 @click.option(
     "--source-model",
@@ -502,17 +443,11 @@ def convert(
 def verify(
     source: str,
     out: str,
+    request: PlanRequest,
     atol: float,
     seed: int,
     seq_len: int,
     no_forward: bool,
-    rules: str | None,
-    maps: tuple[str, ...],
-    strip_prefix: str | None,
-    add_prefix: str | None,
-    config: str | None,
-    source_format: str | None,
-    target: str | None,
     source_model: str | None,
     dropped_heads: bool,
     as_json: bool,
@@ -530,32 +465,21 @@ def verify(
 
     Give it the options convert was given (convert's `next:` line does).
     """
+    from bridge.commands.verify import run_verify
     from bridge.report import render_verify
-    from bridge.commands.verify import verify as run_verify
 
     report = run_verify(
         source,
         out,
+        request,
         atol=atol,
         seed=seed,
         seq_len=seq_len,
         forward=not no_forward,
-        rules=rules,
-        maps=maps,
-        strip_prefix=strip_prefix,
-        add_prefix=add_prefix,
-        config=config,
-        source_format=source_format,
-        target=target,
         source_model=source_model,
         dropped_heads=dropped_heads,
     )
-    if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2))
-    else:
-        click.echo(render_verify(report))
-    if report.exit_code:
-        sys.exit(report.exit_code)
+    emit(report, as_json, render_verify)
 
 
 @cli.command()
@@ -632,14 +556,8 @@ def unused(
     from bridge.unused import run_unused
 
     report = run_unused(target, tensors=losses + outputs, checkpoint=checkpoint, steps=steps, ddp=ddp, seed=seed)
-    if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2, default=str))
-    elif isinstance(report, RestoreReport):
-        click.echo(render_restore(report, verbose=verbose))
-    else:
-        click.echo(render_unused(report, verbose=verbose))
-    if report.exit_code:
-        sys.exit(report.exit_code)
+    render = render_restore if isinstance(report, RestoreReport) else render_unused
+    emit(report, as_json, lambda r: render(r, verbose=verbose))
 
 
 @cli.command("formats")

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from bridge.commands.check import check
 from bridge.cli import cli
+from bridge.commands.check import check
 from bridge.commands.convert import convert
 from bridge.commands.verify import verify
 

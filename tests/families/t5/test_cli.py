@@ -16,8 +16,8 @@ import pytest
 
 from bridge.commands.check import check
 from bridge.commands.convert import convert
-from bridge.families.t5.pack import config_from_gin, parse_gin
 from bridge.commands.verify import verify
+from bridge.families.t5.pack import config_from_gin, parse_gin
 from tests.cli.test_light import _BLOCKED, HEAVY
 from tests.conftest import run_cli
 
