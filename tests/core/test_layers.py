@@ -105,6 +105,7 @@ ALLOWED = {"core": {"core"}, "rules": {"core", "rules"}, "adapter": {"core", "ru
 def test_the_floors_are_where_the_contract_says() -> None:
     assert floor("bridge.core.model") == "core" and floor("bridge.families.google_bert.pack") == "rules"
     assert floor("tf_side.bundle") == "adapter" and floor("bridge.cli") == "front"
+    assert floor("bridge.commands.check") == floor("bridge.cli.options") == "front"
     assert {"bridge.core.model", "bridge.rules", "tf_side.bundle", "pt_side.safetensors_io"} <= set(MODULES)
     gpt2 = "bridge.families.gpt2"
     assert [floor(f"{gpt2}.{role}") for role in ("pack", "hooks", "reference_tf", "forward_check")] == [
@@ -175,6 +176,8 @@ def test_no_import_circles() -> None:
 
 # Generic modules: a family plugs in through its pack (bridge.core.packs.RulePack), never by name here.
 GENERIC = (
+    "bridge.commands.plan_request",
+    "bridge.commands.inspect",
     "bridge.commands.check",
     "bridge.commands.convert",
     "bridge.commands.verify",

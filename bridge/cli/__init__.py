@@ -1,169 +1,33 @@
-"""The ``bridge`` command line: thin shells over the Python API.
+"""The ``bridge`` command line: thin shells over the commands (:mod:`bridge.commands`).
 
-Each command imports its implementation inside the callback, so ``bridge --help``
-loads click and this file only.  One error boundary: a :class:`BridgeError`
-becomes one paragraph on stderr and exit code 2 (1 is kept for "the report has
-gaps"); ``--debug`` or ``BRIDGE_DEBUG=1`` shows the traceback instead.
+Each command imports its implementation inside the callback, so ``bridge --help`` loads click and this package
+only.  The plan options are declared once (:func:`~bridge.cli.options.plan_request_options`, one
+:class:`~bridge.commands.plan_request.PlanRequest`), every report goes out through one helper
+(:func:`~bridge.cli.options.emit`: text or ``--json``, then its exit code), and errors through one boundary
+(:mod:`bridge.cli.boundary`).
 """
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 import sys
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from bridge.cli.boundary import DEBUG_HELP, INTERNAL_ERROR, BridgeGroup, set_debug
+from bridge.cli.options import emit, parse_size, plan_request_options, progress_bar
 from bridge.core.errors import BridgeError
 from bridge.core.invoked import command_name
-from bridge.quiet import bar_file, quiet_frameworks, stderr_is_terminal
+from bridge.quiet import bar_file, stderr_is_terminal
 
 if TYPE_CHECKING:
     from bridge.commands.plan_request import PlanRequest
 
-INTERNAL_ERROR = 3  # not bad input and not a gap: a bug here or in a framework this called
-_DEBUG_HELP = "Show tracebacks instead of one-paragraph errors (also BRIDGE_DEBUG=1)."
 
-
-def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
-    if value:  # ctx.meta is shared by the group's and the subcommand's contexts
-        ctx.meta["bridge.debug"] = True
-
-
-class _BridgeCommand(click.Command):
-    """A subcommand that also takes ``--debug``, so it works after the subcommand name too."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.params.append(
-            click.Option(["--debug"], is_flag=True, expose_value=False, callback=_set_debug, help=_DEBUG_HELP)
-        )
-
-
-def _quiet_stdout() -> None:
-    """The reader closed the pipe (``| head``): point stdout at /dev/null so the interpreter's
-    flush at exit has nowhere to fail."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):  # no real descriptor (a test runner's buffer): nothing to flush into
-        pass
-    finally:
-        os.close(devnull)
-
-
-class _BridgeGroup(click.Group):
-    command_class = _BridgeCommand
-
-    def invoke(self, ctx: click.Context) -> Any:
-        def debug() -> bool:  # known once the group's and the subcommand's options are parsed
-            return bool(ctx.meta.get("bridge.debug")) or os.environ.get("BRIDGE_DEBUG") == "1"
-
-        # Filtering starts before the subcommand's own --debug is parsed: look for it in the arguments too.
-        asked = debug() or "--debug" in sys.argv[1:]
-        try:
-            with quiet_frameworks(debug=asked):
-                return super().invoke(ctx)
-        except BrokenPipeError:  # `bridge inspect ... | head`: what was written was wanted, the rest was not
-            _quiet_stdout()
-            ctx.exit(0)
-        except BridgeError as e:
-            if debug():
-                raise
-            click.echo(click.style("error: ", fg="red", bold=True) + str(e), err=True)
-            ctx.exit(e.exit_code)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
-            raise
-        except Exception as e:
-            if debug():
-                raise
-            click.echo(
-                click.style("internal error: ", fg="red", bold=True) + f"{type(e).__name__}: {e}. This is "
-                "a bug (in bridge, or in a framework it called), not your input: rerun with --debug for "
-                "the traceback and report it.",
-                err=True,
-            )
-            ctx.exit(INTERNAL_ERROR)
-
-
-# The options that shape a plan (bridge.commands.plan_request.PlanRequest), declared once for check, convert, verify.
-_PLAN_FIELDS = ("to", "target", "config", "rules", "maps", "strip_prefix", "add_prefix", "source_format")
-_TARGET_HELP = (
-    "transformers class (BertForPreTraining), reference checkpoint, or TF layout (google-bert, hf-tf). "
-    "Default: the class that keeps every head the source has."
-)
-
-
-def plan_request_options(
-    *,
-    side: bool = True,
-    target: tuple[str, str] = ("CLASS|PATH|LAYOUT", _TARGET_HELP),
-    source_format: tuple[str, ...] = ("--source-format", "--format"),
-) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """The plan options (``--to`` where ``side``; ``--target`` as ``(metavar, help)``; the source format's option
-    names), handed to the command as one parsed ``request`` instead of one argument each."""
-    to = click.Choice(["pytorch", "tensorflow"])
-    options = [click.option("--to", "to", type=to, required=True, help="The side to go to.")] if side else []
-    options += [
-        click.option("--target", metavar=target[0], help=target[1]),
-        click.option(
-            "--config",
-            "config",
-            type=click.Path(path_type=str, dir_okay=False),
-            help="bert_config.json / config.json. Default: beside the source, else inferred.",
-        ),
-        click.option(
-            "--rules",
-            metavar="PACK|FILE",
-            help="Rule pack name, or a rule file (.yaml/.json/.py) whose rules go before its pack's. "
-            "Default: detected.",
-        ),
-        click.option(
-            "--map",
-            "maps",
-            multiple=True,
-            metavar="'SRC_REGEX=TARGET[@TRANSFORM]'",
-            help="One-off rule tried first, e.g. --map 'bert/emb/(.*)=bert.embeddings.{1}'. Repeatable.",
-        ),
-        click.option("--strip-prefix", metavar="PREFIX", help="Remove PREFIX from PyTorch-side source names."),
-        click.option("--add-prefix", metavar="PREFIX", help="Add PREFIX to PyTorch-side source names."),
-        click.option(
-            *source_format,
-            "source_format",
-            metavar="NAME",
-            help="SOURCE's format; skip detection (see `bridge formats`).",
-        ),
-    ]
-
-    def decorate(command: Callable[..., None]) -> Callable[..., None]:
-        @functools.wraps(command)
-        def with_request(**kwargs: Any) -> None:
-            from bridge.commands.plan_request import PlanRequest
-
-            fields = {name: kwargs.pop(name) for name in _PLAN_FIELDS if name in kwargs}
-            command(request=PlanRequest.parse(**fields), **kwargs)
-
-        for option in reversed(options):
-            with_request = option(with_request)
-        return with_request
-
-    return decorate
-
-
-def emit(report: Any, as_json: bool, render: Callable[[Any], str]) -> None:
-    """A command's one way out: the report as JSON (``--json``, for scripts) or as ``render`` writes it for people,
-    then the report's exit code (1: it has gaps)."""
-    click.echo(json.dumps(report.to_json(), indent=2, default=str) if as_json else render(report))
-    if report.exit_code:
-        sys.exit(report.exit_code)
-
-
-@click.group(cls=_BridgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=BridgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ckpt-bridge", prog_name="ckpt-bridge")
-@click.option("--debug", is_flag=True, expose_value=False, callback=_set_debug, help=_DEBUG_HELP)
+@click.option("--debug", is_flag=True, expose_value=False, callback=set_debug, help=DEBUG_HELP)
 def cli() -> None:
     """TensorFlow/Keras <-> PyTorch checkpoints: look inside without the frameworks,
     plan the mapping before a byte moves, convert both ways, prove the result,
@@ -234,7 +98,7 @@ def inspect(
 
     with load(path, format=format_name) as ckpt:
         report = inspect_checkpoint(
-            ckpt, pattern=pattern, depth=depth, stats=stats, progress=_progress("reading values")
+            ckpt, pattern=pattern, depth=depth, stats=stats, progress=progress_bar("reading values")
         )
         emit(report, as_json, partial(render_inspect, every_tensor=every_tensor))
 
@@ -271,21 +135,6 @@ def check(source: str, request: PlanRequest, verbose: bool, as_json: bool) -> No
     from bridge.report import render_plan
 
     emit(run_check(source, request), as_json, lambda plan: render_plan(plan, verbose=verbose))
-
-
-def _size(text: str | None) -> int | None:
-    """``500MB``, ``2GB``, ``1GiB`` or plain bytes -> bytes."""
-    if text is None:
-        return None
-    units = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
-    number = text.strip().upper().rstrip("B") + ("B" if text.strip().upper().endswith("B") else "")
-    for unit in sorted(units, key=len, reverse=True):
-        if unit and number.endswith(unit):
-            return int(float(number[: -len(unit)]) * units[unit])
-    try:
-        return int(number)
-    except ValueError:
-        raise click.BadParameter(f"not a size: {text!r} (use e.g. 500MB, 2GB)") from None
 
 
 @cli.command()
@@ -392,7 +241,7 @@ def convert(
                 request,
                 out=out,
                 out_format=out_format,
-                max_shard_size=_size(max_shard_size),
+                max_shard_size=parse_size(max_shard_size),
                 keep_optimizer=keep_optimizer,
                 dtype=dtype,
                 force=force,
@@ -576,24 +425,5 @@ def list_formats(as_json: bool) -> None:
         click.echo(f"{f.name:<{width}}  {f.description}")
 
 
-def _progress(label: str) -> Any:
-    """A progress-bar wrapper on a terminal, identity otherwise (pipes, CI, tests)."""
-
-    def wrap(items: Any) -> Any:
-        items = list(items)
-        if not stderr_is_terminal() or len(items) < 2:
-            yield from items
-            return
-        show = lambda r: r.name if r else ""  # noqa: E731
-        with click.progressbar(items, label=label, file=bar_file(), item_show_func=show) as bar:
-            yield from bar
-
-    return wrap
-
-
 def main() -> None:
     cli(prog_name=command_name())
-
-
-if __name__ == "__main__":
-    main()
