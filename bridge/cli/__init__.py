@@ -139,8 +139,8 @@ def check(source: str, request: PlanRequest, verbose: bool, as_json: bool) -> No
 
 @cli.command()
 @click.argument("source", type=click.Path(path_type=str))
-@plan_request_options(source_format=("--source-format",))
 @click.option("-o", "--out", "out", type=click.Path(path_type=str), required=True, help="Output directory (new).")
+@plan_request_options(source_format=("--source-format",))
 @click.option(
     "--format",
     "out_format",
