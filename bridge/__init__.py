@@ -7,18 +7,16 @@ The public API is loaded on first use (module ``__getattr__``), so importing a c
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bridge.api import load
-    from bridge.check import check
-    from bridge.convert import convert
+    from bridge.commands.check import check
+    from bridge.commands.convert import convert
+    from bridge.commands.verify import verify
     from bridge.core.errors import BridgeError
     from bridge.core.model import Checkpoint, TensorRecord
     from bridge.unused import checkpoint_vs_model, find_unused, find_unused_in_graph, watch
-    from bridge.verify import verify
 
 # public name -> the module that defines it
 _API = {
@@ -26,9 +24,9 @@ _API = {
     "Checkpoint": "bridge.core.model",
     "TensorRecord": "bridge.core.model",
     "load": "bridge.api",
-    "check": "bridge.check",
-    "convert": "bridge.convert",
-    "verify": "bridge.verify",
+    "check": "bridge.commands.check",
+    "convert": "bridge.commands.convert",
+    "verify": "bridge.commands.verify",
     "find_unused": "bridge.unused",
     "checkpoint_vs_model": "bridge.unused",
     "find_unused_in_graph": "bridge.unused",
@@ -68,16 +66,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_API) | set(_SUBMODULES))
-
-
-class _Package(types.ModuleType):
-    """``bridge.check`` is both a function and the module that defines it: importing the module binds it to the
-    package's attribute, which would hide the function.  The API's functions keep their names."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and name in _API:
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

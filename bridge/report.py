@@ -16,7 +16,8 @@ from bridge.core.unused.report import UnusedReport
 from bridge.core.unused.restore import HARMLESS_KINDS, LENIENT, RestoreFix, RestoreReport
 
 if TYPE_CHECKING:
-    from bridge.contents import InspectReport, ScopeRow
+    from bridge.commands.convert import ConvertResult
+    from bridge.commands.inspect import InspectReport, ScopeRow
     from bridge.core.model import Checkpoint
     from bridge.core.pad_rows import PadRow
     from bridge.core.verify_report import VerifyReport
@@ -73,6 +74,22 @@ def render_plan(plan: Plan, *, verbose: bool = False) -> str:
         gaps = len(plan.gaps) + len(plan.mismatched)
         lines.append(f"verdict: GAPS: {gaps} problem(s) above would make the converted model differ (exit 1)")
     return "\n".join(lines)
+
+
+def render_convert(result: ConvertResult, *, check_command: str, verify_command: str) -> str:
+    """What convert wrote and dropped, the plan's notes, a warning naming ``check_command`` when written with gaps,
+    and ``verify_command`` as the ``next:`` line."""
+    plan = result.plan
+    lines = [
+        f"wrote {result.out}/: {', '.join(result.files)}",
+        f"  {result.tensors} tensors, {human_bytes(result.bytes_written)}; "
+        f"{len(plan.tied)} tied tensors need no source; "
+        f"dropped {human_bytes(result.dropped_bytes)} of optimizer state and counters",
+    ]
+    lines += [f"  {note_line(note)}" for note in plan.notes + result.notes]
+    if not plan.ok:
+        lines.append(f"  WARNING: written with gaps (--allow-gaps); `{check_command}` shows them")
+    return "\n".join([*lines, f"next: {verify_command}"])
 
 
 def fold_pairs(pairs: list[tuple[str, str]]) -> list[tuple[str, str, int]]:

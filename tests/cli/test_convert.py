@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import bridge
-from bridge.convert import PlanHasGaps, convert
+from bridge.commands.convert import PlanHasGaps, convert
 from bridge.core.atomic import OutputExists
 from bridge.core.transforms import parse
 from tests.conftest import run_cli

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 import bridge
 from bridge.cli import cli
-from bridge.convert import convert
+from bridge.commands.convert import convert
 from bridge.core.errors import CorruptCheckpoint
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "tiny-bert"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from bridge.api import load
-from bridge.check import check
+from bridge.commands.check import check
 from tests.conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[2]

@@ -116,7 +116,7 @@ def test_an_internal_error_is_exit_3_with_one_paragraph(runner, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("planner exploded")
 
-    monkeypatch.setattr(importlib.import_module("bridge.check"), "check", broken)
+    monkeypatch.setattr(importlib.import_module("bridge.commands.check"), "run_check", broken)
     result = runner.invoke(cli, ["check", str(EXAMPLE), "--to", "pytorch"])
     assert result.exit_code == 3
     assert "internal error: RuntimeError: planner exploded" in result.output and "--debug" in result.output

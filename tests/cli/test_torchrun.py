@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import bridge
-from bridge.convert import convert
+from bridge.commands.convert import convert
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "tiny-bert"

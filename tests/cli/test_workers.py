@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bridge.convert import convert
+from bridge.commands.convert import convert
 from bridge.core.errors import UsageError
 from tests.conftest import run_cli
 

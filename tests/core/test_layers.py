@@ -105,6 +105,7 @@ ALLOWED = {"core": {"core"}, "rules": {"core", "rules"}, "adapter": {"core", "ru
 def test_the_floors_are_where_the_contract_says() -> None:
     assert floor("bridge.core.model") == "core" and floor("bridge.families.google_bert.pack") == "rules"
     assert floor("tf_side.bundle") == "adapter" and floor("bridge.cli") == "front"
+    assert floor("bridge.commands.check") == floor("bridge.cli.options") == "front"
     assert {"bridge.core.model", "bridge.rules", "tf_side.bundle", "pt_side.safetensors_io"} <= set(MODULES)
     # packages by capability keep their floors: a bundle's layers are TF adapter; `unused` has one package per floor
     assert {floor(f"tf_side.bundle.{m}") for m in ("locate", "index", "read", "slices", "checkpoint", "write")} == {
@@ -182,9 +183,11 @@ def test_no_import_circles() -> None:
 
 # Generic modules: a family plugs in through its pack (bridge.core.packs.RulePack), never by name here.
 GENERIC = (
-    "bridge.check",
-    "bridge.convert",
-    "bridge.verify",
+    "bridge.commands.plan_request",
+    "bridge.commands.inspect",
+    "bridge.commands.check",
+    "bridge.commands.convert",
+    "bridge.commands.verify",
     "bridge.forward_check",
     "bridge.core.match",
     "bridge.rules.layouts",

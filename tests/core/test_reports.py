@@ -10,7 +10,7 @@ import pytest
 
 import bridge
 from bridge.api import load
-from bridge.contents import inspect_checkpoint
+from bridge.commands.inspect import inspect_checkpoint
 from bridge.core.reports import Report
 from bridge.core.unused.report import UnusedReport
 from bridge.core.unused.restore import RestoreReport

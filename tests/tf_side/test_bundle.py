@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import bridge
-from bridge.contents import inspect_checkpoint
+from bridge.commands.inspect import inspect_checkpoint
 from bridge.core import dtypes
 from bridge.core.errors import CheckpointNotFound, CorruptCheckpoint, UsageError
 from bridge.report import render_inspect as render_text

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from bridge.check import check
 from bridge.cli import cli
-from bridge.convert import convert
-from bridge.verify import verify
+from bridge.commands.check import check
+from bridge.commands.convert import convert
+from bridge.commands.verify import verify
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 PLAIN = FIXTURES / "gpt2-tf1"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.check import check
+from bridge.commands.check import check
 from tests.conftest import run_cli
 from tests.families.seq2seq.hub_modules import seq2seq_variables, write_hub_module
 
@@ -118,7 +118,7 @@ def test_check_imports_neither_torch_nor_tensorflow(modules):
     import sys
 
     code = (
-        "import sys; from bridge.check import check; p = check(sys.argv[1], to='pytorch'); assert p.ok; "
+        "import sys; from bridge.commands.check import check; p = check(sys.argv[1], to='pytorch'); assert p.ok; "
         "print(sorted(m for m in ('torch', 'tensorflow', 'transformers') if m in sys.modules))"
     )
     result = subprocess.run(

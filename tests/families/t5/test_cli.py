@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bridge.check import check
-from bridge.convert import convert
+from bridge.commands.check import check
+from bridge.commands.convert import convert
+from bridge.commands.verify import verify
 from bridge.families.t5.pack import config_from_gin, parse_gin
-from bridge.verify import verify
 from tests.cli.test_light import _BLOCKED, HEAVY
 from tests.conftest import run_cli
 

@@ -17,8 +17,8 @@ import pytest
 from click.testing import CliRunner
 
 import bridge
-from bridge.check import check
 from bridge.cli import cli
+from bridge.commands.check import check
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "xlnet-tf1"
 REAL = ("test_checkpoint_pre", "test_checkpoint_tune")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.api import load
+from bridge.commands.plan_request import PlanRequest
 from bridge.core.errors import BridgeError, CheckpointNotFound, UsageError
 from bridge.core.factory import is_factory
 from bridge.core.jsonio import load_json
@@ -31,8 +32,6 @@ from bridge.rules.user import RuleFile, is_rule_file, load_rule_file
 _CONFIG_NAME = "config.json"  # transformers' own; a pack names its family's others (``bert_config.json``)
 
 
-# file.py:factory, a model built by the user's code; a bare file.py too, so that the error names the factory
-@quietly
 def check(
     source: str | os.PathLike[str],
     *,
@@ -65,20 +64,37 @@ def check(
     Returns:
         The :class:`~bridge.core.plan.Plan`; ``plan.ok`` and ``plan.exit_code`` give the verdict.
     """
-    if to not in ("pytorch", "tensorflow"):
-        raise UsageError("Unknown --to side", hint=f"Use pytorch or tensorflow. Received: {to!r}")
+    request = PlanRequest.parse(
+        to=to,
+        target=target,
+        config=config,
+        rules=rules,
+        maps=maps,
+        strip_prefix=strip_prefix,
+        add_prefix=add_prefix,
+        source_format=source_format,
+    )
+    return run_check(source, request)
+
+
+@quietly
+def run_check(source: str | os.PathLike[str], request: PlanRequest) -> Plan:
+    """:func:`check` of a parsed :class:`PlanRequest` (the CLI's)."""
+    to, target, maps, rules = request.side(), request.target, request.maps, request.rules
     user = load_rule_file(rules) if rules and is_rule_file(rules) else None
-    with load(source, format=source_format) as ckpt:
+    with load(source, format=request.source_format) as ckpt:
         pack = _choose_pack(ckpt, target, rules, user)
-        cfg, notes = _resolve_config(ckpt, pack, config)
+        cfg, notes = _resolve_config(ckpt, pack, request.config)
         _refuse_config(ckpt, pack, cfg)
         spec = _target_from_config(ckpt, pack, to, target, cfg, notes)
         if pack.bind is not None:  # a structural pack turns this source + target into exact-name rules
             pack, bound_notes = pack.bind(ckpt, spec)
             notes = bound_notes + notes
-        mapped = _parse_maps(maps)
+        mapped = list(request.map_rules)
         extra = mapped + list(user.rules if user else ())
-        plan = build_plan(ckpt, spec, pack, extra_rules=extra, strip_prefix=strip_prefix, add_prefix=add_prefix)
+        plan = build_plan(
+            ckpt, spec, pack, extra_rules=extra, strip_prefix=request.strip_prefix, add_prefix=request.add_prefix
+        )
         notes += _user_rule_uses(ckpt, spec, plan, list(zip(maps, mapped, strict=True)), user)
         plan.pad_rows = pad_rows(ckpt, [pack], sample=True)
     if user is not None:
@@ -520,19 +536,3 @@ def _user_rule_uses(
             side = "TensorFlow layout" if source_is_pt else "source"
             notes.append(f"{label} matched no tensor: its regex must match a whole {side} name ({example})")
     return notes
-
-
-def _parse_maps(maps: tuple[str, ...]) -> list[Rule]:
-    out = []
-    for spec in maps:
-        source, sep, target = spec.partition("=")
-        if not sep or not source or not target:
-            raise UsageError("Bad --map", hint=f"Use --map 'SRC_REGEX=TARGET_TEMPLATE'. Received: {spec!r}")
-        transform = "identity"
-        if "@" in target:
-            target, transform = target.rsplit("@", 1)
-        try:
-            out.append(Rule(source, target, transform))
-        except (ValueError, Exception) as e:  # re.error and bad transform specs
-            raise UsageError("Bad --map", detail=str(e), hint=f"Received: {spec!r}") from e
-    return out

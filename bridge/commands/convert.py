@@ -9,18 +9,20 @@ import shlex
 import shutil
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bridge.api import load
-from bridge.check import check
+from bridge.commands.check import run_check
+from bridge.commands.plan_request import PlanRequest
 from bridge.core import dtypes
 from bridge.core.atomic import atomic_directory
 from bridge.core.casting import CastReport
 from bridge.core.errors import BridgeError, UsageError
+from bridge.core.factory import is_factory
 from bridge.core.invoked import command_name
 from bridge.core.model import Checkpoint, TensorRecord
 from bridge.core.outputs import OutTensor, write_config
@@ -137,6 +139,48 @@ def convert(
     Raises:
         PlanHasGaps: the plan is not ``ok`` and ``allow_gaps`` is not set (exit code 1).
     """
+    request = PlanRequest.parse(
+        to=to,
+        target=target,
+        config=config,
+        rules=rules,
+        maps=maps,
+        strip_prefix=strip_prefix,
+        add_prefix=add_prefix,
+        source_format=source_format,
+    )
+    return run_convert(
+        source,
+        request,
+        out=out,
+        out_format=out_format,
+        max_shard_size=max_shard_size,
+        keep_optimizer=keep_optimizer,
+        dtype=dtype,
+        force=force,
+        allow_gaps=allow_gaps,
+        on_progress=on_progress,
+        workers=workers,
+        group=group,
+    )
+
+
+def run_convert(
+    source: str | os.PathLike[str],
+    request: PlanRequest,
+    *,
+    out: str | os.PathLike[str],
+    out_format: str = "safetensors",
+    max_shard_size: int | None = None,
+    keep_optimizer: bool = False,
+    dtype: str | None = None,
+    force: bool = False,
+    allow_gaps: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
+    group: RankGroup | None = None,
+) -> ConvertResult:
+    """:func:`convert` of a parsed :class:`PlanRequest` (the CLI's)."""
     if dtype is not None and not dtypes.is_floating(dtype):
         raise UsageError("--dtype must be a floating dtype", hint=f"Use float16, bfloat16, float32. Received: {dtype}")
     out_path = local_only(out, "The output (-o)")
@@ -144,41 +188,20 @@ def convert(
         raise UsageError("--workers must be at least 1", hint=f"Omit it to use every CPU. Received: {workers}")
     workers = workers or max(1, cpu_count() // (group.local_size if group else 1))
     agree: Callable[[Callable[[], Any]], Any] = group.agree if group is not None else (lambda step: step())
-    plan: Plan = agree(
-        lambda: check(
-            source,
-            to=to,
-            target=target,
-            config=config,
-            rules=rules,
-            maps=maps,
-            strip_prefix=strip_prefix,
-            add_prefix=add_prefix,
-            source_format=source_format,
-        )
-    )
+    to = request.side()
+    plan: Plan = agree(lambda: run_check(source, request))
     if not plan.ok and not allow_gaps:
-        options = plan_options(
-            target=target,
-            config=config,
-            rules=rules,
-            maps=maps,
-            strip_prefix=strip_prefix,
-            add_prefix=add_prefix,
-            source_format=source_format,
-        )
-        command = command_name() + " " + shlex.join(["check", str(source), "--to", to, *options])
         raise PlanHasGaps(
             "The conversion plan has gaps",
             path=source,
             detail=_describe_gaps(plan),
-            hint=f"`{command}` shows the whole report; --allow-gaps writes anyway",
+            hint=f"`{check_command(source, request)}` shows the whole report; --allow-gaps writes anyway",
         )
     pack = plan.rule_pack or get_pack(plan.pack)
     src_path = as_path(source)
     lead = group is None or group.rank == 0  # the one process that writes what is not dealt out by shard
     with ExitStack() as stack:
-        ckpt: Checkpoint = stack.enter_context(agree(lambda: load(source, format=source_format)))
+        ckpt: Checkpoint = stack.enter_context(agree(lambda: load(source, format=request.source_format)))
         if group is None:
             tmp = stack.enter_context(atomic_directory(out_path, force=force, inputs=(src_path,)))
         else:
@@ -229,25 +252,20 @@ def convert(
     )
 
 
-def plan_options(
-    *,
-    target: str | None = None,
-    config: str | os.PathLike[str] | dict[str, Any] | None = None,
-    rules: str | None = None,
-    maps: Sequence[str] = (),
-    strip_prefix: str | None = None,
-    add_prefix: str | None = None,
-    source_format: str | None = None,
-) -> list[str]:
-    """The command-line options that shape a plan, as `bridge check`, `convert` and `verify` all take them
-    (a config given as a dict has no command-line form and is left out)."""
-    args = ["--target", target] if target else []
-    args += ["--config", os.fspath(config)] if isinstance(config, (str, os.PathLike)) else []
-    args += ["--rules", rules] if rules else []
-    args += [arg for m in maps for arg in ("--map", m)]
-    args += ["--strip-prefix", strip_prefix] if strip_prefix else []
-    args += ["--add-prefix", add_prefix] if add_prefix else []
-    return args + (["--source-format", source_format] if source_format else [])
+def check_command(source: str | os.PathLike[str], request: PlanRequest) -> str:
+    """The ``check`` command line that shows this request's plan."""
+    return command_name() + " " + shlex.join(["check", str(source), *request.cli_options()])
+
+
+def verify_command(source: str | os.PathLike[str], request: PlanRequest, result: ConvertResult) -> str:
+    """The ``verify`` command line that proves ``result``: SOURCE, OUT and every option that shaped the plan.
+
+    verify plans against OUT itself, so a class, layout or reference ``--target`` is implied by OUT; a factory
+    builds the model its forward check runs."""
+    options = replace(request, to=None, target=request.target if is_factory(request.target) else None).cli_options()
+    if any(x.expected and x.head is not None for x in result.plan.unused):
+        options.append("--dropped-heads")  # the --target asked for a class without them
+    return f"{command_name()} verify " + shlex.join([str(source), str(result.out), *options])
 
 
 def _describe_gaps(plan: Plan) -> str:

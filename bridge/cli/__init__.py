@@ -1,94 +1,33 @@
-"""The ``bridge`` command line: thin shells over the Python API.
+"""The ``bridge`` command line: thin shells over the commands (:mod:`bridge.commands`).
 
-Each command imports its implementation inside the callback, so ``bridge --help``
-loads click and this file only.  One error boundary: a :class:`BridgeError`
-becomes one paragraph on stderr and exit code 2 (1 is kept for "the report has
-gaps"); ``--debug`` or ``BRIDGE_DEBUG=1`` shows the traceback instead.
+Each command imports its implementation inside the callback, so ``bridge --help`` loads click and this package
+only.  The plan options are declared once (:func:`~bridge.cli.options.plan_request_options`, one
+:class:`~bridge.commands.plan_request.PlanRequest`), every report goes out through one helper
+(:func:`~bridge.cli.options.emit`: text or ``--json``, then its exit code), and errors through one boundary
+(:mod:`bridge.cli.boundary`).
 """
 
 from __future__ import annotations
 
-import functools
 import json
-import os
-import shlex
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from bridge.cli.boundary import DEBUG_HELP, INTERNAL_ERROR, BridgeGroup, set_debug
+from bridge.cli.options import emit, parse_size, plan_request_options, progress_bar
 from bridge.core.errors import BridgeError
 from bridge.core.invoked import command_name
-from bridge.quiet import bar_file, quiet_frameworks, stderr_is_terminal
+from bridge.quiet import bar_file, stderr_is_terminal
 
-INTERNAL_ERROR = 3  # not bad input and not a gap: a bug here or in a framework this called
-_DEBUG_HELP = "Show tracebacks instead of one-paragraph errors (also BRIDGE_DEBUG=1)."
-
-
-def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
-    if value:  # ctx.meta is shared by the group's and the subcommand's contexts
-        ctx.meta["bridge.debug"] = True
+if TYPE_CHECKING:
+    from bridge.commands.plan_request import PlanRequest
 
 
-class _BridgeCommand(click.Command):
-    """A subcommand that also takes ``--debug``, so it works after the subcommand name too."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.params.append(
-            click.Option(["--debug"], is_flag=True, expose_value=False, callback=_set_debug, help=_DEBUG_HELP)
-        )
-
-
-def _quiet_stdout() -> None:
-    """The reader closed the pipe (``| head``): point stdout at /dev/null so the interpreter's
-    flush at exit has nowhere to fail."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):  # no real descriptor (a test runner's buffer): nothing to flush into
-        pass
-    finally:
-        os.close(devnull)
-
-
-class _BridgeGroup(click.Group):
-    command_class = _BridgeCommand
-
-    def invoke(self, ctx: click.Context) -> Any:
-        def debug() -> bool:  # known once the group's and the subcommand's options are parsed
-            return bool(ctx.meta.get("bridge.debug")) or os.environ.get("BRIDGE_DEBUG") == "1"
-
-        # Filtering starts before the subcommand's own --debug is parsed: look for it in the arguments too.
-        asked = debug() or "--debug" in sys.argv[1:]
-        try:
-            with quiet_frameworks(debug=asked):
-                return super().invoke(ctx)
-        except BrokenPipeError:  # `bridge inspect ... | head`: what was written was wanted, the rest was not
-            _quiet_stdout()
-            ctx.exit(0)
-        except BridgeError as e:
-            if debug():
-                raise
-            click.echo(click.style("error: ", fg="red", bold=True) + str(e), err=True)
-            ctx.exit(e.exit_code)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
-            raise
-        except Exception as e:
-            if debug():
-                raise
-            click.echo(
-                click.style("internal error: ", fg="red", bold=True) + f"{type(e).__name__}: {e}. This is "
-                "a bug (in bridge, or in a framework it called), not your input: rerun with --debug for "
-                "the traceback and report it.",
-                err=True,
-            )
-            ctx.exit(INTERNAL_ERROR)
-
-
-@click.group(cls=_BridgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=BridgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ckpt-bridge", prog_name="ckpt-bridge")
-@click.option("--debug", is_flag=True, expose_value=False, callback=_set_debug, help=_DEBUG_HELP)
+@click.option("--debug", is_flag=True, expose_value=False, callback=set_debug, help=DEBUG_HELP)
 def cli() -> None:
     """TensorFlow/Keras <-> PyTorch checkpoints: look inside without the frameworks,
     plan the mapping before a byte moves, convert both ways, prove the result,
@@ -151,71 +90,25 @@ def inspect(
       bridge inspect pytorch_model.bin --json | jq '.tensors[].name'
       bridge inspect gs://bucket/bert/model.ckpt-1000000
     """
+    from functools import partial
+
     from bridge.api import load
-    from bridge.contents import inspect_checkpoint
+    from bridge.commands.inspect import inspect_checkpoint
     from bridge.report import render_inspect
 
     with load(path, format=format_name) as ckpt:
         report = inspect_checkpoint(
-            ckpt, pattern=pattern, depth=depth, stats=stats, progress=_progress("reading values")
+            ckpt, pattern=pattern, depth=depth, stats=stats, progress=progress_bar("reading values")
         )
-        if as_json:
-            click.echo(json.dumps(report.to_json(), indent=2, default=str))
-        else:
-            click.echo(render_inspect(report, every_tensor=every_tensor))
+        emit(report, as_json, partial(render_inspect, every_tensor=every_tensor))
 
 
 @cli.command()
 @click.argument("source", type=click.Path(path_type=str))
-@click.option("--to", "to", type=click.Choice(["pytorch", "tensorflow"]), required=True, help="The side to go to.")
-@click.option(
-    "--target",
-    metavar="CLASS|PATH|LAYOUT",
-    help="transformers class (BertForPreTraining), reference checkpoint, or TF layout (google-bert, hf-tf). "
-    "Default: the class that keeps every head the source has.",
-)
-@click.option(
-    "--config",
-    "config",
-    type=click.Path(path_type=str, dir_okay=False),
-    help="bert_config.json / config.json. Default: beside the source, else inferred.",
-)
-@click.option(
-    "--rules",
-    metavar="PACK|FILE",
-    help="Rule pack name, or a rule file (.yaml/.json/.py) whose rules go before its pack's. Default: detected.",
-)
-@click.option(
-    "--map",
-    "maps",
-    multiple=True,
-    metavar="'SRC_REGEX=TARGET[@TRANSFORM]'",
-    help="One-off rule tried first, e.g. --map 'bert/emb/(.*)=bert.embeddings.{1}'. Repeatable.",
-)
-@click.option("--strip-prefix", metavar="PREFIX", help="Remove PREFIX from PyTorch-side source names.")
-@click.option("--add-prefix", metavar="PREFIX", help="Add PREFIX to PyTorch-side source names.")
-@click.option(
-    "--format",
-    "--source-format",
-    "format_name",
-    metavar="NAME",
-    help="Source format; skip detection (see `bridge formats`).",
-)
+@plan_request_options(source_format=("--format", "--source-format"))
 @click.option("-v", "--verbose", is_flag=True, help="Every row instead of folded scopes.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: matched, unused, missing, mismatched, tied.")
-def check(
-    source: str,
-    to: str,
-    target: str | None,
-    config: str | None,
-    rules: str | None,
-    maps: tuple[str, ...],
-    strip_prefix: str | None,
-    add_prefix: str | None,
-    format_name: str | None,
-    verbose: bool,
-    as_json: bool,
-) -> None:
+def check(source: str, request: PlanRequest, verbose: bool, as_json: bool) -> None:
     """Plan a conversion without moving a byte: which source tensor becomes which
     target tensor and how, what is left over and why, what the target still lacks.
 
@@ -238,63 +131,16 @@ def check(
           target: 'bert.pooler.dense.weight'
           transform: transpose             # identity, permute(3,2,0,1), reshape(...)
     """
-    from bridge.check import check as run_check
+    from bridge.commands.check import run_check
     from bridge.report import render_plan
 
-    plan = run_check(
-        source,
-        to=to,
-        target=target,
-        config=config,
-        rules=rules,
-        maps=maps,
-        strip_prefix=strip_prefix,
-        add_prefix=add_prefix,
-        source_format=format_name,
-    )
-    if as_json:
-        click.echo(json.dumps(plan.to_json(), indent=2, default=str))
-    else:
-        click.echo(render_plan(plan, verbose=verbose))
-    if plan.exit_code:
-        sys.exit(plan.exit_code)
-
-
-def _size(text: str | None) -> int | None:
-    """``500MB``, ``2GB``, ``1GiB`` or plain bytes -> bytes."""
-    if text is None:
-        return None
-    units = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
-    number = text.strip().upper().rstrip("B") + ("B" if text.strip().upper().endswith("B") else "")
-    for unit in sorted(units, key=len, reverse=True):
-        if unit and number.endswith(unit):
-            return int(float(number[: -len(unit)]) * units[unit])
-    try:
-        return int(number)
-    except ValueError:
-        raise click.BadParameter(f"not a size: {text!r} (use e.g. 500MB, 2GB)") from None
+    emit(run_check(source, request), as_json, lambda plan: render_plan(plan, verbose=verbose))
 
 
 @cli.command()
 @click.argument("source", type=click.Path(path_type=str))
-@click.option("--to", "to", type=click.Choice(["pytorch", "tensorflow"]), required=True, help="The side to go to.")
 @click.option("-o", "--out", "out", type=click.Path(path_type=str), required=True, help="Output directory (new).")
-@click.option("--target", metavar="CLASS|PATH|LAYOUT", help="As for `bridge check`.")
-@click.option("--config", "config", type=click.Path(path_type=str, dir_okay=False), help="As for `bridge check`.")
-@click.option(
-    "--rules",
-    metavar="PACK|FILE",
-    help="Rule pack name, or a rule file (.yaml/.json/.py) whose rules go before its pack's. Default: detected.",
-)
-@click.option("--map", "maps", multiple=True, metavar="'SRC_REGEX=TARGET[@TRANSFORM]'", help="One-off rule.")
-@click.option("--strip-prefix", metavar="PREFIX", help="Remove PREFIX from PyTorch-side source names.")
-@click.option("--add-prefix", metavar="PREFIX", help="Add PREFIX to PyTorch-side source names.")
-@click.option(
-    "--source-format",
-    "source_format",
-    metavar="NAME",
-    help="The source's format; skip detection (`bridge check --format`; see `bridge formats`).",
-)
+@plan_request_options(source_format=("--source-format",))
 @click.option(
     "--format",
     "out_format",
@@ -333,15 +179,8 @@ def _size(text: str | None) -> int | None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: files, bytes, the plan.")
 def convert(
     source: str,
-    to: str,
+    request: PlanRequest,
     out: str,
-    target: str | None,
-    config: str | None,
-    rules: str | None,
-    maps: tuple[str, ...],
-    strip_prefix: str | None,
-    add_prefix: str | None,
-    source_format: str | None,
     out_format: str,
     max_shard_size: str | None,
     dtype: str | None,
@@ -382,11 +221,9 @@ def convert(
     with its exit code (a rank stuck past BRIDGE_RANK_TIMEOUT seconds, default
     1800, too). With several nodes, OUT must be on a filesystem they all share.
     """
-    from bridge.convert import convert as run_convert
-    from bridge.convert import plan_options
-    from bridge.core.factory import is_factory
+    from bridge.commands.convert import check_command, run_convert, verify_command
     from bridge.ranks import joined
-    from bridge.report import human_bytes, note_line
+    from bridge.report import render_convert
 
     bars: list[Any] = []
 
@@ -401,17 +238,10 @@ def convert(
         try:
             result = run_convert(
                 source,
-                to=to,
+                request,
                 out=out,
-                target=target,
-                config=config,
-                rules=rules,
-                maps=maps,
-                strip_prefix=strip_prefix,
-                add_prefix=add_prefix,
-                source_format=source_format,
                 out_format=out_format,
-                max_shard_size=_size(max_shard_size),
+                max_shard_size=parse_size(max_shard_size),
                 keep_optimizer=keep_optimizer,
                 dtype=dtype,
                 force=force,
@@ -428,38 +258,8 @@ def convert(
         sys.exit(result.exit_code)
     if bars:
         bars[0].render_finish()
-    if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2, default=str))
-    else:
-        plan = result.plan
-        click.echo(f"wrote {result.out}/: {', '.join(result.files)}")
-        click.echo(
-            f"  {result.tensors} tensors, {human_bytes(result.bytes_written)}; "
-            f"{len(plan.tied)} tied tensors need no source; "
-            f"dropped {human_bytes(result.dropped_bytes)} of optimizer state and counters"
-        )
-        for note in plan.notes + result.notes:
-            click.echo(f"  {note_line(note)}")
-        shaping = functools.partial(
-            plan_options,
-            config=config,
-            rules=rules,
-            maps=maps,
-            strip_prefix=strip_prefix,
-            add_prefix=add_prefix,
-            source_format=source_format,
-        )
-        if not plan.ok:
-            command = command_name() + " " + shlex.join(["check", source, "--to", to, *shaping(target=target)])
-            click.echo(f"  WARNING: written with gaps (--allow-gaps); `{command}` shows them")
-        # verify plans against OUT itself, so a class, layout or reference --target is implied by OUT;
-        # a factory builds the model its forward check runs.
-        options = shaping(target=target if is_factory(target) else None)
-        if any(x.expected and x.head is not None for x in plan.unused):
-            options.append("--dropped-heads")  # the --target asked for a class without them
-        click.echo(f"next: {command_name()} verify " + shlex.join([source, str(result.out), *options]))
-    if result.exit_code:
-        sys.exit(result.exit_code)
+    check_line, verify_line = check_command(source, request), verify_command(source, request, result)
+    emit(result, as_json, lambda r: render_convert(r, check_command=check_line, verify_command=verify_line))
 
 
 @cli.command()
@@ -469,23 +269,13 @@ def convert(
 @click.option("--seed", default=0, show_default=True, help="Seed of the random inputs.")
 @click.option("--seq-len", default=16, show_default=True, help="Sequence length of the random inputs.")
 @click.option("--no-forward", is_flag=True, help="Compare tensor values only.")
-@click.option("--rules", metavar="PACK|FILE", help="As given to `bridge convert`.")
-@click.option("--map", "maps", multiple=True, metavar="'SRC_REGEX=TARGET[@TRANSFORM]'", help="As given to convert.")
-@click.option("--strip-prefix", metavar="PREFIX", help="As given to convert.")
-@click.option("--add-prefix", metavar="PREFIX", help="As given to convert.")
-@click.option("--config", "config", type=click.Path(path_type=str, dir_okay=False), help="As given to convert.")
-@click.option(
-    "--source-format",
-    "--format",
-    "source_format",
-    metavar="NAME",
-    help="SOURCE's format; skip detection (as given to convert).",
-)
-@click.option(
-    "--target",
-    metavar="FILE.py:FACTORY",
-    help="Keras pack: the model on OUT's side (the PyTorch twin or the Keras model), as for convert. "
-    "A class, layout or reference given to convert is implied by OUT: its names are the target.",
+@plan_request_options(
+    side=False,
+    target=(
+        "FILE.py:FACTORY",
+        "Keras pack: the model on OUT's side (the PyTorch twin or the Keras model), as for convert. "
+        "A class, layout or reference given to convert is implied by OUT: its names are the target.",
+    ),
 )
 @click.option(
     "--source-model",
@@ -502,17 +292,11 @@ def convert(
 def verify(
     source: str,
     out: str,
+    request: PlanRequest,
     atol: float,
     seed: int,
     seq_len: int,
     no_forward: bool,
-    rules: str | None,
-    maps: tuple[str, ...],
-    strip_prefix: str | None,
-    add_prefix: str | None,
-    config: str | None,
-    source_format: str | None,
-    target: str | None,
     source_model: str | None,
     dropped_heads: bool,
     as_json: bool,
@@ -530,32 +314,21 @@ def verify(
 
     Give it the options convert was given (convert's `next:` line does).
     """
+    from bridge.commands.verify import run_verify
     from bridge.report import render_verify
-    from bridge.verify import verify as run_verify
 
     report = run_verify(
         source,
         out,
+        request,
         atol=atol,
         seed=seed,
         seq_len=seq_len,
         forward=not no_forward,
-        rules=rules,
-        maps=maps,
-        strip_prefix=strip_prefix,
-        add_prefix=add_prefix,
-        config=config,
-        source_format=source_format,
-        target=target,
         source_model=source_model,
         dropped_heads=dropped_heads,
     )
-    if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2))
-    else:
-        click.echo(render_verify(report))
-    if report.exit_code:
-        sys.exit(report.exit_code)
+    emit(report, as_json, render_verify)
 
 
 @cli.command()
@@ -632,14 +405,8 @@ def unused(
     from bridge.unused import run_unused
 
     report = run_unused(target, tensors=losses + outputs, checkpoint=checkpoint, steps=steps, ddp=ddp, seed=seed)
-    if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2, default=str))
-    elif isinstance(report, RestoreReport):
-        click.echo(render_restore(report, verbose=verbose))
-    else:
-        click.echo(render_unused(report, verbose=verbose))
-    if report.exit_code:
-        sys.exit(report.exit_code)
+    render = render_restore if isinstance(report, RestoreReport) else render_unused
+    emit(report, as_json, lambda r: render(r, verbose=verbose))
 
 
 @cli.command("formats")
@@ -658,24 +425,5 @@ def list_formats(as_json: bool) -> None:
         click.echo(f"{f.name:<{width}}  {f.description}")
 
 
-def _progress(label: str) -> Any:
-    """A progress-bar wrapper on a terminal, identity otherwise (pipes, CI, tests)."""
-
-    def wrap(items: Any) -> Any:
-        items = list(items)
-        if not stderr_is_terminal() or len(items) < 2:
-            yield from items
-            return
-        show = lambda r: r.name if r else ""  # noqa: E731
-        with click.progressbar(items, label=label, file=bar_file(), item_show_func=show) as bar:
-            yield from bar
-
-    return wrap
-
-
 def main() -> None:
     cli(prog_name=command_name())
-
-
-if __name__ == "__main__":
-    main()

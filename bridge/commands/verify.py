@@ -14,12 +14,14 @@ Two checks, each reported on its own:
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from bridge.api import load
-from bridge.check import check
+from bridge.commands.check import run_check
+from bridge.commands.plan_request import PlanRequest
 from bridge.core import dtypes
 from bridge.core.plan import Assumption, Plan
 from bridge.core.source import as_path
@@ -29,7 +31,6 @@ from bridge.quiet import quietly
 from bridge.rules import get_pack
 
 
-@quietly
 def verify(
     source: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -71,28 +72,57 @@ def verify(
     Returns:
         A :class:`VerifyReport`; ``ok`` when all values are bit-exact and all outputs within ``atol``.
     """
+    request = PlanRequest.parse(
+        target=target,
+        config=config,
+        rules=rules,
+        maps=maps,
+        strip_prefix=strip_prefix,
+        add_prefix=add_prefix,
+        source_format=source_format,
+    )
+    return run_verify(
+        source,
+        out,
+        request,
+        atol=atol,
+        seed=seed,
+        batch=batch,
+        seq_len=seq_len,
+        forward=forward,
+        source_model=source_model,
+        dropped_heads=dropped_heads,
+    )
+
+
+@quietly
+def run_verify(
+    source: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    request: PlanRequest,
+    *,
+    atol: float = 1e-5,
+    seed: int = 0,
+    batch: int = 2,
+    seq_len: int = 16,
+    forward: bool = True,
+    source_model: str | None = None,
+    dropped_heads: bool = False,
+) -> VerifyReport:
+    """:func:`verify` of a parsed :class:`PlanRequest` (the CLI's); its ``to`` follows from ``out``, its ``target``
+    is the factory of the model on OUT's side, if any (the plan's target is OUT itself)."""
     report = VerifyReport(str(source), str(out), atol)
     if as_path(out).is_dir() and (as_path(out) / "model.weights.h5").is_file():
         out = as_path(out) / "model.weights.h5"  # what convert writes for a Keras target
     with load(out) as out_ckpt:
         to = "pytorch" if out_ckpt.framework == "pytorch" else "tensorflow"
-    plan = check(
-        source,
-        to=to,
-        target=str(out),
-        rules=rules,
-        maps=maps,
-        strip_prefix=strip_prefix,
-        add_prefix=add_prefix,
-        config=config,
-        source_format=source_format,
-    )
+    plan = run_check(source, replace(request, to=to, target=str(out)))
     report.assumptions = plan.assumed  # the verdict carries them, not the notes
     report.notes.extend(n for n in plan.notes if not n.startswith("config:") and not isinstance(n, Assumption))
     # source tensors the output leaves out: a convert run with --allow-gaps, or a head a target without it dropped
     # (the plan calls that expected for the target the output is, but the output does not hold the source).  The
     # other way round, output tensors no source fills are what convert wrote itself (a pack's copies, zeros).
-    held = _held_as_a_tie(plan, source, out, source_format) if to == "pytorch" else {}
+    held = _held_as_a_tie(plan, source, out, request.source_format) if to == "pytorch" else {}
     for name, owner in held.items():
         report.notes.append(f"`{name}` is stored once in the output: its values are `{owner}`'s (tied)")
     report.plan_gaps = [
@@ -105,7 +135,7 @@ def verify(
         report.notes.append(f"dropped on purpose (--dropped-heads): {', '.join(dropped)}")
     report.heads_only = bool(dropped) and all(x.expected for x in plan.unused) and not plan.mismatched
     report.plan_gaps += [f"`{x.source}` -> `{x.target}` mismatched: {x.detail}" for x in plan.mismatched]
-    with load(source, format=source_format) as src, load(out) as dst:
+    with load(source, format=request.source_format) as src, load(out) as dst:
         by_target: dict[str, list[Any]] = {}
         for m in plan.matched:
             by_target.setdefault(m.target, []).append(m)
@@ -146,10 +176,10 @@ def verify(
                 seed,
                 batch,
                 seq_len,
-                target,
+                request.target,
                 source_model,
-                strip_prefix,
-                add_prefix,
+                request.strip_prefix,
+                request.add_prefix,
             )
             pack.forward_check(report, context)
     return report

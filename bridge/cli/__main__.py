@@ -1,0 +1,5 @@
+"""``python -m bridge.cli`` is the ``bridge`` command."""
+
+from bridge.cli import main
+
+main()
