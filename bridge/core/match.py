@@ -55,7 +55,7 @@ def build_plan(
     """
     plan = Plan(source_path=ckpt.path, source_format=ckpt.format, pack=pack.name, target=spec, rule_pack=pack)
     plan.names_as_is = (spec.framework == "pytorch") == (ckpt.framework == "pytorch")  # one side: no rules apply
-    rules = tuple(extra_rules) + pack.rules
+    rules = tuple(extra_rules) + pack.matching.rules
     model = [r for r in ckpt.values() if r.kind == "model"]
     plan.source_model_tensors = len(model)
     for r in ckpt.values():
@@ -390,8 +390,8 @@ def _source_ties(ckpt: Checkpoint, pack: RulePack, spec: TargetSpec, names: _Sou
         for name in group:
             ties.setdefault(name, []).extend(n for n in group if n != name)
     if ckpt.framework == "pytorch" and spec.config is not None:
-        base = f"{pack.base_prefix}." if pack.base_prefix else None
-        for layout in pack.targets.values():
+        base = f"{pack.pt.base_prefix}." if pack.pt.base_prefix else None
+        for layout in pack.pt.targets.values():
             try:
                 entries = layout(spec.config)
             except KeyError:
@@ -443,13 +443,13 @@ def _explain_unused(
     if tie is not None and tie[1] is None:
         return Leftover(r.name, f"tied to `{tie[0]}`: stored once on the target side", True, r.shape)
     aligned = names.aligned(r.name)  # the pack's patterns name the target's layout
-    for bad in pack.incompatible:
+    for bad in pack.matching.incompatible:
         if re.search(bad.source, aligned):
             return Leftover(r.name, f"changes the model's math: {bad.reason}", False, r.shape)
-    for buffer in pack.buffers:
+    for buffer in pack.matching.buffers:
         if re.search(buffer.source, aligned):
             return _explain_buffer(r, buffer)
-    for copy in pack.copies:
+    for copy in pack.matching.copies:
         if re.fullmatch(copy.source, aligned):
             found = copy.owner_of(aligned)
             owner = None if found is None else names.source(found)
@@ -467,7 +467,7 @@ def _explain_unused(
             )
     if target_name is not None and target_name in filled:
         return Leftover(r.name, f"maps to `{target_name}`, already filled by `{filled[target_name]}`", False, r.shape)
-    for head in pack.heads:
+    for head in pack.matching.heads:
         head_name = target_name or ""
         if head.claims_source(aligned) or head_name.startswith(head.target_prefix):
             if not any(_has_prefix(n, head.target_prefix, spec) for n in spec.tensors):
@@ -544,9 +544,13 @@ def _keeper(ckpt: Checkpoint, head: Head, spec: TargetSpec, pack: RulePack, name
     base = f"{spec.base_prefix}." if spec.base_prefix else ""
     kept = {n.removeprefix(base) for n in spec.tensors}
     model = [names.aligned(x.name) for x in ckpt.values() if x.kind == "model"]
-    present = [h for h in pack.heads if any(h.claims_source(n) or _has_prefix(n, h.target_prefix, spec) for n in model)]
+    present = [
+        h
+        for h in pack.matching.heads
+        if any(h.claims_source(n) or _has_prefix(n, h.target_prefix, spec) for n in model)
+    ]
     ranked = []
-    for name, layout in pack.targets.items():
+    for name, layout in pack.pt.targets.items():
         try:
             laid_out = set(layout(spec.config or {}))
         except (KeyError, TypeError, ValueError):
@@ -583,8 +587,8 @@ def _has_prefix(name: str, prefix: str, spec: TargetSpec) -> bool:
 def _explain_missing(
     name: str, shape: tuple[int, ...], pack: RulePack, leftovers: dict[str, tuple[int, ...]]
 ) -> Leftover:
-    based = f"{pack.base_prefix}.{name}" if pack.base_prefix else name  # the target is the base model
-    for opt in pack.optional:
+    based = f"{pack.pt.base_prefix}.{name}" if pack.pt.base_prefix else name  # the target is the base model
+    for opt in pack.matching.optional:
         if any(re.fullmatch(opt.target, n) for n in (name, name.split(".", 1)[-1], based)):
             return Leftover(name, f"expected: {opt.reason}", True, shape, fill=opt.fill)
     return Leftover(

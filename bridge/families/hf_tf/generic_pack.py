@@ -35,7 +35,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.core.packs import Buffer, Copy, Head, Optional_, Rule, RulePack
+from bridge.core.packs import (
+    Buffer,
+    ConfigHooks,
+    Copy,
+    Detection,
+    Docs,
+    Head,
+    Matching,
+    Optional_,
+    PyTorchSide,
+    Rule,
+    RulePack,
+)
 from bridge.core.transforms import Transform
 from bridge.families.hf_tf.data import REMOVED_IN_5, Family, seq2seq, snake, text, vision
 
@@ -266,25 +278,34 @@ PACK = RulePack(
     description="transformers TF (tf_model.h5) of "
     + ", ".join(f.model_type for f in FAMILIES)
     + " <-> their transformers PyTorch classes",
-    rules=tuple(rule for family in FAMILIES for rule in _family_rules(family) + _unscoped_rules(family)),
-    heads=tuple(head for family in FAMILIES for head in _family_heads(family) + _unscoped_heads(family)),
-    copies=tuple(
-        copy
-        for family in FAMILIES
-        for copy in (*_family_copies(family), *_family_unread(family), *_unscoped_copies(family))
+    detection=Detection(
+        signature=_signature(),
+        refuses=refuses,
     ),
-    optional=(
-        _BATCH_NORM_STEPS,
-        *(Optional_(rx, reason, fill) for family in FAMILIES for rx, reason, fill in family.optional),
+    config=ConfigHooks(
+        from_source=config_from_source,
+        pytorch=pt_config,
     ),
-    buffers=tuple(Buffer(rx, reason, value) for family in FAMILIES for rx, reason, value in family.buffers),
-    signature=_signature(),
-    targets={name: layout for family in FAMILIES for name, layout in family.layouts.items()},
-    default_target=default_target,
-    config_from_source=config_from_source,
-    saved_class=saved_class,
-    refuses=refuses,
-    pt_config=pt_config,
-    model_types=tuple(dict.fromkeys(t for f in FAMILIES for t in (f.model_type, *f.also))),  # DPR: 3 of 1 type
-    layout="tf_model.h5",
+    pt=PyTorchSide(
+        targets={name: layout for family in FAMILIES for name, layout in family.layouts.items()},
+        default_target=default_target,
+        saved_class=saved_class,
+    ),
+    matching=Matching(
+        rules=tuple(rule for family in FAMILIES for rule in _family_rules(family) + _unscoped_rules(family)),
+        heads=tuple(head for family in FAMILIES for head in _family_heads(family) + _unscoped_heads(family)),
+        copies=tuple(
+            copy
+            for family in FAMILIES
+            for copy in (*_family_copies(family), *_family_unread(family), *_unscoped_copies(family))
+        ),
+        optional=(
+            _BATCH_NORM_STEPS,
+            *(Optional_(rx, reason, fill) for family in FAMILIES for rx, reason, fill in family.optional),
+        ),
+        buffers=tuple(Buffer(rx, reason, value) for family in FAMILIES for rx, reason, value in family.buffers),
+    ),
+    docs=Docs(
+        model_types=tuple(dict.fromkeys(t for f in FAMILIES for t in (f.model_type, *f.also))), layout="tf_model.h5"
+    ),
 )

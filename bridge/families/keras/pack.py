@@ -49,7 +49,8 @@ from difflib import SequenceMatcher
 from typing import Any
 
 from bridge.core.factory import is_factory
-from bridge.core.packs import Copy, Incompatible, Optional_, Output, Rule, RulePack
+from bridge.core.model import Checkpoint
+from bridge.core.packs import Copy, Detection, Incompatible, Matching, Optional_, Output, Rule, RulePack, TensorFlowSide
 from bridge.core.plan import Assumption, TargetModule, TargetSpec
 from bridge.core.transforms import parse
 from bridge.families.keras import hooks
@@ -586,7 +587,7 @@ def _facts_notes(layer: Layer, module: TargetModule) -> list[str]:
     return notes
 
 
-def bind(ckpt: Any, spec: TargetSpec) -> tuple[RulePack, list[str]]:
+def bind(ckpt: Checkpoint, spec: TargetSpec) -> tuple[RulePack, list[str]]:
     """Rules for one Keras source + PyTorch target pair (or PyTorch source + Keras target).
 
     Args:
@@ -599,7 +600,7 @@ def bind(ckpt: Any, spec: TargetSpec) -> tuple[RulePack, list[str]]:
     """
     model = [r for r in ckpt.values() if r.kind == "model"]
     if ckpt.framework == "pytorch":  # PyTorch -> Keras: the Keras names are the target's
-        keras_entries = [(t.name, t.shape, None) for t in spec.tensors.values()]
+        keras_entries: list[tuple[str, Shape, str | None]] = [(t.name, t.shape, None) for t in spec.tensors.values()]
         layout = spec.metadata.get("layout", "keras3")
         torch_tensors = {r.name: r.shape for r in model}
         modules: list[TargetModule] | None = None
@@ -688,13 +689,12 @@ def bind(ckpt: Any, spec: TargetSpec) -> tuple[RulePack, list[str]]:
         for role, (name, shape) in layer.weights.items()
         if role == "bias" and len(shape) != 2
     )
-    bound = replace(
-        PACK, rules=tuple(rules), optional=tuple(optional), incompatible=incompatible, bind=None, copies=tuple(copies)
-    )
+    matching = Matching(rules=tuple(rules), optional=tuple(optional), incompatible=incompatible, copies=tuple(copies))
+    bound = replace(PACK, matching=matching)
     return bound, notes
 
 
-def _second_copies(ckpt: Any) -> list[Copy]:
+def _second_copies(ckpt: Checkpoint) -> list[Copy]:
     """Variables the source saved twice (Keras' ``model.export()`` lists each under ``variables/N`` and again
     under ``_all_variables/M``; the reader pairs them by full name and index checksum): expected leftovers,
     which the matcher compares byte for byte with the tensor they copy.  One reason for all, so that reports
@@ -716,18 +716,24 @@ PACK = RulePack(
     description="Keras layers (Dense, EinsumDense, Conv1D/2D/3D, DepthwiseConv2D, BatchNormalization, "
     "LayerNormalization, Embedding, LSTM, GRU, stacked and Bidirectional, MultiHeadAttention) <-> torch.nn modules, "
     "matched by structure",
-    rules=(),
-    copies=COPIES,
-    bind=bind,
-    detect=lambda ckpt: looks_keras(
-        ckpt.format, ckpt.metadata, [(r.name, r.shape, r.path) for r in ckpt.values() if r.kind == "model"]
+    detection=Detection(
+        detect=lambda ckpt: looks_keras(
+            ckpt.format, ckpt.metadata, [(r.name, r.shape, r.path) for r in ckpt.values() if r.kind == "model"]
+        ),
+        claims_target=claims_target,
     ),
-    claims_target=claims_target,
-    tf_output=Output(
-        "keras",
-        writers.write_keras3_weights,
-        "model.weights.h5",
-        note="load it with model.load_weights(OUT/model.weights.h5) on the Keras model of --target",
+    tf=TensorFlowSide(
+        output=Output(
+            "keras",
+            writers.write_keras3_weights,
+            "model.weights.h5",
+            note="load it with model.load_weights(OUT/model.weights.h5) on the Keras model of --target",
+        ),
+    ),
+    matching=Matching(
+        rules=(),
+        copies=COPIES,
+        bind=bind,
     ),
     forward_check=hooks.forward_check,
 )

@@ -253,4 +253,4 @@ def test_gpt_sw3_files_are_gpt2_files(transformers):
 
     assert transformers.CONFIG_MAPPING["gpt-sw3"] is transformers.GPT2Config
     assert transformers.GPT2Config().to_dict()["model_type"] == "gpt2"
-    assert "gpt-sw3" in hf_tf_generic.PACK.model_types
+    assert "gpt-sw3" in hf_tf_generic.PACK.docs.model_types
