@@ -303,10 +303,11 @@ class RulePack:
 
     The commands ask a pack in this order, and nowhere else is it written:
 
-    1. **detection** (:class:`Detection`): the pack whose rules map most source names wins (``signature`` gates
-       it, and breaks a tie); a source none maps goes to a structural pack whose ``detect`` claims it; ``refuses``
-       names a source the pack recognises but cannot convert (bad input, exit 2), asked again with the resolved
-       config.
+    1. **detection** (:class:`Detection`): a PyTorch source whose ``--target`` a pack's ``claims_target`` claims is
+       that pack's, else it is placed by its TF side (``tf.layout``, ``tf.default``); a TF source goes to the pack
+       whose rules map most of its names (``signature`` gates it and breaks a tie); when none maps any, ``refuses``
+       names a family a pack recognises but cannot convert (bad input, exit 2), else ``detect`` claims it by
+       structure.  ``refuses`` is asked again of the chosen pack with the config of step 2.
     2. **config** (:class:`ConfigHooks`): a given ``--config``, else the files beside the source (``config.json``,
        ``files``, ``parsers``), else ``from_source`` (the shapes); ``from_files`` adds facts from other files.
     3. **target** (:class:`PyTorchSide`, :class:`TensorFlowSide`): ``--target``, else ``pt.saved_class``, else

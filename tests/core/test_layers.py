@@ -180,6 +180,9 @@ GENERIC = (
     "bridge.verify",
     "bridge.forward_check",
     "bridge.core.match",
+    "bridge.core.align",
+    "bridge.core.ties",
+    "bridge.core.leftovers",
     "bridge.rules.layouts",
     "bridge.rules.writers",
 )

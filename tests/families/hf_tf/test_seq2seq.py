@@ -133,7 +133,7 @@ def test_unscoped_names_never_claim_an_unmapped_family():
         "model/tf_transfo_xl_model/model/encoder/layers.0/fc1/kernel:0",
     ]
     assert hf_tf_generic.PACK.claims(names) == 0
-    assert "not supported" in (hf_tf_generic.refuses(names, {"model_type": "transfo-xl"}) or "")
+    assert "not supported" in (hf_tf_generic.PACK.detection.refuses(names, {"model_type": "transfo-xl"}) or "")
 
 
 @pytest.mark.parametrize(
