@@ -202,20 +202,8 @@ def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], 
 PACK = RulePack(
     name="albert",
     description="google-research/albert TF1 checkpoints (plain and TF-Hub module layouts) -> transformers Albert*",
-    config=ConfigHooks(
-        from_source=config_from_source,
-        pytorch=pt_config,
-        files=("albert_config.json",),
-    ),
-    pt=PyTorchSide(
-        targets=class_layouts(CLASSES, _class_layout),
-        default_target=default_target,
-        base_prefix="albert",
-    ),
-    matching=Matching(
-        rules=RULES,
-        heads=HEADS,
-        optional=OPTIONAL,
-    ),
+    config=ConfigHooks(from_source=config_from_source, pytorch=pt_config, files=("albert_config.json",)),
+    pt=PyTorchSide(targets=class_layouts(CLASSES, _class_layout), default_target=default_target, base_prefix="albert"),
+    matching=Matching(rules=RULES, heads=HEADS, optional=OPTIONAL),
     docs=Docs(model_types=("albert",), layout="google-research/albert TF1 checkpoint"),
 )

@@ -259,19 +259,8 @@ def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], 
 PACK = RulePack(
     name="electra",
     description="google-research/electra TF1 checkpoints (discriminator and generator) -> transformers Electra*",
-    config=ConfigHooks(
-        from_source=config_from_source,
-        pytorch=pt_config,
-    ),
-    pt=PyTorchSide(
-        targets=class_layouts(CLASSES, _class_layout),
-        default_target=default_target,
-        base_prefix="electra",
-    ),
-    matching=Matching(
-        rules=RULES,
-        heads=DISCRIMINATOR_HEADS,
-        bind=bind,
-    ),
+    config=ConfigHooks(from_source=config_from_source, pytorch=pt_config),
+    pt=PyTorchSide(targets=class_layouts(CLASSES, _class_layout), default_target=default_target, base_prefix="electra"),
+    matching=Matching(rules=RULES, heads=DISCRIMINATOR_HEADS, bind=bind),
     docs=Docs(model_types=("electra",), layout="google-research/electra TF1 checkpoint"),
 )

@@ -390,29 +390,16 @@ PACK = RulePack(
     name="google-bert",
     description="google-research/bert TF1 checkpoints <-> transformers Bert* classes",
     config=ConfigHooks(
-        from_source=config_from_source,
-        pytorch=pt_config,
-        tensorflow=tf_config,
-        files=("bert_config.json",),
+        from_source=config_from_source, pytorch=pt_config, tensorflow=tf_config, files=("bert_config.json",)
     ),
-    pt=PyTorchSide(
-        targets=class_layouts(CLASSES, _class_layout),
-        default_target=default_target,
-        base_prefix="bert",
-    ),
+    pt=PyTorchSide(targets=class_layouts(CLASSES, _class_layout), default_target=default_target, base_prefix="bert"),
     tf=TensorFlowSide(
         layout=tf_layout,
         source_heads=source_heads,
         default=True,
         output=Output("google-bert", writers.write_tf1_checkpoint, "bert_model.ckpt", "bert_config.json"),
     ),
-    matching=Matching(
-        rules=RULES,
-        heads=HEADS,
-        optional=OPTIONAL,
-        incompatible=INCOMPATIBLE,
-        buffers=BUFFERS,
-    ),
+    matching=Matching(rules=RULES, heads=HEADS, optional=OPTIONAL, incompatible=INCOMPATIBLE, buffers=BUFFERS),
     forward_check=FORWARD_CHECK,
     word_embeddings=WORD_EMBEDDINGS,
     docs=Docs(model_types=("bert",), layout="google-research TF1 checkpoint"),

@@ -189,25 +189,17 @@ PACK = RulePack(
     name="openai-gpt2",
     description="openai/gpt-2 TF1 checkpoints <-> transformers GPT2Model / GPT2LMHeadModel",
     config=ConfigHooks(
-        from_source=config_from_source,
-        pytorch=pt_config,
-        tensorflow=tf_config,
-        files=("hparams.json",),
+        from_source=config_from_source, pytorch=pt_config, tensorflow=tf_config, files=("hparams.json",)
     ),
     pt=PyTorchSide(
-        targets=class_layouts(CLASSES, _class_layout),
-        default_target=default_target,
-        base_prefix="transformer",
+        targets=class_layouts(CLASSES, _class_layout), default_target=default_target, base_prefix="transformer"
     ),
     tf=TensorFlowSide(
         layout=tf_layout,
         source_heads=source_heads,
         output=Output("openai-gpt2", writers.write_tf1_checkpoint, "model.ckpt", "hparams.json"),
     ),
-    matching=Matching(
-        rules=RULES,
-        optional=OPTIONAL,
-    ),
+    matching=Matching(rules=RULES, optional=OPTIONAL),
     forward_check=FORWARD_CHECK,
     docs=Docs(model_types=("gpt2",), layout="openai/gpt-2 TF1 checkpoint"),
 )

@@ -284,14 +284,8 @@ def build_pack(families: tuple[Family, ...]) -> RulePack:
         description="transformers TF (tf_model.h5) of "
         + ", ".join(f.model_type for f in families)
         + " <-> their transformers PyTorch classes",
-        detection=Detection(
-            signature=known.signature(),
-            refuses=known.refuses,
-        ),
-        config=ConfigHooks(
-            from_source=config_from_source,
-            pytorch=pt_config,
-        ),
+        detection=Detection(signature=known.signature(), refuses=known.refuses),
+        config=ConfigHooks(from_source=config_from_source, pytorch=pt_config),
         pt=PyTorchSide(
             targets={name: layout for family in families for name, layout in family.layouts.items()},
             default_target=known.default_target,

@@ -244,29 +244,15 @@ def tf_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], 
 PACK = RulePack(
     name="hf-tf",
     description="transformers TF (tf_model.h5, TFBert*) <-> transformers PyTorch Bert* classes",
-    config=ConfigHooks(
-        from_source=config_from_source,
-        pytorch=pt_config,
-        tensorflow=tf_config,
-    ),
-    pt=PyTorchSide(
-        targets=_bert.PACK.pt.targets,
-        default_target=default_target,
-        base_prefix="bert",
-    ),
+    config=ConfigHooks(from_source=config_from_source, pytorch=pt_config, tensorflow=tf_config),
+    pt=PyTorchSide(targets=_bert.PACK.pt.targets, default_target=default_target, base_prefix="bert"),
     tf=TensorFlowSide(
         layout=tf_layout,
         class_name=tf_class,
         source_heads=_bert.source_heads,
         output=Output("hf-tf", writers.write_keras2_h5, "tf_model.h5", "config.json"),
     ),
-    matching=Matching(
-        rules=RULES,
-        heads=HEADS,
-        optional=OPTIONAL,
-        copies=COPIES,
-        buffers=_bert.BUFFERS,
-    ),
+    matching=Matching(rules=RULES, heads=HEADS, optional=OPTIONAL, copies=COPIES, buffers=_bert.BUFFERS),
     forward_check=_bert.FORWARD_CHECK,
     # transformers' TF MLM head (mlm___cls) reuses the embedding layer unless tie_word_embeddings is false
     word_embeddings=WordEmbeddings(

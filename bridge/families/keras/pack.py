@@ -29,7 +29,7 @@ from bridge.families.keras.layers import (
     keras_layout,
     looks_keras,
 )
-from bridge.families.keras.pairing import facts_notes, infer_modules, pair, slots, torch_name
+from bridge.families.keras.pairing import facts_notes, infer_modules, module_slots, pair, torch_name
 from bridge.rules import writers
 
 
@@ -78,7 +78,7 @@ def bind(ckpt: Checkpoint, spec: TargetSpec) -> tuple[RulePack, list[str]]:
     optional: list[Optional_] = []
     copies: list[Copy] = list(COPIES)
     kinds_seen: set[str] = set()
-    slots = [slot for m in modules if m.kind != "other" for slot in slots(m)]
+    slots = [slot for m in modules if m.kind != "other" for slot in module_slots(m)]
     for layer, slot in pair(known, slots, torch_tensors, notes):
         if layer is None and slot is not None:
             wrapped = "Bidirectional " if slot.direction else ""
@@ -189,10 +189,6 @@ PACK = RulePack(
             note="load it with model.load_weights(OUT/model.weights.h5) on the Keras model of --target",
         ),
     ),
-    matching=Matching(
-        rules=(),
-        copies=COPIES,
-        bind=bind,
-    ),
+    matching=Matching(rules=(), copies=COPIES, bind=bind),
     forward_check=hooks.forward_check,
 )

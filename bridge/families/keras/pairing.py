@@ -90,7 +90,7 @@ class Slot:
         return f"`{m.name}` ({m.cls})" + (f" layer {self.layer[1:].replace('_', ' ')}" if stacked else "")
 
 
-def slots(module: TargetModule) -> list[Slot]:
+def module_slots(module: TargetModule) -> list[Slot]:
     """A torch RNN with ``num_layers=N`` takes the next N Keras layers of its kind, in order; a bidirectional
     one takes each layer's forward and backward direction (``*_l{k}``, ``*_l{k}_reverse``)."""
     if module.kind not in ("lstm", "gru"):

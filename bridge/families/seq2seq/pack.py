@@ -320,24 +320,12 @@ def generation_config(config: dict[str, Any]) -> dict[str, Any] | None:
 PACK = RulePack(
     name="bertseq2seq",
     description="TF-Hub bertseq2seq (BERT encoder-decoder) -> transformers EncoderDecoderModel(BertGeneration*)",
-    detection=Detection(
-        signature=SIGNATURE,
-    ),
+    detection=Detection(signature=SIGNATURE),
     config=ConfigHooks(
-        from_source=config_from_source,
-        pytorch=pt_config,
-        from_files=special_tokens,
-        generation=generation_config,
+        from_source=config_from_source, pytorch=pt_config, from_files=special_tokens, generation=generation_config
     ),
-    pt=PyTorchSide(
-        targets={CLASS: layout},
-        default_target=default_target,
-        copies=copies,
-    ),
-    matching=Matching(
-        rules=RULES,
-        optional=OPTIONAL,
-    ),
+    pt=PyTorchSide(targets={CLASS: layout}, default_target=default_target, copies=copies),
+    matching=Matching(rules=RULES, optional=OPTIONAL),
     forward_check=hooks.forward_check,
     docs=Docs(model_types=("encoder-decoder",), layout="TF-Hub BERT seq2seq module"),
 )

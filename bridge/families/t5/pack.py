@@ -333,15 +333,8 @@ PACK = RulePack(
         parsers={"operative_config.gin": config_from_gin, "*.gin": config_from_gin},
         generation=generation_config,
     ),
-    pt=PyTorchSide(
-        targets=class_layouts(CLASSES, _class_layout),
-        default_target=default_target,
-    ),
-    matching=Matching(
-        rules=RULES,
-        heads=HEADS,
-        incompatible=INCOMPATIBLE,
-    ),
+    pt=PyTorchSide(targets=class_layouts(CLASSES, _class_layout), default_target=default_target),
+    matching=Matching(rules=RULES, heads=HEADS, incompatible=INCOMPATIBLE),
     forward_check=FORWARD_CHECK,
     docs=Docs(model_types=("t5", "mt5"), layout="Mesh TensorFlow checkpoint"),
 )

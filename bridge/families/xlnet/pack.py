@@ -202,20 +202,10 @@ def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], 
 PACK = RulePack(
     name="xlnet",
     description="zihangdai/xlnet TF1 checkpoints -> transformers XLNet* classes",
-    config=ConfigHooks(
-        from_source=config_from_source,
-        pytorch=pt_config,
-        files=("xlnet_config.json",),
-    ),
+    config=ConfigHooks(from_source=config_from_source, pytorch=pt_config, files=("xlnet_config.json",)),
     pt=PyTorchSide(
-        targets=class_layouts(CLASSES, _class_layout),
-        default_target=default_target,
-        base_prefix="transformer",
+        targets=class_layouts(CLASSES, _class_layout), default_target=default_target, base_prefix="transformer"
     ),
-    matching=Matching(
-        rules=RULES,
-        heads=HEADS,
-        optional=OPTIONAL,
-    ),
+    matching=Matching(rules=RULES, heads=HEADS, optional=OPTIONAL),
     docs=Docs(model_types=("xlnet",), layout="zihangdai/xlnet TF1 checkpoint"),
 )
