@@ -19,7 +19,7 @@ Loaded = TypeVar("Loaded")
 def transformers_model(ctx: ForwardContext) -> tuple[Any, dict[str, Any]]:
     """The PyTorch side's transformers model and its config.json: the output, or the source with its names
     renamed as ``--strip-prefix``/``--add-prefix`` asked (the names the conversion read it under)."""
-    from bridge.core.match import prefix_renaming
+    from bridge.core.align import prefix_renaming
     from pt_side.forward import load_transformers_model, torch_state
 
     side = ctx.out if ctx.to == "pytorch" else ctx.source

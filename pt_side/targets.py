@@ -84,7 +84,7 @@ def transformers_spec(class_name: str, config: dict[str, Any]) -> TargetSpec:
     )
 
 
-# torch.nn classes -> the Keras pack's module kinds (bridge/families/keras/pack.py).
+# torch.nn classes -> the Keras pack's module kinds (bridge/families/keras/pairing.py).
 _KINDS = {
     "Linear": "linear", "Conv1d": "conv1d", "Conv2d": "conv2d", "Conv3d": "conv3d",
     "BatchNorm1d": "batch_norm", "BatchNorm2d": "batch_norm", "BatchNorm3d": "batch_norm",

@@ -87,8 +87,8 @@ def run_check(source: str | os.PathLike[str], request: PlanRequest) -> Plan:
         cfg, notes = _resolve_config(ckpt, pack, request.config)
         _refuse_config(ckpt, pack, cfg)
         spec = _target_from_config(ckpt, pack, to, target, cfg, notes)
-        if pack.bind is not None:  # a structural pack turns this source + target into exact-name rules
-            pack, bound_notes = pack.bind(ckpt, spec)
+        if pack.matching.bind is not None:  # a structural pack turns this source + target into exact-name rules
+            pack, bound_notes = pack.matching.bind(ckpt, spec)
             notes = bound_notes + notes
         mapped = list(request.map_rules)
         extra = mapped + list(user.rules if user else ())
@@ -107,7 +107,7 @@ def run_check(source: str | os.PathLike[str], request: PlanRequest) -> Plan:
 def _refuse_config(ckpt: Checkpoint, pack: RulePack, cfg: dict[str, Any]) -> None:
     """The chosen pack's refusal of a source it maps but whose config it cannot convert faithfully."""
     names = [r.name for r in ckpt.values() if r.kind == "model"]
-    reason = pack.refuses(names, cfg) if pack.refuses else None
+    reason = pack.detection.refuses(names, cfg) if pack.detection.refuses else None
     if reason is not None:
         raise UsageError(
             "This checkpoint's model config is not supported by its rules",
@@ -162,7 +162,7 @@ def _detect_pack(ckpt: Checkpoint, target: str | None, extra_rules: tuple[Rule, 
         # A model built by the user's code (a Keras model to fill) is matched by structure; a target file may
         # be claimed by a pack (a Keras weights file).
         for pack in packs():
-            if pack.claims_target is not None and pack.claims_target(target):
+            if pack.detection.claims_target is not None and pack.detection.claims_target(target):
                 return pack
     if ckpt.framework == "pytorch":
         # Rules are written over TF-side names, so a PyTorch source is placed by its TF side:
@@ -172,13 +172,17 @@ def _detect_pack(ckpt: Checkpoint, target: str | None, extra_rules: tuple[Rule, 
             return layouts[target]
         names = _reference_tf_names(target) if target else []
         if not names:
-            return next(p for p in layouts.values() if p.tf_default)
+            return next(p for p in layouts.values() if p.tf.default)
     # On a tie the pack whose signature matched is the more specific one (a shared-stack encoder-decoder's names
     # are all BERT names too).
-    scored = sorted(((p.claims(names), p.signature is not None, p.name, p) for p in packs()), reverse=True)
+    scored = sorted(((p.claims(names), p.detection.signature is not None, p.name, p) for p in packs()), reverse=True)
     if not scored or scored[0][0] == 0:
         for pack in packs():  # a family the pack knows it cannot map: refused by name, never paired by guesswork
-            reason = pack.refuses(names, _given_config(ckpt, pack, None)[0] or {}) if pack.refuses else None
+            reason = (
+                pack.detection.refuses(names, _given_config(ckpt, pack, None)[0] or {})
+                if pack.detection.refuses
+                else None
+            )
             if reason is not None:
                 raise UsageError(
                     "This checkpoint's model family is not supported",
@@ -186,7 +190,7 @@ def _detect_pack(ckpt: Checkpoint, target: str | None, extra_rules: tuple[Rule, 
                     detail=reason,
                     hint="Pass --rules FILE with rules for its names, or convert it with the tool that wrote it",
                 )
-        by_structure = [p for p in packs() if p.detect is not None and p.detect(ckpt)]
+        by_structure = [p for p in packs() if p.detection.detect is not None and p.detection.detect(ckpt)]
         if by_structure:
             return by_structure[0]
         raise UsageError(
@@ -200,7 +204,7 @@ def _detect_pack(ckpt: Checkpoint, target: str | None, extra_rules: tuple[Rule, 
 
 def tf_layouts() -> dict[str, RulePack]:
     """``--target`` layout name -> the pack that enumerates it (PyTorch -> TF)."""
-    return {p.name: p for p in packs() if p.tf_layout is not None}
+    return {p.name: p for p in packs() if p.tf.layout is not None}
 
 
 def _layout_not_reachable(ckpt: Checkpoint, pack: RulePack, target: str) -> UsageError:
@@ -233,12 +237,12 @@ def _resolve_config(
     ckpt: Checkpoint, pack: RulePack, config: str | os.PathLike[str] | dict[str, Any] | None
 ) -> tuple[dict[str, Any], list[str]]:
     """The model config: what the user gives (or a file beside the source) over what other files beside the source
-    say (a vocabulary's special tokens, :attr:`RulePack.config_from_files`) over what the shapes say."""
+    say (a vocabulary's special tokens, :attr:`ConfigHooks.from_files`) over what the shapes say."""
     cfg, notes = _config_from_shapes(ckpt, pack, config)
-    if pack.config_from_files is None:
+    if pack.config.from_files is None:
         return cfg, notes
     base = as_path(ckpt.path)
-    found, found_notes = pack.config_from_files(base if base.is_dir() else base.parent)
+    found, found_notes = pack.config.from_files(base if base.is_dir() else base.parent)
     given = _given_config(ckpt, pack, config)[0] or {}
     kept = {k: v for k, v in found.items() if k not in given}
     if found and not kept:  # the given config sets every key: what the files say is not used
@@ -255,11 +259,11 @@ def _config_from_shapes(
     knows (a name prefix, whether stacks are shared) come from it; the file decides every key it sets.
     """
     given, notes = _given_config(ckpt, pack, config)
-    if pack.config_from_source is None:
+    if pack.config.from_source is None:
         return given or {}, notes
     shapes = {r.name: r.shape for r in ckpt.values()}
     try:
-        inferred, inferred_notes = pack.config_from_source(shapes)
+        inferred, inferred_notes = pack.config.from_source(shapes)
     except (KeyError, ValueError) as e:
         if given is not None:
             return given, notes
@@ -285,18 +289,18 @@ def _given_config(
     if config is not None:
         path = Path(config)
         if not path.is_file():
-            names = " or ".join((_CONFIG_NAME, *pack.config_files))
+            names = " or ".join((_CONFIG_NAME, *pack.config.files))
             raise CheckpointNotFound("Config file not found", path=path, hint=f"Pass the model's config file ({names})")
-        parser = next((f for pattern, f in pack.config_parsers.items() if fnmatch.fnmatch(path.name, pattern)), None)
+        parser = next((f for pattern, f in pack.config.parsers.items() if fnmatch.fnmatch(path.name, pattern)), None)
         if parser is not None:
             return _parse_config(path, parser)
         return _read_json(path), [f"config: {path}"]
     base = as_path(ckpt.path)
     folder = base if base.is_dir() else base.parent
-    for name in (_CONFIG_NAME, *pack.config_files):
+    for name in (_CONFIG_NAME, *pack.config.files):
         if (folder / name).is_file():
             return _read_json(folder / name), [f"config: {folder / name}"]
-    for name, parser in pack.config_parsers.items():  # a family's own config format (a gin file)
+    for name, parser in pack.config.parsers.items():  # a family's own config format (a gin file)
         if not glob.has_magic(name) and (folder / name).is_file():
             return _parse_config(folder / name, parser)
     return None, []
@@ -348,20 +352,20 @@ def resolve_target(ckpt: Checkpoint, pack: RulePack, to: str, target: str | None
                 f"reference checkpoint {target}",
                 tensors,
                 config=config,
-                base_prefix=pack.base_prefix or _saved_base_prefix(target),
+                base_prefix=pack.pt.base_prefix or _saved_base_prefix(target),
                 metadata=_keras3_layout(ref.metadata) if layout == "keras3" else {},
             )
     if to == "tensorflow":
-        if pack.tf_layout is None:
+        if pack.tf.layout is None:
             raise UsageError(f"The {pack.name} rules have no TensorFlow layout", hint="Pass --target REFERENCE_CKPT")
         if ckpt.framework != "pytorch" and (target is None or target in tf_layouts()):
             raise _same_side(ckpt, pack, target or pack.name)
         if target not in (None, pack.name):
             raise _layout_not_reachable(ckpt, pack, target)
         shapes = {r.name: r.shape for r in ckpt.values()}
-        heads, labels = pack.source_heads(shapes, config) if pack.source_heads else ([], None)
+        heads, labels = pack.tf.source_heads(shapes, config) if pack.tf.source_heads else ([], None)
         try:
-            layout = pack.tf_layout(config if labels is None else {**config, "num_labels": labels}, heads)
+            layout = pack.tf.layout(config if labels is None else {**config, "num_labels": labels}, heads)
         except KeyError as e:
             raise UsageError(
                 f"The {pack.name} TF layout needs the model config",
@@ -371,37 +375,37 @@ def resolve_target(ckpt: Checkpoint, pack: RulePack, to: str, target: str | None
             ) from e
         # A layout may store a tensor twice (a layer shared by two Keras layers): the copy is tied.
         tensors = {n: TargetTensor(n, s, None, pack.copy_owner(n, layout)) for n, s in layout.items()}
-        class_name = pack.tf_class(heads, config) if pack.tf_class else pack.name
-        described = f" ({class_name})" if pack.tf_class else ""
+        class_name = pack.tf.class_name(heads, config) if pack.tf.class_name else pack.name
+        described = f" ({class_name})" if pack.tf.class_name else ""
         return TargetSpec(
             "tensorflow",
             f"{pack.name} TF layout{described}",
             tensors,
             class_name=class_name,
             config=config,
-            base_prefix=pack.base_prefix,
+            base_prefix=pack.pt.base_prefix,
             chosen=False,  # the heads are the source's: a head the layout has no place for is lost, not chosen
         )
     name = target or _saved_class(ckpt, pack, config)
     # A TF source's own class, from its config (a tf_model.h5's `architectures`), is the source's choice: the heads
     # its PyTorch counterpart lacks are the ones transformers itself drops when it converts that file.
     chosen = target is not None
-    if name is None and pack.saved_class is not None:
-        name = pack.saved_class(config, [r.name for r in ckpt.values()])
+    if name is None and pack.pt.saved_class is not None:
+        name = pack.pt.saved_class(config, [r.name for r in ckpt.values()])
         chosen = name is not None
-    if name is None and pack.default_target is not None:
-        name = pack.default_target([r.name for r in ckpt.values()])
+    if name is None and pack.pt.default_target is not None:
+        name = pack.pt.default_target([r.name for r in ckpt.values()])
         name = _class_of_saved_type(ckpt, pack, config, name) or name
     if name is None:
         hint = (
             "Pass --target FILE.py:FACTORY (a function returning your PyTorch twin, an nn.Module) or a reference "
             "state dict: Keras layers are paired with its modules"
-            if pack.bind is not None
+            if pack.matching.bind is not None
             else "Pass --target CLASS_NAME or a reference checkpoint"
         )
         raise UsageError(f"No target given for the {pack.name} rules", path=ckpt.path, hint=hint)
-    if name in pack.targets:
-        class_layout = pack.targets[name](config)
+    if name in pack.pt.targets:
+        class_layout = pack.pt.targets[name](config)
         tensors = {n: TargetTensor(n, shape, None, tied) for n, (shape, tied) in class_layout.items()}
         return TargetSpec(
             "pytorch",
@@ -409,14 +413,14 @@ def resolve_target(ckpt: Checkpoint, pack: RulePack, to: str, target: str | None
             tensors,
             class_name=name,
             config=config,
-            base_prefix=pack.base_prefix,
+            base_prefix=pack.pt.base_prefix,
             chosen=chosen,
         )
     from pt_side.targets import transformers_class_names, transformers_spec
 
     # Case alone never tells two transformers classes apart (BertForPretraining is BertForPreTraining
     # mistyped): say so without importing transformers.
-    if name.lower() in {known.lower() for known in pack.targets}:
+    if name.lower() in {known.lower() for known in pack.pt.targets}:
         raise _unknown_class(name, pack, ())
     others = transformers_class_names()  # None without transformers: transformers_spec says what to install
     if others is not None and name not in others:
@@ -446,9 +450,9 @@ def _same_side(ckpt: Checkpoint, pack: RulePack, layout: str) -> UsageError:
 
 def _unknown_class(name: str, pack: RulePack, others: Sequence[str]) -> UsageError:
     """An unknown ``--target`` class: a did-you-mean (the pack's classes first) and the pack's classes."""
-    pool = list(dict.fromkeys([*pack.targets, *others]))
+    pool = list(dict.fromkeys([*pack.pt.targets, *others]))
     near = closest(name, (), [(c, ()) for c in pool], same_shape=lambda a, b: False)
-    known = ", ".join(pack.targets) or "none"
+    known = ", ".join(pack.pt.targets) or "none"
     return UsageError(
         f"Unknown --target class '{name}'",
         detail="transformers has no such class",
@@ -465,7 +469,7 @@ def _saved_class(ckpt: Checkpoint, pack: RulePack, config: dict[str, Any]) -> st
         return None
     saved = config.get("architectures")
     name = saved[0] if isinstance(saved, list) and saved and isinstance(saved[0], str) else None
-    return name if name in pack.targets else None
+    return name if name in pack.pt.targets else None
 
 
 def _class_of_saved_type(ckpt: Checkpoint, pack: RulePack, config: dict[str, Any], default: str | None) -> str | None:
@@ -474,7 +478,9 @@ def _class_of_saved_type(ckpt: Checkpoint, pack: RulePack, config: dict[str, Any
     model_type = config.get("model_type")
     if ckpt.framework != "pytorch" or not isinstance(model_type, str) or default is None:
         return None
-    if model_type in pack.model_types:  # the pack's own family: its default stands (and transformers stays unloaded)
+    if (
+        model_type in pack.docs.model_types
+    ):  # the pack's own family: its default stands (and transformers stays unloaded)
         return None
     from pt_side.targets import class_keeping_every_tensor, model_type_of
 

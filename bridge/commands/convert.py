@@ -209,8 +209,8 @@ def run_convert(
         stack.enter_context(using_workers(workers))
         casts = CastReport()
         tensors = _out_tensors(ckpt, plan, dtype, casts)
-        if to == "pytorch" and pack.pt_copies is not None and plan.target.class_name:
-            tensors += _copies(tensors, plan, pack.pt_copies(plan.target.config or {}, plan.target.class_name), dtype)
+        if to == "pytorch" and pack.pt.copies is not None and plan.target.class_name:
+            tensors += _copies(tensors, plan, pack.pt.copies(plan.target.config or {}, plan.target.class_name), dtype)
         if to == "tensorflow":  # a TF layout that stores a tensor twice: the tied copy is written too
             tensors += _copies(tensors, plan, {tie.name: tie.tied_to for tie in plan.tied}, dtype)
         notes: list[str] = []
@@ -374,16 +374,16 @@ def _write_pytorch(
             "torch.distributed.checkpoint: load on any number of ranks with "
             "torch.distributed.checkpoint.load(model.state_dict(), checkpoint_id=OUT) (full or sharded tensors)"
         )
-    if pack.pt_config is None or not plan.target.class_name:
+    if pack.config.pytorch is None or not plan.target.class_name:
         notes.append(
             "no config.json: the target is a plain state dict; load with "
             "model.load_state_dict(safetensors.torch.load_file(...), strict=True)"
         )
     else:
-        config, config_notes = pack.pt_config(plan.target.config or {}, plan.target.class_name)
+        config, config_notes = pack.config.pytorch(plan.target.config or {}, plan.target.class_name)
         notes.extend(config_notes)
         files.append(write_config(tmp, config).name)
-        generation = pack.generation_config(config) if pack.generation_config else None
+        generation = pack.config.generation(config) if pack.config.generation else None
         if generation is not None:
             files.append(write_config(tmp, generation, "generation_config.json").name)
     return files
@@ -401,7 +401,7 @@ def _write_tensorflow(
 ) -> list[str]:
     """The pack's TF-side files (:class:`~bridge.core.packs.Output`), its config beside them."""
 
-    output = pack.tf_output
+    output = pack.tf.output
     if output is None:
         raise UsageError(f"The {pack.name} rules write no TensorFlow files", hint="Convert --to pytorch instead")
     if out_format not in (output.format, "safetensors"):  # safetensors: the CLI default, meaning "the layout's own"
@@ -424,8 +424,8 @@ def _write_tensorflow(
     if output.note:
         notes.append(output.note)
     files = [p.name for p in paths]
-    if pack.tf_config is not None and output.config is not None:
-        config, config_notes = pack.tf_config(plan.target.config or {}, plan.target.class_name or pack.name)
+    if pack.config.tensorflow is not None and output.config is not None:
+        config, config_notes = pack.config.tensorflow(plan.target.config or {}, plan.target.class_name or pack.name)
         notes.extend(config_notes)
         files.append(write_config(tmp, config, output.config).name)
     return files

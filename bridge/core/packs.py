@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection, Container, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -23,6 +23,8 @@ import numpy as np
 from bridge.core.transforms import Transform, parse
 
 if TYPE_CHECKING:
+    from bridge.core.model import Checkpoint
+    from bridge.core.plan import TargetSpec
     from bridge.core.verify_report import ForwardContext, VerifyReport
 
 
@@ -163,112 +165,182 @@ class WordEmbeddings:
         return any(re.fullmatch(rx, name) for rx in self.names)
 
 
+# The hooks' types.  A config is the JSON dict of transformers' config.json (or a family's own config file read into
+# one); a layout maps a tensor name to its shape.
+Config = dict[str, Any]
+Shapes = dict[str, tuple[int, ...]]
+Notes = list[str]
+ClassLayout = dict[str, tuple[tuple[int, ...], str | None]]  # name -> (shape, the name it is tied to, or None)
+
+
+class TargetLayout(Protocol):
+    """A target class's layout computed without torch (pinned by tests against transformers)."""
+
+    def __call__(self, config: Config, /) -> ClassLayout: ...
+
+
+class TfLayout(Protocol):
+    """The TF-side layout for the PyTorch -> TF direction, in the order its writer stores the tensors."""
+
+    def __call__(self, config: Config, heads: Iterable[str], /) -> Shapes: ...
+
+
+class TfClass(Protocol):
+    """The class name of the TF-side model a :class:`TfLayout` is."""
+
+    def __call__(self, heads: Iterable[str], config: Config, /) -> str: ...
+
+
+class SourceHeads(Protocol):
+    """Which optional parts of the TF layout a PyTorch source fills: ``(heads, classifier size)``."""
+
+    def __call__(self, shapes: Shapes, config: Config, /) -> tuple[list[str], int | None]: ...
+
+
+class Refuses(Protocol):
+    """Why a source (its names, the config beside it) is refused by name as bad input, or None."""
+
+    def __call__(self, names: Iterable[str], config: Config, /) -> str | None: ...
+
+
+class SavedClass(Protocol):
+    """The class a source was saved from, as its config names it, or None."""
+
+    def __call__(self, config: Config, names: Iterable[str], /) -> str | None: ...
+
+
+class ConfigMapping(Protocol):
+    """A config for one side: ``(source config, class name) -> (config, notes)``."""
+
+    def __call__(self, config: Config, class_name: str, /) -> tuple[Config, Notes]: ...
+
+
+class PtCopies(Protocol):
+    """Tensors transformers does not tie itself: ``{target: the target it copies, or None for zeros}``."""
+
+    def __call__(self, config: Config, class_name: str, /) -> dict[str, str | None]: ...
+
+
+class Bind(Protocol):
+    """A structural pack's exact-name rules for one source + target pair, and notes."""
+
+    def __call__(self, ckpt: Checkpoint, spec: TargetSpec, /) -> tuple[RulePack, Notes]: ...
+
+
+ConfigParser = Callable[[str], tuple[Config, Notes]]  # a config file's text -> (config, notes)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """Which sources and targets the pack claims (step 1)."""
+
+    signature: str | None = None  # a regex (search) some source name must match for the rules to claim it at all
+    refuses: Refuses | None = None  # a source of the pack's format it recognises and cannot convert
+    detect: Callable[[Checkpoint], bool] | None = None  # claims a source no pack's rules map (structural packs)
+    claims_target: Callable[[str], bool] | None = None  # a PyTorch source with this ``--target`` is the pack's
+
+
+@dataclass(frozen=True)
+class ConfigHooks:
+    """How the pack reads and writes configs (step 2, and the configs ``convert`` writes)."""
+
+    files: tuple[str, ...] = ()  # config file names beside a source that the family reads (besides config.json)
+    parsers: Mapping[str, ConfigParser] = field(default_factory=dict)  # file-name pattern (fnmatch) -> parser
+    from_source: Callable[[Shapes], tuple[Config, Notes]] | None = None  # no config file: what the shapes say
+    from_files: Callable[[Path], tuple[Config, Notes]] | None = None  # facts from other files in the source's folder
+    pytorch: ConfigMapping | None = None  # the PyTorch side's config.json
+    tensorflow: ConfigMapping | None = None  # the TF side's config
+    generation: Callable[[Config], Config | None] | None = None  # generation_config.json, for a target that generates
+
+
+@dataclass(frozen=True)
+class PyTorchSide:
+    """The PyTorch classes the pack converts to (step 3, ``--to pytorch``)."""
+
+    targets: Mapping[str, TargetLayout] = field(default_factory=dict)  # class name -> its layout
+    default_target: Callable[[Iterable[str]], str | None] | None = None  # source names -> the class it fits best
+    saved_class: SavedClass | None = None  # tried before ``default_target``; ``--target`` overrides both
+    base_prefix: str | None = None  # transformers' ``base_model_prefix`` of the family (``bert``)
+    copies: PtCopies | None = None  # tensors convert writes beside the matched ones
+
+
+@dataclass(frozen=True)
+class TensorFlowSide:
+    """The TF-side layout the pack writes (step 3, ``--to tensorflow``, and step 5)."""
+
+    layout: TfLayout | None = None
+    class_name: TfClass | None = None  # the layout's own pack name when absent
+    source_heads: SourceHeads | None = None
+    default: bool = False  # the layout ``--to tensorflow`` writes for a PyTorch source when no ``--target`` is given
+    output: Output | None = None  # how ``convert`` writes it
+
+
+@dataclass(frozen=True)
+class Matching:
+    """What the matcher needs beyond the rules' names (step 4)."""
+
+    rules: tuple[Rule, ...] = ()  # ordered: the first rule that matches a name wins
+    heads: tuple[Head, ...] = ()  # source scopes a target class may lack
+    optional: tuple[Optional_, ...] = ()  # target tensors that may stay without a source
+    copies: tuple[Copy, ...] = ()  # source tensors that duplicate mapped ones (expected leftovers)
+    incompatible: tuple[Incompatible, ...] = ()  # source tensors whose loss changes the model's math (gaps)
+    buffers: tuple[Buffer, ...] = ()  # constant buffers the target rebuilds (expected while their values agree)
+    bind: Bind | None = None  # a structural pack: rules generated for one source + target pair
+
+
+@dataclass(frozen=True)
+class Docs:
+    """What the family table (``docs/families.md``) says of the pack."""
+
+    model_types: tuple[str, ...] = ()  # config.json's ``model_type`` values the pack converts
+    layout: str = ""  # the source layout, in a few words (``tf_model.h5``)
+
+
 @dataclass(frozen=True)
 class RulePack:
-    """Everything the matcher knows about one family of checkpoints.
+    """Everything the matcher knows about one family of checkpoints, in typed parts; a pack declares only the
+    parts it has.
 
-    Attributes:
-        name: ``--rules`` value and report label.
-        description: one line for reports.
-        rules: ordered; the first rule that matches a name wins.
-        signature: a regex (search) some source name must match for the rules to claim a checkpoint at all:
-            what tells the family apart from another whose names its rules also match (an encoder-decoder's
-            cross-attention, beside BERT names); a pack whose signature matched wins a tie in detection.
-        heads: source scopes a target class may lack, with their labels.
-        optional: target tensors that may stay without a source.
-        copies: source tensors that duplicate mapped ones (expected leftovers, stored once).
-        incompatible: source tensors that change the model's math when dropped (gaps, exit 1).
-        buffers: source tensors that are constant buffers the target rebuilds (expected leftovers when their
-            values are the ones it rebuilds; read by ``check``).
-        targets: PyTorch class name -> ``(config) -> {name: (shape, tied_to)}``: the layout
-            of a target class computed without torch (pinned by tests against transformers).
-        tf_layout: ``(config, heads) -> {tf_name: shape}``: the TF-side layout, for the
-            PyTorch -> TF direction, in the order its writer stores the tensors.
-        tf_class: ``(heads, config) -> class name`` of the TF-side model that layout is (the layout's
-            own name when absent).
-        default_target: ``(source_names) -> class name``: the class a source fits best.
-        saved_class: ``(config, source names) -> class name or None``: the class a TF source was saved from, as
-            its config file names it (transformers' ``architectures``), for a pack whose targets transformers
-            lays out itself; tried before ``default_target``, ``--target`` overrides.
-        refuses: ``(source names, config beside the source) -> reason or None``: a source of the pack's format
-            that no pack maps and that the pack recognises as one it cannot convert (a family not supported yet):
-            refused by name as bad input, before a structural pack could pair it by guesswork.  Asked again of the
-            chosen pack with the resolved config: a source it maps whose config it cannot convert faithfully
-            (a value the target class computes with otherwise) is refused the same way.
-        config_from_source: ``(shapes by name) -> config dict`` when no config file is given.
-        base_prefix: transformers' ``base_model_prefix`` of the family (``bert``).
-        pt_config: ``(source config, class name) -> (config.json, notes)`` for the PyTorch side.
-        tf_config: ``(config.json, TF class name) -> (TF-side config, notes)`` for the TF side.
-        pt_copies: ``(config, class name) -> {target: target it copies, or None for zeros}``:
-            tensors transformers does not tie itself, written by convert beside the matched ones.
-        bind: ``(source checkpoint, target spec) -> (pack, notes)``: a structural pack (Keras) whose
-            rules are generated for one source + target pair, as exact names; the rest of the
-            matcher then runs as for any pack.
-        detect: ``(checkpoint) -> bool``: claims a source none of the packs' rules map (structural packs).
-        claims_target: ``(--target) -> bool``: a PyTorch source with this target belongs to this pack
-            (a Keras model built by the user's code, a Keras weights file to fill).
-        config_files: config file names beside a source that this family reads (besides ``config.json``).
-        config_parsers: config files that are not JSON: a file-name pattern (``fnmatch``) -> ``(text) -> (config
-            dict, notes)``.  Read beside a source when no JSON config is there (patterns without wildcards name
-            the files looked for: Mesh TensorFlow's ``operative_config.gin``), and for ``--config FILE`` whose name
-            matches a pattern.
-        config_from_files: ``(the source's folder) -> (config keys, notes)``: facts read from other files beside
-            the source (a vocabulary's special tokens); a given config's keys win, the notes say what was read.
-        generation_config: ``(the config.json written) -> generation_config.json or None``: for a target that
-            generates, what ``generate()`` reads (its start, end and padding tokens).
-        source_heads: ``(PyTorch source shapes by name, config) -> (heads, classifier size)``: which optional parts
-            of ``tf_layout`` a PyTorch source fills.
-        tf_default: the layout ``--to tensorflow`` writes for a PyTorch source when no ``--target`` is given.
-        tf_output: how ``convert`` writes the TF side (:class:`Output`).
-        model_types: the transformers model types (``config.json``'s ``model_type``) whose checkpoints this pack
-            converts: the family table (``docs/families.md``) is made from them.
-        layout: the source layout, in a few words (``tf_model.h5``, ``google-research TF1 checkpoint``).
-        forward_check: the forward comparison ``verify`` runs (a reference forward, :class:`ForwardCheck`), or
-            None: values only.  Called as ``forward_check(report, context)``; see :func:`bridge.verify.verify`.
-        word_embeddings: the family's word-embedding table (:class:`WordEmbeddings`): which tensor it is,
-            the default pad id, whether it is tied; ``inspect --stats``, ``check`` and ``convert`` report its
-            padding row (:mod:`bridge.core.pad_rows`).
+    The commands ask a pack in this order, and nowhere else is it written:
+
+    1. **detection** (:class:`Detection`): a PyTorch source whose ``--target`` a pack's ``claims_target`` claims is
+       that pack's, else it is placed by its TF side (``tf.layout``, ``tf.default``); a TF source goes to the pack
+       whose rules map most of its names (``signature`` gates it and breaks a tie); when none maps any, ``refuses``
+       names a family a pack recognises but cannot convert (bad input, exit 2), else ``detect`` claims it by
+       structure.  ``refuses`` is asked again of the chosen pack with the config of step 2.
+    2. **config** (:class:`ConfigHooks`): a given ``--config``, else the files beside the source (``config.json``,
+       ``files``, ``parsers``), else ``from_source`` (the shapes); ``from_files`` adds facts from other files.
+    3. **target** (:class:`PyTorchSide`, :class:`TensorFlowSide`): ``--target``, else ``pt.saved_class``, else
+       ``pt.default_target``; its layout from ``pt.targets`` (or transformers), or for ``--to tensorflow``
+       ``tf.layout`` with the ``tf.source_heads`` a PyTorch source fills.
+    4. **matching** (:class:`Matching`): ``bind`` first (a structural pack's rules for this pair), then the rules
+       (a rule file's first), and the explanations of what stays: heads, optional, copies, incompatible, buffers.
+    5. **writing** (``convert``): ``config.pytorch`` / ``config.tensorflow`` and ``config.generation`` write the
+       configs, ``pt.copies`` the tensors transformers does not tie, ``tf.output`` the TF files.
+    6. **forward check** (``verify``): ``forward_check(report, context)`` (:class:`ForwardCheck`), or None: values
+       only.
+
+    ``word_embeddings`` (:class:`WordEmbeddings`) is the table whose padding row ``inspect --stats``, ``check`` and
+    ``convert`` report (:mod:`bridge.core.pad_rows`); ``docs`` (:class:`Docs`) feeds the family table.
     """
 
-    name: str
-    description: str
-    rules: tuple[Rule, ...]
-    signature: str | None = None
-    heads: tuple[Head, ...] = ()
-    optional: tuple[Optional_, ...] = ()
-    copies: tuple[Copy, ...] = ()
-    incompatible: tuple[Incompatible, ...] = ()
-    buffers: tuple[Buffer, ...] = ()
-    targets: dict[str, Callable[[dict[str, Any]], dict[str, tuple[tuple[int, ...], str | None]]]] = field(
-        default_factory=dict
-    )
-    tf_layout: Callable[[dict[str, Any], Iterable[str]], dict[str, tuple[int, ...]]] | None = None
-    tf_class: Callable[[Iterable[str], dict[str, Any]], str] | None = None
-    default_target: Callable[[Iterable[str]], str | None] | None = None
-    saved_class: Callable[[dict[str, Any], Iterable[str]], str | None] | None = None
-    refuses: Callable[[Iterable[str], dict[str, Any]], str | None] | None = None
-    config_from_source: Callable[[dict[str, tuple[int, ...]]], tuple[dict[str, Any], list[str]]] | None = None
-    base_prefix: str | None = None
-    pt_config: Callable[[dict[str, Any], str], tuple[dict[str, Any], list[str]]] | None = None
-    tf_config: Callable[[dict[str, Any], str], tuple[dict[str, Any], list[str]]] | None = None
-    pt_copies: Callable[[dict[str, Any], str], dict[str, str | None]] | None = None
-    bind: Callable[[Any, Any], tuple[RulePack, list[str]]] | None = None
-    detect: Callable[[Any], bool] | None = None
-    claims_target: Callable[[str], bool] | None = None
-    config_files: tuple[str, ...] = ()
-    config_parsers: dict[str, Callable[[str], tuple[dict[str, Any], list[str]]]] = field(default_factory=dict)
-    config_from_files: Callable[[Path], tuple[dict[str, Any], list[str]]] | None = None
-    generation_config: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
-    source_heads: Callable[[dict[str, tuple[int, ...]], dict[str, Any]], tuple[list[str], int | None]] | None = None
-    tf_default: bool = False
-    tf_output: Output | None = None
+    name: str  # ``--rules`` value and report label
+    description: str  # one line for reports
+    matching: Matching = field(default_factory=Matching)
+    detection: Detection = field(default_factory=Detection)
+    config: ConfigHooks = field(default_factory=ConfigHooks)
+    pt: PyTorchSide = field(default_factory=PyTorchSide)
+    tf: TensorFlowSide = field(default_factory=TensorFlowSide)
     forward_check: ForwardCheck | None = None
-    model_types: tuple[str, ...] = ()
-    layout: str = ""
     word_embeddings: WordEmbeddings | None = None
+    docs: Docs = field(default_factory=Docs)
+
+    def with_rules(self, rules: tuple[Rule, ...]) -> RulePack:
+        """This pack with other rules (a rule file's ``PACK`` built on a family's)."""
+        return replace(self, matching=replace(self.matching, rules=rules))
 
     def map_name(self, name: str) -> tuple[str, Transform] | None:
-        for rule in self.rules:
+        for rule in self.matching.rules:
             hit = rule.apply(name)
             if hit is not None:
                 return hit
@@ -276,7 +348,7 @@ class RulePack:
 
     def copy_owner(self, name: str, names: Container[str]) -> str | None:
         """The tensor among ``names`` that ``name`` is a second copy of, if any (a tie on the TF side)."""
-        for copy in self.copies:
+        for copy in self.matching.copies:
             owner = copy.owner_of(name)
             if owner is not None and owner != name and owner in names:
                 return owner
@@ -285,6 +357,7 @@ class RulePack:
     def claims(self, names: Iterable[str]) -> float:
         """Fraction of ``names`` some rule maps: how well this pack fits a checkpoint."""
         names = list(names)
-        if not names or (self.signature is not None and not any(re.search(self.signature, n) for n in names)):
+        signature = self.detection.signature
+        if not names or (signature is not None and not any(re.search(signature, n) for n in names)):
             return 0.0
         return sum(self.map_name(n) is not None for n in names) / len(names)

@@ -167,7 +167,7 @@ class Plan:
         """What matched the names, for a report's header: the pack's rules, or the names themselves."""
         if self.names_as_is:
             pack = self.rule_pack
-            laid_out = pack is not None and self.target.class_name in pack.targets  # the pack's own class table
+            laid_out = pack is not None and self.target.class_name in pack.pt.targets  # the pack's own class table
             role = "lays out the target and explains leftovers" if laid_out else "explains leftovers"
             return f"no rules: names compared as they are; {self.pack} {role}"
         return f"rules: {self.pack}"

@@ -5,23 +5,45 @@ here live what they share (:mod:`bridge.rules.layouts`, :mod:`bridge.rules.write
 
 A rule is data: a regular expression matched in full against a TF-side name, a ``str.format`` template for the
 PyTorch-side name, and a named transform (:mod:`bridge.core.transforms`).  The pack's shape is
-:class:`bridge.core.packs.RulePack`; its names are re-exported here for rule files (``from bridge.rules import
-Rule, RulePack``).
+:class:`bridge.core.packs.RulePack`; its names and its parts (``Matching``, ``Detection``, ...) are re-exported here
+for rule files (``from bridge.rules import Rule, RulePack``).
 """
 
 from __future__ import annotations
 
-from bridge.core.packs import Buffer, Copy, Head, Incompatible, Optional_, Output, Rule, RulePack, WordEmbeddings
+from bridge.core.packs import (
+    Buffer,
+    ConfigHooks,
+    Copy,
+    Detection,
+    Docs,
+    Head,
+    Incompatible,
+    Matching,
+    Optional_,
+    Output,
+    PyTorchSide,
+    Rule,
+    RulePack,
+    TensorFlowSide,
+    WordEmbeddings,
+)
 
 __all__ = [
     "Buffer",
+    "ConfigHooks",
     "Copy",
+    "Detection",
+    "Docs",
     "Head",
     "Incompatible",
+    "Matching",
     "Optional_",
     "Output",
+    "PyTorchSide",
     "Rule",
     "RulePack",
+    "TensorFlowSide",
     "WordEmbeddings",
     "get_pack",
     "packs",

@@ -1,4 +1,4 @@
-"""What the packs' torch-free class layouts share (``RulePack.targets``): a class's layout is its family's TF layout
+"""What the packs' torch-free class layouts share (``PyTorchSide.targets``): a class's layout is its family's TF layout
 mapped through the pack's rules, then the class's own touches (the base model's names without its prefix, the tied
 output embeddings)."""
 
@@ -17,7 +17,7 @@ Layout = dict[str, tuple[tuple[int, ...], str | None]]
 def class_layouts(
     classes: Iterable[str], layout: Callable[[str, dict[str, Any]], Layout]
 ) -> dict[str, Callable[[dict[str, Any]], Layout]]:
-    """``RulePack.targets``: each class's ``(config) -> layout``, from the pack's ``layout(class name, config)``."""
+    """``PyTorchSide.targets``: each class's ``(config) -> layout``, from the pack's ``layout(class name, config)``."""
     return {name: functools.partial(layout, name) for name in classes}
 
 

@@ -291,7 +291,7 @@ def test_class_typo_without_transformers_import():
     assert "Unknown --target class 'BertForPretraining'" in output and "Did you mean BertForPreTraining?" in output
     from bridge.rules import get_pack
 
-    assert f"The google-bert rules know: {', '.join(get_pack('google-bert').targets)}" in output
+    assert f"The google-bert rules know: {', '.join(get_pack('google-bert').pt.targets)}" in output
     assert "Traceback" not in output
 
 

@@ -106,7 +106,7 @@ def test_python_rule_file_may_define_a_whole_pack(tmp_path):
         "from bridge.rules import Rule, RulePack\n"
         "from bridge.families.google_bert.pack import PACK as BERT\n"
         "import dataclasses\n"
-        "PACK = dataclasses.replace(BERT, name='my-bert', rules=(Rule('nothing', 'x'),) + BERT.rules)\n"
+        "PACK = dataclasses.replace(BERT.with_rules((Rule('nothing', 'x'),) + BERT.matching.rules), name='my-bert')\n"
     )
     code, plan = _check(str(EXAMPLE), "--rules", str(path))
     assert code == 0 and plan["rules"] == "my-bert"

@@ -190,6 +190,9 @@ GENERIC = (
     "bridge.commands.verify",
     "bridge.forward_check",
     "bridge.core.match",
+    "bridge.core.align",
+    "bridge.core.ties",
+    "bridge.core.leftovers",
     "bridge.rules.layouts",
     "bridge.rules.writers",
 )

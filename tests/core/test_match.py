@@ -8,10 +8,10 @@ import pytest
 from bridge.core.match import build_plan
 from bridge.core.model import Checkpoint, array_record
 from bridge.core.plan import TargetSpec, TargetTensor
-from bridge.rules import Copy, Rule, RulePack
+from bridge.rules import Copy, Matching, Rule, RulePack
 
-PACK = RulePack("test", "one rule, one second copy", rules=(Rule("w", "weight"),),
-                copies=(Copy("w_again", "a second copy of `w`", owner="w"),))  # fmt: skip
+PACK = RulePack("test", "one rule, one second copy", Matching(rules=(Rule("w", "weight"),),
+                copies=(Copy("w_again", "a second copy of `w`", owner="w"),)))  # fmt: skip
 TARGET = TargetSpec("pytorch", "test", {"weight": TargetTensor("weight", (2, 3))})
 
 
@@ -33,7 +33,9 @@ def test_a_second_copy_is_expected_only_when_its_bytes_equal_the_tensor_it_copie
 
 
 TIED = RulePack(
-    "tied", "an embedding and a head kernel", rules=(Rule("emb", "embed"), Rule("kernel", "head", "transpose"))
+    "tied",
+    "an embedding and a head kernel",
+    Matching(rules=(Rule("emb", "embed"), Rule("kernel", "head", "transpose"))),
 )
 
 

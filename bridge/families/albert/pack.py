@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from bridge.core.packs import Head, Optional_, Rule, RulePack
+from bridge.core.packs import ConfigHooks, Docs, Head, Matching, Optional_, PyTorchSide, Rule, RulePack
 from bridge.families.google_bert.pack import google_research_config
 from bridge.rules.layouts import Layout, class_layouts, mapped, unprefixed
 
@@ -202,15 +202,8 @@ def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], 
 PACK = RulePack(
     name="albert",
     description="google-research/albert TF1 checkpoints (plain and TF-Hub module layouts) -> transformers Albert*",
-    rules=RULES,
-    heads=HEADS,
-    optional=OPTIONAL,
-    targets=class_layouts(CLASSES, _class_layout),
-    default_target=default_target,
-    config_from_source=config_from_source,
-    base_prefix="albert",
-    pt_config=pt_config,
-    config_files=("albert_config.json",),
-    model_types=("albert",),
-    layout="google-research/albert TF1 checkpoint",
+    config=ConfigHooks(from_source=config_from_source, pytorch=pt_config, files=("albert_config.json",)),
+    pt=PyTorchSide(targets=class_layouts(CLASSES, _class_layout), default_target=default_target, base_prefix="albert"),
+    matching=Matching(rules=RULES, heads=HEADS, optional=OPTIONAL),
+    docs=Docs(model_types=("albert",), layout="google-research/albert TF1 checkpoint"),
 )

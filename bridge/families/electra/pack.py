@@ -21,7 +21,9 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from bridge.core.packs import Head, Rule, RulePack
+from bridge.core.model import Checkpoint
+from bridge.core.packs import ConfigHooks, Docs, Head, Matching, PyTorchSide, Rule, RulePack
+from bridge.core.plan import TargetSpec
 from bridge.families.google_bert.pack import google_research_config
 from bridge.rules.layouts import Layout, class_layouts, mapped, unprefixed
 
@@ -153,7 +155,7 @@ def _class_layout(class_name: str, config: dict[str, Any]) -> Layout:
     return out
 
 
-def _is_generator(shapes: dict[str, tuple[int, ...]], spec: Any) -> bool:
+def _is_generator(shapes: dict[str, tuple[int, ...]], spec: TargetSpec) -> bool:
     """Whether the target is the generator: the masked-LM class, or a reference with its head or its sizes."""
     if spec.class_name is not None:
         return bool(spec.class_name == "ElectraForMaskedLM")
@@ -166,12 +168,12 @@ def _is_generator(shapes: dict[str, tuple[int, ...]], spec: Any) -> bool:
     return target is not None and target == generator and target != discriminator
 
 
-def bind(ckpt: Any, spec: Any) -> tuple[RulePack, list[str]]:
+def bind(ckpt: Checkpoint, spec: TargetSpec) -> tuple[RulePack, list[str]]:
     """The rules of the network the target is (the generator for ElectraForMaskedLM, else the discriminator)."""
     shapes = {r.name: r.shape for r in ckpt.values() if r.kind == "model"}
     names = set(shapes)
     if not _is_generator(shapes, spec):
-        bound = dataclasses.replace(PACK, rules=DISCRIMINATOR_RULES, heads=DISCRIMINATOR_HEADS, bind=None)
+        bound = _bound(DISCRIMINATOR_RULES, DISCRIMINATOR_HEADS)
         note = "ELECTRA checkpoint: the target takes the discriminator (electra/...); the generator is not part of it"
         return bound, [note] if any(re.fullmatch(_GENERATOR_PARTS, n) for n in names) else []
     embeddings = "generator" if any(n.startswith("generator/embeddings/") for n in names) else "electra"
@@ -181,7 +183,12 @@ def bind(ckpt: Any, spec: Any) -> tuple[RulePack, list[str]]:
         heads = (dataclasses.replace(heads[0], source=_DISCRIMINATOR_PARTS + r"|electra/embeddings/.+"), heads[1])
     shared = "its own generator/embeddings" if embeddings == "generator" else "the shared electra/embeddings"
     note = f"ELECTRA checkpoint: the target takes the generator (generator/..., generator_predictions, {shared})"
-    return dataclasses.replace(PACK, rules=rules, heads=heads, bind=None), [note]
+    return _bound(rules, heads), [note]
+
+
+def _bound(rules: tuple[Rule, ...], heads: tuple[Head, ...]) -> RulePack:
+    """The pack with one network's rules and heads, bound (no ``bind`` left to run)."""
+    return dataclasses.replace(PACK, matching=Matching(rules=rules, heads=heads))
 
 
 def default_target(names: Iterable[str]) -> str:
@@ -252,14 +259,8 @@ def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], 
 PACK = RulePack(
     name="electra",
     description="google-research/electra TF1 checkpoints (discriminator and generator) -> transformers Electra*",
-    rules=RULES,
-    heads=DISCRIMINATOR_HEADS,
-    targets=class_layouts(CLASSES, _class_layout),
-    default_target=default_target,
-    config_from_source=config_from_source,
-    base_prefix="electra",
-    pt_config=pt_config,
-    bind=bind,
-    model_types=("electra",),
-    layout="google-research/electra TF1 checkpoint",
+    config=ConfigHooks(from_source=config_from_source, pytorch=pt_config),
+    pt=PyTorchSide(targets=class_layouts(CLASSES, _class_layout), default_target=default_target, base_prefix="electra"),
+    matching=Matching(rules=RULES, heads=DISCRIMINATOR_HEADS, bind=bind),
+    docs=Docs(model_types=("electra",), layout="google-research/electra TF1 checkpoint"),
 )

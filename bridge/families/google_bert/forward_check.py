@@ -13,6 +13,7 @@ from bridge.core.packs import RulePack
 from bridge.core.plan import Match
 from bridge.core.transforms import Transform, parse
 from bridge.core.verify_report import ForwardCause, ForwardContext, VerifyReport, differences
+from bridge.families.google_bert.pack import tf_layout
 from bridge.forward_check import compare_outputs, load_or_skip, transformers_model
 from bridge.rules import get_pack
 
@@ -158,8 +159,8 @@ def _google_names(
             hit = pack.map_name(r.name)
             if hit is not None and r.kind == "model":
                 by_pt.setdefault(hit[0], (r.name, hit[1]))
-    shapes = google.tf_layout(config, heads)  # type: ignore[misc]
-    base = f"{google.base_prefix}."
+    shapes = tf_layout(config, heads)
+    base = f"{google.pt.base_prefix}."
 
     def planned(pt_name: str) -> Match | None:
         for name in (pt_name, pt_name.removeprefix(base), base + pt_name):

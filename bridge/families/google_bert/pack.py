@@ -15,7 +15,21 @@ from typing import Any
 
 import numpy as np
 
-from bridge.core.packs import Buffer, Head, Incompatible, Optional_, Output, Rule, RulePack, WordEmbeddings
+from bridge.core.packs import (
+    Buffer,
+    ConfigHooks,
+    Docs,
+    Head,
+    Incompatible,
+    Matching,
+    Optional_,
+    Output,
+    PyTorchSide,
+    Rule,
+    RulePack,
+    TensorFlowSide,
+    WordEmbeddings,
+)
 from bridge.families.google_bert import hooks
 from bridge.rules import writers
 from bridge.rules.layouts import Layout, class_layouts, mapped, unprefixed
@@ -375,24 +389,18 @@ WORD_EMBEDDINGS = WordEmbeddings(
 PACK = RulePack(
     name="google-bert",
     description="google-research/bert TF1 checkpoints <-> transformers Bert* classes",
-    rules=RULES,
-    heads=HEADS,
-    optional=OPTIONAL,
-    incompatible=INCOMPATIBLE,
-    buffers=BUFFERS,
-    targets=class_layouts(CLASSES, _class_layout),
-    tf_layout=tf_layout,
-    default_target=default_target,
-    config_from_source=config_from_source,
-    base_prefix="bert",
-    pt_config=pt_config,
-    tf_config=tf_config,
-    config_files=("bert_config.json",),
-    source_heads=source_heads,
-    tf_default=True,
-    tf_output=Output("google-bert", writers.write_tf1_checkpoint, "bert_model.ckpt", "bert_config.json"),
+    config=ConfigHooks(
+        from_source=config_from_source, pytorch=pt_config, tensorflow=tf_config, files=("bert_config.json",)
+    ),
+    pt=PyTorchSide(targets=class_layouts(CLASSES, _class_layout), default_target=default_target, base_prefix="bert"),
+    tf=TensorFlowSide(
+        layout=tf_layout,
+        source_heads=source_heads,
+        default=True,
+        output=Output("google-bert", writers.write_tf1_checkpoint, "bert_model.ckpt", "bert_config.json"),
+    ),
+    matching=Matching(rules=RULES, heads=HEADS, optional=OPTIONAL, incompatible=INCOMPATIBLE, buffers=BUFFERS),
     forward_check=FORWARD_CHECK,
     word_embeddings=WORD_EMBEDDINGS,
-    model_types=("bert",),
-    layout="google-research TF1 checkpoint",
+    docs=Docs(model_types=("bert",), layout="google-research TF1 checkpoint"),
 )

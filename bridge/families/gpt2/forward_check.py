@@ -9,6 +9,7 @@ import numpy as np
 
 from bridge.core.transforms import parse
 from bridge.core.verify_report import ForwardContext, VerifyReport
+from bridge.families.gpt2.pack import tf_layout
 from bridge.forward_check import compare_outputs, load_or_skip, transformers_model
 from bridge.rules import get_pack
 
@@ -60,7 +61,7 @@ def _openai_names(tf_ckpt: Any, ctx: ForwardContext) -> Any:
     the plan's match for the same PyTorch name (its transform, then the inverse of the pack's)."""
     pack = get_pack("openai-gpt2")
     by_target = {m.target: m for m in ctx.plan.matched} if ctx.to == "pytorch" else {}
-    base = f"{pack.base_prefix}."
+    base = f"{pack.pt.base_prefix}."
 
     def weights(name: str) -> np.ndarray:
         if name in tf_ckpt:
@@ -73,6 +74,6 @@ def _openai_names(tf_ckpt: Any, ctx: ForwardContext) -> Any:
         if hit is None or match is None:
             raise KeyError(name)
         at_pt = parse(match.transform).apply(tf_ckpt[match.source].numpy())
-        return hit[1].inverse(pack.tf_layout(ctx.plan.target.config or {}, ())[name]).apply(at_pt)  # type: ignore[misc]
+        return hit[1].inverse(tf_layout(ctx.plan.target.config or {}, ())[name]).apply(at_pt)
 
     return weights

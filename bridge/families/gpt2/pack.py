@@ -16,7 +16,17 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from bridge.core.packs import Optional_, Output, Rule, RulePack
+from bridge.core.packs import (
+    ConfigHooks,
+    Docs,
+    Matching,
+    Optional_,
+    Output,
+    PyTorchSide,
+    Rule,
+    RulePack,
+    TensorFlowSide,
+)
 from bridge.families.gpt2 import hooks
 from bridge.rules import writers
 from bridge.rules.layouts import Layout, class_layouts, mapped, unprefixed
@@ -178,19 +188,18 @@ FORWARD_CHECK = hooks.forward_check
 PACK = RulePack(
     name="openai-gpt2",
     description="openai/gpt-2 TF1 checkpoints <-> transformers GPT2Model / GPT2LMHeadModel",
-    rules=RULES,
-    optional=OPTIONAL,
-    targets=class_layouts(CLASSES, _class_layout),
-    tf_layout=tf_layout,
-    default_target=default_target,
-    config_from_source=config_from_source,
-    base_prefix="transformer",
-    pt_config=pt_config,
-    tf_config=tf_config,
-    config_files=("hparams.json",),
-    source_heads=source_heads,
-    tf_output=Output("openai-gpt2", writers.write_tf1_checkpoint, "model.ckpt", "hparams.json"),
+    config=ConfigHooks(
+        from_source=config_from_source, pytorch=pt_config, tensorflow=tf_config, files=("hparams.json",)
+    ),
+    pt=PyTorchSide(
+        targets=class_layouts(CLASSES, _class_layout), default_target=default_target, base_prefix="transformer"
+    ),
+    tf=TensorFlowSide(
+        layout=tf_layout,
+        source_heads=source_heads,
+        output=Output("openai-gpt2", writers.write_tf1_checkpoint, "model.ckpt", "hparams.json"),
+    ),
+    matching=Matching(rules=RULES, optional=OPTIONAL),
     forward_check=FORWARD_CHECK,
-    model_types=("gpt2",),
-    layout="openai/gpt-2 TF1 checkpoint",
+    docs=Docs(model_types=("gpt2",), layout="openai/gpt-2 TF1 checkpoint"),
 )

@@ -23,7 +23,7 @@ Some families save variables outside the model scope (T5's ``shared/shared/share
 whole-name rules of the family (``Family.unscoped``), and the pack claims a file only through a name under a mapped
 family's model scope (its ``signature``), so an unmapped family that saves the same names is still refused.
 
-Families of transformers' TF layout that no pack maps are refused by name (:func:`refuses`), never converted by a
+Families of transformers' TF layout that no pack maps are refused by name (``_Families.refuses``), never converted by a
 guessed mapping.
 """
 
@@ -35,7 +35,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.core.packs import Buffer, Copy, Head, Optional_, Rule, RulePack
+from bridge.core.packs import (
+    Buffer,
+    ConfigHooks,
+    Copy,
+    Detection,
+    Docs,
+    Head,
+    Matching,
+    Optional_,
+    PyTorchSide,
+    Rule,
+    RulePack,
+)
 from bridge.core.transforms import Transform
 from bridge.families.hf_tf.data import REMOVED_IN_5, Family, seq2seq, snake, text, vision
 
@@ -175,12 +187,6 @@ def _unscoped_heads(family: Family) -> tuple[Head, ...]:
     return tuple(Head(f"{head} (top layer)", rf"{re.escape(head)}/[^:]+:0", head) for head in family.unscoped_heads)
 
 
-def _signature() -> str:
-    """A name under one of the mapped families' model scopes: the unscoped rules (``model/model.shared/...``,
-    which unmapped families such as Blenderbot save too) never make the pack claim another family's file."""
-    return "(?:^|/)(?:" + "|".join(f.scope_rx for f in FAMILIES) + r")(?:_\d+)?/"
-
-
 def _scope(names: Iterable[str]) -> str | None:
     """The model scope of a ``tf_model.h5`` (``tf_distil_bert_for_sequence_classification``), without Keras' ``_N``."""
     for name in names:
@@ -190,54 +196,63 @@ def _scope(names: Iterable[str]) -> str | None:
     return None
 
 
-def family_of(names: Iterable[str]) -> Family | None:
-    scope = _scope(names)
-    if scope is None:
-        return None
-    return next((f for f in FAMILIES if re.fullmatch(f.scope_rx, scope)), None)
+@dataclass(frozen=True)
+class _Families:
+    """The families a generic pack is built from, and what its hooks ask of them (which family a file is)."""
 
+    families: tuple[Family, ...]
 
-def default_target(names: Iterable[str]) -> str | None:
-    """The class named by the model scope (``tf_distil_bert_for_sequence_classification``), else the base class."""
-    names = list(names)
-    family, scope = family_of(names), _scope(names)
-    if family is None:
-        return None
-    return next((c for c in family.classes if snake("TF" + c) == scope), family.classes[0])
+    def signature(self) -> str:
+        """A name under one of the mapped families' model scopes: the unscoped rules (``model/model.shared/...``,
+        which unmapped families such as Blenderbot save too) never make the pack claim another family's file."""
+        return "(?:^|/)(?:" + "|".join(f.scope_rx for f in self.families) + r")(?:_\d+)?/"
 
+    def of(self, names: Iterable[str]) -> Family | None:
+        scope = _scope(names)
+        if scope is None:
+            return None
+        return next((f for f in self.families if re.fullmatch(f.scope_rx, scope)), None)
 
-def saved_class(config: dict[str, Any], names: Iterable[str]) -> str | None:
-    """config.json's ``architectures`` (transformers' TF ``save_pretrained`` writes the class without ``TF``),
-    when it is of the family the file's scope names: another family's class would be a wrong mapping."""
-    saved = config.get("architectures")
-    name = saved[0] if isinstance(saved, list) and saved and isinstance(saved[0], str) else None
-    family = family_of(names)
-    if name is None or family is None:
-        return None
-    name = name.removeprefix("TF")
-    return name if name in family.classes else None
+    def default_target(self, names: Iterable[str]) -> str | None:
+        """The class named by the model scope (``tf_distil_bert_for_sequence_classification``), else the base
+        class."""
+        names = list(names)
+        family, scope = self.of(names), _scope(names)
+        if family is None:
+            return None
+        return next((c for c in family.classes if snake("TF" + c) == scope), family.classes[0])
 
+    def saved_class(self, config: dict[str, Any], names: Iterable[str]) -> str | None:
+        """config.json's ``architectures`` (transformers' TF ``save_pretrained`` writes the class without ``TF``),
+        when it is of the family the file's scope names: another family's class would be a wrong mapping."""
+        saved = config.get("architectures")
+        name = saved[0] if isinstance(saved, list) and saved and isinstance(saved[0], str) else None
+        family = self.of(names)
+        if name is None or family is None:
+            return None
+        name = name.removeprefix("TF")
+        return name if name in family.classes else None
 
-def refuses(names: Iterable[str], config: dict[str, Any]) -> str | None:
-    """A transformers ``tf_model.h5`` of a family no pack maps: which family, for a refusal by name; of a mapped
-    family, a config value its constraints do not convert (:attr:`Family.constraints`)."""
-    names = list(names)
-    family = family_of(names)
-    if family is not None:
-        return _violated(family, config)
-    scope = _scope(names)
-    if scope is None or not scope.startswith("tf"):
-        return None
-    saved = config.get("architectures")
-    arch = saved[0] if isinstance(saved, list) and saved and isinstance(saved[0], str) else None
-    family = config.get("model_type") if isinstance(config.get("model_type"), str) else None
-    if family is None and arch is None:
-        return None  # not a transformers save_pretrained: a plain Keras model, for the Keras pack
-    what = f"the transformers family `{family or '?'}` (TF{(arch or '?').removeprefix('TF')}, scope `{scope}`)"
-    if family in REMOVED_IN_5:
-        return f"{what} is not supported: {REMOVED_IN_5[family]}"
-    known = ", ".join(["bert", *(f.model_type for f in FAMILIES)])
-    return f"{what} is not supported by the hf-tf rules yet (they map: {known})"
+    def refuses(self, names: Iterable[str], config: dict[str, Any]) -> str | None:
+        """A transformers ``tf_model.h5`` of a family no pack maps: which family, for a refusal by name; of a
+        mapped family, a config value its constraints do not convert (:attr:`Family.constraints`)."""
+        names = list(names)
+        family = self.of(names)
+        if family is not None:
+            return _violated(family, config)
+        scope = _scope(names)
+        if scope is None or not scope.startswith("tf"):
+            return None
+        saved = config.get("architectures")
+        arch = saved[0] if isinstance(saved, list) and saved and isinstance(saved[0], str) else None
+        model_type = config.get("model_type") if isinstance(config.get("model_type"), str) else None
+        if model_type is None and arch is None:
+            return None  # not a transformers save_pretrained: a plain Keras model, for the Keras pack
+        what = f"the transformers family `{model_type or '?'}` (TF{(arch or '?').removeprefix('TF')}, scope `{scope}`)"
+        if model_type in REMOVED_IN_5:
+            return f"{what} is not supported: {REMOVED_IN_5[model_type]}"
+        known = ", ".join(["bert", *(f.model_type for f in self.families)])
+        return f"{what} is not supported by the hf-tf rules yet (they map: {known})"
 
 
 def _violated(family: Family, config: dict[str, Any]) -> str | None:
@@ -261,30 +276,39 @@ def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], 
     return dict(config, architectures=[class_name]), []
 
 
-PACK = RulePack(
-    name="hf-tf-generic",
-    description="transformers TF (tf_model.h5) of "
-    + ", ".join(f.model_type for f in FAMILIES)
-    + " <-> their transformers PyTorch classes",
-    rules=tuple(rule for family in FAMILIES for rule in _family_rules(family) + _unscoped_rules(family)),
-    heads=tuple(head for family in FAMILIES for head in _family_heads(family) + _unscoped_heads(family)),
-    copies=tuple(
-        copy
-        for family in FAMILIES
-        for copy in (*_family_copies(family), *_family_unread(family), *_unscoped_copies(family))
-    ),
-    optional=(
-        _BATCH_NORM_STEPS,
-        *(Optional_(rx, reason, fill) for family in FAMILIES for rx, reason, fill in family.optional),
-    ),
-    buffers=tuple(Buffer(rx, reason, value) for family in FAMILIES for rx, reason, value in family.buffers),
-    signature=_signature(),
-    targets={name: layout for family in FAMILIES for name, layout in family.layouts.items()},
-    default_target=default_target,
-    config_from_source=config_from_source,
-    saved_class=saved_class,
-    refuses=refuses,
-    pt_config=pt_config,
-    model_types=tuple(dict.fromkeys(t for f in FAMILIES for t in (f.model_type, *f.also))),  # DPR: 3 of 1 type
-    layout="tf_model.h5",
-)
+def build_pack(families: tuple[Family, ...]) -> RulePack:
+    """The generic hf-tf pack of these families: their data, turned into rules, heads, copies and the hooks."""
+    known = _Families(families)
+    return RulePack(
+        name="hf-tf-generic",
+        description="transformers TF (tf_model.h5) of "
+        + ", ".join(f.model_type for f in families)
+        + " <-> their transformers PyTorch classes",
+        detection=Detection(signature=known.signature(), refuses=known.refuses),
+        config=ConfigHooks(from_source=config_from_source, pytorch=pt_config),
+        pt=PyTorchSide(
+            targets={name: layout for family in families for name, layout in family.layouts.items()},
+            default_target=known.default_target,
+            saved_class=known.saved_class,
+        ),
+        matching=Matching(
+            rules=tuple(rule for family in families for rule in _family_rules(family) + _unscoped_rules(family)),
+            heads=tuple(head for family in families for head in _family_heads(family) + _unscoped_heads(family)),
+            copies=tuple(
+                copy
+                for family in families
+                for copy in (*_family_copies(family), *_family_unread(family), *_unscoped_copies(family))
+            ),
+            optional=(
+                _BATCH_NORM_STEPS,
+                *(Optional_(rx, reason, fill) for family in families for rx, reason, fill in family.optional),
+            ),
+            buffers=tuple(Buffer(rx, reason, value) for family in families for rx, reason, value in family.buffers),
+        ),
+        docs=Docs(
+            model_types=tuple(dict.fromkeys(t for f in families for t in (f.model_type, *f.also))), layout="tf_model.h5"
+        ),
+    )
+
+
+PACK = build_pack(FAMILIES)

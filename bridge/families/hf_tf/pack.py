@@ -27,7 +27,20 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from bridge.core.packs import Copy, Head, Optional_, Output, Rule, RulePack, WordEmbeddings
+from bridge.core.packs import (
+    ConfigHooks,
+    Copy,
+    Docs,
+    Head,
+    Matching,
+    Optional_,
+    Output,
+    PyTorchSide,
+    Rule,
+    RulePack,
+    TensorFlowSide,
+    WordEmbeddings,
+)
 from bridge.families.google_bert import pack as _bert
 from bridge.rules import writers
 
@@ -231,21 +244,15 @@ def tf_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], 
 PACK = RulePack(
     name="hf-tf",
     description="transformers TF (tf_model.h5, TFBert*) <-> transformers PyTorch Bert* classes",
-    rules=RULES,
-    heads=HEADS,
-    optional=OPTIONAL,
-    copies=COPIES,
-    buffers=_bert.BUFFERS,
-    targets=_bert.PACK.targets,
-    tf_layout=tf_layout,
-    tf_class=tf_class,
-    default_target=default_target,
-    config_from_source=config_from_source,
-    base_prefix="bert",
-    pt_config=pt_config,
-    tf_config=tf_config,
-    source_heads=_bert.source_heads,
-    tf_output=Output("hf-tf", writers.write_keras2_h5, "tf_model.h5", "config.json"),
+    config=ConfigHooks(from_source=config_from_source, pytorch=pt_config, tensorflow=tf_config),
+    pt=PyTorchSide(targets=_bert.PACK.pt.targets, default_target=default_target, base_prefix="bert"),
+    tf=TensorFlowSide(
+        layout=tf_layout,
+        class_name=tf_class,
+        source_heads=_bert.source_heads,
+        output=Output("hf-tf", writers.write_keras2_h5, "tf_model.h5", "config.json"),
+    ),
+    matching=Matching(rules=RULES, heads=HEADS, optional=OPTIONAL, copies=COPIES, buffers=_bert.BUFFERS),
     forward_check=_bert.FORWARD_CHECK,
     # transformers' TF MLM head (mlm___cls) reuses the embedding layer unless tie_word_embeddings is false
     word_embeddings=WordEmbeddings(
@@ -256,6 +263,5 @@ PACK = RulePack(
             or (any("/mlm___cls/" in n for n in names) and bool(config.get("tie_word_embeddings", True)))
         ),
     ),
-    model_types=("bert",),
-    layout="tf_model.h5",
+    docs=Docs(model_types=("bert",), layout="tf_model.h5"),
 )

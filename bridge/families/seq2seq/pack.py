@@ -33,7 +33,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from bridge.core.packs import Optional_, Rule, RulePack
+from bridge.core.packs import ConfigHooks, Detection, Docs, Matching, Optional_, PyTorchSide, Rule, RulePack
 from bridge.core.vocab import read_vocab
 from bridge.families.seq2seq import hooks
 
@@ -320,17 +320,12 @@ def generation_config(config: dict[str, Any]) -> dict[str, Any] | None:
 PACK = RulePack(
     name="bertseq2seq",
     description="TF-Hub bertseq2seq (BERT encoder-decoder) -> transformers EncoderDecoderModel(BertGeneration*)",
-    rules=RULES,
-    signature=SIGNATURE,
-    optional=OPTIONAL,
-    targets={CLASS: layout},
-    default_target=default_target,
-    config_from_source=config_from_source,
-    pt_config=pt_config,
-    pt_copies=copies,
-    config_from_files=special_tokens,
-    generation_config=generation_config,
+    detection=Detection(signature=SIGNATURE),
+    config=ConfigHooks(
+        from_source=config_from_source, pytorch=pt_config, from_files=special_tokens, generation=generation_config
+    ),
+    pt=PyTorchSide(targets={CLASS: layout}, default_target=default_target, copies=copies),
+    matching=Matching(rules=RULES, optional=OPTIONAL),
     forward_check=hooks.forward_check,
-    model_types=("encoder-decoder",),
-    layout="TF-Hub BERT seq2seq module",
+    docs=Docs(model_types=("encoder-decoder",), layout="TF-Hub BERT seq2seq module"),
 )

@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from bridge.core.packs import Head, Incompatible, Rule, RulePack
+from bridge.core.packs import ConfigHooks, Docs, Head, Incompatible, Matching, PyTorchSide, Rule, RulePack
 from bridge.families.t5 import hooks
 from bridge.rules.layouts import Layout, class_layouts
 
@@ -327,16 +327,14 @@ FORWARD_CHECK = hooks.forward_check
 PACK = RulePack(
     name="t5",
     description="Mesh TensorFlow T5 / mT5 checkpoints -> transformers T5* / MT5* classes",
-    rules=RULES,
-    heads=HEADS,
-    incompatible=INCOMPATIBLE,
-    targets=class_layouts(CLASSES, _class_layout),
-    default_target=default_target,
-    config_from_source=config_from_source,
-    pt_config=pt_config,
-    config_parsers={"operative_config.gin": config_from_gin, "*.gin": config_from_gin},
-    generation_config=generation_config,
+    config=ConfigHooks(
+        from_source=config_from_source,
+        pytorch=pt_config,
+        parsers={"operative_config.gin": config_from_gin, "*.gin": config_from_gin},
+        generation=generation_config,
+    ),
+    pt=PyTorchSide(targets=class_layouts(CLASSES, _class_layout), default_target=default_target),
+    matching=Matching(rules=RULES, heads=HEADS, incompatible=INCOMPATIBLE),
     forward_check=FORWARD_CHECK,
-    model_types=("t5", "mt5"),
-    layout="Mesh TensorFlow checkpoint",
+    docs=Docs(model_types=("t5", "mt5"), layout="Mesh TensorFlow checkpoint"),
 )

@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from bridge.core.packs import Head, Optional_, Rule, RulePack
+from bridge.core.packs import ConfigHooks, Docs, Head, Matching, Optional_, PyTorchSide, Rule, RulePack
 from bridge.families.google_bert.pack import label_maps
 from bridge.rules.layouts import Layout, class_layouts
 
@@ -202,15 +202,10 @@ def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], 
 PACK = RulePack(
     name="xlnet",
     description="zihangdai/xlnet TF1 checkpoints -> transformers XLNet* classes",
-    rules=RULES,
-    heads=HEADS,
-    optional=OPTIONAL,
-    targets=class_layouts(CLASSES, _class_layout),
-    default_target=default_target,
-    config_from_source=config_from_source,
-    base_prefix="transformer",
-    pt_config=pt_config,
-    config_files=("xlnet_config.json",),
-    model_types=("xlnet",),
-    layout="zihangdai/xlnet TF1 checkpoint",
+    config=ConfigHooks(from_source=config_from_source, pytorch=pt_config, files=("xlnet_config.json",)),
+    pt=PyTorchSide(
+        targets=class_layouts(CLASSES, _class_layout), default_target=default_target, base_prefix="transformer"
+    ),
+    matching=Matching(rules=RULES, heads=HEADS, optional=OPTIONAL),
+    docs=Docs(model_types=("xlnet",), layout="zihangdai/xlnet TF1 checkpoint"),
 )

@@ -21,7 +21,7 @@ def test_layout_equals_transformers_state_dict(transformers, torch, class_name, 
     with torch.device("meta"):
         model = getattr(transformers, class_name)(hf_config)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    layout = PACK.targets[class_name](config)
+    layout = PACK.pt.targets[class_name](config)
     assert {k: shape for k, (shape, _) in layout.items()} == expected
     declared = dict(getattr(model, "_tied_weights_keys", None) or {})
     assert {k: t for k, (_, t) in layout.items() if t} == declared

@@ -17,7 +17,7 @@ def test_layout_equals_transformers_state_dict(transformers, torch, class_name, 
     with torch.device("meta"):
         model = getattr(transformers, class_name)(transformers.ElectraConfig(**config))
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    layout = PACK.targets[class_name](config)
+    layout = PACK.pt.targets[class_name](config)
     assert {k: shape for k, (shape, _) in layout.items()} == expected
     declared = dict(getattr(model, "_tied_weights_keys", None) or {})
     assert {k: t for k, (_, t) in layout.items() if t} == declared
@@ -29,5 +29,5 @@ def test_generator_sizes_are_its_own(transformers, torch):
     hf = transformers.ElectraConfig(**{**CONFIG, **config["generator"]})
     with torch.device("meta"):
         model = transformers.ElectraForMaskedLM(hf)
-    layout = PACK.targets["ElectraForMaskedLM"](config)
+    layout = PACK.pt.targets["ElectraForMaskedLM"](config)
     assert {k: s for k, (s, _) in layout.items()} == {k: tuple(v.shape) for k, v in model.state_dict().items()}

@@ -19,7 +19,7 @@ def test_layout_equals_transformers_state_dict(transformers, torch, class_name, 
     with torch.device("meta"):
         model = getattr(transformers, class_name)(config)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    layout = PACK.targets[class_name](dict(CONFIG, num_labels=num_labels))
+    layout = PACK.pt.targets[class_name](dict(CONFIG, num_labels=num_labels))
     assert {k: shape for k, (shape, _) in layout.items()} == expected
     # Ties: the table's tied_to equals what transformers declares for the class.
     declared = dict(getattr(model, "_tied_weights_keys", None) or {})

@@ -176,7 +176,7 @@ def test_tf_layout_maps_onto_the_pytorch_class(class_name):
             copies[name] = hf_tf.PACK.copy_owner(name, layout)
             continue
         mapped[hit[0]] = hit[1].shape(shape)
-    pt = {n: s for n, (s, tied) in hf_tf.PACK.targets[class_name](config).items() if tied is None}
+    pt = {n: s for n, (s, tied) in hf_tf.PACK.pt.targets[class_name](config).items() if tied is None}
     if class_name == "BertModel":
         pt = {"bert." + n: s for n, s in pt.items()}
     assert mapped == pt

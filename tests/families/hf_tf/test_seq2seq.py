@@ -133,7 +133,7 @@ def test_unscoped_names_never_claim_an_unmapped_family():
         "model/tf_transfo_xl_model/model/encoder/layers.0/fc1/kernel:0",
     ]
     assert hf_tf_generic.PACK.claims(names) == 0
-    assert "not supported" in (hf_tf_generic.refuses(names, {"model_type": "transfo-xl"}) or "")
+    assert "not supported" in (hf_tf_generic.PACK.detection.refuses(names, {"model_type": "transfo-xl"}) or "")
 
 
 @pytest.mark.parametrize(
@@ -258,4 +258,4 @@ def test_gpt_sw3_files_are_gpt2_files(transformers):
 
     assert transformers.CONFIG_MAPPING["gpt-sw3"] is transformers.GPT2Config
     assert transformers.GPT2Config().to_dict()["model_type"] == "gpt2"
-    assert "gpt-sw3" in hf_tf_generic.PACK.model_types
+    assert "gpt-sw3" in hf_tf_generic.PACK.docs.model_types

@@ -21,7 +21,7 @@ def test_layout_equals_transformers_state_dict(transformers, torch, shared, deco
         model = transformers.EncoderDecoderModel(config=config)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     ours = dict(CONFIG, decoder_num_hidden_layers=decoder_layers, tie_encoder_decoder=shared)
-    layout = PACK.targets["EncoderDecoderModel"](ours)
+    layout = PACK.pt.targets["EncoderDecoderModel"](ours)
     assert {k: shape for k, (shape, _) in layout.items()} == expected
     # Ties: transformers' own (the LM head) plus the copies convert writes, nothing else.
     declared = {f"decoder.{k}": f"decoder.{v}" for k, v in (model.decoder._tied_weights_keys or {}).items()}

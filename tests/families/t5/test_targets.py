@@ -22,7 +22,7 @@ def test_layout_equals_transformers_state_dict(transformers, torch, class_name, 
     with torch.device("meta"):
         model = getattr(transformers, class_name)(config_class(**ours))
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    layout = PACK.targets[class_name](ours)
+    layout = PACK.pt.targets[class_name](ours)
     assert {k: shape for k, (shape, _) in layout.items()} == expected
     # Ties: what transformers declares, except an untied LM head (v1.1, and MT5 always), which transformers 5 keeps
     # apart when the weights file stores it with its own values.

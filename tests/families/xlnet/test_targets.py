@@ -18,7 +18,7 @@ def test_layout_equals_transformers_state_dict(transformers, torch, class_name, 
     with torch.device("meta"):
         model = getattr(transformers, class_name)(config)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    layout = PACK.targets[class_name](dict(CONFIG, num_labels=num_labels, tie_word_embeddings=tied))
+    layout = PACK.pt.targets[class_name](dict(CONFIG, num_labels=num_labels, tie_word_embeddings=tied))
     assert {k: shape for k, (shape, _) in layout.items()} == expected
     # Ties: what transformers declares for the class, when the config ties the LM head to the embeddings.
     declared = dict(getattr(model, "_tied_weights_keys", None) or {}) if tied else {}

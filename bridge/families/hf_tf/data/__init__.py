@@ -56,7 +56,7 @@ class Family:
     # ``compute_token_logits/output/output_weights:0``), dropped by a class without them (BartModel from a
     # BartForConditionalGeneration file)
     unscoped_heads: tuple[str, ...] = ()
-    # classes laid out by the pack itself (``RulePack.targets``: config -> {name: (shape, tied_to)}) where the
+    # classes laid out by the pack itself (``PyTorchSide.targets``: config -> {name: (shape, tied_to)}) where the
     # class built on the meta device ties more than loading does (transformers 5 forces T5's and mT5's
     # tie_word_embeddings on, and unties on load where the checkpoint's lm_head differs)
     layouts: Mapping[str, Callable[[dict[str, Any]], dict[str, tuple[tuple[int, ...], str | None]]]] = field(

@@ -40,7 +40,7 @@ def _t5(model_type: str, prefix: str) -> Family:
         heads=("decoder", "lm_head"),
         unscoped=(_T5_SHARED,),
         unscoped_copies=(_T5_COPIES,),
-        layouts={generation: t5.PACK.targets[generation]},
+        layouts={generation: t5.PACK.pt.targets[generation]},
     )
 
 
