@@ -69,12 +69,7 @@ def test_google_research_bert_pad_row_is_reported_and_explained(where, request, 
         assert "why not zero:" in text and "decoder's gradient reaches every row" in text
 
 
-PAD_ONE_CONFIG = pytest.mark.xfail(
-    strict=True, reason="config.json is written with pad_token_id 0 whatever vocab.txt's [PAD] id (rules/bert.py)"
-)
-
-
-@pytest.mark.parametrize("where", ["example", pytest.param("pad_one", marks=PAD_ONE_CONFIG)])
+@pytest.mark.parametrize("where", ["example", "pad_one"])
 def test_convert_keeps_the_row_and_the_transformers_copy_reports_it(where, request, tmp_path, tf):
     from safetensors.numpy import load_file
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ from bridge.core.packs import (
     TensorFlowSide,
     WordEmbeddings,
 )
+from bridge.core.pad_rows import pad_token_id
 from bridge.families.google_bert import hooks
 from bridge.rules import writers
 from bridge.rules.layouts import Layout, class_layouts, mapped, unprefixed
@@ -299,10 +301,20 @@ def google_research_config(
 
 
 def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], list[str]]:
-    """transformers ``config.json`` for a google-research ``bert_config.json``."""
+    """transformers ``config.json`` for a google-research ``bert_config.json`` (which names no pad id: [PAD]'s line
+    in the vocab.txt beside it, read by :func:`pad_from_vocab`, else 0)."""
+    pad = config.get("pad_token_id", 0)
     return google_research_config(
-        config, class_name, keys=_BERT_CONFIG_KEYS, fixed={"model_type": "bert", "pad_token_id": 0}
+        config, class_name, keys=_BERT_CONFIG_KEYS, fixed={"model_type": "bert", "pad_token_id": pad}
     )
+
+
+def pad_from_vocab(folder: Path) -> tuple[dict[str, Any], list[str]]:
+    """The pad id a google-research checkpoint's vocab.txt gives ([PAD]'s line), where it is not the usual 0."""
+    found = pad_token_id(folder, None)
+    if found is None or found[1] != "vocab.txt" or found[0] == 0:
+        return {}, []
+    return {"pad_token_id": found[0]}, [f"pad_token_id {found[0]}: the line of [PAD] in vocab.txt"]
 
 
 def tf_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], list[str]]:
@@ -390,7 +402,11 @@ PACK = RulePack(
     name="google-bert",
     description="google-research/bert TF1 checkpoints <-> transformers Bert* classes",
     config=ConfigHooks(
-        from_source=config_from_source, pytorch=pt_config, tensorflow=tf_config, files=("bert_config.json",)
+        from_source=config_from_source,
+        from_files=pad_from_vocab,
+        pytorch=pt_config,
+        tensorflow=tf_config,
+        files=("bert_config.json",),
     ),
     pt=PyTorchSide(targets=class_layouts(CLASSES, _class_layout), default_target=default_target, base_prefix="bert"),
     tf=TensorFlowSide(
