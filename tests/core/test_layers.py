@@ -186,6 +186,7 @@ GENERIC = (
     "bridge.commands.plan_request",
     "bridge.commands.inspect",
     "bridge.commands.check",
+    "bridge.commands.target",
     "bridge.commands.convert",
     "bridge.commands.verify",
     "bridge.forward_check",
