@@ -65,6 +65,12 @@ print(json.dumps({"wall": wall, "rss": resource.getrusage(resource.RUSAGE_CHILDR
 """
 
 
+def fresh(path: Path) -> list[str]:
+    """Run before each timed run: the last run's output removed and every dirty page written back, so that no
+    run pays for the writeback or the unlink of the one before (each side, bridge, cp and the 4.x path alike)."""
+    return ["sh", "-c", f"rm -rf '{path}' && sync"]
+
+
 def measure(
     argv: list[str], repeats: int, before: list[str] | None = None, env: dict[str, str] | None = None
 ) -> tuple[float, int]:
@@ -110,16 +116,18 @@ def hf_tf_rows(work: Path, python: Path, repeats: int) -> None:
         subprocess.run(code, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     out = work / "t5-converted"
     bridge = [sys.executable, "-m", "bridge", "convert", str(source), "--to", "pytorch", "-o", str(out)]
-    bridge_s, bridge_rss = measure([*bridge, "--force", "-q"], repeats)
+    bridge_s, bridge_rss = measure([*bridge, "-q"], repeats, before=fresh(out))
     copy = work / "t5-copy.safetensors"
-    cp_s, _ = measure(["cp", str(out / "model.safetensors"), str(copy)], repeats, before=["rm", "-f", str(copy)])
+    cp_s, _ = measure(["cp", str(out / "model.safetensors"), str(copy)], repeats, before=fresh(copy))
     copy.unlink(missing_ok=True)
     size = (source / "tf_model.h5").stat().st_size / 2**20
     print(f"tf_model.h5: {source} ({size:.0f} MiB, T5 at t5-base's sizes, transformers 4.57 TF)")
     print(f"bridge convert --to pytorch   {bridge_s:8.2f} s   peak RSS {bridge_rss / 2**20:7.0f} MiB")
     print(f"cp of the bytes written       {cp_s:8.2f} s   ratio bridge/cp {bridge_s / cp_s:.2f}x")
     legacy_out = work / "t5-legacy"
-    legacy_s, legacy_rss = measure([str(python), "-c", HF_TF_LEGACY, str(source), str(legacy_out)], 1, env=env)
+    legacy_s, legacy_rss = measure(
+        [str(python), "-c", HF_TF_LEGACY, str(source), str(legacy_out)], 1, env=env, before=fresh(legacy_out)
+    )
     shutil.rmtree(legacy_out, ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)
     print(f"transformers 4.57.6 TF -> PT  {legacy_s:8.2f} s   peak RSS {legacy_rss / 2**20:7.0f} MiB")
@@ -149,12 +157,13 @@ def main() -> None:
     )
     out = args.work / "converted"
     bridge_s, bridge_rss = measure(
-        [sys.executable, "-m", "bridge", "convert", str(prefix), "--to", "pytorch", "-o", str(out), "--force", "-q"],
+        [sys.executable, "-m", "bridge", "convert", str(prefix), "--to", "pytorch", "-o", str(out), "-q"],
         args.repeats,
+        before=fresh(out),
     )
     weights = out / "model.safetensors"
     copy = args.work / "copy.safetensors"
-    cp_s, _ = measure(["cp", str(weights), str(copy)], args.repeats, before=["rm", "-f", str(copy)])
+    cp_s, _ = measure(["cp", str(weights), str(copy)], args.repeats, before=fresh(copy))
     copy.unlink(missing_ok=True)
 
     size = sum(p.stat().st_size for p in prefix.parent.glob(prefix.name + ".*"))
@@ -169,7 +178,9 @@ def main() -> None:
         return
     legacy_out = args.work / "legacy_pytorch_model.bin"
     legacy_s, legacy_rss = measure(
-        [str(python), "-c", LEGACY_SCRIPT, str(prefix), str(config), str(legacy_out)], args.repeats
+        [str(python), "-c", LEGACY_SCRIPT, str(prefix), str(config), str(legacy_out)],
+        args.repeats,
+        before=fresh(legacy_out),
     )
     legacy_out.unlink(missing_ok=True)
     print(f"transformers 4.57.6 path      {legacy_s:8.2f} s   peak RSS {legacy_rss / 2**20:7.0f} MiB")
