@@ -31,11 +31,12 @@ def keras_model(weights: Path, fmt: str, layout: str | None, factory: str | None
             import tf_keras
 
             return tf_keras.models.load_model(weights, compile=False)
-        raise UsageError(
-            "A weights-only Keras file cannot build its model",
-            path=weights,
-            hint=f"Pass {option} FILE.py:FACTORY returning the Keras model",
-        )
+        # Only a .keras archive and a full Keras 2 .h5 hold the model's code; the rest are its weights alone.
+        what = {
+            "saved-model": "A SavedModel's variables do not rebuild its Keras model",
+            "tf-checkpoint": "A TF checkpoint holds values only, not the Keras model that wrote it",
+        }.get(fmt, "A weights-only Keras file cannot build its model")
+        raise UsageError(what, path=weights, hint=f"Pass {option} FILE.py:FACTORY returning the Keras model")
     from bridge.core.factory import KERAS_MODEL_CONTRACT, load_factory
 
     model = load_factory(factory, KERAS_MODEL_CONTRACT)()

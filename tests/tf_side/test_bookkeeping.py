@@ -111,6 +111,9 @@ def test_check_convert_verify_to_pytorch_neither_demand_nor_write_metrics(tf_ker
     result = CliRunner().invoke(cli, ["verify", source, str(out), "--target", target])
     assert result.exit_code == 0, result.output
     assert "values: 2/2 tensors bit-exact" in result.output and "keras_api" not in result.output
+    # the forward check needs the Keras model; the note says why a SavedModel alone cannot give it
+    assert "A SavedModel's variables do not rebuild its Keras model" in result.output
+    assert "weights-only Keras file" not in result.output
 
 
 def test_keras3_export_seed_state_is_rng_not_model(tf, tmp_path):
