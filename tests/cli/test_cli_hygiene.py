@@ -64,6 +64,7 @@ def test_next_line_strip_prefix_pytorch(tmp_path):
         assert _compared(result.output) == sum(r.kind == "model" for r in src.values()) == 39
 
 
+@pytest.mark.slow
 def test_next_line_strip_and_add_prefix_tensorflow(tmp_path):
     out = tmp_path / "o"
     args, result = _convert_then_next(

@@ -88,6 +88,7 @@ def frameworks(torch):
     return pytest.importorskip("tensorflow")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("road", "outputs"),
     [

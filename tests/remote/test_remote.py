@@ -23,6 +23,8 @@ from bridge.core.source import BLOCK
 from tests.conftest import REPO
 from tests.remote.server import RangeServer, range_server
 
+pytestmark = pytest.mark.slow  # over ~5 s on 2 cores: `make test-fast` leaves it out
+
 TINY = REPO / "examples" / "tiny-bert"  # TF1 Saver: one data shard, Adam slots
 T5 = REPO / "tests" / "fixtures" / "t5-tf1" / "v1_1"  # TF sharded Saver: two data shards
 HF_TF = REPO / "tests" / "fixtures" / "hf-tf-bert"  # transformers 4.57 tf_model.h5

@@ -10,6 +10,8 @@ from click.testing import CliRunner
 
 from bridge.cli import cli
 
+pytestmark = pytest.mark.slow  # over ~5 s on 2 cores: `make test-fast` leaves it out
+
 TWIN = "twins.py:twin_seq"
 KERAS = "twins.py:keras_seq"
 GUESS = "`emb` has a single 2-D weight: taken as an Embedding (a Linear without bias looks the same"
