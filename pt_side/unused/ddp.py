@@ -2,8 +2,9 @@
 
 Two CPU processes (gloo backend, 127.0.0.1 only) each build the model from the
 same ``FILE.py:FACTORY`` spec (a string: the children import it themselves; a factory that takes
-``rank``/``world_size`` builds each rank's own data), wrap it in ``DistributedDataParallel(find_unused_parameters=False)`` and run a
-few forward+backward steps.  The result says whether DDP raised and with what
+``rank``/``world_size`` builds each rank's own data), wrap it in
+``DistributedDataParallel(find_unused_parameters=False)`` and run a few forward+backward steps (step i on
+batch i of an iterable of batches).  The result says whether DDP raised and with what
 message ("Expected to have finished reduction in the prior iteration ...").
 
 Run as ``python -m pt_side.unused.ddp SPEC RANK WORLD PORT OUT.json STEPS``
