@@ -32,9 +32,13 @@ def find_unused(
     arguments), step ``i`` using batch ``i``, cycling.  PyTorch modules go to :mod:`pt_side.unused.trace`, anything else
     (Keras models, ``tf.Module``) to :mod:`tf_side.unused.trace`.
     """
+    _check_steps(steps)
+    return sides.trace(framework_of(model), model, batch, loss_fn, steps=steps, seed=seed)
+
+
+def _check_steps(steps: object) -> None:
     if not isinstance(steps, int) or steps < 1:
         raise UsageError("Bad --steps", detail=f"got {steps!r}", hint="Give a positive number of steps")
-    return sides.trace(framework_of(model), model, batch, loss_fn, steps=steps, seed=seed)
 
 
 def watch(model: Any, *, quiet: bool = False, file: TextIO | None = None) -> Any:
@@ -135,8 +139,7 @@ def unused_from_spec(spec: str, *, steps: int = 1, ddp: bool = False, seed: int 
     With ``ddp`` and a factory that takes ``rank``/``world_size``, each rank's model and data are traced one
     after another in this process first, so that a parameter reached on some ranks only is ``rank_dependent``.
     """
-    if not isinstance(steps, int) or steps < 1:
-        raise UsageError("Bad --steps", detail=f"got {steps!r}", hint="Give a positive number of steps")
+    _check_steps(steps)
     factory = load_factory(spec, UNUSED_CONTRACT)
     world = sides.DDP_WORLD_SIZE if ddp else 1
     made = build_with(factory, spec, rank=0, world_size=world)
