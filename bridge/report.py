@@ -12,7 +12,7 @@ from bridge.core.invoked import command_name
 from bridge.core.model import KIND_MEANINGS
 from bridge.core.plan import Assumption, Leftover, Plan
 from bridge.core.scopes import ROOT_SCOPE, fold, numbers_of
-from bridge.core.unused.report import UnusedReport
+from bridge.core.unused.report import ParameterUsage, UnusedItem, UnusedReport
 from bridge.core.unused.restore import HARMLESS_KINDS, LENIENT, RestoreFix, RestoreReport
 
 if TYPE_CHECKING:
@@ -142,7 +142,44 @@ _UNUSED_TITLES = {
     "no_gradient": "read, but no gradient reaches them from the loss",
     "frozen": "frozen (not trainable: harmless, DDP and optimizers skip them)",
     "sometimes": "reach the loss in some steps only",
+    "rank_dependent": "reach the loss on some ranks only at the same step",
 }
+
+
+def _step_list(steps: tuple[int, ...], limit: int = 12) -> str:
+    """``(0, 1, 2, 5, 7, 8)`` -> ``0-2, 5, 7-8``; long lists end in ``... N more``."""
+    runs: list[list[int]] = []
+    for s in steps:
+        if runs and s == runs[-1][1] + 1:
+            runs[-1][1] = s
+        else:
+            runs.append([s, s])
+    shown = [f"{a}-{b}" if b > a else str(a) for a, b in runs]
+    more = f", ... {len(shown) - limit} more" if len(shown) > limit else ""
+    return (", ".join(shown[:limit]) + more) or "none"
+
+
+def _used_on(items: list[UnusedItem], usage: dict[str, ParameterUsage]) -> list[str]:
+    """Under a sometimes / rank_dependent group: the steps (each rank's, where recorded) a gradient reached,
+    one line per distinct pattern, naming the modules when the group's members differ."""
+    patterns: dict[str, list[str]] = {}
+    for item in items:
+        u = usage.get(item.name)
+        if u is None:
+            continue
+        if u.by_rank is None:
+            text = f"steps {_step_list(u.steps)}"
+        else:
+            text = "; ".join(
+                f"rank {r}: " + (f"steps {_step_list(st)}" if st else "no step") for r, st in sorted(u.by_rank.items())
+            )
+        module = item.name.rsplit(".", 1)[0] if "." in item.name else item.name
+        patterns.setdefault(text, [])
+        if module not in patterns[text]:
+            patterns[text].append(module)
+    if len(patterns) == 1:
+        return [f"    used on {text}" for text in patterns]
+    return [f"    used on {text}: {', '.join(fold(mods))}" for text, mods in patterns.items()]
 
 
 def render_unused(report: UnusedReport, *, verbose: bool = False) -> str:
@@ -153,7 +190,10 @@ def render_unused(report: UnusedReport, *, verbose: bool = False) -> str:
         if report.losses
         else f"{report.steps} step{'s' if report.steps != 1 else ''}"
     )
+    if report.ranks:
+        runs += f" on {report.ranks} ranks together (steps counted from 0 on each)"
     lines = [f"{report.framework}: {s['parameters']} parameters ({s['elements']:,} elements), {runs}"]
+    usage = report.usage_of()
     if not report.items:
         lines.append("every parameter is read and reaches the loss")
     current = None
@@ -169,6 +209,8 @@ def render_unused(report: UnusedReport, *, verbose: bool = False) -> str:
         lines.append(f"  {label}: {len(items)} parameter{'s' if len(items) != 1 else ''}, {numel:,} elements ({shown})")
         if verbose:
             lines.extend(f"    {i.name} {list(i.shape)}" for i in items)
+        if kind in ("sometimes", "rank_dependent"):
+            lines.extend(_used_on(items, usage))
         hints = dict.fromkeys(i.hint for i in items)
         for hint in hints:
             lines.append(f"    fix: {hint}")
@@ -194,7 +236,9 @@ def render_unused(report: UnusedReport, *, verbose: bool = False) -> str:
         "verdict: "
         + ("nothing trainable is unused" if report.ok else f"{s['trainable_unused']} trainable parameters unused")
         + f" (never_read {counts['never_read']}, no_gradient {counts['no_gradient']}, "
-        f"sometimes {counts['sometimes']}, frozen {counts['frozen']})"
+        f"sometimes {counts['sometimes']}, frozen {counts['frozen']}"
+        + (f", rank_dependent {counts['rank_dependent']}" if counts["rank_dependent"] else "")
+        + ")"
     )
     return "\n".join(lines)
 

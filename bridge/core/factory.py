@@ -17,7 +17,10 @@ from typing import Any
 from bridge.core.errors import UsageError
 
 # What a factory must return, by the command that calls it: the error for a bad spec says the caller's contract.
-UNUSED_CONTRACT = "FILE.py:FACTORY is called with no arguments and returns (model, batch) or (model, batch, loss_fn)"
+UNUSED_CONTRACT = (
+    "FILE.py:FACTORY is called with no arguments (or rank=, world_size= when it takes them) and returns "
+    "(model, batch) or (model, batch, loss_fn); batch may be an iterable of batches (step i uses batch i)"
+)
 TARGET_CONTRACT = (
     "--target FILE.py:FACTORY is called with no arguments and returns the target model: the PyTorch "
     "twin (a torch.nn.Module), or a Keras model for --to tensorflow"
@@ -104,10 +107,28 @@ def load_factory(spec: str, contract: str) -> Callable[..., Any]:
     return factory  # type: ignore[no-any-return]
 
 
-def call_factory(spec: str) -> tuple[Any, Any, Callable[..., Any] | None]:
+def takes_rank(factory: Callable[..., Any]) -> bool:
+    """Whether ``factory`` accepts ``rank`` and ``world_size`` keywords (named, or through ``**kwargs``)."""
+    import inspect
+
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (a builtin): called with no arguments
+        return False
+    named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return {"rank", "world_size"} <= named or any(p.kind == p.VAR_KEYWORD for p in params)
+
+
+def call_factory(spec: str, *, rank: int = 0, world_size: int = 1) -> tuple[Any, Any, Callable[..., Any] | None]:
     """Run the factory of ``spec``; check it returned (model, batch[, loss_fn])."""
-    factory = load_factory(spec, UNUSED_CONTRACT)
-    result = factory()
+    return build_with(load_factory(spec, UNUSED_CONTRACT), spec, rank=rank, world_size=world_size)
+
+
+def build_with(
+    factory: Callable[..., Any], spec: str, *, rank: int = 0, world_size: int = 1
+) -> tuple[Any, Any, Callable[..., Any] | None]:
+    """Call a loaded `bridge unused` factory (with ``rank``/``world_size`` when it takes them) and check its result."""
+    result = factory(rank=rank, world_size=world_size) if takes_rank(factory) else factory()
     if not isinstance(result, tuple) or len(result) not in (2, 3):
         raise UsageError(
             "Bad factory result",

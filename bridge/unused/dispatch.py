@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bridge.core.errors import UsageError
-from bridge.core.factory import call_factory
+from bridge.core.factory import UNUSED_CONTRACT, build_with, call_factory, load_factory, takes_rank
 from bridge.core.unused.report import UnusedReport, ddp_indices_to_names
 from bridge.core.unused.restore import RestoreReport, compare_restore
 from bridge.unused import sides
@@ -27,12 +27,18 @@ def find_unused(
     ``loss_fn(output, batch)`` gives the scalar to differentiate; without it the
     sum of every floating output is used.  ``steps > 1`` re-runs forward and
     backward that many times (in training mode) to find parameters used in some
-    steps only.  PyTorch modules go to :mod:`pt_side.unused.trace`, anything else
+    steps only; for a PyTorch model ``batch`` may be an iterable of batches (a
+    generator, a ``DataLoader``: not a tuple or list, which are one batch's
+    arguments), step ``i`` using batch ``i``, cycling.  PyTorch modules go to :mod:`pt_side.unused.trace`, anything else
     (Keras models, ``tf.Module``) to :mod:`tf_side.unused.trace`.
     """
+    _check_steps(steps)
+    return sides.trace(framework_of(model), model, batch, loss_fn, steps=steps, seed=seed)
+
+
+def _check_steps(steps: object) -> None:
     if not isinstance(steps, int) or steps < 1:
         raise UsageError("Bad --steps", detail=f"got {steps!r}", hint="Give a positive number of steps")
-    return sides.trace(framework_of(model), model, batch, loss_fn, steps=steps, seed=seed)
 
 
 def watch(model: Any, *, quiet: bool = False, file: TextIO | None = None) -> Any:
@@ -128,14 +134,34 @@ def run_unused(
 
 
 def unused_from_spec(spec: str, *, steps: int = 1, ddp: bool = False, seed: int | None = 0) -> UnusedReport:
-    """The CLI's entry: build the model from ``FILE.py:FACTORY``, classify, optionally confirm with DDP."""
-    model, batch, loss_fn = call_factory(spec)
-    report = find_unused(model, batch, loss_fn, steps=steps, seed=seed)
+    """The CLI's entry: build the model from ``FILE.py:FACTORY``, classify, optionally confirm with DDP.
+
+    With ``ddp`` and a factory that takes ``rank``/``world_size``, each rank's model and data are traced one
+    after another in this process first, so that a parameter reached on some ranks only is ``rank_dependent``.
+    """
+    _check_steps(steps)
+    factory = load_factory(spec, UNUSED_CONTRACT)
+    world = sides.DDP_WORLD_SIZE if ddp else 1
+    made = build_with(factory, spec, rank=0, world_size=world)
+    model = made[0]
+    if ddp and framework_of(model) == "pytorch" and takes_rank(factory):
+
+        def build(rank: int) -> tuple[Any, Any, Callable[..., Any] | None]:
+            return made if rank == 0 else build_with(factory, spec, rank=rank, world_size=world)
+
+        report = sides.trace_ranks("pytorch", build, world, steps=steps, seed=seed)
+    else:
+        report = find_unused(*made, steps=steps, seed=seed)
     if ddp:
         if report.framework != "pytorch":
             report.notes.append("--ddp applies to PyTorch models only; skipped")
         else:
-            report.ddp = sides.ddp(spec)
+            if not takes_rank(factory):
+                report.notes.append(
+                    "the factory takes no rank=, world_size=: every DDP rank runs the same data, so usage that "
+                    "depends on the rank cannot show"
+                )
+            report.ddp = sides.ddp(spec, steps=steps)
             names = ddp_indices_to_names(model, str(report.ddp.get("message") or ""))
             if names:
                 report.ddp["unused_names"] = names

@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+DDP_WORLD_SIZE = 2  # `bridge unused --ddp`: the gloo processes DDP's own verdict runs on
+
 if TYPE_CHECKING:
     from bridge.core.unused.report import UnusedReport
     from bridge.core.unused.restore import RestoreSetup
@@ -31,6 +33,22 @@ def trace(
     return find_unused_tf(model, batch, loss_fn, steps=steps, seed=seed)
 
 
+def trace_ranks(
+    framework: str,
+    build: Callable[[int], tuple[Any, Any, Callable[..., Any] | None]],
+    world_size: int,
+    *,
+    steps: int,
+    seed: int | None,
+) -> UnusedReport:
+    """Each rank's (model, batch, loss_fn) from ``build(rank)``, run for ``steps`` steps and classified together."""
+    if framework != "pytorch":
+        raise ValueError(f"ranks are recorded for PyTorch models only, not {framework}")
+    from pt_side.unused.trace import find_unused_torch_ranks
+
+    return find_unused_torch_ranks(build, world_size, steps=steps, seed=seed)
+
+
 def trace_graph(path: str | Path, tensors: Sequence[str]) -> UnusedReport:
     """A TF1 ``.meta`` graph's trainable variables outside the backward closure of ``tensors``."""
     from tf_side.unused.meta_graph import find_unused_meta_graph
@@ -49,11 +67,11 @@ def restore(framework: str, model: Any, ckpt: Any, batch: Any = None) -> Restore
     return tf_restore_setup(model, ckpt, batch)
 
 
-def ddp(spec: str) -> dict[str, Any]:
-    """DistributedDataParallel's own verdict on ``FILE.py:FACTORY`` (two CPU processes)."""
+def ddp(spec: str, *, steps: int = 2) -> dict[str, Any]:
+    """DistributedDataParallel's own verdict on ``FILE.py:FACTORY`` (two CPU processes, at least 2 steps)."""
     from pt_side.unused.ddp import run_ddp_check
 
-    return run_ddp_check(spec)
+    return run_ddp_check(spec, steps=max(steps, 2), world_size=DDP_WORLD_SIZE)
 
 
 def watch(

@@ -1,9 +1,10 @@
 """`bridge unused --ddp`: let DistributedDataParallel itself say whether it objects.
 
 Two CPU processes (gloo backend, 127.0.0.1 only) each build the model from the
-same ``FILE.py:FACTORY`` spec (a string: the children import it themselves),
-wrap it in ``DistributedDataParallel(find_unused_parameters=False)`` and run a
-few forward+backward steps.  The result says whether DDP raised and with what
+same ``FILE.py:FACTORY`` spec (a string: the children import it themselves; a factory that takes
+``rank``/``world_size`` builds each rank's own data), wrap it in
+``DistributedDataParallel(find_unused_parameters=False)`` and run a few forward+backward steps (step i on
+batch i of an iterable of batches).  The result says whether DDP raised and with what
 message ("Expected to have finished reduction in the prior iteration ...").
 
 Run as ``python -m pt_side.unused.ddp SPEC RANK WORLD PORT OUT.json STEPS``
@@ -152,7 +153,7 @@ def _child(spec: str, rank: int, world_size: int, port: int, out: Path, steps: i
         import torch.distributed as dist
 
         from bridge.core.factory import call_factory
-        from pt_side.unused.trace import call_model, compute_loss
+        from pt_side.unused.trace import batch_list, call_model, compute_loss
 
         torch.manual_seed(0)
         dist.init_process_group(
@@ -162,12 +163,14 @@ def _child(spec: str, rank: int, world_size: int, port: int, out: Path, steps: i
             world_size=world_size,
             timeout=timedelta(seconds=60),
         )
-        model, batch, loss_fn = call_factory(spec)
+        model, batch, loss_fn = call_factory(spec, rank=rank, world_size=world_size)
+        batches = batch_list(batch, steps)
         ddp = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=False)
     except Exception as e:  # report, do not hang the parent
         write(status="setup_failed", message=f"{type(e).__name__}: {e}")
         return
     for step in range(steps):
+        batch = batches[step % len(batches)]
         try:
             output = call_model(ddp, batch)
             loss = compute_loss(output, batch, loss_fn)

@@ -11,10 +11,11 @@ after ``loss.backward()``: exactly what DDP's reducer waits for.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.core.errors import MissingDependency, UsageError
-from bridge.core.unused.report import Row, UnusedReport, make_items
+from bridge.core.unused.report import ParameterUsage, Row, UnusedReport, classify_usage, make_items
 from bridge.core.unused.restore import ModelVariable, RestoreFix, RestoreSetup, realign
 
 
@@ -108,73 +109,166 @@ def _read_mode(params: list[Any], seen: set[int]) -> Any:
     return ReadRecorder()
 
 
+def batch_list(batch: Any, steps: int) -> list[Any]:
+    """The batches of ``steps`` steps: step ``i`` uses batch ``i`` (cycling).
+
+    One batch is a tensor, a mapping (``model(**batch)``), a tuple or a list (``model(*batch)``), or any other
+    object with a shape; anything else iterable (a generator, an iterator, a ``DataLoader``) yields batches, of
+    which the first ``steps`` are taken.
+    """
+    torch = _torch()
+    one = isinstance(batch, (torch.Tensor, Mapping, tuple, list, str, bytes)) or hasattr(batch, "shape")
+    if one or not hasattr(batch, "__iter__"):
+        return [batch]
+    import itertools
+
+    batches = list(itertools.islice(iter(batch), steps))
+    if not batches:
+        raise UsageError(
+            "No batch", detail="the factory's iterable of batches yielded none", hint="Yield at least one batch"
+        )
+    return batches
+
+
+@dataclass
+class Recording:
+    """One process's run: the parameters (tied ones once), which entered an op, and which each backward pass
+    reached (``passes[s]``: the indices of the parameters a gradient reached at step ``s``)."""
+
+    names: list[str]
+    params: list[Any]
+    read: set[int] = field(default_factory=set)
+    passes: list[set[int]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def parameters_of(model: Any) -> tuple[list[str], list[Any]]:
+    """``named_parameters()`` as two lists; shared (tied) parameters are listed once, under the first name."""
+    torch = _torch()
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError("Not a PyTorch module", detail=type(model).__name__, hint="Pass a torch.nn.Module")
+    pairs = list(model.named_parameters())
+    return [n for n, _ in pairs], [p for _, p in pairs]
+
+
+def record_torch(
+    model: Any, batch: Any, loss_fn: Callable[..., Any] | None = None, *, steps: int = 1, seed: int | None = 0
+) -> Recording:
+    """Run ``steps`` forward+backward passes (step ``i`` on batch ``i``, cycling) and record reads and arrivals."""
+    torch = _torch()
+    names, params = parameters_of(model)
+    batches = batch_list(batch, steps)
+    if seed is not None:
+        torch.manual_seed(seed)
+    rec = Recording(names, params)
+    for step in range(steps):
+        batch = batches[step % len(batches)]
+        for p in params:
+            p.grad = None
+        with _read_mode(params, rec.read):
+            output = call_model(model, batch)
+            loss = compute_loss(output, batch, loss_fn)
+        if loss is None or not loss.requires_grad:
+            if "no differentiable loss" not in " ".join(rec.notes):
+                rec.notes.append("no differentiable loss: no output depends on a trainable parameter")
+            rec.passes.append(set())
+            continue
+        loss.backward()
+        rec.passes.append({i for i, p in enumerate(params) if p.grad is not None})
+    for p in params:
+        p.grad = None
+    if not model.training and steps > 1:
+        rec.notes.append("the model is in eval mode: layer-drop and dropout-like branches are off; call model.train()")
+    if len(batches) < steps:
+        rec.notes.append(f"{len(batches)} batches for {steps} steps: step i uses batch i mod {len(batches)}")
+    return rec
+
+
 def find_unused_torch(
     model: Any, batch: Any, loss_fn: Callable[..., Any] | None = None, *, steps: int = 1, seed: int | None = 0
 ) -> UnusedReport:
     """Run ``steps`` forward+backward passes and classify every parameter of ``model``."""
-    torch = _torch()
-    if not isinstance(model, torch.nn.Module):
-        raise UsageError("Not a PyTorch module", detail=type(model).__name__, hint="Pass a torch.nn.Module")
+    rec = record_torch(model, batch, loss_fn, steps=steps, seed=seed)
+    return build_report(rec.names, rec.params, rec.read, {0: rec.passes}, rec.notes)
+
+
+def find_unused_torch_ranks(
+    build: Callable[[int], tuple[Any, Any, Callable[..., Any] | None]],
+    world_size: int,
+    *,
+    steps: int = 1,
+    seed: int | None = 0,
+) -> UnusedReport:
+    """Each rank's model and data from ``build(rank)``, run one after another in this process: the parameters
+    a gradient reaches at the same step on some ranks only are ``rank_dependent``."""
     names: list[str] = []
     params: list[Any] = []
-    for name, p in model.named_parameters():  # shared (tied) parameters are listed once, under the first name
-        names.append(name)
-        params.append(p)
-    if seed is not None:
-        torch.manual_seed(seed)
-    read_any: set[int] = set()
-    grad_steps = [0] * len(params)
+    read: set[str] = set()
+    passes: dict[int, list[set[str]]] = {}
     notes: list[str] = []
-    for _ in range(steps):
-        for p in params:
-            p.grad = None
-        seen: set[int] = set()
-        with _read_mode(params, seen):
-            output = call_model(model, batch)
-            loss = compute_loss(output, batch, loss_fn)
-        read_any |= seen
-        if loss is None or not loss.requires_grad:
-            if "no differentiable loss" not in " ".join(notes):
-                notes.append("no differentiable loss: no output depends on a trainable parameter")
-            continue
-        loss.backward()
-        for i, p in enumerate(params):
-            if p.grad is not None:
-                grad_steps[i] += 1
-    for p in params:
-        p.grad = None
-    if not model.training and steps > 1:
-        notes.append("the model is in eval mode: layer-drop and dropout-like branches are off; call model.train()")
-    return build_report(names, params, read_any, grad_steps, steps, notes)
+    for rank in range(world_size):
+        rec = record_torch(*build(rank), steps=steps, seed=seed)
+        if rank == 0:
+            names, params = rec.names, rec.params
+        read |= {rec.names[i] for i in rec.read}
+        passes[rank] = [{rec.names[i] for i in reached} for reached in rec.passes]
+        notes += [n for n in rec.notes if n not in notes]
+    index = {name: i for i, name in enumerate(names)}
+    by_index = {r: [{index[n] for n in reached if n in index} for reached in ps] for r, ps in passes.items()}
+    notes.append(
+        f"{world_size} ranks run one after another in this process, each on the data the factory built for "
+        "rank=, world_size=: a step is one backward pass on one rank"
+    )
+    return build_report(names, params, {index[n] for n in read if n in index}, by_index, notes, ranks=world_size)
 
 
 def build_report(
-    names: list[str], params: list[Any], read: set[int], grad_steps: list[int], steps: int, notes: list[str]
+    names: list[str],
+    params: list[Any],
+    read: set[int],
+    passes: Mapping[int, list[set[int]]],
+    notes: list[str],
+    *,
+    ranks: int | None = None,
 ) -> UnusedReport:
-    """Classify parameter ``i`` from whether it entered an op (``i in read``) and in how many of ``steps``
-    backward passes a gradient reached it; scopes folded by module, one fix per group."""
+    """Classify parameter ``i`` from whether it entered an op (``i in read``) and which backward passes of each
+    rank (``passes[rank][step]``: the indices reached) a gradient reached it in; scopes folded by module,
+    one fix per group.  ``ranks``: the number of ranks recorded apart (``None``: one process)."""
     rows: list[Row] = []
+    usages: list[ParameterUsage] = []
+    counts = {r: len(ps) for r, ps in passes.items()}
+    total = sum(counts.values())
     for i, (name, p) in enumerate(zip(names, params, strict=True)):
+        by_rank = {r: tuple(s for s, reached in enumerate(ps) if i in reached) for r, ps in passes.items()}
+        usage = classify_usage(by_rank, counts) if p.requires_grad else "never"
+        steps = tuple(sorted({s for ss in by_rank.values() for s in ss}))
+        usages.append(ParameterUsage(name, usage, steps, by_rank if ranks is not None else None))
+        used = sum(len(ss) for ss in by_rank.values())
         if not p.requires_grad:
             kind = "frozen"
-        elif grad_steps[i] == steps:
+        elif usage == "always":
             continue
-        elif grad_steps[i] > 0:
-            kind = "sometimes"
+        elif usage in ("sometimes", "rank_dependent"):
+            kind = usage
         elif i in read:
             kind = "no_gradient"
         else:
             kind = "never_read"
-        rows.append(Row(name, "", kind, int(p.numel()), tuple(p.shape), grad_steps[i] if kind == "sometimes" else None))
+        rows.append(Row(name, "", kind, int(p.numel()), tuple(p.shape), used if kind in _PARTIAL else None))
     rows = _with_module_scopes(names, rows)
     return UnusedReport(
         framework="pytorch",
-        items=make_items("pytorch", rows, steps),
+        items=make_items("pytorch", rows, max(total, 1)),
         total_params=len(params),
         total_numel=sum(int(p.numel()) for p in params),
-        steps=steps,
+        steps=max(total, 1),
         notes=notes,
+        parameters=usages,
+        ranks=ranks,
     )
+
+
+_PARTIAL = ("sometimes", "rank_dependent")
 
 
 def _with_module_scopes(names: list[str], rows: list[Row]) -> list[Row]:

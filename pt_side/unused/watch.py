@@ -11,8 +11,8 @@ Two recorders, attached on ``__enter__`` and removed on ``__exit__``:
   accumulation (several ``backward()`` per optimizer step) counts each micro-batch.
 
 Under ``DistributedDataParallel`` the wrapped module is watched (names without ``module.``); at the end every
-rank's counts are gathered with ``all_gather_object`` and summed (steps too: a parameter used on one rank only
-is "sometimes"), and rank 0 alone prints.
+rank's passes are gathered with ``all_gather_object`` (the report's steps are all ranks' passes together; a
+parameter reached at the same step on some ranks only is "rank_dependent"), and rank 0 alone prints.
 """
 
 from __future__ import annotations
@@ -46,8 +46,7 @@ class TorchWatch:
             self.names.append(name)
             self.params.append(p)
         self.read: set[int] = set()
-        self.grad_steps = [0] * len(self.params)
-        self.steps = 0
+        self.passes: list[set[int]] = []  # per backward pass: the indices of the parameters it reached
         self.report: UnusedReport | None = None
         self._handles: list[Any] = []
         self._pass: set[int] | None = None  # parameters reached in the backward pass under way
@@ -78,9 +77,7 @@ class TorchWatch:
 
     def _end_of_pass(self) -> None:
         reached, self._pass = self._pass or set(), None
-        self.steps += 1
-        for i in reached:
-            self.grad_steps[i] += 1
+        self.passes.append(reached)
 
     def __enter__(self) -> TorchWatch:
         self._handles.append(self.module.register_forward_pre_hook(self._pre_forward))
@@ -104,35 +101,41 @@ class TorchWatch:
         dist = torch.distributed
         gather = self.ddp and exc_type is None and dist.is_available() and dist.is_initialized()
         rank = dist.get_rank() if self.ddp and dist.is_available() and dist.is_initialized() else 0
-        read, grad_steps, steps, notes = self.read, self.grad_steps, self.steps, []
+        read, passes, notes = self.read, {0: self.passes}, []
+        ranks = None
         if gather and dist.get_world_size() > 1:
-            read, grad_steps, steps = self._gathered(dist)
+            read, passes = self._gathered(dist)
+            ranks = dist.get_world_size()
             notes.append(
-                f"the union of {dist.get_world_size()} DDP ranks ({dist.get_backend()}): a step is one backward "
-                "pass on one rank; a parameter reached on some ranks only is 'sometimes'"
+                f"the union of {ranks} DDP ranks ({dist.get_backend()}): a step is one backward "
+                "pass on one rank; a parameter reached at the same step on some ranks only is 'rank_dependent'"
             )
         elif self.ddp and exc_type is not None:
             notes.append(f"rank {rank} alone: the block raised, so the ranks' counts were not gathered")
+        steps = sum(len(ps) for ps in passes.values())
         if steps == 0:
             notes.append(
                 "no backward pass reached a parameter inside the block: put loss.backward() inside "
                 "`with bridge.watch(model)`"
             )
-        self.report = build_report(self.names, self.params, read, grad_steps, max(steps, 1), notes)
+        self.report = build_report(self.names, self.params, read, passes, notes, ranks=ranks)
         self.report.steps = steps
         if self.render is not None and (rank == 0 or exc_type is not None):
             print(self.render(self.report), file=self.file or sys.stderr)
 
-    def _gathered(self, dist: Any) -> tuple[set[int], list[int], int]:
-        """Every rank's reads, gradient arrivals and passes, by name (ranks list the same parameters)."""
+    def _gathered(self, dist: Any) -> tuple[set[int], dict[int, list[set[int]]]]:
+        """Every rank's reads and passes, by name (ranks list the same parameters), keyed by rank."""
         mine = {
-            "read": [self.names[i] for i in sorted(self.read)],
-            "grads": dict(zip(self.names, self.grad_steps, strict=True)),
-            "steps": self.steps,
+            "names": self.names,
+            "read": sorted(self.read),
+            "passes": [sorted(reached) for reached in self.passes],
         }
         ranks: list[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(ranks, mine)
         index = {name: i for i, name in enumerate(self.names)}
-        read = {index[n] for r in ranks for n in r["read"] if n in index}
-        grads = [sum(int(r["grads"].get(n, 0)) for r in ranks) for n in self.names]
-        return read, grads, sum(int(r["steps"]) for r in ranks)
+
+        def mapped(r: Any, indices: list[int]) -> set[int]:
+            return {index[r["names"][i]] for i in indices if r["names"][i] in index}
+
+        read = {i for r in ranks for i in mapped(r, r["read"])}
+        return read, {rank: [mapped(r, ps) for ps in r["passes"]] for rank, r in enumerate(ranks)}

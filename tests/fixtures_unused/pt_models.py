@@ -194,3 +194,45 @@ def bert_pooled():
     """The same BertModel, with the pooler's output in the loss: every parameter reaches it."""
     model, batch, _ = bert_pooler()
     return model, batch, _pooled_loss
+
+
+class TextImage(nn.Module):
+    """A text model with a vision tower used only by batches that carry pixels; `unused_head` is never called."""
+
+    def __init__(self, vocab: int = 30, hidden: int = 8, pixels: int = 12) -> None:
+        super().__init__()
+        self.text = nn.Embedding(vocab, hidden)
+        self.vision = nn.Sequential(nn.Linear(pixels, hidden), nn.Tanh(), nn.Linear(hidden, hidden))
+        self.head = nn.Linear(hidden, 2)
+        self.unused_head = nn.Linear(hidden, 2)
+
+    def forward(self, input_ids: torch.Tensor, pixels: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.text(input_ids).mean(1)
+        if pixels is not None:  # the modality of this batch decides the branch
+            x = x + self.vision(pixels)
+        return self.head(x)
+
+
+def _text_image_dataset(n: int = 8) -> list[dict[str, torch.Tensor]]:
+    """Batch k is text-only for even k, text + image for odd k."""
+    g = torch.Generator().manual_seed(3)
+    out = []
+    for k in range(n):
+        batch = {"input_ids": torch.randint(0, 30, (2, 5), generator=g)}
+        if k % 2:
+            batch["pixels"] = torch.randn(2, 12, generator=g)
+        out.append(batch)
+    return out
+
+
+def text_image_batches():
+    """An iterable of batches (a generator): step i uses batch i, so the vision tower trains on odd steps only."""
+    torch.manual_seed(0)
+    return TextImage(), (batch for batch in _text_image_dataset())
+
+
+def text_image_ranked(rank: int = 0, world_size: int = 1):
+    """Each rank takes every world_size-th batch, as DistributedSampler(shuffle=False) deals them: with 2 ranks,
+    rank 0 sees text only and rank 1 text + image at every step; alone, the batches alternate."""
+    torch.manual_seed(0)
+    return TextImage(), iter(_text_image_dataset()[rank::world_size])

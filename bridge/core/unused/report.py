@@ -8,19 +8,65 @@ Kinds:
 * ``never_read``  -- the parameter never entered an op in the forward pass;
 * ``no_gradient`` -- it was read, but the loss does not depend on it (grad is None);
 * ``frozen``      -- not trainable (``requires_grad=False`` / ``trainable=False``): harmless;
-* ``sometimes``   -- reached the loss in some of ``steps`` runs only (layer-drop, data-dependent branches).
+* ``sometimes``   -- reached the loss in some of ``steps`` runs only (layer-drop, data-dependent branches);
+* ``rank_dependent`` -- at some step it reached the loss on some ranks and not on others (each rank's own data).
+
+Beside the items, a side that records each step (PyTorch) gives every parameter's ``usage``
+(:class:`ParameterUsage`): ``always``, ``never``, ``sometimes`` or ``rank_dependent``, with the steps (and ranks)
+on which a gradient reached it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.core.scopes import fold
 
-KINDS = ("never_read", "no_gradient", "frozen", "sometimes")
-TRAINABLE_KINDS = ("never_read", "no_gradient", "sometimes")
+KINDS = ("never_read", "no_gradient", "frozen", "sometimes", "rank_dependent")
+TRAINABLE_KINDS = ("never_read", "no_gradient", "sometimes", "rank_dependent")
+USAGES = ("always", "never", "sometimes", "rank_dependent")
+
+
+@dataclass(frozen=True)
+class ParameterUsage:
+    """On which steps (and, where recorded, ranks) a gradient reached one parameter.
+
+    ``steps``: the step indices on any rank; ``by_rank``: each rank's own step indices (``None`` for one
+    process).  A step is one backward pass, counted from 0 on each rank.
+    """
+
+    name: str
+    usage: str
+    steps: tuple[int, ...]
+    by_rank: Mapping[int, tuple[int, ...]] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "usage": self.usage, "steps": list(self.steps)}
+        if self.by_rank is not None:
+            out["ranks"] = [r for r, steps in sorted(self.by_rank.items()) if steps]
+            out["steps_by_rank"] = {str(r): list(steps) for r, steps in sorted(self.by_rank.items())}
+        return out
+
+
+def classify_usage(by_rank: Mapping[int, Sequence[int]], passes: Mapping[int, int]) -> str:
+    """``always`` / ``never`` / ``sometimes`` / ``rank_dependent`` from each rank's steps with a gradient.
+
+    ``passes``: each rank's number of steps.  ``rank_dependent`` when at some step index some ranks that ran it
+    reached the parameter and others did not (what makes DDP's ranks disagree); ``sometimes`` when the ranks
+    agree at every step but some steps miss it.
+    """
+    reached = {r: set(by_rank.get(r, ())) for r in passes}
+    if not any(reached.values()):
+        return "never"
+    if all(len(reached[r]) == n for r, n in passes.items()):
+        return "always"
+    for step in range(max(passes.values(), default=0)):
+        ran = [r for r, n in passes.items() if step < n]
+        if len({step in reached[r] for r in ran}) > 1:
+            return "rank_dependent"
+    return "sometimes"
 
 
 @dataclass(frozen=True)
@@ -61,6 +107,11 @@ class UnusedReport:
     ddp: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     losses: list[str] = field(default_factory=list)  # a static graph: the tensors gradients flow from
+    parameters: list[ParameterUsage] | None = None  # every parameter's usage, where the side records each step
+    ranks: int | None = None  # ranks recorded apart (``steps`` is then the steps of all of them together)
+
+    def usage_of(self) -> dict[str, ParameterUsage]:
+        return {p.name: p for p in self.parameters or ()}
 
     def by_kind(self, kind: str) -> list[UnusedItem]:
         return [item for item in self.items if item.kind == kind]
@@ -90,6 +141,10 @@ class UnusedReport:
             "elements_by_kind": numel,
             "trainable_unused": len(self.trainable_unused),
             "ok": self.ok,
+            "ranks": self.ranks,
+            "usage": None
+            if self.parameters is None
+            else {u: sum(p.usage == u for p in self.parameters) for u in USAGES},
         }
 
     def groups(self) -> list[tuple[str, str, list[UnusedItem]]]:
@@ -125,6 +180,7 @@ class UnusedReport:
             "ddp": self.ddp,
             "notes": list(self.notes),
             "losses": list(self.losses),
+            "parameters": None if self.parameters is None else [p.to_json() for p in self.parameters],
         }
 
 
@@ -216,6 +272,15 @@ def hint_for(framework: str, kind: str, scope: str, steps: int) -> str:
             f"{ref} reaches the loss in some of the {steps} steps only (a data-dependent branch): the Keras "
             "'Gradients do not exist' warning is expected on those steps; filter None gradients before "
             "apply_gradients if it is intended"
+        )
+    if kind == "rank_dependent":
+        return (
+            f"{ref} reaches the loss on some ranks only at the same step (each rank's data takes another branch): "
+            "DistributedDataParallel(..., find_unused_parameters=False) raises or hangs there; use "
+            "find_unused_parameters=True, or add a zero-weighted term that touches it every step "
+            f"(loss = loss + 0 * sum(p.sum() for p in {ref}.parameters()))"
+            if torch_side
+            else f"{ref} reaches the loss on some replicas only at the same step (each replica's data differs)"
         )
     return "not trainable: harmless (DDP and optimizers skip it); nothing to do unless you meant to train it"
 
