@@ -12,8 +12,6 @@ from bridge.core.invoked import command_name
 from bridge.core.model import KIND_MEANINGS
 from bridge.core.plan import Assumption, Leftover, Plan
 from bridge.core.scopes import ROOT_SCOPE, fold, numbers_of
-from bridge.core.unused.report import ParameterUsage, UnusedItem, UnusedReport
-from bridge.core.unused.restore import HARMLESS_KINDS, LENIENT, RestoreFix, RestoreReport
 
 if TYPE_CHECKING:
     from bridge.commands.convert import ConvertResult
@@ -137,234 +135,9 @@ def _leftovers(title: str, rows: list[Leftover], verbose: bool) -> list[str]:
     return out
 
 
-_UNUSED_TITLES = {
-    "never_read": "never read in the forward pass",
-    "no_gradient": "read, but no gradient reaches them from the loss",
-    "frozen": "frozen (not trainable: harmless, DDP and optimizers skip them)",
-    "sometimes": "reach the loss in some steps only",
-    "rank_dependent": "reach the loss on some ranks only at the same step",
-}
-
-
-def _step_list(steps: tuple[int, ...], limit: int = 12) -> str:
-    """``(0, 1, 2, 5, 7, 8)`` -> ``0-2, 5, 7-8``; long lists end in ``... N more``."""
-    runs: list[list[int]] = []
-    for s in steps:
-        if runs and s == runs[-1][1] + 1:
-            runs[-1][1] = s
-        else:
-            runs.append([s, s])
-    shown = [f"{a}-{b}" if b > a else str(a) for a, b in runs]
-    more = f", ... {len(shown) - limit} more" if len(shown) > limit else ""
-    return (", ".join(shown[:limit]) + more) or "none"
-
-
-def _used_on(items: list[UnusedItem], usage: dict[str, ParameterUsage]) -> list[str]:
-    """Under a sometimes / rank_dependent group: the steps (each rank's, where recorded) a gradient reached,
-    one line per distinct pattern, naming the modules when the group's members differ."""
-    patterns: dict[str, list[str]] = {}
-    for item in items:
-        u = usage.get(item.name)
-        if u is None:
-            continue
-        if u.by_rank is None:
-            text = f"steps {_step_list(u.steps)}"
-        else:
-            text = "; ".join(
-                f"rank {r}: " + (f"steps {_step_list(st)}" if st else "no step") for r, st in sorted(u.by_rank.items())
-            )
-        module = item.name.rsplit(".", 1)[0] if "." in item.name else item.name
-        patterns.setdefault(text, [])
-        if module not in patterns[text]:
-            patterns[text].append(module)
-    if len(patterns) == 1:
-        return [f"    used on {text}" for text in patterns]
-    return [f"    used on {text}: {', '.join(fold(mods))}" for text, mods in patterns.items()]
-
-
-def render_unused(report: UnusedReport, *, verbose: bool = False) -> str:
-    """Human-readable report: one block per kind, one row per folded scope, the fix under it."""
-    s = report.summary
-    runs = (
-        f"backward closure of {', '.join(report.losses)}"
-        if report.losses
-        else f"{report.steps} step{'s' if report.steps != 1 else ''}"
-    )
-    if report.ranks:
-        runs += f" on {report.ranks} ranks together (steps counted from 0 on each)"
-    lines = [f"{report.framework}: {s['parameters']} parameters ({s['elements']:,} elements), {runs}"]
-    usage = report.usage_of()
-    if not report.items:
-        lines.append("every parameter is read and reaches the loss")
-    current = None
-    for kind, label, items in report.groups():
-        if kind != current:
-            current = kind
-            n = len(report.by_kind(kind))
-            lines.append("")
-            lines.append(f"{kind} ({n} parameter{'s' if n != 1 else ''}): {_UNUSED_TITLES[kind]}")
-        numel = sum(i.numel for i in items)
-        leaves = sorted({i.name[len(i.scope) + 1 :] if i.name.startswith(i.scope) else i.name for i in items})
-        shown = ", ".join(leaves[:6]) + (f", ... {len(leaves) - 6} more" if len(leaves) > 6 else "")
-        lines.append(f"  {label}: {len(items)} parameter{'s' if len(items) != 1 else ''}, {numel:,} elements ({shown})")
-        if verbose:
-            lines.extend(f"    {i.name} {list(i.shape)}" for i in items)
-        if kind in ("sometimes", "rank_dependent"):
-            lines.extend(_used_on(items, usage))
-        hints = dict.fromkeys(i.hint for i in items)
-        for hint in hints:
-            lines.append(f"    fix: {hint}")
-    if report.ddp is not None:
-        lines.append("")
-        d = report.ddp
-        if d.get("error_kind") == "setup":
-            lines.append(f"DDP check could not run: {d.get('message')}")
-        elif d.get("raised"):
-            lines.append("DDP (2 gloo processes, find_unused_parameters=False) raised:")
-            lines.extend("  | " + row for row in str(d.get("message", "")).strip().splitlines()[:12])
-            if d.get("unused_names"):
-                lines.append("  the indices DDP names are: " + ", ".join(d["unused_names"]))
-        else:
-            lines.append(
-                f"DDP (2 gloo processes, find_unused_parameters=False): {d.get('steps', 2)} steps ran without error"
-            )
-    for note in report.notes:
-        lines.append(f"note: {note}")
-    lines.append("")
-    counts = s["counts"]
-    lines.append(
-        "verdict: "
-        + ("nothing trainable is unused" if report.ok else f"{s['trainable_unused']} trainable parameters unused")
-        + f" (never_read {counts['never_read']}, no_gradient {counts['no_gradient']}, "
-        f"sometimes {counts['sometimes']}, frozen {counts['frozen']}"
-        + (f", rank_dependent {counts['rank_dependent']}" if counts["rank_dependent"] else "")
-        + ")"
-    )
-    return "\n".join(lines)
-
-
-def _count(n: int, total: int) -> str:
-    return "nothing" if n == 0 and total else ("everything" if n == total else f"{n} of {total}")
-
-
-def _indent(code: str) -> list[str]:
-    return ["    " + line for line in code.splitlines()]
-
-
-def _listed(names: list[str], verbose: bool) -> str:
+def listed(names: list[str], verbose: bool) -> str:
     shown = names if verbose else names[:4] + ([f"... {len(names) - 4} more"] if len(names) > 4 else [])
     return ", ".join(shown)
-
-
-def render_restore(report: RestoreReport, *, verbose: bool = False) -> str:
-    """Human-readable restore report: what the user's call restores as written, what it loses and lacks,
-    what may be dropped safely, and (PyTorch) the aligned call that would restore more."""
-    s = report.summary
-    lines = [
-        f"{report.framework}: {s['restored']} of {s['model_variables']} model variables restored from "
-        f"{report.checkpoint}" + (f" (weights at `{report.root}`)" if report.root else "")
-    ]
-    if report.call:
-        lines += ["  by this call, as written:", *_indent(report.call)]
-    if report.framework == "pytorch":
-        lines.append(
-            f"  load_state_dict reports {len(report.missing)} missing_keys, {len(report.unexpected)} unexpected_keys"
-        )
-    titles = {
-        "model_leftover": "model leftovers: checkpoint weights the model never restores",
-        "shape_mismatch": "mismatches (shape, or a dtype the call does not cast): restore fails",
-        "missing": "missing: model variables the checkpoint does not provide (they keep their initial values)",
-    }
-    fix = report.fix
-    for kind, title in titles.items():
-        items = report.by_kind(kind)
-        if not items:
-            continue
-        lines += ["", f"{title} ({len(items)})"]
-        if fix is not None and kind != "shape_mismatch" and not verbose and len(items) > 4:
-            # a prefix makes every key differ: one line per hint, the fix below says the rest
-            by_hint: dict[str, list[str]] = {}
-            for i in items:
-                by_hint.setdefault(i.hint, []).append(i.path or i.name)
-            for hint, names in by_hint.items():
-                lines += [f"  {_listed(names, False)}", f"    fix: {hint}"]
-            continue
-        for i in items:
-            lines += [f"  {i.path or i.name} {list(i.shape)}", f"    fix: {i.hint}"]
-    harmless = [i for i in report.items if i.kind in HARMLESS_KINDS]
-    if harmless:
-        lines += ["", f"safe to drop ({len(harmless)}): optimizer state, counters, metrics, bookkeeping"]
-        for kind in HARMLESS_KINDS:
-            items = report.by_kind(kind)
-            if items:
-                lines += [
-                    f"  {kind} ({len(items)}): {_listed([i.path or i.name for i in items], verbose)}",
-                    f"    {items[0].hint}",
-                ]
-    if fix is not None and fix.code:
-        lines += ["", f"fix: this call restores {fix.restored} of {report.total}:", *_indent(fix.code)]
-    elif fix is not None:
-        lines += ["", f"fix: none: with the keys aligned ({_fix_words(fix)}), no tensor has the model's shape"]
-    if fix is not None:
-        if fix.mismatched:
-            shown = [f"{k} {list(a)} vs the model's {list(b)}" for k, a, b in fix.mismatched]
-            lines.append(
-                f"  {len(fix.mismatched)} aligned keys hold another shape than the model's, left out of the call: "
-                f"{_listed(shown, verbose)}; the file is of another config (hidden size, vocabulary, number of "
-                "classes?): build the model with the file's config to restore them"
-            )
-        if fix.left_out:
-            lines.append(
-                f"  it leaves out {len(fix.left_out)} keys without `{fix.strip_prefix}`: "
-                f"{_listed(list(fix.left_out), verbose)}"
-            )
-        if fix.unexpected:
-            lines.append(
-                f"  it still drops {len(fix.unexpected)} unexpected keys: {_listed(list(fix.unexpected), verbose)}"
-            )
-        if fix.missing:
-            lines.append(f"  it still misses {len(fix.missing)}: {_listed(list(fix.missing), verbose)}")
-        if fix.untouched:
-            lines.append(
-                f"  outside `model.{fix.submodule}`, {len(fix.untouched)} keep their initial values: "
-                f"{_listed(list(fix.untouched), verbose)}"
-            )
-    if report.other is not None:
-        o = report.other
-        lines += ["", f"`{o.call}` restores {_count(o.restored, report.total)} here: {o.why}"]
-    lines += [f"note: {n}" for n in report.notes]
-    partial = (
-        "safe (only optimizer state, counters, bookkeeping left over)"
-        if report.expect_partial_safe
-        else ("NOT safe: it would silently drop model weights")
-    )
-    drop = LENIENT[report.framework]
-    if report.ok:
-        verdict = "the model restores completely"
-    else:
-        c = s["counts"]
-        verdict = (
-            f"restores {_count(report.matched, report.total)} as is ({c['model_leftover']} model leftovers, "
-            f"{c['missing']} missing, {c['shape_mismatch']} mismatched)"
-        )
-        if fix is not None and fix.code:
-            verdict += f"; the fix above restores {fix.restored} of {report.total}"
-        elif fix is not None:
-            verdict += "; the file is of another config than the model (build the model with the file's config)"
-    lines += ["", f"{drop}: {partial}", f"verdict: {verdict}"]
-    return "\n".join(lines)
-
-
-def _fix_words(fix: RestoreFix) -> str:
-    """The alignment a fix makes, in words."""
-    moves = [
-        f"`{fix.strip_prefix}` stripped" if fix.strip_prefix else "",
-        f"into `model.{fix.submodule}`" if fix.submodule else "",
-    ]
-    return ", ".join(m for m in moves if m)
-
-
-# --------------------------------------------------------------------------- inspect
 
 
 def human_bytes(n: float) -> str:
@@ -406,7 +179,7 @@ def render_inspect(report: InspectReport, *, every_tensor: bool = False) -> str:
         if report.root_names:
             lines.append(
                 f"{ROOT_SCOPE}: {len(report.root_names)} model tensors at the top level (a name without a scope): "
-                f"{_listed(report.root_names, every_tensor)}"
+                f"{listed(report.root_names, every_tensor)}"
             )
     if report.slots and not every_tensor:
         lines.append("")
@@ -419,7 +192,7 @@ def render_inspect(report: InspectReport, *, every_tensor: bool = False) -> str:
         lines.append("counters: " + ", ".join(f"{k} = {v}" for k, v in report.counters.items()))
     for kind, values in report.bookkeeping.items():
         shown = [name if value is None else f"{name} = {value}" for name, value in values.items()]
-        lines += ["", f"{kind}: {len(values)} tensors, {KIND_MEANINGS[kind]}", f"  {_listed(shown, every_tensor)}"]
+        lines += ["", f"{kind}: {len(values)} tensors, {KIND_MEANINGS[kind]}", f"  {listed(shown, every_tensor)}"]
     if ckpt.tied:
         lines.append("")
         lines.append("tied (one storage, several names): " + "; ".join(" = ".join(g) for g in ckpt.tied))

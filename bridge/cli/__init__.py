@@ -401,7 +401,7 @@ def unused(
       bridge unused train.py:build_model --checkpoint ckpt/ckpt-3
     """
     from bridge.core.unused.restore import RestoreReport
-    from bridge.report import render_restore, render_unused
+    from bridge.unused.render import render_restore, render_unused
     from bridge.unused import run_unused
 
     report = run_unused(target, tensors=losses + outputs, checkpoint=checkpoint, steps=steps, ddp=ddp, seed=seed)

@@ -54,7 +54,7 @@ def watch(model: Any, *, quiet: bool = False, file: TextIO | None = None) -> Any
     ``grads = w.gradients(tape.gradient(loss, variables), variables, tape=tape)``; for ``model.fit`` use
     ``bridge.keras.UnusedVariables(batches=N)``.
     """
-    from bridge.report import render_unused
+    from bridge.unused.render import render_unused
 
     return sides.watch(framework_of(model), model, render=None if quiet else render_unused, file=file)
 

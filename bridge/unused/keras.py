@@ -21,7 +21,7 @@ __all__ = ["UnusedVariables"]  # noqa: F822 - made on first access by __getattr_
 
 def _make_callback_class() -> type:
     keras = importlib.import_module("keras")  # the top-level Keras 3 package, never this module
-    from bridge.report import render_unused
+    from bridge.unused.render import render_unused
     from tf_side.unused.watch import FitWatch
 
     class UnusedVariables(keras.callbacks.Callback):  # type: ignore[misc,name-defined,unused-ignore]

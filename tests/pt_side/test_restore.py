@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 import bridge
 from bridge.cli import cli
-from bridge.report import render_restore
+from bridge.unused.render import render_restore
 
 PT_MODELS = Path(__file__).resolve().parents[1] / "fixtures_unused" / "pt_models.py"
 

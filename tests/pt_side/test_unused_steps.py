@@ -11,7 +11,7 @@ from click.testing import CliRunner
 import bridge
 from bridge.cli import cli
 from bridge.core.unused.report import classify_usage
-from bridge.report import render_unused
+from bridge.unused.render import render_unused
 
 PT_MODELS = Path(__file__).resolve().parents[1] / "fixtures_unused" / "pt_models.py"
 VISION = ["vision.0.weight", "vision.0.bias", "vision.2.weight", "vision.2.bias"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import bridge
-from bridge.report import render_unused
+from bridge.unused.render import render_unused
 
 REPO = Path(__file__).resolve().parents[2]
 WATCH_DDP = REPO / "tests" / "fixtures_unused" / "watch_ddp.py"

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 import bridge
 from bridge.cli import cli
-from bridge.report import render_restore
+from bridge.unused.render import render_restore
 
 TF_MODELS = Path(__file__).resolve().parents[1] / "fixtures_unused" / "tf_models.py"
 TINY_BERT = Path(__file__).resolve().parents[2] / "examples" / "tiny-bert" / "bert_model.ckpt"

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import bridge
-from bridge.report import render_unused
+from bridge.unused.render import render_unused
 
 REPO = Path(__file__).resolve().parents[2]
 
