@@ -16,6 +16,7 @@ from bridge.core.scopes import ROOT_SCOPE, fold, numbers_of
 if TYPE_CHECKING:
     from bridge.commands.convert import ConvertResult
     from bridge.commands.inspect import InspectReport, ScopeRow
+    from bridge.commands.layouts import LayoutsReport
     from bridge.core.model import Checkpoint
     from bridge.core.pad_rows import PadRow
     from bridge.core.verify_report import VerifyReport
@@ -299,4 +300,20 @@ def render_verify(report: VerifyReport) -> str:
         )
     lines += [f"note: {note}" for note in report.notes]
     lines.append("verdict: " + report.verdict())
+    return "\n".join(lines)
+
+
+def render_layouts(report: LayoutsReport) -> str:
+    """``bridge layouts``: per direction, each layout name, what it is, and the families it converts."""
+    lines: list[str] = []
+    for title, rows in (
+        ("TensorFlow -> PyTorch (--to pytorch; the layout is detected, or --rules NAME):", report.read),
+        ("PyTorch -> TensorFlow (--to tensorflow --target NAME):", report.written),
+    ):
+        lines.append(title)
+        width = max((len(row.name) for row in rows), default=0)
+        for row in rows:
+            default = " (default)" if row.default else ""
+            lines.append(f"  {row.name:<{width}}  {row.layout}{default}: {', '.join(row.model_types) or 'any family'}")
+    lines.append("A PyTorch source goes only to a layout that writes its family (config.json's model_type).")
     return "\n".join(lines)

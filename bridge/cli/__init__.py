@@ -46,6 +46,7 @@ def cli() -> None:
       bridge check model.keras --to pytorch --target twin.py:build_twin
       bridge unused train.py:build_model                     # unused parameters, by name and why
       bridge formats                                         # what can be read
+      bridge layouts                                         # TF layout names, per direction
 
     \b
     Exit codes: 0 success, 1 the report has gaps, 2 bad input (the message names
@@ -423,6 +424,16 @@ def list_formats(as_json: bool) -> None:
     width = max(len(f.name) for f in rows)
     for f in rows:
         click.echo(f"{f.name:<{width}}  {f.description}")
+
+
+@cli.command("layouts")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def list_layouts(as_json: bool) -> None:
+    """List the TF layout names per direction (names for --target) and the families each converts."""
+    from bridge.commands.layouts import layouts
+    from bridge.report import render_layouts
+
+    emit(layouts(), as_json, render_layouts)
 
 
 def main() -> None:

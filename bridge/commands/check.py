@@ -16,7 +16,7 @@ from typing import Any
 
 from bridge.api import load
 from bridge.commands.plan_request import PlanRequest
-from bridge.commands.target import reference_tf_names, target_from_config, tf_layouts
+from bridge.commands.target import layout_for_family, layout_names, reference_tf_names, target_from_config, tf_layouts
 from bridge.core.errors import CheckpointNotFound, UsageError
 from bridge.core.jsonio import load_json
 from bridge.core.match import build_plan
@@ -83,7 +83,7 @@ def run_check(source: str | os.PathLike[str], request: PlanRequest) -> Plan:
     to, target, maps, rules = request.side(), request.target, request.maps, request.rules
     user = load_rule_file(rules) if rules and is_rule_file(rules) else None
     with load(source, format=request.source_format) as ckpt:
-        pack = _choose_pack(ckpt, target, rules, user)
+        pack = _choose_pack(ckpt, to, target, rules, user, _source_model_type(ckpt, request.config))
         cfg, notes = _resolve_config(ckpt, pack, request.config)
         _refuse_config(ckpt, pack, cfg)
         spec = target_from_config(ckpt, pack, to, target, cfg, notes)
@@ -117,20 +117,53 @@ def _refuse_config(ckpt: Checkpoint, pack: RulePack, cfg: dict[str, Any]) -> Non
         )
 
 
-def _choose_pack(ckpt: Checkpoint, target: str | None, rules: str | None, user: RuleFile | None) -> RulePack:
+def _choose_pack(
+    ckpt: Checkpoint,
+    to: str,
+    target: str | None,
+    rules: str | None,
+    user: RuleFile | None,
+    model_type: str | None,
+) -> RulePack:
     """``--rules NAME``, a rule file's own pack or the pack it extends, else the best-fitting pack."""
     if user is None:
-        return get_pack(rules) if rules else _detect_pack(ckpt, target)
+        return get_pack(rules) if rules else _detect_pack(ckpt, to, target, model_type)
     if user.pack is not None:
         return user.pack
     if user.extends:
         return get_pack(user.extends)
-    return _detect_pack(ckpt, target, user.rules)
+    return _detect_pack(ckpt, to, target, model_type, user.rules)
 
 
-def _detect_pack(ckpt: Checkpoint, target: str | None, extra_rules: tuple[Rule, ...] = ()) -> RulePack:
-    """The pack that maps most model tensors (with the user's rules counted for every pack); a source no rules
-    map goes to a pack that claims it by structure (``detect``)."""
+def _source_model_type(ckpt: Checkpoint, config: str | os.PathLike[str] | dict[str, Any] | None) -> str | None:
+    """The source's family as its transformers config names it (``model_type`` of ``--config`` or of the
+    ``config.json`` beside it), or None: detection never reads a source with another family's rules."""
+    if isinstance(config, dict):
+        given: dict[str, Any] = config
+    else:
+        base = as_path(ckpt.path)
+        path = Path(config) if config is not None else (base if base.is_dir() else base.parent) / _CONFIG_NAME
+        if path.suffix != ".json" or not path.is_file():
+            return None
+        given = _read_json(path)
+    model_type = given.get("model_type")
+    return model_type if isinstance(model_type, str) and model_type else None
+
+
+def _of_family(candidates: list[RulePack], model_type: str | None) -> list[RulePack]:
+    """The packs that convert the ``model_type`` family (a pack naming no family, structural, stays); all of them when
+    no pack names it (a family no pack knows is refused by its names below)."""
+    if model_type is None or not any(model_type in p.docs.model_types for p in candidates):
+        return candidates
+    return [p for p in candidates if not p.docs.model_types or model_type in p.docs.model_types]
+
+
+def _detect_pack(
+    ckpt: Checkpoint, to: str, target: str | None, model_type: str | None, extra_rules: tuple[Rule, ...] = ()
+) -> RulePack:
+    """The pack that maps most model tensors (with the user's rules counted for every pack) among the packs of the
+    source's family (``model_type``); a source no rules map goes to a pack that claims it by structure
+    (``detect``)."""
     names = [r.name for r in ckpt.values() if r.kind == "model"]
     if extra_rules:
         names = [n for n in names if not any(rule.apply(n) for rule in extra_rules)] or names
@@ -144,6 +177,8 @@ def _detect_pack(ckpt: Checkpoint, target: str | None, extra_rules: tuple[Rule, 
         # Rules are written over TF-side names, so a PyTorch source is placed by its TF side:
         # the layout asked for, else the names of a TF reference checkpoint, else the default layout.
         layouts = tf_layouts()
+        if to == "tensorflow" and model_type is not None and (target is None or target in layout_names()):
+            return layout_for_family(ckpt, model_type, target)
         if target in layouts:
             return layouts[target]
         names = reference_tf_names(target) if target else []
@@ -151,7 +186,8 @@ def _detect_pack(ckpt: Checkpoint, target: str | None, extra_rules: tuple[Rule, 
             return next(p for p in layouts.values() if p.tf.default)
     # On a tie the pack whose signature matched is the more specific one (a shared-stack encoder-decoder's names
     # are all BERT names too).
-    scored = sorted(((p.claims(names), p.detection.signature is not None, p.name, p) for p in packs()), reverse=True)
+    candidates = _of_family(packs(), model_type)
+    scored = sorted(((p.claims(names), p.detection.signature is not None, p.name, p) for p in candidates), reverse=True)
     if not scored or scored[0][0] == 0:
         for pack in packs():  # a family the pack knows it cannot map: refused by name, never paired by guesswork
             reason = (

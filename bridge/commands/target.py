@@ -48,12 +48,66 @@ def tf_layouts() -> dict[str, RulePack]:
     return {p.name: p for p in packs() if p.tf.layout is not None}
 
 
+def layout_names() -> dict[str, RulePack]:
+    """Every TF layout name the docs print -> its pack: the layouts packs read (TF -> PyTorch, ``docs.layout``) and
+    those they write (PyTorch -> TF, ``tf.layout``)."""
+    return {p.name: p for p in packs() if p.tf.layout is not None or p.docs.layout}
+
+
+def _written_for(model_type: str) -> list[RulePack]:
+    return [p for p in tf_layouts().values() if model_type in p.docs.model_types]
+
+
+def _written_summary() -> str:
+    """The layouts written today and the families each writes, for a refusal."""
+    return "; ".join(f"{p.name}: {', '.join(p.docs.model_types) or 'any'}" for p in tf_layouts().values())
+
+
+def layout_for_family(ckpt: Checkpoint, model_type: str, target: str | None) -> RulePack:
+    """The pack that writes the TF layout for a PyTorch source of the ``model_type`` family (its ``config.json``
+    says which): ``--target LAYOUT``, else the default layout, else the family's first.  A layout that does not
+    write this family is refused by name, with the layouts it has: never read with another family's rules."""
+    writers = _written_for(model_type)
+    chosen = next((p for p in writers if p.name == target), None)
+    if target is None and writers:
+        chosen = next((p for p in writers if p.tf.default), writers[0])
+    if chosen is not None:
+        return chosen
+    readers = [p.name for p in layout_names().values() if p.docs.layout and model_type in p.docs.model_types]
+    other_way = (
+        f"{model_type} goes the other way, TensorFlow -> PyTorch (--to pytorch), from the {' or '.join(readers)} layout"
+        if readers
+        else f"no pack converts {model_type} either way yet"
+    )
+    if writers:
+        read_only = "" if target in tf_layouts() else f" ({target} is read, TensorFlow -> PyTorch, only)"
+        title = f"The {target} layout is not written for the {model_type} family{read_only}"
+        hint = f"Use --target {' or '.join(p.name for p in writers)} (`bridge layouts` lists every layout)"
+    else:
+        title = f"No TensorFlow layout is written for the {model_type} family"
+        hint = f"Today {other_way}; `bridge layouts` lists what goes which way"
+    raise UsageError(
+        title,
+        path=ckpt.path,
+        detail=f"config.json's model_type is `{model_type}`; TensorFlow layouts written: {_written_summary()}",
+        hint=hint,
+    )
+
+
 def _layout_not_reachable(ckpt: Checkpoint, pack: RulePack, target: str) -> UsageError:
-    """``--target LAYOUT`` that this PyTorch source's rules cannot write: a layout of another pack, or no layout at
-    all (a TF source asked for a TF layout is refused before, by :func:`_same_side`)."""
+    """``--target LAYOUT`` that this PyTorch source's rules cannot write: a layout of another pack, a layout packs
+    only read, or no layout at all (a TF source asked for a TF layout is refused before, by :func:`_same_side`)."""
+    if target not in layout_names():
+        read_only = ", ".join(n for n in layout_names() if n not in tf_layouts())
+        known = f"{', '.join(tf_layouts())} (written); {read_only} (read, TensorFlow -> PyTorch, only)"
+        return UsageError(f"Unknown TensorFlow layout '{target}'", hint=f"Known: {known}; or a reference path")
     if target not in tf_layouts():
-        known = ", ".join(tf_layouts())
-        return UsageError(f"Unknown TensorFlow layout '{target}'", hint=f"Known: {known}, or a reference path")
+        return UsageError(
+            f"The {target} layout is read, not written",
+            path=ckpt.path,
+            detail=f"{target} converts TensorFlow -> PyTorch only; TensorFlow layouts written: {_written_summary()}",
+            hint=f"Use --target {' or '.join(tf_layouts())} (`bridge layouts` lists what goes which way)",
+        )
     return UsageError(
         f"The {target} layout does not fit this checkpoint",
         path=ckpt.path,

@@ -107,6 +107,36 @@ def object_key_path(key: str) -> str:
 Shape = tuple[int, ...]
 
 
+# What a tensor is, from its last name components, in every naming the two sides use: the parameter (a dense
+# kernel and a LayerNorm gamma are PyTorch weights, a beta is a bias) and the projection it belongs to.
+_PARAMETER_ROLES = {
+    **dict.fromkeys(("weight", "kernel", "gamma", "embeddings", "embedding", "scale", "w", "g"), "weight"),
+    **dict.fromkeys(("bias", "beta", "b"), "bias"),
+}
+_PROJECTION_ROLES = {
+    **dict.fromkeys(("q", "query", "q_proj", "query_proj", "q_lin", "wq"), "query"),
+    **dict.fromkeys(("k", "key", "k_proj", "key_proj", "k_lin", "wk"), "key"),
+    **dict.fromkeys(("v", "value", "v_proj", "value_proj", "v_lin", "wv"), "value"),
+    **dict.fromkeys(("o", "out", "output", "o_proj", "out_proj", "out_lin", "wo"), "output"),
+    **dict.fromkeys(("layernorm", "layer_norm", "ln", "norm", "ln_1", "ln_2", "ln_f"), "norm"),
+}
+_ROLE_DEPTH = 3  # name components above the parameter that can say which projection it is (`output/dense/kernel`)
+
+
+def role(name: str) -> tuple[str | None, str | None]:
+    """``(projection, parameter)`` of a tensor name, each None when its components do not say: ``query`` and
+    ``weight`` for both ``.../attention/self/query/kernel:0`` and ``...attn.q.weight``, ``norm`` and ``bias`` for a
+    LayerNorm's ``beta``."""
+    parts = [p for p in re.split(r"[/.]", object_key_path(name).split(":", 1)[0]) if p]
+    parameter = _PARAMETER_ROLES.get(parts[-1]) if parts else None
+    above = parts[:-1] if parameter is not None else parts
+    projection = next(
+        (_PROJECTION_ROLES[p.lower()] for p in reversed(above[-_ROLE_DEPTH:]) if p.lower() in _PROJECTION_ROLES),
+        None,
+    )
+    return projection, parameter
+
+
 def closest(
     name: str,
     shape: Shape,
@@ -116,12 +146,16 @@ def closest(
 ) -> int | None:
     """Index of the (name, shape) candidate a did-you-mean should offer for ``name``, or None.
 
-    A similar name (difflib ratio >= 0.6) qualifies; with the same shape a looser one does too
-    (>= 0.3: a renamed layer, ``head`` -> ``classifier``, keeps its shapes). The same shape
-    counts first, then the ratio.
+    Only a tensor of the same :func:`role` qualifies (a query for a query, a bias for a bias): no hint is better
+    than one that points at the wrong tensor. Then a similar name (difflib ratio >= 0.6) qualifies; with the same
+    shape a looser one does too (>= 0.3: a renamed layer, ``head`` -> ``classifier``, keeps its shapes). The same
+    shape counts first, then the ratio.
     """
     best: tuple[bool, float, int] | None = None
+    wanted = role(name)
     for index, (other, other_shape) in enumerate(candidates):
+        if role(other) != wanted:
+            continue
         same = same_shape(shape, other_shape)
         ratio = difflib.SequenceMatcher(None, name, other).ratio()
         if (ratio >= 0.6 or (same and ratio >= 0.3)) and (best is None or (same, ratio) > best[:2]):

@@ -1,0 +1,89 @@
+"""The way back (PyTorch -> TensorFlow) reads a source with its own family's rules: the family comes from
+config.json's `model_type`, a family no layout writes is refused by name with the way that works, every layout
+name the docs print is one `--target` knows (`bridge layouts` lists them per direction), and a did-you-mean
+offers only a tensor of the same role."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from bridge.core.naming import role
+from tests.conftest import run_cli
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = {
+    "vocab_size": 50,
+    "hidden_size": 16,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 32,
+    "max_position_embeddings": 20,
+}
+
+
+@pytest.fixture(scope="module")
+def saved(transformers, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny models as transformers 5 saves them: RoBERTa (an MLM), MPNet (a sentence-transformers encoder), BERT."""
+    folder = tmp_path_factory.mktemp("way_back")
+    made = {
+        "roberta": transformers.RobertaForMaskedLM(transformers.RobertaConfig(**TINY)),
+        "mpnet": transformers.MPNetModel(transformers.MPNetConfig(**TINY)),
+        "bert": transformers.BertForMaskedLM(transformers.BertConfig(**TINY)),
+    }
+    for name, model in made.items():
+        model.save_pretrained(folder / name)
+    return {name: folder / name for name in made}
+
+
+@pytest.mark.parametrize("family", ["roberta", "mpnet"])
+@pytest.mark.parametrize("target", [[], ["--target", "hf-tf"], ["--target", "google-bert"]])
+def test_a_family_no_layout_writes_is_refused_by_name(saved, family: str, target: list[str]) -> None:
+    # Before, the source was read with BERT's rules: "42 of 42 model tensors unmatched", rules: google-bert.
+    out = run_cli("check", str(saved[family]), "--to", "tensorflow", *target, code=2)
+    assert f"No TensorFlow layout is written for the {family} family" in out
+    assert f"model_type is `{family}`" in out and "google-bert: bert" in out  # the layouts there are, and theirs
+    assert "TensorFlow -> PyTorch (--to pytorch), from the hf-tf-generic layout" in out  # the way that works
+    assert "unmatched" not in out and "Traceback" not in out
+
+
+def test_the_family_picks_its_layout_and_a_layout_of_another_family_is_refused(saved) -> None:
+    plan = json.loads(run_cli("check", str(saved["bert"]), "--to", "tensorflow", "--target", "hf-tf", "--json"))
+    assert plan["ok"], plan
+    out = run_cli("check", str(saved["bert"]), "--to", "tensorflow", "--target", "openai-gpt2", code=2)
+    assert "The openai-gpt2 layout is not written for the bert family" in out
+    assert "Use --target google-bert or hf-tf" in out
+
+
+def test_every_layout_name_the_docs_print_is_known_and_listed(saved) -> None:
+    listed = json.loads(run_cli("layouts", "--json"))
+    read = {row["name"]: row for row in listed["tensorflow_to_pytorch"]}
+    written = {row["name"]: row for row in listed["pytorch_to_tensorflow"]}
+    assert "roberta" in read["hf-tf-generic"]["model_types"] and "mpnet" in read["hf-tf-generic"]["model_types"]
+    assert written["google-bert"]["default"] and "bert" in written["hf-tf"]["model_types"]
+    rows = [line for line in (REPO / "docs" / "families.md").read_text().splitlines() if line.startswith("| ")]
+    printed = {name for row in rows[1:] for name in re.findall(r"`([a-z0-9-]+)`", row)}
+    assert "hf-tf-generic" in printed and printed <= set(read) | set(written)
+    text = run_cli("layouts")
+    assert "PyTorch -> TensorFlow" in text and "hf-tf-generic" in text
+    for name in sorted(printed):  # every printed name is a layout --target knows, written or read only
+        writes_bert = name in written and "bert" in written[name]["model_types"]
+        out = run_cli("check", str(saved["bert"]), "--to", "tensorflow", "--target", name, code=0 if writes_bert else 2)
+        assert "Unknown TensorFlow layout" not in out, (name, out)
+        if name not in written:
+            assert f"{name} is read, TensorFlow -> PyTorch, only" in out
+
+
+def test_a_hint_points_only_at_a_tensor_of_the_same_role(saved) -> None:
+    # MPNet read with BERT's tf_model.h5 rules on purpose (--rules): before, `.../self/value/kernel:0` was offered
+    # `encoder.layer.0.attention.attn.k.weight`, a key for a value.
+    out = run_cli("check", str(saved["mpnet"]), "--to", "tensorflow", "--rules", "hf-tf", code=1)
+    hints = re.findall(r"^! (\S+) .*\(did you mean `([^`]+)`", out, re.M)
+    assert len(hints) >= 8, out  # q, k, v and o of the one layer, weight and bias, find their counterparts
+    for name, offered in hints:
+        assert role(name) == role(offered), (name, offered)
+    assert ("bert/tf_bert_model/bert/encoder/layer_._0/attention/self/value/kernel:0",
+            "encoder.layer.0.attention.attn.v.weight") in hints  # fmt: skip
