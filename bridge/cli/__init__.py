@@ -402,8 +402,8 @@ def unused(
       bridge unused train.py:build_model --checkpoint ckpt/ckpt-3
     """
     from bridge.core.unused.restore import RestoreReport
-    from bridge.unused.render import render_restore, render_unused
     from bridge.unused import run_unused
+    from bridge.unused.render import render_restore, render_unused
 
     report = run_unused(target, tensors=losses + outputs, checkpoint=checkpoint, steps=steps, ddp=ddp, seed=seed)
     render = render_restore if isinstance(report, RestoreReport) else render_unused
