@@ -33,8 +33,8 @@ def keras_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
         return
 
     def load() -> tuple[Any, Any, Any, Any, Any]:
+        from bridge.families.keras.reference_tf import keras_input, keras_model, keras_output
         from pt_side.forward import torch_module, torch_output
-        from tf_side.keras_forward import keras_input, keras_model, keras_output
 
         keras_path = Path(keras_ckpt.path)
         if keras_ckpt.format == "keras-weights" and keras_path.is_dir():
