@@ -23,6 +23,7 @@ from bridge.api import load
 from bridge.commands.check import run_check
 from bridge.commands.plan_request import PlanRequest
 from bridge.core import dtypes
+from bridge.core.model import Checkpoint
 from bridge.core.plan import Assumption, Plan
 from bridge.core.source import as_path
 from bridge.core.transforms import assemble, parse
@@ -119,23 +120,8 @@ def run_verify(
     plan = run_check(source, replace(request, to=to, target=str(out)))
     report.assumptions = plan.assumed  # the verdict carries them, not the notes
     report.notes.extend(n for n in plan.notes if not n.startswith("config:") and not isinstance(n, Assumption))
-    # source tensors the output leaves out: a convert run with --allow-gaps, or a head a target without it dropped
-    # (the plan calls that expected for the target the output is, but the output does not hold the source).  The
-    # other way round, output tensors no source fills are what convert wrote itself (a pack's copies, zeros).
-    held = _held_as_a_tie(plan, source, out, request.source_format) if to == "pytorch" else {}
-    for name, owner in held.items():
-        report.notes.append(f"`{name}` is stored once in the output: its values are `{owner}`'s (tied)")
-    report.plan_gaps = [
-        f"`{x.name}` {list(x.shape)}: " + (x.reason if not x.expected else f"not in the output ({x.head} dropped)")
-        for x in plan.unused
-        if not x.expected or (x.head is not None and x.name not in held and not dropped_heads)
-    ]
-    dropped = sorted({x.head for x in plan.unused if x.expected and x.head is not None and x.name not in held})
-    if dropped_heads and dropped:
-        report.notes.append(f"dropped on purpose (--dropped-heads): {', '.join(dropped)}")
-    report.heads_only = bool(dropped) and all(x.expected for x in plan.unused) and not plan.mismatched
-    report.plan_gaps += [f"`{x.source}` -> `{x.target}` mismatched: {x.detail}" for x in plan.mismatched]
     with load(source, format=request.source_format) as src, load(out) as dst:
+        _plan_gaps(report, plan, src, dst, to=to, dropped_heads=dropped_heads)
         by_target: dict[str, list[Any]] = {}
         for m in plan.matched:
             by_target.setdefault(m.target, []).append(m)
@@ -191,28 +177,43 @@ def _same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
     return a.dtype == b.dtype and np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes()
 
 
-def _held_as_a_tie(
-    plan: Plan, source: str | os.PathLike[str], out: str | os.PathLike[str], source_format: str | None
-) -> dict[str, str]:
+def _plan_gaps(
+    report: VerifyReport, plan: Plan, src: Checkpoint, dst: Checkpoint, *, to: str, dropped_heads: bool
+) -> None:
+    """Source tensors the output leaves out: a convert run with --allow-gaps, or a head a target without it dropped
+    (the plan calls that expected for the target the output is, but the output does not hold the source).  The
+    other way round, output tensors no source fills are what convert wrote itself (a pack's copies, zeros)."""
+    held = _held_as_a_tie(plan, src, dst) if to == "pytorch" else {}
+    for name, owner in held.items():
+        report.notes.append(f"`{name}` is stored once in the output: its values are `{owner}`'s (tied)")
+    report.plan_gaps = [
+        f"`{x.name}` {list(x.shape)}: " + (x.reason if not x.expected else f"not in the output ({x.head} dropped)")
+        for x in plan.unused
+        if not x.expected or (x.head is not None and x.name not in held and not dropped_heads)
+    ]
+    dropped = sorted({x.head for x in plan.unused if x.expected and x.head is not None and x.name not in held})
+    if dropped_heads and dropped:
+        report.notes.append(f"dropped on purpose (--dropped-heads): {', '.join(dropped)}")
+    report.heads_only = bool(dropped) and all(x.expected for x in plan.unused) and not plan.mismatched
+    report.plan_gaps += [f"`{x.source}` -> `{x.target}` mismatched: {x.detail}" for x in plan.mismatched]
+
+
+def _held_as_a_tie(plan: Plan, src: Checkpoint, dst: Checkpoint) -> dict[str, str]:
     """Source tensors of a dropped head that the output holds anyway, under the name of the tensor they are tied to
     (a TF LM head kernel that is the word embeddings transposed, which a transformers class stores once): read
     against the output's names, the plan calls the head dropped, but nothing is lost.  Compared by value, matrices
     that are not constant only."""
     pack = plan.rule_pack or get_pack(plan.pack)
-    candidates = [x for x in plan.unused if x.expected and x.head is not None]
-    if not candidates:
-        return {}
     held: dict[str, str] = {}
-    with load(source, format=source_format) as src, load(out) as dst:
-        for x in candidates:
-            hit = pack.map_name(x.name)
-            if hit is None:
-                continue
-            value = hit[1].apply(src[x.name].numpy())
-            if value.ndim < 2 or value.dtype.kind not in "fc" or not np.any(value != value.flat[0]):
-                continue  # a tie is a table or a kernel; a constant tensor equals any other of its shape
-            for r in dst.values():
-                if r.kind == "model" and tuple(r.shape) == value.shape and _same_bytes(value, r.numpy()):
-                    held[x.name] = r.name
-                    break
+    for x in plan.unused:
+        hit = pack.map_name(x.name) if x.expected and x.head is not None else None
+        if hit is None:
+            continue
+        value = hit[1].apply(src[x.name].numpy())
+        if value.ndim < 2 or value.dtype.kind not in "fc" or not np.any(value != value.flat[0]):
+            continue  # a tie is a table or a kernel; a constant tensor equals any other of its shape
+        for r in dst.values():
+            if r.kind == "model" and tuple(r.shape) == value.shape and _same_bytes(value, r.numpy()):
+                held[x.name] = r.name
+                break
     return held
