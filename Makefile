@@ -10,7 +10,7 @@ TOOLS  := .venv-tools/bin
 # it (find-links, a local index), asked once with no retries. macOS's CPU build has no `+cpu` tag.
 TORCH_CPU       := torch==2.13.0$(if $(filter Darwin,$(shell uname -s)),,+cpu)
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
-TEST_FRAMEWORKS := tensorflow-cpu==2.21.0 tf-keras==2.21.0 "transformers>=5,<6"
+TEST_FRAMEWORKS := tensorflow-cpu==2.21.0 tf-keras==2.21.0 "transformers>=5,<6" keras-hub==0.32.0 peft==0.21.2
 # lint and typecheck need neither the frameworks nor the test venv.
 TOOL_PINS := ruff==0.17.6 mypy==2.4.1 types-PyYAML
 
