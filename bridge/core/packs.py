@@ -32,10 +32,10 @@ if TYPE_CHECKING:
 class Rule:
     """``source`` (regex, fullmatch on the TF name) -> ``target`` (template) with ``transform``.
 
-    ``needs``: a literal every name the rule matches contains (a family's model scope).  A rule with one is tried only
-    on names that contain it, and its regex is compiled on that first try, not when the pack is defined: a pack of
-    many families' rules (hundreds of regexes) then costs nothing for a checkpoint of another family.  A rule without
-    one is compiled at once, so a bad pattern (a user's rule file) fails at definition time.
+    ``needs``: a literal every name the rule matches contains (a family's model scope); a rule with one is tried only
+    on names that contain it.  Every regex is compiled on its rule's first try, not when the pack is defined: the
+    packs' thousands of rules then cost nothing for a checkpoint they do not match.  A user's rule file is checked
+    at load time instead (:meth:`compiled`), so a bad pattern is refused before any work starts.
     """
 
     source: str
@@ -44,18 +44,20 @@ class Rule:
     needs: str = ""
 
     def __post_init__(self) -> None:
-        if not self.needs:
-            object.__setattr__(self, "_rx", re.compile(self.source))
         parse(self.transform)  # fail at definition time, not mid-conversion
 
-    def apply(self, name: str) -> tuple[str, Transform] | None:
-        if self.needs not in name:
-            return None
+    def compiled(self) -> re.Pattern[str]:
+        """The source regex, compiled once (``re.error`` for a bad pattern)."""
         rx = self.__dict__.get("_rx")
         if rx is None:
             rx = re.compile(self.source)
             object.__setattr__(self, "_rx", rx)
-        m = rx.fullmatch(name)
+        return rx
+
+    def apply(self, name: str) -> tuple[str, Transform] | None:
+        if self.needs not in name:
+            return None
+        m = self.compiled().fullmatch(name)
         if m is None:
             return None
         groups = [g.replace("/", ".") if g is not None else "" for g in m.groups()]

@@ -81,7 +81,7 @@ def load_rule_file(value: str) -> RuleFile:
             "Unknown keys in rule file", path=path, detail=", ".join(sorted(unknown)), hint="Use `extends` and `rules`"
         )
     rules = tuple(_rule(item, path, i) for i, item in enumerate(data.get("rules") or []))
-    return RuleFile(path, rules, _extends(data.get("extends"), path))
+    return _checked(RuleFile(path, rules, _extends(data.get("extends"), path)))
 
 
 def _from_python(path: Path) -> RuleFile:
@@ -102,7 +102,7 @@ def _from_python(path: Path) -> RuleFile:
     if pack is not None:
         if not isinstance(pack, RulePack):
             raise UsageError("PACK is not a RulePack", path=path, hint="from bridge.rules import RulePack")
-        return RuleFile(path, pack=pack)
+        return _checked(RuleFile(path, pack=pack))
     items = getattr(module, "RULES", None)
     if not isinstance(items, (list, tuple)):
         raise UsageError(
@@ -111,7 +111,20 @@ def _from_python(path: Path) -> RuleFile:
             hint="RULES = [Rule(source, target, transform), ...], Rule from bridge.rules",
         )
     rules = tuple(item if isinstance(item, Rule) else _rule(item, path, i) for i, item in enumerate(items))
-    return RuleFile(path, rules, _extends(getattr(module, "EXTENDS", None), path))
+    return _checked(RuleFile(path, rules, _extends(getattr(module, "EXTENDS", None), path)))
+
+
+def _checked(found: RuleFile) -> RuleFile:
+    """Every regex of the file compiled now (rules compile lazily): a bad pattern is refused before any work."""
+    rules = (*found.rules, *(found.pack.matching.rules if found.pack else ()))
+    for i, rule in enumerate(rules):
+        try:
+            rule.compiled()
+        except re.error as e:
+            raise UsageError(
+                f"Bad rule #{i + 1} in rule file", path=found.path, detail=f"{rule.source!r}: {e}", hint="Fix the regex"
+            ) from e
+    return found
 
 
 def _rule(item: Any, path: Path, index: int) -> Rule:

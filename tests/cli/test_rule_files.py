@@ -100,6 +100,26 @@ def test_bad_rule_file_is_one_paragraph_naming_the_file(tmp_path, text, message)
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "from bridge.rules import Rule\nRULES = [Rule('bert/(unclosed', 'x')]\n",
+        "import dataclasses\nfrom bridge.rules import Rule\nfrom bridge.families.google_bert.pack import PACK as B\n"
+        "PACK = dataclasses.replace(B.with_rules((Rule('(', 'x'),)), name='mine')\n",
+    ],
+    ids=["rules", "pack"],
+)
+def test_python_rule_file_with_a_bad_regex_is_refused_at_load(tmp_path, body):
+    """Rules compile lazily (the packs' thousands of regexes cost nothing unless tried): a user's file is compiled
+    whole when it is loaded, so its bad pattern is a usage error before any work, never a crash mid-run."""
+    path = tmp_path / "bad.py"
+    path.write_text(body)
+    result = CliRunner().invoke(cli, ["check", str(EXAMPLE), "--to", "pytorch", "--rules", str(path)])
+    assert result.exit_code == 2, result.output
+    assert "Bad rule #1" in result.output and "unterminated subpattern" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_python_rule_file_may_define_a_whole_pack(tmp_path):
     path = tmp_path / "pack.py"
     path.write_text(
