@@ -36,6 +36,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from bridge.core.errors import UsageError
 from bridge.core.packs import (
     Buffer,
     ConfigHooks,
@@ -51,15 +52,26 @@ from bridge.core.packs import (
     RulePack,
     TensorFlowSide,
 )
-from bridge.core.errors import UsageError
 from bridge.core.transforms import Transform
 from bridge.families.hf_tf import tf_back
-from bridge.families.hf_tf.data import NOT_WRITTEN_BACK, REMOVED_IN_5, Family, back, seq2seq, snake, text, vision
+from bridge.families.hf_tf.data import (
+    NOT_PROVEN_BACK,
+    REMOVED_IN_5,
+    WRITTEN_BACK,
+    Family,
+    back,
+    seq2seq,
+    snake,
+    text,
+    vision,
+)
 from bridge.families.hf_tf.pack import tf_config
 from bridge.rules import writers
 
 FAMILIES = tuple(
-    dataclasses.replace(f, head_copies=back.HEAD_COPIES.get(f.model_type, ()), tf_leaves=back.TF_LEAVES.get(f.model_type, ()))
+    dataclasses.replace(
+        f, head_copies=back.HEAD_COPIES.get(f.model_type, ()), tf_leaves=back.TF_LEAVES.get(f.model_type, ())
+    )
     for f in text.FAMILIES + seq2seq.FAMILIES + vision.FAMILIES
 )
 
@@ -293,8 +305,8 @@ def _source_layout(families: tuple[Family, ...], pack: RulePack) -> Any:
     def source_layout(shapes: dict[str, tuple[int, ...]], config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
         found = tf_back.of_config(families, config)
         model_type = config.get("model_type")
-        if found is None or model_type in NOT_WRITTEN_BACK:
-            why = NOT_WRITTEN_BACK.get(str(model_type), "its family is not one the hf-tf rules map")
+        if found is None or model_type not in WRITTEN_BACK:
+            why = NOT_PROVEN_BACK if found is not None else "its family is not one the hf-tf rules map"
             raise UsageError(
                 f"No tf_model.h5 is written for the {model_type} family",
                 detail=why,
@@ -304,7 +316,8 @@ def _source_layout(families: tuple[Family, ...], pack: RulePack) -> Any:
         if not cls:
             raise UsageError(
                 f"config.json's architectures names no {family.model_type} class with a TensorFlow twin",
-                detail=f"architectures: {config.get('architectures')}; {family.model_type}'s: {', '.join(family.classes)}",
+                detail=f"architectures: {config.get('architectures')}; "
+                f"{family.model_type}'s: {', '.join(family.classes)}",
                 hint="Pass --config with the config.json transformers saved beside the weights",
             )
         layout, _, unplaced = tf_back.layout(family, "TF" + cls, shapes, pack.map_name)
@@ -331,7 +344,7 @@ def tf_class(heads: Iterable[str], config: dict[str, Any]) -> str:
 def build_pack(families: tuple[Family, ...]) -> RulePack:
     """The generic hf-tf pack of these families: their data, turned into rules, heads, copies and the hooks."""
     pack = _read_pack(families)
-    written = tuple(f.model_type for f in families if f.model_type not in NOT_WRITTEN_BACK)
+    written = tuple(f.model_type for f in families if f.model_type in WRITTEN_BACK)
     tf = TensorFlowSide(
         class_name=tf_class,
         output=Output("hf-tf", writers.write_keras2_h5, "tf_model.h5", "config.json"),
