@@ -58,8 +58,9 @@ def layouts() -> LayoutsReport:
     for pack in packs():
         if pack.docs.layout:
             report.read.append(LayoutRow(pack.name, pack.docs.layout, pack.docs.model_types))
-        if pack.tf.layout is not None:
+        if pack.tf.writes:
             weights = pack.tf.output.weights if pack.tf.output is not None else ""
             words = f"{pack.docs.layout} ({weights})" if pack.docs.layout and weights != pack.docs.layout else weights
-            report.written.append(LayoutRow(pack.name, words, pack.docs.model_types, pack.tf.default))
+            types = pack.tf.model_types if pack.tf.model_types is not None else pack.docs.model_types
+            report.written.append(LayoutRow(pack.name, words, types, pack.tf.default))
     return report

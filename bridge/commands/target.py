@@ -45,22 +45,27 @@ def target_from_config(
 
 def tf_layouts() -> dict[str, RulePack]:
     """``--target`` layout name -> the pack that enumerates it (PyTorch -> TF)."""
-    return {p.name: p for p in packs() if p.tf.layout is not None}
+    return {p.name: p for p in packs() if p.tf.writes}
 
 
 def layout_names() -> dict[str, RulePack]:
     """Every TF layout name the docs print -> its pack: the layouts packs read (TF -> PyTorch, ``docs.layout``) and
     those they write (PyTorch -> TF, ``tf.layout``)."""
-    return {p.name: p for p in packs() if p.tf.layout is not None or p.docs.layout}
+    return {p.name: p for p in packs() if p.tf.writes or p.docs.layout}
 
 
 def _written_for(model_type: str) -> list[RulePack]:
-    return [p for p in tf_layouts().values() if model_type in p.docs.model_types]
+    return [p for p in tf_layouts().values() if model_type in written_types(p)]
+
+
+def written_types(pack: RulePack) -> tuple[str, ...]:
+    """The families a pack writes its TF layout for."""
+    return pack.tf.model_types if pack.tf.model_types is not None else pack.docs.model_types
 
 
 def _written_summary() -> str:
     """The layouts written today and the families each writes, for a refusal."""
-    return "; ".join(f"{p.name}: {', '.join(p.docs.model_types) or 'any'}" for p in tf_layouts().values())
+    return "; ".join(f"{p.name}: {', '.join(written_types(p)) or 'any'}" for p in tf_layouts().values())
 
 
 def layout_for_family(ckpt: Checkpoint, model_type: str, target: str | None) -> RulePack:
@@ -68,7 +73,7 @@ def layout_for_family(ckpt: Checkpoint, model_type: str, target: str | None) -> 
     says which): ``--target LAYOUT``, else the default layout, else the family's first.  A layout that does not
     write this family is refused by name, with the layouts it has: never read with another family's rules."""
     writers = _written_for(model_type)
-    chosen = next((p for p in writers if p.name == target), None)
+    chosen = next((p for p in writers if p.tf.answers(p.name, target)), None)
     if target is None and writers:
         chosen = next((p for p in writers if p.tf.default), writers[0])
     if chosen is not None:
@@ -156,16 +161,21 @@ def resolve_target(ckpt: Checkpoint, pack: RulePack, to: str, target: str | None
                 metadata=_keras3_layout(ref.metadata) if layout == "keras3" else {},
             )
     if to == "tensorflow":
-        if pack.tf.layout is None:
+        if not pack.tf.writes:
             raise UsageError(f"The {pack.name} rules have no TensorFlow layout", hint="Pass --target REFERENCE_CKPT")
         if ckpt.framework != "pytorch" and (target is None or target in tf_layouts()):
             raise _same_side(ckpt, pack, target or pack.name)
-        if target not in (None, pack.name):
+        if target is not None and not pack.tf.answers(pack.name, target):
             raise _layout_not_reachable(ckpt, pack, target)
         shapes = {r.name: r.shape for r in ckpt.values()}
         heads, labels = pack.tf.source_heads(shapes, config) if pack.tf.source_heads else ([], None)
         try:
-            layout = pack.tf.layout(config if labels is None else {**config, "num_labels": labels}, heads)
+            if pack.tf.source_layout is not None:
+                model = {r.name: r.shape for r in ckpt.values() if r.kind == "model"}
+                layout = pack.tf.source_layout(model, config)
+            else:
+                assert pack.tf.layout is not None  # noqa: S101 - `writes` says one of the two is there
+                layout = pack.tf.layout(config if labels is None else {**config, "num_labels": labels}, heads)
         except KeyError as e:
             raise UsageError(
                 f"The {pack.name} TF layout needs the model config",
@@ -183,7 +193,7 @@ def resolve_target(ckpt: Checkpoint, pack: RulePack, to: str, target: str | None
             tensors,
             class_name=class_name,
             config=config,
-            base_prefix=pack.pt.base_prefix,
+            base_prefix=pack.pt.base_prefix or _class_base_prefix(config),
             chosen=False,  # the heads are the source's: a head the layout has no place for is lost, not chosen
         )
     name = target or _saved_class(ckpt, pack, config)
@@ -288,6 +298,17 @@ def _class_of_saved_type(ckpt: Checkpoint, pack: RulePack, config: dict[str, Any
         return None
     names = [r.name for r in ckpt.values() if r.kind == "model"]
     return class_keeping_every_tensor(model_type, names, config)
+
+
+def _class_base_prefix(config: dict[str, Any]) -> str | None:
+    """The base-model prefix of the class a config's ``architectures`` names (a base model's names lack it)."""
+    saved = config.get("architectures")
+    name = saved[0] if isinstance(saved, list) and saved and isinstance(saved[0], str) else None
+    if name is None:
+        return None
+    from pt_side.targets import base_model_prefix
+
+    return base_model_prefix(name)
 
 
 def _saved_base_prefix(target: str) -> str | None:

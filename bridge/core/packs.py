@@ -187,6 +187,12 @@ class TfLayout(Protocol):
     def __call__(self, config: Config, heads: Iterable[str], /) -> Shapes: ...
 
 
+class SourceLayout(Protocol):
+    """A TF-side layout computed from the PyTorch source itself (its names and shapes) and its config."""
+
+    def __call__(self, shapes: Shapes, config: Config, /) -> Shapes: ...
+
+
 class TfClass(Protocol):
     """The class name of the TF-side model a :class:`TfLayout` is."""
 
@@ -275,6 +281,17 @@ class TensorFlowSide:
     source_heads: SourceHeads | None = None
     default: bool = False  # the layout ``--to tensorflow`` writes for a PyTorch source when no ``--target`` is given
     output: Output | None = None  # how ``convert`` writes it
+    source_layout: SourceLayout | None = None  # the layout computed from the source's names (tried before ``layout``)
+    model_types: tuple[str, ...] | None = None  # the families the layout is written for (None: ``docs.model_types``)
+
+    @property
+    def writes(self) -> bool:
+        """Whether the pack writes a TF layout (PyTorch -> TF)."""
+        return self.layout is not None or self.source_layout is not None
+
+    def answers(self, pack_name: str, target: str | None) -> bool:
+        """Whether ``--target`` names this layout: the pack's name or the format it writes (``hf-tf``)."""
+        return target in (pack_name, self.output.format if self.output is not None else None)
 
 
 @dataclass(frozen=True)

@@ -29,12 +29,14 @@ guessed mapping.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from bridge.core.errors import UsageError
 from bridge.core.packs import (
     Buffer,
     ConfigHooks,
@@ -44,14 +46,34 @@ from bridge.core.packs import (
     Head,
     Matching,
     Optional_,
+    Output,
     PyTorchSide,
     Rule,
     RulePack,
+    TensorFlowSide,
 )
 from bridge.core.transforms import Transform
-from bridge.families.hf_tf.data import REMOVED_IN_5, Family, seq2seq, snake, text, vision
+from bridge.families.hf_tf import tf_back
+from bridge.families.hf_tf.data import (
+    NOT_PROVEN_BACK,
+    REMOVED_IN_5,
+    WRITTEN_BACK,
+    Family,
+    back,
+    seq2seq,
+    snake,
+    text,
+    vision,
+)
+from bridge.families.hf_tf.pack import tf_config
+from bridge.rules import writers
 
-FAMILIES = text.FAMILIES + seq2seq.FAMILIES + vision.FAMILIES
+FAMILIES = tuple(
+    dataclasses.replace(
+        f, head_copies=back.HEAD_COPIES.get(f.model_type, ()), tf_leaves=back.TF_LEAVES.get(f.model_type, ())
+    )
+    for f in text.FAMILIES + seq2seq.FAMILIES + vision.FAMILIES
+)
 
 # The variable -> the PyTorch parameter, and how the value changes.
 _LEAVES = (
@@ -84,7 +106,7 @@ def _number(template: str) -> str:
     return "".join(p + (f"{{{i}}}" if i < len(parts) else "") for i, p in enumerate(parts, 1))
 
 
-def _pt_levels(path: str) -> str:
+def pt_levels(path: str) -> str:
     """transformers' own TF -> PyTorch level conventions beyond list indices: ``$1___$2`` is ``$2`` (MobileBERT's
     top layer ``predictions___cls`` is PyTorch's ``cls``), ``_._`` separates levels (XLM's ``pred_layer_._proj``
     is ``pred_layer.proj``)."""
@@ -93,7 +115,7 @@ def _pt_levels(path: str) -> str:
 
 @dataclass(frozen=True)
 class _Renamed(Rule):
-    """A rule of a family: transformers' level conventions (:func:`_pt_levels`), then the renames of transformers 5
+    """A rule of a family: transformers' level conventions (:func:`pt_levels`), then the renames of transformers 5
     (``encoder.layer.0.attention.attention.query`` -> ``layers.0.attention.q_proj``) for the class the source's
     scope names, in order."""
 
@@ -103,7 +125,7 @@ class _Renamed(Rule):
         hit = super().apply(name)
         if hit is None or self.family is None:
             return hit
-        target = _pt_levels(hit[0])
+        target = pt_levels(hit[0])
         if not self.family.renames:
             return target, hit[1]
         scope = _scope([name])
@@ -156,7 +178,7 @@ def _family_heads(family: Family) -> tuple[Head, ...]:
         Head(
             f"{head} (top layer)",
             rf"{re.escape(head)}/{family.scope_rx}(?:_\d+)?/{re.escape(head)}/.+",
-            _pt_levels(head) + ".",
+            pt_levels(head) + ".",
         )
         for head in family.heads
     ) + _main_heads(family)
@@ -167,9 +189,9 @@ def _main_heads(family: Family) -> tuple[Head, ...]:
     main = re.escape(family.main)
     return tuple(
         Head(
-            f"{family.main}.{_pt_levels(part.replace('/', '.'))} ({family.model_type}, a part of the main layer)",
+            f"{family.main}.{pt_levels(part.replace('/', '.'))} ({family.model_type}, a part of the main layer)",
             rf"(?:{main}/)?{family.scope_rx}(?:_\d+)?/{main}/{re.escape(part)}/.+",
-            f"{family.main}.{_pt_levels(part.replace('/', '.'))}.",
+            f"{family.main}.{pt_levels(part.replace('/', '.'))}.",
         )
         for part in family.main_heads
     )
@@ -276,8 +298,64 @@ def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], 
     return dict(config, architectures=[class_name]), []
 
 
+def _source_layout(families: tuple[Family, ...], pack: RulePack) -> Any:
+    """PyTorch -> ``tf_model.h5``: the layout of the TF class the source's config names, its names computed from the
+    source's by the rules run backwards (:mod:`bridge.families.hf_tf.tf_back`)."""
+
+    def source_layout(shapes: dict[str, tuple[int, ...]], config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        found = tf_back.of_config(families, config)
+        model_type = config.get("model_type")
+        if found is None or model_type not in WRITTEN_BACK:
+            why = NOT_PROVEN_BACK if found is not None else "its family is not one the hf-tf rules map"
+            raise UsageError(
+                f"No tf_model.h5 is written for the {model_type} family",
+                detail=why,
+                hint="`bridge layouts` lists the families each TF layout is written for",
+            )
+        family, cls = found
+        if not cls:
+            raise UsageError(
+                f"config.json's architectures names no {family.model_type} class with a TensorFlow twin",
+                detail=f"architectures: {config.get('architectures')}; "
+                f"{family.model_type}'s: {', '.join(family.classes)}",
+                hint="Pass --config with the config.json transformers saved beside the weights",
+            )
+        layout, _, unplaced = tf_back.layout(family, "TF" + cls, shapes, pack.map_name)
+        if unplaced:
+            raise UsageError(
+                f"{len(unplaced)} tensors of this {cls} have no place in TF{cls}'s tf_model.h5",
+                detail=", ".join(f"`{n}`" for n in unplaced[:5]),
+                hint="Pass --target with a reference checkpoint of the TF layout, or convert the class transformers "
+                "saved",
+            )
+        return layout
+
+    return source_layout
+
+
+def tf_class(heads: Iterable[str], config: dict[str, Any]) -> str:
+    """transformers 4.x's TF class of the PyTorch class the config names (``RobertaForMaskedLM`` ->
+    ``TFRobertaForMaskedLM``)."""
+    saved = config.get("architectures")
+    name = saved[0] if isinstance(saved, list) and saved and isinstance(saved[0], str) else "Model"
+    return "TF" + name
+
+
 def build_pack(families: tuple[Family, ...]) -> RulePack:
     """The generic hf-tf pack of these families: their data, turned into rules, heads, copies and the hooks."""
+    pack = _read_pack(families)
+    written = tuple(f.model_type for f in families if f.model_type in WRITTEN_BACK)
+    tf = TensorFlowSide(
+        class_name=tf_class,
+        output=Output("hf-tf", writers.write_keras2_h5, "tf_model.h5", "config.json"),
+        source_layout=_source_layout(families, pack),
+        model_types=written,
+    )
+    return dataclasses.replace(pack, tf=tf, config=dataclasses.replace(pack.config, tensorflow=tf_config))
+
+
+def _read_pack(families: tuple[Family, ...]) -> RulePack:
+    """The TF -> PyTorch part of the pack."""
     known = _Families(families)
     return RulePack(
         name="hf-tf-generic",

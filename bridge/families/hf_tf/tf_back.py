@@ -1,0 +1,175 @@
+"""transformers PyTorch -> ``tf_model.h5`` for the generic hf-tf families: the TF names computed, never listed.
+
+The forward rules (:mod:`bridge.families.hf_tf.generic_pack`) say how ``<top>/<scope>/<layer path>/<variable>:0`` is
+read as a PyTorch name.  Here they are run backwards: for each PyTorch tensor of the source, the TF names its
+name can come from (list indices ``.N`` as ``_._N``, the parameter as one of the leaves ``kernel``, ``gamma``,
+``beta``, ``embeddings``, ``weight``, ``bias``..., the top layer the head or main layer it starts with, the
+family's unscoped names) are tried in order of likelihood, and the first one the forward rules map back to exactly
+that PyTorch name is kept: the forward rules are the oracle, so a name is never guessed into the file.  Where the
+rules accept several leaves for one parameter (an embedding table saved as ``weight`` or ``embeddings``: both read
+as ``weight``), the layer's kind decides, and the family's data (:attr:`Family.tf_leaves`) overrides it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from bridge.core.transforms import Transform
+from bridge.families.hf_tf.data import Family, snake
+
+MapName = Callable[[str], "tuple[str, Transform] | None"]
+
+# The leaves a PyTorch parameter can be saved as, most likely first (the layer kind then reorders them)
+_LEAVES = {
+    "weight": ("kernel", "gamma", "embeddings", "weight"),
+    "bias": ("bias", "beta"),
+    "running_mean": ("moving_mean",),
+    "running_var": ("moving_variance",),
+}
+# PyTorch state that no TF variable holds: dropped, and said
+_NOT_STORED = (r"(?:.*\.)?num_batches_tracked",)
+# transformers' TF word-embedding tables are weights the layer adds itself (``weight``); Keras' Embedding layers
+# (positions, token types) store ``embeddings``
+_WORD_TABLES = r"(?:word_embeddings|token_embedding|tokens_embed|embed_tokens|embeddings)"
+_TABLES = r"(?:.*_)?(?:embeddings?|embed|embed_[a-z]+|wte|wpe|shared)"  # a layer that is a lookup table
+
+
+def _leaf_order(module: str, param: str, shape: tuple[int, ...], family: Family, name: str) -> list[str]:
+    for rx, leaf in family.tf_leaves:
+        if re.fullmatch(rx, name):
+            return [leaf]
+    leaves = list(_LEAVES.get(param, ()))
+    if param == "weight":
+        if len(shape) == 1:
+            leaves = ["gamma", "weight"]
+        elif len(shape) == 2 and re.fullmatch(_TABLES, module):
+            leaves = ["weight", "embeddings"] if re.fullmatch(_WORD_TABLES, module) else ["embeddings", "weight"]
+        else:
+            leaves = ["kernel", "weight"]
+    return [*leaves, param]
+
+
+def _tf_path(components: list[str]) -> str:
+    """``layer.0.attention`` -> ``layer_._0/attention``: transformers' TF list index."""
+    out = ""
+    for c in components:
+        out += f"_._{c}" if c.isdigit() and out else (f"/{c}" if out else c)
+    return out
+
+
+def _literal(rx: str) -> str | None:
+    """The one name a regex without groups or classes matches (an unscoped rule's), else None."""
+    text = rx.replace(r"\.", ".").replace(r"\_", "_")
+    return None if re.search(r"[\\()\[\]*+?|{}^$]", text) else text
+
+
+def _alternatives(rx: str) -> list[str]:
+    """The names a regex of literal text and one ``(?:a|b)`` group matches."""
+    m = re.search(r"\(\?:([^()]*)\)", rx)
+    if m is None:
+        return [lit] if (lit := _literal(rx)) is not None else []
+    names = [_literal(rx[: m.start()] + alt + rx[m.end() :]) for alt in m.group(1).split("|")]
+    return [n for n in names if n is not None]
+
+
+def _tops(family: Family) -> list[tuple[str, str]]:
+    """(TF top layer, its PyTorch prefix), longest prefix first."""
+    from bridge.families.hf_tf.generic_pack import pt_levels
+
+    tops = [(h, pt_levels(h) + ".") for h in (*family.heads, family.main)]
+    return sorted(tops, key=lambda t: -len(t[1]))
+
+
+def candidates(name: str, shape: tuple[int, ...], family: Family, scope: str, bias_leaf: str | None) -> list[str]:
+    """TF names ``name`` may come from, most likely first (not yet checked against the forward rules)."""
+    out = [lit for rx, _, _ in family.unscoped if (lit := _literal(rx)) is not None]
+    full = name
+    if not any(name.startswith(prefix) for _, prefix in _tops(family)):
+        full = f"{family.main}.{name}"  # a base model's names lack the main layer's prefix
+    top, prefix = next(((t, p) for t, p in _tops(family) if full.startswith(p)), (family.main, family.main + "."))
+    rest = full[len(prefix) :].split(".")
+    module = rest[-2] if len(rest) > 1 else top
+    path = "/".join(x for x in (top, _tf_path(rest[:-1])) if x)
+    leaves = _leaf_order(module, rest[-1], shape, family, name)
+    if rest[-1] == "bias" and bias_leaf is not None and not any(re.fullmatch(rx, name) for rx, _ in family.tf_leaves):
+        leaves = [bias_leaf, *leaves]
+    out += [f"{top}/{scope}/{path}/{leaf}:0" for leaf in dict.fromkeys(leaves)]
+    return out
+
+
+def tf_shape(transform: Transform, pt_shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The TF shape a forward ``transform`` turns into ``pt_shape`` (None where it cannot be told)."""
+    for guess in (pt_shape, pt_shape[::-1], (1, *pt_shape)):
+        back = transform.inverse(guess).shape(pt_shape)
+        if back is not None and transform.shape(back) == pt_shape:
+            return back
+    return None
+
+
+def layout(
+    family: Family, tf_class: str, pt_shapes: dict[str, tuple[int, ...]], map_name: MapName
+) -> tuple[dict[str, tuple[int, ...]], list[str], list[str]]:
+    """The ``tf_model.h5`` datasets of ``tf_class`` for these PyTorch tensors, in the source's order grouped by top
+    layer, with the head copies transformers 4.57 saves; the names dropped (said), the names no TF name reads back
+    (gaps)."""
+    scope = snake(tf_class)
+    placed: dict[str, tuple[int, ...]] = {}
+    dropped, unplaced = [], []
+    sources: dict[str, str] = {}  # TF name -> the PyTorch name it holds
+    bias_leaves: dict[str, str] = {}  # module -> the leaf of its bias, after its weight's (gamma -> beta)
+    # weights first: a bias is saved as `beta` where its layer's weight is `gamma`
+    for name, shape in sorted(pt_shapes.items(), key=lambda item: not item[0].endswith(".weight")):
+        if any(re.fullmatch(rx, name) for rx in _NOT_STORED):
+            dropped.append(name)
+            continue
+        module = name.rpartition(".")[0]
+        found = None
+        for tf_name in candidates(name, shape, family, scope, bias_leaves.get(module)):
+            hit = map_name(tf_name)
+            if hit is None or hit[0] not in (name, f"{family.main}.{name}"):
+                continue
+            back = tf_shape(hit[1], shape)
+            if back is not None:
+                found = (tf_name, back)
+                break
+        if found is None:
+            unplaced.append(name)
+            continue
+        placed[found[0]] = found[1]
+        sources[found[0]] = name
+        if found[0].endswith("/gamma:0"):
+            bias_leaves[module] = "beta"
+    for head, sub in family.head_copies:
+        prefix = f"{family.main}/{scope}/{family.main}/{sub}/"
+        if any(n.startswith(f"{head}/{scope}/{head}/") for n in placed):
+            placed.update({f"{head}/{n.partition('/')[2]}": s for n, s in placed.items() if n.startswith(prefix)})
+    for rx, owner, _ in family.unscoped_copies:  # the unscoped variable saved again (T5's encoder and decoder)
+        for copy in _alternatives(rx):
+            hit = re.fullmatch(rx, copy)
+            if hit and (source := hit.expand(owner)) in placed:
+                placed[copy] = placed[source]
+                sources[copy] = sources.get(source, "")
+    order = {name: i for i, name in enumerate(pt_shapes)}
+    placed = dict(sorted(placed.items(), key=lambda item: order.get(sources.get(item[0], ""), len(order))))
+    return _grouped(placed), dropped, unplaced
+
+
+def _grouped(placed: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+    """Datasets grouped by top layer, in the order each top first appears (the writer's layers)."""
+    tops: dict[str, list[str]] = {}
+    for n in placed:
+        tops.setdefault(n.partition("/")[0], []).append(n)
+    return {n: placed[n] for names in tops.values() for n in names}
+
+
+def of_config(families: Iterable[Family], config: dict[str, Any]) -> tuple[Family, str] | None:
+    """The family and PyTorch class a source's ``config.json`` names (``model_type``, ``architectures``)."""
+    model_type = config.get("model_type")
+    saved = config.get("architectures")
+    cls = saved[0] if isinstance(saved, list) and saved and isinstance(saved[0], str) else None
+    for family in families:
+        if model_type in (family.model_type, *family.also):
+            return family, cls if cls in family.classes else ""
+    return None
