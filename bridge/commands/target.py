@@ -171,8 +171,8 @@ def resolve_target(ckpt: Checkpoint, pack: RulePack, to: str, target: str | None
         heads, labels = pack.tf.source_heads(shapes, config) if pack.tf.source_heads else ([], None)
         try:
             if pack.tf.source_layout is not None:
-                model = {r.name: r.shape for r in ckpt.values() if r.kind == "model"}
-                layout = pack.tf.source_layout(model, config)
+                model_shapes = {r.name: r.shape for r in ckpt.values() if r.kind == "model"}
+                layout = pack.tf.source_layout(model_shapes, config)
             else:
                 assert pack.tf.layout is not None  # noqa: S101 - `writes` says one of the two is there
                 layout = pack.tf.layout(config if labels is None else {**config, "num_labels": labels}, heads)

@@ -147,8 +147,8 @@ def layout(
             placed.update({f"{head}/{n.partition('/')[2]}": s for n, s in placed.items() if n.startswith(prefix)})
     for rx, owner, _ in family.unscoped_copies:  # the unscoped variable saved again (T5's encoder and decoder)
         for copy in _alternatives(rx):
-            hit = re.fullmatch(rx, copy)
-            if hit and (source := hit.expand(owner)) in placed:
+            copied = re.fullmatch(rx, copy)
+            if copied and (source := copied.expand(owner)) in placed:
                 placed[copy] = placed[source]
                 sources[copy] = sources.get(source, "")
     order = {name: i for i, name in enumerate(pt_shapes)}
