@@ -111,7 +111,7 @@ def _read_saved_model(path: Path) -> Checkpoint:
 
 
 def _sniff_keras_hub_preset(path: Path) -> bool:
-    from tf_side.keras_hub_preset import sniff_keras_hub_preset as sniff
+    from bridge.core.keras_hub_preset import sniff_keras_hub_preset as sniff  # JSON only: no h5py to sniff
 
     return sniff(path)
 

@@ -12,8 +12,9 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from bridge.core.keras_hub_preset import TASK_PREFIX, preset_facts, sniff_keras_hub_preset
+from bridge.core.packs import ConfigHooks, Detection, Docs, Matching, PyTorchSide, Rule, RulePack
 from bridge.families.keras_hub.data import BY_BACKBONE, FAMILIES, Entry, Family
-from bridge.rules import ConfigHooks, Detection, Docs, Matching, PyTorchSide, Rule, RulePack
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
 
 _FORMAT = "keras-hub-preset"
 _LAYER = re.compile(r"layers/(?P<layer>[a-z0-9_]+?)(?:_(?P<k>\d+))?/(?P<rest>.+)")
-_TASK_PREFIX = "task/"
 
 
 def _family(metadata: dict[str, Any]) -> Family | None:
@@ -59,7 +59,7 @@ def _target_of(family: Family, name: str) -> tuple[str, str] | None:
 
 
 def _task_target(entries: Iterable[Entry], name: str) -> tuple[str, str] | None:
-    rest = name.removeprefix(_TASK_PREFIX)
+    rest = name.removeprefix(TASK_PREFIX)
     return next(((e.target, e.kind) for e in entries if re.fullmatch(e.source, rest)), None)
 
 
@@ -72,7 +72,7 @@ def bind(ckpt: Checkpoint, spec: TargetSpec) -> tuple[RulePack, list[str]]:
     for record in ckpt.values():
         if record.kind != "model":
             continue
-        if record.name.startswith(_TASK_PREFIX):
+        if record.name.startswith(TASK_PREFIX):
             hit = _task_target(family.task_entries, record.name)
         else:
             hit = _target_of(family, record.name)
@@ -88,8 +88,6 @@ def _detect(ckpt: Checkpoint) -> bool:
 
 def _preset_facts(folder: Path) -> tuple[dict[str, Any], list[str]]:
     """The transformers config a preset's ``config.json`` (and ``task.json``) describes."""
-    from tf_side.keras_hub_preset import preset_facts, sniff_keras_hub_preset
-
     if not sniff_keras_hub_preset(folder):
         return {}, []
     facts = preset_facts(folder)

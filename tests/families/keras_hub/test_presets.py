@@ -131,4 +131,7 @@ def test_preset_values_reach_transformers_names_bit_exact(llama, tmp_path):
         q = src["layers/llama_transformer_decoder_1/_self_attention_layer/_query_dense/vars/0"].numpy()
         got = dst["model.layers.1.self_attn.q_proj.weight"].numpy()
         assert got.tobytes() == q.reshape(q.shape[0], -1).T.copy().tobytes()
-        assert dst["lm_head.weight"].numpy().tobytes() == src["layers/reversible_embedding/vars/1"].numpy().T.copy().tobytes()
+        assert (
+            dst["lm_head.weight"].numpy().tobytes()
+            == src["layers/reversible_embedding/vars/1"].numpy().T.copy().tobytes()
+        )
