@@ -10,7 +10,7 @@ value changes: ``dense`` (Keras ``[in, out]`` -> torch ``[out, in]``), ``heads_i
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 Config = dict[str, Any]
@@ -47,7 +47,7 @@ def _bert_config(c: Config) -> Config:
         "num_hidden_layers": c["num_layers"],
         "num_attention_heads": c["num_heads"],
         "intermediate_size": c["intermediate_dim"],
-        "hidden_act": "gelu",
+        "hidden_act": "gelu_new",  # KerasHub BERT uses the tanh approximation (gelu_approximate)
         "max_position_embeddings": c.get("max_sequence_length", 512),
         "type_vocab_size": c.get("num_segments", 2),
         "hidden_dropout_prob": c.get("dropout", 0.1),
@@ -97,51 +97,82 @@ BERT = Family(
 )
 
 
-def _llama_config(c: Config) -> Config:
-    return {
-        "model_type": "llama",
-        "vocab_size": c["vocabulary_size"],
-        "hidden_size": c["hidden_dim"],
-        "num_hidden_layers": c["num_layers"],
-        "num_attention_heads": c["num_query_heads"],
-        "num_key_value_heads": c["num_key_value_heads"],
-        "intermediate_size": c["intermediate_dim"],
-        "hidden_act": "silu",
-        "rms_norm_eps": c.get("layer_norm_epsilon", 1e-6),
-        "rope_theta": c.get("rope_max_wavelength", 10000),
-        "max_position_embeddings": 2048,
-        "tie_word_embeddings": bool(c.get("tie_word_embeddings", False)),
-        "attention_bias": False,
-        "mlp_bias": False,
-    }
+def _decoder_config(model_type: str, **extra: Any) -> Callable[[Config], Config]:
+    """The config mapping of a Llama-shaped decoder (RMSNorm, rotary, SwiGLU, grouped-query attention)."""
+
+    def mapping(c: Config) -> Config:
+        out = {
+            "model_type": model_type,
+            "vocab_size": c["vocabulary_size"],
+            "hidden_size": c["hidden_dim"],
+            "num_hidden_layers": c["num_layers"],
+            "num_attention_heads": c["num_query_heads"],
+            "num_key_value_heads": c["num_key_value_heads"],
+            "intermediate_size": c["intermediate_dim"],
+            "hidden_act": "silu",
+            "rms_norm_eps": c.get("layer_norm_epsilon", 1e-6),
+            "rope_theta": c.get("rope_max_wavelength", 10000),
+            "max_position_embeddings": 2048,
+            "tie_word_embeddings": bool(c.get("tie_word_embeddings", False)),
+        }
+        if c.get("head_dim"):
+            out["head_dim"] = c["head_dim"]
+        return out | {k: (c[v] if isinstance(v, str) and v in c else v) for k, v in extra.items()}
+
+    return mapping
 
 
-_ATTN_LLAMA = "_self_attention_layer"
-LLAMA = Family(
-    backbone="LlamaBackbone",
-    model_type="llama",
-    base_class="LlamaModel",
-    base_prefix="model",
-    layer="llama_transformer_decoder",
-    entries=(
-        Entry("layers/reversible_embedding/vars/0", "embed_tokens.weight"),
-        Entry("layers/reversible_embedding/vars/1", "lm_head.weight", "dense"),
-        Entry("layers/llama_layer_norm/vars/0", "norm.weight"),
-        *(
-            Entry(f"{_ATTN_LLAMA}/_{k}_dense/vars/0", f"layers.{{i}}.self_attn.{p}_proj.weight", "heads_in")
-            for k, p in (("query", "q"), ("key", "k"), ("value", "v"))
+_ATTN = "_self_attention_layer"
+
+
+def _decoder(backbone: str, model_type: str, stem: str, norm: str, qkv_bias: bool, config: Config) -> Family:
+    """A Llama-shaped KerasHub decoder: ``<stem>_transformer_decoder`` layers, the final norm ``norm``."""
+    prefix = backbone.removesuffix("Backbone")
+    return Family(
+        backbone=backbone,
+        model_type=model_type,
+        base_class=f"{prefix}Model",
+        base_prefix="model",
+        layer=f"{stem}_transformer_decoder",
+        entries=(
+            Entry("layers/reversible_embedding/vars/0", "embed_tokens.weight"),
+            Entry("layers/reversible_embedding/vars/1", "lm_head.weight", "dense"),
+            Entry(f"layers/{norm}/vars/0", "norm.weight"),
+            *(
+                Entry(f"{_ATTN}/_{k}_dense/vars/0", f"layers.{{i}}.self_attn.{p}_proj.weight", "heads_in")
+                for k, p in (("query", "q"), ("key", "k"), ("value", "v"))
+            ),
+            *(
+                Entry(f"{_ATTN}/_{k}_dense/vars/1", f"layers.{{i}}.self_attn.{p}_proj.bias", "heads_bias")
+                for k, p in (("query", "q"), ("key", "k"), ("value", "v"))
+                if qkv_bias
+            ),
+            Entry(f"{_ATTN}/_output_dense/vars/0", "layers.{i}.self_attn.o_proj.weight", "heads_out"),
+            Entry("_self_attention_layernorm/vars/0", "layers.{i}.input_layernorm.weight"),
+            Entry("_feedforward_layernorm/vars/0", "layers.{i}.post_attention_layernorm.weight"),
+            Entry("_feedforward_gate_dense/vars/0", "layers.{i}.mlp.gate_proj.weight", "dense"),
+            Entry("_feedforward_intermediate_dense/vars/0", "layers.{i}.mlp.up_proj.weight", "dense"),
+            Entry("_feedforward_output_dense/vars/0", "layers.{i}.mlp.down_proj.weight", "dense"),
         ),
-        Entry(f"{_ATTN_LLAMA}/_output_dense/vars/0", "layers.{i}.self_attn.o_proj.weight", "heads_out"),
-        Entry("_self_attention_layernorm/vars/0", "layers.{i}.input_layernorm.weight"),
-        Entry("_feedforward_layernorm/vars/0", "layers.{i}.post_attention_layernorm.weight"),
-        Entry("_feedforward_gate_dense/vars/0", "layers.{i}.mlp.gate_proj.weight", "dense"),
-        Entry("_feedforward_intermediate_dense/vars/0", "layers.{i}.mlp.up_proj.weight", "dense"),
-        Entry("_feedforward_output_dense/vars/0", "layers.{i}.mlp.down_proj.weight", "dense"),
+        config=_decoder_config(model_type, **config),
+        tasks={f"{prefix}CausalLM": f"{prefix}ForCausalLM"},
+        generates=True,
+    )
+
+
+LLAMA = _decoder(
+    "LlamaBackbone", "llama", "llama", "llama_layer_norm", False, {"attention_bias": False, "mlp_bias": False}
+)
+MISTRAL = _decoder(
+    "MistralBackbone", "mistral", "mistral", "mistral_layer_normalization", False, {"sliding_window": "sliding_window"}
+)
+QWEN2 = replace(
+    _decoder(
+        "QwenBackbone", "qwen2", "qwen", "qwen_layer_norm", True, {"use_sliding_window": "use_sliding_window_attention"}
     ),
-    config=_llama_config,
-    tasks={"LlamaCausalLM": "LlamaForCausalLM"},
-    generates=True,
+    base_class="Qwen2Model",
+    tasks={"QwenCausalLM": "Qwen2ForCausalLM"},
 )
 
-FAMILIES: tuple[Family, ...] = (BERT, LLAMA)
+FAMILIES: tuple[Family, ...] = (BERT, LLAMA, MISTRAL, QWEN2)
 BY_BACKBONE: dict[str, Family] = {f.backbone: f for f in FAMILIES}

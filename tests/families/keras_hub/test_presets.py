@@ -25,6 +25,13 @@ def keras_hub(torch):
     return pytest.importorskip("keras_hub")
 
 
+def _randomized(model: Any) -> Any:
+    """Every weight random (KerasHub starts biases at zero and norms at one, which would hide a misplaced one)."""
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in model.get_weights()])
+    return model
+
+
 def _numpy(value: Any) -> np.ndarray:
     import keras
 
@@ -38,20 +45,37 @@ def bert_classifier(keras_hub, tmp_path_factory: pytest.TempPathFactory) -> tupl
     )
     tokenizer = keras_hub.models.BertTokenizer(vocabulary=VOCAB)
     preprocessor = keras_hub.models.BertTextClassifierPreprocessor(tokenizer, sequence_length=8)
-    task = keras_hub.models.BertTextClassifier(backbone, num_classes=3, preprocessor=preprocessor)
+    task = _randomized(keras_hub.models.BertTextClassifier(backbone, num_classes=3, preprocessor=preprocessor))
     path = tmp_path_factory.mktemp("presets") / "bert_classifier"
     task.save_to_preset(str(path))
     return path, task
 
 
+DECODERS = {
+    "LlamaBackbone": "LlamaForCausalLM",
+    "MistralBackbone": "MistralForCausalLM",
+    "QwenBackbone": "Qwen2ForCausalLM",
+}
+
+
+def _decoder_preset(keras_hub: Any, backbone_class: str, folder: Path) -> tuple[Path, Any]:
+    backbone = _randomized(
+        getattr(keras_hub.models, backbone_class)(
+            vocabulary_size=30,
+            num_layers=2,
+            num_query_heads=4,
+            num_key_value_heads=2,
+            hidden_dim=8,
+            intermediate_dim=16,
+        )
+    )
+    backbone.save_to_preset(str(folder / backbone_class))
+    return folder / backbone_class, backbone
+
+
 @pytest.fixture(scope="module")
 def llama(keras_hub, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
-    backbone = keras_hub.models.LlamaBackbone(
-        vocabulary_size=30, num_layers=2, num_query_heads=4, num_key_value_heads=2, hidden_dim=8, intermediate_dim=16
-    )
-    path = tmp_path_factory.mktemp("presets") / "llama"
-    backbone.save_to_preset(str(path))
-    return path, backbone
+    return _decoder_preset(keras_hub, "LlamaBackbone", tmp_path_factory.mktemp("presets"))
 
 
 def test_inspect_names_classes_and_assets(bert_classifier):
@@ -105,13 +129,17 @@ def test_bert_classifier_to_transformers_same_logits(transformers, torch, bert_c
     np.testing.assert_allclose(pt_hidden[MASK == 1], hidden[MASK == 1], atol=1e-5)
 
 
+@pytest.mark.parametrize("backbone_class", sorted(DECODERS))
 @pytest.mark.slow
-def test_llama_to_transformers_same_logits(transformers, torch, llama, tmp_path):
-    path, backbone = llama
+def test_decoder_to_transformers_same_logits(transformers, torch, keras_hub, backbone_class, tmp_path):
+    """Llama, Mistral (untied output head) and Qwen 2 (tied, q/k/v biases): logits of the real tokens."""
+    path, backbone = _decoder_preset(keras_hub, backbone_class, tmp_path)
     out = tmp_path / "pt"
     run_cli("convert", str(path), "--to", "pytorch", "-o", str(out))
     assert (out / "generation_config.json").is_file()
-    model, info = transformers.LlamaForCausalLM.from_pretrained(out, output_loading_info=True)
+    target = DECODERS[backbone_class]
+    assert json.loads((out / "config.json").read_text())["architectures"] == [target]
+    model, info = getattr(transformers, target).from_pretrained(out, output_loading_info=True)
     assert not any(info.values()), info
     model.eval()
     ids = np.where(MASK == 1, IDS, 0)
