@@ -110,6 +110,18 @@ def _read_saved_model(path: Path) -> Checkpoint:
     return read(path)
 
 
+def _sniff_keras_hub_preset(path: Path) -> bool:
+    from bridge.core.keras_hub_preset import sniff_keras_hub_preset as sniff  # JSON only: no h5py to sniff
+
+    return sniff(path)
+
+
+def _read_keras_hub_preset(path: Path) -> Checkpoint:
+    from tf_side.keras_hub_preset import read_keras_hub_preset as read
+
+    return read(path)
+
+
 def _sniff_keras_archive(path: Path) -> bool:
     from tf_side.signatures import sniff_keras_archive as sniff
 
@@ -208,6 +220,13 @@ for _fmt in (
         "tensorflow",
         _sniff_saved_model,
         _read_saved_model,
+    ),
+    Format(
+        "keras-hub-preset",
+        "KerasHub preset directory (config.json naming a keras_hub Backbone, model.weights.h5, task.weights.h5)",
+        "keras",
+        _sniff_keras_hub_preset,
+        _read_keras_hub_preset,
     ),
     Format(
         "keras",

@@ -59,6 +59,7 @@ def packs() -> list[RulePack]:
     from bridge.families.hf_tf import generic_pack as hf_tf_generic
     from bridge.families.hf_tf import pack as hf_tf
     from bridge.families.keras import pack as keras
+    from bridge.families.keras_hub import pack as keras_hub
     from bridge.families.seq2seq import pack as seq2seq
     from bridge.families.t5 import pack as t5
     from bridge.families.xlnet import pack as xlnet
@@ -73,6 +74,7 @@ def packs() -> list[RulePack]:
         gpt2.PACK,
         t5.PACK,
         xlnet.PACK,
+        keras_hub.PACK,
         keras.PACK,
     ]
 

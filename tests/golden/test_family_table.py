@@ -14,6 +14,7 @@ from tests.conftest import updating_golden
 
 REPO = Path(__file__).resolve().parents[2]
 TABLE = REPO / "docs" / "families.md"
+KERAS_HUB = "KerasHub preset"  # the layout a pack of KerasHub presets names: its own column
 FAMILIES_457 = REPO / "tests" / "fixtures" / "transformers-4.57-tf-families.json"
 
 HEADER = """# Families
@@ -24,10 +25,10 @@ A pack named here converts that family's checkpoints to transformers 5 (`docs/ma
 tests prove). "not supported": `bridge check` refuses the family's `tf_model.h5` saved with its `config.json`
 (exit 2, naming the family); it is never converted with a guessed mapping. Why: "no transformers 5 class" when
 transformers 5 has none of the PyTorch classes the family's TF classes had (nothing to convert into), else "not
-mapped yet".
+mapped yet". "KerasHub preset": the family's `save_to_preset` directories convert to transformers 5.
 
-| family (`model_type`) | TF classes in 4.57's auto mappings | `tf_model.h5` | original TF layout |
-|---|---|---|---|
+| family (`model_type`) | TF classes in 4.57's auto mappings | `tf_model.h5` | original TF layout | KerasHub preset |
+|---|---|---|---|---|
 """
 
 
@@ -39,20 +40,22 @@ def _in_transformers_5(tf_names: list[str]) -> bool:
 
 def render() -> str:
     tf_classes: dict[str, list[str]] = json.loads(FAMILIES_457.read_text())
-    by_kind: dict[tuple[str, bool], list[str]] = {}
+    by_kind: dict[tuple[str, str], list[str]] = {}
     for pack in packs():
+        column = {"tf_model.h5": "h5", KERAS_HUB: "keras-hub"}.get(pack.docs.layout, "original")
         for model_type in pack.docs.model_types:
-            by_kind.setdefault((model_type, pack.docs.layout == "tf_model.h5"), []).append(
-                f"`{pack.name}`" if pack.docs.layout == "tf_model.h5" else f"`{pack.name}` ({pack.docs.layout})"
+            by_kind.setdefault((model_type, column), []).append(
+                f"`{pack.name}` ({pack.docs.layout})" if column == "original" else f"`{pack.name}`"
             )
     rows = []
     for model_type in sorted(set(tf_classes) | {m for m, _ in by_kind}):
         classes = tf_classes.get(model_type, [])
         why = "not mapped yet" if _in_transformers_5(classes) else "no transformers 5 class"
-        h5 = ", ".join(by_kind.get((model_type, True), [])) or (f"not supported ({why})" if classes else "-")
-        original = ", ".join(by_kind.get((model_type, False), [])) or "-"
-        rows.append(f"| {model_type} | {len(classes)} | {h5} | {original} |")
-    supported = sum(1 for m in tf_classes if (m, True) in by_kind)
+        h5 = ", ".join(by_kind.get((model_type, "h5"), [])) or (f"not supported ({why})" if classes else "-")
+        original = ", ".join(by_kind.get((model_type, "original"), [])) or "-"
+        keras_hub = ", ".join(by_kind.get((model_type, "keras-hub"), [])) or "-"
+        rows.append(f"| {model_type} | {len(classes)} | {h5} | {original} | {keras_hub} |")
+    supported = sum(1 for m in tf_classes if (m, "h5") in by_kind)
     footer = f"\n{supported} of the {len(tf_classes)} transformers 4.57 TF families convert from `tf_model.h5`.\n"
     return HEADER + "\n".join(rows) + "\n" + footer
 

@@ -1,0 +1,1 @@
+"""KerasHub presets (``save_to_preset`` directories) <-> transformers 5, one data table per KerasHub family."""

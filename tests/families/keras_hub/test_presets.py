@@ -1,0 +1,165 @@
+"""KerasHub presets written by KerasHub's own ``save_to_preset`` (tiny models made here): read as a format,
+converted to transformers 5 and loaded there, forwards compared on a padded batch."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import bridge
+from tests.conftest import run_cli
+
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(25)]
+IDS = np.array([[2, 7, 9, 11, 3, 0, 0, 0], [2, 5, 6, 8, 12, 14, 20, 3]], dtype="int32")
+MASK = (IDS != 0).astype("int32")
+
+
+@pytest.fixture(scope="module")
+def keras_hub(torch):
+    os.environ.setdefault("KERAS_BACKEND", "torch")  # the faster import; a Keras already loaded keeps its own
+    return pytest.importorskip("keras_hub")
+
+
+def _randomized(model: Any) -> Any:
+    """Every weight random (KerasHub starts biases at zero and norms at one, which would hide a misplaced one)."""
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in model.get_weights()])
+    return model
+
+
+def _numpy(value: Any) -> np.ndarray:
+    import keras
+
+    return np.asarray(keras.ops.convert_to_numpy(value))
+
+
+@pytest.fixture(scope="module")
+def bert_classifier(keras_hub, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=30, num_layers=2, num_heads=2, hidden_dim=8, intermediate_dim=16, max_sequence_length=16
+    )
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=VOCAB)
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(tokenizer, sequence_length=8)
+    task = _randomized(keras_hub.models.BertTextClassifier(backbone, num_classes=3, preprocessor=preprocessor))
+    path = tmp_path_factory.mktemp("presets") / "bert_classifier"
+    task.save_to_preset(str(path))
+    return path, task
+
+
+DECODERS = {
+    "LlamaBackbone": "LlamaForCausalLM",
+    "MistralBackbone": "MistralForCausalLM",
+    "QwenBackbone": "Qwen2ForCausalLM",
+}
+
+
+def _decoder_preset(keras_hub: Any, backbone_class: str, folder: Path) -> tuple[Path, Any]:
+    backbone = _randomized(
+        getattr(keras_hub.models, backbone_class)(
+            vocabulary_size=30,
+            num_layers=2,
+            num_query_heads=4,
+            num_key_value_heads=2,
+            hidden_dim=8,
+            intermediate_dim=16,
+        )
+    )
+    backbone.save_to_preset(str(folder / backbone_class))
+    return folder / backbone_class, backbone
+
+
+@pytest.fixture(scope="module")
+def llama(keras_hub, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    return _decoder_preset(keras_hub, "LlamaBackbone", tmp_path_factory.mktemp("presets"))
+
+
+def test_inspect_names_classes_and_assets(bert_classifier):
+    out = run_cli("inspect", str(bert_classifier[0]))
+    for fact in (
+        "format: keras-hub-preset",
+        "backbone_class: BertBackbone",
+        "task_class: BertTextClassifier",
+        "dtype_policy: float32",
+        "parameter_count: 1672",
+        "tokenizer_assets: assets/tokenizer/vocabulary.txt",
+        "task/layers/dense",
+    ):
+        assert fact in out
+
+
+def test_damaged_config_exits_2(bert_classifier, tmp_path):
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(bert_classifier[0], damaged)
+    (damaged / "task.json").write_text('{"registered_name": "keras_hub>BertTextClassifier", ')
+    out = run_cli("inspect", str(damaged), code=2)
+    assert "task.json" in out
+    (damaged / "task.json").unlink()
+    (damaged / "model.weights.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 40)
+    out = run_cli("inspect", str(damaged), code=2)
+    assert "model.weights.h5" in out
+
+
+@pytest.mark.slow
+def test_bert_classifier_to_transformers_same_logits(transformers, torch, bert_classifier, tmp_path):
+    path, task = bert_classifier
+    out = tmp_path / "pt"
+    run_cli("convert", str(path), "--to", "pytorch", "-o", str(out))
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == ["BertForSequenceClassification"] and config["num_labels"] == 3
+    model, info = transformers.BertForSequenceClassification.from_pretrained(out, output_loading_info=True)
+    assert not any(info.values()), info
+    model.eval()
+    inputs = {"token_ids": IDS, "segment_ids": np.zeros_like(IDS), "padding_mask": MASK}
+    expected = _numpy(task(inputs, training=False))  # the model alone, its preprocessor left out
+    with torch.no_grad():
+        got = model(input_ids=torch.tensor(IDS).long(), attention_mask=torch.tensor(MASK).long()).logits.numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    # The backbone alone (BertModel): the hidden states of the real tokens.
+    base = transformers.BertModel.from_pretrained(out).eval()
+    hidden = _numpy(task.backbone(inputs)["sequence_output"])
+    with torch.no_grad():
+        pt_hidden = base(input_ids=torch.tensor(IDS).long(), attention_mask=torch.tensor(MASK).long())[0].numpy()
+    np.testing.assert_allclose(pt_hidden[MASK == 1], hidden[MASK == 1], atol=1e-5)
+
+
+@pytest.mark.parametrize("backbone_class", sorted(DECODERS))
+@pytest.mark.slow
+def test_decoder_to_transformers_same_logits(transformers, torch, keras_hub, backbone_class, tmp_path):
+    """Llama, Mistral (untied output head) and Qwen 2 (tied, q/k/v biases): logits of the real tokens."""
+    path, backbone = _decoder_preset(keras_hub, backbone_class, tmp_path)
+    out = tmp_path / "pt"
+    run_cli("convert", str(path), "--to", "pytorch", "-o", str(out))
+    assert (out / "generation_config.json").is_file()
+    target = DECODERS[backbone_class]
+    assert json.loads((out / "config.json").read_text())["architectures"] == [target]
+    model, info = getattr(transformers, target).from_pretrained(out, output_loading_info=True)
+    assert not any(info.values()), info
+    model.eval()
+    ids = np.where(MASK == 1, IDS, 0)
+    hidden = _numpy(backbone({"token_ids": ids, "padding_mask": MASK}))
+    expected = _numpy(backbone.token_embedding(hidden, reverse=True))
+    with torch.no_grad():
+        got = model(input_ids=torch.tensor(ids).long(), attention_mask=torch.tensor(MASK).long()).logits.numpy()
+    np.testing.assert_allclose(got[MASK == 1], expected[MASK == 1], atol=1e-5)
+
+
+def test_preset_values_reach_transformers_names_bit_exact(llama, tmp_path):
+    """Every stored value lands once, moved only by its named transform (no framework needed to read back)."""
+    path, _ = llama
+    out = tmp_path / "pt"
+    run_cli("convert", str(path), "--to", "pytorch", "-o", str(out))
+    with bridge.load(path) as src, bridge.load(out / "model.safetensors") as dst:
+        q = src["layers/llama_transformer_decoder_1/_self_attention_layer/_query_dense/vars/0"].numpy()
+        got = dst["model.layers.1.self_attn.q_proj.weight"].numpy()
+        assert got.tobytes() == q.reshape(q.shape[0], -1).T.copy().tobytes()
+        assert (
+            dst["lm_head.weight"].numpy().tobytes()
+            == src["layers/reversible_embedding/vars/1"].numpy().T.copy().tobytes()
+        )
