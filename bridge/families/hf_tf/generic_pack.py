@@ -60,6 +60,7 @@ from bridge.families.hf_tf.data import (
     WRITTEN_BACK,
     Family,
     back,
+    pt_levels,
     seq2seq,
     snake,
     text,
@@ -104,13 +105,6 @@ def _number(template: str) -> str:
     """``{}.{}.weight`` -> ``{1}.{2}.weight``: Rule templates number their groups."""
     parts = template.split("{}")
     return "".join(p + (f"{{{i}}}" if i < len(parts) else "") for i, p in enumerate(parts, 1))
-
-
-def pt_levels(path: str) -> str:
-    """transformers' own TF -> PyTorch level conventions beyond list indices: ``$1___$2`` is ``$2`` (MobileBERT's
-    top layer ``predictions___cls`` is PyTorch's ``cls``), ``_._`` separates levels (XLM's ``pred_layer_._proj``
-    is ``pred_layer.proj``)."""
-    return re.sub(r"[^./]*___", "", path).replace("_._", ".")
 
 
 @dataclass(frozen=True)

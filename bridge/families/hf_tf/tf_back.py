@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from bridge.core.transforms import Transform
-from bridge.families.hf_tf.data import Family, snake
+from bridge.families.hf_tf.data import Family, pt_levels, snake
 
 MapName = Callable[[str], "tuple[str, Transform] | None"]
 
@@ -76,7 +76,6 @@ def _alternatives(rx: str) -> list[str]:
 
 def _tops(family: Family) -> list[tuple[str, str]]:
     """(TF top layer, its PyTorch prefix), longest prefix first."""
-    from bridge.families.hf_tf.generic_pack import pt_levels
 
     tops = [(h, pt_levels(h) + ".") for h in (*family.heads, family.main)]
     return sorted(tops, key=lambda t: -len(t[1]))

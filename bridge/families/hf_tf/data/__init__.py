@@ -19,6 +19,13 @@ def snake(class_name: str) -> str:
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
+def pt_levels(path: str) -> str:
+    """transformers' own TF -> PyTorch level conventions beyond list indices: ``$1___$2`` is ``$2`` (MobileBERT's
+    top layer ``predictions___cls`` is PyTorch's ``cls``), ``_._`` separates levels (XLM's ``pred_layer_._proj``
+    is ``pred_layer.proj``)."""
+    return re.sub(r"[^./]*___", "", path).replace("_._", ".")
+
+
 @dataclass(frozen=True)
 class Family:
     """What one transformers family's TF layout needs beyond the generic rules."""
