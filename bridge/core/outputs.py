@@ -61,7 +61,10 @@ def plan_shards(tensors: Sequence[P], max_shard_size: int | None) -> list[list[P
 
 
 def write_config(
-    folder: Path, config: dict[str, Any], name: str = "config.json", render: Callable[[dict[str, Any]], str] | None = None
+    folder: Path,
+    config: dict[str, Any],
+    name: str = "config.json",
+    render: Callable[[dict[str, Any]], str] | None = None,
 ) -> Path:
     """The config file: JSON (sorted keys, so the same plan writes the same bytes), or the text ``render`` makes."""
     path = folder / name

@@ -354,10 +354,15 @@ def tf_layout(config: dict[str, Any], heads: Iterable[str]) -> dict[str, tuple[i
                 out.update({f"{layer}/{kind}/{p}": (d, inner) for p in "qkv"})
                 out[f"{layer}/{kind}/o"] = (inner, d)
                 if kind == "SelfAttention" and b == 0:
-                    out[f"{layer}/SelfAttention/relative_attention_bias"] = (h, config["relative_attention_num_buckets"])
+                    out[f"{layer}/SelfAttention/relative_attention_bias"] = (
+                        h,
+                        config["relative_attention_num_buckets"],
+                    )
             layer = f"{side}/block_{b:03d}/layer_{len(attentions):03d}"
             out[f"{layer}/rms_norm/scale"] = (d,)
-            out.update({f"{layer}/DenseReluDense/{wi}/kernel": (d, ff) for wi in (("wi_0", "wi_1") if gated else ("wi",))})
+            out.update(
+                {f"{layer}/DenseReluDense/{wi}/kernel": (d, ff) for wi in (("wi_0", "wi_1") if gated else ("wi",))}
+            )
             out[f"{layer}/DenseReluDense/wo/kernel"] = (ff, d)
         out[f"{side}/rms_norm/scale"] = (d,)
     if "logits" in heads:

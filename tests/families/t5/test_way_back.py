@@ -27,7 +27,9 @@ def test_checkpoint_comes_back_bit_for_bit(tmp_path, tf, version, class_name):
     convert(out, to="pytorch", target=class_name, out=tmp_path / "again")
     first = json.loads((tmp_path / "pt" / "config.json").read_text())
     assert json.loads((tmp_path / "again" / "config.json").read_text()) == first
-    assert (tmp_path / "again" / "model.safetensors").read_bytes() == (tmp_path / "pt" / "model.safetensors").read_bytes()
+    assert (tmp_path / "again" / "model.safetensors").read_bytes() == (
+        tmp_path / "pt" / "model.safetensors"
+    ).read_bytes()
 
 
 def test_encoder_only_writes_no_decoder(tmp_path, tf):
