@@ -26,8 +26,8 @@ tests prove). "not supported": `bridge check` refuses the family's `tf_model.h5`
 transformers 5 has none of the PyTorch classes the family's TF classes had (nothing to convert into), else "not
 mapped yet".
 
-| family (`model_type`) | TF classes in 4.57's auto mappings | `tf_model.h5` | original TF layout |
-|---|---|---|---|
+| family (`model_type`) | TF classes in 4.57's auto mappings | `tf_model.h5` | original TF layout | original layout back |
+|---|---|---|---|---|
 """
 
 
@@ -40,7 +40,11 @@ def _in_transformers_5(tf_names: list[str]) -> bool:
 def render() -> str:
     tf_classes: dict[str, list[str]] = json.loads(FAMILIES_457.read_text())
     by_kind: dict[tuple[str, bool], list[str]] = {}
+    back: dict[str, list[str]] = {}  # PyTorch -> the original layout (``--target`` name)
     for pack in packs():
+        if pack.docs.layout != "tf_model.h5" and pack.tf.output is not None:
+            for model_type in pack.docs.model_types:
+                back.setdefault(model_type, []).append(f"`--target {pack.name}`")
         for model_type in pack.docs.model_types:
             by_kind.setdefault((model_type, pack.docs.layout == "tf_model.h5"), []).append(
                 f"`{pack.name}`" if pack.docs.layout == "tf_model.h5" else f"`{pack.name}` ({pack.docs.layout})"
@@ -51,7 +55,8 @@ def render() -> str:
         why = "not mapped yet" if _in_transformers_5(classes) else "no transformers 5 class"
         h5 = ", ".join(by_kind.get((model_type, True), [])) or (f"not supported ({why})" if classes else "-")
         original = ", ".join(by_kind.get((model_type, False), [])) or "-"
-        rows.append(f"| {model_type} | {len(classes)} | {h5} | {original} |")
+        way_back = ", ".join(back.get(model_type, [])) or "-"
+        rows.append(f"| {model_type} | {len(classes)} | {h5} | {original} | {way_back} |")
     supported = sum(1 for m in tf_classes if (m, True) in by_kind)
     footer = f"\n{supported} of the {len(tf_classes)} transformers 4.57 TF families convert from `tf_model.h5`.\n"
     return HEADER + "\n".join(rows) + "\n" + footer
