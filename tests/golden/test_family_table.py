@@ -26,7 +26,7 @@ tests prove). "not supported": `bridge check` refuses the family's `tf_model.h5`
 transformers 5 has none of the PyTorch classes the family's TF classes had (nothing to convert into), else "not
 mapped yet".
 
-| family (`model_type`) | TF classes in 4.57's auto mappings | `tf_model.h5` | original TF layout | original layout back |
+| family (`model_type`) | TF classes in 4.57's auto mappings | `tf_model.h5` | original TF layout | way back |
 |---|---|---|---|---|
 """
 
