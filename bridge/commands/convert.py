@@ -427,7 +427,7 @@ def _write_tensorflow(
     if pack.config.tensorflow is not None and output.config is not None:
         config, config_notes = pack.config.tensorflow(plan.target.config or {}, plan.target.class_name or pack.name)
         notes.extend(config_notes)
-        files.append(write_config(tmp, config, output.config).name)
+        files.append(write_config(tmp, config, output.config, output.render).name)
     return files
 
 

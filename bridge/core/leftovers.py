@@ -161,7 +161,8 @@ def _explain_buffer(r: TensorRecord, buffer: Buffer) -> Leftover:
     buffer was edited (shifted positions) computed with other values, which the converted model would lose."""
     value = r.numpy()
     rebuilt = buffer.value(r.shape)
-    if value.shape == rebuilt.shape and value.dtype.kind in "iu" and np.array_equal(value, rebuilt):
+    integral = value.dtype.kind in "iu"  # positions are integers; a float buffer (a zero parameter) stays float
+    if value.shape == rebuilt.shape and integral == (rebuilt.dtype.kind in "iu") and np.array_equal(value, rebuilt):
         return Leftover(r.name, f"expected: constant buffer: {buffer.reason}", True, r.shape)
     return Leftover(
         r.name,

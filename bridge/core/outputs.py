@@ -60,8 +60,13 @@ def plan_shards(tensors: Sequence[P], max_shard_size: int | None) -> list[list[P
     return shards
 
 
-def write_config(folder: Path, config: dict[str, Any], name: str = "config.json") -> Path:
-    """The config file (sorted keys, so the same plan writes the same bytes)."""
+def write_config(
+    folder: Path,
+    config: dict[str, Any],
+    name: str = "config.json",
+    render: Callable[[dict[str, Any]], str] | None = None,
+) -> Path:
+    """The config file: JSON (sorted keys, so the same plan writes the same bytes), or the text ``render`` makes."""
     path = folder / name
-    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    path.write_text(render(config) if render is not None else json.dumps(config, indent=2, sort_keys=True) + "\n")
     return path

@@ -152,6 +152,7 @@ class Output:
     weights: str  # the weights file (or checkpoint prefix) the writer gets, in the output directory
     config: str | None = None  # the config file the pack's ``tf_config`` fills
     note: str | None = None  # how to load the result, for the report
+    render: Callable[[dict[str, Any]], str] | None = None  # the config file's text, where it is not JSON (gin)
 
 
 @dataclass(frozen=True)

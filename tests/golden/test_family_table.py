@@ -25,10 +25,11 @@ A pack named here converts that family's checkpoints to transformers 5 (`docs/ma
 tests prove). "not supported": `bridge check` refuses the family's `tf_model.h5` saved with its `config.json`
 (exit 2, naming the family); it is never converted with a guessed mapping. Why: "no transformers 5 class" when
 transformers 5 has none of the PyTorch classes the family's TF classes had (nothing to convert into), else "not
-mapped yet". "KerasHub preset": the family's `save_to_preset` directories convert to transformers 5.
+mapped yet". "original back": the `--target` that writes a transformers 5 model back into the family's original
+TF checkpoint layout. "KerasHub preset": the family's `save_to_preset` directories convert to transformers 5.
 
-| family (`model_type`) | TF classes in 4.57's auto mappings | `tf_model.h5` | original TF layout | KerasHub preset |
-|---|---|---|---|---|
+| family (`model_type`) | TF classes in 4.57's auto mappings | `tf_model.h5` | original TF layout | original back | KerasHub preset |
+|---|---|---|---|---|---|
 """
 
 
@@ -41,8 +42,12 @@ def _in_transformers_5(tf_names: list[str]) -> bool:
 def render() -> str:
     tf_classes: dict[str, list[str]] = json.loads(FAMILIES_457.read_text())
     by_kind: dict[tuple[str, str], list[str]] = {}
+    back: dict[str, list[str]] = {}  # PyTorch -> the original layout (``--target`` name)
     for pack in packs():
         column = {"tf_model.h5": "h5", KERAS_HUB: "keras-hub"}.get(pack.docs.layout, "original")
+        if column == "original" and pack.tf.output is not None:
+            for model_type in pack.docs.model_types:
+                back.setdefault(model_type, []).append(f"`--target {pack.name}`")
         for model_type in pack.docs.model_types:
             by_kind.setdefault((model_type, column), []).append(
                 f"`{pack.name}` ({pack.docs.layout})" if column == "original" else f"`{pack.name}`"
@@ -53,8 +58,9 @@ def render() -> str:
         why = "not mapped yet" if _in_transformers_5(classes) else "no transformers 5 class"
         h5 = ", ".join(by_kind.get((model_type, "h5"), [])) or (f"not supported ({why})" if classes else "-")
         original = ", ".join(by_kind.get((model_type, "original"), [])) or "-"
+        way_back = ", ".join(back.get(model_type, [])) or "-"
         keras_hub = ", ".join(by_kind.get((model_type, "keras-hub"), [])) or "-"
-        rows.append(f"| {model_type} | {len(classes)} | {h5} | {original} | {keras_hub} |")
+        rows.append(f"| {model_type} | {len(classes)} | {h5} | {original} | {way_back} | {keras_hub} |")
     supported = sum(1 for m in tf_classes if (m, "h5") in by_kind)
     footer = f"\n{supported} of the {len(tf_classes)} transformers 4.57 TF families convert from `tf_model.h5`.\n"
     return HEADER + "\n".join(rows) + "\n" + footer

@@ -1,4 +1,4 @@
-"""google-research/albert TF1 checkpoints -> transformers ``Albert*`` classes.
+"""google-research/albert TF1 checkpoints <-> transformers ``Albert*`` classes.
 
 Names from google-research/albert ``modeling.py`` (``bert/embeddings`` at ``embedding_size``, the projection
 ``bert/encoder/embedding_hidden_mapping_in``, one shared block per ``transformer/group_G/inner_group_I`` with
@@ -9,6 +9,8 @@ fine-tuned on the TF-Hub module keeps the module's variables under ``module/`` a
 Layers share weights, so the checkpoint holds one block per inner group whatever ``num_hidden_layers`` is, as
 transformers' ``albert_layer_groups.G.albert_layers.I`` does.  TF ``Dense`` kernels ``[in, out]`` are
 transposed; ``output_weights`` is already ``[out, in]`` (``matmul(..., transpose_b=True)``).
+
+The way back writes the plain layout (``bert/...``, the heads the PyTorch model has) and ``albert_config.json``.
 """
 
 from __future__ import annotations
@@ -17,8 +19,20 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from bridge.core.packs import ConfigHooks, Docs, Head, Matching, Optional_, PyTorchSide, Rule, RulePack
-from bridge.families.google_bert.pack import google_research_config
+from bridge.core.packs import (
+    ConfigHooks,
+    Docs,
+    Head,
+    Matching,
+    Optional_,
+    Output,
+    PyTorchSide,
+    Rule,
+    RulePack,
+    TensorFlowSide,
+)
+from bridge.families.google_bert.pack import google_research_config, google_research_tf_config
+from bridge.rules import writers
 from bridge.rules.layouts import Layout, class_layouts, mapped, unprefixed
 
 _HUB = r"(?:module/)?"  # a TF-Hub module used inside a fine-tuning graph: its variables under `module/`
@@ -199,11 +213,36 @@ def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], 
     return google_research_config(config, class_name, keys=_ALBERT_CONFIG_KEYS, fixed=fixed)
 
 
+def tf_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], list[str]]:
+    """google-research ``albert_config.json`` for a transformers ALBERT ``config.json``, with the keys of
+    google-research's ALBERT variants that transformers has no place for at the values every release has."""
+    out, notes = google_research_tf_config(config, _ALBERT_CONFIG_KEYS)
+    return {**out, "down_scale_factor": 1, "gap_size": 0, "net_structure_type": 0, "num_memory_blocks": 0}, notes
+
+
+def source_heads(shapes: dict[str, tuple[int, ...]], config: dict[str, Any]) -> tuple[list[str], int | None]:
+    """Which optional parts of the TF layout a PyTorch ALBERT fills, and the size of its classifier."""
+    probes = {"pooler": "pooler.", "mlm": "predictions.", "sop": "sop_classifier.", "classifier": "classifier."}
+    heads = [key for key, probe in probes.items() if any(n.startswith((probe, "albert." + probe)) for n in shapes)]
+    classifier = next((s for n, s in shapes.items() if n.endswith("classifier.weight") and len(s) == 2), None)
+    if "sop" in heads:  # the sentence-order head's size is the config's num_labels too (2 in run_pretraining.py)
+        sop = shapes.get("sop_classifier.classifier.weight")
+        return heads, None if sop is None else sop[0]
+    return heads, None if classifier is None else classifier[0]
+
+
 PACK = RulePack(
     name="albert",
-    description="google-research/albert TF1 checkpoints (plain and TF-Hub module layouts) -> transformers Albert*",
-    config=ConfigHooks(from_source=config_from_source, pytorch=pt_config, files=("albert_config.json",)),
+    description="google-research/albert TF1 checkpoints (plain and TF-Hub module layouts) <-> transformers Albert*",
+    config=ConfigHooks(
+        from_source=config_from_source, pytorch=pt_config, tensorflow=tf_config, files=("albert_config.json",)
+    ),
     pt=PyTorchSide(targets=class_layouts(CLASSES, _class_layout), default_target=default_target, base_prefix="albert"),
+    tf=TensorFlowSide(
+        layout=tf_names,
+        source_heads=source_heads,
+        output=Output("albert", writers.write_tf1_checkpoint, "model.ckpt", "albert_config.json"),
+    ),
     matching=Matching(rules=RULES, heads=HEADS, optional=OPTIONAL),
     docs=Docs(model_types=("albert",), layout="google-research/albert TF1 checkpoint"),
 )

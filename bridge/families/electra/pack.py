@@ -1,4 +1,4 @@
-"""google-research/electra TF1 checkpoints -> transformers ``Electra*`` classes.
+"""google-research/electra TF1 checkpoints <-> transformers ``Electra*`` classes.
 
 Names from google-research/electra ``model/modeling.py`` and ``run_pretraining.py``.  A pretraining checkpoint
 holds two networks: the discriminator (``electra/embeddings_project``, ``electra/encoder/layer_N``, the head
@@ -11,6 +11,10 @@ expected leftover.  The generator's sizes come from its own tensors (``config["g
 ``hidden_size // 64`` at least 1, as ``get_generator_config`` sets them.
 
 TF ``Dense`` kernels ``[in, out]`` are transposed.  electra's ``gelu`` is the exact (erf) one: ``gelu``.
+
+The way back writes the network the PyTorch model is: a discriminator (``ElectraForPreTraining``,
+``ElectraModel``) under ``electra/``, a generator (``ElectraForMaskedLM``) under ``generator/`` with its embeddings
+under ``electra/embeddings``, where google-research's pretraining keeps the embeddings both share.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from bridge.core.model import Checkpoint
-from bridge.core.packs import ConfigHooks, Docs, Head, Matching, PyTorchSide, Rule, RulePack
+from bridge.core.packs import ConfigHooks, Docs, Head, Matching, Output, PyTorchSide, Rule, RulePack, TensorFlowSide
 from bridge.core.plan import TargetSpec
 from bridge.families.google_bert.pack import google_research_config
+from bridge.rules import writers
 from bridge.rules.layouts import Layout, class_layouts, mapped, unprefixed
 
 
@@ -256,11 +261,38 @@ def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], 
     return google_research_config(sizes, class_name, keys=_ELECTRA_CONFIG_KEYS, fixed=fixed, tanh_gelu=False)
 
 
+def tf_layout(config: dict[str, Any], heads: Iterable[str]) -> dict[str, tuple[int, ...]]:
+    """The network a PyTorch ELECTRA is, in google-research's names (heads: ``discriminator``, ``generator``)."""
+    heads = list(heads)
+    if "generator" in heads:
+        return tf_names(_sizes(config, "ElectraForMaskedLM"), "generator", heads)
+    return tf_names(_sizes(config, "ElectraForPreTraining"), "electra", heads)
+
+
+def source_heads(shapes: dict[str, tuple[int, ...]], config: dict[str, Any]) -> tuple[list[str], int | None]:
+    """The head a PyTorch ELECTRA has: the discriminator's, or the generator's (the masked-LM class)."""
+    if any(n.startswith(("generator_predictions.", "generator_lm_head.")) for n in shapes):
+        return ["generator"], None
+    return (["discriminator"] if any(n.startswith("discriminator_predictions.") for n in shapes) else []), None
+
+
+def tf_class(heads: Iterable[str], config: dict[str, Any]) -> str:
+    """The transformers class whose network the layout is (what :func:`bind` reads to pick the rules)."""
+    heads = list(heads)
+    return "ElectraForMaskedLM" if "generator" in heads else "ElectraForPreTraining" if heads else "ElectraModel"
+
+
 PACK = RulePack(
     name="electra",
-    description="google-research/electra TF1 checkpoints (discriminator and generator) -> transformers Electra*",
+    description="google-research/electra TF1 checkpoints (discriminator and generator) <-> transformers Electra*",
     config=ConfigHooks(from_source=config_from_source, pytorch=pt_config),
     pt=PyTorchSide(targets=class_layouts(CLASSES, _class_layout), default_target=default_target, base_prefix="electra"),
+    tf=TensorFlowSide(
+        layout=tf_layout,
+        class_name=tf_class,
+        source_heads=source_heads,
+        output=Output("electra", writers.write_tf1_checkpoint, "model.ckpt"),
+    ),
     matching=Matching(rules=RULES, heads=DISCRIMINATOR_HEADS, bind=bind),
     docs=Docs(model_types=("electra",), layout="google-research/electra TF1 checkpoint"),
 )

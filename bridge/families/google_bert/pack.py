@@ -317,23 +317,33 @@ def pad_from_vocab(folder: Path) -> tuple[dict[str, Any], list[str]]:
     return {"pad_token_id": found[0]}, [f"pad_token_id {found[0]}: the line of [PAD] in vocab.txt"]
 
 
-def tf_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], list[str]]:
-    """google-research ``bert_config.json`` for a transformers BERT ``config.json`` (it names no class).  A config
-    that is google-research's already (no ``model_type``) keeps its ``gelu``, which is the tanh approximation there."""
-    out = {k: config[k] for k in _BERT_CONFIG_KEYS if k in config}
+def google_research_tf_config(
+    config: dict[str, Any], keys: Iterable[str], *, tanh_gelu: bool = True
+) -> tuple[dict[str, Any], list[str]]:
+    """A google-research ``*_config.json`` for a transformers ``config.json`` (the ``keys`` both spell alike; it
+    names no class).  ``tanh_gelu``: the family's ``gelu`` is modeling.py's tanh approximation (transformers
+    ``gelu_new``); else it is the exact one.  A config that is google-research's already (no ``model_type``) keeps
+    its ``gelu``."""
+    out = {k: config[k] for k in keys if k in config}
     notes = []
     act = out.get("hidden_act", "gelu")
-    if act == "gelu_new":
+    if act == "gelu_new" and tanh_gelu:
         out["hidden_act"] = "gelu"
-    elif act == "gelu" and "model_type" in config:
-        out["hidden_act"] = "gelu"
+    elif act == "gelu" and "model_type" in config and tanh_gelu:
         notes.append(
             "hidden_act: transformers `gelu` is exact (erf); google-research code only has the tanh approximation, "
             "so TF outputs differ slightly (about 1e-3) from the PyTorch model"
         )
+    elif act == "gelu_new" and not tanh_gelu:
+        notes.append("hidden_act: transformers `gelu_new` is the tanh approximation; this family's `gelu` is exact")
     if config.get("layer_norm_eps", 1e-12) != 1e-12:
         notes.append(f"layer_norm_eps {config['layer_norm_eps']} differs from google-research's fixed 1e-12")
     return out, notes
+
+
+def tf_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], list[str]]:
+    """google-research ``bert_config.json`` for a transformers BERT ``config.json``."""
+    return google_research_tf_config(config, _BERT_CONFIG_KEYS)
 
 
 INCOMPATIBLE = (

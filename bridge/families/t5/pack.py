@@ -1,4 +1,4 @@
-"""Mesh TensorFlow T5 / mT5 checkpoints (google-research/text-to-text-transfer-transformer) -> transformers
+"""Mesh TensorFlow T5 / mT5 checkpoints (google-research/text-to-text-transfer-transformer) <-> transformers
 ``T5*`` / ``MT5*`` classes.
 
 Names are Mesh TensorFlow's ``Bitransformer`` with ``make_layer_stack.block_scope``:
@@ -12,6 +12,8 @@ the padding.  Adafactor's ``*_slot_vc|vr|v`` are optimizer state (:mod:`bridge.c
 
 The config comes from the run's ``operative_config.gin`` beside the checkpoint where there is one (gin macros
 and bindings, read without gin), else from shapes: the relative-attention table gives the heads and buckets.
+The way back (``--target t5``) writes the Mesh TF names, block numbers padded to three digits, and an
+``operative_config.gin`` with the bindings :func:`config_from_gin` reads.
 """
 
 from __future__ import annotations
@@ -21,8 +23,20 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from bridge.core.packs import ConfigHooks, Docs, Head, Incompatible, Matching, PyTorchSide, Rule, RulePack
+from bridge.core.packs import (
+    ConfigHooks,
+    Docs,
+    Head,
+    Incompatible,
+    Matching,
+    Output,
+    PyTorchSide,
+    Rule,
+    RulePack,
+    TensorFlowSide,
+)
 from bridge.families.t5 import hooks
+from bridge.rules import writers
 from bridge.rules.layouts import Layout, class_layouts
 
 _STACK = r"(encoder|decoder)"
@@ -322,18 +336,145 @@ def _symmetric(config: dict[str, Any]) -> bool:
     return config.get("num_decoder_layers") in (None, config.get("num_layers"))
 
 
+# ---------------------------------------------------------------------------------------------------- the way back
+def tf_layout(config: dict[str, Any], heads: Iterable[str]) -> dict[str, tuple[int, ...]]:
+    """Mesh TF variable names and shapes for ``config`` (heads: ``decoder``, ``logits``: the untied softmax)."""
+    heads = set(heads)
+    v, d, h, ff = config["vocab_size"], config["d_model"], config["num_heads"], config["d_ff"]
+    inner = h * config["d_kv"]
+    gated = str(config.get("feed_forward_proj", "relu")).startswith("gated-")
+    out: dict[str, tuple[int, ...]] = {"shared/embedding": (v, d)}
+    for side in ("encoder", "decoder") if "decoder" in heads else ("encoder",):
+        blocks = config["num_layers"] if side == "encoder" else config.get("num_decoder_layers") or config["num_layers"]
+        attentions = ["SelfAttention"] + (["EncDecAttention"] if side == "decoder" else [])
+        for b in range(blocks):
+            for n, kind in enumerate(attentions):
+                layer = f"{side}/block_{b:03d}/layer_{n:03d}"
+                out[f"{layer}/rms_norm/scale"] = (d,)
+                out.update({f"{layer}/{kind}/{p}": (d, inner) for p in "qkv"})
+                out[f"{layer}/{kind}/o"] = (inner, d)
+                if kind == "SelfAttention" and b == 0:
+                    out[f"{layer}/SelfAttention/relative_attention_bias"] = (
+                        h,
+                        config["relative_attention_num_buckets"],
+                    )
+            layer = f"{side}/block_{b:03d}/layer_{len(attentions):03d}"
+            out[f"{layer}/rms_norm/scale"] = (d,)
+            out.update(
+                {f"{layer}/DenseReluDense/{wi}/kernel": (d, ff) for wi in (("wi_0", "wi_1") if gated else ("wi",))}
+            )
+            out[f"{layer}/DenseReluDense/wo/kernel"] = (ff, d)
+        out[f"{side}/rms_norm/scale"] = (d,)
+    if "logits" in heads:
+        out["decoder/logits/kernel"] = (d, v)
+    return out
+
+
+def source_heads(shapes: dict[str, tuple[int, ...]], config: dict[str, Any]) -> tuple[list[str], int | None]:
+    """The decoder, where the PyTorch model has one, and its softmax, where it is not the shared embedding."""
+    heads = ["decoder"] if any(n.startswith("decoder.") for n in shapes) else []
+    if heads and "lm_head.weight" in shapes and not config.get("tie_word_embeddings", True):
+        heads.append("logits")
+    return heads, None
+
+
+def _gin_activation(feed_forward_proj: str) -> str:
+    """transformers' ``feed_forward_proj`` as Mesh TF's ``DenseReluDense.activation`` (gated: ``[act, 'linear']``)."""
+    if feed_forward_proj.startswith("gated-"):
+        return repr([feed_forward_proj.removeprefix("gated-"), "linear"])
+    return repr(feed_forward_proj)
+
+
+def tf_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], list[str]]:
+    """The sizes ``operative_config.gin`` states (:func:`render_gin` writes them), from a transformers config."""
+    keys = ("d_model", "d_ff", "d_kv", "num_heads", "num_layers", "relative_attention_num_buckets", "vocab_size")
+    out: dict[str, Any] = {k: config[k] for k in keys}
+    out["num_decoder_layers"] = config.get("num_decoder_layers") or config["num_layers"]
+    out["feed_forward_proj"] = str(config.get("feed_forward_proj", "relu"))
+    out["tie_word_embeddings"] = bool(config.get("tie_word_embeddings", True))
+    notes = []
+    if out["feed_forward_proj"] in ("gated-gelu", "gelu"):
+        notes.append("feed_forward_proj: Mesh TF's gelu is the tanh form (transformers gelu_new)")
+    if config.get("relative_attention_max_distance", 128) != 128:
+        notes.append(
+            f"relative_attention_max_distance {config['relative_attention_max_distance']}: Mesh TF's is fixed at 128"
+        )
+    return out, notes
+
+
+def render_gin(config: dict[str, Any]) -> str:
+    """An ``operative_config.gin`` in Mesh TF's own format for :func:`tf_config`'s sizes."""
+    act = _gin_activation(config["feed_forward_proj"])
+    tied = config["tie_word_embeddings"]
+    lines = [
+        "# Macros:",
+        "# " + "=" * 78,
+        f"d_ff = {config['d_ff']}",
+        f"d_kv = {config['d_kv']}",
+        f"d_model = {config['d_model']}",
+        f"num_heads = {config['num_heads']}",
+        f"num_layers = {config['num_layers']}",
+        "",
+        "# Parameters for Bitransformer:",
+        "# " + "=" * 78,
+        "Bitransformer.shared_embedding = True",
+        "",
+        "# Parameters for Unitransformer:",
+        "# " + "=" * 78,
+        f"Unitransformer.shared_embedding_and_softmax_weights = {tied}",
+    ]
+    for side in ("decoder", "encoder"):
+        layers = config["num_decoder_layers"] if side == "decoder" else "%num_layers"
+        if side == "decoder" and layers == config["num_layers"]:
+            layers = "%num_layers"
+        lines += [
+            "",
+            f"# Parameters for {side}/DenseReluDense:",
+            "# " + "=" * 78,
+            f"{side}/DenseReluDense.activation = {act}",
+            f"{side}/DenseReluDense.hidden_size = %d_ff",
+            f"{side}/DenseReluDense.use_bias = False",
+            "",
+            f"# Parameters for {side}/make_layer_stack:",
+            "# " + "=" * 78,
+            f"{side}/make_layer_stack.block_scope = True",
+            f"{side}/make_layer_stack.num_layers = {layers}",
+            "",
+            f"# Parameters for {side}/SelfAttention:",
+            "# " + "=" * 78,
+            f"{side}/SelfAttention.key_value_size = %d_kv",
+            f"{side}/SelfAttention.num_heads = %num_heads",
+            f"{side}/SelfAttention.relative_attention_num_buckets = {config['relative_attention_num_buckets']}",
+            f"{side}/SelfAttention.relative_attention_type = 'bias_shared'",
+        ]
+    return "\n".join(lines) + "\n"
+
+
 FORWARD_CHECK = hooks.forward_check
 
 PACK = RulePack(
     name="t5",
-    description="Mesh TensorFlow T5 / mT5 checkpoints -> transformers T5* / MT5* classes",
+    description="Mesh TensorFlow T5 / mT5 checkpoints <-> transformers T5* / MT5* classes",
     config=ConfigHooks(
         from_source=config_from_source,
         pytorch=pt_config,
         parsers={"operative_config.gin": config_from_gin, "*.gin": config_from_gin},
         generation=generation_config,
+        tensorflow=tf_config,
     ),
     pt=PyTorchSide(targets=class_layouts(CLASSES, _class_layout), default_target=default_target),
+    tf=TensorFlowSide(
+        layout=tf_layout,
+        source_heads=source_heads,
+        output=Output(
+            "t5",
+            writers.write_tf1_checkpoint,
+            "model.ckpt",
+            "operative_config.gin",
+            note="Mesh TF names; operative_config.gin states the sizes (gin bindings the forward direction reads)",
+            render=render_gin,
+        ),
+    ),
     matching=Matching(rules=RULES, heads=HEADS, incompatible=INCOMPATIBLE),
     forward_check=FORWARD_CHECK,
     docs=Docs(model_types=("t5", "mt5"), layout="Mesh TensorFlow checkpoint"),

@@ -1,4 +1,4 @@
-"""zihangdai/xlnet TF1 checkpoints -> transformers ``XLNet*`` classes.
+"""zihangdai/xlnet TF1 checkpoints <-> transformers ``XLNet*`` classes.
 
 Names from zihangdai/xlnet ``modeling.py`` (``transformer_xl`` under the ``model/transformer`` scope,
 ``lm_loss``, ``summarize_sequence``'s ``sequnece_summary`` scope, spelt so, and ``classification_loss`` /
@@ -12,6 +12,11 @@ With ``untie_r`` (every released XLNet) the relative-attention biases ``r_w_bias
 transformers keeps one per layer, so layer ``k`` takes row ``k`` (``row(k)``).  Biases tied across layers
 (``untie_r=False``: ``[n_head, d_head]``) have no per-layer rows; the plan shows them as mismatched, which
 transformers 4.x could not load either.
+
+The way back stacks the per-layer rows again (``place(k, n_layer)``) and names a task head
+``model/<regression|classification>_<finetuning_task>/logit``, the task read from the source's own head name on
+the way in (``config.json``'s ``finetuning_task``).  ``mask_emb`` goes back to pretraining-shaped models only:
+fine-tuned checkpoints do not store it.
 """
 
 from __future__ import annotations
@@ -20,8 +25,23 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from bridge.core.packs import ConfigHooks, Docs, Head, Matching, Optional_, PyTorchSide, Rule, RulePack
+import numpy as np
+
+from bridge.core.packs import (
+    Buffer,
+    ConfigHooks,
+    Docs,
+    Head,
+    Matching,
+    Optional_,
+    Output,
+    PyTorchSide,
+    Rule,
+    RulePack,
+    TensorFlowSide,
+)
 from bridge.families.google_bert.pack import label_maps
+from bridge.rules import writers
 from bridge.rules.layouts import Layout, class_layouts
 
 _T = r"model/transformer"
@@ -29,6 +49,7 @@ _LAYER = _T + r"/layer_(\d+)"
 # Layers whose per-layer bias rows have a rule: XLNet-large has 24; deeper stacks would show the rest as missing.
 _MAX_LAYERS = 64
 _LOGIT = r"model/(?:classification|regression)_[^/]+/logit"
+_TASK = re.compile(r"model/(classification|regression)_([^/]+)/logit/kernel")
 
 RULES = (
     Rule(_T + r"/word_embedding/lookup_table", "transformer.word_embedding.weight"),
@@ -71,6 +92,15 @@ OPTIONAL = (
     ),
     Optional_(r"sequence_summary\..+", "sequence summary: newly initialised, to be fine-tuned"),
     Optional_(r"logits_proj\..+", "task head: newly initialised, to be fine-tuned"),
+)
+
+# The way back to a fine-tuned layout (no mask_emb): transformers' zeros, as the way in wrote them, are no loss.
+BUFFERS = (
+    Buffer(
+        r"^(transformer\.)?mask_emb$",
+        "mask_emb: only pretraining's two-stream query reads it, a fine-tuned xlnet checkpoint does not store it",
+        lambda shape: np.zeros(shape, dtype=np.float32),
+    ),
 )
 
 CLASSES = ("XLNetModel", "XLNetLMHeadModel", "XLNetForSequenceClassification")
@@ -149,9 +179,10 @@ def config_from_source(shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, An
     }
     if "model/lm_loss/weight" in shapes:  # lm_loss(tie_weight=False) trained its own softmax weights
         config["tie_word_embeddings"] = False
-    logit = next((s for n, s in shapes.items() if re.fullmatch(_LOGIT + "/kernel", n)), None)
+    logit = next(((m, s) for n, s in shapes.items() if (m := _TASK.fullmatch(n))), None)
     if logit is not None:
-        config["num_labels"] = logit[1]
+        config["num_labels"] = logit[1][1]
+        config["finetuning_task"] = logit[0].group(2)
     notes = [
         "config inferred from tensor shapes (no xlnet_config.json beside the checkpoint); ff_activation assumed "
         "gelu (released XLNet models): pass --config xlnet_config.json if it was relu (shapes cannot tell)"
@@ -196,16 +227,78 @@ def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], 
     }
     if "num_labels" in config:
         out.update(label_maps(config["num_labels"]))
+    if config.get("finetuning_task"):  # the task head's name, for the way back
+        out["finetuning_task"] = config["finetuning_task"]
+    return out, notes
+
+
+def tf_layout(config: dict[str, Any], heads: Iterable[str]) -> dict[str, tuple[int, ...]]:
+    """zihangdai/xlnet variable names and shapes for ``config`` (heads: mask_emb, lm, summary, logit)."""
+    heads = set(heads)
+    v, h, n, d, i, layers = _dims(config)
+    out: dict[str, tuple[int, ...]] = {f"{_T}/word_embedding/lookup_table": (v, h)}
+    if "mask_emb" in heads:
+        out[f"{_T}/mask_emb/mask_emb"] = (1, 1, h)
+    out.update({f"{_T}/{b}": (layers, n, d) for b in ("r_w_bias", "r_r_bias", "r_s_bias")})
+    out[f"{_T}/seg_embed"] = (layers, 2, n, d)
+    for k in range(layers):
+        a, f = f"{_T}/layer_{k}/rel_attn", f"{_T}/layer_{k}/ff"
+        out.update({f"{a}/{p}/kernel": (h, n, d) for p in "qkvor"})
+        out.update({f"{a}/LayerNorm/gamma": (h,), f"{a}/LayerNorm/beta": (h,)})
+        out.update({f"{f}/layer_1/kernel": (h, i), f"{f}/layer_1/bias": (i,)})
+        out.update({f"{f}/layer_2/kernel": (i, h), f"{f}/layer_2/bias": (h,)})
+        out.update({f"{f}/LayerNorm/gamma": (h,), f"{f}/LayerNorm/beta": (h,)})
+    if "lm" in heads:
+        out["model/lm_loss/bias"] = (v,)
+        if not config.get("tie_word_embeddings", True):
+            out["model/lm_loss/weight"] = (v, h)
+    if "summary" in heads:
+        out.update({"model/sequnece_summary/summary/kernel": (h, h), "model/sequnece_summary/summary/bias": (h,)})
+    if "logit" in heads:
+        labels = _num_labels(config)
+        scope = f"model/{'regression' if labels == 1 else 'classification'}_{config.get('finetuning_task') or 'task'}"
+        out.update({f"{scope}/logit/kernel": (h, labels), f"{scope}/logit/bias": (labels,)})
+    return out
+
+
+def source_heads(shapes: dict[str, tuple[int, ...]], config: dict[str, Any]) -> tuple[list[str], int | None]:
+    """Which optional parts of the TF layout a PyTorch XLNet fills, and the size of its task head."""
+    probes = {"lm": "lm_loss.", "summary": "sequence_summary.", "logit": "logits_proj."}
+    heads = [key for key, probe in probes.items() if any(n.startswith(probe) for n in shapes)]
+    if "logit" not in heads:  # a fine-tuned model's checkpoint has no mask_emb
+        heads.append("mask_emb")
+    logit = shapes.get("logits_proj.weight")
+    return heads, None if logit is None or len(logit) != 2 else logit[0]
+
+
+def tf_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], list[str]]:
+    """zihangdai/xlnet ``xlnet_config.json`` for a transformers XLNet ``config.json``."""
+    vocab, d_model, n_head, d_head, d_inner, layers = _dims(config)
+    act = config.get("ff_activation", "gelu")
+    notes = []
+    if act == "gelu_new":
+        act = "gelu"
+    elif act != "relu":
+        notes.append(f"ff_activation {act!r}: xlnet's modeling.py computes gelu (the tanh form) or relu only")
+    out = {"d_head": d_head, "d_inner": d_inner, "d_model": d_model, "ff_activation": act, "n_head": n_head}
+    out.update({"n_layer": layers, "n_token": vocab, "untie_r": True})
     return out, notes
 
 
 PACK = RulePack(
     name="xlnet",
-    description="zihangdai/xlnet TF1 checkpoints -> transformers XLNet* classes",
-    config=ConfigHooks(from_source=config_from_source, pytorch=pt_config, files=("xlnet_config.json",)),
+    description="zihangdai/xlnet TF1 checkpoints <-> transformers XLNet* classes",
+    config=ConfigHooks(
+        from_source=config_from_source, pytorch=pt_config, tensorflow=tf_config, files=("xlnet_config.json",)
+    ),
     pt=PyTorchSide(
         targets=class_layouts(CLASSES, _class_layout), default_target=default_target, base_prefix="transformer"
     ),
-    matching=Matching(rules=RULES, heads=HEADS, optional=OPTIONAL),
+    tf=TensorFlowSide(
+        layout=tf_layout,
+        source_heads=source_heads,
+        output=Output("xlnet", writers.write_tf1_checkpoint, "xlnet_model.ckpt", "xlnet_config.json"),
+    ),
+    matching=Matching(rules=RULES, heads=HEADS, optional=OPTIONAL, buffers=BUFFERS),
     docs=Docs(model_types=("xlnet",), layout="zihangdai/xlnet TF1 checkpoint"),
 )

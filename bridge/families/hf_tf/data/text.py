@@ -84,6 +84,8 @@ FAMILIES = (
         _classes("DebertaV2", "ForMultipleChoice"),
         heads=_DEBERTA_HEADS,
         rules=(_REL_EMBEDDINGS, (r"(conv)/kernel", "{}.weight", "permute(2,1,0)")),
+        # share_att_key false: the attention's own position projections, which PyTorch names after key and query
+        renames=((r".*", r"\.pos_proj\.", ".pos_key_proj."), (r".*", r"\.pos_q_proj\.", ".pos_query_proj.")),
     ),
     # DeBERTa (v1, no multiple choice in TF): also its attention's separate query and value biases
     Family(
