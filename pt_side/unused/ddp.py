@@ -166,14 +166,14 @@ def run_ddp_check(
 def time_find_unused(
     spec: str,
     *,
-    steps: int = 5,
+    steps: int = 10,
     world_size: int = 2,
     timeout: float = DEFAULT_TIMEOUT_S,
     touch_all: bool = False,
     reentrant: bool | None = None,
 ) -> dict[str, Any]:
-    """Seconds per step with ``find_unused_parameters=False`` and ``True`` (in that order, in the same processes,
-    one warm-up step each, then ``steps`` timed steps), and their ratio.
+    """Seconds per step with ``find_unused_parameters=False`` and ``True`` (in the same processes: each twice,
+    one warm-up step then ``steps`` timed steps; the median step), and their ratio.
 
     ``touch_all``: add the zero-weighted term that touches every trainable parameter to the loss in the
     ``False`` run (the code fix), so it runs when some parameters miss a step.  The slowest rank's time counts.
@@ -265,14 +265,17 @@ def _child(spec: str, rank: int, world_size: int, port: int, out: Path, steps: i
 
 
 def _timed(spec: str, rank: int, world_size: int, steps: int, touch_all: bool) -> dict[str, float]:
-    """Seconds per step of ``find_unused_parameters=False`` then ``True``, each on a fresh model from the factory."""
+    """Median seconds per step of ``find_unused_parameters=False`` and ``True``, each on a fresh model from the
+    factory, measured in two rounds (False, True, True, False) so that warming up favours neither."""
+    import statistics
+
     import torch
 
     from bridge.core.factory import call_factory
     from pt_side.unused.trace import batch_list
 
-    seconds: dict[str, float] = {}
-    for find_unused in (False, True):
+    samples: dict[str, list[float]] = {"false": [], "true": []}
+    for find_unused in (False, True, True, False):
         torch.manual_seed(0)
         model, batch, loss_fn = call_factory(spec, rank=rank, world_size=world_size)
         batches = batch_list(batch, steps + 1)
@@ -280,13 +283,12 @@ def _timed(spec: str, rank: int, world_size: int, steps: int, touch_all: bool) -
         params = [p for p in model.parameters() if p.requires_grad]
         extra = (lambda: 0.0 * sum(p.sum() for p in params)) if touch_all and not find_unused else None
         _step(ddp, batches[0], loss_fn, extra)  # warm-up (and the first step's bucket rebuild)
-        torch.distributed.barrier()
-        start = time.perf_counter()
         for step in range(1, steps + 1):
+            torch.distributed.barrier()
+            start = time.perf_counter()
             _step(ddp, batches[step % len(batches)], loss_fn, extra)
-        torch.distributed.barrier()
-        seconds[str(find_unused).lower()] = (time.perf_counter() - start) / steps
-    return seconds
+            samples[str(find_unused).lower()].append(time.perf_counter() - start)
+    return {key: statistics.median(values) for key, values in samples.items()}
 
 
 def _close() -> None:
