@@ -181,7 +181,7 @@ def time_find_unused(
     config = {"timing": True, "touch_all": touch_all, "reentrant": reentrant}
     out: dict[str, Any] = {"steps": steps, "world_size": world_size, "touch_all": touch_all}
     ranks, timed_out, failed = _launch(spec, steps, world_size, timeout, config)
-    times = [x.get("seconds_per_step") for x in ranks if x.get("status") == "ok"]
+    times = [x["seconds_per_step"] for x in ranks if x.get("status") == "ok" and x.get("seconds_per_step")]
     if failed or timed_out or len(times) != world_size:
         why = failed or ("timeout" if timed_out else next((x.get("message") for x in ranks if "message" in x), None))
         return {**out, "seconds_per_step": None, "ratio": None, "message": why}
@@ -199,7 +199,7 @@ def _force_reentrant(use_reentrant: bool) -> None:
         kwargs["use_reentrant"] = use_reentrant
         return original(function, *args, **kwargs)
 
-    ckpt.checkpoint = checkpoint  # type: ignore[assignment]
+    ckpt.checkpoint = checkpoint
 
 
 def _step(ddp: Any, batch: Any, loss_fn: Callable[..., Any] | None, extra: Callable[[], Any] | None) -> None:
@@ -280,8 +280,7 @@ def _timed(spec: str, rank: int, world_size: int, steps: int, touch_all: bool) -
         model, batch, loss_fn = call_factory(spec, rank=rank, world_size=world_size)
         batches = batch_list(batch, steps + 1)
         ddp = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=find_unused)
-        params = [p for p in model.parameters() if p.requires_grad]
-        extra = (lambda: 0.0 * sum(p.sum() for p in params)) if touch_all and not find_unused else None
+        extra = _zero_term(model) if touch_all and not find_unused else None
         _step(ddp, batches[0], loss_fn, extra)  # warm-up (and the first step's bucket rebuild)
         for step in range(1, steps + 1):
             torch.distributed.barrier()
@@ -289,6 +288,12 @@ def _timed(spec: str, rank: int, world_size: int, steps: int, touch_all: bool) -
             _step(ddp, batches[step % len(batches)], loss_fn, extra)
             samples[str(find_unused).lower()].append(time.perf_counter() - start)
     return {key: statistics.median(values) for key, values in samples.items()}
+
+
+def _zero_term(model: Any) -> Callable[[], Any]:
+    """The code fix: a zero-weighted term that touches every trainable parameter, added to the loss."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return lambda: 0.0 * sum(p.sum() for p in params)
 
 
 def _close() -> None:

@@ -134,11 +134,13 @@ def _checkpoint_calls(seen: set[str]) -> Iterator[None]:
         yield
         return
 
+    reentrant_apply = reentrant.apply
+
     class Reentrant:
         @staticmethod
         def apply(*args: Any) -> Any:
             seen.add("reentrant")
-            return reentrant.apply(*args)
+            return reentrant_apply(*args)
 
     def non_reentrant(*args: Any, **kwargs: Any) -> Any:
         seen.add("non_reentrant")
@@ -329,9 +331,7 @@ def build_report(
         ranks=ranks,
         checkpointing=mode,
         predictions=predictions,
-        recommended=recommend(
-            predictions, mode, never=scopes("never_read", "no_gradient"), varying=scopes(*_PARTIAL)
-        ),
+        recommended=recommend(predictions, mode, never=scopes("never_read", "no_gradient"), varying=scopes(*_PARTIAL)),
     )
 
 

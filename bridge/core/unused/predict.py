@@ -170,7 +170,8 @@ def recommend(
 ) -> Recommendation | None:
     """The cheapest configuration that runs with the code as written, else the cheapest after a code change
     (``use_reentrant=False``); ``never``/``varying``: the module scopes of the trainable parameters no step /
-    some steps (or ranks) reach, for the alternative code change that makes plain DDP run.  ``None`` when nothing is predicted."""
+    some steps (or ranks) reach, for the alternative code change that makes plain DDP run.  ``None`` when
+    nothing is predicted."""
     by_config = {p.config: p for p in predictions}
     own: bool | None = None if checkpointing is None else checkpointing == "reentrant"
     alternative = _alternative(never, varying)
