@@ -362,6 +362,11 @@ def verify(
     help="Forward+backward runs; >1 finds parameters used in some steps only (layer-drop).",
 )
 @click.option("--ddp", is_flag=True, help="PyTorch: confirm with DistributedDataParallel on 2 gloo CPU processes.")
+@click.option(
+    "--cost",
+    is_flag=True,
+    help="PyTorch: time a DDP step with find_unused_parameters=True vs False (2 gloo CPU processes).",
+)
 @click.option("--seed", default=0, show_default=True, help="Seed set before the runs.")
 @click.option("-v", "--verbose", is_flag=True, help="List every parameter under its scope.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: unused (name, scope, kind, hint), summary.")
@@ -372,6 +377,7 @@ def unused(
     checkpoint: str | None,
     steps: int,
     ddp: bool,
+    cost: bool,
     seed: int,
     verbose: bool,
     as_json: bool,
@@ -398,6 +404,7 @@ def unused(
       bridge unused train.py:build_model
       bridge unused train.py:build_model --steps 8 --json
       bridge unused train.py:build_model --ddp   # shows DDP's own error beside the report
+      bridge unused train.py:build_model --ddp --cost   # + what find_unused_parameters=True costs per step
       bridge unused model.ckpt-1000.meta --loss total_loss:0
       bridge unused train.py:build_model --checkpoint ckpt/ckpt-3
     """
@@ -405,7 +412,9 @@ def unused(
     from bridge.unused import run_unused
     from bridge.unused.render import render_restore, render_unused
 
-    report = run_unused(target, tensors=losses + outputs, checkpoint=checkpoint, steps=steps, ddp=ddp, seed=seed)
+    report = run_unused(
+        target, tensors=losses + outputs, checkpoint=checkpoint, steps=steps, ddp=ddp, cost=cost, seed=seed
+    )
     render = render_restore if isinstance(report, RestoreReport) else render_unused
     emit(report, as_json, lambda r: render(r, verbose=verbose))
 

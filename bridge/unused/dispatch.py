@@ -103,16 +103,17 @@ def run_unused(
     checkpoint: str | None = None,
     steps: int = 1,
     ddp: bool = False,
+    cost: bool = False,
     seed: int | None = 0,
 ) -> UnusedReport | RestoreReport:
     """The CLI's entry: a TF1 graph (``.meta``), a factory vs a checkpoint, or a factory run on its batch."""
     tensors = list(tensors)
     if is_meta_graph(target):
-        if checkpoint is not None or ddp or steps != 1:
+        if checkpoint is not None or ddp or cost or steps != 1:
             raise UsageError(
                 "Options do not apply to a TF1 graph",
                 path=target,
-                detail="--checkpoint, --ddp and --steps need a FILE.py:FACTORY",
+                detail="--checkpoint, --ddp, --cost and --steps need a FILE.py:FACTORY",
                 hint="Give only --loss/--output with a .meta file",
             )
         return find_unused_in_graph(target, tensors)
@@ -123,21 +124,24 @@ def run_unused(
             hint="Give a .meta file, or return loss_fn from the factory",
         )
     if checkpoint is not None:
-        if ddp or steps != 1:
+        if ddp or cost or steps != 1:
             raise UsageError(
-                "--ddp and --steps run the model; --checkpoint only compares names and shapes",
-                hint="Drop --ddp/--steps, or run without --checkpoint",
+                "--ddp, --cost and --steps run the model; --checkpoint only compares names and shapes",
+                hint="Drop --ddp/--cost/--steps, or run without --checkpoint",
             )
         model, batch, _ = call_factory(target)
         return checkpoint_vs_model(model, checkpoint, batch=batch)
-    return unused_from_spec(target, steps=steps, ddp=ddp, seed=seed)
+    return unused_from_spec(target, steps=steps, ddp=ddp, cost=cost, seed=seed)
 
 
-def unused_from_spec(spec: str, *, steps: int = 1, ddp: bool = False, seed: int | None = 0) -> UnusedReport:
+def unused_from_spec(
+    spec: str, *, steps: int = 1, ddp: bool = False, cost: bool = False, seed: int | None = 0
+) -> UnusedReport:
     """The CLI's entry: build the model from ``FILE.py:FACTORY``, classify, optionally confirm with DDP.
 
     With ``ddp`` and a factory that takes ``rank``/``world_size``, each rank's model and data are traced one
     after another in this process first, so that a parameter reached on some ranks only is ``rank_dependent``.
+    ``cost`` times a DDP step with ``find_unused_parameters`` on and off (2 gloo processes).
     """
     _check_steps(steps)
     factory = load_factory(spec, UNUSED_CONTRACT)
@@ -165,6 +169,11 @@ def unused_from_spec(spec: str, *, steps: int = 1, ddp: bool = False, seed: int 
             names = ddp_indices_to_names(model, str(report.ddp.get("message") or ""))
             if names:
                 report.ddp["unused_names"] = names
+    if cost:
+        if report.framework != "pytorch":
+            report.notes.append("--cost applies to PyTorch models only; skipped")
+        else:
+            report.cost = sides.ddp_cost(spec, report)
     return report
 
 

@@ -99,6 +99,7 @@ def render_unused(report: UnusedReport, *, verbose: bool = False) -> str:
             lines.append(
                 f"DDP (2 gloo processes, find_unused_parameters=False): {d.get('steps', 2)} steps ran without error"
             )
+    lines += _predictions(report)
     for note in report.notes:
         lines.append(f"note: {note}")
     lines.append("")
@@ -112,6 +113,48 @@ def render_unused(report: UnusedReport, *, verbose: bool = False) -> str:
         + ")"
     )
     return "\n".join(lines)
+
+
+def _config(find_unused: bool, static: bool, reentrant: bool | None) -> str:
+    text = f"find_unused_parameters={find_unused}, static_graph={static}"
+    return text + ("" if reentrant is None else f", use_reentrant={reentrant}")
+
+
+def _predictions(report: UnusedReport) -> list[str]:
+    """Each DDP configuration's predicted outcome, the recommendation, and what find_unused_parameters costs."""
+    if not report.predictions:
+        return []
+    where = f"{report.ranks} ranks" if report.ranks else "every rank doing what this process did"
+    lines = ["", f"DDP, predicted from the gradients recorded ({where}):"]
+    for p in report.predictions:
+        what = "runs" if p.outcome == "runs" else f"{p.outcome} at step {p.step} on rank {p.rank}"
+        lines.append(f"  {_config(*p.config)}: {what}")
+        if p.message:
+            lines.append(f"    | {p.message}")
+        if p.parameters:
+            lines.append(f"    parameters: {listed(list(p.parameters), False)}")
+    r = report.recommended
+    if r is not None:
+        lines.append(f"recommended: {_config(r.find_unused_parameters, r.static_graph, r.reentrant_checkpointing)}")
+        if r.code_change:
+            lines.append(f"  needs: {r.code_change}")
+        lines.append(f"  why: {r.why}")
+        if r.alternative:
+            lines.append(f"  or change the code so that plain DDP runs: {r.alternative}")
+    cost = report.cost
+    if cost is not None:
+        per = cost.get("seconds_per_step")
+        if per and cost.get("ratio"):
+            lines.append(
+                f"cost: a step with find_unused_parameters=True takes {cost['ratio']:.2f}x the time of one without "
+                f"({per['true'] * 1e3:.2f} ms vs {per['false'] * 1e3:.2f} ms, median of "
+                f"{2 * cost['steps']} steps each, 2 gloo CPU processes"
+                + (", the one without adding the zero-weighted term" if cost.get("touch_all") else "")
+                + ")"
+            )
+        else:
+            lines.append(f"cost: could not be measured ({cost.get('message')})")
+    return lines
 
 
 def _count(n: int, total: int) -> str:

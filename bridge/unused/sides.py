@@ -74,6 +74,20 @@ def ddp(spec: str, *, steps: int = 2) -> dict[str, Any]:
     return run_ddp_check(spec, steps=max(steps, 2), world_size=DDP_WORLD_SIZE)
 
 
+def ddp_cost(spec: str, report: UnusedReport) -> dict[str, Any]:
+    """Seconds per DDP step of ``FILE.py:FACTORY`` with ``find_unused_parameters`` False and True, and the ratio.
+
+    Where some parameter misses a step, the ``False`` run adds the zero-weighted term that touches every
+    parameter (the code fix), so that it runs; a model with reentrant checkpoints is timed with
+    ``use_reentrant=False`` (``find_unused_parameters=True`` raises with reentrant ones).
+    """
+    from pt_side.unused.ddp import time_find_unused
+
+    touch = not report.ok
+    reentrant = False if report.checkpointing == "reentrant" else None
+    return time_find_unused(spec, world_size=DDP_WORLD_SIZE, touch_all=touch, reentrant=reentrant)
+
+
 def watch(
     framework: str, model: Any, *, render: Callable[[UnusedReport], str] | None, file: TextIO | None
 ) -> TorchWatch | TFWatch:

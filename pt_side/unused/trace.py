@@ -11,11 +11,20 @@ after ``loss.backward()``: exactly what DDP's reducer waits for.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.core.errors import MissingDependency, UsageError
-from bridge.core.unused.report import ParameterUsage, Row, UnusedReport, classify_usage, make_items
+from bridge.core.unused.predict import predict, recommend
+from bridge.core.unused.report import (
+    ParameterUsage,
+    Row,
+    UnusedReport,
+    classify_usage,
+    make_items,
+    module_expression,
+)
 from bridge.core.unused.restore import ModelVariable, RestoreFix, RestoreSetup, realign
 
 
@@ -109,6 +118,43 @@ def _read_mode(params: list[Any], seen: set[int]) -> Any:
     return ReadRecorder()
 
 
+@contextmanager
+def _checkpoint_calls(seen: set[str]) -> Iterator[None]:
+    """Add to ``seen`` the kind of every ``torch.utils.checkpoint.checkpoint`` call made inside the block.
+
+    ``checkpoint`` reaches each mode through a module global (``CheckpointFunction.apply`` for reentrant,
+    ``_checkpoint_without_reentrant_generator`` otherwise), so wrapping those two sees the calls however the
+    user imported ``checkpoint``.
+    """
+    import torch.utils.checkpoint as ckpt
+
+    reentrant = getattr(ckpt, "CheckpointFunction", None)
+    generator = getattr(ckpt, "_checkpoint_without_reentrant_generator", None)
+    if reentrant is None or generator is None:  # another torch layout: record nothing rather than guess
+        yield
+        return
+
+    reentrant_apply = reentrant.apply
+
+    class Reentrant:
+        @staticmethod
+        def apply(*args: Any) -> Any:
+            seen.add("reentrant")
+            return reentrant_apply(*args)
+
+    def non_reentrant(*args: Any, **kwargs: Any) -> Any:
+        seen.add("non_reentrant")
+        return generator(*args, **kwargs)
+
+    ckpt.CheckpointFunction = Reentrant
+    ckpt._checkpoint_without_reentrant_generator = non_reentrant
+    try:
+        yield
+    finally:
+        ckpt.CheckpointFunction = reentrant
+        ckpt._checkpoint_without_reentrant_generator = generator
+
+
 def batch_list(batch: Any, steps: int) -> list[Any]:
     """The batches of ``steps`` steps: step ``i`` uses batch ``i`` (cycling).
 
@@ -140,6 +186,7 @@ class Recording:
     read: set[int] = field(default_factory=set)
     passes: list[set[int]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    checkpointing: set[str] = field(default_factory=set)  # "reentrant" / "non_reentrant": checkpoint calls seen
 
 
 def parameters_of(model: Any) -> tuple[list[str], list[Any]]:
@@ -165,7 +212,7 @@ def record_torch(
         batch = batches[step % len(batches)]
         for p in params:
             p.grad = None
-        with _read_mode(params, rec.read):
+        with _read_mode(params, rec.read), _checkpoint_calls(rec.checkpointing):
             output = call_model(model, batch)
             loss = compute_loss(output, batch, loss_fn)
         if loss is None or not loss.requires_grad:
@@ -189,7 +236,7 @@ def find_unused_torch(
 ) -> UnusedReport:
     """Run ``steps`` forward+backward passes and classify every parameter of ``model``."""
     rec = record_torch(model, batch, loss_fn, steps=steps, seed=seed)
-    return build_report(rec.names, rec.params, rec.read, {0: rec.passes}, rec.notes)
+    return build_report(rec.names, rec.params, rec.read, {0: rec.passes}, rec.notes, checkpointing=rec.checkpointing)
 
 
 def find_unused_torch_ranks(
@@ -206,8 +253,10 @@ def find_unused_torch_ranks(
     read: set[str] = set()
     passes: dict[int, list[set[str]]] = {}
     notes: list[str] = []
+    checkpointing: set[str] = set()
     for rank in range(world_size):
         rec = record_torch(*build(rank), steps=steps, seed=seed)
+        checkpointing |= rec.checkpointing
         if rank == 0:
             names, params = rec.names, rec.params
         read |= {rec.names[i] for i in rec.read}
@@ -219,7 +268,8 @@ def find_unused_torch_ranks(
         f"{world_size} ranks run one after another in this process, each on the data the factory built for "
         "rank=, world_size=: a step is one backward pass on one rank"
     )
-    return build_report(names, params, {index[n] for n in read if n in index}, by_index, notes, ranks=world_size)
+    read_index = {index[n] for n in read if n in index}
+    return build_report(names, params, read_index, by_index, notes, ranks=world_size, checkpointing=checkpointing)
 
 
 def build_report(
@@ -230,10 +280,13 @@ def build_report(
     notes: list[str],
     *,
     ranks: int | None = None,
+    checkpointing: set[str] | None = None,
 ) -> UnusedReport:
     """Classify parameter ``i`` from whether it entered an op (``i in read``) and which backward passes of each
     rank (``passes[rank][step]``: the indices reached) a gradient reached it in; scopes folded by module,
-    one fix per group.  ``ranks``: the number of ranks recorded apart (``None``: one process)."""
+    one fix per group; each DDP configuration's outcome predicted.  ``ranks``: the number of ranks recorded
+    apart (``None``: one process, taken as what every rank does); ``checkpointing``: the kinds of
+    ``torch.utils.checkpoint`` calls seen."""
     rows: list[Row] = []
     usages: list[ParameterUsage] = []
     counts = {r: len(ps) for r, ps in passes.items()}
@@ -256,15 +309,29 @@ def build_report(
             kind = "never_read"
         rows.append(Row(name, "", kind, int(p.numel()), tuple(p.shape), used if kind in _PARTIAL else None))
     rows = _with_module_scopes(names, rows)
+    items = make_items("pytorch", rows, max(total, 1))
+    mode = next((m for m in ("reentrant", "non_reentrant") if m in (checkpointing or ())), None)
+    predictions = predict(
+        {r: [frozenset(names[i] for i in reached) for reached in ps] for r, ps in passes.items()},
+        [n for n, p in zip(names, params, strict=True) if p.requires_grad],
+        mode,
+    )
+
+    def scopes(*kinds: str) -> list[str]:
+        return list(dict.fromkeys(i.scope for i in items if i.kind in kinds))
+
     return UnusedReport(
         framework="pytorch",
-        items=make_items("pytorch", rows, max(total, 1)),
+        items=items,
         total_params=len(params),
         total_numel=sum(int(p.numel()) for p in params),
         steps=max(total, 1),
         notes=notes,
         parameters=usages,
         ranks=ranks,
+        checkpointing=mode,
+        predictions=predictions,
+        recommended=recommend(predictions, mode, never=scopes("never_read", "no_gradient"), varying=scopes(*_PARTIAL)),
     )
 
 
@@ -377,7 +444,7 @@ def _fix(
         given = [k[len(strip) :] for k in keys if k.startswith(strip)]
         arg = f"{{k.removeprefix({strip!r}): v for k, v in sd.items() if k.startswith({strip!r})}}"
     inner = {k[len(into) + 1 :]: k for k in state if k.startswith(into + ".")} if into else {k: k for k in state}
-    target = "model" + (_attribute_path(into) if into else "")
+    target = module_expression(into)
     present = set(given)
     mismatched = tuple(
         (k, shapes[strip + k], state[full])
@@ -407,13 +474,3 @@ def _fix(
         left_out=() if every else tuple(k for k in keys if not k.startswith(strip)),
         mismatched=mismatched,
     )
-
-
-def _attribute_path(module: str) -> str:
-    """``bert`` -> ``.bert``; a path with a ModuleList index or a keyword -> ``.get_submodule("layers.0")``."""
-    import keyword
-
-    parts = module.split(".")
-    if all(p.isidentifier() and not keyword.iskeyword(p) for p in parts):
-        return "".join(f".{p}" for p in parts)
-    return f".get_submodule({module!r})"

@@ -236,3 +236,132 @@ def text_image_ranked(rank: int = 0, world_size: int = 1):
     rank 0 sees text only and rank 1 text + image at every step; alone, the batches alternate."""
     torch.manual_seed(0)
     return TextImage(), iter(_text_image_dataset()[rank::world_size])
+
+
+# --- DDP configurations (tests/pt_side/test_unused_predict.py): each runs under real DDP on 2 gloo ranks ---
+
+
+class Tower(nn.Module):
+    """A text model with a vision tower used only by the batches that carry pixels (every parameter trains)."""
+
+    def __init__(self, vocab: int = 30, hidden: int = 8, pixels: int = 12) -> None:
+        super().__init__()
+        self.text = nn.Embedding(vocab, hidden)
+        self.vision = nn.Sequential(nn.Linear(pixels, hidden), nn.Tanh(), nn.Linear(hidden, hidden))
+        self.head = nn.Linear(hidden, 2)
+
+    def forward(self, input_ids: torch.Tensor, pixels: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.text(input_ids).mean(1)
+        if pixels is not None:
+            x = x + self.vision(pixels)
+        return self.head(x)
+
+
+def multimodal_ranked(rank: int = 0, world_size: int = 1):
+    """Every batch carries pixels but rank 1's third (step 2), text only: the vision tower misses step 2 there."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(10 + rank)
+    batches = []
+    for step in range(4):
+        batch = {"input_ids": torch.randint(0, 30, (2, 5), generator=g)}
+        if not (rank == 1 and step == 2):
+            batch["pixels"] = torch.randn(2, 12, generator=g)
+        batches.append(batch)
+    return Tower(), iter(batches)
+
+
+class GAN(nn.Module):
+    """Generator and discriminator in one module; the step's phase says which one trains (the other's output is
+    detached on discriminator steps: the generator gets no gradient there)."""
+
+    def __init__(self, noise: int = 4, data: int = 6) -> None:
+        super().__init__()
+        self.generator = nn.Sequential(nn.Linear(noise, 8), nn.ReLU(), nn.Linear(8, data))
+        self.discriminator = nn.Sequential(nn.Linear(data, 8), nn.ReLU(), nn.Linear(8, 1))
+
+    def forward(self, z: torch.Tensor, real: torch.Tensor, phase: str) -> torch.Tensor:
+        fake = self.generator(z)
+        if phase == "discriminator":
+            return (self.discriminator(fake.detach()) - self.discriminator(real)).mean()
+        return -self.discriminator(fake).mean()
+
+
+def gan_alternating(rank: int = 0, world_size: int = 1):
+    """Discriminator steps (even) and generator steps (odd) alternate, on every rank alike."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(20 + rank)
+    batches = [
+        {"z": torch.randn(3, 4, generator=g), "real": torch.randn(3, 6, generator=g), "phase": phase}
+        for phase in ("discriminator", "generator") * 2
+    ]
+    return GAN(), iter(batches)
+
+
+class TokenMoE(nn.Module):
+    """A mixture-of-experts layer routing each token to one expert (hash routing: token id mod experts), the
+    output scaled by the router's probability of that expert (so the router trains)."""
+
+    def __init__(self, vocab: int = 32, hidden: int = 8, experts: int = 4) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, hidden)
+        self.router = nn.Linear(hidden, experts)
+        self.experts = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(experts))
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        x = self.embed(input_ids).reshape(-1, self.embed.embedding_dim)
+        route = input_ids.reshape(-1) % len(self.experts)
+        gate = torch.softmax(self.router(x), -1).gather(1, route[:, None])
+        out = torch.zeros_like(x)
+        for e, expert in enumerate(self.experts):
+            picked = (route == e).nonzero().flatten()
+            if len(picked):  # an expert no token is routed to is not called
+                out = out.index_add(0, picked, expert(x[picked]))
+        return (out * gate).sum()
+
+
+def moe_unrouted(rank: int = 0, world_size: int = 1):
+    """On rank 0's step 1 no token goes to expert 3 (no token id = 3 mod 4); every other step feeds every expert."""
+    torch.manual_seed(0)
+    batches = []
+    for step in range(3):
+        ids = torch.arange(8).reshape(2, 4) + 8 * step  # ids 0-7: every expert, twice
+        if rank == 0 and step == 1:
+            ids = torch.tensor([[0, 1, 2, 4], [5, 6, 8, 9]])
+        batches.append(ids)
+    return TokenMoE(), iter(batches)
+
+
+class Checkpointed(nn.Module):
+    """An input layer, two blocks under torch.utils.checkpoint (use_reentrant=True, the historical default), and an
+    auxiliary head that only batches with ``aux=True`` use.  (The input layer makes the blocks' input require grad:
+    reentrant checkpointing gives no gradient to a block none of whose inputs does.)"""
+
+    def __init__(self, hidden: int = 8) -> None:
+        super().__init__()
+        self.inp = nn.Linear(hidden, hidden)
+        self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh()) for _ in range(2))
+        self.head = nn.Linear(hidden, 1)
+        self.aux = nn.Linear(hidden, 1)
+
+    def forward(self, x: torch.Tensor, aux: bool = False) -> torch.Tensor:
+        from torch.utils.checkpoint import checkpoint
+
+        x = self.inp(x)
+        for block in self.blocks:
+            x = checkpoint(block, x, use_reentrant=True)
+        out = self.head(x).mean()
+        return out + self.aux(x).mean() if aux else out
+
+
+def checkpointed(rank: int = 0, world_size: int = 1):
+    """Reentrant checkpointing, every parameter used at every step."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(30 + rank)
+    return Checkpointed(), iter([{"x": torch.randn(2, 8, generator=g), "aux": True} for _ in range(3)])
+
+
+def checkpointed_aux_sometimes(rank: int = 0, world_size: int = 1):
+    """Reentrant checkpointing and the auxiliary head on even steps only (all ranks alike)."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(30 + rank)
+    return Checkpointed(), iter([{"x": torch.randn(2, 8, generator=g), "aux": step % 2 == 0} for step in range(4)])

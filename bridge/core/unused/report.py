@@ -20,9 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge.core.scopes import fold
+
+if TYPE_CHECKING:
+    from bridge.core.unused.predict import Prediction, Recommendation
 
 KINDS = ("never_read", "no_gradient", "frozen", "sometimes", "rank_dependent")
 TRAINABLE_KINDS = ("never_read", "no_gradient", "sometimes", "rank_dependent")
@@ -109,6 +112,10 @@ class UnusedReport:
     losses: list[str] = field(default_factory=list)  # a static graph: the tensors gradients flow from
     parameters: list[ParameterUsage] | None = None  # every parameter's usage, where the side records each step
     ranks: int | None = None  # ranks recorded apart (``steps`` is then the steps of all of them together)
+    checkpointing: str | None = None  # "reentrant" / "non_reentrant": the model's torch.utils.checkpoint calls
+    predictions: list[Prediction] | None = None  # each DDP configuration's outcome (bridge.core.unused.predict)
+    recommended: Recommendation | None = None
+    cost: dict[str, Any] | None = None  # seconds per step with find_unused_parameters False / True, and the ratio
 
     def usage_of(self) -> dict[str, ParameterUsage]:
         return {p.name: p for p in self.parameters or ()}
@@ -181,6 +188,10 @@ class UnusedReport:
             "notes": list(self.notes),
             "losses": list(self.losses),
             "parameters": None if self.parameters is None else [p.to_json() for p in self.parameters],
+            "checkpointing": self.checkpointing,
+            "predictions": None if self.predictions is None else [p.to_json() for p in self.predictions],
+            "recommended": None if self.recommended is None else self.recommended.to_json(),
+            "cost": self.cost,
         }
 
 
@@ -204,6 +215,19 @@ def scope_of_name(name: str) -> str:
         if sep in name:
             return name.rsplit(sep, 1)[0]
     return "(root)"
+
+
+def module_expression(scope: str, root: str = "model") -> str:
+    """The Python that reaches a module: ``bert`` -> ``model.bert``; a path with a ModuleList index or a keyword
+    -> ``model.get_submodule("layers.0")``; ``(root)`` or ``""`` -> ``model``."""
+    import keyword
+
+    if scope in ("", "(root)"):
+        return root
+    parts = scope.split(".")
+    if all(p.isidentifier() and not keyword.iskeyword(p) for p in parts):
+        return root + "".join(f".{p}" for p in parts)
+    return f"{root}.get_submodule({scope!r})"
 
 
 def folded_scopes(items: Iterable[UnusedItem]) -> list[str]:
