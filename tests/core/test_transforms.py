@@ -43,9 +43,12 @@ def test_round_trip_is_bit_exact(spec, shape, dtype):
     np.testing.assert_array_equal(back, value, strict=True)
 
 
-@pytest.mark.parametrize("shape", [(768, 3072), (1000, 513), (3, 70000)])
-def test_tiled_transpose_of_large_kernels_is_exact(shape):
-    value = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+# (768, 3072) float32 and (1024, 1024) go by strips (a row stride of a multiple of 2 KiB), the others by tiles;
+# row counts that are no multiple of a strip or a tile leave a ragged last one.
+@pytest.mark.parametrize("shape", [(768, 3072), (1000, 513), (3, 70000), (1027, 1024), (30522, 768)])
+@pytest.mark.parametrize("dtype", ["float32", "float16", "int64", "uint8"])
+def test_large_transposes_are_exact(shape, dtype):
+    value = (np.random.default_rng(0).standard_normal(shape) * 100).astype(dtype)
     out = parse("transpose").apply(value)
     assert out.flags.c_contiguous
     np.testing.assert_array_equal(out, value.T, strict=True)
