@@ -80,23 +80,29 @@ def check(
 @quietly
 def run_check(source: str | os.PathLike[str], request: PlanRequest) -> Plan:
     """:func:`check` of a parsed :class:`PlanRequest` (the CLI's)."""
+    with load(source, format=request.source_format) as ckpt:
+        return plan_checkpoint(ckpt, request)
+
+
+@quietly
+def plan_checkpoint(ckpt: Checkpoint, request: PlanRequest) -> Plan:
+    """:func:`run_check` of a checkpoint already open (``convert`` plans and then reads the one it opened)."""
     to, target, maps, rules = request.side(), request.target, request.maps, request.rules
     user = load_rule_file(rules) if rules and is_rule_file(rules) else None
-    with load(source, format=request.source_format) as ckpt:
-        pack = _choose_pack(ckpt, to, target, rules, user, _source_model_type(ckpt, request.config))
-        cfg, notes = _resolve_config(ckpt, pack, request.config)
-        _refuse_config(ckpt, pack, cfg)
-        spec = target_from_config(ckpt, pack, to, target, cfg, notes)
-        if pack.matching.bind is not None:  # a structural pack turns this source + target into exact-name rules
-            pack, bound_notes = pack.matching.bind(ckpt, spec)
-            notes = bound_notes + notes
-        mapped = list(request.map_rules)
-        extra = mapped + list(user.rules if user else ())
-        plan = build_plan(
-            ckpt, spec, pack, extra_rules=extra, strip_prefix=request.strip_prefix, add_prefix=request.add_prefix
-        )
-        notes += _user_rule_uses(ckpt, spec, plan, list(zip(maps, mapped, strict=True)), user)
-        plan.pad_rows = pad_rows(ckpt, [pack], sample=True)
+    pack = _choose_pack(ckpt, to, target, rules, user, _source_model_type(ckpt, request.config))
+    cfg, notes = _resolve_config(ckpt, pack, request.config)
+    _refuse_config(ckpt, pack, cfg)
+    spec = target_from_config(ckpt, pack, to, target, cfg, notes)
+    if pack.matching.bind is not None:  # a structural pack turns this source + target into exact-name rules
+        pack, bound_notes = pack.matching.bind(ckpt, spec)
+        notes = bound_notes + notes
+    mapped = list(request.map_rules)
+    extra = mapped + list(user.rules if user else ())
+    plan = build_plan(
+        ckpt, spec, pack, extra_rules=extra, strip_prefix=request.strip_prefix, add_prefix=request.add_prefix
+    )
+    notes += _user_rule_uses(ckpt, spec, plan, list(zip(maps, mapped, strict=True)), user)
+    plan.pad_rows = pad_rows(ckpt, [pack], sample=True)
     if user is not None:
         notes.append(f"rules: {len(user.rules)} from {user.path}" if user.pack is None else f"rules: {user.path}")
     plan.notes.extend(notes)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from bridge.api import load
-from bridge.commands.check import run_check
+from bridge.commands.check import plan_checkpoint
 from bridge.commands.plan_request import PlanRequest
 from bridge.core import dtypes
 from bridge.core.atomic import atomic_directory
@@ -189,19 +189,19 @@ def run_convert(
     workers = workers or max(1, cpu_count() // (group.local_size if group else 1))
     agree: Callable[[Callable[[], Any]], Any] = group.agree if group is not None else (lambda step: step())
     to = request.side()
-    plan: Plan = agree(lambda: run_check(source, request))
-    if not plan.ok and not allow_gaps:
-        raise PlanHasGaps(
-            "The conversion plan has gaps",
-            path=source,
-            detail=_describe_gaps(plan),
-            hint=f"`{check_command(source, request)}` shows the whole report; --allow-gaps writes anyway",
-        )
-    pack = plan.rule_pack or get_pack(plan.pack)
     src_path = as_path(source)
     lead = group is None or group.rank == 0  # the one process that writes what is not dealt out by shard
     with ExitStack() as stack:
         ckpt: Checkpoint = stack.enter_context(agree(lambda: load(source, format=request.source_format)))
+        plan: Plan = agree(lambda: plan_checkpoint(ckpt, request))
+        if not plan.ok and not allow_gaps:
+            raise PlanHasGaps(
+                "The conversion plan has gaps",
+                path=source,
+                detail=_describe_gaps(plan),
+                hint=f"`{check_command(source, request)}` shows the whole report; --allow-gaps writes anyway",
+            )
+        pack = plan.rule_pack or get_pack(plan.pack)
         if group is None:
             tmp = stack.enter_context(atomic_directory(out_path, force=force, inputs=(src_path,)))
         else:
