@@ -38,6 +38,7 @@ def _pair(transformers, tmp_path: Path) -> Path:
 def test_both_networks_into_one_checkpoint_bit_for_bit(tmp_path, tf, transformers):
     """discriminator/ + generator/ (save_pretrained outputs) -> one pretraining checkpoint holding every model tensor
     of the original, shared embeddings once; verify compares every value written."""
+    assert "discriminator/ (ElectraForPreTraining) and generator/ (ElectraForMaskedLM)" in run_cli("convert", "--help")
     pair = _pair(transformers, tmp_path)
     out = tmp_path / "tf"
     text = run_cli("convert", str(pair), "--to", "tensorflow", "-o", str(out), "--quiet")
