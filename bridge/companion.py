@@ -6,6 +6,7 @@ under its prefix, the config of both in ``metadata["config"]``."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -33,10 +34,9 @@ def sniff(path: Path) -> bool:
     return companion_of(path) is not None
 
 
-def read(path: Path) -> Checkpoint:
-    """The two networks as one source (index only; each network's own reader keeps its memory maps)."""
-    from bridge.api import load
-
+def read(path: Path, load: Callable[[Path], Checkpoint]) -> Checkpoint:
+    """The two networks as one source, each opened by ``load`` (the format registry's: index only; each network's
+    own reader keeps its memory maps)."""
     pair = companion_of(path)
     if pair is None:
         raise UsageError("Not a folder of two networks", path=path, hint="Give each network's folder on its own")

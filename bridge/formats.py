@@ -203,7 +203,7 @@ def _sniff_companion_folder(path: Path) -> bool:
 def _read_companion_folder(path: Path) -> Checkpoint:
     from bridge.companion import read
 
-    return read(path)
+    return read(path, lambda part: detect(part).reader(part))
 
 
 def _sniff_plain_hdf5(path: Path) -> bool:
