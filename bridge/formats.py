@@ -194,6 +194,18 @@ def _read_dcp(path: Path) -> Checkpoint:
     return read(path)
 
 
+def _sniff_companion_folder(path: Path) -> bool:
+    from bridge.companion import sniff
+
+    return sniff(path)
+
+
+def _read_companion_folder(path: Path) -> Checkpoint:
+    from bridge.companion import read
+
+    return read(path, lambda part: detect(part).reader(part))
+
+
 def _sniff_plain_hdf5(path: Path) -> bool:
     from tf_side.signatures import sniff_plain_hdf5 as sniff
 
@@ -269,6 +281,14 @@ for _fmt in (
         "pytorch",
         _sniff_dcp,
         _read_dcp,
+    ),
+    Format(
+        "companion-folder",
+        "a folder of two PyTorch networks one TF checkpoint stores together, in the subfolders a layout names "
+        "(`bridge layouts`), read as one source",
+        "pytorch",
+        _sniff_companion_folder,
+        _read_companion_folder,
     ),
     Format(
         "hdf5",

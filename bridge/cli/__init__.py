@@ -205,12 +205,20 @@ def convert(
       bridge convert bert_model.ckpt --to pytorch --target BertModel -o out/ --max-shard-size 2GB
       bridge convert hf-bert/ --to tensorflow --target google-bert -o bert-tf/
       bridge convert hf-bert/ --to tensorflow --target hf-tf -o bert-tf-hf/
+      bridge convert electra/ --to tensorflow -o electra-tf/   # discriminator/ + generator/ in one
       bridge convert ddp/pytorch_model.bin --to pytorch --strip-prefix module. -o clean/
       bridge convert weights.dat --source-format torch --to tensorflow -o bert-tf/
     bridge convert https://host/bert/model.ckpt-1000000 --to pytorch -o bert-torch/
 
     Then run the `next: bridge verify ...` line it prints: SOURCE, OUT and every
     option that shaped the plan.
+
+    Two networks into one TF checkpoint, where the layout stores both (`bridge
+    formats`: companion-folder): SOURCE is a folder holding each network's
+    save_pretrained output in the subfolders the layout names. ELECTRA:
+    discriminator/ (ElectraForPreTraining) and generator/ (ElectraForMaskedLM)
+    become google-research's pretraining checkpoint, the shared embeddings
+    stored once; `bridge verify SOURCE OUT` compares both networks' values.
 
     \b
     Under torchrun, the ranks share the work (torch's gloo group, no GPU):

@@ -149,9 +149,12 @@ def _source_model_type(ckpt: Checkpoint, config: str | os.PathLike[str] | dict[s
     else:
         base = as_path(ckpt.path)
         path = Path(config) if config is not None else (base if base.is_dir() else base.parent) / _CONFIG_NAME
-        if path.suffix != ".json" or not path.is_file():
+        if path.suffix == ".json" and path.is_file():
+            given = _read_json(path)
+        elif config is None and isinstance(ckpt.metadata.get("config"), dict):
+            given = ckpt.metadata["config"]  # a source whose reader assembles its config (a companion folder)
+        else:
             return None
-        given = _read_json(path)
     model_type = given.get("model_type")
     return model_type if isinstance(model_type, str) and model_type else None
 
@@ -290,6 +293,9 @@ def _given_config(
     for name, parser in pack.config.parsers.items():  # a family's own config format (a gin file)
         if not glob.has_magic(name) and (folder / name).is_file():
             return _parse_config(folder / name, parser)
+    assembled = ckpt.metadata.get("config")  # a reader's own, where no file lies beside (a companion folder's)
+    if isinstance(assembled, dict):
+        return dict(assembled), [f"config: {ckpt.path} (its networks' config files, as its reader joined them)"]
     return None, []
 
 

@@ -263,6 +263,20 @@ class ConfigHooks:
 
 
 @dataclass(frozen=True)
+class Companion:
+    """A second network that the pack's TF layout stores beside the source's in one checkpoint, given as a PyTorch
+    folder holding two transformers ``save_pretrained`` outputs: ``main/`` (the source's network) and ``folder/``
+    (the companion).  Both are read as one source, the companion's names under ``prefix``; its config is
+    ``config(main's config.json, the companion's)``."""
+
+    main: str  # the subfolder of the network the source is
+    folder: str  # the subfolder of the companion network
+    prefix: str  # the companion's names in the one source: ``prefix + its own name``
+    config: Callable[[Config, Config], Config]
+    label: str = ""  # the pair in words, for ``bridge formats`` and reports
+
+
+@dataclass(frozen=True)
 class PyTorchSide:
     """The PyTorch classes the pack converts to (step 3, ``--to pytorch``)."""
 
@@ -271,6 +285,7 @@ class PyTorchSide:
     saved_class: SavedClass | None = None  # tried before ``default_target``; ``--target`` overrides both
     base_prefix: str | None = None  # transformers' ``base_model_prefix`` of the family (``bert``)
     copies: PtCopies | None = None  # tensors convert writes beside the matched ones
+    companion: Companion | None = None  # a source folder of two networks the TF layout stores in one checkpoint
 
 
 @dataclass(frozen=True)

@@ -22,16 +22,23 @@ def round_trip(tf: Any, tmp_path: Path, original: Path, class_name: str, layout:
     convert(source, to="pytorch", target=class_name, out=tmp_path / "pt")
     back = convert(tmp_path / "pt", to="tensorflow", target=layout, out=tmp_path / "tf")
     assert back.ok, back
+    assert_written_back(tf, original, tmp_path / "tf" / weights)
+    return tmp_path / "tf"
+
+
+def assert_written_back(tf: Any, original: Path, written_prefix: Path) -> set[str]:
+    """Every tensor of the checkpoint at ``written_prefix`` is the original's model tensor of that name, bit for
+    bit (name, shape, dtype, bytes); returns the names written."""
     before = tf.train.load_checkpoint(str(original))
-    after = tf.train.load_checkpoint(str(tmp_path / "tf" / weights))
+    after = tf.train.load_checkpoint(str(written_prefix))
     model = {n: s for n, s in before.get_variable_to_shape_map().items() if not _NOT_MODEL.search(n)}
     written = after.get_variable_to_shape_map()
-    assert written == {n: model[n] for n in written}, "names or shapes differ"
-    assert set(written) <= set(model)
+    assert set(written) <= set(model), "names the original lacks"
+    assert written == {n: model[n] for n in written}, "shapes differ"
     for name in written:
         a, b = before.get_tensor(name), after.get_tensor(name)
         assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes(), name
-    return tmp_path / "tf"
+    return set(written)
 
 
 def model_names(tf: Any, original: Path) -> set[str]:

@@ -19,3 +19,10 @@ def test_transformers_457_reads_every_layout_back_into_the_same_state_dict():
         assert case["compared"] > 0, name
     # the only tensor 4.57 leaves alone is one the fine-tuned layout never holds
     assert {k for c in cases.values() for k in c["not_in_layout_left_at_init"]} == {"transformer.mask_emb"}
+
+
+def test_transformers_457_reads_both_electra_networks_from_the_one_checkpoint():
+    """discriminator/ + generator/ into one checkpoint: 4.57's loader reads each network back out of it."""
+    pair = {k: RESULTS[k] for k in ("electra-pair-discriminator", "electra-pair-generator")}
+    assert [c["class"] for c in pair.values()] == ["ElectraForPreTraining", "ElectraForMaskedLM"]
+    assert all(c["same"] and c["compared"] == RESULTS[k.replace("pair-", "")]["compared"] for k, c in pair.items())

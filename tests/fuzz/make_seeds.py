@@ -91,6 +91,24 @@ def dcp() -> None:
     dist_cp.save(state, checkpoint_id=str(_fresh("dcp")))
 
 
+def companion_pair() -> None:
+    """A companion folder: the ELECTRA fixture's discriminator and generator, each saved by transformers'
+    ``save_pretrained`` into ``discriminator/`` and ``generator/`` (bridge converts the TF1 fixture first)."""
+    import tempfile
+
+    import transformers
+
+    from bridge.commands.convert import convert
+
+    out = _fresh("electra-pair")
+    source = Path(__file__).resolve().parents[1] / "fixtures" / "electra-tf1"
+    with tempfile.TemporaryDirectory() as tmp:
+        for folder, class_name in (("discriminator", "ElectraForPreTraining"), ("generator", "ElectraForMaskedLM")):
+            convert(source, to="pytorch", target=class_name, out=Path(tmp) / folder)
+            model = getattr(transformers, class_name).from_pretrained(Path(tmp) / folder)
+            model.save_pretrained(out / folder)
+
+
 def plain_hdf5() -> None:
     import h5py
 
@@ -167,7 +185,15 @@ def keras2() -> None:
 if __name__ == "__main__":
     import torch  # noqa: F401  (torch before TensorFlow, as the test suite does)
 
-    steps = {"torch": torch_side, "dcp": dcp, "hdf5": plain_hdf5, "tf": tf_side, "keras3": keras3, "keras2": keras2}
+    steps = {
+        "torch": torch_side,
+        "dcp": dcp,
+        "pair": companion_pair,
+        "hdf5": plain_hdf5,
+        "tf": tf_side,
+        "keras3": keras3,
+        "keras2": keras2,
+    }
     for name in sys.argv[1:] or list(steps):
         steps[name]()
     print("\n".join(sorted(str(p.relative_to(SEEDS)) for p in SEEDS.rglob("*") if p.is_file())))

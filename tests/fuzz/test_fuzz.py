@@ -42,6 +42,7 @@ SEED_FORMATS = {
     "torch-legacy": "torch",
     "torch-sharded": "torch",
     "dcp": "dcp",
+    "electra-pair": "companion-folder",
     "hdf5": "hdf5",
     "hdf5-walk": "hdf5",
 }

@@ -14,7 +14,10 @@ TF ``Dense`` kernels ``[in, out]`` are transposed.  electra's ``gelu`` is the ex
 
 The way back writes the network the PyTorch model is: a discriminator (``ElectraForPreTraining``,
 ``ElectraModel``) under ``electra/``, a generator (``ElectraForMaskedLM``) under ``generator/`` with its embeddings
-under ``electra/embeddings``, where google-research's pretraining keeps the embeddings both share.
+under ``electra/embeddings``, where google-research's pretraining keeps the embeddings both share.  Both at once:
+a folder holding ``discriminator/`` and ``generator/`` (each network's ``save_pretrained`` output) is one source
+(:data:`COMPANION`: the generator's names under ``generator/``), written as one pretraining checkpoint; the
+generator's embeddings must equal the discriminator's, which google-research stores once.
 """
 
 from __future__ import annotations
@@ -25,8 +28,21 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from bridge.core.errors import UsageError
 from bridge.core.model import Checkpoint
-from bridge.core.packs import ConfigHooks, Docs, Head, Matching, Output, PyTorchSide, Rule, RulePack, TensorFlowSide
+from bridge.core.packs import (
+    Companion,
+    ConfigHooks,
+    Copy,
+    Docs,
+    Head,
+    Matching,
+    Output,
+    PyTorchSide,
+    Rule,
+    RulePack,
+    TensorFlowSide,
+)
 from bridge.core.plan import TargetSpec
 from bridge.families.google_bert.pack import google_research_config
 from bridge.rules import writers
@@ -177,6 +193,11 @@ def bind(ckpt: Checkpoint, spec: TargetSpec) -> tuple[RulePack, list[str]]:
     """The rules of the network the target is (the generator for ElectraForMaskedLM, else the discriminator)."""
     shapes = {r.name: r.shape for r in ckpt.values() if r.kind == "model"}
     names = set(shapes)
+    if ckpt.framework == "pytorch" and _is_pair(names):
+        return _PAIR, [
+            "ELECTRA pair: discriminator/ under electra/ and discriminator_predictions, generator/ under "
+            "generator/ and generator_predictions, one embeddings for both (electra/embeddings)"
+        ]
     if not _is_generator(shapes, spec):
         bound = _bound(DISCRIMINATOR_RULES, DISCRIMINATOR_HEADS)
         note = "ELECTRA checkpoint: the target takes the discriminator (electra/...); the generator is not part of it"
@@ -262,15 +283,37 @@ def pt_config(config: dict[str, Any], class_name: str) -> tuple[dict[str, Any], 
 
 
 def tf_layout(config: dict[str, Any], heads: Iterable[str]) -> dict[str, tuple[int, ...]]:
-    """The network a PyTorch ELECTRA is, in google-research's names (heads: ``discriminator``, ``generator``)."""
+    """The network a PyTorch ELECTRA is, in google-research's names (heads: ``discriminator``, ``generator``); with
+    ``pair``, the discriminator and the generator, sharing ``electra/embeddings``."""
     heads = list(heads)
+    if _PAIR_HEAD in heads:
+        generator = tf_names(_sizes(config, "ElectraForMaskedLM"), "generator", ["generator"])
+        discriminator = tf_names(_sizes(config, "ElectraForPreTraining"), "electra", heads)
+        return {**generator, **discriminator}  # the shared embeddings in the discriminator's sizes
     if "generator" in heads:
         return tf_names(_sizes(config, "ElectraForMaskedLM"), "generator", heads)
     return tf_names(_sizes(config, "ElectraForPreTraining"), "electra", heads)
 
 
 def source_heads(shapes: dict[str, tuple[int, ...]], config: dict[str, Any]) -> tuple[list[str], int | None]:
-    """The head a PyTorch ELECTRA has: the discriminator's, or the generator's (the masked-LM class)."""
+    """The head a PyTorch ELECTRA has: the discriminator's, or the generator's (the masked-LM class); a pair's
+    discriminator head and ``pair``."""
+    if _is_pair(shapes):
+        own = [n for n in shapes if not n.startswith(COMPANION.prefix)]
+        if any(n.startswith(("generator_predictions.", "generator_lm_head.")) for n in own):
+            raise UsageError(
+                "The discriminator/ folder holds a generator (ElectraForMaskedLM)",
+                detail="its names have generator_predictions",
+                hint="Put the discriminator (ElectraForPreTraining) in discriminator/ and the generator in generator/",
+            )
+        if not any(n.startswith(COMPANION.prefix + "generator_predictions.") for n in shapes):
+            raise UsageError(
+                "The generator/ folder holds no generator (ElectraForMaskedLM)",
+                detail="its names have no generator_predictions",
+                hint="Put the generator's save_pretrained output (ElectraForMaskedLM) in generator/",
+            )
+        head = any(n.startswith("discriminator_predictions.") for n in own)
+        return (["discriminator"] if head else []) + [_PAIR_HEAD], None
     if any(n.startswith(("generator_predictions.", "generator_lm_head.")) for n in shapes):
         return ["generator"], None
     return (["discriminator"] if any(n.startswith("discriminator_predictions.") for n in shapes) else []), None
@@ -279,14 +322,60 @@ def source_heads(shapes: dict[str, tuple[int, ...]], config: dict[str, Any]) -> 
 def tf_class(heads: Iterable[str], config: dict[str, Any]) -> str:
     """The transformers class whose network the layout is (what :func:`bind` reads to pick the rules)."""
     heads = list(heads)
+    if _PAIR_HEAD in heads:
+        return (
+            "ElectraForPreTraining + ElectraForMaskedLM"
+            if "discriminator" in heads
+            else "ElectraModel + ElectraForMaskedLM"
+        )
     return "ElectraForMaskedLM" if "generator" in heads else "ElectraForPreTraining" if heads else "ElectraModel"
+
+
+_PAIR_HEAD = "pair"  # tf_layout's head for both networks at once
+
+
+def _is_pair(names: Iterable[str]) -> bool:
+    """Whether a PyTorch source is a discriminator/ + generator/ folder (the generator's names under its prefix)."""
+    return any(n.startswith(COMPANION.prefix) for n in names)
+
+
+_GENERATOR_SIZES = ("hidden_size", "num_hidden_layers", "intermediate_size", "num_attention_heads")
+_SHARED_SIZES = ("vocab_size", "embedding_size", "max_position_embeddings", "type_vocab_size")
+
+
+def pair_config(discriminator: dict[str, Any], generator: dict[str, Any]) -> dict[str, Any]:
+    """The config of both networks: the discriminator's, the generator's sizes under ``generator`` (as
+    :func:`config_from_source` infers them); the embeddings, stored once, must have one size."""
+    differ = [k for k in _SHARED_SIZES if discriminator.get(k) != generator.get(k)]
+    if differ:
+        pairs = ", ".join(f"{k} {discriminator.get(k)} vs {generator.get(k)}" for k in differ)
+        raise UsageError(
+            "The discriminator's and the generator's embeddings differ in size",
+            detail=f"{pairs}: google-research's checkpoint stores one embeddings for both",
+            hint="Convert each network on its own (--target electra writes one network per checkpoint)",
+        )
+    return {**discriminator, "generator": {k: generator[k] for k in _GENERATOR_SIZES if k in generator}}
+
+
+COMPANION = Companion(
+    main="discriminator",
+    folder="generator",
+    prefix="generator/",
+    config=pair_config,
+    label="ELECTRA discriminator/ (ElectraForPreTraining) + generator/ (ElectraForMaskedLM)",
+)
 
 
 PACK = RulePack(
     name="electra",
     description="google-research/electra TF1 checkpoints (discriminator and generator) <-> transformers Electra*",
     config=ConfigHooks(from_source=config_from_source, pytorch=pt_config),
-    pt=PyTorchSide(targets=class_layouts(CLASSES, _class_layout), default_target=default_target, base_prefix="electra"),
+    pt=PyTorchSide(
+        targets=class_layouts(CLASSES, _class_layout),
+        default_target=default_target,
+        base_prefix="electra",
+        companion=COMPANION,
+    ),
     tf=TensorFlowSide(
         layout=tf_layout,
         class_name=tf_class,
@@ -295,4 +384,27 @@ PACK = RulePack(
     ),
     matching=Matching(rules=RULES, heads=DISCRIMINATOR_HEADS, bind=bind),
     docs=Docs(model_types=("electra",), layout="google-research/electra TF1 checkpoint"),
+)
+
+
+# The pair's rules: the discriminator's, then the generator's under its prefix (the discriminator's rule for
+# electra/embeddings comes first and wins); the generator's own copy of the embeddings is checked, not written.
+_PAIR = dataclasses.replace(
+    PACK,
+    matching=Matching(
+        rules=DISCRIMINATOR_RULES
+        + tuple(Rule(r.source, COMPANION.prefix + r.target, r.transform) for r in GENERATOR_RULES),
+        copies=(
+            Copy(
+                r"generator/(electra\.embeddings\..+)",
+                "the generator's embeddings are the discriminator's: google-research stores them once",
+                owner=r"\1",
+            ),
+            Copy(
+                r"generator/generator_lm_head\.weight",
+                "the generator's output embeddings are its word embeddings (tied)",
+                owner="electra.embeddings.word_embeddings.weight",
+            ),
+        ),
+    ),
 )
