@@ -48,6 +48,7 @@ SEED_TABLE: dict[str, tuple[Path, str, str]] = {
     "torch-sharded": (SEEDS / "torch-sharded", ".", "tensorflow"),
     "dcp": (SEEDS / "dcp", ".", "tensorflow"),
     "electra-pair": (SEEDS / "electra-pair", ".", "tensorflow"),
+    "keras-hub-preset": (SEEDS / "keras-hub-preset", ".", "pytorch"),
     "hdf5": (SEEDS / "hdf5", "data.h5", "pytorch"),
     # the same file read as plain HDF5 (--format hdf5): the group walk is the first to meet a damaged object header
     "hdf5-walk": (SEEDS / "hdf5", "data.h5", "pytorch"),

@@ -109,6 +109,16 @@ def companion_pair() -> None:
             model.save_pretrained(out / folder)
 
 
+def keras_hub_preset() -> None:
+    """A KerasHub preset by KerasHub's own ``save_to_preset``: a one-layer BERT backbone, random weights."""
+    import keras_hub
+
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=16, num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16, max_sequence_length=8
+    )
+    backbone.save_to_preset(str(_fresh("keras-hub-preset")))
+
+
 def plain_hdf5() -> None:
     import h5py
 
@@ -189,6 +199,7 @@ if __name__ == "__main__":
         "torch": torch_side,
         "dcp": dcp,
         "pair": companion_pair,
+        "keras-hub": keras_hub_preset,
         "hdf5": plain_hdf5,
         "tf": tf_side,
         "keras3": keras3,

@@ -43,6 +43,7 @@ SEED_FORMATS = {
     "torch-sharded": "torch",
     "dcp": "dcp",
     "electra-pair": "companion-folder",
+    "keras-hub-preset": "keras-hub-preset",
     "hdf5": "hdf5",
     "hdf5-walk": "hdf5",
 }
