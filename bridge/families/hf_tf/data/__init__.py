@@ -92,5 +92,22 @@ REMOVED_IN_5: dict[str, str] = {
 # Families whose tf_model.h5 is written back (PyTorch -> TF): those whose every fixture class round-trips bit for bit
 # (tests/families/hf_tf/test_tf_back.py).  Every other family is refused by name, never written with names
 # transformers 4.57 might not load.
-WRITTEN_BACK = frozenset({"distilbert", "gpt2", "roberta"})
+WRITTEN_BACK = frozenset(
+    {
+        "camembert",
+        "distilbert",
+        "electra",
+        "flaubert",
+        "funnel",
+        "gpt2",
+        "layoutlm",
+        "longformer",
+        "openai-gpt",
+        "roberta",
+        "roberta-prelayernorm",
+        "roformer",
+        "xlm",
+        "xlm-roberta",
+    }
+)
 NOT_PROVEN_BACK = "its tf_model.h5 names are not yet proven against the files transformers 4.57 writes"
