@@ -24,11 +24,19 @@ A pack named here converts that family's checkpoints to transformers 5 (`docs/ma
 tests prove). "not supported": `bridge check` refuses the family's `tf_model.h5` saved with its `config.json`
 (exit 2, naming the family); it is never converted with a guessed mapping. Why: "no transformers 5 class" when
 transformers 5 has none of the PyTorch classes the family's TF classes had (nothing to convert into), else "not
-mapped yet".
+mapped yet". "transformers 5 -> TF": the pack that writes the family's `tf_model.h5` back from its transformers 5
+PyTorch classes (`bridge convert PT_DIR --to tensorflow --target hf-tf`; `TensorFlowSide.model_types`), each
+written class proven with 4.57's own TF class (`tests/fixtures/transformers-4.57-tf-back.json`).
 
-| family (`model_type`) | TF classes in 4.57's auto mappings | `tf_model.h5` | original TF layout |
-|---|---|---|---|
 """
+COLUMNS = (
+    "family (`model_type`)",
+    "TF classes in 4.57's auto mappings",
+    "`tf_model.h5`",
+    "transformers 5 -> TF",
+    "original TF layout",
+)
+HEADER += "| " + " | ".join(COLUMNS) + " |\n" + "|---" * len(COLUMNS) + "|\n"
 
 
 def _in_transformers_5(tf_names: list[str]) -> bool:
@@ -45,15 +53,24 @@ def render() -> str:
             by_kind.setdefault((model_type, pack.docs.layout == "tf_model.h5"), []).append(
                 f"`{pack.name}`" if pack.docs.layout == "tf_model.h5" else f"`{pack.name}` ({pack.docs.layout})"
             )
+    written: dict[str, list[str]] = {}  # model_type -> the packs that write its tf_model.h5 back
+    for pack in packs():
+        if pack.docs.layout == "tf_model.h5" and pack.tf.writes:
+            for model_type in dict.fromkeys(pack.tf.model_types or pack.docs.model_types):
+                written.setdefault(model_type, []).append(f"`{pack.name}`")
     rows = []
     for model_type in sorted(set(tf_classes) | {m for m, _ in by_kind}):
         classes = tf_classes.get(model_type, [])
         why = "not mapped yet" if _in_transformers_5(classes) else "no transformers 5 class"
         h5 = ", ".join(by_kind.get((model_type, True), [])) or (f"not supported ({why})" if classes else "-")
         original = ", ".join(by_kind.get((model_type, False), [])) or "-"
-        rows.append(f"| {model_type} | {len(classes)} | {h5} | {original} |")
+        back = ", ".join(written.get(model_type, [])) or "-"
+        rows.append(f"| {model_type} | {len(classes)} | {h5} | {back} | {original} |")
     supported = sum(1 for m in tf_classes if (m, True) in by_kind)
-    footer = f"\n{supported} of the {len(tf_classes)} transformers 4.57 TF families convert from `tf_model.h5`.\n"
+    footer = (
+        f"\n{supported} of the {len(tf_classes)} transformers 4.57 TF families convert from `tf_model.h5`; "
+        f"{sum(1 for m in tf_classes if m in written)} are written back to it.\n"
+    )
     return HEADER + "\n".join(rows) + "\n" + footer
 
 
