@@ -118,6 +118,7 @@ WRITTEN_BACK = frozenset(
         "gpt2",
         "gptj",
         "layoutlm",
+        "layoutlmv3",
         "led",
         "longformer",
         "lxmert",

@@ -30,6 +30,7 @@ TF_LEAVES: dict[str, tuple[tuple[str, str], ...]] = {
     "ctrl": ((r"(?:transformer\.)?w\.weight", "embeddings"),),
     "mpnet": ((r".*relative_attention_bias\.weight", "embeddings"),),
     "tapas": ((r".*token_type_embeddings_\d+\.weight", "embeddings"),),
+    "layoutlmv3": ((r".*word_embeddings\.weight", "embeddings"),),
     "rembert": ((r".*predictions\.decoder\.weight", "weight"),),
     "mistral": ((r".*embed_tokens\.weight", "embeddings"), (r".*norm\.weight", "weight")),
     "whisper": ((r".*embed_tokens\.weight", "embeddings"), (r".*embed_positions\.weight", "weight")),
