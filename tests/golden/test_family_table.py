@@ -26,12 +26,23 @@ A pack named here converts that family's checkpoints to transformers 5 (`docs/ma
 tests prove). "not supported": `bridge check` refuses the family's `tf_model.h5` saved with its `config.json`
 (exit 2, naming the family); it is never converted with a guessed mapping. Why: "no transformers 5 class" when
 transformers 5 has none of the PyTorch classes the family's TF classes had (nothing to convert into), else "not
-mapped yet". "original back": the `--target` that writes a transformers 5 model back into the family's original
-TF checkpoint layout. "KerasHub preset": the family's `save_to_preset` directories convert to transformers 5.
+mapped yet". "transformers 5 -> TF": the pack that writes the family's `tf_model.h5` back from its transformers 5
+PyTorch classes (`bridge convert PT_DIR --to tensorflow --target hf-tf`; `TensorFlowSide.model_types`), each
+written class proven with 4.57's own TF class (`tests/fixtures/transformers-4.57-tf-back.json`). "original back":
+the `--target` that writes a transformers 5 model back into the family's original TF checkpoint layout. "KerasHub
+preset": the family's `save_to_preset` directories convert to transformers 5.
 
-| family (`model_type`) | TF classes in 4.57 | `tf_model.h5` | original TF layout | original back | KerasHub preset |
-|---|---|---|---|---|---|
 """
+COLUMNS = (
+    "family (`model_type`)",
+    "TF classes in 4.57",
+    "`tf_model.h5`",
+    "transformers 5 -> TF",
+    "original TF layout",
+    "original back",
+    "KerasHub preset",
+)
+HEADER += "| " + " | ".join(COLUMNS) + " |\n" + "|---" * len(COLUMNS) + "|\n"
 
 
 def _in_transformers_5(tf_names: list[str]) -> bool:
@@ -53,17 +64,27 @@ def render() -> str:
             by_kind.setdefault((model_type, column), []).append(
                 f"`{pack.name}` ({pack.docs.layout})" if column == "original" else f"`{pack.name}`"
             )
+    written: dict[str, list[str]] = {}  # model_type -> the packs that write its tf_model.h5 back
+    for pack in packs():
+        if pack.docs.layout == "tf_model.h5" and pack.tf.writes:
+            for model_type in dict.fromkeys(pack.tf.model_types or pack.docs.model_types):
+                written.setdefault(model_type, []).append(f"`{pack.name}`")
     rows = []
     for model_type in sorted(set(tf_classes) | {m for m, _ in by_kind}):
         classes = tf_classes.get(model_type, [])
         why = "not mapped yet" if _in_transformers_5(classes) else "no transformers 5 class"
         h5 = ", ".join(by_kind.get((model_type, "h5"), [])) or (f"not supported ({why})" if classes else "-")
+        written_back = ", ".join(written.get(model_type, [])) or "-"
         original = ", ".join(by_kind.get((model_type, "original"), [])) or "-"
         way_back = ", ".join(back.get(model_type, [])) or "-"
         keras_hub = ", ".join(by_kind.get((model_type, "keras-hub"), [])) or "-"
-        rows.append(f"| {model_type} | {len(classes)} | {h5} | {original} | {way_back} | {keras_hub} |")
+        cells = (model_type, str(len(classes)), h5, written_back, original, way_back, keras_hub)
+        rows.append("| " + " | ".join(cells) + " |")
     supported = sum(1 for m in tf_classes if (m, "h5") in by_kind)
-    footer = f"\n{supported} of the {len(tf_classes)} transformers 4.57 TF families convert from `tf_model.h5`.\n"
+    footer = (
+        f"\n{supported} of the {len(tf_classes)} transformers 4.57 TF families convert from `tf_model.h5`; "
+        f"{sum(1 for m in tf_classes if m in written)} are written back to it.\n"
+    )
     return HEADER + "\n".join(rows) + "\n" + footer
 
 

@@ -71,7 +71,11 @@ from bridge.rules import writers
 
 FAMILIES = tuple(
     dataclasses.replace(
-        f, head_copies=back.HEAD_COPIES.get(f.model_type, ()), tf_leaves=back.TF_LEAVES.get(f.model_type, ())
+        f,
+        head_copies=back.HEAD_COPIES.get(f.model_type, ()),
+        tf_leaves=back.TF_LEAVES.get(f.model_type, ()),
+        tf_paths=back.TF_PATHS.get(f.model_type, ()),
+        unread_copies=back.UNREAD_COPIES.get(f.model_type, ()),
     )
     for f in text.FAMILIES + seq2seq.FAMILIES + vision.FAMILIES
 )
@@ -161,9 +165,16 @@ def _family_copies(family: Family) -> tuple[Copy, ...]:
 
 def _family_unread(family: Family) -> tuple[Copy, ...]:
     scope = family.scope_rx + r"(?:_\d+)?"
-    return tuple(
+    unread = tuple(
         Copy(rf"(?:[^/]+/)?{scope}/{path}:0", f"never read by the TF forward: {why}") for path, why in family.unread
     )
+    # PyTorch -> TF only: the value written to a never-read variable (the first copy above, without an owner,
+    # still explains it when reading, whatever it holds)
+    written = tuple(
+        Copy(rf"([^/]+/{scope}/){re.escape(path)}:0", "the value 4.57's loader gives it", owner=rf"\1{source}:0")
+        for path, source in family.unread_copies
+    )
+    return unread + written
 
 
 def _family_heads(family: Family) -> tuple[Head, ...]:
@@ -314,6 +325,8 @@ def _source_layout(families: tuple[Family, ...], pack: RulePack) -> Any:
                 f"{family.model_type}'s: {', '.join(family.classes)}",
                 hint="Pass --config with the config.json transformers saved beside the weights",
             )
+        if cls in back.NOT_WRITTEN:
+            raise UsageError(f"No tf_model.h5 is written for {cls}", detail=back.NOT_WRITTEN[cls])
         layout, _, unplaced = tf_back.layout(family, "TF" + cls, shapes, pack.map_name)
         if unplaced:
             raise UsageError(

@@ -91,10 +91,16 @@ def candidates(name: str, shape: tuple[int, ...], family: Family, scope: str, bi
     rest = full[len(prefix) :].split(".")
     module = rest[-2] if len(rest) > 1 else top
     path = "/".join(x for x in (top, _tf_path(rest[:-1])) if x)
+    for rx, replacement in family.tf_paths:
+        path = re.sub(rx, replacement, path)
     leaves = _leaf_order(module, rest[-1], shape, family, name)
     if rest[-1] == "bias" and bias_leaf is not None and not any(re.fullmatch(rx, name) for rx, _ in family.tf_leaves):
         leaves = [bias_leaf, *leaves]
-    out += [f"{top}/{scope}/{path}/{leaf}:0" for leaf in dict.fromkeys(leaves)]
+    for leaf in dict.fromkeys(leaves):
+        if "{module}" in leaf:  # a variable the parent layer adds itself (`rel_embeddings.weight`)
+            out.append(f"{top}/{scope}/{path.rpartition('/')[0]}/{leaf.format(module=module)}:0")
+        else:
+            out.append(f"{top}/{scope}/{path}/{leaf}:0")
     return out
 
 
@@ -144,10 +150,20 @@ def layout(
         prefix = f"{family.main}/{scope}/{family.main}/{sub}/"
         if any(n.startswith(f"{head}/{scope}/{head}/") for n in placed):
             placed.update({f"{head}/{n.partition('/')[2]}": s for n, s in placed.items() if n.startswith(prefix)})
+    for copy, source in family.unread_copies:
+        placed.update(
+            {
+                n[: -len(source) - 2] + copy + ":0": s
+                for n, s in list(placed.items())
+                if n.endswith(f"/{scope}/{source}:0")
+            }
+        )
+    tops = {n.partition("/")[0] for n in placed}
     for rx, owner, _ in family.unscoped_copies:  # the unscoped variable saved again (T5's encoder and decoder)
         for copy in _alternatives(rx):
             copied = re.fullmatch(rx, copy)
-            if copied and (source := copied.expand(owner)) in placed:
+            # saved again only by a top layer the class has (T5's encoder-only class has no decoder)
+            if copied and copy.partition("/")[0] in tops and (source := copied.expand(owner)) in placed:
                 placed[copy] = placed[source]
                 sources[copy] = sources.get(source, "")
     order = {name: i for i, name in enumerate(pt_shapes)}
@@ -168,7 +184,7 @@ def of_config(families: Iterable[Family], config: dict[str, Any]) -> tuple[Famil
     model_type = config.get("model_type")
     saved = config.get("architectures")
     cls = saved[0] if isinstance(saved, list) and saved and isinstance(saved[0], str) else None
-    for family in families:
-        if model_type in (family.model_type, *family.also):
-            return family, cls if cls in family.classes else ""
+    mine = [f for f in families if model_type in (f.model_type, *f.also)]
+    for family in sorted(mine, key=lambda f: cls not in f.classes):  # DPR: one family per class
+        return family, cls if cls in family.classes else ""
     return None

@@ -76,6 +76,11 @@ class Family:
     # PyTorch -> TF: (head top layer, layer path below `main`) that 4.57 saves a second time under the head, the
     # head holding the main layer's sublayer (RoBERTa's lm_head decodes with the word embeddings)
     head_copies: tuple[tuple[str, str], ...] = ()
+    # PyTorch -> TF: (regex, replacement) over the TF layer path computed from a PyTorch name, where 4.57's layer
+    # names are not transformers' `_._N` list convention (BART's `layers.0`, CTRL's Sequential `ffn/0`)
+    tf_paths: tuple[tuple[str, str], ...] = ()
+    # PyTorch -> TF: (TF path below the model scope, the TF path it copies): a never-read variable 4.57 saves
+    unread_copies: tuple[tuple[str, str], ...] = ()
 
     # other model_types whose TF classes are this family's (transformers' auto tables map gpt-sw3 to GPT2Config and
     # GPT-2's TF classes: such a file's config.json says gpt2): named in the family table, converted as this family
@@ -97,7 +102,50 @@ REMOVED_IN_5: dict[str, str] = {
 }
 
 # Families whose tf_model.h5 is written back (PyTorch -> TF): those whose every fixture class round-trips bit for bit
-# (tests/families/hf_tf/test_tf_back.py).  Every other family is refused by name, never written with names
-# transformers 4.57 might not load.
-WRITTEN_BACK = frozenset({"distilbert", "gpt2", "roberta"})
+# (tests/families/hf_tf/test_tf_back.py) but the classes ``back.NOT_WRITTEN`` refuses with the reason.  Every other
+# family is refused by name, never written with names transformers 4.57 might not load.
+WRITTEN_BACK = frozenset(
+    {
+        "albert",
+        "bart",
+        "blenderbot",
+        "blenderbot-small",
+        "camembert",
+        "convbert",
+        "convnext",
+        "convnextv2",
+        "ctrl",
+        "deberta",
+        "deberta-v2",
+        "distilbert",
+        "dpr",
+        "electra",
+        "flaubert",
+        "funnel",
+        "gpt2",
+        "gptj",
+        "layoutlm",
+        "layoutlmv3",
+        "led",
+        "longformer",
+        "lxmert",
+        "marian",
+        "mbart",
+        "mistral",
+        "mpnet",
+        "mt5",
+        "openai-gpt",
+        "opt",
+        "pegasus",
+        "rembert",
+        "roberta",
+        "roberta-prelayernorm",
+        "roformer",
+        "t5",
+        "whisper",
+        "xlm",
+        "xlm-roberta",
+        "xlnet",
+    }
+)
 NOT_PROVEN_BACK = "its tf_model.h5 names are not yet proven against the files transformers 4.57 writes"

@@ -24,4 +24,74 @@ TF_LEAVES: dict[str, tuple[tuple[str, str], ...]] = {
     "openai-gpt": (_CONV1D,),
     "t5": ((r".*layer_norm\.weight", "weight"), (r".*relative_attention_bias\.weight", "embeddings")),
     "mt5": ((r".*layer_norm\.weight", "weight"), (r".*relative_attention_bias\.weight", "embeddings")),
+    # the word-embedding table a layer adds itself (`weight`) or a Keras Embedding (`embeddings`)
+    "gptj": ((r"(?:transformer\.)?wte\.weight", "weight"),),
+    "xlnet": ((r"(?:transformer\.)?word_embedding\.weight", "weight"),),
+    "ctrl": ((r"(?:transformer\.)?w\.weight", "embeddings"),),
+    "mpnet": ((r".*relative_attention_bias\.weight", "embeddings"),),
+    "tapas": ((r".*token_type_embeddings_\d+\.weight", "embeddings"),),
+    "layoutlmv3": ((r".*word_embeddings\.weight", "embeddings"),),
+    "rembert": ((r".*predictions\.decoder\.weight", "weight"),),
+    "mistral": ((r".*embed_tokens\.weight", "embeddings"), (r".*norm\.weight", "weight")),
+    "whisper": ((r".*embed_tokens\.weight", "embeddings"), (r".*embed_positions\.weight", "weight")),
+    # variables the parent layer adds itself, named `<module>.weight` or `<module>_kernel`
+    "deberta": ((r".*rel_embeddings\.weight", "{module}.weight"),),
+    "deberta-v2": ((r".*rel_embeddings\.weight", "{module}.weight"),),
+    "convbert": ((r".*conv_attn_layer\.(?:depthwise|pointwise)\.weight", "{module}_kernel"),),
+    "sam": (
+        (r".*\.(?:iou_token|mask_tokens)\.weight", "{module}.weight"),
+        (r".*(?:layer_norm\d*|norm)\.weight", "weight"),
+        (r".*(?:layer_norm\d*|norm)\.bias", "bias"),
+    ),
+    # TFAlbertMLMHead adds `decoder/bias` to the logits (PyTorch's `predictions.bias`, its decoder's tied bias)
+    "albert": ((r"predictions\.bias", "decoder/bias"),),
+}
+
+# model_type -> (TF path below the model scope, the TF path whose value it saves again): variables 4.57 saves that
+# its forward never reads, written with the value 4.57's own PyTorch -> TF loader gives them (ALBERT's
+# `predictions/bias`: PyTorch's `predictions.bias`, the one `predictions/decoder/bias` holds too)
+UNREAD_COPIES: dict[str, tuple[tuple[str, str], ...]] = {
+    "albert": (("predictions/bias", "predictions/decoder/bias"),),
+}
+
+# PyTorch class -> why its tf_model.h5 is not written: a variable the TF class builds and its forward reads that the
+# PyTorch class has no value for (a value would be invented, never the one the TF model computed with)
+NOT_WRITTEN: dict[str, str] = {
+    **{
+        f"MPNet{head}": "TFMPNet's main layer always builds and saves a pooler, which this PyTorch class lacks: "
+        "its values would be invented"
+        for head in ("ForMaskedLM", "ForQuestionAnswering", "ForSequenceClassification", "ForTokenClassification")
+    },
+}
+
+
+# model_type -> (regex over the TF layer path, replacement): 4.57's layer names that are not transformers' `_._N`
+# list convention, read in its TF modeling code (BART's `layers.{i}` Keras names, CTRL's Sequential `ffn/0`)
+_DOTTED = ((r"_\._(\d+)", r".\1"),)  # `name=f"layers.{i}"`: the index after a dot
+TF_PATHS: dict[str, tuple[tuple[str, str], ...]] = {
+    **{
+        t: _DOTTED
+        for t in (
+            "bart",
+            "blenderbot",
+            "blenderbot-small",
+            "led",
+            "marian",
+            "mbart",
+            "pegasus",
+            "opt",
+            "xglm",
+            "speech_to_text",
+            "whisper",
+            "mistral",
+            "convnext",
+            "convnextv2",
+            "layoutlmv3",
+            "segformer",
+            "swin",
+            "idefics",
+        )
+    },
+    "ctrl": ((r"ffn_\._(\d+)", r"ffn/\1"),),  # a Keras Sequential's layers: `ffn/0`, `ffn/2`
+    "lxmert": ((r"decoder_dict/", "decoder_dict."),),  # a dict of Dense layers named `decoder_dict.{key}`
 }
