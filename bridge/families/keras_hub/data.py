@@ -4,7 +4,10 @@ A variable path is ``layers/<snake_case class>[_<k>]/<attribute path>/vars/<i>``
 layer of a class ``_1``); ``{i}`` in a target is the layer's index (no suffix: 0).  A transform kind says how the
 value changes: ``dense`` (Keras ``[in, out]`` -> torch ``[out, in]``), ``heads_in`` (an einsum kernel
 ``[hidden, heads, head_dim]`` -> ``[heads * head_dim, hidden]``), ``heads_out`` (``[heads, head_dim, hidden]`` ->
-``[hidden, heads * head_dim]``), ``heads_bias`` (``[heads, head_dim]`` -> ``[heads * head_dim]``), ``same``.
+``[hidden, heads * head_dim]``), ``heads_bias`` (``[heads, head_dim]`` -> ``[heads * head_dim]``), ``same``;
+``conv_heads_in`` / ``conv_heads_out`` keep Keras' ``[in, out]`` order (a transformers Conv1D's) and only merge the
+head axes.  A kind ending ``@k/n`` makes the value block ``k`` of ``n`` that the writer joins along the target's last
+axis (GPT-2's query, key and value side by side in one ``c_attn``).
 """
 
 from __future__ import annotations
@@ -168,11 +171,68 @@ MISTRAL = _decoder(
 )
 QWEN2 = replace(
     _decoder(
-        "QwenBackbone", "qwen2", "qwen", "qwen_layer_norm", True, {"use_sliding_window": "use_sliding_window_attention"}
+        "QwenBackbone",
+        "qwen2",
+        "qwen",
+        "qwen_layer_norm",
+        True,
+        {"use_sliding_window": "use_sliding_window_attention", "sliding_window": "sliding_window_size"},
     ),
     base_class="Qwen2Model",
     tasks={"QwenCausalLM": "Qwen2ForCausalLM"},
 )
 
-FAMILIES: tuple[Family, ...] = (BERT, LLAMA, MISTRAL, QWEN2)
+
+def _gpt2_config(c: Config) -> Config:
+    return {
+        "model_type": "gpt2",
+        "vocab_size": c["vocabulary_size"],
+        "n_embd": c["hidden_dim"],
+        "n_layer": c["num_layers"],
+        "n_head": c["num_heads"],
+        "n_inner": c["intermediate_dim"],
+        "n_positions": c.get("max_sequence_length", 1024),
+        "activation_function": "gelu_new",  # KerasHub: gelu_approximate, the tanh form
+        "layer_norm_epsilon": 1e-5,
+        "resid_pdrop": c.get("dropout", 0.1),
+        "embd_pdrop": c.get("dropout", 0.1),
+        "attn_pdrop": c.get("dropout", 0.1),
+        "tie_word_embeddings": True,
+    }
+
+
+_ATTN_GPT2 = "_self_attention_layer"
+GPT2 = Family(
+    backbone="GPT2Backbone",
+    model_type="gpt2",
+    base_class="GPT2Model",
+    base_prefix="transformer",
+    layer="transformer_decoder",
+    entries=(
+        Entry("layers/reversible_embedding/vars/0", "wte.weight"),
+        Entry("layers/position_embedding/vars/0", "wpe.weight"),
+        Entry("layers/layer_normalization/vars/0", "ln_f.weight"),
+        Entry("layers/layer_normalization/vars/1", "ln_f.bias"),
+        *(
+            Entry(f"{_ATTN_GPT2}/{k}_dense/vars/{v}", f"h.{{i}}.attn.c_attn.{p}", f"{kind}@{n}/3")
+            for n, k in enumerate(("query", "key", "value"))
+            for v, p, kind in ((0, "weight", "conv_heads_in"), (1, "bias", "heads_bias"))
+        ),
+        Entry(f"{_ATTN_GPT2}/output_dense/vars/0", "h.{i}.attn.c_proj.weight", "conv_heads_out"),
+        Entry(f"{_ATTN_GPT2}/output_dense/vars/1", "h.{i}.attn.c_proj.bias"),
+        Entry(f"{_ATTN_GPT2}_norm/vars/0", "h.{i}.ln_1.weight"),
+        Entry(f"{_ATTN_GPT2}_norm/vars/1", "h.{i}.ln_1.bias"),
+        Entry("_feedforward_layer_norm/vars/0", "h.{i}.ln_2.weight"),
+        Entry("_feedforward_layer_norm/vars/1", "h.{i}.ln_2.bias"),
+        Entry("_feedforward_intermediate_dense/vars/0", "h.{i}.mlp.c_fc.weight"),
+        Entry("_feedforward_intermediate_dense/vars/1", "h.{i}.mlp.c_fc.bias"),
+        Entry("_feedforward_output_dense/vars/0", "h.{i}.mlp.c_proj.weight"),
+        Entry("_feedforward_output_dense/vars/1", "h.{i}.mlp.c_proj.bias"),
+    ),
+    config=_gpt2_config,
+    tasks={"GPT2CausalLM": "GPT2LMHeadModel"},
+    generates=True,
+)
+
+FAMILIES: tuple[Family, ...] = (BERT, LLAMA, MISTRAL, QWEN2, GPT2)
 BY_BACKBONE: dict[str, Family] = {f.backbone: f for f in FAMILIES}

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from bridge.core.keras_hub_preset import TASK_PREFIX, preset_facts, sniff_keras_hub_preset
 from bridge.core.packs import ConfigHooks, Detection, Docs, Matching, PyTorchSide, Rule, RulePack
+from bridge.core.transforms import parse
 from bridge.families.keras_hub.data import BY_BACKBONE, FAMILIES, Entry, Family
 
 if TYPE_CHECKING:
@@ -31,13 +32,29 @@ def _family(metadata: dict[str, Any]) -> Family | None:
 
 
 def _transform(kind: str, shape: tuple[int, ...]) -> str:
-    """The transform spec of ``kind`` for a value of ``shape`` (the reshapes spelled with its sizes)."""
+    """The transform spec of ``kind`` for a value of ``shape`` (the reshapes spelled with its sizes); a kind
+    ending ``@k/n`` adds ``block(k,n,axis)`` along the result's last axis."""
+    kind, _, part = kind.partition("@")
+    spec = _reshaped(kind, shape)
+    if not part:
+        return spec
+    k, n = part.split("/")
+    out = parse(spec).shape(shape)
+    axis = len(out) - 1 if out else 0
+    return f"{spec}|block({k},{n}{f',{axis}' if axis else ''})"
+
+
+def _reshaped(kind: str, shape: tuple[int, ...]) -> str:
     if kind == "dense":
         return "transpose"
     if kind == "heads_in":  # [hidden, heads, head_dim] -> [heads * head_dim, hidden]
         return f"reshape({shape[0]},{shape[1] * shape[2]})|transpose"
     if kind == "heads_out":  # [heads, head_dim, hidden] -> [hidden, heads * head_dim]
         return f"reshape({shape[0] * shape[1]},{shape[2]})|transpose"
+    if kind == "conv_heads_in":  # [hidden, heads, head_dim] -> [hidden, heads * head_dim]
+        return f"reshape({shape[0]},{shape[1] * shape[2]})"
+    if kind == "conv_heads_out":  # [heads, head_dim, hidden] -> [heads * head_dim, hidden]
+        return f"reshape({shape[0] * shape[1]},{shape[2]})"
     if kind == "heads_bias":
         return f"reshape({shape[0] * shape[1]})"
     return "identity"
