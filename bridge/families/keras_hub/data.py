@@ -234,5 +234,75 @@ GPT2 = Family(
     generates=True,
 )
 
-FAMILIES: tuple[Family, ...] = (BERT, LLAMA, MISTRAL, QWEN2, GPT2)
+
+def _distilbert_config(c: Config) -> Config:
+    return {
+        "model_type": "distilbert",
+        "vocab_size": c["vocabulary_size"],
+        "dim": c["hidden_dim"],
+        "n_layers": c["num_layers"],
+        "n_heads": c["num_heads"],
+        "hidden_dim": c["intermediate_dim"],
+        "max_position_embeddings": c.get("max_sequence_length", 512),
+        "activation": "gelu",
+        "dropout": c.get("dropout", 0.1),
+        "attention_dropout": c.get("dropout", 0.1),
+        "sinusoidal_pos_embds": False,
+        "pad_token_id": 0,
+    }
+
+
+def _encoder_layer(stem: str, names: dict[str, str], norms: tuple[str, str], ffn: tuple[str, str]) -> list[Entry]:
+    """A KerasHub ``TransformerEncoder`` layer: ``names`` maps query/key/value/output to the attention modules under
+    ``stem``; ``norms`` are the attention and feed-forward LayerNorms, ``ffn`` the two feed-forward Linears."""
+    attn = "_self_attention_layer"
+    out: list[Entry] = []
+    for k in ("query", "key", "value"):
+        out.append(Entry(f"{attn}/{k}_dense/vars/0", f"{stem}.{names[k]}.weight", "heads_in"))
+        out.append(Entry(f"{attn}/{k}_dense/vars/1", f"{stem}.{names[k]}.bias", "heads_bias"))
+    out.append(Entry(f"{attn}/output_dense/vars/0", f"{stem}.{names['output']}.weight", "heads_out"))
+    out.append(Entry(f"{attn}/output_dense/vars/1", f"{stem}.{names['output']}.bias"))
+    for source, target in ((f"{attn}_norm", norms[0]), ("_feedforward_layer_norm", norms[1])):
+        out.append(Entry(f"{source}/vars/0", f"{stem}.{target}.weight"))
+        out.append(Entry(f"{source}/vars/1", f"{stem}.{target}.bias"))
+    for source, target in (("_feedforward_intermediate_dense", ffn[0]), ("_feedforward_output_dense", ffn[1])):
+        out.append(Entry(f"{source}/vars/0", f"{stem}.{target}.weight", "dense"))
+        out.append(Entry(f"{source}/vars/1", f"{stem}.{target}.bias"))
+    return out
+
+
+DISTILBERT = Family(
+    backbone="DistilBertBackbone",
+    model_type="distilbert",
+    base_class="DistilBertModel",
+    base_prefix="distilbert",
+    layer="transformer_encoder",
+    entries=(
+        Entry("layers/token_and_position_embedding/token_embedding/vars/0", "embeddings.word_embeddings.weight"),
+        Entry("layers/token_and_position_embedding/position_embedding/vars/0", "embeddings.position_embeddings.weight"),
+        Entry("layers/layer_normalization/vars/0", "embeddings.LayerNorm.weight"),
+        Entry("layers/layer_normalization/vars/1", "embeddings.LayerNorm.bias"),
+        *_encoder_layer(
+            "transformer.layer.{i}",
+            {
+                "query": "attention.q_lin",
+                "key": "attention.k_lin",
+                "value": "attention.v_lin",
+                "output": "attention.out_lin",
+            },
+            ("sa_layer_norm", "output_layer_norm"),
+            ("ffn.lin1", "ffn.lin2"),
+        ),
+    ),
+    config=_distilbert_config,
+    tasks={"DistilBertTextClassifier": "DistilBertForSequenceClassification"},
+    task_entries=(
+        Entry("layers/dense/vars/0", "pre_classifier.weight", "dense"),
+        Entry("layers/dense/vars/1", "pre_classifier.bias"),
+        Entry("layers/dense_1/vars/0", "classifier.weight", "dense"),
+        Entry("layers/dense_1/vars/1", "classifier.bias"),
+    ),
+)
+
+FAMILIES: tuple[Family, ...] = (BERT, LLAMA, MISTRAL, QWEN2, GPT2, DISTILBERT)
 BY_BACKBONE: dict[str, Family] = {f.backbone: f for f in FAMILIES}

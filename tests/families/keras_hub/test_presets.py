@@ -179,3 +179,35 @@ def test_preset_values_reach_transformers_names_bit_exact(llama, tmp_path):
             dst["lm_head.weight"].numpy().tobytes()
             == src["layers/reversible_embedding/vars/1"].numpy().T.copy().tobytes()
         )
+
+
+CLASSIFIERS: dict[str, str] = {  # KerasHub model prefix -> transformers model prefix, for <prefix>TextClassifier
+    "DistilBert": "DistilBert",
+}
+
+
+@pytest.mark.parametrize("prefix", sorted(CLASSIFIERS))
+@pytest.mark.slow
+def test_classifier_to_transformers_same_logits(transformers, torch, keras_hub, prefix, tmp_path):
+    """An encoder's text classifier: the logits, the backbone's hidden states of the real tokens, and KerasHub's
+    own importer reading the backbone back."""
+    models = keras_hub.models
+    backbone = getattr(models, f"{prefix}Backbone")(vocabulary_size=30, num_layers=2, **_MHA)
+    tokenizer = getattr(models, f"{prefix}Tokenizer")(vocabulary=VOCAB)
+    preprocessor = getattr(models, f"{prefix}TextClassifierPreprocessor")(tokenizer, sequence_length=8)
+    task = _randomized(getattr(models, f"{prefix}TextClassifier")(backbone, num_classes=3, preprocessor=preprocessor))
+    task.save_to_preset(str(tmp_path / "preset"))
+    out = tmp_path / "pt"
+    run_cli("convert", str(tmp_path / "preset"), "--to", "pytorch", "-o", str(out))
+    pt = CLASSIFIERS[prefix]
+    model, info = getattr(transformers, f"{pt}ForSequenceClassification").from_pretrained(out, output_loading_info=True)
+    assert not any(info.values()), info
+    inputs = {"token_ids": IDS, "padding_mask": MASK}
+    pt_inputs = {"input_ids": torch.tensor(IDS).long(), "attention_mask": torch.tensor(MASK).long()}
+    with torch.no_grad():
+        got = model.eval()(**pt_inputs).logits.numpy()
+        hidden = getattr(transformers, f"{pt}Model").from_pretrained(out).eval()(**pt_inputs)[0].numpy()
+    np.testing.assert_allclose(got, _numpy(task(inputs, training=False)), atol=1e-5)
+    expected = _numpy(task.backbone(inputs))
+    np.testing.assert_allclose(hidden[MASK == 1], expected[MASK == 1], atol=1e-5)
+    _keras_hub_reads_back(keras_hub, task.backbone, out)
