@@ -5,6 +5,7 @@ layer of a class ``_1``); ``{i}`` in a target is the layer's index (no suffix: 0
 value changes: ``dense`` (Keras ``[in, out]`` -> torch ``[out, in]``), ``heads_in`` (an einsum kernel
 ``[hidden, heads, head_dim]`` -> ``[heads * head_dim, hidden]``), ``heads_out`` (``[heads, head_dim, hidden]`` ->
 ``[hidden, heads * head_dim]``), ``heads_bias`` (``[heads, head_dim]`` -> ``[heads * head_dim]``), ``same``;
+``heads_first_in`` (Gemma's ``[heads, hidden, head_dim]`` -> ``[heads * head_dim, hidden]``);
 ``conv_heads_in`` / ``conv_heads_out`` keep Keras' ``[in, out]`` order (a transformers Conv1D's) and only merge the
 head axes.  A kind ending ``@k/n`` makes the value block ``k`` of ``n`` that the writer joins along the target's last
 axis (GPT-2's query, key and value side by side in one ``c_attn``).
@@ -304,5 +305,50 @@ DISTILBERT = Family(
     ),
 )
 
-FAMILIES: tuple[Family, ...] = (BERT, LLAMA, MISTRAL, QWEN2, GPT2, DISTILBERT)
+
+def _gemma_config(c: Config) -> Config:
+    return {
+        "model_type": "gemma",
+        "vocab_size": c["vocabulary_size"],
+        "hidden_size": c["hidden_dim"],
+        "intermediate_size": c["intermediate_dim"] // 2,  # KerasHub counts gate and up projections together
+        "num_hidden_layers": c["num_layers"],
+        "num_attention_heads": c["num_query_heads"],
+        "num_key_value_heads": c["num_key_value_heads"],
+        "head_dim": c["head_dim"],
+        "hidden_activation": "gelu_pytorch_tanh",  # KerasHub: gelu(approximate=True)
+        "rms_norm_eps": c.get("layer_norm_epsilon", 1e-6),
+        "rope_theta": 10000.0,
+        "max_position_embeddings": 8192,
+        "tie_word_embeddings": True,
+    }
+
+
+_ATTN_GEMMA = "attention"
+GEMMA = Family(
+    backbone="GemmaBackbone",
+    model_type="gemma",
+    base_class="GemmaModel",
+    base_prefix="model",
+    layer="gemma_decoder_block",
+    entries=(
+        Entry("layers/reversible_embedding/vars/0", "embed_tokens.weight"),
+        Entry("layers/rms_normalization/vars/0", "norm.weight"),
+        *(
+            Entry(f"{_ATTN_GEMMA}/{k}_dense/vars/0", f"layers.{{i}}.self_attn.{k[0]}_proj.weight", "heads_first_in")
+            for k in ("query", "key", "value")
+        ),
+        Entry(f"{_ATTN_GEMMA}/output_dense/vars/0", "layers.{i}.self_attn.o_proj.weight", "heads_out"),
+        Entry("pre_attention_norm/vars/0", "layers.{i}.input_layernorm.weight"),
+        Entry("pre_ffw_norm/vars/0", "layers.{i}.post_attention_layernorm.weight"),
+        Entry("gating_ffw/vars/0", "layers.{i}.mlp.gate_proj.weight", "dense"),
+        Entry("gating_ffw_2/vars/0", "layers.{i}.mlp.up_proj.weight", "dense"),
+        Entry("ffw_linear/vars/0", "layers.{i}.mlp.down_proj.weight", "dense"),
+    ),
+    config=_gemma_config,
+    tasks={"GemmaCausalLM": "GemmaForCausalLM"},
+    generates=True,
+)
+
+FAMILIES: tuple[Family, ...] = (BERT, LLAMA, MISTRAL, QWEN2, GPT2, DISTILBERT, GEMMA)
 BY_BACKBONE: dict[str, Family] = {f.backbone: f for f in FAMILIES}

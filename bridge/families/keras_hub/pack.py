@@ -51,6 +51,8 @@ def _reshaped(kind: str, shape: tuple[int, ...]) -> str:
         return f"reshape({shape[0]},{shape[1] * shape[2]})|transpose"
     if kind == "heads_out":  # [heads, head_dim, hidden] -> [hidden, heads * head_dim]
         return f"reshape({shape[0] * shape[1]},{shape[2]})|transpose"
+    if kind == "heads_first_in":  # [heads, hidden, head_dim] -> [heads * head_dim, hidden]
+        return f"permute(0,2,1)|reshape({shape[0] * shape[2]},{shape[1]})"
     if kind == "conv_heads_in":  # [hidden, heads, head_dim] -> [hidden, heads * head_dim]
         return f"reshape({shape[0]},{shape[1] * shape[2]})"
     if kind == "conv_heads_out":  # [heads, head_dim, hidden] -> [heads * head_dim, hidden]

@@ -58,6 +58,7 @@ DECODERS: dict[str, tuple[str, dict[str, Any]]] = {  # backbone -> its transform
     "MistralBackbone": ("MistralForCausalLM", _GQA),
     "QwenBackbone": ("Qwen2ForCausalLM", _GQA),
     "GPT2Backbone": ("GPT2LMHeadModel", _MHA | {"intermediate_dim": 32}),  # KerasHub's import assumes 4 * hidden
+    "GemmaBackbone": ("GemmaForCausalLM", _GQA | {"intermediate_dim": 32, "head_dim": 4}),
 }
 
 
