@@ -41,6 +41,7 @@ class Family:
     tasks: dict[str, str] = field(default_factory=dict)  # KerasHub task class -> transformers class
     task_entries: tuple[Entry, ...] = ()  # over ``task/``-prefixed paths
     generates: bool = False
+    tokenizer: str = ""  # transformers' tokenizer class reading the preset's vocabulary, where it has one
 
 
 def _bert_config(c: Config) -> Config:
@@ -93,6 +94,7 @@ BERT = Family(
         Entry("_feedforward_layer_norm/vars/1", "encoder.layer.{i}.output.LayerNorm.bias"),
     ),
     config=_bert_config,
+    tokenizer="BertTokenizer",
     tasks={"BertTextClassifier": "BertForSequenceClassification"},
     task_entries=(
         Entry("layers/dense/vars/0", "classifier.weight", "dense"),
@@ -159,6 +161,7 @@ def _decoder(backbone: str, model_type: str, stem: str, norm: str, qkv_bias: boo
             Entry("_feedforward_output_dense/vars/0", "layers.{i}.mlp.down_proj.weight", "dense"),
         ),
         config=_decoder_config(model_type, **config),
+        tokenizer=f"{prefix}Tokenizer",
         tasks={f"{prefix}CausalLM": f"{prefix}ForCausalLM"},
         generates=True,
     )
@@ -167,8 +170,16 @@ def _decoder(backbone: str, model_type: str, stem: str, norm: str, qkv_bias: boo
 LLAMA = _decoder(
     "LlamaBackbone", "llama", "llama", "llama_layer_norm", False, {"attention_bias": False, "mlp_bias": False}
 )
-MISTRAL = _decoder(
-    "MistralBackbone", "mistral", "mistral", "mistral_layer_normalization", False, {"sliding_window": "sliding_window"}
+MISTRAL = replace(
+    _decoder(
+        "MistralBackbone",
+        "mistral",
+        "mistral",
+        "mistral_layer_normalization",
+        False,
+        {"sliding_window": "sliding_window"},
+    ),
+    tokenizer="LlamaTokenizer",  # transformers reads Mistral's SentencePiece vocabulary with Llama's tokenizer
 )
 QWEN2 = replace(
     _decoder(
@@ -181,6 +192,7 @@ QWEN2 = replace(
     ),
     base_class="Qwen2Model",
     tasks={"QwenCausalLM": "Qwen2ForCausalLM"},
+    tokenizer="Qwen2Tokenizer",
 )
 
 
@@ -231,6 +243,7 @@ GPT2 = Family(
         Entry("_feedforward_output_dense/vars/1", "h.{i}.mlp.c_proj.bias"),
     ),
     config=_gpt2_config,
+    tokenizer="GPT2Tokenizer",
     tasks={"GPT2CausalLM": "GPT2LMHeadModel"},
     generates=True,
 )
@@ -296,6 +309,7 @@ DISTILBERT = Family(
         ),
     ),
     config=_distilbert_config,
+    tokenizer="DistilBertTokenizer",
     tasks={"DistilBertTextClassifier": "DistilBertForSequenceClassification"},
     task_entries=(
         Entry("layers/dense/vars/0", "pre_classifier.weight", "dense"),
@@ -346,6 +360,7 @@ GEMMA = Family(
         Entry("ffw_linear/vars/0", "layers.{i}.mlp.down_proj.weight", "dense"),
     ),
     config=_gemma_config,
+    tokenizer="GemmaTokenizer",
     tasks={"GemmaCausalLM": "GemmaForCausalLM"},
     generates=True,
 )

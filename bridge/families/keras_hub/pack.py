@@ -16,6 +16,7 @@ from bridge.core.keras_hub_preset import TASK_PREFIX, preset_facts, sniff_keras_
 from bridge.core.packs import ConfigHooks, Detection, Docs, Matching, PyTorchSide, Rule, RulePack
 from bridge.core.transforms import parse
 from bridge.families.keras_hub.data import BY_BACKBONE, FAMILIES, Entry, Family
+from bridge.families.keras_hub.tokenizer import tokenizer_files
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -153,7 +154,9 @@ PACK = RulePack(
     description="KerasHub presets (save_to_preset directories): " + ", ".join(f.backbone for f in FAMILIES),
     matching=Matching(bind=bind),
     detection=Detection(detect=_detect),
-    config=ConfigHooks(from_files=_preset_facts, pytorch=_pt_config, generation=_generation),
+    config=ConfigHooks(
+        from_files=_preset_facts, pytorch=_pt_config, generation=_generation, side_files=tokenizer_files
+    ),
     pt=PyTorchSide(saved_class=_saved_class),
     docs=Docs(model_types=tuple(f.model_type for f in FAMILIES), layout="KerasHub preset"),
 )

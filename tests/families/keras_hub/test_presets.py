@@ -212,3 +212,36 @@ def test_classifier_to_transformers_same_logits(transformers, torch, keras_hub, 
     expected = _numpy(task.backbone(inputs))
     np.testing.assert_allclose(hidden[MASK == 1], expected[MASK == 1], atol=1e-5)
     _keras_hub_reads_back(keras_hub, task.backbone, out)
+    _same_ids(transformers, task.preprocessor.tokenizer, out, "w1 w12 w7 zz, w3")
+
+
+def _same_ids(transformers: Any, tokenizer: Any, out: Path, sentence: str) -> None:
+    """transformers' AutoTokenizer on the converted folder encodes ``sentence`` to the KerasHub tokenizer's ids."""
+    auto = transformers.AutoTokenizer.from_pretrained(out)
+    expected = _numpy(tokenizer(sentence)).tolist()
+    assert len(expected) > 2
+    assert auto.encode(sentence, add_special_tokens=False) == expected
+
+
+_FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+
+
+@pytest.mark.parametrize("backbone_class", ["GPT2Backbone", "LlamaBackbone"])
+@pytest.mark.slow
+def test_tokenizer_assets_reach_transformers_same_ids(transformers, keras_hub, backbone_class, tmp_path):
+    """Byte-level BPE (GPT-2's vocabulary.json + merges.txt) and SentencePiece (Llama's vocabulary.spm) beside the
+    converted weights: AutoTokenizer there gives the KerasHub tokenizer's ids."""
+    models = keras_hub.models
+    if backbone_class == "GPT2Backbone":
+        pieces = ["<|endoftext|>", "a", "b", "c", "\u0120", "\u0120a", "ab", "\u0120ab", "bc"]
+        vocabulary = {p: i for i, p in enumerate(pieces)}
+        tokenizer = models.GPT2Tokenizer(vocabulary=vocabulary, merges=["\u0120 a", "a b", "\u0120a b", "b c"])
+        sentence = "ab a abc cab"
+    else:
+        tokenizer = models.LlamaTokenizer(proto=(_FIXTURES / "sentencepiece" / "tiny.model").read_bytes())
+        sentence = "a tree and a rose"
+    path, _ = _decoder_preset(keras_hub, backbone_class, tmp_path)
+    tokenizer.save_to_preset(str(path))
+    out = tmp_path / "pt"
+    run_cli("convert", str(path), "--to", "pytorch", "-o", str(out))
+    _same_ids(transformers, tokenizer, out, sentence)
