@@ -16,7 +16,8 @@ terms that add up to it: term 0 is the value, the others are zeros.  ``block(k,n
 block ``k`` of ``n`` equal blocks that the writer concatenates along axis 0 (Keras' query, key and value
 kernels are torch's one ``in_proj_weight``); its inverse ``chunk(k,n)`` takes block ``k`` of ``n`` back
 out.  A third argument names another axis: ``block(k,n,1)`` / ``chunk(k,n,1)`` join and split along axis 1
-(GPT-2's Conv1D ``c_attn`` kernel is ``[in, 3 * out]``: query, key and value side by side).  ``squeeze(k)`` drops axis ``k``, which must have size 1 (GPT-2's Conv1D kernels are stored ``[1, nx, nf]``;
+(GPT-2's Conv1D ``c_attn`` kernel is ``[in, 3 * out]``: query, key and value side by side).
+``squeeze(k)`` drops axis ``k``, which must have size 1 (GPT-2's Conv1D kernels are stored ``[1, nx, nf]``;
 torch's are ``[nx, nf]``), and ``unsqueeze(k)`` puts it back: a rule names the axis, so a shape that has no size-1
 axis there is a mismatch, never a forced fit.  :func:`assemble` is the one function that builds a target from its
 parts, for the writer and for ``verify`` alike.
