@@ -238,6 +238,10 @@ def run_convert(
                 with (folder / name).open("rb") as side, open(tmp / name, "wb") as copy:
                     shutil.copyfileobj(side, copy)
                 files.append(name)
+        if lead and pack.config.side_files is not None:
+            for name, data in pack.config.side_files(folder).items():
+                (tmp / name).write_bytes(data)
+                files.append(name)
     return ConvertResult(
         plan=plan,
         out=out_path,

@@ -260,6 +260,7 @@ class ConfigHooks:
     pytorch: ConfigMapping | None = None  # the PyTorch side's config.json
     tensorflow: ConfigMapping | None = None  # the TF side's config
     generation: Callable[[Config], Config | None] | None = None  # generation_config.json, for a target that generates
+    side_files: Callable[[Path], dict[str, bytes]] | None = None  # source folder -> files written beside (tokenizer)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,9 @@ bias is torch's ``bias_ih + bias_hh``); its inverse ``term(k,n)`` splits a value
 terms that add up to it: term 0 is the value, the others are zeros.  ``block(k,n)`` makes the value
 block ``k`` of ``n`` equal blocks that the writer concatenates along axis 0 (Keras' query, key and value
 kernels are torch's one ``in_proj_weight``); its inverse ``chunk(k,n)`` takes block ``k`` of ``n`` back
-out.  ``squeeze(k)`` drops axis ``k``, which must have size 1 (GPT-2's Conv1D kernels are stored ``[1, nx, nf]``;
+out.  A third argument names another axis: ``block(k,n,1)`` / ``chunk(k,n,1)`` join and split along axis 1
+(GPT-2's Conv1D ``c_attn`` kernel is ``[in, 3 * out]``: query, key and value side by side).
+``squeeze(k)`` drops axis ``k``, which must have size 1 (GPT-2's Conv1D kernels are stored ``[1, nx, nf]``;
 torch's are ``[nx, nf]``), and ``unsqueeze(k)`` puts it back: a rule names the axis, so a shape that has no size-1
 axis there is a mismatch, never a forced fit.  :func:`assemble` is the one function that builds a target from its
 parts, for the writer and for ``verify`` alike.
@@ -77,9 +79,11 @@ class Transform:
         if self.op == "place":
             return (self.args[1], *shape)
         if self.op == "block":
-            return (self.args[1] * shape[0], *shape[1:]) if shape else None
+            a = self.axis
+            return (*shape[:a], self.args[1] * shape[a], *shape[a + 1 :]) if a < len(shape) else None
         if self.op == "chunk":
-            return (shape[0] // self.args[1], *shape[1:]) if shape and shape[0] % self.args[1] == 0 else None
+            a, n = self.axis, self.args[1]
+            return (*shape[:a], shape[a] // n, *shape[a + 1 :]) if a < len(shape) and shape[a] % n == 0 else None
         if self.op == "squeeze":
             k = self.args[0]
             return shape[:k] + shape[k + 1 :] if k < len(shape) and shape[k] == 1 else None
@@ -118,7 +122,7 @@ class Transform:
         if self.op == "row":
             return np.ascontiguousarray(value[self.args[0]])
         if self.op == "chunk":
-            return np.ascontiguousarray(np.split(value, self.args[1], axis=0)[self.args[0]])
+            return np.ascontiguousarray(np.split(value, self.args[1], axis=self.axis)[self.args[0]])
         if self.op == "squeeze":  # to a scalar too (CLIP's logit_scale [1] -> []): ascontiguousarray makes it [1]
             out = np.squeeze(value, axis=self.args[0])
             return out if out.flags.c_contiguous else np.ascontiguousarray(out)
@@ -152,6 +156,11 @@ class Transform:
             inverted = [step.inverse(s) for step, s in zip(self.steps, shapes, strict=True)]
             return chain(*reversed(inverted))
         return Transform("reshape", tuple(source_shape))
+
+    @property
+    def axis(self) -> int:
+        """The axis ``block`` joins along and ``chunk`` splits (its third argument; 0 without one)."""
+        return self.args[2] if self.op in ("block", "chunk") and len(self.args) == 3 else 0
 
     @property
     def splits(self) -> bool:
@@ -219,8 +228,8 @@ def _transpose_2d(value: np.ndarray) -> np.ndarray:
 
 def assemble(parts: Sequence[tuple[Transform, np.ndarray]]) -> np.ndarray:
     """One target from its parts' values (each already through its transform), in part order: stacked along a
-    new axis 0 (``place``), added in the values' own dtype (``sum``) or concatenated along axis 0 (``block``); a
-    single part is returned as it is."""
+    new axis 0 (``place``), added in the values' own dtype (``sum``) or concatenated along the block's axis
+    (``block``); a single part is returned as it is."""
     if len(parts) == 1:
         return parts[0][1]
     ordered = sorted(parts, key=lambda p: p[0].part or (0, 0))
@@ -232,7 +241,9 @@ def assemble(parts: Sequence[tuple[Transform, np.ndarray]]) -> np.ndarray:
             total += value
         return np.ascontiguousarray(total)
     if joins == "block":
-        return np.ascontiguousarray(np.concatenate(values, axis=0))
+        last = ordered[0][0]
+        axis = (last.steps[-1] if last.op == "chain" else last).axis
+        return np.ascontiguousarray(np.concatenate(values, axis=axis))
     return np.ascontiguousarray(np.stack(values))
 
 
@@ -262,7 +273,8 @@ def _parse_one(spec: str) -> Transform:
     if not m:
         raise ValueError(
             f"unknown transform {spec!r}; known: identity, transpose, reverse, permute(...), reshape(...), "
-            "gates(abc->bca), row(k), place(k,n), term(k,n), sum(k,n), block(k,n), chunk(k,n), squeeze(k), "
+            "gates(abc->bca), row(k), place(k,n), term(k,n), sum(k,n), block(k,n[,axis]), chunk(k,n[,axis]), "
+            "squeeze(k), "
             "unsqueeze(k), and chains a|b"
         )
     op, raw = m.group(1), m.group(2)
@@ -275,6 +287,9 @@ def _parse_one(spec: str) -> Transform:
         raise ValueError(f"{op} needs arguments")
     pair = op in ("place", "term", "sum", "block", "chunk")
     single = op in ("row", "squeeze", "unsqueeze")
-    if (single and (len(args) != 1 or args[0] < 0)) or (pair and (len(args) != 2 or not 0 <= args[0] < args[1])):
-        raise ValueError(f"{op} needs {'(k)' if single else '(k,n) with 0 <= k < n'}, got {args}")
+    sizes = (2, 3) if op in ("block", "chunk") else (2,)  # block/chunk: an optional axis
+    bad_pair = pair and (len(args) not in sizes or not 0 <= args[0] < args[1] or min(args) < 0)
+    if (single and (len(args) != 1 or args[0] < 0)) or bad_pair:
+        want = "(k,n[,axis])" if len(sizes) == 2 else "(k,n)"
+        raise ValueError(f"{op} needs {'(k)' if single else want + ' with 0 <= k < n'}, got {args}")
     return Transform(op, args)

@@ -149,5 +149,22 @@ def test_blocks_concatenate_a_target_from_three_sources_and_chunks_take_them_bac
     assert all(c.shape((18, 4)) == (4, 2, 3) for c in chunks) and chunks[0].shape((17, 4)) is None
     assert all(c.apply(whole).tobytes() == k.tobytes() for c, k in zip(chunks, kernels, strict=True))
     assert str(chunks[2].inverse((18, 4))) == "reshape(4,6)|transpose|block(2,3)"
-    with pytest.raises(ValueError, match=r"block needs \(k,n\)"):
+    with pytest.raises(ValueError, match=r"block needs \(k,n\[,axis\]\)"):
         parse("block(3,3)")
+
+
+def test_blocks_along_axis_1_make_a_conv1d_kernel_and_chunks_take_them_back():
+    """GPT-2's Conv1D c_attn kernel [E, 3E]: Keras' query, key, value kernels [E, heads, head_dim] side by side."""
+    from bridge.core.transforms import assemble
+
+    kernels = [np.arange(24, dtype=np.float32).reshape(4, 2, 3) + 100 * k for k in range(3)]
+    blocks = [parse(f"reshape(4,6)|block({k},3,1)") for k in range(3)]
+    assert [b.part for b in blocks] == [(0, 3), (1, 3), (2, 3)] and all(b.shape((4, 2, 3)) == (4, 18) for b in blocks)
+    whole = assemble([(b, b.apply(k)) for b, k in zip(blocks, kernels, strict=True)])
+    assert whole.tobytes() == np.concatenate([k.reshape(4, 6) for k in kernels], axis=1).tobytes()
+    chunks = [b.inverse((4, 2, 3)) for b in blocks]
+    assert str(chunks[1]) == "chunk(1,3,1)|reshape(4,2,3)" and chunks[0].shape((4, 17)) is None
+    assert all(c.apply(whole).tobytes() == k.tobytes() for c, k in zip(chunks, kernels, strict=True))
+    assert parse("block(0,3,5)").shape((4, 6)) is None
+    with pytest.raises(ValueError, match="chunk needs"):
+        parse("chunk(0,3,1,2)")

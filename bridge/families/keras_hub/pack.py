@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from bridge.core.keras_hub_preset import TASK_PREFIX, preset_facts, sniff_keras_hub_preset
 from bridge.core.packs import ConfigHooks, Detection, Docs, Matching, PyTorchSide, Rule, RulePack
+from bridge.core.transforms import parse
 from bridge.families.keras_hub.data import BY_BACKBONE, FAMILIES, Entry, Family
+from bridge.families.keras_hub.tokenizer import tokenizer_files
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -31,13 +33,31 @@ def _family(metadata: dict[str, Any]) -> Family | None:
 
 
 def _transform(kind: str, shape: tuple[int, ...]) -> str:
-    """The transform spec of ``kind`` for a value of ``shape`` (the reshapes spelled with its sizes)."""
+    """The transform spec of ``kind`` for a value of ``shape`` (the reshapes spelled with its sizes); a kind
+    ending ``@k/n`` adds ``block(k,n,axis)`` along the result's last axis."""
+    kind, _, part = kind.partition("@")
+    spec = _reshaped(kind, shape)
+    if not part:
+        return spec
+    k, n = part.split("/")
+    out = parse(spec).shape(shape)
+    axis = len(out) - 1 if out else 0
+    return f"{spec}|block({k},{n}{f',{axis}' if axis else ''})"
+
+
+def _reshaped(kind: str, shape: tuple[int, ...]) -> str:
     if kind == "dense":
         return "transpose"
     if kind == "heads_in":  # [hidden, heads, head_dim] -> [heads * head_dim, hidden]
         return f"reshape({shape[0]},{shape[1] * shape[2]})|transpose"
     if kind == "heads_out":  # [heads, head_dim, hidden] -> [hidden, heads * head_dim]
         return f"reshape({shape[0] * shape[1]},{shape[2]})|transpose"
+    if kind == "heads_first_in":  # [heads, hidden, head_dim] -> [heads * head_dim, hidden]
+        return f"permute(0,2,1)|reshape({shape[0] * shape[2]},{shape[1]})"
+    if kind == "conv_heads_in":  # [hidden, heads, head_dim] -> [hidden, heads * head_dim]
+        return f"reshape({shape[0]},{shape[1] * shape[2]})"
+    if kind == "conv_heads_out":  # [heads, head_dim, hidden] -> [heads * head_dim, hidden]
+        return f"reshape({shape[0] * shape[1]},{shape[2]})"
     if kind == "heads_bias":
         return f"reshape({shape[0] * shape[1]})"
     return "identity"
@@ -134,7 +154,9 @@ PACK = RulePack(
     description="KerasHub presets (save_to_preset directories): " + ", ".join(f.backbone for f in FAMILIES),
     matching=Matching(bind=bind),
     detection=Detection(detect=_detect),
-    config=ConfigHooks(from_files=_preset_facts, pytorch=_pt_config, generation=_generation),
+    config=ConfigHooks(
+        from_files=_preset_facts, pytorch=_pt_config, generation=_generation, side_files=tokenizer_files
+    ),
     pt=PyTorchSide(saved_class=_saved_class),
     docs=Docs(model_types=tuple(f.model_type for f in FAMILIES), layout="KerasHub preset"),
 )
