@@ -105,11 +105,20 @@ def bind(ckpt: Checkpoint, spec: TargetSpec) -> tuple[RulePack, list[str]]:
             rules.append(Rule(re.escape(name), hit[0], _transform(hit[1], shape)))
     bound = replace(PACK, pt=replace(PACK.pt, base_prefix=family.base_prefix))
     if to_preset:
+        spec.base_prefix = spec.base_prefix or family.base_prefix  # a preset given as the reference names none
         return bound.with_rules(tuple(rules)), [
-            f"keras-hub preset: transformers {family.model_type} -> {spec.class_name}",
+            f"keras-hub preset: transformers {family.model_type} -> {preset_class((), spec.config or {})}",
             *preset_notes(spec.config or {}),
         ]
     return bound.with_rules(tuple(rules)), [f"keras-hub preset: {family.backbone} -> transformers {family.model_type}"]
+
+
+def _claims_target(target: str) -> bool:
+    """A PyTorch source checked against a preset (``verify SRC PRESET``): the preset's family is written here."""
+    from pathlib import Path
+
+    path = Path(target)
+    return sniff_keras_hub_preset(path) and _family(preset_facts(path)) is not None
 
 
 def _detect(ckpt: Checkpoint) -> bool:
@@ -164,7 +173,7 @@ PACK = RulePack(
     name="keras-hub",
     description="KerasHub presets (save_to_preset directories): " + ", ".join(f.backbone for f in FAMILIES),
     matching=Matching(bind=bind),
-    detection=Detection(detect=_detect),
+    detection=Detection(detect=_detect, claims_target=_claims_target),
     config=ConfigHooks(from_files=_preset_facts, pytorch=_pt_config, generation=_generation),
     pt=PyTorchSide(saved_class=_saved_class),
     tf=TensorFlowSide(

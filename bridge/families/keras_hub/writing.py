@@ -75,7 +75,8 @@ def _rope_theta(c: Config) -> float:
     kind = rope.get("rope_type", "default") if isinstance(rope, dict) else "default"
     if kind != "default" or c.get("rope_scaling"):
         raise _refuse(c, f"rope_type {kind}", "Only the default rotary embedding is written today")
-    return float(rope.get("rope_theta", c.get("rope_theta", 10000.0)) if isinstance(rope, dict) else 10000.0)
+    theta = rope.get("rope_theta") if isinstance(rope, dict) else None
+    return float(theta if theta is not None else c.get("rope_theta") or 10000.0)
 
 
 def _head_dim_is_derived(c: Config) -> None:

@@ -156,7 +156,7 @@ def test_written_preset_inspects_and_verifies(transformers, torch, tmp_path):
     for fact in ("format: keras-hub-preset", "backbone_class: LlamaBackbone", "task_class: LlamaCausalLM"):
         assert fact in out
     out = run_cli("verify", str(src), str(preset), "--no-forward")
-    assert "bit-exact" in out or "PASS" in out
+    assert "values: 21/21 tensors bit-exact" in out and "verdict: PASS" in out
 
 
 def test_unwritable_config_exits_2(transformers, torch, tmp_path):
