@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bridge.commands.target import written_types
 from bridge.rules import packs
 from tests.conftest import updating_golden
 
@@ -27,7 +28,8 @@ tests prove). "not supported": `bridge check` refuses the family's `tf_model.h5`
 (exit 2, naming the family); it is never converted with a guessed mapping. Why: "no transformers 5 class" when
 transformers 5 has none of the PyTorch classes the family's TF classes had (nothing to convert into), else "not
 mapped yet". "original back": the `--target` that writes a transformers 5 model back into the family's original
-TF checkpoint layout. "KerasHub preset": the family's `save_to_preset` directories convert to transformers 5.
+TF checkpoint layout. "KerasHub preset": the family's `save_to_preset` directories convert to transformers 5;
+"both ways": transformers 5 models are written as presets too (`--to tensorflow --target keras-hub`).
 
 | family (`model_type`) | TF classes in 4.57 | `tf_model.h5` | original TF layout | original back | KerasHub preset |
 |---|---|---|---|---|---|
@@ -50,8 +52,11 @@ def render() -> str:
             for model_type in pack.docs.model_types:
                 back.setdefault(model_type, []).append(f"`--target {pack.name}`")
         for model_type in pack.docs.model_types:
+            both = column == "keras-hub" and pack.tf.output is not None and model_type in written_types(pack)
             by_kind.setdefault((model_type, column), []).append(
-                f"`{pack.name}` ({pack.docs.layout})" if column == "original" else f"`{pack.name}`"
+                f"`{pack.name}` ({pack.docs.layout})"
+                if column == "original"
+                else f"`{pack.name}`" + (" (both ways)" if both else "")
             )
     rows = []
     for model_type in sorted(set(tf_classes) | {m for m, _ in by_kind}):
