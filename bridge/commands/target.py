@@ -195,6 +195,7 @@ def resolve_target(ckpt: Checkpoint, pack: RulePack, to: str, target: str | None
             config=config,
             base_prefix=pack.pt.base_prefix or _class_base_prefix(config),
             chosen=False,  # the heads are the source's: a head the layout has no place for is lost, not chosen
+            metadata=pack.tf.metadata(config, class_name) if pack.tf.metadata else {},
         )
     name = target or _saved_class(ckpt, pack, config)
     # A TF source's own class, from its config (a tf_model.h5's `architectures`), is the source's choice: the heads

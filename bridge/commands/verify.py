@@ -23,6 +23,7 @@ from bridge.api import load
 from bridge.commands.check import run_check
 from bridge.commands.plan_request import PlanRequest
 from bridge.core import dtypes
+from bridge.core.keras_hub_preset import sniff_keras_hub_preset
 from bridge.core.model import Checkpoint
 from bridge.core.plan import Assumption, Plan
 from bridge.core.source import as_path
@@ -113,7 +114,8 @@ def run_verify(
     """:func:`verify` of a parsed :class:`PlanRequest` (the CLI's); its ``to`` follows from ``out``, its ``target``
     is the factory of the model on OUT's side, if any (the plan's target is OUT itself)."""
     report = VerifyReport(str(source), str(out), atol)
-    if as_path(out).is_dir() and (as_path(out) / "model.weights.h5").is_file():
+    folder = as_path(out)
+    if folder.is_dir() and (folder / "model.weights.h5").is_file() and not sniff_keras_hub_preset(folder):
         out = as_path(out) / "model.weights.h5"  # what convert writes for a Keras target
     with load(out) as out_ckpt:
         to = "pytorch" if out_ckpt.framework == "pytorch" else "tensorflow"

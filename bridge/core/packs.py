@@ -300,6 +300,7 @@ class TensorFlowSide:
     output: Output | None = None  # how ``convert`` writes it
     source_layout: SourceLayout | None = None  # the layout computed from the source's names (tried before ``layout``)
     model_types: tuple[str, ...] | None = None  # the families the layout is written for (None: ``docs.model_types``)
+    metadata: Callable[[Config, str], Config] | None = None  # (config, TF class) -> the writer's other needs
 
     @property
     def writes(self) -> bool:

@@ -44,3 +44,13 @@ def write_keras3_weights(
     from tf_side.keras3_weights_writer import write_keras3_weights as write
 
     return write(path, tensors, metadata=metadata, on_tensor=on_tensor)
+
+
+def write_keras_hub_preset(
+    path: Path, tensors: Sequence[Any], *, metadata: Mapping[str, Any], on_tensor: Callable[[Any], None] | None = None
+) -> list[Path]:
+    """A KerasHub preset directory (``model.weights.h5`` is ``path``; task weights and JSON files beside it):
+    :func:`tf_side.keras_hub_preset_writer.write_keras_hub_preset`."""
+    from tf_side.keras_hub_preset_writer import write_keras_hub_preset as write
+
+    return write(path, tensors, metadata=metadata, on_tensor=on_tensor)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bridge.commands.target import written_types
 from bridge.rules import packs
 from tests.conftest import updating_golden
 
@@ -30,7 +31,8 @@ mapped yet". "transformers 5 -> TF": the pack that writes the family's `tf_model
 PyTorch classes (`bridge convert PT_DIR --to tensorflow --target hf-tf`; `TensorFlowSide.model_types`), each
 written class proven with 4.57's own TF class (`tests/fixtures/transformers-4.57-tf-back.json`). "original back":
 the `--target` that writes a transformers 5 model back into the family's original TF checkpoint layout. "KerasHub
-preset": the family's `save_to_preset` directories convert to transformers 5.
+preset": the family's `save_to_preset` directories convert to transformers 5; "both ways": transformers 5 models
+are written as presets too (`--to tensorflow --target keras-hub`).
 
 """
 COLUMNS = (
@@ -61,8 +63,11 @@ def render() -> str:
             for model_type in pack.docs.model_types:
                 back.setdefault(model_type, []).append(f"`--target {pack.name}`")
         for model_type in pack.docs.model_types:
+            both = column == "keras-hub" and pack.tf.output is not None and model_type in written_types(pack)
             by_kind.setdefault((model_type, column), []).append(
-                f"`{pack.name}` ({pack.docs.layout})" if column == "original" else f"`{pack.name}`"
+                f"`{pack.name}` ({pack.docs.layout})"
+                if column == "original"
+                else f"`{pack.name}`" + (" (both ways)" if both else "")
             )
     written: dict[str, list[str]] = {}  # model_type -> the packs that write its tf_model.h5 back
     for pack in packs():

@@ -15,6 +15,7 @@ import re
 from dataclasses import replace
 
 from bridge.core.factory import is_factory
+from bridge.core.keras_hub_preset import sniff_keras_hub_preset
 from bridge.core.model import Checkpoint
 from bridge.core.packs import Copy, Detection, Incompatible, Matching, Optional_, Output, Rule, RulePack, TensorFlowSide
 from bridge.core.plan import TargetModule, TargetSpec
@@ -35,14 +36,15 @@ from bridge.rules import writers
 
 def claims_target(target: str) -> bool:
     """A PyTorch source goes to Keras when the target is a Keras model built by the user's code (``file.py:factory``)
-    or a Keras 3 weights file (or a folder holding one, as convert writes)."""
+    or a Keras 3 weights file (or a folder holding one, as convert writes; a KerasHub preset is the keras-hub
+    pack's)."""
     from pathlib import Path
 
     path = Path(target)
     return (
         is_factory(target)
         or target.endswith((".weights.h5", ".keras"))
-        or (path.is_dir() and any(path.glob("*.weights.h5")))
+        or (path.is_dir() and any(path.glob("*.weights.h5")) and not sniff_keras_hub_preset(path))
     )
 
 

@@ -13,10 +13,29 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from bridge.core.keras_hub_preset import TASK_PREFIX, preset_facts, sniff_keras_hub_preset
-from bridge.core.packs import ConfigHooks, Detection, Docs, Matching, PyTorchSide, Rule, RulePack
+from bridge.core.packs import (
+    ConfigHooks,
+    Detection,
+    Docs,
+    Matching,
+    Output,
+    PyTorchSide,
+    Rule,
+    RulePack,
+    TensorFlowSide,
+)
 from bridge.core.transforms import parse
 from bridge.families.keras_hub.data import BY_BACKBONE, FAMILIES, Entry, Family
 from bridge.families.keras_hub.tokenizer import tokenizer_files
+from bridge.families.keras_hub.writing import (
+    WRITTEN_TYPES,
+    preset_class,
+    preset_files,
+    preset_layout,
+    preset_notes,
+    vocabulary_facts,
+)
+from bridge.rules.writers import write_keras_hub_preset
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -25,6 +44,7 @@ if TYPE_CHECKING:
     from bridge.core.plan import TargetSpec
 
 _FORMAT = "keras-hub-preset"
+BY_MODEL_TYPE: dict[str, Family] = {f.model_type: f for f in FAMILIES}
 _LAYER = re.compile(r"layers/(?P<layer>[a-z0-9_]+?)(?:_(?P<k>\d+))?/(?P<rest>.+)")
 
 
@@ -84,22 +104,41 @@ def _task_target(entries: Iterable[Entry], name: str) -> tuple[str, str] | None:
 
 
 def bind(ckpt: Checkpoint, spec: TargetSpec) -> tuple[RulePack, list[str]]:
-    """Exact-name rules for this preset: each variable to its transformers name, reshapes spelled with its shape."""
-    family = _family(ckpt.metadata)
+    """Exact-name rules for this pair: each preset variable to its transformers name, reshapes spelled with its
+    shape; the variables are the preset's (to PyTorch) or the layout's computed from a transformers source."""
+    to_preset = ckpt.framework == "pytorch"
+    if to_preset:
+        family = BY_MODEL_TYPE.get(str((spec.config or {}).get("model_type")))
+        variables = [(name, t.shape) for name, t in spec.tensors.items()]
+    else:
+        family = _family(ckpt.metadata)
+        variables = [(r.name, r.shape) for r in ckpt.values() if r.kind == "model"]
     if family is None:
         return PACK, []
     rules: list[Rule] = []
-    for record in ckpt.values():
-        if record.kind != "model":
-            continue
-        if record.name.startswith(TASK_PREFIX):
-            hit = _task_target(family.task_entries, record.name)
+    for name, shape in variables:
+        if name.startswith(TASK_PREFIX):
+            hit = _task_target(family.task_entries, name)
         else:
-            hit = _target_of(family, record.name)
+            hit = _target_of(family, name)
         if hit is not None:
-            rules.append(Rule(re.escape(record.name), hit[0], _transform(hit[1], record.shape)))
+            rules.append(Rule(re.escape(name), hit[0], _transform(hit[1], shape)))
     bound = replace(PACK, pt=replace(PACK.pt, base_prefix=family.base_prefix))
+    if to_preset:
+        spec.base_prefix = spec.base_prefix or family.base_prefix  # a preset given as the reference names none
+        return bound.with_rules(tuple(rules)), [
+            f"keras-hub preset: transformers {family.model_type} -> {preset_class((), spec.config or {})}",
+            *preset_notes(spec.config or {}),
+        ]
     return bound.with_rules(tuple(rules)), [f"keras-hub preset: {family.backbone} -> transformers {family.model_type}"]
+
+
+def _claims_target(target: str) -> bool:
+    """A PyTorch source checked against a preset (``verify SRC PRESET``): the preset's family is written here."""
+    from pathlib import Path
+
+    path = Path(target)
+    return sniff_keras_hub_preset(path) and _family(preset_facts(path)) is not None
 
 
 def _detect(ckpt: Checkpoint) -> bool:
@@ -107,9 +146,10 @@ def _detect(ckpt: Checkpoint) -> bool:
 
 
 def _preset_facts(folder: Path) -> tuple[dict[str, Any], list[str]]:
-    """The transformers config a preset's ``config.json`` (and ``task.json``) describes."""
+    """The transformers config a preset's ``config.json`` (and ``task.json``) describes; beside a transformers
+    source, its vocabulary for the preset's tokenizer assets."""
     if not sniff_keras_hub_preset(folder):
-        return {}, []
+        return vocabulary_facts(folder)
     facts = preset_facts(folder)
     family = _family(facts)
     if family is None:
@@ -153,10 +193,22 @@ PACK = RulePack(
     name="keras-hub",
     description="KerasHub presets (save_to_preset directories): " + ", ".join(f.backbone for f in FAMILIES),
     matching=Matching(bind=bind),
-    detection=Detection(detect=_detect),
+    detection=Detection(detect=_detect, claims_target=_claims_target),
     config=ConfigHooks(
         from_files=_preset_facts, pytorch=_pt_config, generation=_generation, side_files=tokenizer_files
     ),
     pt=PyTorchSide(saved_class=_saved_class),
+    tf=TensorFlowSide(
+        source_layout=preset_layout,
+        class_name=preset_class,
+        output=Output(
+            format="keras-hub",
+            writer=write_keras_hub_preset,
+            weights="model.weights.h5",
+            note="a KerasHub preset: keras_hub.models.Backbone.from_preset(OUT) (or the task class) loads it",
+        ),
+        model_types=WRITTEN_TYPES,
+        metadata=preset_files,
+    ),
     docs=Docs(model_types=tuple(f.model_type for f in FAMILIES), layout="KerasHub preset"),
 )

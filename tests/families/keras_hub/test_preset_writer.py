@@ -1,0 +1,167 @@
+"""transformers 5 -> KerasHub presets: tiny models saved by transformers' own ``save_pretrained`` (random init),
+written as presets by bridge, loaded by KerasHub's ``from_preset`` and run on a padded batch; round trips both
+ways bit-exact."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import bridge
+from tests.conftest import run_cli
+from tests.families.keras_hub.test_presets import IDS, MASK, VOCAB, _decoder_preset, _numpy
+
+DECODERS = {  # transformers class -> (config class, KerasHub task class)
+    "LlamaForCausalLM": ("LlamaConfig", "LlamaCausalLM"),
+    "MistralForCausalLM": ("MistralConfig", "MistralCausalLM"),
+    "Qwen2ForCausalLM": ("Qwen2Config", "QwenCausalLM"),
+}
+
+
+@pytest.fixture(scope="module")
+def keras_hub(torch):
+    os.environ.setdefault("KERAS_BACKEND", "torch")  # the faster import; a Keras already loaded keeps its own
+    return pytest.importorskip("keras_hub")
+
+
+def _saved(model: Any, folder: Path, torch: Any) -> Path:
+    """``model`` with every weight random (zero biases and unit norms would hide a misplaced one), saved."""
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.5)
+    model.eval().save_pretrained(folder)
+    return folder
+
+
+def _bert(transformers: Any, torch: Any, folder: Path) -> tuple[Path, Any]:
+    config = transformers.BertConfig(
+        vocab_size=30,
+        hidden_size=8,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=16,
+        max_position_embeddings=16,
+        num_labels=3,
+        hidden_act="gelu_new",  # KerasHub BERT's gelu is the tanh form
+    )
+    model = transformers.BertForSequenceClassification(config)
+    path = _saved(model, folder / "hf_bert", torch)
+    (path / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
+    return path, model
+
+
+def _decoder(transformers: Any, torch: Any, class_name: str, folder: Path) -> tuple[Path, Any]:
+    config = getattr(transformers, DECODERS[class_name][0])(
+        vocab_size=30,
+        hidden_size=8,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=16,
+    )
+    model = getattr(transformers, class_name)(config)
+    return _saved(model, folder / class_name, torch), model
+
+
+def _to_preset(src: Path, out: Path) -> Path:
+    run_cli("convert", str(src), "--to", "tensorflow", "--target", "keras-hub", "-o", str(out))
+    return out
+
+
+def _loaded(load: Any, path: Path) -> Any:
+    """``load(path)`` with no warning (Keras warns of a variable it found no value for, or one left over)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = load(str(path))
+    assert not [str(w.message) for w in caught if "variable" in str(w.message).lower()]
+    return model
+
+
+def _same_tensors(a: Path, b: Path) -> None:
+    """Every model tensor of ``a`` in ``b``, bit for bit, and nothing else."""
+    with bridge.load(a) as x, bridge.load(b) as y:
+        xs = {r.name: r for r in x.values() if r.kind == "model"}
+        ys = {r.name: r for r in y.values() if r.kind == "model"}
+        assert sorted(xs) == sorted(ys)
+        for name, r in xs.items():
+            assert r.dtype == ys[name].dtype and r.numpy().tobytes() == ys[name].numpy().tobytes(), name
+
+
+@pytest.mark.slow
+def test_bert_classifier_to_preset_same_logits(transformers, torch, keras_hub, tmp_path):
+    src, model = _bert(transformers, torch, tmp_path)
+    preset = _to_preset(src, tmp_path / "preset")
+    assert (preset / "assets/tokenizer/vocabulary.txt").read_text().split() == VOCAB
+    task = _loaded(keras_hub.models.BertTextClassifier.from_preset, preset)
+    backbone = _loaded(keras_hub.models.Backbone.from_preset, preset)
+    assert type(backbone).__name__ == "BertBackbone"
+    assert keras_hub.models.BertTokenizer.from_preset(str(preset)).vocabulary_size() == len(VOCAB)
+    inputs = {"token_ids": IDS, "segment_ids": np.zeros_like(IDS), "padding_mask": MASK}
+    with torch.no_grad():
+        pt = model(input_ids=torch.tensor(IDS).long(), attention_mask=torch.tensor(MASK).long())
+        hidden = model.bert(input_ids=torch.tensor(IDS).long(), attention_mask=torch.tensor(MASK).long())[0]
+    np.testing.assert_allclose(_numpy(task(inputs, training=False)), pt.logits.numpy(), atol=1e-5)
+    keras_hidden = _numpy(backbone(inputs)["sequence_output"])
+    np.testing.assert_allclose(keras_hidden[MASK == 1], hidden.numpy()[MASK == 1], atol=1e-5)
+    back = tmp_path / "back"
+    run_cli("convert", str(preset), "--to", "pytorch", "-o", str(back))
+    _same_tensors(src / "model.safetensors", back / "model.safetensors")
+
+
+@pytest.mark.parametrize("class_name", sorted(DECODERS))
+@pytest.mark.slow
+def test_decoder_to_preset_same_logits(transformers, torch, keras_hub, class_name, tmp_path):
+    """Llama, Mistral (untied output head) and Qwen 2 (q/k/v biases) causal LMs: logits of the real tokens."""
+    src, model = _decoder(transformers, torch, class_name, tmp_path)
+    preset = _to_preset(src, tmp_path / "preset")
+    task_class = DECODERS[class_name][1]
+    assert json.loads((preset / "task.json").read_text())["registered_name"] == f"keras_hub>{task_class}"
+    assert not (preset / "task.weights.h5").exists()  # a CausalLM has no weights beside its backbone's
+    task = _loaded(getattr(keras_hub.models, task_class).from_preset, preset)
+    _loaded(keras_hub.models.Backbone.from_preset, preset)
+    ids = np.where(MASK == 1, IDS, 0)
+    with torch.no_grad():
+        expected = model(input_ids=torch.tensor(ids).long(), attention_mask=torch.tensor(MASK).long()).logits.numpy()
+    got = _numpy(task({"token_ids": ids, "padding_mask": MASK}))
+    np.testing.assert_allclose(got[MASK == 1], expected[MASK == 1], atol=1e-5)
+    back = tmp_path / "back"
+    run_cli("convert", str(preset), "--to", "pytorch", "-o", str(back))
+    _same_tensors(src / "model.safetensors", back / "model.safetensors")
+
+
+@pytest.mark.parametrize("backbone_class", ["LlamaBackbone", "QwenBackbone"])
+def test_preset_round_trip_bit_exact(keras_hub, backbone_class, tmp_path):
+    """A save_to_preset preset -> transformers -> preset: every variable back, bit for bit, and the same config."""
+    path, _ = _decoder_preset(keras_hub, backbone_class, tmp_path)
+    run_cli("convert", str(path), "--to", "pytorch", "-o", str(tmp_path / "pt"))
+    again = _to_preset(tmp_path / "pt", tmp_path / "again")
+    _same_tensors(path, again)
+    original, written = (json.loads((p / "config.json").read_text()) for p in (path, again))
+    assert written == original
+    meta = json.loads((again / "metadata.json").read_text())
+    assert meta["parameter_count"] == json.loads((path / "metadata.json").read_text())["parameter_count"]
+
+
+def test_written_preset_inspects_and_verifies(transformers, torch, tmp_path):
+    src, _ = _decoder(transformers, torch, "LlamaForCausalLM", tmp_path)
+    preset = _to_preset(src, tmp_path / "preset")
+    out = run_cli("inspect", str(preset))
+    for fact in ("format: keras-hub-preset", "backbone_class: LlamaBackbone", "task_class: LlamaCausalLM"):
+        assert fact in out
+    out = run_cli("verify", str(src), str(preset), "--no-forward")
+    assert "values: 21/21 tensors bit-exact" in out and "verdict: PASS" in out
+
+
+def test_unwritable_config_exits_2(transformers, torch, tmp_path):
+    src, _ = _decoder(transformers, torch, "LlamaForCausalLM", tmp_path)
+    config = json.loads((src / "config.json").read_text())
+    (src / "config.json").write_text(json.dumps({**config, "attention_bias": True}))
+    out = run_cli("convert", str(src), "--to", "tensorflow", "--target", "keras-hub", "-o", str(tmp_path / "o"), code=2)
+    assert "attention_bias" in out
