@@ -64,10 +64,11 @@ class _Unsharded:
 
 
 def _fsdp_kind(torch: Any, module: Any) -> str | None:
-    """"FullyShardedDataParallel" or "fully_shard" when ``module`` is an FSDP unit, else None."""
+    """ "FullyShardedDataParallel" or "fully_shard" when ``module`` is an FSDP unit, else None."""
     if not torch.distributed.is_available():
         return None
     import torch.distributed.fsdp as fsdp
+
     if isinstance(module, fsdp.FullyShardedDataParallel):
         return "FullyShardedDataParallel"
     fsdp2 = getattr(fsdp, "FSDPModule", None)
@@ -197,9 +198,7 @@ class TorchWatch:
 
     def _unit_of(self) -> dict[str, str]:
         """FSDP: each parameter's unit (the innermost FSDP-wrapped module above it, "" for the root)."""
-        return {
-            n: next((u for u in self.units if not u or n.startswith(u + ".")), "") for n in self.names
-        }
+        return {n: next((u for u in self.units if not u or n.startswith(u + ".")), "") for n in self.names}
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -234,7 +233,14 @@ class TorchWatch:
             )
         fsdp = None if self.fsdp is None else (self.fsdp, self._unit_of())
         self.report = build_report(
-            self.names, self.shaped or self.params, read, passes, notes, ranks=ranks, checkpointing=self.checkpointing, fsdp=fsdp
+            self.names,
+            self.shaped or self.params,
+            read,
+            passes,
+            notes,
+            ranks=ranks,
+            checkpointing=self.checkpointing,
+            fsdp=fsdp,
         )
         self.report.steps = steps
         if self.render is not None and (rank == 0 or exc_type is not None):

@@ -53,11 +53,15 @@ def main(rank: int, world: int, port: int, out: Path, wrap: str) -> None:
     step = 0
     try:
         with bridge.watch(fsdp, quiet=True) as w:
-            for step, batch in enumerate(batches):
+            for step, batch in enumerate(batches):  # noqa: B007 - read after a failure
                 fsdp(**batch).backward()
                 grads = [p.grad for n, p in fsdp.named_parameters() if "unused" in n]
                 result["unused_grad"].append(  # type: ignore[union-attr]
-                    "none" if all(g is None for g in grads) else "zero" if all(float(g.abs().sum()) == 0 for g in grads if g is not None) else "nonzero"
+                    "none"
+                    if all(g is None for g in grads)
+                    else "zero"
+                    if all(float(g.abs().sum()) == 0 for g in grads if g is not None)
+                    else "nonzero"
                 )
                 opt.step()
                 opt.zero_grad()
