@@ -122,6 +122,13 @@ def _config(find_unused: bool, static: bool, reentrant: bool | None) -> str:
 
 def _predictions(report: UnusedReport) -> list[str]:
     """Each DDP configuration's predicted outcome, the recommendation, and what find_unused_parameters costs."""
+    if report.fsdp is not None:
+        f = report.fsdp
+        where = "runs" if f.outcome == "runs" else f"{f.outcome} at step {f.step} on rank {f.rank}"
+        lines = ["", f"FSDP ({f.wrapper}), predicted from the gradients recorded: {where}"]
+        if f.parameters:
+            lines.append(f"  parameters: {listed(list(f.parameters), False)}")
+        return [*lines, f"  advice: {f.advice}"]
     if not report.predictions:
         return []
     where = f"{report.ranks} ranks" if report.ranks else "every rank doing what this process did"

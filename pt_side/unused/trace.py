@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.core.errors import MissingDependency, UsageError
-from bridge.core.unused.predict import predict, recommend
+from bridge.core.unused.predict import predict, predict_fsdp, recommend
 from bridge.core.unused.report import (
     ParameterUsage,
     Row,
@@ -81,8 +81,9 @@ def compute_loss(output: Any, batch: Any, loss_fn: Callable[..., Any] | None) ->
     return loss
 
 
-def _read_mode(params: list[Any], seen: set[int]) -> Any:
-    """A TorchFunctionMode adding to ``seen`` the index of every parameter passed to an op."""
+def _read_mode(params: list[Any], seen: set[int], live: Mapping[int, int] | None = None) -> Any:
+    """A TorchFunctionMode adding to ``seen`` the index of every parameter passed to an op; ``live``: more
+    tensors by ``id`` (the unsharded views FSDP puts on the modules during a forward), read as they change."""
     torch = _torch()
     from torch.overrides import TorchFunctionMode
 
@@ -94,6 +95,8 @@ def _read_mode(params: list[Any], seen: set[int]) -> Any:
     def visit(value: Any) -> None:
         if isinstance(value, torch.Tensor):
             i = by_id.get(id(value))
+            if i is None and live:
+                i = live.get(id(value))
             if i is None and value.layout == torch.strided and not value.is_meta:
                 try:
                     i = by_storage.get((value.data_ptr(), tuple(value.shape), tuple(value.stride())))
@@ -281,12 +284,14 @@ def build_report(
     *,
     ranks: int | None = None,
     checkpointing: set[str] | None = None,
+    fsdp: tuple[str, Mapping[str, str]] | None = None,
 ) -> UnusedReport:
     """Classify parameter ``i`` from whether it entered an op (``i in read``) and which backward passes of each
     rank (``passes[rank][step]``: the indices reached) a gradient reached it in; scopes folded by module,
     one fix per group; each DDP configuration's outcome predicted.  ``ranks``: the number of ranks recorded
     apart (``None``: one process, taken as what every rank does); ``checkpointing``: the kinds of
-    ``torch.utils.checkpoint`` calls seen."""
+    ``torch.utils.checkpoint`` calls seen; ``fsdp``: the FSDP wrapper's name and each parameter's unit, to
+    predict FSDP in place of DDP."""
     rows: list[Row] = []
     usages: list[ParameterUsage] = []
     counts = {r: len(ps) for r, ps in passes.items()}
@@ -311,11 +316,9 @@ def build_report(
     rows = _with_module_scopes(names, rows)
     items = make_items("pytorch", rows, max(total, 1))
     mode = next((m for m in ("reentrant", "non_reentrant") if m in (checkpointing or ())), None)
-    predictions = predict(
-        {r: [frozenset(names[i] for i in reached) for reached in ps] for r, ps in passes.items()},
-        [n for n, p in zip(names, params, strict=True) if p.requires_grad],
-        mode,
-    )
+    by_name = {r: [frozenset(names[i] for i in reached) for reached in ps] for r, ps in passes.items()}
+    trainable = [n for n, p in zip(names, params, strict=True) if p.requires_grad]
+    predictions = None if fsdp else predict(by_name, trainable, mode)
 
     def scopes(*kinds: str) -> list[str]:
         return list(dict.fromkeys(i.scope for i in items if i.kind in kinds))
@@ -331,7 +334,10 @@ def build_report(
         ranks=ranks,
         checkpointing=mode,
         predictions=predictions,
-        recommended=recommend(predictions, mode, never=scopes("never_read", "no_gradient"), varying=scopes(*_PARTIAL)),
+        recommended=None
+        if predictions is None
+        else recommend(predictions, mode, never=scopes("never_read", "no_gradient"), varying=scopes(*_PARTIAL)),
+        fsdp=None if fsdp is None else predict_fsdp(by_name, trainable, fsdp[1], fsdp[0]),
     )
 
 

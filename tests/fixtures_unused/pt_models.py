@@ -365,3 +365,24 @@ def checkpointed_aux_sometimes(rank: int = 0, world_size: int = 1):
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(30 + rank)
     return Checkpointed(), iter([{"x": torch.randn(2, 8, generator=g), "aux": step % 2 == 0} for step in range(4)])
+
+
+class RankSkip(nn.Module):
+    """``a`` at every step, ``b`` skipped when the batch says so, ``unused`` never called (the FSDP tests)."""
+
+    def __init__(self, hidden: int = 4) -> None:
+        super().__init__()
+        self.a = nn.Linear(hidden, hidden)
+        self.b = nn.Linear(hidden, hidden)
+        self.unused = nn.Linear(hidden, hidden)
+
+    def forward(self, x: torch.Tensor, use_b: bool = True) -> torch.Tensor:
+        x = self.a(x)
+        return (self.b(x) if use_b else x).sum()
+
+
+def rank_skip(rank: int = 0, world_size: int = 1):
+    """Rank 1 skips ``b`` at step 1; every other step of every rank uses it."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(40 + rank)
+    return RankSkip(), iter([{"x": torch.randn(2, 4, generator=g), "use_b": (rank, s) != (1, 1)} for s in range(3)])

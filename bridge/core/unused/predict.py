@@ -221,3 +221,102 @@ def _alternative(never: Sequence[str], varying: Sequence[str]) -> str | None:
 def _models(scopes: Sequence[str]) -> list[str]:
     """Module scopes as the expressions that reach them: ``vision`` -> ``model.vision``."""
     return list(dict.fromkeys(module_expression(s) for s in scopes))
+
+
+# --- FSDP: no find_unused_parameters; each unit's gradients are reduce-scattered by every rank together ---
+
+FSDP_SIZE_MISMATCH = "Received data size doesn't match expected size"
+
+
+@dataclass(frozen=True)
+class FsdpPrediction:
+    """What FSDP does with the gradients recorded: ``runs``, ``hangs`` at ``step`` (``rank``: one that left a
+    unit without any gradient; ``parameters``: that unit's parameters which other ranks reached) or ``raises``
+    (``fully_shard``: ranks that reduce different parameters of one group)."""
+
+    wrapper: str  # "FullyShardedDataParallel" or "fully_shard"
+    outcome: str
+    step: int | None
+    rank: int | None
+    parameters: tuple[str, ...]
+    advice: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "wrapper": self.wrapper,
+            "outcome": self.outcome,
+            "step": self.step,
+            "rank": self.rank,
+            "parameters": list(self.parameters),
+            "advice": self.advice,
+        }
+
+
+def predict_fsdp(
+    passes: Mapping[int, Sequence[frozenset[str] | set[str]]],
+    trainable: Sequence[str],
+    unit_of: Mapping[str, str],
+    wrapper: str,
+) -> FsdpPrediction:
+    """FSDP's outcome from the usage per step and rank and the FSDP unit of each parameter (``unit_of``: the
+    name of the wrapped module, "" for the root).
+
+    Reproduced under real FSDP (2 gloo ranks) in ``tests/pt_side/test_watch_wrappers.py``: a unit that a
+    backward pass gives gradients on some ranks and none on another hangs at that step (the ranks with
+    gradients wait in the unit's reduce-scatter, the other one in the next forward's all-gather).  A parameter
+    that gets no gradient while its unit gets some: ``FullyShardedDataParallel`` reduces the unit's whole flat
+    gradient (a zero for it, so momentum and weight decay still move it); ``fully_shard`` leaves its gradient
+    ``None`` on every rank alike (no rank reaching it at that step), but ranks that reduce different parameters
+    of one group send reduce-scatters of different sizes (gloo aborts the process: "Received data size doesn't
+    match expected size").
+    """
+    order = {name: i for i, name in enumerate(trainable)}
+    units: dict[str, set[str]] = {}
+    for name in trainable:
+        units.setdefault(unit_of.get(name, ""), set()).add(name)
+    events: list[tuple[int, int, str, tuple[str, ...]]] = []  # (step, rank, outcome, parameters)
+    steps = max((len(ps) for ps in passes.values()), default=0)
+    for s in range(steps):
+        for members in units.values():
+            reached = {r: frozenset(members & set(ps[s])) for r, ps in passes.items() if s < len(ps)}
+            some = set().union(*reached.values())
+            idle = [r for r, names in reached.items() if not names]
+            if some and idle:
+                events.append((s, idle[0], "hangs", _sorted(some, order)))
+            elif wrapper == "fully_shard" and len(set(reached.values())) > 1:
+                common = frozenset.intersection(*reached.values())
+                odd = next(r for r, names in reached.items() if names != reached[min(reached)])
+                events.append((s, odd, "raises", _sorted(some - common, order)))
+    if events:
+        step, rank, outcome, names = min(events)
+        what = (
+            f"rank {rank} leaves an FSDP unit without any gradient at step {step} while other ranks reach "
+            f"{names[0]}: the others wait in the unit's reduce-scatter"
+            if outcome == "hangs"
+            else f"the ranks reduce different parameters of one fully_shard group at step {step} ({names[0]} on "
+            f"some only): the reduce-scatter sizes differ ({FSDP_SIZE_MISMATCH!r} under gloo)"
+        )
+        return FsdpPrediction(
+            wrapper,
+            outcome,
+            step,
+            rank,
+            names,
+            what + "; FSDP has no find_unused_parameters: touch that module's parameters with a zero-weighted "
+            "term every step on every rank (loss = loss + 0.0 * sum(p.sum() for p in <module>.parameters()))",
+        )
+    partial = {n for ps in passes.values() for used in ps for n in set(trainable) - set(used)}
+    if wrapper == "FullyShardedDataParallel" and partial:
+        advice = (
+            "runs: FSDP has no find_unused_parameters and needs none here; a parameter without a gradient gets a "
+            "zero gradient from its unit's flat gradient, so momentum and weight decay still move it: freeze "
+            "(requires_grad_(False)) what should not train"
+        )
+    elif partial:
+        advice = (
+            "runs: FSDP has no find_unused_parameters and needs none here; a parameter no rank reaches at a step "
+            "keeps grad None there, on every rank alike (the optimizer skips it)"
+        )
+    else:
+        advice = "runs: every trainable parameter gets a gradient at every step on every rank"
+    return FsdpPrediction(wrapper, "runs", None, None, (), advice)

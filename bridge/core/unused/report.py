@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from bridge.core.scopes import fold
 
 if TYPE_CHECKING:
-    from bridge.core.unused.predict import Prediction, Recommendation
+    from bridge.core.unused.predict import FsdpPrediction, Prediction, Recommendation
 
 KINDS = ("never_read", "no_gradient", "frozen", "sometimes", "rank_dependent")
 TRAINABLE_KINDS = ("never_read", "no_gradient", "sometimes", "rank_dependent")
@@ -115,6 +115,7 @@ class UnusedReport:
     checkpointing: str | None = None  # "reentrant" / "non_reentrant": the model's torch.utils.checkpoint calls
     predictions: list[Prediction] | None = None  # each DDP configuration's outcome (bridge.core.unused.predict)
     recommended: Recommendation | None = None
+    fsdp: FsdpPrediction | None = None  # under FSDP, in place of the DDP predictions
     cost: dict[str, Any] | None = None  # seconds per step with find_unused_parameters False / True, and the ratio
 
     def usage_of(self) -> dict[str, ParameterUsage]:
@@ -192,6 +193,7 @@ class UnusedReport:
             "predictions": None if self.predictions is None else [p.to_json() for p in self.predictions],
             "recommended": None if self.recommended is None else self.recommended.to_json(),
             "cost": self.cost,
+            "fsdp": None if self.fsdp is None else self.fsdp.to_json(),
         }
 
 
