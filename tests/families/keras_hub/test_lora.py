@@ -112,7 +112,7 @@ def test_keras_lora_to_peft_same_forward(transformers, torch, keras_hub, peft, n
 def test_peft_adapter_to_keras_lora_same_forward(transformers, torch, keras_hub, peft, name, tmp_path):
     preset, pt, _ = _base(keras_hub, name, tmp_path)
     arch = json.loads((pt / "config.json").read_text())["architectures"][0]
-    modules = sorted({s.module.rsplit(".", 1)[1] for s in lora.LAYOUTS[name].block if s is not None})
+    modules = sorted({s.module.split("{i}.")[1] for s in lora.LAYOUTS[name].block if s is not None})
     config = peft.LoraConfig(r=3, lora_alpha=5, target_modules=modules)  # scaling 5/3: not KerasHub's 1
     model = peft.get_peft_model(getattr(transformers, arch).from_pretrained(pt), config)
     torch.manual_seed(0)
@@ -139,3 +139,13 @@ def _hidden(torch: Any, model: Any) -> np.ndarray:
     ids = torch.tensor(np.where(MASK == 1, IDS, 0)).long()
     with torch.no_grad():
         return inner(input_ids=ids, attention_mask=torch.tensor(MASK).long())[0].numpy()
+
+
+def test_lora_file_against_another_base_exits_2(keras_hub, tmp_path):
+    """A Llama adapter named through a BERT preset: refused by tensor, with the fix."""
+    llama = _backbone(keras_hub, "LlamaBackbone")
+    llama.enable_lora(2)
+    llama.save_lora_weights(str(tmp_path / "llama.lora.h5"))
+    _backbone(keras_hub, "BertBackbone").save_to_preset(str(tmp_path / "bert"))
+    out = run_cli("lora", str(tmp_path / "llama.lora.h5"), "--base", str(tmp_path / "bert"), "-o", "x", code=2)
+    assert "does not fit the base model" in out and "lora/9" in out and "--base" in out
