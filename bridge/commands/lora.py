@@ -36,9 +36,8 @@ def _base(base: Path) -> tuple[lora.Layout, dict[str, Any]]:
     """The base model's LoRA layout and transformers config (a preset's, as ``convert`` would write it)."""
     if sniff_keras_hub_preset(base):
         layout = lora.layout_for(str(preset_facts(base)["backbone_class"]))
-        from_files = PACK.config.from_files
-        assert from_files is not None  # the keras-hub pack reads a preset's config.json
-        return layout, from_files(base)[0]
+        from_files = PACK.config.from_files  # the keras-hub pack's: a preset's config as `convert` writes it
+        return layout, from_files(base)[0] if from_files is not None else {}
     config_path = base / "config.json"
     if not config_path.is_file():
         raise UsageError(
