@@ -427,6 +427,40 @@ def unused(
     emit(report, as_json, lambda r: render(r, verbose=verbose))
 
 
+@cli.command("lora")
+@click.argument("source", type=click.Path(path_type=str))
+@click.option(
+    "--base",
+    type=click.Path(path_type=str),
+    required=True,
+    help="The model the adapter was trained on: its KerasHub preset or its transformers directory.",
+)
+@click.option("-o", "--out", "out", type=click.Path(path_type=str), required=True, help="Output (new).")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def lora_command(source: str, base: str, out: str, force: bool, as_json: bool) -> None:
+    """Convert a LoRA adapter: KerasHub's save_lora_weights file <-> a PEFT adapter directory.
+
+    SOURCE is a `*.lora.h5` (written as a PEFT directory, adapter_config.json + adapter_model.safetensors)
+    or a PEFT adapter directory (written as OUT, which must end in .lora.h5). KerasHub keys its layers by
+    index, so --base names them: Llama, Mistral, Qwen 2, Gemma, BERT, DistilBERT. Prints how to load the result.
+
+    \b
+      bridge lora my.lora.h5 --base my_preset/ -o my-adapter/
+      bridge lora my-adapter/ --base my_preset/ -o back.lora.h5
+    """
+    from pathlib import Path
+
+    from bridge.commands.lora import run_lora
+
+    result = run_lora(Path(source), Path(base), Path(out), force=force)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    click.echo(f"wrote {result.out}: {len(result.modules)} LoRA modules, Keras rank {result.rank}")
+    click.echo(f"load it: {result.load}")
+
+
 @cli.command("formats")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def list_formats(as_json: bool) -> None:

@@ -1,0 +1,326 @@
+"""KerasHub LoRA files (``Backbone.save_lora_weights``) <-> PEFT LoRA adapters: names and values.
+
+A ``.lora.h5`` keys each adapted layer by its index among the backbone's layers that hold weights, in the order
+Keras' ``_flatten_layers`` walks them: the top-level layers in order, each one followed by its sublayers, the
+last-built first.  The file names no layer, so the order of one transformer block is spelled here per family
+(a test checks it against Keras) and each site's kernel kind comes from the family's table in :mod:`.data`.
+
+Values.  Keras factors a kernel ``[..., out]`` as ``lora_kernel_a [..., r] @ lora_kernel_b [r, out]``: on a
+``[hidden, heads, head_dim]`` query kernel that is one ``A`` per head and one ``B`` shared by all heads, a rank of
+``heads * r`` in transformers' ``[heads * head_dim, hidden]`` weight; PEFT gets that rank exactly (its ``A`` the
+heads' factors stacked, its ``B`` block-diagonal) through ``rank_pattern``.  The way back writes a head's whole
+update as its ``A`` and an identity ``B``, so the file's rank is at least ``head_dim``; smaller factors are padded
+with zeros (one rank per file).  Scaling: ``Backbone.enable_lora`` (and ``load_lora_weights``) leave
+``lora_alpha`` at the rank, a scaling of 1, so the PEFT adapter gets ``lora_alpha = r`` per module, and PEFT's
+scaling (``lora_alpha / r``, ``/ sqrt(r)`` with ``use_rslora``) is multiplied into ``lora_kernel_b``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from bridge.core.errors import UnsupportedFeature, UsageError
+from bridge.families.keras_hub.data import BERT, DISTILBERT, GEMMA, LLAMA, MISTRAL, QWEN2, Family
+
+DEFAULT_TARGETS = ("query_dense", "value_dense", "query", "value")  # Backbone.default_lora_layer_names()
+_PEFT_PREFIX = "base_model.model."
+
+
+@dataclass(frozen=True)
+class Site:
+    """One layer LoRA can adapt: its Keras name (what ``enable_lora(target_layer_names=...)`` lists), the
+    transformers module of block ``{i}``, and which head count its kernel splits by (``q``, ``kv``, or none)."""
+
+    keras: str
+    module: str
+    heads: str = ""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A backbone's weighted layers in Keras' order: ``before`` of them ahead of block 0, then per block ``block``
+    (``None``: a layer LoRA cannot adapt: the block itself, a norm, the attention layer); the config keys of the
+    layer count and the query and key/value head counts."""
+
+    family: Family
+    before: int
+    block: tuple[Site | None, ...]
+    counts: tuple[str, str, str] = ("num_hidden_layers", "num_attention_heads", "num_key_value_heads")
+
+
+def _decoder(family: Family) -> Layout:
+    attn, mlp = "layers.{i}.self_attn.", "layers.{i}.mlp."
+    return Layout(
+        family,
+        1,
+        (
+            None,  # the decoder block
+            None,  # feedforward_layernorm
+            Site("feedforward_output_dense", mlp + "down_proj"),
+            Site("feedforward_gate_dense", mlp + "gate_proj"),
+            Site("feedforward_intermediate_dense", mlp + "up_proj"),
+            None,  # self_attention_layernorm
+            None,  # self_attention
+            Site("attention_output", attn + "o_proj", "q"),
+            Site("value", attn + "v_proj", "kv"),
+            Site("key", attn + "k_proj", "kv"),
+            Site("query", attn + "q_proj", "q"),
+        ),
+    )
+
+
+def _encoder(family: Family, before: int, stem: str, names: dict[str, str], counts: tuple[str, str, str]) -> Layout:
+    return Layout(
+        family,
+        before,
+        (
+            None,  # the encoder block
+            Site("feedforward_output_dense", stem + names["ffn_out"]),
+            Site("feedforward_intermediate_dense", stem + names["ffn_in"]),
+            None,  # feedforward_layer_norm
+            None,  # self_attention_layer_norm
+            None,  # self_attention_layer
+            Site("attention_output", stem + names["output"], "q"),
+            Site("value", stem + names["value"], "kv"),
+            Site("key", stem + names["key"], "kv"),
+            Site("query", stem + names["query"], "q"),
+        ),
+        counts,
+    )
+
+
+_GEMMA_ATTN = "layers.{i}.self_attn."
+LAYOUTS: dict[str, Layout] = {
+    layout.family.backbone: layout
+    for layout in (
+        _decoder(LLAMA),
+        _decoder(MISTRAL),
+        _decoder(QWEN2),
+        _encoder(
+            BERT,
+            4,
+            "encoder.layer.{i}.",
+            {
+                "query": "attention.self.query",
+                "key": "attention.self.key",
+                "value": "attention.self.value",
+                "output": "attention.output.dense",
+                "ffn_in": "intermediate.dense",
+                "ffn_out": "output.dense",
+            },
+            ("num_hidden_layers", "num_attention_heads", "num_attention_heads"),
+        ),
+        _encoder(
+            DISTILBERT,
+            4,
+            "transformer.layer.{i}.",
+            {
+                "query": "attention.q_lin",
+                "key": "attention.k_lin",
+                "value": "attention.v_lin",
+                "output": "attention.out_lin",
+                "ffn_in": "ffn.lin1",
+                "ffn_out": "ffn.lin2",
+            },
+            ("n_layers", "n_heads", "n_heads"),
+        ),
+        Layout(
+            GEMMA,
+            1,
+            (
+                None,  # the decoder block
+                Site("ffw_linear", "layers.{i}.mlp.down_proj"),
+                Site("ffw_gating_2", "layers.{i}.mlp.up_proj"),
+                Site("ffw_gating", "layers.{i}.mlp.gate_proj"),
+                None,  # pre_ffw_norm
+                None,  # attention
+                Site("attention_output", _GEMMA_ATTN + "o_proj", "q"),
+                Site("value", _GEMMA_ATTN + "v_proj", "kv"),
+                Site("key", _GEMMA_ATTN + "k_proj", "kv"),
+                Site("query", _GEMMA_ATTN + "q_proj", "q"),
+                None,  # pre_attention_norm
+            ),
+        ),
+    )
+}
+BY_MODEL_TYPE: dict[str, Layout] = {layout.family.model_type: layout for layout in LAYOUTS.values()}
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One adapted layer of a concrete model: its Keras index, transformers module, kernel kind, head count."""
+
+    index: int
+    keras: str
+    module: str
+    kind: str
+    heads: int
+
+
+def slots(layout: Layout, config: dict[str, Any]) -> list[Slot]:
+    """Every layer LoRA can adapt in a model of ``config`` (transformers' config.json of the base)."""
+    layers_key, q_key, kv_key = layout.counts
+    layers = int(config[layers_key])
+    heads = {"q": int(config[q_key]), "kv": int(config.get(kv_key) or config[q_key]), "": 0}
+    kinds = {e.target.removesuffix(".weight"): e.kind for e in layout.family.entries}
+    out = []
+    for i in range(layers):
+        for pos, site in enumerate(layout.block):
+            if site is not None:
+                index = layout.before + i * len(layout.block) + pos
+                kind = kinds[site.module]
+                out.append(Slot(index, site.keras, site.module.format(i=i), kind, heads[site.heads]))
+    return out
+
+
+def module_prefix(layout: Layout, config: dict[str, Any]) -> str:
+    """Where the backbone sits in the class the base's config names (``model.`` in ``LlamaForCausalLM``)."""
+    arch = config.get("architectures") or [layout.family.base_class]
+    return "" if arch[0] == layout.family.base_class else layout.family.base_prefix + "."
+
+
+# --- values: KerasHub factors -> PEFT's ``lora_A.weight`` [r, in] and ``lora_B.weight`` [out, r] -------------------
+
+
+def to_peft(slot: Slot, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """PEFT's ``(lora_A, lora_B)`` whose ``lora_B @ lora_A`` is the update Keras' ``a @ b`` makes, at scaling 1."""
+    r = a.shape[-1]
+    if slot.kind == "dense":  # a [in, r], b [r, out]
+        return a.T, b.T
+    if slot.kind == "heads_out":  # a [heads, head_dim, r]: one factor over the merged heads
+        return a.reshape(-1, r).T, b.T
+    if slot.kind == "heads_first_in":  # a [heads, hidden, r] -> [hidden, heads, r]
+        a = a.transpose(1, 0, 2)
+    if slot.kind not in ("heads_in", "heads_first_in"):
+        raise UnsupportedFeature(f"LoRA on a `{slot.kind}` kernel is not converted", tensor=slot.module)
+    hidden, heads, _ = a.shape  # a [hidden, heads, r], b [r, head_dim]: one A per head, B shared
+    head_dim = b.shape[1]
+    lora_a = a.transpose(1, 2, 0).reshape(heads * r, hidden)
+    lora_b = np.zeros((heads * head_dim, heads * r), dtype=b.dtype)
+    for h in range(heads):
+        lora_b[h * head_dim : (h + 1) * head_dim, h * r : (h + 1) * r] = b.T
+    return lora_a, lora_b
+
+
+def to_keras(
+    slot: Slot, lora_a: np.ndarray, lora_b: np.ndarray, scaling: float, rank: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keras' ``(lora_kernel_a, lora_kernel_b)`` of rank ``rank`` making the update PEFT's pair makes at
+    ``scaling``; computed in float64, stored float32 (KerasHub keeps LoRA factors in float32)."""
+    a64, b64 = lora_a.astype(np.float64), lora_b.astype(np.float64) * scaling
+    r = a64.shape[0]
+    if slot.kind in ("dense", "heads_out"):
+        a = a64.T  # [in, r]
+        if slot.kind == "heads_out":
+            a = a.reshape(slot.heads, -1, r)
+        b = b64.T  # [r, out]
+        a = np.concatenate([a, np.zeros((*a.shape[:-1], rank - r))], axis=-1)
+        b = np.concatenate([b, np.zeros((rank - r, b.shape[1]))], axis=0)
+        return a.astype(np.float32), b.astype(np.float32)
+    out, hidden = b64.shape[0], a64.shape[1]
+    head_dim = out // slot.heads
+    update = (b64 @ a64).T.reshape(hidden, slot.heads, head_dim)  # each head's whole update
+    if slot.kind == "heads_first_in":
+        update = update.transpose(1, 0, 2)
+    a = np.concatenate([update, np.zeros((*update.shape[:-1], rank - head_dim))], axis=-1)
+    b = np.eye(rank, head_dim)
+    return a.astype(np.float32), b.astype(np.float32)
+
+
+def needed_rank(slot: Slot, lora_a: np.ndarray, lora_b: np.ndarray) -> int:
+    """The smallest Keras rank ``to_keras`` can write this pair at."""
+    if slot.kind in ("heads_in", "heads_first_in"):
+        return int(lora_b.shape[0]) // slot.heads
+    return int(lora_a.shape[0])
+
+
+# --- PEFT's config and names --------------------------------------------------------------------------------------
+
+
+def peft_scaling(config: dict[str, Any], module: str, rank: int) -> float:
+    """PEFT's scaling of ``module``: ``lora_alpha`` (or its ``alpha_pattern``) over ``r`` (``sqrt(r)`` rslora)."""
+    alpha = float(config.get("lora_alpha", 8))
+    for key, value in (config.get("alpha_pattern") or {}).items():
+        if re.match(rf"(.*\.)?({key})$", module):
+            alpha = float(value)
+            break
+    return alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
+
+
+def peft_config(slots_written: list[tuple[Slot, int]], rank: int, prefix: str, base: str, task: str | None) -> Any:
+    """adapter_config.json for modules written at the given ranks, each at scaling 1 (alpha = its rank)."""
+    other = {prefix + s.module: r for s, r in slots_written if r != rank}
+    return {
+        "peft_type": "LORA",
+        "task_type": task,
+        "base_model_name_or_path": base,
+        "r": rank,
+        "lora_alpha": rank,
+        "rank_pattern": other,
+        "alpha_pattern": dict(other),
+        "target_modules": sorted(prefix + s.module for s, _ in slots_written),
+        "lora_dropout": 0.0,
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "use_rslora": False,
+        "use_dora": False,
+        "modules_to_save": None,
+        "inference_mode": True,
+    }
+
+
+def peft_key(prefix: str, module: str, factor: str) -> str:
+    return f"{_PEFT_PREFIX}{prefix}{module}.lora_{factor}.weight"
+
+
+def peft_module(key: str, prefix: str) -> tuple[str, str] | None:
+    """``(module without the backbone prefix, "A" | "B")`` of a PEFT tensor name, or None."""
+    m = re.fullmatch(rf"{re.escape(_PEFT_PREFIX)}(?P<module>.+)\.lora_(?P<f>[AB])(?:\.[^.]+)?\.weight", key)
+    if m is None:
+        return None
+    module = m["module"]
+    return (module.removeprefix(prefix) if prefix and module.startswith(prefix) else module), m["f"]
+
+
+def check_peft_config(config: dict[str, Any], path: str) -> None:
+    """Refuse what a ``.lora.h5`` cannot hold, by name."""
+    hint = "Merge it into the base model instead (PeftModel.merge_and_unload) and convert that"
+    if config.get("peft_type", "LORA") != "LORA":
+        raise UnsupportedFeature(
+            "Not a LoRA adapter", path=path, detail=f"peft_type {config.get('peft_type')}", hint=hint
+        )
+    found = {
+        "use_dora": config.get("use_dora"),
+        "bias": config.get("bias", "none") != "none" and config.get("bias"),
+        "modules_to_save": config.get("modules_to_save"),
+    }
+    for key, value in found.items():
+        if value:
+            raise UnsupportedFeature(
+                "The adapter holds what KerasHub's LoRA file has no place for",
+                path=path,
+                detail=f"{key} = {config.get(key)!r}",
+                hint=hint,
+            )
+
+
+def keras_targets(written: list[Slot]) -> list[str]:
+    """``target_layer_names`` for ``enable_lora`` that adapts exactly these layers."""
+    return sorted({s.keras for s in written})
+
+
+def layout_for(backbone_or_type: str) -> Layout:
+    layout = LAYOUTS.get(backbone_or_type) or BY_MODEL_TYPE.get(backbone_or_type)
+    if layout is None:
+        known = ", ".join(sorted(BY_MODEL_TYPE))
+        raise UsageError(
+            "No LoRA layout for this base model",
+            detail=f"{backbone_or_type!r}",
+            hint=f"LoRA adapters convert for the families {known}",
+        )
+    return layout
