@@ -11,7 +11,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from bridge.core.keras_hub_preset import preset_facts, sniff_keras_hub_preset
-from bridge.families.keras_hub.data import BY_BACKBONE
+from bridge.families.keras_hub.families import BY_BACKBONE
 
 if TYPE_CHECKING:
     from pathlib import Path

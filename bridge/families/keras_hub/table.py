@@ -1,0 +1,80 @@
+"""What a KerasHub family module declares: its variable table, both config mappings, its tasks and tokenizer.
+
+A variable path is ``layers/<snake_case class>[_<k>]/<attribute path>/vars/<i>`` (Keras 3 numbers a model's second
+layer of a class ``_1``); ``{i}`` in a target is the layer's index (no suffix: 0).  A transform kind says how the
+value changes: ``dense`` (Keras ``[in, out]`` -> torch ``[out, in]``), ``heads_in`` (an einsum kernel
+``[hidden, heads, head_dim]`` -> ``[heads * head_dim, hidden]``), ``heads_out`` (``[heads, head_dim, hidden]`` ->
+``[hidden, heads * head_dim]``), ``heads_bias`` (``[heads, head_dim]`` -> ``[heads * head_dim]``), ``same``;
+``heads_first_in`` (Gemma's ``[heads, hidden, head_dim]`` -> ``[heads * head_dim, hidden]``);
+``conv_heads_in`` / ``conv_heads_out`` keep Keras' ``[in, out]`` order (a transformers Conv1D's) and only merge the
+head axes.  A kind ending ``@k/n`` makes the value block ``k`` of ``n`` that the writer joins along the target's last
+axis (GPT-2's query, key and value side by side in one ``c_attn``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.core.errors import UsageError
+
+Config = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One variable: a regex (fullmatch) over the path, the transformers name (``{i}``: layer index), the kind."""
+
+    source: str
+    target: str
+    kind: str = "same"
+
+
+def no_notes(config: Config) -> list[str]:
+    return []
+
+
+@dataclass(frozen=True)
+class Writing:
+    """How a family's preset is written from transformers: its module, its config, its task base classes."""
+
+    module: str  # the backbone's module (config.json's ``module``), its task and tokenizer modules beside it
+    keras_config: Callable[[Config], Config]  # transformers config.json -> the backbone's Keras config
+    metadata_tasks: tuple[str, ...]  # metadata.json's ``tasks``: the task base classes of the backbone
+    tied_path: str | None = None  # the output projection's variable, absent when the embeddings are tied
+    task_configs: Mapping[str, Callable[[Config], Config]] = field(default_factory=dict)  # task -> its own keys
+    notes: Callable[[Config], list[str]] = no_notes  # what the preset computes otherwise than the source
+
+
+@dataclass(frozen=True)
+class Family:
+    backbone: str  # KerasHub backbone class (config.json's registered_name without ``keras_hub>``)
+    model_type: str  # transformers' model_type
+    base_class: str  # transformers class of the backbone alone
+    base_prefix: str  # transformers' base_model_prefix
+    layer: str  # snake_case class of one transformer layer in the variable paths
+    entries: tuple[Entry, ...]
+    config: Callable[[Config], Config]  # the backbone's Keras config -> transformers config.json
+    tasks: dict[str, str] = field(default_factory=dict)  # KerasHub task class -> transformers class
+    task_entries: tuple[Entry, ...] = ()  # over ``task/``-prefixed paths
+    generates: bool = False
+    tokenizer: str = ""  # transformers' tokenizer class reading the preset's vocabulary, where it has one
+    writing: Writing | None = None  # present where presets of the family are written from transformers
+
+
+def refuse(config: Config, why: str, hint: str) -> UsageError:
+    """The error for a transformers config a KerasHub backbone cannot express."""
+    return UsageError(
+        f"This {config.get('model_type')} model cannot be written as a KerasHub preset", detail=why, hint=hint
+    )
+
+
+def text_classifier(c: Config) -> Config:
+    """A ``*TextClassifier``'s own config keys from a ``*ForSequenceClassification`` config."""
+    labels = c.get("id2label")  # transformers 5 saves the labels, not num_labels
+    return {
+        "num_classes": len(labels) if isinstance(labels, dict) and labels else c.get("num_labels", 2),
+        "activation": "linear",
+        "dropout": c.get("classifier_dropout") or c.get("hidden_dropout_prob", 0.1),
+    }
