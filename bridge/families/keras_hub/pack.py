@@ -27,14 +27,13 @@ from bridge.core.packs import (
 from bridge.core.transforms import parse
 from bridge.families.keras_hub.families import BY_BACKBONE, BY_MODEL_TYPE, FAMILIES
 from bridge.families.keras_hub.table import Entry, Family
-from bridge.families.keras_hub.tokenizer import tokenizer_files
+from bridge.families.keras_hub.tokenizer import tokenizer_files, vocabulary_facts
 from bridge.families.keras_hub.writing import (
     WRITTEN_TYPES,
     preset_class,
     preset_files,
     preset_layout,
     preset_notes,
-    vocabulary_facts,
 )
 from bridge.rules.writers import write_keras_hub_preset
 

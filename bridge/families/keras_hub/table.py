@@ -13,6 +13,7 @@ axis (GPT-2's query, key and value side by side in one ``c_attn``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,8 @@ class Writing:
     tied_path: str | None = None  # the output projection's variable, absent when the embeddings are tied
     task_configs: Mapping[str, Callable[[Config], Config]] = field(default_factory=dict)  # task -> its own keys
     notes: Callable[[Config], list[str]] = no_notes  # what the preset computes otherwise than the source
+    tokenizer: str = ""  # the KerasHub tokenizer class its vocabulary is written for
+    tokenizer_config: Config = field(default_factory=dict)  # that tokenizer's config keys of this family
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,18 @@ class Family:
     task_entries: tuple[Entry, ...] = ()  # over ``task/``-prefixed paths
     generates: bool = False
     tokenizer: str = ""  # transformers' tokenizer class reading the preset's vocabulary, where it has one
+    vocabulary: str = ""  # its kind: wordpiece, bpe or sentencepiece (tokenizer.ASSETS)
     writing: Writing | None = None  # present where presets of the family are written from transformers
+
+
+def snake(name: str) -> str:
+    """A class name as Keras names its instances and modules (``DistilBertBackbone`` -> ``distil_bert_backbone``)."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+def policy(name: str) -> Config:
+    """A serialized Keras ``DTypePolicy``."""
+    return {"module": "keras", "class_name": "DTypePolicy", "config": {"name": name}, "registered_name": None}
 
 
 def refuse(config: Config, why: str, hint: str) -> UsageError:

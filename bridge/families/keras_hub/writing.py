@@ -12,27 +12,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from bridge.core.errors import UsageError
-from bridge.core.jsonio import load_json
 from bridge.core.keras_hub_preset import TASK_PREFIX
 from bridge.families.keras_hub.families import BY_MODEL_TYPE, FAMILIES
-from bridge.families.keras_hub.table import Config, Entry, Family, Writing
+from bridge.families.keras_hub.table import Config, Entry, Family, Writing, policy, snake
+from bridge.families.keras_hub.tokenizer import preset_tokenizer
 
 Shapes = dict[str, tuple[int, ...]]
 
 # The versions whose preset layout this module writes (metadata.json names them, as save_to_preset does).
 KERAS_VERSION = "3.15.1"
 KERAS_HUB_VERSION = "0.32.0"
-# Config keys ``from_files`` adds beside a transformers source: its vocab.txt and whether its tokenizer lowercases.
-VOCABULARY_KEY = "keras_hub_vocabulary"
-LOWERCASE_KEY = "keras_hub_lowercase"
-
-
-def _policy(name: str = "float32") -> Config:
-    return {"module": "keras", "class_name": "DTypePolicy", "config": {"name": name}, "registered_name": None}
 
 
 WRITTEN_TYPES = tuple(f.model_type for f in FAMILIES if f.writing is not None)
@@ -61,14 +53,14 @@ def _literal(entry: Entry) -> bool:
     return re.escape(entry.source) == entry.source
 
 
-def _paths(family: Family, writing: Writing, config: Config) -> Iterator[tuple[str, str, str]]:
+def _paths(family: Family, writing: Writing, config: Config, layers: int) -> Iterator[tuple[str, str, str]]:
     """(Keras variable path, transformers name without the base prefix, kind) of every variable written."""
     for entry in family.entries:
         if "{i}" not in entry.target and _literal(entry):
             if entry.source == writing.tied_path and config.get("tie_word_embeddings"):
                 continue
             yield entry.source, entry.target, entry.kind
-    for i in range(config["num_hidden_layers"]):
+    for i in range(layers):
         layer = f"layers/{family.layer}" + (f"_{i}" if i else "")
         for entry in family.entries:
             if "{i}" in entry.target and _literal(entry):
@@ -80,28 +72,44 @@ def _paths(family: Family, writing: Writing, config: Config) -> Iterator[tuple[s
 
 
 def _tf_shape(kind: str, shape: tuple[int, ...], head_dim: int) -> tuple[int, ...]:
-    """The Keras variable's shape for a transformers tensor of ``shape`` (:func:`pack._transform` inverted)."""
+    """The Keras variable's shape for a transformers tensor of ``shape`` (:func:`pack._transform` inverted); a
+    kind ending ``@k/n`` takes one of ``n`` equal blocks along the tensor's last axis first."""
+    kind, _, part = kind.partition("@")
+    if part:
+        shape = (*shape[:-1], shape[-1] // int(part.split("/")[1]))
     if kind == "dense":
         return shape[::-1]
     if kind == "heads_in":  # [heads * head_dim, hidden] -> [hidden, heads, head_dim]
         return (shape[1], shape[0] // head_dim, head_dim)
     if kind == "heads_out":  # [hidden, heads * head_dim] -> [heads, head_dim, hidden]
         return (shape[1] // head_dim, head_dim, shape[0])
+    if kind == "heads_first_in":  # [heads * head_dim, hidden] -> [heads, hidden, head_dim]
+        return (shape[0] // head_dim, shape[1], head_dim)
+    if kind == "conv_heads_in":  # [hidden, heads * head_dim] -> [hidden, heads, head_dim]
+        return (shape[0], shape[1] // head_dim, head_dim)
+    if kind == "conv_heads_out":  # [heads * head_dim, hidden] -> [heads, head_dim, hidden]
+        return (shape[0] // head_dim, head_dim, shape[1])
     if kind == "heads_bias":
         return (shape[0] // head_dim, head_dim)
     return shape
 
 
+def _head_dim(keras: Config) -> int:
+    """The attention head size a backbone's Keras config gives (its own ``head_dim``, else hidden / heads)."""
+    heads = keras.get("num_query_heads") or keras["num_heads"]
+    return int(keras.get("head_dim") or keras["hidden_dim"] // heads)
+
+
 def preset_layout(shapes: Shapes, config: Config) -> Shapes:
     """The preset's variables (``task/`` for the task's head) and shapes, computed from the source's tensors."""
     family, writing = writing_of(config)
-    writing.keras_config(config)  # a config the backbone cannot express is refused before any plan
+    keras = writing.keras_config(config)  # a config the backbone cannot express is refused before any plan
     prefix = family.base_prefix + "."
     by_name = {n.removeprefix(prefix): s for n, s in shapes.items()}
-    head_dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
+    head_dim = _head_dim(keras)
     layout: Shapes = {}
     missing: list[str] = []
-    for path, target, kind in _paths(family, writing, config):
+    for path, target, kind in _paths(family, writing, config, keras["num_layers"]):
         if target not in by_name:
             missing.append(target)
             continue
@@ -127,17 +135,18 @@ def _serialized(module: str, class_name: str, config: Config) -> Config:
     return {"module": module, "class_name": class_name, "config": config, "registered_name": f"keras_hub>{class_name}"}
 
 
-def _snake(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
-
-
 def preset_files(config: Config, class_name: str) -> dict[str, Any]:
     """What the preset writer needs besides the tensors: the JSON files as ``save_to_preset`` writes them
     (``metadata.json`` less what the tensors give: ``parameter_count``, ``date_saved``) and the vocabulary."""
     family, writing = writing_of(config)
     backbone = family.backbone
-    backbone_config = {"name": _snake(backbone), "trainable": True, "dtype": _policy(), **writing.keras_config(config)}
-    stem = _snake(backbone.removesuffix("Backbone"))
+    backbone_config = {
+        "name": snake(backbone),
+        "trainable": True,
+        "dtype": policy("float32"),
+        **writing.keras_config(config),
+    }
+    stem = snake(backbone.removesuffix("Backbone"))
     files: dict[str, Any] = {
         "config.json": _serialized(f"{writing.module}.{stem}_backbone", backbone, backbone_config),
         "metadata.json": {
@@ -152,52 +161,16 @@ def preset_files(config: Config, class_name: str) -> dict[str, Any]:
         task_config = {
             "backbone": files["config.json"],
             "preprocessor": None,
-            "name": _snake(task),
+            "name": snake(task),
             **(own(config) if own else {}),
         }
-        files["task.json"] = _serialized(f"{writing.module}.{_snake(task)}", task, task_config)
+        files["task.json"] = _serialized(f"{writing.module}.{snake(task)}", task, task_config)
         if family.task_entries:  # a task with weights of its own is saved compiled (KerasHub's default)
             files["task_optimizer"] = {"name": "adam", "learning_rate": 5e-5}
-    vocabulary = config.get(VOCABULARY_KEY)
-    if isinstance(vocabulary, str) and family.tokenizer == "BertTokenizer":
-        files["vocabulary"] = vocabulary
-        files["tokenizer.json"] = _serialized(
-            f"{writing.module}.bert_tokenizer",
-            "BertTokenizer",
-            {
-                "name": "bert_tokenizer",
-                "trainable": True,
-                "dtype": _policy("int32"),
-                "config_file": "tokenizer.json",
-                "vocabulary": None,
-                "sequence_length": None,
-                "lowercase": bool(config.get(LOWERCASE_KEY, False)),
-                "strip_accents": False,
-                "split": True,
-                "suffix_indicator": "##",
-                "oov_token": "[UNK]",
-                "special_tokens": None,
-                "special_tokens_in_strings": False,
-            },
-        )
+    files |= preset_tokenizer(family, writing, config)
     return {"preset_files": files}
 
 
 def preset_notes(config: Config) -> list[str]:
     """What a preset computes otherwise than the transformers source, for the plan."""
     return writing_of(config)[1].notes(config)
-
-
-def vocabulary_facts(folder: Path) -> tuple[Config, list[str]]:
-    """A transformers directory's WordPiece ``vocab.txt`` (and ``do_lower_case`` of its tokenizer_config.json),
-    for the preset's tokenizer assets."""
-    vocab = folder / "vocab.txt"
-    if not vocab.is_file():
-        return {}, []
-    facts: Config = {VOCABULARY_KEY: str(vocab)}
-    tokenizer = folder / "tokenizer_config.json"
-    if tokenizer.is_file() and tokenizer.stat().st_size < 1 << 24:
-        value = load_json(tokenizer.read_bytes(), path=tokenizer, what="tokenizer config", hint="Save it again")
-        if isinstance(value, dict) and isinstance(value.get("do_lower_case"), bool):
-            facts[LOWERCASE_KEY] = value["do_lower_case"]
-    return facts, []

@@ -83,6 +83,7 @@ BERT = Family(
     ),
     config=_to_transformers,
     tokenizer="BertTokenizer",
+    vocabulary="wordpiece",
     tasks={"BertTextClassifier": "BertForSequenceClassification"},
     task_entries=(
         Entry("layers/dense/vars/0", "classifier.weight", "dense"),
@@ -94,5 +95,6 @@ BERT = Family(
         ("MaskedLM", "TextClassifier", "TextEmbedder"),
         task_configs={"BertTextClassifier": text_classifier},
         notes=_notes,
+        tokenizer="BertTokenizer",
     ),
 )

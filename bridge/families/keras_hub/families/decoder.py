@@ -125,12 +125,15 @@ def _decoder(
     qkv_bias: bool,
     extra: Config,
     to_keras: Callable[[Config], Config],
-    tokenizer: str,
+    tokenizers: tuple[str, str, str],
     base_class: str = "",
 ) -> Family:
     """A Llama-shaped KerasHub decoder; ``names`` are the backbone class, transformers' model_type and the stem of
-    the ``<stem>_transformer_decoder`` layers, ``norm`` the final norm's layer."""
+    the ``<stem>_transformer_decoder`` layers, ``norm`` the final norm's layer; ``tokenizers`` the vocabulary's
+    kind, transformers' tokenizer class reading it and KerasHub's."""
     backbone, model_type, stem = names
+    kind, tokenizer, keras_tokenizer = tokenizers
+    bpe = {"unsplittable_tokens": ["<|endoftext|>"]} if kind == "bpe" else {}
     prefix = backbone.removesuffix("Backbone")
     pt_prefix = (base_class or prefix).removesuffix("Model")
     qkv = (("query", "q"), ("key", "k"), ("value", "v"))
@@ -162,9 +165,17 @@ def _decoder(
         ),
         config=_to_transformers(model_type, **extra),
         tokenizer=tokenizer,
+        vocabulary=kind,
         tasks={f"{prefix}CausalLM": f"{pt_prefix}ForCausalLM"},
         generates=True,
-        writing=Writing(f"keras_hub.src.models.{stem}", to_keras, ("CausalLM",), _TIED),
+        writing=Writing(
+            f"keras_hub.src.models.{stem}",
+            to_keras,
+            ("CausalLM",),
+            _TIED,
+            tokenizer=keras_tokenizer,
+            tokenizer_config=bpe,
+        ),
     )
 
 
@@ -174,7 +185,7 @@ LLAMA = _decoder(
     False,
     {"attention_bias": False, "mlp_bias": False},
     _llama_to_keras,
-    "LlamaTokenizer",
+    ("sentencepiece", "LlamaTokenizer", "LlamaTokenizer"),
 )
 MISTRAL = _decoder(
     ("MistralBackbone", "mistral", "mistral"),
@@ -182,7 +193,7 @@ MISTRAL = _decoder(
     False,
     {"sliding_window": "sliding_window"},
     _mistral_to_keras,
-    "LlamaTokenizer",  # transformers reads Mistral's SentencePiece vocabulary with Llama's tokenizer
+    ("sentencepiece", "LlamaTokenizer", "MistralTokenizer"),  # transformers reads it with Llama's tokenizer
 )
 QWEN2 = _decoder(
     ("QwenBackbone", "qwen2", "qwen"),
@@ -190,6 +201,6 @@ QWEN2 = _decoder(
     True,
     {"use_sliding_window": "use_sliding_window_attention", "sliding_window": "sliding_window_size"},
     _qwen2_to_keras,
-    "Qwen2Tokenizer",
+    ("bpe", "Qwen2Tokenizer", "QwenTokenizer"),
     base_class="Qwen2Model",
 )

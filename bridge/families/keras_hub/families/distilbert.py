@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from bridge.families.keras_hub.table import Config, Entry, Family
+from bridge.families.keras_hub.table import Config, Entry, Family, Writing, refuse, text_classifier
 
 
 def _to_transformers(c: Config) -> Config:
@@ -21,6 +21,25 @@ def _to_transformers(c: Config) -> Config:
         "sinusoidal_pos_embds": False,
         "pad_token_id": 0,
     }
+
+
+def _to_keras(c: Config) -> Config:
+    if c.get("activation", "gelu") != "gelu":
+        raise refuse(c, f"activation {c['activation']}", "KerasHub DistilBERT's feed-forward uses gelu")
+    return {
+        "vocabulary_size": c["vocab_size"],
+        "num_layers": c["n_layers"],
+        "num_heads": c["n_heads"],
+        "hidden_dim": c["dim"],
+        "intermediate_dim": c["hidden_dim"],
+        "dropout": c.get("dropout", 0.1),
+        "max_sequence_length": c.get("max_position_embeddings", 512),
+    }
+
+
+def _classifier(c: Config) -> Config:
+    """``DistilBertTextClassifier``: its ``pre_classifier`` is ``dim`` wide, its dropout ``seq_classif_dropout``."""
+    return text_classifier(c) | {"hidden_dim": c["dim"], "dropout": c.get("seq_classif_dropout", 0.2)}
 
 
 def _layer(stem: str) -> list[Entry]:
@@ -57,11 +76,19 @@ DISTILBERT = Family(
     ),
     config=_to_transformers,
     tokenizer="DistilBertTokenizer",
+    vocabulary="wordpiece",
     tasks={"DistilBertTextClassifier": "DistilBertForSequenceClassification"},
     task_entries=(
         Entry("layers/dense/vars/0", "pre_classifier.weight", "dense"),
         Entry("layers/dense/vars/1", "pre_classifier.bias"),
         Entry("layers/dense_1/vars/0", "classifier.weight", "dense"),
         Entry("layers/dense_1/vars/1", "classifier.bias"),
+    ),
+    writing=Writing(
+        "keras_hub.src.models.distil_bert",
+        _to_keras,
+        ("MaskedLM", "TextClassifier"),
+        task_configs={"DistilBertTextClassifier": _classifier},
+        tokenizer="DistilBertTokenizer",
     ),
 )

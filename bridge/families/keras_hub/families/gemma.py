@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from bridge.families.keras_hub.table import Config, Entry, Family
+from bridge.families.keras_hub.families.decoder import rope_theta
+from bridge.families.keras_hub.table import Config, Entry, Family, Writing, refuse
 
 
 def _to_transformers(c: Config) -> Config:
@@ -22,6 +23,40 @@ def _to_transformers(c: Config) -> Config:
         "max_position_embeddings": 8192,
         "tie_word_embeddings": True,
     }
+
+
+def _to_keras(c: Config) -> Config:
+    if rope_theta(c) != 10000.0:
+        raise refuse(c, f"rope_theta {rope_theta(c)}", "KerasHub Gemma's rotary base is 10000")
+    if c.get("tie_word_embeddings") is False:
+        raise refuse(c, "tie_word_embeddings is false", "KerasHub Gemma's output projection is its embeddings")
+    if c.get("attention_bias"):
+        raise refuse(c, "attention_bias is set", "KerasHub Gemma has no biases")
+    return {
+        "vocabulary_size": c["vocab_size"],
+        "num_layers": c["num_hidden_layers"],
+        "num_query_heads": c["num_attention_heads"],
+        "num_key_value_heads": c.get("num_key_value_heads") or c["num_attention_heads"],
+        "hidden_dim": c["hidden_size"],
+        "intermediate_dim": c["intermediate_size"] * 2,  # KerasHub counts gate and up projections together
+        "head_dim": c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"],
+        "layer_norm_epsilon": c.get("rms_norm_eps", 1e-6),
+        "dropout": c.get("attention_dropout", 0),
+        "query_head_dim_normalize": True,
+        "use_post_ffw_norm": False,
+        "use_post_attention_norm": False,
+        "final_logit_soft_cap": None,
+        "attention_logit_soft_cap": None,
+        "sliding_window_size": 4096,
+        "use_sliding_window_attention": False,
+    }
+
+
+def _notes(c: Config) -> list[str]:
+    act = c.get("hidden_activation") or c.get("hidden_act")
+    if act in ("gelu_pytorch_tanh", None):
+        return []
+    return [f"hidden_activation {act}: KerasHub Gemma computes the tanh form of gelu; the values are written exactly"]
 
 
 _ATTN = "attention"
@@ -47,6 +82,8 @@ GEMMA = Family(
     ),
     config=_to_transformers,
     tokenizer="GemmaTokenizer",
+    vocabulary="sentencepiece",
     tasks={"GemmaCausalLM": "GemmaForCausalLM"},
     generates=True,
+    writing=Writing("keras_hub.src.models.gemma", _to_keras, ("CausalLM",), notes=_notes, tokenizer="GemmaTokenizer"),
 )

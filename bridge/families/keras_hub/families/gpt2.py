@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from bridge.families.keras_hub.table import Config, Entry, Family
+from bridge.families.keras_hub.table import Config, Entry, Family, Writing, refuse
 
 
 def _to_transformers(c: Config) -> Config:
@@ -22,6 +22,32 @@ def _to_transformers(c: Config) -> Config:
         "attn_pdrop": c.get("dropout", 0.1),
         "tie_word_embeddings": True,
     }
+
+
+def _to_keras(c: Config) -> Config:
+    if float(c.get("layer_norm_epsilon", 1e-5)) != 1e-5:
+        raise refuse(c, f"layer_norm_epsilon {c['layer_norm_epsilon']}", "KerasHub GPT-2's layer norms use 1e-5")
+    for key in ("scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn", "add_cross_attention"):
+        if c.get(key):
+            raise refuse(c, f"{key} is set", "KerasHub GPT-2 computes attention as the original GPT-2 does")
+    if c.get("tie_word_embeddings") is False:
+        raise refuse(c, "tie_word_embeddings is false", "KerasHub GPT-2's output projection is its embeddings")
+    return {
+        "vocabulary_size": c["vocab_size"],
+        "num_layers": c["n_layer"],
+        "num_heads": c["n_head"],
+        "hidden_dim": c["n_embd"],
+        "intermediate_dim": c.get("n_inner") or 4 * c["n_embd"],
+        "dropout": c.get("resid_pdrop", 0.1),
+        "max_sequence_length": c.get("n_positions", 1024),
+    }
+
+
+def _notes(c: Config) -> list[str]:
+    act = c.get("activation_function", "gelu_new")
+    if act in ("gelu_new", "gelu_pytorch_tanh"):
+        return []
+    return [f"activation_function {act}: KerasHub GPT-2 computes the tanh form of gelu; the values are written exactly"]
 
 
 _ATTN = "_self_attention_layer"
@@ -54,6 +80,15 @@ GPT2 = Family(
     ),
     config=_to_transformers,
     tokenizer="GPT2Tokenizer",
+    vocabulary="bpe",
     tasks={"GPT2CausalLM": "GPT2LMHeadModel"},
     generates=True,
+    writing=Writing(
+        "keras_hub.src.models.gpt2",
+        _to_keras,
+        ("CausalLM",),
+        notes=_notes,
+        tokenizer="GPT2Tokenizer",
+        tokenizer_config={"unsplittable_tokens": ["<|endoftext|>"]},
+    ),
 )
