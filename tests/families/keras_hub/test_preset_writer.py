@@ -194,3 +194,32 @@ def test_unwritable_config_exits_2(transformers, torch, tmp_path):
     (src / "config.json").write_text(json.dumps({**config, "attention_bias": True}))
     out = run_cli("convert", str(src), "--to", "tensorflow", "--target", "keras-hub", "-o", str(tmp_path / "o"), code=2)
     assert "attention_bias" in out
+
+
+_FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+
+
+# KerasHub 0.32's SentencePieceTokenizer reads a vocabulary.spm path with open(...).read() and leaves it open.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("class_name", ["GPT2LMHeadModel", "LlamaForCausalLM"])
+@pytest.mark.slow
+def test_tokenizer_files_reach_preset_same_ids(transformers, torch, keras_hub, class_name, tmp_path):
+    """Byte-level BPE (vocab.json + merges.txt) and SentencePiece (tokenizer.model) beside a transformers model:
+    the preset's tokenizer (assets and tokenizer.json) encodes a sentence to AutoTokenizer's ids."""
+    src, _ = _decoder(transformers, torch, class_name, tmp_path)
+    if class_name == "GPT2LMHeadModel":
+        pieces = ["<|endoftext|>", "a", "b", "c", "\u0120", "\u0120a", "ab", "\u0120ab", "bc"]
+        (src / "vocab.json").write_text(json.dumps({p: i for i, p in enumerate(pieces)}))
+        (src / "merges.txt").write_text("#version: 0.2\n\u0120 a\na b\n\u0120a b\nb c\n", encoding="utf-8")
+        tokenizer_class, sentence, assets = "GPT2Tokenizer", "ab a abc cab", ["merges.txt", "vocabulary.json"]
+    else:
+        (src / "tokenizer.model").write_bytes((_FIXTURES / "sentencepiece" / "tiny.model").read_bytes())
+        tokenizer_class, sentence, assets = "LlamaTokenizer", "a tree and a rose", ["vocabulary.spm"]
+    (src / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": tokenizer_class}))
+    preset = _to_preset(src, tmp_path / "preset")
+    assert sorted(p.name for p in (preset / "assets/tokenizer").iterdir()) == assets
+    keras_tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(str(preset))
+    assert type(keras_tokenizer).__name__ == tokenizer_class
+    expected = transformers.AutoTokenizer.from_pretrained(src).encode(sentence, add_special_tokens=False)
+    assert len(expected) > 2
+    assert _numpy(keras_tokenizer(sentence)).tolist() == expected
