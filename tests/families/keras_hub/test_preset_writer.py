@@ -223,3 +223,25 @@ def test_tokenizer_files_reach_preset_same_ids(transformers, torch, keras_hub, c
     expected = transformers.AutoTokenizer.from_pretrained(src).encode(sentence, add_special_tokens=False)
     assert len(expected) > 2
     assert _numpy(keras_tokenizer(sentence)).tolist() == expected
+
+
+@pytest.mark.slow
+def test_bfloat16_model_writes_bfloat16_preset(transformers, torch, keras_hub, tmp_path):
+    """A bf16 transformers model stays bf16: Keras' own storage (an opaque 2-byte type, ``dtype`` attribute), a
+    bfloat16 policy, KerasHub loading the values exactly, and back to transformers bit-exact."""
+    import h5py
+
+    _, model = _decoder(transformers, torch, "LlamaForCausalLM", tmp_path)
+    src = tmp_path / "bf16"
+    model.to(torch.bfloat16).save_pretrained(src)
+    preset = _to_preset(src, tmp_path / "preset")
+    assert json.loads((preset / "config.json").read_text())["config"]["dtype"]["config"]["name"] == "bfloat16"
+    with h5py.File(preset / "model.weights.h5") as f:
+        stored = f["layers/reversible_embedding/vars/0"]
+        assert stored.dtype == np.dtype("V2") and stored.attrs["dtype"] == "bfloat16"
+    backbone = _loaded(lambda p: keras_hub.models.Backbone.from_preset(p, dtype="bfloat16"), preset)
+    embeddings = _numpy(backbone.token_embedding.embeddings).astype("float32")
+    assert embeddings.tobytes() == model.model.embed_tokens.weight.detach().float().numpy().tobytes()
+    back = tmp_path / "back"
+    run_cli("convert", str(preset), "--to", "pytorch", "-o", str(back))
+    _same_tensors(src / "model.safetensors", back / "model.safetensors")
