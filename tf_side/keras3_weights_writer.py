@@ -4,7 +4,8 @@ Every saved object has a group named by its attribute path (``layers/dense``,
 ``layers/lstm/cell``) holding a ``vars`` group whose ``name`` attribute is the object's
 name and whose datasets ``0, 1, ...`` are its variables in order; objects without
 variables still have their empty ``vars`` group, and the model's own is ``/vars``
-(Keras 3.15; ``model.load_weights`` looks each group up by path).
+(Keras 3.15; ``model.load_weights`` looks each group up by path).  bfloat16 is stored as Keras stores it: a 2-byte
+HDF5 opaque type (numpy ``|V2``) with the attribute ``dtype = "bfloat16"``.
 """
 
 from __future__ import annotations
@@ -41,13 +42,16 @@ def write_keras3_weights(
         for group, name in sorted(object_names.items()):
             f.require_group(group).attrs["name"] = name
         for t in tensors:
-            if t.dtype == "bfloat16" or dtypes.itemsize(t.dtype) is None:
+            if dtypes.itemsize(t.dtype) is None:
                 raise UnsupportedFeature(
                     f"Writing {t.dtype} to a Keras weights file", tensor=t.name, hint="Convert with --dtype float32"
                 )
             value = produced_value(t)
             group, _, index = t.name.rpartition("/")
-            f.require_group(group).create_dataset(index, data=value)
+            if t.dtype == "bfloat16":  # as Keras' H5IOStore: a 2-byte opaque type, the dtype in an attribute
+                f.require_group(group).create_dataset(index, data=value.view("V2")).attrs["dtype"] = "bfloat16"
+            else:
+                f.require_group(group).create_dataset(index, data=value)
             if on_tensor is not None:
                 on_tensor(t)
     return [path]

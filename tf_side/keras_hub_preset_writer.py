@@ -4,7 +4,7 @@
 ``task/...``, as :mod:`tf_side.keras_hub_preset` reads them), both in the Keras 3 layout
 (:mod:`tf_side.keras3_weights_writer`); ``config.json``, ``task.json`` and ``tokenizer.json`` come from the pack
 (``metadata["preset_files"]``), ``metadata.json`` is completed with what the tensors give (the parameter count)
-and the date, and a BERT vocabulary goes to ``assets/tokenizer/vocabulary.txt``.
+and the date, and the tokenizer's vocabulary files go to ``assets/tokenizer/``.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def write_keras_hub_preset(
     Args:
         path: the backbone's ``model.weights.h5`` in the preset directory.
         tensors: the planned tensors, Keras variable paths; ``task/...`` ones go to ``task.weights.h5``.
-        metadata: ``{"preset_files": {file name: JSON value, "vocabulary": vocab.txt path}}`` from the pack.
+        metadata: ``{"preset_files": {file name: JSON value, "assets": {asset name: source file}}}`` from the pack.
         on_tensor: called after each tensor (progress).
     """
     files: dict[str, Any] = dict(metadata["preset_files"])
@@ -110,10 +110,10 @@ def write_keras_hub_preset(
     meta["date_saved"] = datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")
     ordered = {k: meta[k] for k in ("keras_version", "keras_hub_version", "parameter_count", "date_saved", "tasks")}
     written.append(_json(folder / "metadata.json", ordered))
-    vocabulary = files.get("vocabulary")
-    if isinstance(vocabulary, str) and "tokenizer.json" in files:
+    if isinstance(files.get("assets"), dict) and "tokenizer.json" in files:
         assets = folder / "assets" / "tokenizer"
         assets.mkdir(parents=True)
-        written.append(Path(shutil.copyfile(vocabulary, assets / "vocabulary.txt")))
+        for name, source in files["assets"].items():
+            written.append(Path(shutil.copyfile(source, assets / name)))
         written.append(_json(folder / "tokenizer.json", files["tokenizer.json"]))
     return written

@@ -25,128 +25,28 @@ from typing import Any
 import numpy as np
 
 from bridge.core.errors import UnsupportedFeature, UsageError
-from bridge.families.keras_hub.data import BERT, DISTILBERT, GEMMA, LLAMA, MISTRAL, QWEN2, Family
+from bridge.families.keras_hub.families import FAMILIES
+from bridge.families.keras_hub.table import Family, LoraSite
 
 DEFAULT_TARGETS = ("query_dense", "value_dense", "query", "value")  # Backbone.default_lora_layer_names()
 _PEFT_PREFIX = "base_model.model."
 
 
-@dataclass(frozen=True)
-class Site:
-    """One layer LoRA can adapt: its Keras name (what ``enable_lora(target_layer_names=...)`` lists), the
-    transformers module of block ``{i}``, and which head count its kernel splits by (``q``, ``kv``, or none)."""
-
-    keras: str
-    module: str
-    heads: str = ""
+Site = LoraSite
 
 
 @dataclass(frozen=True)
 class Layout:
-    """A backbone's weighted layers in Keras' order: ``before`` of them ahead of block 0, then per block ``block``
-    (``None``: a layer LoRA cannot adapt: the block itself, a norm, the attention layer); the config keys of the
-    layer count and the query and key/value head counts."""
+    """A family with its LoRA order (:class:`~bridge.families.keras_hub.table.LoraOrder`)."""
 
     family: Family
     before: int
     block: tuple[Site | None, ...]
-    counts: tuple[str, str, str] = ("num_hidden_layers", "num_attention_heads", "num_key_value_heads")
+    counts: tuple[str, str, str]
 
 
-def _decoder(family: Family) -> Layout:
-    attn, mlp = "layers.{i}.self_attn.", "layers.{i}.mlp."
-    return Layout(
-        family,
-        1,
-        (
-            None,  # the decoder block
-            None,  # feedforward_layernorm
-            Site("feedforward_output_dense", mlp + "down_proj"),
-            Site("feedforward_gate_dense", mlp + "gate_proj"),
-            Site("feedforward_intermediate_dense", mlp + "up_proj"),
-            None,  # self_attention_layernorm
-            None,  # self_attention
-            Site("attention_output", attn + "o_proj", "q"),
-            Site("value", attn + "v_proj", "kv"),
-            Site("key", attn + "k_proj", "kv"),
-            Site("query", attn + "q_proj", "q"),
-        ),
-    )
-
-
-def _encoder(family: Family, before: int, stem: str, names: dict[str, str], counts: tuple[str, str, str]) -> Layout:
-    return Layout(
-        family,
-        before,
-        (
-            None,  # the encoder block
-            Site("feedforward_output_dense", stem + names["ffn_out"]),
-            Site("feedforward_intermediate_dense", stem + names["ffn_in"]),
-            None,  # feedforward_layer_norm
-            None,  # self_attention_layer_norm
-            None,  # self_attention_layer
-            Site("attention_output", stem + names["output"], "q"),
-            Site("value", stem + names["value"], "kv"),
-            Site("key", stem + names["key"], "kv"),
-            Site("query", stem + names["query"], "q"),
-        ),
-        counts,
-    )
-
-
-_GEMMA_ATTN = "layers.{i}.self_attn."
 LAYOUTS: dict[str, Layout] = {
-    layout.family.backbone: layout
-    for layout in (
-        _decoder(LLAMA),
-        _decoder(MISTRAL),
-        _decoder(QWEN2),
-        _encoder(
-            BERT,
-            4,
-            "encoder.layer.{i}.",
-            {
-                "query": "attention.self.query",
-                "key": "attention.self.key",
-                "value": "attention.self.value",
-                "output": "attention.output.dense",
-                "ffn_in": "intermediate.dense",
-                "ffn_out": "output.dense",
-            },
-            ("num_hidden_layers", "num_attention_heads", "num_attention_heads"),
-        ),
-        _encoder(
-            DISTILBERT,
-            4,
-            "transformer.layer.{i}.",
-            {
-                "query": "attention.q_lin",
-                "key": "attention.k_lin",
-                "value": "attention.v_lin",
-                "output": "attention.out_lin",
-                "ffn_in": "ffn.lin1",
-                "ffn_out": "ffn.lin2",
-            },
-            ("n_layers", "n_heads", "n_heads"),
-        ),
-        Layout(
-            GEMMA,
-            1,
-            (
-                None,  # the decoder block
-                Site("ffw_linear", "layers.{i}.mlp.down_proj"),
-                Site("ffw_gating_2", "layers.{i}.mlp.up_proj"),
-                Site("ffw_gating", "layers.{i}.mlp.gate_proj"),
-                None,  # pre_ffw_norm
-                None,  # attention
-                Site("attention_output", _GEMMA_ATTN + "o_proj", "q"),
-                Site("value", _GEMMA_ATTN + "v_proj", "kv"),
-                Site("key", _GEMMA_ATTN + "k_proj", "kv"),
-                Site("query", _GEMMA_ATTN + "q_proj", "q"),
-                None,  # pre_attention_norm
-            ),
-        ),
-    )
+    f.backbone: Layout(f, f.lora.before, f.lora.block, f.lora.counts) for f in FAMILIES if f.lora is not None
 }
 BY_MODEL_TYPE: dict[str, Layout] = {layout.family.model_type: layout for layout in LAYOUTS.values()}
 

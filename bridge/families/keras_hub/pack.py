@@ -1,4 +1,4 @@
-"""KerasHub presets -> transformers 5: one pack over the per-family tables of :mod:`.data`.
+"""KerasHub presets -> transformers 5: one pack over the per-family modules of :mod:`.families`.
 
 A preset's variable paths carry no family scope a regex could claim, and its attention kernels change shape by the
 head count, so the pack claims a preset by its backbone class (``detect``) and :func:`bind` turns the family's table
@@ -25,15 +25,15 @@ from bridge.core.packs import (
     TensorFlowSide,
 )
 from bridge.core.transforms import parse
-from bridge.families.keras_hub.data import BY_BACKBONE, FAMILIES, Entry, Family
-from bridge.families.keras_hub.tokenizer import tokenizer_files
+from bridge.families.keras_hub.families import BY_BACKBONE, BY_MODEL_TYPE, FAMILIES
+from bridge.families.keras_hub.table import Entry, Family
+from bridge.families.keras_hub.tokenizer import tokenizer_files, vocabulary_facts
 from bridge.families.keras_hub.writing import (
     WRITTEN_TYPES,
     preset_class,
     preset_files,
     preset_layout,
     preset_notes,
-    vocabulary_facts,
 )
 from bridge.rules.writers import write_keras_hub_preset
 
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
     from bridge.core.plan import TargetSpec
 
 _FORMAT = "keras-hub-preset"
-BY_MODEL_TYPE: dict[str, Family] = {f.model_type: f for f in FAMILIES}
 _LAYER = re.compile(r"layers/(?P<layer>[a-z0-9_]+?)(?:_(?P<k>\d+))?/(?P<rest>.+)")
 
 
@@ -182,7 +181,7 @@ def _saved_class(config: dict[str, Any], names: Iterable[str]) -> str | None:
 
 
 def _generation(config: dict[str, Any]) -> dict[str, Any] | None:
-    family = next((f for f in FAMILIES if f.model_type == config.get("model_type")), None)
+    family = BY_MODEL_TYPE.get(str(config.get("model_type")))
     if family is None or not family.generates:
         return None
     out = {k: config[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id") if config.get(k) is not None}

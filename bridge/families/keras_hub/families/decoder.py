@@ -1,0 +1,224 @@
+"""Llama-shaped decoders (RMSNorm, rotary, SwiGLU, grouped-query attention): Llama, Mistral and Qwen 2 share one
+table and differ in their final norm's name, q/k/v biases and a few config keys."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from bridge.families.keras_hub.table import Config, Entry, Family, LoraOrder, LoraSite, Writing, refuse
+
+_ATTN = "_self_attention_layer"
+_TIED = "layers/reversible_embedding/vars/1"
+# The weighted layers of a decoder block in Keras' order (the index save_lora_weights keys a layer by)
+_LORA = LoraOrder(
+    1,
+    (
+        None,  # the decoder block
+        None,  # feedforward_layernorm
+        LoraSite("feedforward_output_dense", "layers.{i}.mlp.down_proj"),
+        LoraSite("feedforward_gate_dense", "layers.{i}.mlp.gate_proj"),
+        LoraSite("feedforward_intermediate_dense", "layers.{i}.mlp.up_proj"),
+        None,  # self_attention_layernorm
+        None,  # self_attention
+        LoraSite("attention_output", "layers.{i}.self_attn.o_proj", "q"),
+        LoraSite("value", "layers.{i}.self_attn.v_proj", "kv"),
+        LoraSite("key", "layers.{i}.self_attn.k_proj", "kv"),
+        LoraSite("query", "layers.{i}.self_attn.q_proj", "q"),
+    ),
+)  # the output projection, absent when the embeddings are tied
+
+
+def _to_transformers(model_type: str, **extra: Any) -> Callable[[Config], Config]:
+    """The config mapping of a Llama-shaped decoder; ``extra`` adds transformers keys (a string value naming a
+    Keras key takes that key's value)."""
+
+    def mapping(c: Config) -> Config:
+        out = {
+            "model_type": model_type,
+            "vocab_size": c["vocabulary_size"],
+            "hidden_size": c["hidden_dim"],
+            "num_hidden_layers": c["num_layers"],
+            "num_attention_heads": c["num_query_heads"],
+            "num_key_value_heads": c["num_key_value_heads"],
+            "intermediate_size": c["intermediate_dim"],
+            "hidden_act": "silu",
+            "rms_norm_eps": c.get("layer_norm_epsilon", 1e-6),
+            "rope_theta": c.get("rope_max_wavelength", 10000),
+            "max_position_embeddings": 2048,
+            "tie_word_embeddings": bool(c.get("tie_word_embeddings", False)),
+        }
+        if c.get("head_dim"):
+            out["head_dim"] = c["head_dim"]
+        return out | {k: (c[v] if isinstance(v, str) and v in c else v) for k, v in extra.items()}
+
+    return mapping
+
+
+def rope_theta(c: Config) -> float:
+    """The rotary base of a transformers config, refusing the scaled kinds no KerasHub decoder here computes."""
+    rope = c.get("rope_parameters") or {}
+    kind = rope.get("rope_type", "default") if isinstance(rope, dict) else "default"
+    if kind != "default" or c.get("rope_scaling"):
+        raise refuse(c, f"rope_type {kind}", "Only the default rotary embedding is written today")
+    theta = rope.get("rope_theta") if isinstance(rope, dict) else None
+    return float(theta if theta is not None else c.get("rope_theta") or 10000.0)
+
+
+def _head_dim_is_derived(c: Config) -> None:
+    derived = c["hidden_size"] // c["num_attention_heads"]
+    if c.get("head_dim") not in (None, derived):
+        raise refuse(
+            c,
+            f"head_dim {c['head_dim']} is not hidden_size / num_attention_heads ({derived})",
+            "This KerasHub backbone derives head_dim from hidden_dim",
+        )
+
+
+def _to_keras(c: Config) -> Config:
+    return {
+        "vocabulary_size": c["vocab_size"],
+        "num_layers": c["num_hidden_layers"],
+        "num_query_heads": c["num_attention_heads"],
+        "hidden_dim": c["hidden_size"],
+        "intermediate_dim": c["intermediate_size"],
+        "rope_max_wavelength": rope_theta(c),
+        "num_key_value_heads": c.get("num_key_value_heads") or c["num_attention_heads"],
+        "layer_norm_epsilon": c.get("rms_norm_eps", 1e-6),
+        "dropout": c.get("attention_dropout", 0.0),
+    }
+
+
+def _llama_to_keras(c: Config) -> Config:
+    _head_dim_is_derived(c)
+    if c.get("attention_bias") or c.get("mlp_bias"):
+        raise refuse(c, "attention_bias or mlp_bias is set", "KerasHub Llama has no biases")
+    out = _to_keras(c)
+    rope = {"rope_position_scaling_factor": 1.0, "rope_frequency_adjustment_factor": None}
+    rope |= {"rope_low_freq_factor": None, "rope_high_freq_factor": None, "rope_pretraining_sequence_length": None}
+    out = {**{k: out[k] for k in list(out)[:6]}, **rope, **{k: out[k] for k in list(out)[6:]}}
+    if c.get("tie_word_embeddings"):  # KerasHub's own get_config leaves it out; its constructor takes it
+        out["tie_word_embeddings"] = True
+    return out
+
+
+def _mistral_to_keras(c: Config) -> Config:
+    if c.get("tie_word_embeddings"):
+        raise refuse(c, "tie_word_embeddings is set", "KerasHub Mistral always has its own output projection")
+    out = _to_keras(c)
+    window = c.get("sliding_window") or c.get("max_position_embeddings")
+    head_dim = c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
+    extra = {
+        "rope_scaling_factor": 1.0,
+        "num_key_value_heads": out.pop("num_key_value_heads"),
+        "sliding_window": window,
+        "head_dim": head_dim,
+    }
+    eps = out.pop("layer_norm_epsilon")
+    dropout = out.pop("dropout")
+    return out | extra | {"layer_norm_epsilon": eps, "dropout": dropout}
+
+
+def _qwen2_to_keras(c: Config) -> Config:
+    _head_dim_is_derived(c)
+    out = _to_keras(c)
+    kv = out.pop("num_key_value_heads")
+    return {
+        **{k: out[k] for k in ("vocabulary_size", "num_layers", "num_query_heads", "hidden_dim", "intermediate_dim")},
+        "rope_max_wavelength": out["rope_max_wavelength"],
+        "rope_scaling_factor": 1.0,
+        "num_key_value_heads": kv,
+        "layer_norm_epsilon": out["layer_norm_epsilon"],
+        "dropout": out["dropout"],
+        "tie_word_embeddings": bool(c.get("tie_word_embeddings", False)),
+        "use_sliding_window_attention": bool(c.get("use_sliding_window", False)),
+        "sliding_window_size": c.get("sliding_window") or 32768,
+    }
+
+
+def _decoder(
+    names: tuple[str, str, str],
+    norm: str,
+    qkv_bias: bool,
+    extra: Config,
+    to_keras: Callable[[Config], Config],
+    tokenizers: tuple[str, str, str],
+    base_class: str = "",
+) -> Family:
+    """A Llama-shaped KerasHub decoder; ``names`` are the backbone class, transformers' model_type and the stem of
+    the ``<stem>_transformer_decoder`` layers, ``norm`` the final norm's layer; ``tokenizers`` the vocabulary's
+    kind, transformers' tokenizer class reading it and KerasHub's."""
+    backbone, model_type, stem = names
+    kind, tokenizer, keras_tokenizer = tokenizers
+    bpe = {"unsplittable_tokens": ["<|endoftext|>"]} if kind == "bpe" else {}
+    prefix = backbone.removesuffix("Backbone")
+    pt_prefix = (base_class or prefix).removesuffix("Model")
+    qkv = (("query", "q"), ("key", "k"), ("value", "v"))
+    return Family(
+        backbone=backbone,
+        model_type=model_type,
+        base_class=base_class or f"{prefix}Model",
+        base_prefix="model",
+        layer=f"{stem}_transformer_decoder",
+        entries=(
+            Entry("layers/reversible_embedding/vars/0", "embed_tokens.weight"),
+            Entry(_TIED, "lm_head.weight", "dense"),
+            Entry(f"layers/{norm}/vars/0", "norm.weight"),
+            *(
+                Entry(f"{_ATTN}/_{k}_dense/vars/0", f"layers.{{i}}.self_attn.{p}_proj.weight", "heads_in")
+                for k, p in qkv
+            ),
+            *(
+                Entry(f"{_ATTN}/_{k}_dense/vars/1", f"layers.{{i}}.self_attn.{p}_proj.bias", "heads_bias")
+                for k, p in qkv
+                if qkv_bias
+            ),
+            Entry(f"{_ATTN}/_output_dense/vars/0", "layers.{i}.self_attn.o_proj.weight", "heads_out"),
+            Entry("_self_attention_layernorm/vars/0", "layers.{i}.input_layernorm.weight"),
+            Entry("_feedforward_layernorm/vars/0", "layers.{i}.post_attention_layernorm.weight"),
+            Entry("_feedforward_gate_dense/vars/0", "layers.{i}.mlp.gate_proj.weight", "dense"),
+            Entry("_feedforward_intermediate_dense/vars/0", "layers.{i}.mlp.up_proj.weight", "dense"),
+            Entry("_feedforward_output_dense/vars/0", "layers.{i}.mlp.down_proj.weight", "dense"),
+        ),
+        config=_to_transformers(model_type, **extra),
+        tokenizer=tokenizer,
+        vocabulary=kind,
+        tasks={f"{prefix}CausalLM": f"{pt_prefix}ForCausalLM"},
+        generates=True,
+        writing=Writing(
+            f"keras_hub.src.models.{stem}",
+            to_keras,
+            ("CausalLM",),
+            _TIED,
+            tokenizer=keras_tokenizer,
+            tokenizer_config=bpe,
+        ),
+        lora=_LORA,
+    )
+
+
+LLAMA = _decoder(
+    ("LlamaBackbone", "llama", "llama"),
+    "llama_layer_norm",
+    False,
+    {"attention_bias": False, "mlp_bias": False},
+    _llama_to_keras,
+    ("sentencepiece", "LlamaTokenizer", "LlamaTokenizer"),
+)
+MISTRAL = _decoder(
+    ("MistralBackbone", "mistral", "mistral"),
+    "mistral_layer_normalization",
+    False,
+    {"sliding_window": "sliding_window"},
+    _mistral_to_keras,
+    ("sentencepiece", "LlamaTokenizer", "MistralTokenizer"),  # transformers reads it with Llama's tokenizer
+)
+QWEN2 = _decoder(
+    ("QwenBackbone", "qwen2", "qwen"),
+    "qwen_layer_norm",
+    True,
+    {"use_sliding_window": "use_sliding_window_attention", "sliding_window": "sliding_window_size"},
+    _qwen2_to_keras,
+    ("bpe", "Qwen2Tokenizer", "QwenTokenizer"),
+    base_class="Qwen2Model",
+)

@@ -1,0 +1,136 @@
+"""What a KerasHub family module declares: its variable table, both config mappings, its tasks and tokenizer.
+
+A variable path is ``layers/<snake_case class>[_<k>]/<attribute path>/vars/<i>`` (Keras 3 numbers a model's second
+layer of a class ``_1``); ``{i}`` in a target is the layer's index (no suffix: 0).  A transform kind says how the
+value changes: ``dense`` (Keras ``[in, out]`` -> torch ``[out, in]``), ``heads_in`` (an einsum kernel
+``[hidden, heads, head_dim]`` -> ``[heads * head_dim, hidden]``), ``heads_out`` (``[heads, head_dim, hidden]`` ->
+``[hidden, heads * head_dim]``), ``heads_bias`` (``[heads, head_dim]`` -> ``[heads * head_dim]``), ``same``;
+``heads_first_in`` (Gemma's ``[heads, hidden, head_dim]`` -> ``[heads * head_dim, hidden]``);
+``conv_heads_in`` / ``conv_heads_out`` keep Keras' ``[in, out]`` order (a transformers Conv1D's) and only merge the
+head axes.  A kind ending ``@k/n`` makes the value block ``k`` of ``n`` that the writer joins along the target's last
+axis (GPT-2's query, key and value side by side in one ``c_attn``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.core.errors import UsageError
+
+Config = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One variable: a regex (fullmatch) over the path, the transformers name (``{i}``: layer index), the kind."""
+
+    source: str
+    target: str
+    kind: str = "same"
+
+
+def no_notes(config: Config) -> list[str]:
+    return []
+
+
+@dataclass(frozen=True)
+class Writing:
+    """How a family's preset is written from transformers: its module, its config, its task base classes."""
+
+    module: str  # the backbone's module (config.json's ``module``), its task and tokenizer modules beside it
+    keras_config: Callable[[Config], Config]  # transformers config.json -> the backbone's Keras config
+    metadata_tasks: tuple[str, ...]  # metadata.json's ``tasks``: the task base classes of the backbone
+    tied_path: str | None = None  # the output projection's variable, absent when the embeddings are tied
+    task_configs: Mapping[str, Callable[[Config], Config]] = field(default_factory=dict)  # task -> its own keys
+    notes: Callable[[Config], list[str]] = no_notes  # what the preset computes otherwise than the source
+    tokenizer: str = ""  # the KerasHub tokenizer class its vocabulary is written for
+    tokenizer_config: Config = field(default_factory=dict)  # that tokenizer's config keys of this family
+
+
+@dataclass(frozen=True)
+class LoraSite:
+    """One layer LoRA can adapt: its Keras name (what ``enable_lora(target_layer_names=...)`` lists), the
+    transformers module of block ``{i}``, and which head count its kernel splits by (``q``, ``kv``, or none)."""
+
+    keras: str
+    module: str
+    heads: str = ""
+
+
+@dataclass(frozen=True)
+class LoraOrder:
+    """A backbone's weighted layers in Keras' order (what indexes ``save_lora_weights``' layers): ``before`` of
+    them ahead of block 0, then per block ``block`` (``None``: a layer LoRA cannot adapt: the block itself, a norm,
+    the attention layer); the config keys of the layer count and the query and key/value head counts."""
+
+    before: int
+    block: tuple[LoraSite | None, ...]
+    counts: tuple[str, str, str] = ("num_hidden_layers", "num_attention_heads", "num_key_value_heads")
+
+
+def transformer_encoder_lora(before: int, stem: str, names: dict[str, str], counts: tuple[str, str, str]) -> LoraOrder:
+    """The LoRA order of a backbone of KerasHub's ``TransformerEncoder`` blocks, their modules named by ``names``."""
+    return LoraOrder(
+        before,
+        (
+            None,  # the encoder block
+            LoraSite("feedforward_output_dense", stem + names["ffn_out"]),
+            LoraSite("feedforward_intermediate_dense", stem + names["ffn_in"]),
+            None,  # feedforward_layer_norm
+            None,  # self_attention_layer_norm
+            None,  # self_attention_layer
+            LoraSite("attention_output", stem + names["output"], "q"),
+            LoraSite("value", stem + names["value"], "kv"),
+            LoraSite("key", stem + names["key"], "kv"),
+            LoraSite("query", stem + names["query"], "q"),
+        ),
+        counts,
+    )
+
+
+@dataclass(frozen=True)
+class Family:
+    backbone: str  # KerasHub backbone class (config.json's registered_name without ``keras_hub>``)
+    model_type: str  # transformers' model_type
+    base_class: str  # transformers class of the backbone alone
+    base_prefix: str  # transformers' base_model_prefix
+    layer: str  # snake_case class of one transformer layer in the variable paths
+    entries: tuple[Entry, ...]
+    config: Callable[[Config], Config]  # the backbone's Keras config -> transformers config.json
+    tasks: dict[str, str] = field(default_factory=dict)  # KerasHub task class -> transformers class
+    task_entries: tuple[Entry, ...] = ()  # over ``task/``-prefixed paths
+    generates: bool = False
+    tokenizer: str = ""  # transformers' tokenizer class reading the preset's vocabulary, where it has one
+    vocabulary: str = ""  # its kind: wordpiece, bpe or sentencepiece (tokenizer.ASSETS)
+    writing: Writing | None = None  # present where presets of the family are written from transformers
+    lora: LoraOrder | None = None  # present where LoRA adapters of the family convert (bridge lora)
+
+
+def snake(name: str) -> str:
+    """A class name as Keras names its instances and modules (``DistilBertBackbone`` -> ``distil_bert_backbone``)."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+def policy(name: str) -> Config:
+    """A serialized Keras ``DTypePolicy``."""
+    return {"module": "keras", "class_name": "DTypePolicy", "config": {"name": name}, "registered_name": None}
+
+
+def refuse(config: Config, why: str, hint: str) -> UsageError:
+    """The error for a transformers config a KerasHub backbone cannot express."""
+    return UsageError(
+        f"This {config.get('model_type')} model cannot be written as a KerasHub preset", detail=why, hint=hint
+    )
+
+
+def text_classifier(c: Config) -> Config:
+    """A ``*TextClassifier``'s own config keys from a ``*ForSequenceClassification`` config."""
+    labels = c.get("id2label")  # transformers 5 saves the labels, not num_labels
+    return {
+        "num_classes": len(labels) if isinstance(labels, dict) and labels else c.get("num_labels", 2),
+        "activation": "linear",
+        "dropout": c.get("classifier_dropout") or c.get("hidden_dropout_prob", 0.1),
+    }
