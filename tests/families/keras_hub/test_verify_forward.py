@@ -86,7 +86,9 @@ def test_llama_preset_to_transformers(keras_hub, transformers, tmp_path):
     backbone.save_to_preset(str(tmp_path / "preset"))
     out = tmp_path / "hf"
     run_cli("convert", str(tmp_path / "preset"), "--to", "pytorch", "-o", str(out))
-    _passes_with_forward(_verify(tmp_path / "preset", out), "LlamaBackbone + LlamaCausalLM", {"hidden_states", "logits"})
+    _passes_with_forward(
+        _verify(tmp_path / "preset", out), "LlamaBackbone + LlamaCausalLM", {"hidden_states", "logits"}
+    )
 
     def wrong_eps(config: dict[str, Any]) -> None:
         config["rms_norm_eps"] = 0.5
