@@ -156,8 +156,9 @@ def _load_keras_side(report: VerifyReport, ctx: ForwardContext, preset: Path, *,
         else:
             task, described = None, str(facts["backbone_class"])
             backbone = keras_hub.models.Backbone.from_preset(str(preset))
-    except Exception as e:  # KerasHub refuses the preset: its own words say why
-        refused = UsageError(f"KerasHub cannot load the preset: {type(e).__name__}: {e}", path=preset)
+    except Exception as e:  # KerasHub refuses the preset: its own first line says why (the rest dumps values)
+        said = (str(e).strip().splitlines() or [""])[0][:300]
+        refused = UsageError(f"KerasHub cannot load the preset: {type(e).__name__}: {said}", path=preset)
         if ctx.to == "pytorch":
             report.notes.append(f"forward check skipped: {refused}")
         else:

@@ -98,7 +98,7 @@ def test_llama_preset_to_transformers(keras_hub, transformers, tmp_path):
 
 def test_transformers_llama_to_preset(keras_hub, transformers, torch, tmp_path):
     """The other way: the preset written, its task (task.json) run by KerasHub; a wrong rope wavelength written
-    into the preset fails by the forward."""
+    into the preset fails by the forward, and a preset KerasHub cannot load fails, in KerasHub's words."""
     config = transformers.LlamaConfig(
         vocab_size=30, hidden_size=16, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
         intermediate_size=32,
@@ -118,3 +118,10 @@ def test_transformers_llama_to_preset(keras_hub, transformers, torch, tmp_path):
     task["config"]["backbone"]["config"]["rope_max_wavelength"] = 7
     (wrong / "task.json").write_text(json.dumps(task))
     _fails_by_the_forward(tmp_path / "hf", wrong)
+
+    refused = _edited(preset, tmp_path / "refused", "task.json", lambda t: t["config"]["backbone"]["config"].update(
+        intermediate_dim=12))  # fmt: skip
+    report = _verify(tmp_path / "hf", refused, code=1)
+    assert [o["name"] for o in report["outputs"] if not o["ok"]] == ["keras_hub_from_preset"]
+    (said,) = [n for n in report["notes"] if "KerasHub cannot load the preset" in n]
+    assert "could not be loaded" in said and "the output is not a preset KerasHub loads" in said and len(said) < 600
