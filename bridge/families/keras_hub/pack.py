@@ -26,6 +26,7 @@ from bridge.core.packs import (
 )
 from bridge.core.transforms import parse
 from bridge.families.keras_hub.families import BY_BACKBONE, BY_MODEL_TYPE, FAMILIES
+from bridge.families.keras_hub.hooks import forward_check
 from bridge.families.keras_hub.table import Entry, Family
 from bridge.families.keras_hub.tokenizer import tokenizer_files, vocabulary_facts
 from bridge.families.keras_hub.writing import (
@@ -209,5 +210,6 @@ PACK = RulePack(
         model_types=WRITTEN_TYPES,
         metadata=preset_files,
     ),
+    forward_check=forward_check,
     docs=Docs(model_types=tuple(f.model_type for f in FAMILIES), layout="KerasHub preset"),
 )
