@@ -6,7 +6,7 @@ is run by the real CLI as a whole process at two step counts; the difference ove
 one recorded step, with interpreter start, imports and the report left out.  The training step (forward, loss,
 backward, AdamW step, zero_grad) is timed in this process on the same model and batches, in the same run.
 
-    python bench/bench_unused.py [--steps 4 20] [--repeats 3]
+    python bench/bench_unused.py [--steps 4 20] [--repeats 3]    # minutes on 2 CPU cores
 """
 
 from __future__ import annotations

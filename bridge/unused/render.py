@@ -43,7 +43,8 @@ def _used_on(items: list[UnusedItem], usage: dict[str, ParameterUsage], rank: st
             text = f"steps {_step_list(u.steps)}"
         else:
             text = "; ".join(
-                f"{rank} {r}: " + (f"steps {_step_list(st)}" if st else "no step") for r, st in sorted(u.by_rank.items())
+                f"{rank} {r}: " + (f"steps {_step_list(st)}" if st else "no step")
+                for r, st in sorted(u.by_rank.items())
             )
         sep = "/" if "/" in item.name else "."
         module = item.name.rsplit(sep, 1)[0] if sep in item.name else item.name

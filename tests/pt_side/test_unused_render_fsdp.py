@@ -43,8 +43,7 @@ def test_a_unit_one_rank_leaves_without_gradients_is_printed_as_a_hang(torch):
         "parameters with a zero-weighted term every step on every rank "
         "(loss = loss + 0.0 * sum(p.sum() for p in <module>.parameters()))",
         "",
-        "verdict: 2 trainable parameters unused (never_read 0, no_gradient 0, sometimes 0, frozen 0, "
-        "rank_dependent 2)",
+        "verdict: 2 trainable parameters unused (never_read 0, no_gradient 0, sometimes 0, frozen 0, rank_dependent 2)",
     ]
     assert "DDP, predicted" not in text and "recommended:" not in text
 

@@ -112,7 +112,15 @@ class _Recorder:
             return not self.read_known or id(_tf_variable(v)) in self.read
 
         report = build_report(
-            self.model, trainable, frozen_variables(self.model), grad_steps, max(steps, 1), is_read, notes, usages, ranks
+            self.model,
+            trainable,
+            frozen_variables(self.model),
+            grad_steps,
+            max(steps, 1),
+            is_read,
+            notes,
+            usages,
+            ranks,
         )
         report.steps = steps
         return report
