@@ -30,9 +30,10 @@ def _step_list(steps: tuple[int, ...], limit: int = 12) -> str:
     return (", ".join(shown[:limit]) + more) or "none"
 
 
-def _used_on(items: list[UnusedItem], usage: dict[str, ParameterUsage]) -> list[str]:
+def _used_on(items: list[UnusedItem], usage: dict[str, ParameterUsage], rank: str = "rank") -> list[str]:
     """Under a sometimes / rank_dependent group: the steps (each rank's, where recorded) a gradient reached,
-    one line per distinct pattern, naming the modules when the group's members differ."""
+    one line per distinct pattern, naming the modules when the group's members differ.  ``rank``: the word for
+    one (``replica`` under a TensorFlow strategy)."""
     patterns: dict[str, list[str]] = {}
     for item in items:
         u = usage.get(item.name)
@@ -42,9 +43,11 @@ def _used_on(items: list[UnusedItem], usage: dict[str, ParameterUsage]) -> list[
             text = f"steps {_step_list(u.steps)}"
         else:
             text = "; ".join(
-                f"rank {r}: " + (f"steps {_step_list(st)}" if st else "no step") for r, st in sorted(u.by_rank.items())
+                f"{rank} {r}: " + (f"steps {_step_list(st)}" if st else "no step")
+                for r, st in sorted(u.by_rank.items())
             )
-        module = item.name.rsplit(".", 1)[0] if "." in item.name else item.name
+        sep = "/" if "/" in item.name else "."
+        module = item.name.rsplit(sep, 1)[0] if sep in item.name else item.name
         patterns.setdefault(text, [])
         if module not in patterns[text]:
             patterns[text].append(module)
@@ -61,8 +64,9 @@ def render_unused(report: UnusedReport, *, verbose: bool = False) -> str:
         if report.losses
         else f"{report.steps} step{'s' if report.steps != 1 else ''}"
     )
+    rank = "replica" if report.framework == "tensorflow" else "rank"
     if report.ranks:
-        runs += f" on {report.ranks} ranks together (steps counted from 0 on each)"
+        runs += f" on {report.ranks} {rank}s together (steps counted from 0 on each)"
     lines = [f"{report.framework}: {s['parameters']} parameters ({s['elements']:,} elements), {runs}"]
     usage = report.usage_of()
     if not report.items:
@@ -81,7 +85,7 @@ def render_unused(report: UnusedReport, *, verbose: bool = False) -> str:
         if verbose:
             lines.extend(f"    {i.name} {list(i.shape)}" for i in items)
         if kind in ("sometimes", "rank_dependent"):
-            lines.extend(_used_on(items, usage))
+            lines.extend(_used_on(items, usage, rank))
         hints = dict.fromkeys(i.hint for i in items)
         for hint in hints:
             lines.append(f"    fix: {hint}")

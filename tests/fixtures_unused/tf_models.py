@@ -89,3 +89,32 @@ def keras_classifier_renamed():
 def keras_classifier_wider():
     """The same model with 3 classes instead of 2."""
     return _classifier(units=3)
+
+
+def keras_replica_towers(skip_on_replica=None, touch_skipped=False, data_dependent=False):
+    """Two Dense towers summed; ``skip_on_replica``: the replica (``replica_id_in_sync_group``, static while each
+    replica's step is traced) whose call leaves tower ``b`` out, ``touch_skipped``: it still touches ``b`` with a
+    zero-weighted term; ``data_dependent``: ``b`` sits in a ``tf.cond`` branch no batch takes."""
+    import keras
+    import tensorflow as tf
+
+    class Towers(keras.Model):
+        def __init__(self):
+            super().__init__(name="towers")
+            self.a = keras.layers.Dense(2, name="a")
+            self.b = keras.layers.Dense(2, name="b")
+
+        def call(self, x, training=False):
+            out = self.a(x)
+            if data_dependent:
+                return tf.cond(tf.reduce_sum(x) > 1e9, lambda: out + self.b(x), lambda: out)
+            context = tf.distribute.get_replica_context()
+            replica = tf.get_static_value(context.replica_id_in_sync_group) if context is not None else None
+            if skip_on_replica is None or replica != skip_on_replica:
+                return out + self.b(x)
+            if touch_skipped:
+                return out + 0.0 * tf.add_n([tf.reduce_sum(w) for w in self.b.trainable_weights])
+            return out
+
+    keras.utils.set_random_seed(0)
+    return Towers(), np.ones((4, 4), dtype="float32")

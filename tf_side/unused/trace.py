@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from bridge.core.errors import MissingDependency, UnsupportedFeature, UsageError
-from bridge.core.unused.report import Row, UnusedReport, make_items
+from bridge.core.unused.report import ParameterUsage, Row, UnusedReport, make_items
 from bridge.core.unused.restore import ModelVariable, OtherCall, RestoreSetup
 from tf_side.object_graph import OBJECT_GRAPH_KEY, VARIABLE_VALUE, parse_object_graph
 
@@ -190,19 +190,27 @@ def build_report(
     steps: int,
     is_read: Callable[[Any], bool],
     notes: list[str],
+    usages: list[ParameterUsage] | None = None,
+    ranks: int | None = None,
 ) -> UnusedReport:
     """Classify trainable variable ``i`` by the number of ``steps`` its gradient existed in and whether it was
-    read (``is_read``); ``frozen`` are listed as such.  Names and scopes by layer path."""
+    read (``is_read``); ``frozen`` are listed as such.  Names and scopes by layer path.  ``usages`` (one per
+    trainable variable, where each step was recorded) decide ``sometimes`` / ``rank_dependent`` instead of the
+    count; ``ranks``: the replicas recorded apart."""
     model_name = getattr(model, "name", None)
     rows: list[Row] = []
     for i, v in enumerate(trainable):
-        if grad_steps[i] == steps:
+        usage = usages[i].usage if usages is not None else None
+        if usage == "always" or (usage is None and grad_steps[i] == steps):
             continue
-        if grad_steps[i] > 0:
+        if usage in ("sometimes", "rank_dependent"):
+            kind = str(usage)
+        elif usage is None and grad_steps[i] > 0:
             kind = "sometimes"
         else:
             kind = "no_gradient" if is_read(v) else "never_read"
-        rows.append(_row(v, kind, model_name, grad_steps[i] if kind == "sometimes" else None))
+        partial = kind in ("sometimes", "rank_dependent")
+        rows.append(_row(v, kind, model_name, grad_steps[i] if partial else None))
     rows.extend(_row(v, "frozen", model_name, None) for v in frozen)
     return UnusedReport(
         framework="tensorflow",
@@ -211,6 +219,8 @@ def build_report(
         total_numel=sum(_numel(v) for v in trainable + frozen),
         steps=steps,
         notes=notes,
+        parameters=usages,
+        ranks=ranks,
     )
 
 

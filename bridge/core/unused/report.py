@@ -306,7 +306,10 @@ def hint_for(framework: str, kind: str, scope: str, steps: int) -> str:
             "find_unused_parameters=True, or add a zero-weighted term that touches it every step "
             f"(loss = loss + 0 * sum(p.sum() for p in {ref}.parameters()))"
             if torch_side
-            else f"{ref} reaches the loss on some replicas only at the same step (each replica's data differs)"
+            else f"{ref} gets a gradient on some replicas only (the traced step depends on the replica id): the "
+            "strategy's gradient all-reduce needs the same variables from every replica; take the replica-dependent "
+            f"branch out, or add a zero-weighted term that touches {ref}'s weights on every replica "
+            "(loss + 0.0 * tf.add_n([tf.reduce_sum(w) for w in its trainable_weights]))"
         )
     return "not trainable: harmless (DDP and optimizers skip it); nothing to do unless you meant to train it"
 
