@@ -95,7 +95,7 @@ from click.testing import CliRunner
 from bridge.cli import cli
 runner = CliRunner()
 out = [runner.invoke(cli, args) for args in json.loads(sys.argv[1])]
-print(json.dumps([[r.exit_code, r.output[-300:]] for r in out]))
+print(json.dumps([[r.exit_code, r.output[-4000:]] for r in out]))  # the end of a JSON report
 """
 
 

@@ -32,9 +32,6 @@ def _commands(question: str) -> list[list[str]]:
 
 @pytest.fixture(scope="module")
 def keras_hub(torch):
-    import os
-
-    os.environ.setdefault("KERAS_BACKEND", "torch")  # the faster import; a Keras already loaded keeps its own
     return pytest.importorskip("keras_hub")
 
 

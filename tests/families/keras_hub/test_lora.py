@@ -5,7 +5,6 @@ on a padded batch (every adaptable kernel kind: per-head query/key/value, the me
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,6 @@ SIZES: dict[str, dict[str, Any]] = {
 
 @pytest.fixture(scope="module")
 def keras_hub(torch):
-    os.environ.setdefault("KERAS_BACKEND", "torch")
     return pytest.importorskip("keras_hub")
 
 

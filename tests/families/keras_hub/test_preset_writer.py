@@ -5,7 +5,6 @@ ways bit-exact."""
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,6 @@ DECODERS: dict[str, tuple[str, str, dict[str, Any]]] = {  # transformers class -
 
 @pytest.fixture(scope="module")
 def keras_hub(torch):
-    os.environ.setdefault("KERAS_BACKEND", "torch")  # the faster import; a Keras already loaded keeps its own
     return pytest.importorskip("keras_hub")
 
 

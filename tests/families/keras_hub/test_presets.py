@@ -4,7 +4,6 @@ converted to transformers 5 and loaded there, forwards compared on a padded batc
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ MASK = (IDS != 0).astype("int32")
 
 @pytest.fixture(scope="module")
 def keras_hub(torch):
-    os.environ.setdefault("KERAS_BACKEND", "torch")  # the faster import; a Keras already loaded keeps its own
     return pytest.importorskip("keras_hub")
 
 

@@ -5,7 +5,6 @@ tokens.  Tiny models made by each library's own code; a converted config made wr
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,6 @@ _LLAMA = {"num_query_heads": 4, "num_key_value_heads": 2, "hidden_dim": 16, "int
 
 @pytest.fixture(scope="module")
 def keras_hub(torch):
-    os.environ.setdefault("KERAS_BACKEND", "torch")  # the faster import; a Keras already loaded keeps its own
     return pytest.importorskip("keras_hub")
 
 
