@@ -95,6 +95,8 @@ _LEAVES = (
 _BATCH_NORM_STEPS = Optional_(
     r".*\.num_batches_tracked", "batch norm's step counter: no TF variable, newly initialised (zeros)", "zeros"
 )
+# PyTorch -> TF: the step counter a PyTorch source holds and no TF variable does
+_STEPS_DROPPED = Copy(tf_back.NOT_STORED, "batch norm's step counter: no TF variable holds it, dropped")
 _MAX_DEPTH = 2  # list indices (``_._N``) in one name that the rules expand
 
 
@@ -327,6 +329,12 @@ def _source_layout(families: tuple[Family, ...], pack: RulePack) -> Any:
             )
         if cls in back.NOT_WRITTEN:
             raise UsageError(f"No tf_model.h5 is written for {cls}", detail=back.NOT_WRITTEN[cls])
+        for key, default, allowed, why in back.BACK_CONSTRAINTS.get(family.model_type, ()):
+            if config.get(key, default) != allowed:
+                raise UsageError(
+                    f"No tf_model.h5 is written for a {family.model_type} with {key} = {config.get(key)!r}",
+                    detail=f"only {key} = {allowed!r}: {why}",
+                )
         layout, _, unplaced = tf_back.layout(family, "TF" + cls, shapes, pack.map_name)
         if unplaced:
             raise UsageError(
@@ -379,10 +387,13 @@ def _read_pack(families: tuple[Family, ...]) -> RulePack:
         matching=Matching(
             rules=tuple(rule for family in families for rule in _family_rules(family) + _unscoped_rules(family)),
             heads=tuple(head for family in families for head in _family_heads(family) + _unscoped_heads(family)),
-            copies=tuple(
-                copy
-                for family in families
-                for copy in (*_family_copies(family), *_family_unread(family), *_unscoped_copies(family))
+            copies=(
+                _STEPS_DROPPED,
+                *(
+                    copy
+                    for family in families
+                    for copy in (*_family_copies(family), *_family_unread(family), *_unscoped_copies(family))
+                ),
             ),
             optional=(
                 _BATCH_NORM_STEPS,
