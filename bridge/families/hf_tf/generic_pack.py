@@ -359,7 +359,7 @@ def tf_class(heads: Iterable[str], config: dict[str, Any]) -> str:
 def build_pack(families: tuple[Family, ...]) -> RulePack:
     """The generic hf-tf pack of these families: their data, turned into rules, heads, copies and the hooks."""
     pack = _read_pack(families)
-    written = tuple(f.model_type for f in families if f.model_type in WRITTEN_BACK)
+    written = tuple(t for f in families if f.model_type in WRITTEN_BACK for t in (f.model_type, *f.also))
     tf = TensorFlowSide(
         class_name=tf_class,
         output=Output("hf-tf", writers.write_keras2_h5, "tf_model.h5", "config.json"),

@@ -168,7 +168,11 @@ def candidates(name: str, shape: tuple[int, ...], family: Family, scope: str, bi
     # torch's weight norm (parametrizations `original0`, `original1`) is Keras' `weight_g`, `weight_v`
     name = re.sub(r"\.parametrizations\.(\w+)\.original([01])$", lambda m: f".{m[1]}_{'gv'[int(m[2])]}", name)
     full = _full(name, family)
-    top, prefix = next(((t, p) for t, p in _tops(family) if full.startswith(p)), (family.main, family.main + "."))
+    # of top layers with one PyTorch prefix (MobileBERT's `predictions___cls`, `seq_relationship___cls`: `cls.`), the
+    # one that names the layer below it
+    tops = [(t, p) for t, p in _tops(family) if full.startswith(p)]
+    tops.sort(key=lambda tp: (-len(tp[1]), not full[len(tp[1]) :].startswith(tp[0].partition("___")[0] + ".")))
+    top, prefix = tops[0] if tops else (family.main, family.main + ".")
     rest = full[len(prefix) :].split(".")
     module = rest[-2] if len(rest) > 1 else top
     path = "/".join(x for x in (top, _tf_path(rest[:-1])) if x)
@@ -214,7 +218,9 @@ def layout(
         found = None
         tried = [
             tf_name
-            for old in unrenamed(_full(name, family), family, tf_class.removeprefix("TF"))
+            # a rename may take the main layer's prefix away (CLIP's one-tower classes): undone from the name as is too
+            for given in dict.fromkeys((_full(name, family), name))
+            for old in unrenamed(given, family, tf_class.removeprefix("TF"))
             for tf_name in candidates(old, shape, family, scope, bias_leaves.get(module))
         ]
         for tf_name in dict.fromkeys(tried):

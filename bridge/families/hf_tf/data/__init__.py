@@ -135,6 +135,7 @@ WRITTEN_BACK = frozenset(
         "marian",
         "mbart",
         "mistral",
+        "mobilebert",
         "mobilevit",
         "mpnet",
         "mt5",

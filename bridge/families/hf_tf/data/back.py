@@ -34,7 +34,10 @@ TF_LEAVES: dict[str, tuple[tuple[str, str], ...]] = {
     "rembert": ((r".*predictions\.decoder\.weight", "weight"),),
     # NoNorm (the default `normalization_type`, the only one written back: BACK_CONSTRAINTS) adds `weight`, `bias`;
     # the MLM head's transform keeps a Keras LayerNormalization
-    "mobilebert": ((r"(?:mobilebert\.)?(?:embeddings|encoder)\..*LayerNorm\.weight", "weight"),),
+    "mobilebert": (
+        (r"(?:mobilebert\.)?(?:embeddings|encoder)\..*LayerNorm\.weight", "weight"),
+        (r"cls\.predictions\.(?:decoder|dense)\.weight", "weight"),  # the MLM head's own variables
+    ),
     "vit_mae": ((r"decoder\.decoder_embed\.weight", "kernel"),),  # a Dense named like a table
     "mistral": ((r".*embed_tokens\.weight", "embeddings"), (r".*norm\.weight", "weight")),
     "whisper": ((r".*embed_tokens\.weight", "embeddings"), (r".*embed_positions\.weight", "weight")),
@@ -115,6 +118,7 @@ TF_PATHS: dict[str, tuple[tuple[str, str], ...]] = {
     # the segmentation heads' `name=f"convs.{i}"` (and fpn_, lateral_), the PSP blocks' `name=f"{i}.1"` below
     # `psp_modules`; the encoder keeps `layer_._N`
     "data2vec-vision": ((r"convs_\._(\d+)", r"convs.\1"), (r"psp_modules_\._(\d+)_\._(\d+)", r"psp_modules/\1.\2")),
+    "groupvit": ((r"(text|visual)_projection_\._(\d+)", r"\1_projection.\2"),),  # `name=f"text_projection.{i}"`
     "mobilebert": ((r"ffn_\._(\d+)", r"ffn.\1"),),  # the bottleneck's `name=f"ffn.{i}"`
     "swiftformer": ((r"patch_embedding_\._(\d+)", r"patch_embedding/\1"),),  # a Keras Sequential's layers
 }

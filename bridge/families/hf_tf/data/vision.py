@@ -172,6 +172,7 @@ FAMILIES = (
             ("CLIPTextModel", r"^clip\.text_model\.", ""),
             ("CLIPVisionModel", r"^clip\.vision_model\.", ""),
         ),
+        also=("clip_text_model", "clip_vision_model"),  # the one-tower classes' config.json (CLIPTextConfig...)
     ),
     Family(
         "wav2vec2",
@@ -294,6 +295,7 @@ FAMILIES = (
             (r"(projection)/kernel", "{}.weight", _CONV2D),
             (r"(logit_scale)", "{}", "squeeze(0)"),  # TF stores the scalar as [1]
         ),
+        also=("groupvit_text_model", "groupvit_vision_model"),  # the one-tower classes' config.json
     ),
     Family(
         "layoutlmv3",
