@@ -12,6 +12,7 @@ as ``weight``), the layer's kind decides, and the family's data (:attr:`Family.t
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -223,11 +224,11 @@ def layout(
             for old in unrenamed(given, family, tf_class.removeprefix("TF"))
             for tf_name in candidates(old, shape, family, scope, bias_leaves.get(module))
         ]
-        for tf_name in dict.fromkeys(tried):
-            hit = map_name(tf_name)
-            if hit is None or hit[0] not in (name, f"{family.main}.{name}"):
-                continue
-            back = tf_shape(hit[1], shape)
+        # the name itself first, then under the main layer's prefix (which a base model's names lack): a name the
+        # renames give without that prefix (CLIP's one-tower classes) is never read as one they give with it
+        hits = [(tf_name, map_name(tf_name)) for tf_name in dict.fromkeys(tried)]
+        for wanted, (tf_name, hit) in itertools.product((name, f"{family.main}.{name}"), hits):
+            back = tf_shape(hit[1], shape) if hit is not None and hit[0] == wanted else None
             if back is not None:
                 found = (tf_name, back)
                 break

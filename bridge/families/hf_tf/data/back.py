@@ -118,7 +118,8 @@ TF_PATHS: dict[str, tuple[tuple[str, str], ...]] = {
     # the segmentation heads' `name=f"convs.{i}"` (and fpn_, lateral_), the PSP blocks' `name=f"{i}.1"` below
     # `psp_modules`; the encoder keeps `layer_._N`
     "data2vec-vision": ((r"convs_\._(\d+)", r"convs.\1"), (r"psp_modules_\._(\d+)_\._(\d+)", r"psp_modules/\1.\2")),
-    "groupvit": ((r"(text|visual)_projection_\._(\d+)", r"\1_projection.\2"),),  # `name=f"text_projection.{i}"`
+    # `name=f"text_projection.{i}"`, `name=f"group_projector.{i}"`
+    "groupvit": ((r"(text_projection|visual_projection|group_projector)_\._(\d+)", r"\1.\2"),),
     "mobilebert": ((r"ffn_\._(\d+)", r"ffn.\1"),),  # the bottleneck's `name=f"ffn.{i}"`
     "swiftformer": ((r"patch_embedding_\._(\d+)", r"patch_embedding/\1"),),  # a Keras Sequential's layers
 }
