@@ -312,7 +312,7 @@ def _source_layout(families: tuple[Family, ...], pack: RulePack) -> Any:
     def source_layout(shapes: dict[str, tuple[int, ...]], config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
         found = tf_back.of_config(families, config)
         model_type = config.get("model_type")
-        if found is None or model_type not in WRITTEN_BACK:
+        if found is None or found[0].model_type not in WRITTEN_BACK:  # a one-tower model_type: its family's
             why = NOT_PROVEN_BACK if found is not None else "its family is not one the hf-tf rules map"
             raise UsageError(
                 f"No tf_model.h5 is written for the {model_type} family",
