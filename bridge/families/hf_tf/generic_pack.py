@@ -95,6 +95,8 @@ _LEAVES = (
 _BATCH_NORM_STEPS = Optional_(
     r".*\.num_batches_tracked", "batch norm's step counter: no TF variable, newly initialised (zeros)", "zeros"
 )
+# PyTorch -> TF: the step counter a PyTorch source holds and no TF variable does
+_STEPS_DROPPED = Copy(tf_back.NOT_STORED, "batch norm's step counter: no TF variable holds it, dropped")
 _MAX_DEPTH = 2  # list indices (``_._N``) in one name that the rules expand
 
 
@@ -310,7 +312,7 @@ def _source_layout(families: tuple[Family, ...], pack: RulePack) -> Any:
     def source_layout(shapes: dict[str, tuple[int, ...]], config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
         found = tf_back.of_config(families, config)
         model_type = config.get("model_type")
-        if found is None or model_type not in WRITTEN_BACK:
+        if found is None or found[0].model_type not in WRITTEN_BACK:  # a one-tower model_type: its family's
             why = NOT_PROVEN_BACK if found is not None else "its family is not one the hf-tf rules map"
             raise UsageError(
                 f"No tf_model.h5 is written for the {model_type} family",
@@ -327,6 +329,12 @@ def _source_layout(families: tuple[Family, ...], pack: RulePack) -> Any:
             )
         if cls in back.NOT_WRITTEN:
             raise UsageError(f"No tf_model.h5 is written for {cls}", detail=back.NOT_WRITTEN[cls])
+        for key, default, allowed, why in back.BACK_CONSTRAINTS.get(family.model_type, ()):
+            if config.get(key, default) != allowed:
+                raise UsageError(
+                    f"No tf_model.h5 is written for a {family.model_type} with {key} = {config.get(key)!r}",
+                    detail=f"only {key} = {allowed!r}: {why}",
+                )
         layout, _, unplaced = tf_back.layout(family, "TF" + cls, shapes, pack.map_name)
         if unplaced:
             raise UsageError(
@@ -351,7 +359,7 @@ def tf_class(heads: Iterable[str], config: dict[str, Any]) -> str:
 def build_pack(families: tuple[Family, ...]) -> RulePack:
     """The generic hf-tf pack of these families: their data, turned into rules, heads, copies and the hooks."""
     pack = _read_pack(families)
-    written = tuple(f.model_type for f in families if f.model_type in WRITTEN_BACK)
+    written = tuple(t for f in families if f.model_type in WRITTEN_BACK for t in (f.model_type, *f.also))
     tf = TensorFlowSide(
         class_name=tf_class,
         output=Output("hf-tf", writers.write_keras2_h5, "tf_model.h5", "config.json"),
@@ -379,10 +387,13 @@ def _read_pack(families: tuple[Family, ...]) -> RulePack:
         matching=Matching(
             rules=tuple(rule for family in families for rule in _family_rules(family) + _unscoped_rules(family)),
             heads=tuple(head for family in families for head in _family_heads(family) + _unscoped_heads(family)),
-            copies=tuple(
-                copy
-                for family in families
-                for copy in (*_family_copies(family), *_family_unread(family), *_unscoped_copies(family))
+            copies=(
+                _STEPS_DROPPED,
+                *(
+                    copy
+                    for family in families
+                    for copy in (*_family_copies(family), *_family_unread(family), *_unscoped_copies(family))
+                ),
             ),
             optional=(
                 _BATCH_NORM_STEPS,

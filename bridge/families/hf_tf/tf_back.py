@@ -12,6 +12,7 @@ as ``weight``), the layer's kind decides, and the family's data (:attr:`Family.t
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -29,7 +30,7 @@ _LEAVES = {
     "running_var": ("moving_variance",),
 }
 # PyTorch state that no TF variable holds: dropped, and said
-_NOT_STORED = (r"(?:.*\.)?num_batches_tracked",)
+NOT_STORED = r"(?:.*\.)?num_batches_tracked"
 # transformers' TF word-embedding tables are weights the layer adds itself (``weight``); Keras' Embedding layers
 # (positions, token types) store ``embeddings``
 _WORD_TABLES = r"(?:word_embeddings|token_embedding|tokens_embed|embed_tokens|embeddings)"
@@ -74,6 +75,82 @@ def _alternatives(rx: str) -> list[str]:
     return [n for n in names if n is not None]
 
 
+def _parse_rename(rx: str) -> tuple[list[str | tuple[str, ...] | int], list[str], str, str] | None:
+    """A rename's regex as parts: literal text, ``(?:a|b)`` alternatives (tuples of literal text), capture groups
+    (their numbers in the parts, their patterns listed), and its anchors; None where it is more than that."""
+    parts: list[str | tuple[str, ...] | int] = []
+    groups: list[str] = []
+    start = "^" if rx.startswith("^") else ""
+    end = "$" if rx.endswith("$") and not rx.endswith("\\$") else ""
+    body = rx[len(start) : len(rx) - len(end)]
+    i = 0
+    while i < len(body):
+        if body.startswith("(?:", i) or body[i] == "(":
+            close = body.find(")", i)
+            inner = body[i + 3 : close] if body.startswith("(?:", i) else body[i + 1 : close]
+            if close < 0 or "(" in inner:
+                return None
+            if body.startswith("(?:", i):
+                alternatives = tuple(_literal(a) for a in inner.split("|"))
+                if any(a is None for a in alternatives):
+                    return None
+                parts.append(tuple(a for a in alternatives if a is not None))
+            else:
+                groups.append(inner)
+                parts.append(len(groups))
+            i = close + 1
+            continue
+        lit = _literal(body[i : i + 2]) if body[i] == "\\" else None if body[i] == "." else _literal(body[i])
+        if lit is None:
+            return None
+        parts.append(lit)
+        i += 2 if body[i] == "\\" else 1
+    return parts, groups, start, end
+
+
+def _inverse(rx: str, replacement: str) -> tuple[str, list[str]] | None:
+    """``re.sub(rx, replacement, x)`` undone: a regex over its result and the templates of the texts it replaced
+    (several where ``rx`` has alternatives: the forward rules tell which one was there); None where it cannot be
+    derived (a group the replacement drops, a regex beyond literal text, alternatives and groups)."""
+    parsed = _parse_rename(rx)
+    if parsed is None:
+        return None
+    parts, groups, start, end = parsed
+    pieces = re.split(r"\\(\d)", replacement)  # literal text, group number, literal text...
+    pattern, order = start, []
+    for k, piece in enumerate(pieces):
+        if k % 2:
+            order.append(int(piece))
+            pattern += f"({groups[int(piece) - 1]})"
+        else:
+            pattern += re.escape(piece)
+    if sorted(set(order)) != list(range(1, len(groups) + 1)):
+        return None
+    templates = [""]
+    for part in parts:
+        if isinstance(part, tuple):
+            templates = [t + alt for t in templates for alt in part]
+        elif isinstance(part, int):
+            templates = [t + f"\\g<{order.index(part) + 1}>" for t in templates]
+        else:
+            templates = [t + part for t in templates]
+    return pattern + end, templates
+
+
+def unrenamed(name: str, family: Family, cls: str) -> list[str]:
+    """The transformers 4.x names that the family's renames (of this class) turn into ``name``, the most renames
+    undone first (the renames exist because 4.x had those names; the name itself may still map, as a name no rename
+    touches), the renames undone from the last; the forward rules then tell which map back."""
+    out = [name]
+    for cls_rx, rx, replacement in reversed(family.renames):
+        inverse = _inverse(rx, replacement) if re.fullmatch(cls_rx, cls) else None
+        if inverse is None:
+            continue
+        pattern, templates = inverse
+        out = [re.sub(pattern, t, n) for n in out if re.search(pattern, n) for t in templates] + out
+    return list(dict.fromkeys(out))
+
+
 def _tops(family: Family) -> list[tuple[str, str]]:
     """(TF top layer, its PyTorch prefix), longest prefix first."""
 
@@ -81,13 +158,22 @@ def _tops(family: Family) -> list[tuple[str, str]]:
     return sorted(tops, key=lambda t: -len(t[1]))
 
 
+def _full(name: str, family: Family) -> str:
+    """The name under its top layer's prefix: a base model's names lack the main layer's."""
+    return name if any(name.startswith(prefix) for _, prefix in _tops(family)) else f"{family.main}.{name}"
+
+
 def candidates(name: str, shape: tuple[int, ...], family: Family, scope: str, bias_leaf: str | None) -> list[str]:
     """TF names ``name`` may come from, most likely first (not yet checked against the forward rules)."""
     out = [lit for rx, _, _ in family.unscoped if (lit := _literal(rx)) is not None]
-    full = name
-    if not any(name.startswith(prefix) for _, prefix in _tops(family)):
-        full = f"{family.main}.{name}"  # a base model's names lack the main layer's prefix
-    top, prefix = next(((t, p) for t, p in _tops(family) if full.startswith(p)), (family.main, family.main + "."))
+    # torch's weight norm (parametrizations `original0`, `original1`) is Keras' `weight_g`, `weight_v`
+    name = re.sub(r"\.parametrizations\.(\w+)\.original([01])$", lambda m: f".{m[1]}_{'gv'[int(m[2])]}", name)
+    full = _full(name, family)
+    # of top layers with one PyTorch prefix (MobileBERT's `predictions___cls`, `seq_relationship___cls`: `cls.`), the
+    # one that names the layer below it
+    tops = [(t, p) for t, p in _tops(family) if full.startswith(p)]
+    tops.sort(key=lambda tp: (-len(tp[1]), not full[len(tp[1]) :].startswith(tp[0].partition("___")[0] + ".")))
+    top, prefix = tops[0] if tops else (family.main, family.main + ".")
     rest = full[len(prefix) :].split(".")
     module = rest[-2] if len(rest) > 1 else top
     path = "/".join(x for x in (top, _tf_path(rest[:-1])) if x)
@@ -126,16 +212,23 @@ def layout(
     bias_leaves: dict[str, str] = {}  # module -> the leaf of its bias, after its weight's (gamma -> beta)
     # weights first: a bias is saved as `beta` where its layer's weight is `gamma`
     for name, shape in sorted(pt_shapes.items(), key=lambda item: not item[0].endswith(".weight")):
-        if any(re.fullmatch(rx, name) for rx in _NOT_STORED):
+        if re.fullmatch(NOT_STORED, name):
             dropped.append(name)
             continue
         module = name.rpartition(".")[0]
         found = None
-        for tf_name in candidates(name, shape, family, scope, bias_leaves.get(module)):
-            hit = map_name(tf_name)
-            if hit is None or hit[0] not in (name, f"{family.main}.{name}"):
-                continue
-            back = tf_shape(hit[1], shape)
+        tried = [
+            tf_name
+            # a rename may take the main layer's prefix away (CLIP's one-tower classes): undone from the name as is too
+            for given in dict.fromkeys((_full(name, family), name))
+            for old in unrenamed(given, family, tf_class.removeprefix("TF"))
+            for tf_name in candidates(old, shape, family, scope, bias_leaves.get(module))
+        ]
+        # the name itself first, then under the main layer's prefix (which a base model's names lack): a name the
+        # renames give without that prefix (CLIP's one-tower classes) is never read as one they give with it
+        hits = [(tf_name, map_name(tf_name)) for tf_name in dict.fromkeys(tried)]
+        for wanted, (tf_name, hit) in itertools.product((name, f"{family.main}.{name}"), hits):
+            back = tf_shape(hit[1], shape) if hit is not None and hit[0] == wanted else None
             if back is not None:
                 found = (tf_name, back)
                 break

@@ -20,20 +20,24 @@ _CONV1D = "permute(2,1,0)"  # [k, in, out] -> [out, in, k]
 _TOKENS = (r"(cls_token|distillation_token|mask_token|position_embeddings)", "{}", "identity")
 _VIT_RULES = (_TOKENS, (r"(projection)/kernel", "{}.weight", _CONV2D))
 
+
 # transformers 5's names for ViT/DeiT/Swin layers (its conversion_mapping.py renames 4.x checkpoints the same way)
-_ATTENTION_5 = (
-    (".*", r"\.attention\.(?:attention|self)\.query\.", ".attention.q_proj."),
-    (".*", r"\.attention\.(?:attention|self)\.key\.", ".attention.k_proj."),
-    (".*", r"\.attention\.(?:attention|self)\.value\.", ".attention.v_proj."),
-    (".*", r"\.attention\.output\.dense\.", ".attention.o_proj."),
-    (".*", r"\.intermediate\.dense\.", ".mlp.fc1."),
-    (".*", r"\.output\.dense\.", ".mlp.fc2."),
-)
-_VIT_5 = ((".*", r"(^|\.)encoder\.layer\.", r"\1layers."), *_ATTENTION_5)
+# (ViT's self-attention module is `attention.attention`, Swin's `attention.self`: one each, so that the way back,
+# which undoes the renames, writes the family's own name)
+def _attention_5(inner: str) -> tuple[tuple[str, str, str], ...]:
+    return (
+        *((".*", rf"\.attention\.{inner}\.{x}\.", f".attention.{x[0]}_proj.") for x in ("query", "key", "value")),
+        (".*", r"\.attention\.output\.dense\.", ".attention.o_proj."),
+        (".*", r"\.intermediate\.dense\.", ".mlp.fc1."),
+        (".*", r"\.output\.dense\.", ".mlp.fc2."),
+    )
+
+
+_VIT_5 = ((".*", r"(^|\.)encoder\.layer\.", r"\1layers."), *_attention_5("attention"))
 _SWIN_5 = (
     (".*", r"\.attention\.self\.relative_position_bias_table$",
      ".attention.relative_position_bias.relative_position_bias_table"),
-    *_ATTENTION_5,
+    *_attention_5("self"),
 )  # fmt: skip
 
 # transformers 5's SegFormer: stages of blocks, and the attention and MLP names of ViT (its conversion_mapping.py)
@@ -168,6 +172,7 @@ FAMILIES = (
             ("CLIPTextModel", r"^clip\.text_model\.", ""),
             ("CLIPVisionModel", r"^clip\.vision_model\.", ""),
         ),
+        also=("clip_text_model", "clip_vision_model"),  # the one-tower classes' config.json (CLIPTextConfig...)
     ),
     Family(
         "wav2vec2",
@@ -290,6 +295,7 @@ FAMILIES = (
             (r"(projection)/kernel", "{}.weight", _CONV2D),
             (r"(logit_scale)", "{}", "squeeze(0)"),  # TF stores the scalar as [1]
         ),
+        also=("groupvit_text_model", "groupvit_vision_model"),  # the one-tower classes' config.json
     ),
     Family(
         "layoutlmv3",
