@@ -81,6 +81,7 @@ bench: $(VENV)/.test
 	$(BIN)/python bench/bench_t5.py
 	$(BIN)/python bench/bench_dcp.py
 	$(BIN)/python bench/bench_large.py
+	$(BIN)/python bench/bench_unused.py
 
 # 10,000 damaged files of every format through inspect/check, each under 2 GB of address space and a time limit:
 # prints the counts of exit codes 0/1/2/3, tracebacks, timeouts, memory and crashes (tests/fuzz/campaign.py).
