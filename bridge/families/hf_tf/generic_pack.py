@@ -76,6 +76,7 @@ FAMILIES = tuple(
         tf_leaves=back.TF_LEAVES.get(f.model_type, ()),
         tf_paths=back.TF_PATHS.get(f.model_type, ()),
         unread_copies=back.UNREAD_COPIES.get(f.model_type, ()),
+        back_fills=back.BACK_FILLS.get(f.model_type, ()),
     )
     for f in text.FAMILIES + seq2seq.FAMILIES + vision.FAMILIES
 )
@@ -398,6 +399,7 @@ def _read_pack(families: tuple[Family, ...]) -> RulePack:
             optional=(
                 _BATCH_NORM_STEPS,
                 *(Optional_(rx, reason, fill) for family in families for rx, reason, fill in family.optional),
+                *(Optional_(f.target, f.why, f.fill) for family in families for f in family.back_fills),
             ),
             buffers=tuple(Buffer(rx, reason, value) for family in families for rx, reason, value in family.buffers),
         ),

@@ -251,6 +251,11 @@ def layout(
                 if n.endswith(f"/{scope}/{source}:0")
             }
         )
+    for fill in family.back_fills:  # where the source holds no tensor for it (an untied LM head places its own)
+        for n, s in list(placed.items()):
+            if (m := re.fullmatch(fill.beside, n)) is not None:
+                placed.setdefault(m.expand(fill.name), fill.shape(s))
+                sources.setdefault(m.expand(fill.name), sources.get(n, ""))
     tops = {n.partition("/")[0] for n in placed}
     for rx, owner, _ in family.unscoped_copies:  # the unscoped variable saved again (T5's encoder and decoder)
         for copy in _alternatives(rx):

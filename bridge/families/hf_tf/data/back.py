@@ -4,6 +4,12 @@ tell (read in transformers 4.57's TF modeling code: which layers add their weigh
 
 from __future__ import annotations
 
+import numpy as np
+
+from bridge.core.packs import Fill
+from bridge.families.hf_tf.data import BackFill
+from bridge.families.hf_tf.data.vision import swin_relative_position_index
+
 # model_type -> (head top layer, the main layer's sublayer it holds): a tied decoder's copy 4.57 saves
 HEAD_COPIES: dict[str, tuple[tuple[str, str], ...]] = {
     **{t: (("lm_head", "embeddings"),) for t in ("camembert", "esm", "funnel", "longformer", "mpnet", "roberta",
@@ -122,4 +128,39 @@ TF_PATHS: dict[str, tuple[tuple[str, str], ...]] = {
     "groupvit": ((r"(text_projection|visual_projection|group_projector)_\._(\d+)", r"\1.\2"),),
     "mobilebert": ((r"ffn_\._(\d+)", r"ffn.\1"),),  # the bottleneck's `name=f"ffn.{i}"`
     "swiftformer": ((r"patch_embedding_\._(\d+)", r"patch_embedding/\1"),),  # a Keras Sequential's layers
+}
+
+
+def _window_index_shape(table: tuple[int, ...]) -> tuple[int, ...]:
+    """A relative position index's shape ``(w*w, w*w)`` from its bias table's ``((2w-1)**2, heads)``."""
+    w = (round(table[0] ** 0.5) + 1) // 2
+    return (w * w, w * w)
+
+
+def _tied_lm_head(scope: str, embeddings: str) -> BackFill:
+    """The LM head's Dense kernel 4.57 saves, the transposed word embeddings a tied PyTorch source stores once."""
+    return BackFill(
+        rf"model/({scope})/model/{embeddings}/weight:0",
+        r"lm_head/\1/lm_head/kernel:0",
+        lambda shape: shape[::-1],
+        rf"lm_head/({scope})/lm_head/kernel:0",
+        "the LM head's kernel, tied to the word embeddings that the PyTorch model stores once",
+        Fill(owner=rf"model/\1/model/{embeddings}/weight:0", transform="transpose"),
+    )
+
+
+# model_type -> variables 4.57 saves that the PyTorch source holds no tensor for, computed beside a placed one
+BACK_FILLS: dict[str, tuple[BackFill, ...]] = {
+    "swin": (
+        BackFill(
+            r"(.*)/relative_position_bias_table:0",
+            r"\1/relative_position_index:0",
+            _window_index_shape,
+            r".*/relative_position_index:0",
+            "Swin's relative position index, a buffer PyTorch rebuilds from the window size",
+            Fill(value=lambda shape: swin_relative_position_index(shape).astype(np.int32)),  # TF's int32
+        ),
+    ),
+    "xglm": (_tied_lm_head("tfxglm_for_causal_lm", "embed_tokens"),),
+    "speech_to_text": (_tied_lm_head("tf_speech2_text_for_conditional_generation", "decoder/embed_tokens"),),
 }
