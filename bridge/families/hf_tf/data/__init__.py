@@ -173,6 +173,7 @@ WRITTEN_BACK = frozenset(
         "xglm",
         "swin",
         "t5",
+        "tapas",
         "vit",
         "vit_mae",
         "wav2vec2",

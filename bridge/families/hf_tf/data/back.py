@@ -37,6 +37,7 @@ TF_LEAVES: dict[str, tuple[tuple[str, str], ...]] = {
     "mpnet": ((r".*relative_attention_bias\.weight", "embeddings"),),
     "tapas": ((r".*token_type_embeddings_\d+\.weight", "embeddings"),),
     "layoutlmv3": ((r".*word_embeddings\.weight", "embeddings"),),
+    "esm": ((r".*word_embeddings\.weight", "embeddings"),),
     "rembert": ((r".*predictions\.decoder\.weight", "weight"),),
     # NoNorm (the default `normalization_type`, the only one written back: BACK_CONSTRAINTS) adds `weight`, `bias`;
     # the MLM head's transform keeps a Keras LayerNormalization
@@ -78,6 +79,12 @@ BACK_CONSTRAINTS: dict[str, tuple[tuple[str, object, object, str], ...]] = {
 # PyTorch class -> why its tf_model.h5 is not written: a variable the TF class builds and its forward reads that the
 # PyTorch class has no value for (a value would be invented, never the one the TF model computed with)
 NOT_WRITTEN: dict[str, str] = {
+    **{
+        f"Esm{head}": "TFEsm's embeddings always build and save `position_embeddings`, which a rotary ESM "
+        "(position_embedding_type: rotary, the one proven) never reads and its PyTorch class lacks: its values would "
+        "be invented"
+        for head in ("Model", "ForMaskedLM", "ForSequenceClassification", "ForTokenClassification")
+    },
     **{
         f"MPNet{head}": "TFMPNet's main layer always builds and saves a pooler, which this PyTorch class lacks: "
         "its values would be invented"
