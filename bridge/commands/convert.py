@@ -316,7 +316,27 @@ def _out_tensors(ckpt: Checkpoint, plan: Plan, dtype: str | None, casts: CastRep
             spec_dtype = plan.target.tensors[x.name].dtype or "float32"
             kind = dtype if dtype is not None and dtypes.is_floating(spec_dtype) else spec_dtype
             out.append(OutTensor(x.name, x.shape, kind, functools.partial(np.zeros, x.shape, dtypes.numpy_dtype(kind))))
+    return out + _computed(out, plan)
+
+
+def _computed(tensors: list[Any], plan: Plan) -> list[Any]:
+    """The targets the pack computes (:class:`~bridge.core.packs.Fill`): a buffer from its shape, in the dtype its
+    value function gives; a copy of another target after a transform, in that target's dtype."""
+    by_name = {t.name: t for t in tensors}
+    out = []
+    for x in plan.missing:
+        fill = plan.rule_pack.fill_of(x.name) if x.fill and x.fill != "zeros" and plan.rule_pack else None
+        if fill is not None and fill.value is not None:
+            value = fill.value(x.shape)
+            out.append(OutTensor(x.name, x.shape, str(value.dtype), functools.partial(np.asarray, value)))
+        elif fill is not None and fill.owner in by_name:
+            owner, how = by_name[fill.owner], parse(fill.transform)
+            out.append(OutTensor(x.name, x.shape, owner.dtype, functools.partial(_transformed, owner.produce, how)))
     return out
+
+
+def _transformed(produce: Callable[[], np.ndarray], transform: Transform) -> np.ndarray:
+    return np.ascontiguousarray(transform.apply(produce()))
 
 
 def _copies(tensors: list[Any], plan: Plan, copies: dict[str, str | None], dtype: str | None) -> list[Any]:

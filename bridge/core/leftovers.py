@@ -186,7 +186,9 @@ def explain_missing(
     based = f"{pack.pt.base_prefix}.{name}" if pack.pt.base_prefix else name  # the target is the base model
     for opt in pack.matching.optional:
         if any(re.fullmatch(opt.target, n) for n in (name, name.split(".", 1)[-1], based)):
-            return Leftover(name, f"expected: {opt.reason}", True, shape, fill=opt.fill)
+            fill = pack.fill_of(name)
+            said = fill.describe() if fill is not None else opt.fill if isinstance(opt.fill, str) else None
+            return Leftover(name, f"expected: {opt.reason}", True, shape, fill=said)
     return Leftover(
         name,
         "no source tensor: it would keep its random initialisation",

@@ -80,12 +80,28 @@ class Head:
 
 
 @dataclass(frozen=True)
+class Fill:
+    """How convert computes a target tensor that no source tensor fills: from its shape (a constant buffer the
+    target layout saves and the source model rebuilds, Swin's relative position index), or from another target
+    tensor after a transform (a tie the target layout saves as a transposed copy)."""
+
+    value: Callable[[tuple[int, ...]], np.ndarray] | None = None  # the tensor of this shape
+    owner: str | None = None  # ``re.Match.expand`` template over the Optional_'s target: the tensor it copies
+    transform: str = "identity"  # from the owner's value to this tensor's
+
+    def describe(self) -> str:
+        """For the plan's report (which stays JSON)."""
+        return "computed" if self.owner is None else f"copy of `{self.owner}` ({self.transform})"
+
+
+@dataclass(frozen=True)
 class Optional_:
     """Target tensors that may legitimately have no source, and what happens to them."""
 
     target: str  # regex (fullmatch) over PyTorch names
     reason: str
-    fill: str | None = None  # "zeros": convert writes zeros (a second LSTM bias, a BatchNorm step counter)
+    # "zeros": convert writes zeros (a second LSTM bias, a BatchNorm step counter); a Fill: convert computes it
+    fill: str | Fill | None = None
 
 
 @dataclass(frozen=True)
@@ -389,6 +405,14 @@ class RulePack:
             owner = copy.owner_of(name)
             if owner is not None and owner != name and owner in names:
                 return owner
+        return None
+
+    def fill_of(self, name: str) -> Fill | None:
+        """How convert computes the target ``name`` no source fills (its owner's name expanded), if the pack says."""
+        for opt in self.matching.optional:
+            m = re.fullmatch(opt.target, name)
+            if m is not None and isinstance(opt.fill, Fill):
+                return opt.fill if opt.fill.owner is None else replace(opt.fill, owner=m.expand(opt.fill.owner))
         return None
 
     def claims(self, names: Iterable[str]) -> float:

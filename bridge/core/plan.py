@@ -84,7 +84,8 @@ class Leftover:
     shape: tuple[int, ...] = ()
     kind: str = "model"
     suggestion: str | None = None
-    fill: str | None = None  # "zeros": a missing target that convert writes as zeros
+    # "zeros": a missing target that convert writes as zeros; else how convert computes it (``Fill.describe``)
+    fill: str | None = None
     head: str | None = None  # the source head this tensor belongs to, which the target lacks: not in the output
 
 

@@ -76,6 +76,7 @@ FAMILIES = tuple(
         tf_leaves=back.TF_LEAVES.get(f.model_type, ()),
         tf_paths=back.TF_PATHS.get(f.model_type, ()),
         unread_copies=back.UNREAD_COPIES.get(f.model_type, ()),
+        back_fills=back.BACK_FILLS.get(f.model_type, ()),
     )
     for f in text.FAMILIES + seq2seq.FAMILIES + vision.FAMILIES
 )
@@ -312,6 +313,8 @@ def _source_layout(families: tuple[Family, ...], pack: RulePack) -> Any:
     def source_layout(shapes: dict[str, tuple[int, ...]], config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
         found = tf_back.of_config(families, config)
         model_type = config.get("model_type")
+        if found is not None and found[1] in back.NOT_WRITTEN:  # said by class, whether its family is written or not
+            raise UsageError(f"No tf_model.h5 is written for {found[1]}", detail=back.NOT_WRITTEN[found[1]])
         if found is None or found[0].model_type not in WRITTEN_BACK:  # a one-tower model_type: its family's
             why = NOT_PROVEN_BACK if found is not None else "its family is not one the hf-tf rules map"
             raise UsageError(
@@ -327,8 +330,6 @@ def _source_layout(families: tuple[Family, ...], pack: RulePack) -> Any:
                 f"{family.model_type}'s: {', '.join(family.classes)}",
                 hint="Pass --config with the config.json transformers saved beside the weights",
             )
-        if cls in back.NOT_WRITTEN:
-            raise UsageError(f"No tf_model.h5 is written for {cls}", detail=back.NOT_WRITTEN[cls])
         for key, default, allowed, why in back.BACK_CONSTRAINTS.get(family.model_type, ()):
             if config.get(key, default) != allowed:
                 raise UsageError(
@@ -398,6 +399,7 @@ def _read_pack(families: tuple[Family, ...]) -> RulePack:
             optional=(
                 _BATCH_NORM_STEPS,
                 *(Optional_(rx, reason, fill) for family in families for rx, reason, fill in family.optional),
+                *(Optional_(f.target, f.why, f.fill) for family in families for f in family.back_fills),
             ),
             buffers=tuple(Buffer(rx, reason, value) for family in families for rx, reason, value in family.buffers),
         ),

@@ -67,12 +67,24 @@ def _literal(rx: str) -> str | None:
 
 
 def _alternatives(rx: str) -> list[str]:
-    """The names a regex of literal text and one ``(?:a|b)`` group matches."""
-    m = re.search(r"\(\?:([^()]*)\)", rx)
+    """The names a regex of literal text and groups of literal alternatives (``(a|b)``, ``(?:a|b)``) matches,
+    Keras' repeated-scope suffix ``(?:_\d+)?`` left out (a written file has none)."""
+    rx = rx.replace(r"(?:_\d+)?", "")
+    m = re.search(r"\((?:\?:)?([^()?]*)\)", rx)
     if m is None:
         return [lit] if (lit := _literal(rx)) is not None else []
-    names = [_literal(rx[: m.start()] + alt + rx[m.end() :]) for alt in m.group(1).split("|")]
-    return [n for n in names if n is not None]
+    return [n for alt in m.group(1).split("|") for n in _alternatives(rx[: m.start()] + alt + rx[m.end() :])]
+
+
+def _indexed(name: str, placed: Iterable[str]) -> list[str]:
+    """``name`` with a list index (``_._N``) replaced by each index the placed names have at that path (the layers
+    an unscoped variable is saved again in)."""
+    out = []
+    for m in re.finditer(r"_\._(\d+)", name):
+        at = re.compile(re.escape(name[: m.start()]) + r"_\._(\d+)/")
+        indices = {hit.group(1) for n in placed if (hit := at.match(n)) is not None}
+        out += [name[: m.start(1)] + i + name[m.end(1) :] for i in sorted(indices - {m.group(1)}, key=int)]
+    return out
 
 
 def _parse_rename(rx: str) -> tuple[list[str | tuple[str, ...] | int], list[str], str, str] | None:
@@ -165,7 +177,11 @@ def _full(name: str, family: Family) -> str:
 
 def candidates(name: str, shape: tuple[int, ...], family: Family, scope: str, bias_leaf: str | None) -> list[str]:
     """TF names ``name`` may come from, most likely first (not yet checked against the forward rules)."""
-    out = [lit for rx, _, _ in family.unscoped if (lit := _literal(rx)) is not None]
+    # the unscoped names (outside the model scope, or under any class's scope): of this class's scope only
+    others = re.compile(rf"(?:^|/){family.scope_rx}/")
+    out = [
+        n for rx, _, _ in family.unscoped for n in _alternatives(rx) if f"/{scope}/" in f"/{n}" or not others.search(n)
+    ]
     # torch's weight norm (parametrizations `original0`, `original1`) is Keras' `weight_g`, `weight_v`
     name = re.sub(r"\.parametrizations\.(\w+)\.original([01])$", lambda m: f".{m[1]}_{'gv'[int(m[2])]}", name)
     full = _full(name, family)
@@ -251,12 +267,18 @@ def layout(
                 if n.endswith(f"/{scope}/{source}:0")
             }
         )
+    for fill in family.back_fills:  # where the source holds no tensor for it (an untied LM head places its own)
+        for n, s in list(placed.items()):
+            if (m := re.fullmatch(fill.beside, n)) is not None:
+                placed.setdefault(m.expand(fill.name), fill.shape(s))
+                sources.setdefault(m.expand(fill.name), sources.get(n, ""))
     tops = {n.partition("/")[0] for n in placed}
     for rx, owner, _ in family.unscoped_copies:  # the unscoped variable saved again (T5's encoder and decoder)
-        for copy in _alternatives(rx):
+        for copy in dict.fromkeys([*_alternatives(rx), *(c for n in list(placed) for c in _indexed(n, placed))]):
             copied = re.fullmatch(rx, copy)
             # saved again only by a top layer the class has (T5's encoder-only class has no decoder)
-            if copied and copy.partition("/")[0] in tops and (source := copied.expand(owner)) in placed:
+            source = copied.expand(owner) if copied else ""
+            if copied and copy.partition("/")[0] in tops and source != copy and source in placed:
                 placed[copy] = placed[source]
                 sources[copy] = sources.get(source, "")
     order = {name: i for i, name in enumerate(pt_shapes)}

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from bridge.core.packs import Fill
+
 
 def snake(class_name: str) -> str:
     """Keras' default layer name for a class (``to_snake_case``): TFDistilBertModel -> tf_distil_bert_model,
@@ -24,6 +26,19 @@ def pt_levels(path: str) -> str:
     top layer ``predictions___cls`` is PyTorch's ``cls``), ``_._`` separates levels (XLM's ``pred_layer_._proj``
     is ``pred_layer.proj``)."""
     return re.sub(r"[^./]*___", "", path).replace("_._", ".")
+
+
+@dataclass(frozen=True)
+class BackFill:
+    """PyTorch -> TF: a variable 4.57 saves that no PyTorch tensor holds (a buffer PyTorch does not save, a tie
+    saved as a transposed copy), placed beside a placed variable and computed by convert."""
+
+    beside: str  # regex (fullmatch) over a placed TF name
+    name: str  # ``re.Match.expand`` template over it: the variable's name
+    shape: Callable[[tuple[int, ...]], tuple[int, ...]]  # its shape, from the placed variable's
+    target: str  # regex (fullmatch) over the names it gives: the optional target that says why and how
+    why: str
+    fill: Fill
 
 
 @dataclass(frozen=True)
@@ -81,6 +96,8 @@ class Family:
     tf_paths: tuple[tuple[str, str], ...] = ()
     # PyTorch -> TF: (TF path below the model scope, the TF path it copies): a never-read variable 4.57 saves
     unread_copies: tuple[tuple[str, str], ...] = ()
+    # PyTorch -> TF: variables no PyTorch tensor holds, computed (:class:`BackFill`)
+    back_fills: tuple[BackFill, ...] = ()
 
     # other model_types whose TF classes are this family's (transformers' auto tables map gpt-sw3 to GPT2Config and
     # GPT-2's TF classes: such a file's config.json says gpt2): named in the family table, converted as this family
@@ -152,7 +169,11 @@ WRITTEN_BACK = frozenset(
         "roformer",
         "segformer",
         "swiftformer",
+        "speech_to_text",
+        "xglm",
+        "swin",
         "t5",
+        "tapas",
         "vit",
         "vit_mae",
         "wav2vec2",

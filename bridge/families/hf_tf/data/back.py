@@ -4,6 +4,12 @@ tell (read in transformers 4.57's TF modeling code: which layers add their weigh
 
 from __future__ import annotations
 
+import numpy as np
+
+from bridge.core.packs import Fill
+from bridge.families.hf_tf.data import BackFill
+from bridge.families.hf_tf.data.vision import swin_relative_position_index
+
 # model_type -> (head top layer, the main layer's sublayer it holds): a tied decoder's copy 4.57 saves
 HEAD_COPIES: dict[str, tuple[tuple[str, str], ...]] = {
     **{t: (("lm_head", "embeddings"),) for t in ("camembert", "esm", "funnel", "longformer", "mpnet", "roberta",
@@ -31,6 +37,7 @@ TF_LEAVES: dict[str, tuple[tuple[str, str], ...]] = {
     "mpnet": ((r".*relative_attention_bias\.weight", "embeddings"),),
     "tapas": ((r".*token_type_embeddings_\d+\.weight", "embeddings"),),
     "layoutlmv3": ((r".*word_embeddings\.weight", "embeddings"),),
+    "esm": ((r".*word_embeddings\.weight", "embeddings"),),
     "rembert": ((r".*predictions\.decoder\.weight", "weight"),),
     # NoNorm (the default `normalization_type`, the only one written back: BACK_CONSTRAINTS) adds `weight`, `bias`;
     # the MLM head's transform keeps a Keras LayerNormalization
@@ -72,6 +79,12 @@ BACK_CONSTRAINTS: dict[str, tuple[tuple[str, object, object, str], ...]] = {
 # PyTorch class -> why its tf_model.h5 is not written: a variable the TF class builds and its forward reads that the
 # PyTorch class has no value for (a value would be invented, never the one the TF model computed with)
 NOT_WRITTEN: dict[str, str] = {
+    **{
+        f"Esm{head}": "TFEsm's embeddings always build and save `position_embeddings`, which a rotary ESM "
+        "(position_embedding_type: rotary, the one proven) never reads and its PyTorch class lacks: its values would "
+        "be invented"
+        for head in ("Model", "ForMaskedLM", "ForSequenceClassification", "ForTokenClassification")
+    },
     **{
         f"MPNet{head}": "TFMPNet's main layer always builds and saves a pooler, which this PyTorch class lacks: "
         "its values would be invented"
@@ -122,4 +135,39 @@ TF_PATHS: dict[str, tuple[tuple[str, str], ...]] = {
     "groupvit": ((r"(text_projection|visual_projection|group_projector)_\._(\d+)", r"\1.\2"),),
     "mobilebert": ((r"ffn_\._(\d+)", r"ffn.\1"),),  # the bottleneck's `name=f"ffn.{i}"`
     "swiftformer": ((r"patch_embedding_\._(\d+)", r"patch_embedding/\1"),),  # a Keras Sequential's layers
+}
+
+
+def _window_index_shape(table: tuple[int, ...]) -> tuple[int, ...]:
+    """A relative position index's shape ``(w*w, w*w)`` from its bias table's ``((2w-1)**2, heads)``."""
+    w = (round(table[0] ** 0.5) + 1) // 2
+    return (w * w, w * w)
+
+
+def _tied_lm_head(scope: str, embeddings: str) -> BackFill:
+    """The LM head's Dense kernel 4.57 saves, the transposed word embeddings a tied PyTorch source stores once."""
+    return BackFill(
+        rf"model/({scope})/model/{embeddings}/weight:0",
+        r"lm_head/\1/lm_head/kernel:0",
+        lambda shape: shape[::-1],
+        rf"lm_head/({scope})/lm_head/kernel:0",
+        "the LM head's kernel, tied to the word embeddings that the PyTorch model stores once",
+        Fill(owner=rf"model/\1/model/{embeddings}/weight:0", transform="transpose"),
+    )
+
+
+# model_type -> variables 4.57 saves that the PyTorch source holds no tensor for, computed beside a placed one
+BACK_FILLS: dict[str, tuple[BackFill, ...]] = {
+    "swin": (
+        BackFill(
+            r"(.*)/relative_position_bias_table:0",
+            r"\1/relative_position_index:0",
+            _window_index_shape,
+            r".*/relative_position_index:0",
+            "Swin's relative position index, a buffer PyTorch rebuilds from the window size",
+            Fill(value=lambda shape: swin_relative_position_index(shape).astype(np.int32)),  # TF's int32
+        ),
+    ),
+    "xglm": (_tied_lm_head("tfxglm_for_causal_lm", "embed_tokens"),),
+    "speech_to_text": (_tied_lm_head("tf_speech2_text_for_conditional_generation", "decoder/embed_tokens"),),
 }

@@ -19,7 +19,8 @@ def _xlm_classes(prefix: str) -> tuple[str, ...]:
 _XLM_HEADS = ("pred_layer_._proj", "sequence_summary", "qa_outputs", "classifier", "logits_proj")
 # ESM's rotary frequencies, saved by every TF layer: (model scope + encoder prefix, layer, rest of the name)
 _ESM_INV_FREQ = (
-    r"(esm/tf_esm_[a-z_]+?(?:_\d+)?/esm/encoder/layer_\._)({})(/attention/self/rotary_embeddings/inv_freq:0)"
+    r"(esm/(?:tf_esm_model|tf_esm_for_masked_lm|tf_esm_for_sequence_classification|tf_esm_for_token_classification)"
+    r"(?:_\d+)?/esm/encoder/layer_\._)({})(/attention/self/rotary_embeddings/inv_freq:0)"
 )
 _CLS_HEADS = ("mlm___cls", "sequence_summary", "classifier", "qa_outputs")
 _ROBERTA_HEADS = ("lm_head", "classifier", "qa_outputs")
