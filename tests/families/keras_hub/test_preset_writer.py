@@ -21,6 +21,11 @@ DECODERS: dict[str, tuple[str, str, dict[str, Any]]] = {  # transformers class -
     "LlamaForCausalLM": ("LlamaConfig", "LlamaCausalLM", _GQA | {"intermediate_size": 16}),
     "MistralForCausalLM": ("MistralConfig", "MistralCausalLM", _GQA | {"intermediate_size": 16}),
     "Qwen2ForCausalLM": ("Qwen2Config", "QwenCausalLM", _GQA | {"intermediate_size": 16}),
+    "Qwen3ForCausalLM": (  # KerasHub's q/k norms: epsilon 1e-5 always
+        "Qwen3Config",
+        "Qwen3CausalLM",
+        _GQA | {"intermediate_size": 16, "head_dim": 4, "rms_norm_eps": 1e-5},
+    ),
     "GPT2LMHeadModel": ("GPT2Config", "GPT2CausalLM", {"n_embd": 8, "n_layer": 2, "n_head": 2, "n_positions": 16}),
     "GemmaForCausalLM": ("GemmaConfig", "GemmaCausalLM", _GQA | {"intermediate_size": 16, "head_dim": 4}),
 }
@@ -151,7 +156,9 @@ def _unnamed(serialized: dict) -> dict:
     return serialized | {"config": config}
 
 
-@pytest.mark.parametrize("backbone_class", ["GPT2Backbone", "GemmaBackbone", "LlamaBackbone", "QwenBackbone"])
+@pytest.mark.parametrize(
+    "backbone_class", ["GPT2Backbone", "GemmaBackbone", "LlamaBackbone", "Qwen3Backbone", "QwenBackbone"]
+)
 def test_preset_round_trip_bit_exact(keras_hub, backbone_class, tmp_path):
     """A save_to_preset preset -> transformers -> preset: every variable back, bit for bit, and the same config."""
     path, _ = _decoder_preset(keras_hub, backbone_class, tmp_path)

@@ -55,6 +55,8 @@ DECODERS: dict[str, tuple[str, dict[str, Any]]] = {  # backbone -> its transform
     "LlamaBackbone": ("LlamaForCausalLM", _GQA),
     "MistralBackbone": ("MistralForCausalLM", _GQA),
     "QwenBackbone": ("Qwen2ForCausalLM", _GQA),
+    # q/k norms (KerasHub's always at epsilon 1e-5), head_dim not hidden / heads
+    "Qwen3Backbone": ("Qwen3ForCausalLM", _GQA | {"head_dim": 4, "layer_norm_epsilon": 1e-5}),
     "GPT2Backbone": ("GPT2LMHeadModel", _MHA | {"intermediate_dim": 32}),  # KerasHub's import assumes 4 * hidden
     "GemmaBackbone": ("GemmaForCausalLM", _GQA | {"intermediate_dim": 32, "head_dim": 4}),
 }
