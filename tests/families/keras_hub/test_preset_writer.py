@@ -28,6 +28,13 @@ DECODERS: dict[str, tuple[str, str, dict[str, Any]]] = {  # transformers class -
     ),
     "GPT2LMHeadModel": ("GPT2Config", "GPT2CausalLM", {"n_embd": 8, "n_layer": 2, "n_head": 2, "n_positions": 16}),
     "GemmaForCausalLM": ("GemmaConfig", "GemmaCausalLM", _GQA | {"intermediate_size": 16, "head_dim": 4}),
+    "Gemma2ForCausalLM": (  # soft-caps, a window narrower than the batch in layer 0
+        "Gemma2Config",
+        "GemmaCausalLM",
+        _GQA
+        | {"intermediate_size": 16, "head_dim": 4, "query_pre_attn_scalar": 4, "sliding_window": 3}
+        | {"final_logit_softcapping": 3.0, "attn_logit_softcapping": 5.0},
+    ),
 }
 
 
@@ -157,7 +164,8 @@ def _unnamed(serialized: dict) -> dict:
 
 
 @pytest.mark.parametrize(
-    "backbone_class", ["GPT2Backbone", "GemmaBackbone", "LlamaBackbone", "Qwen3Backbone", "QwenBackbone"]
+    "backbone_class",
+    ["GPT2Backbone", "GemmaBackbone", "GemmaBackbone:gemma2", "LlamaBackbone", "Qwen3Backbone", "QwenBackbone"],
 )
 def test_preset_round_trip_bit_exact(keras_hub, backbone_class, tmp_path):
     """A save_to_preset preset -> transformers -> preset: every variable back, bit for bit, and the same config."""
