@@ -62,7 +62,7 @@ def _nbytes(t: Any) -> int:
         raise UnsupportedFeature(
             f"Writing {t.dtype} to a Keras weights file", tensor=t.name, hint="Convert with --dtype float32"
         )
-    return math.prod(t.shape) * size
+    return int(math.prod(t.shape)) * size
 
 
 def _write_tensor(f: h5py.File, t: Any) -> None:
