@@ -127,7 +127,7 @@ def _vars_groups(f: h5py.File) -> list[str]:
 # Keras 3.10+ `save_weights("x.weights.json", max_shard_size=GB)` (ShardedH5IOStore)
 # writes x_00000.weights.h5, x_00001.weights.h5... in the same H5IOStore layout and
 # an index {"metadata": {"total_size": ...}, "weight_map": {"/layers/dense/vars":
-# ["x_00000.weights.h5"], ...}} (a vars group may span several shards).
+# "x_00000.weights.h5", ...}}; a vars group spanning several shards lists them all.
 _SHARD_INDEX_MAX_BYTES = 64 << 20
 
 
@@ -146,19 +146,24 @@ def _shard_index(path: Path) -> dict[str, Any] | None:
         return None
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not all(
-        isinstance(v, list) and all(isinstance(n, str) for n in v) for v in weight_map.values()
+        isinstance(v, str) or (isinstance(v, list) and all(isinstance(n, str) for n in v)) for v in weight_map.values()
     ):
         return None
     return dict(index)
 
 
+def _shard_names(index: dict[str, Any]) -> list[str]:
+    """The shard files an index names, in order of first mention (one name or a list per vars group)."""
+    names: list[str] = []
+    for value in index["weight_map"].values():
+        for name in [value] if isinstance(value, str) else value:
+            if name not in names:
+                names.append(name)
+    return names
+
+
 def _read_keras3_shards(path: Path, index: dict[str, Any]) -> Checkpoint:
-    shard_names: list[str] = []
-    for names in index["weight_map"].values():
-        for name in names:
-            if name not in shard_names:
-                shard_names.append(name)
-    shards = [path.with_name(Path(name).name) for name in shard_names]  # siblings only
+    shards = [path.with_name(Path(name).name) for name in _shard_names(index)]  # siblings only
     for shard in shards:
         if not shard.is_file():
             raise CheckpointNotFound(

@@ -5,6 +5,10 @@
 (:mod:`tf_side.keras3_weights_writer`); ``config.json``, ``task.json`` and ``tokenizer.json`` come from the pack
 (``metadata["preset_files"]``), ``metadata.json`` is completed with what the tensors give (the parameter count)
 and the date, and the tokenizer's vocabulary files go to ``assets/tokenizer/``.
+
+A backbone larger than the shard size (KerasHub's ``save_to_preset`` default: 10 GiB) is written as KerasHub writes
+it then: ``model.weights.json`` and ``model_00000.weights.h5``, ... (:func:`tf_side.keras3_weights_writer.
+write_keras3_shards`), no ``model.weights.h5``.
 """
 
 from __future__ import annotations
@@ -23,11 +27,14 @@ import numpy as np
 from bridge.core import dtypes
 from bridge.core.keras_hub_preset import TASK_PREFIX
 from bridge.core.outputs import OutTensor
-from tf_side.keras3_weights_writer import write_keras3_weights
+from tf_side.keras3_weights_writer import write_keras3_shards, write_keras3_weights
 
 __all__ = ["write_keras_hub_preset"]
 
 _TASK_WEIGHTS = "task.weights.h5"
+_SHARD_INDEX = "model.weights.json"
+# save_to_preset's max_shard_size=10 (GB as Keras counts them: 1024**3 bytes)
+KERAS_HUB_SHARD_SIZE = 10 * 1024**3
 
 
 def _json(path: Path, value: Any) -> Path:
@@ -76,6 +83,7 @@ def write_keras_hub_preset(
     *,
     metadata: Mapping[str, Any],
     on_tensor: Callable[[Any], None] | None = None,
+    max_shard_size: int | None = None,
 ) -> list[Path]:
     """Write the preset whose backbone weights file is ``path`` (``model.weights.h5``) and its siblings.
 
@@ -84,6 +92,7 @@ def write_keras_hub_preset(
         tensors: the planned tensors, Keras variable paths; ``task/...`` ones go to ``task.weights.h5``.
         metadata: ``{"preset_files": {file name: JSON value, "assets": {asset name: source file}}}`` from the pack.
         on_tensor: called after each tensor (progress).
+        max_shard_size: bytes; a backbone larger than this (default KerasHub's 10 GiB) is written sharded.
     """
     files: dict[str, Any] = dict(metadata["preset_files"])
     folder = path.parent
@@ -94,7 +103,13 @@ def write_keras_hub_preset(
     dtype = floating[0] if floating else "float32"
     names = {"vars": config["config"]["name"]}
     written = [_json(folder / "config.json", _with_policy(config, dtype))]
-    written += write_keras3_weights(path, backbone, metadata={"object_names": names}, on_tensor=on_tensor)
+    limit = max_shard_size or KERAS_HUB_SHARD_SIZE
+    if sum(math.prod(t.shape) * (dtypes.itemsize(t.dtype) or 0) for t in backbone) > limit:
+        written += write_keras3_shards(
+            folder / _SHARD_INDEX, backbone, metadata={"object_names": names}, max_shard_size=limit, on_tensor=on_tensor
+        )
+    else:
+        written += write_keras3_weights(path, backbone, metadata={"object_names": names}, on_tensor=on_tensor)
     if "task.json" in files:
         task_json = _with_policy(files["task.json"], dtype)
         written.append(_json(folder / "task.json", task_json))

@@ -47,10 +47,16 @@ def write_keras3_weights(
 
 
 def write_keras_hub_preset(
-    path: Path, tensors: Sequence[Any], *, metadata: Mapping[str, Any], on_tensor: Callable[[Any], None] | None = None
+    path: Path,
+    tensors: Sequence[Any],
+    *,
+    metadata: Mapping[str, Any],
+    on_tensor: Callable[[Any], None] | None = None,
+    max_shard_size: int | None = None,
 ) -> list[Path]:
-    """A KerasHub preset directory (``model.weights.h5`` is ``path``; task weights and JSON files beside it):
+    """A KerasHub preset directory (``model.weights.h5`` is ``path``, or ``model.weights.json`` + shards above the
+    shard size; task weights and JSON files beside it):
     :func:`tf_side.keras_hub_preset_writer.write_keras_hub_preset`."""
     from tf_side.keras_hub_preset_writer import write_keras_hub_preset as write
 
-    return write(path, tensors, metadata=metadata, on_tensor=on_tensor)
+    return write(path, tensors, metadata=metadata, on_tensor=on_tensor, max_shard_size=max_shard_size)

@@ -25,7 +25,7 @@ from bridge.core.packs import (
     TensorFlowSide,
 )
 from bridge.core.transforms import parse
-from bridge.families.keras_hub.families import BY_BACKBONE, BY_MODEL_TYPE, FAMILIES
+from bridge.families.keras_hub.families import BY_MODEL_TYPE, FAMILIES, family_of
 from bridge.families.keras_hub.hooks import forward_check
 from bridge.families.keras_hub.table import Entry, Family
 from bridge.families.keras_hub.tokenizer import tokenizer_files, vocabulary_facts
@@ -49,7 +49,8 @@ _LAYER = re.compile(r"layers/(?P<layer>[a-z0-9_]+?)(?:_(?P<k>\d+))?/(?P<rest>.+)
 
 
 def _family(metadata: dict[str, Any]) -> Family | None:
-    return BY_BACKBONE.get(str(metadata.get("backbone_class", "")))
+    config = metadata.get("backbone_config")
+    return family_of(str(metadata.get("backbone_class", "")), config if isinstance(config, dict) else {})
 
 
 def _transform(kind: str, shape: tuple[int, ...]) -> str:
@@ -155,7 +156,7 @@ def _preset_facts(folder: Path) -> tuple[dict[str, Any], list[str]]:
     if family is None:
         return {}, []
     config = family.config(facts["backbone_config"])
-    task = BY_BACKBONE[family.backbone].tasks.get(str(facts.get("task_class", "")))
+    task = family.tasks.get(str(facts.get("task_class", "")))
     if task is not None and task.endswith("ForSequenceClassification"):
         num = facts.get("task_config", {}).get("num_classes")
         if isinstance(num, int):

@@ -107,6 +107,8 @@ class Family:
     vocabulary: str = ""  # its kind: wordpiece, bpe or sentencepiece (tokenizer.ASSETS)
     writing: Writing | None = None  # present where presets of the family are written from transformers
     lora: LoraOrder | None = None  # present where LoRA adapters of the family convert (bridge lora)
+    # where families share a backbone class: whether a preset's backbone config is this family's
+    claims: Callable[[Config], bool] | None = None
 
 
 def snake(name: str) -> str:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from bridge.core.jsonio import load_json
 from bridge.core.keras_hub_preset import preset_facts, sniff_keras_hub_preset
-from bridge.families.keras_hub.families import BY_BACKBONE
+from bridge.families.keras_hub.families import family_of
 from bridge.families.keras_hub.table import policy, snake
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def tokenizer_files(folder: Path) -> dict[str, bytes]:
     if not sniff_keras_hub_preset(folder):
         return {}
     facts = preset_facts(folder)
-    family = BY_BACKBONE.get(str(facts.get("backbone_class", "")))
+    family = family_of(str(facts.get("backbone_class", "")), facts.get("backbone_config") or {})
     assets = folder / "assets" / "tokenizer"
     if family is None or not family.tokenizer or not assets.is_dir():
         return {}

@@ -21,8 +21,20 @@ DECODERS: dict[str, tuple[str, str, dict[str, Any]]] = {  # transformers class -
     "LlamaForCausalLM": ("LlamaConfig", "LlamaCausalLM", _GQA | {"intermediate_size": 16}),
     "MistralForCausalLM": ("MistralConfig", "MistralCausalLM", _GQA | {"intermediate_size": 16}),
     "Qwen2ForCausalLM": ("Qwen2Config", "QwenCausalLM", _GQA | {"intermediate_size": 16}),
+    "Qwen3ForCausalLM": (  # KerasHub's q/k norms: epsilon 1e-5 always
+        "Qwen3Config",
+        "Qwen3CausalLM",
+        _GQA | {"intermediate_size": 16, "head_dim": 4, "rms_norm_eps": 1e-5},
+    ),
     "GPT2LMHeadModel": ("GPT2Config", "GPT2CausalLM", {"n_embd": 8, "n_layer": 2, "n_head": 2, "n_positions": 16}),
     "GemmaForCausalLM": ("GemmaConfig", "GemmaCausalLM", _GQA | {"intermediate_size": 16, "head_dim": 4}),
+    "Gemma2ForCausalLM": (  # soft-caps, a window narrower than the batch in layer 0
+        "Gemma2Config",
+        "GemmaCausalLM",
+        _GQA
+        | {"intermediate_size": 16, "head_dim": 4, "query_pre_attn_scalar": 4, "sliding_window": 3}
+        | {"final_logit_softcapping": 3.0, "attn_logit_softcapping": 5.0},
+    ),
 }
 
 
@@ -151,7 +163,10 @@ def _unnamed(serialized: dict) -> dict:
     return serialized | {"config": config}
 
 
-@pytest.mark.parametrize("backbone_class", ["GPT2Backbone", "GemmaBackbone", "LlamaBackbone", "QwenBackbone"])
+@pytest.mark.parametrize(
+    "backbone_class",
+    ["GPT2Backbone", "GemmaBackbone", "GemmaBackbone:gemma2", "LlamaBackbone", "Qwen3Backbone", "QwenBackbone"],
+)
 def test_preset_round_trip_bit_exact(keras_hub, backbone_class, tmp_path):
     """A save_to_preset preset -> transformers -> preset: every variable back, bit for bit, and the same config."""
     path, _ = _decoder_preset(keras_hub, backbone_class, tmp_path)
@@ -253,3 +268,62 @@ def test_bfloat16_model_writes_bfloat16_preset(transformers, torch, keras_hub, t
     back = tmp_path / "back"
     run_cli("convert", str(preset), "--to", "pytorch", "-o", str(back))
     _same_tensors(src / "model.safetensors", back / "model.safetensors")
+
+
+@pytest.mark.slow
+def test_sharded_preset_loads_and_round_trips(transformers, torch, keras_hub, tmp_path):
+    """Past ``--max-shard-size`` a preset is sharded as KerasHub shards it (``model.weights.json`` naming each vars
+    group's ``model_<k>.weights.h5``, no variable split): KerasHub loads it with the source's logits, bridge reads
+    it back bit-exact; a preset KerasHub itself sharded converts to the same tensors as its unsharded twin."""
+    src, model = _decoder(transformers, torch, "LlamaForCausalLM", tmp_path)
+    preset = tmp_path / "preset"
+    run_cli(
+        "convert",
+        str(src),
+        "--to",
+        "tensorflow",
+        "--target",
+        "keras-hub",
+        "--max-shard-size",
+        "1500",
+        "-o",
+        str(preset),
+    )
+    assert not (preset / "model.weights.h5").exists()
+    index = json.loads((preset / "model.weights.json").read_text())
+    shards = sorted(p.name for p in preset.glob("model_*.weights.h5"))
+    assert shards == [f"model_{i:05}.weights.h5" for i in range(len(shards))] and len(shards) > 2
+    assert index["metadata"]["total_size"] == sum(p.numel() * 4 for p in model.parameters())
+    assert {n for v in index["weight_map"].values() for n in ([v] if isinstance(v, str) else v)} == set(shards)
+    task = _loaded(keras_hub.models.LlamaCausalLM.from_preset, preset)
+    ids = np.where(MASK == 1, IDS, 0)
+    with torch.no_grad():
+        expected = model(input_ids=torch.tensor(ids).long(), attention_mask=torch.tensor(MASK).long()).logits.numpy()
+    got = _numpy(task({"token_ids": ids, "padding_mask": MASK}))
+    np.testing.assert_allclose(got[MASK == 1], expected[MASK == 1], atol=1e-5)
+    run_cli("convert", str(preset), "--to", "pytorch", "-o", str(tmp_path / "back"))
+    _same_tensors(src / "model.safetensors", tmp_path / "back" / "model.safetensors")
+    # KerasHub's own sharding (its max_shard_size in GB of 1024**3 bytes), read back by bridge
+    kh = tmp_path / "kh"
+    task.backbone.save_to_preset(str(kh), max_shard_size=1500 / 1024**3)
+    assert (kh / "model.weights.json").is_file() and not (kh / "model.weights.h5").exists()
+    _same_tensors(kh, preset)
+
+
+def test_tensor_over_the_shard_size_exits_2(transformers, torch, tmp_path):
+    src, _ = _decoder(transformers, torch, "LlamaForCausalLM", tmp_path)
+    out = run_cli(
+        "convert",
+        str(src),
+        "--to",
+        "tensorflow",
+        "--target",
+        "keras-hub",
+        "--max-shard-size",
+        "600",
+        "-o",
+        str(tmp_path / "o"),
+        code=2,
+    )
+    assert "layers/reversible_embedding/vars/0" in out and "--max-shard-size" in out
+    assert not (tmp_path / "o").exists()

@@ -55,8 +55,17 @@ DECODERS: dict[str, tuple[str, dict[str, Any]]] = {  # backbone -> its transform
     "LlamaBackbone": ("LlamaForCausalLM", _GQA),
     "MistralBackbone": ("MistralForCausalLM", _GQA),
     "QwenBackbone": ("Qwen2ForCausalLM", _GQA),
+    # q/k norms (KerasHub's always at epsilon 1e-5), head_dim not hidden / heads
+    "Qwen3Backbone": ("Qwen3ForCausalLM", _GQA | {"head_dim": 4, "layer_norm_epsilon": 1e-5}),
     "GPT2Backbone": ("GPT2LMHeadModel", _MHA | {"intermediate_dim": 32}),  # KerasHub's import assumes 4 * hidden
     "GemmaBackbone": ("GemmaForCausalLM", _GQA | {"intermediate_dim": 32, "head_dim": 4}),
+    "GemmaBackbone:gemma2": (  # the same class as Gemma 1: post norms, soft-caps, a window narrower than the batch
+        "Gemma2ForCausalLM",
+        _GQA
+        | {"intermediate_dim": 32, "head_dim": 4, "use_post_ffw_norm": True}
+        | {"use_post_attention_norm": True, "final_logit_soft_cap": 3.0, "attention_logit_soft_cap": 5.0}
+        | {"use_sliding_window_attention": True, "sliding_window_size": 3},
+    ),
 }
 
 
@@ -80,10 +89,13 @@ def _keras_hub_reads_back(keras_hub: Any, backbone: Any, out: Path) -> None:
 
 
 def _decoder_preset(keras_hub: Any, backbone_class: str, folder: Path) -> tuple[Path, Any]:
+    """A tiny preset of ``DECODERS``' entry (``Class:family`` where families share a backbone class)."""
     sizes = DECODERS[backbone_class][1]
-    backbone = _randomized(getattr(keras_hub.models, backbone_class)(vocabulary_size=30, num_layers=2, **sizes))
-    backbone.save_to_preset(str(folder / backbone_class))
-    return folder / backbone_class, backbone
+    model = getattr(keras_hub.models, backbone_class.partition(":")[0])
+    backbone = _randomized(model(vocabulary_size=30, num_layers=2, **sizes))
+    path = folder / backbone_class.replace(":", "_")
+    backbone.save_to_preset(str(path))
+    return path, backbone
 
 
 @pytest.fixture(scope="module")

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from bridge.families.keras_hub.families.bert import BERT
-from bridge.families.keras_hub.families.decoder import LLAMA, MISTRAL, QWEN2
+from bridge.families.keras_hub.families.decoder import LLAMA, MISTRAL, QWEN2, QWEN3
 from bridge.families.keras_hub.families.distilbert import DISTILBERT
 from bridge.families.keras_hub.families.gemma import GEMMA
+from bridge.families.keras_hub.families.gemma2 import GEMMA2
 from bridge.families.keras_hub.families.gpt2 import GPT2
-from bridge.families.keras_hub.table import Family
+from bridge.families.keras_hub.table import Config, Family
 
-FAMILIES: tuple[Family, ...] = (BERT, LLAMA, MISTRAL, QWEN2, GPT2, DISTILBERT, GEMMA)
-BY_BACKBONE: dict[str, Family] = {f.backbone: f for f in FAMILIES}
+FAMILIES: tuple[Family, ...] = (BERT, LLAMA, MISTRAL, QWEN2, GPT2, DISTILBERT, GEMMA, QWEN3, GEMMA2)
+BY_BACKBONE: dict[str, tuple[Family, ...]] = {
+    name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
+}
 BY_MODEL_TYPE: dict[str, Family] = {f.model_type: f for f in FAMILIES}
+
+
+def family_of(backbone: str, config: Config) -> Family | None:
+    """The family of a preset: its backbone class's, the one whose ``claims`` holds where several share it."""
+    return next((f for f in BY_BACKBONE.get(backbone, ()) if f.claims is None or f.claims(config)), None)

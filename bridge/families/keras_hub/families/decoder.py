@@ -1,12 +1,13 @@
-"""Llama-shaped decoders (RMSNorm, rotary, SwiGLU, grouped-query attention): Llama, Mistral and Qwen 2 share one
-table and differ in their final norm's name, q/k/v biases and a few config keys."""
+"""Llama-shaped decoders (RMSNorm, rotary, SwiGLU, grouped-query attention): Llama, Mistral, Qwen 2 and Qwen 3
+share one table and differ in their final norm's name, q/k/v biases, Qwen 3's per-head q/k norms and a few config
+keys."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from bridge.families.keras_hub.table import Config, Entry, Family, LoraOrder, LoraSite, Writing, refuse
+from bridge.families.keras_hub.table import Config, Entry, Family, LoraOrder, LoraSite, Writing, no_notes, refuse
 
 _ATTN = "_self_attention_layer"
 _TIED = "layers/reversible_embedding/vars/1"
@@ -136,18 +137,58 @@ def _qwen2_to_keras(c: Config) -> Config:
     }
 
 
+def _qwen3_to_keras(c: Config) -> Config:
+    out = _to_keras(c)
+    window = c.get("sliding_window") if c.get("use_sliding_window") else None
+    if window and (c.get("max_window_layers") or 0) > 0:
+        raise refuse(
+            c,
+            f"use_sliding_window with max_window_layers {c['max_window_layers']}",
+            "KerasHub Qwen 3 slides its window in every layer or none (max_window_layers 0)",
+        )
+    return {
+        **{k: out[k] for k in ("vocabulary_size", "num_layers", "num_query_heads", "hidden_dim")},
+        "head_dim": c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"],
+        "intermediate_dim": out["intermediate_dim"],
+        "rope_max_wavelength": out["rope_max_wavelength"],
+        "rope_scaling_factor": 1.0,
+        "num_key_value_heads": out["num_key_value_heads"],
+        "layer_norm_epsilon": out["layer_norm_epsilon"],
+        "dropout": out["dropout"],
+        "tie_word_embeddings": bool(c.get("tie_word_embeddings", False)),
+        "sliding_window_size": window,
+    }
+
+
+def _qwen3_to_transformers(c: Config) -> Config:
+    """Qwen 3's window (KerasHub: a size in every layer, or None) as transformers spells it."""
+    window = c.get("sliding_window_size")
+    slides = {"use_sliding_window": True, "sliding_window": window, "max_window_layers": 0}
+    return _to_transformers("qwen3")(c) | (slides if window else {"use_sliding_window": False})
+
+
+def _qwen3_notes(c: Config) -> list[str]:
+    eps = c.get("rms_norm_eps", 1e-6)
+    if eps == 1e-5:
+        return []
+    return [f"rms_norm_eps {eps}: KerasHub Qwen 3's query and key norms use 1e-5 whatever its layer_norm_epsilon says"]
+
+
 def _decoder(
     names: tuple[str, str, str],
     norm: str,
     qkv_bias: bool,
-    extra: Config,
+    extra: Config | Callable[[Config], Config],
     to_keras: Callable[[Config], Config],
     tokenizers: tuple[str, str, str],
     base_class: str = "",
+    qk_norm: bool = False,
+    notes: Callable[[Config], list[str]] = no_notes,
 ) -> Family:
     """A Llama-shaped KerasHub decoder; ``names`` are the backbone class, transformers' model_type and the stem of
-    the ``<stem>_transformer_decoder`` layers, ``norm`` the final norm's layer; ``tokenizers`` the vocabulary's
-    kind, transformers' tokenizer class reading it and KerasHub's."""
+    the ``<stem>_transformer_decoder`` layers, ``norm`` the final norm's layer; ``extra`` the transformers config
+    keys beyond Llama's (or the whole mapping); ``tokenizers`` the vocabulary's kind, transformers' tokenizer class
+    reading it and KerasHub's; ``qk_norm``: an RMSNorm over each query and key head."""
     backbone, model_type, stem = names
     kind, tokenizer, keras_tokenizer = tokenizers
     bpe = {"unsplittable_tokens": ["<|endoftext|>"]} if kind == "bpe" else {}
@@ -173,6 +214,11 @@ def _decoder(
                 for k, p in qkv
                 if qkv_bias
             ),
+            *(
+                Entry(f"{_ATTN}/_{k}_dense_layer_norm/vars/0", f"layers.{{i}}.self_attn.{p}_norm.weight")
+                for k, p in qkv[:2]
+                if qk_norm
+            ),
             Entry(f"{_ATTN}/_output_dense/vars/0", "layers.{i}.self_attn.o_proj.weight", "heads_out"),
             Entry("_self_attention_layernorm/vars/0", "layers.{i}.input_layernorm.weight"),
             Entry("_feedforward_layernorm/vars/0", "layers.{i}.post_attention_layernorm.weight"),
@@ -180,7 +226,7 @@ def _decoder(
             Entry("_feedforward_intermediate_dense/vars/0", "layers.{i}.mlp.up_proj.weight", "dense"),
             Entry("_feedforward_output_dense/vars/0", "layers.{i}.mlp.down_proj.weight", "dense"),
         ),
-        config=_to_transformers(model_type, **extra),
+        config=extra if callable(extra) else _to_transformers(model_type, **extra),
         tokenizer=tokenizer,
         vocabulary=kind,
         tasks={f"{prefix}CausalLM": f"{pt_prefix}ForCausalLM"},
@@ -192,6 +238,7 @@ def _decoder(
             _TIED,
             tokenizer=keras_tokenizer,
             tokenizer_config=bpe,
+            notes=notes,
         ),
         lora=_LORA,
     )
@@ -221,4 +268,14 @@ QWEN2 = _decoder(
     _qwen2_to_keras,
     ("bpe", "Qwen2Tokenizer", "QwenTokenizer"),
     base_class="Qwen2Model",
+)
+QWEN3 = _decoder(
+    ("Qwen3Backbone", "qwen3", "qwen3"),
+    "qwen3_layer_norm",
+    False,
+    _qwen3_to_transformers,
+    _qwen3_to_keras,
+    ("bpe", "Qwen2Tokenizer", "Qwen3Tokenizer"),
+    qk_norm=True,
+    notes=_qwen3_notes,
 )

@@ -25,13 +25,18 @@ def _to_transformers(c: Config) -> Config:
     }
 
 
-def _to_keras(c: Config) -> Config:
+def check_writable(c: Config) -> None:
+    """Refuse what no KerasHub ``GemmaBackbone`` computes."""
     if rope_theta(c) != 10000.0:
         raise refuse(c, f"rope_theta {rope_theta(c)}", "KerasHub Gemma's rotary base is 10000")
     if c.get("tie_word_embeddings") is False:
         raise refuse(c, "tie_word_embeddings is false", "KerasHub Gemma's output projection is its embeddings")
     if c.get("attention_bias"):
         raise refuse(c, "attention_bias is set", "KerasHub Gemma has no biases")
+
+
+def _to_keras(c: Config) -> Config:
+    check_writable(c)
     return {
         "vocabulary_size": c["vocab_size"],
         "num_layers": c["num_hidden_layers"],
@@ -52,7 +57,7 @@ def _to_keras(c: Config) -> Config:
     }
 
 
-def _notes(c: Config) -> list[str]:
+def notes(c: Config) -> list[str]:
     act = c.get("hidden_activation") or c.get("hidden_act")
     if act in ("gelu_pytorch_tanh", None):
         return []
@@ -60,32 +65,41 @@ def _notes(c: Config) -> list[str]:
 
 
 _ATTN = "attention"
+# The entries Gemma 1 and 2 share (their norms between attention and feed-forward differ)
+ENTRIES = (
+    Entry("layers/reversible_embedding/vars/0", "embed_tokens.weight"),
+    Entry("layers/rms_normalization/vars/0", "norm.weight"),
+    *(
+        Entry(f"{_ATTN}/{k}_dense/vars/0", f"layers.{{i}}.self_attn.{k[0]}_proj.weight", "heads_first_in")
+        for k in ("query", "key", "value")
+    ),
+    Entry(f"{_ATTN}/output_dense/vars/0", "layers.{i}.self_attn.o_proj.weight", "heads_out"),
+    Entry("pre_attention_norm/vars/0", "layers.{i}.input_layernorm.weight"),
+    Entry("gating_ffw/vars/0", "layers.{i}.mlp.gate_proj.weight", "dense"),
+    Entry("gating_ffw_2/vars/0", "layers.{i}.mlp.up_proj.weight", "dense"),
+    Entry("ffw_linear/vars/0", "layers.{i}.mlp.down_proj.weight", "dense"),
+)
+_GEMMA2_KEYS = ("use_post_ffw_norm", "use_post_attention_norm", "final_logit_soft_cap", "attention_logit_soft_cap")
+
+
+def _is_gemma1(c: Config) -> bool:
+    """A ``GemmaBackbone`` config computing Gemma 1: none of Gemma 2's norms, caps and windows."""
+    return not any(c.get(k) for k in _GEMMA2_KEYS) and not c.get("use_sliding_window_attention")
+
+
 GEMMA = Family(
     backbone="GemmaBackbone",
     model_type="gemma",
     base_class="GemmaModel",
     base_prefix="model",
     layer="gemma_decoder_block",
-    entries=(
-        Entry("layers/reversible_embedding/vars/0", "embed_tokens.weight"),
-        Entry("layers/rms_normalization/vars/0", "norm.weight"),
-        *(
-            Entry(f"{_ATTN}/{k}_dense/vars/0", f"layers.{{i}}.self_attn.{k[0]}_proj.weight", "heads_first_in")
-            for k in ("query", "key", "value")
-        ),
-        Entry(f"{_ATTN}/output_dense/vars/0", "layers.{i}.self_attn.o_proj.weight", "heads_out"),
-        Entry("pre_attention_norm/vars/0", "layers.{i}.input_layernorm.weight"),
-        Entry("pre_ffw_norm/vars/0", "layers.{i}.post_attention_layernorm.weight"),
-        Entry("gating_ffw/vars/0", "layers.{i}.mlp.gate_proj.weight", "dense"),
-        Entry("gating_ffw_2/vars/0", "layers.{i}.mlp.up_proj.weight", "dense"),
-        Entry("ffw_linear/vars/0", "layers.{i}.mlp.down_proj.weight", "dense"),
-    ),
+    entries=(*ENTRIES, Entry("pre_ffw_norm/vars/0", "layers.{i}.post_attention_layernorm.weight")),
     config=_to_transformers,
     tokenizer="GemmaTokenizer",
     vocabulary="sentencepiece",
     tasks={"GemmaCausalLM": "GemmaForCausalLM"},
     generates=True,
-    writing=Writing("keras_hub.src.models.gemma", _to_keras, ("CausalLM",), notes=_notes, tokenizer="GemmaTokenizer"),
+    writing=Writing("keras_hub.src.models.gemma", _to_keras, ("CausalLM",), notes=notes, tokenizer="GemmaTokenizer"),
     lora=LoraOrder(
         1,
         (
@@ -102,4 +116,5 @@ GEMMA = Family(
             None,  # pre_attention_norm
         ),
     ),
+    claims=_is_gemma1,
 )
