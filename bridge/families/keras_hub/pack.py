@@ -12,12 +12,16 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from bridge.core.keras_hub_preset import TASK_PREFIX, preset_facts, sniff_keras_hub_preset
 from bridge.core.packs import (
+    Buffer,
     ConfigHooks,
     Detection,
     Docs,
     Matching,
+    Optional_,
     Output,
     PyTorchSide,
     Rule,
@@ -66,6 +70,8 @@ def _transform(kind: str, shape: tuple[int, ...]) -> str:
 
 
 def _reshaped(kind: str, shape: tuple[int, ...]) -> str:
+    if kind.startswith("rows+"):  # transformers' leading rows KerasHub lacks
+        return f"prepend({kind.removeprefix('rows+')})"
     if kind == "dense":
         return "transpose"
     if kind == "heads_in":  # [hidden, heads, head_dim] -> [heads * head_dim, hidden]
@@ -123,7 +129,7 @@ def bind(ckpt: Checkpoint, spec: TargetSpec) -> tuple[RulePack, list[str]]:
             hit = _target_of(family, name)
         if hit is not None:
             rules.append(Rule(re.escape(name), hit[0], _transform(hit[1], shape)))
-    bound = replace(PACK, pt=replace(PACK.pt, base_prefix=family.base_prefix))
+    bound = replace(PACK, pt=replace(PACK.pt, base_prefix=family.base_prefix), matching=_zeros(family))
     if to_preset:
         spec.base_prefix = spec.base_prefix or family.base_prefix  # a preset given as the reference names none
         return bound.with_rules(tuple(rules)), [
@@ -131,6 +137,21 @@ def bind(ckpt: Checkpoint, spec: TargetSpec) -> tuple[RulePack, list[str]]:
             *preset_notes(spec.config or {}),
         ]
     return bound.with_rules(tuple(rules)), [f"keras-hub preset: {family.backbone} -> transformers {family.model_type}"]
+
+
+def _zeros(family: Family) -> Matching:
+    """The family's transformers tensors KerasHub lacks: filled with zeros on the way in (optional targets), and
+    on the way out left behind only while they hold zeros (buffers the preset rebuilds as zeros)."""
+    prefix = re.escape(family.base_prefix + ".")
+    return replace(
+        PACK.matching,
+        optional=tuple(Optional_(f"(?:{prefix})?{re.escape(n)}", why, fill="zeros") for n, why in family.zeros),
+        buffers=tuple(Buffer(rf"(?:^|\.){re.escape(n)}$", why, _zeros_of) for n, why in family.zeros),
+    )
+
+
+def _zeros_of(shape: tuple[int, ...]) -> np.ndarray:
+    return np.zeros(shape, dtype=np.float32)
 
 
 def _claims_target(target: str) -> bool:

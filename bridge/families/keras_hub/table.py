@@ -8,7 +8,9 @@ value changes: ``dense`` (Keras ``[in, out]`` -> torch ``[out, in]``), ``heads_i
 ``heads_first_in`` (Gemma's ``[heads, hidden, head_dim]`` -> ``[heads * head_dim, hidden]``);
 ``conv_heads_in`` / ``conv_heads_out`` keep Keras' ``[in, out]`` order (a transformers Conv1D's) and only merge the
 head axes.  A kind ending ``@k/n`` makes the value block ``k`` of ``n`` that the writer joins along the target's last
-axis (GPT-2's query, key and value side by side in one ``c_attn``).
+axis (GPT-2's query, key and value side by side in one ``c_attn``).  ``rows+k``: transformers' tensor has ``k``
+leading rows more than KerasHub's (RoBERTa's position table, two rows for its padding offset): zeros on the way in,
+dropped on the way out (they are read only at padding positions).
 """
 
 from __future__ import annotations
@@ -107,6 +109,9 @@ class Family:
     vocabulary: str = ""  # its kind: wordpiece, bpe or sentencepiece (tokenizer.ASSETS)
     writing: Writing | None = None  # present where presets of the family are written from transformers
     lora: LoraOrder | None = None  # present where LoRA adapters of the family convert (bridge lora)
+    # transformers tensors (names without the base prefix) KerasHub has no variable for, the family's model computing
+    # as if they were zero: written as zeros on the way in, refused on the way out unless zero; with the reason
+    zeros: tuple[tuple[str, str], ...] = ()
 
 
 def snake(name: str) -> str:

@@ -77,6 +77,8 @@ def _tf_shape(kind: str, shape: tuple[int, ...], head_dim: int) -> tuple[int, ..
     kind, _, part = kind.partition("@")
     if part:
         shape = (*shape[:-1], shape[-1] // int(part.split("/")[1]))
+    if kind.startswith("rows+"):
+        return (shape[0] - int(kind.removeprefix("rows+")), *shape[1:])
     if kind == "dense":
         return shape[::-1]
     if kind == "heads_in":  # [heads * head_dim, hidden] -> [hidden, heads, head_dim]

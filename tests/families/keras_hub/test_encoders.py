@@ -1,0 +1,121 @@
+"""KerasHub encoder families beyond BERT: RoBERTa and XLM-RoBERTa, both ways. Tiny models made by each library's
+own code with random weights; forwards on a padded batch within 1e-5, KerasHub's own importer reading bridge's
+output back, round trips bit-exact."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli
+from tests.families.keras_hub.test_preset_writer import _loaded, _same_tensors, _saved, _to_preset
+from tests.families.keras_hub.test_presets import _keras_hub_reads_back, _numpy, _randomized
+
+# RoBERTa pads with id 1 (transformers derives positions from it), starts with 0 and ends with 2.
+IDS = np.array([[0, 7, 9, 11, 2, 1, 1, 1], [0, 5, 6, 8, 12, 14, 20, 2]], dtype="int32")
+MASK = (IDS != 1).astype("int32")
+_SIZES = {"num_layers": 2, "num_heads": 2, "hidden_dim": 8, "intermediate_dim": 16, "max_sequence_length": 16}
+ROBERTAS = ("Roberta", "XLMRoberta")  # the KerasHub prefix and transformers' are the same
+
+
+@pytest.fixture(scope="module")
+def keras_hub(torch):
+    return pytest.importorskip("keras_hub")
+
+
+def _keras_classifier(keras_hub: Any, prefix: str, folder: Path) -> tuple[Path, Any]:
+    backbone = getattr(keras_hub.models, f"{prefix}Backbone")(vocabulary_size=30, **_SIZES)
+    task = _randomized(getattr(keras_hub.models, f"{prefix}TextClassifier")(backbone, 3, preprocessor=None))
+    task.save_to_preset(str(folder / "preset"))
+    return folder / "preset", task
+
+
+def _pt_inputs(torch: Any) -> dict[str, Any]:
+    return {"input_ids": torch.tensor(IDS).long(), "attention_mask": torch.tensor(MASK).long()}
+
+
+@pytest.mark.parametrize("prefix", ROBERTAS)
+@pytest.mark.slow
+def test_roberta_preset_to_transformers_same_logits(transformers, torch, keras_hub, prefix, tmp_path):
+    """The logits and the backbone's hidden states of the real tokens; the position table gains its two padding
+    rows and the token-type table is zeros; KerasHub's own importer reads the backbone back bit-exact."""
+    preset, task = _keras_classifier(keras_hub, prefix, tmp_path)
+    out = tmp_path / "pt"
+    run_cli("convert", str(preset), "--to", "pytorch", "-o", str(out))
+    model, info = getattr(transformers, f"{prefix}ForSequenceClassification").from_pretrained(
+        out, output_loading_info=True
+    )
+    assert not any(info.values()), info
+    embeddings = model.roberta.embeddings
+    assert not embeddings.token_type_embeddings.weight.detach().numpy().any()
+    positions = embeddings.position_embeddings.weight.detach().numpy()
+    kept = _numpy(task.backbone.embeddings.position_embedding.position_embeddings)
+    assert not positions[:2].any() and positions[2:].tobytes() == kept.tobytes()
+    inputs = {"token_ids": IDS, "padding_mask": MASK}
+    with torch.no_grad():
+        got = model.eval()(**_pt_inputs(torch)).logits.numpy()
+        hidden = model.roberta(**_pt_inputs(torch))[0].numpy()
+    np.testing.assert_allclose(got, _numpy(task(inputs, training=False)), atol=1e-5)
+    np.testing.assert_allclose(hidden[MASK == 1], _numpy(task.backbone(inputs))[MASK == 1], atol=1e-5)
+    _keras_hub_reads_back(keras_hub, task.backbone, out)
+    again = _to_preset(out, tmp_path / "again")
+    _same_tensors(preset, again)
+
+
+def _pt_classifier(transformers: Any, torch: Any, prefix: str, folder: Path) -> tuple[Path, Any]:
+    """A transformers classifier, random, with what KerasHub drops as converted RoBERTa checkpoints hold it:
+    zero token types and zero padding rows of the position table."""
+    config = getattr(transformers, f"{prefix}Config")(
+        vocab_size=30,
+        hidden_size=8,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=16,
+        max_position_embeddings=18,
+        type_vocab_size=1,
+        layer_norm_eps=1e-5,  # what real RoBERTa checkpoints use (transformers' default is BERT's 1e-12)
+        num_labels=3,
+    )
+    model = getattr(transformers, f"{prefix}ForSequenceClassification")(config)
+    path = _saved(model, folder / "hf", torch)
+    embeddings = model.roberta.embeddings
+    with torch.no_grad():
+        embeddings.token_type_embeddings.weight.zero_()
+        embeddings.position_embeddings.weight[:2].zero_()
+    model.save_pretrained(path)
+    return path, model
+
+
+@pytest.mark.parametrize("prefix", ROBERTAS)
+@pytest.mark.slow
+def test_roberta_transformers_to_preset_same_logits(transformers, torch, keras_hub, prefix, tmp_path):
+    src, model = _pt_classifier(transformers, torch, prefix, tmp_path)
+    preset = _to_preset(src, tmp_path / "preset")
+    assert json.loads((preset / "config.json").read_text())["config"]["max_sequence_length"] == 16
+    task = _loaded(getattr(keras_hub.models, f"{prefix}TextClassifier").from_preset, preset)
+    backbone = _loaded(keras_hub.models.Backbone.from_preset, preset)
+    assert type(backbone).__name__ == f"{prefix}Backbone"
+    inputs = {"token_ids": IDS, "padding_mask": MASK}
+    with torch.no_grad():
+        logits = model(**_pt_inputs(torch)).logits.numpy()
+        hidden = model.roberta(**_pt_inputs(torch))[0].numpy()
+    np.testing.assert_allclose(_numpy(task(inputs, training=False)), logits, atol=1e-5)
+    np.testing.assert_allclose(_numpy(backbone(inputs))[MASK == 1], hidden[MASK == 1], atol=1e-5)
+    back = tmp_path / "back"
+    run_cli("convert", str(preset), "--to", "pytorch", "-o", str(back))
+    _same_tensors(src / "model.safetensors", back / "model.safetensors")
+
+
+def test_roberta_token_types_kerashub_lacks_are_refused_unless_zero(transformers, torch, tmp_path):
+    """Token types KerasHub would drop while the model adds them: a gap, no preset written."""
+    src, model = _pt_classifier(transformers, torch, "Roberta", tmp_path)
+    with torch.no_grad():
+        model.roberta.embeddings.token_type_embeddings.weight.fill_(0.5)
+    model.save_pretrained(src)
+    out = run_cli("convert", str(src), "--to", "tensorflow", "--target", "keras-hub", "-o", str(tmp_path / "o"), code=1)
+    assert "token_type_embeddings" in out and "token types" in out
+    assert not (tmp_path / "o").exists()
