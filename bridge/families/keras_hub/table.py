@@ -30,8 +30,9 @@ class Entry:
     """One variable: a regex (fullmatch) over the path, the transformers name (``{i}``: layer index), the kind."""
 
     source: str
-    target: str
+    target: str  # "": a preset variable transformers has no tensor for (dropped on the way in, zeros on the way out)
     kind: str = "same"
+    shape: tuple[int, ...] = ()  # of a variable without a transformers tensor: its shape, which nothing else gives
 
 
 def no_notes(config: Config) -> list[str]:
@@ -112,6 +113,17 @@ class Family:
     # transformers tensors (names without the base prefix) KerasHub has no variable for, the family's model computing
     # as if they were zero: written as zeros on the way in, refused on the way out unless zero; with the reason
     zeros: tuple[tuple[str, str], ...] = ()
+    # entries over the model's own layers that depend on the backbone's Keras config (a layer present or not
+    # renumbers the later layers of its class)
+    variant: Callable[[Config], tuple[Entry, ...]] | None = None
+
+    def entries_for(self, keras: Config) -> tuple[Entry, ...]:
+        """The family's entries for a backbone of this Keras config."""
+        return self.entries + (self.variant(keras) if self.variant is not None else ())
+
+    def keras_only(self, keras: Config) -> tuple[Entry, ...]:
+        """The preset variables transformers has no tensor for."""
+        return tuple(e for e in self.entries_for(keras) if not e.target)
 
 
 def snake(name: str) -> str:

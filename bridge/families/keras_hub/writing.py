@@ -53,10 +53,12 @@ def _literal(entry: Entry) -> bool:
     return re.escape(entry.source) == entry.source
 
 
-def _paths(family: Family, writing: Writing, config: Config, layers: int) -> Iterator[tuple[str, str, str]]:
-    """(Keras variable path, transformers name without the base prefix, kind) of every variable written."""
-    for entry in family.entries:
-        if "{i}" not in entry.target and _literal(entry):
+def _paths(family: Family, writing: Writing, config: Config, keras: Config) -> Iterator[tuple[str, str, str]]:
+    """(Keras variable path, transformers name without the base prefix, kind) of every variable written that
+    transformers has a tensor for."""
+    layers = keras["num_layers"]
+    for entry in family.entries_for(keras):
+        if "{i}" not in entry.target and _literal(entry) and entry.target:
             if entry.source == writing.tied_path and config.get("tie_word_embeddings"):
                 continue
             yield entry.source, entry.target, entry.kind
@@ -111,7 +113,7 @@ def preset_layout(shapes: Shapes, config: Config) -> Shapes:
     head_dim = _head_dim(keras)
     layout: Shapes = {}
     missing: list[str] = []
-    for path, target, kind in _paths(family, writing, config, keras["num_layers"]):
+    for path, target, kind in _paths(family, writing, config, keras):
         if target not in by_name:
             missing.append(target)
             continue
@@ -124,6 +126,8 @@ def preset_layout(shapes: Shapes, config: Config) -> Shapes:
             + ", ".join(family.tasks.values())
             + ")",
         )
+    for entry in family.keras_only(keras):  # zeros, with the shape the entry gives
+        layout[entry.source] = entry.shape
     return layout
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import bridge
 from tests.conftest import run_cli
 from tests.families.keras_hub.test_preset_writer import _loaded, _same_tensors, _saved, _to_preset
 from tests.families.keras_hub.test_presets import _keras_hub_reads_back, _numpy, _randomized
@@ -119,3 +120,75 @@ def test_roberta_token_types_kerashub_lacks_are_refused_unless_zero(transformers
     out = run_cli("convert", str(src), "--to", "tensorflow", "--target", "keras-hub", "-o", str(tmp_path / "o"), code=1)
     assert "token_type_embeddings" in out and "token types" in out
     assert not (tmp_path / "o").exists()
+
+
+# ELECTRA's embeddings projected to the hidden size (ELECTRA-small's shape) or not (base, large).
+ELECTRA_EMBEDDINGS = (4, 8)
+_BERT_IDS = np.array([[2, 7, 9, 11, 3, 0, 0, 0], [2, 5, 6, 8, 12, 14, 20, 3]], dtype="int32")
+_BERT_MASK = (_BERT_IDS != 0).astype("int32")
+
+
+def _electra_inputs(torch: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    keras = {"token_ids": _BERT_IDS, "segment_ids": np.zeros_like(_BERT_IDS), "padding_mask": _BERT_MASK}
+    return keras, {"input_ids": torch.tensor(_BERT_IDS).long(), "attention_mask": torch.tensor(_BERT_MASK).long()}
+
+
+@pytest.mark.parametrize("embedding_dim", ELECTRA_EMBEDDINGS)
+@pytest.mark.slow
+def test_electra_preset_to_transformers_same_hidden_states(transformers, torch, keras_hub, embedding_dim, tmp_path):
+    """KerasHub has no ELECTRA importer: bridge's ElectraModel gives the backbone's hidden states; the pooled
+    output's Dense, which ElectraModel has not, is dropped as expected; back to a preset bit-exact."""
+    backbone = _randomized(keras_hub.models.ElectraBackbone(vocab_size=30, embedding_dim=embedding_dim, **_SIZES))
+    backbone.save_to_preset(str(tmp_path / "preset"))
+    out = tmp_path / "pt"
+    text = run_cli("convert", str(tmp_path / "preset"), "--to", "pytorch", "-o", str(out))
+    assert "transformers' ElectraModel has no tensor for" in run_cli(
+        "check", str(tmp_path / "preset"), "--to", "pytorch"
+    )
+    assert "wrote" in text
+    model, info = transformers.ElectraModel.from_pretrained(out, output_loading_info=True)
+    assert not any(info.values()), info
+    keras_inputs, pt_inputs = _electra_inputs(torch)
+    with torch.no_grad():
+        hidden = model.eval()(**pt_inputs)[0].numpy()
+    expected = _numpy(backbone(keras_inputs)["sequence_output"])
+    np.testing.assert_allclose(hidden[_BERT_MASK == 1], expected[_BERT_MASK == 1], atol=1e-5)
+    again = _to_preset(out, tmp_path / "again")
+    pooler = f"layers/dense{'_1' if embedding_dim != 8 else ''}/vars/"
+    with bridge.load(tmp_path / "preset") as x, bridge.load(again) as y:
+        names = sorted(r.name for r in x.values() if r.kind == "model")
+        assert names == sorted(r.name for r in y.values() if r.kind == "model")
+        for name in names:  # the pooled Dense comes back as zeros, every other variable bit-exact
+            want = np.zeros_like(x[name].numpy()) if name.startswith(pooler) else x[name].numpy()
+            assert y[name].numpy().tobytes() == want.tobytes(), name
+
+
+@pytest.mark.parametrize("embedding_dim", ELECTRA_EMBEDDINGS)
+@pytest.mark.slow
+def test_electra_transformers_to_preset_same_hidden_states(transformers, torch, keras_hub, embedding_dim, tmp_path):
+    """KerasHub cannot import ELECTRA; bridge's preset loads in KerasHub with the discriminator's hidden states,
+    its pooled Dense zeros; back to transformers bit-exact."""
+    config = transformers.ElectraConfig(
+        vocab_size=30,
+        embedding_size=embedding_dim,
+        hidden_size=8,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=16,
+        max_position_embeddings=16,
+        hidden_act="gelu_new",
+    )
+    src = _saved(transformers.ElectraModel(config), tmp_path / "hf", torch)
+    model = transformers.ElectraModel.from_pretrained(src).eval()
+    preset = _to_preset(src, tmp_path / "preset")
+    backbone = _loaded(keras_hub.models.Backbone.from_preset, preset)
+    assert type(backbone).__name__ == "ElectraBackbone"
+    assert not _numpy(backbone.pooled_dense.kernel).any()
+    keras_inputs, pt_inputs = _electra_inputs(torch)
+    with torch.no_grad():
+        hidden = model(**pt_inputs)[0].numpy()
+    got = _numpy(backbone(keras_inputs)["sequence_output"])
+    np.testing.assert_allclose(got[_BERT_MASK == 1], hidden[_BERT_MASK == 1], atol=1e-5)
+    back = tmp_path / "back"
+    run_cli("convert", str(preset), "--to", "pytorch", "-o", str(back))
+    _same_tensors(src / "model.safetensors", back / "model.safetensors")
