@@ -116,6 +116,7 @@ class Family:
     # entries over the model's own layers that depend on the backbone's Keras config (a layer present or not
     # renumbers the later layers of its class)
     variant: Callable[[Config], tuple[Entry, ...]] | None = None
+    layers_key: str = "num_layers"  # the Keras config key counting the stored layers (ALBERT's shared groups)
 
     def entries_for(self, keras: Config) -> tuple[Entry, ...]:
         """The family's entries for a backbone of this Keras config."""

@@ -56,7 +56,7 @@ def _literal(entry: Entry) -> bool:
 def _paths(family: Family, writing: Writing, config: Config, keras: Config) -> Iterator[tuple[str, str, str]]:
     """(Keras variable path, transformers name without the base prefix, kind) of every variable written that
     transformers has a tensor for."""
-    layers = keras["num_layers"]
+    layers = keras[family.layers_key]
     for entry in family.entries_for(keras):
         if "{i}" not in entry.target and _literal(entry) and entry.target:
             if entry.source == writing.tied_path and config.get("tie_word_embeddings"):

@@ -192,3 +192,60 @@ def test_electra_transformers_to_preset_same_hidden_states(transformers, torch, 
     back = tmp_path / "back"
     run_cli("convert", str(preset), "--to", "pytorch", "-o", str(back))
     _same_tensors(src / "model.safetensors", back / "model.safetensors")
+
+
+_ALBERT = {"num_layers": 4, "num_heads": 2, "hidden_dim": 8, "embedding_dim": 4, "intermediate_dim": 16}
+
+
+@pytest.mark.slow
+def test_albert_preset_to_transformers_same_logits(transformers, torch, keras_hub, tmp_path):
+    """Four computed layers over two stored groups, embeddings narrower than the hidden size: the classifier's
+    logits and the hidden states of the real tokens; KerasHub's own importer reads the backbone back bit-exact;
+    back to a preset bit-exact."""
+    models = keras_hub.models
+    backbone = models.AlbertBackbone(vocabulary_size=30, num_groups=2, max_sequence_length=16, **_ALBERT)
+    task = _randomized(models.AlbertTextClassifier(backbone, 3, preprocessor=None))
+    task.save_to_preset(str(tmp_path / "preset"))
+    out = tmp_path / "pt"
+    run_cli("convert", str(tmp_path / "preset"), "--to", "pytorch", "-o", str(out))
+    model, info = transformers.AlbertForSequenceClassification.from_pretrained(out, output_loading_info=True)
+    assert not any(info.values()), info
+    keras_inputs, pt_inputs = _electra_inputs(torch)
+    with torch.no_grad():
+        logits = model.eval()(**pt_inputs).logits.numpy()
+        hidden = model.albert(**pt_inputs)[0].numpy()
+    np.testing.assert_allclose(logits, _numpy(task(keras_inputs, training=False)), atol=1e-5)
+    expected = _numpy(task.backbone(keras_inputs)["sequence_output"])
+    np.testing.assert_allclose(hidden[_BERT_MASK == 1], expected[_BERT_MASK == 1], atol=1e-5)
+    _keras_hub_reads_back(keras_hub, task.backbone, out)
+    _same_tensors(tmp_path / "preset", _to_preset(out, tmp_path / "again"))
+
+
+@pytest.mark.slow
+def test_albert_transformers_to_preset_same_logits(transformers, torch, keras_hub, tmp_path):
+    config = transformers.AlbertConfig(
+        vocab_size=30,
+        embedding_size=4,
+        hidden_size=8,
+        num_hidden_layers=4,
+        num_hidden_groups=2,
+        num_attention_heads=2,
+        intermediate_size=16,
+        max_position_embeddings=16,
+        num_labels=3,
+    )
+    src = _saved(transformers.AlbertForSequenceClassification(config), tmp_path / "hf", torch)
+    model = transformers.AlbertForSequenceClassification.from_pretrained(src).eval()
+    preset = _to_preset(src, tmp_path / "preset")
+    task = _loaded(keras_hub.models.AlbertTextClassifier.from_preset, preset)
+    assert task.backbone.num_layers == 4 and task.backbone.num_groups == 2
+    keras_inputs, pt_inputs = _electra_inputs(torch)
+    with torch.no_grad():
+        logits = model(**pt_inputs).logits.numpy()
+        hidden = model.albert(**pt_inputs)[0].numpy()
+    np.testing.assert_allclose(_numpy(task(keras_inputs, training=False)), logits, atol=1e-5)
+    got = _numpy(task.backbone(keras_inputs)["sequence_output"])
+    np.testing.assert_allclose(got[_BERT_MASK == 1], hidden[_BERT_MASK == 1], atol=1e-5)
+    back = tmp_path / "back"
+    run_cli("convert", str(preset), "--to", "pytorch", "-o", str(back))
+    _same_tensors(src / "model.safetensors", back / "model.safetensors")
