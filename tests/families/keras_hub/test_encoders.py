@@ -249,3 +249,90 @@ def test_albert_transformers_to_preset_same_logits(transformers, torch, keras_hu
     back = tmp_path / "back"
     run_cli("convert", str(preset), "--to", "pytorch", "-o", str(back))
     _same_tensors(src / "model.safetensors", back / "model.safetensors")
+
+
+# DeBERTa-v3 starts with [CLS] 1 and pads with 0; 4 buckets make every distance of 2 or more a log bucket.
+_DEBERTA = {"num_layers": 2, "num_heads": 2, "hidden_dim": 8, "intermediate_dim": 16, "max_sequence_length": 16}
+_DEBERTA_IDS = np.array([[1, 7, 9, 11, 2, 0, 0, 0], [1, 5, 6, 8, 12, 14, 20, 2]], dtype="int32")
+
+
+def _deberta_inputs(torch: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    mask = (_DEBERTA_IDS != 0).astype("int32")
+    keras = {"token_ids": _DEBERTA_IDS, "padding_mask": mask}
+    return keras, {"input_ids": torch.tensor(_DEBERTA_IDS).long(), "attention_mask": torch.tensor(mask).long()}
+
+
+@pytest.mark.slow
+def test_deberta_v3_preset_to_transformers_same_logits(transformers, torch, keras_hub, tmp_path):
+    """KerasHub has no DeBERTa importer: bridge's DebertaV2ForSequenceClassification gives the classifier's logits
+    and the backbone's hidden states (relative attention both ways, log buckets); back to a preset bit-exact."""
+    models = keras_hub.models
+    backbone = models.DebertaV3Backbone(vocabulary_size=30, bucket_size=4, **_DEBERTA)
+    task = _randomized(models.DebertaV3TextClassifier(backbone, 3, preprocessor=None))
+    task.save_to_preset(str(tmp_path / "preset"))
+    out = tmp_path / "pt"
+    run_cli("convert", str(tmp_path / "preset"), "--to", "pytorch", "-o", str(out))
+    model, info = transformers.DebertaV2ForSequenceClassification.from_pretrained(out, output_loading_info=True)
+    assert not any(info.values()), info
+    keras_inputs, pt_inputs = _deberta_inputs(torch)
+    mask = keras_inputs["padding_mask"]
+    with torch.no_grad():
+        logits = model.eval()(**pt_inputs).logits.numpy()
+        hidden = model.deberta(**pt_inputs)[0].numpy()
+    np.testing.assert_allclose(logits, _numpy(task(keras_inputs, training=False)), atol=1e-5)
+    np.testing.assert_allclose(hidden[mask == 1], _numpy(task.backbone(keras_inputs))[mask == 1], atol=1e-5)
+    _same_tensors(tmp_path / "preset", _to_preset(out, tmp_path / "again"))
+
+
+@pytest.mark.slow
+def test_deberta_v3_transformers_to_preset_same_logits(transformers, torch, keras_hub, tmp_path):
+    config = transformers.DebertaV2Config(
+        vocab_size=30,
+        hidden_size=8,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=16,
+        max_position_embeddings=16,
+        type_vocab_size=0,
+        relative_attention=True,
+        position_buckets=4,
+        position_biased_input=False,
+        pos_att_type=["p2c", "c2p"],
+        share_att_key=True,
+        norm_rel_ebd="layer_norm",
+        layer_norm_eps=1e-7,
+        num_labels=3,
+    )
+    src = _saved(transformers.DebertaV2ForSequenceClassification(config), tmp_path / "hf", torch)
+    model = transformers.DebertaV2ForSequenceClassification.from_pretrained(src).eval()
+    preset = _to_preset(src, tmp_path / "preset")
+    task = _loaded(keras_hub.models.DebertaV3TextClassifier.from_preset, preset)
+    keras_inputs, pt_inputs = _deberta_inputs(torch)
+    mask = keras_inputs["padding_mask"]
+    with torch.no_grad():
+        logits = model(**pt_inputs).logits.numpy()
+        hidden = model.deberta(**pt_inputs)[0].numpy()
+    np.testing.assert_allclose(_numpy(task(keras_inputs, training=False)), logits, atol=1e-5)
+    np.testing.assert_allclose(_numpy(task.backbone(keras_inputs))[mask == 1], hidden[mask == 1], atol=1e-5)
+    back = tmp_path / "back"
+    run_cli("convert", str(preset), "--to", "pytorch", "-o", str(back))
+    _same_tensors(src / "model.safetensors", back / "model.safetensors")
+
+
+def test_deberta_v2_shape_is_refused_by_name(transformers, torch, tmp_path):
+    """DeBERTa-v2 (a convolution beside the first layer) is not what KerasHub's DeBERTa-v3 computes: exit 2."""
+    config = transformers.DebertaV2Config(
+        vocab_size=30,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        relative_attention=True,
+        position_buckets=4,
+        pos_att_type=["p2c", "c2p"],
+        position_biased_input=False,
+        conv_kernel_size=3,
+    )
+    src = _saved(transformers.DebertaV2Model(config), tmp_path / "hf", torch)
+    out = run_cli("convert", str(src), "--to", "tensorflow", "--target", "keras-hub", "-o", str(tmp_path / "o"), code=2)
+    assert "conv_kernel_size" in out and not (tmp_path / "o").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bridge.families.keras_hub.families.albert import ALBERT
 from bridge.families.keras_hub.families.bert import BERT
+from bridge.families.keras_hub.families.deberta_v3 import DEBERTA_V3
 from bridge.families.keras_hub.families.decoder import LLAMA, MISTRAL, QWEN2
 from bridge.families.keras_hub.families.distilbert import DISTILBERT
 from bridge.families.keras_hub.families.electra import ELECTRA
@@ -24,6 +25,7 @@ FAMILIES: tuple[Family, ...] = (
     XLM_ROBERTA,
     ELECTRA,
     ALBERT,
+    DEBERTA_V3,
 )
 BY_BACKBONE: dict[str, Family] = {f.backbone: f for f in FAMILIES}
 BY_MODEL_TYPE: dict[str, Family] = {f.model_type: f for f in FAMILIES}
