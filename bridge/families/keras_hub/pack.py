@@ -148,19 +148,24 @@ def bind(ckpt: Checkpoint, spec: TargetSpec) -> tuple[RulePack, list[str]]:
 def _zeros(family: Family, keras: dict[str, Any]) -> Matching:
     """What one side has and the other lacks.  The family's transformers tensors KerasHub lacks: filled with zeros
     on the way in (optional targets), and on the way out left behind only while they hold zeros (buffers the
-    preset rebuilds as zeros).  The preset variables transformers lacks: dropped on the way in (a part no
-    transformers class holds), zeros on the way out."""
+    preset rebuilds as zeros).  The preset variables transformers lacks, and the transformers parts the backbone
+    does not compute (a pooler): dropped where the other side lacks them, zeros where it needs them."""
     prefix = re.escape(family.base_prefix + ".")
     only = family.keras_only(keras)
+    unkept = family.unkept
     why = f"a KerasHub layer transformers' {family.base_class} has no tensor for"
     return replace(
         PACK.matching,
         optional=(
             *(Optional_(f"(?:{prefix})?{re.escape(n)}", reason, fill="zeros") for n, reason in family.zeros),
             *(Optional_(re.escape(e.source), f"{why}: written as zeros", fill="zeros") for e in only),
+            *(Optional_(f"(?:{prefix})?{rx}", f"{reason}: written as zeros", fill="zeros") for rx, reason in unkept),
         ),
         buffers=tuple(Buffer(rf"(?:^|\.){re.escape(n)}$", reason, _zeros_of) for n, reason in family.zeros),
-        heads=tuple(Head(why, re.escape(e.source), "\0", separate=True) for e in only),
+        heads=(
+            *(Head(why, re.escape(e.source), "\0", separate=True) for e in only),
+            *(Head(reason, f"(?:{prefix})?{rx}", "\0", separate=True) for rx, reason in unkept),
+        ),
     )
 
 

@@ -113,6 +113,9 @@ class Family:
     # transformers tensors (names without the base prefix) KerasHub has no variable for, the family's model computing
     # as if they were zero: written as zeros on the way in, refused on the way out unless zero; with the reason
     zeros: tuple[tuple[str, str], ...] = ()
+    # transformers tensors (regexes without the base prefix) of a part KerasHub's backbone does not compute (a
+    # pooler): zeros on the way in, dropped on the way out; with the reason
+    unkept: tuple[tuple[str, str], ...] = ()
     # entries over the model's own layers that depend on the backbone's Keras config (a layer present or not
     # renumbers the later layers of its class)
     variant: Callable[[Config], tuple[Entry, ...]] | None = None

@@ -122,6 +122,47 @@ def test_roberta_token_types_kerashub_lacks_are_refused_unless_zero(transformers
     assert not (tmp_path / "o").exists()
 
 
+_PIECES = ["<s>", "<pad>", "</s>", "<unk>", "a", "b", "c", "\u0120", "\u0120a", "ab", "\u0120ab", "bc", "<mask>"]
+_MERGES = ["\u0120 a", "a b", "\u0120a b", "b c"]
+
+
+@pytest.mark.slow
+def test_roberta_backbone_and_bpe_tokenizer_both_ways(transformers, torch, keras_hub, tmp_path):
+    """A RobertaBackbone alone: RobertaModel's pooler, which the backbone does not compute, is zeros on the way in
+    and dropped (expected) on the way out; the byte-level BPE tokenizer gives the same ids both ways."""
+    models = keras_hub.models
+    backbone = _randomized(models.RobertaBackbone(vocabulary_size=30, **_SIZES))
+    backbone.save_to_preset(str(tmp_path / "preset"))
+    tokenizer = models.RobertaTokenizer(vocabulary={p: i for i, p in enumerate(_PIECES)}, merges=_MERGES)
+    tokenizer.save_to_preset(str(tmp_path / "preset"))
+    out = tmp_path / "pt"
+    run_cli("convert", str(tmp_path / "preset"), "--to", "pytorch", "-o", str(out))
+    model, info = transformers.RobertaModel.from_pretrained(out, output_loading_info=True)
+    assert not any(info.values()), info
+    assert not model.pooler.dense.weight.detach().numpy().any()
+    with torch.no_grad():
+        hidden = model.eval()(**_pt_inputs(torch))[0].numpy()
+    expected = _numpy(backbone({"token_ids": IDS, "padding_mask": MASK}))
+    np.testing.assert_allclose(hidden[MASK == 1], expected[MASK == 1], atol=1e-5)
+    sentence = "ab a abc cab"
+    ids = _numpy(tokenizer(sentence)).tolist()
+    assert transformers.AutoTokenizer.from_pretrained(out).encode(sentence, add_special_tokens=False) == ids
+    src = _saved(model, tmp_path / "hf", torch)  # a random pooler now: dropped as expected on the way out
+    with torch.no_grad():
+        model.embeddings.token_type_embeddings.weight.zero_()
+    model.save_pretrained(src)
+    assert "expected: pooler" in run_cli("check", str(src), "--to", "tensorflow", "--target", "keras-hub")
+    for name in ("vocab.json", "merges.txt"):
+        (src / name).write_bytes((out / name).read_bytes())
+    preset = _to_preset(src, tmp_path / "again")
+    assert _numpy(keras_hub.tokenizers.Tokenizer.from_preset(str(preset))(sentence)).tolist() == ids
+    again = _loaded(keras_hub.models.Backbone.from_preset, preset)
+    with torch.no_grad():
+        hidden = model(**_pt_inputs(torch))[0].numpy()
+    got = _numpy(again({"token_ids": IDS, "padding_mask": MASK}))
+    np.testing.assert_allclose(got[MASK == 1], hidden[MASK == 1], atol=1e-5)
+
+
 # ELECTRA's embeddings projected to the hidden size (ELECTRA-small's shape) or not (base, large).
 ELECTRA_EMBEDDINGS = (4, 8)
 _BERT_IDS = np.array([[2, 7, 9, 11, 3, 0, 0, 0], [2, 5, 6, 8, 12, 14, 20, 3]], dtype="int32")

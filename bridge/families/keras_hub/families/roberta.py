@@ -137,6 +137,12 @@ def _family(prefix: str, model_type: str, module: str, transformers: str, tokeni
             tokenizer=f"{prefix}Tokenizer" if tokenizer else "",
         ),
         zeros=_TOKEN_TYPES,
+        unkept=(
+            (
+                r"pooler\.dense\.(weight|bias)",
+                f"pooler: {transformers}Model's pooled output, {prefix}Backbone has none",
+            ),
+        ),
     )
 
 
