@@ -377,3 +377,26 @@ def test_deberta_v2_shape_is_refused_by_name(transformers, torch, tmp_path):
     src = _saved(transformers.DebertaV2Model(config), tmp_path / "hf", torch)
     out = run_cli("convert", str(src), "--to", "tensorflow", "--target", "keras-hub", "-o", str(tmp_path / "o"), code=2)
     assert "conv_kernel_size" in out and not (tmp_path / "o").exists()
+
+
+_VERIFIED: dict[str, dict[str, Any]] = {  # KerasHub prefix -> its tiny backbone's sizes
+    "Roberta": {"vocabulary_size": 30, **_SIZES},
+    "XLMRoberta": {"vocabulary_size": 30, **_SIZES},
+    "Albert": {"vocabulary_size": 30, "num_groups": 2, "max_sequence_length": 16, **_ALBERT},
+    "DebertaV3": {"vocabulary_size": 30, "bucket_size": 4, **_DEBERTA},
+    "Electra": {"vocab_size": 30, "embedding_dim": 4, **_SIZES},
+}
+
+
+@pytest.mark.parametrize("prefix", sorted(_VERIFIED))
+@pytest.mark.slow
+def test_verify_runs_both_forwards(transformers, torch, keras_hub, prefix, tmp_path):
+    """``bridge verify PRESET HF_DIR`` runs KerasHub's forward and transformers' on its seeded padded batch (the
+    padding id RoBERTa's positions count from included) and passes."""
+    backbone = getattr(keras_hub.models, f"{prefix}Backbone")(**_VERIFIED[prefix])
+    classifier = getattr(keras_hub.models, f"{prefix}TextClassifier", None)
+    model = _randomized(classifier(backbone, 3, preprocessor=None) if classifier else backbone)
+    model.save_to_preset(str(tmp_path / "preset"))
+    run_cli("convert", str(tmp_path / "preset"), "--to", "pytorch", "-o", str(tmp_path / "pt"))
+    out = run_cli("verify", str(tmp_path / "preset"), str(tmp_path / "pt"))
+    assert "verdict: PASS" in out and "forward hidden_states" in out, out
