@@ -1,4 +1,4 @@
-"""KerasHub encoder families beyond BERT: RoBERTa and XLM-RoBERTa, both ways. Tiny models made by each library's
+"""KerasHub encoder families beyond BERT: RoBERTa, XLM-RoBERTa, ELECTRA, ALBERT and DeBERTa-v3, both ways. Tiny models made by each library's
 own code with random weights; forwards on a padded batch within 1e-5, KerasHub's own importer reading bridge's
 output back, round trips bit-exact."""
 
