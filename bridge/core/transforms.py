@@ -21,6 +21,8 @@ out.  A third argument names another axis: ``block(k,n,1)`` / ``chunk(k,n,1)`` j
 torch's are ``[nx, nf]``), and ``unsqueeze(k)`` puts it back: a rule names the axis, so a shape that has no size-1
 axis there is a mismatch, never a forced fit.  :func:`assemble` is the one function that builds a target from its
 parts, for the writer and for ``verify`` alike.
+``prepend(k)`` puts ``k`` rows of zeros ahead of axis 0 (transformers' RoBERTa position table keeps two rows for
+its padding offset that KerasHub's lacks), and ``drop(k)`` takes the first ``k`` rows of axis 0 away again.
 ``reverse`` reverses every axis, whatever the rank: transformers' own TF -> PyTorch rule for a kernel
 that one layer name stores as ``[in, out]`` (a Dense) or ``[out/g, in/g, g]`` (ConvBERT's grouped linear layer,
 torch's ``[g, in/g, out/g]``), as the config decides.
@@ -37,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 _SPEC = re.compile(
-    r"^(identity|transpose|reverse|permute|reshape|row|place|term|sum|block|chunk|squeeze|unsqueeze)(?:\(([-\d,\s]*)\))?$"
+    r"^(identity|transpose|reverse|permute|reshape|row|place|term|sum|block|chunk|squeeze|unsqueeze|prepend|drop)(?:\(([-\d,\s]*)\))?$"
 )
 _GATES = re.compile(r"^gates\(([a-z]+)->([a-z]+)\)$")
 
@@ -90,6 +92,10 @@ class Transform:
         if self.op == "unsqueeze":
             k = self.args[0]
             return (*shape[:k], 1, *shape[k:]) if k <= len(shape) else None
+        if self.op == "prepend":
+            return (shape[0] + self.args[0], *shape[1:]) if shape else None
+        if self.op == "drop":
+            return (shape[0] - self.args[0], *shape[1:]) if shape and shape[0] >= self.args[0] else None
         if self.op == "chain":
             out: tuple[int, ...] | None = shape
             for step in self.steps:
@@ -128,6 +134,11 @@ class Transform:
             return out if out.flags.c_contiguous else np.ascontiguousarray(out)
         if self.op == "unsqueeze":
             return np.ascontiguousarray(np.expand_dims(value, self.args[0]))
+        if self.op == "prepend":
+            zeros = np.zeros((self.args[0], *value.shape[1:]), dtype=value.dtype)
+            return np.ascontiguousarray(np.concatenate([zeros, value]))
+        if self.op == "drop":
+            return np.ascontiguousarray(value[self.args[0] :])
         for step in self.steps:
             value = step.apply(value)
         return value
@@ -197,6 +208,8 @@ _INVERSES = {
     "chunk": "block",
     "squeeze": "unsqueeze",
     "unsqueeze": "squeeze",
+    "prepend": "drop",
+    "drop": "prepend",
 }
 _TILE = 256  # elements per side: a tile of each operand stays in cache while it is copied
 _CACHE_LINE = 64  # bytes
@@ -275,7 +288,7 @@ def _parse_one(spec: str) -> Transform:
             f"unknown transform {spec!r}; known: identity, transpose, reverse, permute(...), reshape(...), "
             "gates(abc->bca), row(k), place(k,n), term(k,n), sum(k,n), block(k,n[,axis]), chunk(k,n[,axis]), "
             "squeeze(k), "
-            "unsqueeze(k), and chains a|b"
+            "unsqueeze(k), prepend(k), drop(k), and chains a|b"
         )
     op, raw = m.group(1), m.group(2)
     args = tuple(int(a) for a in raw.split(",") if a) if raw else ()
@@ -286,7 +299,7 @@ def _parse_one(spec: str) -> Transform:
     if op in ("permute", "reshape") and not args:
         raise ValueError(f"{op} needs arguments")
     pair = op in ("place", "term", "sum", "block", "chunk")
-    single = op in ("row", "squeeze", "unsqueeze")
+    single = op in ("row", "squeeze", "unsqueeze", "prepend", "drop")
     sizes = (2, 3) if op in ("block", "chunk") else (2,)  # block/chunk: an optional axis
     bad_pair = pair and (len(args) not in sizes or not 0 <= args[0] < args[1] or min(args) < 0)
     if (single and (len(args) != 1 or args[0] < 0)) or bad_pair:

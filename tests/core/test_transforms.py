@@ -168,3 +168,15 @@ def test_blocks_along_axis_1_make_a_conv1d_kernel_and_chunks_take_them_back():
     assert parse("block(0,3,5)").shape((4, 6)) is None
     with pytest.raises(ValueError, match="chunk needs"):
         parse("chunk(0,3,1,2)")
+
+
+def test_prepend_adds_zero_rows_and_drop_takes_them_away():
+    """RoBERTa's position table: transformers keeps two leading rows (its padding offset) KerasHub's lacks."""
+    value = np.arange(12, dtype=np.float32).reshape(4, 3)
+    grown = parse("prepend(2)").apply(value)
+    assert grown.shape == (6, 3) and not grown[:2].any() and grown[2:].tobytes() == value.tobytes()
+    assert parse("prepend(2)").shape((4, 3)) == (6, 3)
+    assert parse("prepend(2)").inverse((4, 3)) == parse("drop(2)")
+    assert parse("drop(2)").apply(grown).tobytes() == value.tobytes()
+    assert parse("drop(5)").shape((4, 3)) is None  # fewer rows than it drops: a mismatch
+    assert str(parse("drop(2)")) == "drop(2)"

@@ -95,7 +95,8 @@ def _preset_folder(ctx: ForwardContext) -> Path:
 
 def _inputs(model: Any, ctx: ForwardContext, *, segments: bool) -> dict[str, np.ndarray]:
     """Seeded token ids (and segment ids, if asked, as many kinds as the model has), the last row padded from
-    half way."""
+    half way with the padding id, which no real token takes (RoBERTa's positions count the tokens that are not
+    it)."""
     config = model.config
     vocab = int(model.get_input_embeddings().weight.shape[0])
     positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
@@ -103,7 +104,9 @@ def _inputs(model: Any, ctx: ForwardContext, *, segments: bool) -> dict[str, np.
     rng = np.random.default_rng(ctx.seed)
     mask = np.ones((ctx.batch, seq), dtype=np.int64)
     mask[-1, max(1, seq // 2) :] = 0
-    ids = np.where(mask == 1, rng.integers(0, vocab, (ctx.batch, seq)), 0).astype(np.int64)
+    pad = int(getattr(config, "pad_token_id", None) or 0)
+    drawn = rng.integers(0, vocab - 1, (ctx.batch, seq))
+    ids = np.where(mask == 1, drawn + (drawn >= pad), pad).astype(np.int64)
     inputs = {"input_ids": ids, "attention_mask": mask}
     if segments:
         kinds = max(1, int(getattr(config, "type_vocab_size", 1) or 1))

@@ -12,12 +12,17 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from bridge.core.keras_hub_preset import TASK_PREFIX, preset_facts, sniff_keras_hub_preset
 from bridge.core.packs import (
+    Buffer,
     ConfigHooks,
     Detection,
     Docs,
+    Head,
     Matching,
+    Optional_,
     Output,
     PyTorchSide,
     Rule,
@@ -67,6 +72,8 @@ def _transform(kind: str, shape: tuple[int, ...]) -> str:
 
 
 def _reshaped(kind: str, shape: tuple[int, ...]) -> str:
+    if kind.startswith("rows+"):  # transformers' leading rows KerasHub lacks
+        return f"prepend({kind.removeprefix('rows+')})"
     if kind == "dense":
         return "transpose"
     if kind == "heads_in":  # [hidden, heads, head_dim] -> [heads * head_dim, hidden]
@@ -84,11 +91,11 @@ def _reshaped(kind: str, shape: tuple[int, ...]) -> str:
     return "identity"
 
 
-def _target_of(family: Family, name: str) -> tuple[str, str] | None:
+def _target_of(entries: tuple[Entry, ...], family: Family, name: str) -> tuple[str, str] | None:
     """The transformers name and kind of a backbone variable path, or None."""
-    for entry in family.entries:
+    for entry in entries:
         if "{i}" not in entry.target and re.fullmatch(entry.source, name):
-            return entry.target, entry.kind
+            return (entry.target, entry.kind) if entry.target else None
     m = _LAYER.fullmatch(name)
     if m is None or m["layer"] != family.layer:
         return None
@@ -108,23 +115,28 @@ def bind(ckpt: Checkpoint, spec: TargetSpec) -> tuple[RulePack, list[str]]:
     """Exact-name rules for this pair: each preset variable to its transformers name, reshapes spelled with its
     shape; the variables are the preset's (to PyTorch) or the layout's computed from a transformers source."""
     to_preset = ckpt.framework == "pytorch"
+    keras: dict[str, Any] = {}
     if to_preset:
         family = BY_MODEL_TYPE.get(str((spec.config or {}).get("model_type")))
         variables = [(name, t.shape) for name, t in spec.tensors.items()]
+        if family is not None and family.writing is not None:
+            keras = family.writing.keras_config(spec.config or {})
     else:
         family = _family(ckpt.metadata)
         variables = [(r.name, r.shape) for r in ckpt.values() if r.kind == "model"]
+        keras = ckpt.metadata.get("backbone_config") or {}
     if family is None:
         return PACK, []
+    entries = family.entries_for(keras)
     rules: list[Rule] = []
     for name, shape in variables:
         if name.startswith(TASK_PREFIX):
             hit = _task_target(family.task_entries, name)
         else:
-            hit = _target_of(family, name)
+            hit = _target_of(entries, family, name)
         if hit is not None:
             rules.append(Rule(re.escape(name), hit[0], _transform(hit[1], shape)))
-    bound = replace(PACK, pt=replace(PACK.pt, base_prefix=family.base_prefix))
+    bound = replace(PACK, pt=replace(PACK.pt, base_prefix=family.base_prefix), matching=_zeros(family, keras))
     if to_preset:
         spec.base_prefix = spec.base_prefix or family.base_prefix  # a preset given as the reference names none
         return bound.with_rules(tuple(rules)), [
@@ -132,6 +144,34 @@ def bind(ckpt: Checkpoint, spec: TargetSpec) -> tuple[RulePack, list[str]]:
             *preset_notes(spec.config or {}),
         ]
     return bound.with_rules(tuple(rules)), [f"keras-hub preset: {family.backbone} -> transformers {family.model_type}"]
+
+
+def _zeros(family: Family, keras: dict[str, Any]) -> Matching:
+    """What one side has and the other lacks.  The family's transformers tensors KerasHub lacks: filled with zeros
+    on the way in (optional targets), and on the way out left behind only while they hold zeros (buffers the
+    preset rebuilds as zeros).  The preset variables transformers lacks, and the transformers parts the backbone
+    does not compute (a pooler): dropped where the other side lacks them, zeros where it needs them."""
+    prefix = re.escape(family.base_prefix + ".")
+    only = family.keras_only(keras)
+    unkept = family.unkept
+    why = f"a KerasHub layer transformers' {family.base_class} has no tensor for"
+    return replace(
+        PACK.matching,
+        optional=(
+            *(Optional_(f"(?:{prefix})?{re.escape(n)}", reason, fill="zeros") for n, reason in family.zeros),
+            *(Optional_(re.escape(e.source), f"{why}: written as zeros", fill="zeros") for e in only),
+            *(Optional_(f"(?:{prefix})?{rx}", f"{reason}: written as zeros", fill="zeros") for rx, reason in unkept),
+        ),
+        buffers=tuple(Buffer(rf"(?:^|\.){re.escape(n)}$", reason, _zeros_of) for n, reason in family.zeros),
+        heads=(
+            *(Head(why, re.escape(e.source), "\0", separate=True) for e in only),
+            *(Head(reason, f"(?:{prefix})?{rx}", "\0", separate=True) for rx, reason in unkept),
+        ),
+    )
+
+
+def _zeros_of(shape: tuple[int, ...]) -> np.ndarray:
+    return np.zeros(shape, dtype=np.float32)
 
 
 def _claims_target(target: str) -> bool:

@@ -8,7 +8,9 @@ value changes: ``dense`` (Keras ``[in, out]`` -> torch ``[out, in]``), ``heads_i
 ``heads_first_in`` (Gemma's ``[heads, hidden, head_dim]`` -> ``[heads * head_dim, hidden]``);
 ``conv_heads_in`` / ``conv_heads_out`` keep Keras' ``[in, out]`` order (a transformers Conv1D's) and only merge the
 head axes.  A kind ending ``@k/n`` makes the value block ``k`` of ``n`` that the writer joins along the target's last
-axis (GPT-2's query, key and value side by side in one ``c_attn``).
+axis (GPT-2's query, key and value side by side in one ``c_attn``).  ``rows+k``: transformers' tensor has ``k``
+leading rows more than KerasHub's (RoBERTa's position table, two rows for its padding offset): zeros on the way in,
+dropped on the way out (they are read only at padding positions).
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ class Entry:
     """One variable: a regex (fullmatch) over the path, the transformers name (``{i}``: layer index), the kind."""
 
     source: str
-    target: str
+    target: str  # "": a preset variable transformers has no tensor for (dropped on the way in, zeros on the way out)
     kind: str = "same"
+    shape: tuple[int, ...] = ()  # of a variable without a transformers tensor: its shape, which nothing else gives
 
 
 def no_notes(config: Config) -> list[str]:
@@ -109,6 +112,24 @@ class Family:
     lora: LoraOrder | None = None  # present where LoRA adapters of the family convert (bridge lora)
     # where families share a backbone class: whether a preset's backbone config is this family's
     claims: Callable[[Config], bool] | None = None
+    # transformers tensors (names without the base prefix) KerasHub has no variable for, the family's model computing
+    # as if they were zero: written as zeros on the way in, refused on the way out unless zero; with the reason
+    zeros: tuple[tuple[str, str], ...] = ()
+    # transformers tensors (regexes without the base prefix) of a part KerasHub's backbone does not compute (a
+    # pooler): zeros on the way in, dropped on the way out; with the reason
+    unkept: tuple[tuple[str, str], ...] = ()
+    # entries over the model's own layers that depend on the backbone's Keras config (a layer present or not
+    # renumbers the later layers of its class)
+    variant: Callable[[Config], tuple[Entry, ...]] | None = None
+    layers_key: str = "num_layers"  # the Keras config key counting the stored layers (ALBERT's shared groups)
+
+    def entries_for(self, keras: Config) -> tuple[Entry, ...]:
+        """The family's entries for a backbone of this Keras config."""
+        return self.entries + (self.variant(keras) if self.variant is not None else ())
+
+    def keras_only(self, keras: Config) -> tuple[Entry, ...]:
+        """The preset variables transformers has no tensor for."""
+        return tuple(e for e in self.entries_for(keras) if not e.target)
 
 
 def snake(name: str) -> str:

@@ -53,10 +53,12 @@ def _literal(entry: Entry) -> bool:
     return re.escape(entry.source) == entry.source
 
 
-def _paths(family: Family, writing: Writing, config: Config, layers: int) -> Iterator[tuple[str, str, str]]:
-    """(Keras variable path, transformers name without the base prefix, kind) of every variable written."""
-    for entry in family.entries:
-        if "{i}" not in entry.target and _literal(entry):
+def _paths(family: Family, writing: Writing, config: Config, keras: Config) -> Iterator[tuple[str, str, str]]:
+    """(Keras variable path, transformers name without the base prefix, kind) of every variable written that
+    transformers has a tensor for."""
+    layers = keras[family.layers_key]
+    for entry in family.entries_for(keras):
+        if "{i}" not in entry.target and _literal(entry) and entry.target:
             if entry.source == writing.tied_path and config.get("tie_word_embeddings"):
                 continue
             yield entry.source, entry.target, entry.kind
@@ -77,6 +79,8 @@ def _tf_shape(kind: str, shape: tuple[int, ...], head_dim: int) -> tuple[int, ..
     kind, _, part = kind.partition("@")
     if part:
         shape = (*shape[:-1], shape[-1] // int(part.split("/")[1]))
+    if kind.startswith("rows+"):
+        return (shape[0] - int(kind.removeprefix("rows+")), *shape[1:])
     if kind == "dense":
         return shape[::-1]
     if kind == "heads_in":  # [heads * head_dim, hidden] -> [hidden, heads, head_dim]
@@ -109,7 +113,7 @@ def preset_layout(shapes: Shapes, config: Config) -> Shapes:
     head_dim = _head_dim(keras)
     layout: Shapes = {}
     missing: list[str] = []
-    for path, target, kind in _paths(family, writing, config, keras["num_layers"]):
+    for path, target, kind in _paths(family, writing, config, keras):
         if target not in by_name:
             missing.append(target)
             continue
@@ -122,6 +126,8 @@ def preset_layout(shapes: Shapes, config: Config) -> Shapes:
             + ", ".join(family.tasks.values())
             + ")",
         )
+    for entry in family.keras_only(keras):  # zeros, with the shape the entry gives
+        layout[entry.source] = entry.shape
     return layout
 
 

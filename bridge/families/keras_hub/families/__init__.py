@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+from bridge.families.keras_hub.families.albert import ALBERT
 from bridge.families.keras_hub.families.bert import BERT
+from bridge.families.keras_hub.families.deberta_v3 import DEBERTA_V3
 from bridge.families.keras_hub.families.decoder import LLAMA, MISTRAL, QWEN2, QWEN3
 from bridge.families.keras_hub.families.distilbert import DISTILBERT
+from bridge.families.keras_hub.families.electra import ELECTRA
 from bridge.families.keras_hub.families.gemma import GEMMA
 from bridge.families.keras_hub.families.gemma2 import GEMMA2
 from bridge.families.keras_hub.families.gpt2 import GPT2
+from bridge.families.keras_hub.families.roberta import ROBERTA, XLM_ROBERTA
 from bridge.families.keras_hub.table import Config, Family
 
-FAMILIES: tuple[Family, ...] = (BERT, LLAMA, MISTRAL, QWEN2, GPT2, DISTILBERT, GEMMA, QWEN3, GEMMA2)
+FAMILIES: tuple[Family, ...] = (
+    BERT,
+    LLAMA,
+    MISTRAL,
+    QWEN2,
+    GPT2,
+    DISTILBERT,
+    GEMMA,
+    QWEN3,
+    GEMMA2,
+    ROBERTA,
+    XLM_ROBERTA,
+    ELECTRA,
+    ALBERT,
+    DEBERTA_V3,
+)
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
 }
