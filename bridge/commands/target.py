@@ -70,14 +70,13 @@ def _written_summary() -> str:
 
 def layout_for_family(ckpt: Checkpoint, model_type: str, target: str | None) -> RulePack:
     """The pack that writes the TF layout for a PyTorch source of the ``model_type`` family (its ``config.json``
-    says which): ``--target LAYOUT``, else the default layout, else the layout of the pack that writes the fewest
-    families (the family's own original layout before a layout many families share).  A layout that does not
-    write this family is refused by name, with the layouts it has: never read with another family's rules."""
+    says which): ``--target LAYOUT``, else the family's default layout (its own original one), else the first in
+    pack order (transformers' ``tf_model.h5`` before a KerasHub preset).  A layout that does not write this family
+    is refused by name, with the layouts it has: never read with another family's rules."""
     writers = _written_for(model_type)
     chosen = next((p for p in writers if p.tf.answers(p.name, target)), None)
     if target is None and writers:
-        own = min(writers, key=lambda p: len(written_types(p)))  # stable: the first of the fewest
-        chosen = next((p for p in writers if p.tf.default), own)
+        chosen = next((p for p in writers if p.tf.default), writers[0])
     if chosen is not None:
         return chosen
     readers = [p.name for p in layout_names().values() if p.docs.layout and model_type in p.docs.model_types]

@@ -312,7 +312,9 @@ class TensorFlowSide:
     layout: TfLayout | None = None
     class_name: TfClass | None = None  # the layout's own pack name when absent
     source_heads: SourceHeads | None = None
-    default: bool = False  # the layout ``--to tensorflow`` writes for a PyTorch source when no ``--target`` is given
+    # the layout ``--to tensorflow`` writes for a PyTorch source of the families it writes when no ``--target`` is
+    # given (a family's own original layout); a source of no known family gets the first pack's that says so
+    default: bool = False
     output: Output | None = None  # how ``convert`` writes it
     source_layout: SourceLayout | None = None  # the layout computed from the source's names (tried before ``layout``)
     model_types: tuple[str, ...] | None = None  # the families the layout is written for (None: ``docs.model_types``)

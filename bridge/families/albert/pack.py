@@ -239,6 +239,7 @@ PACK = RulePack(
     ),
     pt=PyTorchSide(targets=class_layouts(CLASSES, _class_layout), default_target=default_target, base_prefix="albert"),
     tf=TensorFlowSide(
+        default=True,  # the family's own layout before the layouts many families share
         layout=tf_names,
         source_heads=source_heads,
         output=Output("albert", writers.write_tf1_checkpoint, "model.ckpt", "albert_config.json"),

@@ -377,6 +377,7 @@ PACK = RulePack(
         companion=COMPANION,
     ),
     tf=TensorFlowSide(
+        default=True,  # the family's own layout before the layouts many families share
         layout=tf_layout,
         class_name=tf_class,
         source_heads=source_heads,

@@ -195,6 +195,7 @@ PACK = RulePack(
         targets=class_layouts(CLASSES, _class_layout), default_target=default_target, base_prefix="transformer"
     ),
     tf=TensorFlowSide(
+        default=True,  # the family's own layout before the layouts many families share
         layout=tf_layout,
         source_heads=source_heads,
         output=Output("openai-gpt2", writers.write_tf1_checkpoint, "model.ckpt", "hparams.json"),

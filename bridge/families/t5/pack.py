@@ -464,6 +464,7 @@ PACK = RulePack(
     ),
     pt=PyTorchSide(targets=class_layouts(CLASSES, _class_layout), default_target=default_target),
     tf=TensorFlowSide(
+        default=True,  # the family's own layout before the layouts many families share
         layout=tf_layout,
         source_heads=source_heads,
         output=Output(
