@@ -149,6 +149,27 @@ def refuse(config: Config, why: str, hint: str) -> UsageError:
     )
 
 
+def require(config: Config, checks: tuple[tuple[str, Any, str], ...], *, unset_ok: bool = False) -> None:
+    """Refuse a transformers config whose ``key`` is not ``want`` (absent: the default, taken as ``want``; with
+    ``unset_ok``, a key saved as null too): each check is ``(key, want, why the backbone needs it)``."""
+    for key, want, why in checks:
+        value = config.get(key, want)
+        if value != want and not (unset_ok and value is None):
+            raise refuse(config, f"{key} {value}", why)
+
+
+def bert_embeddings(position: str = "layers/position_embedding/vars/0") -> tuple[Entry, ...]:
+    """The embedding variables of KerasHub's BERT-shaped encoders (token, position and segment tables and their
+    layer norm) and their transformers names."""
+    return (
+        Entry("layers/reversible_embedding/vars/0", "embeddings.word_embeddings.weight"),
+        Entry(position, "embeddings.position_embeddings.weight"),
+        Entry("layers/embedding/vars/0", "embeddings.token_type_embeddings.weight"),
+        Entry("layers/layer_normalization/vars/0", "embeddings.LayerNorm.weight"),
+        Entry("layers/layer_normalization/vars/1", "embeddings.LayerNorm.bias"),
+    )
+
+
 def text_classifier(c: Config) -> Config:
     """A ``*TextClassifier``'s own config keys from a ``*ForSequenceClassification`` config."""
     labels = c.get("id2label")  # transformers 5 saves the labels, not num_labels

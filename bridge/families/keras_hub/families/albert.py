@@ -8,7 +8,16 @@ shape written: KerasHub's ``transformer_encoder_<g>`` is transformers' ``albert_
 
 from __future__ import annotations
 
-from bridge.families.keras_hub.table import Config, Entry, Family, Writing, refuse, text_classifier
+from bridge.families.keras_hub.table import (
+    Config,
+    Entry,
+    Family,
+    Writing,
+    bert_embeddings,
+    refuse,
+    require,
+    text_classifier,
+)
 
 
 def _to_transformers(c: Config) -> Config:
@@ -43,9 +52,7 @@ def _to_keras(c: Config) -> Config:
         ("layer_norm_eps", 1e-12, "KerasHub ALBERT's layer norms use 1e-12"),
         ("inner_group_num", 1, "one layer per group is written (as every released ALBERT has)"),
     )
-    for key, want, why in checks:
-        if c.get(key, want) != want:
-            raise refuse(c, f"{key} {c[key]}", why)
+    require(c, checks)
     return {
         "vocabulary_size": c["vocab_size"],
         "num_layers": c["num_hidden_layers"],
@@ -89,11 +96,7 @@ ALBERT = Family(
     base_prefix="albert",
     layer="transformer_encoder",
     entries=(
-        Entry("layers/reversible_embedding/vars/0", "embeddings.word_embeddings.weight"),
-        Entry("layers/position_embedding/vars/0", "embeddings.position_embeddings.weight"),
-        Entry("layers/embedding/vars/0", "embeddings.token_type_embeddings.weight"),
-        Entry("layers/layer_normalization/vars/0", "embeddings.LayerNorm.weight"),
-        Entry("layers/layer_normalization/vars/1", "embeddings.LayerNorm.bias"),
+        *bert_embeddings(),
         Entry("layers/dense/vars/0", "encoder.embedding_hidden_mapping_in.weight", "dense"),
         Entry("layers/dense/vars/1", "encoder.embedding_hidden_mapping_in.bias"),
         Entry("layers/dense_1/vars/0", "pooler.weight", "dense"),

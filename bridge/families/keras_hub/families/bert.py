@@ -7,6 +7,7 @@ from bridge.families.keras_hub.table import (
     Entry,
     Family,
     Writing,
+    bert_embeddings,
     refuse,
     text_classifier,
     transformer_encoder_lora,
@@ -66,11 +67,7 @@ BERT = Family(
     base_prefix="bert",
     layer="transformer_encoder",
     entries=(
-        Entry("layers/reversible_embedding/vars/0", "embeddings.word_embeddings.weight"),
-        Entry("layers/position_embedding/vars/0", "embeddings.position_embeddings.weight"),
-        Entry("layers/embedding/vars/0", "embeddings.token_type_embeddings.weight"),
-        Entry("layers/layer_normalization/vars/0", "embeddings.LayerNorm.weight"),
-        Entry("layers/layer_normalization/vars/1", "embeddings.LayerNorm.bias"),
+        *bert_embeddings(),
         Entry("layers/dense/vars/0", "pooler.dense.weight", "dense"),
         Entry("layers/dense/vars/1", "pooler.dense.bias"),
         *(

@@ -10,7 +10,7 @@ is refused by name.
 
 from __future__ import annotations
 
-from bridge.families.keras_hub.table import Config, Entry, Family, Writing, refuse, text_classifier
+from bridge.families.keras_hub.table import Config, Entry, Family, Writing, refuse, require, text_classifier
 
 
 def _to_transformers(c: Config) -> Config:
@@ -51,9 +51,7 @@ def _to_keras(c: Config) -> Config:
         ("layer_norm_eps", 1e-7, "KerasHub DeBERTa-v3's layer norms use 1e-7"),
         ("conv_kernel_size", 0, "KerasHub DeBERTa-v3 has no convolution layer (DeBERTa-v2's)"),
     )
-    for key, want, why in checks:
-        if c.get(key, want) not in (want, None):  # None: the key saved unset
-            raise refuse(c, f"{key} {c[key]}", why)
+    require(c, checks, unset_ok=True)
     if sorted(c.get("pos_att_type") or []) != ["c2p", "p2c"]:
         raise refuse(c, f"pos_att_type {c.get('pos_att_type')}", "KerasHub DeBERTa-v3 attends c2p and p2c")
     max_relative = c.get("max_relative_positions", -1)

@@ -8,7 +8,7 @@ has no tensor in transformers (``ElectraModel`` has no pooler): dropped on the w
 from __future__ import annotations
 
 from bridge.families.keras_hub.families.bert import BERT
-from bridge.families.keras_hub.table import Config, Entry, Family, Writing, refuse
+from bridge.families.keras_hub.table import Config, Entry, Family, Writing, bert_embeddings, require
 
 
 def _to_transformers(c: Config) -> Config:
@@ -36,9 +36,7 @@ def _to_keras(c: Config) -> Config:
         ("hidden_act", "gelu_new", "KerasHub ELECTRA computes the tanh form of gelu (gelu_new)"),
         ("layer_norm_eps", 1e-12, "KerasHub ELECTRA's layer norms use 1e-12"),
     )
-    for key, want, why in checks:
-        if c.get(key, want) != want:
-            raise refuse(c, f"{key} {c[key]}", why)
+    require(c, checks)
     return {
         "vocab_size": c["vocab_size"],
         "num_layers": c["num_hidden_layers"],
@@ -74,11 +72,7 @@ ELECTRA = Family(
     base_prefix="electra",
     layer="transformer_encoder",
     entries=(
-        Entry("layers/reversible_embedding/vars/0", "embeddings.word_embeddings.weight"),
-        Entry("layers/position_embedding/vars/0", "embeddings.position_embeddings.weight"),
-        Entry("layers/embedding/vars/0", "embeddings.token_type_embeddings.weight"),
-        Entry("layers/layer_normalization/vars/0", "embeddings.LayerNorm.weight"),
-        Entry("layers/layer_normalization/vars/1", "embeddings.LayerNorm.bias"),
+        *bert_embeddings(),
         *(e for e in BERT.entries if "{i}" in e.target),  # BERT's encoder layers, named alike
     ),
     variant=_projection_and_pooler,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bridge.families.keras_hub.table import Config, Entry, Family, Writing, refuse, text_classifier
+from bridge.families.keras_hub.table import Config, Entry, Family, Writing, require, text_classifier
 
 _OFFSET = 2  # transformers' position rows ahead of the first real token: padding_idx (1) + 1
 
@@ -46,9 +46,7 @@ def _to_keras(c: Config) -> Config:
         ("type_vocab_size", 1, "KerasHub RoBERTa has no token types"),
         ("pad_token_id", 1, "KerasHub RoBERTa's positions start two rows in (padding id 1)"),
     )
-    for key, want, why in checks:
-        if c.get(key, want) != want:
-            raise refuse(c, f"{key} {c[key]}", why)
+    require(c, checks)
     return {
         "vocabulary_size": c["vocab_size"],
         "num_layers": c["num_hidden_layers"],
