@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bridge.families.keras_hub.families.albert import ALBERT
+from bridge.families.keras_hub.families.bart import BART
 from bridge.families.keras_hub.families.bert import BERT
 from bridge.families.keras_hub.families.deberta_v3 import DEBERTA_V3
 from bridge.families.keras_hub.families.decoder import LLAMA, MISTRAL, QWEN2, QWEN3
@@ -29,6 +30,7 @@ FAMILIES: tuple[Family, ...] = (
     ELECTRA,
     ALBERT,
     DEBERTA_V3,
+    BART,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
