@@ -14,6 +14,7 @@ from bridge.families.keras_hub.families.gemma2 import GEMMA2
 from bridge.families.keras_hub.families.gpt2 import GPT2
 from bridge.families.keras_hub.families.roberta import ROBERTA, XLM_ROBERTA
 from bridge.families.keras_hub.families.vit import VIT
+from bridge.families.keras_hub.families.whisper import WHISPER
 from bridge.families.keras_hub.table import Config, Family
 
 FAMILIES: tuple[Family, ...] = (
@@ -33,6 +34,7 @@ FAMILIES: tuple[Family, ...] = (
     DEBERTA_V3,
     BART,
     VIT,
+    WHISPER,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}

@@ -29,7 +29,8 @@ def _to_transformers(c: Config) -> Config:
     }
 
 
-def _attention(keras: str, torch: str) -> tuple[Entry, ...]:
+def attention_entries(keras: str, torch: str) -> tuple[Entry, ...]:
+    """A KerasHub attention layer (its norm beside it) as a transformers BART-style one (``q_proj`` ... ``out_proj``)."""
     return (
         *(
             Entry(f"{keras}/{k}_dense/vars/{v}", f"{torch}.{k[0]}_proj.{p}", kind)
@@ -43,7 +44,8 @@ def _attention(keras: str, torch: str) -> tuple[Entry, ...]:
     )
 
 
-def _feedforward(stem: str) -> tuple[Entry, ...]:
+def feedforward_entries(stem: str) -> tuple[Entry, ...]:
+    """A KerasHub block's feedforward and its norm as transformers' ``fc1``, ``fc2``, ``final_layer_norm``."""
     return (
         Entry("_feedforward_intermediate_dense/vars/0", f"{stem}.fc1.weight", "dense"),
         Entry("_feedforward_intermediate_dense/vars/1", f"{stem}.fc1.bias"),
@@ -68,16 +70,16 @@ BART = Family(
         Entry("layers/layer_normalization/vars/1", "encoder.layernorm_embedding.bias"),
         Entry("layers/layer_normalization_1/vars/0", "decoder.layernorm_embedding.weight"),
         Entry("layers/layer_normalization_1/vars/1", "decoder.layernorm_embedding.bias"),
-        *_attention("_self_attention_layer", "encoder.layers.{i}.self_attn"),
-        *_feedforward("encoder.layers.{i}"),
+        *attention_entries("_self_attention_layer", "encoder.layers.{i}.self_attn"),
+        *feedforward_entries("encoder.layers.{i}"),
     ),
     stacks=(
         Stack(
             "transformer_decoder",
             (
-                *_attention("_self_attention_layer", "decoder.layers.{i}.self_attn"),
-                *_attention("_cross_attention_layer", "decoder.layers.{i}.encoder_attn"),
-                *_feedforward("decoder.layers.{i}"),
+                *attention_entries("_self_attention_layer", "decoder.layers.{i}.self_attn"),
+                *attention_entries("_cross_attention_layer", "decoder.layers.{i}.encoder_attn"),
+                *feedforward_entries("decoder.layers.{i}"),
             ),
         ),
     ),
