@@ -30,7 +30,7 @@ def _to_transformers(c: Config) -> Config:
 
 
 def attention_entries(keras: str, torch: str) -> tuple[Entry, ...]:
-    """A KerasHub attention layer (its norm beside it) as a transformers BART-style one (``q_proj`` ... ``out_proj``)."""
+    """A KerasHub attention layer and its norm as a transformers BART-style one (``q_proj`` ... ``out_proj``)."""
     return (
         *(
             Entry(f"{keras}/{k}_dense/vars/{v}", f"{torch}.{k[0]}_proj.{p}", kind)
