@@ -50,7 +50,6 @@ if TYPE_CHECKING:
     from bridge.core.plan import TargetSpec
 
 _FORMAT = "keras-hub-preset"
-_LAYER = re.compile(r"layers/(?P<layer>[a-z0-9_]+?)(?:_(?P<k>\d+))?/(?P<rest>.+)")
 
 
 def _family(metadata: dict[str, Any]) -> Family | None:
@@ -88,6 +87,12 @@ def _reshaped(kind: str, shape: tuple[int, ...]) -> str:
         return f"reshape({shape[0] * shape[1]},{shape[2]})"
     if kind == "heads_bias":
         return f"reshape({shape[0] * shape[1]})"
+    if kind == "conv1d":  # [width, in, out] -> [out, in, width]
+        return "permute(2,1,0)"
+    if kind == "conv2d":  # [h, w, in, out] -> [out, in, h, w]
+        return "permute(3,2,0,1)"
+    if kind == "lead1":
+        return "unsqueeze(0)"
     return "identity"
 
 
@@ -96,13 +101,13 @@ def _target_of(entries: tuple[Entry, ...], family: Family, name: str) -> tuple[s
     for entry in entries:
         if "{i}" not in entry.target and re.fullmatch(entry.source, name):
             return (entry.target, entry.kind) if entry.target else None
-    m = _LAYER.fullmatch(name)
-    if m is None or m["layer"] != family.layer:
-        return None
-    index = int(m["k"] or 0)
-    for entry in family.entries:
-        if "{i}" in entry.target and re.fullmatch(entry.source, m["rest"]):
-            return entry.target.format(i=index), entry.kind
+    for stack in family.layer_stacks():
+        m = re.fullmatch(rf"layers/{re.escape(stack.layer)}(?:_(\d+))?/(.+)", name)
+        if m is None:
+            continue
+        for entry in stack.entries:
+            if re.fullmatch(entry.source, m[2]):
+                return entry.target.format(i=int(m[1] or 0)), entry.kind
     return None
 
 

@@ -10,7 +10,10 @@ value changes: ``dense`` (Keras ``[in, out]`` -> torch ``[out, in]``), ``heads_i
 head axes.  A kind ending ``@k/n`` makes the value block ``k`` of ``n`` that the writer joins along the target's last
 axis (GPT-2's query, key and value side by side in one ``c_attn``).  ``rows+k``: transformers' tensor has ``k``
 leading rows more than KerasHub's (RoBERTa's position table, two rows for its padding offset): zeros on the way in,
-dropped on the way out (they are read only at padding positions).
+dropped on the way out (they are read only at padding positions).  ``conv1d`` (Keras ``[width, in, out]`` ->
+torch ``[out, in, width]``), ``conv2d`` (``[h, w, in, out]`` -> ``[out, in, h, w]``), ``lead1`` (a leading axis
+of one more on transformers' side).  A family's layer classes (``layer`` with ``entries``, then its ``stacks``: an
+encoder-decoder's decoder blocks) may be nested paths (``vi_t_encoder/encoder_layers/vi_t_encoder_block``).
 """
 
 from __future__ import annotations
@@ -95,6 +98,15 @@ def transformer_encoder_lora(before: int, stem: str, names: dict[str, str], coun
 
 
 @dataclass(frozen=True)
+class Stack:
+    """A further indexed layer class of a backbone (an encoder-decoder's decoder blocks): its path under
+    ``layers/`` and the entries of one of its layers (``{i}``: the layer's index in this stack)."""
+
+    layer: str
+    entries: tuple[Entry, ...]
+
+
+@dataclass(frozen=True)
 class Family:
     backbone: str  # KerasHub backbone class (config.json's registered_name without ``keras_hub>``)
     model_type: str  # transformers' model_type
@@ -122,6 +134,12 @@ class Family:
     # renumbers the later layers of its class)
     variant: Callable[[Config], tuple[Entry, ...]] | None = None
     layers_key: str = "num_layers"  # the Keras config key counting the stored layers (ALBERT's shared groups)
+    stacks: tuple[Stack, ...] = ()  # layer classes besides ``layer``, as many layers each
+
+    def layer_stacks(self) -> tuple[Stack, ...]:
+        """Every indexed layer class with the entries of one of its layers, ``layer`` first."""
+        own = tuple(e for e in self.entries if "{i}" in e.target)
+        return (Stack(self.layer, own), *self.stacks)
 
     def entries_for(self, keras: Config) -> tuple[Entry, ...]:
         """The family's entries for a backbone of this Keras config."""

@@ -62,11 +62,12 @@ def _paths(family: Family, writing: Writing, config: Config, keras: Config) -> I
             if entry.source == writing.tied_path and config.get("tie_word_embeddings"):
                 continue
             yield entry.source, entry.target, entry.kind
-    for i in range(layers):
-        layer = f"layers/{family.layer}" + (f"_{i}" if i else "")
-        for entry in family.entries:
-            if "{i}" in entry.target and _literal(entry):
-                yield f"{layer}/{entry.source}", entry.target.format(i=i), entry.kind
+    for stack in family.layer_stacks():
+        for i in range(layers):
+            layer = f"layers/{stack.layer}" + (f"_{i}" if i else "")
+            for entry in stack.entries:
+                if _literal(entry):
+                    yield f"{layer}/{entry.source}", entry.target.format(i=i), entry.kind
     if task_class(family, config) is not None:
         for entry in family.task_entries:
             if _literal(entry):
@@ -95,6 +96,12 @@ def _tf_shape(kind: str, shape: tuple[int, ...], head_dim: int) -> tuple[int, ..
         return (shape[0] // head_dim, head_dim, shape[1])
     if kind == "heads_bias":
         return (shape[0] // head_dim, head_dim)
+    if kind == "conv1d":  # [out, in, width] -> [width, in, out]
+        return shape[::-1]
+    if kind == "conv2d":  # [out, in, h, w] -> [h, w, in, out]
+        return (shape[2], shape[3], shape[1], shape[0])
+    if kind == "lead1":
+        return shape[1:]
     return shape
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bridge.families.keras_hub.families.albert import ALBERT
+from bridge.families.keras_hub.families.bart import BART
 from bridge.families.keras_hub.families.bert import BERT
 from bridge.families.keras_hub.families.deberta_v3 import DEBERTA_V3
 from bridge.families.keras_hub.families.decoder import LLAMA, MISTRAL, QWEN2, QWEN3
@@ -12,6 +13,8 @@ from bridge.families.keras_hub.families.gemma import GEMMA
 from bridge.families.keras_hub.families.gemma2 import GEMMA2
 from bridge.families.keras_hub.families.gpt2 import GPT2
 from bridge.families.keras_hub.families.roberta import ROBERTA, XLM_ROBERTA
+from bridge.families.keras_hub.families.vit import VIT
+from bridge.families.keras_hub.families.whisper import WHISPER
 from bridge.families.keras_hub.table import Config, Family
 
 FAMILIES: tuple[Family, ...] = (
@@ -29,6 +32,9 @@ FAMILIES: tuple[Family, ...] = (
     ELECTRA,
     ALBERT,
     DEBERTA_V3,
+    BART,
+    VIT,
+    WHISPER,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}

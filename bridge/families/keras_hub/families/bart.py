@@ -1,0 +1,91 @@
+"""BART: ``BartBackbone`` <-> ``BartModel``, ``BartSeq2SeqLM`` <-> ``BartForConditionalGeneration`` (encoder and
+decoder blocks are two layer classes; transformers' position tables keep two leading rows KerasHub lacks)."""
+
+from __future__ import annotations
+
+from bridge.families.keras_hub.table import Config, Entry, Family, Stack
+
+
+def _to_transformers(c: Config) -> Config:
+    return {
+        "model_type": "bart",
+        "vocab_size": c["vocabulary_size"],
+        "d_model": c["hidden_dim"],
+        "encoder_layers": c["num_layers"],
+        "decoder_layers": c["num_layers"],
+        "encoder_attention_heads": c["num_heads"],
+        "decoder_attention_heads": c["num_heads"],
+        "encoder_ffn_dim": c["intermediate_dim"],
+        "decoder_ffn_dim": c["intermediate_dim"],
+        "max_position_embeddings": c.get("max_sequence_length", 1024),
+        "activation_function": "gelu",  # KerasHub BART: keras.activations.gelu, the exact form
+        "dropout": c.get("dropout", 0.1),
+        "scale_embedding": False,
+        "tie_word_embeddings": True,
+        "pad_token_id": 1,
+        "bos_token_id": 0,
+        "eos_token_id": 2,
+        "decoder_start_token_id": 2,
+    }
+
+
+def attention_entries(keras: str, torch: str) -> tuple[Entry, ...]:
+    """A KerasHub attention layer and its norm as a transformers BART-style one (``q_proj`` ... ``out_proj``)."""
+    return (
+        *(
+            Entry(f"{keras}/{k}_dense/vars/{v}", f"{torch}.{k[0]}_proj.{p}", kind)
+            for k in ("query", "key", "value")
+            for v, p, kind in ((0, "weight", "heads_in"), (1, "bias", "heads_bias"))
+        ),
+        Entry(f"{keras}/output_dense/vars/0", f"{torch}.out_proj.weight", "heads_out"),
+        Entry(f"{keras}/output_dense/vars/1", f"{torch}.out_proj.bias"),
+        Entry(f"{keras}_norm/vars/0", f"{torch}_layer_norm.weight"),
+        Entry(f"{keras}_norm/vars/1", f"{torch}_layer_norm.bias"),
+    )
+
+
+def feedforward_entries(stem: str) -> tuple[Entry, ...]:
+    """A KerasHub block's feedforward and its norm as transformers' ``fc1``, ``fc2``, ``final_layer_norm``."""
+    return (
+        Entry("_feedforward_intermediate_dense/vars/0", f"{stem}.fc1.weight", "dense"),
+        Entry("_feedforward_intermediate_dense/vars/1", f"{stem}.fc1.bias"),
+        Entry("_feedforward_output_dense/vars/0", f"{stem}.fc2.weight", "dense"),
+        Entry("_feedforward_output_dense/vars/1", f"{stem}.fc2.bias"),
+        Entry("_feedforward_layer_norm/vars/0", f"{stem}.final_layer_norm.weight"),
+        Entry("_feedforward_layer_norm/vars/1", f"{stem}.final_layer_norm.bias"),
+    )
+
+
+BART = Family(
+    backbone="BartBackbone",
+    model_type="bart",
+    base_class="BartModel",
+    base_prefix="model",
+    layer="transformer_encoder",
+    entries=(
+        Entry("layers/reversible_embedding/vars/0", "shared.weight"),
+        Entry("layers/position_embedding/vars/0", "encoder.embed_positions.weight", "rows+2"),
+        Entry("layers/position_embedding_1/vars/0", "decoder.embed_positions.weight", "rows+2"),
+        Entry("layers/layer_normalization/vars/0", "encoder.layernorm_embedding.weight"),
+        Entry("layers/layer_normalization/vars/1", "encoder.layernorm_embedding.bias"),
+        Entry("layers/layer_normalization_1/vars/0", "decoder.layernorm_embedding.weight"),
+        Entry("layers/layer_normalization_1/vars/1", "decoder.layernorm_embedding.bias"),
+        *attention_entries("_self_attention_layer", "encoder.layers.{i}.self_attn"),
+        *feedforward_entries("encoder.layers.{i}"),
+    ),
+    stacks=(
+        Stack(
+            "transformer_decoder",
+            (
+                *attention_entries("_self_attention_layer", "decoder.layers.{i}.self_attn"),
+                *attention_entries("_cross_attention_layer", "decoder.layers.{i}.encoder_attn"),
+                *feedforward_entries("decoder.layers.{i}"),
+            ),
+        ),
+    ),
+    config=_to_transformers,
+    tokenizer="BartTokenizer",
+    vocabulary="bpe",
+    tasks={"BartSeq2SeqLM": "BartForConditionalGeneration"},
+    zeros=(("final_logits_bias", "KerasHub's Seq2SeqLM adds no bias to its logits"),),
+)

@@ -1,0 +1,112 @@
+"""KerasHub encoder-decoder and vision presets (BART, Whisper, ViT) written by KerasHub's own ``save_to_preset``
+(tiny models, random weights), converted to transformers 5 and loaded there, forwards compared in fp32: each
+library called directly with the same inputs (Whisper's and ViT's channels-last features turned channels-first)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli
+
+ENCODER_IDS = np.array([[0, 7, 9, 11, 2, 1, 1, 1], [0, 5, 6, 8, 12, 14, 20, 2]], dtype="int32")
+DECODER_IDS = np.array([[2, 0, 7, 9, 1, 1], [2, 0, 5, 6, 8, 12]], dtype="int32")  # BART pads with 1
+
+
+@pytest.fixture(scope="module")
+def keras_hub(torch):
+    return pytest.importorskip("keras_hub")
+
+
+def _numpy(value: Any) -> np.ndarray:
+    import keras
+
+    return np.asarray(keras.ops.convert_to_numpy(value))
+
+
+def _converted(model: Any, folder: Path, transformers_class: Any) -> Any:
+    """``model`` with random weights saved as a preset, converted, loaded by transformers with nothing left out."""
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in model.get_weights()])
+    preset, out = folder / "preset", folder / "pt"
+    model.save_to_preset(str(preset))
+    run_cli("convert", str(preset), "--to", "pytorch", "-o", str(out))
+    assert json.loads((out / "config.json").read_text())["architectures"] == [transformers_class.__name__]
+    loaded, info = transformers_class.from_pretrained(out, output_loading_info=True)
+    assert not any(info.values()), info
+    return loaded.eval()
+
+
+@pytest.mark.slow
+def test_bart_to_transformers_same_states(transformers, torch, keras_hub, tmp_path):
+    """Encoder and decoder blocks (two layer classes), position tables offset by two rows, padded batches."""
+    backbone = keras_hub.models.BartBackbone(
+        vocabulary_size=30, num_layers=2, num_heads=2, hidden_dim=8, intermediate_dim=16, max_sequence_length=16
+    )
+    model = _converted(backbone, tmp_path, transformers.BartModel)
+    enc_mask, dec_mask = (ENCODER_IDS != 1).astype("int32"), (DECODER_IDS != 1).astype("int32")
+    out = backbone(
+        {
+            "encoder_token_ids": ENCODER_IDS,
+            "encoder_padding_mask": enc_mask,
+            "decoder_token_ids": DECODER_IDS,
+            "decoder_padding_mask": dec_mask,
+        }
+    )
+    with torch.no_grad():
+        got = model(
+            input_ids=torch.tensor(ENCODER_IDS).long(),
+            attention_mask=torch.tensor(enc_mask).long(),
+            decoder_input_ids=torch.tensor(DECODER_IDS).long(),
+            decoder_attention_mask=torch.tensor(dec_mask).long(),
+        )
+    encoded = _numpy(out["encoder_sequence_output"])
+    decoded = _numpy(out["decoder_sequence_output"])
+    np.testing.assert_allclose(got.encoder_last_hidden_state.numpy()[enc_mask == 1], encoded[enc_mask == 1], atol=1e-5)
+    np.testing.assert_allclose(got.last_hidden_state.numpy()[dec_mask == 1], decoded[dec_mask == 1], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_whisper_to_transformers_same_states(transformers, torch, keras_hub, tmp_path):
+    """Input convolutions, keys without a bias, a padded decoder batch over 16 frames of 8 mel bins."""
+    backbone = keras_hub.models.WhisperBackbone(
+        vocabulary_size=30,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=8,
+        intermediate_dim=16,
+        num_mels=8,
+        max_encoder_sequence_length=16,
+        max_decoder_sequence_length=8,
+    )
+    model = _converted(backbone, tmp_path, transformers.WhisperModel)
+    features = np.random.default_rng(1).normal(size=(2, 16, 8)).astype("float32")  # [batch, frames, mels]
+    ids = np.where(DECODER_IDS == 1, 0, DECODER_IDS + 2)
+    mask = (ids != 0).astype("int32")
+    out = backbone({"encoder_features": features, "decoder_token_ids": ids, "decoder_padding_mask": mask})
+    with torch.no_grad():
+        got = model(
+            input_features=torch.tensor(features).permute(0, 2, 1),
+            decoder_input_ids=torch.tensor(ids).long(),
+            decoder_attention_mask=torch.tensor(mask).long(),
+        )
+    np.testing.assert_allclose(got.encoder_last_hidden_state.numpy(), _numpy(out["encoder_sequence_output"]), atol=1e-5)
+    decoded = _numpy(out["decoder_sequence_output"])
+    np.testing.assert_allclose(got.last_hidden_state.numpy()[mask == 1], decoded[mask == 1], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_vit_to_transformers_same_states(transformers, torch, keras_hub, tmp_path):
+    """Patch convolution, class token, position table; KerasHub takes NHWC pixels, transformers NCHW."""
+    backbone = keras_hub.models.ViTBackbone(
+        image_shape=(8, 8, 3), patch_size=4, num_layers=2, num_heads=2, hidden_dim=8, mlp_dim=16
+    )
+    model = _converted(backbone, tmp_path, transformers.ViTModel)
+    pixels = np.random.default_rng(1).normal(size=(2, 8, 8, 3)).astype("float32")
+    with torch.no_grad():
+        got = model(pixel_values=torch.tensor(pixels).permute(0, 3, 1, 2)).last_hidden_state.numpy()
+    np.testing.assert_allclose(got, _numpy(backbone(pixels)), atol=1e-5)
