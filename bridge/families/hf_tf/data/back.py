@@ -27,6 +27,9 @@ HEAD_COPIES: dict[str, tuple[tuple[str, str], ...]] = {
 _CONV1D = (r".*\.(?:c_attn|c_fc|c_proj|q_attn)\.weight", "weight")
 TF_LEAVES: dict[str, tuple[tuple[str, str], ...]] = {
     "gpt2": (_CONV1D,),
+    # the composites proven with a GPT-2 decoder
+    "encoder-decoder": (_CONV1D,),
+    "vision-encoder-decoder": (_CONV1D,),
     "openai-gpt": (_CONV1D,),
     "t5": ((r".*layer_norm\.weight", "weight"), (r".*relative_attention_bias\.weight", "embeddings")),
     "mt5": ((r".*layer_norm\.weight", "weight"), (r".*relative_attention_bias\.weight", "embeddings")),
@@ -59,6 +62,14 @@ TF_LEAVES: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     # TFAlbertMLMHead adds `decoder/bias` to the logits (PyTorch's `predictions.bias`, its decoder's tied bias)
     "albert": ((r"predictions\.bias", "decoder/bias"),),
+}
+
+# model_type -> (top layer, config.json key of its sub-config): a composite's tower that PyTorch holds as a base model,
+# which TF saves under its main layer (:attr:`Family.towers`)
+TOWERS: dict[str, tuple[tuple[str, str], ...]] = {
+    "encoder-decoder": (("encoder", "encoder"),),
+    "vision-encoder-decoder": (("encoder", "encoder"),),
+    "vision-text-dual-encoder": (("vision_model", "vision_config"), ("text_model", "text_config")),
 }
 
 # model_type -> (TF path below the model scope, the TF path whose value it saves again): variables 4.57 saves that
