@@ -20,6 +20,7 @@ from typing import Any
 
 from bridge.core.transforms import Transform
 from bridge.families.hf_tf.data import Family, pt_levels, snake
+from bridge.families.hf_tf.data.back import MAIN_ONLY
 
 MapName = Callable[[str], "tuple[str, Transform] | None"]
 
@@ -223,6 +224,8 @@ def layout(
     layer, with the head copies transformers 4.57 saves; the names dropped (said), the names no TF name reads back
     (gaps)."""
     scope = snake(tf_class)
+    if tf_class.removeprefix("TF") in MAIN_ONLY:  # its parts are below the main layer, no top layer of their own
+        family = dataclasses.replace(family, heads=())
     placed: dict[str, tuple[int, ...]] = {}
     dropped, unplaced = [], []
     sources: dict[str, str] = {}  # TF name -> the PyTorch name it holds

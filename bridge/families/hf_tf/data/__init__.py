@@ -131,6 +131,7 @@ WRITTEN_BACK = frozenset(
         "bart",
         "blenderbot",
         "blenderbot-small",
+        "blip",
         "camembert",
         "convbert",
         "convnext",

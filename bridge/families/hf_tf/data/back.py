@@ -37,6 +37,7 @@ TF_LEAVES: dict[str, tuple[tuple[str, str], ...]] = {
     "gptj": ((r"(?:transformer\.)?wte\.weight", "weight"),),
     "xlnet": ((r"(?:transformer\.)?word_embedding\.weight", "weight"),),
     "ctrl": ((r"(?:transformer\.)?w\.weight", "embeddings"),),
+    "blip": ((r".*word_embeddings\.weight", "embeddings"),),
     "mpnet": ((r".*relative_attention_bias\.weight", "embeddings"),),
     "tapas": ((r".*token_type_embeddings_\d+\.weight", "embeddings"),),
     "layoutlmv3": ((r".*word_embeddings\.weight", "embeddings"),),
@@ -63,6 +64,10 @@ TF_LEAVES: dict[str, tuple[tuple[str, str], ...]] = {
     # TFAlbertMLMHead adds `decoder/bias` to the logits (PyTorch's `predictions.bias`, its decoder's tied bias)
     "albert": ((r"predictions\.bias", "decoder/bias"),),
 }
+
+# PyTorch classes whose TF class holds every part under its main layer, the parts its other classes hold as top
+# layers (TFBlipModel's `blip/.../blip/vision_model`, TFBlipForConditionalGeneration's `vision_model`)
+MAIN_ONLY = frozenset({"BlipModel"})
 
 # model_type -> (top layer, config.json key of its sub-config): a composite's tower that PyTorch holds as a base model,
 # which TF saves under its main layer (:attr:`Family.towers`)
@@ -155,16 +160,30 @@ def _window_index_shape(table: tuple[int, ...]) -> tuple[int, ...]:
     return (w * w, w * w)
 
 
-def _tied_lm_head(scope: str, embeddings: str) -> BackFill:
-    """The LM head's Dense kernel 4.57 saves, the transposed word embeddings a tied PyTorch source stores once."""
+def _tied_kernel(table: str, kernel: str, scope: str, why: str) -> BackFill:
+    """A decoder's Dense kernel 4.57 saves, the transposed word embeddings a tied PyTorch source stores once: the
+    names with ``{scope}`` for the model scope (``scope`` the regex of the scopes it is saved under)."""
     return BackFill(
-        rf"model/({scope})/model/{embeddings}/weight:0",
-        r"lm_head/\1/lm_head/kernel:0",
+        table.format(scope=f"({scope})"),
+        kernel.format(scope=r"\1"),
         lambda shape: shape[::-1],
-        rf"lm_head/({scope})/lm_head/kernel:0",
-        "the LM head's kernel, tied to the word embeddings that the PyTorch model stores once",
-        Fill(owner=rf"model/\1/model/{embeddings}/weight:0", transform="transpose"),
+        kernel.format(scope=f"({scope})"),
+        why,
+        Fill(owner=table.format(scope=r"\1"), transform="transpose"),
     )
+
+
+def _tied_lm_head(scope: str, embeddings: str) -> BackFill:
+    """The LM head's kernel, tied to the word embeddings."""
+    return _tied_kernel(
+        f"model/{{scope}}/model/{embeddings}/weight:0",
+        "lm_head/{scope}/lm_head/kernel:0",
+        scope,
+        "the LM head's kernel, tied to the word embeddings that the PyTorch model stores once",
+    )
+
+
+_BLIP_TIED = "BLIP's text decoder's kernel, tied to its word embeddings that the PyTorch model stores once"
 
 
 # model_type -> variables 4.57 saves that the PyTorch source holds no tensor for, computed beside a placed one
@@ -180,5 +199,19 @@ BACK_FILLS: dict[str, tuple[BackFill, ...]] = {
         ),
     ),
     "xglm": (_tied_lm_head("tfxglm_for_causal_lm", "embed_tokens"),),
+    "blip": (
+        _tied_kernel(
+            "text_decoder/{scope}/text_decoder/bert/embeddings/word_embeddings/embeddings:0",
+            "text_decoder/{scope}/text_decoder/cls/predictions/decoder/kernel:0",
+            r"tf_blip_[a-z_]+",
+            _BLIP_TIED,
+        ),
+        _tied_kernel(
+            "bert/{scope}/bert/embeddings/word_embeddings/embeddings:0",
+            "cls/{scope}/cls/predictions/decoder/kernel:0",
+            "tf_blip_text_lm_head_model",
+            _BLIP_TIED,
+        ),
+    ),
     "speech_to_text": (_tied_lm_head("tf_speech2_text_for_conditional_generation", "decoder/embed_tokens"),),
 }
