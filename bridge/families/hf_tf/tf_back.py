@@ -201,8 +201,11 @@ def candidates(name: str, shape: tuple[int, ...], family: Family, scope: str, bi
     if rest[-1] == "bias" and bias_leaf is not None and not any(re.fullmatch(rx, name) for rx, _ in family.tf_leaves):
         leaves = [bias_leaf, *leaves]
     for leaf in dict.fromkeys(leaves):
-        if "{module}" in leaf:  # a variable the parent layer adds itself (`rel_embeddings.weight`)
-            out.append(f"{top}/{scope}/{path.rpartition('/')[0]}/{leaf.format(module=module)}:0")
+        if (
+            "{module}" in leaf
+        ):  # a variable the parent layer adds itself (`rel_embeddings.weight`, `point_embed_._0.weight`)
+            parent, _, layer = path.rpartition("/")
+            out.append(f"{top}/{scope}/{parent}/{leaf.format(module=layer)}:0")
         else:
             out.append(f"{top}/{scope}/{path}/{leaf}:0")
     return out

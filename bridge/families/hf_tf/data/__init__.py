@@ -177,6 +177,7 @@ WRITTEN_BACK = frozenset(
         "swiftformer",
         "speech_to_text",
         "xglm",
+        "sam",
         "swin",
         "t5",
         "tapas",

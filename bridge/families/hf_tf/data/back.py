@@ -52,14 +52,23 @@ TF_LEAVES: dict[str, tuple[tuple[str, str], ...]] = {
     "vit_mae": ((r"decoder\.decoder_embed\.weight", "kernel"),),  # a Dense named like a table
     "mistral": ((r".*embed_tokens\.weight", "embeddings"), (r".*norm\.weight", "weight")),
     "whisper": ((r".*embed_tokens\.weight", "embeddings"), (r".*embed_positions\.weight", "weight")),
-    # variables the parent layer adds itself, named `<module>.weight` or `<module>_kernel`
+    # variables the parent layer adds itself, named after the layer (`{module}`: its TF name, index included)
     "deberta": ((r".*rel_embeddings\.weight", "{module}.weight"),),
     "deberta-v2": ((r".*rel_embeddings\.weight", "{module}.weight"),),
     "convbert": ((r".*conv_attn_layer\.(?:depthwise|pointwise)\.weight", "{module}_kernel"),),
     "sam": (
-        (r".*\.(?:iou_token|mask_tokens)\.weight", "{module}.weight"),
-        (r".*(?:layer_norm\d*|norm)\.weight", "weight"),
-        (r".*(?:layer_norm\d*|norm)\.bias", "bias"),
+        (r".*\.(?:iou_token|mask_tokens|no_mask_embed|not_a_point_embed|point_embed\.\d+)\.weight", "{module}.weight"),
+        # its own channels-first layer norm (the neck's, the mask embedding's, the upscaling's) adds `weight`, `bias`;
+        # the transformer layers' are Keras LayerNormalization (`gamma`, `beta`)
+        (r".*(?:(?:neck|mask_embed)\.layer_norm\d|upscale_layer_norm)\.weight", "weight"),
+        (r".*(?:(?:neck|mask_embed)\.layer_norm\d|upscale_layer_norm)\.bias", "bias"),
+    ),
+    # the decoder's RMS norms add `weight`; the LM head (a decoupled linear) adds `weight` as PyTorch's
+    "idefics": (
+        (r"(?:model\.)?embed_tokens\.weight", "embeddings"),
+        (r".*(?:input_layernorm|post_attention_layernorm)\.weight", "weight"),
+        (r"(?:model\.)?norm\.weight", "weight"),
+        (r"lm_head\.weight", "weight"),
     ),
     # TFAlbertMLMHead adds `decoder/bias` to the logits (PyTorch's `predictions.bias`, its decoder's tied bias)
     "albert": ((r"predictions\.bias", "decoder/bias"),),
@@ -95,6 +104,12 @@ BACK_CONSTRAINTS: dict[str, tuple[tuple[str, object, object, str], ...]] = {
 # PyTorch class -> why its tf_model.h5 is not written: a variable the TF class builds and its forward reads that the
 # PyTorch class has no value for (a value would be invented, never the one the TF model computed with)
 NOT_WRITTEN: dict[str, str] = {
+    **{
+        f"Idefics{head}": "transformers 4.57's TFIdefics does not load even its own tf_model.h5: it reports the vision "
+        "tower's encoder layers, the perceiver resampler and the additional embedding unexpected and leaves them "
+        "random, so no file bridge writes (bit for bit 4.57's own) loads into the model it was saved from"
+        for head in ("Model", "ForVisionText2Text")
+    },
     **{
         f"Esm{head}": "TFEsm's embeddings always build and save `position_embeddings`, which a rotary ESM "
         "(position_embedding_type: rotary, the one proven) never reads and its PyTorch class lacks: its values would "
