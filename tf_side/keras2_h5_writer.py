@@ -4,9 +4,9 @@ Mirrors tf-keras' ``save_weights_to_hdf5_group`` call for call, so that h5py
 lays the file out as Keras does: root attributes ``layer_names`` (the layers in
 model order), ``backend`` and ``keras_version``; one group per layer, created in
 name order, with a ``weight_names`` attribute (the layer's variables in its own
-order) and one dataset per variable named after it; an empty
-``top_level_model_weights`` group.  For the same tensors and h5py/HDF5 versions
-the bytes equal the file transformers 4.57.6 wrote (``tests/fixtures/hf-tf-bert``).
+order) and one dataset per variable named after it; a ``top_level_model_weights``
+group (the weights the model owns itself, most often none).  For the same tensors
+and h5py/HDF5 versions the bytes equal the file transformers 4.57.6 wrote (``tests/fixtures/hf-tf-bert``).
 h5py stores no creation times for datasets by default and none for these
 groups, so the same input gives the same bytes.
 
@@ -36,7 +36,7 @@ from tf_side.keras2_h5 import shard_dataset_name
 # The Keras 2 release whose layout this reproduces (tf-keras 2.21, which transformers 4.57.6
 # saved with).  Keras reads the value only to upgrade Keras 1 files.
 KERAS_VERSION = "2.21.0"
-_TOP_LEVEL = "top_level_model_weights"  # weights owned by the model itself: none for transformers' models
+_TOP_LEVEL = "top_level_model_weights"  # weights the model owns itself, no layer (most transformers models: none)
 # HDF5 has no bfloat16 and Keras 2 h5 files no strings: the types Keras 2 writes and reads back.
 _H5_TYPES = frozenset({"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
                        "float16", "float32", "float64"})  # fmt: skip
@@ -86,6 +86,7 @@ def write_keras2_h5(
     if len(shards) > 1:
         names = {id(t): weight for weight, t in variables.items()}
         return _write_shards(path, [[(names[id(t)], t) for t in shard] for shard in shards], on_tensor)
+    own = layers.pop(_TOP_LEVEL, [])  # the model's own weights (a dual encoder's logit scale): no layer's
     with h5py.File(path, "w") as f:
         # Attribute values as Keras passes them (lists of bytes: variable-length strings in the file).
         _list_attr(f, "layer_names", list(layers))
@@ -93,7 +94,7 @@ def write_keras2_h5(
         f.attrs["keras_version"] = KERAS_VERSION.encode("utf8")
         for layer in sorted(layers):  # Keras creates groups in name order ("strictly growing")
             _write_layer(f.create_group(layer), layers[layer], on_tensor)
-        _write_layer(f.create_group(_TOP_LEVEL), [], on_tensor)
+        _write_layer(f.create_group(_TOP_LEVEL), own, on_tensor)
     return [path]
 
 

@@ -35,6 +35,13 @@ def saved(transformers, tmp_path_factory: pytest.TempPathFactory) -> dict[str, P
         "mpnet": transformers.MPNetModel(transformers.MPNetConfig(**TINY)),
         "bert": transformers.BertForMaskedLM(transformers.BertConfig(**TINY)),
         "esm": transformers.EsmModel(transformers.EsmConfig(**TINY, pad_token_id=1)),
+        # a composite whose decoder type no fixture proves the way back of (BERT as a decoder, not GPT-2)
+        "bert2bert": transformers.EncoderDecoderModel(
+            config=transformers.EncoderDecoderConfig.from_encoder_decoder_configs(
+                transformers.BertConfig(**TINY),
+                transformers.BertConfig(**TINY, is_decoder=True, add_cross_attention=True),
+            )
+        ),
     }
     for name, model in made.items():
         model.save_pretrained(folder / name)
@@ -47,6 +54,15 @@ def test_a_family_the_generic_layout_writes_goes_back_to_tf_model_h5(saved, fami
     # sentence-transformers MPNet as TFMPNetModel's
     plan = json.loads(run_cli("check", str(saved[family]), "--to", "tensorflow", "--target", "hf-tf", "--json"))
     assert plan["ok"], plan
+
+
+def test_a_composite_with_an_unproven_tower_is_refused_by_name(saved, tmp_path) -> None:
+    """A decoder's square kernels could be written with either leaf: a tower type the fixtures do not prove is
+    refused, never written with a guess."""
+    out = run_cli("convert", str(saved["bert2bert"]), "--to", "tensorflow", "--target", "hf-tf", "-o",
+                  str(tmp_path / "o"), code=2)  # fmt: skip
+    assert "its decoder is bert" in out and "proven for gpt2 only" in out
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("family", ["esm"])

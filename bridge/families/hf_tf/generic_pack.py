@@ -77,6 +77,7 @@ FAMILIES = tuple(
         tf_paths=back.TF_PATHS.get(f.model_type, ()),
         unread_copies=back.UNREAD_COPIES.get(f.model_type, ()),
         back_fills=back.BACK_FILLS.get(f.model_type, ()),
+        towers=back.TOWERS.get(f.model_type, ()),
     )
     for f in text.FAMILIES + seq2seq.FAMILIES + vision.FAMILIES
 )
@@ -336,7 +337,16 @@ def _source_layout(families: tuple[Family, ...], pack: RulePack) -> Any:
                     f"No tf_model.h5 is written for a {family.model_type} with {key} = {config.get(key)!r}",
                     detail=f"only {key} = {allowed!r}: {why}",
                 )
-        layout, _, unplaced = tf_back.layout(family, "TF" + cls, shapes, pack.map_name)
+        for key, proven in back.PROVEN_TOWERS.get(family.model_type, ()):
+            tower = config.get(key)
+            tower_type = str(tower.get("model_type")) if isinstance(tower, dict) else "unknown"
+            if tower_type not in proven:
+                raise UsageError(
+                    f"No tf_model.h5 is written for this {family.model_type} model: its {key} is {tower_type}",
+                    detail=f"the way back of its {key} is proven for {', '.join(proven)} only",
+                    hint="Keep the PyTorch model, or convert each tower alone with --to tensorflow --target hf-tf",
+                )
+        layout, _, unplaced = tf_back.layout(tf_back.with_towers(family, config), "TF" + cls, shapes, pack.map_name)
         if unplaced:
             raise UsageError(
                 f"{len(unplaced)} tensors of this {cls} have no place in TF{cls}'s tf_model.h5",

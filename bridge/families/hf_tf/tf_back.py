@@ -12,6 +12,7 @@ as ``weight``), the layer's kind decides, and the family's data (:attr:`Family.t
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from collections.abc import Callable, Iterable
@@ -19,6 +20,7 @@ from typing import Any
 
 from bridge.core.transforms import Transform
 from bridge.families.hf_tf.data import Family, pt_levels, snake
+from bridge.families.hf_tf.data.back import MAIN_ONLY
 
 MapName = Callable[[str], "tuple[str, Transform] | None"]
 
@@ -199,8 +201,11 @@ def candidates(name: str, shape: tuple[int, ...], family: Family, scope: str, bi
     if rest[-1] == "bias" and bias_leaf is not None and not any(re.fullmatch(rx, name) for rx, _ in family.tf_leaves):
         leaves = [bias_leaf, *leaves]
     for leaf in dict.fromkeys(leaves):
-        if "{module}" in leaf:  # a variable the parent layer adds itself (`rel_embeddings.weight`)
-            out.append(f"{top}/{scope}/{path.rpartition('/')[0]}/{leaf.format(module=module)}:0")
+        if (
+            "{module}" in leaf
+        ):  # a variable the parent layer adds itself (`rel_embeddings.weight`, `point_embed_._0.weight`)
+            parent, _, layer = path.rpartition("/")
+            out.append(f"{top}/{scope}/{parent}/{leaf.format(module=layer)}:0")
         else:
             out.append(f"{top}/{scope}/{path}/{leaf}:0")
     return out
@@ -222,6 +227,8 @@ def layout(
     layer, with the head copies transformers 4.57 saves; the names dropped (said), the names no TF name reads back
     (gaps)."""
     scope = snake(tf_class)
+    if tf_class.removeprefix("TF") in MAIN_ONLY:  # its parts are below the main layer, no top layer of their own
+        family = dataclasses.replace(family, heads=())
     placed: dict[str, tuple[int, ...]] = {}
     dropped, unplaced = [], []
     sources: dict[str, str] = {}  # TF name -> the PyTorch name it holds
@@ -292,6 +299,29 @@ def _grouped(placed: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
     for n in placed:
         tops.setdefault(n.partition("/")[0], []).append(n)
     return {n: placed[n] for names in tops.values() for n in names}
+
+
+def _main_layer(model_type: object) -> str | None:
+    """The main layer's name of a model_type's TF class: transformers' ``base_model_prefix`` of its base model."""
+    import transformers
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
+
+    name = MODEL_MAPPING_NAMES.get(model_type) if isinstance(model_type, str) else None
+    cls = getattr(transformers, name, None) if isinstance(name, str) else None
+    prefix = getattr(cls, "base_model_prefix", None)
+    return prefix if isinstance(prefix, str) and prefix else None
+
+
+def with_towers(family: Family, config: dict[str, Any]) -> Family:
+    """The family with its composite's towers placed under their main layers (:attr:`Family.towers`), read from the
+    source's sub-configs; a tower whose main layer is not known stays where it is (its names then have no place)."""
+    paths = []
+    for top, key in family.towers:
+        sub = config.get(key)
+        main = _main_layer(sub.get("model_type")) if isinstance(sub, dict) else None
+        if main is not None:
+            paths.append((rf"^{re.escape(top)}/(?!{re.escape(main)}/)", f"{top}/{main}/"))
+    return dataclasses.replace(family, tf_paths=(*paths, *family.tf_paths)) if paths else family
 
 
 def of_config(families: Iterable[Family], config: dict[str, Any]) -> tuple[Family, str] | None:

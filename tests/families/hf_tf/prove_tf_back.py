@@ -1,6 +1,6 @@
 """One-time proof of the hf-tf way back with transformers 4.57's own TF classes (run once; CI never has 4.57).
 
-    PYTHONPATH=. /work/main/.venv/bin/python tests/families/hf_tf/prove_tf_back.py make DIR
+    PYTHONPATH=. /work/main/.venv/bin/python tests/families/hf_tf/prove_tf_back.py make DIR [TFClass...]
     PYTHONPATH=. /work/venv-tf4/bin/python tests/families/hf_tf/prove_tf_back.py prove DIR
 
 ``make`` (bridge's environment, transformers 5): for every fixture class bridge writes back
@@ -40,12 +40,13 @@ def written_classes() -> list[str]:
     return out
 
 
-def make(out: Path) -> None:
+def make(out: Path, only: list[str]) -> None:
+    """Each written-back fixture class (or those of ``only``) round-tripped into ``out/<TFClass>``."""
     import tempfile
 
     import bridge
 
-    for tf_class in written_classes():
+    for tf_class in only or written_classes():
         with tempfile.TemporaryDirectory() as tmp:
             bridge.convert(str(FAMILIES_DIR / tf_class / "tf"), to="pytorch", out=f"{tmp}/pt")
             bridge.convert(f"{tmp}/pt", to="tensorflow", target="hf-tf", out=str(out / tf_class))
@@ -104,4 +105,7 @@ if __name__ == "__main__":
     # set here, not on import: the test that reads PROOF imports this module, and the suite's tf.keras is Keras 3
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-    {"make": make, "prove": prove}[sys.argv[1]](Path(sys.argv[2]))
+    if sys.argv[1] == "make":  # the classes named after DIR only (the newly written ones), else all written back
+        make(Path(sys.argv[2]), sys.argv[3:])
+    else:
+        prove(Path(sys.argv[2]))

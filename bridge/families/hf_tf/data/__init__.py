@@ -98,6 +98,10 @@ class Family:
     unread_copies: tuple[tuple[str, str], ...] = ()
     # PyTorch -> TF: variables no PyTorch tensor holds, computed (:class:`BackFill`)
     back_fills: tuple[BackFill, ...] = ()
+    # PyTorch -> TF: (top layer, config.json key of its sub-config) of a composite's tower that PyTorch holds as a base
+    # model, without its main layer's prefix (EncoderDecoderModel's `encoder.embeddings`): TF saves it under that
+    # layer (`encoder/bert/embeddings`), named after the sub-config's model_type, which the forward rules drop unread
+    towers: tuple[tuple[str, str], ...] = ()
 
     # other model_types whose TF classes are this family's (transformers' auto tables map gpt-sw3 to GPT2Config and
     # GPT-2's TF classes: such a file's config.json says gpt2): named in the family table, converted as this family
@@ -127,6 +131,7 @@ WRITTEN_BACK = frozenset(
         "bart",
         "blenderbot",
         "blenderbot-small",
+        "blip",
         "camembert",
         "convbert",
         "convnext",
@@ -140,6 +145,7 @@ WRITTEN_BACK = frozenset(
         "distilbert",
         "dpr",
         "electra",
+        "encoder-decoder",
         "flaubert",
         "funnel",
         "gpt2",
@@ -171,11 +177,14 @@ WRITTEN_BACK = frozenset(
         "swiftformer",
         "speech_to_text",
         "xglm",
+        "sam",
         "swin",
         "t5",
         "tapas",
         "vit",
         "vit_mae",
+        "vision-encoder-decoder",
+        "vision-text-dual-encoder",
         "wav2vec2",
         "whisper",
         "xlm",

@@ -27,6 +27,9 @@ HEAD_COPIES: dict[str, tuple[tuple[str, str], ...]] = {
 _CONV1D = (r".*\.(?:c_attn|c_fc|c_proj|q_attn)\.weight", "weight")
 TF_LEAVES: dict[str, tuple[tuple[str, str], ...]] = {
     "gpt2": (_CONV1D,),
+    # the composites proven with a GPT-2 decoder
+    "encoder-decoder": (_CONV1D,),
+    "vision-encoder-decoder": (_CONV1D,),
     "openai-gpt": (_CONV1D,),
     "t5": ((r".*layer_norm\.weight", "weight"), (r".*relative_attention_bias\.weight", "embeddings")),
     "mt5": ((r".*layer_norm\.weight", "weight"), (r".*relative_attention_bias\.weight", "embeddings")),
@@ -34,6 +37,7 @@ TF_LEAVES: dict[str, tuple[tuple[str, str], ...]] = {
     "gptj": ((r"(?:transformer\.)?wte\.weight", "weight"),),
     "xlnet": ((r"(?:transformer\.)?word_embedding\.weight", "weight"),),
     "ctrl": ((r"(?:transformer\.)?w\.weight", "embeddings"),),
+    "blip": ((r".*word_embeddings\.weight", "embeddings"),),
     "mpnet": ((r".*relative_attention_bias\.weight", "embeddings"),),
     "tapas": ((r".*token_type_embeddings_\d+\.weight", "embeddings"),),
     "layoutlmv3": ((r".*word_embeddings\.weight", "embeddings"),),
@@ -48,17 +52,46 @@ TF_LEAVES: dict[str, tuple[tuple[str, str], ...]] = {
     "vit_mae": ((r"decoder\.decoder_embed\.weight", "kernel"),),  # a Dense named like a table
     "mistral": ((r".*embed_tokens\.weight", "embeddings"), (r".*norm\.weight", "weight")),
     "whisper": ((r".*embed_tokens\.weight", "embeddings"), (r".*embed_positions\.weight", "weight")),
-    # variables the parent layer adds itself, named `<module>.weight` or `<module>_kernel`
+    # variables the parent layer adds itself, named after the layer (`{module}`: its TF name, index included)
     "deberta": ((r".*rel_embeddings\.weight", "{module}.weight"),),
     "deberta-v2": ((r".*rel_embeddings\.weight", "{module}.weight"),),
     "convbert": ((r".*conv_attn_layer\.(?:depthwise|pointwise)\.weight", "{module}_kernel"),),
     "sam": (
-        (r".*\.(?:iou_token|mask_tokens)\.weight", "{module}.weight"),
-        (r".*(?:layer_norm\d*|norm)\.weight", "weight"),
-        (r".*(?:layer_norm\d*|norm)\.bias", "bias"),
+        (r".*\.(?:iou_token|mask_tokens|no_mask_embed|not_a_point_embed|point_embed\.\d+)\.weight", "{module}.weight"),
+        # its own channels-first layer norm (the neck's, the mask embedding's, the upscaling's) adds `weight`, `bias`;
+        # the transformer layers' are Keras LayerNormalization (`gamma`, `beta`)
+        (r".*(?:(?:neck|mask_embed)\.layer_norm\d|upscale_layer_norm)\.weight", "weight"),
+        (r".*(?:(?:neck|mask_embed)\.layer_norm\d|upscale_layer_norm)\.bias", "bias"),
+    ),
+    # the decoder's RMS norms add `weight`; the LM head (a decoupled linear) adds `weight` as PyTorch's
+    "idefics": (
+        (r"(?:model\.)?embed_tokens\.weight", "embeddings"),
+        (r".*(?:input_layernorm|post_attention_layernorm)\.weight", "weight"),
+        (r"(?:model\.)?norm\.weight", "weight"),
+        (r"lm_head\.weight", "weight"),
     ),
     # TFAlbertMLMHead adds `decoder/bias` to the logits (PyTorch's `predictions.bias`, its decoder's tied bias)
     "albert": ((r"predictions\.bias", "decoder/bias"),),
+}
+
+# PyTorch classes whose TF class holds every part under its main layer, the parts its other classes hold as top
+# layers (TFBlipModel's `blip/.../blip/vision_model`, TFBlipForConditionalGeneration's `vision_model`)
+MAIN_ONLY = frozenset({"BlipModel"})
+
+# model_type -> (top layer, config.json key of its sub-config): a composite's tower that PyTorch holds as a base model,
+# which TF saves under its main layer (:attr:`Family.towers`)
+TOWERS: dict[str, tuple[tuple[str, str], ...]] = {
+    "encoder-decoder": (("encoder", "encoder"),),
+    "vision-encoder-decoder": (("encoder", "encoder"),),
+    "vision-text-dual-encoder": (("vision_model", "vision_config"), ("text_model", "text_config")),
+}
+
+# composite model_type -> (config key of a tower, the tower model_types whose way back the fixtures prove): a tower
+# of another type could take a leaf of the wrong kind (a square kernel written untransposed), so it is refused by name
+PROVEN_TOWERS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "encoder-decoder": (("encoder", ("bert",)), ("decoder", ("gpt2",))),
+    "vision-encoder-decoder": (("encoder", ("vit",)), ("decoder", ("gpt2",))),
+    "vision-text-dual-encoder": (("vision_config", ("vit",)), ("text_config", ("bert",))),
 }
 
 # model_type -> (TF path below the model scope, the TF path whose value it saves again): variables 4.57 saves that
@@ -79,6 +112,12 @@ BACK_CONSTRAINTS: dict[str, tuple[tuple[str, object, object, str], ...]] = {
 # PyTorch class -> why its tf_model.h5 is not written: a variable the TF class builds and its forward reads that the
 # PyTorch class has no value for (a value would be invented, never the one the TF model computed with)
 NOT_WRITTEN: dict[str, str] = {
+    **{
+        f"Idefics{head}": "transformers 4.57's TFIdefics does not load even its own tf_model.h5: it reports the vision "
+        "tower's encoder layers, the perceiver resampler and the additional embedding unexpected and leaves them "
+        "random, so no file bridge writes (bit for bit 4.57's own) loads into the model it was saved from"
+        for head in ("Model", "ForVisionText2Text")
+    },
     **{
         f"Esm{head}": "TFEsm's embeddings always build and save `position_embeddings`, which a rotary ESM "
         "(position_embedding_type: rotary, the one proven) never reads and its PyTorch class lacks: its values would "
@@ -144,16 +183,30 @@ def _window_index_shape(table: tuple[int, ...]) -> tuple[int, ...]:
     return (w * w, w * w)
 
 
-def _tied_lm_head(scope: str, embeddings: str) -> BackFill:
-    """The LM head's Dense kernel 4.57 saves, the transposed word embeddings a tied PyTorch source stores once."""
+def _tied_kernel(table: str, kernel: str, scope: str, why: str) -> BackFill:
+    """A decoder's Dense kernel 4.57 saves, the transposed word embeddings a tied PyTorch source stores once: the
+    names with ``{scope}`` for the model scope (``scope`` the regex of the scopes it is saved under)."""
     return BackFill(
-        rf"model/({scope})/model/{embeddings}/weight:0",
-        r"lm_head/\1/lm_head/kernel:0",
+        table.format(scope=f"({scope})"),
+        kernel.format(scope=r"\1"),
         lambda shape: shape[::-1],
-        rf"lm_head/({scope})/lm_head/kernel:0",
-        "the LM head's kernel, tied to the word embeddings that the PyTorch model stores once",
-        Fill(owner=rf"model/\1/model/{embeddings}/weight:0", transform="transpose"),
+        kernel.format(scope=f"({scope})"),
+        why,
+        Fill(owner=table.format(scope=r"\1"), transform="transpose"),
     )
+
+
+def _tied_lm_head(scope: str, embeddings: str) -> BackFill:
+    """The LM head's kernel, tied to the word embeddings."""
+    return _tied_kernel(
+        f"model/{{scope}}/model/{embeddings}/weight:0",
+        "lm_head/{scope}/lm_head/kernel:0",
+        scope,
+        "the LM head's kernel, tied to the word embeddings that the PyTorch model stores once",
+    )
+
+
+_BLIP_TIED = "BLIP's text decoder's kernel, tied to its word embeddings that the PyTorch model stores once"
 
 
 # model_type -> variables 4.57 saves that the PyTorch source holds no tensor for, computed beside a placed one
@@ -169,5 +222,19 @@ BACK_FILLS: dict[str, tuple[BackFill, ...]] = {
         ),
     ),
     "xglm": (_tied_lm_head("tfxglm_for_causal_lm", "embed_tokens"),),
+    "blip": (
+        _tied_kernel(
+            "text_decoder/{scope}/text_decoder/bert/embeddings/word_embeddings/embeddings:0",
+            "text_decoder/{scope}/text_decoder/cls/predictions/decoder/kernel:0",
+            r"tf_blip_[a-z_]+",
+            _BLIP_TIED,
+        ),
+        _tied_kernel(
+            "bert/{scope}/bert/embeddings/word_embeddings/embeddings:0",
+            "cls/{scope}/cls/predictions/decoder/kernel:0",
+            "tf_blip_text_lm_head_model",
+            _BLIP_TIED,
+        ),
+    ),
     "speech_to_text": (_tied_lm_head("tf_speech2_text_for_conditional_generation", "decoder/embed_tokens"),),
 }

@@ -333,6 +333,7 @@ FAMILIES = (
             (r"(patch_embedding)/kernel", "{}.weight", _CONV2D),
             (r"(logit_scale)", "{}", "identity"),
         ),
+        also=("blip_text_model", "blip_vision_model"),  # the one-tower classes' config.json (their sub-configs)
     ),
     # round 3
     Family(
