@@ -11,6 +11,7 @@ from bridge.families.keras_hub.families.electra import ELECTRA
 from bridge.families.keras_hub.families.gemma import GEMMA
 from bridge.families.keras_hub.families.gemma2 import GEMMA2
 from bridge.families.keras_hub.families.gpt2 import GPT2
+from bridge.families.keras_hub.families.opt import OPT
 from bridge.families.keras_hub.families.roberta import ROBERTA, XLM_ROBERTA
 from bridge.families.keras_hub.table import Config, Family
 
@@ -29,6 +30,7 @@ FAMILIES: tuple[Family, ...] = (
     ELECTRA,
     ALBERT,
     DEBERTA_V3,
+    OPT,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
