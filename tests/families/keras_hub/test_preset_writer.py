@@ -33,6 +33,7 @@ DECODERS: dict[str, tuple[str, str, dict[str, Any]]] = {  # transformers class -
         {"hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 2, "ffn_dim": 16}
         | {"max_position_embeddings": 16, "word_embed_proj_dim": 8},
     ),
+    "Phi3ForCausalLM": ("Phi3Config", "Phi3CausalLM", _GQA | {"intermediate_size": 16, "pad_token_id": 0}),
     "GemmaForCausalLM": ("GemmaConfig", "GemmaCausalLM", _GQA | {"intermediate_size": 16, "head_dim": 4}),
     "Gemma2ForCausalLM": (  # soft-caps, a window narrower than the batch in layer 0
         "Gemma2Config",
@@ -182,6 +183,7 @@ def _unnamed(serialized: dict) -> dict:
         "GemmaBackbone:gemma2",
         "LlamaBackbone",
         "OPTBackbone",
+        "Phi3Backbone",
         "Qwen3Backbone",
         "QwenBackbone",
     ],

@@ -59,6 +59,7 @@ DECODERS: dict[str, tuple[str, dict[str, Any]]] = {  # backbone -> its transform
     "Qwen3Backbone": ("Qwen3ForCausalLM", _GQA | {"head_dim": 4, "layer_norm_epsilon": 1e-5}),
     "GPT2Backbone": ("GPT2LMHeadModel", _MHA | {"intermediate_dim": 32}),  # KerasHub's import assumes 4 * hidden
     "OPTBackbone": ("OPTForCausalLM", _MHA),  # two position rows more in transformers
+    "Phi3Backbone": ("Phi3ForCausalLM", _GQA),  # q/k/v joined in unequal blocks, gate and up joined
     "GemmaBackbone": ("GemmaForCausalLM", _GQA | {"intermediate_dim": 32, "head_dim": 4}),
     "GemmaBackbone:gemma2": (  # the same class as Gemma 1: post norms, soft-caps, a window narrower than the batch
         "Gemma2ForCausalLM",
@@ -74,7 +75,7 @@ DECODERS: dict[str, tuple[str, dict[str, Any]]] = {  # backbone -> its transform
 # there, and bridge's weights are the ones transformers' forward matched (its 1.3e-3 forward gap comes from this).
 _ROUNDED_BY_KERAS_HUB = ("MistralBackbone",)
 # KerasHub 0.32 has no importer for these transformers model types: bridge's conversion is the only one.
-_NOT_IMPORTED_BY_KERAS_HUB = ("OPTBackbone",)
+_NOT_IMPORTED_BY_KERAS_HUB = ("OPTBackbone", "Phi3Backbone")
 
 
 def _keras_hub_reads_back(keras_hub: Any, backbone: Any, out: Path) -> None:

@@ -12,6 +12,7 @@ from bridge.families.keras_hub.families.gemma import GEMMA
 from bridge.families.keras_hub.families.gemma2 import GEMMA2
 from bridge.families.keras_hub.families.gpt2 import GPT2
 from bridge.families.keras_hub.families.opt import OPT
+from bridge.families.keras_hub.families.phi3 import PHI3
 from bridge.families.keras_hub.families.roberta import ROBERTA, XLM_ROBERTA
 from bridge.families.keras_hub.table import Config, Family
 
@@ -31,6 +32,7 @@ FAMILIES: tuple[Family, ...] = (
     ALBERT,
     DEBERTA_V3,
     OPT,
+    PHI3,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
