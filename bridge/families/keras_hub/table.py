@@ -11,9 +11,9 @@ head axes.  A kind ending ``@k/n`` makes the value block ``k`` of ``n`` that the
 axis (GPT-2's query, key and value side by side in one ``c_attn``); ``@k/n/axis`` joins along ``axis``, and
 ``@k/key0+key1+.../axis`` joins unequal blocks, sized in proportion to those Keras config keys' values (Phi-3's
 ``qkv_proj``: ``num_query_heads`` rows of query heads, ``num_key_value_heads`` of key and of value heads).
-``experts_dense``: a bank of Dense kernels ``[experts, in, out]`` -> ``[experts, out, in]`` (Mixtral's experts).  ``rows+k``: transformers' tensor has ``k``
-leading rows more than KerasHub's (RoBERTa's position table, two rows for its padding offset): zeros on the way in,
-dropped on the way out (they are read only at padding positions).
+``experts_dense``: a bank of Dense kernels ``[experts, in, out]`` -> ``[experts, out, in]`` (Mixtral's experts).
+``rows+k``: transformers' tensor has ``k`` leading rows more than KerasHub's (RoBERTa's position table, two rows for
+its padding offset): zeros on the way in, dropped on the way out (they are read only at padding positions).
 """
 
 from __future__ import annotations
