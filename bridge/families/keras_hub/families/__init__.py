@@ -11,6 +11,7 @@ from bridge.families.keras_hub.families.electra import ELECTRA
 from bridge.families.keras_hub.families.gemma import GEMMA
 from bridge.families.keras_hub.families.gemma2 import GEMMA2
 from bridge.families.keras_hub.families.gpt2 import GPT2
+from bridge.families.keras_hub.families.mixtral import MIXTRAL
 from bridge.families.keras_hub.families.opt import OPT
 from bridge.families.keras_hub.families.phi3 import PHI3
 from bridge.families.keras_hub.families.roberta import ROBERTA, XLM_ROBERTA
@@ -33,6 +34,7 @@ FAMILIES: tuple[Family, ...] = (
     DEBERTA_V3,
     OPT,
     PHI3,
+    MIXTRAL,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
