@@ -1,7 +1,8 @@
-"""Mixtral: ``MixtralBackbone`` <-> ``MixtralModel``, ``MixtralCausalLM`` <-> ``MixtralForCausalLM`` (a Llama-shaped
+"""Mixtral: ``MixtralBackbone`` -> ``MixtralModel``, ``MixtralCausalLM`` -> ``MixtralForCausalLM`` (a Llama-shaped
 decoder whose feed-forward is a router over a bank of SwiGLU experts: KerasHub keeps each projection of every expert
 in one ``[experts, in, out]`` array, transformers 5 gate and up joined in ``gate_up_proj [experts, 2 * inter,
-hidden]`` and ``down_proj [experts, hidden, inter]`` in memory; both route by softmax, top-k, the top-k weights renormalized).
+hidden]`` and ``down_proj [experts, hidden, inter]`` in memory; both route by softmax, top-k, the top-k weights
+renormalized).
 Read only: transformers 5 saves Mixtral on disk as transformers 4 did, one tensor per expert
 (``block_sparse_moe.experts.N.w1``), which this table does not name yet."""
 
