@@ -21,6 +21,9 @@ out.  A third argument names another axis: ``block(k,n,1)`` / ``chunk(k,n,1)`` j
 torch's are ``[nx, nf]``), and ``unsqueeze(k)`` puts it back: a rule names the axis, so a shape that has no size-1
 axis there is a mismatch, never a forced fit.  :func:`assemble` is the one function that builds a target from its
 parts, for the writer and for ``verify`` alike.
+``join(k,axis,s0,s1,...)`` makes the value block ``k`` of blocks of sizes ``s0, s1, ...`` along ``axis`` that the
+writer concatenates, the blocks unequal (Phi-3's ``qkv_proj`` under grouped-query attention: fewer key and value rows
+than query rows); its inverse ``cut(k,axis,s0,s1,...)`` takes block ``k`` back out.
 ``prepend(k)`` puts ``k`` rows of zeros ahead of axis 0 (transformers' RoBERTa position table keeps two rows for
 its padding offset that KerasHub's lacks), and ``drop(k)`` takes the first ``k`` rows of axis 0 away again.
 ``reverse`` reverses every axis, whatever the rank: transformers' own TF -> PyTorch rule for a kernel
@@ -39,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 _SPEC = re.compile(
-    r"^(identity|transpose|reverse|permute|reshape|row|place|term|sum|block|chunk|squeeze|unsqueeze|prepend|drop)(?:\(([-\d,\s]*)\))?$"
+    r"^(identity|transpose|reverse|permute|reshape|row|place|term|sum|block|chunk|squeeze|unsqueeze|prepend|drop|join|cut)(?:\(([-\d,\s]*)\))?$"
 )
 _GATES = re.compile(r"^gates\(([a-z]+)->([a-z]+)\)$")
 
@@ -92,6 +95,10 @@ class Transform:
         if self.op == "unsqueeze":
             k = self.args[0]
             return (*shape[:k], 1, *shape[k:]) if k <= len(shape) else None
+        if self.op in ("join", "cut"):
+            k, a, sizes = self.args[0], self.args[1], self.args[2:]
+            have, want = (sizes[k], sum(sizes)) if self.op == "join" else (sum(sizes), sizes[k])
+            return (*shape[:a], want, *shape[a + 1 :]) if a < len(shape) and shape[a] == have else None
         if self.op == "prepend":
             return (shape[0] + self.args[0], *shape[1:]) if shape else None
         if self.op == "drop":
@@ -109,7 +116,7 @@ class Transform:
         ``place``, ``sum`` and ``block`` return the part alone; :func:`assemble` stacks, adds or concatenates
         the parts of one target.
         """
-        if self.op in ("identity", "place", "sum", "block"):
+        if self.op in ("identity", "place", "sum", "block", "join"):
             return value
         if self.op == "term":
             return np.ascontiguousarray(value if self.args[0] == 0 else np.zeros_like(value))
@@ -129,6 +136,10 @@ class Transform:
             return np.ascontiguousarray(value[self.args[0]])
         if self.op == "chunk":
             return np.ascontiguousarray(np.split(value, self.args[1], axis=self.axis)[self.args[0]])
+        if self.op == "cut":
+            k, a, sizes = self.args[0], self.args[1], self.args[2:]
+            start = sum(sizes[:k])
+            return np.ascontiguousarray(np.take(value, range(start, start + sizes[k]), axis=a))
         if self.op == "squeeze":  # to a scalar too (CLIP's logit_scale [1] -> []): ascontiguousarray makes it [1]
             out = np.squeeze(value, axis=self.args[0])
             return out if out.flags.c_contiguous else np.ascontiguousarray(out)
@@ -170,20 +181,24 @@ class Transform:
 
     @property
     def axis(self) -> int:
-        """The axis ``block`` joins along and ``chunk`` splits (its third argument; 0 without one)."""
+        """The axis ``block`` / ``join`` joins along and ``chunk`` / ``cut`` splits (0 where none is named)."""
+        if self.op in ("join", "cut"):
+            return self.args[1]
         return self.args[2] if self.op in ("block", "chunk") and len(self.args) == 3 else 0
 
     @property
     def splits(self) -> bool:
         """Whether this transform takes one part of its source (starts with ``row``, ``term`` or ``chunk``): a
         source of several targets."""
-        return (self.steps[0] if self.op == "chain" else self).op in ("row", "term", "chunk")
+        return (self.steps[0] if self.op == "chain" else self).op in ("row", "term", "chunk", "cut")
 
     @property
     def part(self) -> tuple[int, int] | None:
         """``(k, n)`` when this transform yields part ``k`` of ``n`` of its target (ends in ``place``, ``sum`` or
-        ``block``)."""
+        ``block``, ``join``)."""
         last = self.steps[-1] if self.op == "chain" else self
+        if last.op == "join":
+            return (last.args[0], len(last.args) - 2)
         return (last.args[0], last.args[1]) if last.op in _PARTS else None
 
     @property
@@ -200,7 +215,7 @@ def chain(*steps: Transform) -> Transform:
     return flat[0] if len(flat) == 1 else Transform("chain", steps=tuple(flat))
 
 
-_PARTS = ("place", "sum", "block")
+_PARTS = ("place", "sum", "block", "join")
 _INVERSES = {
     "term": "sum",
     "sum": "term",
@@ -210,6 +225,8 @@ _INVERSES = {
     "unsqueeze": "squeeze",
     "prepend": "drop",
     "drop": "prepend",
+    "join": "cut",
+    "cut": "join",
 }
 _TILE = 256  # elements per side: a tile of each operand stays in cache while it is copied
 _CACHE_LINE = 64  # bytes
@@ -253,7 +270,7 @@ def assemble(parts: Sequence[tuple[Transform, np.ndarray]]) -> np.ndarray:
         for value in values[1:]:
             total += value
         return np.ascontiguousarray(total)
-    if joins == "block":
+    if joins in ("block", "join"):
         last = ordered[0][0]
         axis = (last.steps[-1] if last.op == "chain" else last).axis
         return np.ascontiguousarray(np.concatenate(values, axis=axis))
@@ -288,7 +305,7 @@ def _parse_one(spec: str) -> Transform:
             f"unknown transform {spec!r}; known: identity, transpose, reverse, permute(...), reshape(...), "
             "gates(abc->bca), row(k), place(k,n), term(k,n), sum(k,n), block(k,n[,axis]), chunk(k,n[,axis]), "
             "squeeze(k), "
-            "unsqueeze(k), prepend(k), drop(k), and chains a|b"
+            "unsqueeze(k), prepend(k), drop(k), join(k,axis,s0,s1,...), cut(k,axis,s0,s1,...), and chains a|b"
         )
     op, raw = m.group(1), m.group(2)
     args = tuple(int(a) for a in raw.split(",") if a) if raw else ()
@@ -305,4 +322,6 @@ def _parse_one(spec: str) -> Transform:
     if (single and (len(args) != 1 or args[0] < 0)) or bad_pair:
         want = "(k,n[,axis])" if len(sizes) == 2 else "(k,n)"
         raise ValueError(f"{op} needs {'(k)' if single else want + ' with 0 <= k < n'}, got {args}")
+    if op in ("join", "cut") and (len(args) < 4 or not 0 <= args[0] < len(args) - 2 or min(args) < 0):
+        raise ValueError(f"{op} needs (k,axis,s0,s1,...) with two sizes or more and 0 <= k < their count, got {args}")
     return Transform(op, args)

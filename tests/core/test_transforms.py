@@ -170,6 +170,26 @@ def test_blocks_along_axis_1_make_a_conv1d_kernel_and_chunks_take_them_back():
         parse("chunk(0,3,1,2)")
 
 
+def test_unequal_blocks_join_and_cut_back():
+    """Phi-3's qkv_proj under grouped-query attention: 4 query heads, 2 key and 2 value heads of size 3, rows of
+    unequal blocks joined along axis 0; each cut back out bit-exact."""
+    from bridge.core.transforms import assemble
+
+    sizes = (12, 6, 6)
+    kernels = [np.arange(5 * n, dtype=np.float32).reshape(5, n // 3, 3) + 100 * k for k, n in enumerate(sizes)]
+    joins = [parse(f"reshape(5,{n})|transpose|join({k},0,12,6,6)") for k, n in enumerate(sizes)]
+    assert [j.part for j in joins] == [(0, 3), (1, 3), (2, 3)] and all(j.joins == "join" for j in joins)
+    assert all(j.shape(k.shape) == (24, 5) and not j.splits for j, k in zip(joins, kernels, strict=True))
+    whole = assemble([(j, j.apply(k)) for j, k in reversed(list(zip(joins, kernels, strict=True)))])
+    assert whole.tobytes() == np.concatenate([k.reshape(5, -1).T for k in kernels]).tobytes()
+    cuts = [j.inverse(k.shape) for j, k in zip(joins, kernels, strict=True)]
+    assert str(cuts[1]) == "cut(1,0,12,6,6)|transpose|reshape(5,2,3)" and all(c.splits for c in cuts)
+    assert all(c.apply(whole).tobytes() == k.tobytes() for c, k in zip(cuts, kernels, strict=True))
+    assert cuts[0].shape((23, 5)) is None and parse("join(1,1,2,3)").shape((4, 3)) == (4, 5)
+    with pytest.raises(ValueError, match="join needs"):
+        parse("join(2,0,4,4)")
+
+
 def test_prepend_adds_zero_rows_and_drop_takes_them_away():
     """RoBERTa's position table: transformers keeps two leading rows (its padding offset) KerasHub's lacks."""
     value = np.arange(12, dtype=np.float32).reshape(4, 3)

@@ -32,7 +32,7 @@ from bridge.core.packs import (
 from bridge.core.transforms import parse
 from bridge.families.keras_hub.families import BY_MODEL_TYPE, FAMILIES, family_of
 from bridge.families.keras_hub.hooks import forward_check
-from bridge.families.keras_hub.table import Entry, Family
+from bridge.families.keras_hub.table import Entry, Family, blocks_of
 from bridge.families.keras_hub.tokenizer import tokenizer_files, vocabulary_facts
 from bridge.families.keras_hub.writing import (
     WRITTEN_TYPES,
@@ -57,17 +57,19 @@ def _family(metadata: dict[str, Any]) -> Family | None:
     return family_of(str(metadata.get("backbone_class", "")), config if isinstance(config, dict) else {})
 
 
-def _transform(kind: str, shape: tuple[int, ...]) -> str:
+def _transform(kind: str, shape: tuple[int, ...], keras: dict[str, Any]) -> str:
     """The transform spec of ``kind`` for a value of ``shape`` (the reshapes spelled with its sizes); a kind
-    ending ``@k/n`` adds ``block(k,n,axis)`` along the result's last axis."""
+    ending ``@...`` adds ``block(k,n,axis)`` (equal blocks) or ``join(k,axis,sizes...)`` (unequal ones)."""
     kind, _, part = kind.partition("@")
     spec = _reshaped(kind, shape)
     if not part:
         return spec
-    k, n = part.split("/")
-    out = parse(spec).shape(shape)
-    axis = len(out) - 1 if out else 0
-    return f"{spec}|block({k},{n}{f',{axis}' if axis else ''})"
+    out = parse(spec).shape(shape) or ()
+    k, weights, axis, equal = blocks_of(part, keras, len(out))
+    if equal:
+        return f"{spec}|block({k},{len(weights)}{f',{axis}' if axis else ''})"
+    sizes = ",".join(str(out[axis] * w // weights[k]) for w in weights)
+    return f"{spec}|join({k},{axis},{sizes})"
 
 
 def _reshaped(kind: str, shape: tuple[int, ...]) -> str:
@@ -75,6 +77,8 @@ def _reshaped(kind: str, shape: tuple[int, ...]) -> str:
         return f"prepend({kind.removeprefix('rows+')})"
     if kind == "dense":
         return "transpose"
+    if kind == "experts_dense":  # [experts, in, out] -> [experts, out, in]
+        return "permute(0,2,1)"
     if kind == "heads_in":  # [hidden, heads, head_dim] -> [heads * head_dim, hidden]
         return f"reshape({shape[0]},{shape[1] * shape[2]})|transpose"
     if kind == "heads_out":  # [heads, head_dim, hidden] -> [hidden, heads * head_dim]
@@ -140,7 +144,7 @@ def bind(ckpt: Checkpoint, spec: TargetSpec) -> tuple[RulePack, list[str]]:
         else:
             hit = _target_of(entries, family, name)
         if hit is not None:
-            rules.append(Rule(re.escape(name), hit[0], _transform(hit[1], shape)))
+            rules.append(Rule(re.escape(name), hit[0], _transform(hit[1], shape, keras)))
     bound = replace(PACK, pt=replace(PACK.pt, base_prefix=family.base_prefix), matching=_zeros(family, keras))
     if to_preset:
         spec.base_prefix = spec.base_prefix or family.base_prefix  # a preset given as the reference names none

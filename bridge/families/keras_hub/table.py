@@ -8,12 +8,16 @@ value changes: ``dense`` (Keras ``[in, out]`` -> torch ``[out, in]``), ``heads_i
 ``heads_first_in`` (Gemma's ``[heads, hidden, head_dim]`` -> ``[heads * head_dim, hidden]``);
 ``conv_heads_in`` / ``conv_heads_out`` keep Keras' ``[in, out]`` order (a transformers Conv1D's) and only merge the
 head axes.  A kind ending ``@k/n`` makes the value block ``k`` of ``n`` that the writer joins along the target's last
-axis (GPT-2's query, key and value side by side in one ``c_attn``).  ``rows+k``: transformers' tensor has ``k``
-leading rows more than KerasHub's (RoBERTa's position table, two rows for its padding offset): zeros on the way in,
-dropped on the way out (they are read only at padding positions).  ``conv1d`` (Keras ``[width, in, out]`` ->
-torch ``[out, in, width]``), ``conv2d`` (``[h, w, in, out]`` -> ``[out, in, h, w]``), ``lead1`` (a leading axis
-of one more on transformers' side).  A family's layer classes (``layer`` with ``entries``, then its ``stacks``: an
-encoder-decoder's decoder blocks) may be nested paths (``vi_t_encoder/encoder_layers/vi_t_encoder_block``).
+axis (GPT-2's query, key and value side by side in one ``c_attn``); ``@k/n/axis`` joins along ``axis``, and
+``@k/key0+key1+.../axis`` joins unequal blocks, sized in proportion to those Keras config keys' values (Phi-3's
+``qkv_proj``: ``num_query_heads`` rows of query heads, ``num_key_value_heads`` of key and of value heads).
+``experts_dense``: a bank of Dense kernels ``[experts, in, out]`` -> ``[experts, out, in]`` (Mixtral's experts).
+``rows+k``: transformers' tensor has ``k`` leading rows more than KerasHub's (RoBERTa's position table, two rows for
+its padding offset): zeros on the way in, dropped on the way out (they are read only at padding positions).
+``conv1d`` (Keras ``[width, in, out]`` -> torch ``[out, in, width]``), ``conv2d`` (``[h, w, in, out]`` -> ``[out,
+in, h, w]``), ``lead1`` (a leading axis of one more on transformers' side).  A family's layer classes (``layer``
+with ``entries``, then its ``stacks``: an encoder-decoder's decoder blocks) may be nested paths
+(``vi_t_encoder/encoder_layers/vi_t_encoder_block``).
 """
 
 from __future__ import annotations
@@ -36,6 +40,15 @@ class Entry:
     target: str  # "": a preset variable transformers has no tensor for (dropped on the way in, zeros on the way out)
     kind: str = "same"
     shape: tuple[int, ...] = ()  # of a variable without a transformers tensor: its shape, which nothing else gives
+
+
+def blocks_of(part: str, keras: Config, rank: int) -> tuple[int, tuple[int, ...], int, bool]:
+    """A kind's ``@`` part (``k/n[/axis]`` or ``k/key0+key1+...[/axis]``): block ``k``, the blocks' relative sizes,
+    the axis (default the last of a tensor of ``rank``) and whether the blocks are equal."""
+    k, blocks, *axis = part.split("/")
+    equal = blocks.isdigit()
+    weights = (1,) * int(blocks) if equal else tuple(int(keras[key]) for key in blocks.split("+"))
+    return int(k), weights, int(axis[0]) if axis else max(rank - 1, 0), equal
 
 
 def no_notes(config: Config) -> list[str]:

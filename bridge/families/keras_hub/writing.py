@@ -17,7 +17,7 @@ from typing import Any
 from bridge.core.errors import UsageError
 from bridge.core.keras_hub_preset import TASK_PREFIX
 from bridge.families.keras_hub.families import BY_MODEL_TYPE, FAMILIES
-from bridge.families.keras_hub.table import Config, Entry, Family, Writing, policy, snake
+from bridge.families.keras_hub.table import Config, Entry, Family, Writing, blocks_of, policy, snake
 from bridge.families.keras_hub.tokenizer import preset_tokenizer
 
 Shapes = dict[str, tuple[int, ...]]
@@ -74,16 +74,19 @@ def _paths(family: Family, writing: Writing, config: Config, keras: Config) -> I
                 yield TASK_PREFIX + entry.source, entry.target, entry.kind
 
 
-def _tf_shape(kind: str, shape: tuple[int, ...], head_dim: int) -> tuple[int, ...]:
+def _tf_shape(kind: str, shape: tuple[int, ...], head_dim: int, keras: Config) -> tuple[int, ...]:
     """The Keras variable's shape for a transformers tensor of ``shape`` (:func:`pack._transform` inverted); a
-    kind ending ``@k/n`` takes one of ``n`` equal blocks along the tensor's last axis first."""
+    kind ending ``@...`` takes its block of the tensor first."""
     kind, _, part = kind.partition("@")
     if part:
-        shape = (*shape[:-1], shape[-1] // int(part.split("/")[1]))
+        k, weights, axis, _ = blocks_of(part, keras, len(shape))
+        shape = (*shape[:axis], shape[axis] * weights[k] // sum(weights), *shape[axis + 1 :])
     if kind.startswith("rows+"):
         return (shape[0] - int(kind.removeprefix("rows+")), *shape[1:])
     if kind == "dense":
         return shape[::-1]
+    if kind == "experts_dense":
+        return (shape[0], shape[2], shape[1])
     if kind == "heads_in":  # [heads * head_dim, hidden] -> [hidden, heads, head_dim]
         return (shape[1], shape[0] // head_dim, head_dim)
     if kind == "heads_out":  # [hidden, heads * head_dim] -> [heads, head_dim, hidden]
@@ -124,7 +127,7 @@ def preset_layout(shapes: Shapes, config: Config) -> Shapes:
         if target not in by_name:
             missing.append(target)
             continue
-        layout[path] = _tf_shape(kind, by_name[target], head_dim)
+        layout[path] = _tf_shape(kind, by_name[target], head_dim, keras)
     if missing:
         raise UsageError(
             f"The source lacks tensors the KerasHub {family.backbone} has",

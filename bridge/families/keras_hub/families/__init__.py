@@ -12,6 +12,9 @@ from bridge.families.keras_hub.families.electra import ELECTRA
 from bridge.families.keras_hub.families.gemma import GEMMA
 from bridge.families.keras_hub.families.gemma2 import GEMMA2
 from bridge.families.keras_hub.families.gpt2 import GPT2
+from bridge.families.keras_hub.families.mixtral import MIXTRAL
+from bridge.families.keras_hub.families.opt import OPT
+from bridge.families.keras_hub.families.phi3 import PHI3
 from bridge.families.keras_hub.families.roberta import ROBERTA, XLM_ROBERTA
 from bridge.families.keras_hub.families.vit import VIT
 from bridge.families.keras_hub.families.whisper import WHISPER
@@ -35,6 +38,9 @@ FAMILIES: tuple[Family, ...] = (
     BART,
     VIT,
     WHISPER,
+    OPT,
+    PHI3,
+    MIXTRAL,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
