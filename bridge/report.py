@@ -313,7 +313,10 @@ def render_layouts(report: LayoutsReport) -> str:
         lines.append(title)
         width = max((len(row.name) for row in rows), default=0)
         for row in rows:
-            default = " (default)" if row.default else ""
+            default = " (the default for these)" if row.default else ""
             lines.append(f"  {row.name:<{width}}  {row.layout}{default}: {', '.join(row.model_types) or 'any family'}")
-    lines.append("A PyTorch source goes only to a layout that writes its family (config.json's model_type).")
+    lines.append(
+        "A PyTorch source goes only to a layout that writes its family (config.json's model_type); without --target,"
+        " to its family's default layout, else the first listed."
+    )
     return "\n".join(lines)

@@ -17,7 +17,7 @@ class LayoutRow:
     name: str
     layout: str
     model_types: tuple[str, ...]
-    default: bool = False  # the layout ``--to tensorflow`` writes when no ``--target`` is given
+    default: bool = False  # the layout ``--to tensorflow`` writes for these families when no ``--target`` is given
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -62,5 +62,5 @@ def layouts() -> LayoutsReport:
             weights = pack.tf.output.weights if pack.tf.output is not None else ""
             words = f"{pack.docs.layout} ({weights})" if pack.docs.layout and weights != pack.docs.layout else weights
             types = pack.tf.model_types if pack.tf.model_types is not None else pack.docs.model_types
-            report.written.append(LayoutRow(pack.name, words, types, pack.tf.default))
+            report.written.append(LayoutRow(pack.name, words, tuple(dict.fromkeys(types)), pack.tf.default))
     return report
