@@ -126,9 +126,11 @@ def test_vit_to_preset_same_states(transformers, torch, keras_hub, tmp_path):
         expected = model(pixel_values=torch.tensor(pixels).permute(0, 3, 1, 2)).last_hidden_state.numpy()
     np.testing.assert_allclose(_numpy(backbone(pixels)), expected, atol=1e-5)
     run_cli("convert", str(preset), "--to", "pytorch", "-o", str(tmp_path / "back"))
-    back = tmp_path / "back" / "model.safetensors"
-    with pytest.raises(AssertionError):  # the pooler KerasHub lacks comes back as zeros beside the source's tensors
-        _same_tensors(src / "model.safetensors", back)
+    back = transformers.ViTModel.from_pretrained(tmp_path / "back").state_dict()
+    pooler = {n: t for n, t in back.items() if n.startswith("pooler.")}
+    assert pooler and all(not t.any() for t in pooler.values())  # the pooler KerasHub lacks: zeros
+    for name, value in model.state_dict().items():  # the rest bit for bit (written under transformers 5's names)
+        assert back[name].numpy().tobytes() == value.numpy().tobytes(), name
 
 
 def _keras_preset(keras_hub: Any, name: str, folder: Path) -> Path:

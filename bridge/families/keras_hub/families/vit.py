@@ -100,9 +100,7 @@ VIT = Family(
         Entry("mlp/dense_2/vars/1", "layers.{i}.mlp.fc2.bias"),
     ),
     config=_to_transformers,
-    writing=Writing(
-        "keras_hub.src.models.vit", _to_keras, ("ImageClassifier",), files={"ViTBackbone": "vit_backbone"}
-    ),
+    writing=Writing("keras_hub.src.models.vit", _to_keras, ("ImageClassifier",), files={"ViTBackbone": "vit_backbone"}),
     saved=_SAVED,
     unkept=((r"pooler\.dense\.(weight|bias)", "ViTModel's pooler, which KerasHub's ViTBackbone does not compute"),),
 )
