@@ -71,7 +71,8 @@ class Writing:
     files: Mapping[str, str] = field(default_factory=dict)
 
     def module_of(self, class_name: str) -> str:
-        return f"{self.module}.{self.files.get(class_name, snake(class_name))}"
+        stem = snake(class_name.removesuffix("Backbone")) + "_backbone" if class_name.endswith("Backbone") else ""
+        return f"{self.module}.{self.files.get(class_name, stem or snake(class_name))}"
 
 
 @dataclass(frozen=True)
