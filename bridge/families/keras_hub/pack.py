@@ -137,6 +137,8 @@ def bind(ckpt: Checkpoint, spec: TargetSpec) -> tuple[RulePack, list[str]]:
     if family is None:
         return PACK, []
     entries = family.entries_for(keras)
+    prefix = family.base_prefix + "."
+    sources = {r.name.removeprefix(prefix) for r in ckpt.values()} if to_preset and family.saved else set()
     rules: list[Rule] = []
     for name, shape in variables:
         if name.startswith(TASK_PREFIX):
@@ -144,7 +146,8 @@ def bind(ckpt: Checkpoint, spec: TargetSpec) -> tuple[RulePack, list[str]]:
         else:
             hit = _target_of(entries, family, name)
         if hit is not None:
-            rules.append(Rule(re.escape(name), hit[0], _transform(hit[1], shape, keras)))
+            target = family.source_name(hit[0], sources) if sources else hit[0]
+            rules.append(Rule(re.escape(name), target, _transform(hit[1], shape, keras)))
     bound = replace(PACK, pt=replace(PACK.pt, base_prefix=family.base_prefix), matching=_zeros(family, keras))
     if to_preset:
         spec.base_prefix = spec.base_prefix or family.base_prefix  # a preset given as the reference names none

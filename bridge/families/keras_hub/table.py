@@ -23,7 +23,7 @@ with ``entries``, then its ``stacks``: an encoder-decoder's decoder blocks) may 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +67,12 @@ class Writing:
     notes: Callable[[Config], list[str]] = no_notes  # what the preset computes otherwise than the source
     tokenizer: str = ""  # the KerasHub tokenizer class its vocabulary is written for
     tokenizer_config: Config = field(default_factory=dict)  # that tokenizer's config keys of this family
+    # a class's module file where it is not the class name in snake case (``ViTBackbone``: ``vit_backbone``)
+    files: Mapping[str, str] = field(default_factory=dict)
+
+    def module_of(self, class_name: str) -> str:
+        stem = snake(class_name.removesuffix("Backbone")) + "_backbone" if class_name.endswith("Backbone") else ""
+        return f"{self.module}.{self.files.get(class_name, stem or snake(class_name))}"
 
 
 @dataclass(frozen=True)
@@ -148,6 +154,18 @@ class Family:
     variant: Callable[[Config], tuple[Entry, ...]] | None = None
     layers_key: str = "num_layers"  # the Keras config key counting the stored layers (ALBERT's shared groups)
     stacks: tuple[Stack, ...] = ()  # layer classes besides ``layer``, as many layers each
+    # (regex, replacement) turning a target name into the one save_pretrained writes, where transformers 5 renames
+    # its checkpoints' names on loading (ViT): a source holding those names is read by them
+    saved: tuple[tuple[str, str], ...] = ()
+
+    def source_name(self, target: str, names: Container[str]) -> str:
+        """``target`` as a transformers source spells it: itself, else its saved form where the source has that."""
+        if target in names or not self.saved:
+            return target
+        renamed = target
+        for pattern, replacement in self.saved:
+            renamed = re.sub(pattern, replacement, renamed)
+        return renamed if renamed in names else target
 
     def layer_stacks(self) -> tuple[Stack, ...]:
         """Every indexed layer class with the entries of one of its layers, ``layer`` first."""

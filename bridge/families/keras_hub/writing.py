@@ -123,7 +123,8 @@ def preset_layout(shapes: Shapes, config: Config) -> Shapes:
     head_dim = _head_dim(keras)
     layout: Shapes = {}
     missing: list[str] = []
-    for path, target, kind in _paths(family, writing, config, keras):
+    for path, name, kind in _paths(family, writing, config, keras):
+        target = family.source_name(name, by_name)
         if target not in by_name:
             missing.append(target)
             continue
@@ -162,9 +163,8 @@ def preset_files(config: Config, class_name: str) -> dict[str, Any]:
         "dtype": policy("float32"),
         **writing.keras_config(config),
     }
-    stem = snake(backbone.removesuffix("Backbone"))
     files: dict[str, Any] = {
-        "config.json": _serialized(f"{writing.module}.{stem}_backbone", backbone, backbone_config),
+        "config.json": _serialized(writing.module_of(backbone), backbone, backbone_config),
         "metadata.json": {
             "keras_version": KERAS_VERSION,
             "keras_hub_version": KERAS_HUB_VERSION,
@@ -180,7 +180,7 @@ def preset_files(config: Config, class_name: str) -> dict[str, Any]:
             "name": snake(task),
             **(own(config) if own else {}),
         }
-        files["task.json"] = _serialized(f"{writing.module}.{snake(task)}", task, task_config)
+        files["task.json"] = _serialized(writing.module_of(task), task, task_config)
         if family.task_entries:  # a task with weights of its own is saved compiled (KerasHub's default)
             files["task_optimizer"] = {"name": "adam", "learning_rate": 5e-5}
     files |= preset_tokenizer(family, writing, config)

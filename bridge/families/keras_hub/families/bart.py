@@ -3,7 +3,7 @@ decoder blocks are two layer classes; transformers' position tables keep two lea
 
 from __future__ import annotations
 
-from bridge.families.keras_hub.table import Config, Entry, Family, Stack
+from bridge.families.keras_hub.table import Config, Entry, Family, Stack, Writing, refuse, require
 
 
 def _to_transformers(c: Config) -> Config:
@@ -29,13 +29,49 @@ def _to_transformers(c: Config) -> Config:
     }
 
 
-def attention_entries(keras: str, torch: str) -> tuple[Entry, ...]:
-    """A KerasHub attention layer and its norm as a transformers BART-style one (``q_proj`` ... ``out_proj``)."""
+def same_sizes(c: Config, family: str) -> None:
+    """Refuse an encoder-decoder config whose encoder and decoder differ in size: KerasHub's take one of each."""
+    for key in ("layers", "attention_heads", "ffn_dim"):
+        if c.get(f"encoder_{key}") != c.get(f"decoder_{key}"):
+            raise refuse(
+                c,
+                f"encoder_{key} {c.get(f'encoder_{key}')}, decoder_{key} {c.get(f'decoder_{key}')}",
+                f"KerasHub's {family} has encoder and decoder of one size",
+            )
+
+
+def _to_keras(c: Config) -> Config:
+    same_sizes(c, "BartBackbone")
+    require(
+        c,
+        (
+            ("activation_function", "gelu", "KerasHub BART's feedforward computes the exact gelu"),
+            ("scale_embedding", False, "KerasHub BART does not scale its embeddings"),
+            ("tie_word_embeddings", True, "KerasHub BART's logits reuse the token embeddings"),
+            ("normalize_before", False, "KerasHub BART's blocks normalize after attention (post-norm)"),
+            ("add_final_layer_norm", False, "KerasHub BART has no final layer norm"),
+        ),
+    )
+    return {
+        "vocabulary_size": c["vocab_size"],
+        "num_layers": c["encoder_layers"],
+        "num_heads": c["encoder_attention_heads"],
+        "hidden_dim": c["d_model"],
+        "intermediate_dim": c["encoder_ffn_dim"],
+        "dropout": c.get("dropout", 0.1),
+        "max_sequence_length": c.get("max_position_embeddings", 1024),
+    }
+
+
+def attention_entries(keras: str, torch: str, *, key_bias: bool = True) -> tuple[Entry, ...]:
+    """A KerasHub attention layer and its norm as a transformers BART-style one (``q_proj`` ... ``out_proj``);
+    without ``key_bias``, keys without a bias on both sides (Whisper's)."""
     return (
         *(
             Entry(f"{keras}/{k}_dense/vars/{v}", f"{torch}.{k[0]}_proj.{p}", kind)
             for k in ("query", "key", "value")
             for v, p, kind in ((0, "weight", "heads_in"), (1, "bias", "heads_bias"))
+            if key_bias or k != "key" or v == 0
         ),
         Entry(f"{keras}/output_dense/vars/0", f"{torch}.out_proj.weight", "heads_out"),
         Entry(f"{keras}/output_dense/vars/1", f"{torch}.out_proj.bias"),
@@ -88,4 +124,10 @@ BART = Family(
     vocabulary="bpe",
     tasks={"BartSeq2SeqLM": "BartForConditionalGeneration"},
     zeros=(("final_logits_bias", "KerasHub's Seq2SeqLM adds no bias to its logits"),),
+    writing=Writing(
+        "keras_hub.src.models.bart",
+        _to_keras,
+        ("Seq2SeqLM",),
+        files={"BartSeq2SeqLM": "bart_seq_2_seq_lm"},
+    ),
 )

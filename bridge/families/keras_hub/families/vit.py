@@ -4,7 +4,7 @@ position table gains transformers' leading batch axis; the pooler KerasHub's bac
 from __future__ import annotations
 
 from bridge.core.errors import UsageError
-from bridge.families.keras_hub.table import Config, Entry, Family
+from bridge.families.keras_hub.table import Config, Entry, Family, Writing, require
 
 
 def _to_transformers(c: Config) -> Config:
@@ -33,6 +33,41 @@ def _to_transformers(c: Config) -> Config:
         "attention_probs_dropout_prob": c.get("attention_dropout", 0.0),
     }
 
+
+def _to_keras(c: Config) -> Config:
+    require(
+        c,
+        (
+            ("hidden_act", "gelu", "KerasHub ViT's MLP computes the exact gelu"),
+            ("qkv_bias", True, "the preset's table keeps the query, key and value biases"),
+        ),
+    )
+    size, patch = c.get("image_size", 224), c.get("patch_size", 16)
+    return {
+        "image_shape": [size, size, c.get("num_channels", 3)],
+        "patch_size": [patch, patch],
+        "num_layers": c["num_hidden_layers"],
+        "num_heads": c["num_attention_heads"],
+        "hidden_dim": c["hidden_size"],
+        "mlp_dim": c["intermediate_size"],
+        "dropout_rate": c.get("hidden_dropout_prob", 0.0),
+        "attention_dropout": c.get("attention_probs_dropout_prob", 0.0),
+        "layer_norm_epsilon": c.get("layer_norm_eps", 1e-12),
+        "use_mha_bias": True,
+        "use_mlp_bias": True,
+        "use_class_token": True,
+        "use_patch_bias": True,
+    }
+
+
+# transformers 5's in-memory names -> the 4.x names its save_pretrained still writes (it renames them on loading)
+_SAVED = (
+    (r"^layers\.", "encoder.layer."),
+    *((rf"\.attention\.{x[0]}_proj\.", f".attention.attention.{x}.") for x in ("query", "key", "value")),
+    (r"\.attention\.o_proj\.", ".attention.output.dense."),
+    (r"\.mlp\.fc1\.", ".intermediate.dense."),
+    (r"\.mlp\.fc2\.", ".output.dense."),
+)
 
 _EMBED = "layers/vi_t_patching_and_embedding"
 VIT = Family(
@@ -65,5 +100,7 @@ VIT = Family(
         Entry("mlp/dense_2/vars/1", "layers.{i}.mlp.fc2.bias"),
     ),
     config=_to_transformers,
+    writing=Writing("keras_hub.src.models.vit", _to_keras, ("ImageClassifier",), files={"ViTBackbone": "vit_backbone"}),
+    saved=_SAVED,
     unkept=((r"pooler\.dense\.(weight|bias)", "ViTModel's pooler, which KerasHub's ViTBackbone does not compute"),),
 )

@@ -3,8 +3,8 @@ keys without a bias, as in transformers; blocks named as BART's)."""
 
 from __future__ import annotations
 
-from bridge.families.keras_hub.families.bart import attention_entries, feedforward_entries
-from bridge.families.keras_hub.table import Config, Entry, Family, Stack
+from bridge.families.keras_hub.families.bart import attention_entries, feedforward_entries, same_sizes
+from bridge.families.keras_hub.table import Config, Entry, Family, Stack, Writing, require
 
 _SPECIAL = {"pad_token_id": 50256, "bos_token_id": 50257, "eos_token_id": 50257}
 _START = 50258  # <|startoftranscript|>
@@ -36,6 +36,30 @@ def _to_transformers(c: Config) -> Config:
     }
 
 
+def _to_keras(c: Config) -> Config:
+    same_sizes(c, "WhisperBackbone")
+    require(
+        c,
+        (
+            ("activation_function", "gelu", "KerasHub Whisper's feedforward computes the exact gelu"),
+            ("scale_embedding", False, "KerasHub Whisper does not scale its embeddings"),
+            ("tie_word_embeddings", True, "KerasHub Whisper's logits reuse the token embeddings"),
+        ),
+    )
+    return {
+        "vocabulary_size": c["vocab_size"],
+        "num_layers": c["encoder_layers"],
+        "num_heads": c["encoder_attention_heads"],
+        "hidden_dim": c["d_model"],
+        "intermediate_dim": c["encoder_ffn_dim"],
+        "num_mels": c.get("num_mel_bins", 80),
+        "dropout": c.get("dropout", 0.0),
+        # the frames before the second convolution halves them: twice the encoder's position rows
+        "max_encoder_sequence_length": 2 * c.get("max_source_positions", 1500),
+        "max_decoder_sequence_length": c.get("max_target_positions", 448),
+    }
+
+
 WHISPER = Family(
     backbone="WhisperBackbone",
     model_type="whisper",
@@ -54,19 +78,20 @@ WHISPER = Family(
         Entry("layers/layer_normalization/vars/1", "encoder.layer_norm.bias"),
         Entry("layers/layer_normalization_1/vars/0", "decoder.layer_norm.weight"),
         Entry("layers/layer_normalization_1/vars/1", "decoder.layer_norm.bias"),
-        *attention_entries("_self_attention_layer", "encoder.layers.{i}.self_attn"),
+        *attention_entries("_self_attention_layer", "encoder.layers.{i}.self_attn", key_bias=False),
         *feedforward_entries("encoder.layers.{i}"),
     ),
     stacks=(
         Stack(
             "whisper_decoder",
             (
-                *attention_entries("_self_attention_layer", "decoder.layers.{i}.self_attn"),
-                *attention_entries("_cross_attention_layer", "decoder.layers.{i}.encoder_attn"),
+                *attention_entries("_self_attention_layer", "decoder.layers.{i}.self_attn", key_bias=False),
+                *attention_entries("_cross_attention_layer", "decoder.layers.{i}.encoder_attn", key_bias=False),
                 *feedforward_entries("decoder.layers.{i}"),
             ),
         ),
     ),
     config=_to_transformers,
     tasks={},
+    writing=Writing("keras_hub.src.models.whisper", _to_keras, ()),
 )
