@@ -303,6 +303,9 @@ class PyTorchSide:
     base_prefix: str | None = None  # transformers' ``base_model_prefix`` of the family (``bert``)
     copies: PtCopies | None = None  # tensors convert writes beside the matched ones
     companion: Companion | None = None  # a source folder of two networks the TF layout stores in one checkpoint
+    # a transformers class's tensors named as its save_pretrained writes them (transformers 5 splits some of the
+    # tensors it joins in memory, a mixture of experts' banks, back into the names other readers know)
+    saved_names: bool = False
 
 
 @dataclass(frozen=True)
