@@ -232,6 +232,11 @@ def _saved_class(config: dict[str, Any], names: Iterable[str]) -> str | None:
     return saved[0] if isinstance(saved, list) and saved and isinstance(saved[0], str) else None
 
 
+def _saved_names(config: dict[str, Any]) -> bool:
+    family = BY_MODEL_TYPE.get(str(config.get("model_type")))
+    return family is not None and family.saved_names
+
+
 def _generation(config: dict[str, Any]) -> dict[str, Any] | None:
     family = BY_MODEL_TYPE.get(str(config.get("model_type")))
     if family is None or not family.generates:
@@ -248,7 +253,7 @@ PACK = RulePack(
     config=ConfigHooks(
         from_files=_preset_facts, pytorch=_pt_config, generation=_generation, side_files=tokenizer_files
     ),
-    pt=PyTorchSide(saved_class=_saved_class, saved_names=True),
+    pt=PyTorchSide(saved_class=_saved_class, saved_names=_saved_names),
     tf=TensorFlowSide(
         source_layout=preset_layout,
         class_name=preset_class,

@@ -160,6 +160,9 @@ class Family:
     variant: Callable[[Config], tuple[Entry, ...]] | None = None
     layers_key: str = "num_layers"  # the Keras config key counting the stored layers (ALBERT's shared groups)
     stacks: tuple[Stack, ...] = ()  # layer classes besides ``layer``, as many layers each
+    # the transformers names are those its save_pretrained writes, not the model's in memory (transformers 5 saves
+    # some tensors it joins in memory one by one: a bank of experts)
+    saved_names: bool = False
 
     def layer_stacks(self) -> tuple[Stack, ...]:
         """Every indexed layer class with the entries of one of its layers, ``layer`` first."""

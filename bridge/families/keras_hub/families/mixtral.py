@@ -91,5 +91,6 @@ MIXTRAL = Family(
     vocabulary="sentencepiece",
     tasks={"MixtralCausalLM": "MixtralForCausalLM"},
     generates=True,
+    saved_names=True,
     writing=Writing("keras_hub.src.models.mixtral", _to_keras, ("CausalLM",), tokenizer="MixtralTokenizer"),
 )
