@@ -42,8 +42,9 @@ def base_model_prefix(class_name: str) -> str | None:
     return prefix if isinstance(prefix, str) and prefix else None
 
 
-def transformers_spec(class_name: str, config: dict[str, Any]) -> TargetSpec:
-    """Names, shapes, dtypes and ties of ``transformers.<class_name>(config)``.
+def transformers_spec(class_name: str, config: dict[str, Any], *, saved: bool = False) -> TargetSpec:
+    """Names, shapes, dtypes and ties of ``transformers.<class_name>(config)``; with ``saved``, its tensors as
+    its ``save_pretrained`` writes them (transformers 5's conversions reverted: a bank of experts one tensor each).
 
     Ties come from parameter identity after the model's own tying, so they are
     whatever this transformers version does (``_tied_weights_keys`` is a dict in 5.x).
@@ -70,9 +71,14 @@ def transformers_spec(class_name: str, config: dict[str, Any]) -> TargetSpec:
         else:
             owners[id(param)] = name
     _orient_ties(tied, getattr(model, "all_tied_weights_keys", None) or {})
+    state = model.state_dict(keep_vars=True)
+    if saved:
+        from transformers.core_model_loading import revert_weight_conversion
+
+        state = revert_weight_conversion(model, state)  # runs on the meta tensors: shapes alone
     tensors = {
         name: TargetTensor(name, tuple(t.shape), str(t.dtype).removeprefix("torch."), tied.get(name))
-        for name, t in model.state_dict(keep_vars=True).items()
+        for name, t in state.items()
     }
     return TargetSpec(
         "pytorch",

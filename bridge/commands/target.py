@@ -237,7 +237,7 @@ def resolve_target(ckpt: Checkpoint, pack: RulePack, to: str, target: str | None
     others = transformers_class_names()  # None without transformers: transformers_spec says what to install
     if others is not None and name not in others:
         raise _unknown_class(name, pack, others)
-    spec = transformers_spec(name, config)
+    spec = transformers_spec(name, config, saved=bool(pack.pt.saved_names and pack.pt.saved_names(config)))
     spec.chosen = chosen
     return spec
 

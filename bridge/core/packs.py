@@ -303,6 +303,10 @@ class PyTorchSide:
     base_prefix: str | None = None  # transformers' ``base_model_prefix`` of the family (``bert``)
     copies: PtCopies | None = None  # tensors convert writes beside the matched ones
     companion: Companion | None = None  # a source folder of two networks the TF layout stores in one checkpoint
+    # (transformers config) -> whether the class's tensors are named as its save_pretrained writes them
+    # (transformers 5 splits some tensors it joins in memory, a mixture of experts' banks, back into the names other
+    # readers know), not as the model holds them
+    saved_names: Callable[[Config], bool] | None = None
 
 
 @dataclass(frozen=True)

@@ -57,11 +57,12 @@ def _family(metadata: dict[str, Any]) -> Family | None:
     return family_of(str(metadata.get("backbone_class", "")), config if isinstance(config, dict) else {})
 
 
-def _transform(kind: str, shape: tuple[int, ...], keras: dict[str, Any]) -> str:
-    """The transform spec of ``kind`` for a value of ``shape`` (the reshapes spelled with its sizes); a kind
-    ending ``@...`` adds ``block(k,n,axis)`` (equal blocks) or ``join(k,axis,sizes...)`` (unequal ones)."""
+def _transform(kind: str, shape: tuple[int, ...], keras: dict[str, Any], row: int | None = None) -> str:
+    """The transform spec of ``kind`` for a value of ``shape`` (the reshapes spelled with its sizes), of its row
+    ``row`` of axis 0 first where one is given (``row(k)``); a kind ending ``@...`` adds ``block(k,n,axis)`` (equal
+    blocks) or ``join(k,axis,sizes...)`` (unequal ones)."""
     kind, _, part = kind.partition("@")
-    spec = _reshaped(kind, shape)
+    spec = _reshaped(kind, shape) if row is None else f"row({row})|{_reshaped(kind, shape[1:])}"
     if not part:
         return spec
     out = parse(spec).shape(shape) or ()
@@ -77,8 +78,6 @@ def _reshaped(kind: str, shape: tuple[int, ...]) -> str:
         return f"prepend({kind.removeprefix('rows+')})"
     if kind == "dense":
         return "transpose"
-    if kind == "experts_dense":  # [experts, in, out] -> [experts, out, in]
-        return "permute(0,2,1)"
     if kind == "heads_in":  # [hidden, heads, head_dim] -> [heads * head_dim, hidden]
         return f"reshape({shape[0]},{shape[1] * shape[2]})|transpose"
     if kind == "heads_out":  # [heads, head_dim, hidden] -> [hidden, heads * head_dim]
@@ -100,24 +99,27 @@ def _reshaped(kind: str, shape: tuple[int, ...]) -> str:
     return "identity"
 
 
-def _target_of(entries: tuple[Entry, ...], family: Family, name: str) -> tuple[str, str] | None:
-    """The transformers name and kind of a backbone variable path, or None."""
+Hit = tuple[str, str, int | None]  # a target: its transformers name, the kind, the row of the variable it takes
+
+
+def _targets_of(entries: tuple[Entry, ...], family: Family, name: str, keras: dict[str, Any]) -> list[Hit]:
+    """The transformers names, kinds and rows of a backbone variable path (none: transformers has no tensor)."""
     for entry in entries:
         if "{i}" not in entry.target and re.fullmatch(entry.source, name):
-            return (entry.target, entry.kind) if entry.target else None
+            return [(entry.named(r), entry.kind, r) for r in entry.rows(keras)] if entry.target else []
     for stack in family.layer_stacks():
         m = re.fullmatch(rf"layers/{re.escape(stack.layer)}(?:_(\d+))?/(.+)", name)
         if m is None:
             continue
         for entry in stack.entries:
             if re.fullmatch(entry.source, m[2]):
-                return entry.target.format(i=int(m[1] or 0)), entry.kind
-    return None
+                return [(entry.named(r, int(m[1] or 0)), entry.kind, r) for r in entry.rows(keras)]
+    return []
 
 
-def _task_target(entries: Iterable[Entry], name: str) -> tuple[str, str] | None:
+def _task_targets(entries: Iterable[Entry], name: str) -> list[Hit]:
     rest = name.removeprefix(TASK_PREFIX)
-    return next(((e.target, e.kind) for e in entries if re.fullmatch(e.source, rest)), None)
+    return next(([(e.target, e.kind, None)] for e in entries if re.fullmatch(e.source, rest)), [])
 
 
 def bind(ckpt: Checkpoint, spec: TargetSpec) -> tuple[RulePack, list[str]]:
@@ -142,12 +144,12 @@ def bind(ckpt: Checkpoint, spec: TargetSpec) -> tuple[RulePack, list[str]]:
     rules: list[Rule] = []
     for name, shape in variables:
         if name.startswith(TASK_PREFIX):
-            hit = _task_target(family.task_entries, name)
+            hits = _task_targets(family.task_entries, name)
         else:
-            hit = _target_of(entries, family, name)
-        if hit is not None:
-            target = family.source_name(hit[0], sources) if sources else hit[0]
-            rules.append(Rule(re.escape(name), target, _transform(hit[1], shape, keras)))
+            hits = _targets_of(entries, family, name, keras)
+        for target, kind, row in hits:
+            source = family.source_name(target, sources) if sources else target
+            rules.append(Rule(re.escape(name), source, _transform(kind, shape, keras, row)))
     bound = replace(PACK, pt=replace(PACK.pt, base_prefix=family.base_prefix), matching=_zeros(family, keras))
     if to_preset:
         spec.base_prefix = spec.base_prefix or family.base_prefix  # a preset given as the reference names none
@@ -234,6 +236,11 @@ def _saved_class(config: dict[str, Any], names: Iterable[str]) -> str | None:
     return saved[0] if isinstance(saved, list) and saved and isinstance(saved[0], str) else None
 
 
+def _saved_names(config: dict[str, Any]) -> bool:
+    family = BY_MODEL_TYPE.get(str(config.get("model_type")))
+    return family is not None and family.saved_names
+
+
 def _generation(config: dict[str, Any]) -> dict[str, Any] | None:
     family = BY_MODEL_TYPE.get(str(config.get("model_type")))
     if family is None or not family.generates:
@@ -250,7 +257,7 @@ PACK = RulePack(
     config=ConfigHooks(
         from_files=_preset_facts, pytorch=_pt_config, generation=_generation, side_files=tokenizer_files
     ),
-    pt=PyTorchSide(saved_class=_saved_class),
+    pt=PyTorchSide(saved_class=_saved_class, saved_names=_saved_names),
     tf=TensorFlowSide(
         source_layout=preset_layout,
         class_name=preset_class,

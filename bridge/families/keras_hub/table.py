@@ -11,7 +11,10 @@ head axes.  A kind ending ``@k/n`` makes the value block ``k`` of ``n`` that the
 axis (GPT-2's query, key and value side by side in one ``c_attn``); ``@k/n/axis`` joins along ``axis``, and
 ``@k/key0+key1+.../axis`` joins unequal blocks, sized in proportion to those Keras config keys' values (Phi-3's
 ``qkv_proj``: ``num_query_heads`` rows of query heads, ``num_key_value_heads`` of key and of value heads).
-``experts_dense``: a bank of Dense kernels ``[experts, in, out]`` -> ``[experts, out, in]`` (Mixtral's experts).
+An entry with ``each`` (a Keras config key) is one variable of many targets: its target names ``{e}``, and row ``e``
+of the variable's axis 0 (``row(e)``, then the kind) is the target of index ``e`` for each ``e`` below that key's
+value; on the way out the targets are stacked back in order (``place(e,n)``): Mixtral's expert bank, one tensor per
+expert on disk.
 ``rows+k``: transformers' tensor has ``k`` leading rows more than KerasHub's (RoBERTa's position table, two rows for
 its padding offset): zeros on the way in, dropped on the way out (they are read only at padding positions).
 ``conv1d`` (Keras ``[width, in, out]`` -> torch ``[out, in, width]``), ``conv2d`` (``[h, w, in, out]`` -> ``[out,
@@ -40,6 +43,15 @@ class Entry:
     target: str  # "": a preset variable transformers has no tensor for (dropped on the way in, zeros on the way out)
     kind: str = "same"
     shape: tuple[int, ...] = ()  # of a variable without a transformers tensor: its shape, which nothing else gives
+    each: str = ""  # the Keras config key counting the rows of axis 0 that are targets of their own (``{e}``)
+
+    def rows(self, keras: Config) -> tuple[int | None, ...]:
+        """The row ``e`` of each of this entry's targets (``None``: the variable is one target, whole)."""
+        return tuple(range(int(keras[self.each]))) if self.each else (None,)
+
+    def named(self, row: int | None, i: int = 0) -> str:
+        """The target of layer ``i`` (an indexed layer's entry) and row ``row``."""
+        return self.target.format(i=i, e=row)
 
 
 def blocks_of(part: str, keras: Config, rank: int) -> tuple[int, tuple[int, ...], int, bool]:
@@ -157,6 +169,9 @@ class Family:
     # (regex, replacement) turning a target name into the one save_pretrained writes, where transformers 5 renames
     # its checkpoints' names on loading (ViT): a source holding those names is read by them
     saved: tuple[tuple[str, str], ...] = ()
+    # the transformers names are those its save_pretrained writes, not the model's in memory (transformers 5 saves
+    # some tensors it joins in memory one by one: a bank of experts)
+    saved_names: bool = False
 
     def source_name(self, target: str, names: Container[str]) -> str:
         """``target`` as a transformers source spells it: itself, else its saved form where the source has that."""

@@ -53,25 +53,33 @@ def _literal(entry: Entry) -> bool:
     return re.escape(entry.source) == entry.source
 
 
-def _paths(family: Family, writing: Writing, config: Config, keras: Config) -> Iterator[tuple[str, str, str]]:
-    """(Keras variable path, transformers name without the base prefix, kind) of every variable written that
-    transformers has a tensor for."""
+def _part(row: int | None, entry: Entry, keras: Config) -> tuple[int, int] | None:
+    return None if row is None else (row, len(entry.rows(keras)))
+
+
+def _paths(
+    family: Family, writing: Writing, config: Config, keras: Config
+) -> Iterator[tuple[str, str, str, tuple[int, int] | None]]:
+    """(Keras variable path, transformers name without the base prefix, kind, ``(row, rows)`` where the name is
+    one row of the variable's axis 0, else None) of every variable written that transformers has a tensor for."""
     layers = keras[family.layers_key]
     for entry in family.entries_for(keras):
         if "{i}" not in entry.target and _literal(entry) and entry.target:
             if entry.source == writing.tied_path and config.get("tie_word_embeddings"):
                 continue
-            yield entry.source, entry.target, entry.kind
+            for row in entry.rows(keras):
+                yield entry.source, entry.named(row), entry.kind, _part(row, entry, keras)
     for stack in family.layer_stacks():
         for i in range(layers):
             layer = f"layers/{stack.layer}" + (f"_{i}" if i else "")
             for entry in stack.entries:
                 if _literal(entry):
-                    yield f"{layer}/{entry.source}", entry.target.format(i=i), entry.kind
+                    for row in entry.rows(keras):
+                        yield f"{layer}/{entry.source}", entry.named(row, i), entry.kind, _part(row, entry, keras)
     if task_class(family, config) is not None:
         for entry in family.task_entries:
             if _literal(entry):
-                yield TASK_PREFIX + entry.source, entry.target, entry.kind
+                yield TASK_PREFIX + entry.source, entry.target, entry.kind, None
 
 
 def _tf_shape(kind: str, shape: tuple[int, ...], head_dim: int, keras: Config) -> tuple[int, ...]:
@@ -85,8 +93,6 @@ def _tf_shape(kind: str, shape: tuple[int, ...], head_dim: int, keras: Config) -
         return (shape[0] - int(kind.removeprefix("rows+")), *shape[1:])
     if kind == "dense":
         return shape[::-1]
-    if kind == "experts_dense":
-        return (shape[0], shape[2], shape[1])
     if kind == "heads_in":  # [heads * head_dim, hidden] -> [hidden, heads, head_dim]
         return (shape[1], shape[0] // head_dim, head_dim)
     if kind == "heads_out":  # [hidden, heads * head_dim] -> [heads, head_dim, hidden]
@@ -123,12 +129,13 @@ def preset_layout(shapes: Shapes, config: Config) -> Shapes:
     head_dim = _head_dim(keras)
     layout: Shapes = {}
     missing: list[str] = []
-    for path, name, kind in _paths(family, writing, config, keras):
+    for path, name, kind, row in _paths(family, writing, config, keras):
         target = family.source_name(name, by_name)
         if target not in by_name:
             missing.append(target)
             continue
-        layout[path] = _tf_shape(kind, by_name[target], head_dim, keras)
+        shape = _tf_shape(kind, by_name[target], head_dim, keras)
+        layout[path] = shape if row is None else (row[1], *shape)  # the rows stacked along a new axis 0
     if missing:
         raise UsageError(
             f"The source lacks tensors the KerasHub {family.backbone} has",

@@ -34,6 +34,11 @@ DECODERS: dict[str, tuple[str, str, dict[str, Any]]] = {  # transformers class -
         | {"max_position_embeddings": 16, "word_embed_proj_dim": 8},
     ),
     "Phi3ForCausalLM": ("Phi3Config", "Phi3CausalLM", _GQA | {"intermediate_size": 16, "pad_token_id": 0}),
+    "MixtralForCausalLM": (  # a routed bank of experts, one tensor per expert on disk
+        "MixtralConfig",
+        "MixtralCausalLM",
+        _GQA | {"intermediate_size": 16, "num_local_experts": 4, "num_experts_per_tok": 2},
+    ),
     "GemmaForCausalLM": ("GemmaConfig", "GemmaCausalLM", _GQA | {"intermediate_size": 16, "head_dim": 4}),
     "Gemma2ForCausalLM": (  # soft-caps, a window narrower than the batch in layer 0
         "Gemma2Config",
@@ -166,6 +171,19 @@ def test_decoder_to_preset_same_logits(transformers, torch, keras_hub, class_nam
     _same_tensors(src / "model.safetensors", back / "model.safetensors")
 
 
+def test_mixtral_written_as_transformers_saves_it(transformers, torch, keras_hub, tmp_path):
+    """A Mixtral preset reaches transformers under exactly the names transformers 5's save_pretrained writes (one
+    tensor per expert, which vLLM and KerasHub's own importer read), not the banks it joins in memory."""
+    path, _ = _decoder_preset(keras_hub, "MixtralBackbone", tmp_path)
+    run_cli("convert", str(path), "--to", "pytorch", "-o", str(tmp_path / "pt"))
+    transformers.MixtralForCausalLM.from_pretrained(tmp_path / "pt").save_pretrained(tmp_path / "resaved")
+    with bridge.load(tmp_path / "pt/model.safetensors") as ours, bridge.load(tmp_path / "resaved") as theirs:
+        names = sorted(r.name for r in ours.values())
+        assert names == sorted(r.name for r in theirs.values())
+    assert "model.layers.1.block_sparse_moe.experts.3.w2.weight" in names
+    _same_tensors(tmp_path / "pt/model.safetensors", tmp_path / "resaved/model.safetensors")
+
+
 def _unnamed(serialized: dict) -> dict:
     """A serialized Keras object without its layer ``name``: Keras counts the instances a process made
     (``llama_backbone_4``), which no transformers file keeps; the written preset names it ``llama_backbone``."""
@@ -182,6 +200,7 @@ def _unnamed(serialized: dict) -> dict:
         "GemmaBackbone",
         "GemmaBackbone:gemma2",
         "LlamaBackbone",
+        "MixtralBackbone",
         "OPTBackbone",
         "Phi3Backbone",
         "Qwen3Backbone",

@@ -1,14 +1,14 @@
-"""Mixtral: ``MixtralBackbone`` -> ``MixtralModel``, ``MixtralCausalLM`` -> ``MixtralForCausalLM`` (a Llama-shaped
-decoder whose feed-forward is a router over a bank of SwiGLU experts: KerasHub keeps each projection of every expert
-in one ``[experts, in, out]`` array, transformers 5 gate and up joined in ``gate_up_proj [experts, 2 * inter,
-hidden]`` and ``down_proj [experts, hidden, inter]`` in memory; both route by softmax, top-k, the top-k weights
-renormalized).
-Read only: transformers 5 saves Mixtral on disk as transformers 4 did, one tensor per expert
-(``block_sparse_moe.experts.N.w1``), which this table does not name yet."""
+"""Mixtral: ``MixtralBackbone`` <-> ``MixtralModel``, ``MixtralCausalLM`` <-> ``MixtralForCausalLM`` (a
+Llama-shaped decoder whose feed-forward is a router over a bank of SwiGLU experts; both route by softmax, top-k, the
+top-k weights renormalized).  KerasHub keeps each projection of every expert in one ``[experts, in, out]`` array;
+transformers 5 joins them in memory (``mlp.experts.gate_up_proj``) but saves them as transformers 4 did, the names
+vLLM and KerasHub's own importer read: one ``[out, in]`` tensor per expert, ``block_sparse_moe.experts.N.w1`` (gate),
+``w3`` (up), ``w2`` (down), and the router ``block_sparse_moe.gate``.  The table names those."""
 
 from __future__ import annotations
 
-from bridge.families.keras_hub.table import Config, Entry, Family
+from bridge.families.keras_hub.families.decoder import rope_theta
+from bridge.families.keras_hub.table import Config, Entry, Family, Writing, refuse
 
 
 def _to_transformers(c: Config) -> Config:
@@ -33,8 +33,36 @@ def _to_transformers(c: Config) -> Config:
     }
 
 
+def _to_keras(c: Config) -> Config:
+    heads = c["num_attention_heads"]
+    if c.get("head_dim") not in (None, c["hidden_size"] // heads):
+        raise refuse(c, f"head_dim {c['head_dim']}", "KerasHub Mixtral derives head_dim from hidden_dim")
+    if c.get("tie_word_embeddings"):
+        raise refuse(c, "tie_word_embeddings is set", "KerasHub Mixtral always has its own output projection")
+    if c.get("sliding_window"):
+        raise refuse(c, f"sliding_window {c['sliding_window']}", "KerasHub Mixtral attends to the whole sequence")
+    return {
+        "vocabulary_size": c["vocab_size"],
+        "num_layers": c["num_hidden_layers"],
+        "num_query_heads": heads,
+        "hidden_dim": c["hidden_size"],
+        "intermediate_dim": c["intermediate_size"],
+        "num_experts": c["num_local_experts"],
+        "top_k": c["num_experts_per_tok"],
+        "router_jitter_noise": c.get("router_jitter_noise", 0.0),
+        "rope_max_wavelength": rope_theta(c),
+        "rope_scaling_factor": 1.0,
+        "num_key_value_heads": c.get("num_key_value_heads") or heads,
+        "router_aux_loss_coef": c.get("router_aux_loss_coef", 0.02),
+        "sliding_window": 512,  # KerasHub's default, kept in its config and never applied
+        "layer_norm_epsilon": c.get("rms_norm_eps", 1e-6),
+        "dropout": c.get("attention_dropout", 0.0),
+    }
+
+
 _ATTN = "_self_attention_layer"
 _MOE = "_sparse_moe_block"
+_EXPERT = "layers.{i}.block_sparse_moe.experts.{e}"
 MIXTRAL = Family(
     backbone="MixtralBackbone",
     model_type="mixtral",
@@ -52,14 +80,17 @@ MIXTRAL = Family(
         Entry(f"{_ATTN}/output_dense/vars/0", "layers.{i}.self_attn.o_proj.weight", "heads_out"),
         Entry("_self_attention_layernorm/vars/0", "layers.{i}.input_layernorm.weight"),
         Entry("_feedforward_layernorm/vars/0", "layers.{i}.post_attention_layernorm.weight"),
-        Entry(f"{_MOE}/_sparse_feedforward_gate_dense/vars/0", "layers.{i}.mlp.gate.weight", "dense"),
-        Entry(f"{_MOE}/expert_bank/vars/0", "layers.{i}.mlp.experts.gate_up_proj", "experts_dense@0/2/1"),
-        Entry(f"{_MOE}/expert_bank/vars/1", "layers.{i}.mlp.experts.gate_up_proj", "experts_dense@1/2/1"),
-        Entry(f"{_MOE}/expert_bank/vars/2", "layers.{i}.mlp.experts.down_proj", "experts_dense"),
+        Entry(f"{_MOE}/_sparse_feedforward_gate_dense/vars/0", "layers.{i}.block_sparse_moe.gate.weight", "dense"),
+        *(  # the bank's gate, up and down kernels, one row per expert
+            Entry(f"{_MOE}/expert_bank/vars/{n}", f"{_EXPERT}.{w}.weight", "dense", each="num_experts")
+            for n, w in enumerate(("w1", "w3", "w2"))
+        ),
     ),
     config=_to_transformers,
     tokenizer="LlamaTokenizer",
     vocabulary="sentencepiece",
     tasks={"MixtralCausalLM": "MixtralForCausalLM"},
     generates=True,
+    saved_names=True,
+    writing=Writing("keras_hub.src.models.mixtral", _to_keras, ("CausalLM",), tokenizer="MixtralTokenizer"),
 )
