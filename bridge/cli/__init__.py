@@ -47,6 +47,7 @@ def cli() -> None:
       bridge unused train.py:build_model                     # unused parameters, by name and why
       bridge formats                                         # what can be read
       bridge layouts                                         # TF layout names, per direction
+    bridge lora my.lora.h5 --base my_preset/ -o adapter/   # a KerasHub LoRA file <-> a PEFT adapter
 
     \b
     Exit codes: 0 success, 1 the report has gaps, 2 bad input (the message names
@@ -443,7 +444,8 @@ def lora_command(source: str, base: str, out: str, force: bool, as_json: bool) -
 
     SOURCE is a `*.lora.h5` (written as a PEFT directory, adapter_config.json + adapter_model.safetensors)
     or a PEFT adapter directory (written as OUT, which must end in .lora.h5). KerasHub keys its layers by
-    index, so --base names them: Llama, Mistral, Qwen 2, Gemma, BERT, DistilBERT. Prints how to load the result.
+    index, so --base names them (the families whose layer order bridge knows: docs/guide.md). Prints how to
+    load the result.
 
     \b
       bridge lora my.lora.h5 --base my_preset/ -o my-adapter/
