@@ -276,5 +276,5 @@ PACK = RulePack(
         metadata=preset_files,
     ),
     forward_check=forward_check,
-    docs=Docs(model_types=tuple(f.model_type for f in FAMILIES), layout="KerasHub preset"),
+    docs=Docs(model_types=tuple(dict.fromkeys(f.model_type for f in FAMILIES)), layout="KerasHub preset"),
 )
