@@ -107,13 +107,18 @@ def _targets_of(entries: tuple[Entry, ...], family: Family, name: str, keras: di
     for entry in entries:
         if "{i}" not in entry.target and re.fullmatch(entry.source, name):
             return [(entry.named(r), entry.kind, r) for r in entry.rows(keras)] if entry.target else []
-    for stack in family.layer_stacks():
+    stacks = family.layer_stacks()
+    for stack in stacks:
         m = re.fullmatch(rf"layers/{re.escape(stack.layer)}(?:_(\d+))?/(.+)", name)
         if m is None:
             continue
-        for entry in stack.entries:
+        k, start = int(m[1] or 0), stack.start(keras)
+        if k < start or any(o.layer == stack.layer and start < o.start(keras) <= k for o in stacks):
+            continue  # a layer of another stack of this class (T5's decoder blocks after its encoder blocks)
+        i = k - start
+        for entry in stack.entries_of(i):
             if re.fullmatch(entry.source, m[2]):
-                return [(entry.named(r, int(m[1] or 0)), entry.kind, r) for r in entry.rows(keras)]
+                return [(entry.named(r, i), entry.kind, r) for r in entry.rows(keras)]
     return []
 
 
@@ -271,5 +276,5 @@ PACK = RulePack(
         metadata=preset_files,
     ),
     forward_check=forward_check,
-    docs=Docs(model_types=tuple(f.model_type for f in FAMILIES), layout="KerasHub preset"),
+    docs=Docs(model_types=tuple(dict.fromkeys(f.model_type for f in FAMILIES)), layout="KerasHub preset"),
 )

@@ -135,6 +135,17 @@ class Stack:
 
     layer: str
     entries: tuple[Entry, ...]
+    # the Keras config key whose value numbers this stack's first layer, where it shares its layer class with an
+    # earlier stack (T5's decoder blocks follow its encoder blocks in one class); none: 0
+    start_key: str = ""
+    first: tuple[Entry, ...] = ()  # entries only the stack's first layer holds (T5's relative attention table)
+
+    def start(self, keras: Config) -> int:
+        return int(keras[self.start_key]) if self.start_key else 0
+
+    def entries_of(self, i: int) -> tuple[Entry, ...]:
+        """The entries of this stack's layer ``i`` (counted from the stack's first)."""
+        return self.entries + self.first if i == 0 else self.entries
 
 
 @dataclass(frozen=True)
@@ -183,9 +194,10 @@ class Family:
         return renamed if renamed in names else target
 
     def layer_stacks(self) -> tuple[Stack, ...]:
-        """Every indexed layer class with the entries of one of its layers, ``layer`` first."""
+        """Every indexed layer class with the entries of one of its layers, ``layer`` first (where the family's
+        own entries have any)."""
         own = tuple(e for e in self.entries if "{i}" in e.target)
-        return (Stack(self.layer, own), *self.stacks)
+        return (Stack(self.layer, own), *self.stacks) if own else self.stacks
 
     def entries_for(self, keras: Config) -> tuple[Entry, ...]:
         """The family's entries for a backbone of this Keras config."""

@@ -71,8 +71,9 @@ def _paths(
                 yield entry.source, entry.named(row), entry.kind, _part(row, entry, keras)
     for stack in family.layer_stacks():
         for i in range(layers):
-            layer = f"layers/{stack.layer}" + (f"_{i}" if i else "")
-            for entry in stack.entries:
+            k = i + stack.start(keras)
+            layer = f"layers/{stack.layer}" + (f"_{k}" if k else "")
+            for entry in stack.entries_of(i):
                 if _literal(entry):
                     for row in entry.rows(keras):
                         yield f"{layer}/{entry.source}", entry.named(row, i), entry.kind, _part(row, entry, keras)

@@ -1,4 +1,4 @@
-"""KerasHub encoder-decoder and vision presets (BART, Whisper, ViT) written by KerasHub's own ``save_to_preset``
+"""KerasHub encoder-decoder and vision presets (BART, T5, Whisper, ViT) written by KerasHub's own ``save_to_preset``
 (tiny models, random weights), converted to transformers 5 and loaded there, forwards compared in fp32: each
 library called directly with the same inputs (Whisper's and ViT's channels-last features turned channels-first)."""
 
@@ -110,3 +110,43 @@ def test_vit_to_transformers_same_states(transformers, torch, keras_hub, tmp_pat
     with torch.no_grad():
         got = model(pixel_values=torch.tensor(pixels).permute(0, 3, 1, 2)).last_hidden_state.numpy()
     np.testing.assert_allclose(got, _numpy(backbone(pixels)), atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("gated", [False, True])
+def test_t5_to_transformers_same_states(transformers, torch, keras_hub, tmp_path, gated):
+    """Encoder and decoder blocks in one layer class (decoder numbered after the encoder), the relative attention
+    table in each stack's first block only, a gated feed-forward or not, padded batches."""
+    backbone = keras_hub.models.T5Backbone(
+        vocabulary_size=30,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=8,
+        intermediate_dim=16,
+        key_value_dim=4,
+        dropout=0.0,
+        activation="relu",
+        use_gated_activation=gated,
+    )
+    model = _converted(backbone, tmp_path, transformers.T5Model)
+    enc_ids, dec_ids = np.where(ENCODER_IDS == 1, 0, ENCODER_IDS), np.where(DECODER_IDS == 1, 0, DECODER_IDS)
+    enc_mask, dec_mask = (ENCODER_IDS != 1).astype("int32"), (DECODER_IDS != 1).astype("int32")
+    out = backbone(
+        {
+            "encoder_token_ids": enc_ids,
+            "encoder_padding_mask": enc_mask,
+            "decoder_token_ids": dec_ids,
+            "decoder_padding_mask": dec_mask,
+        }
+    )
+    with torch.no_grad():
+        got = model(
+            input_ids=torch.tensor(enc_ids).long(),
+            attention_mask=torch.tensor(enc_mask).long(),
+            decoder_input_ids=torch.tensor(dec_ids).long(),
+            decoder_attention_mask=torch.tensor(dec_mask).long(),
+        )
+    encoded = _numpy(out["encoder_sequence_output"])
+    decoded = _numpy(out["decoder_sequence_output"])
+    np.testing.assert_allclose(got.encoder_last_hidden_state.numpy()[enc_mask == 1], encoded[enc_mask == 1], atol=1e-5)
+    np.testing.assert_allclose(got.last_hidden_state.numpy()[dec_mask == 1], decoded[dec_mask == 1], atol=1e-5)

@@ -1,0 +1,122 @@
+"""T5: ``T5Backbone`` <-> ``T5Model``.  KerasHub numbers the encoder's and the decoder's blocks in one layer class
+(``t5_transformer_layer`` ``0..N-1`` encode, ``N..2N-1`` decode), and only each stack's first block holds the
+relative attention table; the embeddings are shared by both stacks."""
+
+from __future__ import annotations
+
+from bridge.families.keras_hub.table import Config, Entry, Family, Stack
+
+_LAYER = "t5_transformer_layer"
+_ACTIVATIONS = {"keras_hub>gelu_approximate": "gelu_new", "gelu_approximate": "gelu_new"}
+
+
+def _feed_forward_proj(c: Config) -> str:
+    """transformers' ``feed_forward_proj`` of KerasHub's ``activation`` and ``use_gated_activation``."""
+    activation = c.get("activation", "relu")
+    name = _ACTIVATIONS.get(activation, activation) if isinstance(activation, str) else "relu"
+    return f"gated-{name}" if c.get("use_gated_activation") else name
+
+
+def _to_transformers(c: Config) -> Config:
+    return {
+        "model_type": "t5",
+        "vocab_size": c["vocabulary_size"],
+        "d_model": c["hidden_dim"],
+        "d_kv": c.get("key_value_dim") or c["hidden_dim"] // c["num_heads"],
+        "d_ff": c["intermediate_dim"],
+        "num_layers": c["num_layers"],
+        "num_decoder_layers": c["num_layers"],
+        "num_heads": c["num_heads"],
+        "relative_attention_num_buckets": 32,  # KerasHub's T5 attention: fixed
+        "relative_attention_max_distance": 128,
+        "dropout_rate": c.get("dropout", 0.1),
+        "layer_norm_epsilon": c.get("layer_norm_epsilon", 1e-6),
+        "feed_forward_proj": _feed_forward_proj(c),
+        "tie_word_embeddings": c.get("tie_embedding_weights", True),
+        "is_encoder_decoder": True,
+        "pad_token_id": 0,
+        "eos_token_id": 1,
+        "decoder_start_token_id": 0,
+    }
+
+
+def _attention(keras: str, torch: str) -> tuple[Entry, ...]:
+    """A KerasHub T5 attention layer and its norm as transformers' ``SelfAttention`` / ``EncDecAttention``."""
+    return (
+        *(Entry(f"{keras}/{k}_projector/vars/0", f"{torch}.{k[0]}.weight", "dense") for k in ("query", "key", "value")),
+        Entry(f"{keras}/output_projector/vars/0", f"{torch}.o.weight", "dense"),
+    )
+
+
+def _feed_forward(stem: str) -> tuple[Entry, ...]:
+    """The block's feed-forward (``wi`` or the gated ``wi_0`` and ``wi_1``, ``wo``) and its norm."""
+    return (
+        Entry("input_projector/vars/0", f"{stem}.DenseReluDense.wi.weight", "dense"),
+        Entry("output_projector/vars/0", f"{stem}.DenseReluDense.wo.weight", "dense"),
+        Entry("layer_norm/vars/0", f"{stem}.layer_norm.weight"),
+    )
+
+
+def _gated(stem: str) -> tuple[Entry, ...]:
+    return (
+        Entry("input_projector/vars/0", f"{stem}.DenseReluDense.wi_0.weight", "dense"),
+        Entry("gate_projector/vars/0", f"{stem}.DenseReluDense.wi_1.weight", "dense"),
+        Entry("output_projector/vars/0", f"{stem}.DenseReluDense.wo.weight", "dense"),
+        Entry("layer_norm/vars/0", f"{stem}.layer_norm.weight"),
+    )
+
+
+def _bias(stem: str) -> tuple[Entry, ...]:
+    return (Entry("self_attention/vars/0", f"{stem}.layer.0.SelfAttention.relative_attention_bias.weight"),)
+
+
+def _stacks(gated: bool) -> tuple[Stack, Stack]:
+    ffn = _gated if gated else _feed_forward
+    enc, dec = "encoder.block.{i}.layer", "decoder.block.{i}.layer"
+    encoder = Stack(
+        _LAYER,
+        (
+            *_attention("self_attention", f"{enc}.0.SelfAttention"),
+            Entry("self_attention_layer_norm/vars/0", f"{enc}.0.layer_norm.weight"),
+            *ffn(f"{enc}.1"),
+        ),
+        first=_bias("encoder.block.0"),
+    )
+    decoder = Stack(
+        _LAYER,
+        (
+            *_attention("self_attention", f"{dec}.0.SelfAttention"),
+            Entry("self_attention_layer_norm/vars/0", f"{dec}.0.layer_norm.weight"),
+            *_attention("cross_attention", f"{dec}.1.EncDecAttention"),
+            Entry("cross_attention_layer_norm/vars/0", f"{dec}.1.layer_norm.weight"),
+            *ffn(f"{dec}.2"),
+        ),
+        start_key="num_layers",
+        first=_bias("decoder.block.0"),
+    )
+    return encoder, decoder
+
+
+def _family(gated: bool) -> Family:
+    return Family(
+        backbone="T5Backbone",
+        model_type="t5",
+        base_class="T5Model",
+        base_prefix="transformer",
+        layer=_LAYER,
+        entries=(
+            Entry("layers/reversible_embedding/vars/0", "shared.weight"),
+            Entry("layers/t5_layer_norm/vars/0", "encoder.final_layer_norm.weight"),
+            Entry("layers/t5_layer_norm_1/vars/0", "decoder.final_layer_norm.weight"),
+        ),
+        stacks=_stacks(gated),
+        config=_to_transformers,
+        tokenizer="T5Tokenizer",
+        vocabulary="sentencepiece",
+        # transformers 5's T5 always ties its output projection to the embeddings: an untied preset is not read
+        claims=lambda c: bool(c.get("use_gated_activation")) == gated and c.get("tie_embedding_weights", True),
+    )
+
+
+T5 = _family(gated=False)
+T5_GATED = _family(gated=True)  # T5 1.1, Flan-T5: a gated feed-forward (``wi_0``, ``wi_1``)
