@@ -14,7 +14,10 @@ def _feed_forward_proj(c: Config) -> str:
     """transformers' ``feed_forward_proj`` of KerasHub's ``activation`` and ``use_gated_activation``."""
     activation = c.get("activation", "relu")
     name = _ACTIVATIONS.get(activation, activation) if isinstance(activation, str) else "relu"
-    return f"gated-{name}" if c.get("use_gated_activation") else name
+    if not c.get("use_gated_activation"):
+        return name
+    # transformers reads "gated-gelu" as the tanh form (T5 v1.1's): KerasHub's exact gelu is "gelu_python" there
+    return "gated-gelu_python" if name == "gelu" else f"gated-{name}"
 
 
 def _to_transformers(c: Config) -> Config:
