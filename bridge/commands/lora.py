@@ -13,6 +13,7 @@ from bridge.core.jsonio import load_json
 from bridge.core.keras_hub_preset import preset_facts, sniff_keras_hub_preset
 from bridge.families.keras_hub import lora
 from bridge.families.keras_hub.pack import PACK
+from bridge.families.keras_hub.table import Family
 from pt_side.peft_adapter import read_peft_adapter, sniff_peft_adapter, write_peft_adapter
 from tf_side.keras_hub_lora import SUFFIX, read_keras_hub_lora, sniff_keras_hub_lora, write_keras_hub_lora
 
@@ -35,9 +36,10 @@ class LoraResult:
 def _base(base: Path) -> tuple[lora.Layout, dict[str, Any]]:
     """The base model's LoRA layout and transformers config (a preset's, as ``convert`` would write it)."""
     if sniff_keras_hub_preset(base):
-        layout = lora.layout_for(str(preset_facts(base)["backbone_class"]))
         from_files = PACK.config.from_files  # the keras-hub pack's: a preset's config as `convert` writes it
-        return layout, from_files(base)[0] if from_files is not None else {}
+        config = from_files(base)[0] if from_files is not None else {}
+        # the family's model_type, not the backbone class: Gemma 1 and 2 share GemmaBackbone
+        return lora.layout_for(str(config.get("model_type", preset_facts(base)["backbone_class"]))), config
     config_path = base / "config.json"
     if not config_path.is_file():
         raise UsageError(
@@ -64,7 +66,7 @@ def run_lora(source: Path, base: Path, out: Path, *, force: bool = False) -> Lor
     slots = lora.slots(layout, config)
     prefix = lora.module_prefix(layout, config)
     if sniff_keras_hub_lora(source):
-        return _to_peft(source, base, out, force, slots, prefix, config)
+        return _to_peft(source, base, out, force, slots, prefix, config, layout.family)
     if sniff_peft_adapter(source):
         return _to_keras(source, out, force, slots, layout)
     raise UsageError(
@@ -75,7 +77,14 @@ def run_lora(source: Path, base: Path, out: Path, *, force: bool = False) -> Lor
 
 
 def _to_peft(
-    source: Path, base: Path, out: Path, force: bool, slots: list[lora.Slot], prefix: str, config: dict[str, Any]
+    source: Path,
+    base: Path,
+    out: Path,
+    force: bool,
+    slots: list[lora.Slot],
+    prefix: str,
+    config: dict[str, Any],
+    family: Family,
 ) -> LoraResult:
     rank, layers = read_keras_hub_lora(source)
     by_index = {s.index: s for s in slots}
@@ -83,6 +92,8 @@ def _to_peft(
     written: list[tuple[lora.Slot, int]] = []
     for index, (a, b) in sorted(layers.items()):
         slot = by_index.get(index)
+        if slot is not None and slot.refused:
+            raise slot.refusal(family, str(source))
         if slot is None or not _fits(slot, a):
             raise UsageError(
                 "The LoRA file does not fit the base model",
@@ -133,9 +144,12 @@ def _to_keras(source: Path, out: Path, force: bool, slots: list[lora.Slot], layo
                 "A LoRA tensor on a module KerasHub's LoRA file has no layer for",
                 path=source,
                 tensor=key,
+                detail=f"{layout.family.model_type}'s LoRA layers: {', '.join(sorted({s.keras for s in slots}))}",
                 hint="KerasHub adapts attention and feed-forward kernels; merge the rest into the base "
                 "(PeftModel.merge_and_unload) and convert that",
             )
+        if slot.refused:
+            raise slot.refusal(layout.family, str(source))
         pairs.setdefault(parsed[0], {})[parsed[1]] = value
     rank = 0
     chosen: list[tuple[lora.Slot, np.ndarray, np.ndarray]] = []

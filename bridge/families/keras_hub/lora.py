@@ -3,7 +3,8 @@
 A ``.lora.h5`` keys each adapted layer by its index among the backbone's layers that hold weights, in the order
 Keras' ``_flatten_layers`` walks them: the top-level layers in order, each one followed by its sublayers, the
 last-built first.  The file names no layer, so the order of one transformer block is spelled here per family
-(a test checks it against Keras) and each site's kernel kind comes from the family's table in :mod:`.data`.
+(a test checks it against Keras) and each site's kernel kind comes from the family's table.  Layouts are keyed by
+transformers' model_type: families sharing a backbone class (Gemma 1 and 2) differ in their blocks' layers.
 
 Values.  Keras factors a kernel ``[..., out]`` as ``lora_kernel_a [..., r] @ lora_kernel_b [r, out]``: on a
 ``[hidden, heads, head_dim]`` query kernel that is one ``A`` per head and one ``B`` shared by all heads, a rank of
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,15 +42,14 @@ class Layout:
     """A family with its LoRA order (:class:`~bridge.families.keras_hub.table.LoraOrder`)."""
 
     family: Family
-    before: int
+    before: int | Callable[[dict[str, Any]], int]
     block: tuple[Site | None, ...]
     counts: tuple[str, str, str]
 
 
 LAYOUTS: dict[str, Layout] = {
-    f.backbone: Layout(f, f.lora.before, f.lora.block, f.lora.counts) for f in FAMILIES if f.lora is not None
+    f.model_type: Layout(f, f.lora.before, f.lora.block, f.lora.counts) for f in FAMILIES if f.lora is not None
 }
-BY_MODEL_TYPE: dict[str, Layout] = {layout.family.model_type: layout for layout in LAYOUTS.values()}
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,16 @@ class Slot:
     module: str
     kind: str
     heads: int
+    refused: str = ""  # why a LoRA here does not convert (LoraSite.refused)
+
+    def refusal(self, family: Family, path: str) -> UnsupportedFeature:
+        return UnsupportedFeature(
+            f"A {family.model_type} LoRA on {self.keras} ({self.module}) does not convert exactly",
+            path=path,
+            tensor=self.module,
+            detail=self.refused,
+            hint="Merge the adapter into the base model (merge_and_unload / merge_weights) and convert that",
+        )
 
 
 def slots(layout: Layout, config: dict[str, Any]) -> list[Slot]:
@@ -68,13 +79,15 @@ def slots(layout: Layout, config: dict[str, Any]) -> list[Slot]:
     layers = int(config[layers_key])
     heads = {"q": int(config[q_key]), "kv": int(config.get(kv_key) or config[q_key]), "": 0}
     kinds = {e.target.removesuffix(".weight"): e.kind for e in layout.family.entries}
+    before = layout.before(config) if callable(layout.before) else layout.before
     out = []
     for i in range(layers):
         for pos, site in enumerate(layout.block):
             if site is not None:
-                index = layout.before + i * len(layout.block) + pos
-                kind = kinds[site.module]
-                out.append(Slot(index, site.keras, site.module.format(i=i), kind, heads[site.heads]))
+                index = before + i * len(layout.block) + pos
+                kind = kinds.get(site.module, "")
+                module = site.module.format(i=i)
+                out.append(Slot(index, site.keras, module, kind, heads[site.heads], site.refused))
     return out
 
 
@@ -214,13 +227,14 @@ def keras_targets(written: list[Slot]) -> list[str]:
     return sorted({s.keras for s in written})
 
 
-def layout_for(backbone_or_type: str) -> Layout:
-    layout = LAYOUTS.get(backbone_or_type) or BY_MODEL_TYPE.get(backbone_or_type)
+def layout_for(model_type: str) -> Layout:
+    """The LoRA layout of transformers' ``model_type`` (a preset's: the type ``convert`` writes it as)."""
+    layout = LAYOUTS.get(model_type)
     if layout is None:
-        known = ", ".join(sorted(BY_MODEL_TYPE))
+        known = ", ".join(sorted(LAYOUTS))
         raise UsageError(
             "No LoRA layout for this base model",
-            detail=f"{backbone_or_type!r}",
+            detail=f"model_type {model_type!r}",
             hint=f"LoRA adapters convert for the families {known}",
         )
     return layout

@@ -90,25 +90,30 @@ class Writing:
 @dataclass(frozen=True)
 class LoraSite:
     """One layer LoRA can adapt: its Keras name (what ``enable_lora(target_layer_names=...)`` lists), the
-    transformers module of block ``{i}``, and which head count its kernel splits by (``q``, ``kv``, or none)."""
+    transformers module of block ``{i}``, and which head count its kernel splits by (``q``, ``kv``, or none);
+    ``refused``: why a LoRA there cannot be converted exactly (one library adapts it, the other cannot)."""
 
     keras: str
     module: str
     heads: str = ""
+    refused: str = ""
 
 
 @dataclass(frozen=True)
 class LoraOrder:
     """A backbone's weighted layers in Keras' order (what indexes ``save_lora_weights``' layers): ``before`` of
     them ahead of block 0, then per block ``block`` (``None``: a layer LoRA cannot adapt: the block itself, a norm,
-    the attention layer); the config keys of the layer count and the query and key/value head counts."""
+    the attention layer); the config keys of the layer count and the query and key/value head counts.  ``before``
+    may depend on the transformers config (a layer present or not)."""
 
-    before: int
+    before: int | Callable[[Config], int]
     block: tuple[LoraSite | None, ...]
     counts: tuple[str, str, str] = ("num_hidden_layers", "num_attention_heads", "num_key_value_heads")
 
 
-def transformer_encoder_lora(before: int, stem: str, names: dict[str, str], counts: tuple[str, str, str]) -> LoraOrder:
+def transformer_encoder_lora(
+    before: int | Callable[[Config], int], stem: str, names: dict[str, str], counts: tuple[str, str, str]
+) -> LoraOrder:
     """The LoRA order of a backbone of KerasHub's ``TransformerEncoder`` blocks, their modules named by ``names``."""
     return LoraOrder(
         before,

@@ -18,14 +18,29 @@ IDS = np.array([[2, 7, 9, 11, 3, 0, 0, 0], [2, 5, 6, 8, 12, 14, 20, 3]], dtype="
 MASK = (IDS != 0).astype("int32")
 _GQA = {"num_query_heads": 4, "num_key_value_heads": 2, "hidden_dim": 16, "intermediate_dim": 32}
 _MHA = {"num_heads": 2, "hidden_dim": 16, "intermediate_dim": 32, "max_sequence_length": 16}
-SIZES: dict[str, dict[str, Any]] = {
-    "LlamaBackbone": _GQA,
-    "MistralBackbone": _GQA,
-    "QwenBackbone": _GQA,
-    "GemmaBackbone": _GQA | {"head_dim": 4},
-    "BertBackbone": _MHA,
-    "DistilBertBackbone": _MHA,
+_GEMMA2 = {"use_post_ffw_norm": True, "use_post_attention_norm": True, "final_logit_soft_cap": 3.0}
+_GEMMA2 |= {"attention_logit_soft_cap": 5.0, "use_sliding_window_attention": True, "sliding_window_size": 3}
+# a case: (KerasHub backbone class, its tiny config, transformers' model_type: the LoRA layout's key)
+CASES: dict[str, tuple[str, dict[str, Any], str]] = {
+    "llama": ("LlamaBackbone", _GQA, "llama"),
+    "mistral": ("MistralBackbone", _GQA, "mistral"),
+    "qwen2": ("QwenBackbone", _GQA, "qwen2"),
+    "qwen3": ("Qwen3Backbone", _GQA | {"head_dim": 4, "layer_norm_epsilon": 1e-5}, "qwen3"),  # q/k norms
+    "gemma": ("GemmaBackbone", _GQA | {"head_dim": 4}, "gemma"),
+    "gemma2": ("GemmaBackbone", _GQA | {"head_dim": 4} | _GEMMA2, "gemma2"),  # Gemma 1's class, more norms
+    "bert": ("BertBackbone", _MHA, "bert"),
+    "distilbert": ("DistilBertBackbone", _MHA, "distilbert"),
+    "roberta": ("RobertaBackbone", _MHA, "roberta"),
+    "xlm-roberta": ("XLMRobertaBackbone", _MHA, "xlm-roberta"),
+    "electra": ("ElectraBackbone", _MHA | {"embedding_dim": 8}, "electra"),  # with the embeddings' projection
+    "albert": ("AlbertBackbone", _MHA | {"embedding_dim": 8, "num_groups": 2}, "albert"),  # 4 layers, 2 stored
+    "deberta-v2": ("DebertaV3Backbone", _MHA | {"bucket_size": 4}, "deberta-v2"),
+    "opt": ("OPTBackbone", _MHA, "opt"),
+    "phi3": ("Phi3Backbone", _GQA, "phi3"),  # only the unfused o_proj and down_proj convert
+    "mixtral": ("MixtralBackbone", _GQA | {"num_experts": 4, "top_k": 2}, "mixtral"),  # attention only
 }
+_PAD = {"roberta": 1, "xlm-roberta": 1}  # their position ids count from the pad token's id
+_LAYERS = {"albert": 4}
 
 
 @pytest.fixture(scope="module")
@@ -46,71 +61,83 @@ def _numpy(value: Any) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(value))
 
 
-def _backbone(keras_hub: Any, name: str) -> Any:
-    model = getattr(keras_hub.models, name)(vocabulary_size=30, num_layers=2, **SIZES[name])
+def _backbone(keras_hub: Any, case: str) -> Any:
+    name, sizes, _ = CASES[case]
+    vocab = "vocab_size" if name == "ElectraBackbone" else "vocabulary_size"
+    model = getattr(keras_hub.models, name)(**{vocab: 30}, num_layers=_LAYERS.get(case, 2), **sizes)
     rng = np.random.default_rng(0)
     model.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in model.get_weights()])
     return model
 
 
-def _inputs(name: str) -> dict[str, np.ndarray]:
-    inputs = {"token_ids": np.where(MASK == 1, IDS, 0), "padding_mask": MASK}
-    return inputs | ({"segment_ids": np.zeros_like(IDS)} if name == "BertBackbone" else {})
+def _ids(case: str) -> np.ndarray:
+    return np.where(MASK == 1, IDS, _PAD.get(case, 0))
 
 
-def _targets(name: str) -> list[str]:
-    return sorted({s.keras for s in lora.LAYOUTS[name].block if s is not None})
+def _inputs(backbone: Any, case: str) -> dict[str, np.ndarray]:
+    given = {"token_ids": _ids(case), "padding_mask": MASK, "segment_ids": np.zeros_like(IDS)}
+    return {k: v for k, v in given.items() if k in backbone.input}
 
 
-def _base(keras_hub: Any, name: str, folder: Path) -> tuple[Path, Path, Any]:
+def _layout(case: str) -> lora.Layout:
+    return lora.LAYOUTS[CASES[case][2]]
+
+
+def _targets(case: str) -> list[str]:
+    return sorted({s.keras for s in _layout(case).block if s is not None and not s.refused})
+
+
+def _base(keras_hub: Any, case: str, folder: Path) -> tuple[Path, Path, Any]:
     """A preset saved by KerasHub and bridge's transformers conversion of it."""
-    backbone = _backbone(keras_hub, name)
+    backbone = _backbone(keras_hub, case)
     preset, pt = folder / "preset", folder / "pt"
     backbone.save_to_preset(str(preset))
     run_cli("convert", str(preset), "--to", "pytorch", "-o", str(pt))
     return preset, pt, backbone
 
 
-@pytest.mark.parametrize("name", sorted(SIZES))
-def test_layout_is_keras_order(keras_hub, name):
-    """Each slot's index is the layer Keras' save_lora_weights numbers so."""
-    backbone = _backbone(keras_hub, name)
-    layout = lora.LAYOUTS[name]
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_layout_is_keras_order(keras_hub, case):
+    """Each slot's index is the layer Keras' save_lora_weights numbers so (refused layers too)."""
+    backbone = _backbone(keras_hub, case)
+    layout = _layout(case)
+    assert layout.family.claims is None or layout.family.claims(backbone.get_config())
     layers = [layer for layer in backbone._flatten_layers(include_self=False) if layer.weights]
     slots = lora.slots(layout, layout.family.config(backbone.get_config()))
-    assert len(slots) == 2 * sum(s is not None for s in layout.block)
+    assert len(slots) == 2 * sum(s is not None for s in layout.block)  # ALBERT: its two stored layers
     for slot in slots:
         assert layers[slot.index].name == slot.keras, slot
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(SIZES))
-def test_keras_lora_to_peft_same_forward(transformers, torch, keras_hub, peft, name, tmp_path):
-    preset, pt, backbone = _base(keras_hub, name, tmp_path)
-    backbone.enable_lora(2, target_layer_names=_targets(name))  # every kind of kernel, not only query/value
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_keras_lora_to_peft_same_forward(transformers, torch, keras_hub, peft, case, tmp_path):
+    preset, pt, backbone = _base(keras_hub, case, tmp_path)
+    backbone.enable_lora(2, target_layer_names=_targets(case))  # every kind of kernel, not only query/value
     rng = np.random.default_rng(1)
     for w in backbone.weights:
         if "lora_kernel" in w.path:
             w.assign(rng.normal(0, 0.3, w.shape).astype("float32"))
     backbone.save_lora_weights(str(tmp_path / "tuned.lora.h5"))
-    expected = _numpy(backbone(_inputs(name)))
+    expected = _numpy(backbone(_inputs(backbone, case)))
 
     out = run_cli("lora", str(tmp_path / "tuned.lora.h5"), "--base", str(preset), "-o", str(tmp_path / "peft"))
     assert "PeftModel.from_pretrained" in out
     arch = json.loads((pt / "config.json").read_text())["architectures"][0]
     model = peft.PeftModel.from_pretrained(getattr(transformers, arch).from_pretrained(pt), tmp_path / "peft").eval()
-    got = _hidden(torch, model.base_model.model)
+    got = _hidden(torch, model.base_model.model, case)
     np.testing.assert_allclose(got[MASK == 1], expected[MASK == 1], atol=1e-5)
     with model.disable_adapter():  # the adapter matters: without it the forwards part
-        assert not np.allclose(_hidden(torch, model.base_model.model)[MASK == 1], expected[MASK == 1], atol=1e-3)
+        without = _hidden(torch, model.base_model.model, case)
+        assert not np.allclose(without[MASK == 1], expected[MASK == 1], atol=1e-3)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(SIZES))
-def test_peft_adapter_to_keras_lora_same_forward(transformers, torch, keras_hub, peft, name, tmp_path):
-    preset, pt, _ = _base(keras_hub, name, tmp_path)
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_peft_adapter_to_keras_lora_same_forward(transformers, torch, keras_hub, peft, case, tmp_path):
+    preset, pt, _ = _base(keras_hub, case, tmp_path)
     arch = json.loads((pt / "config.json").read_text())["architectures"][0]
-    modules = sorted({s.module.split("{i}.")[1] for s in lora.LAYOUTS[name].block if s is not None})
+    modules = sorted({s.module.split("{i}.")[1] for s in _layout(case).block if s is not None and not s.refused})
     config = peft.LoraConfig(r=3, lora_alpha=5, target_modules=modules)  # scaling 5/3: not KerasHub's 1
     model = peft.get_peft_model(getattr(transformers, arch).from_pretrained(pt), config)
     torch.manual_seed(0)
@@ -120,30 +147,50 @@ def test_peft_adapter_to_keras_lora_same_forward(transformers, torch, keras_hub,
                 p.normal_(0, 0.3)
     model.save_pretrained(tmp_path / "peft")
     model.eval()
-    expected = _hidden(torch, model.base_model.model)
+    expected = _hidden(torch, model.base_model.model, case)
 
     back = tmp_path / "back.lora.h5"
     result = json.loads(run_cli("lora", str(tmp_path / "peft"), "--base", str(preset), "-o", str(back), "--json"))
     keras_model = keras_hub.models.Backbone.from_preset(str(preset))
     keras_model.enable_lora(result["rank"], target_layer_names=result["keras_targets"])
     keras_model.load_lora_weights(str(back))
-    got = _numpy(keras_model(_inputs(name)))
+    got = _numpy(keras_model(_inputs(keras_model, case)))
     np.testing.assert_allclose(got[MASK == 1], expected[MASK == 1], atol=1e-5)
 
 
-def _hidden(torch: Any, model: Any) -> np.ndarray:
+def _hidden(torch: Any, model: Any, case: str) -> np.ndarray:
     """The backbone's last hidden states (inside a ``*ForCausalLM`` where that is the converted class)."""
     inner = getattr(model, model.base_model_prefix, model)
-    ids = torch.tensor(np.where(MASK == 1, IDS, 0)).long()
+    ids = torch.tensor(_ids(case)).long()
     with torch.no_grad():
         return inner(input_ids=ids, attention_mask=torch.tensor(MASK).long())[0].numpy()
 
 
 def test_lora_file_against_another_base_exits_2(keras_hub, tmp_path):
     """A Llama adapter named through a BERT preset: refused by tensor, with the fix."""
-    llama = _backbone(keras_hub, "LlamaBackbone")
+    llama = _backbone(keras_hub, "llama")
     llama.enable_lora(2)
     llama.save_lora_weights(str(tmp_path / "llama.lora.h5"))
-    _backbone(keras_hub, "BertBackbone").save_to_preset(str(tmp_path / "bert"))
+    _backbone(keras_hub, "bert").save_to_preset(str(tmp_path / "bert"))
     out = run_cli("lora", str(tmp_path / "llama.lora.h5"), "--base", str(tmp_path / "bert"), "-o", "x", code=2)
     assert "does not fit the base model" in out and "lora/9" in out and "--base" in out
+
+
+@pytest.mark.parametrize(
+    ("case", "targets", "named"),
+    [
+        ("phi3", None, "qkv_proj"),  # KerasHub's default targets: query and value, fused in transformers
+        ("phi3", ["feedforward_gate_dense"], "gate_up_proj"),
+        ("mixtral", ["sparse_feedforward_gate_dense"], "router"),
+    ],
+)
+def test_lora_that_cannot_convert_exactly_exits_2(keras_hub, case, targets, named, tmp_path):
+    """A KerasHub LoRA on a layer transformers fuses (Phi-3) or that PEFT cannot adapt (Mixtral's router): refused
+    by family and reason, no adapter written."""
+    backbone = _backbone(keras_hub, case)
+    backbone.enable_lora(2, target_layer_names=targets)
+    backbone.save_lora_weights(str(tmp_path / "tuned.lora.h5"))
+    backbone.save_to_preset(str(tmp_path / "preset"))
+    out = run_cli("lora", str(tmp_path / "tuned.lora.h5"), "--base", str(tmp_path / "preset"), "-o", "x", code=2)
+    assert f"A {case} LoRA" in out and named in out and "merge" in out
+    assert not (tmp_path / "x").exists()

@@ -17,6 +17,7 @@ from bridge.families.keras_hub.table import (
     refuse,
     require,
     text_classifier,
+    transformer_encoder_lora,
 )
 
 
@@ -118,5 +119,21 @@ ALBERT = Family(
         ("MaskedLM", "TextClassifier"),
         task_configs={"AlbertTextClassifier": text_classifier},
         tokenizer="AlbertTokenizer",
+    ),
+    # One stored layer per group, computed by every layer of its group in both libraries: a Keras LoRA on group g's
+    # layer is PEFT's on albert_layer_groups.g (shared the same way), so both convert exactly.  Three embedding
+    # tables, their norm and the projection come first.
+    lora=transformer_encoder_lora(
+        5,
+        "encoder.albert_layer_groups.{i}.albert_layers.0.",
+        {
+            "query": "attention.query",
+            "key": "attention.key",
+            "value": "attention.value",
+            "output": "attention.dense",
+            "ffn_in": "ffn",
+            "ffn_out": "ffn_output",
+        },
+        ("num_hidden_groups", "num_attention_heads", "num_attention_heads"),
     ),
 )

@@ -60,6 +60,16 @@ def _notes(c: Config) -> list[str]:
 
 
 _ATTN = "_self_attention_layer"
+# transformers' modules of a BERT-shaped encoder block (RoBERTa's and ELECTRA's are named alike)
+BERT_LORA_NAMES = {
+    "query": "attention.self.query",
+    "key": "attention.self.key",
+    "value": "attention.self.value",
+    "output": "attention.output.dense",
+    "ffn_in": "intermediate.dense",
+    "ffn_out": "output.dense",
+}
+MHA_COUNTS = ("num_hidden_layers", "num_attention_heads", "num_attention_heads")
 BERT = Family(
     backbone="BertBackbone",
     model_type="bert",
@@ -102,17 +112,5 @@ BERT = Family(
         notes=_notes,
         tokenizer="BertTokenizer",
     ),
-    lora=transformer_encoder_lora(
-        4,
-        "encoder.layer.{i}.",
-        {
-            "query": "attention.self.query",
-            "key": "attention.self.key",
-            "value": "attention.self.value",
-            "output": "attention.output.dense",
-            "ffn_in": "intermediate.dense",
-            "ffn_out": "output.dense",
-        },
-        ("num_hidden_layers", "num_attention_heads", "num_attention_heads"),
-    ),
+    lora=transformer_encoder_lora(4, "encoder.layer.{i}.", BERT_LORA_NAMES, MHA_COUNTS),
 )

@@ -10,7 +10,16 @@ is refused by name.
 
 from __future__ import annotations
 
-from bridge.families.keras_hub.table import Config, Entry, Family, Writing, refuse, require, text_classifier
+from bridge.families.keras_hub.table import (
+    Config,
+    Entry,
+    Family,
+    Writing,
+    refuse,
+    require,
+    text_classifier,
+    transformer_encoder_lora,
+)
 
 
 def _to_transformers(c: Config) -> Config:
@@ -128,5 +137,20 @@ DEBERTA_V3 = Family(
         _to_keras,
         ("MaskedLM", "TextClassifier"),
         task_configs={"DebertaV3TextClassifier": _classifier},
+    ),
+    # the token table, its norm, the relative embeddings and their norm, then the blocks (whose query and key
+    # layers project the relative embeddings too, in both libraries)
+    lora=transformer_encoder_lora(
+        4,
+        "encoder.layer.{i}.",
+        {
+            "query": "attention.self.query_proj",
+            "key": "attention.self.key_proj",
+            "value": "attention.self.value_proj",
+            "output": "attention.output.dense",
+            "ffn_in": "intermediate.dense",
+            "ffn_out": "output.dense",
+        },
+        ("num_hidden_layers", "num_attention_heads", "num_attention_heads"),
     ),
 )

@@ -184,6 +184,7 @@ def _decoder(
     base_class: str = "",
     qk_norm: bool = False,
     notes: Callable[[Config], list[str]] = no_notes,
+    lora: LoraOrder = _LORA,
 ) -> Family:
     """A Llama-shaped KerasHub decoder; ``names`` are the backbone class, transformers' model_type and the stem of
     the ``<stem>_transformer_decoder`` layers, ``norm`` the final norm's layer; ``extra`` the transformers config
@@ -240,7 +241,7 @@ def _decoder(
             tokenizer_config=bpe,
             notes=notes,
         ),
-        lora=_LORA,
+        lora=lora,
     )
 
 
@@ -278,4 +279,14 @@ QWEN3 = _decoder(
     ("bpe", "Qwen2Tokenizer", "Qwen3Tokenizer"),
     qk_norm=True,
     notes=_qwen3_notes,
+    lora=LoraOrder(
+        1,
+        (
+            *_LORA.block[:9],  # the block, its norms, the MLP, attention_output, value
+            None,  # key_dense_layernorm
+            _LORA.block[9],  # key
+            None,  # query_dense_layernorm
+            _LORA.block[10],  # query
+        ),
+    ),
 )

@@ -7,8 +7,16 @@ has no tensor in transformers (``ElectraModel`` has no pooler): dropped on the w
 
 from __future__ import annotations
 
-from bridge.families.keras_hub.families.bert import BERT
-from bridge.families.keras_hub.table import Config, Entry, Family, Writing, bert_embeddings, require
+from bridge.families.keras_hub.families.bert import BERT, BERT_LORA_NAMES, MHA_COUNTS
+from bridge.families.keras_hub.table import (
+    Config,
+    Entry,
+    Family,
+    Writing,
+    bert_embeddings,
+    require,
+    transformer_encoder_lora,
+)
 
 
 def _to_transformers(c: Config) -> Config:
@@ -80,4 +88,11 @@ ELECTRA = Family(
     tokenizer="ElectraTokenizer",
     vocabulary="wordpiece",
     writing=Writing("keras_hub.src.models.electra", _to_keras, (), tokenizer="ElectraTokenizer"),
+    # three embedding tables, their norm, the projection where the embeddings are narrower, then the blocks
+    lora=transformer_encoder_lora(
+        lambda c: 4 + (c.get("embedding_size", c["hidden_size"]) != c["hidden_size"]),
+        "encoder.layer.{i}.",
+        BERT_LORA_NAMES,
+        MHA_COUNTS,
+    ),
 )

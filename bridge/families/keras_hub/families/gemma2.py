@@ -4,7 +4,7 @@ feed-forward, logit soft-caps, a sliding window in every other layer) <-> ``Gemm
 from __future__ import annotations
 
 from bridge.families.keras_hub.families.gemma import ENTRIES, check_writable, notes
-from bridge.families.keras_hub.table import Config, Entry, Family, Writing, refuse
+from bridge.families.keras_hub.table import Config, Entry, Family, LoraOrder, LoraSite, Writing, refuse
 
 
 def _layer_types(layers: int, sliding: bool) -> list[str]:
@@ -91,5 +91,23 @@ GEMMA2 = Family(
     tasks={"GemmaCausalLM": "Gemma2ForCausalLM"},
     generates=True,
     writing=Writing("keras_hub.src.models.gemma", _to_keras, ("CausalLM",), notes=notes, tokenizer="GemmaTokenizer"),
+    lora=LoraOrder(
+        1,
+        (
+            None,  # the decoder block
+            LoraSite("ffw_linear", "layers.{i}.mlp.down_proj"),
+            LoraSite("ffw_gating_2", "layers.{i}.mlp.up_proj"),
+            LoraSite("ffw_gating", "layers.{i}.mlp.gate_proj"),
+            None,  # post_ffw_norm
+            None,  # pre_ffw_norm
+            None,  # attention
+            LoraSite("attention_output", "layers.{i}.self_attn.o_proj", "q"),
+            LoraSite("value", "layers.{i}.self_attn.v_proj", "kv"),
+            LoraSite("key", "layers.{i}.self_attn.k_proj", "kv"),
+            LoraSite("query", "layers.{i}.self_attn.q_proj", "q"),
+            None,  # post_attention_norm
+            None,  # pre_attention_norm
+        ),
+    ),
     claims=lambda c: bool(c.get("use_post_ffw_norm") and c.get("use_post_attention_norm")),
 )

@@ -8,7 +8,7 @@ vLLM and KerasHub's own importer read: one ``[out, in]`` tensor per expert, ``bl
 from __future__ import annotations
 
 from bridge.families.keras_hub.families.decoder import rope_theta
-from bridge.families.keras_hub.table import Config, Entry, Family, Writing, refuse
+from bridge.families.keras_hub.table import Config, Entry, Family, LoraOrder, LoraSite, Writing, refuse
 
 
 def _to_transformers(c: Config) -> Config:
@@ -63,6 +63,11 @@ def _to_keras(c: Config) -> Config:
 _ATTN = "_self_attention_layer"
 _MOE = "_sparse_moe_block"
 _EXPERT = "layers.{i}.block_sparse_moe.experts.{e}"
+_EXPERTS = "the experts: KerasHub's expert bank (MixtralMoeExperts) takes no LoRA, so its LoRA file never holds them"
+_ROUTER = (
+    "the router: transformers 5's is a bare weight (MixtralTopKRouter), not a Linear PEFT's LoRA adapts, while "
+    "KerasHub's is a Dense"
+)
 MIXTRAL = Family(
     backbone="MixtralBackbone",
     model_type="mixtral",
@@ -93,4 +98,20 @@ MIXTRAL = Family(
     generates=True,
     saved_names=True,
     writing=Writing("keras_hub.src.models.mixtral", _to_keras, ("CausalLM",), tokenizer="MixtralTokenizer"),
+    lora=LoraOrder(
+        1,
+        (
+            None,  # the decoder block
+            None,  # feedforward_layernorm
+            None,  # the sparse MoE block
+            LoraSite("experts", "layers.{i}.mlp.experts", refused=_EXPERTS),
+            LoraSite("sparse_feedforward_gate_dense", "layers.{i}.mlp.gate", refused=_ROUTER),
+            None,  # self_attention_layernorm
+            None,  # self_attention
+            LoraSite("attention_output", "layers.{i}.self_attn.o_proj", "q"),
+            LoraSite("value", "layers.{i}.self_attn.v_proj", "kv"),
+            LoraSite("key", "layers.{i}.self_attn.k_proj", "kv"),
+            LoraSite("query", "layers.{i}.self_attn.q_proj", "q"),
+        ),
+    ),
 )

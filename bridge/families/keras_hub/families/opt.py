@@ -4,7 +4,7 @@ lacks, read only at padding positions)."""
 
 from __future__ import annotations
 
-from bridge.families.keras_hub.table import Config, Entry, Family, Writing, refuse
+from bridge.families.keras_hub.table import Config, Entry, Family, LoraOrder, LoraSite, Writing, refuse
 
 _OFFSET = 2  # transformers' OPTLearnedPositionalEmbedding reads row position + 2
 
@@ -87,4 +87,21 @@ OPT = Family(
     tasks={"OPTCausalLM": "OPTForCausalLM"},
     generates=True,
     writing=Writing("keras_hub.src.models.opt", _to_keras, ("CausalLM",), tokenizer="OPTTokenizer"),
+    # the embeddings (TokenAndPositionEmbedding and its two tables), then KerasHub's TransformerDecoder blocks
+    lora=LoraOrder(
+        3,
+        (
+            None,  # the decoder block
+            None,  # feedforward_layer_norm
+            LoraSite("feedforward_output_dense", "decoder.layers.{i}.fc2"),
+            LoraSite("feedforward_intermediate_dense", "decoder.layers.{i}.fc1"),
+            None,  # self_attention_layer_norm
+            None,  # self_attention
+            LoraSite("attention_output", "decoder.layers.{i}.self_attn.out_proj", "q"),
+            LoraSite("value", "decoder.layers.{i}.self_attn.v_proj", "kv"),
+            LoraSite("key", "decoder.layers.{i}.self_attn.k_proj", "kv"),
+            LoraSite("query", "decoder.layers.{i}.self_attn.q_proj", "q"),
+        ),
+        ("num_hidden_layers", "num_attention_heads", "num_attention_heads"),
+    ),
 )

@@ -5,7 +5,7 @@ and gate and up projections into one ``gate_up_proj``; the output projection nev
 from __future__ import annotations
 
 from bridge.families.keras_hub.families.decoder import rope_theta
-from bridge.families.keras_hub.table import Config, Entry, Family, Writing, refuse
+from bridge.families.keras_hub.table import Config, Entry, Family, LoraOrder, LoraSite, Writing, refuse
 
 _QKV = "num_query_heads+num_key_value_heads+num_key_value_heads"  # the blocks of qkv_proj's rows, in heads
 
@@ -61,6 +61,12 @@ def _to_keras(c: Config) -> Config:
 
 
 _ATTN = "attention"
+_FUSED = (
+    "transformers' Phi-3 joins them in one Linear; bridge does not yet merge KerasHub's separate LoRA factors into "
+    "one fused PEFT pair, nor split a fused pair back"
+)
+_FUSED_QKV = f"query, key and value: {_FUSED}"
+_FUSED_MLP = f"the gate and up projections: {_FUSED}"
 PHI3 = Family(
     backbone="Phi3Backbone",
     model_type="phi3",
@@ -88,4 +94,20 @@ PHI3 = Family(
     tasks={"Phi3CausalLM": "Phi3ForCausalLM"},
     generates=True,
     writing=Writing("keras_hub.src.models.phi3", _to_keras, ("CausalLM",), tokenizer="Phi3Tokenizer"),
+    lora=LoraOrder(
+        1,
+        (
+            None,  # the decoder block
+            LoraSite("feedforward_output_dense", "layers.{i}.mlp.down_proj"),
+            LoraSite("feedforward_gate_dense", "layers.{i}.mlp.gate_up_proj", refused=_FUSED_MLP),
+            LoraSite("feedforward_intermediate_dense", "layers.{i}.mlp.gate_up_proj", refused=_FUSED_MLP),
+            None,  # post_attention_layernorm
+            None,  # attention
+            LoraSite("attention_output", "layers.{i}.self_attn.o_proj", "q"),
+            LoraSite("value", "layers.{i}.self_attn.qkv_proj", "kv", refused=_FUSED_QKV),
+            LoraSite("key", "layers.{i}.self_attn.qkv_proj", "kv", refused=_FUSED_QKV),
+            LoraSite("query", "layers.{i}.self_attn.qkv_proj", "q", refused=_FUSED_QKV),
+            None,  # pre_attention_layernorm
+        ),
+    ),
 )

@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bridge.families.keras_hub.table import Config, Entry, Family, Writing, require, text_classifier
+from bridge.families.keras_hub.families.bert import BERT_LORA_NAMES, MHA_COUNTS
+from bridge.families.keras_hub.table import (
+    Config,
+    Entry,
+    Family,
+    Writing,
+    require,
+    text_classifier,
+    transformer_encoder_lora,
+)
 
 _OFFSET = 2  # transformers' position rows ahead of the first real token: padding_idx (1) + 1
 
@@ -135,6 +144,7 @@ def _family(prefix: str, model_type: str, module: str, transformers: str, tokeni
             tokenizer=f"{prefix}Tokenizer" if tokenizer else "",
         ),
         zeros=_TOKEN_TYPES,
+        lora=transformer_encoder_lora(4, "encoder.layer.{i}.", BERT_LORA_NAMES, MHA_COUNTS),
         unkept=(
             (
                 r"pooler\.dense\.(weight|bias)",
