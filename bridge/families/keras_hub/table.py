@@ -251,6 +251,38 @@ def bert_embeddings(position: str = "layers/position_embedding/vars/0") -> tuple
     )
 
 
+_ENCODER_ATTENTION = "_self_attention_layer"  # KerasHub TransformerEncoder's attention, inside each block
+
+
+def bert_layer_tail(stem: str = "encoder.layer.{i}") -> tuple[Entry, ...]:
+    """A KerasHub ``TransformerEncoder`` block's norms and feed-forward under BERT's transformers names."""
+    return (
+        Entry(f"{_ENCODER_ATTENTION}_norm/vars/0", f"{stem}.attention.output.LayerNorm.weight"),
+        Entry(f"{_ENCODER_ATTENTION}_norm/vars/1", f"{stem}.attention.output.LayerNorm.bias"),
+        Entry("_feedforward_intermediate_dense/vars/0", f"{stem}.intermediate.dense.weight", "dense"),
+        Entry("_feedforward_intermediate_dense/vars/1", f"{stem}.intermediate.dense.bias"),
+        Entry("_feedforward_output_dense/vars/0", f"{stem}.output.dense.weight", "dense"),
+        Entry("_feedforward_output_dense/vars/1", f"{stem}.output.dense.bias"),
+        Entry("_feedforward_layer_norm/vars/0", f"{stem}.output.LayerNorm.weight"),
+        Entry("_feedforward_layer_norm/vars/1", f"{stem}.output.LayerNorm.bias"),
+    )
+
+
+def bert_layer(stem: str = "encoder.layer.{i}") -> tuple[Entry, ...]:
+    """A whole KerasHub ``TransformerEncoder`` block (its einsum attention kernels, then :func:`bert_layer_tail`)
+    under BERT's transformers names."""
+    return (
+        *(
+            Entry(f"{_ENCODER_ATTENTION}/{k}_dense/vars/{v}", f"{stem}.attention.self.{k}.{p}", kind)
+            for k in ("query", "key", "value")
+            for v, p, kind in ((0, "weight", "heads_in"), (1, "bias", "heads_bias"))
+        ),
+        Entry(f"{_ENCODER_ATTENTION}/output_dense/vars/0", f"{stem}.attention.output.dense.weight", "heads_out"),
+        Entry(f"{_ENCODER_ATTENTION}/output_dense/vars/1", f"{stem}.attention.output.dense.bias"),
+        *bert_layer_tail(stem),
+    )
+
+
 def text_classifier(c: Config) -> Config:
     """A ``*TextClassifier``'s own config keys from a ``*ForSequenceClassification`` config."""
     labels = c.get("id2label")  # transformers 5 saves the labels, not num_labels

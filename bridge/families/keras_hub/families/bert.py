@@ -8,6 +8,7 @@ from bridge.families.keras_hub.table import (
     Family,
     Writing,
     bert_embeddings,
+    bert_layer,
     refuse,
     text_classifier,
     transformer_encoder_lora,
@@ -59,7 +60,6 @@ def _notes(c: Config) -> list[str]:
     ]
 
 
-_ATTN = "_self_attention_layer"
 # transformers' modules of a BERT-shaped encoder block (RoBERTa's and ELECTRA's are named alike)
 BERT_LORA_NAMES = {
     "query": "attention.self.query",
@@ -80,21 +80,7 @@ BERT = Family(
         *bert_embeddings(),
         Entry("layers/dense/vars/0", "pooler.dense.weight", "dense"),
         Entry("layers/dense/vars/1", "pooler.dense.bias"),
-        *(
-            Entry(f"{_ATTN}/{k}_dense/vars/{v}", f"encoder.layer.{{i}}.attention.self.{k}.{p}", kind)
-            for k in ("query", "key", "value")
-            for v, p, kind in ((0, "weight", "heads_in"), (1, "bias", "heads_bias"))
-        ),
-        Entry(f"{_ATTN}/output_dense/vars/0", "encoder.layer.{i}.attention.output.dense.weight", "heads_out"),
-        Entry(f"{_ATTN}/output_dense/vars/1", "encoder.layer.{i}.attention.output.dense.bias"),
-        Entry(f"{_ATTN}_norm/vars/0", "encoder.layer.{i}.attention.output.LayerNorm.weight"),
-        Entry(f"{_ATTN}_norm/vars/1", "encoder.layer.{i}.attention.output.LayerNorm.bias"),
-        Entry("_feedforward_intermediate_dense/vars/0", "encoder.layer.{i}.intermediate.dense.weight", "dense"),
-        Entry("_feedforward_intermediate_dense/vars/1", "encoder.layer.{i}.intermediate.dense.bias"),
-        Entry("_feedforward_output_dense/vars/0", "encoder.layer.{i}.output.dense.weight", "dense"),
-        Entry("_feedforward_output_dense/vars/1", "encoder.layer.{i}.output.dense.bias"),
-        Entry("_feedforward_layer_norm/vars/0", "encoder.layer.{i}.output.LayerNorm.weight"),
-        Entry("_feedforward_layer_norm/vars/1", "encoder.layer.{i}.output.LayerNorm.bias"),
+        *bert_layer(),
     ),
     config=_to_transformers,
     tokenizer="BertTokenizer",

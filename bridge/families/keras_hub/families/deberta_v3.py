@@ -15,6 +15,7 @@ from bridge.families.keras_hub.table import (
     Entry,
     Family,
     Writing,
+    bert_layer_tail,
     refuse,
     require,
     text_classifier,
@@ -94,18 +95,7 @@ def _layer() -> list[Entry]:
         out.append(Entry(f"{attn}/_{k}_dense/vars/1", f"{stem}.attention.self.{k}_proj.bias", "heads_bias"))
     out.append(Entry(f"{attn}/_output_dense/vars/0", f"{stem}.attention.output.dense.weight", "dense"))
     out.append(Entry(f"{attn}/_output_dense/vars/1", f"{stem}.attention.output.dense.bias"))
-    for source, target in (
-        (f"{attn}_norm", "attention.output.LayerNorm"),
-        ("_feedforward_layer_norm", "output.LayerNorm"),
-    ):
-        out.append(Entry(f"{source}/vars/0", f"{stem}.{target}.weight"))
-        out.append(Entry(f"{source}/vars/1", f"{stem}.{target}.bias"))
-    for source, target in (
-        ("_feedforward_intermediate_dense", "intermediate.dense"),
-        ("_feedforward_output_dense", "output.dense"),
-    ):
-        out.append(Entry(f"{source}/vars/0", f"{stem}.{target}.weight", "dense"))
-        out.append(Entry(f"{source}/vars/1", f"{stem}.{target}.bias"))
+    out.extend(bert_layer_tail(stem))
     return out
 
 

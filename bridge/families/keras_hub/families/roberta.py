@@ -16,6 +16,7 @@ from bridge.families.keras_hub.table import (
     Entry,
     Family,
     Writing,
+    bert_layer,
     require,
     text_classifier,
     transformer_encoder_lora,
@@ -81,8 +82,6 @@ def _notes(c: Config) -> list[str]:
 
 
 def _entries() -> tuple[Entry, ...]:
-    attn = "_self_attention_layer"
-    stem = "encoder.layer.{i}"
     out = [
         Entry("layers/token_and_position_embedding/token_embedding/vars/0", "embeddings.word_embeddings.weight"),
         Entry(
@@ -93,23 +92,7 @@ def _entries() -> tuple[Entry, ...]:
         Entry("layers/layer_normalization/vars/0", "embeddings.LayerNorm.weight"),
         Entry("layers/layer_normalization/vars/1", "embeddings.LayerNorm.bias"),
     ]
-    for k in ("query", "key", "value"):
-        out.append(Entry(f"{attn}/{k}_dense/vars/0", f"{stem}.attention.self.{k}.weight", "heads_in"))
-        out.append(Entry(f"{attn}/{k}_dense/vars/1", f"{stem}.attention.self.{k}.bias", "heads_bias"))
-    out.append(Entry(f"{attn}/output_dense/vars/0", f"{stem}.attention.output.dense.weight", "heads_out"))
-    out.append(Entry(f"{attn}/output_dense/vars/1", f"{stem}.attention.output.dense.bias"))
-    for source, target in (
-        (f"{attn}_norm", "attention.output.LayerNorm"),
-        ("_feedforward_layer_norm", "output.LayerNorm"),
-    ):
-        out.append(Entry(f"{source}/vars/0", f"{stem}.{target}.weight"))
-        out.append(Entry(f"{source}/vars/1", f"{stem}.{target}.bias"))
-    for source, target in (
-        ("_feedforward_intermediate_dense", "intermediate.dense"),
-        ("_feedforward_output_dense", "output.dense"),
-    ):
-        out.append(Entry(f"{source}/vars/0", f"{stem}.{target}.weight", "dense"))
-        out.append(Entry(f"{source}/vars/1", f"{stem}.{target}.bias"))
+    out.extend(bert_layer())
     return tuple(out)
 
 
