@@ -70,6 +70,14 @@ DECODERS: dict[str, tuple[str, dict[str, Any]]] = {  # backbone -> its transform
         | {"use_post_attention_norm": True, "final_logit_soft_cap": 3.0, "attention_logit_soft_cap": 5.0}
         | {"use_sliding_window_attention": True, "sliding_window_size": 3},
     ),
+    "Gemma3Backbone": (  # q/k norms, six layers: five sliding (rotary base 1e4) and one global (1e6, scaled)
+        "Gemma3ForCausalLM",
+        _GQA
+        | {"num_layers": 6, "intermediate_dim": 32, "head_dim": 4, "use_post_ffw_norm": True}
+        | {"use_post_attention_norm": True, "use_query_key_norm": True, "final_logit_soft_cap": 3.0}
+        | {"use_sliding_window_attention": True, "sliding_window_size": 3, "global_rope_scaling_factor": 4.0}
+        | {"image_size": None, "vision_encoder": None},
+    ),
 }
 
 
@@ -106,7 +114,7 @@ def _decoder_preset(keras_hub: Any, backbone_class: str, folder: Path) -> tuple[
     """A tiny preset of ``DECODERS``' entry (``Class:family`` where families share a backbone class)."""
     sizes = DECODERS[backbone_class][1]
     model = getattr(keras_hub.models, backbone_class.partition(":")[0])
-    backbone = _randomized(model(vocabulary_size=30, num_layers=2, **sizes))
+    backbone = _randomized(model(**({"vocabulary_size": 30, "num_layers": 2} | sizes)))
     path = folder / backbone_class.replace(":", "_")
     backbone.save_to_preset(str(path))
     return path, backbone
