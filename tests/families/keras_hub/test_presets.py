@@ -199,6 +199,21 @@ def test_decoder_to_transformers_same_logits(transformers, torch, keras_hub, bac
     _keras_hub_reads_back(keras_hub, backbone, out)
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("layer_norm_epsilon", 1e-5), ("use_post_ffw_norm", False), ("use_bidirectional_attention", True)],
+)
+def test_gemma3_computing_otherwise_exits_2(keras_hub, key, value, tmp_path):
+    """A Gemma 3 preset transformers would compute otherwise (query/key norms at another epsilon, a norm missing,
+    bidirectional attention) is refused by name."""
+    path, _ = _decoder_preset(keras_hub, "Gemma3Backbone", tmp_path)
+    config = json.loads((path / "config.json").read_text())
+    config["config"][key] = value
+    (path / "config.json").write_text(json.dumps(config))
+    out = run_cli("convert", str(path), "--to", "pytorch", "-o", str(tmp_path / "pt"), code=2)
+    assert "Gemma3ForCausalLM" in out and key in out
+
+
 def test_preset_values_reach_transformers_names_bit_exact(llama, tmp_path):
     """Every stored value lands once, moved only by its named transform (no framework needed to read back)."""
     path, _ = llama

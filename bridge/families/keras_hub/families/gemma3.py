@@ -29,11 +29,12 @@ def _rope(theta: float, factor: float) -> Config:
 def _unlike_transformers(c: Config) -> str:
     """What a ``Gemma3Backbone`` config computes otherwise than ``Gemma3ForCausalLM`` (empty: nothing)."""
     if c.get("vision_encoder") is not None:
-        return "a vision encoder (only text-only Gemma 3 converts today)"
+        return "vision_encoder is set (only text-only Gemma 3 converts today)"
     if c.get("use_bidirectional_attention") or c.get("is_embedding_model"):
-        return "bidirectional attention (an embedding model)"
+        return "use_bidirectional_attention or is_embedding_model is set (an embedding model)"
     if not (c.get("use_query_key_norm", True) and c.get("use_post_ffw_norm") and c.get("use_post_attention_norm")):
-        return "no query/key norms or no post-attention/post-feed-forward norms (transformers' Gemma 3 has all four)"
+        norms = "use_query_key_norm, use_post_attention_norm and use_post_ffw_norm"
+        return f"not all of {norms} are set (transformers' Gemma 3 has every one of those norms)"
     if c.get("layer_norm_epsilon", 1e-6) != _QK_NORM_EPS:
         eps = c["layer_norm_epsilon"]
         return f"layer_norm_epsilon {eps} (KerasHub's query/key norms keep 1e-6, transformers' take it)"
