@@ -47,6 +47,14 @@ DECODERS: dict[str, tuple[str, str, dict[str, Any]]] = {  # transformers class -
         | {"intermediate_size": 16, "head_dim": 4, "query_pre_attn_scalar": 4, "sliding_window": 3}
         | {"final_logit_softcapping": 3.0, "attn_logit_softcapping": 5.0},
     ),
+    "Gemma3ForCausalLM": (  # q/k norms; five sliding layers, then a global one with its own scaled rotary base
+        "Gemma3TextConfig",
+        "Gemma3CausalLM",
+        _GQA
+        | {"num_hidden_layers": 6, "intermediate_size": 16, "head_dim": 4, "query_pre_attn_scalar": 4}
+        | {"sliding_window": 3, "final_logit_softcapping": 3.0}
+        | {"rope_parameters": {"full_attention": {"rope_type": "linear", "factor": 4.0, "rope_theta": 1e6}}},
+    ),
 }
 
 
@@ -199,6 +207,7 @@ def _unnamed(serialized: dict) -> dict:
         "GPT2Backbone",
         "GemmaBackbone",
         "GemmaBackbone:gemma2",
+        "Gemma3Backbone",
         "LlamaBackbone",
         "MixtralBackbone",
         "OPTBackbone",
@@ -257,6 +266,24 @@ def test_unwritable_config_exits_2(transformers, torch, tmp_path):
     (src / "config.json").write_text(json.dumps({**config, "attention_bias": True}))
     out = run_cli("convert", str(src), "--to", "tensorflow", "--target", "keras-hub", "-o", str(tmp_path / "o"), code=2)
     assert "attention_bias" in out
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("query_pre_attn_scalar", 8),
+        ("rms_norm_eps", 1e-5),
+        ("layer_types", ["full_attention", "sliding_attention"] * 3),
+    ],
+)
+def test_unwritable_gemma3_exits_2(transformers, torch, key, value, tmp_path):
+    """What KerasHub's Gemma 3 computes otherwise (its queries scaled by head_dim, its q/k norms at 1e-6, five
+    sliding layers to one global) is refused by name."""
+    src, _ = _decoder(transformers, torch, "Gemma3ForCausalLM", tmp_path)
+    config = json.loads((src / "config.json").read_text())
+    (src / "config.json").write_text(json.dumps({**config, key: value}))
+    out = run_cli("convert", str(src), "--to", "tensorflow", "--target", "keras-hub", "-o", str(tmp_path / "o"), code=2)
+    assert key in out
 
 
 _FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"

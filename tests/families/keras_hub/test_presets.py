@@ -70,6 +70,14 @@ DECODERS: dict[str, tuple[str, dict[str, Any]]] = {  # backbone -> its transform
         | {"use_post_attention_norm": True, "final_logit_soft_cap": 3.0, "attention_logit_soft_cap": 5.0}
         | {"use_sliding_window_attention": True, "sliding_window_size": 3},
     ),
+    "Gemma3Backbone": (  # q/k norms, six layers: five sliding (rotary base 1e4) and one global (1e6, scaled)
+        "Gemma3ForCausalLM",
+        _GQA
+        | {"num_layers": 6, "intermediate_dim": 32, "head_dim": 4, "use_post_ffw_norm": True}
+        | {"use_post_attention_norm": True, "use_query_key_norm": True, "final_logit_soft_cap": 3.0}
+        | {"use_sliding_window_attention": True, "sliding_window_size": 3, "global_rope_scaling_factor": 4.0}
+        | {"image_size": None, "vision_encoder": None},
+    ),
 }
 
 
@@ -106,7 +114,7 @@ def _decoder_preset(keras_hub: Any, backbone_class: str, folder: Path) -> tuple[
     """A tiny preset of ``DECODERS``' entry (``Class:family`` where families share a backbone class)."""
     sizes = DECODERS[backbone_class][1]
     model = getattr(keras_hub.models, backbone_class.partition(":")[0])
-    backbone = _randomized(model(vocabulary_size=30, num_layers=2, **sizes))
+    backbone = _randomized(model(**({"vocabulary_size": 30, "num_layers": 2} | sizes)))
     path = folder / backbone_class.replace(":", "_")
     backbone.save_to_preset(str(path))
     return path, backbone
@@ -189,6 +197,21 @@ def test_decoder_to_transformers_same_logits(transformers, torch, keras_hub, bac
         got = model(input_ids=torch.tensor(ids).long(), attention_mask=torch.tensor(MASK).long()).logits.numpy()
     np.testing.assert_allclose(got[MASK == 1], expected[MASK == 1], atol=1e-5)
     _keras_hub_reads_back(keras_hub, backbone, out)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("layer_norm_epsilon", 1e-5), ("use_post_ffw_norm", False), ("use_bidirectional_attention", True)],
+)
+def test_gemma3_computing_otherwise_exits_2(keras_hub, key, value, tmp_path):
+    """A Gemma 3 preset transformers would compute otherwise (query/key norms at another epsilon, a norm missing,
+    bidirectional attention) is refused by name."""
+    path, _ = _decoder_preset(keras_hub, "Gemma3Backbone", tmp_path)
+    config = json.loads((path / "config.json").read_text())
+    config["config"][key] = value
+    (path / "config.json").write_text(json.dumps(config))
+    out = run_cli("convert", str(path), "--to", "pytorch", "-o", str(tmp_path / "pt"), code=2)
+    assert "Gemma3ForCausalLM" in out and key in out
 
 
 def test_preset_values_reach_transformers_names_bit_exact(llama, tmp_path):

@@ -11,6 +11,7 @@ from bridge.families.keras_hub.families.distilbert import DISTILBERT
 from bridge.families.keras_hub.families.electra import ELECTRA
 from bridge.families.keras_hub.families.gemma import GEMMA
 from bridge.families.keras_hub.families.gemma2 import GEMMA2
+from bridge.families.keras_hub.families.gemma3 import GEMMA3
 from bridge.families.keras_hub.families.gpt2 import GPT2
 from bridge.families.keras_hub.families.mixtral import MIXTRAL
 from bridge.families.keras_hub.families.opt import OPT
@@ -44,6 +45,7 @@ FAMILIES: tuple[Family, ...] = (
     MIXTRAL,
     T5_GATED,
     T5,
+    GEMMA3,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
