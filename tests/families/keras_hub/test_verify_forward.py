@@ -145,3 +145,22 @@ def test_seq2seq_and_vision_presets_to_transformers(keras_hub, transformers, tmp
     run_cli("convert", str(preset), "--to", "pytorch", "-o", str(out))
     _passes_with_forward(_verify(preset, out), classes, outputs)
     _fails_by_the_forward(preset, _edited(out, tmp_path / "wrong", "config.json", lambda c: c.update(wrong)))
+
+
+@pytest.mark.parametrize(
+    ("name", "classes", "outputs"),
+    [
+        ("bart", "BartBackbone + BartSeq2SeqLM", {"hidden_states", "encoder_hidden_states", "logits"}),
+        ("vit", "ViTBackbone", {"hidden_states"}),
+        ("whisper", "WhisperBackbone", {"hidden_states", "encoder_hidden_states"}),
+    ],
+)
+def test_transformers_seq2seq_and_vision_to_presets(keras_hub, transformers, torch, tmp_path, name, classes, outputs):
+    """The other way: transformers' own tiny models written as presets, KerasHub's forward run from them."""
+    from tests.families.keras_hub import test_seq2seq_vision_writer as writer
+
+    made = {"bart": writer._bart, "vit": writer._vit, "whisper": writer._whisper}[name](transformers, torch, tmp_path)
+    src = made[0] if isinstance(made, tuple) else made
+    preset = tmp_path / "preset"
+    run_cli("convert", str(src), "--to", "tensorflow", "--target", "keras-hub", "-o", str(preset))
+    _passes_with_forward(_verify(src, preset), classes, outputs)
