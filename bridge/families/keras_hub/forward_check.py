@@ -97,9 +97,10 @@ def keras_hub_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
     keras_out = {name: _real_tokens(keras_out[name], _real_mask(name, inputs)) for name in compared}
     pt_out = {name: _real_tokens(pt_out[name], _real_mask(name, inputs)) for name in compared}
     fed = ", ".join(f"{name} {'x'.join(map(str, feed[name].shape))}" for name in names)
+    padded = "; the last row of token ids padded from half way" if any(n.endswith("_ids") for n in inputs) else ""
     report.notes.append(
         f"forward: KerasHub {keras_side.described} ({keras_side.backend} backend) against transformers "
-        f"{type(model).__name__}, on seeded inputs ({fed}; token rows: the last one padded from half way): "
+        f"{type(model).__name__}, on seeded inputs ({fed}{padded}): "
         f"{', '.join(compared)} compared (per-token ones on the real tokens)"
     )
     for name, value in pt_out.items():
