@@ -1,7 +1,9 @@
 """The forward half of ``bridge verify`` for the ``keras-hub`` pack, either way of conversion: KerasHub's own model,
 built by ``from_preset`` on whichever Keras backend is installed (``KERAS_BACKEND``), against the transformers model
-of the other side, on one seeded batch of token ids with a padded row.  The last hidden states, and the logits where
-both sides have a head, are compared on the real tokens.
+of the other side, on one seeded batch of the inputs the backbone takes (token ids with a padded row, pixels, audio
+features; the table below says which transformers argument carries each, channels-first there).  The last hidden
+states (the encoder's too, for an encoder-decoder), and the logits where both sides have a head, are compared on the
+real tokens.
 
 Nothing here knows a family: the preset's ``config.json`` / ``task.json`` name KerasHub's classes, the transformers
 directory's ``config.json`` names its class, and the inputs follow the names KerasHub's backbone takes.
@@ -20,8 +22,33 @@ from bridge.core.keras_hub_preset import preset_facts
 from bridge.core.verify_report import ForwardContext, VerifyReport
 from bridge.forward_check import compare_outputs, load_or_skip, transformers_model
 
-# A KerasHub text backbone's input -> the transformers argument that carries the same thing.
-_TRANSFORMERS_ARGUMENT = {"token_ids": "input_ids", "padding_mask": "attention_mask", "segment_ids": "token_type_ids"}
+
+@dataclass(frozen=True)
+class _Input:
+    """A KerasHub backbone input and the transformers argument that carries the same values, in transformers'
+    layout; ``to_keras`` permutes that layout's axes into KerasHub's (channels last)."""
+
+    argument: str
+    to_keras: tuple[int, ...] | None = None
+
+
+_INPUTS = {
+    "token_ids": _Input("input_ids"),
+    "padding_mask": _Input("attention_mask"),
+    "segment_ids": _Input("token_type_ids"),
+    "encoder_token_ids": _Input("input_ids"),
+    "encoder_padding_mask": _Input("attention_mask"),
+    "decoder_token_ids": _Input("decoder_input_ids"),
+    "decoder_padding_mask": _Input("decoder_attention_mask"),
+    "images": _Input("pixel_values", (0, 2, 3, 1)),  # NCHW -> NHWC
+    "encoder_features": _Input("input_features", (0, 2, 1)),  # [batch, mels, frames] -> [batch, frames, mels]
+}
+# KerasHub's per-token outputs -> the compared output of the same values
+_KERAS_OUTPUTS = {
+    "sequence_output": "hidden_states",
+    "decoder_sequence_output": "hidden_states",
+    "encoder_sequence_output": "encoder_hidden_states",
+}
 
 
 @dataclass(frozen=True)
@@ -50,35 +77,31 @@ def keras_hub_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
     if keras_side is None:
         return
     names = _input_names(keras_side.backbone)
-    unknown = sorted(set(names) - set(_TRANSFORMERS_ARGUMENT))
+    unknown = sorted(set(names) - set(_INPUTS))
     if unknown:
         report.notes.append(
             f"forward check skipped: KerasHub's {keras_side.described} takes {', '.join(unknown)}; "
-            "this check feeds token ids only"
+            f"this check feeds {', '.join(sorted(_INPUTS))} only"
         )
         return
-    inputs = _inputs(model, ctx, segments="segment_ids" in names)
-    feed = {name: inputs[_TRANSFORMERS_ARGUMENT[name]].astype("int32") for name in names}
-    pt_hidden, pt_logits = _transformers_forward(model, inputs)
-    real = inputs["attention_mask"] == 1
-    hidden = keras_side.backbone(feed, training=False)
-    if isinstance(hidden, dict):  # an encoder's outputs: the per-token one is the hidden states
-        hidden = hidden["sequence_output"]
-    keras_out = {"hidden_states": _real_tokens(keras_side.convert_to_numpy(hidden), real)}
-    pt_out = {"hidden_states": _real_tokens(pt_hidden, real)}
-    compared = "last hidden states"
-    if keras_side.task is not None and pt_logits is not None:
-        logits = keras_side.convert_to_numpy(keras_side.task(feed, training=False))
-        keras_out["logits"], pt_out["logits"] = _real_tokens(logits, real), _real_tokens(pt_logits, real)
-        compared += " and logits"
-    elif pt_logits is not None:
+    inputs = _inputs(model, ctx, {_INPUTS[name].argument for name in names})
+    feed = {name: _keras_value(inputs[_INPUTS[name].argument], _INPUTS[name]) for name in names}
+    keras_in = feed if isinstance(keras_side.backbone.input, dict) else feed[names[0]]
+    pt_out = _transformers_forward(model, inputs)
+    keras_out = _keras_outputs(keras_side.backbone(keras_in, training=False), keras_side.convert_to_numpy)
+    if keras_side.task is not None and "logits" in pt_out:
+        keras_out["logits"] = keras_side.convert_to_numpy(keras_side.task(keras_in, training=False))
+    elif "logits" in pt_out:
         report.notes.append(f"logits not compared: KerasHub has no head beside the {keras_side.described}")
-    batch, seq = real.shape
+    compared = [name for name in pt_out if name in keras_out]
+    keras_out = {name: _real_tokens(keras_out[name], _real_mask(name, inputs)) for name in compared}
+    pt_out = {name: _real_tokens(pt_out[name], _real_mask(name, inputs)) for name in compared}
+    fed = ", ".join(f"{name} {'x'.join(map(str, feed[name].shape))}" for name in names)
+    padded = "; the last row of token ids padded from half way" if any(n.endswith("_ids") for n in inputs) else ""
     report.notes.append(
         f"forward: KerasHub {keras_side.described} ({keras_side.backend} backend) against transformers "
-        f"{type(model).__name__}, on {batch}x{seq} seeded token ids ({', '.join(names)}), the last row padded "
-        f"from position {int(real[-1].sum())}: {compared} compared (per-token ones on the {int(real.sum())} real "
-        "tokens)"
+        f"{type(model).__name__}, on seeded inputs ({fed}{padded}): "
+        f"{', '.join(compared)} compared (per-token ones on the real tokens)"
     )
     for name, value in pt_out.items():
         if keras_out[name].shape != value.shape:
@@ -93,38 +116,86 @@ def _preset_folder(ctx: ForwardContext) -> Path:
     return side if side.is_dir() else side.parent
 
 
-def _inputs(model: Any, ctx: ForwardContext, *, segments: bool) -> dict[str, np.ndarray]:
-    """Seeded token ids (and segment ids, if asked, as many kinds as the model has), the last row padded from
-    half way with the padding id, which no real token takes (RoBERTa's positions count the tokens that are not
-    it)."""
+def _inputs(model: Any, ctx: ForwardContext, arguments: set[str]) -> dict[str, np.ndarray]:
+    """Seeded values for the transformers ``arguments`` (an id argument brings its mask): token ids with the last
+    row padded from half way with the padding id, which no real token takes (RoBERTa's positions count the tokens
+    that are not it); segment ids of as many kinds as the model has; pixels and audio features in the shape the
+    config sets."""
     config = model.config
-    vocab = int(model.get_input_embeddings().weight.shape[0])
-    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-    seq = min(ctx.seq_len, int(positions)) if positions else ctx.seq_len
     rng = np.random.default_rng(ctx.seed)
-    mask = np.ones((ctx.batch, seq), dtype=np.int64)
-    mask[-1, max(1, seq // 2) :] = 0
-    pad = int(getattr(config, "pad_token_id", None) or 0)
-    drawn = rng.integers(0, vocab - 1, (ctx.batch, seq))
-    ids = np.where(mask == 1, drawn + (drawn >= pad), pad).astype(np.int64)
-    inputs = {"input_ids": ids, "attention_mask": mask}
-    if segments:
+    inputs: dict[str, np.ndarray] = {}
+    for ids, mask, positions in (
+        ("input_ids", "attention_mask", ("max_position_embeddings", "n_positions")),
+        ("decoder_input_ids", "decoder_attention_mask", ("max_target_positions", "max_position_embeddings")),
+    ):
+        if ids in arguments:
+            seq = _bounded(ctx.seq_len, config, positions)
+            vocab = int(model.get_input_embeddings().weight.shape[0])  # a vision model's "embeddings" are patches
+            inputs[ids], inputs[mask] = _padded_ids(rng, ctx.batch, seq, vocab, config)
+    if "token_type_ids" in arguments:
         kinds = max(1, int(getattr(config, "type_vocab_size", 1) or 1))
-        inputs["token_type_ids"] = rng.integers(0, kinds, (ctx.batch, seq)).astype(np.int64)
+        inputs["token_type_ids"] = rng.integers(0, kinds, inputs["input_ids"].shape).astype(np.int64)
+    if "pixel_values" in arguments:
+        side = config.image_size
+        height, width = (side, side) if isinstance(side, int) else side
+        inputs["pixel_values"] = rng.normal(size=(ctx.batch, config.num_channels, height, width)).astype(np.float32)
+    if "input_features" in arguments:  # the frames the encoder takes: its positions before two stride-2 halvings
+        frames = 2 * int(config.max_source_positions)
+        inputs["input_features"] = rng.normal(size=(ctx.batch, config.num_mel_bins, frames)).astype(np.float32)
     return inputs
 
 
-def _transformers_forward(model: Any, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
-    """The base model's last hidden state, and the head's logits when the class has a head."""
+def _bounded(seq_len: int, config: Any, attributes: tuple[str, ...]) -> int:
+    positions = next((getattr(config, a) for a in attributes if getattr(config, a, None)), None)
+    return min(seq_len, int(positions)) if positions else seq_len
+
+
+def _padded_ids(rng: Any, batch: int, seq: int, vocab: int, config: Any) -> tuple[np.ndarray, np.ndarray]:
+    mask = np.ones((batch, seq), dtype=np.int64)
+    mask[-1, max(1, seq // 2) :] = 0
+    pad = int(getattr(config, "pad_token_id", None) or 0)
+    drawn = rng.integers(0, vocab - 1, (batch, seq))
+    fill = pad if pad < vocab else 0  # a padding id past a tiny vocabulary cannot be looked up, even masked
+    return np.where(mask == 1, drawn + (drawn >= pad), fill).astype(np.int64), mask
+
+
+def _keras_value(value: np.ndarray, spec: _Input) -> np.ndarray:
+    if spec.to_keras is not None:
+        return np.ascontiguousarray(value.transpose(spec.to_keras))
+    return value.astype("int32")
+
+
+def _keras_outputs(outputs: Any, convert_to_numpy: Any) -> dict[str, np.ndarray]:
+    """KerasHub's per-token outputs under the compared names (a single tensor is the hidden states)."""
+    if not isinstance(outputs, dict):
+        return {"hidden_states": np.asarray(convert_to_numpy(outputs))}
+    return {_KERAS_OUTPUTS[k]: np.asarray(convert_to_numpy(v)) for k, v in outputs.items() if k in _KERAS_OUTPUTS}
+
+
+def _real_mask(name: str, inputs: dict[str, np.ndarray]) -> np.ndarray | None:
+    """The mask of the tokens an output is per-token over: the decoder's where there is one, else the encoder's."""
+    masks = ("attention_mask",) if name == "encoder_hidden_states" else ("decoder_attention_mask", "attention_mask")
+    found = next((inputs[m] for m in masks if m in inputs), None)
+    return None if found is None else found == 1
+
+
+def _transformers_forward(model: Any, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The base model's last hidden state (and the encoder's, for an encoder-decoder), and the head's logits when
+    the class has a head."""
     import torch
 
     feed = {name: torch.from_numpy(value) for name, value in inputs.items()}
     with torch.no_grad():
-        hidden = model.base_model(**feed).last_hidden_state.numpy()
-        if model.base_model is model:
-            return hidden, None
-        logits = getattr(model(**feed), "logits", None)
-    return hidden, None if logits is None else logits.numpy()
+        base = model.base_model(**feed)
+        out = {"hidden_states": base.last_hidden_state.numpy()}
+        encoded = getattr(base, "encoder_last_hidden_state", None)
+        if encoded is not None:
+            out["encoder_hidden_states"] = encoded.numpy()
+        if model.base_model is not model:
+            logits = getattr(model(**feed), "logits", None)
+            if logits is not None:
+                out["logits"] = logits.numpy()
+    return out
 
 
 def _load_keras_side(report: VerifyReport, ctx: ForwardContext, preset: Path, *, lm_head: bool) -> _KerasSide | None:
@@ -187,7 +258,8 @@ def _input_names(backbone: Any) -> list[str]:
     return sorted(structure) if isinstance(structure, dict) else [t.name for t in backbone.inputs]
 
 
-def _real_tokens(value: Any, real: np.ndarray) -> np.ndarray:
-    """Per-token outputs at the real tokens only (what a padded position computes is nobody's output); others whole."""
+def _real_tokens(value: Any, real: np.ndarray | None) -> np.ndarray:
+    """Per-token outputs at the real tokens only (what a padded position computes is nobody's output); others, and
+    outputs of inputs without a mask, whole."""
     array = np.asarray(value)
-    return array[real] if array.shape[: real.ndim] == real.shape else array
+    return array[real] if real is not None and array.shape[: real.ndim] == real.shape else array

@@ -123,3 +123,44 @@ def test_transformers_llama_to_preset(keras_hub, transformers, torch, tmp_path):
     assert [o["name"] for o in report["outputs"] if not o["ok"]] == ["keras_hub_from_preset"]
     (said,) = [n for n in report["notes"] if "KerasHub cannot load the preset" in n]
     assert "could not be loaded" in said and "the output is not a preset KerasHub loads" in said and len(said) < 600
+
+
+@pytest.mark.parametrize(
+    ("name", "classes", "outputs", "wrong"),
+    [
+        ("bart", "BartBackbone + BartSeq2SeqLM", {"hidden_states", "encoder_hidden_states", "logits"}, {
+            "activation_function": "relu"}),
+        ("vit", "ViTBackbone", {"hidden_states"}, {"layer_norm_eps": 0.5}),
+        ("whisper", "WhisperBackbone", {"hidden_states", "encoder_hidden_states"}, {"activation_function": "relu"}),
+    ],
+)  # fmt: skip
+def test_seq2seq_and_vision_presets_to_transformers(keras_hub, transformers, tmp_path, name, classes, outputs, wrong):
+    """Inputs beyond token ids: encoder and decoder ids with their masks, NHWC pixels and [frames, mels] audio
+    features fed to transformers channels-first; a config value made wrong in the converted config fails (BART's
+    and Whisper's layer-norm epsilon is fixed in transformers' code, not in their configs)."""
+    from tests.families.keras_hub.test_seq2seq_vision_writer import _keras_preset
+
+    preset = _keras_preset(keras_hub, name, tmp_path)
+    out = tmp_path / "hf"
+    run_cli("convert", str(preset), "--to", "pytorch", "-o", str(out))
+    _passes_with_forward(_verify(preset, out), classes, outputs)
+    _fails_by_the_forward(preset, _edited(out, tmp_path / "wrong", "config.json", lambda c: c.update(wrong)))
+
+
+@pytest.mark.parametrize(
+    ("name", "classes", "outputs"),
+    [
+        ("bart", "BartBackbone + BartSeq2SeqLM", {"hidden_states", "encoder_hidden_states", "logits"}),
+        ("vit", "ViTBackbone", {"hidden_states"}),
+        ("whisper", "WhisperBackbone", {"hidden_states", "encoder_hidden_states"}),
+    ],
+)
+def test_transformers_seq2seq_and_vision_to_presets(keras_hub, transformers, torch, tmp_path, name, classes, outputs):
+    """The other way: transformers' own tiny models written as presets, KerasHub's forward run from them."""
+    from tests.families.keras_hub import test_seq2seq_vision_writer as writer
+
+    made = {"bart": writer._bart, "vit": writer._vit, "whisper": writer._whisper}[name](transformers, torch, tmp_path)
+    src = made[0] if isinstance(made, tuple) else made
+    preset = tmp_path / "preset"
+    run_cli("convert", str(src), "--to", "tensorflow", "--target", "keras-hub", "-o", str(preset))
+    _passes_with_forward(_verify(src, preset), classes, outputs)
