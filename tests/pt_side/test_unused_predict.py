@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -165,7 +166,11 @@ def test_cost_of_find_unused_parameters_is_measured(torch):
     cost = json.loads(result.output)["cost"]
     if cost["ratio"] is None:
         pytest.skip(f"cannot run 2 gloo processes here: {cost['message']}")
-    assert cost["ratio"] > 0 and cost["seconds_per_step"]["true"] > 0 and cost["seconds_per_step"]["false"] > 0
+    # what the report carries, not how fast anything is (timings belong in bench/): both measured step times, and the
+    # ratio the advice prints is theirs
+    per = cost["seconds_per_step"]
+    assert set(per) == {"true", "false"} and all(isinstance(v, float) and math.isfinite(v) for v in per.values())
+    assert cost["ratio"] == per["true"] / per["false"]
     assert cost["touch_all"] is True  # the generator misses steps: the False run adds the zero-weighted term
     text = CliRunner().invoke(cli, ["unused", f"{PT_MODELS}:gan_alternating", "--steps", "4", "--cost"]).output
     assert "cost: a step with find_unused_parameters=True takes" in text
