@@ -28,6 +28,26 @@ def _numpy(value: Any) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(value))
 
 
+def seq2seq_batch(torch: Any, enc_ids: np.ndarray, dec_ids: np.ndarray, pad_id: int = 1) -> tuple[dict, dict, Any, Any]:
+    """One padded encoder-decoder batch (the ids' 1s mark padding) as KerasHub's inputs and as transformers'
+    arguments, the padding written as ``pad_id`` (the model's own), and the two masks."""
+    enc_mask, dec_mask = (enc_ids != 1).astype("int32"), (dec_ids != 1).astype("int32")
+    enc_ids, dec_ids = np.where(enc_mask == 1, enc_ids, pad_id), np.where(dec_mask == 1, dec_ids, pad_id)
+    keras_inputs = {
+        "encoder_token_ids": enc_ids,
+        "encoder_padding_mask": enc_mask,
+        "decoder_token_ids": dec_ids,
+        "decoder_padding_mask": dec_mask,
+    }
+    torch_kwargs = {
+        "input_ids": torch.tensor(enc_ids).long(),
+        "attention_mask": torch.tensor(enc_mask).long(),
+        "decoder_input_ids": torch.tensor(dec_ids).long(),
+        "decoder_attention_mask": torch.tensor(dec_mask).long(),
+    }
+    return keras_inputs, torch_kwargs, enc_mask, dec_mask
+
+
 def _converted(model: Any, folder: Path, transformers_class: Any) -> Any:
     """``model`` with random weights saved as a preset, converted, loaded by transformers with nothing left out."""
     rng = np.random.default_rng(0)
@@ -48,22 +68,10 @@ def test_bart_to_transformers_same_states(transformers, torch, keras_hub, tmp_pa
         vocabulary_size=30, num_layers=2, num_heads=2, hidden_dim=8, intermediate_dim=16, max_sequence_length=16
     )
     model = _converted(backbone, tmp_path, transformers.BartModel)
-    enc_mask, dec_mask = (ENCODER_IDS != 1).astype("int32"), (DECODER_IDS != 1).astype("int32")
-    out = backbone(
-        {
-            "encoder_token_ids": ENCODER_IDS,
-            "encoder_padding_mask": enc_mask,
-            "decoder_token_ids": DECODER_IDS,
-            "decoder_padding_mask": dec_mask,
-        }
-    )
+    keras_inputs, torch_kwargs, enc_mask, dec_mask = seq2seq_batch(torch, ENCODER_IDS, DECODER_IDS)
+    out = backbone(keras_inputs)
     with torch.no_grad():
-        got = model(
-            input_ids=torch.tensor(ENCODER_IDS).long(),
-            attention_mask=torch.tensor(enc_mask).long(),
-            decoder_input_ids=torch.tensor(DECODER_IDS).long(),
-            decoder_attention_mask=torch.tensor(dec_mask).long(),
-        )
+        got = model(**torch_kwargs)
     encoded = _numpy(out["encoder_sequence_output"])
     decoded = _numpy(out["decoder_sequence_output"])
     np.testing.assert_allclose(got.encoder_last_hidden_state.numpy()[enc_mask == 1], encoded[enc_mask == 1], atol=1e-5)
@@ -130,23 +138,10 @@ def test_t5_to_transformers_same_states(transformers, torch, keras_hub, tmp_path
         use_gated_activation=gated,
     )
     model = _converted(backbone, tmp_path, transformers.T5Model)
-    enc_ids, dec_ids = np.where(ENCODER_IDS == 1, 0, ENCODER_IDS), np.where(DECODER_IDS == 1, 0, DECODER_IDS)
-    enc_mask, dec_mask = (ENCODER_IDS != 1).astype("int32"), (DECODER_IDS != 1).astype("int32")
-    out = backbone(
-        {
-            "encoder_token_ids": enc_ids,
-            "encoder_padding_mask": enc_mask,
-            "decoder_token_ids": dec_ids,
-            "decoder_padding_mask": dec_mask,
-        }
-    )
+    keras_inputs, torch_kwargs, enc_mask, dec_mask = seq2seq_batch(torch, ENCODER_IDS, DECODER_IDS, pad_id=0)  # T5's
+    out = backbone(keras_inputs)
     with torch.no_grad():
-        got = model(
-            input_ids=torch.tensor(enc_ids).long(),
-            attention_mask=torch.tensor(enc_mask).long(),
-            decoder_input_ids=torch.tensor(dec_ids).long(),
-            decoder_attention_mask=torch.tensor(dec_mask).long(),
-        )
+        got = model(**torch_kwargs)
     encoded = _numpy(out["encoder_sequence_output"])
     decoded = _numpy(out["decoder_sequence_output"])
     np.testing.assert_allclose(got.encoder_last_hidden_state.numpy()[enc_mask == 1], encoded[enc_mask == 1], atol=1e-5)

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.families.keras_hub.test_preset_writer import _loaded, _same_tensors, _saved, _to_preset, _unnamed
-from tests.families.keras_hub.test_seq2seq_vision import DECODER_IDS, ENCODER_IDS, _numpy
+from tests.families.keras_hub.test_seq2seq_vision import DECODER_IDS, ENCODER_IDS, _numpy, seq2seq_batch
 
 _SEQ2SEQ = {
     "vocab_size": 30,
@@ -68,22 +68,10 @@ def test_bart_to_preset_same_logits(transformers, torch, keras_hub, tmp_path):
     assert json.loads((preset / "task.json").read_text())["registered_name"] == "keras_hub>BartSeq2SeqLM"
     task = _loaded(keras_hub.models.BartSeq2SeqLM.from_preset, preset)
     assert type(_loaded(keras_hub.models.Backbone.from_preset, preset)).__name__ == "BartBackbone"
-    enc_mask, dec_mask = (ENCODER_IDS != 1).astype("int32"), (DECODER_IDS != 1).astype("int32")
-    got = task(
-        {
-            "encoder_token_ids": ENCODER_IDS,
-            "encoder_padding_mask": enc_mask,
-            "decoder_token_ids": DECODER_IDS,
-            "decoder_padding_mask": dec_mask,
-        }
-    )
+    keras_inputs, torch_kwargs, _, dec_mask = seq2seq_batch(torch, ENCODER_IDS, DECODER_IDS)
+    got = task(keras_inputs)
     with torch.no_grad():
-        expected = model(
-            input_ids=torch.tensor(ENCODER_IDS).long(),
-            attention_mask=torch.tensor(enc_mask).long(),
-            decoder_input_ids=torch.tensor(DECODER_IDS).long(),
-            decoder_attention_mask=torch.tensor(dec_mask).long(),
-        ).logits.numpy()
+        expected = model(**torch_kwargs).logits.numpy()
     np.testing.assert_allclose(_numpy(got)[dec_mask == 1], expected[dec_mask == 1], atol=1e-5)
     run_cli("convert", str(preset), "--to", "pytorch", "-o", str(tmp_path / "back"))
     _same_tensors(src / "model.safetensors", tmp_path / "back" / "model.safetensors")
