@@ -113,3 +113,14 @@ def test_unwritable_config_exits_2(transformers, torch, backbone_class, key, val
     (src / "config.json").write_text(json.dumps({**config, key: value}))
     out = run_cli("convert", str(src), "--to", "tensorflow", "--target", "keras-hub", "-o", str(tmp_path / "o"), code=2)
     assert key in out
+
+
+@pytest.mark.parametrize("backbone_class", sorted(FAMILIES))
+@pytest.mark.slow
+def test_verify_runs_both_forwards(keras_hub, backbone_class, tmp_path):
+    """``bridge verify`` of a preset and its conversion runs KerasHub's forward and transformers' and passes."""
+    path, _ = _preset(keras_hub, backbone_class, tmp_path)
+    run_cli("convert", str(path), "--to", "pytorch", "-o", str(tmp_path / "pt"))
+    report = json.loads(run_cli("verify", str(path), str(tmp_path / "pt"), "--json"))
+    assert report["ok"] and report["forward"]["status"] == "pass", report
+    assert all(o["max_abs"] <= 1e-5 for o in report["outputs"])
