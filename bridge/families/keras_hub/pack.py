@@ -74,6 +74,7 @@ def _transform(kind: str, shape: tuple[int, ...], keras: dict[str, Any], row: in
 
 
 def _reshaped(kind: str, shape: tuple[int, ...]) -> str:
+    kind = kind.partition("*")[0]  # the slices per head change no reshape spelled with the stored shape
     if kind.startswith("rows+"):  # transformers' leading rows KerasHub lacks
         return f"prepend({kind.removeprefix('rows+')})"
     if kind == "dense":

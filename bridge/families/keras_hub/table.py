@@ -6,6 +6,8 @@ value changes: ``dense`` (Keras ``[in, out]`` -> torch ``[out, in]``), ``heads_i
 ``[hidden, heads, head_dim]`` -> ``[heads * head_dim, hidden]``), ``heads_out`` (``[heads, head_dim, hidden]`` ->
 ``[hidden, heads * head_dim]``), ``heads_bias`` (``[heads, head_dim]`` -> ``[heads * head_dim]``), ``same``;
 ``heads_first_in`` (Gemma's ``[heads, hidden, head_dim]`` -> ``[heads * head_dim, hidden]``);
+A head kind ending ``*k`` holds ``k`` slices of ``head_dim`` per head (GPT-NeoX's one query-key-value einsum
+kernel ``[hidden, heads, 3 * head_dim]``, whose rows transformers keeps in the same per-head order).
 ``conv_heads_in`` / ``conv_heads_out`` keep Keras' ``[in, out]`` order (a transformers Conv1D's) and only merge the
 head axes.  A kind ending ``@k/n`` makes the value block ``k`` of ``n`` that the writer joins along the target's last
 axis (GPT-2's query, key and value side by side in one ``c_attn``); ``@k/n/axis`` joins along ``axis``, and

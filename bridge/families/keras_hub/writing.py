@@ -90,6 +90,8 @@ def _tf_shape(kind: str, shape: tuple[int, ...], head_dim: int, keras: Config) -
     if part:
         k, weights, axis, _ = blocks_of(part, keras, len(shape))
         shape = (*shape[:axis], shape[axis] * weights[k] // sum(weights), *shape[axis + 1 :])
+    kind, _, per_head = kind.partition("*")
+    head_dim *= int(per_head or 1)
     if kind.startswith("rows+"):
         return (shape[0] - int(kind.removeprefix("rows+")), *shape[1:])
     if kind == "dense":
