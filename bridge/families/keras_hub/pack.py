@@ -108,7 +108,7 @@ def _targets_of(entries: tuple[Entry, ...], family: Family, name: str, keras: di
     for entry in entries:
         if "{i}" not in entry.target and re.fullmatch(entry.source, name):
             return [(entry.named(r), entry.kind, r) for r in entry.rows(keras)] if entry.target else []
-    stacks = family.layer_stacks()
+    stacks = family.layer_stacks(keras)
     for stack in stacks:
         m = re.fullmatch(rf"layers/{re.escape(stack.layer)}(?:_(\d+))?/(.+)", name)
         if m is None:
@@ -217,7 +217,7 @@ def _preset_facts(folder: Path) -> tuple[dict[str, Any], list[str]]:
         return {}, []
     config = family.config(facts["backbone_config"])
     task = family.tasks.get(str(facts.get("task_class", "")))
-    if task is not None and task.endswith("ForSequenceClassification"):
+    if task is not None and task.endswith(("ForSequenceClassification", "ForImageClassification")):
         num = facts.get("task_config", {}).get("num_classes")
         if isinstance(num, int):
             config["num_labels"] = num

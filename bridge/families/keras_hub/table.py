@@ -200,10 +200,10 @@ class Family:
             renamed = re.sub(pattern, replacement, renamed)
         return renamed if renamed in names else target
 
-    def layer_stacks(self) -> tuple[Stack, ...]:
+    def layer_stacks(self, keras: Config | None = None) -> tuple[Stack, ...]:
         """Every indexed layer class with the entries of one of its layers, ``layer`` first (where the family's
-        own entries have any)."""
-        own = tuple(e for e in self.entries if "{i}" in e.target)
+        own entries have any; with ``keras``, its variant's of that config too)."""
+        own = tuple(e for e in (self.entries if keras is None else self.entries_for(keras)) if "{i}" in e.target)
         return (Stack(self.layer, own), *self.stacks) if own else self.stacks
 
     def entries_for(self, keras: Config) -> tuple[Entry, ...]:

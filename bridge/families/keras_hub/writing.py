@@ -69,7 +69,7 @@ def _paths(
                 continue
             for row in entry.rows(keras):
                 yield entry.source, entry.named(row), entry.kind, _part(row, entry, keras)
-    for stack in family.layer_stacks():
+    for stack in family.layer_stacks(keras):
         for i in range(layers):
             k = i + stack.start(keras)
             layer = f"layers/{stack.layer}" + (f"_{k}" if k else "")

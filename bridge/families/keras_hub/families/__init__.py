@@ -7,6 +7,8 @@ from bridge.families.keras_hub.families.bart import BART
 from bridge.families.keras_hub.families.bert import BERT
 from bridge.families.keras_hub.families.deberta_v3 import DEBERTA_V3
 from bridge.families.keras_hub.families.decoder import LLAMA, MISTRAL, QWEN2, QWEN3
+from bridge.families.keras_hub.families.deit import DEIT
+from bridge.families.keras_hub.families.dinov2 import DINOV2
 from bridge.families.keras_hub.families.distilbert import DISTILBERT
 from bridge.families.keras_hub.families.electra import ELECTRA
 from bridge.families.keras_hub.families.gemma import GEMMA
@@ -48,6 +50,8 @@ FAMILIES: tuple[Family, ...] = (
     T5,
     GEMMA3,
     GPT_NEOX,
+    DINOV2,
+    DEIT,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
