@@ -254,8 +254,15 @@ def _causal_lm(keras_hub: Any, preset: Path, backbone_class: str) -> tuple[Any |
 
 
 def _input_names(backbone: Any) -> list[str]:
+    """The backbone's input names; a single unnamed input of rank 4 (KerasHub leaves some image backbones'
+    ``Input`` unnamed, Keras then calls it ``keras_tensor_N``) is the images."""
     structure = backbone.input
-    return sorted(structure) if isinstance(structure, dict) else [t.name for t in backbone.inputs]
+    if isinstance(structure, dict):
+        return sorted(structure)
+    names = [t.name for t in backbone.inputs]
+    if len(names) == 1 and names[0] not in _INPUTS and len(backbone.inputs[0].shape) == 4:
+        return ["images"]
+    return names
 
 
 def _real_tokens(value: Any, real: np.ndarray | None) -> np.ndarray:

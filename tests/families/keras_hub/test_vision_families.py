@@ -183,6 +183,8 @@ def test_unwritable_dinov2_preset_exits_2(keras_hub, tmp_path, extra, named):
     ("name", "classes", "outputs"),
     [
         ("swiglu", "DINOV2Backbone", {"hidden_states"}),
+        # DeiTBackbone's one input is unnamed (``keras_tensor_<n>``): an image backbone's single input, the images
+        ("deit", "DeiTBackbone + DeiTImageClassifier", {"hidden_states", "logits"}),
     ],
 )
 def test_verify_runs_both_forwards(transformers, torch, keras_hub, tmp_path, name, classes, outputs):
@@ -192,13 +194,3 @@ def test_verify_runs_both_forwards(transformers, torch, keras_hub, tmp_path, nam
     _passes_with_forward(_verify(preset, tmp_path / "pt"), classes, outputs)
     src = _transformers_dir(transformers, torch, name, tmp_path)
     _passes_with_forward(_verify(src, _to_preset(src, tmp_path / "written")), classes, outputs)
-
-
-def test_verify_deit_says_its_forward_is_skipped(keras_hub, tmp_path):
-    """KerasHub's DeiTBackbone names its input layer nothing (``keras_tensor_<n>``), not ``images``: verify passes
-    on the values and says the forward was skipped rather than feeding a guessed input."""
-    preset = _keras_preset(keras_hub, "deit", tmp_path)
-    run_cli("convert", str(preset), "--to", "pytorch", "-o", str(tmp_path / "pt"))
-    report = _verify(preset, tmp_path / "pt")
-    assert report["ok"] and report["forward"]["status"] == "none", report
-    assert any(n.startswith("forward check skipped: KerasHub's DeiTBackbone") for n in report["notes"])
