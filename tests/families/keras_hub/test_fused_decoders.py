@@ -1,4 +1,4 @@
-"""Decoders whose transformers side fuses query, key and value into one projection, per head (GPT-NeoX): tiny
+"""Decoders whose transformers side fuses query, key and value into one projection, per head (GPT-NeoX, BLOOM): tiny
 models made by each library, converted both ways, forwards compared on a padded batch, round trips bit-exact, what
 KerasHub cannot compute refused by name."""
 
@@ -26,6 +26,13 @@ FAMILIES: dict[str, tuple[str, str, str, dict[str, Any], dict[str, Any]]] = {
         {"hidden_size": 16, "num_attention_heads": 2, "intermediate_size": 32, "max_position_embeddings": 16}
         | {"hidden_act": "gelu_new", "tie_word_embeddings": True, "layer_norm_eps": 1e-6}
         | {"rope_parameters": {"rope_type": "default", "rope_theta": 500.0, "partial_rotary_factor": 0.5}},
+    ),
+    "BloomBackbone": (  # ALiBi; query_key_value's rows per head, four heads interleaved
+        "BloomCausalLM",
+        "BloomForCausalLM",
+        "BloomConfig",
+        {"num_heads": 4, "hidden_dim": 16, "intermediate_dim": 64, "layer_norm_epsilon": 1e-6},
+        {"hidden_size": 16, "n_head": 4, "layer_norm_epsilon": 1e-6, "tie_word_embeddings": True},
     ),
 }
 
@@ -103,6 +110,8 @@ UNWRITABLE: list[tuple[str, str, Any]] = [
     ("GPTNeoXBackbone", "attention_bias", False),
     ("GPTNeoXBackbone", "tie_word_embeddings", False),
     ("GPTNeoXBackbone", "hidden_act", "relu"),
+    ("BloomBackbone", "apply_residual_connection_post_layernorm", True),
+    ("BloomBackbone", "tie_word_embeddings", False),
 ]
 
 

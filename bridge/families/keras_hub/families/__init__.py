@@ -12,6 +12,7 @@ from bridge.families.keras_hub.families.electra import ELECTRA
 from bridge.families.keras_hub.families.gemma import GEMMA
 from bridge.families.keras_hub.families.gemma2 import GEMMA2
 from bridge.families.keras_hub.families.gemma3 import GEMMA3
+from bridge.families.keras_hub.families.bloom import BLOOM
 from bridge.families.keras_hub.families.gpt2 import GPT2
 from bridge.families.keras_hub.families.gpt_neox import GPT_NEOX
 from bridge.families.keras_hub.families.mixtral import MIXTRAL
@@ -48,6 +49,7 @@ FAMILIES: tuple[Family, ...] = (
     T5,
     GEMMA3,
     GPT_NEOX,
+    BLOOM,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
