@@ -5,6 +5,7 @@ from __future__ import annotations
 from bridge.families.keras_hub.families.albert import ALBERT
 from bridge.families.keras_hub.families.bart import BART
 from bridge.families.keras_hub.families.bert import BERT
+from bridge.families.keras_hub.families.bloom import BLOOM
 from bridge.families.keras_hub.families.deberta_v3 import DEBERTA_V3
 from bridge.families.keras_hub.families.decoder import LLAMA, MISTRAL, QWEN2, QWEN3
 from bridge.families.keras_hub.families.distilbert import DISTILBERT
@@ -12,7 +13,6 @@ from bridge.families.keras_hub.families.electra import ELECTRA
 from bridge.families.keras_hub.families.gemma import GEMMA
 from bridge.families.keras_hub.families.gemma2 import GEMMA2
 from bridge.families.keras_hub.families.gemma3 import GEMMA3
-from bridge.families.keras_hub.families.bloom import BLOOM
 from bridge.families.keras_hub.families.gpt2 import GPT2
 from bridge.families.keras_hub.families.gpt_neox import GPT_NEOX
 from bridge.families.keras_hub.families.mixtral import MIXTRAL
