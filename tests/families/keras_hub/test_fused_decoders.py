@@ -1,4 +1,5 @@
-"""Decoders whose transformers side fuses query, key and value into one projection, per head (GPT-NeoX, BLOOM): tiny
+"""Decoders whose transformers side fuses query, key and value into one projection, per head (GPT-NeoX, BLOOM,
+Falcon): tiny
 models made by each library, converted both ways, forwards compared on a padded batch, round trips bit-exact, what
 KerasHub cannot compute refused by name."""
 
@@ -33,6 +34,15 @@ FAMILIES: dict[str, tuple[str, str, str, dict[str, Any], dict[str, Any]]] = {
         "BloomConfig",
         {"num_heads": 4, "hidden_dim": 16, "intermediate_dim": 64, "layer_norm_epsilon": 1e-6},
         {"hidden_size": 16, "n_head": 4, "layer_norm_epsilon": 1e-6, "tie_word_embeddings": True},
+    ),
+    "FalconBackbone": (  # ALiBi, sequential, multi-head with biases: KerasHub's one Falcon form
+        "FalconCausalLM",
+        "FalconForCausalLM",
+        "FalconConfig",
+        {"num_attention_heads": 4, "hidden_dim": 16, "intermediate_dim": 48},
+        {"hidden_size": 16, "num_attention_heads": 4, "ffn_hidden_size": 48, "tie_word_embeddings": True}
+        | {"alibi": True, "new_decoder_architecture": False, "multi_query": False, "parallel_attn": False}
+        | {"bias": True, "activation": "gelu"},
     ),
 }
 
@@ -112,6 +122,10 @@ UNWRITABLE: list[tuple[str, str, Any]] = [
     ("GPTNeoXBackbone", "hidden_act", "relu"),
     ("BloomBackbone", "apply_residual_connection_post_layernorm", True),
     ("BloomBackbone", "tie_word_embeddings", False),
+    *(("FalconBackbone", k, v) for k, v in (("alibi", False), ("parallel_attn", True), ("multi_query", True))),
+    *(("FalconBackbone", k, v) for k, v in (("new_decoder_architecture", True), ("bias", False))),
+    ("FalconBackbone", "num_kv_heads", 2),
+    ("FalconBackbone", "layer_norm_epsilon", 1e-6),
 ]
 
 

@@ -10,6 +10,7 @@ from bridge.families.keras_hub.families.deberta_v3 import DEBERTA_V3
 from bridge.families.keras_hub.families.decoder import LLAMA, MISTRAL, QWEN2, QWEN3
 from bridge.families.keras_hub.families.distilbert import DISTILBERT
 from bridge.families.keras_hub.families.electra import ELECTRA
+from bridge.families.keras_hub.families.falcon import FALCON
 from bridge.families.keras_hub.families.gemma import GEMMA
 from bridge.families.keras_hub.families.gemma2 import GEMMA2
 from bridge.families.keras_hub.families.gemma3 import GEMMA3
@@ -50,6 +51,7 @@ FAMILIES: tuple[Family, ...] = (
     GEMMA3,
     GPT_NEOX,
     BLOOM,
+    FALCON,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
