@@ -1,7 +1,6 @@
 """Decoders whose transformers side fuses query, key and value into one projection, per head (GPT-NeoX, BLOOM,
-Falcon): tiny
-models made by each library, converted both ways, forwards compared on a padded batch, round trips bit-exact, what
-KerasHub cannot compute refused by name."""
+Falcon): tiny models made by each library, converted both ways, forwards compared on a padded batch, round trips
+bit-exact, what KerasHub cannot compute refused by name."""
 
 from __future__ import annotations
 
