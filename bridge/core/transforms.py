@@ -16,7 +16,10 @@ terms that add up to it: term 0 is the value, the others are zeros.  ``block(k,n
 block ``k`` of ``n`` equal blocks that the writer concatenates along axis 0 (Keras' query, key and value
 kernels are torch's one ``in_proj_weight``); its inverse ``chunk(k,n)`` takes block ``k`` of ``n`` back
 out.  A third argument names another axis: ``block(k,n,1)`` / ``chunk(k,n,1)`` join and split along axis 1
-(GPT-2's Conv1D ``c_attn`` kernel is ``[in, 3 * out]``: query, key and value side by side).
+(GPT-2's Conv1D ``c_attn`` kernel is ``[in, 3 * out]``: query, key and value side by side).  A fourth argument
+``g`` splits that axis into ``g`` equal groups, each of ``n`` blocks: ``block(k,n,axis,g)`` makes the value's ``g``
+groups block ``k`` of each of the target's (one projection whose rows hold per head its query, key and value:
+``g`` heads of ``n`` blocks), and ``chunk(k,n,axis,g)`` takes block ``k`` of each group back out.
 ``squeeze(k)`` drops axis ``k``, which must have size 1 (GPT-2's Conv1D kernels are stored ``[1, nx, nf]``;
 torch's are ``[nx, nf]``), and ``unsqueeze(k)`` puts it back: a rule names the axis, so a shape that has no size-1
 axis there is a mismatch, never a forced fit.  :func:`assemble` is the one function that builds a target from its
@@ -84,11 +87,13 @@ class Transform:
         if self.op == "place":
             return (self.args[1], *shape)
         if self.op == "block":
-            a = self.axis
-            return (*shape[:a], self.args[1] * shape[a], *shape[a + 1 :]) if a < len(shape) else None
+            a, g = self.axis, self.groups
+            fits = a < len(shape) and shape[a] % g == 0
+            return (*shape[:a], self.args[1] * shape[a], *shape[a + 1 :]) if fits else None
         if self.op == "chunk":
             a, n = self.axis, self.args[1]
-            return (*shape[:a], shape[a] // n, *shape[a + 1 :]) if a < len(shape) and shape[a] % n == 0 else None
+            fits = a < len(shape) and shape[a] % (n * self.groups) == 0
+            return (*shape[:a], shape[a] // n, *shape[a + 1 :]) if fits else None
         if self.op == "squeeze":
             k = self.args[0]
             return shape[:k] + shape[k + 1 :] if k < len(shape) and shape[k] == 1 else None
@@ -135,7 +140,9 @@ class Transform:
         if self.op == "row":
             return np.ascontiguousarray(value[self.args[0]])
         if self.op == "chunk":
-            return np.ascontiguousarray(np.split(value, self.args[1], axis=self.axis)[self.args[0]])
+            k, n, a = self.args[0], self.args[1], self.axis
+            groups = np.split(value, self.groups, axis=a)
+            return np.ascontiguousarray(np.concatenate([np.split(g, n, axis=a)[k] for g in groups], axis=a))
         if self.op == "cut":
             k, a, sizes = self.args[0], self.args[1], self.args[2:]
             start = sum(sizes[:k])
@@ -184,7 +191,12 @@ class Transform:
         """The axis ``block`` / ``join`` joins along and ``chunk`` / ``cut`` splits (0 where none is named)."""
         if self.op in ("join", "cut"):
             return self.args[1]
-        return self.args[2] if self.op in ("block", "chunk") and len(self.args) == 3 else 0
+        return self.args[2] if self.op in ("block", "chunk") and len(self.args) >= 3 else 0
+
+    @property
+    def groups(self) -> int:
+        """The groups ``block`` / ``chunk`` interleave their blocks in along their axis (1 where none is named)."""
+        return self.args[3] if self.op in ("block", "chunk") and len(self.args) == 4 else 1
 
     @property
     def splits(self) -> bool:
@@ -272,8 +284,10 @@ def assemble(parts: Sequence[tuple[Transform, np.ndarray]]) -> np.ndarray:
         return np.ascontiguousarray(total)
     if joins in ("block", "join"):
         last = ordered[0][0]
-        axis = (last.steps[-1] if last.op == "chain" else last).axis
-        return np.ascontiguousarray(np.concatenate(values, axis=axis))
+        step = last.steps[-1] if last.op == "chain" else last
+        axis, groups = step.axis, step.groups
+        split = [np.split(value, groups, axis=axis) for value in values]  # group j of each block, in block order
+        return np.ascontiguousarray(np.concatenate([s[j] for j in range(groups) for s in split], axis=axis))
     return np.ascontiguousarray(np.stack(values))
 
 
@@ -303,7 +317,7 @@ def _parse_one(spec: str) -> Transform:
     if not m:
         raise ValueError(
             f"unknown transform {spec!r}; known: identity, transpose, reverse, permute(...), reshape(...), "
-            "gates(abc->bca), row(k), place(k,n), term(k,n), sum(k,n), block(k,n[,axis]), chunk(k,n[,axis]), "
+            "gates(abc->bca), row(k), place(k,n), term(k,n), sum(k,n), block(k,n[,axis[,g]]), chunk(k,n[,axis[,g]]), "
             "squeeze(k), "
             "unsqueeze(k), prepend(k), drop(k), join(k,axis,s0,s1,...), cut(k,axis,s0,s1,...), and chains a|b"
         )
@@ -317,10 +331,11 @@ def _parse_one(spec: str) -> Transform:
         raise ValueError(f"{op} needs arguments")
     pair = op in ("place", "term", "sum", "block", "chunk")
     single = op in ("row", "squeeze", "unsqueeze", "prepend", "drop")
-    sizes = (2, 3) if op in ("block", "chunk") else (2,)  # block/chunk: an optional axis
+    sizes = (2, 3, 4) if op in ("block", "chunk") else (2,)  # block/chunk: an optional axis, then groups
     bad_pair = pair and (len(args) not in sizes or not 0 <= args[0] < args[1] or min(args) < 0)
+    bad_pair = bad_pair or (len(args) == 4 and args[3] < 1)
     if (single and (len(args) != 1 or args[0] < 0)) or bad_pair:
-        want = "(k,n[,axis])" if len(sizes) == 2 else "(k,n)"
+        want = "(k,n[,axis[,g]])" if len(sizes) > 1 else "(k,n)"
         raise ValueError(f"{op} needs {'(k)' if single else want + ' with 0 <= k < n'}, got {args}")
     if op in ("join", "cut") and (len(args) < 4 or not 0 <= args[0] < len(args) - 2 or min(args) < 0):
         raise ValueError(f"{op} needs (k,axis,s0,s1,...) with two sizes or more and 0 <= k < their count, got {args}")

@@ -149,7 +149,7 @@ def test_blocks_concatenate_a_target_from_three_sources_and_chunks_take_them_bac
     assert all(c.shape((18, 4)) == (4, 2, 3) for c in chunks) and chunks[0].shape((17, 4)) is None
     assert all(c.apply(whole).tobytes() == k.tobytes() for c, k in zip(chunks, kernels, strict=True))
     assert str(chunks[2].inverse((18, 4))) == "reshape(4,6)|transpose|block(2,3)"
-    with pytest.raises(ValueError, match=r"block needs \(k,n\[,axis\]\)"):
+    with pytest.raises(ValueError, match=r"block needs \(k,n\[,axis\[,g\]\]\)"):
         parse("block(3,3)")
 
 
@@ -167,7 +167,32 @@ def test_blocks_along_axis_1_make_a_conv1d_kernel_and_chunks_take_them_back():
     assert all(c.apply(whole).tobytes() == k.tobytes() for c, k in zip(chunks, kernels, strict=True))
     assert parse("block(0,3,5)").shape((4, 6)) is None
     with pytest.raises(ValueError, match="chunk needs"):
-        parse("chunk(0,3,1,2)")
+        parse("chunk(0,3,1,2,1)")
+
+
+def test_grouped_blocks_interleave_per_group_and_chunks_take_them_back():
+    """Three [heads, head_dim] kernels (query, key, value) become one projection whose rows hold per head its query,
+    key and value (``g`` = heads groups of 3 blocks), and each comes back out bit-exact."""
+    from bridge.core.transforms import assemble
+
+    heads, head_dim, hidden = 2, 3, 4
+    kernels = [
+        np.arange(hidden * heads * head_dim, dtype=np.float32).reshape(hidden, heads, head_dim) + 100 * k
+        for k in range(3)
+    ]
+    blocks = [parse(f"reshape(4,6)|transpose|block({k},3,0,{heads})") for k in range(3)]
+    assert [b.part for b in blocks] == [(0, 3), (1, 3), (2, 3)] and all(b.shape((4, 2, 3)) == (18, 4) for b in blocks)
+    whole = assemble([(b, b.apply(k)) for b, k in zip(blocks, kernels, strict=True)])
+    per_head = whole.reshape(heads, 3, head_dim, hidden)  # the target's rows: per head, query then key then value
+    for k, kernel in enumerate(kernels):
+        assert per_head[:, k].tobytes() == np.ascontiguousarray(kernel.transpose(1, 2, 0)).tobytes()
+    chunks = [b.inverse((4, 2, 3)) for b in blocks]
+    assert str(chunks[2]) == f"chunk(2,3,0,{heads})|transpose|reshape(4,2,3)"
+    assert all(c.shape((18, 4)) == (4, 2, 3) for c in chunks) and parse("chunk(0,3,0,4)").shape((18, 4)) is None
+    assert all(c.apply(whole).tobytes() == k.tobytes() for c, k in zip(chunks, kernels, strict=True))
+    assert parse("block(0,3,0,4)").shape((6, 4)) is None  # 6 rows are not 4 groups
+    with pytest.raises(ValueError, match="block needs"):
+        parse("block(0,3,0,0)")
 
 
 def test_unequal_blocks_join_and_cut_back():

@@ -32,7 +32,7 @@ from bridge.core.packs import (
 from bridge.core.transforms import parse
 from bridge.families.keras_hub.families import BY_MODEL_TYPE, FAMILIES, family_of
 from bridge.families.keras_hub.hooks import forward_check
-from bridge.families.keras_hub.table import Entry, Family, blocks_of
+from bridge.families.keras_hub.table import Entry, Family, blocks_of, groups_of
 from bridge.families.keras_hub.tokenizer import tokenizer_files, vocabulary_facts
 from bridge.families.keras_hub.writing import (
     WRITTEN_TYPES,
@@ -68,7 +68,9 @@ def _transform(kind: str, shape: tuple[int, ...], keras: dict[str, Any], row: in
     out = parse(spec).shape(shape) or ()
     k, weights, axis, equal = blocks_of(part, keras, len(out))
     if equal:
-        return f"{spec}|block({k},{len(weights)}{f',{axis}' if axis else ''})"
+        groups = groups_of(part, keras)
+        where = f",{axis},{groups}" if groups > 1 else f",{axis}" if axis else ""
+        return f"{spec}|block({k},{len(weights)}{where})"
     sizes = ",".join(str(out[axis] * w // weights[k]) for w in weights)
     return f"{spec}|join({k},{axis},{sizes})"
 

@@ -13,6 +13,8 @@ head axes.  A kind ending ``@k/n`` makes the value block ``k`` of ``n`` that the
 axis (GPT-2's query, key and value side by side in one ``c_attn``); ``@k/n/axis`` joins along ``axis``, and
 ``@k/key0+key1+.../axis`` joins unequal blocks, sized in proportion to those Keras config keys' values (Phi-3's
 ``qkv_proj``: ``num_query_heads`` rows of query heads, ``num_key_value_heads`` of key and of value heads).
+``@k/n/axis/key`` makes it block ``k`` of ``n`` in each of as many groups along ``axis`` as that Keras config key's
+value (transformers' one projection holding per head its query, key and value rows: ``@0/3/0/num_heads``).
 An entry with ``each`` (a Keras config key) is one variable of many targets: its target names ``{e}``, and row ``e``
 of the variable's axis 0 (``row(e)``, then the kind) is the target of index ``e`` for each ``e`` below that key's
 value; on the way out the targets are stacked back in order (``place(e,n)``): Mixtral's expert bank, one tensor per
@@ -59,10 +61,16 @@ class Entry:
 def blocks_of(part: str, keras: Config, rank: int) -> tuple[int, tuple[int, ...], int, bool]:
     """A kind's ``@`` part (``k/n[/axis]`` or ``k/key0+key1+...[/axis]``): block ``k``, the blocks' relative sizes,
     the axis (default the last of a tensor of ``rank``) and whether the blocks are equal."""
-    k, blocks, *axis = part.split("/")
+    k, blocks, *axis = part.split("/")[:3]
     equal = blocks.isdigit()
     weights = (1,) * int(blocks) if equal else tuple(int(keras[key]) for key in blocks.split("+"))
     return int(k), weights, int(axis[0]) if axis else max(rank - 1, 0), equal
+
+
+def groups_of(part: str, keras: Config) -> int:
+    """The groups a kind's ``@k/n/axis/key`` part interleaves its blocks in (that config key's value; none: 1)."""
+    parts = part.split("/")
+    return int(keras[parts[3]]) if len(parts) > 3 else 1
 
 
 def no_notes(config: Config) -> list[str]:

@@ -119,7 +119,7 @@ def _tf_shape(kind: str, shape: tuple[int, ...], head_dim: int, keras: Config) -
 
 def _head_dim(keras: Config) -> int:
     """The attention head size a backbone's Keras config gives (its own ``head_dim``, else hidden / heads)."""
-    heads = keras.get("num_query_heads") or keras["num_heads"]
+    heads = keras.get("num_query_heads") or keras.get("num_heads") or keras["num_attention_heads"]
     return int(keras.get("head_dim") or keras["hidden_dim"] // heads)
 
 

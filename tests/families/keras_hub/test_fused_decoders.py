@@ -1,6 +1,6 @@
-"""Decoders whose transformers side fuses query, key and value into one projection, per head (GPT-NeoX): tiny
-models made by each library, converted both ways, forwards compared on a padded batch, round trips bit-exact, what
-KerasHub cannot compute refused by name."""
+"""Decoders whose transformers side fuses query, key and value into one projection, per head (GPT-NeoX, BLOOM,
+Falcon): tiny models made by each library, converted both ways, forwards compared on a padded batch, round trips
+bit-exact, what KerasHub cannot compute refused by name."""
 
 from __future__ import annotations
 
@@ -26,6 +26,22 @@ FAMILIES: dict[str, tuple[str, str, str, dict[str, Any], dict[str, Any]]] = {
         {"hidden_size": 16, "num_attention_heads": 2, "intermediate_size": 32, "max_position_embeddings": 16}
         | {"hidden_act": "gelu_new", "tie_word_embeddings": True, "layer_norm_eps": 1e-6}
         | {"rope_parameters": {"rope_type": "default", "rope_theta": 500.0, "partial_rotary_factor": 0.5}},
+    ),
+    "BloomBackbone": (  # ALiBi; query_key_value's rows per head, four heads interleaved
+        "BloomCausalLM",
+        "BloomForCausalLM",
+        "BloomConfig",
+        {"num_heads": 4, "hidden_dim": 16, "intermediate_dim": 64, "layer_norm_epsilon": 1e-6},
+        {"hidden_size": 16, "n_head": 4, "layer_norm_epsilon": 1e-6, "tie_word_embeddings": True},
+    ),
+    "FalconBackbone": (  # ALiBi, sequential, multi-head with biases: KerasHub's one Falcon form
+        "FalconCausalLM",
+        "FalconForCausalLM",
+        "FalconConfig",
+        {"num_attention_heads": 4, "hidden_dim": 16, "intermediate_dim": 48},
+        {"hidden_size": 16, "num_attention_heads": 4, "ffn_hidden_size": 48, "tie_word_embeddings": True}
+        | {"alibi": True, "new_decoder_architecture": False, "multi_query": False, "parallel_attn": False}
+        | {"bias": True, "activation": "gelu"},
     ),
 }
 
@@ -103,6 +119,12 @@ UNWRITABLE: list[tuple[str, str, Any]] = [
     ("GPTNeoXBackbone", "attention_bias", False),
     ("GPTNeoXBackbone", "tie_word_embeddings", False),
     ("GPTNeoXBackbone", "hidden_act", "relu"),
+    ("BloomBackbone", "apply_residual_connection_post_layernorm", True),
+    ("BloomBackbone", "tie_word_embeddings", False),
+    *(("FalconBackbone", k, v) for k, v in (("alibi", False), ("parallel_attn", True), ("multi_query", True))),
+    *(("FalconBackbone", k, v) for k, v in (("new_decoder_architecture", True), ("bias", False))),
+    ("FalconBackbone", "num_kv_heads", 2),
+    ("FalconBackbone", "layer_norm_epsilon", 1e-6),
 ]
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 from bridge.families.keras_hub.families.albert import ALBERT
 from bridge.families.keras_hub.families.bart import BART
 from bridge.families.keras_hub.families.bert import BERT
+from bridge.families.keras_hub.families.bloom import BLOOM
 from bridge.families.keras_hub.families.deberta_v3 import DEBERTA_V3
 from bridge.families.keras_hub.families.decoder import LLAMA, MISTRAL, QWEN2, QWEN3
 from bridge.families.keras_hub.families.deit import DEIT
 from bridge.families.keras_hub.families.dinov2 import DINOV2
 from bridge.families.keras_hub.families.distilbert import DISTILBERT
 from bridge.families.keras_hub.families.electra import ELECTRA
+from bridge.families.keras_hub.families.falcon import FALCON
 from bridge.families.keras_hub.families.gemma import GEMMA
 from bridge.families.keras_hub.families.gemma2 import GEMMA2
 from bridge.families.keras_hub.families.gemma3 import GEMMA3
@@ -52,6 +54,8 @@ FAMILIES: tuple[Family, ...] = (
     GPT_NEOX,
     DINOV2,
     DEIT,
+    BLOOM,
+    FALCON,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
