@@ -1,9 +1,10 @@
-"""T5: ``T5Backbone`` <-> ``T5Model``, ``T5Seq2SeqLM`` <-> ``T5ForConditionalGeneration``.  KerasHub numbers the encoder's and the decoder's blocks in one layer class
-(``t5_transformer_layer`` ``0..N-1`` encode, ``N..2N-1`` decode), and only each stack's first block holds the
-relative attention table; the embeddings are shared by both stacks.  transformers 5's T5 always ties its output projection to the embeddings
-(a saved ``tie_word_embeddings: false``, T5 1.1's, only turns off the ``d_model ** -0.5`` scaling of the decoder's
-output: ``scale_decoder_outputs``), while KerasHub's untied T5 has a projection of its own and no scaling: only the
-tied, scaled form is the same model on both sides."""
+"""T5: ``T5Backbone`` <-> ``T5Model``, ``T5Seq2SeqLM`` <-> ``T5ForConditionalGeneration``.  KerasHub numbers
+the encoder's and the decoder's blocks in one layer class (``t5_transformer_layer`` ``0..N-1`` encode, ``N..2N-1``
+decode), and only each stack's first block holds the relative attention table; the embeddings are shared by both
+stacks.  transformers 5's T5 always ties its output projection to the embeddings (a saved ``tie_word_embeddings:
+false``, T5 1.1's, only turns off the ``d_model ** -0.5`` scaling of the decoder's output: its config's
+``scale_decoder_outputs``), while KerasHub's untied T5 has a projection of its own and no scaling: only the tied,
+scaled form is the same model on both sides."""
 
 from __future__ import annotations
 
