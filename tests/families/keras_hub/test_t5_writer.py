@@ -13,7 +13,14 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_cli
-from tests.families.keras_hub.test_preset_writer import _loaded, _same_tensors, _saved, _to_preset, _unnamed
+from tests.families.keras_hub.test_preset_writer import (
+    _FIXTURES,
+    _loaded,
+    _same_tensors,
+    _saved,
+    _to_preset,
+    _unnamed,
+)
 from tests.families.keras_hub.test_seq2seq_vision import DECODER_IDS, ENCODER_IDS, _numpy, seq2seq_batch
 from tests.families.keras_hub.test_verify_forward import _passes_with_forward, _verify
 
@@ -120,3 +127,27 @@ def test_verify_runs_t5_forward_of_written_preset(keras_hub, transformers, torch
     preset = _to_preset(src, tmp_path / "preset")
     outputs = {"hidden_states", "encoder_hidden_states", "logits"}
     _passes_with_forward(_verify(src, preset), "T5Backbone + T5Seq2SeqLM", outputs)
+
+
+# KerasHub 0.32's SentencePieceTokenizer reads a vocabulary.spm path with open(...).read() and leaves it open.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.slow
+def test_t5_spiece_reaches_preset_and_back_same_ids(transformers, torch, keras_hub, tmp_path):
+    """T5's ``spiece.model`` -> the preset's ``vocabulary.spm`` (a T5Tokenizer) -> ``spiece.model`` again: the same
+    bytes, and KerasHub's tokenizer encodes a sentence to transformers' ids."""
+    src = _t5(transformers, torch, tmp_path, "relu")
+    spiece = (_FIXTURES / "sentencepiece" / "tiny.model").read_bytes()
+    (src / "spiece.model").write_bytes(spiece)
+    (src / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "T5Tokenizer"}))
+    preset = _to_preset(src, tmp_path / "preset")
+    assert [p.name for p in (preset / "assets/tokenizer").iterdir()] == ["vocabulary.spm"]
+    keras_tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(str(preset))
+    assert type(keras_tokenizer).__name__ == "T5Tokenizer"
+    sentence = "a tree and a rose"
+    expected = transformers.AutoTokenizer.from_pretrained(src).encode(sentence, add_special_tokens=False)
+    assert len(expected) > 2
+    assert _numpy(keras_tokenizer(sentence)).tolist() == expected
+    run_cli("convert", str(preset), "--to", "pytorch", "-o", str(tmp_path / "back"))
+    assert (tmp_path / "back" / "spiece.model").read_bytes() == spiece
+    back = transformers.AutoTokenizer.from_pretrained(tmp_path / "back")
+    assert type(back).__name__.startswith("T5Tokenizer") and back.encode(sentence, add_special_tokens=False) == expected

@@ -177,7 +177,7 @@ def _family(gated: bool) -> Family:
         stacks=_stacks(gated),
         config=_to_transformers,
         tokenizer="T5Tokenizer",
-        vocabulary="sentencepiece",
+        vocabulary="spiece",
         tasks={"T5Seq2SeqLM": "T5ForConditionalGeneration"},
         writing=Writing(
             "keras_hub.src.models.t5",
