@@ -187,14 +187,17 @@ def _transformers_forward(model: Any, inputs: dict[str, np.ndarray]) -> dict[str
     feed = {name: torch.from_numpy(value) for name, value in inputs.items()}
     with torch.no_grad():
         base = model.base_model(**feed)
-        out = {"hidden_states": base.last_hidden_state.numpy()}
+        hidden = getattr(base, "last_hidden_state", None)
+        if hidden is None:  # a head class that is its own base (T5's): the last of its decoder's states
+            base = model(**feed, output_hidden_states=True)
+            hidden = (getattr(base, "decoder_hidden_states", None) or base.hidden_states)[-1]
+        out = {"hidden_states": hidden.numpy()}
         encoded = getattr(base, "encoder_last_hidden_state", None)
         if encoded is not None:
             out["encoder_hidden_states"] = encoded.numpy()
-        if model.base_model is not model:
-            logits = getattr(model(**feed), "logits", None)
-            if logits is not None:
-                out["logits"] = logits.numpy()
+        logits = getattr(base if model.base_model is model else model(**feed), "logits", None)
+        if logits is not None:
+            out["logits"] = logits.numpy()
     return out
 
 

@@ -3,7 +3,8 @@ transformers directory's vocabulary as a preset's assets with the ``tokenizer.js
 
 KerasHub keeps its vocabularies under ``assets/tokenizer/``: WordPiece ``vocabulary.txt`` (transformers' ``vocab.txt``),
 byte-level BPE ``vocabulary.json`` + ``merges.txt`` (``vocab.json`` + ``merges.txt``) and SentencePiece
-``vocabulary.spm`` (``tokenizer.model``); the files move unchanged, and a family's module names its kind.
+``vocabulary.spm`` (``tokenizer.model``, T5's ``spiece.model``); the files move unchanged, and a family's module
+names its kind.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ ASSETS: dict[str, dict[str, str]] = {
     "wordpiece": {"vocabulary.txt": "vocab.txt"},
     "bpe": {"vocabulary.json": "vocab.json", "merges.txt": "merges.txt"},
     "sentencepiece": {"vocabulary.spm": "tokenizer.model"},
+    "spiece": {"vocabulary.spm": "spiece.model"},  # SentencePiece under T5's file name
 }
 # The Keras tokenizer config each kind's ``get_config`` gives, less the layer's own keys and the family's.
 _KERAS_CONFIG: dict[str, Config] = {
@@ -43,6 +45,7 @@ _KERAS_CONFIG: dict[str, Config] = {
     "bpe": {"sequence_length": None, "add_prefix_space": False, "unsplittable_tokens": []},
     "sentencepiece": {"proto": None, "sequence_length": None, "add_bos": False, "add_eos": False},
 }
+_KERAS_CONFIG["spiece"] = _KERAS_CONFIG["sentencepiece"]
 # Config keys ``from_files`` adds beside a transformers source: its vocabulary files and tokenizer settings.
 VOCABULARY_KEY = "keras_hub_vocabulary"
 SETTINGS_KEY = "keras_hub_tokenizer_settings"

@@ -60,7 +60,16 @@ FAMILIES: tuple[Family, ...] = (
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
 }
-BY_MODEL_TYPE: dict[str, Family] = {f.model_type: f for f in FAMILIES}
+
+
+def family_for(config: Config) -> Family | None:
+    """The family of a transformers config: its model_type's, where several share it (T5 gated or not) the first
+    whose ``claims`` holds for the Keras config it is written as."""
+    shared = tuple(f for f in FAMILIES if f.model_type == str(config.get("model_type")))
+    for family in shared:
+        if family.writing is None or family.claims is None or family.claims(family.writing.keras_config(config)):
+            return family
+    return shared[-1] if shared else None
 
 
 def family_of(backbone: str, config: Config) -> Family | None:

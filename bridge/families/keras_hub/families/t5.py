@@ -1,10 +1,14 @@
-"""T5: ``T5Backbone`` <-> ``T5Model``.  KerasHub numbers the encoder's and the decoder's blocks in one layer class
-(``t5_transformer_layer`` ``0..N-1`` encode, ``N..2N-1`` decode), and only each stack's first block holds the
-relative attention table; the embeddings are shared by both stacks."""
+"""T5: ``T5Backbone`` <-> ``T5Model``, ``T5Seq2SeqLM`` <-> ``T5ForConditionalGeneration``.  KerasHub numbers
+the encoder's and the decoder's blocks in one layer class (``t5_transformer_layer`` ``0..N-1`` encode, ``N..2N-1``
+decode), and only each stack's first block holds the relative attention table; the embeddings are shared by both
+stacks.  transformers 5's T5 always ties its output projection to the embeddings (a saved ``tie_word_embeddings:
+false``, T5 1.1's, only turns off the ``d_model ** -0.5`` scaling of the decoder's output: its config's
+``scale_decoder_outputs``), while KerasHub's untied T5 has a projection of its own and no scaling: only the tied,
+scaled form is the same model on both sides."""
 
 from __future__ import annotations
 
-from bridge.families.keras_hub.table import Config, Entry, Family, Stack
+from bridge.families.keras_hub.table import Config, Entry, Family, Stack, Writing, refuse, require
 
 _LAYER = "t5_transformer_layer"
 _ACTIVATIONS = {"keras_hub>gelu_approximate": "gelu_new", "gelu_approximate": "gelu_new"}
@@ -13,11 +17,69 @@ _ACTIVATIONS = {"keras_hub>gelu_approximate": "gelu_new", "gelu_approximate": "g
 def _feed_forward_proj(c: Config) -> str:
     """transformers' ``feed_forward_proj`` of KerasHub's ``activation`` and ``use_gated_activation``."""
     activation = c.get("activation", "relu")
+    if isinstance(activation, dict):  # a registered function (KerasHub's gelu_approximate), serialized
+        activation = activation.get("config")
     name = _ACTIVATIONS.get(activation, activation) if isinstance(activation, str) else "relu"
     if not c.get("use_gated_activation"):
         return name
     # transformers reads "gated-gelu" as the tanh form (T5 v1.1's): KerasHub's exact gelu is "gelu_python" there
     return "gated-gelu_python" if name == "gelu" else f"gated-{name}"
+
+
+# transformers' activation (``feed_forward_proj`` less ``gated-``) -> the Keras activation computing it
+_KERAS_ACTIVATIONS: dict[str, str | Config] = {
+    "relu": "relu",
+    "gelu": "gelu",  # both exact
+    "gelu_python": "gelu",
+    "gelu_new": {  # both the tanh form: KerasHub's own function, as Keras serializes it
+        "module": "builtins",
+        "class_name": "function",
+        "config": "keras_hub>gelu_approximate",
+        "registered_name": "function",
+    },
+    "silu": "silu",
+}
+
+
+def _to_keras(c: Config) -> Config:
+    """The ``T5Backbone`` config of a transformers T5 config, refusing what KerasHub's T5 cannot compute."""
+    proj = str(c.get("feed_forward_proj", "relu"))
+    gated = proj.startswith("gated-")
+    name = "gelu_new" if proj == "gated-gelu" else proj.removeprefix("gated-")  # transformers' own reading
+    if name not in _KERAS_ACTIVATIONS:
+        raise refuse(
+            c, f"feed_forward_proj {proj}", "KerasHub's T5 feed-forward computes " + ", ".join(_KERAS_ACTIVATIONS)
+        )
+    fixed = "KerasHub's T5 attention buckets relative positions into 32 buckets up to distance 128"
+    require(
+        c,
+        (
+            ("num_decoder_layers", c["num_layers"], "KerasHub's T5 has as many decoder blocks as encoder blocks"),
+            ("relative_attention_num_buckets", 32, fixed),
+            ("relative_attention_max_distance", 128, fixed),
+            (
+                "tie_word_embeddings",
+                True,
+                "transformers 5 ties T5's output projection but does not scale it, "
+                "KerasHub's untied T5 has a projection of its own",
+            ),
+            ("scale_decoder_outputs", True, "KerasHub's tied T5 scales the decoder's output by d_model ** -0.5"),
+        ),
+        unset_ok=True,
+    )
+    return {
+        "vocabulary_size": c["vocab_size"],
+        "num_layers": c["num_layers"],
+        "num_heads": c["num_heads"],
+        "hidden_dim": c["d_model"],
+        "intermediate_dim": c["d_ff"],
+        "key_value_dim": c["d_kv"],
+        "dropout": c.get("dropout_rate", 0.1),
+        "activation": _KERAS_ACTIVATIONS[name],
+        "use_gated_activation": gated,
+        "layer_norm_epsilon": c.get("layer_norm_epsilon", 1e-6),
+        "tie_embedding_weights": True,
+    }
 
 
 def _to_transformers(c: Config) -> Config:
@@ -115,7 +177,15 @@ def _family(gated: bool) -> Family:
         stacks=_stacks(gated),
         config=_to_transformers,
         tokenizer="T5Tokenizer",
-        vocabulary="sentencepiece",
+        vocabulary="spiece",
+        tasks={"T5Seq2SeqLM": "T5ForConditionalGeneration"},
+        writing=Writing(
+            "keras_hub.src.models.t5",
+            _to_keras,
+            ("Seq2SeqLM",),
+            tokenizer="T5Tokenizer",
+            files={"T5Seq2SeqLM": "t5_seq_2_seq_lm"},
+        ),
         # transformers 5's T5 always ties its output projection to the embeddings: an untied preset is not read
         claims=lambda c: bool(c.get("use_gated_activation")) == gated and c.get("tie_embedding_weights", True),
     )
