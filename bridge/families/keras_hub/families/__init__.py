@@ -5,6 +5,7 @@ from __future__ import annotations
 from bridge.families.keras_hub.families.albert import ALBERT
 from bridge.families.keras_hub.families.bart import BART
 from bridge.families.keras_hub.families.bert import BERT
+from bridge.families.keras_hub.families.clip import CLIP
 from bridge.families.keras_hub.families.deberta_v3 import DEBERTA_V3
 from bridge.families.keras_hub.families.decoder import LLAMA, MISTRAL, QWEN2, QWEN3
 from bridge.families.keras_hub.families.distilbert import DISTILBERT
@@ -48,6 +49,7 @@ FAMILIES: tuple[Family, ...] = (
     T5,
     GEMMA3,
     GPT_NEOX,
+    CLIP,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
