@@ -11,9 +11,11 @@ embedding's ``position_ids`` variable transformers rebuilds as a buffer.
 
 from __future__ import annotations
 
-from bridge.families.keras_hub.table import Config, Entry, Family, Stack, refuse
+from bridge.core.errors import UsageError
+from bridge.families.keras_hub.table import Config, Entry, Family, Stack
 
-_ACTIVATIONS = ("quick_gelu", "gelu")
+# KerasHub activations transformers computes alike under the same name (Keras' gelu: the exact form)
+_ACTIVATIONS = ("quick_gelu", "gelu", "relu", "silu")
 
 
 def _tower(c: Config) -> Config:
@@ -25,14 +27,14 @@ def _tower(c: Config) -> Config:
 def _to_transformers(c: Config) -> Config:
     text, vision = _tower(c["text_encoder"]), _tower(c["vision_encoder"])
     height, width, channels = vision["image_shape"]
-    if height != width or text["embedding_dim"] != text["hidden_dim"]:
-        from bridge.core.errors import UsageError
-
+    activations = {t.get("intermediate_activation", "quick_gelu") for t in (text, vision)}
+    if height != width or text["embedding_dim"] != text["hidden_dim"] or not activations <= set(_ACTIVATIONS):
         raise UsageError(
             "This CLIPBackbone has no transformers CLIPModel counterpart",
             detail=f"image_shape {vision['image_shape']}, text embedding_dim {text['embedding_dim']} "
-            f"hidden_dim {text['hidden_dim']}",
-            hint="transformers' CLIP takes square images and a text embedding as wide as its layers",
+            f"hidden_dim {text['hidden_dim']}, intermediate_activation {sorted(activations)}",
+            hint="transformers' CLIP takes square images, a text embedding as wide as its layers and an "
+            f"intermediate_activation of {', '.join(_ACTIVATIONS)}",
         )
 
     def common(t: Config) -> Config:
@@ -97,7 +99,9 @@ def _norm(path: str, name: str) -> tuple[Entry, ...]:
 
 
 _ENTRIES: tuple[Entry, ...] = (
-    Entry(f"{_TEXT}/token_and_position_embedding/token_embedding/vars/0", "text_model.embeddings.token_embedding.weight"),
+    Entry(
+        f"{_TEXT}/token_and_position_embedding/token_embedding/vars/0", "text_model.embeddings.token_embedding.weight"
+    ),
     Entry(
         f"{_TEXT}/token_and_position_embedding/position_embedding/vars/0",
         "text_model.embeddings.position_embedding.weight",
