@@ -6,6 +6,7 @@ from bridge.families.keras_hub.families.albert import ALBERT
 from bridge.families.keras_hub.families.bart import BART
 from bridge.families.keras_hub.families.bert import BERT
 from bridge.families.keras_hub.families.bloom import BLOOM
+from bridge.families.keras_hub.families.clip import CLIP
 from bridge.families.keras_hub.families.deberta_v3 import DEBERTA_V3
 from bridge.families.keras_hub.families.decoder import LLAMA, MISTRAL, QWEN2, QWEN3
 from bridge.families.keras_hub.families.deit import DEIT
@@ -56,6 +57,7 @@ FAMILIES: tuple[Family, ...] = (
     DEIT,
     BLOOM,
     FALCON,
+    CLIP,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}

@@ -1,0 +1,108 @@
+"""KerasHub dual-tower presets (CLIP) written by KerasHub's own ``save_to_preset`` (tiny models, random weights),
+converted to transformers 5 and loaded there: both towers and the image-text logits compared in fp32."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli
+
+VOCAB, SEQ, IMAGE, PATCH = 50, 10, 8, 4
+
+
+@pytest.fixture(scope="module")
+def keras_hub(torch):
+    return pytest.importorskip("keras_hub")
+
+
+def _clip(keras_hub: Any, image: int = IMAGE) -> Any:
+    vision = keras_hub.models.CLIPVisionEncoder(
+        patch_size=PATCH, hidden_dim=16, num_layers=2, num_heads=2, intermediate_dim=32, image_shape=(image, image, 3)
+    )
+    text = keras_hub.models.CLIPTextEncoder(
+        vocabulary_size=VOCAB,
+        embedding_dim=16,
+        hidden_dim=16,
+        num_layers=3,
+        num_heads=2,
+        intermediate_dim=32,
+        max_sequence_length=SEQ,
+    )
+    model = keras_hub.models.CLIPBackbone(vision_encoder=vision, text_encoder=text, projection_dim=12)
+    rng = np.random.default_rng(0)
+    for w in model.weights:
+        if "float" in str(w.dtype):
+            w.assign(rng.normal(0, 0.5, w.shape).astype("float32"))
+    # KerasHub initialises the vision position ids to zeros; its released presets hold 0..n-1, as transformers uses
+    embedding = model.vision_encoder.embedding
+    embedding.position_ids.assign(np.arange(embedding.num_positions)[None])
+    return model
+
+
+def _numpy(value: Any) -> np.ndarray:
+    import keras
+
+    return np.asarray(keras.ops.convert_to_numpy(value))
+
+
+@pytest.mark.slow
+def test_clip_preset_to_transformers_same_towers_and_logits(transformers, torch, keras_hub, tmp_path: Path):
+    model = _clip(keras_hub)
+    preset, out = tmp_path / "preset", tmp_path / "pt"
+    model.save_to_preset(str(preset))
+    run_cli("convert", str(preset), "--to", "pytorch", "-o", str(out))
+    assert json.loads((out / "config.json").read_text())["architectures"] == ["CLIPModel"]
+    loaded, info = transformers.CLIPModel.from_pretrained(out, output_loading_info=True)
+    assert not any(info.values()), info
+    rng = np.random.default_rng(1)
+    # the end token is the highest id (as CLIP's vocabulary has it): KerasHub pools at argmax, transformers too
+    ids = rng.integers(1, VOCAB - 1, size=(2, 7)).astype("int32")
+    ids[0, 4], ids[0, 5:], ids[1, 6] = VOCAB - 1, 0, VOCAB - 1  # the first row padded after its end token
+    images = rng.standard_normal((2, IMAGE, IMAGE, 3)).astype("float32")
+    logits = model({"token_ids": ids, "images": images})
+    text, vision = _numpy(model.text_encoder({"token_ids": ids})), _numpy(model.vision_encoder({"images": images}))
+    pixels = torch.tensor(images).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        ours = loaded(input_ids=torch.tensor(ids).long(), pixel_values=pixels)
+        pooled = loaded.vision_model(pixel_values=pixels).pooler_output.numpy()
+    # the real tokens (up to each row's end token); KerasHub's text tower ends with a layer norm of epsilon 1e-6
+    # where transformers' one layer_norm_eps is 1e-5 (the other norms): a difference of that order
+    for row, end in enumerate((4, 6)):
+        np.testing.assert_allclose(
+            text[row, : end + 1], ours.text_model_output.last_hidden_state[row, : end + 1], atol=5e-5
+        )
+    np.testing.assert_allclose(vision[:, 0], pooled, atol=1e-5)
+    np.testing.assert_allclose(_numpy(logits["text_logits"]), ours.logits_per_text.numpy(), atol=1e-5)
+    np.testing.assert_allclose(_numpy(logits["vision_logits"]), ours.logits_per_image.numpy(), atol=1e-5)
+    # the values reach transformers' names bit-exact
+    from safetensors.numpy import load_file
+
+    saved = load_file(out / "model.safetensors")
+    assert np.array_equal(saved["logit_scale"], _numpy(model.get_layer("clip_head").logit_scale))
+    assert np.array_equal(saved["text_projection.weight"], _numpy(model.text_projection.kernel).T)
+
+
+def test_clip_activation_transformers_lacks_exits_2(keras_hub, tmp_path: Path):
+    vision = keras_hub.models.CLIPVisionEncoder(
+        patch_size=PATCH,
+        hidden_dim=16,
+        num_layers=1,
+        num_heads=2,
+        intermediate_dim=32,
+        image_shape=(8, 8, 3),
+        intermediate_activation="softplus",
+    )
+    text = keras_hub.models.CLIPTextEncoder(
+        vocabulary_size=VOCAB, embedding_dim=16, hidden_dim=16, num_layers=1, num_heads=2, intermediate_dim=32
+    )
+    preset = tmp_path / "preset"
+    keras_hub.models.CLIPBackbone(vision_encoder=vision, text_encoder=text, projection_dim=12).save_to_preset(
+        str(preset)
+    )
+    output = run_cli("convert", str(preset), "--to", "pytorch", "-o", str(tmp_path / "pt"), code=2)
+    assert "intermediate_activation" in output and "softplus" in output
