@@ -159,11 +159,14 @@ def test_unwritable_moe_config_exits_2(transformers, torch, case, key, value, tm
     assert key in out
 
 
-@pytest.mark.parametrize(("case", "key", "value"), [
+@pytest.mark.parametrize(
+    ("case", "key", "value"),
+    [
         ("qwen2_moe", "decoder_sparse_step", 2),
         ("qwen3_moe", "rope_scaling_factor", 2.0),
         ("qwen3_moe", "layer_norm_epsilon", 1e-5),  # its q/k norms stay at 1e-6, transformers' would follow
-    ])
+    ],
+)
 def test_moe_preset_computing_otherwise_exits_2(keras_hub, case, key, value, tmp_path):
     """A preset whose layers do not all route (KerasHub's Qwen 2 MoE then routes in none), or scales its rotary
     positions, or sets an epsilon its q/k norms ignore, is refused by the key."""

@@ -103,7 +103,11 @@ def _qwen3_moe_to_transformers(c: Config) -> Config:
             hint="transformers computes one epsilon for every norm; convert a preset at layer_norm_epsilon 1e-6",
         )
     window = c.get("sliding_window_size")  # KerasHub applies it in every layer whenever it is set
-    slides = {"use_sliding_window": True, "sliding_window": window} if window else {"use_sliding_window": False, "sliding_window": None}
+    slides = (
+        {"use_sliding_window": True, "sliding_window": window}
+        if window
+        else {"use_sliding_window": False, "sliding_window": None}
+    )
     return _common(c, "qwen3_moe") | {"head_dim": c.get("head_dim") or c["hidden_dim"] // c["num_query_heads"]} | slides
 
 
