@@ -207,11 +207,16 @@ class Transform:
     @property
     def part(self) -> tuple[int, int] | None:
         """``(k, n)`` when this transform yields part ``k`` of ``n`` of its target (ends in ``place``, ``sum`` or
-        ``block``, ``join``)."""
-        last = self.steps[-1] if self.op == "chain" else self
-        if last.op == "join":
-            return (last.args[0], len(last.args) - 2)
-        return (last.args[0], last.args[1]) if last.op in _PARTS else None
+        ``block``, ``join``); trailing part steps nest, the last one outermost (``block(1,2,1)|place(3,4)``: part
+        ``3 * 2 + 1`` of ``8``)."""
+        steps = self.steps if self.op == "chain" else (self,)
+        k, n, nested = 0, 1, False
+        for step in reversed(steps):
+            if step.op not in _PARTS:
+                break
+            own = len(step.args) - 2 if step.op == "join" else step.args[1]
+            k, n, nested = k * own + step.args[0], n * own, True
+        return (k, n) if nested else None
 
     @property
     def joins(self) -> str:
@@ -271,24 +276,33 @@ def _transpose_2d(value: np.ndarray) -> np.ndarray:
 def assemble(parts: Sequence[tuple[Transform, np.ndarray]]) -> np.ndarray:
     """One target from its parts' values (each already through its transform), in part order: stacked along a
     new axis 0 (``place``), added in the values' own dtype (``sum``) or concatenated along the block's axis
-    (``block``); a single part is returned as it is."""
+    (``block``); a single part is returned as it is.  Parts nested by trailing part steps (``block(k,2,1)|place(e,n)``:
+    block ``k`` of row ``e``) are joined innermost first."""
     if len(parts) == 1:
         return parts[0][1]
-    ordered = sorted(parts, key=lambda p: p[0].part or (0, 0))
-    values = [value for _, value in ordered]
-    joins = ordered[0][0].joins
-    if joins == "sum":
+    outer = _last(parts[0][0])
+    groups: dict[int, list[tuple[Transform, np.ndarray]]] = {}
+    for transform, value in parts:
+        groups.setdefault(_last(transform).args[0], []).append((_before_last(transform), value))
+    values = [assemble(groups[k]) for k in sorted(groups)]
+    if outer.op == "sum":
         total = values[0].copy()
         for value in values[1:]:
             total += value
         return np.ascontiguousarray(total)
-    if joins in ("block", "join"):
-        last = ordered[0][0]
-        step = last.steps[-1] if last.op == "chain" else last
-        axis, groups = step.axis, step.groups
+    if outer.op in ("block", "join"):
+        axis, groups = outer.axis, outer.groups
         split = [np.split(value, groups, axis=axis) for value in values]  # group j of each block, in block order
         return np.ascontiguousarray(np.concatenate([s[j] for j in range(groups) for s in split], axis=axis))
     return np.ascontiguousarray(np.stack(values))
+
+
+def _last(transform: Transform) -> Transform:
+    return transform.steps[-1] if transform.op == "chain" else transform
+
+
+def _before_last(transform: Transform) -> Transform:
+    return chain(*transform.steps[:-1]) if transform.op == "chain" else IDENTITY
 
 
 IDENTITY = Transform("identity")

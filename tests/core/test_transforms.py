@@ -6,7 +6,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from bridge.core.transforms import parse
+from bridge.core.transforms import assemble, parse
 
 DTYPES = [np.float32, np.float16, ml_dtypes.bfloat16, np.int64, np.bool_]
 
@@ -225,3 +225,21 @@ def test_prepend_adds_zero_rows_and_drop_takes_them_away():
     assert parse("drop(2)").apply(grown).tobytes() == value.tobytes()
     assert parse("drop(5)").shape((4, 3)) is None  # fewer rows than it drops: a mismatch
     assert str(parse("drop(2)")) == "drop(2)"
+
+
+def test_nested_parts_rebuild_a_bank_of_side_by_side_blocks():
+    """``row(e)|chunk(k,2,1)`` takes block ``k`` of row ``e`` (one expert's gate or up kernel in a bank that keeps
+    them side by side); its inverse ends ``block(k,2,1)|place(e,n)``: part ``2e + k`` of ``2n``, and the parts,
+    in any order, assemble into the bank again bit for bit."""
+    bank = np.random.default_rng(0).normal(size=(3, 4, 10)).astype(np.float32)
+    parts = []
+    for e in range(3):
+        for k in range(2):
+            taken = parse(f"row({e})|chunk({k},2,1)|transpose")
+            inverse = taken.inverse(bank.shape)
+            assert str(inverse) == f"transpose|block({k},2,1)|place({e},3)"
+            assert inverse.part == (2 * e + k, 6)
+            value = taken.apply(bank)
+            assert inverse.shape(value.shape) == bank.shape
+            parts.append((inverse, inverse.apply(value)))
+    assert assemble(parts[::-1]).tobytes() == bank.tobytes()

@@ -62,7 +62,13 @@ def _transform(kind: str, shape: tuple[int, ...], keras: dict[str, Any], row: in
     ``row`` of axis 0 first where one is given (``row(k)``); a kind ending ``@...`` adds ``block(k,n,axis)`` (equal
     blocks) or ``join(k,axis,sizes...)`` (unequal ones)."""
     kind, _, part = kind.partition("@")
-    spec = _reshaped(kind, shape) if row is None else f"row({row})|{_reshaped(kind, shape[1:])}"
+    kind, _, within = kind.partition("%")
+    steps, value = ([], shape) if row is None else ([f"row({row})"], shape[1:])
+    if within:  # the Keras value holds n equal blocks along its last axis: this target is block k
+        k, n = (int(x) for x in within.split("/"))
+        steps.append(f"chunk({k},{n},{len(value) - 1})")
+        value = (*value[:-1], value[-1] // n)
+    spec = "|".join([*steps, _reshaped(kind, value)])
     if not part:
         return spec
     out = parse(spec).shape(shape) or ()
@@ -119,9 +125,14 @@ def _targets_of(entries: tuple[Entry, ...], family: Family, name: str, keras: di
         if k < start or any(o.layer == stack.layer and start < o.start(keras) <= k for o in stacks):
             continue  # a layer of another stack of this class (T5's decoder blocks after its encoder blocks)
         i = k - start
-        for entry in stack.entries_of(i):
-            if re.fullmatch(entry.source, m[2]):
-                return [(entry.named(r, i), entry.kind, r) for r in entry.rows(keras)]
+        hits = [  # every entry of the path: one variable holding several targets side by side has one per target
+            (entry.named(r, i), entry.kind, r)
+            for entry in stack.entries_of(i)
+            if re.fullmatch(entry.source, m[2])
+            for r in entry.rows(keras)
+        ]
+        if hits:
+            return hits
     return []
 
 

@@ -15,6 +15,9 @@ axis (GPT-2's query, key and value side by side in one ``c_attn``); ``@k/n/axis`
 ``qkv_proj``: ``num_query_heads`` rows of query heads, ``num_key_value_heads`` of key and of value heads).
 ``@k/n/axis/key`` makes it block ``k`` of ``n`` in each of as many groups along ``axis`` as that Keras config key's
 value (transformers' one projection holding per head its query, key and value rows: ``@0/3/0/num_heads``).
+A kind with ``%k/n`` before its ``@`` part (``dense%0/2``) is the other way round: the Keras variable (its row)
+holds ``n`` equal blocks along its last axis and this target is block ``k`` (KerasHub's Qwen MoE expert bank keeps
+each expert's gate and up kernels side by side in one array; several entries name the one variable).
 An entry with ``each`` (a Keras config key) is one variable of many targets: its target names ``{e}``, and row ``e``
 of the variable's axis 0 (``row(e)``, then the kind) is the target of index ``e`` for each ``e`` below that key's
 value; on the way out the targets are stacked back in order (``place(e,n)``): Mixtral's expert bank, one tensor per

@@ -87,6 +87,10 @@ def _tf_shape(kind: str, shape: tuple[int, ...], head_dim: int, keras: Config) -
     """The Keras variable's shape for a transformers tensor of ``shape`` (:func:`pack._transform` inverted); a
     kind ending ``@...`` takes its block of the tensor first."""
     kind, _, part = kind.partition("@")
+    kind, _, within = kind.partition("%")
+    if within:  # the Keras variable holds n such blocks side by side along its last axis
+        *lead, last = _tf_shape(kind, shape, head_dim, keras)
+        return (*lead, last * int(within.split("/")[1]))
     if part:
         k, weights, axis, _ = blocks_of(part, keras, len(shape))
         shape = (*shape[:axis], shape[axis] * weights[k] // sum(weights), *shape[axis + 1 :])

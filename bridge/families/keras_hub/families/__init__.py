@@ -22,6 +22,7 @@ from bridge.families.keras_hub.families.gpt_neox import GPT_NEOX
 from bridge.families.keras_hub.families.mixtral import MIXTRAL
 from bridge.families.keras_hub.families.opt import OPT
 from bridge.families.keras_hub.families.phi3 import PHI3
+from bridge.families.keras_hub.families.qwen_moe import QWEN2_MOE, QWEN3_MOE
 from bridge.families.keras_hub.families.roberta import ROBERTA, XLM_ROBERTA
 from bridge.families.keras_hub.families.t5 import T5, T5_GATED
 from bridge.families.keras_hub.families.vit import VIT
@@ -58,6 +59,8 @@ FAMILIES: tuple[Family, ...] = (
     BLOOM,
     FALCON,
     CLIP,
+    QWEN2_MOE,
+    QWEN3_MOE,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
