@@ -30,7 +30,7 @@ from bridge.core.packs import (
     TensorFlowSide,
 )
 from bridge.core.transforms import parse
-from bridge.families.keras_hub.families import BY_MODEL_TYPE, FAMILIES, family_of
+from bridge.families.keras_hub.families import FAMILIES, family_for, family_of
 from bridge.families.keras_hub.hooks import forward_check
 from bridge.families.keras_hub.table import Entry, Family, blocks_of
 from bridge.families.keras_hub.tokenizer import tokenizer_files, vocabulary_facts
@@ -134,7 +134,7 @@ def bind(ckpt: Checkpoint, spec: TargetSpec) -> tuple[RulePack, list[str]]:
     to_preset = ckpt.framework == "pytorch"
     keras: dict[str, Any] = {}
     if to_preset:
-        family = BY_MODEL_TYPE.get(str((spec.config or {}).get("model_type")))
+        family = family_for(spec.config or {})
         variables = [(name, t.shape) for name, t in spec.tensors.items()]
         if family is not None and family.writing is not None:
             keras = family.writing.keras_config(spec.config or {})
@@ -243,12 +243,12 @@ def _saved_class(config: dict[str, Any], names: Iterable[str]) -> str | None:
 
 
 def _saved_names(config: dict[str, Any]) -> bool:
-    family = BY_MODEL_TYPE.get(str(config.get("model_type")))
+    family = family_for(config)
     return family is not None and family.saved_names
 
 
 def _generation(config: dict[str, Any]) -> dict[str, Any] | None:
-    family = BY_MODEL_TYPE.get(str(config.get("model_type")))
+    family = family_for(config)
     if family is None or not family.generates:
         return None
     out = {k: config[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id") if config.get(k) is not None}

@@ -16,7 +16,7 @@ from typing import Any
 
 from bridge.core.errors import UsageError
 from bridge.core.keras_hub_preset import TASK_PREFIX
-from bridge.families.keras_hub.families import BY_MODEL_TYPE, FAMILIES
+from bridge.families.keras_hub.families import FAMILIES, family_for
 from bridge.families.keras_hub.table import Config, Entry, Family, Writing, blocks_of, policy, snake
 from bridge.families.keras_hub.tokenizer import preset_tokenizer
 
@@ -27,11 +27,11 @@ KERAS_VERSION = "3.15.1"
 KERAS_HUB_VERSION = "0.32.0"
 
 
-WRITTEN_TYPES = tuple(f.model_type for f in FAMILIES if f.writing is not None)
+WRITTEN_TYPES = tuple(dict.fromkeys(f.model_type for f in FAMILIES if f.writing is not None))
 
 
 def writing_of(config: Config) -> tuple[Family, Writing]:
-    family = BY_MODEL_TYPE.get(str(config.get("model_type")))
+    family = family_for(config)
     if family is None or family.writing is None:
         raise UsageError(
             f"No KerasHub preset is written for the {config.get('model_type')} family",

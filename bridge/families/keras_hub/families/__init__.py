@@ -6,7 +6,7 @@ from bridge.families.keras_hub.families.albert import ALBERT
 from bridge.families.keras_hub.families.bart import BART
 from bridge.families.keras_hub.families.bert import BERT
 from bridge.families.keras_hub.families.deberta_v3 import DEBERTA_V3
-from bridge.families.keras_hub.families.decoder import LLAMA, MISTRAL, QWEN2, QWEN3
+from bridge.families.keras_hub.families.decoder import LLAMA, LLAMA3, MISTRAL, QWEN2, QWEN3
 from bridge.families.keras_hub.families.deit import DEIT
 from bridge.families.keras_hub.families.dinov2 import DINOV2
 from bridge.families.keras_hub.families.distilbert import DISTILBERT
@@ -52,11 +52,20 @@ FAMILIES: tuple[Family, ...] = (
     GPT_NEOX,
     DINOV2,
     DEIT,
+    LLAMA3,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
 }
-BY_MODEL_TYPE: dict[str, Family] = {f.model_type: f for f in FAMILIES}
+BY_MODEL_TYPE: dict[str, Family] = {f.model_type: f for f in FAMILIES if f.picks is None}
+
+
+def family_for(config: Config) -> Family | None:
+    """The family a transformers config is written as: the one of its model_type whose ``picks`` holds, else the
+    one without ``picks``."""
+    model_type = str(config.get("model_type"))
+    picked = (f for f in FAMILIES if f.model_type == model_type and f.picks is not None and f.picks(config))
+    return next(picked, None) or BY_MODEL_TYPE.get(model_type)
 
 
 def family_of(backbone: str, config: Config) -> Family | None:
