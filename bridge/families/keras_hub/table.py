@@ -41,6 +41,11 @@ from bridge.core.errors import UsageError
 
 Config = dict[str, Any]
 
+# The config key ``from_files`` adds beside a transformers source: which of its tokenizer files it holds (a family's
+# ``picks`` may read it: Llama 3's byte-level BPE, Llama 2's SentencePiece)
+TOKENIZER_FILES_KEY = "keras_hub_tokenizer_files"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "merges.txt")
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -184,6 +189,9 @@ class Family:
     lora: LoraOrder | None = None  # present where LoRA adapters of the family convert (bridge lora)
     # where families share a backbone class: whether a preset's backbone config is this family's
     claims: Callable[[Config], bool] | None = None
+    # where families share a transformers model_type: whether a transformers config (with the vocabulary facts
+    # beside it) is written as this family's backbone; the family without one takes the rest
+    picks: Callable[[Config], bool] | None = None
     # transformers tensors (names without the base prefix) KerasHub has no variable for, the family's model computing
     # as if they were zero: written as zeros on the way in, refused on the way out unless zero; with the reason
     zeros: tuple[tuple[str, str], ...] = ()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from bridge.core.jsonio import load_json
 from bridge.core.keras_hub_preset import preset_facts, sniff_keras_hub_preset
 from bridge.families.keras_hub.families import family_of
-from bridge.families.keras_hub.table import policy, snake
+from bridge.families.keras_hub.table import TOKENIZER_FILES, TOKENIZER_FILES_KEY, policy, snake
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -95,9 +95,10 @@ def vocabulary_facts(folder: Path) -> tuple[Config, list[str]]:
         for kind, names in ASSETS.items()
         if all((folder / name).is_file() for name in names.values())
     }
+    present = [name for name in TOKENIZER_FILES if (folder / name).is_file()]
     if not found:
-        return {}, []
-    facts: Config = {VOCABULARY_KEY: found}
+        return ({TOKENIZER_FILES_KEY: present} if present else {}), []
+    facts: Config = {VOCABULARY_KEY: found, TOKENIZER_FILES_KEY: present}
     tokenizer = folder / "tokenizer_config.json"
     if tokenizer.is_file() and tokenizer.stat().st_size < 1 << 24:
         value = load_json(tokenizer.read_bytes(), path=tokenizer, what="tokenizer config", hint="Save it again")

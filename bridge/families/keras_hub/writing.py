@@ -27,7 +27,7 @@ KERAS_VERSION = "3.15.1"
 KERAS_HUB_VERSION = "0.32.0"
 
 
-WRITTEN_TYPES = tuple(f.model_type for f in FAMILIES if f.writing is not None)
+WRITTEN_TYPES = tuple(dict.fromkeys(f.model_type for f in FAMILIES if f.writing is not None))
 
 
 def writing_of(config: Config) -> tuple[Family, Writing]:

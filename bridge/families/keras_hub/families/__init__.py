@@ -8,7 +8,7 @@ from bridge.families.keras_hub.families.bert import BERT
 from bridge.families.keras_hub.families.bloom import BLOOM
 from bridge.families.keras_hub.families.clip import CLIP
 from bridge.families.keras_hub.families.deberta_v3 import DEBERTA_V3
-from bridge.families.keras_hub.families.decoder import LLAMA, MISTRAL, QWEN2, QWEN3
+from bridge.families.keras_hub.families.decoder import LLAMA, LLAMA3, MISTRAL, QWEN2, QWEN3
 from bridge.families.keras_hub.families.deit import DEIT
 from bridge.families.keras_hub.families.dinov2 import DINOV2
 from bridge.families.keras_hub.families.distilbert import DISTILBERT
@@ -61,6 +61,7 @@ FAMILIES: tuple[Family, ...] = (
     CLIP,
     QWEN2_MOE,
     QWEN3_MOE,
+    LLAMA3,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
@@ -68,13 +69,18 @@ BY_BACKBONE: dict[str, tuple[Family, ...]] = {
 
 
 def family_for(config: Config) -> Family | None:
-    """The family of a transformers config: its model_type's, where several share it (T5 gated or not) the first
-    whose ``claims`` holds for the Keras config it is written as."""
+    """The family a transformers config is written as, among those of its model_type: the one whose ``picks``
+    holds for it (Llama 3 beside Llama), else the first whose ``claims`` holds for the Keras config it is written as
+    (T5 gated or not)."""
     shared = tuple(f for f in FAMILIES if f.model_type == str(config.get("model_type")))
-    for family in shared:
+    picked = next((f for f in shared if f.picks is not None and f.picks(config)), None)
+    if picked is not None:
+        return picked
+    rest = tuple(f for f in shared if f.picks is None)
+    for family in rest:
         if family.writing is None or family.claims is None or family.claims(family.writing.keras_config(config)):
             return family
-    return shared[-1] if shared else None
+    return rest[-1] if rest else None
 
 
 def family_of(backbone: str, config: Config) -> Family | None:

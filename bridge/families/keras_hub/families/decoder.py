@@ -5,9 +5,21 @@ keys."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
-from bridge.families.keras_hub.table import Config, Entry, Family, LoraOrder, LoraSite, Writing, no_notes, refuse
+from bridge.core.errors import UsageError
+from bridge.families.keras_hub.table import (
+    TOKENIZER_FILES_KEY,
+    Config,
+    Entry,
+    Family,
+    LoraOrder,
+    LoraSite,
+    Writing,
+    no_notes,
+    refuse,
+)
 
 _ATTN = "_self_attention_layer"
 _TIED = "layers/reversible_embedding/vars/1"
@@ -56,14 +68,55 @@ def _to_transformers(model_type: str, **extra: Any) -> Callable[[Config], Config
     return mapping
 
 
-def rope_theta(c: Config) -> float:
-    """The rotary base of a transformers config, refusing the scaled kinds no KerasHub decoder here computes."""
-    rope = c.get("rope_parameters") or {}
-    kind = rope.get("rope_type", "default") if isinstance(rope, dict) else "default"
-    if kind != "default" or c.get("rope_scaling"):
-        raise refuse(c, f"rope_type {kind}", "Only the default rotary embedding is written today")
+def rope_theta(c: Config, kinds: tuple[str, ...] = ("default",)) -> float:
+    """The rotary base of a transformers config, refusing the scaled kinds (beyond ``kinds``) the KerasHub decoder
+    does not compute."""
+    rope = c.get("rope_parameters") or c.get("rope_scaling") or {}
+    kind = rope.get("rope_type", rope.get("type", "default")) if isinstance(rope, dict) else "default"
+    if kind not in kinds:
+        known = " or ".join(kinds)
+        raise refuse(c, f"rope_type {kind}", f"This KerasHub backbone computes the {known} rotary embedding only")
     theta = rope.get("rope_theta") if isinstance(rope, dict) else None
     return float(theta if theta is not None else c.get("rope_theta") or 10000.0)
+
+
+# Llama 3.1's frequency smoothing: transformers' ``llama3`` rope parameters and KerasHub Llama's constructor keys,
+# the same frequencies both ways (KerasHub's LlamaRotaryEmbedding and transformers' _compute_llama3_parameters)
+_LLAMA3_ROPE = (
+    ("factor", "rope_frequency_adjustment_factor"),
+    ("low_freq_factor", "rope_low_freq_factor"),
+    ("high_freq_factor", "rope_high_freq_factor"),
+    ("original_max_position_embeddings", "rope_pretraining_sequence_length"),
+)
+
+
+def _llama_rope_to_keras(c: Config) -> Config:
+    """KerasHub Llama's rotary keys of a transformers config (unscaled, or Llama 3.1's ``llama3`` smoothing)."""
+    theta = rope_theta(c, ("default", "llama3"))
+    rope = c.get("rope_parameters") or c.get("rope_scaling") or {}
+    scaled = rope.get("rope_type", rope.get("type")) == "llama3"
+    out: Config = {"rope_max_wavelength": theta, "rope_position_scaling_factor": 1.0}
+    for key, keras_key in _LLAMA3_ROPE:
+        out[keras_key] = rope.get(key) if scaled else None
+    if scaled and rope.get("original_max_position_embeddings") is None:
+        out["rope_pretraining_sequence_length"] = c.get("max_position_embeddings")
+    return out
+
+
+def _llama_rope_to_transformers(c: Config) -> Config:
+    """transformers' rope parameters of a KerasHub Llama config, refusing a position scaling it does not share."""
+    scale = c.get("rope_position_scaling_factor", 1.0)
+    theta = c.get("rope_max_wavelength", 10000)
+    if scale not in (None, 1.0):
+        raise UsageError(
+            "This KerasHub Llama preset cannot be written for transformers",
+            detail=f"rope_position_scaling_factor {scale}",
+            hint="transformers' Llama has no rotary position scaling of that kind",
+        )
+    if c.get("rope_low_freq_factor") is None:
+        return {"rope_theta": theta}
+    rope = {"rope_type": "llama3", "rope_theta": theta} | {k: c[keras] for k, keras in _LLAMA3_ROPE}
+    return {"rope_theta": theta, "rope_parameters": rope}
 
 
 def _head_dim_is_derived(c: Config) -> None:
@@ -94,9 +147,8 @@ def _llama_to_keras(c: Config) -> Config:
     _head_dim_is_derived(c)
     if c.get("attention_bias") or c.get("mlp_bias"):
         raise refuse(c, "attention_bias or mlp_bias is set", "KerasHub Llama has no biases")
-    out = _to_keras(c)
-    rope = {"rope_position_scaling_factor": 1.0, "rope_frequency_adjustment_factor": None}
-    rope |= {"rope_low_freq_factor": None, "rope_high_freq_factor": None, "rope_pretraining_sequence_length": None}
+    rope = _llama_rope_to_keras(c)
+    out = _to_keras(c | {"rope_parameters": {"rope_theta": rope["rope_max_wavelength"]}, "rope_scaling": None})
     out = {**{k: out[k] for k in list(out)[:6]}, **rope, **{k: out[k] for k in list(out)[6:]}}
     if c.get("tie_word_embeddings"):  # KerasHub's own get_config leaves it out; its constructor takes it
         out["tie_word_embeddings"] = True
@@ -185,14 +237,17 @@ def _decoder(
     qk_norm: bool = False,
     notes: Callable[[Config], list[str]] = no_notes,
     lora: LoraOrder = _LORA,
+    module: str = "",
+    unsplittable: tuple[str, ...] = ("<|endoftext|>",),
 ) -> Family:
     """A Llama-shaped KerasHub decoder; ``names`` are the backbone class, transformers' model_type and the stem of
     the ``<stem>_transformer_decoder`` layers, ``norm`` the final norm's layer; ``extra`` the transformers config
     keys beyond Llama's (or the whole mapping); ``tokenizers`` the vocabulary's kind, transformers' tokenizer class
-    reading it and KerasHub's; ``qk_norm``: an RMSNorm over each query and key head."""
+    reading it and KerasHub's; ``qk_norm``: an RMSNorm over each query and key head; ``module``: the KerasHub
+    module of its classes where not the layers' stem; ``unsplittable``: a BPE tokenizer's config's tokens."""
     backbone, model_type, stem = names
     kind, tokenizer, keras_tokenizer = tokenizers
-    bpe = {"unsplittable_tokens": ["<|endoftext|>"]} if kind == "bpe" else {}
+    bpe = {"unsplittable_tokens": list(unsplittable)} if kind == "bpe" and unsplittable else {}
     prefix = backbone.removesuffix("Backbone")
     pt_prefix = (base_class or prefix).removesuffix("Model")
     qkv = (("query", "q"), ("key", "k"), ("value", "v"))
@@ -233,7 +288,7 @@ def _decoder(
         tasks={f"{prefix}CausalLM": f"{pt_prefix}ForCausalLM"},
         generates=True,
         writing=Writing(
-            f"keras_hub.src.models.{stem}",
+            module or f"keras_hub.src.models.{stem}",
             to_keras,
             ("CausalLM",),
             _TIED,
@@ -245,13 +300,40 @@ def _decoder(
     )
 
 
+def _llama_to_transformers(c: Config) -> Config:
+    return _to_transformers("llama", attention_bias=False, mlp_bias=False)(c) | _llama_rope_to_transformers(c)
+
+
+def _is_llama3(c: Config) -> bool:
+    """A transformers Llama written as KerasHub's Llama 3: Llama 3.1's rotary smoothing, or a byte-level BPE
+    vocabulary (``tokenizer.json`` or ``vocab.json`` without Llama 2's SentencePiece ``tokenizer.model``)."""
+    rope = c.get("rope_parameters") or c.get("rope_scaling") or {}
+    files = c.get(TOKENIZER_FILES_KEY) or ()
+    bpe = "tokenizer.model" not in files and ("tokenizer.json" in files or "vocab.json" in files)
+    return bpe or (isinstance(rope, dict) and rope.get("rope_type", rope.get("type")) == "llama3")
+
+
 LLAMA = _decoder(
     ("LlamaBackbone", "llama", "llama"),
     "llama_layer_norm",
     False,
-    {"attention_bias": False, "mlp_bias": False},
+    _llama_to_transformers,
     _llama_to_keras,
     ("sentencepiece", "LlamaTokenizer", "LlamaTokenizer"),
+)
+LLAMA3 = replace(
+    _decoder(  # Llama's blocks; its classes in a module of their own
+        ("Llama3Backbone", "llama", "llama"),
+        "llama_layer_norm",
+        False,
+        _llama_to_transformers,
+        _llama_to_keras,
+        ("bpe", "", "Llama3Tokenizer"),  # transformers reads Llama 3's vocabulary from tokenizer.json alone
+        base_class="LlamaModel",
+        module="keras_hub.src.models.llama3",
+        unsplittable=(),
+    ),
+    picks=_is_llama3,
 )
 MISTRAL = _decoder(
     ("MistralBackbone", "mistral", "mistral"),
