@@ -162,6 +162,10 @@ class Stack:
     # earlier stack (T5's decoder blocks follow its encoder blocks in one class); none: 0
     start_key: str = ""
     first: tuple[Entry, ...] = ()  # entries only the stack's first layer holds (T5's relative attention table)
+    # the Keras config keys of this stack's layer count and head size where they are its own (T5Gemma's encoder and
+    # decoder sizes); none: the family's
+    count_key: str = ""
+    head_dim_key: str = ""
 
     def start(self, keras: Config) -> int:
         return int(keras[self.start_key]) if self.start_key else 0

@@ -59,28 +59,31 @@ def _part(row: int | None, entry: Entry, keras: Config) -> tuple[int, int] | Non
 
 def _paths(
     family: Family, writing: Writing, config: Config, keras: Config
-) -> Iterator[tuple[str, str, str, tuple[int, int] | None]]:
+) -> Iterator[tuple[str, str, str, tuple[int, int] | None, int]]:
     """(Keras variable path, transformers name without the base prefix, kind, ``(row, rows)`` where the name is
-    one row of the variable's axis 0, else None) of every variable written that transformers has a tensor for."""
-    layers = keras[family.layers_key]
+    one row of the variable's axis 0, else None, the head size of its layer) of every variable written that
+    transformers has a tensor for."""
+    head_dim = _head_dim(keras)
     for entry in family.entries_for(keras):
         if "{i}" not in entry.target and _literal(entry) and entry.target:
             if entry.source == writing.tied_path and config.get("tie_word_embeddings"):
                 continue
             for row in entry.rows(keras):
-                yield entry.source, entry.named(row), entry.kind, _part(row, entry, keras)
+                yield entry.source, entry.named(row), entry.kind, _part(row, entry, keras), head_dim
     for stack in family.layer_stacks(keras):
-        for i in range(layers):
+        heads = int(keras[stack.head_dim_key]) if stack.head_dim_key else head_dim
+        for i in range(keras[stack.count_key or family.layers_key]):
             k = i + stack.start(keras)
             layer = f"layers/{stack.layer}" + (f"_{k}" if k else "")
             for entry in stack.entries_of(i):
                 if _literal(entry):
                     for row in entry.rows(keras):
-                        yield f"{layer}/{entry.source}", entry.named(row, i), entry.kind, _part(row, entry, keras)
+                        path, name = f"{layer}/{entry.source}", entry.named(row, i)
+                        yield path, name, entry.kind, _part(row, entry, keras), heads
     if task_class(family, config) is not None:
         for entry in family.task_entries:
             if _literal(entry):
-                yield TASK_PREFIX + entry.source, entry.target, entry.kind, None
+                yield TASK_PREFIX + entry.source, entry.target, entry.kind, None, head_dim
 
 
 def _tf_shape(kind: str, shape: tuple[int, ...], head_dim: int, keras: Config) -> tuple[int, ...]:
@@ -122,9 +125,10 @@ def _tf_shape(kind: str, shape: tuple[int, ...], head_dim: int, keras: Config) -
 
 
 def _head_dim(keras: Config) -> int:
-    """The attention head size a backbone's Keras config gives (its own ``head_dim``, else hidden / heads)."""
-    heads = keras.get("num_query_heads") or keras.get("num_heads") or keras["num_attention_heads"]
-    return int(keras.get("head_dim") or keras["hidden_dim"] // heads)
+    """The attention head size a backbone's Keras config gives (its own ``head_dim``, else hidden / heads; 0 where
+    only its stacks have heads)."""
+    heads = keras.get("num_query_heads") or keras.get("num_heads") or keras.get("num_attention_heads")
+    return int(keras.get("head_dim") or (keras["hidden_dim"] // heads if heads else 0))
 
 
 def preset_layout(shapes: Shapes, config: Config) -> Shapes:
@@ -133,10 +137,9 @@ def preset_layout(shapes: Shapes, config: Config) -> Shapes:
     keras = writing.keras_config(config)  # a config the backbone cannot express is refused before any plan
     prefix = family.base_prefix + "."
     by_name = {n.removeprefix(prefix): s for n, s in shapes.items()}
-    head_dim = _head_dim(keras)
     layout: Shapes = {}
     missing: list[str] = []
-    for path, name, kind, row in _paths(family, writing, config, keras):
+    for path, name, kind, row, head_dim in _paths(family, writing, config, keras):
         target = family.source_name(name, by_name)
         if target not in by_name:
             missing.append(target)
