@@ -243,3 +243,10 @@ def test_nested_parts_rebuild_a_bank_of_side_by_side_blocks():
             assert inverse.shape(value.shape) == bank.shape
             parts.append((inverse, inverse.apply(value)))
     assert assemble(parts[::-1]).tobytes() == bank.tobytes()
+
+
+def test_permute_of_four_axes_is_not_read_as_a_grouped_block():
+    """``permute(2,3,1,0)`` (a conv kernel's axes) has four arguments like a grouped ``block``, ending in 0: a
+    permutation, not a block of no groups."""
+    value = np.arange(24, dtype=np.float32).reshape(1, 2, 3, 4)
+    assert parse("permute(2,3,1,0)").apply(value).shape == (3, 4, 2, 1)
