@@ -19,6 +19,7 @@ from bridge.families.keras_hub.families.gemma2 import GEMMA2
 from bridge.families.keras_hub.families.gemma3 import GEMMA3
 from bridge.families.keras_hub.families.gpt2 import GPT2
 from bridge.families.keras_hub.families.gpt_neox import GPT_NEOX
+from bridge.families.keras_hub.families.gpt_oss import GPT_OSS
 from bridge.families.keras_hub.families.mixtral import MIXTRAL
 from bridge.families.keras_hub.families.opt import OPT
 from bridge.families.keras_hub.families.phi3 import PHI3
@@ -64,6 +65,7 @@ FAMILIES: tuple[Family, ...] = (
     QWEN3_MOE,
     LLAMA3,
     SMOLLM3,
+    GPT_OSS,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
