@@ -308,3 +308,13 @@ def test_gpt_oss_verify_runs_both_forwards(transformers, torch, keras_hub, tmp_p
     preset = _to_preset(src, tmp_path / "preset")
     out = run_cli("verify", str(preset), str(src))
     assert "forward logits" in out and "verdict: PASS" in out
+
+
+@pytest.mark.slow
+def test_gpt_oss_keras_hub_importer_reads_only_mxfp4(transformers, torch, keras_hub, tmp_path):
+    """KerasHub's own importer reads only MXFP4 expert blocks: the float checkpoint transformers saves (the one
+    bridge converts above, logits matching) it cannot load at all."""
+    src = tmp_path / "hf"
+    _gpt_oss(transformers, torch, src)
+    with pytest.raises(Exception, match="gate_up_proj_blocks"):
+        keras_hub.models.GptOssBackbone.from_preset(str(src))

@@ -93,7 +93,7 @@ def _to_keras(c: Config) -> Config:
         ),
     )
     layers = int(c["num_hidden_layers"])
-    window = c.get("sliding_window")
+    window = int(c.get("sliding_window") or 0)
     types = list(c.get("layer_types") or _layer_types(layers))
     if window and "sliding_attention" in types and types != _layer_types(layers):
         raise refuse(
@@ -103,7 +103,6 @@ def _to_keras(c: Config) -> Config:
         )
     if window and window < 2:
         raise refuse(c, f"sliding_window {window}", "KerasHub GPT-OSS's window holds at least the token itself")
-    slides = bool(window) and "sliding_attention" in types
     return {
         "vocabulary_size": c["vocab_size"],
         "num_layers": layers,
@@ -115,7 +114,7 @@ def _to_keras(c: Config) -> Config:
         "rope_max_wavelength": _theta(c),
         "rope_scaling_factor": _yarn_factor(c),
         "num_key_value_heads": c.get("num_key_value_heads") or c["num_attention_heads"],
-        "sliding_window": window - 1 if slides else None,
+        "sliding_window": window - 1 if window and "sliding_attention" in types else None,
         "layer_norm_epsilon": c.get("rms_norm_eps", 1e-5),
         "dropout": c.get("attention_dropout", 0.0),
         "output_router_logits": bool(c.get("output_router_logits", False)),
