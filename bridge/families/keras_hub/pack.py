@@ -7,6 +7,7 @@ into exact-name rules for this source, each reshape spelled with the stored shap
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import replace
@@ -20,6 +21,7 @@ from bridge.core.packs import (
     ConfigHooks,
     Detection,
     Docs,
+    Fill,
     Head,
     Matching,
     Optional_,
@@ -192,7 +194,7 @@ def _zeros(family: Family, keras: dict[str, Any]) -> Matching:
         PACK.matching,
         optional=(
             *(Optional_(f"(?:{prefix})?{re.escape(n)}", reason, fill="zeros") for n, reason in family.zeros),
-            *(Optional_(re.escape(e.source), f"{why}: written as zeros", fill="zeros") for e in only),
+            *(Optional_(re.escape(e.source), f"{why}: {_written(e)}", fill=_fill(e, keras)) for e in only),
             *(Optional_(f"(?:{prefix})?{rx}", f"{reason}: written as zeros", fill="zeros") for rx, reason in unkept),
         ),
         buffers=tuple(Buffer(rf"(?:^|\.){re.escape(n)}$", reason, _zeros_of) for n, reason in family.zeros),
@@ -201,6 +203,15 @@ def _zeros(family: Family, keras: dict[str, Any]) -> Matching:
             *(Head(reason, f"(?:{prefix})?{rx}", "\0", separate=True) for rx, reason in unkept),
         ),
     )
+
+
+def _written(entry: Entry) -> str:
+    return "written as zeros" if entry.computed is None else "computed from the config"
+
+
+def _fill(entry: Entry, keras: dict[str, Any]) -> str | Fill:
+    """How a preset variable transformers has no tensor for is written: zeros, else its value from the config."""
+    return "zeros" if entry.computed is None else Fill(value=functools.partial(entry.computed, keras))
 
 
 def _zeros_of(shape: tuple[int, ...]) -> np.ndarray:

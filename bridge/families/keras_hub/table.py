@@ -56,6 +56,9 @@ class Entry:
     kind: str = "same"
     shape: tuple[int, ...] = ()  # of a variable without a transformers tensor: its shape, which nothing else gives
     each: str = ""  # the Keras config key counting the rows of axis 0 that are targets of their own (``{e}``)
+    # of a variable without a transformers tensor that is not zero (a rotary table the layer saves): its value,
+    # from the backbone's Keras config and the shape
+    computed: Callable[[Config, tuple[int, ...]], Any] | None = None
 
     def rows(self, keras: Config) -> tuple[int | None, ...]:
         """The row ``e`` of each of this entry's targets (``None``: the variable is one target, whole)."""

@@ -19,11 +19,13 @@ from bridge.families.keras_hub.families.gemma2 import GEMMA2
 from bridge.families.keras_hub.families.gemma3 import GEMMA3
 from bridge.families.keras_hub.families.gpt2 import GPT2
 from bridge.families.keras_hub.families.gpt_neox import GPT_NEOX
+from bridge.families.keras_hub.families.gpt_oss import GPT_OSS
 from bridge.families.keras_hub.families.mixtral import MIXTRAL
 from bridge.families.keras_hub.families.opt import OPT
 from bridge.families.keras_hub.families.phi3 import PHI3
 from bridge.families.keras_hub.families.qwen_moe import QWEN2_MOE, QWEN3_MOE
 from bridge.families.keras_hub.families.roberta import ROBERTA, XLM_ROBERTA
+from bridge.families.keras_hub.families.smollm3 import SMOLLM3
 from bridge.families.keras_hub.families.t5 import T5, T5_GATED
 from bridge.families.keras_hub.families.t5gemma import T5GEMMA
 from bridge.families.keras_hub.families.vit import VIT
@@ -64,6 +66,8 @@ FAMILIES: tuple[Family, ...] = (
     QWEN3_MOE,
     LLAMA3,
     T5GEMMA,
+    SMOLLM3,
+    GPT_OSS,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}

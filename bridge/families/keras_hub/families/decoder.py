@@ -119,7 +119,7 @@ def _llama_rope_to_transformers(c: Config) -> Config:
     return {"rope_theta": theta, "rope_parameters": rope}
 
 
-def _head_dim_is_derived(c: Config) -> None:
+def head_dim_is_derived(c: Config) -> None:
     derived = c["hidden_size"] // c["num_attention_heads"]
     if c.get("head_dim") not in (None, derived):
         raise refuse(
@@ -144,7 +144,7 @@ def _to_keras(c: Config) -> Config:
 
 
 def _llama_to_keras(c: Config) -> Config:
-    _head_dim_is_derived(c)
+    head_dim_is_derived(c)
     if c.get("attention_bias") or c.get("mlp_bias"):
         raise refuse(c, "attention_bias or mlp_bias is set", "KerasHub Llama has no biases")
     rope = _llama_rope_to_keras(c)
@@ -173,7 +173,7 @@ def _mistral_to_keras(c: Config) -> Config:
 
 
 def _qwen2_to_keras(c: Config) -> Config:
-    _head_dim_is_derived(c)
+    head_dim_is_derived(c)
     out = _to_keras(c)
     kv = out.pop("num_key_value_heads")
     return {
