@@ -225,3 +225,10 @@ def test_prepend_adds_zero_rows_and_drop_takes_them_away():
     assert parse("drop(2)").apply(grown).tobytes() == value.tobytes()
     assert parse("drop(5)").shape((4, 3)) is None  # fewer rows than it drops: a mismatch
     assert str(parse("drop(2)")) == "drop(2)"
+
+
+def test_a_permutation_ending_in_axis_0_parses_and_inverts():
+    """``permute(2,3,1,0)`` (a conv2d kernel back to Keras' order) is no block with a group count of zero."""
+    t = parse("permute(3,2,0,1)")
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
+    assert parse("permute(2,3,1,0)").apply(t.apply(x)).tobytes() == x.tobytes()

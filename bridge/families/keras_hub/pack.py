@@ -20,6 +20,7 @@ from bridge.core.packs import (
     ConfigHooks,
     Detection,
     Docs,
+    Fill,
     Head,
     Matching,
     Optional_,
@@ -181,7 +182,12 @@ def _zeros(family: Family, keras: dict[str, Any]) -> Matching:
         PACK.matching,
         optional=(
             *(Optional_(f"(?:{prefix})?{re.escape(n)}", reason, fill="zeros") for n, reason in family.zeros),
-            *(Optional_(re.escape(e.source), f"{why}: written as zeros", fill="zeros") for e in only),
+            *(
+                Optional_(re.escape(e.source), f"{why}: written as 0..n-1", fill=Fill(value=_arange))
+                if e.arange
+                else Optional_(re.escape(e.source), f"{why}: written as zeros", fill="zeros")
+                for e in only
+            ),
             *(Optional_(f"(?:{prefix})?{rx}", f"{reason}: written as zeros", fill="zeros") for rx, reason in unkept),
         ),
         buffers=tuple(Buffer(rf"(?:^|\.){re.escape(n)}$", reason, _zeros_of) for n, reason in family.zeros),
@@ -194,6 +200,11 @@ def _zeros(family: Family, keras: dict[str, Any]) -> Matching:
 
 def _zeros_of(shape: tuple[int, ...]) -> np.ndarray:
     return np.zeros(shape, dtype=np.float32)
+
+
+def _arange(shape: tuple[int, ...]) -> np.ndarray:
+    """0..n-1 along the last axis (position ids)."""
+    return np.broadcast_to(np.arange(shape[-1], dtype=np.int32), shape).copy()
 
 
 def _claims_target(target: str) -> bool:

@@ -46,8 +46,13 @@ class Entry:
     source: str
     target: str  # "": a preset variable transformers has no tensor for (dropped on the way in, zeros on the way out)
     kind: str = "same"
-    shape: tuple[int, ...] = ()  # of a variable without a transformers tensor: its shape, which nothing else gives
+    # of a variable without a transformers tensor: its shape, which nothing else gives (or computed from the config)
+    shape: tuple[int, ...] | Callable[[Config], tuple[int, ...]] = ()
+    arange: bool = False  # such a variable holds 0..n-1 along its last axis (position ids), not zeros
     each: str = ""  # the Keras config key counting the rows of axis 0 that are targets of their own (``{e}``)
+
+    def shape_for(self, keras: Config) -> tuple[int, ...]:
+        return self.shape(keras) if callable(self.shape) else self.shape
 
     def rows(self, keras: Config) -> tuple[int | None, ...]:
         """The row ``e`` of each of this entry's targets (``None``: the variable is one target, whole)."""
@@ -154,6 +159,12 @@ class Stack:
     # earlier stack (T5's decoder blocks follow its encoder blocks in one class); none: 0
     start_key: str = ""
     first: tuple[Entry, ...] = ()  # entries only the stack's first layer holds (T5's relative attention table)
+    # the "/"-path of the nested Keras config that counts and sizes this stack's layers (a tower of a dual-tower
+    # backbone: ``text_encoder/config``); none: the backbone's own
+    scope: str = ""
+
+    def config_of(self, keras: Config) -> Config:
+        return scoped(keras, self.scope)
 
     def start(self, keras: Config) -> int:
         return int(keras[self.start_key]) if self.start_key else 0
@@ -191,6 +202,7 @@ class Family:
     # renumbers the later layers of its class)
     variant: Callable[[Config], tuple[Entry, ...]] | None = None
     layers_key: str = "num_layers"  # the Keras config key counting the stored layers (ALBERT's shared groups)
+    scope: str = ""  # the nested Keras config counting and sizing ``layer``'s layers (see :class:`Stack`)
     stacks: tuple[Stack, ...] = ()  # layer classes besides ``layer``, as many layers each
     # (regex, replacement) turning a target name into the one save_pretrained writes, where transformers 5 renames
     # its checkpoints' names on loading (ViT): a source holding those names is read by them
@@ -212,7 +224,7 @@ class Family:
         """Every indexed layer class with the entries of one of its layers, ``layer`` first (where the family's
         own entries have any; with ``keras``, its variant's of that config too)."""
         own = tuple(e for e in (self.entries if keras is None else self.entries_for(keras)) if "{i}" in e.target)
-        return (Stack(self.layer, own), *self.stacks) if own else self.stacks
+        return (Stack(self.layer, own, scope=self.scope), *self.stacks) if own else self.stacks
 
     def entries_for(self, keras: Config) -> tuple[Entry, ...]:
         """The family's entries for a backbone of this Keras config."""
@@ -221,6 +233,13 @@ class Family:
     def keras_only(self, keras: Config) -> tuple[Entry, ...]:
         """The preset variables transformers has no tensor for."""
         return tuple(e for e in self.entries_for(keras) if not e.target)
+
+
+def scoped(config: Config, path: str) -> Config:
+    """The nested config at a ``"/"``-path of keys (``""``: ``config`` itself)."""
+    for key in filter(None, path.split("/")):
+        config = config[key]
+    return config
 
 
 def snake(name: str) -> str:

@@ -106,3 +106,75 @@ def test_clip_activation_transformers_lacks_exits_2(keras_hub, tmp_path: Path):
     )
     output = run_cli("convert", str(preset), "--to", "pytorch", "-o", str(tmp_path / "pt"), code=2)
     assert "intermediate_activation" in output and "softplus" in output
+
+
+def _clip_config(transformers: Any, **text: Any) -> Any:
+    """A tiny transformers CLIP whose towers differ in width, depth and head size."""
+    return transformers.CLIPConfig(
+        text_config={
+            "vocab_size": VOCAB,
+            "hidden_size": 16,
+            "intermediate_size": 32,
+            "num_hidden_layers": 3,
+            "num_attention_heads": 2,
+            "max_position_embeddings": SEQ,
+            "eos_token_id": 2,
+            "bos_token_id": None,
+            **text,
+        },
+        vision_config={
+            "hidden_size": 24,
+            "intermediate_size": 32,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": IMAGE,
+            "patch_size": PATCH,
+        },
+        projection_dim=12,
+    )
+
+
+@pytest.mark.slow
+def test_clip_transformers_to_preset_same_logits_and_back_bit_exact(transformers, torch, keras_hub, tmp_path: Path):
+    from tests.families.keras_hub.test_preset_writer import _loaded, _same_tensors, _saved
+
+    source = _saved(transformers.CLIPModel(_clip_config(transformers)), tmp_path / "hf", torch)
+    preset, back = tmp_path / "preset", tmp_path / "back"
+    run_cli("convert", str(source), "--to", "tensorflow", "--target", "keras-hub", "-o", str(preset))
+    model = _loaded(keras_hub.models.CLIPBackbone.from_preset, preset)
+    reference = transformers.CLIPModel.from_pretrained(source).eval()
+    rng = np.random.default_rng(1)
+    ids = rng.integers(1, VOCAB - 1, size=(2, 7)).astype("int32")
+    ids[0, 4], ids[0, 5:], ids[1, 6] = VOCAB - 1, 0, VOCAB - 1  # padded after the end token
+    images = rng.standard_normal((2, IMAGE, IMAGE, 3)).astype("float32")
+    logits = model({"token_ids": ids, "images": images})
+    vision = _numpy(model.vision_encoder({"images": images}))
+    pixels = torch.tensor(images).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        ours = reference(input_ids=torch.tensor(ids).long(), pixel_values=pixels)
+        pooled = reference.vision_model(pixel_values=pixels).pooler_output.numpy()
+    np.testing.assert_allclose(vision[:, 0], pooled, atol=1e-5)
+    np.testing.assert_allclose(_numpy(logits["vision_logits"]), ours.logits_per_image.numpy(), atol=1e-5)
+    np.testing.assert_allclose(_numpy(logits["text_logits"]), ours.logits_per_text.numpy(), atol=1e-5)
+    embedding = model.vision_encoder.embedding  # transformers' 0..n-1 buffer, written as KerasHub holds it
+    assert np.array_equal(_numpy(embedding.position_ids), np.arange(embedding.num_positions)[None])
+    run_cli("convert", str(preset), "--to", "pytorch", "-o", str(back))
+    _same_tensors(source / "model.safetensors", back / "model.safetensors")
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ({"layer_norm_eps": 1e-6}, "layer_norm_eps"),
+        ({"hidden_act": "gelu_new"}, "hidden_act"),
+        ({"eos_token_id": 7}, "eos_token_id"),
+    ],
+)
+def test_clip_config_keras_hub_cannot_express_exits_2(transformers, torch, tmp_path: Path, text, named):
+    from tests.families.keras_hub.test_preset_writer import _saved
+
+    source = _saved(transformers.CLIPModel(_clip_config(transformers, **text)), tmp_path / "hf", torch)
+    out = run_cli(
+        "convert", str(source), "--to", "tensorflow", "--target", "keras-hub", "-o", str(tmp_path / "kh"), code=2
+    )
+    assert named in out

@@ -12,7 +12,7 @@ embedding's ``position_ids`` variable transformers rebuilds as a buffer.
 from __future__ import annotations
 
 from bridge.core.errors import UsageError
-from bridge.families.keras_hub.table import Config, Entry, Family, Stack
+from bridge.families.keras_hub.table import Config, Entry, Family, Stack, Writing, policy, refuse
 
 # KerasHub activations transformers computes alike under the same name (Keras' gelu: the exact form)
 _ACTIVATIONS = ("quick_gelu", "gelu", "relu", "silu")
@@ -70,6 +70,84 @@ def _to_transformers(c: Config) -> Config:
     }
 
 
+_MODULE = "keras_hub.src.models.clip"
+
+
+def _encoder(class_name: str, file: str, config: Config) -> Config:
+    """A tower as ``save_to_preset`` nests it in the backbone's config."""
+    name = file.removeprefix("clip_")
+    own = {"name": f"clip_{name}", "trainable": True, "dtype": policy("float32"), **config}
+    own["intermediate_output_index"] = None
+    registered = f"keras_hub>{class_name}"
+    return {"module": f"{_MODULE}.{file}", "class_name": class_name, "config": own, "registered_name": registered}
+
+
+def _checked_tower(c: Config, tower: Config, name: str) -> Config:
+    """The Keras keys both encoders share, of a transformers tower config KerasHub's encoder can compute."""
+    act, eps = tower.get("hidden_act", "quick_gelu"), tower.get("layer_norm_eps", 1e-5)
+    if act not in _ACTIVATIONS or eps != 1e-5 or tower["hidden_size"] % tower["num_attention_heads"]:
+        raise refuse(
+            c,
+            f"{name}.hidden_act {act}, {name}.layer_norm_eps {eps}, "
+            f"{name}.hidden_size {tower['hidden_size']} over {tower['num_attention_heads']} heads",
+            "KerasHub's CLIP encoders use layer norms of epsilon 1e-5, heads of hidden_size / num_attention_heads "
+            f"and an activation of {', '.join(_ACTIVATIONS)}",
+        )
+    return {
+        "hidden_dim": tower["hidden_size"],
+        "num_layers": tower["num_hidden_layers"],
+        "num_heads": tower["num_attention_heads"],
+        "intermediate_dim": tower["intermediate_size"],
+        "intermediate_activation": act,
+    }
+
+
+def _to_keras(c: Config) -> Config:
+    text, vision = c.get("text_config") or {}, c.get("vision_config") or {}
+    vocab, eos = text["vocab_size"], text.get("eos_token_id", 2)
+    if eos not in (2, vocab - 1):  # argmax pools the end token only where it is the highest id
+        raise refuse(
+            c,
+            f"text_config.eos_token_id {eos} (vocab_size {vocab})",
+            "KerasHub's CLIP pools the text at its highest token id: the end token must be the last id "
+            "(vocab_size - 1), or eos_token_id 2 (transformers' argmax rule)",
+        )
+    text_keys, vision_keys = _checked_tower(c, text, "text_config"), _checked_tower(c, vision, "vision_config")
+    size, channels = vision.get("image_size", 224), vision.get("num_channels", 3)
+    return {
+        "vision_encoder": _encoder(
+            "CLIPVisionEncoder",
+            "clip_vision_encoder",
+            {"patch_size": vision["patch_size"], **vision_keys, "image_shape": [size, size, channels]},
+        ),
+        "text_encoder": _encoder(
+            "CLIPTextEncoder",
+            "clip_text_encoder",
+            {
+                "vocabulary_size": vocab,
+                "embedding_dim": text["hidden_size"],
+                **text_keys,
+                "max_sequence_length": text["max_position_embeddings"],
+            },
+        ),
+        "projection_dim": c.get("projection_dim", 512),
+    }
+
+
+def _notes(c: Config) -> list[str]:
+    return [
+        "KerasHub's CLIP text encoder ends with a layer norm of epsilon 1e-6 (transformers': 1e-5): the text "
+        "hidden states differ by about 1e-5",
+        "KerasHub's CLIP pools the text at the highest token id (the end token)",
+    ]
+
+
+def _positions(keras: Config) -> tuple[int, ...]:
+    """The vision embedding's ``position_ids``: one per patch and the class token."""
+    vision = keras["vision_encoder"]["config"]
+    return (1, (vision["image_shape"][0] // vision["patch_size"]) ** 2 + 1)
+
+
 def _layer(stem: str) -> tuple[Entry, ...]:
     """One ``CLIPEncoderLayer`` under transformers' names of its tower's layer ``{i}``."""
     attention = tuple(
@@ -108,7 +186,8 @@ _ENTRIES: tuple[Entry, ...] = (
     ),
     *_norm(f"{_TEXT}/layer_normalization", "text_model.final_layer_norm"),
     Entry(f"{_VISION}/clip_vision_embedding/vars/0", "vision_model.embeddings.class_embedding"),
-    Entry(f"{_VISION}/clip_vision_embedding/vars/1", ""),  # position_ids: transformers' buffer
+    # position_ids: transformers' buffer
+    Entry(f"{_VISION}/clip_vision_embedding/vars/1", "", shape=_positions, arange=True),
     Entry(
         f"{_VISION}/clip_vision_embedding/patch_embedding/vars/0",
         "vision_model.embeddings.patch_embedding.weight",
@@ -135,5 +214,13 @@ CLIP = Family(
     layer="clip_text_encoder/layers/clip_encoder_layer",
     entries=_ENTRIES,
     config=_to_transformers,
-    stacks=(Stack("clip_vision_encoder/layers/clip_encoder_layer", _layer("vision_model.encoder.layers.{i}")),),
+    scope="text_encoder/config",
+    stacks=(
+        Stack(
+            "clip_vision_encoder/layers/clip_encoder_layer",
+            _layer("vision_model.encoder.layers.{i}"),
+            scope="vision_encoder/config",
+        ),
+    ),
+    writing=Writing(_MODULE, _to_keras, (), notes=_notes),
 )
