@@ -11,6 +11,8 @@ embedding's ``position_ids`` variable transformers rebuilds as a buffer.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from bridge.core.errors import UsageError
 from bridge.families.keras_hub.table import Config, Entry, Family, Stack, Writing, policy, refuse
 
@@ -73,32 +75,32 @@ def _to_transformers(c: Config) -> Config:
 _MODULE = "keras_hub.src.models.clip"
 
 
-def _encoder(class_name: str, file: str, config: Config) -> Config:
-    """A tower as ``save_to_preset`` nests it in the backbone's config."""
-    name = file.removeprefix("clip_")
-    own = {"name": f"clip_{name}", "trainable": True, "dtype": policy("float32"), **config}
-    own["intermediate_output_index"] = None
-    registered = f"keras_hub>{class_name}"
-    return {"module": f"{_MODULE}.{file}", "class_name": class_name, "config": own, "registered_name": registered}
+def nested_encoder(module: str, class_name: str, name: str, config: Config) -> Config:
+    """A tower as ``save_to_preset`` nests it in a dual-tower backbone's config (``module``: its module file)."""
+    own = {"name": name, "trainable": True, "dtype": policy("float32"), **config}
+    return {"module": module, "class_name": class_name, "config": own, "registered_name": f"keras_hub>{class_name}"}
 
 
-def _checked_tower(c: Config, tower: Config, name: str) -> Config:
-    """The Keras keys both encoders share, of a transformers tower config KerasHub's encoder can compute."""
-    act, eps = tower.get("hidden_act", "quick_gelu"), tower.get("layer_norm_eps", 1e-5)
-    if act not in _ACTIVATIONS or eps != 1e-5 or tower["hidden_size"] % tower["num_attention_heads"]:
+def tower_keys(c: Config, tower: str, activations: Mapping[str, str], eps: float | None = None) -> Config:
+    """The Keras keys both encoders of a dual-tower backbone share, from transformers' ``tower`` config (its
+    ``hidden_act`` by ``activations``: transformers' name -> Keras'); refused where KerasHub cannot compute it
+    (another activation, heads not of ``hidden_size / num_attention_heads``, a layer norm epsilon not ``eps``)."""
+    t = c.get(tower) or {}
+    act, norm = t.get("hidden_act"), t.get("layer_norm_eps", eps)
+    if act not in activations or (eps is not None and norm != eps) or t["hidden_size"] % t["num_attention_heads"]:
         raise refuse(
             c,
-            f"{name}.hidden_act {act}, {name}.layer_norm_eps {eps}, "
-            f"{name}.hidden_size {tower['hidden_size']} over {tower['num_attention_heads']} heads",
-            "KerasHub's CLIP encoders use layer norms of epsilon 1e-5, heads of hidden_size / num_attention_heads "
-            f"and an activation of {', '.join(_ACTIVATIONS)}",
+            f"{tower}.hidden_act {act}, {tower}.layer_norm_eps {norm}, "
+            f"{tower}.hidden_size {t['hidden_size']} over {t['num_attention_heads']} heads",
+            f"KerasHub's encoders take heads of hidden_size / num_attention_heads, a hidden_act of "
+            f"{', '.join(activations)}" + (f" and layer norms of epsilon {eps}" if eps is not None else ""),
         )
     return {
-        "hidden_dim": tower["hidden_size"],
-        "num_layers": tower["num_hidden_layers"],
-        "num_heads": tower["num_attention_heads"],
-        "intermediate_dim": tower["intermediate_size"],
-        "intermediate_activation": act,
+        "hidden_dim": t["hidden_size"],
+        "num_layers": t["num_hidden_layers"],
+        "num_heads": t["num_attention_heads"],
+        "intermediate_dim": t["intermediate_size"],
+        "intermediate_activation": activations[act],
     }
 
 
@@ -112,21 +114,30 @@ def _to_keras(c: Config) -> Config:
             "KerasHub's CLIP pools the text at its highest token id: the end token must be the last id "
             "(vocab_size - 1), or eos_token_id 2 (transformers' argmax rule)",
         )
-    text_keys, vision_keys = _checked_tower(c, text, "text_config"), _checked_tower(c, vision, "vision_config")
+    same = {a: a for a in _ACTIVATIONS}
+    text_keys, vision_keys = tower_keys(c, "text_config", same, 1e-5), tower_keys(c, "vision_config", same, 1e-5)
     size, channels = vision.get("image_size", 224), vision.get("num_channels", 3)
     return {
-        "vision_encoder": _encoder(
+        "vision_encoder": nested_encoder(
+            f"{_MODULE}.clip_vision_encoder",
             "CLIPVisionEncoder",
             "clip_vision_encoder",
-            {"patch_size": vision["patch_size"], **vision_keys, "image_shape": [size, size, channels]},
+            {
+                "patch_size": vision["patch_size"],
+                **vision_keys,
+                "intermediate_output_index": None,
+                "image_shape": [size, size, channels],
+            },
         ),
-        "text_encoder": _encoder(
+        "text_encoder": nested_encoder(
+            f"{_MODULE}.clip_text_encoder",
             "CLIPTextEncoder",
             "clip_text_encoder",
             {
                 "vocabulary_size": vocab,
                 "embedding_dim": text["hidden_size"],
                 **text_keys,
+                "intermediate_output_index": None,
                 "max_sequence_length": text["max_position_embeddings"],
             },
         ),
@@ -148,31 +159,35 @@ def _positions(keras: Config) -> tuple[int, ...]:
     return (1, (vision["image_shape"][0] // vision["patch_size"]) ** 2 + 1)
 
 
-def _layer(stem: str) -> tuple[Entry, ...]:
-    """One ``CLIPEncoderLayer`` under transformers' names of its tower's layer ``{i}``."""
-    attention = tuple(
-        Entry(f"attention/{k}_dense/vars/{v}", f"{stem}.self_attn.{k[0]}_proj.{p}", kind)
+def encoder_layer(
+    stem: str, attention: str = "attention", norm: str = "layer_norm_{n}", mlp: str = "dense_{n}"
+) -> tuple[Entry, ...]:
+    """One pre-norm encoder layer (CLIP's, SigLIP's) under transformers' names of its tower's layer ``{i}``; the
+    Keras names of its attention layer, its two norms and its two feed-forward layers (``{n}``: 1 or 2)."""
+    projections = tuple(
+        Entry(f"{attention}/{k}_dense/vars/{v}", f"{stem}.self_attn.{k[0]}_proj.{p}", kind)
         for k in ("query", "key", "value")
         for v, p, kind in ((0, "weight", "heads_in"), (1, "bias", "heads_bias"))
     )
     return (
-        *attention,
-        Entry("attention/output_dense/vars/0", f"{stem}.self_attn.out_proj.weight", "heads_out"),
-        Entry("attention/output_dense/vars/1", f"{stem}.self_attn.out_proj.bias"),
-        *(Entry(f"layer_norm_{n}/vars/{v}", f"{stem}.layer_norm{n}.{p}") for n in (1, 2) for v, p in _NORM),
-        *(
-            Entry(f"dense_{n}/vars/{v}", f"{stem}.mlp.fc{n}.{p}", kind)
-            for n in (1, 2)
-            for v, p, kind in ((0, "weight", "dense"), (1, "bias", "same"))
-        ),
+        *projections,
+        Entry(f"{attention}/output_dense/vars/0", f"{stem}.self_attn.out_proj.weight", "heads_out"),
+        Entry(f"{attention}/output_dense/vars/1", f"{stem}.self_attn.out_proj.bias"),
+        *(e for n in (1, 2) for e in norm_entries(norm.format(n=n), f"{stem}.layer_norm{n}")),
+        *(e for n in (1, 2) for e in dense_entries(mlp.format(n=n), f"{stem}.mlp.fc{n}")),
     )
+
+
+def dense_entries(path: str, name: str) -> tuple[Entry, ...]:
+    """A Keras ``Dense`` with a bias as a torch ``Linear``."""
+    return (Entry(f"{path}/vars/0", f"{name}.weight", "dense"), Entry(f"{path}/vars/1", f"{name}.bias"))
 
 
 _NORM = ((0, "weight"), (1, "bias"))
 _TEXT, _VISION = "layers/clip_text_encoder/layers", "layers/clip_vision_encoder/layers"
 
 
-def _norm(path: str, name: str) -> tuple[Entry, ...]:
+def norm_entries(path: str, name: str) -> tuple[Entry, ...]:
     return tuple(Entry(f"{path}/vars/{v}", f"{name}.{p}") for v, p in _NORM)
 
 
@@ -184,7 +199,7 @@ _ENTRIES: tuple[Entry, ...] = (
         f"{_TEXT}/token_and_position_embedding/position_embedding/vars/0",
         "text_model.embeddings.position_embedding.weight",
     ),
-    *_norm(f"{_TEXT}/layer_normalization", "text_model.final_layer_norm"),
+    *norm_entries(f"{_TEXT}/layer_normalization", "text_model.final_layer_norm"),
     Entry(f"{_VISION}/clip_vision_embedding/vars/0", "vision_model.embeddings.class_embedding"),
     # position_ids: transformers' buffer
     Entry(f"{_VISION}/clip_vision_embedding/vars/1", "", shape=_positions, arange=True),
@@ -197,12 +212,12 @@ _ENTRIES: tuple[Entry, ...] = (
         f"{_VISION}/clip_vision_embedding/position_embedding/vars/0",
         "vision_model.embeddings.position_embedding.weight",
     ),
-    *_norm(f"{_VISION}/layer_normalization", "vision_model.pre_layrnorm"),
-    *_norm(f"{_VISION}/layer_normalization_1", "vision_model.post_layernorm"),
+    *norm_entries(f"{_VISION}/layer_normalization", "vision_model.pre_layrnorm"),
+    *norm_entries(f"{_VISION}/layer_normalization_1", "vision_model.post_layernorm"),
     Entry("layers/dense/vars/0", "visual_projection.weight", "dense"),
     Entry("layers/dense_1/vars/0", "text_projection.weight", "dense"),
     Entry("layers/clip_head/vars/0", "logit_scale"),
-    *_layer("text_model.encoder.layers.{i}"),
+    *encoder_layer("text_model.encoder.layers.{i}"),
 )
 
 
@@ -218,7 +233,7 @@ CLIP = Family(
     stacks=(
         Stack(
             "clip_vision_encoder/layers/clip_encoder_layer",
-            _layer("vision_model.encoder.layers.{i}"),
+            encoder_layer("vision_model.encoder.layers.{i}"),
             scope="vision_encoder/config",
         ),
     ),
