@@ -203,8 +203,8 @@ def _zeros_of(shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _arange(shape: tuple[int, ...]) -> np.ndarray:
-    """0..n-1 along the last axis (position ids)."""
-    return np.broadcast_to(np.arange(shape[-1], dtype=np.int32), shape).copy()
+    """0..n-1 along the last axis (position ids), int64 as KerasHub saves them."""
+    return np.broadcast_to(np.arange(shape[-1], dtype=np.int64), shape).copy()
 
 
 def _claims_target(target: str) -> bool:

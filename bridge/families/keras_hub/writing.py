@@ -17,7 +17,7 @@ from typing import Any
 from bridge.core.errors import UsageError
 from bridge.core.keras_hub_preset import TASK_PREFIX
 from bridge.families.keras_hub.families import FAMILIES, family_for
-from bridge.families.keras_hub.table import Config, Entry, Family, Writing, blocks_of, policy, snake
+from bridge.families.keras_hub.table import Config, Entry, Family, Writing, blocks_of, policy, scoped, snake
 from bridge.families.keras_hub.tokenizer import preset_tokenizer
 
 Shapes = dict[str, tuple[int, ...]]
@@ -63,12 +63,13 @@ def _paths(
     """(Keras variable path, transformers name without the base prefix, kind, ``(row, rows)`` where the name is
     one row of the variable's axis 0, else None, the Keras config sizing its heads) of every variable written that
     transformers has a tensor for."""
+    own = scoped(keras, family.scope)  # what sizes the heads of the backbone's own layers (a tower's config)
     for entry in family.entries_for(keras):
         if "{i}" not in entry.target and _literal(entry) and entry.target:
             if entry.source == writing.tied_path and config.get("tie_word_embeddings"):
                 continue
             for row in entry.rows(keras):
-                yield entry.source, entry.named(row), entry.kind, _part(row, entry, keras), keras
+                yield entry.source, entry.named(row), entry.kind, _part(row, entry, keras), own
     for stack in family.layer_stacks(keras):
         for i in range(int(stack.config_of(keras)[family.layers_key])):
             k = i + stack.start(keras)

@@ -23,6 +23,7 @@ from bridge.families.keras_hub.families.mixtral import MIXTRAL
 from bridge.families.keras_hub.families.opt import OPT
 from bridge.families.keras_hub.families.phi3 import PHI3
 from bridge.families.keras_hub.families.roberta import ROBERTA, XLM_ROBERTA
+from bridge.families.keras_hub.families.siglip import SIGLIP
 from bridge.families.keras_hub.families.t5 import T5, T5_GATED
 from bridge.families.keras_hub.families.vit import VIT
 from bridge.families.keras_hub.families.whisper import WHISPER
@@ -58,6 +59,7 @@ FAMILIES: tuple[Family, ...] = (
     BLOOM,
     FALCON,
     CLIP,
+    SIGLIP,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}

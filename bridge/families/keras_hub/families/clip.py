@@ -86,7 +86,7 @@ def tower_keys(c: Config, tower: str, activations: Mapping[str, str], eps: float
     ``hidden_act`` by ``activations``: transformers' name -> Keras'); refused where KerasHub cannot compute it
     (another activation, heads not of ``hidden_size / num_attention_heads``, a layer norm epsilon not ``eps``)."""
     t = c.get(tower) or {}
-    act, norm = t.get("hidden_act"), t.get("layer_norm_eps", eps)
+    act, norm = str(t.get("hidden_act")), t.get("layer_norm_eps", eps)
     if act not in activations or (eps is not None and norm != eps) or t["hidden_size"] % t["num_attention_heads"]:
         raise refuse(
             c,
