@@ -1,5 +1,6 @@
-"""KerasHub dual-tower presets (CLIP) written by KerasHub's own ``save_to_preset`` (tiny models, random weights),
-converted to transformers 5 and loaded there: both towers and the image-text logits compared in fp32."""
+"""KerasHub dual-tower presets (CLIP, SigLIP) <-> transformers 5, both ways: tiny models made by each library's
+own code (random weights), converted by the CLI and loaded by the other library; both towers and the image-text
+logits compared in fp32 (and by ``bridge verify``), round trips bit-exact, configs KerasHub cannot express refused."""
 
 from __future__ import annotations
 
@@ -44,6 +45,13 @@ def _clip(keras_hub: Any, image: int = IMAGE) -> Any:
     return model
 
 
+def _verified(source: Path, out: Path, backbone: str) -> None:
+    """``bridge verify`` runs both models on images and token ids: the image-text logits within 1e-5."""
+    from tests.families.keras_hub.test_verify_forward import _passes_with_forward, _verify
+
+    _passes_with_forward(_verify(source, out), backbone, {"logits_per_image", "logits_per_text"})
+
+
 def _numpy(value: Any) -> np.ndarray:
     import keras
 
@@ -57,6 +65,7 @@ def test_clip_preset_to_transformers_same_towers_and_logits(transformers, torch,
     model.save_to_preset(str(preset))
     run_cli("convert", str(preset), "--to", "pytorch", "-o", str(out))
     assert json.loads((out / "config.json").read_text())["architectures"] == ["CLIPModel"]
+    _verified(preset, out, "CLIPBackbone")
     loaded, info = transformers.CLIPModel.from_pretrained(out, output_loading_info=True)
     assert not any(info.values()), info
     rng = np.random.default_rng(1)
@@ -272,6 +281,7 @@ def test_siglip_transformers_to_preset_same_logits_and_back_bit_exact(transforme
     preset, back = tmp_path / "preset", tmp_path / "back"
     run_cli("convert", str(source), "--to", "tensorflow", "--target", "keras-hub", "-o", str(preset))
     model = _loaded(keras_hub.models.SigLIPBackbone.from_preset, preset)
+    _verified(source, preset, "SigLIPBackbone")
     _same_siglip(*_siglip_outputs(model, transformers.SiglipModel.from_pretrained(source).eval(), torch))
     run_cli("convert", str(preset), "--to", "pytorch", "-o", str(back))
     _same_tensors(source / "model.safetensors", back / "model.safetensors")
