@@ -302,3 +302,29 @@ def test_siglip_without_its_attention_head_exits_2(transformers, torch, tmp_path
         "convert", str(source), "--to", "tensorflow", "--target", "keras-hub", "-o", str(tmp_path / "kh"), code=2
     )
     assert "vision_use_head" in out
+
+
+_WORDS = ["h", "e", "l", "o", "w", "r", "d", "!", "o</w>", "d</w>", "!</w>", "he", "ll", "hell", "hello</w>"]
+_MERGES = ["h e", "l l", "he ll", "hell o</w>", "w o", "wo r", "wor l", "worl d</w>"]
+
+
+@pytest.mark.slow
+def test_clip_bpe_vocabulary_both_ways_same_ids(transformers, torch, keras_hub, tmp_path: Path):
+    """transformers' CLIPTokenizer files -> the preset's assets KerasHub's CLIPTokenizer reads -> the same files."""
+    from tests.families.keras_hub.test_preset_writer import _saved
+
+    source = _saved(transformers.CLIPModel(_clip_config(transformers)), tmp_path / "hf", torch)
+    words = ["<|startoftext|>", "<|endoftext|>", *_WORDS, "wo", "wor", "worl", "world</w>"]
+    (source / "vocab.json").write_text(json.dumps({w: i for i, w in enumerate(words)}))
+    (source / "merges.txt").write_text("#version: 0.2\n" + "\n".join(_MERGES) + "\n")
+    transformers.CLIPTokenizer(str(source / "vocab.json"), str(source / "merges.txt")).save_pretrained(source)
+    preset, back = tmp_path / "preset", tmp_path / "back"
+    run_cli("convert", str(source), "--to", "tensorflow", "--target", "keras-hub", "-o", str(preset))
+    run_cli("convert", str(preset), "--to", "pytorch", "-o", str(back))
+    text = "hello world!"
+    theirs = transformers.AutoTokenizer.from_pretrained(source)(text)["input_ids"]
+    ours = _numpy(keras_hub.models.CLIPTokenizer.from_preset(str(preset))(text)).tolist()
+    assert ours == theirs[1:-1] == [words.index(w) for w in ("hello</w>", "world</w>", "!</w>")]  # less start, end
+    assert transformers.AutoTokenizer.from_pretrained(back)(text)["input_ids"] == theirs
+    for name in ("vocab.json", "merges.txt"):
+        assert (back / name).read_bytes() == (source / name).read_bytes(), name

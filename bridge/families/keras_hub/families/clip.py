@@ -237,5 +237,14 @@ CLIP = Family(
             scope="vision_encoder/config",
         ),
     ),
-    writing=Writing(_MODULE, _to_keras, (), notes=_notes),
+    tokenizer="CLIPTokenizer",
+    vocabulary="bpe",
+    writing=Writing(
+        _MODULE,
+        _to_keras,
+        (),
+        notes=_notes,
+        tokenizer="CLIPTokenizer",
+        tokenizer_config={"pad_with_end_token": False, "unsplittable_tokens": None},
+    ),
 )
