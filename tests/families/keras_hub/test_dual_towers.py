@@ -328,3 +328,22 @@ def test_clip_bpe_vocabulary_both_ways_same_ids(transformers, torch, keras_hub, 
     assert transformers.AutoTokenizer.from_pretrained(back)(text)["input_ids"] == theirs
     for name in ("vocab.json", "merges.txt"):
         assert (back / name).read_bytes() == (source / name).read_bytes(), name
+
+
+def test_siglip_activation_transformers_lacks_exits_2(keras_hub, tmp_path: Path):
+    vision = keras_hub.models.SigLIPVisionEncoder(
+        patch_size=PATCH,
+        hidden_dim=16,
+        num_layers=1,
+        num_heads=2,
+        intermediate_dim=32,
+        image_shape=(IMAGE, IMAGE, 3),
+        intermediate_activation="softplus",
+    )
+    text = keras_hub.models.SigLIPTextEncoder(
+        vocabulary_size=VOCAB, embedding_dim=16, hidden_dim=16, num_layers=1, num_heads=2, intermediate_dim=32
+    )
+    preset = tmp_path / "preset"
+    keras_hub.models.SigLIPBackbone(vision_encoder=vision, text_encoder=text).save_to_preset(str(preset))
+    output = run_cli("convert", str(preset), "--to", "pytorch", "-o", str(tmp_path / "pt"), code=2)
+    assert "intermediate_activation" in output and "softplus" in output

@@ -6,7 +6,10 @@ transformers 5 does only for ``eos_token_id == 2`` (its legacy rule); the preset
 pool the same token for every input.  KerasHub's vision output is the post layer norm applied to every token
 (transformers applies it to the class token alone); its text tower's final layer norm has epsilon 1e-6 where
 transformers' one ``layer_norm_eps`` says 1e-5 (a difference below 1e-5 on the outputs, noted).  The vision
-embedding's ``position_ids`` variable transformers rebuilds as a buffer.
+embedding's ``position_ids`` variable transformers rebuilds as a buffer (written 0..n-1 from transformers).
+Written from transformers, a text tower whose end token is neither 2 nor the highest id is refused (KerasHub's argmax
+would pool another token), as are layer norms of another epsilon than KerasHub's fixed 1e-5.  The towers may differ
+in width, depth and head size (each counted and sized by its own nested config: ``scope``).
 """
 
 from __future__ import annotations
