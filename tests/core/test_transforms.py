@@ -245,8 +245,8 @@ def test_nested_parts_rebuild_a_bank_of_side_by_side_blocks():
     assert assemble(parts[::-1]).tobytes() == bank.tobytes()
 
 
-def test_permute_of_four_axes_is_not_read_as_a_grouped_block():
-    """``permute(2,3,1,0)`` (a conv kernel's axes) has four arguments like a grouped ``block``, ending in 0: a
-    permutation, not a block of no groups."""
-    value = np.arange(24, dtype=np.float32).reshape(1, 2, 3, 4)
-    assert parse("permute(2,3,1,0)").apply(value).shape == (3, 4, 2, 1)
+def test_a_permutation_ending_in_axis_0_parses_and_inverts():
+    """``permute(2,3,1,0)`` (a conv2d kernel back to Keras' order) is no block with a group count of zero."""
+    t = parse("permute(3,2,0,1)")
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
+    assert parse("permute(2,3,1,0)").apply(t.apply(x)).tobytes() == x.tobytes()

@@ -48,6 +48,8 @@ _KERAS_OUTPUTS = {
     "sequence_output": "hidden_states",
     "decoder_sequence_output": "hidden_states",
     "encoder_sequence_output": "encoder_hidden_states",
+    "vision_logits": "logits_per_image",  # a dual-tower backbone's image-text similarities
+    "text_logits": "logits_per_text",
 }
 
 
@@ -84,17 +86,12 @@ def keras_hub_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
             f"this check feeds {', '.join(sorted(_INPUTS))} only"
         )
         return
-    towers = [key for key in ("text_config", "vision_config", "audio_config") if hasattr(model.config, key)]
-    if len(towers) > 1:  # a dual-tower model: its per-tower sizes and outputs are not this check's single model's
-        report.notes.append(
-            f"forward check skipped: transformers {type(model).__name__} holds towers of their own "
-            f"({', '.join(towers)}); this check compares one model's outputs (the family's tests compare the towers)"
-        )
-        return
-    inputs = _inputs(model, ctx, {_INPUTS[name].argument for name in names})
+    # a dual-tower model (CLIP's): its towers' configs size the inputs, and its image-text logits are compared
+    dual = sum(hasattr(model.config, key) for key in ("text_config", "vision_config", "audio_config")) > 1
+    inputs = _inputs(model, ctx, {_INPUTS[name].argument for name in names}, dual=dual)
     feed = {name: _keras_value(inputs[_INPUTS[name].argument], _INPUTS[name]) for name in names}
     keras_in = feed if isinstance(keras_side.backbone.input, dict) else feed[names[0]]
-    pt_out = _transformers_forward(model, inputs)
+    pt_out = _pair_forward(model, inputs) if dual else _transformers_forward(model, inputs)
     keras_out = _keras_outputs(keras_side.backbone(keras_in, training=False), keras_side.convert_to_numpy)
     if keras_side.task is not None and "logits" in pt_out:
         keras_out["logits"] = keras_side.convert_to_numpy(keras_side.task(keras_in, training=False))
@@ -104,7 +101,7 @@ def keras_hub_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
     keras_out = {name: _real_tokens(keras_out[name], _real_mask(name, inputs)) for name in compared}
     pt_out = {name: _real_tokens(pt_out[name], _real_mask(name, inputs)) for name in compared}
     fed = ", ".join(f"{name} {'x'.join(map(str, feed[name].shape))}" for name in names)
-    padded = "; the last row of token ids padded from half way" if any(n.endswith("_ids") for n in inputs) else ""
+    padded = "; the last row of token ids padded from half way" if any(n.endswith("_mask") for n in inputs) else ""
     report.notes.append(
         f"forward: KerasHub {keras_side.described} ({keras_side.backend} backend) against transformers "
         f"{type(model).__name__}, on seeded inputs ({fed}{padded}): "
@@ -123,11 +120,14 @@ def _preset_folder(ctx: ForwardContext) -> Path:
     return side if side.is_dir() else side.parent
 
 
-def _inputs(model: Any, ctx: ForwardContext, arguments: set[str]) -> dict[str, np.ndarray]:
+def _inputs(model: Any, ctx: ForwardContext, arguments: set[str], *, dual: bool = False) -> dict[str, np.ndarray]:
     """Seeded values for the transformers ``arguments`` (an id argument brings its mask): token ids with the last
     row padded from half way with the padding id, which no real token takes (RoBERTa's positions count the tokens
     that are not it); segment ids of as many kinds as the model has; pixels and audio features in the shape the
-    config sets."""
+    config sets.  A dual-tower model's towers' configs size them, its token ids unpadded (its KerasHub backbone
+    takes no mask) and each row closed by the end token (what a text tower pools where it pools that token)."""
+    if dual:
+        return _pair_inputs(model, ctx, arguments)
     config = model.config
     rng = np.random.default_rng(ctx.seed)
     inputs: dict[str, np.ndarray] = {}
@@ -150,6 +150,33 @@ def _inputs(model: Any, ctx: ForwardContext, arguments: set[str]) -> dict[str, n
         frames = 2 * int(config.max_source_positions)
         inputs["input_features"] = rng.normal(size=(ctx.batch, config.num_mel_bins, frames)).astype(np.float32)
     return inputs
+
+
+def _pair_inputs(model: Any, ctx: ForwardContext, arguments: set[str]) -> dict[str, np.ndarray]:
+    text, vision = model.config.text_config, model.config.vision_config
+    rng = np.random.default_rng(ctx.seed)
+    inputs: dict[str, np.ndarray] = {}
+    if "input_ids" in arguments:
+        seq, vocab = _bounded(ctx.seq_len, text, ("max_position_embeddings",)), int(text.vocab_size)
+        ids = rng.integers(0, vocab, (ctx.batch, seq))
+        end = getattr(text, "eos_token_id", None)
+        if isinstance(end, int) and 0 <= end < vocab:
+            ids[:, -1] = end
+        inputs["input_ids"] = ids.astype(np.int64)
+    if "pixel_values" in arguments:
+        side = vision.image_size
+        height, width = (side, side) if isinstance(side, int) else side
+        inputs["pixel_values"] = rng.normal(size=(ctx.batch, vision.num_channels, height, width)).astype(np.float32)
+    return inputs
+
+
+def _pair_forward(model: Any, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A dual-tower model's image-text logits (the names :data:`_KERAS_OUTPUTS` gives KerasHub's)."""
+    import torch
+
+    with torch.no_grad():
+        out = model(**{name: torch.from_numpy(value) for name, value in inputs.items()})
+    return {name: getattr(out, name).numpy() for name in ("logits_per_image", "logits_per_text")}
 
 
 def _bounded(seq_len: int, config: Any, attributes: tuple[str, ...]) -> int:

@@ -54,11 +54,15 @@ class Entry:
     source: str
     target: str  # "": a preset variable transformers has no tensor for (dropped on the way in, zeros on the way out)
     kind: str = "same"
-    shape: tuple[int, ...] = ()  # of a variable without a transformers tensor: its shape, which nothing else gives
+    # of a variable without a transformers tensor: its shape, which nothing else gives (or computed from the config)
+    shape: tuple[int, ...] | Callable[[Config], tuple[int, ...]] = ()
     each: str = ""  # the Keras config key counting the rows of axis 0 that are targets of their own (``{e}``)
-    # of a variable without a transformers tensor that is not zero (a rotary table the layer saves): its value,
-    # from the backbone's Keras config and the shape
+    # of a variable without a transformers tensor that is not zero (a rotary table the layer saves, position ids):
+    # its value, from the backbone's Keras config and the shape
     computed: Callable[[Config, tuple[int, ...]], Any] | None = None
+
+    def shape_for(self, keras: Config) -> tuple[int, ...]:
+        return self.shape(keras) if callable(self.shape) else self.shape
 
     def rows(self, keras: Config) -> tuple[int | None, ...]:
         """The row ``e`` of each of this entry's targets (``None``: the variable is one target, whole)."""
@@ -82,6 +86,13 @@ def groups_of(part: str, keras: Config) -> int:
     """The groups a kind's ``@k/n/axis/key`` part interleaves its blocks in (that config key's value; none: 1)."""
     parts = part.split("/")
     return int(keras[parts[3]]) if len(parts) > 3 else 1
+
+
+def position_ids(keras: Config, shape: tuple[int, ...]) -> Any:
+    """An ``Entry.computed`` value: 0..n-1 along the last axis (position ids), int64 as KerasHub saves them."""
+    import numpy as np
+
+    return np.broadcast_to(np.arange(shape[-1], dtype=np.int64), shape).copy()
 
 
 def no_notes(config: Config) -> list[str]:
@@ -169,6 +180,18 @@ class Stack:
     # decoder sizes); none: the family's
     count_key: str = ""
     head_dim_key: str = ""
+    # the "/"-path of the nested Keras config that counts and sizes this stack's layers (a tower of a dual-tower
+    # backbone: ``text_encoder/config``); none: the backbone's own
+    scope: str = ""
+
+    def config_of(self, keras: Config) -> Config:
+        """The Keras config sizing this stack's heads: its tower's (``scope``), with its own head size if it has one."""
+        own = scoped(keras, self.scope)
+        return {**own, "head_dim": keras[self.head_dim_key]} if self.head_dim_key else own
+
+    def count(self, keras: Config, layers_key: str) -> int:
+        """How many layers this stack has: its own count key's value, else ``layers_key``'s in its config."""
+        return int(keras[self.count_key] if self.count_key else scoped(keras, self.scope)[layers_key])
 
     def start(self, keras: Config) -> int:
         return int(keras[self.start_key]) if self.start_key else 0
@@ -209,6 +232,7 @@ class Family:
     # renumbers the later layers of its class)
     variant: Callable[[Config], tuple[Entry, ...]] | None = None
     layers_key: str = "num_layers"  # the Keras config key counting the stored layers (ALBERT's shared groups)
+    scope: str = ""  # the nested Keras config counting and sizing ``layer``'s layers (see :class:`Stack`)
     stacks: tuple[Stack, ...] = ()  # layer classes besides ``layer``, as many layers each
     # (regex, replacement) turning a target name into the one save_pretrained writes, where transformers 5 renames
     # its checkpoints' names on loading (ViT): a source holding those names is read by them
@@ -230,7 +254,7 @@ class Family:
         """Every indexed layer class with the entries of one of its layers, ``layer`` first (where the family's
         own entries have any; with ``keras``, its variant's of that config too)."""
         own = tuple(e for e in (self.entries if keras is None else self.entries_for(keras)) if "{i}" in e.target)
-        return (Stack(self.layer, own), *self.stacks) if own else self.stacks
+        return (Stack(self.layer, own, scope=self.scope), *self.stacks) if own else self.stacks
 
     def entries_for(self, keras: Config) -> tuple[Entry, ...]:
         """The family's entries for a backbone of this Keras config."""
@@ -239,6 +263,13 @@ class Family:
     def keras_only(self, keras: Config) -> tuple[Entry, ...]:
         """The preset variables transformers has no tensor for."""
         return tuple(e for e in self.entries_for(keras) if not e.target)
+
+
+def scoped(config: Config, path: str) -> Config:
+    """The nested config at a ``"/"``-path of keys (``""``: ``config`` itself)."""
+    for key in filter(None, path.split("/")):
+        config = config[key]
+    return config
 
 
 def snake(name: str) -> str:

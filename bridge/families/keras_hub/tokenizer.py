@@ -115,6 +115,8 @@ def preset_tokenizer(family: Family, writing: Writing, config: Config) -> dict[s
         return {}
     settings = config.get(SETTINGS_KEY) or {}
     keras: Config = dict(_KERAS_CONFIG[family.vocabulary]) | writing.tokenizer_config
+    # a key the family's tokenizer sets None is one its config lacks (CLIP's sets its unsplittable tokens itself)
+    keras = {k: v for k, v in keras.items() if k not in writing.tokenizer_config or v is not None}
     if family.vocabulary == "wordpiece":
         keras["lowercase"] = bool(settings.get("do_lower_case", False))
     if family.vocabulary == "bpe":

@@ -17,7 +17,7 @@ from typing import Any
 from bridge.core.errors import UsageError
 from bridge.core.keras_hub_preset import TASK_PREFIX
 from bridge.families.keras_hub.families import FAMILIES, family_for
-from bridge.families.keras_hub.table import Config, Entry, Family, Writing, blocks_of, policy, snake
+from bridge.families.keras_hub.table import Config, Entry, Family, Writing, blocks_of, policy, scoped, snake
 from bridge.families.keras_hub.tokenizer import preset_tokenizer
 
 Shapes = dict[str, tuple[int, ...]]
@@ -59,31 +59,30 @@ def _part(row: int | None, entry: Entry, keras: Config) -> tuple[int, int] | Non
 
 def _paths(
     family: Family, writing: Writing, config: Config, keras: Config
-) -> Iterator[tuple[str, str, str, tuple[int, int] | None, int]]:
+) -> Iterator[tuple[str, str, str, tuple[int, int] | None, Config]]:
     """(Keras variable path, transformers name without the base prefix, kind, ``(row, rows)`` where the name is
-    one row of the variable's axis 0, else None, the head size of its layer) of every variable written that
+    one row of the variable's axis 0, else None, the Keras config sizing its heads) of every variable written that
     transformers has a tensor for."""
-    head_dim = _head_dim(keras)
+    own = scoped(keras, family.scope)  # what sizes the heads of the backbone's own layers (a tower's config)
     for entry in family.entries_for(keras):
         if "{i}" not in entry.target and _literal(entry) and entry.target:
             if entry.source == writing.tied_path and config.get("tie_word_embeddings"):
                 continue
             for row in entry.rows(keras):
-                yield entry.source, entry.named(row), entry.kind, _part(row, entry, keras), head_dim
+                yield entry.source, entry.named(row), entry.kind, _part(row, entry, keras), own
     for stack in family.layer_stacks(keras):
-        heads = int(keras[stack.head_dim_key]) if stack.head_dim_key else head_dim
-        for i in range(keras[stack.count_key or family.layers_key]):
+        for i in range(stack.count(keras, family.layers_key)):
             k = i + stack.start(keras)
             layer = f"layers/{stack.layer}" + (f"_{k}" if k else "")
             for entry in stack.entries_of(i):
                 if _literal(entry):
                     for row in entry.rows(keras):
-                        path, name = f"{layer}/{entry.source}", entry.named(row, i)
-                        yield path, name, entry.kind, _part(row, entry, keras), heads
+                        part = _part(row, entry, keras)
+                        yield f"{layer}/{entry.source}", entry.named(row, i), entry.kind, part, stack.config_of(keras)
     if task_class(family, config) is not None:
         for entry in family.task_entries:
             if _literal(entry):
-                yield TASK_PREFIX + entry.source, entry.target, entry.kind, None, head_dim
+                yield TASK_PREFIX + entry.source, entry.target, entry.kind, None, keras
 
 
 def _tf_shape(kind: str, shape: tuple[int, ...], head_dim: int, keras: Config) -> tuple[int, ...]:
@@ -139,11 +138,12 @@ def preset_layout(shapes: Shapes, config: Config) -> Shapes:
     by_name = {n.removeprefix(prefix): s for n, s in shapes.items()}
     layout: Shapes = {}
     missing: list[str] = []
-    for path, name, kind, row, head_dim in _paths(family, writing, config, keras):
+    for path, name, kind, row, sizing in _paths(family, writing, config, keras):
         target = family.source_name(name, by_name)
         if target not in by_name:
             missing.append(target)
             continue
+        head_dim = _head_dim(sizing) if "heads" in kind else 0  # of the layer's own (nested) config
         shape = _tf_shape(kind, by_name[target], head_dim, keras)
         layout[path] = shape if row is None else (row[1], *shape)  # the rows stacked along a new axis 0
     if missing:
@@ -155,7 +155,7 @@ def preset_layout(shapes: Shapes, config: Config) -> Shapes:
             + ")",
         )
     for entry in family.keras_only(keras):  # zeros, with the shape the entry gives
-        layout[entry.source] = entry.shape
+        layout[entry.source] = entry.shape_for(keras)
     return layout
 
 

@@ -25,6 +25,7 @@ from bridge.families.keras_hub.families.opt import OPT
 from bridge.families.keras_hub.families.phi3 import PHI3
 from bridge.families.keras_hub.families.qwen_moe import QWEN2_MOE, QWEN3_MOE
 from bridge.families.keras_hub.families.roberta import ROBERTA, XLM_ROBERTA
+from bridge.families.keras_hub.families.siglip import SIGLIP
 from bridge.families.keras_hub.families.smollm3 import SMOLLM3
 from bridge.families.keras_hub.families.t5 import T5, T5_GATED
 from bridge.families.keras_hub.families.t5gemma import T5GEMMA
@@ -68,6 +69,7 @@ FAMILIES: tuple[Family, ...] = (
     T5GEMMA,
     SMOLLM3,
     GPT_OSS,
+    SIGLIP,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
