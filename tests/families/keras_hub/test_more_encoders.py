@@ -57,7 +57,7 @@ def _state(model: Any) -> dict[str, bytes]:
 @pytest.mark.parametrize("pre_norm", (True, False))
 @pytest.mark.slow
 def test_esm_preset_to_transformers_same_hidden_states(transformers, torch, keras_hub, pre_norm, tmp_path):
-    """The rotary frequencies are computed, the pooler and contact head (KerasHub has none) are zeros; back bit-exact."""
+    """Rotary frequencies computed, the pooler and contact head (KerasHub has none) zeros; back bit-exact."""
     backbone = _randomized(keras_hub.models.ESMBackbone(vocabulary_size=33, use_pre_layer_norm=pre_norm, **_ESM_SIZES))
     backbone.save_to_preset(str(tmp_path / "preset"))
     out = tmp_path / "pt"
@@ -140,3 +140,24 @@ def test_esm_token_dropout_noted_and_absolute_refused(transformers, torch, tmp_p
         "convert", str(absolute), "--to", "tensorflow", "--target", "keras-hub", "-o", str(tmp_path / "o"), code=2
     )
     assert "position_embedding_type" in out and not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_esm_verify_runs_the_forward(transformers, torch, keras_hub, tmp_path):
+    """``bridge verify PRESET DIR`` runs both forwards on a padded batch: it passes on the torch backend and, on
+    TensorFlow, finds KerasHub's query-side padding mask (the real tokens attend to padding there)."""
+    import os
+    import subprocess
+    import sys
+
+    backbone = _randomized(keras_hub.models.ESMBackbone(vocabulary_size=33, **_ESM_SIZES))
+    backbone.save_to_preset(str(tmp_path / "preset"))
+    out = tmp_path / "pt"
+    run_cli("convert", str(tmp_path / "preset"), "--to", "pytorch", "-o", str(out))
+    command = [sys.executable, "-m", "bridge", "verify", str(tmp_path / "preset"), str(out)]
+    env = os.environ | {"KERAS_BACKEND": "torch"}
+    on_torch = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    assert on_torch.returncode == 0, on_torch.stdout + on_torch.stderr
+    assert "forward hidden_states" in on_torch.stdout and "(torch backend)" in on_torch.stdout
+    on_tensorflow = run_cli("verify", str(tmp_path / "preset"), str(out), code=1)
+    assert "hidden_states" in on_tensorflow and "FAIL" in on_tensorflow
