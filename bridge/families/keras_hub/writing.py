@@ -118,9 +118,10 @@ def _tf_shape(kind: str, shape: tuple[int, ...], head_dim: int, keras: Config) -
 
 
 def _head_dim(keras: Config) -> int:
-    """The attention head size a backbone's Keras config gives (its own ``head_dim``, else hidden / heads)."""
-    heads = keras.get("num_query_heads") or keras["num_heads"]
-    return int(keras.get("head_dim") or keras["hidden_dim"] // heads)
+    """The attention head size a backbone's Keras config gives (its own ``head_dim``, else hidden / heads); 0 for a
+    backbone without attention heads (FNet's Fourier mixing), whose variables take no head kinds."""
+    heads = keras.get("num_query_heads") or keras.get("num_heads")
+    return int(keras.get("head_dim") or (keras["hidden_dim"] // heads if heads else 0))
 
 
 def preset_layout(shapes: Shapes, config: Config) -> Shapes:

@@ -161,3 +161,68 @@ def test_esm_verify_runs_the_forward(transformers, torch, keras_hub, tmp_path):
     assert "forward hidden_states" in on_torch.stdout and "(torch backend)" in on_torch.stdout
     on_tensorflow = run_cli("verify", str(tmp_path / "preset"), str(out), code=1)
     assert "hidden_states" in on_tensorflow and "FAIL" in on_tensorflow
+
+
+# FNet's <pad> is 3; neither library masks padding (Fourier mixing runs over every position), so every token agrees.
+FNET_IDS = np.array([[1, 7, 9, 11, 2, 3, 3, 3], [1, 5, 6, 8, 12, 14, 20, 2]], dtype="int32")
+_FNET_SIZES = {"num_layers": 2, "hidden_dim": 8, "intermediate_dim": 16, "max_sequence_length": 16}
+
+
+def _fnet_inputs(torch: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    segments = np.zeros_like(FNET_IDS)
+    segments[:, 4:] = 1
+    keras = {"token_ids": FNET_IDS, "segment_ids": segments}
+    return keras, {"input_ids": torch.tensor(FNET_IDS).long(), "token_type_ids": torch.tensor(segments).long()}
+
+
+@pytest.mark.slow
+def test_fnet_classifier_preset_to_transformers_and_back(transformers, torch, keras_hub, tmp_path):
+    """Logits and hidden states of every token (segments fed), back to a preset bit-exact, bridge verify passes."""
+    backbone = keras_hub.models.FNetBackbone(vocabulary_size=30, **_FNET_SIZES)
+    task = _randomized(keras_hub.models.FNetTextClassifier(backbone, 3, preprocessor=None))
+    task.save_to_preset(str(tmp_path / "preset"))
+    out = tmp_path / "pt"
+    run_cli("convert", str(tmp_path / "preset"), "--to", "pytorch", "-o", str(out))
+    model, info = transformers.FNetForSequenceClassification.from_pretrained(out, output_loading_info=True)
+    assert not any(info.values()), info
+    keras_in, pt_in = _fnet_inputs(torch)
+    with torch.no_grad():
+        logits = model.eval()(**pt_in).logits.numpy()
+        hidden = model.fnet(**pt_in)[0].numpy()
+    np.testing.assert_allclose(logits, _numpy(task(keras_in, training=False)), atol=1e-5)
+    np.testing.assert_allclose(hidden, _numpy(task.backbone(keras_in)["sequence_output"]), atol=1e-5)
+    _same_tensors(tmp_path / "preset", _to_preset(out, tmp_path / "again"))
+    report = run_cli("verify", str(tmp_path / "preset"), str(out))
+    assert "forward logits" in report and "forward hidden_states" in report and "verdict: PASS" in report
+
+
+@pytest.mark.slow
+def test_fnet_transformers_to_preset_same_logits(transformers, torch, keras_hub, tmp_path):
+    config = transformers.FNetConfig(
+        vocab_size=30,
+        hidden_size=8,
+        num_hidden_layers=2,
+        intermediate_size=16,
+        max_position_embeddings=16,
+        num_labels=3,
+    )
+    model = transformers.FNetForSequenceClassification(config)
+    src = _saved(model, tmp_path / "hf", torch)
+    preset = _to_preset(src, tmp_path / "preset")
+    task = _loaded(keras_hub.models.FNetTextClassifier.from_preset, preset)
+    keras_in, pt_in = _fnet_inputs(torch)
+    with torch.no_grad():
+        logits = model(**pt_in).logits.numpy()
+    np.testing.assert_allclose(_numpy(task(keras_in, training=False)), logits, atol=1e-5)
+    back = tmp_path / "back"
+    run_cli("convert", str(preset), "--to", "pytorch", "-o", str(back))
+    _same_tensors(src / "model.safetensors", back / "model.safetensors")
+
+
+def test_fnet_exact_gelu_refused(transformers, torch, tmp_path):
+    config = transformers.FNetConfig(
+        vocab_size=30, hidden_size=8, num_hidden_layers=1, intermediate_size=16, hidden_act="gelu"
+    )
+    src = _saved(transformers.FNetModel(config), tmp_path / "hf", torch)
+    out = run_cli("convert", str(src), "--to", "tensorflow", "--target", "keras-hub", "-o", str(tmp_path / "o"), code=2)
+    assert "hidden_act" in out and not (tmp_path / "o").exists()

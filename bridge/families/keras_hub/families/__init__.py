@@ -12,6 +12,7 @@ from bridge.families.keras_hub.families.dinov2 import DINOV2
 from bridge.families.keras_hub.families.distilbert import DISTILBERT
 from bridge.families.keras_hub.families.electra import ELECTRA
 from bridge.families.keras_hub.families.esm import ESM
+from bridge.families.keras_hub.families.fnet import FNET
 from bridge.families.keras_hub.families.gemma import GEMMA
 from bridge.families.keras_hub.families.gemma2 import GEMMA2
 from bridge.families.keras_hub.families.gemma3 import GEMMA3
@@ -54,6 +55,7 @@ FAMILIES: tuple[Family, ...] = (
     DINOV2,
     DEIT,
     ESM,
+    FNET,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
