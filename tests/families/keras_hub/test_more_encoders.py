@@ -226,3 +226,71 @@ def test_fnet_exact_gelu_refused(transformers, torch, tmp_path):
     src = _saved(transformers.FNetModel(config), tmp_path / "hf", torch)
     out = run_cli("convert", str(src), "--to", "tensorflow", "--target", "keras-hub", "-o", str(tmp_path / "o"), code=2)
     assert "hidden_act" in out and not (tmp_path / "o").exists()
+
+
+# XLNet's <pad> is 5.  KerasHub reshapes its [batch, seq] padding mask to [seq, batch] (no transpose): one padded
+# row at a time is masked as transformers masks it; a batch of rows padded unalike is not (shown below).
+XLNET_IDS = np.array([[1, 7, 9, 11, 2, 5, 5, 5], [1, 5, 6, 8, 12, 14, 20, 2]], dtype="int32")
+XLNET_MASK = (XLNET_IDS != 5).astype("int32")
+XLNET_SEGMENTS = np.array([[0, 0, 0, 1, 1, 1, 1, 1], [0, 0, 0, 0, 1, 1, 1, 1]], dtype="int32")
+
+
+def _xlnet_rows(torch: Any, model: Any, backbone: Any, rows: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """transformers' and KerasHub's last hidden states of the real tokens of ``rows``."""
+    ids, mask, segments = XLNET_IDS[rows], XLNET_MASK[rows], XLNET_SEGMENTS[rows]
+    with torch.no_grad():
+        pt = model.eval()(
+            input_ids=torch.tensor(ids).long(),
+            attention_mask=torch.tensor(mask).long(),
+            token_type_ids=torch.tensor(segments).long(),
+        )[0].numpy()
+    keras = _numpy(backbone({"token_ids": ids, "padding_mask": mask, "segment_ids": segments}))
+    return pt[mask == 1], keras[mask == 1]
+
+
+def _xlnet_agrees(torch: Any, model: Any, backbone: Any) -> None:
+    for row in (0, 1):  # the padded row and the full one, each a batch of its own
+        np.testing.assert_allclose(*_xlnet_rows(torch, model, backbone, [row]), atol=1e-5)
+    assert not np.allclose(*_xlnet_rows(torch, model, backbone, [0, 1]), atol=1e-3)  # KerasHub's reshaped mask
+
+
+_XLNET_SIZES = {"num_layers": 2, "num_heads": 2, "hidden_dim": 8, "intermediate_dim": 16}
+
+
+@pytest.mark.slow
+def test_xlnet_preset_to_transformers_and_back(transformers, torch, keras_hub, tmp_path):
+    backbone = _randomized(keras_hub.models.XLNetBackbone(vocabulary_size=30, **_XLNET_SIZES))
+    backbone.save_to_preset(str(tmp_path / "preset"))
+    out = tmp_path / "pt"
+    run_cli("convert", str(tmp_path / "preset"), "--to", "pytorch", "-o", str(out))
+    model, info = transformers.XLNetModel.from_pretrained(out, output_loading_info=True)
+    assert not any(info.values()), info
+    _xlnet_agrees(torch, model, backbone)
+    _same_tensors(tmp_path / "preset", _to_preset(out, tmp_path / "again"))
+    report = run_cli("verify", str(tmp_path / "preset"), str(out), code=1)  # its padded batch meets the reshape
+    assert "forward hidden_states" in report and "segment_ids" in report
+
+
+def _pt_xlnet(transformers: Any, torch: Any, folder: Path, **config: Any) -> tuple[Path, Any]:
+    settings = {"vocab_size": 30, "d_model": 8, "n_layer": 2, "n_head": 2, "d_inner": 16, "mem_len": None}
+    model = transformers.XLNetModel(transformers.XLNetConfig(**(settings | config)))
+    return _saved(model, folder, torch), model
+
+
+@pytest.mark.slow
+def test_xlnet_transformers_to_preset_and_back(transformers, torch, keras_hub, tmp_path):
+    src, model = _pt_xlnet(transformers, torch, tmp_path / "hf")
+    preset = _to_preset(src, tmp_path / "preset")
+    backbone = _loaded(keras_hub.models.Backbone.from_preset, preset)
+    assert type(backbone).__name__ == "XLNetBackbone"
+    _xlnet_agrees(torch, model, backbone)
+    back = tmp_path / "back"
+    run_cli("convert", str(preset), "--to", "pytorch", "-o", str(back))
+    _same_tensors(src / "model.safetensors", back / "model.safetensors")
+
+
+@pytest.mark.parametrize(("key", "value"), (("attn_type", "uni"), ("bi_data", True), ("clamp_len", 4)))
+def test_xlnet_settings_keras_hub_lacks_refused(transformers, torch, key, value, tmp_path):
+    src, _ = _pt_xlnet(transformers, torch, tmp_path / "hf", **{key: value})
+    out = run_cli("convert", str(src), "--to", "tensorflow", "--target", "keras-hub", "-o", str(tmp_path / "o"), code=2)
+    assert key in out and not (tmp_path / "o").exists()

@@ -25,6 +25,7 @@ from bridge.families.keras_hub.families.roberta import ROBERTA, XLM_ROBERTA
 from bridge.families.keras_hub.families.t5 import T5, T5_GATED
 from bridge.families.keras_hub.families.vit import VIT
 from bridge.families.keras_hub.families.whisper import WHISPER
+from bridge.families.keras_hub.families.xlnet import XLNET
 from bridge.families.keras_hub.table import Config, Family
 
 FAMILIES: tuple[Family, ...] = (
@@ -56,6 +57,7 @@ FAMILIES: tuple[Family, ...] = (
     DEIT,
     ESM,
     FNET,
+    XLNET,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
