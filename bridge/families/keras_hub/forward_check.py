@@ -180,7 +180,8 @@ def _pair_forward(model: Any, inputs: dict[str, np.ndarray]) -> dict[str, np.nda
 
 
 def _bounded(seq_len: int, config: Any, attributes: tuple[str, ...]) -> int:
-    positions = next((getattr(config, a) for a in attributes if getattr(config, a, None)), None)
+    # a model without a position limit says so by a non-positive one (XLNet's -1)
+    positions = next((getattr(config, a) for a in attributes if (getattr(config, a, None) or 0) > 0), None)
     return min(seq_len, int(positions)) if positions else seq_len
 
 

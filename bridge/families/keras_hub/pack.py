@@ -11,6 +11,7 @@ import functools
 import re
 from collections.abc import Iterable
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -196,8 +197,15 @@ def _zeros(family: Family, keras: dict[str, Any]) -> Matching:
             *(Optional_(f"(?:{prefix})?{re.escape(n)}", reason, fill="zeros") for n, reason in family.zeros),
             *(Optional_(re.escape(e.source), f"{why}: {_written(e)}", fill=_fill(e, keras)) for e in only),
             *(Optional_(f"(?:{prefix})?{rx}", f"{reason}: written as zeros", fill="zeros") for rx, reason in unkept),
+            *(
+                Optional_(f"(?:{prefix})?{re.escape(c.name)}", c.reason, fill=Fill(partial(c.value, keras)))
+                for c in family.computed
+            ),
         ),
-        buffers=tuple(Buffer(rf"(?:^|\.){re.escape(n)}$", reason, _zeros_of) for n, reason in family.zeros),
+        buffers=(
+            *(Buffer(rf"(?:^|\.){re.escape(n)}$", reason, _zeros_of) for n, reason in family.zeros),
+            *(Buffer(rf"(?:^|\.){re.escape(c.name)}$", c.reason, partial(c.value, keras)) for c in family.computed),
+        ),
         heads=(
             *(Head(why, re.escape(e.source), "\0", separate=True) for e in only),
             *(Head(reason, f"(?:{prefix})?{rx}", "\0", separate=True) for rx, reason in unkept),

@@ -166,6 +166,16 @@ def transformer_encoder_lora(
 
 
 @dataclass(frozen=True)
+class Computed:
+    """A transformers buffer KerasHub has no variable for and recomputes (ESM's rotary inverse frequencies): its
+    name without the base prefix, its value for a backbone's Keras config and the buffer's shape, and why."""
+
+    name: str
+    value: Callable[[Config, tuple[int, ...]], Any]
+    reason: str
+
+
+@dataclass(frozen=True)
 class Stack:
     """A further indexed layer class of a backbone (an encoder-decoder's decoder blocks): its path under
     ``layers/`` and the entries of one of its layers (``{i}``: the layer's index in this stack)."""
@@ -240,6 +250,9 @@ class Family:
     # the transformers names are those its save_pretrained writes, not the model's in memory (transformers 5 saves
     # some tensors it joins in memory one by one: a bank of experts)
     saved_names: bool = False
+    # transformers buffers computed from the Keras config: written on the way in, expected leftovers on the way out
+    # while they hold that value
+    computed: tuple[Computed, ...] = ()
 
     def source_name(self, target: str, names: Container[str]) -> str:
         """``target`` as a transformers source spells it: itself, else its saved form where the source has that."""

@@ -124,8 +124,8 @@ def _tf_shape(kind: str, shape: tuple[int, ...], head_dim: int, keras: Config) -
 
 
 def _head_dim(keras: Config) -> int:
-    """The attention head size a backbone's Keras config gives (its own ``head_dim``, else hidden / heads; 0 where
-    only its stacks have heads)."""
+    """The attention head size a backbone's Keras config gives (its own ``head_dim``, else hidden / heads); 0 for a
+    backbone without attention heads of its own (FNet's Fourier mixing; heads only in its stacks)."""
     heads = keras.get("num_query_heads") or keras.get("num_heads") or keras.get("num_attention_heads")
     return int(keras.get("head_dim") or (keras["hidden_dim"] // heads if heads else 0))
 

@@ -13,7 +13,9 @@ from bridge.families.keras_hub.families.deit import DEIT
 from bridge.families.keras_hub.families.dinov2 import DINOV2
 from bridge.families.keras_hub.families.distilbert import DISTILBERT
 from bridge.families.keras_hub.families.electra import ELECTRA
+from bridge.families.keras_hub.families.esm import ESM
 from bridge.families.keras_hub.families.falcon import FALCON
+from bridge.families.keras_hub.families.fnet import FNET
 from bridge.families.keras_hub.families.gemma import GEMMA
 from bridge.families.keras_hub.families.gemma2 import GEMMA2
 from bridge.families.keras_hub.families.gemma3 import GEMMA3
@@ -31,6 +33,7 @@ from bridge.families.keras_hub.families.t5 import T5, T5_GATED
 from bridge.families.keras_hub.families.t5gemma import T5GEMMA
 from bridge.families.keras_hub.families.vit import VIT
 from bridge.families.keras_hub.families.whisper import WHISPER
+from bridge.families.keras_hub.families.xlnet import XLNET
 from bridge.families.keras_hub.table import Config, Family
 
 FAMILIES: tuple[Family, ...] = (
@@ -70,6 +73,9 @@ FAMILIES: tuple[Family, ...] = (
     SMOLLM3,
     GPT_OSS,
     SIGLIP,
+    ESM,
+    FNET,
+    XLNET,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
