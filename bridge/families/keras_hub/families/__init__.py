@@ -17,6 +17,7 @@ from bridge.families.keras_hub.families.falcon import FALCON
 from bridge.families.keras_hub.families.gemma import GEMMA
 from bridge.families.keras_hub.families.gemma2 import GEMMA2
 from bridge.families.keras_hub.families.gemma3 import GEMMA3
+from bridge.families.keras_hub.families.gemma3_vision import GEMMA3_VISION
 from bridge.families.keras_hub.families.gpt2 import GPT2
 from bridge.families.keras_hub.families.gpt_neox import GPT_NEOX
 from bridge.families.keras_hub.families.mixtral import MIXTRAL
@@ -62,6 +63,7 @@ FAMILIES: tuple[Family, ...] = (
     QWEN2_MOE,
     QWEN3_MOE,
     LLAMA3,
+    GEMMA3_VISION,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
