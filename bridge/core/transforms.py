@@ -347,7 +347,7 @@ def _parse_one(spec: str) -> Transform:
     single = op in ("row", "squeeze", "unsqueeze", "prepend", "drop")
     sizes = (2, 3, 4) if op in ("block", "chunk") else (2,)  # block/chunk: an optional axis, then groups
     bad_pair = pair and (len(args) not in sizes or not 0 <= args[0] < args[1] or min(args) < 0)
-    bad_pair = bad_pair or (len(args) == 4 and args[3] < 1)
+    bad_pair = bad_pair or (pair and len(args) == 4 and args[3] < 1)
     if (single and (len(args) != 1 or args[0] < 0)) or bad_pair:
         want = "(k,n[,axis[,g]])" if len(sizes) > 1 else "(k,n)"
         raise ValueError(f"{op} needs {'(k)' if single else want + ' with 0 <= k < n'}, got {args}")

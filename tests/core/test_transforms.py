@@ -243,3 +243,9 @@ def test_nested_parts_rebuild_a_bank_of_side_by_side_blocks():
             assert inverse.shape(value.shape) == bank.shape
             parts.append((inverse, inverse.apply(value)))
     assert assemble(parts[::-1]).tobytes() == bank.tobytes()
+
+
+def test_a_four_axis_permute_ending_in_axis_zero_parses() -> None:
+    # a conv2d kernel's inverse (torch [out, in, h, w] -> Keras [h, w, in, out]); block/chunk's group check is theirs
+    value = np.arange(24, dtype=np.float32).reshape(4, 3, 2, 1)
+    assert parse("permute(2,3,1,0)").apply(value).shape == (2, 1, 3, 4)
