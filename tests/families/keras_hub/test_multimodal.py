@@ -56,7 +56,8 @@ import sys, numpy as np, keras, keras_hub
 preset, arrays = sys.argv[1], np.load(sys.argv[2])
 task = keras_hub.models.Gemma3CausalLM.from_preset(preset, preprocessor=None)
 images = arrays["images"]
-text_only = {"token_ids": arrays["ids"], "padding_mask": arrays["mask"], "images": images[:0].reshape(len(images), 0, *images.shape[1:]),
+none = images[:0].reshape(len(images), 0, *images.shape[1:])
+text_only = {"token_ids": arrays["ids"], "padding_mask": arrays["mask"], "images": none,
              "vision_indices": np.zeros((len(images), 0), "int32"), "vision_mask": np.zeros_like(arrays["ids"])}
 np.savez(sys.argv[3], image=keras.ops.convert_to_numpy(task.backbone.vision_encoder(images[:, None])),
          logits=keras.ops.convert_to_numpy(task(text_only)))
