@@ -114,3 +114,29 @@ def test_gemma3_vision_unwritable_pooling_exits_2(transformers, torch, tmp_path)
     (hf / "config.json").write_text(json.dumps({**config, "mm_tokens_per_image": 3}))
     out = run_cli("convert", str(hf), "--to", "tensorflow", "--target", "keras-hub", "-o", str(tmp_path / "o"), code=2)
     assert "mm_tokens_per_image" in out
+
+
+@pytest.mark.slow
+def test_gemma3_vision_weights_match_keras_hubs_importer(transformers, torch, keras_hub, tmp_path):
+    """KerasHub's own importer reads transformers 4's ``vision_tower.vision_model.`` names (transformers 5 saves
+    ``vision_tower.``: it fails there) and fixes ``pool_size`` at 4; on a model it can read, with 4 patches pooled a
+    side, its weights are bridge's, bit for bit."""
+    from safetensors.torch import load_file, save_file
+
+    text = {"vocab_size": 64, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2,
+            "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 8, "query_pre_attn_scalar": 8}  # fmt: skip
+    vision = {"image_size": 32, "patch_size": 4, "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 2,
+              "num_attention_heads": 2, "vision_use_head": False}  # fmt: skip
+    config = transformers.Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4)
+    hf = _saved(transformers.Gemma3ForConditionalGeneration(config), tmp_path / "hf", torch)
+    ours = keras_hub.models.Backbone.from_preset(str(_to_preset(hf, tmp_path / "preset")))
+    old = tmp_path / "hf_v4_names"
+    old.mkdir()
+    (old / "config.json").write_text((hf / "config.json").read_text())
+    tensors = load_file(hf / "model.safetensors")
+    renamed = {k.replace("vision_tower.", "vision_tower.vision_model.", 1): v for k, v in tensors.items()}
+    save_file(renamed, old / "model.safetensors", metadata={"format": "pt"})
+    theirs = keras_hub.models.Backbone.from_preset(str(old))
+    assert [w.path for w in theirs.weights] == [w.path for w in ours.weights]
+    for a, b in zip(theirs.weights, ours.weights, strict=True):
+        assert np.asarray(a.numpy()).tobytes() == np.asarray(b.numpy()).tobytes(), a.path
