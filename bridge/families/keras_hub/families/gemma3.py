@@ -28,8 +28,6 @@ def _rope(theta: float, factor: float) -> Config:
 
 def _unlike_transformers(c: Config) -> str:
     """What a ``Gemma3Backbone`` config computes otherwise than ``Gemma3ForCausalLM`` (empty: nothing)."""
-    if c.get("vision_encoder") is not None:
-        return "vision_encoder is set (only text-only Gemma 3 converts today)"
     if c.get("use_bidirectional_attention") or c.get("is_embedding_model"):
         return "use_bidirectional_attention or is_embedding_model is set (an embedding model)"
     if not (c.get("use_query_key_norm", True) and c.get("use_post_ffw_norm") and c.get("use_post_attention_norm")):
@@ -41,7 +39,9 @@ def _unlike_transformers(c: Config) -> str:
     return ""
 
 
-def _to_transformers(c: Config) -> Config:
+def text_config(c: Config) -> Config:
+    """A ``Gemma3Backbone``'s language model as a ``gemma3_text`` config (the text-only model, or a multimodal
+    model's ``text_config``)."""
     unlike = _unlike_transformers(c)
     if unlike:
         raise UsageError(
@@ -90,7 +90,13 @@ def _rope_factor(c: Config, kind: str, theta: float) -> float:
     return float(rope.get("factor", 1.0)) if rope.get("rope_type") == "linear" else 1.0
 
 
-def _to_keras(c: Config) -> Config:
+def text_only(c: Config) -> bool:
+    """Whether a ``Gemma3Backbone`` config is text-only (no ``vision_encoder``)."""
+    return c.get("vision_encoder") is None
+
+
+def keras_text(c: Config) -> Config:
+    """A ``gemma3_text`` config (or a multimodal one's ``text_config``) as ``Gemma3Backbone``'s text keys."""
     require(
         c,
         (
@@ -155,10 +161,11 @@ GEMMA3 = Family(
         Entry("pre_ffw_norm/vars/0", "layers.{i}.pre_feedforward_layernorm.weight"),
         Entry("post_ffw_norm/vars/0", "layers.{i}.post_feedforward_layernorm.weight"),
     ),
-    config=_to_transformers,
+    config=text_config,
+    claims=text_only,
     tokenizer="GemmaTokenizer",
     vocabulary="sentencepiece",
     tasks={"Gemma3CausalLM": "Gemma3ForCausalLM"},
     generates=True,
-    writing=Writing("keras_hub.src.models.gemma3", _to_keras, ("CausalLM",), notes=notes, tokenizer="Gemma3Tokenizer"),
+    writing=Writing("keras_hub.src.models.gemma3", keras_text, ("CausalLM",), notes=notes, tokenizer="Gemma3Tokenizer"),
 )
