@@ -28,8 +28,8 @@ its padding offset): zeros on the way in, dropped on the way out (they are read 
 in, h, w]``), ``lead1`` (a leading axis of one more on transformers' side), ``axis1`` (an axis of one more at
 position 1 on transformers' side: a depthwise ``Conv1d``'s ``[channels, 1, width]``).  An entry with ``held`` is
 held by only the layers of its class that predicate picks from the Keras config (a hybrid backbone's layer
-types: Qwen 3.5's linear-attention layers lack the full-attention variables and the other way round).  A family's layer classes (``layer``
-with ``entries``, then its ``stacks``: an encoder-decoder's decoder blocks) may be nested paths
+types: its linear-attention layers lack the full-attention variables and the other way round).  A family's layer
+classes (``layer`` with ``entries``, then its ``stacks``: an encoder-decoder's decoder blocks) may be nested paths
 (``vi_t_encoder/encoder_layers/vi_t_encoder_block``).
 """
 

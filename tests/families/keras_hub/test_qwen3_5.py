@@ -113,7 +113,13 @@ def test_qwen3_5_preset_to_transformers_same_logits_and_round_trip(transformers,
     )
     task = keras_hub.models.Qwen3_5CausalLM(backbone=backbone, preprocessor=None)
     rng = np.random.default_rng(0)
-    task.set_weights([rng.normal(0, 0.3, w.shape).astype("float32") for w in task.get_weights()])
+    for w in task.weights:  # scaled as :func:`_qwen3_5` scales transformers' weights
+        value = rng.normal(0, 0.2 if len(w.shape) > 1 else 0.3, w.shape)
+        if w.path.endswith("A_log"):
+            value = np.log(rng.uniform(0.05, 0.5, w.shape))
+        if w.path.startswith("sequence_output_layernorm"):
+            value = value * 0.1 - 0.8
+        w.assign(value.astype("float32"))
     path = tmp_path / "preset"
     task.save_to_preset(str(path))
     run_cli("convert", str(path), "--to", "pytorch", "-o", str(tmp_path / "pt"))
@@ -138,7 +144,14 @@ def test_qwen3_5_unwritable_configs_exit_2(transformers, torch, extra, named, tm
     """What KerasHub's Qwen 3.5 does not compute is refused by name."""
     _qwen3_5(transformers, torch, tmp_path / "hf", **extra)
     out = run_cli(
-        "convert", str(tmp_path / "hf"), "--to", "tensorflow", "--target", "keras-hub", "-o", str(tmp_path / "o"),
+        "convert",
+        str(tmp_path / "hf"),
+        "--to",
+        "tensorflow",
+        "--target",
+        "keras-hub",
+        "-o",
+        str(tmp_path / "o"),
         code=2,
     )
     assert named in out
@@ -146,10 +159,22 @@ def test_qwen3_5_unwritable_configs_exit_2(transformers, torch, extra, named, tm
 
 @pytest.mark.slow
 def test_qwen3_5_keras_hub_importer_agrees(transformers, torch, keras_hub, tmp_path):
-    """KerasHub's own importer on the same transformers directory loads the same weights as bridge's preset."""
+    """KerasHub's own importer loads the same weights as bridge's preset.  It knows only the multimodal model_type
+    ``qwen3_5`` (a text-only ``qwen3_5_text`` directory is refused), so it reads the same directory with that
+    model_type and the names transformers' multimodal Qwen 3.5 saves (``model.language_model.*``, which
+    ``Qwen3_5ForCausalLM`` reads as its own), its text keys at the top level as its importer accepts them."""
+    from safetensors.numpy import load_file, save_file
+
     src = tmp_path / "hf"
     _qwen3_5(transformers, torch, src)
+    with pytest.raises(ValueError, match="qwen3_5_text"):
+        keras_hub.models.Qwen3_5Backbone.from_preset(str(src))
     mine = keras_hub.models.Qwen3_5Backbone.from_preset(str(_to_preset(src, tmp_path / "preset")))
+    config = json.loads((src / "config.json").read_text())
+    (src / "config.json").write_text(json.dumps(config | {"model_type": "qwen3_5"}))
+    tensors = load_file(src / "model.safetensors")
+    renamed = {n.replace("model.", "model.language_model.", 1): v for n, v in tensors.items()}
+    save_file(renamed, src / "model.safetensors", metadata={"format": "pt"})
     theirs = keras_hub.models.Qwen3_5Backbone.from_preset(str(src))
     for a, b in zip(mine.weights, theirs.weights, strict=True):
         assert a.path == b.path

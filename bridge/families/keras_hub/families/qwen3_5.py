@@ -39,20 +39,28 @@ _ENTRIES = (
     Entry("layers/qwen3_5_layer_norm/vars/0", "norm.weight"),
     Entry("_input_layernorm/vars/0", "layers.{i}.input_layernorm.weight"),
     Entry("_post_attention_layernorm/vars/0", "layers.{i}.post_attention_layernorm.weight"),
-    *(Entry(f"_feedforward_{k}_dense/vars/0", f"layers.{{i}}.mlp.{p}_proj.weight", "dense") for k, p in (
-        ("gate", "gate"), ("intermediate", "up"), ("output", "down"))),
+    *(
+        Entry(f"_feedforward_{k}_dense/vars/0", f"layers.{{i}}.mlp.{p}_proj.weight", "dense")
+        for k, p in (("gate", "gate"), ("intermediate", "up"), ("output", "down"))
+    ),
     # per head its query then its output gate, head_dim each, in both libraries
     Entry(f"{_ATTN}/_query_dense/vars/0", "layers.{i}.self_attn.q_proj.weight", "heads_in*2", held=_full),
-    *(Entry(f"{_ATTN}/_{k}_dense/vars/0", f"layers.{{i}}.self_attn.{p}_proj.weight", "heads_in", held=_full)
-      for k, p in (("key", "k"), ("value", "v"))),
-    *(Entry(f"{_ATTN}/_{k}_norm/vars/0", f"layers.{{i}}.self_attn.{p}_norm.weight", held=_full)
-      for k, p in (("query", "q"), ("key", "k"))),
+    *(
+        Entry(f"{_ATTN}/_{k}_dense/vars/0", f"layers.{{i}}.self_attn.{p}_proj.weight", "heads_in", held=_full)
+        for k, p in (("key", "k"), ("value", "v"))
+    ),
+    *(
+        Entry(f"{_ATTN}/_{k}_norm/vars/0", f"layers.{{i}}.self_attn.{p}_norm.weight", held=_full)
+        for k, p in (("query", "q"), ("key", "k"))
+    ),
     Entry(f"{_ATTN}/_output_dense/vars/0", "layers.{i}.self_attn.o_proj.weight", "heads_out", held=_full),
     Entry(f"{_LINEAR}/vars/0", "layers.{i}.linear_attn.conv1d.weight", "axis1", held=_delta),
     Entry(f"{_LINEAR}/vars/1", "layers.{i}.linear_attn.dt_bias", held=_delta),
     Entry(f"{_LINEAR}/vars/2", "layers.{i}.linear_attn.A_log", held=_delta),
-    *(Entry(f"{_LINEAR}/{p}/vars/0", f"layers.{{i}}.linear_attn.{p}.weight", "dense", held=_delta)
-      for p in ("in_proj_qkv", "in_proj_z", "in_proj_b", "in_proj_a", "out_proj")),
+    *(
+        Entry(f"{_LINEAR}/{p}/vars/0", f"layers.{{i}}.linear_attn.{p}.weight", "dense", held=_delta)
+        for p in ("in_proj_qkv", "in_proj_z", "in_proj_b", "in_proj_a", "out_proj")
+    ),
     Entry(f"{_LINEAR}/norm/vars/0", "layers.{i}.linear_attn.norm.weight", held=_delta),
 )
 
