@@ -108,6 +108,8 @@ def _reshaped(kind: str, shape: tuple[int, ...]) -> str:
         return "permute(3,2,0,1)"
     if kind == "lead1":
         return "unsqueeze(0)"
+    if kind == "axis1":
+        return "unsqueeze(1)"
     return "identity"
 
 
@@ -130,7 +132,7 @@ def _targets_of(entries: tuple[Entry, ...], family: Family, name: str, keras: di
         i = k - start
         hits = [  # every entry of the path: one variable holding several targets side by side has one per target
             (entry.named(r, i), entry.kind, r)
-            for entry in stack.entries_of(i)
+            for entry in stack.entries_of(i, keras)
             if re.fullmatch(entry.source, m[2])
             for r in entry.rows(keras)
         ]

@@ -25,8 +25,11 @@ expert on disk.
 ``rows+k``: transformers' tensor has ``k`` leading rows more than KerasHub's (RoBERTa's position table, two rows for
 its padding offset): zeros on the way in, dropped on the way out (they are read only at padding positions).
 ``conv1d`` (Keras ``[width, in, out]`` -> torch ``[out, in, width]``), ``conv2d`` (``[h, w, in, out]`` -> ``[out,
-in, h, w]``), ``lead1`` (a leading axis of one more on transformers' side).  A family's layer classes (``layer``
-with ``entries``, then its ``stacks``: an encoder-decoder's decoder blocks) may be nested paths
+in, h, w]``), ``lead1`` (a leading axis of one more on transformers' side), ``axis1`` (an axis of one more at
+position 1 on transformers' side: a depthwise ``Conv1d``'s ``[channels, 1, width]``).  An entry with ``held`` is
+held by only the layers of its class that predicate picks from the Keras config (a hybrid backbone's layer
+types: its linear-attention layers lack the full-attention variables and the other way round).  A family's layer
+classes (``layer`` with ``entries``, then its ``stacks``: an encoder-decoder's decoder blocks) may be nested paths
 (``vi_t_encoder/encoder_layers/vi_t_encoder_block``).
 """
 
@@ -60,6 +63,8 @@ class Entry:
     # of a variable without a transformers tensor that is not zero (a rotary table the layer saves, position ids):
     # its value, from the backbone's Keras config and the shape
     computed: Callable[[Config, tuple[int, ...]], Any] | None = None
+    # of an indexed entry: whether layer ``i`` of its class holds it, from the Keras config (none: every layer)
+    held: Callable[[Config, int], bool] | None = None
 
     def shape_for(self, keras: Config) -> tuple[int, ...]:
         return self.shape(keras) if callable(self.shape) else self.shape
@@ -206,9 +211,13 @@ class Stack:
     def start(self, keras: Config) -> int:
         return int(keras[self.start_key]) if self.start_key else 0
 
-    def entries_of(self, i: int) -> tuple[Entry, ...]:
-        """The entries of this stack's layer ``i`` (counted from the stack's first)."""
-        return self.entries + self.first if i == 0 else self.entries
+    def entries_of(self, i: int, keras: Config | None = None) -> tuple[Entry, ...]:
+        """The entries of this stack's layer ``i`` (counted from the stack's first); with ``keras``, only those that
+        layer holds (:attr:`Entry.held`)."""
+        entries = self.entries + self.first if i == 0 else self.entries
+        if keras is None:
+            return entries
+        return tuple(e for e in entries if e.held is None or e.held(keras, i))
 
 
 @dataclass(frozen=True)

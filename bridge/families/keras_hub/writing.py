@@ -74,7 +74,7 @@ def _paths(
         for i in range(stack.count(keras, family.layers_key)):
             k = i + stack.start(keras)
             layer = f"layers/{stack.layer}" + (f"_{k}" if k else "")
-            for entry in stack.entries_of(i):
+            for entry in stack.entries_of(i, keras):
                 if _literal(entry):
                     for row in entry.rows(keras):
                         part = _part(row, entry, keras)
@@ -120,6 +120,8 @@ def _tf_shape(kind: str, shape: tuple[int, ...], head_dim: int, keras: Config) -
         return (shape[2], shape[3], shape[1], shape[0])
     if kind == "lead1":
         return shape[1:]
+    if kind == "axis1":
+        return (shape[0], *shape[2:])
     return shape
 
 
