@@ -169,6 +169,9 @@ class Stack:
     # decoder sizes); none: the family's
     count_key: str = ""
     head_dim_key: str = ""
+    # the Keras config key of this stack's head count where its head size is ``hidden_dim`` over it (Moonshine's
+    # encoder and decoder heads)
+    heads_key: str = ""
 
     def start(self, keras: Config) -> int:
         return int(keras[self.start_key]) if self.start_key else 0

@@ -72,6 +72,8 @@ def _paths(
                 yield entry.source, entry.named(row), entry.kind, _part(row, entry, keras), head_dim
     for stack in family.layer_stacks(keras):
         heads = int(keras[stack.head_dim_key]) if stack.head_dim_key else head_dim
+        if stack.heads_key:
+            heads = int(keras["hidden_dim"]) // int(keras[stack.heads_key])
         for i in range(keras[stack.count_key or family.layers_key]):
             k = i + stack.start(keras)
             layer = f"layers/{stack.layer}" + (f"_{k}" if k else "")

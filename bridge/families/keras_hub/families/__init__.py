@@ -21,6 +21,7 @@ from bridge.families.keras_hub.families.gpt2 import GPT2
 from bridge.families.keras_hub.families.gpt_neox import GPT_NEOX
 from bridge.families.keras_hub.families.gpt_oss import GPT_OSS
 from bridge.families.keras_hub.families.mixtral import MIXTRAL
+from bridge.families.keras_hub.families.moonshine import MOONSHINE
 from bridge.families.keras_hub.families.opt import OPT
 from bridge.families.keras_hub.families.phi3 import PHI3
 from bridge.families.keras_hub.families.qwen_moe import QWEN2_MOE, QWEN3_MOE
@@ -68,6 +69,7 @@ FAMILIES: tuple[Family, ...] = (
     T5GEMMA,
     SMOLLM3,
     GPT_OSS,
+    MOONSHINE,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
