@@ -1,5 +1,5 @@
-"""Moonshine both ways: tiny ``MoonshineForConditionalGeneration`` (encoder and decoder of their own depths and head
-counts, partial rotary) written as a preset and KerasHub's own ``MoonshineAudioToText`` converted to transformers,
+"""Moonshine both ways: tiny ``MoonshineForConditionalGeneration`` (encoder and decoder of their own depths, partial
+rotary) written as a preset and KerasHub's own ``MoonshineAudioToText`` converted to transformers,
 forwards compared in fp32 on raw audio and a padded decoder batch (encoder and decoder states, logits from the tied
 table), round trips bit-exact, configs KerasHub's Moonshine cannot compute refused by name, ``bridge verify``
 running both forwards."""
@@ -28,7 +28,7 @@ _CONFIG = {
     "encoder_num_hidden_layers": 2,
     "decoder_num_hidden_layers": 3,
     "encoder_num_attention_heads": 2,
-    "decoder_num_attention_heads": 4,
+    "decoder_num_attention_heads": 2,
     "max_position_embeddings": 64,
     "rope_parameters": {"rope_type": "default", "rope_theta": 500.0, "partial_rotary_factor": 0.5},
     "pad_token_id": 0,
@@ -101,7 +101,7 @@ def test_moonshine_audio_to_text_to_transformers_same_states_and_logits(transfor
         hidden_dim=16,
         intermediate_dim=48,
         encoder_num_heads=4,
-        decoder_num_heads=2,
+        decoder_num_heads=4,
         feedforward_expansion_factor=3,
         max_position_embeddings=64,
         partial_rotary_factor=0.62,
@@ -133,7 +133,8 @@ def test_moonshine_audio_to_text_to_transformers_same_states_and_logits(transfor
         ("encoder_num_key_value_heads", 1),
         ("pad_head_dim_to_multiple_of", 8),
         ("intermediate_size", 40),
-        ("partial_rotary_factor", 0.75),  # 6 of the decoder's 4-wide heads' ... an odd 3 rotated channels
+        ("partial_rotary_factor", 0.625),  # an odd 5 of the 8-wide heads' channels
+        ("decoder_num_attention_heads", 4),
     ],
 )
 def test_unwritable_moonshine_config_exits_2(transformers, torch, tmp_path, key, value):
@@ -150,12 +151,18 @@ def test_unwritable_moonshine_config_exits_2(transformers, torch, tmp_path, key,
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("decoder_use_swiglu_activation", False), ("filter_dim", 8), ("partial_rotary_factor", 0.4)],
+    [
+        ("decoder_use_swiglu_activation", False),
+        ("filter_dim", 8),
+        ("partial_rotary_factor", 0.4),
+        ("decoder_num_heads", 4),
+    ],
 )
 def test_unwritable_moonshine_preset_exits_2(keras_hub, tmp_path, key, value):
     """A preset transformers' Moonshine cannot compute: refused by its key (the partial rotary factor rotating an
-    odd 3 channels of the 8-wide heads, which KerasHub rounds down to 2)."""
-    sizes = {"filter_dim": 16, "partial_rotary_factor": 0.5, key: value}
+    odd 3 channels of the 8-wide heads, which KerasHub rounds down to 2; a decoder of other head counts than the
+    encoder's, which transformers builds with the encoder's)."""
+    sizes = {"filter_dim": 16, "partial_rotary_factor": 0.5, "decoder_num_heads": 2, key: value}
     backbone = keras_hub.models.MoonshineBackbone(
         vocabulary_size=40,
         encoder_num_layers=1,
@@ -163,10 +170,8 @@ def test_unwritable_moonshine_preset_exits_2(keras_hub, tmp_path, key, value):
         hidden_dim=16,
         intermediate_dim=32,
         encoder_num_heads=2,
-        decoder_num_heads=2,
         feedforward_expansion_factor=2,
-        **{**sizes, **({} if key == "decoder_use_swiglu_activation" else {})},
-        **({key: value} if key == "decoder_use_swiglu_activation" else {}),
+        **sizes,
     )
     backbone.save_to_preset(str(tmp_path / "preset"))
     out = run_cli("convert", str(tmp_path / "preset"), "--to", "pytorch", "-o", str(tmp_path / "o"), code=2)

@@ -4,7 +4,8 @@ a one-group norm; gelu after the other two), encoder blocks with a gelu feed-for
 one (value half first, gated half second on both sides), bias-free layer norms, partial interleaved rotary
 embeddings and logits from the tied token table.  KerasHub saves each stack's rotary frequencies as a variable:
 computed into the preset, no tensor in transformers.  Refused: padded head sizes, attention biases, grouped
-key-value heads, a feed-forward not a whole multiple of the hidden size, a SwiGLU encoder or gelu decoder, untied
+key-value heads, encoder and decoder head counts that differ (transformers 5 builds the
+decoder with the encoder's: its attention layers write their head count into the shared config), a feed-forward not a whole multiple of the hidden size, a SwiGLU encoder or gelu decoder, untied
 logits, and a rotary width KerasHub rounds down (an odd ``head_dim * partial_rotary_factor``)."""
 
 from __future__ import annotations
@@ -60,6 +61,11 @@ def _to_transformers(c: Config) -> Config:
     for key, want, hint in checks:
         if c.get(key, want) != want:
             raise _unwritable(f"{key} {c.get(key)}", hint)
+    if c["decoder_num_heads"] != c["encoder_num_heads"]:
+        raise _unwritable(
+            f"decoder_num_heads {c['decoder_num_heads']}, encoder_num_heads {c['encoder_num_heads']}",
+            "transformers' Moonshine builds its decoder with the encoder's head count",
+        )
     for side in _SIDES:
         width = _rotary_width(hidden, c[f"{side}_num_heads"], factor)
         if width % 2:
@@ -108,6 +114,13 @@ def _to_keras(c: Config) -> Config:
             ("rope_type", "default", "KerasHub's Moonshine rotates by the plain rotary base"),
         ),
     )
+    if c["decoder_num_attention_heads"] != c["encoder_num_attention_heads"]:
+        raise refuse(
+            c,
+            f"decoder_num_attention_heads {c['decoder_num_attention_heads']}",
+            "transformers builds this decoder with the encoder's head count (its attention layers rewrite the shared "
+            "config), so no model computes it",
+        )
     for side in _SIDES:
         heads = c[f"{side}_num_attention_heads"]
         grouped = c.get(f"{side}_num_key_value_heads") or heads
