@@ -40,7 +40,9 @@ def keras_hub(torch):
     return pytest.importorskip("keras_hub")
 
 
-def _moonshine(transformers: Any, torch: Any, folder: Path, class_name: str = "MoonshineForConditionalGeneration") -> Path:
+def _moonshine(
+    transformers: Any, torch: Any, folder: Path, class_name: str = "MoonshineForConditionalGeneration"
+) -> Path:
     model = getattr(transformers, class_name)(transformers.MoonshineConfig(**_CONFIG))
     return _saved(model, folder / f"hf_{class_name}", torch)
 
@@ -111,10 +113,7 @@ def test_moonshine_audio_to_text_to_transformers_same_states_and_logits(transfor
     rng = np.random.default_rng(0)
     trainable = {id(w) for w in task.trainable_weights}
     task.set_weights(
-        [
-            rng.normal(0, 0.5, w.shape).astype("float32") if id(w) in trainable else _numpy(w)
-            for w in task.weights
-        ]
+        [rng.normal(0, 0.5, w.shape).astype("float32") if id(w) in trainable else _numpy(w) for w in task.weights]
     )
     preset, out = tmp_path / "preset", tmp_path / "pt"
     task.save_to_preset(str(preset))
@@ -183,4 +182,6 @@ def test_verify_runs_moonshine_forward_of_written_preset(keras_hub, transformers
     src = _moonshine(transformers, torch, tmp_path)
     preset = _to_preset(src, tmp_path / "preset")
     report = json.loads(run_cli("verify", str(src), str(preset), "--json"))
-    _passes_with_forward(report, "MoonshineBackbone + MoonshineAudioToText", {"hidden_states", "encoder_hidden_states", "logits"})
+    _passes_with_forward(
+        report, "MoonshineBackbone + MoonshineAudioToText", {"hidden_states", "encoder_hidden_states", "logits"}
+    )

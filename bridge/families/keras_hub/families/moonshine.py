@@ -4,9 +4,10 @@ a one-group norm; gelu after the other two), encoder blocks with a gelu feed-for
 one (value half first, gated half second on both sides), bias-free layer norms, partial interleaved rotary
 embeddings and logits from the tied token table.  KerasHub saves each stack's rotary frequencies as a variable:
 computed into the preset, no tensor in transformers.  Refused: padded head sizes, attention biases, grouped
-key-value heads, encoder and decoder head counts that differ (transformers 5 builds the
-decoder with the encoder's: its attention layers write their head count into the shared config), a feed-forward not a whole multiple of the hidden size, a SwiGLU encoder or gelu decoder, untied
-logits, and a rotary width KerasHub rounds down (an odd ``head_dim * partial_rotary_factor``)."""
+key-value heads, encoder and decoder head counts that differ (transformers 5 builds the decoder with the
+encoder's: its attention layers write their head count into the shared config), a feed-forward not a whole multiple
+of the hidden size, a SwiGLU encoder or gelu decoder, untied logits, and a rotary width KerasHub rounds down (an odd
+``head_dim * partial_rotary_factor``)."""
 
 from __future__ import annotations
 
@@ -39,7 +40,9 @@ def _rotary_tables(keras: Config) -> tuple[Entry, ...]:
         Entry(
             f"layers/moonshine_rotary_embedding{f'_{k}' if k else ''}/vars/0",
             "",
-            shape=(_rotary_width(keras["hidden_dim"], keras[f"{side}_num_heads"], keras["partial_rotary_factor"]) // 2,),
+            shape=(
+                _rotary_width(keras["hidden_dim"], keras[f"{side}_num_heads"], keras["partial_rotary_factor"]) // 2,
+            ),
             computed=_inverse_frequencies,
         )
         for k, side in enumerate(_SIDES)
@@ -103,7 +106,7 @@ def _to_transformers(c: Config) -> Config:
 def _to_keras(c: Config) -> Config:
     rope = c.get("rope_parameters") or {}
     hidden, intermediate = int(c["hidden_size"]), int(c["intermediate_size"])
-    factor = float(rope.get("partial_rotary_factor", c.get("partial_rotary_factor", 0.9)))
+    factor = float(rope.get("partial_rotary_factor") or c.get("partial_rotary_factor") or 0.9)
     require(
         {**c, "rope_type": rope.get("rope_type", "default")},
         (
@@ -125,7 +128,9 @@ def _to_keras(c: Config) -> Config:
         heads = c[f"{side}_num_attention_heads"]
         grouped = c.get(f"{side}_num_key_value_heads") or heads
         if grouped != heads:
-            raise refuse(c, f"{side}_num_key_value_heads {grouped}", "KerasHub's Moonshine has no grouped key-value heads")
+            raise refuse(
+                c, f"{side}_num_key_value_heads {grouped}", "KerasHub's Moonshine has no grouped key-value heads"
+            )
         if _rotary_width(hidden, heads, factor) % 2:
             raise refuse(
                 c,
@@ -133,7 +138,9 @@ def _to_keras(c: Config) -> Config:
                 f"KerasHub rounds the {side}'s odd rotary width {_rotary_width(hidden, heads, factor)} down",
             )
     if intermediate % hidden:
-        raise refuse(c, f"intermediate_size {intermediate}", "KerasHub sizes its feed-forward as a multiple of hidden_size")
+        raise refuse(
+            c, f"intermediate_size {intermediate}", "KerasHub sizes its feed-forward as a multiple of hidden_size"
+        )
     return {
         "vocabulary_size": c["vocab_size"],
         "filter_dim": hidden,
@@ -156,7 +163,10 @@ def _to_keras(c: Config) -> Config:
 
 def _attention(keras: str, torch: str) -> tuple[Entry, ...]:
     return (
-        *(Entry(f"{keras}/{k}_dense/vars/0", f"{torch}.{k[0]}_proj.weight", "heads_in") for k in ("query", "key", "value")),
+        *(
+            Entry(f"{keras}/{k}_dense/vars/0", f"{torch}.{k[0]}_proj.weight", "heads_in")
+            for k in ("query", "key", "value")
+        ),
         Entry(f"{keras}/output_dense/vars/0", f"{torch}.o_proj.weight", "heads_out"),
     )
 
