@@ -269,7 +269,7 @@ def _task(keras_hub: Any, preset: Path, task_class: str) -> Any:
     cls = getattr(keras_hub.models, task_class)
     try:
         return cls.from_preset(str(preset), preprocessor=None)
-    except TypeError:
+    except (TypeError, AttributeError):  # what KerasHub raises reading such a config back
         if (preset / "task.weights.h5").exists():
             raise
     return cls(backbone=keras_hub.models.Backbone.from_preset(str(preset)), preprocessor=None)

@@ -35,6 +35,9 @@ _CONFIG = {
 }
 
 
+_CLASSES = "MoonshineBackbone + MoonshineAudioToText"
+
+
 @pytest.fixture(scope="module")
 def keras_hub(torch):
     return pytest.importorskip("keras_hub")
@@ -121,6 +124,8 @@ def test_moonshine_audio_to_text_to_transformers_same_states_and_logits(transfor
     model, info = transformers.MoonshineForConditionalGeneration.from_pretrained(out, output_loading_info=True)
     assert not any(info.values()), info
     _same_forward(keras_hub, torch, _loaded(keras_hub.models.Backbone.from_preset, preset), model.eval())
+    report = json.loads(run_cli("verify", str(preset), str(out), "--json"))
+    _passes_with_forward(report, _CLASSES, {"hidden_states", "encoder_hidden_states", "logits"})
     back = _to_preset(out, tmp_path / "back")
     _same_tensors(preset / "model.weights.h5", back / "model.weights.h5")
 
@@ -182,6 +187,4 @@ def test_verify_runs_moonshine_forward_of_written_preset(keras_hub, transformers
     src = _moonshine(transformers, torch, tmp_path)
     preset = _to_preset(src, tmp_path / "preset")
     report = json.loads(run_cli("verify", str(src), str(preset), "--json"))
-    _passes_with_forward(
-        report, "MoonshineBackbone + MoonshineAudioToText", {"hidden_states", "encoder_hidden_states", "logits"}
-    )
+    _passes_with_forward(report, _CLASSES, {"hidden_states", "encoder_hidden_states", "logits"})
