@@ -26,10 +26,12 @@ from bridge.forward_check import compare_outputs, load_or_skip, transformers_mod
 @dataclass(frozen=True)
 class _Input:
     """A KerasHub backbone input and the transformers argument that carries the same values, in transformers'
-    layout; ``to_keras`` permutes that layout's axes into KerasHub's (channels last)."""
+    layout; ``to_keras`` permutes that layout's axes into KerasHub's (channels last); ``channel`` adds KerasHub's
+    trailing channel axis of one (raw audio: transformers' ``[batch, samples]``, KerasHub's ``[batch, samples, 1]``)."""
 
     argument: str
     to_keras: tuple[int, ...] | None = None
+    channel: bool = False
 
 
 _INPUTS = {
@@ -42,7 +44,9 @@ _INPUTS = {
     "decoder_padding_mask": _Input("decoder_attention_mask"),
     "images": _Input("pixel_values", (0, 2, 3, 1)),  # NCHW -> NHWC
     "encoder_features": _Input("input_features", (0, 2, 1)),  # [batch, mels, frames] -> [batch, frames, mels]
+    "encoder_input_values": _Input("input_values", channel=True),  # raw audio samples
 }
+_AUDIO_SAMPLES = 4000  # a quarter second at 16 kHz: a few frames after any raw-audio front end's strides
 # KerasHub's per-token outputs -> the compared output of the same values
 _KERAS_OUTPUTS = {
     "sequence_output": "hidden_states",
@@ -149,6 +153,9 @@ def _inputs(model: Any, ctx: ForwardContext, arguments: set[str], *, dual: bool 
     if "input_features" in arguments:  # the frames the encoder takes: its positions before two stride-2 halvings
         frames = 2 * int(config.max_source_positions)
         inputs["input_features"] = rng.normal(size=(ctx.batch, config.num_mel_bins, frames)).astype(np.float32)
+    if "input_values" in arguments:  # whole clips: every sample real (its mask is over samples, not tokens)
+        inputs["input_values"] = rng.normal(size=(ctx.batch, _AUDIO_SAMPLES)).astype(np.float32)
+        inputs["attention_mask"] = np.ones((ctx.batch, _AUDIO_SAMPLES), dtype=np.int64)
     return inputs
 
 
@@ -195,6 +202,8 @@ def _padded_ids(rng: Any, batch: int, seq: int, vocab: int, config: Any) -> tupl
 
 
 def _keras_value(value: np.ndarray, spec: _Input) -> np.ndarray:
+    if spec.channel:
+        return np.ascontiguousarray(value[..., None])
     if spec.to_keras is not None:
         return np.ascontiguousarray(value.transpose(spec.to_keras))
     return value.astype("int32")
@@ -209,6 +218,8 @@ def _keras_outputs(outputs: Any, convert_to_numpy: Any) -> dict[str, np.ndarray]
 
 def _real_mask(name: str, inputs: dict[str, np.ndarray]) -> np.ndarray | None:
     """The mask of the tokens an output is per-token over: the decoder's where there is one, else the encoder's."""
+    if name == "encoder_hidden_states" and "input_values" in inputs:  # frames of whole clips: all real
+        return None
     masks = ("attention_mask",) if name == "encoder_hidden_states" else ("decoder_attention_mask", "attention_mask")
     found = next((inputs[m] for m in masks if m in inputs), None)
     return None if found is None else found == 1
@@ -260,7 +271,7 @@ def _load_keras_side(report: VerifyReport, ctx: ForwardContext, preset: Path, *,
     task_class = facts.get("task_class")
     try:
         if task_class is not None:
-            task = getattr(keras_hub.models, str(task_class)).from_preset(str(preset), preprocessor=None)
+            task = _task(keras_hub, preset, str(task_class))
             backbone, described = task.backbone, f"{facts['backbone_class']} + {task_class}"
         elif lm_head:
             task, described = _causal_lm(keras_hub, preset, facts["backbone_class"])
@@ -278,6 +289,18 @@ def _load_keras_side(report: VerifyReport, ctx: ForwardContext, preset: Path, *,
             report.notes.append(f"{refused}; the output is not a preset KerasHub loads")
         return None
     return _KerasSide(backbone, task, described, keras.backend.backend(), keras.ops.convert_to_numpy)
+
+
+def _task(keras_hub: Any, preset: Path, task_class: str) -> Any:
+    """The preset's task; where KerasHub's own task loading fails (a backbone whose config it cannot read back as a
+    task's part) and the task holds no weights of its own, the task built on the backbone KerasHub does load."""
+    cls = getattr(keras_hub.models, task_class)
+    try:
+        return cls.from_preset(str(preset), preprocessor=None)
+    except (TypeError, AttributeError):  # what KerasHub raises reading such a config back
+        if (preset / "task.weights.h5").exists():
+            raise
+    return cls(backbone=keras_hub.models.Backbone.from_preset(str(preset)), preprocessor=None)
 
 
 def _causal_lm(keras_hub: Any, preset: Path, backbone_class: str) -> tuple[Any | None, str]:

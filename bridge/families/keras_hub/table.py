@@ -195,14 +195,22 @@ class Stack:
     # decoder sizes); none: the family's
     count_key: str = ""
     head_dim_key: str = ""
+    # the Keras config key of this stack's head count where its head size is ``hidden_dim`` over it (Moonshine's
+    # encoder and decoder heads)
+    heads_key: str = ""
     # the "/"-path of the nested Keras config that counts and sizes this stack's layers (a tower of a dual-tower
     # backbone: ``text_encoder/config``); none: the backbone's own
     scope: str = ""
 
     def config_of(self, keras: Config) -> Config:
-        """The Keras config sizing this stack's heads: its tower's (``scope``), with its own head size if it has one."""
+        """The Keras config sizing this stack's heads: its tower's (``scope``), with its own head size where it has
+        one (``head_dim_key``, or ``hidden_dim`` over ``heads_key``)."""
         own = scoped(keras, self.scope)
-        return {**own, "head_dim": keras[self.head_dim_key]} if self.head_dim_key else own
+        if self.head_dim_key:
+            return {**own, "head_dim": keras[self.head_dim_key]}
+        if self.heads_key:
+            return {**own, "head_dim": int(keras["hidden_dim"]) // int(keras[self.heads_key])}
+        return own
 
     def count(self, keras: Config, layers_key: str) -> int:
         """How many layers this stack has: its own count key's value, else ``layers_key``'s in its config."""

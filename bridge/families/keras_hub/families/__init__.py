@@ -24,6 +24,7 @@ from bridge.families.keras_hub.families.gpt2 import GPT2
 from bridge.families.keras_hub.families.gpt_neox import GPT_NEOX
 from bridge.families.keras_hub.families.gpt_oss import GPT_OSS
 from bridge.families.keras_hub.families.mixtral import MIXTRAL
+from bridge.families.keras_hub.families.moonshine import MOONSHINE
 from bridge.families.keras_hub.families.opt import OPT
 from bridge.families.keras_hub.families.phi3 import PHI3
 from bridge.families.keras_hub.families.qwen3_5 import QWEN3_5
@@ -80,6 +81,7 @@ FAMILIES: tuple[Family, ...] = (
     XLNET,
     GEMMA3_VISION,
     QWEN3_5,
+    MOONSHINE,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
