@@ -11,6 +11,7 @@ from bridge.families.keras_hub.families.deberta_v3 import DEBERTA_V3
 from bridge.families.keras_hub.families.decoder import LLAMA, LLAMA3, MISTRAL, QWEN2, QWEN3
 from bridge.families.keras_hub.families.deit import DEIT
 from bridge.families.keras_hub.families.dinov2 import DINOV2
+from bridge.families.keras_hub.families.dinov3 import DINOV3
 from bridge.families.keras_hub.families.distilbert import DISTILBERT
 from bridge.families.keras_hub.families.electra import ELECTRA
 from bridge.families.keras_hub.families.falcon import FALCON
@@ -68,6 +69,7 @@ FAMILIES: tuple[Family, ...] = (
     T5GEMMA,
     SMOLLM3,
     GPT_OSS,
+    DINOV3,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
