@@ -27,6 +27,7 @@ from bridge.families.keras_hub.families.phi3 import PHI3
 from bridge.families.keras_hub.families.qwen_moe import QWEN2_MOE, QWEN3_MOE
 from bridge.families.keras_hub.families.roberta import ROBERTA, XLM_ROBERTA
 from bridge.families.keras_hub.families.smollm3 import SMOLLM3
+from bridge.families.keras_hub.families.swin import SWIN
 from bridge.families.keras_hub.families.t5 import T5, T5_GATED
 from bridge.families.keras_hub.families.t5gemma import T5GEMMA
 from bridge.families.keras_hub.families.vit import VIT
@@ -70,6 +71,7 @@ FAMILIES: tuple[Family, ...] = (
     SMOLLM3,
     GPT_OSS,
     DINOV3,
+    SWIN,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
