@@ -43,6 +43,7 @@ _INPUTS = {
     "decoder_token_ids": _Input("decoder_input_ids"),
     "decoder_padding_mask": _Input("decoder_attention_mask"),
     "images": _Input("pixel_values", (0, 2, 3, 1)),  # NCHW -> NHWC
+    "pixel_values": _Input("pixel_values", (0, 2, 3, 1)),  # images under transformers' name, NHWC
     "encoder_features": _Input("input_features", (0, 2, 1)),  # [batch, mels, frames] -> [batch, frames, mels]
     "encoder_input_values": _Input("input_values", channel=True),  # raw audio samples
 }
@@ -232,7 +233,7 @@ def _transformers_forward(model: Any, inputs: dict[str, np.ndarray]) -> dict[str
 
     feed = {name: torch.from_numpy(value) for name, value in inputs.items()}
     with torch.no_grad():
-        base = model.base_model(**feed)
+        base = _base_of(model)(**feed)
         hidden = getattr(base, "last_hidden_state", None)
         if hidden is None:  # a head class that is its own base (T5's): the last of its decoder's states
             base = model(**feed, output_hidden_states=True)
@@ -245,6 +246,15 @@ def _transformers_forward(model: Any, inputs: dict[str, np.ndarray]) -> dict[str
         if logits is not None:
             out["logits"] = logits.numpy()
     return out
+
+
+def _base_of(model: Any) -> Any:
+    """The model's base model, where that takes the model's main input: a base class whose ``base_model_prefix``
+    names a part of it (DINOv3ViTModel's encoder is its ``model``) is its own base."""
+    import inspect
+
+    base = model.base_model
+    return base if model.main_input_name in inspect.signature(base.forward).parameters else model
 
 
 def _load_keras_side(report: VerifyReport, ctx: ForwardContext, preset: Path, *, lm_head: bool) -> _KerasSide | None:

@@ -118,9 +118,9 @@ Hit = tuple[str, str, int | None]  # a target: its transformers name, the kind, 
 
 def _targets_of(entries: tuple[Entry, ...], family: Family, name: str, keras: dict[str, Any]) -> list[Hit]:
     """The transformers names, kinds and rows of a backbone variable path (none: transformers has no tensor)."""
-    for entry in entries:
-        if "{i}" not in entry.target and re.fullmatch(entry.source, name):
-            return [(entry.named(r), entry.kind, r) for r in entry.rows(keras)] if entry.target else []
+    own = [e for e in entries if "{i}" not in e.target and re.fullmatch(e.source, name)]
+    if own:  # the first entry of the path, and those declaring the same variable (a fused kernel's targets)
+        return [(e.named(r), e.kind, r) for e in own if e.source == own[0].source and e.target for r in e.rows(keras)]
     stacks = family.layer_stacks(keras)
     for stack in stacks:
         m = re.fullmatch(rf"layers/{re.escape(stack.layer)}(?:_(\d+))?/(.+)", name)

@@ -127,9 +127,10 @@ def _tf_shape(kind: str, shape: tuple[int, ...], head_dim: int, keras: Config) -
 
 def _head_dim(keras: Config) -> int:
     """The attention head size a backbone's Keras config gives (its own ``head_dim``, else hidden / heads); 0 for a
-    backbone without attention heads of its own (FNet's Fourier mixing; heads only in its stacks)."""
+    backbone without attention heads of its own (FNet's Fourier mixing; heads only in its stacks; a list of head
+    counts, one per stage: Swin's)."""
     heads = keras.get("num_query_heads") or keras.get("num_heads") or keras.get("num_attention_heads")
-    return int(keras.get("head_dim") or (keras["hidden_dim"] // heads if heads else 0))
+    return int(keras.get("head_dim") or (keras["hidden_dim"] // heads if isinstance(heads, int) else 0))
 
 
 def preset_layout(shapes: Shapes, config: Config) -> Shapes:

@@ -11,6 +11,7 @@ from bridge.families.keras_hub.families.deberta_v3 import DEBERTA_V3
 from bridge.families.keras_hub.families.decoder import LLAMA, LLAMA3, MISTRAL, QWEN2, QWEN3
 from bridge.families.keras_hub.families.deit import DEIT
 from bridge.families.keras_hub.families.dinov2 import DINOV2
+from bridge.families.keras_hub.families.dinov3 import DINOV3
 from bridge.families.keras_hub.families.distilbert import DISTILBERT
 from bridge.families.keras_hub.families.electra import ELECTRA
 from bridge.families.keras_hub.families.esm import ESM
@@ -32,6 +33,7 @@ from bridge.families.keras_hub.families.qwen_moe import QWEN2_MOE, QWEN3_MOE
 from bridge.families.keras_hub.families.roberta import ROBERTA, XLM_ROBERTA
 from bridge.families.keras_hub.families.siglip import SIGLIP
 from bridge.families.keras_hub.families.smollm3 import SMOLLM3
+from bridge.families.keras_hub.families.swin import SWIN
 from bridge.families.keras_hub.families.t5 import T5, T5_GATED
 from bridge.families.keras_hub.families.t5gemma import T5GEMMA
 from bridge.families.keras_hub.families.vit import VIT
@@ -82,6 +84,8 @@ FAMILIES: tuple[Family, ...] = (
     GEMMA3_VISION,
     QWEN3_5,
     MOONSHINE,
+    DINOV3,
+    SWIN,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
