@@ -42,6 +42,7 @@ _INPUTS = {
     "decoder_padding_mask": _Input("decoder_attention_mask"),
     "images": _Input("pixel_values", (0, 2, 3, 1)),  # NCHW -> NHWC
     "encoder_features": _Input("input_features", (0, 2, 1)),  # [batch, mels, frames] -> [batch, frames, mels]
+    "position_ids": _Input("position_ids"),  # a backbone taking them as an input (Gemma 4): 0, 1, ... in each row
 }
 # KerasHub's per-token outputs -> the compared output of the same values
 _KERAS_OUTPUTS = {
@@ -139,6 +140,8 @@ def _inputs(model: Any, ctx: ForwardContext, arguments: set[str], *, dual: bool 
             seq = _bounded(ctx.seq_len, config, positions)
             vocab = int(model.get_input_embeddings().weight.shape[0])  # a vision model's "embeddings" are patches
             inputs[ids], inputs[mask] = _padded_ids(rng, ctx.batch, seq, vocab, config)
+    if "position_ids" in arguments:
+        inputs["position_ids"] = np.broadcast_to(np.arange(inputs["input_ids"].shape[1]), inputs["input_ids"].shape)
     if "token_type_ids" in arguments:
         kinds = max(1, int(getattr(config, "type_vocab_size", 1) or 1))
         inputs["token_type_ids"] = rng.integers(0, kinds, inputs["input_ids"].shape).astype(np.int64)
