@@ -140,15 +140,35 @@ def test_gemma4_multimodal_refused_by_name(transformers, torch, tmp_path):
 
 
 @pytest.mark.slow
-def test_gemma4_keras_hub_importer_agrees(transformers, torch, keras_hub, tmp_path):
-    """KerasHub's own importer on the same transformers directory loads the same weights as bridge's preset."""
+def test_gemma4_keras_hub_importer_agrees_where_heads_are_even(transformers, torch, keras_hub, tmp_path):
+    """KerasHub's own importer on a transformers directory whose full layers keep the sliding layers' head size
+    loads the same weights as bridge's preset."""
     src = tmp_path / "hf"
-    _gemma4(transformers, torch, src)
+    _gemma4(transformers, torch, src, global_head_dim=8)
     mine = keras_hub.models.Gemma4Backbone.from_preset(str(_to_preset(src, tmp_path / "preset")))
     theirs = keras_hub.models.Gemma4Backbone.from_preset(str(src))
+    differing = {k for k, v in mine.get_config().items() if k != "name" and theirs.get_config().get(k) != v}
+    # KerasHub's leaves global_head_dim unset (the same size), keeps transformers' unread per-layer vocabulary and
+    # counts a pattern that layer_types overrides
+    assert differing <= {"global_head_dim", "vocab_size_per_layer_input", "sliding_window_pattern"}
     for a, b in zip(mine.weights, theirs.weights, strict=True):
         assert a.path == b.path
         np.testing.assert_array_equal(_numpy(a), _numpy(b))
+
+
+@pytest.mark.slow
+def test_gemma4_keras_hub_importer_misses_wider_full_heads(transformers, torch, keras_hub, tmp_path):
+    """Where the full layers' heads are wider, KerasHub's importer reads ``global_head_dim``, which transformers 5's
+    save_pretrained does not write (it writes ``per_layer_config``): it builds the full layers at the sliding head
+    size and cannot load their kernels; bridge's preset reads ``per_layer_config`` and matches transformers' logits
+    (test_gemma4_to_preset_same_logits)."""
+    src = tmp_path / "hf"
+    _gemma4(transformers, torch, src)
+    assert "global_head_dim" not in json.loads((src / "config.json").read_text())
+    with pytest.raises(ValueError, match="reshape"):
+        keras_hub.models.Gemma4Backbone.from_preset(str(src))
+    mine = keras_hub.models.Gemma4Backbone.from_preset(str(_to_preset(src, tmp_path / "preset")))
+    assert mine.get_config()["global_head_dim"] == 16
 
 
 @pytest.mark.slow

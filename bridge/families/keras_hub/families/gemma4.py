@@ -28,6 +28,16 @@ _PLAIN = {
     "local_rope_scaling_factor": 1.0,
     "global_rope_scaling_factor": 1.0,
 }
+# the backbone's keys left unset (None) in a text-only model without experts, per-layer inputs or pooling
+_UNSET = (
+    "embedding_dim",
+    "pooling_intermediate_dim",
+    "expert_intermediate_dim",
+    "num_experts",
+    "num_global_key_value_heads",
+    "num_audio_tokens_per_clip",
+    "vocab_size_per_layer_input",
+)
 # transformers config key -> the value this family converts (unset: the same)
 _PLAIN_TRANSFORMERS = (
     ("tie_word_embeddings", True, "KerasHub Gemma 4's output projection is its embeddings"),
@@ -73,7 +83,12 @@ def _to_transformers(c: Config) -> Config:
         "num_attention_heads": c["num_query_heads"],
         "num_key_value_heads": c["num_key_value_heads"],
         "head_dim": head_dim,
-        "global_head_dim": c.get("global_head_dim") or head_dim,  # the config turns it into per_layer_config
+        # as save_pretrained writes the full layers' wider heads (the config's ``global_head_dim`` argument)
+        "per_layer_config": {
+            str(i): {"head_dim": c.get("global_head_dim") or head_dim}
+            for i, kind in enumerate(c["layer_types"])
+            if kind == _FULL
+        },
         "hidden_activation": "gelu_pytorch_tanh",  # KerasHub: gelu(approximate=True)
         "rms_norm_eps": c.get("layer_norm_epsilon", 1e-6),
         "max_position_embeddings": 131072,
@@ -148,6 +163,15 @@ def _to_keras(c: Config) -> Config:
         "use_double_wide_mlp": False,
         "vision_encoder": None,
         "audio_encoder": None,
+        # the backbone's defaults, written as save_to_preset writes them
+        "sliding_window_pattern": 6,  # unread where layer_types is given
+        "local_rope_scaling_factor": 1.0,
+        "global_rope_scaling_factor": 1.0,
+        "use_bidirectional_attention": False,
+        "use_vision_bidirectional_attention": False,
+        "is_embedding_model": False,
+        "num_experts_per_token": 8,
+        **dict.fromkeys(_UNSET),
     }
 
 
