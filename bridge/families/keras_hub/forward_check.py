@@ -141,7 +141,9 @@ def _inputs(model: Any, ctx: ForwardContext, arguments: set[str], *, dual: bool 
             vocab = int(model.get_input_embeddings().weight.shape[0])  # a vision model's "embeddings" are patches
             inputs[ids], inputs[mask] = _padded_ids(rng, ctx.batch, seq, vocab, config)
     if "position_ids" in arguments:
-        inputs["position_ids"] = np.broadcast_to(np.arange(inputs["input_ids"].shape[1]), inputs["input_ids"].shape).copy()
+        inputs["position_ids"] = np.broadcast_to(
+            np.arange(inputs["input_ids"].shape[1]), inputs["input_ids"].shape
+        ).copy()
     if "token_type_ids" in arguments:
         kinds = max(1, int(getattr(config, "type_vocab_size", 1) or 1))
         inputs["token_type_ids"] = rng.integers(0, kinds, inputs["input_ids"].shape).astype(np.int64)

@@ -187,7 +187,7 @@ class Stack:
     head_dim_of: Callable[[Config, int], int] | None = None
 
     def config_of(self, keras: Config, i: int = 0) -> Config:
-        """The Keras config sizing layer ``i``'s heads: its tower's (``scope``), with its own head size if it has one."""
+        """The Keras config sizing layer ``i``'s heads: its tower's (``scope``), with its own head size if any."""
         own = scoped(keras, self.scope)
         if self.head_dim_of is not None:
             return {**own, "head_dim": self.head_dim_of(keras, i)}
@@ -259,7 +259,11 @@ class Family:
         """Every indexed layer class with the entries of one of its layers, ``layer`` first (where the family's
         own entries have any; with ``keras``, its variant's of that config too)."""
         own = tuple(e for e in (self.entries if keras is None else self.entries_for(keras)) if "{i}" in e.target)
-        return (Stack(self.layer, own, scope=self.scope, head_dim_of=self.head_dim_of), *self.stacks) if own else self.stacks
+        return (
+            (Stack(self.layer, own, scope=self.scope, head_dim_of=self.head_dim_of), *self.stacks)
+            if own
+            else self.stacks
+        )
 
     def entries_for(self, keras: Config) -> tuple[Entry, ...]:
         """The family's entries for a backbone of this Keras config."""

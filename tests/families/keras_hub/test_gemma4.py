@@ -120,7 +120,15 @@ def test_gemma4_unwritable_configs_exit_2(transformers, torch, extra, named, tmp
     """What the preset writer does not convert is refused by name."""
     _gemma4(transformers, torch, tmp_path / "hf", **extra)
     out = run_cli(
-        "convert", str(tmp_path / "hf"), "--to", "tensorflow", "--target", "keras-hub", "-o", str(tmp_path / "o"), code=2
+        "convert",
+        str(tmp_path / "hf"),
+        "--to",
+        "tensorflow",
+        "--target",
+        "keras-hub",
+        "-o",
+        str(tmp_path / "o"),
+        code=2,
     )
     assert named in out
 
@@ -134,7 +142,15 @@ def test_gemma4_multimodal_refused_by_name(transformers, torch, tmp_path):
     config = transformers.Gemma4Config(text_config=text.to_dict(), vision_config=vision.to_dict(), audio_config=None)
     _saved(transformers.Gemma4ForConditionalGeneration(config), tmp_path / "hf", torch)
     out = run_cli(
-        "convert", str(tmp_path / "hf"), "--to", "tensorflow", "--target", "keras-hub", "-o", str(tmp_path / "o"), code=2
+        "convert",
+        str(tmp_path / "hf"),
+        "--to",
+        "tensorflow",
+        "--target",
+        "keras-hub",
+        "-o",
+        str(tmp_path / "o"),
+        code=2,
     )
     assert "gemma4" in out
 
@@ -179,3 +195,30 @@ def test_gemma4_verify_runs_both_forwards(transformers, torch, keras_hub, tmp_pa
     preset = _to_preset(src, tmp_path / "preset")
     out = run_cli("verify", str(preset), str(src))
     assert "forward logits" in out and "verdict: PASS" in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"hidden_size_per_layer_input": 4, "vocab_size_per_layer_input": 30}, "hidden_size_per_layer_input"),
+        ({"attention_logit_soft_cap": 20.0}, "attention_logit_soft_cap"),
+    ],
+)
+def test_gemma4_preset_unlike_transformers_exit_2(keras_hub, extra, named, tmp_path):
+    """A Gemma4Backbone computing what this family does not convert (per-layer inputs; a soft cap transformers'
+    text attention lacks) is refused by name."""
+    backbone = keras_hub.models.Gemma4Backbone(
+        vocabulary_size=30,
+        image_size=None,
+        num_layers=2,
+        num_query_heads=2,
+        num_key_value_heads=1,
+        hidden_dim=16,
+        intermediate_dim=32,
+        head_dim=8,
+        layer_types=["sliding_attention", "full_attention"],
+        **extra,
+    )
+    backbone.save_to_preset(str(tmp_path / "preset"))
+    out = run_cli("convert", str(tmp_path / "preset"), "--to", "pytorch", "-o", str(tmp_path / "pt"), code=2)
+    assert named in out
