@@ -46,6 +46,7 @@ _INPUTS = {
     "pixel_values": _Input("pixel_values", (0, 2, 3, 1)),  # images under transformers' name, NHWC
     "encoder_features": _Input("input_features", (0, 2, 1)),  # [batch, mels, frames] -> [batch, frames, mels]
     "encoder_input_values": _Input("input_values", channel=True),  # raw audio samples
+    "position_ids": _Input("position_ids"),  # a backbone taking them as an input (Gemma 4): 0, 1, ... in each row
 }
 _AUDIO_SAMPLES = 4000  # a quarter second at 16 kHz: a few frames after any raw-audio front end's strides
 # KerasHub's per-token outputs -> the compared output of the same values
@@ -144,6 +145,10 @@ def _inputs(model: Any, ctx: ForwardContext, arguments: set[str], *, dual: bool 
             seq = _bounded(ctx.seq_len, config, positions)
             vocab = int(model.get_input_embeddings().weight.shape[0])  # a vision model's "embeddings" are patches
             inputs[ids], inputs[mask] = _padded_ids(rng, ctx.batch, seq, vocab, config)
+    if "position_ids" in arguments:
+        inputs["position_ids"] = np.broadcast_to(
+            np.arange(inputs["input_ids"].shape[1]), inputs["input_ids"].shape
+        ).copy()
     if "token_type_ids" in arguments:
         kinds = max(1, int(getattr(config, "type_vocab_size", 1) or 1))
         inputs["token_type_ids"] = rng.integers(0, kinds, inputs["input_ids"].shape).astype(np.int64)

@@ -201,11 +201,15 @@ class Stack:
     # the "/"-path of the nested Keras config that counts and sizes this stack's layers (a tower of a dual-tower
     # backbone: ``text_encoder/config``); none: the backbone's own
     scope: str = ""
+    # where the layers' head sizes differ (Gemma 4's wider full layers): layer ``i``'s, from the Keras config
+    head_dim_of: Callable[[Config, int], int] | None = None
 
-    def config_of(self, keras: Config) -> Config:
-        """The Keras config sizing this stack's heads: its tower's (``scope``), with its own head size where it has
-        one (``head_dim_key``, or ``hidden_dim`` over ``heads_key``)."""
+    def config_of(self, keras: Config, i: int = 0) -> Config:
+        """The Keras config sizing layer ``i``'s heads: its tower's (``scope``), with its own head size where it has
+        one (``head_dim_of``, ``head_dim_key``, or ``hidden_dim`` over ``heads_key``)."""
         own = scoped(keras, self.scope)
+        if self.head_dim_of is not None:
+            return {**own, "head_dim": self.head_dim_of(keras, i)}
         if self.head_dim_key:
             return {**own, "head_dim": keras[self.head_dim_key]}
         if self.heads_key:
@@ -260,6 +264,7 @@ class Family:
     variant: Callable[[Config], tuple[Entry, ...]] | None = None
     layers_key: str = "num_layers"  # the Keras config key counting the stored layers (ALBERT's shared groups)
     scope: str = ""  # the nested Keras config counting and sizing ``layer``'s layers (see :class:`Stack`)
+    head_dim_of: Callable[[Config, int], int] | None = None  # ``layer``'s head sizes where they differ (Stack)
     stacks: tuple[Stack, ...] = ()  # layer classes besides ``layer``, as many layers each
     # (regex, replacement) turning a target name into the one save_pretrained writes, where transformers 5 renames
     # its checkpoints' names on loading (ViT): a source holding those names is read by them
@@ -284,7 +289,11 @@ class Family:
         """Every indexed layer class with the entries of one of its layers, ``layer`` first (where the family's
         own entries have any; with ``keras``, its variant's of that config too)."""
         own = tuple(e for e in (self.entries if keras is None else self.entries_for(keras)) if "{i}" in e.target)
-        return (Stack(self.layer, own, scope=self.scope), *self.stacks) if own else self.stacks
+        return (
+            (Stack(self.layer, own, scope=self.scope, head_dim_of=self.head_dim_of), *self.stacks)
+            if own
+            else self.stacks
+        )
 
     def entries_for(self, keras: Config) -> tuple[Entry, ...]:
         """The family's entries for a backbone of this Keras config."""

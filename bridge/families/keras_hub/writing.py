@@ -78,7 +78,13 @@ def _paths(
                 if _literal(entry):
                     for row in entry.rows(keras):
                         part = _part(row, entry, keras)
-                        yield f"{layer}/{entry.source}", entry.named(row, i), entry.kind, part, stack.config_of(keras)
+                        yield (
+                            f"{layer}/{entry.source}",
+                            entry.named(row, i),
+                            entry.kind,
+                            part,
+                            stack.config_of(keras, i),
+                        )
     if task_class(family, config) is not None:
         for entry in family.task_entries:
             if _literal(entry):

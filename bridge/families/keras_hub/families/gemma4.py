@@ -1,0 +1,197 @@
+"""Gemma 4, text only: ``Gemma4Backbone`` <-> ``Gemma4TextModel``, ``Gemma4CausalLM`` <-> ``Gemma4ForCausalLM``
+(Gemma 3's block with a learned scalar per layer, queries unscaled after their norms, wider heads in the full layers
+and a proportional partial rotary there).  Per-layer embeddings, shared key/value caches, mixture-of-experts blocks,
+keys doubling as values, double-wide feed-forwards and the vision and audio towers are refused by name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bridge.core.errors import UsageError
+from bridge.families.keras_hub.families.gemma import notes
+from bridge.families.keras_hub.families.gemma3 import GEMMA3
+from bridge.families.keras_hub.table import Config, Entry, Family, Writing, refuse, require
+
+_FULL, _SLIDING = "full_attention", "sliding_attention"
+# Keras config key -> the value that computes what this family converts (what no entry holds or the math differs)
+_PLAIN = {
+    "vision_encoder": None,
+    "audio_encoder": None,
+    "hidden_size_per_layer_input": 0,
+    "num_kv_shared_layers": 0,
+    "enable_moe_block": False,
+    "use_double_wide_mlp": False,
+    "use_bidirectional_attention": False,
+    "use_vision_bidirectional_attention": False,
+    "is_embedding_model": False,
+    "attention_logit_soft_cap": None,  # transformers' Gemma 4 text attention has no soft cap
+    "local_rope_scaling_factor": 1.0,
+    "global_rope_scaling_factor": 1.0,
+}
+# the backbone's keys left unset (None) in a text-only model without experts, per-layer inputs or pooling
+_UNSET = (
+    "embedding_dim",
+    "pooling_intermediate_dim",
+    "expert_intermediate_dim",
+    "num_experts",
+    "num_global_key_value_heads",
+    "num_audio_tokens_per_clip",
+    "vocab_size_per_layer_input",
+)
+# transformers config key -> the value this family converts (unset: the same)
+_PLAIN_TRANSFORMERS = (
+    ("tie_word_embeddings", True, "KerasHub Gemma 4's output projection is its embeddings"),
+    ("attention_bias", False, "KerasHub Gemma 4 has no biases"),
+    ("hidden_size_per_layer_input", 0, "Per-layer embeddings (Gemma 4 E2B/E4B) are not converted today"),
+    ("num_kv_shared_layers", 0, "Layers sharing another layer's keys and values are not converted today"),
+    ("enable_moe_block", False, "Gemma 4's mixture-of-experts blocks are not converted today"),
+    ("attention_k_eq_v", False, "Full layers whose keys double as values are not converted today"),
+    ("use_double_wide_mlp", False, "Double-wide feed-forwards are not converted today"),
+    ("use_bidirectional_attention", None, "Only causal Gemma 4 text models are written as presets"),
+)
+
+
+def _unlike_transformers(c: Config) -> str:
+    """What a ``Gemma4Backbone`` config computes otherwise than ``Gemma4ForCausalLM`` (empty: nothing)."""
+    for key, plain in _PLAIN.items():
+        if c.get(key, plain) not in (plain, None if plain in (0, False) else plain):
+            return f"{key} is {c[key]!r} (this family converts {plain!r}: text only, no per-layer inputs or experts)"
+    types = c.get("layer_types") or []
+    if len(types) != c["num_layers"] or types[-1] != _FULL:
+        return f"layer_types {types} (one per layer, the last full_attention as transformers forces)"
+    if _SLIDING in types and not c.get("use_sliding_window_attention", True):
+        return "use_sliding_window_attention is false with sliding_attention layers"
+    return ""
+
+
+def _to_transformers(c: Config) -> Config:
+    unlike = _unlike_transformers(c)
+    if unlike:
+        raise UsageError(
+            "This Gemma4Backbone has no transformers Gemma4ForCausalLM counterpart",
+            detail=unlike,
+            hint="Convert a text-only Gemma 4 preset without per-layer inputs, shared caches or experts",
+        )
+    head_dim = c["head_dim"]
+    factor = c.get("global_rope_partial_rotary_factor")
+    return {
+        "model_type": "gemma4_text",
+        "vocab_size": c["vocabulary_size"],
+        "hidden_size": c["hidden_dim"],
+        "intermediate_size": c["intermediate_dim"],
+        "num_hidden_layers": c["num_layers"],
+        "num_attention_heads": c["num_query_heads"],
+        "num_key_value_heads": c["num_key_value_heads"],
+        "head_dim": head_dim,
+        # as save_pretrained writes the full layers' wider heads (the config's ``global_head_dim`` argument)
+        "per_layer_config": {
+            str(i): {"head_dim": c.get("global_head_dim") or head_dim}
+            for i, kind in enumerate(c["layer_types"])
+            if kind == _FULL
+        },
+        "hidden_activation": "gelu_pytorch_tanh",  # KerasHub: gelu(approximate=True)
+        "rms_norm_eps": c.get("layer_norm_epsilon", 1e-6),
+        "max_position_embeddings": 131072,
+        "final_logit_softcapping": c.get("final_logit_soft_cap"),
+        "sliding_window": c.get("sliding_window_size", 512),
+        "layer_types": list(c["layer_types"]),
+        "rope_parameters": {
+            _SLIDING: {"rope_type": "default", "rope_theta": c.get("local_rope_wavelength") or 10_000.0},
+            _FULL: {
+                "rope_type": "proportional",
+                "partial_rotary_factor": 1.0 if factor is None else factor,
+                "rope_theta": c.get("global_rope_wavelength") or 1_000_000.0,
+            },
+        },
+        "hidden_size_per_layer_input": 0,
+        "attention_k_eq_v": False,
+        "num_kv_shared_layers": 0,
+        "enable_moe_block": False,
+        "use_double_wide_mlp": False,
+        "tie_word_embeddings": True,
+    }
+
+
+def _full_layer(c: Config, key: str, default: Any) -> Any:
+    """One value of every full layer's ``per_layer_config`` override (refused where the full layers differ)."""
+    full = [i for i, t in enumerate(c["layer_types"]) if t == _FULL]
+    per_layer = {int(k): v for k, v in (c.get("per_layer_config") or {}).items()}
+    values = {(per_layer.get(i) or {}).get(key, default) for i in full}
+    if len(values) > 1 or any(set(per_layer.get(i) or {}) - {"head_dim"} for i in per_layer):
+        raise refuse(c, f"per_layer_config {per_layer}", "KerasHub Gemma 4 gives every full layer one head size")
+    return values.pop() if values else default
+
+
+def _rope(c: Config, kind: str, rope_type: str) -> Any:
+    rope: Any = (c.get("rope_parameters") or {}).get(kind) or {}
+    if rope.get("rope_type", rope_type) != rope_type:
+        raise refuse(c, f"{kind} rope_type {rope.get('rope_type')}", f"KerasHub Gemma 4's {kind} rope is {rope_type}")
+    return rope
+
+
+def _to_keras(c: Config) -> Config:
+    require(c, _PLAIN_TRANSFORMERS, unset_ok=True)
+    if c.get("attn_logit_softcapping"):
+        raise refuse(c, "attn_logit_softcapping is set", "transformers' Gemma 4 text attention ignores it")
+    layers, types = c["num_hidden_layers"], list(c["layer_types"])
+    head_dim = c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
+    sliding, full = _rope(c, _SLIDING, "default"), _rope(c, _FULL, "proportional")
+    return {
+        "vocabulary_size": c["vocab_size"],
+        "image_size": None,
+        "num_layers": layers,
+        "num_query_heads": c["num_attention_heads"],
+        "num_key_value_heads": c.get("num_key_value_heads") or c["num_attention_heads"],
+        "hidden_dim": c["hidden_size"],
+        "intermediate_dim": c["intermediate_size"],
+        "head_dim": head_dim,
+        "global_head_dim": _full_layer(c, "head_dim", head_dim),
+        "query_head_dim_normalize": True,  # unread: Gemma 4 leaves queries unscaled after their norm
+        "attention_logit_soft_cap": None,
+        "final_logit_soft_cap": c.get("final_logit_softcapping"),
+        "use_sliding_window_attention": True,
+        "sliding_window_size": c.get("sliding_window") or 512,
+        "layer_types": types,
+        "layer_norm_epsilon": c.get("rms_norm_eps") or 1e-6,
+        "dropout": c.get("attention_dropout") or 0,
+        "global_rope_wavelength": full.get("rope_theta", 1_000_000.0),
+        "local_rope_wavelength": sliding.get("rope_theta", 10_000.0),
+        "global_rope_partial_rotary_factor": full.get("partial_rotary_factor", 1.0),
+        "hidden_size_per_layer_input": 0,
+        "num_kv_shared_layers": 0,
+        "enable_moe_block": False,
+        "use_double_wide_mlp": False,
+        "vision_encoder": None,
+        "audio_encoder": None,
+        # the backbone's defaults, written as save_to_preset writes them
+        "sliding_window_pattern": 6,  # unread where layer_types is given
+        "local_rope_scaling_factor": 1.0,
+        "global_rope_scaling_factor": 1.0,
+        "use_bidirectional_attention": False,
+        "use_vision_bidirectional_attention": False,
+        "is_embedding_model": False,
+        "num_experts_per_token": 8,
+        **dict.fromkeys(_UNSET),
+    }
+
+
+def _head_dim_of(c: Config, i: int) -> int:
+    """Layer ``i``'s head size: the full layers' own where the backbone gives one."""
+    return int(c.get("global_head_dim") or c["head_dim"]) if c["layer_types"][i] == _FULL else int(c["head_dim"])
+
+
+GEMMA4 = Family(
+    backbone="Gemma4Backbone",
+    model_type="gemma4_text",
+    base_class="Gemma4TextModel",
+    base_prefix="model",
+    layer="gemma4_text_decoder_block",
+    entries=(*GEMMA3.entries, Entry("vars/0", "layers.{i}.layer_scalar", "lead1")),
+    config=_to_transformers,
+    tokenizer="GemmaTokenizer",
+    vocabulary="sentencepiece",
+    tasks={"Gemma4CausalLM": "Gemma4ForCausalLM"},
+    generates=True,
+    head_dim_of=_head_dim_of,
+    writing=Writing("keras_hub.src.models.gemma4", _to_keras, ("CausalLM",), notes=notes, tokenizer="Gemma4Tokenizer"),
+)
