@@ -1,0 +1,103 @@
+"""PaliGemma <-> transformers ``paligemma``, both ways: the vision tower + projector's image embeddings and the
+logits of an image + prompt + response batch (padded; the prompt attended bidirectionally, the response causally)
+agree, round trips are bit-exact; KerasHub's own importer is compared with bridge on a tiny transformers model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli
+from tests.families.keras_hub.test_preset_writer import _loaded, _same_tensors, _saved, _to_preset
+
+_IDS = np.array([[2, 10, 11, 12, 13, 14], [2, 20, 21, 22, 0, 0]], dtype="int32")
+_LENGTHS = (6, 4)
+_MASK = (np.arange(6)[None] < np.array(_LENGTHS)[:, None]).astype("int32")
+_RESPONSE = np.array([[0, 0, 0, 1, 1, 1], [0, 0, 1, 1, 0, 0]], dtype="int32")  # the rest: the prompt
+_IMAGES = np.random.default_rng(0).uniform(-1, 1, (2, 16, 16, 3)).astype("float32")
+_PATCHES = 16  # (16 / 4) ** 2
+_TEXT = {"vocab_size": 64, "hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 2,
+         "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 8}  # fmt: skip
+_VISION = {"image_size": 16, "patch_size": 4, "hidden_size": 8, "intermediate_size": 12, "num_hidden_layers": 2,
+           "num_attention_heads": 2}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def keras_hub(torch):
+    return pytest.importorskip("keras_hub")
+
+
+def _paligemma_preset(keras_hub: Any, folder: Path) -> Path:
+    backbone = keras_hub.models.PaliGemmaBackbone(
+        vocabulary_size=64, image_size=16, num_layers=2, num_query_heads=2, num_key_value_heads=1, hidden_dim=16,
+        intermediate_dim=32, head_dim=8, vit_patch_size=4, vit_num_heads=2, vit_hidden_dim=8, vit_num_layers=2,
+        vit_intermediate_dim=12,
+    )  # fmt: skip
+    rng = np.random.default_rng(1)
+    for v in backbone.weights:  # zero biases and unit norms would hide a misplaced variable
+        v.assign(rng.normal(0, 0.5, v.shape).astype("float32"))
+    keras_hub.models.PaliGemmaCausalLM(backbone=backbone, preprocessor=None).save_to_preset(str(folder))
+    return folder
+
+
+def _paligemma_transformers(transformers: Any, torch: Any, folder: Path, **config: Any) -> Path:
+    pali = transformers.PaliGemmaConfig(
+        text_config={"model_type": "gemma", **_TEXT}, vision_config=_VISION, image_token_index=64, projection_dim=16,
+        **config,
+    )  # fmt: skip
+    return _saved(transformers.PaliGemmaForConditionalGeneration(pali), folder, torch)
+
+
+def _same_outputs(transformers: Any, torch: Any, keras_hub: Any, preset: Path, hf: Path) -> None:
+    model = transformers.PaliGemmaForConditionalGeneration.from_pretrained(hf).eval()
+    image_token = model.config.image_token_id
+    prefix = np.ones((2, _PATCHES), "int64")
+    with torch.no_grad():
+        pixels = torch.tensor(_IMAGES).permute(0, 3, 1, 2)
+        theirs = model.model.get_image_features(pixel_values=pixels).pooler_output.numpy()
+        logits = model(
+            input_ids=torch.tensor(np.concatenate([prefix * image_token, _IDS], 1)),
+            pixel_values=pixels,
+            attention_mask=torch.tensor(np.concatenate([prefix, _MASK], 1)),
+            token_type_ids=torch.tensor(np.concatenate([prefix * 0, _RESPONSE], 1)),
+        ).logits.numpy()[:, _PATCHES:]
+    task = _loaded(lambda p: keras_hub.models.PaliGemmaCausalLM.from_preset(p, preprocessor=None), preset)
+    image = np.asarray(task.backbone.vit_encoder(_IMAGES))
+    ours = np.asarray(task({"images": _IMAGES, "token_ids": _IDS, "padding_mask": _MASK, "response_mask": _RESPONSE}))
+    np.testing.assert_allclose(image, theirs, atol=1e-5)
+    # random weights of 0.5 drive the residual stream past 20 and the logits to about 9: fp32 rounding alone leaves
+    # about 3e-6 of their scale between the libraries (the same on KerasHub's torch backend)
+    scale = max(1.0, float(np.abs(logits).max()))
+    for row, n in enumerate(_LENGTHS):  # the real tokens
+        np.testing.assert_allclose(ours[row, :n], logits[row, :n], atol=1e-5 * scale)
+
+
+@pytest.mark.slow
+def test_paligemma_preset_to_transformers_and_back(transformers, torch, keras_hub, tmp_path):
+    preset = _paligemma_preset(keras_hub, tmp_path / "preset")
+    run_cli("convert", str(preset), "--to", "pytorch", "-o", str(tmp_path / "pt"))
+    assert json.loads((tmp_path / "pt" / "config.json").read_text())["model_type"] == "paligemma"
+    _same_outputs(transformers, torch, keras_hub, preset, tmp_path / "pt")
+    _same_tensors(preset, _to_preset(tmp_path / "pt", tmp_path / "again"))
+
+
+@pytest.mark.slow
+def test_paligemma_transformers_to_preset_and_back(transformers, torch, keras_hub, tmp_path):
+    hf = _paligemma_transformers(transformers, torch, tmp_path / "hf")
+    preset = _to_preset(hf, tmp_path / "preset")
+    _same_outputs(transformers, torch, keras_hub, preset, hf)
+    run_cli("convert", str(preset), "--to", "pytorch", "-o", str(tmp_path / "pt"))
+    _same_tensors(preset, _to_preset(tmp_path / "pt", tmp_path / "again"))
+
+
+def test_paligemma_unwritable_vision_activation_exits_2(transformers, torch, tmp_path):
+    hf = _paligemma_transformers(transformers, torch, tmp_path / "hf")
+    config = json.loads((hf / "config.json").read_text())
+    config["vision_config"]["hidden_act"] = "relu"
+    (hf / "config.json").write_text(json.dumps(config))
+    out = run_cli("convert", str(hf), "--to", "tensorflow", "--target", "keras-hub", "-o", str(tmp_path / "o"), code=2)
+    assert "hidden_act" in out
