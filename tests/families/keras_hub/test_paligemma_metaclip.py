@@ -101,3 +101,30 @@ def test_paligemma_unwritable_vision_activation_exits_2(transformers, torch, tmp
     (hf / "config.json").write_text(json.dumps(config))
     out = run_cli("convert", str(hf), "--to", "tensorflow", "--target", "keras-hub", "-o", str(tmp_path / "o"), code=2)
     assert "hidden_act" in out
+
+
+@pytest.mark.slow
+def test_paligemma_weights_match_keras_hubs_importer(transformers, torch, keras_hub, tmp_path):
+    """KerasHub's own importer reads transformers 4's ``vision_tower.vision_model.`` names (transformers 5 saves
+    ``vision_tower.``), takes ``head_dim`` from ``text_config.num_image_tokens`` (transformers' ``head_dim`` is its
+    own key: the importer builds another backbone wherever they differ) and cuts the embeddings to
+    ``image_token_index`` rows (bridge keeps every row, whose logits transformers computes).  On a model it can read
+    (head_dim = num_image_tokens = 16, image_token_index = vocab_size), its weights are bridge's, bit for bit."""
+    from safetensors.torch import load_file, save_file
+
+    pali = transformers.PaliGemmaConfig(
+        text_config={"model_type": "gemma", **_TEXT, "head_dim": 16}, vision_config=_VISION, image_token_index=64,
+        projection_dim=16,
+    )  # fmt: skip
+    hf = _saved(transformers.PaliGemmaForConditionalGeneration(pali), tmp_path / "hf", torch)
+    ours = keras_hub.models.Backbone.from_preset(str(_to_preset(hf, tmp_path / "preset")))
+    old = tmp_path / "hf_v4_names"
+    old.mkdir()
+    (old / "config.json").write_text((hf / "config.json").read_text())
+    tensors = load_file(hf / "model.safetensors")
+    renamed = {k.replace("vision_tower.", "vision_tower.vision_model.", 1): v for k, v in tensors.items()}
+    save_file(renamed, old / "model.safetensors", metadata={"format": "pt"})
+    theirs = keras_hub.models.Backbone.from_preset(str(old))
+    assert [w.path for w in theirs.weights] == [w.path for w in ours.weights]
+    for a, b in zip(theirs.weights, ours.weights, strict=True):
+        assert np.asarray(a.numpy()).tobytes() == np.asarray(b.numpy()).tobytes(), a.path
