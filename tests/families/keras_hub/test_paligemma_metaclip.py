@@ -128,3 +128,90 @@ def test_paligemma_weights_match_keras_hubs_importer(transformers, torch, keras_
     assert [w.path for w in theirs.weights] == [w.path for w in ours.weights]
     for a, b in zip(theirs.weights, ours.weights, strict=True):
         assert np.asarray(a.numpy()).tobytes() == np.asarray(b.numpy()).tobytes(), a.path
+
+
+# MetaCLIP 2 <-> transformers ``metaclip_2``: the image-text logits and the pooled image agree, round trips bit-exact
+_EOS = 2  # KerasHub's MetaCLIP 2 pools the text at the first token 2
+
+
+def _metaclip_preset(keras_hub: Any, folder: Path) -> Path:
+    from keras_hub.src.models.metaclip_2.metaclip_2_text_encoder import MetaCLIP2TextEncoder
+    from keras_hub.src.models.metaclip_2.metaclip_2_vision_encoder import MetaCLIP2VisionEncoder
+
+    vision = MetaCLIP2VisionEncoder(
+        patch_size=4, hidden_dim=8, num_layers=2, num_heads=2, intermediate_dim=16, image_shape=(16, 16, 3)
+    )
+    text = MetaCLIP2TextEncoder(
+        vocabulary_size=64, embedding_dim=12, hidden_dim=12, num_layers=3, num_heads=3, intermediate_dim=16,
+        max_sequence_length=12,
+    )  # fmt: skip
+    backbone = keras_hub.models.MetaCLIP2Backbone(vision_encoder=vision, text_encoder=text, projection_dim=6)
+    rng = np.random.default_rng(1)
+    for v in backbone.weights:
+        v.assign(rng.normal(0, 0.5, v.shape).astype("float32"))
+    backbone.save_to_preset(str(folder))
+    return folder
+
+
+def _metaclip_transformers(transformers: Any, torch: Any, folder: Path, eos: int = _EOS) -> Path:
+    text = {"vocab_size": 64, "hidden_size": 12, "intermediate_size": 16, "num_hidden_layers": 3,
+            "num_attention_heads": 3, "max_position_embeddings": 12, "eos_token_id": eos,
+            "bos_token_id": None}  # fmt: skip
+    vision = {"hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
+              "image_size": 16, "patch_size": 4}  # fmt: skip
+    config = transformers.MetaClip2Config(text_config=text, vision_config=vision, projection_dim=6)
+    return _saved(transformers.MetaClip2Model(config), folder, torch)
+
+
+def _same_metaclip(transformers: Any, torch: Any, keras_hub: Any, preset: Path, hf: Path) -> None:
+    model = transformers.MetaClip2Model.from_pretrained(hf).eval()
+    ids = np.array([[5, 9, 7, _EOS, 0, 0, 0], [6, 8, 10, 11, 12, 13, _EOS]], dtype="int32")  # padded after the end
+    images = _IMAGES
+    backbone = _loaded(keras_hub.models.MetaCLIP2Backbone.from_preset, preset)
+    ours = backbone({"token_ids": ids, "images": images})
+    pixels = torch.tensor(images).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        theirs = model(input_ids=torch.tensor(ids).long(), pixel_values=pixels)
+        pooled = model.vision_model(pixel_values=pixels).pooler_output.numpy()  # the class token, post-normed
+    np.testing.assert_allclose(np.asarray(ours["vision_logits"]), theirs.logits_per_image.numpy(), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(ours["text_logits"]), theirs.logits_per_text.numpy(), atol=1e-5)
+    encoded = backbone.vision_encoder({"images": images})
+    mine = np.asarray(backbone.vision_post_layer_norm(np.asarray(encoded)[:, 0]))
+    np.testing.assert_allclose(mine, pooled, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_metaclip2_preset_to_transformers_and_back(transformers, torch, keras_hub, tmp_path):
+    preset = _metaclip_preset(keras_hub, tmp_path / "preset")
+    run_cli("convert", str(preset), "--to", "pytorch", "-o", str(tmp_path / "pt"))
+    assert json.loads((tmp_path / "pt" / "config.json").read_text())["architectures"] == ["MetaClip2Model"]
+    _same_metaclip(transformers, torch, keras_hub, preset, tmp_path / "pt")
+    _same_tensors(preset, _to_preset(tmp_path / "pt", tmp_path / "again"))
+
+
+@pytest.mark.slow
+def test_metaclip2_transformers_to_preset_and_back(transformers, torch, keras_hub, tmp_path):
+    hf = _metaclip_transformers(transformers, torch, tmp_path / "hf")
+    preset = _to_preset(hf, tmp_path / "preset")
+    _same_metaclip(transformers, torch, keras_hub, preset, hf)
+    run_cli("convert", str(preset), "--to", "pytorch", "-o", str(tmp_path / "pt"))
+    _same_tensors(hf / "model.safetensors", tmp_path / "pt" / "model.safetensors")
+
+
+def test_metaclip2_other_end_token_exits_2(transformers, torch, tmp_path):
+    hf = _metaclip_transformers(transformers, torch, tmp_path / "hf", eos=63)
+    out = run_cli("convert", str(hf), "--to", "tensorflow", "--target", "keras-hub", "-o", str(tmp_path / "o"), code=2)
+    assert "eos_token_id" in out
+
+
+@pytest.mark.slow
+def test_metaclip2_weights_match_keras_hubs_importer(transformers, torch, keras_hub, tmp_path):
+    """KerasHub's own MetaCLIP 2 importer reads the names transformers 5 saves; its weights are bridge's, bit for
+    bit, in the same order (its encoders' layers are named otherwise: ``embedding/`` for
+    ``meta_clip2_vision_encoder_embedding/``)."""
+    hf = _metaclip_transformers(transformers, torch, tmp_path / "hf")
+    ours = keras_hub.models.Backbone.from_preset(str(_to_preset(hf, tmp_path / "preset")))
+    theirs = keras_hub.models.Backbone.from_preset(str(hf))
+    assert len(theirs.weights) == len(ours.weights)
+    for a, b in zip(theirs.weights, ours.weights, strict=True):
+        assert np.asarray(a.numpy()).tobytes() == np.asarray(b.numpy()).tobytes(), a.path

@@ -23,6 +23,7 @@ from bridge.families.keras_hub.families.gemma3_vision import GEMMA3_VISION
 from bridge.families.keras_hub.families.gpt2 import GPT2
 from bridge.families.keras_hub.families.gpt_neox import GPT_NEOX
 from bridge.families.keras_hub.families.gpt_oss import GPT_OSS
+from bridge.families.keras_hub.families.metaclip_2 import METACLIP_2
 from bridge.families.keras_hub.families.mixtral import MIXTRAL
 from bridge.families.keras_hub.families.opt import OPT
 from bridge.families.keras_hub.families.pali_gemma import PALI_GEMMA
@@ -80,6 +81,7 @@ FAMILIES: tuple[Family, ...] = (
     XLNET,
     GEMMA3_VISION,
     PALI_GEMMA,
+    METACLIP_2,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
