@@ -215,3 +215,15 @@ def test_metaclip2_weights_match_keras_hubs_importer(transformers, torch, keras_
     assert len(theirs.weights) == len(ours.weights)
     for a, b in zip(theirs.weights, ours.weights, strict=True):
         assert np.asarray(a.numpy()).tobytes() == np.asarray(b.numpy()).tobytes(), a.path
+
+
+def test_paligemma2_preset_exits_2(keras_hub, tmp_path):
+    """A Gemma 2 language model (PaliGemma 2: post norms, soft caps) is refused, naming what it holds."""
+    backbone = keras_hub.models.PaliGemmaBackbone(
+        vocabulary_size=64, image_size=16, num_layers=1, num_query_heads=2, num_key_value_heads=1, hidden_dim=16,
+        intermediate_dim=32, head_dim=8, vit_patch_size=4, vit_num_heads=2, vit_hidden_dim=8, vit_num_layers=1,
+        vit_intermediate_dim=12, use_post_ffw_norm=True, use_post_attention_norm=True,
+    )  # fmt: skip
+    backbone.save_to_preset(str(tmp_path / "preset"))
+    out = run_cli("convert", str(tmp_path / "preset"), "--to", "pytorch", "-o", str(tmp_path / "pt"), code=2)
+    assert "Gemma 2" in out and "PaliGemmaBackbone" in out

@@ -13,9 +13,9 @@ bidirectionally over the image and the prompt (KerasHub: ``response_mask`` 0; tr
 from __future__ import annotations
 
 from bridge.core.errors import UsageError
-from bridge.families.keras_hub.families.gemma import GEMMA, _is_gemma1, notes
-from bridge.families.keras_hub.families.gemma import _to_keras as gemma_keras
-from bridge.families.keras_hub.families.gemma import _to_transformers as gemma_transformers
+from bridge.families.keras_hub.families.gemma import GEMMA, is_gemma1, notes
+from bridge.families.keras_hub.families.gemma import to_keras as gemma_keras
+from bridge.families.keras_hub.families.gemma import to_transformers as gemma_transformers
 from bridge.families.keras_hub.families.gemma3_vision import UNKEPT_HEAD, VISION_LAYER, language, vision_tower
 from bridge.families.keras_hub.table import Config, Entry, Family, Stack, Writing, refuse, require
 
@@ -24,7 +24,7 @@ _ENCODER = f"{_VIT}/pali_gemma_vit_encoder"
 
 
 def _to_transformers(c: Config) -> Config:
-    if not _is_gemma1(c) or c.get("vit_pooling") or c.get("vit_classifier_activation"):
+    if not is_gemma1(c) or c.get("vit_pooling") or c.get("vit_classifier_activation"):
         raise UsageError(
             "This PaliGemmaBackbone has no transformers PaliGemmaForConditionalGeneration counterpart here",
             detail="a Gemma 2 language model (PaliGemma 2), a pooled vision output or a projector activation",
