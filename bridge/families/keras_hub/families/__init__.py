@@ -25,9 +25,11 @@ from bridge.families.keras_hub.families.gemma4 import GEMMA4
 from bridge.families.keras_hub.families.gpt2 import GPT2
 from bridge.families.keras_hub.families.gpt_neox import GPT_NEOX
 from bridge.families.keras_hub.families.gpt_oss import GPT_OSS
+from bridge.families.keras_hub.families.metaclip_2 import METACLIP_2
 from bridge.families.keras_hub.families.mixtral import MIXTRAL
 from bridge.families.keras_hub.families.moonshine import MOONSHINE
 from bridge.families.keras_hub.families.opt import OPT
+from bridge.families.keras_hub.families.pali_gemma import PALI_GEMMA
 from bridge.families.keras_hub.families.phi3 import PHI3
 from bridge.families.keras_hub.families.qwen3_5 import QWEN3_5
 from bridge.families.keras_hub.families.qwen_moe import QWEN2_MOE, QWEN3_MOE
@@ -88,6 +90,8 @@ FAMILIES: tuple[Family, ...] = (
     DINOV3,
     SWIN,
     GEMMA4,
+    PALI_GEMMA,
+    METACLIP_2,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}

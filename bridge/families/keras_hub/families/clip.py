@@ -29,7 +29,7 @@ def _tower(c: Config) -> Config:
     return inner if isinstance(inner, dict) else {}
 
 
-def _to_transformers(c: Config) -> Config:
+def to_transformers(c: Config) -> Config:
     text, vision = _tower(c["text_encoder"]), _tower(c["vision_encoder"])
     height, width, channels = vision["image_shape"]
     activations = {t.get("intermediate_activation", "quick_gelu") for t in (text, vision)}
@@ -107,7 +107,7 @@ def tower_keys(c: Config, tower: str, activations: Mapping[str, str], eps: float
     }
 
 
-def _to_keras(c: Config) -> Config:
+def to_keras(c: Config) -> Config:
     text, vision = c.get("text_config") or {}, c.get("vision_config") or {}
     vocab, eos = text["vocab_size"], text.get("eos_token_id", 2)
     if eos not in (2, vocab - 1):  # argmax pools the end token only where it is the highest id
@@ -194,7 +194,7 @@ def norm_entries(path: str, name: str) -> tuple[Entry, ...]:
     return tuple(Entry(f"{path}/vars/{v}", f"{name}.{p}") for v, p in _NORM)
 
 
-_ENTRIES: tuple[Entry, ...] = (
+ENTRIES: tuple[Entry, ...] = (
     Entry(
         f"{_TEXT}/token_and_position_embedding/token_embedding/vars/0", "text_model.embeddings.token_embedding.weight"
     ),
@@ -230,8 +230,8 @@ CLIP = Family(
     base_class="CLIPModel",
     base_prefix="clip",
     layer="clip_text_encoder/layers/clip_encoder_layer",
-    entries=_ENTRIES,
-    config=_to_transformers,
+    entries=ENTRIES,
+    config=to_transformers,
     scope="text_encoder/config",
     stacks=(
         Stack(
@@ -244,7 +244,7 @@ CLIP = Family(
     vocabulary="bpe",
     writing=Writing(
         _MODULE,
-        _to_keras,
+        to_keras,
         (),
         notes=_notes,
         tokenizer="CLIPTokenizer",

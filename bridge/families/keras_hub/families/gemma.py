@@ -7,7 +7,7 @@ from bridge.families.keras_hub.families.decoder import rope_theta
 from bridge.families.keras_hub.table import Config, Entry, Family, LoraOrder, LoraSite, Writing, refuse
 
 
-def _to_transformers(c: Config) -> Config:
+def to_transformers(c: Config) -> Config:
     return {
         "model_type": "gemma",
         "vocab_size": c["vocabulary_size"],
@@ -35,7 +35,7 @@ def check_writable(c: Config) -> None:
         raise refuse(c, "attention_bias is set", "KerasHub Gemma has no biases")
 
 
-def _to_keras(c: Config) -> Config:
+def to_keras(c: Config) -> Config:
     check_writable(c)
     return {
         "vocabulary_size": c["vocab_size"],
@@ -82,7 +82,7 @@ ENTRIES = (
 _GEMMA2_KEYS = ("use_post_ffw_norm", "use_post_attention_norm", "final_logit_soft_cap", "attention_logit_soft_cap")
 
 
-def _is_gemma1(c: Config) -> bool:
+def is_gemma1(c: Config) -> bool:
     """A ``GemmaBackbone`` config computing Gemma 1: none of Gemma 2's norms, caps and windows."""
     return not any(c.get(k) for k in _GEMMA2_KEYS) and not c.get("use_sliding_window_attention")
 
@@ -94,12 +94,12 @@ GEMMA = Family(
     base_prefix="model",
     layer="gemma_decoder_block",
     entries=(*ENTRIES, Entry("pre_ffw_norm/vars/0", "layers.{i}.post_attention_layernorm.weight")),
-    config=_to_transformers,
+    config=to_transformers,
     tokenizer="GemmaTokenizer",
     vocabulary="sentencepiece",
     tasks={"GemmaCausalLM": "GemmaForCausalLM"},
     generates=True,
-    writing=Writing("keras_hub.src.models.gemma", _to_keras, ("CausalLM",), notes=notes, tokenizer="GemmaTokenizer"),
+    writing=Writing("keras_hub.src.models.gemma", to_keras, ("CausalLM",), notes=notes, tokenizer="GemmaTokenizer"),
     lora=LoraOrder(
         1,
         (
@@ -116,5 +116,5 @@ GEMMA = Family(
             None,  # pre_attention_norm
         ),
     ),
-    claims=_is_gemma1,
+    claims=is_gemma1,
 )

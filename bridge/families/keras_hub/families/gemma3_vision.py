@@ -110,7 +110,7 @@ def _to_keras(c: Config) -> Config:
     return keras
 
 
-def _language(entry: Entry) -> Entry:
+def language(entry: Entry) -> Entry:
     return Entry(entry.source, "language_model." + entry.target, entry.kind)
 
 
@@ -122,7 +122,8 @@ def _dense(path: str, name: str) -> tuple[Entry, ...]:
 
 
 _TOWER = "vision_tower.encoder.layers.{i}"
-_VISION_LAYER = (
+# one SigLIP ViT layer of KerasHub's Gemma vision towers (Gemma 3's, PaliGemma's) under ``vision_tower.``
+VISION_LAYER = (
     *(
         e
         for k, t in (("query", "q"), ("key", "k"), ("value", "v"))
@@ -133,6 +134,27 @@ _VISION_LAYER = (
     *(e for n in (1, 2) for e in _dense(f"mlp_dense_{n}", f"{_TOWER}.mlp.fc{n}")),
 )
 
+
+def vision_tower(block: str) -> tuple[Entry, ...]:
+    """A KerasHub Gemma vision tower's embeddings and final norm (``block``: its encoder's variable path) under
+    transformers' SigLIP ``vision_tower.`` names."""
+    return (
+        *(Entry(f"{block}/encoder_layer_norm/vars/{v}", f"vision_tower.post_layernorm.{p}") for v, p in _NORM),
+        Entry(
+            f"{block}/vision_embeddings/patch_embedding/vars/0",
+            "vision_tower.embeddings.patch_embedding.weight",
+            "conv2d",
+        ),
+        Entry(f"{block}/vision_embeddings/patch_embedding/vars/1", "vision_tower.embeddings.patch_embedding.bias"),
+        Entry(
+            f"{block}/vision_embeddings/position_embedding/vars/0", "vision_tower.embeddings.position_embedding.weight"
+        ),
+    )
+
+
+# transformers' SigLIP attention-pooling head, which the Gemma vision towers do not compute
+UNKEPT_HEAD = ((r"vision_tower\.head\..*", "SigLIP's attention-pooling head, which the vision tower does not compute"),)
+
 GEMMA3_VISION = Family(
     backbone="Gemma3Backbone",
     model_type="gemma3",
@@ -140,18 +162,8 @@ GEMMA3_VISION = Family(
     base_prefix="model",
     layer="gemma3_decoder_block",
     entries=(
-        *(_language(e) for e in GEMMA3.entries),
-        *(Entry(f"{_BLOCK}/encoder_layer_norm/vars/{v}", f"vision_tower.post_layernorm.{p}") for v, p in _NORM),
-        Entry(
-            f"{_BLOCK}/vision_embeddings/patch_embedding/vars/0",
-            "vision_tower.embeddings.patch_embedding.weight",
-            "conv2d",
-        ),
-        Entry(f"{_BLOCK}/vision_embeddings/patch_embedding/vars/1", "vision_tower.embeddings.patch_embedding.bias"),
-        Entry(
-            f"{_BLOCK}/vision_embeddings/position_embedding/vars/0",
-            "vision_tower.embeddings.position_embedding.weight",
-        ),
+        *(language(e) for e in GEMMA3.entries),
+        *vision_tower(_BLOCK),
         Entry(
             f"{_VISION}/gemma3_vision_output/vision_input_projection/vars/0",
             "multi_modal_projector.mm_input_projection_weight",
@@ -161,7 +173,7 @@ GEMMA3_VISION = Family(
             "multi_modal_projector.mm_soft_emb_norm.weight",
         ),
     ),
-    stacks=(Stack(f"{_BLOCK.removeprefix('layers/')}/resblocks/gemma3_vision_encoder_layer", _VISION_LAYER),),
+    stacks=(Stack(f"{_BLOCK.removeprefix('layers/')}/resblocks/gemma3_vision_encoder_layer", VISION_LAYER),),
     config=_to_transformers,
     claims=_multimodal,
     tokenizer="GemmaTokenizer",
@@ -169,6 +181,6 @@ GEMMA3_VISION = Family(
     tasks={"Gemma3CausalLM": "Gemma3ForConditionalGeneration"},
     generates=True,
     saved=((r"^language_model\.", "language_model.model."),),
-    unkept=((r"vision_tower\.head\..*", "SigLIP's attention-pooling head, which Gemma 3 does not compute"),),
+    unkept=UNKEPT_HEAD,
     writing=Writing("keras_hub.src.models.gemma3", _to_keras, ("CausalLM",), notes=notes, tokenizer="Gemma3Tokenizer"),
 )
