@@ -13,7 +13,14 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_cli
-from tests.families.keras_hub.test_preset_writer import _loaded, _same_tensors, _saved, _to_preset, _unnamed
+from tests.families.keras_hub.test_preset_writer import (
+    _loaded,
+    _refused_as_preset,
+    _same_tensors,
+    _saved,
+    _to_preset,
+    _unnamed,
+)
 from tests.families.keras_hub.test_seq2seq_vision import _numpy
 from tests.families.keras_hub.test_verify_forward import _passes_with_forward, _verify
 from tests.families.keras_hub.test_vision_families import _nchw, _pixels
@@ -123,7 +130,7 @@ def test_unwritable_transformers_config_exits_2(transformers, torch, tmp_path, k
     src = _transformers_dir(transformers, torch, "plain", tmp_path)
     config = json.loads((src / "config.json").read_text())
     (src / "config.json").write_text(json.dumps({**config, key: value}))
-    out = run_cli("convert", str(src), "--to", "tensorflow", "--target", "keras-hub", "-o", str(tmp_path / "o"), code=2)
+    out = _refused_as_preset(src, tmp_path / "o")
     assert key in out
 
 
@@ -221,7 +228,7 @@ def test_swin_unwritable_transformers_config_exits_2(transformers, torch, tmp_pa
     src = _swin_dir(transformers, torch, tmp_path)
     config = json.loads((src / "config.json").read_text())
     (src / "config.json").write_text(json.dumps({**config, key: value}))
-    out = run_cli("convert", str(src), "--to", "tensorflow", "--target", "keras-hub", "-o", str(tmp_path / "o"), code=2)
+    out = _refused_as_preset(src, tmp_path / "o")
     assert key in out
 
 

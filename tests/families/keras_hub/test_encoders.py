@@ -13,7 +13,7 @@ import pytest
 
 import bridge
 from tests.conftest import run_cli
-from tests.families.keras_hub.test_preset_writer import _loaded, _same_tensors, _saved, _to_preset
+from tests.families.keras_hub.test_preset_writer import _loaded, _refused_as_preset, _same_tensors, _saved, _to_preset
 from tests.families.keras_hub.test_presets import _keras_hub_reads_back, _numpy, _randomized
 
 # RoBERTa pads with id 1 (transformers derives positions from it), starts with 0 and ends with 2.
@@ -375,7 +375,7 @@ def test_deberta_v2_shape_is_refused_by_name(transformers, torch, tmp_path):
         conv_kernel_size=3,
     )
     src = _saved(transformers.DebertaV2Model(config), tmp_path / "hf", torch)
-    out = run_cli("convert", str(src), "--to", "tensorflow", "--target", "keras-hub", "-o", str(tmp_path / "o"), code=2)
+    out = _refused_as_preset(src, tmp_path / "o")
     assert "conv_kernel_size" in out and not (tmp_path / "o").exists()
 
 

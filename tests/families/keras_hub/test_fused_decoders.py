@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_cli
-from tests.families.keras_hub.test_preset_writer import _loaded, _same_tensors, _saved, _to_preset, _unnamed
+from tests.families.keras_hub.test_preset_writer import (
+    _loaded,
+    _refused_as_preset,
+    _same_tensors,
+    _saved,
+    _to_preset,
+    _unnamed,
+)
 from tests.families.keras_hub.test_presets import IDS, MASK, _numpy, _randomized
 
 # KerasHub backbone -> (its causal LM, transformers' causal LM, config class, Keras sizes, transformers sizes)
@@ -133,7 +140,7 @@ def test_unwritable_config_exits_2(transformers, torch, backbone_class, key, val
     src, _ = _transformers_model(transformers, torch, backbone_class, tmp_path)
     config = json.loads((src / "config.json").read_text())
     (src / "config.json").write_text(json.dumps({**config, key: value}))
-    out = run_cli("convert", str(src), "--to", "tensorflow", "--target", "keras-hub", "-o", str(tmp_path / "o"), code=2)
+    out = _refused_as_preset(src, tmp_path / "o")
     assert key in out
 
 

@@ -13,7 +13,14 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.families.keras_hub.test_llama3_smollm import _IDS, _MASK, _logits
-from tests.families.keras_hub.test_preset_writer import _loaded, _same_tensors, _saved, _to_preset, _unnamed
+from tests.families.keras_hub.test_preset_writer import (
+    _loaded,
+    _refused_as_preset,
+    _same_tensors,
+    _saved,
+    _to_preset,
+    _unnamed,
+)
 from tests.families.keras_hub.test_presets import _numpy
 
 _TYPES = ["sliding_attention", "full_attention", "sliding_attention", "full_attention"]
@@ -119,17 +126,7 @@ def test_gemma4_preset_to_transformers_same_logits_and_round_trip(transformers, 
 def test_gemma4_unwritable_configs_exit_2(transformers, torch, extra, named, tmp_path):
     """What the preset writer does not convert is refused by name."""
     _gemma4(transformers, torch, tmp_path / "hf", **extra)
-    out = run_cli(
-        "convert",
-        str(tmp_path / "hf"),
-        "--to",
-        "tensorflow",
-        "--target",
-        "keras-hub",
-        "-o",
-        str(tmp_path / "o"),
-        code=2,
-    )
+    out = _refused_as_preset(tmp_path / "hf", tmp_path / "o")
     assert named in out
 
 
@@ -141,17 +138,7 @@ def test_gemma4_multimodal_refused_by_name(transformers, torch, tmp_path):
     )
     config = transformers.Gemma4Config(text_config=text.to_dict(), vision_config=vision.to_dict(), audio_config=None)
     _saved(transformers.Gemma4ForConditionalGeneration(config), tmp_path / "hf", torch)
-    out = run_cli(
-        "convert",
-        str(tmp_path / "hf"),
-        "--to",
-        "tensorflow",
-        "--target",
-        "keras-hub",
-        "-o",
-        str(tmp_path / "o"),
-        code=2,
-    )
+    out = _refused_as_preset(tmp_path / "hf", tmp_path / "o")
     assert "gemma4" in out
 
 

@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_cli
-from tests.families.keras_hub.test_preset_writer import _loaded, _same_tensors, _saved, _to_preset, _unnamed
+from tests.families.keras_hub.test_preset_writer import (
+    _loaded,
+    _refused_as_preset,
+    _same_tensors,
+    _saved,
+    _to_preset,
+    _unnamed,
+)
 from tests.families.keras_hub.test_presets import _numpy
 
 # Head size 8: four frequencies, wavelengths ~6, ~63, ~628 and ~6283 positions; against a pretraining length of 64
@@ -132,17 +139,7 @@ def test_other_rope_kinds_exit_2(transformers, torch, kind, tmp_path):
     config = json.loads((tmp_path / "hf/config.json").read_text())
     config["rope_parameters"] = {"rope_type": kind, "rope_theta": 10000.0, "factor": 2.0}
     (tmp_path / "hf/config.json").write_text(json.dumps(config))
-    out = run_cli(
-        "convert",
-        str(tmp_path / "hf"),
-        "--to",
-        "tensorflow",
-        "--target",
-        "keras-hub",
-        "-o",
-        str(tmp_path / "o"),
-        code=2,
-    )
+    out = _refused_as_preset(tmp_path / "hf", tmp_path / "o")
     assert f"rope_type {kind}" in out
 
 

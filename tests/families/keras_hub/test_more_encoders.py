@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_cli
-from tests.families.keras_hub.test_preset_writer import _loaded, _same_tensors, _saved, _to_preset
+from tests.families.keras_hub.test_preset_writer import _loaded, _refused_as_preset, _same_tensors, _saved, _to_preset
 from tests.families.keras_hub.test_presets import _numpy, _randomized
 
 # ESM-2 pads with id 1 (its <pad>).  KerasHub's ESMBackbone masks the keys that hold it on the torch backend only:
@@ -136,9 +136,7 @@ def test_esm_token_dropout_noted_and_absolute_refused(transformers, torch, tmp_p
     src, _ = _pt_esm(transformers, torch, tmp_path / "hf", token_dropout=True)
     assert "token_dropout" in run_cli("check", str(src), "--to", "tensorflow", "--target", "keras-hub")
     absolute, _ = _pt_esm(transformers, torch, tmp_path / "abs", position_embedding_type="absolute")
-    out = run_cli(
-        "convert", str(absolute), "--to", "tensorflow", "--target", "keras-hub", "-o", str(tmp_path / "o"), code=2
-    )
+    out = _refused_as_preset(absolute, tmp_path / "o")
     assert "position_embedding_type" in out and not (tmp_path / "o").exists()
 
 
@@ -224,7 +222,7 @@ def test_fnet_exact_gelu_refused(transformers, torch, tmp_path):
         vocab_size=30, hidden_size=8, num_hidden_layers=1, intermediate_size=16, hidden_act="gelu"
     )
     src = _saved(transformers.FNetModel(config), tmp_path / "hf", torch)
-    out = run_cli("convert", str(src), "--to", "tensorflow", "--target", "keras-hub", "-o", str(tmp_path / "o"), code=2)
+    out = _refused_as_preset(src, tmp_path / "o")
     assert "hidden_act" in out and not (tmp_path / "o").exists()
 
 
@@ -292,5 +290,5 @@ def test_xlnet_transformers_to_preset_and_back(transformers, torch, keras_hub, t
 @pytest.mark.parametrize(("key", "value"), (("attn_type", "uni"), ("bi_data", True), ("clamp_len", 4)))
 def test_xlnet_settings_keras_hub_lacks_refused(transformers, torch, key, value, tmp_path):
     src, _ = _pt_xlnet(transformers, torch, tmp_path / "hf", **{key: value})
-    out = run_cli("convert", str(src), "--to", "tensorflow", "--target", "keras-hub", "-o", str(tmp_path / "o"), code=2)
+    out = _refused_as_preset(src, tmp_path / "o")
     assert key in out and not (tmp_path / "o").exists()

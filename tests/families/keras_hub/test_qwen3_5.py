@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_cli
-from tests.families.keras_hub.test_preset_writer import _loaded, _same_tensors, _saved, _to_preset, _unnamed
+from tests.families.keras_hub.test_preset_writer import (
+    _loaded,
+    _refused_as_preset,
+    _same_tensors,
+    _saved,
+    _to_preset,
+    _unnamed,
+)
 from tests.families.keras_hub.test_presets import _numpy
 
 _TYPES = ["linear_attention", "full_attention", "linear_attention", "linear_attention"]
@@ -143,17 +150,7 @@ def test_qwen3_5_preset_to_transformers_same_logits_and_round_trip(transformers,
 def test_qwen3_5_unwritable_configs_exit_2(transformers, torch, extra, named, tmp_path):
     """What KerasHub's Qwen 3.5 does not compute is refused by name."""
     _qwen3_5(transformers, torch, tmp_path / "hf", **extra)
-    out = run_cli(
-        "convert",
-        str(tmp_path / "hf"),
-        "--to",
-        "tensorflow",
-        "--target",
-        "keras-hub",
-        "-o",
-        str(tmp_path / "o"),
-        code=2,
-    )
+    out = _refused_as_preset(tmp_path / "hf", tmp_path / "o")
     assert named in out
 
 

@@ -12,7 +12,14 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.families.keras_hub.test_llama3_smollm import _IDS, _MASK, _logits
-from tests.families.keras_hub.test_preset_writer import _loaded, _same_tensors, _saved, _to_preset, _unnamed
+from tests.families.keras_hub.test_preset_writer import (
+    _loaded,
+    _refused_as_preset,
+    _same_tensors,
+    _saved,
+    _to_preset,
+    _unnamed,
+)
 from tests.families.keras_hub.test_presets import _numpy
 
 # Four layers, the third without rotary (transformers' ``no_rope_layers`` 0 there)
@@ -116,17 +123,7 @@ def test_smollm3_preset_to_transformers_same_logits_and_round_trip(transformers,
 def test_smollm3_unwritable_configs_exit_2(transformers, torch, extra, named, tmp_path):
     """What KerasHub's SmolLM3 does not compute is refused by name."""
     _smollm3(transformers, torch, tmp_path / "hf", **extra)
-    out = run_cli(
-        "convert",
-        str(tmp_path / "hf"),
-        "--to",
-        "tensorflow",
-        "--target",
-        "keras-hub",
-        "-o",
-        str(tmp_path / "o"),
-        code=2,
-    )
+    out = _refused_as_preset(tmp_path / "hf", tmp_path / "o")
     assert named in out
 
 
@@ -266,17 +263,7 @@ def test_gpt_oss_unwritable_configs_exit_2(transformers, torch, extra, named, tm
     """What KerasHub's GPT-OSS does not compute is refused by name (transformers' default layer order, sliding
     first, among it)."""
     _gpt_oss(transformers, torch, tmp_path / "hf", **extra)
-    out = run_cli(
-        "convert",
-        str(tmp_path / "hf"),
-        "--to",
-        "tensorflow",
-        "--target",
-        "keras-hub",
-        "-o",
-        str(tmp_path / "o"),
-        code=2,
-    )
+    out = _refused_as_preset(tmp_path / "hf", tmp_path / "o")
     assert named in out
 
 
@@ -286,17 +273,7 @@ def test_gpt_oss_quantized_source_exits_2(transformers, torch, tmp_path):
     config = json.loads((tmp_path / "hf/config.json").read_text())
     config["quantization_config"] = {"quant_method": "mxfp4"}
     (tmp_path / "hf/config.json").write_text(json.dumps(config))
-    out = run_cli(
-        "convert",
-        str(tmp_path / "hf"),
-        "--to",
-        "tensorflow",
-        "--target",
-        "keras-hub",
-        "-o",
-        str(tmp_path / "o"),
-        code=2,
-    )
+    out = _refused_as_preset(tmp_path / "hf", tmp_path / "o")
     assert "quantization_config mxfp4" in out and "dequantize" in out.lower()
 
 
