@@ -65,7 +65,7 @@ def written_types(pack: RulePack) -> tuple[str, ...]:
 
 def _written_summary() -> str:
     """The layouts written today and the families each writes, for a refusal."""
-    return "; ".join(f"{p.name}: {', '.join(written_types(p)) or 'any'}" for p in tf_layouts().values())
+    return "; ".join(f"{p.name}: {', '.join(dict.fromkeys(written_types(p))) or 'any'}" for p in tf_layouts().values())
 
 
 def layout_for_family(ckpt: Checkpoint, model_type: str, target: str | None) -> RulePack:

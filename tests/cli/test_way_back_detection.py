@@ -28,13 +28,16 @@ TINY = {
 @pytest.fixture(scope="module")
 def saved(transformers, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Tiny models as transformers 5 saves them: RoBERTa (an MLM), MPNet (a sentence-transformers encoder), BERT,
-    ESM (a family no TF layout is written for yet)."""
+    ESM (a family only KerasHub presets are written for), Nystromformer (a family no TF layout is written for)."""
     folder = tmp_path_factory.mktemp("way_back")
     made = {
         "roberta": transformers.RobertaForMaskedLM(transformers.RobertaConfig(**TINY)),
         "mpnet": transformers.MPNetModel(transformers.MPNetConfig(**TINY)),
         "bert": transformers.BertForMaskedLM(transformers.BertConfig(**TINY)),
         "esm": transformers.EsmModel(transformers.EsmConfig(**TINY, pad_token_id=1)),
+        "nystromformer": transformers.NystromformerModel(
+            transformers.NystromformerConfig(**TINY, num_landmarks=4, segment_means_seq_len=20)
+        ),
         # a composite whose decoder type no fixture proves the way back of (BERT as a decoder, not GPT-2)
         "bert2bert": transformers.EncoderDecoderModel(
             config=transformers.EncoderDecoderConfig.from_encoder_decoder_configs(
@@ -65,14 +68,23 @@ def test_a_composite_with_an_unproven_tower_is_refused_by_name(saved, tmp_path) 
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("family", ["esm"])
 @pytest.mark.parametrize("target", [[], ["--target", "google-bert"]])
-def test_a_family_no_layout_writes_is_refused_by_name(saved, family: str, target: list[str]) -> None:
+def test_a_family_no_layout_writes_is_refused_by_name(saved, target: list[str]) -> None:
     # Before, the source was read with BERT's rules: "42 of 42 model tensors unmatched", rules: google-bert.
-    out = run_cli("check", str(saved[family]), "--to", "tensorflow", *target, code=2)
-    assert f"No TensorFlow layout is written for the {family} family" in out
-    assert f"model_type is `{family}`" in out and "google-bert: bert" in out  # the layouts there are, and theirs
-    assert "TensorFlow -> PyTorch (--to pytorch), from the hf-tf-generic layout" in out  # the way that works
+    out = run_cli("check", str(saved["nystromformer"]), "--to", "tensorflow", *target, code=2)
+    assert "No TensorFlow layout is written for the nystromformer family" in out
+    assert "model_type is `nystromformer`" in out and "google-bert: bert" in out  # the layouts there are
+    assert "keras-hub: bert" in out and "no pack converts nystromformer either way" in out
+    assert "unmatched" not in out and "Traceback" not in out
+
+
+def test_a_family_only_a_preset_is_written_for_takes_that_layout(saved) -> None:
+    """ESM is written back as a KerasHub preset only: that is its default layout (this rotary-less ESM-1 shape is
+    refused there by name), and another layout named for it is refused with the one that works."""
+    out = run_cli("check", str(saved["esm"]), "--to", "tensorflow", code=2)
+    assert "KerasHub preset" in out and "position_embedding_type absolute" in out
+    out = run_cli("check", str(saved["esm"]), "--to", "tensorflow", "--target", "google-bert", code=2)
+    assert "The google-bert layout is not written for the esm family" in out and "Use --target keras-hub" in out
     assert "unmatched" not in out and "Traceback" not in out
 
 
