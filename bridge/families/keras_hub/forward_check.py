@@ -243,7 +243,8 @@ def _transformers_forward(model: Any, inputs: dict[str, np.ndarray]) -> dict[str
         if hidden is None:  # a head class that is its own base (T5's): the last of its decoder's states
             base = model(**feed, output_hidden_states=True)
             hidden = (getattr(base, "decoder_hidden_states", None) or base.hidden_states)[-1]
-        out = {"hidden_states": hidden.numpy()}
+        # a feature map (a convolutional encoder's last stage) is channels first in torch, last in KerasHub
+        out = {"hidden_states": (hidden.permute(0, 2, 3, 1) if hidden.dim() == 4 else hidden).numpy()}
         encoded = getattr(base, "encoder_last_hidden_state", None)
         if encoded is not None:
             out["encoder_hidden_states"] = encoded.numpy()

@@ -106,6 +106,8 @@ def _reshaped(kind: str, shape: tuple[int, ...]) -> str:
         return "permute(2,1,0)"
     if kind == "conv2d":  # [h, w, in, out] -> [out, in, h, w]
         return "permute(3,2,0,1)"
+    if kind == "depthwise2d":  # [h, w, channels, 1] -> [channels, 1, h, w]
+        return "permute(2,3,0,1)"
     if kind == "lead1":
         return "unsqueeze(0)"
     if kind == "axis1":

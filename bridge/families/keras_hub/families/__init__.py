@@ -26,6 +26,7 @@ from bridge.families.keras_hub.families.gpt2 import GPT2
 from bridge.families.keras_hub.families.gpt_neox import GPT_NEOX
 from bridge.families.keras_hub.families.gpt_oss import GPT_OSS
 from bridge.families.keras_hub.families.metaclip_2 import METACLIP_2
+from bridge.families.keras_hub.families.mit import MIT
 from bridge.families.keras_hub.families.mixtral import MIXTRAL
 from bridge.families.keras_hub.families.moonshine import MOONSHINE
 from bridge.families.keras_hub.families.opt import OPT
@@ -92,6 +93,7 @@ FAMILIES: tuple[Family, ...] = (
     GEMMA4,
     PALI_GEMMA,
     METACLIP_2,
+    MIT,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
