@@ -253,7 +253,9 @@ def _preset_facts(folder: Path) -> tuple[dict[str, Any], list[str]]:
         return {}, []
     config = family.config(facts["backbone_config"])
     task = family.tasks.get(str(facts.get("task_class", "")))
-    if task is not None and task.endswith(("ForSequenceClassification", "ForImageClassification")):
+    if task is not None and task.endswith(
+        ("ForSequenceClassification", "ForImageClassification", "ForSemanticSegmentation")
+    ):
         num = facts.get("task_config", {}).get("num_classes")
         if isinstance(num, int):
             config["num_labels"] = num

@@ -6,7 +6,7 @@ KerasHub numbers its blocks across stages (``hierarchical_transformer_encoder_<n
 stage and block from ``layerwise_depths``.  KerasHub's Mix-FFN computes the tanh form of gelu (Keras' default), so
 a preset is written as ``gelu_pytorch_tanh`` and a model of another activation is refused.  KerasHub's
 ``SegFormerBackbone`` (the encoder with the decode head, less the classifier) has no transformers class of its own
-and is not converted here.  Names are those transformers 5's ``save_pretrained`` writes (``encoder.block``)."""
+converts as :mod:`.segformer`.  Names are those transformers 5's ``save_pretrained`` writes (``encoder.block``)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ _BLOCK_EPSILON = 1e-6  # KerasHub's HierarchicalTransformerEncoder norms (the ot
 _MLP_RATIO = 4  # KerasHub's Mix-FFN widens by four
 
 
-def _to_transformers(c: Config) -> Config:
+def mit_to_transformers(c: Config) -> Config:
     height, width, channels = c["image_shape"]
     stages = int(c["num_layers"])
     return {
@@ -40,7 +40,7 @@ def _to_transformers(c: Config) -> Config:
     }
 
 
-def _to_keras(c: Config) -> Config:
+def mit_to_keras(c: Config) -> Config:
     require(
         c,
         (
@@ -101,19 +101,20 @@ def _block(layer: str, stem: str, reduces: bool) -> tuple[Entry, ...]:
 _QKV = (("q", "query"), ("k", "key"), ("v", "value"))
 
 
-def _variant(keras: Config) -> tuple[Entry, ...]:
-    """Every stage's patch embedding, blocks (numbered across stages) and layer norm, spelled out."""
+def mit_entries(keras: Config, root: str = "layers", stem: str = "encoder") -> tuple[Entry, ...]:
+    """Every stage's patch embedding, blocks (numbered across stages) and layer norm, spelled out, of a MiT whose
+    layers lie under ``root`` (a SegFormerBackbone nests its encoder) and whose transformers names begin ``stem``."""
     entries: list[Entry] = []
     n = 0
     for s, depth in enumerate(keras["layerwise_depths"]):
-        embed = f"layers/{_numbered('overlapping_patching_and_embedding', s)}"
-        entries += _pair(f"{embed}/proj", f"encoder.patch_embeddings.{s}.proj", "conv2d")
-        entries += _pair(f"{embed}/norm", f"encoder.patch_embeddings.{s}.layer_norm")
+        embed = f"{root}/{_numbered('overlapping_patching_and_embedding', s)}"
+        entries += _pair(f"{embed}/proj", f"{stem}.patch_embeddings.{s}.proj", "conv2d")
+        entries += _pair(f"{embed}/norm", f"{stem}.patch_embeddings.{s}.layer_norm")
         for b in range(depth):
-            layer = f"layers/{_numbered('hierarchical_transformer_encoder', n)}"
-            entries += _block(layer, f"encoder.block.{s}.{b}", int(keras["layerwise_sr_ratios"][s]) > 1)
+            layer = f"{root}/{_numbered('hierarchical_transformer_encoder', n)}"
+            entries += _block(layer, f"{stem}.block.{s}.{b}", int(keras["layerwise_sr_ratios"][s]) > 1)
             n += 1
-        entries += _pair(f"layers/{_numbered('layer_normalization', s)}", f"encoder.layer_norm.{s}")
+        entries += _pair(f"{root}/{_numbered('layer_normalization', s)}", f"{stem}.layer_norm.{s}")
     return tuple(entries)
 
 
@@ -124,8 +125,10 @@ MIT = Family(
     base_prefix="segformer",
     layer="hierarchical_transformer_encoder",  # unused: every block is spelled out by the variant
     entries=(),
-    config=_to_transformers,
-    writing=Writing("keras_hub.src.models.mit", _to_keras, ("ImageClassifier",), files={"MiTBackbone": "mit_backbone"}),
-    variant=_variant,
+    config=mit_to_transformers,
+    writing=Writing(
+        "keras_hub.src.models.mit", mit_to_keras, ("ImageClassifier",), files={"MiTBackbone": "mit_backbone"}
+    ),
+    variant=mit_entries,
     saved_names=True,  # transformers 5 renames them on loading (``stages.{s}.blocks.{b}``)
 )
