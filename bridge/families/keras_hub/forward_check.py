@@ -103,6 +103,7 @@ def keras_hub_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
         keras_out["logits"] = keras_side.convert_to_numpy(keras_side.task(keras_in, training=False))
     elif "logits" in pt_out:
         report.notes.append(f"logits not compared: KerasHub has no head beside the {keras_side.described}")
+    _align_maps(report, keras_out, pt_out)
     compared = [name for name in pt_out if name in keras_out]
     keras_out = {name: _real_tokens(keras_out[name], _real_mask(name, inputs)) for name in compared}
     pt_out = {name: _real_tokens(pt_out[name], _real_mask(name, inputs)) for name in compared}
@@ -207,6 +208,40 @@ def _padded_ids(rng: Any, batch: int, seq: int, vocab: int, config: Any) -> tupl
     return np.where(mask == 1, drawn + (drawn >= pad), fill).astype(np.int64), mask
 
 
+def _align_maps(report: VerifyReport, keras_out: dict[str, np.ndarray], pt_out: dict[str, np.ndarray]) -> None:
+    """A segmentation map KerasHub's task resizes to the image (channels last) and transformers leaves smaller
+    (channels first): transformers' resized bilinearly (half-pixel centres, as Keras' ``Resizing``) to compare.
+    Where those logits are compared, a backbone output of another shape than transformers' base model's (a backbone
+    that ends in a decode head) is left out, said in a note."""
+    keras_map, pt_map = keras_out.get("logits"), pt_out.get("logits")
+    if (
+        keras_map is None
+        or pt_map is None
+        or keras_map.ndim != 4
+        or pt_map.ndim != 4
+        or keras_map.shape == pt_map.shape
+    ):
+        return
+    if keras_map.shape[3] != pt_map.shape[1]:
+        return
+    import torch
+
+    size = keras_map.shape[1:3]
+    resized = torch.nn.functional.interpolate(torch.from_numpy(pt_map), size=size, mode="bilinear", align_corners=False)
+    pt_out["logits"] = resized.permute(0, 2, 3, 1).numpy()
+    report.notes.append(
+        f"logits: transformers' {'x'.join(map(str, pt_map.shape[2:]))} map resized to KerasHub's "
+        f"{'x'.join(map(str, size))} (bilinear) before comparing"
+    )
+    hidden, base = keras_out.get("hidden_states"), pt_out.get("hidden_states")
+    if hidden is not None and base is not None and hidden.shape != base.shape:
+        del keras_out["hidden_states"]
+        report.notes.append(
+            f"hidden_states not compared: KerasHub's backbone output {hidden.shape} is not transformers' base "
+            f"model's last hidden state {base.shape}; the logits cover it"
+        )
+
+
 def _keras_value(value: np.ndarray, spec: _Input) -> np.ndarray:
     if spec.channel:
         return np.ascontiguousarray(value[..., None])
@@ -243,7 +278,8 @@ def _transformers_forward(model: Any, inputs: dict[str, np.ndarray]) -> dict[str
         if hidden is None:  # a head class that is its own base (T5's): the last of its decoder's states
             base = model(**feed, output_hidden_states=True)
             hidden = (getattr(base, "decoder_hidden_states", None) or base.hidden_states)[-1]
-        out = {"hidden_states": hidden.numpy()}
+        # a feature map (a convolutional encoder's last stage) is channels first in torch, last in KerasHub
+        out = {"hidden_states": (hidden.permute(0, 2, 3, 1) if hidden.dim() == 4 else hidden).numpy()}
         encoded = getattr(base, "encoder_last_hidden_state", None)
         if encoded is not None:
             out["encoder_hidden_states"] = encoded.numpy()

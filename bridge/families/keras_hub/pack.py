@@ -106,6 +106,8 @@ def _reshaped(kind: str, shape: tuple[int, ...]) -> str:
         return "permute(2,1,0)"
     if kind == "conv2d":  # [h, w, in, out] -> [out, in, h, w]
         return "permute(3,2,0,1)"
+    if kind == "depthwise2d":  # [h, w, channels, 1] -> [channels, 1, h, w]
+        return "permute(2,3,0,1)"
     if kind == "lead1":
         return "unsqueeze(0)"
     if kind == "axis1":
@@ -251,7 +253,9 @@ def _preset_facts(folder: Path) -> tuple[dict[str, Any], list[str]]:
         return {}, []
     config = family.config(facts["backbone_config"])
     task = family.tasks.get(str(facts.get("task_class", "")))
-    if task is not None and task.endswith(("ForSequenceClassification", "ForImageClassification")):
+    if task is not None and task.endswith(
+        ("ForSequenceClassification", "ForImageClassification", "ForSemanticSegmentation")
+    ):
         num = facts.get("task_config", {}).get("num_classes")
         if isinstance(num, int):
             config["num_labels"] = num

@@ -25,8 +25,9 @@ expert on disk.
 ``rows+k``: transformers' tensor has ``k`` leading rows more than KerasHub's (RoBERTa's position table, two rows for
 its padding offset): zeros on the way in, dropped on the way out (they are read only at padding positions).
 ``conv1d`` (Keras ``[width, in, out]`` -> torch ``[out, in, width]``), ``conv2d`` (``[h, w, in, out]`` -> ``[out,
-in, h, w]``), ``lead1`` (a leading axis of one more on transformers' side), ``axis1`` (an axis of one more at
-position 1 on transformers' side: a depthwise ``Conv1d``'s ``[channels, 1, width]``).  An entry with ``held`` is
+in, h, w]``), ``depthwise2d`` (a depthwise kernel ``[h, w, channels, 1]`` -> ``[channels, 1, h, w]``), ``lead1``
+(a leading axis of one more on transformers' side), ``axis1`` (an axis of one more at position 1 on transformers'
+side: a depthwise ``Conv1d``'s ``[channels, 1, width]``).  An entry with ``held`` is
 held by only the layers of its class that predicate picks from the Keras config (a hybrid backbone's layer
 types: its linear-attention layers lack the full-attention variables and the other way round).  A family's layer
 classes (``layer`` with ``entries``, then its ``stacks``: an encoder-decoder's decoder blocks) may be nested paths

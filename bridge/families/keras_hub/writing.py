@@ -124,6 +124,8 @@ def _tf_shape(kind: str, shape: tuple[int, ...], head_dim: int, keras: Config) -
         return shape[::-1]
     if kind == "conv2d":  # [out, in, h, w] -> [h, w, in, out]
         return (shape[2], shape[3], shape[1], shape[0])
+    if kind == "depthwise2d":  # [channels, 1, h, w] -> [h, w, channels, 1]
+        return (shape[2], shape[3], shape[0], shape[1])
     if kind == "lead1":
         return shape[1:]
     if kind == "axis1":

@@ -26,6 +26,7 @@ from bridge.families.keras_hub.families.gpt2 import GPT2
 from bridge.families.keras_hub.families.gpt_neox import GPT_NEOX
 from bridge.families.keras_hub.families.gpt_oss import GPT_OSS
 from bridge.families.keras_hub.families.metaclip_2 import METACLIP_2
+from bridge.families.keras_hub.families.mit import MIT
 from bridge.families.keras_hub.families.mixtral import MIXTRAL
 from bridge.families.keras_hub.families.moonshine import MOONSHINE
 from bridge.families.keras_hub.families.opt import OPT
@@ -34,6 +35,7 @@ from bridge.families.keras_hub.families.phi3 import PHI3
 from bridge.families.keras_hub.families.qwen3_5 import QWEN3_5
 from bridge.families.keras_hub.families.qwen_moe import QWEN2_MOE, QWEN3_MOE
 from bridge.families.keras_hub.families.roberta import ROBERTA, XLM_ROBERTA
+from bridge.families.keras_hub.families.segformer import SEGFORMER
 from bridge.families.keras_hub.families.siglip import SIGLIP
 from bridge.families.keras_hub.families.smollm3 import SMOLLM3
 from bridge.families.keras_hub.families.swin import SWIN
@@ -92,6 +94,8 @@ FAMILIES: tuple[Family, ...] = (
     GEMMA4,
     PALI_GEMMA,
     METACLIP_2,
+    MIT,
+    SEGFORMER,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
