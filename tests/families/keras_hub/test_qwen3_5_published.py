@@ -172,3 +172,14 @@ def test_qwen3_5_moe_unwritable_configs_exit_2(transformers, torch, extra, named
     """What KerasHub's Qwen 3.5 MoE does not compute is refused by name."""
     _moe(transformers, torch, tmp_path / "hf", **extra)
     assert named in _refused_as_preset(tmp_path / "hf", tmp_path / "o")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("make", [_published, _moe], ids=["published", "moe"])
+def test_qwen3_5_published_and_moe_verify_run_both_forwards(transformers, torch, keras_hub, make, tmp_path):
+    """``bridge verify TRANSFORMERS_DIR PRESET`` runs both forwards and passes: the multimodal model fed text as a
+    language model (not as a dual-tower one), the MoE with its routing."""
+    src = tmp_path / "hf"
+    make(transformers, torch, src)
+    out = run_cli("verify", str(src), str(_to_preset(src, tmp_path / "preset")))
+    assert "forward logits" in out and "verdict: PASS" in out
