@@ -92,8 +92,10 @@ def keras_hub_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
             f"this check feeds {', '.join(sorted(_INPUTS))} only"
         )
         return
-    # a dual-tower model (CLIP's): its towers' configs size the inputs, and its image-text logits are compared
-    dual = sum(hasattr(model.config, key) for key in ("text_config", "vision_config", "audio_config")) > 1
+    # a dual-tower model (CLIP's): its towers' configs size the inputs, and its image-text logits are compared; a
+    # language model with a vision tower (its head over the vocabulary) is fed text as any language model
+    towers = sum(hasattr(model.config, key) for key in ("text_config", "vision_config", "audio_config"))
+    dual = towers > 1 and not lm_head
     inputs = _inputs(model, ctx, {_INPUTS[name].argument for name in names}, dual=dual)
     feed = {name: _keras_value(inputs[_INPUTS[name].argument], _INPUTS[name]) for name in names}
     keras_in = feed if isinstance(keras_side.backbone.input, dict) else feed[names[0]]

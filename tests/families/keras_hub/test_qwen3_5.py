@@ -55,6 +55,7 @@ def _qwen3_5(transformers: Any, torch: Any, folder: Path, **extra: Any) -> Any:
     config = transformers.Qwen3_5TextConfig(**(_TEXT | extra))
     model = transformers.Qwen3_5ForCausalLM(config)
     _saved(model, folder, torch)
+    generator = torch.Generator().manual_seed(0)  # fixed decays: the same float32 error on every run
     with torch.no_grad():  # smaller matrices and decays: the delta rule's float32 error, within either library
         # (transformers' chunked vs its recurrent form), reaches 3e-5 on logits of 12 with every weight N(0, 0.5),
         # like the error of full attention on such logits
@@ -62,7 +63,7 @@ def _qwen3_5(transformers: Any, torch: Any, folder: Path, **extra: Any) -> Any:
             if p.ndim > 1:
                 p.mul_(0.4)
             if name.endswith("A_log"):
-                p.copy_(torch.empty_like(p).uniform_(0.05, 0.5).log())
+                p.copy_(torch.empty_like(p).uniform_(0.05, 0.5, generator=generator).log())
         model.model.norm.weight.mul_(0.1).sub_(0.8)  # a scale about 0.2: logits of about 1
     model.save_pretrained(folder)
     return model

@@ -32,7 +32,8 @@ from bridge.families.keras_hub.families.moonshine import MOONSHINE
 from bridge.families.keras_hub.families.opt import OPT
 from bridge.families.keras_hub.families.pali_gemma import PALI_GEMMA
 from bridge.families.keras_hub.families.phi3 import PHI3
-from bridge.families.keras_hub.families.qwen3_5 import QWEN3_5
+from bridge.families.keras_hub.families.qwen3_5 import QWEN3_5, QWEN3_5_PUBLISHED
+from bridge.families.keras_hub.families.qwen3_5_moe import QWEN3_5_MOE
 from bridge.families.keras_hub.families.qwen_moe import QWEN2_MOE, QWEN3_MOE
 from bridge.families.keras_hub.families.roberta import ROBERTA, XLM_ROBERTA
 from bridge.families.keras_hub.families.segformer import SEGFORMER
@@ -96,6 +97,8 @@ FAMILIES: tuple[Family, ...] = (
     METACLIP_2,
     MIT,
     SEGFORMER,
+    QWEN3_5_PUBLISHED,
+    QWEN3_5_MOE,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}

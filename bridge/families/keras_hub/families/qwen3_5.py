@@ -7,6 +7,7 @@ values copy unchanged."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from bridge.core.errors import UsageError
@@ -32,17 +33,22 @@ def _types(keras: Config) -> list[str]:
     return list(types) if types else [_DELTA if (i + 1) % 4 else _FULL for i in range(int(keras["num_layers"]))]
 
 
+def feedforward(path: str, module: str) -> tuple[Entry, ...]:
+    """A gated SiLU feed-forward (KerasHub's ``path``: its three dense layers) under transformers' ``module``."""
+    return tuple(
+        Entry(f"{path}_feedforward_{k}_dense/vars/0", f"{module}.{p}_proj.weight", "dense")
+        for k, p in (("gate", "gate"), ("intermediate", "up"), ("output", "down"))
+    )
+
+
 _full, _delta = _of_type(_FULL), _of_type(_DELTA)
-_ENTRIES = (
+# the embeddings, the output projection, the final norm and every layer but its feed-forward: shared with Qwen 3.5 MoE
+BLOCK = (
     Entry("layers/reversible_embedding/vars/0", "embed_tokens.weight"),
     Entry(_TIED, "lm_head.weight", "dense"),
     Entry("layers/qwen3_5_layer_norm/vars/0", "norm.weight"),
     Entry("_input_layernorm/vars/0", "layers.{i}.input_layernorm.weight"),
     Entry("_post_attention_layernorm/vars/0", "layers.{i}.post_attention_layernorm.weight"),
-    *(
-        Entry(f"_feedforward_{k}_dense/vars/0", f"layers.{{i}}.mlp.{p}_proj.weight", "dense")
-        for k, p in (("gate", "gate"), ("intermediate", "up"), ("output", "down"))
-    ),
     # per head its query then its output gate, head_dim each, in both libraries
     Entry(f"{_ATTN}/_query_dense/vars/0", "layers.{i}.self_attn.q_proj.weight", "heads_in*2", held=_full),
     *(
@@ -63,9 +69,11 @@ _ENTRIES = (
     ),
     Entry(f"{_LINEAR}/norm/vars/0", "layers.{i}.linear_attn.norm.weight", held=_delta),
 )
+_ENTRIES = (*BLOCK, *feedforward("", "layers.{i}.mlp"))
 
 
-def _to_keras(c: Config) -> Config:
+def keras_common(c: Config) -> Config:
+    """The Keras config of a transformers Qwen 3.5 text config (MoE or not) but for its feed-forward sizes."""
     require(
         c,
         (
@@ -92,7 +100,6 @@ def _to_keras(c: Config) -> Config:
         "num_query_heads": c["num_attention_heads"],
         "hidden_dim": c["hidden_size"],
         "head_dim": c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"],
-        "intermediate_dim": c["intermediate_size"],
         "layer_types": types,
         "partial_rotary_factor": rope.get("partial_rotary_factor", c.get("partial_rotary_factor", 0.25)),
         "rope_max_wavelength": rope_theta(c),
@@ -112,10 +119,15 @@ def _to_keras(c: Config) -> Config:
     }
 
 
-def _to_transformers(c: Config) -> Config:
+def _to_keras(c: Config) -> Config:
+    return keras_common(c) | {"intermediate_dim": c["intermediate_size"]}
+
+
+def transformers_common(c: Config, model_type: str) -> Config:
+    """The transformers config of a Qwen 3.5 preset's Keras config (MoE or not) but for its feed-forward sizes."""
     if c.get("vision_encoder"):
         raise UsageError(
-            "This KerasHub Qwen 3.5 preset cannot be written for transformers' qwen3_5_text",
+            f"This KerasHub Qwen 3.5 preset cannot be written for transformers' {model_type}",
             detail="it has a vision_encoder",
             hint="Only text-only Qwen 3.5 presets convert",
         )
@@ -128,14 +140,13 @@ def _to_transformers(c: Config) -> Config:
     window = c.get("sliding_window_size")
     theta = c.get("rope_max_wavelength", 10000)
     return {
-        "model_type": "qwen3_5_text",
+        "model_type": model_type,
         "vocab_size": c["vocabulary_size"],
         "hidden_size": c["hidden_dim"],
         "num_hidden_layers": c["num_layers"],
         "num_attention_heads": c["num_query_heads"],
         "num_key_value_heads": c["num_key_value_heads"],
         "head_dim": c["head_dim"],
-        "intermediate_size": c["intermediate_dim"],
         "hidden_act": "silu",
         "rms_norm_eps": c.get("layer_norm_epsilon", 1e-6),
         "attention_bias": False,
@@ -157,6 +168,10 @@ def _to_transformers(c: Config) -> Config:
     }
 
 
+def _to_transformers(c: Config) -> Config:
+    return transformers_common(c, "qwen3_5_text") | {"intermediate_size": c["intermediate_dim"]}
+
+
 QWEN3_5 = Family(
     backbone="Qwen3_5Backbone",
     model_type="qwen3_5_text",
@@ -174,6 +189,52 @@ QWEN3_5 = Family(
         _to_keras,
         ("CausalLM",),
         _TIED,
+        tokenizer="Qwen3_5Tokenizer",
+        tokenizer_config={"unsplittable_tokens": ["<|endoftext|>"]},
+    ),
+)
+
+
+def language_model(entry: Entry) -> Entry:
+    """A text family's entry as a multimodal transformers model names it: under ``language_model.`` but for the
+    output projection, which the multimodal model keeps at its top level (beside the base prefix)."""
+    return entry if entry.target.startswith("lm_head.") else replace(entry, target="language_model." + entry.target)
+
+
+def published_text(c: Config) -> Config:
+    """A multimodal transformers config's text settings (``text_config``) with its top-level output tying."""
+    return {
+        **(c.get("text_config") or {}),
+        "model_type": c.get("model_type"),
+        "tie_word_embeddings": c.get("tie_word_embeddings", False),
+    }
+
+
+_VISION_NOTE = "the vision tower (model.visual.*) is not converted: the preset holds the language model alone"
+
+# The published Qwen 3.5 checkpoints: transformers' multimodal ``qwen3_5`` (Qwen3_5ForConditionalGeneration), the text
+# model under ``model.language_model.`` and a vision tower under ``model.visual.`` that the preset leaves out.  Read
+# only: a preset is written back as text-only ``qwen3_5_text`` (QWEN3_5 claims it).
+QWEN3_5_PUBLISHED = Family(
+    backbone="Qwen3_5Backbone",
+    model_type="qwen3_5",
+    base_class="Qwen3_5Model",
+    base_prefix="model",
+    layer=_LAYER,
+    entries=tuple(language_model(e) for e in _ENTRIES),
+    config=_to_transformers,
+    claims=lambda keras: False,
+    tasks={"Qwen3_5CausalLM": "Qwen3_5ForConditionalGeneration"},
+    generates=True,
+    tokenizer="Qwen2Tokenizer",
+    vocabulary="bpe",
+    unkept=((r"visual\..*", "Qwen 3.5's vision tower, which a preset of the language model leaves out"),),
+    writing=Writing(
+        "keras_hub.src.models.qwen3_5",
+        lambda c: _to_keras(published_text(c)),
+        ("CausalLM",),
+        _TIED,
+        notes=lambda c: [_VISION_NOTE] if c.get("vision_config") else [],
         tokenizer="Qwen3_5Tokenizer",
         tokenizer_config={"unsplittable_tokens": ["<|endoftext|>"]},
     ),
