@@ -22,6 +22,7 @@ from tests.families.keras_hub.test_preset_writer import (
     _unnamed,
 )
 from tests.families.keras_hub.test_seq2seq_vision import _numpy
+from tests.families.keras_hub.test_verify_forward import _passes_with_forward, _verify
 from tests.families.keras_hub.test_vision_families import _nchw, _same_but_interpolated
 
 pytestmark = pytest.mark.slow  # KerasHub and transformers models built and run
@@ -178,3 +179,27 @@ def test_unwritable_encoder_config_exits_2(transformers, torch, tmp_path, key, v
     config["backbone_config"][key] = value
     (src / "config.json").write_text(json.dumps(config))
     assert key in _refused_as_preset(src, tmp_path / "o")
+
+
+def test_verify_compares_predicted_depth(transformers, torch, keras_hub, tmp_path):
+    """The estimator's depth against transformers' (channels last), both ways; a backbone alone (its head's last
+    activation left to the task) says the depth was not compared."""
+    preset = _preset(keras_hub, tmp_path, "metric")
+    run_cli("convert", str(preset), "--to", "pytorch", "-o", str(tmp_path / "pt"))
+    described = "DepthAnythingBackbone + DepthAnythingDepthEstimator"
+    _passes_with_forward(_verify(preset, tmp_path / "pt"), described, {"predicted_depth"})
+    src = _hf_dir(transformers, torch, tmp_path)
+    _passes_with_forward(_verify(src, _to_preset(src, tmp_path / "written")), described, {"predicted_depth"})
+    alone = tmp_path / "alone"
+    keras_hub.models.Backbone.from_preset(str(preset)).save_to_preset(str(alone))
+    report = _verify(alone, tmp_path / "pt")
+    assert any(n.startswith("predicted_depth not compared") for n in report["notes"]), report["notes"]
+
+
+def test_fractional_max_depth_exits_2(keras_hub, tmp_path):
+    """transformers 5's DepthAnythingConfig holds a whole max_depth only: a metric estimator of 20.5 is refused."""
+    preset = _preset(keras_hub, tmp_path, "metric")
+    task = json.loads((preset / "task.json").read_text())
+    task["config"]["max_depth"] = 20.5
+    (preset / "task.json").write_text(json.dumps(task))
+    assert "max_depth" in run_cli("convert", str(preset), "--to", "pytorch", "-o", str(tmp_path / "pt"), code=2)
