@@ -56,6 +56,7 @@ _KERAS_OUTPUTS = {
     "encoder_sequence_output": "encoder_hidden_states",
     "vision_logits": "logits_per_image",  # a dual-tower backbone's image-text similarities
     "text_logits": "logits_per_text",
+    "depths": "predicted_depth",  # a depth estimator's map, channels last
 }
 
 
@@ -101,7 +102,15 @@ def keras_hub_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
     keras_in = feed if isinstance(keras_side.backbone.input, dict) else feed[names[0]]
     pt_out = _pair_forward(model, inputs) if dual else _transformers_forward(model, inputs)
     keras_out = _keras_outputs(keras_side.backbone(keras_in, training=False), keras_side.convert_to_numpy)
-    if keras_side.task is not None and "logits" in pt_out:
+    if "predicted_depth" in pt_out:  # a depth estimator: the task's activation ends the head
+        if keras_side.task is not None:
+            keras_out = _keras_outputs(keras_side.task(keras_in, training=False), keras_side.convert_to_numpy)
+        else:
+            report.notes.append(
+                f"predicted_depth not compared: the {keras_side.described} leaves the head's last activation to its "
+                "depth estimator task"
+            )
+    elif keras_side.task is not None and "logits" in pt_out:
         keras_out["logits"] = keras_side.convert_to_numpy(keras_side.task(keras_in, training=False))
     elif "logits" in pt_out:
         report.notes.append(f"logits not compared: KerasHub has no head beside the {keras_side.described}")
@@ -156,9 +165,10 @@ def _inputs(model: Any, ctx: ForwardContext, arguments: set[str], *, dual: bool 
         kinds = max(1, int(getattr(config, "type_vocab_size", 1) or 1))
         inputs["token_type_ids"] = rng.integers(0, kinds, inputs["input_ids"].shape).astype(np.int64)
     if "pixel_values" in arguments:
-        side = config.image_size
+        sizing = config if hasattr(config, "image_size") else config.backbone_config  # a head over a backbone's
+        side = sizing.image_size
         height, width = (side, side) if isinstance(side, int) else side
-        inputs["pixel_values"] = rng.normal(size=(ctx.batch, config.num_channels, height, width)).astype(np.float32)
+        inputs["pixel_values"] = rng.normal(size=(ctx.batch, sizing.num_channels, height, width)).astype(np.float32)
     if "input_features" in arguments:  # the frames the encoder takes: its positions before two stride-2 halvings
         frames = 2 * int(config.max_source_positions)
         inputs["input_features"] = rng.normal(size=(ctx.batch, config.num_mel_bins, frames)).astype(np.float32)
@@ -275,6 +285,8 @@ def _transformers_forward(model: Any, inputs: dict[str, np.ndarray]) -> dict[str
 
     feed = {name: torch.from_numpy(value) for name, value in inputs.items()}
     with torch.no_grad():
+        if type(model).__name__.endswith("ForDepthEstimation"):  # its one output, [batch, height, width]
+            return {"predicted_depth": model(**feed).predicted_depth[..., None].numpy()}  # channels last as KerasHub's
         base = _base_of(model)(**feed)
         hidden = getattr(base, "last_hidden_state", None)
         if hidden is None:  # a head class that is its own base (T5's): the last of its decoder's states

@@ -259,6 +259,8 @@ def _preset_facts(folder: Path) -> tuple[dict[str, Any], list[str]]:
         num = facts.get("task_config", {}).get("num_classes")
         if isinstance(num, int):
             config["num_labels"] = num
+    if task is not None and family.task_settings is not None:
+        config |= family.task_settings(facts.get("task_config", {}))
     chosen = task or (next(iter(family.tasks.values())) if family.generates and family.tasks else family.base_class)
     config["architectures"] = [chosen]
     return config, [f"config from the preset's {facts['backbone_class']} config"]

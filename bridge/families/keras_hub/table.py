@@ -243,6 +243,8 @@ class Family:
     entries: tuple[Entry, ...]
     config: Callable[[Config], Config]  # the backbone's Keras config -> transformers config.json
     tasks: dict[str, str] = field(default_factory=dict)  # KerasHub task class -> transformers class
+    # a task's own Keras config -> the transformers config keys it sets (a depth estimator's activation)
+    task_settings: Callable[[Config], Config] | None = None
     task_entries: tuple[Entry, ...] = ()  # over ``task/``-prefixed paths
     generates: bool = False
     tokenizer: str = ""  # transformers' tokenizer class reading the preset's vocabulary, where it has one

@@ -10,6 +10,7 @@ from bridge.families.keras_hub.families.clip import CLIP
 from bridge.families.keras_hub.families.deberta_v3 import DEBERTA_V3
 from bridge.families.keras_hub.families.decoder import LLAMA, LLAMA3, MISTRAL, QWEN2, QWEN3
 from bridge.families.keras_hub.families.deit import DEIT
+from bridge.families.keras_hub.families.depth_anything import DEPTH_ANYTHING
 from bridge.families.keras_hub.families.dinov2 import DINOV2
 from bridge.families.keras_hub.families.dinov3 import DINOV3
 from bridge.families.keras_hub.families.distilbert import DISTILBERT
@@ -99,6 +100,7 @@ FAMILIES: tuple[Family, ...] = (
     SEGFORMER,
     QWEN3_5_PUBLISHED,
     QWEN3_5_MOE,
+    DEPTH_ANYTHING,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
