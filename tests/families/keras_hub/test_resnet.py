@@ -212,4 +212,4 @@ def test_verify_runs_both_forwards(transformers, torch, keras_hub, tmp_path):
     _passes_with_forward(_verify(preset, tmp_path / "pt"), "ResNetBackbone", {"hidden_states"})
     src = _hf_dir(transformers, torch, tmp_path, "basic", task=True)
     written = _to_preset(src, tmp_path / "written")
-    _passes_with_forward(_verify(src, written), "ResNetBackbone", {"hidden_states"})
+    _passes_with_forward(_verify(src, written), "ResNetBackbone + ResNetImageClassifier", {"hidden_states", "logits"})

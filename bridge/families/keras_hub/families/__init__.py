@@ -35,8 +35,8 @@ from bridge.families.keras_hub.families.pali_gemma import PALI_GEMMA
 from bridge.families.keras_hub.families.phi3 import PHI3
 from bridge.families.keras_hub.families.qwen3_5 import QWEN3_5, QWEN3_5_PUBLISHED
 from bridge.families.keras_hub.families.qwen3_5_moe import QWEN3_5_MOE
-from bridge.families.keras_hub.families.resnet import RESNET
 from bridge.families.keras_hub.families.qwen_moe import QWEN2_MOE, QWEN3_MOE
+from bridge.families.keras_hub.families.resnet import RESNET
 from bridge.families.keras_hub.families.roberta import ROBERTA, XLM_ROBERTA
 from bridge.families.keras_hub.families.segformer import SEGFORMER
 from bridge.families.keras_hub.families.siglip import SIGLIP

@@ -163,8 +163,6 @@ RESNET = Family(
         task_configs={"ResNetImageClassifier": _classifier},
         files={"ResNetBackbone": "resnet_backbone", "ResNetImageClassifier": "resnet_image_classifier"},
     ),
-    unkept=(
-        (r".*normalization\.num_batches_tracked", "each batch norm's step count, read only in training"),
-    ),
+    unkept=((r".*normalization\.num_batches_tracked", "each batch norm's step count, read only in training"),),
     variant=_variant,
 )
