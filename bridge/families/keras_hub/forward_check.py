@@ -48,6 +48,7 @@ _INPUTS = {
     "encoder_input_values": _Input("input_values", channel=True),  # raw audio samples
     "position_ids": _Input("position_ids"),  # a backbone taking them as an input (Gemma 4): 0, 1, ... in each row
 }
+_ANY_IMAGE_SIZE = 64  # the images fed a convolutional network, which takes any size
 _AUDIO_SAMPLES = 4000  # a quarter second at 16 kHz: a few frames after any raw-audio front end's strides
 # KerasHub's per-token outputs -> the compared output of the same values
 _KERAS_OUTPUTS = {
@@ -165,8 +166,10 @@ def _inputs(model: Any, ctx: ForwardContext, arguments: set[str], *, dual: bool 
         kinds = max(1, int(getattr(config, "type_vocab_size", 1) or 1))
         inputs["token_type_ids"] = rng.integers(0, kinds, inputs["input_ids"].shape).astype(np.int64)
     if "pixel_values" in arguments:
-        sizing = config if hasattr(config, "image_size") else config.backbone_config  # a head over a backbone's
-        side = sizing.image_size
+        # a head over a backbone's sizes its images by the backbone's config
+        own = hasattr(config, "image_size") or not hasattr(config, "backbone_config")
+        sizing = config if own else config.backbone_config
+        side = getattr(sizing, "image_size", _ANY_IMAGE_SIZE)  # a convolutional network's: any size
         height, width = (side, side) if isinstance(side, int) else side
         inputs["pixel_values"] = rng.normal(size=(ctx.batch, sizing.num_channels, height, width)).astype(np.float32)
     if "input_features" in arguments:  # the frames the encoder takes: its positions before two stride-2 halvings
