@@ -20,6 +20,8 @@ _GQA = {"num_query_heads": 4, "num_key_value_heads": 2, "hidden_dim": 16, "inter
 _MHA = {"num_heads": 2, "hidden_dim": 16, "intermediate_dim": 32, "max_sequence_length": 16}
 _GEMMA2 = {"use_post_ffw_norm": True, "use_post_attention_norm": True, "final_logit_soft_cap": 3.0}
 _GEMMA2 |= {"attention_logit_soft_cap": 5.0, "use_sliding_window_attention": True, "sliding_window_size": 3}
+_GEMMA3 = {"head_dim": 4, "image_size": 16, "vision_encoder": None, "use_post_ffw_norm": True}
+_GEMMA3 |= {"use_post_attention_norm": True, "use_sliding_window_attention": True, "sliding_window_size": 3}
 # a case: (KerasHub backbone class, its tiny config, transformers' model_type: the LoRA layout's key)
 CASES: dict[str, tuple[str, dict[str, Any], str]] = {
     "llama": ("LlamaBackbone", _GQA, "llama"),
@@ -28,6 +30,7 @@ CASES: dict[str, tuple[str, dict[str, Any], str]] = {
     "qwen3": ("Qwen3Backbone", _GQA | {"head_dim": 4, "layer_norm_epsilon": 1e-5}, "qwen3"),  # q/k norms
     "gemma": ("GemmaBackbone", _GQA | {"head_dim": 4}, "gemma"),
     "gemma2": ("GemmaBackbone", _GQA | {"head_dim": 4} | _GEMMA2, "gemma2"),  # Gemma 1's class, more norms
+    "gemma3_text": ("Gemma3Backbone", _GQA | _GEMMA3, "gemma3_text"),  # query/key norms inside the attention
     "bert": ("BertBackbone", _MHA, "bert"),
     "distilbert": ("DistilBertBackbone", _MHA, "distilbert"),
     "roberta": ("RobertaBackbone", _MHA, "roberta"),
