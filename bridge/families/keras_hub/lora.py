@@ -45,10 +45,13 @@ class Layout:
     before: int | Callable[[dict[str, Any]], int]
     block: tuple[Site | None, ...]
     counts: tuple[str, str, str]
+    fan_in_fan_out: bool = False
 
 
 LAYOUTS: dict[str, Layout] = {
-    f.model_type: Layout(f, f.lora.before, f.lora.block, f.lora.counts) for f in FAMILIES if f.lora is not None
+    f.model_type: Layout(f, f.lora.before, f.lora.block, f.lora.counts, f.lora.fan_in_fan_out)
+    for f in FAMILIES
+    if f.lora is not None
 }
 
 
@@ -62,6 +65,7 @@ class Slot:
     kind: str
     heads: int
     refused: str = ""  # why a LoRA here does not convert (LoraSite.refused)
+    part: tuple[int, int] | None = None  # (n, k): the n-th of k equal output blocks of its module (LoraSite.part)
 
     def refusal(self, family: Family, path: str) -> UnsupportedFeature:
         return UnsupportedFeature(
@@ -85,10 +89,19 @@ def slots(layout: Layout, config: dict[str, Any]) -> list[Slot]:
         for pos, site in enumerate(layout.block):
             if site is not None:
                 index = before + i * len(layout.block) + pos
-                kind = kinds.get(site.module, "")
+                kind = site.kind or kinds.get(site.module, "")
                 module = site.module.format(i=i)
-                out.append(Slot(index, site.keras, module, kind, heads[site.heads], site.refused))
+                part = _part(site.part)
+                out.append(Slot(index, site.keras, module, kind, heads[site.heads], site.refused, part))
     return out
+
+
+def _part(spelled: str) -> tuple[int, int] | None:
+    """``"n/k"`` -> ``(n, k)``; empty: None."""
+    if not spelled:
+        return None
+    n, k = spelled.split("/")
+    return int(n), int(k)
 
 
 def module_prefix(layout: Layout, config: dict[str, Any]) -> str:
@@ -118,6 +131,33 @@ def to_peft(slot: Slot, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.nd
     for h in range(heads):
         lora_b[h * head_dim : (h + 1) * head_dim, h * r : (h + 1) * r] = b.T
     return lora_a, lora_b
+
+
+def join_parts(parts: list[tuple[Slot, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """One module's PEFT pair from its layers' pairs: a lone layer's as it is; the blocks of a fused module (its
+    ``part``s) as one LoRA of their ranks summed, ``A`` stacked and each ``B`` on its block's rows (zero
+    elsewhere, a block no LoRA adapts all zero)."""
+    first = parts[0][0].part
+    if first is None:
+        return parts[0][1], parts[0][2]
+    block_out, blocks = parts[0][2].shape[0], first[1]
+    lora_a = np.concatenate([a for _, a, _ in parts], axis=0)
+    lora_b = np.zeros((blocks * block_out, lora_a.shape[0]), dtype=parts[0][2].dtype)
+    col = 0
+    for slot, a, b in parts:
+        n = slot.part[0] if slot.part else 0
+        lora_b[n * block_out : (n + 1) * block_out, col : col + a.shape[0]] = b
+        col += a.shape[0]
+    return lora_a, lora_b
+
+
+def part_of(slot: Slot, lora_b: np.ndarray) -> np.ndarray:
+    """The rows of a fused module's ``lora_B`` that make this layer's block (with ``lora_A`` shared: exact)."""
+    if slot.part is None:
+        return lora_b
+    n, blocks = slot.part
+    rows = lora_b.shape[0] // blocks
+    return lora_b[n * rows : (n + 1) * rows]
 
 
 def to_keras(
@@ -165,7 +205,14 @@ def peft_scaling(config: dict[str, Any], module: str, rank: int) -> float:
     return alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
 
 
-def peft_config(slots_written: list[tuple[Slot, int]], rank: int, prefix: str, base: str, task: str | None) -> Any:
+def peft_config(
+    slots_written: list[tuple[Slot, int]],
+    rank: int,
+    prefix: str,
+    base: str,
+    task: str | None,
+    fan_in_fan_out: bool = False,
+) -> Any:
     """adapter_config.json for modules written at the given ranks, each at scaling 1 (alpha = its rank)."""
     other = {prefix + s.module: r for s, r in slots_written if r != rank}
     return {
@@ -176,10 +223,10 @@ def peft_config(slots_written: list[tuple[Slot, int]], rank: int, prefix: str, b
         "lora_alpha": rank,
         "rank_pattern": other,
         "alpha_pattern": dict(other),
-        "target_modules": sorted(prefix + s.module for s, _ in slots_written),
+        "target_modules": sorted({prefix + s.module for s, _ in slots_written}),
         "lora_dropout": 0.0,
         "bias": "none",
-        "fan_in_fan_out": False,
+        "fan_in_fan_out": fan_in_fan_out,
         "use_rslora": False,
         "use_dora": False,
         "modules_to_save": None,

@@ -135,6 +135,11 @@ class LoraSite:
     module: str
     heads: str = ""
     refused: str = ""
+    # the Keras kernel's kind where the entry's says otherwise (``dense``: a Conv1D weight, stored untransposed)
+    kind: str = ""
+    # ``"n/k"``: the layer is the n-th of k equal blocks of the module's output (GPT-2's query, key and value in
+    # ``c_attn``): their LoRAs are one LoRA there, its ``A`` stacked and its ``B`` block-diagonal
+    part: str = ""
 
 
 @dataclass(frozen=True)
@@ -147,6 +152,7 @@ class LoraOrder:
     before: int | Callable[[Config], int]
     block: tuple[LoraSite | None, ...]
     counts: tuple[str, str, str] = ("num_hidden_layers", "num_attention_heads", "num_key_value_heads")
+    fan_in_fan_out: bool = False  # the adapted modules are transformers' Conv1D (PEFT's flag for them)
 
 
 def transformer_encoder_lora(

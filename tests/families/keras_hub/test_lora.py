@@ -41,6 +41,7 @@ CASES: dict[str, tuple[str, dict[str, Any], str]] = {
     "opt": ("OPTBackbone", _MHA, "opt"),
     "phi3": ("Phi3Backbone", _GQA, "phi3"),  # only the unfused o_proj and down_proj convert
     "mixtral": ("MixtralBackbone", _GQA | {"num_experts": 4, "top_k": 2}, "mixtral"),  # attention only
+    "gpt2": ("GPT2Backbone", _MHA, "gpt2"),  # query, key and value: one rank-3r LoRA on the fused Conv1D c_attn
 }
 _PAD = {"roberta": 1, "xlm-roberta": 1}  # their position ids count from the pad token's id
 _LAYERS = {"albert": 4}
@@ -141,7 +142,8 @@ def test_peft_adapter_to_keras_lora_same_forward(transformers, torch, keras_hub,
     preset, pt, _ = _base(keras_hub, case, tmp_path)
     arch = json.loads((pt / "config.json").read_text())["architectures"][0]
     modules = sorted({s.module.split("{i}.")[1] for s in _layout(case).block if s is not None and not s.refused})
-    config = peft.LoraConfig(r=3, lora_alpha=5, target_modules=modules)  # scaling 5/3: not KerasHub's 1
+    fan_in_fan_out = _layout(case).fan_in_fan_out  # GPT-2's Conv1D
+    config = peft.LoraConfig(r=3, lora_alpha=5, target_modules=modules, fan_in_fan_out=fan_in_fan_out)  # scaling 5/3
     model = peft.get_peft_model(getattr(transformers, arch).from_pretrained(pt), config)
     torch.manual_seed(0)
     with torch.no_grad():
