@@ -46,10 +46,11 @@ class Layout:
     block: tuple[Site | None, ...]
     counts: tuple[str, str, str]
     fan_in_fan_out: bool = False
+    reverse: bool = False
 
 
 LAYOUTS: dict[str, Layout] = {
-    f.model_type: Layout(f, f.lora.before, f.lora.block, f.lora.counts, f.lora.fan_in_fan_out)
+    f.model_type: Layout(f, f.lora.before, f.lora.block, f.lora.counts, f.lora.fan_in_fan_out, f.lora.reverse)
     for f in FAMILIES
     if f.lora is not None
 }
@@ -88,7 +89,8 @@ def slots(layout: Layout, config: dict[str, Any]) -> list[Slot]:
     for i in range(layers):
         for pos, site in enumerate(layout.block):
             if site is not None:
-                index = before + i * len(layout.block) + pos
+                walked = layers - 1 - i if layout.reverse else i
+                index = before + walked * len(layout.block) + pos
                 kind = site.kind or kinds.get(site.module, "")
                 module = site.module.format(i=i)
                 part = _part(site.part)

@@ -153,6 +153,7 @@ class LoraOrder:
     block: tuple[LoraSite | None, ...]
     counts: tuple[str, str, str] = ("num_hidden_layers", "num_attention_heads", "num_key_value_heads")
     fan_in_fan_out: bool = False  # the adapted modules are transformers' Conv1D (PEFT's flag for them)
+    reverse: bool = False  # the blocks are one layer's sublayers, so Keras walks them last-built first (ViT)
 
 
 def transformer_encoder_lora(

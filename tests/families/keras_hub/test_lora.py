@@ -22,6 +22,8 @@ _GEMMA2 = {"use_post_ffw_norm": True, "use_post_attention_norm": True, "final_lo
 _GEMMA2 |= {"attention_logit_soft_cap": 5.0, "use_sliding_window_attention": True, "sliding_window_size": 3}
 _GEMMA3 = {"head_dim": 4, "image_size": 16, "vision_encoder": None, "use_post_ffw_norm": True}
 _GEMMA3 |= {"use_post_attention_norm": True, "use_sliding_window_attention": True, "sliding_window_size": 3}
+_VIT = {"image_shape": (8, 8, 3), "patch_size": 4, "num_heads": 2, "hidden_dim": 16, "mlp_dim": 32}
+PIXELS = np.random.default_rng(2).normal(size=(2, 8, 8, 3)).astype("float32")
 # a case: (KerasHub backbone class, its tiny config, transformers' model_type: the LoRA layout's key)
 CASES: dict[str, tuple[str, dict[str, Any], str]] = {
     "llama": ("LlamaBackbone", _GQA, "llama"),
@@ -42,6 +44,7 @@ CASES: dict[str, tuple[str, dict[str, Any], str]] = {
     "phi3": ("Phi3Backbone", _GQA, "phi3"),  # only the unfused o_proj and down_proj convert
     "mixtral": ("MixtralBackbone", _GQA | {"num_experts": 4, "top_k": 2}, "mixtral"),  # attention only
     "gpt2": ("GPT2Backbone", _MHA, "gpt2"),  # query, key and value: one rank-3r LoRA on the fused Conv1D c_attn
+    "vit": ("ViTBackbone", _VIT, "vit"),  # blocks walked last first; pixels, not tokens
 }
 _PAD = {"roberta": 1, "xlm-roberta": 1}  # their position ids count from the pad token's id
 _LAYERS = {"albert": 4}
@@ -67,8 +70,8 @@ def _numpy(value: Any) -> np.ndarray:
 
 def _backbone(keras_hub: Any, case: str) -> Any:
     name, sizes, _ = CASES[case]
-    vocab = "vocab_size" if name == "ElectraBackbone" else "vocabulary_size"
-    model = getattr(keras_hub.models, name)(**{vocab: 30}, num_layers=_LAYERS.get(case, 2), **sizes)
+    vocab = {} if _takes_images(case) else {"vocab_size" if name == "ElectraBackbone" else "vocabulary_size": 30}
+    model = getattr(keras_hub.models, name)(**vocab, num_layers=_LAYERS.get(case, 2), **sizes)
     rng = np.random.default_rng(0)
     model.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in model.get_weights()])
     return model
@@ -78,7 +81,18 @@ def _ids(case: str) -> np.ndarray:
     return np.where(MASK == 1, IDS, _PAD.get(case, 0))
 
 
-def _inputs(backbone: Any, case: str) -> dict[str, np.ndarray]:
+def _takes_images(case: str) -> bool:
+    return "image_shape" in CASES[case][1]
+
+
+def _real(states: np.ndarray, case: str) -> np.ndarray:
+    """The states compared: every patch of an image, the real tokens of a padded batch."""
+    return states if _takes_images(case) else states[MASK == 1]
+
+
+def _inputs(backbone: Any, case: str) -> Any:
+    if _takes_images(case):
+        return PIXELS
     given = {"token_ids": _ids(case), "padding_mask": MASK, "segment_ids": np.zeros_like(IDS)}
     return {k: v for k, v in given.items() if k in backbone.input}
 
@@ -130,10 +144,10 @@ def test_keras_lora_to_peft_same_forward(transformers, torch, keras_hub, peft, c
     arch = json.loads((pt / "config.json").read_text())["architectures"][0]
     model = peft.PeftModel.from_pretrained(getattr(transformers, arch).from_pretrained(pt), tmp_path / "peft").eval()
     got = _hidden(torch, model.base_model.model, case)
-    np.testing.assert_allclose(got[MASK == 1], expected[MASK == 1], atol=1e-5)
+    np.testing.assert_allclose(_real(got, case), _real(expected, case), atol=1e-5)
     with model.disable_adapter():  # the adapter matters: without it the forwards part
         without = _hidden(torch, model.base_model.model, case)
-        assert not np.allclose(without[MASK == 1], expected[MASK == 1], atol=1e-3)
+        assert not np.allclose(_real(without, case), _real(expected, case), atol=1e-3)
 
 
 @pytest.mark.slow
@@ -160,12 +174,15 @@ def test_peft_adapter_to_keras_lora_same_forward(transformers, torch, keras_hub,
     keras_model.enable_lora(result["rank"], target_layer_names=result["keras_targets"])
     keras_model.load_lora_weights(str(back))
     got = _numpy(keras_model(_inputs(keras_model, case)))
-    np.testing.assert_allclose(got[MASK == 1], expected[MASK == 1], atol=1e-5)
+    np.testing.assert_allclose(_real(got, case), _real(expected, case), atol=1e-5)
 
 
 def _hidden(torch: Any, model: Any, case: str) -> np.ndarray:
     """The backbone's last hidden states (inside a ``*ForCausalLM`` where that is the converted class)."""
     inner = getattr(model, model.base_model_prefix, model)
+    if _takes_images(case):
+        with torch.no_grad():
+            return inner(pixel_values=torch.tensor(PIXELS).permute(0, 3, 1, 2))[0].numpy()
     ids = torch.tensor(_ids(case)).long()
     with torch.no_grad():
         return inner(input_ids=ids, attention_mask=torch.tensor(MASK).long())[0].numpy()
