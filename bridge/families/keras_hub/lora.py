@@ -28,7 +28,7 @@ import numpy as np
 
 from bridge.core.errors import UnsupportedFeature, UsageError
 from bridge.families.keras_hub.families import FAMILIES
-from bridge.families.keras_hub.table import Family, LoraSite
+from bridge.families.keras_hub.table import Family, LoraSite, LoraStack
 
 DEFAULT_TARGETS = ("query_dense", "value_dense", "query", "value")  # Backbone.default_lora_layer_names()
 _PEFT_PREFIX = "base_model.model."
@@ -47,10 +47,17 @@ class Layout:
     counts: tuple[str, str, str]
     fan_in_fan_out: bool = False
     reverse: bool = False
+    stacks: tuple[LoraStack, ...] = ()
+
+    def sites(self) -> list[Site]:
+        """Every site of every stack's block."""
+        return [s for block in (self.block, *(st.block for st in self.stacks)) for s in block if s is not None]
 
 
 LAYOUTS: dict[str, Layout] = {
-    f.model_type: Layout(f, f.lora.before, f.lora.block, f.lora.counts, f.lora.fan_in_fan_out, f.lora.reverse)
+    f.model_type: Layout(
+        f, f.lora.before, f.lora.block, f.lora.counts, f.lora.fan_in_fan_out, f.lora.reverse, f.lora.stacks
+    )
     for f in FAMILIES
     if f.lora is not None
 }
@@ -80,21 +87,25 @@ class Slot:
 
 def slots(layout: Layout, config: dict[str, Any]) -> list[Slot]:
     """Every layer LoRA can adapt in a model of ``config`` (transformers' config.json of the base)."""
-    layers_key, q_key, kv_key = layout.counts
-    layers = int(config[layers_key])
-    heads = {"q": int(config[q_key]), "kv": int(config.get(kv_key) or config[q_key]), "": 0}
-    kinds = {e.target.removesuffix(".weight"): e.kind for e in layout.family.entries}
-    before = layout.before(config) if callable(layout.before) else layout.before
+    family = layout.family
+    entries = (*family.entries, *(e for stack in family.stacks for e in stack.entries))
+    kinds = {e.target.removesuffix(".weight"): e.kind for e in entries}
+    start = layout.before(config) if callable(layout.before) else layout.before
+    stacks = ((0, layout.block, layout.counts), *((s.between, s.block, s.counts) for s in layout.stacks))
     out = []
-    for i in range(layers):
-        for pos, site in enumerate(layout.block):
-            if site is not None:
-                walked = layers - 1 - i if layout.reverse else i
-                index = before + walked * len(layout.block) + pos
-                kind = site.kind or kinds.get(site.module, "")
-                module = site.module.format(i=i)
-                part = _part(site.part)
-                out.append(Slot(index, site.keras, module, kind, heads[site.heads], site.refused, part))
+    for between, block, (layers_key, q_key, kv_key) in stacks:
+        start += between
+        layers = int(config.get(layers_key) or config[layout.counts[0]])  # T5's decoder: the encoder's count
+        heads = {"q": int(config[q_key]), "kv": int(config.get(kv_key) or config[q_key]), "": 0}
+        for i in range(layers):
+            walked = layers - 1 - i if layout.reverse else i
+            for pos, site in enumerate(block):
+                if site is not None:
+                    kind = site.kind or kinds.get(site.module, "")
+                    module = site.module.format(i=i)
+                    index = start + walked * len(block) + pos
+                    out.append(Slot(index, site.keras, module, kind, heads[site.heads], site.refused, _part(site.part)))
+        start += layers * len(block)
     return out
 
 

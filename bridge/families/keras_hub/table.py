@@ -143,6 +143,16 @@ class LoraSite:
 
 
 @dataclass(frozen=True)
+class LoraStack:
+    """A further stack of blocks (an encoder-decoder's decoder): the weighted layers between the previous stack's
+    last block and its first, its block, and the config keys of its layer count and head counts."""
+
+    between: int
+    block: tuple[LoraSite | None, ...]
+    counts: tuple[str, str, str]
+
+
+@dataclass(frozen=True)
 class LoraOrder:
     """A backbone's weighted layers in Keras' order (what indexes ``save_lora_weights``' layers): ``before`` of
     them ahead of block 0, then per block ``block`` (``None``: a layer LoRA cannot adapt: the block itself, a norm,
@@ -154,10 +164,15 @@ class LoraOrder:
     counts: tuple[str, str, str] = ("num_hidden_layers", "num_attention_heads", "num_key_value_heads")
     fan_in_fan_out: bool = False  # the adapted modules are transformers' Conv1D (PEFT's flag for them)
     reverse: bool = False  # the blocks are one layer's sublayers, so Keras walks them last-built first (ViT)
+    stacks: tuple[LoraStack, ...] = ()  # further stacks, after the first one's blocks
 
 
 def transformer_encoder_lora(
-    before: int | Callable[[Config], int], stem: str, names: dict[str, str], counts: tuple[str, str, str]
+    before: int | Callable[[Config], int],
+    stem: str,
+    names: dict[str, str],
+    counts: tuple[str, str, str],
+    stacks: tuple[LoraStack, ...] = (),
 ) -> LoraOrder:
     """The LoRA order of a backbone of KerasHub's ``TransformerEncoder`` blocks, their modules named by ``names``."""
     return LoraOrder(
@@ -175,6 +190,7 @@ def transformer_encoder_lora(
             LoraSite("query", stem + names["query"], "q"),
         ),
         counts,
+        stacks=stacks,
     )
 
 

@@ -45,6 +45,7 @@ CASES: dict[str, tuple[str, dict[str, Any], str]] = {
     "mixtral": ("MixtralBackbone", _GQA | {"num_experts": 4, "top_k": 2}, "mixtral"),  # attention only
     "gpt2": ("GPT2Backbone", _MHA, "gpt2"),  # query, key and value: one rank-3r LoRA on the fused Conv1D c_attn
     "vit": ("ViTBackbone", _VIT, "vit"),  # blocks walked last first; pixels, not tokens
+    "bart": ("BartBackbone", _MHA, "bart"),  # an encoder stack, then decoder blocks with cross-attention
 }
 _PAD = {"roberta": 1, "xlm-roberta": 1}  # their position ids count from the pad token's id
 _LAYERS = {"albert": 4}
@@ -64,7 +65,7 @@ def _numpy(value: Any) -> np.ndarray:
     import keras
 
     if isinstance(value, dict):
-        value = value["sequence_output"]
+        value = value.get("sequence_output", value.get("decoder_sequence_output"))  # a decoder's: it reads all
     return np.asarray(keras.ops.convert_to_numpy(value))
 
 
@@ -94,6 +95,7 @@ def _inputs(backbone: Any, case: str) -> Any:
     if _takes_images(case):
         return PIXELS
     given = {"token_ids": _ids(case), "padding_mask": MASK, "segment_ids": np.zeros_like(IDS)}
+    given |= {f"{side}_{k}": given[k] for side in ("encoder", "decoder") for k in ("token_ids", "padding_mask")}
     return {k: v for k, v in given.items() if k in backbone.input}
 
 
@@ -102,7 +104,7 @@ def _layout(case: str) -> lora.Layout:
 
 
 def _targets(case: str) -> list[str]:
-    return sorted({s.keras for s in _layout(case).block if s is not None and not s.refused})
+    return sorted({s.keras for s in _layout(case).sites() if not s.refused})
 
 
 def _base(keras_hub: Any, case: str, folder: Path) -> tuple[Path, Path, Any]:
@@ -122,7 +124,7 @@ def test_layout_is_keras_order(keras_hub, case):
     assert layout.family.claims is None or layout.family.claims(backbone.get_config())
     layers = [layer for layer in backbone._flatten_layers(include_self=False) if layer.weights]
     slots = lora.slots(layout, layout.family.config(backbone.get_config()))
-    assert len(slots) == 2 * sum(s is not None for s in layout.block)  # ALBERT: its two stored layers
+    assert len(slots) == 2 * len(layout.sites())  # ALBERT: its two stored layers
     for slot in slots:
         assert layers[slot.index].name == slot.keras, slot
 
@@ -155,7 +157,7 @@ def test_keras_lora_to_peft_same_forward(transformers, torch, keras_hub, peft, c
 def test_peft_adapter_to_keras_lora_same_forward(transformers, torch, keras_hub, peft, case, tmp_path):
     preset, pt, _ = _base(keras_hub, case, tmp_path)
     arch = json.loads((pt / "config.json").read_text())["architectures"][0]
-    modules = sorted({s.module.split("{i}.")[1] for s in _layout(case).block if s is not None and not s.refused})
+    modules = sorted({s.module.split("{i}.")[1] for s in _layout(case).sites() if not s.refused})
     fan_in_fan_out = _layout(case).fan_in_fan_out  # GPT-2's Conv1D
     config = peft.LoraConfig(r=3, lora_alpha=5, target_modules=modules, fan_in_fan_out=fan_in_fan_out)  # scaling 5/3
     model = peft.get_peft_model(getattr(transformers, arch).from_pretrained(pt), config)
@@ -183,9 +185,11 @@ def _hidden(torch: Any, model: Any, case: str) -> np.ndarray:
     if _takes_images(case):
         with torch.no_grad():
             return inner(pixel_values=torch.tensor(PIXELS).permute(0, 3, 1, 2))[0].numpy()
-    ids = torch.tensor(_ids(case)).long()
+    given = {"input_ids": torch.tensor(_ids(case)).long(), "attention_mask": torch.tensor(MASK).long()}
+    if inner.config.is_encoder_decoder:  # the decoder's states (read over the encoder's) on the same tokens
+        given |= {"decoder_input_ids": given["input_ids"], "decoder_attention_mask": given["attention_mask"]}
     with torch.no_grad():
-        return inner(input_ids=ids, attention_mask=torch.tensor(MASK).long())[0].numpy()
+        return inner(**given)[0].numpy()
 
 
 def test_lora_file_against_another_base_exits_2(keras_hub, tmp_path):
