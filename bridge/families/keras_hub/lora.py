@@ -49,9 +49,10 @@ class Layout:
     reverse: bool = False
     stacks: tuple[LoraStack, ...] = ()
 
-    def sites(self) -> list[Site]:
-        """Every site of every stack's block."""
-        return [s for block in (self.block, *(st.block for st in self.stacks)) for s in block if s is not None]
+    def sites(self, config: dict[str, Any] | None = None) -> list[Site]:
+        """Every site of every stack's block (with a config: those its model holds)."""
+        every = [s for block in (self.block, *(st.block for st in self.stacks)) for s in block if s is not None]
+        return [s for s in every if config is None or s.held is None or s.held(config)]
 
 
 LAYOUTS: dict[str, Layout] = {
@@ -97,6 +98,7 @@ def slots(layout: Layout, config: dict[str, Any]) -> list[Slot]:
         start += between
         layers = int(config.get(layers_key) or config[layout.counts[0]])  # T5's decoder: the encoder's count
         heads = {"q": int(config[q_key]), "kv": int(config.get(kv_key) or config[q_key]), "": 0}
+        block = tuple(s for s in block if s is None or s.held is None or s.held(config))
         for i in range(layers):
             walked = layers - 1 - i if layout.reverse else i
             for pos, site in enumerate(block):

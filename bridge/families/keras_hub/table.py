@@ -140,6 +140,8 @@ class LoraSite:
     # ``"n/k"``: the layer is the n-th of k equal blocks of the module's output (GPT-2's query, key and value in
     # ``c_attn``): their LoRAs are one LoRA there, its ``A`` stacked and its ``B`` block-diagonal
     part: str = ""
+    # whether a model of this transformers config has the layer (T5's gate only where its feed-forward is gated)
+    held: Callable[[Config], bool] | None = None
 
 
 @dataclass(frozen=True)
