@@ -25,6 +25,9 @@ _GEMMA3 = {"head_dim": 4, "image_size": 16, "vision_encoder": None, "use_post_ff
 _GEMMA3 |= {"use_post_attention_norm": True, "use_sliding_window_attention": True, "sliding_window_size": 3}
 _VIT = {"image_shape": (8, 8, 3), "patch_size": 4, "num_heads": 2, "hidden_dim": 16, "mlp_dim": 32}
 _T5 = {"num_heads": 2, "hidden_dim": 16, "intermediate_dim": 32, "key_value_dim": 4}
+_WHISPER = {"num_heads": 2, "hidden_dim": 16, "intermediate_dim": 32, "num_mels": 8}
+_WHISPER |= {"max_encoder_sequence_length": 16, "max_decoder_sequence_length": 8}
+FEATURES = np.random.default_rng(3).normal(size=(2, 16, 8)).astype("float32")  # [batch, frames, mels]
 PIXELS = np.random.default_rng(2).normal(size=(2, 8, 8, 3)).astype("float32")
 # a case: (KerasHub backbone class, its tiny config, transformers' model_type: the LoRA layout's key)
 CASES: dict[str, tuple[str, dict[str, Any], str]] = {
@@ -50,6 +53,7 @@ CASES: dict[str, tuple[str, dict[str, Any], str]] = {
     "bart": ("BartBackbone", _MHA, "bart"),  # an encoder stack, then decoder blocks with cross-attention
     "t5": ("T5Backbone", _T5 | {"use_gated_activation": False}, "t5"),  # Dense kernels, no heads axis
     "t5-gated": ("T5Backbone", _T5, "t5"),  # a gate in each feed-forward
+    "whisper": ("WhisperBackbone", _WHISPER, "whisper"),  # mel features into the encoder, tokens into the decoder
 }
 _PAD = {"roberta": 1, "xlm-roberta": 1}  # their position ids count from the pad token's id
 _LAYERS = {"albert": 4}
@@ -99,6 +103,7 @@ def _inputs(backbone: Any, case: str) -> Any:
     if _takes_images(case):
         return PIXELS
     given = {"token_ids": _ids(case), "padding_mask": MASK, "segment_ids": np.zeros_like(IDS)}
+    given["encoder_features"] = FEATURES
     given |= {f"{side}_{k}": given[k] for side in ("encoder", "decoder") for k in ("token_ids", "padding_mask")}
     return {k: v for k, v in given.items() if k in backbone.input}
 
@@ -192,7 +197,12 @@ def _hidden(torch: Any, model: Any, case: str) -> np.ndarray:
         with torch.no_grad():
             return inner(pixel_values=torch.tensor(PIXELS).permute(0, 3, 1, 2))[0].numpy()
     given = {"input_ids": torch.tensor(_ids(case)).long(), "attention_mask": torch.tensor(MASK).long()}
-    if inner.config.is_encoder_decoder:  # the decoder's states (read over the encoder's) on the same tokens
+    if inner.config.model_type == "whisper":  # features, not tokens, into the encoder ([batch, mels, frames])
+        given = {"input_features": torch.tensor(FEATURES).permute(0, 2, 1)} | {
+            "decoder_input_ids": given["input_ids"],
+            "decoder_attention_mask": given["attention_mask"],
+        }
+    elif inner.config.is_encoder_decoder:  # the decoder's states (read over the encoder's) on the same tokens
         given |= {"decoder_input_ids": given["input_ids"], "decoder_attention_mask": given["attention_mask"]}
     with torch.no_grad():
         return inner(**given)[0].numpy()

@@ -126,7 +126,12 @@ def decoder_lora_block(stem: str, cross: str) -> tuple[LoraSite | None, ...]:
     )
 
 
-_DECODER_COUNTS = ("decoder_layers", "decoder_attention_heads", "decoder_attention_heads")
+ENCODER_LORA_NAMES = {n: f"self_attn.{n[0]}_proj" for n in ("query", "key", "value")} | {
+    "output": "self_attn.out_proj",
+    "ffn_in": "fc1",
+    "ffn_out": "fc2",
+}
+DECODER_COUNTS = ("decoder_layers", "decoder_attention_heads", "decoder_attention_heads")
 
 BART = Family(
     backbone="BartBackbone",
@@ -171,9 +176,8 @@ BART = Family(
         # blocks (as the TensorFlow backend numbers them: the torch backend puts those two ahead of the encoder)
         3,
         "encoder.layers.{i}.",
-        {n: f"self_attn.{n[0]}_proj" for n in ("query", "key", "value")}
-        | {"output": "self_attn.out_proj", "ffn_in": "fc1", "ffn_out": "fc2"},
+        ENCODER_LORA_NAMES,
         ("encoder_layers", "encoder_attention_heads", "encoder_attention_heads"),
-        (LoraStack(2, decoder_lora_block("decoder.layers.{i}.", "encoder_attn"), _DECODER_COUNTS),),
+        (LoraStack(2, decoder_lora_block("decoder.layers.{i}.", "encoder_attn"), DECODER_COUNTS),),
     ),
 )
