@@ -6,6 +6,11 @@ last-built first.  The file names no layer, so the order of one transformer bloc
 (a test checks it against Keras) and each site's kernel kind comes from the family's table.  Layouts are keyed by
 transformers' model_type: families sharing a backbone class (Gemma 1 and 2) differ in their blocks' layers.
 
+A family may have further stacks of blocks (an encoder-decoder's decoder), blocks walked last first (ViT's, the
+sublayers of one encoder layer), and layers of one Keras kind fused in one transformers module (GPT-2's query, key
+and value in ``c_attn``): their LoRAs are one LoRA there, ``A`` stacked and ``B`` block-diagonal, and the way back
+splits ``B`` by rows with ``A`` shared (both exact).
+
 Values.  Keras factors a kernel ``[..., out]`` as ``lora_kernel_a [..., r] @ lora_kernel_b [r, out]``: on a
 ``[hidden, heads, head_dim]`` query kernel that is one ``A`` per head and one ``B`` shared by all heads, a rank of
 ``heads * r`` in transformers' ``[heads * head_dim, hidden]`` weight; PEFT gets that rank exactly (its ``A`` the
