@@ -13,7 +13,6 @@ from bridge.core.jsonio import load_json
 from bridge.core.keras_hub_preset import preset_facts, sniff_keras_hub_preset
 from bridge.families.keras_hub import lora
 from bridge.families.keras_hub.pack import PACK
-from bridge.families.keras_hub.table import Family
 from pt_side.peft_adapter import read_peft_adapter, sniff_peft_adapter, write_peft_adapter
 from tf_side.keras_hub_lora import SUFFIX, read_keras_hub_lora, sniff_keras_hub_lora, write_keras_hub_lora
 
@@ -66,7 +65,7 @@ def run_lora(source: Path, base: Path, out: Path, *, force: bool = False) -> Lor
     slots = lora.slots(layout, config)
     prefix = lora.module_prefix(layout, config)
     if sniff_keras_hub_lora(source):
-        return _to_peft(source, base, out, force, slots, prefix, config, layout.family)
+        return _to_peft(source, base, out, force, slots, prefix, config, layout)
     if sniff_peft_adapter(source):
         return _to_keras(source, out, force, slots, layout)
     raise UsageError(
@@ -84,8 +83,9 @@ def _to_peft(
     slots: list[lora.Slot],
     prefix: str,
     config: dict[str, Any],
-    family: Family,
+    layout: lora.Layout,
 ) -> LoraResult:
+    family = layout.family
     rank, layers = read_keras_hub_lora(source)
     by_index = {s.index: s for s in slots}
     modules: dict[str, list[tuple[lora.Slot, np.ndarray, np.ndarray]]] = {}
@@ -100,7 +100,8 @@ def _to_peft(
                 tensor=f"lora/{index}",
                 detail=f"lora_kernel_a {a.shape}; the base's layer {index} is "
                 + (f"{slot.keras} ({slot.module})" if slot else "not one LoRA adapts"),
-                hint="Pass --base the preset whose backbone saved this file",
+                hint="Pass --base the preset whose backbone saved this file"
+                + (f"; {layout.backend}" if layout.backend else ""),
             )
         modules.setdefault(slot.module, []).append((slot, *lora.to_peft(slot, a, b)))
     tensors: dict[str, np.ndarray] = {}
@@ -112,7 +113,6 @@ def _to_peft(
         written.append((parts[0][0], int(lora_a.shape[0])))
     arch = (config.get("architectures") or [""])[0]
     task = "CAUSAL_LM" if arch.endswith("ForCausalLM") else None
-    layout = lora.layout_for(family.model_type)
     adapter = lora.peft_config(written, rank, prefix, str(base), task, layout.fan_in_fan_out)
     write_peft_adapter(out, adapter, tensors, force=force, inputs=(source,))
     auto = "AutoModelForCausalLM" if task else "AutoModel"

@@ -53,6 +53,7 @@ class Layout:
     fan_in_fan_out: bool = False
     reverse: bool = False
     stacks: tuple[LoraStack, ...] = ()
+    backend: str = ""  # LoraOrder.backend
 
     def sites(self, config: dict[str, Any] | None = None) -> list[Site]:
         """Every site of every stack's block (with a config: those its model holds)."""
@@ -62,7 +63,14 @@ class Layout:
 
 LAYOUTS: dict[str, Layout] = {
     f.model_type: Layout(
-        f, f.lora.before, f.lora.block, f.lora.counts, f.lora.fan_in_fan_out, f.lora.reverse, f.lora.stacks
+        f,
+        f.lora.before,
+        f.lora.block,
+        f.lora.counts,
+        f.lora.fan_in_fan_out,
+        f.lora.reverse,
+        f.lora.stacks,
+        f.lora.backend,
     )
     for f in FAMILIES
     if f.lora is not None

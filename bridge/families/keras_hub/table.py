@@ -167,6 +167,8 @@ class LoraOrder:
     fan_in_fan_out: bool = False  # the adapted modules are transformers' Conv1D (PEFT's flag for them)
     reverse: bool = False  # the blocks are one layer's sublayers, so Keras walks them last-built first (ViT)
     stacks: tuple[LoraStack, ...] = ()  # further stacks, after the first one's blocks
+    # where KerasHub numbers the layers otherwise on another Keras backend: which order is declared, and the fix
+    backend: str = ""
 
 
 def transformer_encoder_lora(
@@ -175,6 +177,7 @@ def transformer_encoder_lora(
     names: dict[str, str],
     counts: tuple[str, str, str],
     stacks: tuple[LoraStack, ...] = (),
+    backend: str = "",
 ) -> LoraOrder:
     """The LoRA order of a backbone of KerasHub's ``TransformerEncoder`` blocks, their modules named by ``names``."""
     return LoraOrder(
@@ -193,6 +196,7 @@ def transformer_encoder_lora(
         ),
         counts,
         stacks=stacks,
+        backend=backend,
     )
 
 

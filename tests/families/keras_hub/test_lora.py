@@ -236,3 +236,27 @@ def test_lora_that_cannot_convert_exactly_exits_2(keras_hub, case, targets, name
     out = run_cli("lora", str(tmp_path / "tuned.lora.h5"), "--base", str(tmp_path / "preset"), "-o", "x", code=2)
     assert f"A {case} LoRA" in out and named in out and "merge" in out
     assert not (tmp_path / "x").exists()
+
+
+_TORCH_SAVE = """import sys, keras_hub
+m = keras_hub.models.BartBackbone(vocabulary_size=30, num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=32,
+                                  max_sequence_length=16)
+m.save_to_preset(sys.argv[1] + "/preset")
+m.enable_lora(2)
+m.save_lora_weights(sys.argv[1] + "/tuned.lora.h5")
+"""
+
+
+@pytest.mark.slow
+def test_bart_lora_saved_on_torch_backend_exits_2(keras_hub, tmp_path):
+    """KerasHub numbers BART's layers otherwise on the torch backend (its decoder embeddings ahead of the encoder
+    blocks): such a file (written by KerasHub there, in a process of its own) is refused, naming the backend."""
+    import os
+    import subprocess
+    import sys
+
+    env = os.environ | {"KERAS_BACKEND": "torch"}
+    subprocess.run([sys.executable, "-c", _TORCH_SAVE, str(tmp_path)], env=env, check=True, capture_output=True)
+    out = run_cli("lora", str(tmp_path / "tuned.lora.h5"), "--base", str(tmp_path / "preset"), "-o", "x", code=2)
+    assert "does not fit the base model" in out and "KERAS_BACKEND=tensorflow" in out
+    assert not (tmp_path / "x").exists()

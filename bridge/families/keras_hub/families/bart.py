@@ -131,6 +131,10 @@ ENCODER_LORA_NAMES = {n: f"self_attn.{n[0]}_proj" for n in ("query", "key", "val
     "ffn_in": "fc1",
     "ffn_out": "fc2",
 }
+LORA_BACKEND = (
+    "KerasHub numbers this family's layers as declared on the TensorFlow backend only (on torch its decoder "
+    "embeddings come earlier): save the adapter with KERAS_BACKEND=tensorflow"
+)
 DECODER_COUNTS = ("decoder_layers", "decoder_attention_heads", "decoder_attention_heads")
 
 BART = Family(
@@ -179,5 +183,6 @@ BART = Family(
         ENCODER_LORA_NAMES,
         ("encoder_layers", "encoder_attention_heads", "encoder_attention_heads"),
         (LoraStack(2, decoder_lora_block("decoder.layers.{i}.", "encoder_attn"), DECODER_COUNTS),),
+        backend=LORA_BACKEND,
     ),
 )

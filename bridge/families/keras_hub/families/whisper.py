@@ -6,6 +6,7 @@ from __future__ import annotations
 from bridge.families.keras_hub.families.bart import (
     DECODER_COUNTS,
     ENCODER_LORA_NAMES,
+    LORA_BACKEND,
     attention_entries,
     decoder_lora_block,
     feedforward_entries,
@@ -118,5 +119,6 @@ WHISPER = Family(
         # the encoder's norm, the decoder's token and position embeddings (their layer and its two sublayers);
         # the TensorFlow backend's order (the torch backend numbers the decoder's embeddings among encoder blocks)
         (LoraStack(4, decoder_lora_block("decoder.layers.{i}.", "encoder_attn"), DECODER_COUNTS),),
+        backend=LORA_BACKEND,
     ),
 )
