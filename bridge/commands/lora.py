@@ -13,7 +13,6 @@ from bridge.core.jsonio import load_json
 from bridge.core.keras_hub_preset import preset_facts, sniff_keras_hub_preset
 from bridge.families.keras_hub import lora
 from bridge.families.keras_hub.pack import PACK
-from bridge.families.keras_hub.table import Family
 from pt_side.peft_adapter import read_peft_adapter, sniff_peft_adapter, write_peft_adapter
 from tf_side.keras_hub_lora import SUFFIX, read_keras_hub_lora, sniff_keras_hub_lora, write_keras_hub_lora
 
@@ -66,7 +65,7 @@ def run_lora(source: Path, base: Path, out: Path, *, force: bool = False) -> Lor
     slots = lora.slots(layout, config)
     prefix = lora.module_prefix(layout, config)
     if sniff_keras_hub_lora(source):
-        return _to_peft(source, base, out, force, slots, prefix, config, layout.family)
+        return _to_peft(source, base, out, force, slots, prefix, config, layout)
     if sniff_peft_adapter(source):
         return _to_keras(source, out, force, slots, layout)
     raise UsageError(
@@ -84,12 +83,12 @@ def _to_peft(
     slots: list[lora.Slot],
     prefix: str,
     config: dict[str, Any],
-    family: Family,
+    layout: lora.Layout,
 ) -> LoraResult:
+    family = layout.family
     rank, layers = read_keras_hub_lora(source)
     by_index = {s.index: s for s in slots}
-    tensors: dict[str, np.ndarray] = {}
-    written: list[tuple[lora.Slot, int]] = []
+    modules: dict[str, list[tuple[lora.Slot, np.ndarray, np.ndarray]]] = {}
     for index, (a, b) in sorted(layers.items()):
         slot = by_index.get(index)
         if slot is not None and slot.refused:
@@ -101,15 +100,20 @@ def _to_peft(
                 tensor=f"lora/{index}",
                 detail=f"lora_kernel_a {a.shape}; the base's layer {index} is "
                 + (f"{slot.keras} ({slot.module})" if slot else "not one LoRA adapts"),
-                hint="Pass --base the preset whose backbone saved this file",
+                hint="Pass --base the preset whose backbone saved this file"
+                + (f"; {layout.backend}" if layout.backend else ""),
             )
-        lora_a, lora_b = lora.to_peft(slot, a, b)
-        tensors[lora.peft_key(prefix, slot.module, "A")] = np.ascontiguousarray(lora_a)
-        tensors[lora.peft_key(prefix, slot.module, "B")] = np.ascontiguousarray(lora_b)
-        written.append((slot, int(lora_a.shape[0])))
+        modules.setdefault(slot.module, []).append((slot, *lora.to_peft(slot, a, b)))
+    tensors: dict[str, np.ndarray] = {}
+    written: list[tuple[lora.Slot, int]] = []
+    for module, parts in modules.items():
+        lora_a, lora_b = lora.join_parts(parts)
+        tensors[lora.peft_key(prefix, module, "A")] = np.ascontiguousarray(lora_a)
+        tensors[lora.peft_key(prefix, module, "B")] = np.ascontiguousarray(lora_b)
+        written.append((parts[0][0], int(lora_a.shape[0])))
     arch = (config.get("architectures") or [""])[0]
     task = "CAUSAL_LM" if arch.endswith("ForCausalLM") else None
-    adapter = lora.peft_config(written, rank, prefix, str(base), task)
+    adapter = lora.peft_config(written, rank, prefix, str(base), task, layout.fan_in_fan_out)
     write_peft_adapter(out, adapter, tensors, force=force, inputs=(source,))
     auto = "AutoModelForCausalLM" if task else "AutoModel"
     return LoraResult(
@@ -118,7 +122,7 @@ def _to_peft(
         written="peft",
         rank=rank,
         modules=[prefix + s.module for s, _ in written],
-        keras_targets=lora.keras_targets([s for s, _ in written]),
+        keras_targets=lora.keras_targets([s for parts in modules.values() for s, _, _ in parts]),
         ranks={prefix + s.module: r for s, r in written},
         load=f"PeftModel.from_pretrained({auto}.from_pretrained(BASE_PYTORCH), {str(out)!r}); "
         f"BASE_PYTORCH: `bridge convert {base} --to pytorch -o BASE_PYTORCH` where the base is a preset",
@@ -134,12 +138,14 @@ def _to_keras(source: Path, out: Path, force: bool, slots: list[lora.Slot], layo
         raise UsageError("Refusing to write over an input", path=out, hint="Choose another output path")
     config, tensors = read_peft_adapter(source)
     lora.check_peft_config(config, str(source))
-    by_module = {s.module: s for s in slots}
+    by_module: dict[str, list[lora.Slot]] = {}
+    for s in slots:
+        by_module.setdefault(s.module, []).append(s)
     pairs: dict[str, dict[str, np.ndarray]] = {}
     for key, value in tensors.items():
         parsed = lora.peft_module(key, layout.family.base_prefix + ".")
-        slot = by_module.get(parsed[0]) if parsed else None
-        if parsed is None or slot is None:
+        found = by_module.get(parsed[0]) if parsed else None
+        if parsed is None or found is None:
             raise UnsupportedFeature(
                 "A LoRA tensor on a module KerasHub's LoRA file has no layer for",
                 path=source,
@@ -148,17 +154,19 @@ def _to_keras(source: Path, out: Path, force: bool, slots: list[lora.Slot], layo
                 hint="KerasHub adapts attention and feed-forward kernels; merge the rest into the base "
                 "(PeftModel.merge_and_unload) and convert that",
             )
-        if slot.refused:
-            raise slot.refusal(layout.family, str(source))
+        for slot in found:
+            if slot.refused:
+                raise slot.refusal(layout.family, str(source))
         pairs.setdefault(parsed[0], {})[parsed[1]] = value
     rank = 0
     chosen: list[tuple[lora.Slot, np.ndarray, np.ndarray]] = []
-    for module, pair in sorted(pairs.items(), key=lambda kv: by_module[kv[0]].index):
+    for module, pair in sorted(pairs.items(), key=lambda kv: by_module[kv[0]][0].index):
         if set(pair) != {"A", "B"}:
             raise UsageError("A LoRA module lacks a factor", path=source, tensor=module, detail=f"has {sorted(pair)}")
-        slot = by_module[module]
-        chosen.append((slot, pair["A"], pair["B"]))
-        rank = max(rank, lora.needed_rank(slot, pair["A"], pair["B"]))
+        for slot in by_module[module]:  # a fused module's blocks: its B's rows, its A shared
+            lora_b = lora.part_of(slot, pair["B"])
+            chosen.append((slot, pair["A"], lora_b))
+            rank = max(rank, lora.needed_rank(slot, pair["A"], lora_b))
     layers = {
         slot.index: lora.to_keras(slot, a, b, lora.peft_scaling(config, slot.module, int(a.shape[0])), rank)
         for slot, a, b in chosen
@@ -172,7 +180,7 @@ def _to_keras(source: Path, out: Path, force: bool, slots: list[lora.Slot], layo
         out=str(out),
         written="keras-hub-lora",
         rank=rank,
-        modules=[s.module for s, _, _ in chosen],
+        modules=list(dict.fromkeys(s.module for s, _, _ in chosen)),
         keras_targets=targets,
         load=f"{enable}backbone.load_lora_weights({str(out)!r})",
     )

@@ -6,6 +6,11 @@ last-built first.  The file names no layer, so the order of one transformer bloc
 (a test checks it against Keras) and each site's kernel kind comes from the family's table.  Layouts are keyed by
 transformers' model_type: families sharing a backbone class (Gemma 1 and 2) differ in their blocks' layers.
 
+A family may have further stacks of blocks (an encoder-decoder's decoder), blocks walked last first (ViT's, the
+sublayers of one encoder layer), and layers of one Keras kind fused in one transformers module (GPT-2's query, key
+and value in ``c_attn``): their LoRAs are one LoRA there, ``A`` stacked and ``B`` block-diagonal, and the way back
+splits ``B`` by rows with ``A`` shared (both exact).
+
 Values.  Keras factors a kernel ``[..., out]`` as ``lora_kernel_a [..., r] @ lora_kernel_b [r, out]``: on a
 ``[hidden, heads, head_dim]`` query kernel that is one ``A`` per head and one ``B`` shared by all heads, a rank of
 ``heads * r`` in transformers' ``[heads * head_dim, hidden]`` weight; PEFT gets that rank exactly (its ``A`` the
@@ -28,7 +33,7 @@ import numpy as np
 
 from bridge.core.errors import UnsupportedFeature, UsageError
 from bridge.families.keras_hub.families import FAMILIES
-from bridge.families.keras_hub.table import Family, LoraSite
+from bridge.families.keras_hub.table import Family, LoraSite, LoraStack
 
 DEFAULT_TARGETS = ("query_dense", "value_dense", "query", "value")  # Backbone.default_lora_layer_names()
 _PEFT_PREFIX = "base_model.model."
@@ -45,10 +50,30 @@ class Layout:
     before: int | Callable[[dict[str, Any]], int]
     block: tuple[Site | None, ...]
     counts: tuple[str, str, str]
+    fan_in_fan_out: bool = False
+    reverse: bool = False
+    stacks: tuple[LoraStack, ...] = ()
+    backend: str = ""  # LoraOrder.backend
+
+    def sites(self, config: dict[str, Any] | None = None) -> list[Site]:
+        """Every site of every stack's block (with a config: those its model holds)."""
+        every = [s for block in (self.block, *(st.block for st in self.stacks)) for s in block if s is not None]
+        return [s for s in every if config is None or s.held is None or s.held(config)]
 
 
 LAYOUTS: dict[str, Layout] = {
-    f.model_type: Layout(f, f.lora.before, f.lora.block, f.lora.counts) for f in FAMILIES if f.lora is not None
+    f.model_type: Layout(
+        f,
+        f.lora.before,
+        f.lora.block,
+        f.lora.counts,
+        f.lora.fan_in_fan_out,
+        f.lora.reverse,
+        f.lora.stacks,
+        f.lora.backend,
+    )
+    for f in FAMILIES
+    if f.lora is not None
 }
 
 
@@ -62,6 +87,7 @@ class Slot:
     kind: str
     heads: int
     refused: str = ""  # why a LoRA here does not convert (LoraSite.refused)
+    part: tuple[int, int] | None = None  # (n, k): the n-th of k equal output blocks of its module (LoraSite.part)
 
     def refusal(self, family: Family, path: str) -> UnsupportedFeature:
         return UnsupportedFeature(
@@ -75,20 +101,35 @@ class Slot:
 
 def slots(layout: Layout, config: dict[str, Any]) -> list[Slot]:
     """Every layer LoRA can adapt in a model of ``config`` (transformers' config.json of the base)."""
-    layers_key, q_key, kv_key = layout.counts
-    layers = int(config[layers_key])
-    heads = {"q": int(config[q_key]), "kv": int(config.get(kv_key) or config[q_key]), "": 0}
-    kinds = {e.target.removesuffix(".weight"): e.kind for e in layout.family.entries}
-    before = layout.before(config) if callable(layout.before) else layout.before
+    family = layout.family
+    entries = (*family.entries, *(e for stack in family.stacks for e in stack.entries))
+    kinds = {e.target.removesuffix(".weight"): e.kind for e in entries}
+    start = layout.before(config) if callable(layout.before) else layout.before
+    stacks = ((0, layout.block, layout.counts), *((s.between, s.block, s.counts) for s in layout.stacks))
     out = []
-    for i in range(layers):
-        for pos, site in enumerate(layout.block):
-            if site is not None:
-                index = before + i * len(layout.block) + pos
-                kind = kinds.get(site.module, "")
-                module = site.module.format(i=i)
-                out.append(Slot(index, site.keras, module, kind, heads[site.heads], site.refused))
+    for between, block, (layers_key, q_key, kv_key) in stacks:
+        start += between
+        layers = int(config.get(layers_key) or config[layout.counts[0]])  # T5's decoder: the encoder's count
+        heads = {"q": int(config[q_key]), "kv": int(config.get(kv_key) or config[q_key]), "": 0}
+        block = tuple(s for s in block if s is None or s.held is None or s.held(config))
+        for i in range(layers):
+            walked = layers - 1 - i if layout.reverse else i
+            for pos, site in enumerate(block):
+                if site is not None:
+                    kind = site.kind or kinds.get(site.module, "")
+                    module = site.module.format(i=i)
+                    index = start + walked * len(block) + pos
+                    out.append(Slot(index, site.keras, module, kind, heads[site.heads], site.refused, _part(site.part)))
+        start += layers * len(block)
     return out
+
+
+def _part(spelled: str) -> tuple[int, int] | None:
+    """``"n/k"`` -> ``(n, k)``; empty: None."""
+    if not spelled:
+        return None
+    n, k = spelled.split("/")
+    return int(n), int(k)
 
 
 def module_prefix(layout: Layout, config: dict[str, Any]) -> str:
@@ -118,6 +159,33 @@ def to_peft(slot: Slot, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.nd
     for h in range(heads):
         lora_b[h * head_dim : (h + 1) * head_dim, h * r : (h + 1) * r] = b.T
     return lora_a, lora_b
+
+
+def join_parts(parts: list[tuple[Slot, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """One module's PEFT pair from its layers' pairs: a lone layer's as it is; the blocks of a fused module (its
+    ``part``s) as one LoRA of their ranks summed, ``A`` stacked and each ``B`` on its block's rows (zero
+    elsewhere, a block no LoRA adapts all zero)."""
+    first = parts[0][0].part
+    if first is None:
+        return parts[0][1], parts[0][2]
+    block_out, blocks = parts[0][2].shape[0], first[1]
+    lora_a = np.concatenate([a for _, a, _ in parts], axis=0)
+    lora_b = np.zeros((blocks * block_out, lora_a.shape[0]), dtype=parts[0][2].dtype)
+    col = 0
+    for slot, a, b in parts:
+        n = slot.part[0] if slot.part else 0
+        lora_b[n * block_out : (n + 1) * block_out, col : col + a.shape[0]] = b
+        col += a.shape[0]
+    return lora_a, lora_b
+
+
+def part_of(slot: Slot, lora_b: np.ndarray) -> np.ndarray:
+    """The rows of a fused module's ``lora_B`` that make this layer's block (with ``lora_A`` shared: exact)."""
+    if slot.part is None:
+        return lora_b
+    n, blocks = slot.part
+    rows = lora_b.shape[0] // blocks
+    return lora_b[n * rows : (n + 1) * rows]
 
 
 def to_keras(
@@ -165,7 +233,14 @@ def peft_scaling(config: dict[str, Any], module: str, rank: int) -> float:
     return alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
 
 
-def peft_config(slots_written: list[tuple[Slot, int]], rank: int, prefix: str, base: str, task: str | None) -> Any:
+def peft_config(
+    slots_written: list[tuple[Slot, int]],
+    rank: int,
+    prefix: str,
+    base: str,
+    task: str | None,
+    fan_in_fan_out: bool = False,
+) -> Any:
     """adapter_config.json for modules written at the given ranks, each at scaling 1 (alpha = its rank)."""
     other = {prefix + s.module: r for s, r in slots_written if r != rank}
     return {
@@ -176,10 +251,10 @@ def peft_config(slots_written: list[tuple[Slot, int]], rank: int, prefix: str, b
         "lora_alpha": rank,
         "rank_pattern": other,
         "alpha_pattern": dict(other),
-        "target_modules": sorted(prefix + s.module for s, _ in slots_written),
+        "target_modules": sorted({prefix + s.module for s, _ in slots_written}),
         "lora_dropout": 0.0,
         "bias": "none",
-        "fan_in_fan_out": False,
+        "fan_in_fan_out": fan_in_fan_out,
         "use_rslora": False,
         "use_dora": False,
         "modules_to_save": None,

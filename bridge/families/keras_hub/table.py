@@ -135,6 +135,23 @@ class LoraSite:
     module: str
     heads: str = ""
     refused: str = ""
+    # the Keras kernel's kind where the entry's says otherwise (``dense``: a Conv1D weight, stored untransposed)
+    kind: str = ""
+    # ``"n/k"``: the layer is the n-th of k equal blocks of the module's output (GPT-2's query, key and value in
+    # ``c_attn``): their LoRAs are one LoRA there, its ``A`` stacked and its ``B`` block-diagonal
+    part: str = ""
+    # whether a model of this transformers config has the layer (T5's gate only where its feed-forward is gated)
+    held: Callable[[Config], bool] | None = None
+
+
+@dataclass(frozen=True)
+class LoraStack:
+    """A further stack of blocks (an encoder-decoder's decoder): the weighted layers between the previous stack's
+    last block and its first, its block, and the config keys of its layer count and head counts."""
+
+    between: int
+    block: tuple[LoraSite | None, ...]
+    counts: tuple[str, str, str]
 
 
 @dataclass(frozen=True)
@@ -147,10 +164,20 @@ class LoraOrder:
     before: int | Callable[[Config], int]
     block: tuple[LoraSite | None, ...]
     counts: tuple[str, str, str] = ("num_hidden_layers", "num_attention_heads", "num_key_value_heads")
+    fan_in_fan_out: bool = False  # the adapted modules are transformers' Conv1D (PEFT's flag for them)
+    reverse: bool = False  # the blocks are one layer's sublayers, so Keras walks them last-built first (ViT)
+    stacks: tuple[LoraStack, ...] = ()  # further stacks, after the first one's blocks
+    # where KerasHub numbers the layers otherwise on another Keras backend: which order is declared, and the fix
+    backend: str = ""
 
 
 def transformer_encoder_lora(
-    before: int | Callable[[Config], int], stem: str, names: dict[str, str], counts: tuple[str, str, str]
+    before: int | Callable[[Config], int],
+    stem: str,
+    names: dict[str, str],
+    counts: tuple[str, str, str],
+    stacks: tuple[LoraStack, ...] = (),
+    backend: str = "",
 ) -> LoraOrder:
     """The LoRA order of a backbone of KerasHub's ``TransformerEncoder`` blocks, their modules named by ``names``."""
     return LoraOrder(
@@ -168,6 +195,8 @@ def transformer_encoder_lora(
             LoraSite("query", stem + names["query"], "q"),
         ),
         counts,
+        stacks=stacks,
+        backend=backend,
     )
 
 

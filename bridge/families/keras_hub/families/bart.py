@@ -3,7 +3,18 @@ decoder blocks are two layer classes; transformers' position tables keep two lea
 
 from __future__ import annotations
 
-from bridge.families.keras_hub.table import Config, Entry, Family, Stack, Writing, refuse, require
+from bridge.families.keras_hub.table import (
+    Config,
+    Entry,
+    Family,
+    LoraSite,
+    LoraStack,
+    Stack,
+    Writing,
+    refuse,
+    require,
+    transformer_encoder_lora,
+)
 
 
 def _to_transformers(c: Config) -> Config:
@@ -92,6 +103,40 @@ def feedforward_entries(stem: str) -> tuple[Entry, ...]:
     )
 
 
+def decoder_lora_block(stem: str, cross: str) -> tuple[LoraSite | None, ...]:
+    """The LoRA order of a KerasHub ``TransformerDecoder`` block with cross-attention (BART's, Whisper's)."""
+
+    def attention(torch: str) -> tuple[LoraSite, ...]:
+        return (
+            LoraSite("attention_output", f"{stem}{torch}.out_proj", "q"),
+            *(LoraSite(k, f"{stem}{torch}.{k[0]}_proj", "q") for k in ("value", "key", "query")),
+        )
+
+    return (
+        None,  # the decoder block
+        None,  # feedforward_layer_norm
+        LoraSite("feedforward_output_dense", stem + "fc2"),
+        LoraSite("feedforward_intermediate_dense", stem + "fc1"),
+        None,  # cross_attention_layer_norm
+        None,  # cross_attention
+        *attention(cross),
+        None,  # self_attention_layer_norm
+        None,  # self_attention
+        *attention("self_attn"),
+    )
+
+
+ENCODER_LORA_NAMES = {n: f"self_attn.{n[0]}_proj" for n in ("query", "key", "value")} | {
+    "output": "self_attn.out_proj",
+    "ffn_in": "fc1",
+    "ffn_out": "fc2",
+}
+LORA_BACKEND = (
+    "KerasHub numbers this family's layers as declared on the TensorFlow backend only (on torch its decoder "
+    "embeddings come earlier): save the adapter with KERAS_BACKEND=tensorflow"
+)
+DECODER_COUNTS = ("decoder_layers", "decoder_attention_heads", "decoder_attention_heads")
+
 BART = Family(
     backbone="BartBackbone",
     model_type="bart",
@@ -129,5 +174,15 @@ BART = Family(
         _to_keras,
         ("Seq2SeqLM",),
         files={"BartSeq2SeqLM": "bart_seq_2_seq_lm"},
+    ),
+    lora=transformer_encoder_lora(
+        # the token embedding, the encoder's position embedding and norm; the decoder's two after the encoder
+        # blocks (as the TensorFlow backend numbers them: the torch backend puts those two ahead of the encoder)
+        3,
+        "encoder.layers.{i}.",
+        ENCODER_LORA_NAMES,
+        ("encoder_layers", "encoder_attention_heads", "encoder_attention_heads"),
+        (LoraStack(2, decoder_lora_block("decoder.layers.{i}.", "encoder_attn"), DECODER_COUNTS),),
+        backend=LORA_BACKEND,
     ),
 )

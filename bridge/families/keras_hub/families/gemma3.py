@@ -8,7 +8,7 @@ from typing import Any
 
 from bridge.core.errors import UsageError
 from bridge.families.keras_hub.families.gemma import ENTRIES, notes
-from bridge.families.keras_hub.table import Config, Entry, Family, Writing, refuse, require
+from bridge.families.keras_hub.table import Config, Entry, Family, LoraOrder, LoraSite, Writing, refuse, require
 
 _LOCAL_THETA, _GLOBAL_THETA = 10_000.0, 1_000_000.0
 _QK_NORM_EPS = 1e-6  # KerasHub's Gemma3Attention builds its query and key norms at its default epsilon
@@ -168,4 +168,24 @@ GEMMA3 = Family(
     tasks={"Gemma3CausalLM": "Gemma3ForCausalLM"},
     generates=True,
     writing=Writing("keras_hub.src.models.gemma3", keras_text, ("CausalLM",), notes=notes, tokenizer="Gemma3Tokenizer"),
+    lora=LoraOrder(
+        1,
+        (
+            None,  # the decoder block
+            LoraSite("ffw_linear", "layers.{i}.mlp.down_proj"),
+            LoraSite("ffw_gating_2", "layers.{i}.mlp.up_proj"),
+            LoraSite("ffw_gating", "layers.{i}.mlp.gate_proj"),
+            None,  # post_ffw_norm
+            None,  # pre_ffw_norm
+            None,  # attention
+            LoraSite("attention_output", "layers.{i}.self_attn.o_proj", "q"),
+            None,  # key_norm
+            None,  # query_norm
+            LoraSite("value", "layers.{i}.self_attn.v_proj", "kv"),
+            LoraSite("key", "layers.{i}.self_attn.k_proj", "kv"),
+            LoraSite("query", "layers.{i}.self_attn.q_proj", "q"),
+            None,  # post_attention_norm
+            None,  # pre_attention_norm
+        ),
+    ),
 )

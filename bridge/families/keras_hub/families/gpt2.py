@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from bridge.families.keras_hub.table import Config, Entry, Family, Writing, refuse
+from bridge.families.keras_hub.table import Config, Entry, Family, LoraOrder, LoraSite, Writing, refuse
 
 
 def _to_transformers(c: Config) -> Config:
@@ -90,5 +90,22 @@ GPT2 = Family(
         notes=_notes,
         tokenizer="GPT2Tokenizer",
         tokenizer_config={"unsplittable_tokens": ["<|endoftext|>"]},
+    ),
+    lora=LoraOrder(
+        2,
+        (
+            None,  # the decoder block
+            None,  # feedforward_layer_norm
+            LoraSite("feedforward_output_dense", "h.{i}.mlp.c_proj", kind="dense"),
+            LoraSite("feedforward_intermediate_dense", "h.{i}.mlp.c_fc", kind="dense"),
+            None,  # self_attention_layer_norm
+            None,  # self_attention
+            LoraSite("attention_output", "h.{i}.attn.c_proj", "q", kind="heads_out"),
+            LoraSite("value", "h.{i}.attn.c_attn", "q", kind="heads_in", part="2/3"),
+            LoraSite("key", "h.{i}.attn.c_attn", "q", kind="heads_in", part="1/3"),
+            LoraSite("query", "h.{i}.attn.c_attn", "q", kind="heads_in", part="0/3"),
+        ),
+        ("n_layer", "n_head", "n_head"),
+        fan_in_fan_out=True,
     ),
 )

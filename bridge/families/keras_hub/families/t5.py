@@ -8,7 +8,18 @@ scaled form is the same model on both sides."""
 
 from __future__ import annotations
 
-from bridge.families.keras_hub.table import Config, Entry, Family, Stack, Writing, refuse, require
+from bridge.families.keras_hub.table import (
+    Config,
+    Entry,
+    Family,
+    LoraOrder,
+    LoraSite,
+    LoraStack,
+    Stack,
+    Writing,
+    refuse,
+    require,
+)
 
 _LAYER = "t5_transformer_layer"
 _ACTIVATIONS = {"keras_hub>gelu_approximate": "gelu_new", "gelu_approximate": "gelu_new"}
@@ -162,6 +173,42 @@ def _stacks(gated: bool) -> tuple[Stack, Stack]:
     return encoder, decoder
 
 
+def _gated_config(c: Config) -> bool:
+    return str(c.get("feed_forward_proj", "relu")).startswith("gated")
+
+
+def _lora_block(stem: str, ffn: int, attentions: tuple[tuple[int, str], ...]) -> tuple[LoraSite | None, ...]:
+    """A T5 block's LoRA order: its feed-forward (a gate where gated), then its attention layers, last-built
+    first; every kernel a plain ``Dense``."""
+
+    def dense(keras: str, module: str, held: bool | None = None) -> LoraSite:
+        when = None if held is None else (_gated_config if held else lambda c: not _gated_config(c))
+        return LoraSite(keras, f"{stem}.{module}", kind="dense", held=when)
+
+    mlp = f"layer.{ffn}.DenseReluDense"
+    out: list[LoraSite | None] = [None, None]  # the block, the feed-forward's norm
+    out += [dense("output_projector", f"{mlp}.wo"), dense("gate_projector", f"{mlp}.wi_1", True)]
+    out += [dense("input_projector", f"{mlp}.wi_0", True), dense("input_projector", f"{mlp}.wi", False)]
+    for n, name in attentions:
+        out += [None, None]  # the attention's norm, the attention layer
+        out += [dense(f"{k}_projector", f"layer.{n}.{name}.{k[0]}") for k in ("output", "value", "key", "query")]
+    return tuple(out)
+
+
+_LORA = LoraOrder(
+    1,  # the shared token embedding
+    _lora_block("encoder.block.{i}", 1, ((0, "SelfAttention"),)),
+    ("num_layers", "num_heads", "num_heads"),
+    stacks=(
+        LoraStack(
+            1,  # the encoder's final norm
+            _lora_block("decoder.block.{i}", 2, ((1, "EncDecAttention"), (0, "SelfAttention"))),
+            ("num_decoder_layers", "num_heads", "num_heads"),
+        ),
+    ),
+)
+
+
 def _family(gated: bool) -> Family:
     return Family(
         backbone="T5Backbone",
@@ -188,6 +235,7 @@ def _family(gated: bool) -> Family:
         ),
         # transformers 5's T5 always ties its output projection to the embeddings: an untied preset is not read
         claims=lambda c: bool(c.get("use_gated_activation")) == gated and c.get("tie_embedding_weights", True),
+        lora=_LORA,  # one order for both: a gated model's sites are held only where the config is gated
     )
 
 

@@ -4,7 +4,7 @@ position table gains transformers' leading batch axis; the pooler KerasHub's bac
 from __future__ import annotations
 
 from bridge.core.errors import UsageError
-from bridge.families.keras_hub.table import Config, Entry, Family, Writing, require
+from bridge.families.keras_hub.table import Config, Entry, Family, LoraOrder, LoraSite, Writing, require
 
 
 def _to_transformers(c: Config) -> Config:
@@ -103,4 +103,22 @@ VIT = Family(
     writing=Writing("keras_hub.src.models.vit", _to_keras, ("ImageClassifier",), files={"ViTBackbone": "vit_backbone"}),
     saved=_SAVED,
     unkept=((r"pooler\.dense\.(weight|bias)", "ViTModel's pooler, which KerasHub's ViTBackbone does not compute"),),
+    lora=LoraOrder(
+        5,  # the patching and embedding layer, its position and patch embeddings, the encoder, its final norm
+        (
+            None,  # the encoder block
+            None,  # mlp
+            LoraSite("dense_2", "layers.{i}.mlp.fc2"),
+            LoraSite("dense_1", "layers.{i}.mlp.fc1"),
+            None,  # ln_2
+            None,  # mha
+            LoraSite("attention_output", "layers.{i}.attention.o_proj", "q"),
+            LoraSite("value", "layers.{i}.attention.v_proj", "q"),
+            LoraSite("key", "layers.{i}.attention.k_proj", "q"),
+            LoraSite("query", "layers.{i}.attention.q_proj", "q"),
+            None,  # ln_1
+        ),
+        ("num_hidden_layers", "num_attention_heads", "num_attention_heads"),
+        reverse=True,
+    ),
 )

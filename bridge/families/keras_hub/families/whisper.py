@@ -3,8 +3,25 @@ keys without a bias, as in transformers; blocks named as BART's)."""
 
 from __future__ import annotations
 
-from bridge.families.keras_hub.families.bart import attention_entries, feedforward_entries, same_sizes
-from bridge.families.keras_hub.table import Config, Entry, Family, Stack, Writing, require
+from bridge.families.keras_hub.families.bart import (
+    DECODER_COUNTS,
+    ENCODER_LORA_NAMES,
+    LORA_BACKEND,
+    attention_entries,
+    decoder_lora_block,
+    feedforward_entries,
+    same_sizes,
+)
+from bridge.families.keras_hub.table import (
+    Config,
+    Entry,
+    Family,
+    LoraStack,
+    Stack,
+    Writing,
+    require,
+    transformer_encoder_lora,
+)
 
 _SPECIAL = {"pad_token_id": 50256, "bos_token_id": 50257, "eos_token_id": 50257}
 _START = 50258  # <|startoftranscript|>
@@ -94,4 +111,14 @@ WHISPER = Family(
     config=_to_transformers,
     tasks={},
     writing=Writing("keras_hub.src.models.whisper", _to_keras, ()),
+    lora=transformer_encoder_lora(
+        3,  # the two input convolutions, the encoder's position embedding
+        "encoder.layers.{i}.",
+        ENCODER_LORA_NAMES,
+        ("encoder_layers", "encoder_attention_heads", "encoder_attention_heads"),
+        # the encoder's norm, the decoder's token and position embeddings (their layer and its two sublayers);
+        # the TensorFlow backend's order (the torch backend numbers the decoder's embeddings among encoder blocks)
+        (LoraStack(4, decoder_lora_block("decoder.layers.{i}.", "encoder_attn"), DECODER_COUNTS),),
+        backend=LORA_BACKEND,
+    ),
 )
