@@ -137,3 +137,54 @@ def test_qwen_tokenizer_json_alone_both_ways(transformers, torch, keras_hub, cla
     run_cli("convert", str(preset), "--to", "pytorch", "-o", str(back))
     assert (back / "vocab.json").is_file() and (back / "merges.txt").is_file()
     assert _ids(transformers.AutoTokenizer.from_pretrained(back), strings) == expected
+
+
+_GEMMA_SYMBOLS = ["<start_of_turn>", "<end_of_turn>", "<img>", "<start_of_image>", "<end_of_image>"]
+
+
+def _sentencepiece(layout: dict[str, Any], symbols: list[str]) -> bytes:
+    """A tiny byte-fallback BPE SentencePiece model trained on ``_CORPUS``, its special pieces where ``layout``
+    puts them (pad/unk/bos/eos ids and pieces)."""
+    spm = pytest.importorskip("sentencepiece")
+    import io
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(_CORPUS),
+        model_writer=model,
+        vocab_size=400,
+        model_type="bpe",
+        byte_fallback=True,
+        character_coverage=1.0,
+        user_defined_symbols=symbols,
+        minloglevel=2,
+        **layout,
+    )
+    return model.getvalue()
+
+
+_GEMMA_LAYOUT = {"pad_id": 0, "eos_id": 1, "bos_id": 2, "unk_id": 3}
+_GEMMA_LAYOUT |= {"pad_piece": "<pad>", "eos_piece": "<eos>", "bos_piece": "<bos>", "unk_piece": "<unk>"}
+# Gemma's model keeps spaces as they are and adds none in front (transformers' GemmaTokenizer assumes so)
+_GEMMA_LAYOUT |= {"add_dummy_prefix": False, "remove_extra_whitespaces": False, "normalization_rule_name": "identity"}
+
+
+@pytest.mark.parametrize("class_name", ["GemmaForCausalLM", "Gemma3ForCausalLM"])
+@pytest.mark.slow
+def test_gemma_sentencepiece_both_ways(transformers, torch, keras_hub, class_name, tmp_path):
+    """Gemma 1 and 3's tokenizer.model: the preset's vocabulary.spm gives GemmaTokenizer's ids (accents by byte
+    fallback, runs of spaces, special pieces), and back, AutoTokenizer reads the same file."""
+    src, _ = _decoder(transformers, torch, class_name, tmp_path)
+    (src / "tokenizer.model").write_bytes(_sentencepiece(_GEMMA_LAYOUT, _GEMMA_SYMBOLS))
+    (src / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "GemmaTokenizer"}))
+    run_cli("convert", str(src), "--to", "tensorflow", "--target", "keras-hub", "-o", str(tmp_path / "preset"))
+    preset = tmp_path / "preset"
+    assert [p.name for p in (preset / "assets/tokenizer").iterdir()] == ["vocabulary.spm"]
+    keras_tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(str(preset))
+    strings = [*_STRINGS, "\u00e5ngstr\u00f6m \u4e2d", "<start_of_turn>hello<end_of_turn>"]
+    expected = _ids(transformers.AutoTokenizer.from_pretrained(src), strings)
+    assert _ids(keras_tokenizer, strings) == expected
+    back = tmp_path / "back"
+    run_cli("convert", str(preset), "--to", "pytorch", "-o", str(back))
+    assert (back / "tokenizer.model").read_bytes() == (src / "tokenizer.model").read_bytes()
+    assert _ids(transformers.AutoTokenizer.from_pretrained(back), strings) == expected
