@@ -3,7 +3,8 @@ transformers directory's vocabulary as a preset's assets with the ``tokenizer.js
 
 KerasHub keeps its vocabularies under ``assets/tokenizer/``: WordPiece ``vocabulary.txt`` (transformers' ``vocab.txt``),
 byte-level BPE ``vocabulary.json`` + ``merges.txt`` (``vocab.json`` + ``merges.txt``) and SentencePiece
-``vocabulary.spm`` (``tokenizer.model``, T5's ``spiece.model``); the files move unchanged, and a family's module
+``vocabulary.spm`` (``tokenizer.model``, T5's ``spiece.model``, DeBERTa's ``spm.model``, XLM-R's
+``sentencepiece.bpe.model``); the files move unchanged, and a family's module
 names its kind.
 A transformers directory holding a byte-level BPE only as ``tokenizer.json`` (Llama 3, Qwen) gives the preset its
 vocabulary and merges; a family transformers reads from ``tokenizer.json`` alone (no tokenizer class of its own) gets
@@ -34,6 +35,8 @@ ASSETS: dict[str, dict[str, str]] = {
     "bpe": {"vocabulary.json": "vocab.json", "merges.txt": "merges.txt"},
     "sentencepiece": {"vocabulary.spm": "tokenizer.model"},
     "spiece": {"vocabulary.spm": "spiece.model"},  # SentencePiece under T5's file name
+    "spm": {"vocabulary.spm": "spm.model"},  # under DeBERTa-v2/v3's
+    "sentencepiece_bpe": {"vocabulary.spm": "sentencepiece.bpe.model"},  # under XLM-R's (fairseq's ids, both sides)
 }
 # The Keras tokenizer config each kind's ``get_config`` gives, less the layer's own keys and the family's.
 _KERAS_CONFIG: dict[str, Config] = {
@@ -51,7 +54,8 @@ _KERAS_CONFIG: dict[str, Config] = {
     "bpe": {"sequence_length": None, "add_prefix_space": False, "unsplittable_tokens": []},
     "sentencepiece": {"proto": None, "sequence_length": None, "add_bos": False, "add_eos": False},
 }
-_KERAS_CONFIG["spiece"] = _KERAS_CONFIG["sentencepiece"]
+for _kind in ("spiece", "spm", "sentencepiece_bpe"):
+    _KERAS_CONFIG[_kind] = _KERAS_CONFIG["sentencepiece"]
 # The pattern KerasHub's BytePairTokenizer means to split words with (Llama 3's), before mapping bytes GPT-2's way.
 KERAS_BPE_SPLIT = (
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "

@@ -14,7 +14,7 @@ import pytest
 from bridge.families.keras_hub.tokenizer import KERAS_BPE_SPLIT
 from tests.conftest import run_cli
 from tests.families.keras_hub.test_llama3_smollm import _llama
-from tests.families.keras_hub.test_preset_writer import _decoder
+from tests.families.keras_hub.test_preset_writer import _decoder, _to_preset
 from tests.families.keras_hub.test_presets import _numpy
 
 # KerasHub 0.32's SentencePieceTokenizer reads a vocabulary.spm path with open(...).read() and leaves it open.
@@ -142,9 +142,9 @@ def test_qwen_tokenizer_json_alone_both_ways(transformers, torch, keras_hub, cla
 _GEMMA_SYMBOLS = ["<start_of_turn>", "<end_of_turn>", "<img>", "<start_of_image>", "<end_of_image>"]
 
 
-def _sentencepiece(layout: dict[str, Any], symbols: list[str]) -> bytes:
-    """A tiny byte-fallback BPE SentencePiece model trained on ``_CORPUS``, its special pieces where ``layout``
-    puts them (pad/unk/bos/eos ids and pieces)."""
+def _sentencepiece(layout: dict[str, Any], symbols: list[str], kind: str = "bpe") -> bytes:
+    """A tiny SentencePiece model of ``kind`` (Gemma's byte-fallback BPE, the encoders' unigram with unknown
+    pieces) trained on ``_CORPUS``, its special pieces where ``layout`` puts them (pad/unk/bos/eos ids and pieces)."""
     spm = pytest.importorskip("sentencepiece")
     import io
 
@@ -153,8 +153,9 @@ def _sentencepiece(layout: dict[str, Any], symbols: list[str]) -> bytes:
         sentence_iterator=iter(_CORPUS),
         model_writer=model,
         vocab_size=400,
-        model_type="bpe",
-        byte_fallback=True,
+        model_type=kind,
+        byte_fallback=kind == "bpe",
+        hard_vocab_limit=False,
         character_coverage=1.0,
         user_defined_symbols=symbols,
         minloglevel=2,
@@ -188,3 +189,39 @@ def test_gemma_sentencepiece_both_ways(transformers, torch, keras_hub, class_nam
     run_cli("convert", str(preset), "--to", "pytorch", "-o", str(back))
     assert (back / "tokenizer.model").read_bytes() == (src / "tokenizer.model").read_bytes()
     assert _ids(transformers.AutoTokenizer.from_pretrained(back), strings) == expected
+
+
+_ENCODER_SIZES = {"num_layers": 1, "num_heads": 2, "hidden_dim": 8, "intermediate_dim": 16, "max_sequence_length": 16}
+# (KerasHub prefix, backbone arguments beyond the sizes, SentencePiece layout, its extra pieces, transformers' file)
+_SENTENCEPIECE_ENCODERS = {
+    "XLMRoberta": ({}, {"unk_id": 0, "bos_id": 1, "eos_id": 2, "pad_id": -1}, [], "sentencepiece.bpe.model"),
+    "DebertaV3": (
+        {"bucket_size": 4},
+        {"pad_id": 0, "bos_id": 1, "eos_id": 2, "unk_id": 3}
+        | {"pad_piece": "[PAD]", "bos_piece": "[CLS]", "eos_piece": "[SEP]", "unk_piece": "[UNK]"},
+        ["[MASK]"],
+        "spm.model",
+    ),
+}
+
+
+@pytest.mark.parametrize("prefix", sorted(_SENTENCEPIECE_ENCODERS))
+@pytest.mark.slow
+def test_sentencepiece_encoders_both_ways(transformers, keras_hub, prefix, tmp_path):
+    """XLM-R (fairseq's id offset, on both sides) and DeBERTa-v3: the preset's vocabulary.spm becomes the file
+    transformers' tokenizer reads, giving the KerasHub tokenizer's ids, and comes back to a preset unchanged."""
+    extra, layout, symbols, name = _SENTENCEPIECE_ENCODERS[prefix]
+    models = keras_hub.models
+    preset = tmp_path / "preset"
+    getattr(models, f"{prefix}Backbone")(vocabulary_size=30, **_ENCODER_SIZES, **extra).save_to_preset(str(preset))
+    proto = _sentencepiece(layout, symbols, "unigram")
+    tokenizer = getattr(models, f"{prefix}Tokenizer")(proto=proto)
+    tokenizer.save_to_preset(str(preset))
+    out = tmp_path / "pt"
+    run_cli("convert", str(preset), "--to", "pytorch", "-o", str(out))
+    assert (out / name).read_bytes() == proto
+    strings = [*_STRINGS, "\u00e5ngstr\u00f6m \u4e2d"]
+    expected = _ids(tokenizer, strings)
+    assert _ids(transformers.AutoTokenizer.from_pretrained(out), strings) == expected
+    back = _to_preset(out, tmp_path / "back")
+    assert _ids(keras_hub.tokenizers.Tokenizer.from_preset(str(back)), strings) == expected
