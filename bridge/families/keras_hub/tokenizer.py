@@ -232,7 +232,16 @@ def _bpe_from_tokenizer_json(path: Path) -> tuple[dict[str, Any], str, list[str]
 
 
 def tokenizer_notes(family: Family, writing: Writing, config: Config) -> list[str]:
-    """Where the preset's tokenizer splits words otherwise than the transformers source's ``tokenizer.json``."""
+    """A source's tokenizer files the preset's tokenizer cannot take, or where it splits words otherwise than the
+    source's ``tokenizer.json``."""
+    found = config.get(VOCABULARY_KEY) or {}
+    present = config.get(TOKENIZER_FILES_KEY) or []
+    if writing.tokenizer and present and family.vocabulary not in found:
+        files = ", ".join(ASSETS[family.vocabulary].values())
+        return [
+            f"tokenizer: no vocabulary KerasHub's {writing.tokenizer} reads ({files}) among {', '.join(present)}: "
+            "the preset has no tokenizer"
+        ]
     split = config.get(SPLIT_KEY)
     if not writing.tokenizer or family.vocabulary != "bpe" or split is None:
         return []

@@ -225,3 +225,14 @@ def test_sentencepiece_encoders_both_ways(transformers, keras_hub, prefix, tmp_p
     assert _ids(transformers.AutoTokenizer.from_pretrained(out), strings) == expected
     back = _to_preset(out, tmp_path / "back")
     assert _ids(keras_hub.tokenizers.Tokenizer.from_preset(str(back)), strings) == expected
+
+
+@pytest.mark.slow
+def test_vocabulary_of_another_kind_noted_and_not_written(transformers, torch, keras_hub, tmp_path):
+    """A Gemma beside a byte-level BPE tokenizer.json (no tokenizer.model): GemmaTokenizer has no such vocabulary,
+    so the conversion says so and the preset holds no tokenizer."""
+    src, _ = _decoder(transformers, torch, "GemmaForCausalLM", tmp_path)
+    _write_tokenizer_json(transformers, _byte_level_bpe(KERAS_BPE_SPLIT, []), src, "PreTrainedTokenizerFast")
+    out = run_cli("convert", str(src), "--to", "tensorflow", "--target", "keras-hub", "-o", str(tmp_path / "preset"))
+    assert "tokenizer: no vocabulary KerasHub's GemmaTokenizer reads (tokenizer.model) among tokenizer.json" in out
+    assert not (tmp_path / "preset/assets").exists() and not (tmp_path / "preset/tokenizer.json").exists()
