@@ -90,7 +90,8 @@ def write_keras_hub_preset(
     Args:
         path: the backbone's ``model.weights.h5`` in the preset directory.
         tensors: the planned tensors, Keras variable paths; ``task/...`` ones go to ``task.weights.h5``.
-        metadata: ``{"preset_files": {file name: JSON value, "assets": {asset name: source file}}}`` from the pack.
+        metadata: ``{"preset_files": {file name: JSON value, "assets": {asset name: source file or
+            {"text": ...}}}}`` from the pack.
         on_tensor: called after each tensor (progress).
         max_shard_size: bytes; a backbone larger than this (default KerasHub's 10 GiB) is written sharded.
     """
@@ -129,6 +130,10 @@ def write_keras_hub_preset(
         assets = folder / "assets" / "tokenizer"
         assets.mkdir(parents=True)
         for name, source in files["assets"].items():
-            written.append(Path(shutil.copyfile(source, assets / name)))
+            if isinstance(source, dict):  # text the pack extracted (a tokenizer.json's vocabulary and merges)
+                (assets / name).write_text(source["text"], encoding="utf-8")
+                written.append(assets / name)
+            else:
+                written.append(Path(shutil.copyfile(source, assets / name)))
         written.append(_json(folder / "tokenizer.json", files["tokenizer.json"]))
     return written

@@ -277,7 +277,7 @@ class Family:
     task_entries: tuple[Entry, ...] = ()  # over ``task/``-prefixed paths
     generates: bool = False
     tokenizer: str = ""  # transformers' tokenizer class reading the preset's vocabulary, where it has one
-    vocabulary: str = ""  # its kind: wordpiece, bpe, sentencepiece or spiece (tokenizer.ASSETS)
+    vocabulary: str = ""  # its kind, a key of tokenizer.ASSETS (wordpiece, bpe, sentencepiece, spiece, ...)
     writing: Writing | None = None  # present where presets of the family are written from transformers
     lora: LoraOrder | None = None  # present where LoRA adapters of the family convert (bridge lora)
     # where families share a backbone class: whether a preset's backbone config is this family's

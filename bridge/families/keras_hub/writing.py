@@ -18,7 +18,7 @@ from bridge.core.errors import UsageError
 from bridge.core.keras_hub_preset import TASK_PREFIX
 from bridge.families.keras_hub.families import FAMILIES, family_for
 from bridge.families.keras_hub.table import Config, Entry, Family, Writing, blocks_of, policy, scoped, snake
-from bridge.families.keras_hub.tokenizer import preset_tokenizer
+from bridge.families.keras_hub.tokenizer import preset_tokenizer, tokenizer_notes
 
 Shapes = dict[str, tuple[int, ...]]
 
@@ -217,4 +217,5 @@ def preset_files(config: Config, class_name: str) -> dict[str, Any]:
 
 def preset_notes(config: Config) -> list[str]:
     """What a preset computes otherwise than the transformers source, for the plan."""
-    return writing_of(config)[1].notes(config)
+    family, writing = writing_of(config)
+    return [*writing.notes(config), *tokenizer_notes(family, writing, config)]

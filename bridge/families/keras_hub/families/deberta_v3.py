@@ -127,7 +127,10 @@ DEBERTA_V3 = Family(
         _to_keras,
         ("MaskedLM", "TextClassifier"),
         task_configs={"DebertaV3TextClassifier": _classifier},
+        tokenizer="DebertaV3Tokenizer",
     ),
+    tokenizer="DebertaV2Tokenizer",
+    vocabulary="spm",
     # the token table, its norm, the relative embeddings and their norm, then the blocks (whose query and key
     # layers project the relative embeddings too, in both libraries)
     lora=transformer_encoder_lora(

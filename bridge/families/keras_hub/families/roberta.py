@@ -138,5 +138,5 @@ def _family(prefix: str, model_type: str, module: str, transformers: str, tokeni
 
 
 ROBERTA = _family("Roberta", "roberta", "roberta", "Roberta", "bpe")
-# XLM-R's SentencePiece ids are shifted fairseq's way by both libraries' tokenizers: its vocabulary is not converted.
-XLM_ROBERTA = _family("XLMRoberta", "xlm-roberta", "xlm_roberta", "XLMRoberta", "")
+# XLM-R's SentencePiece ids are shifted fairseq's way by both libraries' tokenizers alike.
+XLM_ROBERTA = _family("XLMRoberta", "xlm-roberta", "xlm_roberta", "XLMRoberta", "sentencepiece_bpe")
