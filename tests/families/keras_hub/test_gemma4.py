@@ -118,7 +118,6 @@ def test_gemma4_preset_to_transformers_same_logits_and_round_trip(transformers, 
         ({"hidden_size_per_layer_input": 4, "vocab_size_per_layer_input": 30}, "hidden_size_per_layer_input"),
         ({"num_kv_shared_layers": 2}, "num_kv_shared_layers"),
         ({"enable_moe_block": True, "num_experts": 2, "top_k_experts": 1, "moe_intermediate_size": 8}, "moe"),
-        ({"attention_k_eq_v": True, "num_global_key_value_heads": 1}, "attention_k_eq_v"),
         ({"use_double_wide_mlp": True}, "use_double_wide_mlp"),
         ({"tie_word_embeddings": False}, "tie_word_embeddings"),
     ],
@@ -208,4 +207,83 @@ def test_gemma4_preset_unlike_transformers_exit_2(keras_hub, extra, named, tmp_p
     )
     backbone.save_to_preset(str(tmp_path / "preset"))
     out = run_cli("convert", str(tmp_path / "preset"), "--to", "pytorch", "-o", str(tmp_path / "pt"), code=2)
+    assert named in out
+
+
+_KEYS_AS_VALUES = {"attention_k_eq_v": True, "num_global_key_value_heads": 1}
+
+
+@pytest.mark.slow
+def test_gemma4_keys_as_values_to_preset_same_logits(transformers, torch, keras_hub, tmp_path):
+    """Full layers whose keys double as values over their own key heads (Gemma 4 26B A4B's and 31B's attention)
+    become ``num_global_key_value_heads``: the same logits on a padded batch, and back bit for bit."""
+    src = tmp_path / "hf"
+    model = _gemma4(transformers, torch, src, **_KEYS_AS_VALUES)
+    assert model.model.layers[1].self_attn.v_proj is None and model.model.layers[0].self_attn.v_proj is not None
+    preset = _to_preset(src, tmp_path / "preset")
+    config = json.loads((preset / "config.json").read_text())["config"]
+    assert config["num_global_key_value_heads"] == 1
+    task = _loaded(keras_hub.models.Gemma4CausalLM.from_preset, preset)
+    got = _numpy(task(_FEED))
+    np.testing.assert_allclose(got[_MASK == 1], _logits(torch, model)[_MASK == 1], atol=1e-5)
+    back = tmp_path / "back"
+    run_cli("convert", str(preset), "--to", "pytorch", "-o", str(back))
+    _same_tensors(src / "model.safetensors", back / "model.safetensors")
+    assert json.loads((back / "config.json").read_text())["attention_k_eq_v"] is True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("global_heads", [1, 2])
+def test_gemma4_keys_as_values_preset_to_transformers(transformers, torch, keras_hub, global_heads, tmp_path):
+    """A Gemma4Backbone with ``num_global_key_value_heads`` -> Gemma4ForCausalLM with ``attention_k_eq_v``: the same
+    logits; -> preset again: bit-exact, the same config."""
+    backbone = keras_hub.models.Gemma4Backbone(
+        vocabulary_size=30,
+        image_size=None,
+        num_layers=4,
+        num_query_heads=4,
+        num_key_value_heads=2,
+        hidden_dim=32,
+        intermediate_dim=48,
+        head_dim=8,
+        global_head_dim=16,
+        num_global_key_value_heads=global_heads,
+        layer_types=_TYPES,
+        sliding_window_size=6,
+        global_rope_partial_rotary_factor=0.25,
+        global_rope_wavelength=1_000_000.0,
+        local_rope_wavelength=10_000.0,
+    )
+    task = keras_hub.models.Gemma4CausalLM(backbone=backbone, preprocessor=None)
+    rng = np.random.default_rng(0)
+    task.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in task.get_weights()])
+    path = tmp_path / "preset"
+    task.save_to_preset(str(path))
+    run_cli("convert", str(path), "--to", "pytorch", "-o", str(tmp_path / "pt"))
+    model = _loaded(transformers.Gemma4ForCausalLM.from_pretrained, tmp_path / "pt")
+    assert model.config.attention_k_eq_v and model.model.layers[3].self_attn.v_proj is None
+    got = _numpy(task(_FEED))
+    np.testing.assert_allclose(got[_MASK == 1], _logits(torch, model)[_MASK == 1], atol=1e-5)
+    again = _to_preset(tmp_path / "pt", tmp_path / "again")
+    _same_tensors(path, again)
+    original, written = (json.loads((p / "config.json").read_text()) for p in (path, again))
+    assert _unnamed(written) == _unnamed(original)
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ({"num_key_value_heads": 1}, "attention_k_eq_v is false"),  # fewer full key heads with values of their own
+        ({"sliding_window": 4}, "per_layer_config"),
+    ],
+)
+def test_gemma4_full_layer_overrides_unlike_keras_hub_exit_2(transformers, torch, override, named, tmp_path):
+    """A full layer's ``per_layer_config`` that KerasHub Gemma 4 cannot build (its own key heads beside values of
+    their own; another key) is refused by name."""
+    src = tmp_path / "hf"
+    _gemma4(transformers, torch, src)
+    config = json.loads((src / "config.json").read_text())
+    config["per_layer_config"] = {k: v | override for k, v in config["per_layer_config"].items()}
+    (src / "config.json").write_text(json.dumps(config))
+    out = _refused_as_preset(src, tmp_path / "o")
     assert named in out

@@ -1,10 +1,13 @@
 """Gemma 4, text only: ``Gemma4Backbone`` <-> ``Gemma4TextModel``, ``Gemma4CausalLM`` <-> ``Gemma4ForCausalLM``
 (Gemma 3's block with a learned scalar per layer, queries unscaled after their norms, wider heads in the full layers
-and a proportional partial rotary there).  Per-layer embeddings, shared key/value caches, mixture-of-experts blocks,
-keys doubling as values, double-wide feed-forwards and the vision and audio towers are refused by name."""
+and a proportional partial rotary there), with or without full layers whose keys double as values over their own
+count of key heads (transformers' ``attention_k_eq_v``, KerasHub's ``num_global_key_value_heads``).  Per-layer
+embeddings, shared key/value caches, mixture-of-experts blocks, double-wide feed-forwards and the vision and audio
+towers are refused by name."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from bridge.core.errors import UsageError
@@ -34,7 +37,6 @@ _UNSET = (
     "pooling_intermediate_dim",
     "expert_intermediate_dim",
     "num_experts",
-    "num_global_key_value_heads",
     "num_audio_tokens_per_clip",
     "vocab_size_per_layer_input",
 )
@@ -45,7 +47,6 @@ _PLAIN_TRANSFORMERS = (
     ("hidden_size_per_layer_input", 0, "Per-layer embeddings (Gemma 4 E2B/E4B) are not converted today"),
     ("num_kv_shared_layers", 0, "Layers sharing another layer's keys and values are not converted today"),
     ("enable_moe_block", False, "Gemma 4's mixture-of-experts blocks are not converted today"),
-    ("attention_k_eq_v", False, "Full layers whose keys double as values are not converted today"),
     ("use_double_wide_mlp", False, "Double-wide feed-forwards are not converted today"),
     ("use_bidirectional_attention", None, "Only causal Gemma 4 text models are written as presets"),
 )
@@ -62,6 +63,17 @@ def _unlike_transformers(c: Config) -> str:
     if _SLIDING in types and not c.get("use_sliding_window_attention", True):
         return "use_sliding_window_attention is false with sliding_attention layers"
     return ""
+
+
+def _keys_as_values(c: Config) -> Config:
+    """The full layers' ``per_layer_config`` key heads where their keys double as values (empty: they do not)."""
+    heads = c.get("num_global_key_value_heads")
+    return {} if heads is None else {"num_key_value_heads": heads}
+
+
+def _own_values(c: Config, i: int) -> bool:
+    """An :attr:`Entry.held` predicate: layer ``i`` has a value projection (not a full layer reusing its keys)."""
+    return c["layer_types"][i] != _FULL or c.get("num_global_key_value_heads") is None
 
 
 def _to_transformers(c: Config) -> Config:
@@ -85,7 +97,7 @@ def _to_transformers(c: Config) -> Config:
         "head_dim": head_dim,
         # as save_pretrained writes the full layers' wider heads (the config's ``global_head_dim`` argument)
         "per_layer_config": {
-            str(i): {"head_dim": c.get("global_head_dim") or head_dim}
+            str(i): {"head_dim": c.get("global_head_dim") or head_dim} | _keys_as_values(c)
             for i, kind in enumerate(c["layer_types"])
             if kind == _FULL
         },
@@ -104,7 +116,7 @@ def _to_transformers(c: Config) -> Config:
             },
         },
         "hidden_size_per_layer_input": 0,
-        "attention_k_eq_v": False,
+        "attention_k_eq_v": bool(_keys_as_values(c)),
         "num_kv_shared_layers": 0,
         "enable_moe_block": False,
         "use_double_wide_mlp": False,
@@ -112,13 +124,17 @@ def _to_transformers(c: Config) -> Config:
     }
 
 
-def _full_layer(c: Config, key: str, default: Any) -> Any:
-    """One value of every full layer's ``per_layer_config`` override (refused where the full layers differ)."""
+def _full_layer(c: Config, key: str, default: Any, refused: str = "") -> Any:
+    """One value of every full layer's ``per_layer_config`` override (refused where the full layers differ, or with
+    the reason ``refused`` where any layer overrides it)."""
     full = [i for i, t in enumerate(c["layer_types"]) if t == _FULL]
     per_layer = {int(k): v for k, v in (c.get("per_layer_config") or {}).items()}
     values = {(per_layer.get(i) or {}).get(key, default) for i in full}
-    if len(values) > 1 or any(set(per_layer.get(i) or {}) - {"head_dim"} for i in per_layer):
-        raise refuse(c, f"per_layer_config {per_layer}", "KerasHub Gemma 4 gives every full layer one head size")
+    own = {"head_dim", "num_key_value_heads"}
+    if len(values) > 1 or any(set(per_layer.get(i) or {}) - own or i not in full for i in per_layer):
+        raise refuse(c, f"per_layer_config {per_layer}", "KerasHub Gemma 4 gives every full layer one head layout")
+    if refused and values and values != {default}:
+        raise refuse(c, f"per_layer_config {key} {values.pop()} where {refused}", "KerasHub Gemma 4 lacks it")
     return values.pop() if values else default
 
 
@@ -146,6 +162,12 @@ def _to_keras(c: Config) -> Config:
         "intermediate_dim": c["intermediate_size"],
         "head_dim": head_dim,
         "global_head_dim": _full_layer(c, "head_dim", head_dim),
+        # the full layers' key heads doubling as values (None: those layers have values of their own)
+        "num_global_key_value_heads": (
+            _full_layer(c, "num_key_value_heads", c.get("num_key_value_heads") or c["num_attention_heads"])
+            if c.get("attention_k_eq_v")
+            else _full_layer(c, "num_key_value_heads", None, "attention_k_eq_v is false")
+        ),
         "query_head_dim_normalize": True,  # unread: Gemma 4 leaves queries unscaled after their norm
         "attention_logit_soft_cap": None,
         "final_logit_soft_cap": c.get("final_logit_softcapping"),
@@ -186,7 +208,10 @@ GEMMA4 = Family(
     base_class="Gemma4TextModel",
     base_prefix="model",
     layer="gemma4_text_decoder_block",
-    entries=(*GEMMA3.entries, Entry("vars/0", "layers.{i}.layer_scalar", "lead1")),
+    entries=(
+        *(replace(e, held=_own_values) if "value_dense" in e.source else e for e in GEMMA3.entries),
+        Entry("vars/0", "layers.{i}.layer_scalar", "lead1"),
+    ),
     config=_to_transformers,
     tokenizer="GemmaTokenizer",
     vocabulary="sentencepiece",
