@@ -116,9 +116,8 @@ def test_gemma4_preset_to_transformers_same_logits_and_round_trip(transformers, 
     ("extra", "named"),
     [
         ({"hidden_size_per_layer_input": 4, "vocab_size_per_layer_input": 30}, "hidden_size_per_layer_input"),
-        ({"num_kv_shared_layers": 2}, "num_kv_shared_layers"),
+        ({"num_kv_shared_layers": 4}, "num_kv_shared_layers"),
         ({"enable_moe_block": True, "num_experts": 2, "top_k_experts": 1, "moe_intermediate_size": 8}, "moe"),
-        ({"use_double_wide_mlp": True}, "use_double_wide_mlp"),
         ({"tie_word_embeddings": False}, "tie_word_embeddings"),
     ],
 )
@@ -188,6 +187,7 @@ def test_gemma4_verify_runs_both_forwards(transformers, torch, keras_hub, tmp_pa
     [
         ({"hidden_size_per_layer_input": 4, "vocab_size_per_layer_input": 30}, "hidden_size_per_layer_input"),
         ({"attention_logit_soft_cap": 20.0}, "attention_logit_soft_cap"),
+        ({"num_kv_shared_layers": 2}, "num_kv_shared_layers"),  # an assistant's: every layer reads another model's
     ],
 )
 def test_gemma4_preset_unlike_transformers_exit_2(keras_hub, extra, named, tmp_path):
@@ -211,32 +211,44 @@ def test_gemma4_preset_unlike_transformers_exit_2(keras_hub, extra, named, tmp_p
 
 
 _KEYS_AS_VALUES = {"attention_k_eq_v": True, "num_global_key_value_heads": 1}
+_SHARED = {"num_kv_shared_layers": 2}  # the last sliding and full layers reuse layers 0's and 1's keys and values
+_WIDE = _SHARED | {"use_double_wide_mlp": True}  # the shared layers' feed-forwards twice as wide
+# transformers config -> the Keras config it becomes (Gemma 4 26B A4B and 31B: keys as values; E2B: shared and wide)
+_FEATURES = [
+    (_KEYS_AS_VALUES, {"num_global_key_value_heads": 1}),
+    (_SHARED, _SHARED),
+    (_WIDE, _WIDE),
+    (_KEYS_AS_VALUES | _WIDE, _WIDE | {"num_global_key_value_heads": 1}),
+]
 
 
 @pytest.mark.slow
-def test_gemma4_keys_as_values_to_preset_same_logits(transformers, torch, keras_hub, tmp_path):
-    """Full layers whose keys double as values over their own key heads (Gemma 4 26B A4B's and 31B's attention)
-    become ``num_global_key_value_heads``: the same logits on a padded batch, and back bit for bit."""
+@pytest.mark.parametrize(("extra", "keras"), _FEATURES)
+def test_gemma4_features_to_preset_same_logits(transformers, torch, keras_hub, extra, keras, tmp_path):
+    """Full layers whose keys double as values over their own key heads, layers reusing an earlier layer's keys and
+    values, double-wide feed-forwards there: the same logits on a padded batch, and back bit for bit."""
     src = tmp_path / "hf"
-    model = _gemma4(transformers, torch, src, **_KEYS_AS_VALUES)
-    assert model.model.layers[1].self_attn.v_proj is None and model.model.layers[0].self_attn.v_proj is not None
+    model = _gemma4(transformers, torch, src, **extra)
     preset = _to_preset(src, tmp_path / "preset")
     config = json.loads((preset / "config.json").read_text())["config"]
-    assert config["num_global_key_value_heads"] == 1
+    assert {k: config[k] for k in keras} == keras
     task = _loaded(keras_hub.models.Gemma4CausalLM.from_preset, preset)
     got = _numpy(task(_FEED))
     np.testing.assert_allclose(got[_MASK == 1], _logits(torch, model)[_MASK == 1], atol=1e-5)
     back = tmp_path / "back"
     run_cli("convert", str(preset), "--to", "pytorch", "-o", str(back))
     _same_tensors(src / "model.safetensors", back / "model.safetensors")
-    assert json.loads((back / "config.json").read_text())["attention_k_eq_v"] is True
+    written = json.loads((back / "config.json").read_text())
+    assert {k: written[k] for k in extra if k != "num_global_key_value_heads"} == {
+        k: v for k, v in extra.items() if k != "num_global_key_value_heads"
+    }
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("global_heads", [1, 2])
-def test_gemma4_keys_as_values_preset_to_transformers(transformers, torch, keras_hub, global_heads, tmp_path):
-    """A Gemma4Backbone with ``num_global_key_value_heads`` -> Gemma4ForCausalLM with ``attention_k_eq_v``: the same
-    logits; -> preset again: bit-exact, the same config."""
+@pytest.mark.parametrize(("extra", "keras"), [*_FEATURES, ({}, {"num_global_key_value_heads": 2})])
+def test_gemma4_features_preset_to_transformers(transformers, torch, keras_hub, extra, keras, tmp_path):
+    """A Gemma4Backbone with ``num_global_key_value_heads`` (-> ``attention_k_eq_v``), ``num_kv_shared_layers`` or
+    ``use_double_wide_mlp`` -> Gemma4ForCausalLM: the same logits; -> preset again: bit-exact, the same config."""
     backbone = keras_hub.models.Gemma4Backbone(
         vocabulary_size=30,
         image_size=None,
@@ -247,12 +259,12 @@ def test_gemma4_keys_as_values_preset_to_transformers(transformers, torch, keras
         intermediate_dim=48,
         head_dim=8,
         global_head_dim=16,
-        num_global_key_value_heads=global_heads,
         layer_types=_TYPES,
         sliding_window_size=6,
         global_rope_partial_rotary_factor=0.25,
         global_rope_wavelength=1_000_000.0,
         local_rope_wavelength=10_000.0,
+        **keras,
     )
     task = keras_hub.models.Gemma4CausalLM(backbone=backbone, preprocessor=None)
     rng = np.random.default_rng(0)
@@ -261,7 +273,7 @@ def test_gemma4_keys_as_values_preset_to_transformers(transformers, torch, keras
     task.save_to_preset(str(path))
     run_cli("convert", str(path), "--to", "pytorch", "-o", str(tmp_path / "pt"))
     model = _loaded(transformers.Gemma4ForCausalLM.from_pretrained, tmp_path / "pt")
-    assert model.config.attention_k_eq_v and model.model.layers[3].self_attn.v_proj is None
+    assert model.config.attention_k_eq_v == ("num_global_key_value_heads" in keras)
     got = _numpy(task(_FEED))
     np.testing.assert_allclose(got[_MASK == 1], _logits(torch, model)[_MASK == 1], atol=1e-5)
     again = _to_preset(tmp_path / "pt", tmp_path / "again")

@@ -7,6 +7,7 @@ towers are refused by name."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -16,14 +17,13 @@ from bridge.families.keras_hub.families.gemma3 import GEMMA3
 from bridge.families.keras_hub.table import Config, Entry, Family, Writing, refuse, require
 
 _FULL, _SLIDING = "full_attention", "sliding_attention"
+_ASSISTANT = "An assistant whose every layer reuses another model's keys has no causal-LM counterpart"
 # Keras config key -> the value that computes what this family converts (what no entry holds or the math differs)
 _PLAIN = {
     "vision_encoder": None,
     "audio_encoder": None,
     "hidden_size_per_layer_input": 0,
-    "num_kv_shared_layers": 0,
     "enable_moe_block": False,
-    "use_double_wide_mlp": False,
     "use_bidirectional_attention": False,
     "use_vision_bidirectional_attention": False,
     "is_embedding_model": False,
@@ -45,9 +45,7 @@ _PLAIN_TRANSFORMERS = (
     ("tie_word_embeddings", True, "KerasHub Gemma 4's output projection is its embeddings"),
     ("attention_bias", False, "KerasHub Gemma 4 has no biases"),
     ("hidden_size_per_layer_input", 0, "Per-layer embeddings (Gemma 4 E2B/E4B) are not converted today"),
-    ("num_kv_shared_layers", 0, "Layers sharing another layer's keys and values are not converted today"),
     ("enable_moe_block", False, "Gemma 4's mixture-of-experts blocks are not converted today"),
-    ("use_double_wide_mlp", False, "Double-wide feed-forwards are not converted today"),
     ("use_bidirectional_attention", None, "Only causal Gemma 4 text models are written as presets"),
 )
 
@@ -62,6 +60,8 @@ def _unlike_transformers(c: Config) -> str:
         return f"layer_types {types} (one per layer, the last full_attention as transformers forces)"
     if _SLIDING in types and not c.get("use_sliding_window_attention", True):
         return "use_sliding_window_attention is false with sliding_attention layers"
+    if c.get("num_kv_shared_layers", 0) >= c["num_layers"] > 0:
+        return f"num_kv_shared_layers {c['num_kv_shared_layers']}: every layer reads another model's keys"
     return ""
 
 
@@ -71,9 +71,16 @@ def _keys_as_values(c: Config) -> Config:
     return {} if heads is None else {"num_key_value_heads": heads}
 
 
+def _own_keys(c: Config, i: int) -> bool:
+    """An :attr:`Entry.held` predicate: layer ``i`` computes keys (not one of the last ``num_kv_shared_layers``,
+    which reuse the last earlier layer's of their kind in both libraries)."""
+    return i < int(c["num_layers"]) - int(c.get("num_kv_shared_layers") or 0)
+
+
 def _own_values(c: Config, i: int) -> bool:
-    """An :attr:`Entry.held` predicate: layer ``i`` has a value projection (not a full layer reusing its keys)."""
-    return c["layer_types"][i] != _FULL or c.get("num_global_key_value_heads") is None
+    """An :attr:`Entry.held` predicate: layer ``i`` has a value projection (computes keys, and is not a full layer
+    reusing them as values)."""
+    return _own_keys(c, i) and (c["layer_types"][i] != _FULL or c.get("num_global_key_value_heads") is None)
 
 
 def _to_transformers(c: Config) -> Config:
@@ -82,7 +89,7 @@ def _to_transformers(c: Config) -> Config:
         raise UsageError(
             "This Gemma4Backbone has no transformers Gemma4ForCausalLM counterpart",
             detail=unlike,
-            hint="Convert a text-only Gemma 4 preset without per-layer inputs, shared caches or experts",
+            hint="Convert a text-only Gemma 4 preset without per-layer inputs or experts, some layers computing keys",
         )
     head_dim = c["head_dim"]
     factor = c.get("global_rope_partial_rotary_factor")
@@ -117,9 +124,9 @@ def _to_transformers(c: Config) -> Config:
         },
         "hidden_size_per_layer_input": 0,
         "attention_k_eq_v": bool(_keys_as_values(c)),
-        "num_kv_shared_layers": 0,
+        "num_kv_shared_layers": c.get("num_kv_shared_layers") or 0,
         "enable_moe_block": False,
-        "use_double_wide_mlp": False,
+        "use_double_wide_mlp": bool(c.get("use_double_wide_mlp")),
         "tie_word_embeddings": True,
     }
 
@@ -143,6 +150,13 @@ def _rope(c: Config, kind: str, rope_type: str) -> Any:
     if rope.get("rope_type", rope_type) != rope_type:
         raise refuse(c, f"{kind} rope_type {rope.get('rope_type')}", f"KerasHub Gemma 4's {kind} rope is {rope_type}")
     return rope
+
+
+def _shared_layers(c: Config) -> int:
+    shared = int(c.get("num_kv_shared_layers") or 0)
+    if shared >= c["num_hidden_layers"] > 0:
+        raise refuse(c, f"num_kv_shared_layers {shared}: every layer reads another model's keys", _ASSISTANT)
+    return shared
 
 
 def _to_keras(c: Config) -> Config:
@@ -180,9 +194,9 @@ def _to_keras(c: Config) -> Config:
         "local_rope_wavelength": sliding.get("rope_theta", 10_000.0),
         "global_rope_partial_rotary_factor": full.get("partial_rotary_factor", 1.0),
         "hidden_size_per_layer_input": 0,
-        "num_kv_shared_layers": 0,
+        "num_kv_shared_layers": _shared_layers(c),
         "enable_moe_block": False,
-        "use_double_wide_mlp": False,
+        "use_double_wide_mlp": bool(c.get("use_double_wide_mlp")),
         "vision_encoder": None,
         "audio_encoder": None,
         # the backbone's defaults, written as save_to_preset writes them
@@ -197,6 +211,13 @@ def _to_keras(c: Config) -> Config:
     }
 
 
+def _held_by(source: str) -> Callable[[Config, int], bool] | None:
+    """Which layers hold a Gemma 3 entry's variable (none: every layer)."""
+    if "value_dense" in source:
+        return _own_values
+    return _own_keys if "key_" in source else None
+
+
 def _head_dim_of(c: Config, i: int) -> int:
     """Layer ``i``'s head size: the full layers' own where the backbone gives one."""
     return int(c.get("global_head_dim") or c["head_dim"]) if c["layer_types"][i] == _FULL else int(c["head_dim"])
@@ -209,7 +230,7 @@ GEMMA4 = Family(
     base_prefix="model",
     layer="gemma4_text_decoder_block",
     entries=(
-        *(replace(e, held=_own_values) if "value_dense" in e.source else e for e in GEMMA3.entries),
+        *(replace(e, held=_held_by(e.source)) for e in GEMMA3.entries),
         Entry("vars/0", "layers.{i}.layer_scalar", "lead1"),
     ),
     config=_to_transformers,
