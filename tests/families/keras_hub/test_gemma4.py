@@ -115,7 +115,6 @@ def test_gemma4_preset_to_transformers_same_logits_and_round_trip(transformers, 
 @pytest.mark.parametrize(
     ("extra", "named"),
     [
-        ({"hidden_size_per_layer_input": 4, "vocab_size_per_layer_input": 30}, "hidden_size_per_layer_input"),
         ({"num_kv_shared_layers": 4}, "num_kv_shared_layers"),
         ({"enable_moe_block": True, "num_experts": 2, "top_k_experts": 1, "moe_intermediate_size": 8}, "moe"),
         ({"tie_word_embeddings": False}, "tie_word_embeddings"),
@@ -185,7 +184,6 @@ def test_gemma4_verify_runs_both_forwards(transformers, torch, keras_hub, tmp_pa
 @pytest.mark.parametrize(
     ("extra", "named"),
     [
-        ({"hidden_size_per_layer_input": 4, "vocab_size_per_layer_input": 30}, "hidden_size_per_layer_input"),
         ({"attention_logit_soft_cap": 20.0}, "attention_logit_soft_cap"),
         ({"num_kv_shared_layers": 2}, "num_kv_shared_layers"),  # an assistant's: every layer reads another model's
     ],
@@ -213,12 +211,18 @@ def test_gemma4_preset_unlike_transformers_exit_2(keras_hub, extra, named, tmp_p
 _KEYS_AS_VALUES = {"attention_k_eq_v": True, "num_global_key_value_heads": 1}
 _SHARED = {"num_kv_shared_layers": 2}  # the last sliding and full layers reuse layers 0's and 1's keys and values
 _WIDE = _SHARED | {"use_double_wide_mlp": True}  # the shared layers' feed-forwards twice as wide
-# transformers config -> the Keras config it becomes (Gemma 4 26B A4B and 31B: keys as values; E2B: shared and wide)
+# 16 wide: at 4 a position whose gated per-layer input nearly vanishes has its float rounding scaled up by the
+# norm after it (both libraries agreeing with float64 to 1e-5 elsewhere)
+_PER_LAYER = {"hidden_size_per_layer_input": 16, "vocab_size_per_layer_input": 30}
+# transformers config -> the Keras config it becomes (26B A4B and 31B: keys as values; E2B and E4B: shared layers
+# and per-layer embeddings; E2B: double-wide)
 _FEATURES = [
     (_KEYS_AS_VALUES, {"num_global_key_value_heads": 1}),
     (_SHARED, _SHARED),
     (_WIDE, _WIDE),
     (_KEYS_AS_VALUES | _WIDE, _WIDE | {"num_global_key_value_heads": 1}),
+    (_PER_LAYER, _PER_LAYER),
+    (_PER_LAYER | _WIDE, _PER_LAYER | _WIDE),
 ]
 
 

@@ -1,9 +1,10 @@
 """Gemma 4, text only: ``Gemma4Backbone`` <-> ``Gemma4TextModel``, ``Gemma4CausalLM`` <-> ``Gemma4ForCausalLM``
 (Gemma 3's block with a learned scalar per layer, queries unscaled after their norms, wider heads in the full layers
 and a proportional partial rotary there), with or without full layers whose keys double as values over their own
-count of key heads (transformers' ``attention_k_eq_v``, KerasHub's ``num_global_key_value_heads``).  Per-layer
-embeddings, shared key/value caches, mixture-of-experts blocks, double-wide feed-forwards and the vision and audio
-towers are refused by name."""
+count of key heads (transformers' ``attention_k_eq_v``, KerasHub's ``num_global_key_value_heads``), the last layers
+reusing an earlier layer's keys and values (``num_kv_shared_layers``, double-wide feed-forwards there) and per-layer
+embeddings (``hidden_size_per_layer_input``).  Mixture-of-experts blocks and the vision and audio towers are refused
+by name."""
 
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ _ASSISTANT = "An assistant whose every layer reuses another model's keys has no 
 _PLAIN = {
     "vision_encoder": None,
     "audio_encoder": None,
-    "hidden_size_per_layer_input": 0,
     "enable_moe_block": False,
     "use_bidirectional_attention": False,
     "use_vision_bidirectional_attention": False,
@@ -31,20 +31,18 @@ _PLAIN = {
     "local_rope_scaling_factor": 1.0,
     "global_rope_scaling_factor": 1.0,
 }
-# the backbone's keys left unset (None) in a text-only model without experts, per-layer inputs or pooling
+# the backbone's keys left unset (None) in a text-only model without experts or pooling
 _UNSET = (
     "embedding_dim",
     "pooling_intermediate_dim",
     "expert_intermediate_dim",
     "num_experts",
     "num_audio_tokens_per_clip",
-    "vocab_size_per_layer_input",
 )
 # transformers config key -> the value this family converts (unset: the same)
 _PLAIN_TRANSFORMERS = (
     ("tie_word_embeddings", True, "KerasHub Gemma 4's output projection is its embeddings"),
     ("attention_bias", False, "KerasHub Gemma 4 has no biases"),
-    ("hidden_size_per_layer_input", 0, "Per-layer embeddings (Gemma 4 E2B/E4B) are not converted today"),
     ("enable_moe_block", False, "Gemma 4's mixture-of-experts blocks are not converted today"),
     ("use_bidirectional_attention", None, "Only causal Gemma 4 text models are written as presets"),
 )
@@ -54,7 +52,7 @@ def _unlike_transformers(c: Config) -> str:
     """What a ``Gemma4Backbone`` config computes otherwise than ``Gemma4ForCausalLM`` (empty: nothing)."""
     for key, plain in _PLAIN.items():
         if c.get(key, plain) not in (plain, None if plain in (0, False) else plain):
-            return f"{key} is {c[key]!r} (this family converts {plain!r}: text only, no per-layer inputs or experts)"
+            return f"{key} is {c[key]!r} (this family converts {plain!r}: text only, no experts)"
     types = c.get("layer_types") or []
     if len(types) != c["num_layers"] or types[-1] != _FULL:
         return f"layer_types {types} (one per layer, the last full_attention as transformers forces)"
@@ -89,7 +87,7 @@ def _to_transformers(c: Config) -> Config:
         raise UsageError(
             "This Gemma4Backbone has no transformers Gemma4ForCausalLM counterpart",
             detail=unlike,
-            hint="Convert a text-only Gemma 4 preset without per-layer inputs or experts, some layers computing keys",
+            hint="Convert a text-only Gemma 4 preset without experts, some layers computing keys",
         )
     head_dim = c["head_dim"]
     factor = c.get("global_rope_partial_rotary_factor")
@@ -122,7 +120,8 @@ def _to_transformers(c: Config) -> Config:
                 "rope_theta": c.get("global_rope_wavelength") or 1_000_000.0,
             },
         },
-        "hidden_size_per_layer_input": 0,
+        "hidden_size_per_layer_input": c.get("hidden_size_per_layer_input") or 0,
+        "vocab_size_per_layer_input": c.get("vocab_size_per_layer_input") or c["vocabulary_size"],
         "attention_k_eq_v": bool(_keys_as_values(c)),
         "num_kv_shared_layers": c.get("num_kv_shared_layers") or 0,
         "enable_moe_block": False,
@@ -193,7 +192,11 @@ def _to_keras(c: Config) -> Config:
         "global_rope_wavelength": full.get("rope_theta", 1_000_000.0),
         "local_rope_wavelength": sliding.get("rope_theta", 10_000.0),
         "global_rope_partial_rotary_factor": full.get("partial_rotary_factor", 1.0),
-        "hidden_size_per_layer_input": 0,
+        # transformers' default where unset (as KerasHub's: 0 where null)
+        "hidden_size_per_layer_input": c.get("hidden_size_per_layer_input", 256) or 0,
+        "vocab_size_per_layer_input": c.get("vocab_size_per_layer_input", 262_144)
+        if c.get("hidden_size_per_layer_input", 256)
+        else None,
         "num_kv_shared_layers": _shared_layers(c),
         "enable_moe_block": False,
         "use_double_wide_mlp": bool(c.get("use_double_wide_mlp")),
@@ -218,6 +221,26 @@ def _held_by(source: str) -> Callable[[Config, int], bool] | None:
     return _own_keys if "key_" in source else None
 
 
+_FINAL_NORM = "layers/rms_normalization/vars/0"
+
+
+def _per_layer(c: Config, i: int = 0) -> bool:
+    """Whether the backbone has per-layer embeddings (an :attr:`Entry.held` predicate too: every layer or none)."""
+    return bool(c.get("hidden_size_per_layer_input"))
+
+
+def _model_entries(c: Config) -> tuple[Entry, ...]:
+    """The per-layer embeddings' tables where the backbone has them (built first, so the final norm is then ``_1``)."""
+    if not _per_layer(c):
+        return (Entry(_FINAL_NORM, "norm.weight"),)
+    return (
+        Entry("layers/embedding/vars/0", "embed_tokens_per_layer.weight"),
+        Entry("layers/dense/vars/0", "per_layer_model_projection.weight", "dense"),
+        Entry(_FINAL_NORM, "per_layer_projection_norm.weight"),
+        Entry("layers/rms_normalization_1/vars/0", "norm.weight"),
+    )
+
+
 def _head_dim_of(c: Config, i: int) -> int:
     """Layer ``i``'s head size: the full layers' own where the backbone gives one."""
     return int(c.get("global_head_dim") or c["head_dim"]) if c["layer_types"][i] == _FULL else int(c["head_dim"])
@@ -230,9 +253,13 @@ GEMMA4 = Family(
     base_prefix="model",
     layer="gemma4_text_decoder_block",
     entries=(
-        *(replace(e, held=_held_by(e.source)) for e in GEMMA3.entries),
+        *(replace(e, held=_held_by(e.source)) for e in GEMMA3.entries if e.source != _FINAL_NORM),
         Entry("vars/0", "layers.{i}.layer_scalar", "lead1"),
+        Entry("per_layer_input_gate/vars/0", "layers.{i}.per_layer_input_gate.weight", "dense", held=_per_layer),
+        Entry("per_layer_up_proj/vars/0", "layers.{i}.per_layer_projection.weight", "dense", held=_per_layer),
+        Entry("post_per_layer_input_norm/vars/0", "layers.{i}.post_per_layer_input_norm.weight", held=_per_layer),
     ),
+    variant=_model_entries,
     config=_to_transformers,
     tokenizer="GemmaTokenizer",
     vocabulary="sentencepiece",
