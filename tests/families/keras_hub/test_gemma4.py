@@ -303,3 +303,36 @@ def test_gemma4_full_layer_overrides_unlike_keras_hub_exit_2(transformers, torch
     (src / "config.json").write_text(json.dumps(config))
     out = _refused_as_preset(src, tmp_path / "o")
     assert named in out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("extra", [_WIDE, _PER_LAYER | _WIDE])
+def test_gemma4_keras_hub_importer_agrees_on_shared_layers_and_per_layer_inputs(
+    transformers, torch, keras_hub, extra, tmp_path
+):
+    """KerasHub's own importer loads the same weights as bridge's preset for shared, double-wide layers and per-layer
+    embeddings (full layers at the sliding head size, which it reads)."""
+    src = tmp_path / "hf"
+    _gemma4(transformers, torch, src, global_head_dim=8, **extra)
+    mine = keras_hub.models.Gemma4Backbone.from_preset(str(_to_preset(src, tmp_path / "preset")))
+    theirs = keras_hub.models.Gemma4Backbone.from_preset(str(src))
+    differing = {k for k, v in mine.get_config().items() if k != "name" and theirs.get_config().get(k) != v}
+    assert differing <= {"global_head_dim", "vocab_size_per_layer_input", "sliding_window_pattern"}
+    for a, b in zip(mine.weights, theirs.weights, strict=True):
+        assert a.path == b.path
+        np.testing.assert_array_equal(_numpy(a), _numpy(b))
+
+
+@pytest.mark.slow
+def test_gemma4_keras_hub_importer_misses_keys_as_values(transformers, torch, keras_hub, tmp_path):
+    """KerasHub's importer reads ``num_global_key_value_heads``, which transformers 5's save_pretrained does not write
+    (it writes ``per_layer_config``): it builds the full layers with values of their own at the sliding layers' key
+    heads and cannot load them; bridge's preset keeps the full layers' one key head doubling as values and matches
+    transformers' logits (test_gemma4_features_to_preset_same_logits)."""
+    src = tmp_path / "hf"
+    _gemma4(transformers, torch, src, global_head_dim=8, **_KEYS_AS_VALUES)
+    assert "num_global_key_value_heads" not in json.loads((src / "config.json").read_text())
+    with pytest.raises(ValueError, match="reshape"):
+        keras_hub.models.Gemma4Backbone.from_preset(str(src))
+    mine = keras_hub.models.Gemma4Backbone.from_preset(str(_to_preset(src, tmp_path / "preset")))
+    assert mine.get_config()["num_global_key_value_heads"] == 1
