@@ -1,5 +1,6 @@
 """KerasHub Gemma 4 (text) presets <-> transformers ``Gemma4ForCausalLM``, both ways: wider heads and a proportional
-partial rotary in the full layers, a window shorter than the batch, each layer's scalar, the final soft cap; what the
+partial rotary in the full layers, a window shorter than the batch, each layer's scalar, the final soft cap, keys as
+values, shared layers, per-layer embeddings, the published multimodal model's language model; what the
 two libraries compute otherwise refused by name."""
 
 from __future__ import annotations
@@ -125,18 +126,6 @@ def test_gemma4_unwritable_configs_exit_2(transformers, torch, extra, named, tmp
     _gemma4(transformers, torch, tmp_path / "hf", **extra)
     out = _refused_as_preset(tmp_path / "hf", tmp_path / "o")
     assert named in out
-
-
-def test_gemma4_multimodal_refused_by_name(transformers, torch, tmp_path):
-    """A ``Gemma4ForConditionalGeneration`` (its vision tower) is refused by name: text-only Gemma 4 converts."""
-    text = transformers.Gemma4TextConfig(**_SIZES)
-    vision = transformers.Gemma4VisionConfig(
-        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2
-    )
-    config = transformers.Gemma4Config(text_config=text.to_dict(), vision_config=vision.to_dict(), audio_config=None)
-    _saved(transformers.Gemma4ForConditionalGeneration(config), tmp_path / "hf", torch)
-    out = _refused_as_preset(tmp_path / "hf", tmp_path / "o")
-    assert "gemma4" in out
 
 
 @pytest.mark.slow
@@ -336,3 +325,64 @@ def test_gemma4_keras_hub_importer_misses_keys_as_values(transformers, torch, ke
         keras_hub.models.Gemma4Backbone.from_preset(str(src))
     mine = keras_hub.models.Gemma4Backbone.from_preset(str(_to_preset(src, tmp_path / "preset")))
     assert mine.get_config()["num_global_key_value_heads"] == 1
+
+
+def _published(transformers: Any, torch: Any, folder: Path, **extra: Any) -> Any:
+    """A tiny ``Gemma4ForConditionalGeneration``: the text model beside a vision tower (as the published ones)."""
+    text = transformers.Gemma4TextConfig(**(_SIZES | extra))
+    vision = transformers.Gemma4VisionConfig(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2
+    )
+    config = transformers.Gemma4Config(text_config=text.to_dict(), vision_config=vision.to_dict(), audio_config=None)
+    model = transformers.Gemma4ForConditionalGeneration(config)
+    with torch.no_grad():
+        for i, layer in enumerate(model.model.language_model.layers):
+            layer.layer_scalar.fill_(0.5 + 0.25 * i)
+    _saved(model, folder, torch)
+    return model
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("extra", [{}, _KEYS_AS_VALUES, _PER_LAYER | _WIDE])
+def test_gemma4_published_language_model_to_preset(transformers, torch, keras_hub, extra, tmp_path):
+    """A multimodal ``gemma4`` model (the published checkpoints' type) becomes a Gemma4CausalLM of its language model
+    computing the same text logits on a padded batch, the vision tower left out with a note; back as text-only
+    ``gemma4_text`` holding the language model's tensors bit for bit."""
+    from safetensors.numpy import load_file
+
+    src = tmp_path / "hf"
+    model = _published(transformers, torch, src, **extra)
+    preset = tmp_path / "preset"
+    out = run_cli("convert", str(src), "--to", "tensorflow", "--target", "keras-hub", "-o", str(preset))
+    assert "vision tower" in out
+    task = _loaded(keras_hub.models.Gemma4CausalLM.from_preset, preset)
+    got = _numpy(task(_FEED))
+    np.testing.assert_allclose(got[_MASK == 1], _logits(torch, model)[_MASK == 1], atol=1e-5)
+    back = tmp_path / "back"
+    run_cli("convert", str(preset), "--to", "pytorch", "-o", str(back))
+    assert json.loads((back / "config.json").read_text())["model_type"] == "gemma4_text"
+    prefix = "model.language_model."
+    language = {
+        "model." + k.removeprefix(prefix): v
+        for k, v in load_file(src / "model.safetensors").items()
+        if k.startswith(prefix)
+    }
+    written = load_file(back / "model.safetensors")
+    assert set(written) == set(language)
+    for name, value in language.items():
+        np.testing.assert_array_equal(written[name], value, err_msg=name)
+
+
+def test_gemma4_published_experts_refused_by_name(transformers, torch, tmp_path):
+    """A multimodal Gemma 4 whose language model has mixture-of-experts blocks (26B A4B) is refused by name."""
+    _published(
+        transformers,
+        torch,
+        tmp_path / "hf",
+        enable_moe_block=True,
+        num_experts=2,
+        top_k_experts=1,
+        moe_intermediate_size=8,
+    )
+    out = _refused_as_preset(tmp_path / "hf", tmp_path / "o")
+    assert "enable_moe_block" in out

@@ -15,6 +15,7 @@ from typing import Any
 from bridge.core.errors import UsageError
 from bridge.families.keras_hub.families.gemma import notes
 from bridge.families.keras_hub.families.gemma3 import GEMMA3
+from bridge.families.keras_hub.families.qwen3_5 import language_model, published_text
 from bridge.families.keras_hub.table import Config, Entry, Family, Writing, refuse, require
 
 _FULL, _SLIDING = "full_attention", "sliding_attention"
@@ -267,4 +268,41 @@ GEMMA4 = Family(
     generates=True,
     head_dim_of=_head_dim_of,
     writing=Writing("keras_hub.src.models.gemma4", _to_keras, ("CausalLM",), notes=notes, tokenizer="Gemma4Tokenizer"),
+)
+
+_TOWERS_NOTE = "the {} (model.{}) is not converted: the preset holds the language model alone"
+# the multimodal model's parts a preset of its language model leaves out: (saved-name regex, what it is)
+_TOWERS = (
+    (r"vision_tower\..*", "vision tower"),
+    (r"embed_vision\..*", "vision embedding projection"),
+    (r"audio_tower\..*", "audio tower"),
+    (r"embed_audio\..*", "audio embedding projection"),
+)
+
+
+def _towers_notes(c: Config) -> list[str]:
+    towers = [("vision tower", "vision_tower.*, embed_vision.*")] if c.get("vision_config") else []
+    towers += [("audio tower", "audio_tower.*, embed_audio.*")] if c.get("audio_config") else []
+    return [_TOWERS_NOTE.format(*tower) for tower in towers] + notes(c.get("text_config") or {})
+
+
+def _published_to_keras(c: Config) -> Config:
+    return _to_keras({**published_text(c), "model_type": "gemma4_text"})
+
+
+# The published Gemma 4 checkpoints: transformers' multimodal ``gemma4`` (Gemma4ForConditionalGeneration), the text
+# model under ``model.language_model.``, vision and audio towers beside it that the preset leaves out.  Read only: a
+# preset is written back as text-only ``gemma4_text`` (GEMMA4 claims it).
+GEMMA4_PUBLISHED = replace(
+    GEMMA4,
+    model_type="gemma4",
+    base_class="Gemma4Model",
+    entries=tuple(language_model(e) for e in GEMMA4.entries),
+    variant=lambda c: tuple(language_model(e) for e in _model_entries(c)),
+    claims=lambda keras: False,
+    tasks={"Gemma4CausalLM": "Gemma4ForConditionalGeneration"},
+    unkept=tuple(
+        (regex, f"Gemma 4's {what}, which a preset of the language model leaves out") for regex, what in _TOWERS
+    ),
+    writing=replace(GEMMA4.writing, keras_config=_published_to_keras, notes=_towers_notes) if GEMMA4.writing else None,
 )
