@@ -386,3 +386,13 @@ def test_gemma4_published_experts_refused_by_name(transformers, torch, tmp_path)
     )
     out = _refused_as_preset(tmp_path / "hf", tmp_path / "o")
     assert "enable_moe_block" in out
+
+
+@pytest.mark.slow
+def test_gemma4_published_verify_runs_both_forwards(transformers, torch, keras_hub, tmp_path):
+    """``bridge verify TRANSFORMERS_DIR PRESET`` on a multimodal Gemma 4 runs both forwards (the model fed text as
+    a language model) and passes."""
+    src = tmp_path / "hf"
+    _published(transformers, torch, src, **_PER_LAYER)
+    out = run_cli("verify", str(src), str(_to_preset(src, tmp_path / "preset")))
+    assert "forward logits" in out and "verdict: PASS" in out
