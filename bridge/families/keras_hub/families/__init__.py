@@ -22,7 +22,7 @@ from bridge.families.keras_hub.families.gemma import GEMMA
 from bridge.families.keras_hub.families.gemma2 import GEMMA2
 from bridge.families.keras_hub.families.gemma3 import GEMMA3
 from bridge.families.keras_hub.families.gemma3_vision import GEMMA3_VISION
-from bridge.families.keras_hub.families.gemma4 import GEMMA4
+from bridge.families.keras_hub.families.gemma4 import GEMMA4, GEMMA4_PUBLISHED
 from bridge.families.keras_hub.families.gpt2 import GPT2
 from bridge.families.keras_hub.families.gpt_neox import GPT_NEOX
 from bridge.families.keras_hub.families.gpt_oss import GPT_OSS
@@ -103,6 +103,7 @@ FAMILIES: tuple[Family, ...] = (
     QWEN3_5_MOE,
     DEPTH_ANYTHING,
     RESNET,
+    GEMMA4_PUBLISHED,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
