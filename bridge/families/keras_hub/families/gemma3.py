@@ -8,7 +8,8 @@ from typing import Any
 
 from bridge.core.errors import UsageError
 from bridge.families.keras_hub.families.gemma import ENTRIES, notes
-from bridge.families.keras_hub.table import Config, Entry, Family, LoraOrder, LoraSite, Writing, refuse, require
+from bridge.families.keras_hub.families.gemma2 import GEMMA2
+from bridge.families.keras_hub.table import Config, Entry, Family, LoraOrder, Writing, refuse, require
 
 _LOCAL_THETA, _GLOBAL_THETA = 10_000.0, 1_000_000.0
 _QK_NORM_EPS = 1e-6  # KerasHub's Gemma3Attention builds its query and key norms at its default epsilon
@@ -147,6 +148,10 @@ def keras_text(c: Config) -> Config:
     }
 
 
+_GEMMA2_BLOCK = GEMMA2.lora.block if GEMMA2.lora is not None else ()
+# Gemma 2's block order, with the attention's key and query norms after its output projection
+_LORA = LoraOrder(1, (*_GEMMA2_BLOCK[:8], None, None, *_GEMMA2_BLOCK[8:]))  # key_norm, query_norm
+
 GEMMA3 = Family(
     backbone="Gemma3Backbone",
     model_type="gemma3_text",
@@ -168,24 +173,5 @@ GEMMA3 = Family(
     tasks={"Gemma3CausalLM": "Gemma3ForCausalLM"},
     generates=True,
     writing=Writing("keras_hub.src.models.gemma3", keras_text, ("CausalLM",), notes=notes, tokenizer="Gemma3Tokenizer"),
-    lora=LoraOrder(
-        1,
-        (
-            None,  # the decoder block
-            LoraSite("ffw_linear", "layers.{i}.mlp.down_proj"),
-            LoraSite("ffw_gating_2", "layers.{i}.mlp.up_proj"),
-            LoraSite("ffw_gating", "layers.{i}.mlp.gate_proj"),
-            None,  # post_ffw_norm
-            None,  # pre_ffw_norm
-            None,  # attention
-            LoraSite("attention_output", "layers.{i}.self_attn.o_proj", "q"),
-            None,  # key_norm
-            None,  # query_norm
-            LoraSite("value", "layers.{i}.self_attn.v_proj", "kv"),
-            LoraSite("key", "layers.{i}.self_attn.k_proj", "kv"),
-            LoraSite("query", "layers.{i}.self_attn.q_proj", "q"),
-            None,  # post_attention_norm
-            None,  # pre_attention_norm
-        ),
-    ),
+    lora=_LORA,
 )
