@@ -14,6 +14,7 @@ from bridge.families.keras_hub.families.depth_anything import DEPTH_ANYTHING
 from bridge.families.keras_hub.families.dinov2 import DINOV2
 from bridge.families.keras_hub.families.dinov3 import DINOV3
 from bridge.families.keras_hub.families.distilbert import DISTILBERT
+from bridge.families.keras_hub.families.efficientnet import EFFICIENTNET
 from bridge.families.keras_hub.families.electra import ELECTRA
 from bridge.families.keras_hub.families.esm import ESM
 from bridge.families.keras_hub.families.falcon import FALCON
@@ -104,6 +105,7 @@ FAMILIES: tuple[Family, ...] = (
     DEPTH_ANYTHING,
     RESNET,
     GEMMA4_PUBLISHED,
+    EFFICIENTNET,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
