@@ -44,6 +44,7 @@ from bridge.families.keras_hub.families.swin import SWIN
 from bridge.families.keras_hub.families.t5 import T5, T5_GATED
 from bridge.families.keras_hub.families.t5gemma import T5GEMMA
 from bridge.families.keras_hub.families.vit import VIT
+from bridge.families.keras_hub.families.vit_det import VIT_DET
 from bridge.families.keras_hub.families.whisper import WHISPER
 from bridge.families.keras_hub.families.xlnet import XLNET
 from bridge.families.keras_hub.table import Config, Family
@@ -101,6 +102,7 @@ FAMILIES: tuple[Family, ...] = (
     QWEN3_5_PUBLISHED,
     QWEN3_5_MOE,
     DEPTH_ANYTHING,
+    VIT_DET,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
