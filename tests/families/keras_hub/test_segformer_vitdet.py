@@ -2,8 +2,9 @@
 ``SegFormerImageSegmenter`` <-> ``SegformerForSemanticSegmentation`` (logits compared resized to the image, as
 KerasHub's segmenter resizes them); KerasHub's ViTDet (SAM's encoder with its neck) converts as transformers'
 SamVisionModel (tests/families/keras_hub/test_sam.py).  Tiny models made by each library's own code with random
-weights, converted by the CLI, loaded by the other library with nothing missing or left over, compared in fp32 on NHWC pixels (fed to transformers NCHW), round trips bit-exact, configs the other
-side cannot express (or computes otherwise) refused with exit 2."""
+weights, converted by the CLI, loaded by the other library with nothing missing or left over, compared in fp32 on
+NHWC pixels (fed to transformers NCHW), round trips bit-exact, configs the other side cannot express (or computes
+otherwise) refused with exit 2."""
 
 from __future__ import annotations
 
