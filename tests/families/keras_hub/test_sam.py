@@ -23,6 +23,7 @@ from tests.families.keras_hub.test_preset_writer import (
     _unnamed,
 )
 from tests.families.keras_hub.test_seq2seq_vision import _numpy
+from tests.families.keras_hub.test_verify_forward import _passes_with_forward, _verify
 from tests.families.keras_hub.test_vision_families import _nchw
 
 pytestmark = pytest.mark.slow  # KerasHub and transformers models built and run
@@ -137,3 +138,13 @@ def test_vitdet_without_relative_positions_exits_2(keras_hub, tmp_path):
     keras_hub.models.ViTDetBackbone(**_VITDET, use_rel_pos=False).save_to_preset(str(tmp_path / "vitdet"))
     out = run_cli("convert", str(tmp_path / "vitdet"), "--to", "pytorch", "-o", str(tmp_path / "o"), code=2)
     assert "use_rel_pos" in out
+
+
+def test_vitdet_verify_runs_both_forwards(transformers, torch, keras_hub, tmp_path):
+    """verify feeds KerasHub the pixels and transformers the same pixels normalized (the family's declaration)."""
+    preset = _vitdet_preset(keras_hub, tmp_path)
+    run_cli("convert", str(preset), "--to", "pytorch", "-o", str(tmp_path / "pt"))
+    _passes_with_forward(_verify(preset, tmp_path / "pt"), "ViTDetBackbone", {"hidden_states"})
+    src = _sam_vision_dir(transformers, torch, tmp_path)
+    written = _to_preset(src, tmp_path / "written")
+    _passes_with_forward(_verify(src, written), "ViTDetBackbone", {"hidden_states"})

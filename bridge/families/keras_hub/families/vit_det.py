@@ -123,6 +123,7 @@ VIT_DET = Family(
     layer="windowed_transformer_encoder",
     entries=vit_det_entries(),
     config=_to_transformers,
+    normalizes_images=((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # ImageNet's, SamProcessor's too
     writing=Writing(
         "keras_hub.src.models.vit_det", vit_det_keras_config, (), files={"ViTDetBackbone": "vit_det_backbone"}
     ),
