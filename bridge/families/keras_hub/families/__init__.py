@@ -37,6 +37,7 @@ from bridge.families.keras_hub.families.qwen3_5 import QWEN3_5, QWEN3_5_PUBLISHE
 from bridge.families.keras_hub.families.qwen3_5_moe import QWEN3_5_MOE
 from bridge.families.keras_hub.families.qwen_moe import QWEN2_MOE, QWEN3_MOE
 from bridge.families.keras_hub.families.roberta import ROBERTA, XLM_ROBERTA
+from bridge.families.keras_hub.families.sam import SAM
 from bridge.families.keras_hub.families.segformer import SEGFORMER
 from bridge.families.keras_hub.families.siglip import SIGLIP
 from bridge.families.keras_hub.families.smollm3 import SMOLLM3
@@ -103,6 +104,7 @@ FAMILIES: tuple[Family, ...] = (
     QWEN3_5_MOE,
     DEPTH_ANYTHING,
     VIT_DET,
+    SAM,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
