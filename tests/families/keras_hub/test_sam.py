@@ -279,3 +279,14 @@ def test_sam_unwritable_transformers_config_exits_2(transformers, torch, tmp_pat
     config[part][key] = value
     (src / "config.json").write_text(json.dumps(config))
     assert key in _refused_as_preset(src, tmp_path / "o")
+
+
+def test_sam_backbone_without_its_decoder_reports_gaps(keras_hub, tmp_path):
+    """A SAMBackbone saved without its segmenter never built its mask decoder (only the task calls it), so the preset
+    holds no decoder weights: the plan's gaps are reported by name (exit 1), nothing written."""
+    preset = _sam_preset(keras_hub, tmp_path)
+    backbone = keras_hub.models.SAMBackbone.from_config(json.loads((preset / "config.json").read_text())["config"])
+    backbone.save_to_preset(str(tmp_path / "alone"))
+    out = run_cli("convert", str(tmp_path / "alone"), "--to", "pytorch", "-o", str(tmp_path / "o"), code=1)
+    assert "mask_decoder.iou_token.weight" in out
+    assert not (tmp_path / "o").exists()
