@@ -101,7 +101,8 @@ def keras_hub_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
     inputs = _inputs(model, ctx, {_INPUTS[name].argument for name in names}, dual=dual)
     feed = {name: _keras_value(inputs[_INPUTS[name].argument], _INPUTS[name]) for name in names}
     keras_in = feed if isinstance(keras_side.backbone.input, dict) else feed[names[0]]
-    pt_out = _pair_forward(model, inputs) if dual else _transformers_forward(model, inputs)
+    pt_in = _normalized_for_transformers(keras_side.backbone, inputs)
+    pt_out = _pair_forward(model, pt_in) if dual else _transformers_forward(model, pt_in)
     keras_out = _keras_outputs(keras_side.backbone(keras_in, training=False), keras_side.convert_to_numpy)
     if "predicted_depth" in pt_out:  # a depth estimator: the task's activation ends the head
         if keras_side.task is not None:
@@ -132,6 +133,18 @@ def keras_hub_forward_check(report: VerifyReport, ctx: ForwardContext) -> None:
             report.notes.append(f"{name} shapes differ: KerasHub {keras_out[name].shape}, transformers {value.shape}")
             return
     compare_outputs(report, keras_out, pt_out)
+
+
+def _normalized_for_transformers(backbone: Any, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The inputs transformers takes for the pixels KerasHub's backbone takes: normalized as the backbone's family
+    says it normalizes them itself (transformers leaves that to its processor), else the same."""
+    from bridge.families.keras_hub.families import family_of
+
+    family = family_of(type(backbone).__name__, backbone.get_config())
+    if family is None or family.normalizes_images is None or "pixel_values" not in inputs:
+        return inputs
+    mean, std = (np.asarray(v, np.float32).reshape(1, -1, 1, 1) for v in family.normalizes_images)  # NCHW
+    return {**inputs, "pixel_values": ((inputs["pixel_values"] - mean) / std).astype(np.float32)}
 
 
 def _preset_folder(ctx: ForwardContext) -> Path:

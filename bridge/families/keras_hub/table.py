@@ -307,6 +307,9 @@ class Family:
     # transformers buffers computed from the Keras config: written on the way in, expected leftovers on the way out
     # while they hold that value
     computed: tuple[Computed, ...] = ()
+    # the (mean, deviation) per channel by which KerasHub's backbone normalizes its images itself, where
+    # transformers' processor does so before its model: the forward check feeds transformers the pixels normalized
+    normalizes_images: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
     def source_name(self, target: str, names: Container[str]) -> str:
         """``target`` as a transformers source spells it: itself, else its saved form where the source has that."""

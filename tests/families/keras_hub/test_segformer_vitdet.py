@@ -1,9 +1,10 @@
 """KerasHub MiT (SegFormer's encoder) <-> transformers 5 ``SegformerModel``, and ``SegFormerBackbone`` with
 ``SegFormerImageSegmenter`` <-> ``SegformerForSemanticSegmentation`` (logits compared resized to the image, as
-KerasHub's segmenter resizes them); KerasHub's ViTDet (SAM's encoder, neck included) refused.  Tiny models made by
-each library's own code with random weights, converted by the CLI, loaded by the other library with nothing missing
-or left over, compared in fp32 on NHWC pixels (fed to transformers NCHW), round trips bit-exact, configs the other
-side cannot express (or computes otherwise) refused with exit 2."""
+KerasHub's segmenter resizes them); KerasHub's ViTDet (SAM's encoder with its neck) converts as transformers'
+SamVisionModel (tests/families/keras_hub/test_sam.py).  Tiny models made by each library's own code with random
+weights, converted by the CLI, loaded by the other library with nothing missing or left over, compared in fp32 on
+NHWC pixels (fed to transformers NCHW), round trips bit-exact, configs the other side cannot express (or computes
+otherwise) refused with exit 2."""
 
 from __future__ import annotations
 
@@ -243,21 +244,3 @@ def test_segformer_exact_gelu_exits_2(transformers, torch, tmp_path):
     config = json.loads((src / "config.json").read_text())
     (src / "config.json").write_text(json.dumps({**config, "hidden_act": "gelu"}))
     assert "hidden_act" in _refused_as_preset(src, tmp_path / "o")
-
-
-def test_vitdet_preset_exits_2(keras_hub, tmp_path):
-    """KerasHub's ViTDetBackbone ends in SAM's neck (two convolutions and layer norms) that transformers' VitDetModel
-    lacks, so no transformers ViTDet class computes it: refused as a checkpoint no pack reads, not a traceback."""
-    keras_hub.models.ViTDetBackbone(
-        hidden_size=8,
-        num_layers=2,
-        intermediate_dim=16,
-        num_heads=2,
-        global_attention_layer_indices=[1],
-        image_shape=(32, 32, 3),
-        patch_size=8,
-        num_output_channels=4,
-        window_size=2,
-    ).save_to_preset(str(tmp_path / "vitdet"))
-    out = run_cli("convert", str(tmp_path / "vitdet"), "--to", "pytorch", "-o", str(tmp_path / "o"), code=2)
-    assert "No rule pack recognises" in out

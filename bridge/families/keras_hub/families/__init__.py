@@ -39,6 +39,7 @@ from bridge.families.keras_hub.families.qwen3_5_moe import QWEN3_5_MOE
 from bridge.families.keras_hub.families.qwen_moe import QWEN2_MOE, QWEN3_MOE
 from bridge.families.keras_hub.families.resnet import RESNET
 from bridge.families.keras_hub.families.roberta import ROBERTA, XLM_ROBERTA
+from bridge.families.keras_hub.families.sam import SAM
 from bridge.families.keras_hub.families.segformer import SEGFORMER
 from bridge.families.keras_hub.families.siglip import SIGLIP
 from bridge.families.keras_hub.families.smollm3 import SMOLLM3
@@ -46,6 +47,7 @@ from bridge.families.keras_hub.families.swin import SWIN
 from bridge.families.keras_hub.families.t5 import T5, T5_GATED
 from bridge.families.keras_hub.families.t5gemma import T5GEMMA
 from bridge.families.keras_hub.families.vit import VIT
+from bridge.families.keras_hub.families.vit_det import VIT_DET
 from bridge.families.keras_hub.families.whisper import WHISPER
 from bridge.families.keras_hub.families.xlnet import XLNET
 from bridge.families.keras_hub.table import Config, Family
@@ -106,6 +108,8 @@ FAMILIES: tuple[Family, ...] = (
     RESNET,
     GEMMA4_PUBLISHED,
     EFFICIENTNET,
+    VIT_DET,
+    SAM,
 )
 BY_BACKBONE: dict[str, tuple[Family, ...]] = {
     name: tuple(f for f in FAMILIES if f.backbone == name) for name in {f.backbone for f in FAMILIES}
